@@ -1,0 +1,51 @@
+#include "buffers.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+namespace bench {
+
+namespace {
+
+// splitmix64: fast, and good enough for test data.
+uint64_t next_random(uint64_t &state) {
+    uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+// Uniform in [-range, range) from the top 24 bits of a random word.
+float to_uniform(uint64_t bits, float range) {
+    const float unit = static_cast<float>(bits >> 40) * (1.0f / 16777216.0f);
+    return (2.0f * unit - 1.0f) * range;
+}
+
+uint16_t bf16_round(float value) {
+    uint32_t bits;
+    std::memcpy(&bits, &value, sizeof bits);
+    return static_cast<uint16_t>((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
+}
+
+}  // namespace
+
+AlignedBuffer::AlignedBuffer(size_t bytes, size_t alignment) : bytes_(bytes) {
+    const size_t rounded = (bytes + alignment - 1) / alignment * alignment;
+    data_ = std::aligned_alloc(alignment, rounded == 0 ? alignment : rounded);
+    if (data_ == nullptr) throw std::bad_alloc();
+}
+
+AlignedBuffer::~AlignedBuffer() { std::free(data_); }
+
+void fill_random_f32(float *out, size_t n, uint64_t seed, float range) {
+    uint64_t state = seed;
+    for (size_t i = 0; i < n; ++i) out[i] = to_uniform(next_random(state), range);
+}
+
+void fill_random_bf16(uint16_t *out, size_t n, uint64_t seed, float range) {
+    uint64_t state = seed;
+    for (size_t i = 0; i < n; ++i) out[i] = bf16_round(to_uniform(next_random(state), range));
+}
+
+}  // namespace bench

@@ -1,0 +1,33 @@
+// Aligned host buffers and random test data.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace bench {
+
+// An uninitialized, aligned heap buffer. Throws std::bad_alloc when the allocation fails.
+class AlignedBuffer {
+  public:
+    explicit AlignedBuffer(size_t bytes, size_t alignment = 64);
+    ~AlignedBuffer();
+    AlignedBuffer(const AlignedBuffer &) = delete;
+    AlignedBuffer &operator=(const AlignedBuffer &) = delete;
+
+    size_t size() const { return bytes_; }
+    void *data() const { return data_; }
+    template <typename T>
+    T *as() const {
+        return static_cast<T *>(data_);
+    }
+
+  private:
+    void *data_;
+    size_t bytes_;
+};
+
+// Uniform values in [-range, range) from a fixed seed; bf16 values are fp32 ones rounded to nearest even.
+void fill_random_f32(float *out, size_t n, uint64_t seed, float range = 4.0f);
+void fill_random_bf16(uint16_t *out, size_t n, uint64_t seed, float range = 4.0f);
+
+}  // namespace bench

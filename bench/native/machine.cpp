@@ -1,0 +1,98 @@
+#include "machine.h"
+
+#include <algorithm>
+#include <thread>
+#include <vector>
+
+#include "buffers.h"
+#include "moe4j_util.h"
+#include "table.h"
+#include "timing.h"
+
+namespace bench {
+
+namespace {
+
+// Results land here so the measured loops cannot be optimized away.
+volatile float g_sink;
+
+// Calls fn(t) for t in [0, threads), t = 0 on the calling thread, and waits for all.
+template <typename Fn>
+void run_threads(int threads, Fn fn) {
+    std::vector<std::thread> workers;
+    for (int t = 1; t < threads; ++t) workers.emplace_back(fn, t);
+    fn(0);
+    for (std::thread &w : workers) w.join();
+}
+
+Rate to_rate(SimdWidth width, int threads, const std::vector<double> &seconds, double work_per_rep) {
+    const Stats s = summarize(seconds);
+    Rate r;
+    r.width = width;
+    r.threads = threads;
+    r.reps = s.count;
+    r.best = work_per_rep / s.best * 1e-9;
+    r.median = work_per_rep / s.median * 1e-9;
+    return r;
+}
+
+}  // namespace
+
+Rate measure_read_bandwidth(int threads, SimdWidth width, size_t bytes, int reps) {
+    constexpr size_t kPageFloats = 4096 / sizeof(float);
+    const size_t slice = std::max(kPageFloats, bytes / sizeof(float) / threads / kPageFloats * kPageFloats);
+    AlignedBuffer buffer(slice * sizeof(float) * threads, 4096);
+    float *base = buffer.as<float>();
+    std::vector<float> sums(threads);
+
+    // First touch by the thread that reads the slice, so its pages are local to it.
+    run_threads(threads, [&](int t) { std::fill(base + t * slice, base + (t + 1) * slice, 1.0f); });
+    const auto read_all = [&] {
+        run_threads(threads, [&](int t) { sums[t] = sum_floats(width, base + t * slice, slice); });
+    };
+    read_all();  // warm-up
+    RepPolicy policy;
+    policy.fixed_reps = reps;
+    const std::vector<double> seconds = time_calls(policy, read_all);
+    for (float s : sums) g_sink = s;
+    return to_rate(width, threads, seconds, static_cast<double>(buffer.size()));
+}
+
+Rate measure_fma_peak(int threads, SimdWidth width, int reps, double seconds_per_rep) {
+    // Calibrate the round count on one thread; the second try runs at the clock the loop settles to.
+    int64_t rounds = int64_t{1} << 20;
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        const Timer t;
+        g_sink = fma_chains(width, rounds);
+        rounds = std::max<int64_t>(1024, static_cast<int64_t>(rounds * seconds_per_rep / t.seconds()));
+    }
+    std::vector<float> results(threads);
+    RepPolicy policy;
+    policy.fixed_reps = reps;
+    const std::vector<double> seconds = time_calls(
+        policy, [&] { run_threads(threads, [&](int t) { results[t] = fma_chains(width, rounds); }); });
+    for (float r : results) g_sink = r;
+    return to_rate(width, threads, seconds, fma_chain_flops(width, rounds) * threads);
+}
+
+MachineFacts measure_machine(int threads) {
+    MachineFacts facts;
+    facts.caps = query_capabilities();
+    facts.threads = threads > 0 ? threads : facts.caps.cpu_threads;
+    const SimdWidth widest = widest_simd_width();
+    facts.read_bw = measure_read_bandwidth(facts.threads, widest);
+    facts.fma_peak = measure_fma_peak(facts.threads, widest);
+    return facts;
+}
+
+std::string machine_summary(const MachineFacts &f) {
+    const moe4j_capabilities &c = f.caps;
+    return "moe4j " + std::to_string(c.version_major) + "." + std::to_string(c.version_minor) + "." +
+           std::to_string(c.version_patch) + "  cpu_isa=" + isa_name(c.cpu_isa) +
+           "  hw_threads=" + std::to_string(c.cpu_threads) + "  threads=" + std::to_string(f.threads) +
+           "  read_bw=" + fixed(f.read_bw.best, 1) + " GB/s (" + simd_name(f.read_bw.width) + " loads, " +
+           std::to_string(f.read_bw.reps) + " reps)" + "  fma_peak=" + fixed(f.fma_peak.best, 1) + " GFLOP/s (" +
+           simd_name(f.fma_peak.width) + ", " + std::to_string(simd_lanes(f.fma_peak.width)) + " lanes)";
+}
+
+}  // namespace bench

@@ -1,0 +1,42 @@
+// Machine ceilings that kernel results are compared with: memory read bandwidth and peak FP32 FMA rate.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include "machine_kernels.h"
+#include "moe4j.h"
+
+namespace bench {
+
+// A rate measured over several repetitions: GB/s (10^9 bytes/s) or GFLOP/s.
+struct Rate {
+    SimdWidth width = SimdWidth::Scalar;
+    int threads = 0;
+    int reps = 0;
+    double best = 0;    // highest rate of any repetition
+    double median = 0;  // rate of the median repetition
+};
+
+constexpr size_t kReadBandwidthBytes = size_t{1} << 30;
+
+// `threads` threads each first-touch, then repeatedly sum, a disjoint slice of a `bytes` buffer.
+Rate measure_read_bandwidth(int threads, SimdWidth width, size_t bytes = kReadBandwidthBytes, int reps = 7);
+
+// `threads` threads each run independent FMA chains for about `seconds_per_rep` per repetition.
+Rate measure_fma_peak(int threads, SimdWidth width, int reps = 5, double seconds_per_rep = 0.1);
+
+// What every subcommand prints first: library capabilities and the machine's measured ceilings.
+struct MachineFacts {
+    moe4j_capabilities caps{};
+    int threads = 0;
+    Rate read_bw;   // widest loads
+    Rate fma_peak;  // widest FMA
+};
+
+// threads 0 means all hardware threads.
+MachineFacts measure_machine(int threads);
+// One line: version, ISA path, threads, read GB/s and FMA GFLOP/s with the widths used.
+std::string machine_summary(const MachineFacts &facts);
+
+}  // namespace bench

@@ -1,0 +1,164 @@
+#include "machine_kernels.h"
+
+// GCC 12's AVX-512 headers trip -Wmaybe-uninitialized inside themselves (GCC bug 105593).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+namespace bench {
+
+namespace {
+
+// Multiplier and addend of the FMA chains: each chain converges to 1 and never goes denormal.
+constexpr float kChainMul = 0.999999f;
+constexpr float kChainAdd = 1e-6f;
+
+// ---------------------------------------------------------------- scalar (portable) path
+
+float sum_scalar(const float *p, size_t n) {
+    float acc[8] = {};
+    for (size_t i = 0; i < n; i += 8)
+        for (int j = 0; j < 8; ++j) acc[j] += p[i + j];
+    float total = 0;
+    for (float a : acc) total += a;
+    return total;
+}
+
+// Kept out of the vectorizer so that it measures one lane, as its name says.
+#pragma GCC push_options
+#pragma GCC optimize("no-tree-vectorize")
+
+float fma_scalar(int64_t rounds) {
+    float acc[kFmaChains];
+    for (int j = 0; j < kFmaChains; ++j) acc[j] = 0.01f * static_cast<float>(j);
+    for (int64_t r = 0; r < rounds; ++r)
+        for (int j = 0; j < kFmaChains; ++j) acc[j] = acc[j] * kChainMul + kChainAdd;
+    float total = 0;
+    for (float a : acc) total += a;
+    return total;
+}
+
+#pragma GCC pop_options
+
+// ---------------------------------------------------------------- AVX2 path (8 lanes)
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+
+float reduce_avx2(__m256 v) {
+    __m128 r = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    r = _mm_add_ss(r, _mm_shuffle_ps(r, r, 1));
+    return _mm_cvtss_f32(r);
+}
+
+float sum_avx2(const float *p, size_t n) {
+    __m256 acc[8];
+    for (__m256 &a : acc) a = _mm256_setzero_ps();
+    for (size_t i = 0; i < n; i += 64)
+        for (int j = 0; j < 8; ++j) acc[j] = _mm256_add_ps(acc[j], _mm256_load_ps(p + i + 8 * j));
+    for (int j = 1; j < 8; ++j) acc[0] = _mm256_add_ps(acc[0], acc[j]);
+    return reduce_avx2(acc[0]);
+}
+
+float fma_avx2(int64_t rounds) {
+    const __m256 mul = _mm256_set1_ps(kChainMul), add = _mm256_set1_ps(kChainAdd);
+    __m256 acc[kFmaChains];
+    for (int j = 0; j < kFmaChains; ++j) acc[j] = _mm256_set1_ps(0.01f * static_cast<float>(j));
+    for (int64_t r = 0; r < rounds; ++r)
+        for (int j = 0; j < kFmaChains; ++j) acc[j] = _mm256_fmadd_ps(acc[j], mul, add);
+    for (int j = 1; j < kFmaChains; ++j) acc[0] = _mm256_add_ps(acc[0], acc[j]);
+    return reduce_avx2(acc[0]);
+}
+
+#pragma GCC pop_options
+
+// ---------------------------------------------------------------- AVX-512 path (16 lanes)
+
+#pragma GCC push_options
+#pragma GCC target("avx512f")
+
+// Through memory: _mm512_reduce_add_ps trips -Wuninitialized inside the GCC 12 headers, and this runs once per call.
+float reduce_avx512(__m512 v) {
+    float lanes[16];
+    _mm512_storeu_ps(lanes, v);
+    float total = 0;
+    for (float lane : lanes) total += lane;
+    return total;
+}
+
+float sum_avx512(const float *p, size_t n) {
+    __m512 acc[8];
+    for (__m512 &a : acc) a = _mm512_setzero_ps();
+    for (size_t i = 0; i < n; i += 128)
+        for (int j = 0; j < 8; ++j) acc[j] = _mm512_add_ps(acc[j], _mm512_load_ps(p + i + 16 * j));
+    for (int j = 1; j < 8; ++j) acc[0] = _mm512_add_ps(acc[0], acc[j]);
+    return reduce_avx512(acc[0]);
+}
+
+float fma_avx512(int64_t rounds) {
+    const __m512 mul = _mm512_set1_ps(kChainMul), add = _mm512_set1_ps(kChainAdd);
+    __m512 acc[kFmaChains];
+    for (int j = 0; j < kFmaChains; ++j) acc[j] = _mm512_set1_ps(0.01f * static_cast<float>(j));
+    for (int64_t r = 0; r < rounds; ++r)
+        for (int j = 0; j < kFmaChains; ++j) acc[j] = _mm512_fmadd_ps(acc[j], mul, add);
+    for (int j = 1; j < kFmaChains; ++j) acc[0] = _mm512_add_ps(acc[0], acc[j]);
+    return reduce_avx512(acc[0]);
+}
+
+#pragma GCC pop_options
+
+}  // namespace
+
+const char *simd_name(SimdWidth width) {
+    switch (width) {
+        case SimdWidth::Avx512: return "avx512";
+        case SimdWidth::Avx2: return "avx2";
+        case SimdWidth::Scalar: break;
+    }
+    return "scalar";
+}
+
+int simd_lanes(SimdWidth width) {
+    switch (width) {
+        case SimdWidth::Avx512: return 16;
+        case SimdWidth::Avx2: return 8;
+        case SimdWidth::Scalar: break;
+    }
+    return 1;
+}
+
+std::vector<SimdWidth> supported_simd_widths() {
+    std::vector<SimdWidth> widths{SimdWidth::Scalar};
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) widths.push_back(SimdWidth::Avx2);
+    if (__builtin_cpu_supports("avx512f")) widths.push_back(SimdWidth::Avx512);
+#endif
+    return widths;
+}
+
+SimdWidth widest_simd_width() { return supported_simd_widths().back(); }
+
+float sum_floats(SimdWidth width, const float *p, size_t n) {
+    switch (width) {
+        case SimdWidth::Avx512: return sum_avx512(p, n);
+        case SimdWidth::Avx2: return sum_avx2(p, n);
+        case SimdWidth::Scalar: break;
+    }
+    return sum_scalar(p, n);
+}
+
+float fma_chains(SimdWidth width, int64_t rounds) {
+    switch (width) {
+        case SimdWidth::Avx512: return fma_avx512(rounds);
+        case SimdWidth::Avx2: return fma_avx2(rounds);
+        case SimdWidth::Scalar: break;
+    }
+    return fma_scalar(rounds);
+}
+
+double fma_chain_flops(SimdWidth width, int64_t rounds) {
+    return 2.0 * static_cast<double>(rounds) * kFmaChains * simd_lanes(width);
+}
+
+}  // namespace bench

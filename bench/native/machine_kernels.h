@@ -1,0 +1,31 @@
+// Inner loops of the machine measurements, one version per SIMD width, chosen at run time.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace bench {
+
+enum class SimdWidth { Scalar, Avx2, Avx512 };
+
+const char *simd_name(SimdWidth width);
+int simd_lanes(SimdWidth width);  // fp32 lanes per instruction
+// The widths this CPU runs, narrowest first; Scalar is always there.
+std::vector<SimdWidth> supported_simd_widths();
+SimdWidth widest_simd_width();
+
+// sum_floats needs p 64-byte aligned and n a multiple of this.
+constexpr size_t kSumBlockFloats = 128;
+// Sum of p[0, n) with wide loads into several independent accumulators: a pure read stream.
+float sum_floats(SimdWidth width, const float *p, size_t n);
+
+// Independent accumulator chains per fma_chains round: enough to cover FMA latency on two pipes.
+constexpr int kFmaChains = 12;
+// Runs `rounds` rounds of kFmaChains independent vector FMAs (scalar: multiply-add) and returns a
+// value that depends on all of them, so none can be optimized away.
+float fma_chains(SimdWidth width, int64_t rounds);
+// Floating-point operations fma_chains(width, rounds) performs: 2 per FMA lane.
+double fma_chain_flops(SimdWidth width, int64_t rounds);
+
+}  // namespace bench

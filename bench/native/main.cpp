@@ -1,0 +1,89 @@
+// moe4j_bench: argument parsing and dispatch to the subcommands.
+// To add a subcommand: write its run_* function in its own file, declare it in subcommands.h,
+// and add one entry to kSubcommands below.
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "args.h"
+#include "subcommands.h"
+
+namespace {
+
+struct Subcommand {
+    const char *name;
+    const char *summary;
+    std::vector<std::string> options;  // names accepted after the subcommand, without "--"
+    const char *option_help;           // one line per option, already indented
+    int (*run)(const bench::Args &);
+};
+
+const std::vector<Subcommand> &subcommands() {
+    static const std::vector<Subcommand> kSubcommands = {
+        {"machine", "measure memory read bandwidth (GB/s) and peak FP32 FMA throughput (GFLOP/s)",
+         {"threads"},
+         "    --threads N        threads to measure with (default: all hardware threads)\n",
+         bench::run_machine},
+        {"quant", "time moe4j_quantize_fp8_per_token / _per_block against the measured read bandwidth",
+         {"threads", "isa", "rows", "cols", "dtype", "reps", "op", "scale-format"},
+         "    --threads N        context threads (default: all hardware threads)\n"
+         "    --isa NAME         scalar | avx2 | avx512_bf16 | best (default: best)\n"
+         "    --rows M           rows (tokens, or weight rows N) (default: a table of 1, 128, 4096)\n"
+         "    --cols K           columns (default: a table of 7168, 2048)\n"
+         "    --dtype T          f32 | bf16 input (default: both)\n"
+         "    --op OP            per_token | per_block (default: per_token; the default table also\n"
+         "                       times per_block on a 7168x2048 weight)\n"
+         "    --scale-format F   fp32 | ue8m0 (default: fp32)\n"
+         "    --reps R           timed calls per row (default: >= 10 and >= 0.25 s)\n",
+         bench::run_quant},
+    };
+    return kSubcommands;
+}
+
+void print_usage(std::FILE *out) {
+    std::fprintf(out, "usage: moe4j_bench <subcommand> [options]\n       moe4j_bench --help\n\nsubcommands:\n");
+    for (const Subcommand &s : subcommands()) std::fprintf(out, "  %-9s %s\n", s.name, s.summary);
+    for (const Subcommand &s : subcommands())
+        std::fprintf(out, "\nmoe4j_bench %s options:\n%s", s.name, s.option_help);
+}
+
+bool is_help(const char *arg) { return std::strcmp(arg, "--help") == 0 || std::strcmp(arg, "-h") == 0; }
+
+}  // namespace
+
+int main(int argc, char **argv) {
+    if (argc < 2 || is_help(argv[1])) {
+        print_usage(stdout);
+        return 0;
+    }
+    const Subcommand *chosen = nullptr;
+    for (const Subcommand &s : subcommands())
+        if (s.name == std::string(argv[1])) chosen = &s;
+    if (chosen == nullptr) {
+        std::fprintf(stderr, "moe4j_bench: unknown subcommand '%s'\n\n", argv[1]);
+        print_usage(stderr);
+        return 2;
+    }
+    std::vector<std::string> rest(argv + 2, argv + argc);
+    for (const std::string &arg : rest) {
+        if (is_help(arg.c_str())) {
+            print_usage(stdout);
+            return 0;
+        }
+    }
+    try {
+        return chosen->run(bench::Args(rest, chosen->options));
+    } catch (const bench::UsageError &e) {
+        std::fprintf(stderr, "moe4j_bench %s: %s\nrun 'moe4j_bench --help' for usage\n", chosen->name, e.what());
+        return 2;
+    } catch (const std::bad_alloc &) {
+        std::fprintf(stderr, "moe4j_bench %s: out of memory\n", chosen->name);
+        return 1;
+    } catch (const std::exception &e) {
+        std::fprintf(stderr, "moe4j_bench %s: %s\n", chosen->name, e.what());
+        return 1;
+    }
+}

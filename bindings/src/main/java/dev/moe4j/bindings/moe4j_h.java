@@ -1,0 +1,830 @@
+// Generated in jextract's layout from native/include/moe4j.h; regenerate with bindings/jextract.sh.
+package dev.moe4j.bindings;
+
+import java.lang.foreign.*;
+import java.lang.invoke.*;
+import java.util.*;
+import java.util.stream.*;
+
+import static java.lang.foreign.ValueLayout.*;
+import static java.lang.foreign.MemoryLayout.PathElement.*;
+
+public class moe4j_h {
+
+    moe4j_h() {
+        // Should not be called directly
+    }
+
+    static final Arena LIBRARY_ARENA = Arena.ofAuto();
+    static final boolean TRACE_DOWNCALLS = Boolean.getBoolean("jextract.trace.downcalls");
+
+    static void traceDowncall(String name, Object... args) {
+         String traceArgs = Arrays.stream(args)
+                       .map(Object::toString)
+                       .collect(Collectors.joining(", "));
+         System.out.printf("%s(%s)\n", name, traceArgs);
+    }
+
+    static MemorySegment findOrThrow(String symbol) {
+        return SYMBOL_LOOKUP.find(symbol)
+            .orElseThrow(() -> new UnsatisfiedLinkError("unresolved symbol: " + symbol));
+    }
+
+    static MethodHandle upcallHandle(Class<?> fi, String name, FunctionDescriptor fdesc) {
+        try {
+            return MethodHandles.lookup().findVirtual(fi, name, fdesc.toMethodType());
+        } catch (ReflectiveOperationException ex) {
+            throw new AssertionError(ex);
+        }
+    }
+
+    static MemoryLayout align(MemoryLayout layout, long align) {
+        return switch (layout) {
+            case PaddingLayout p -> p;
+            case ValueLayout v -> v.withByteAlignment(align);
+            case GroupLayout g -> {
+                MemoryLayout[] alignedMembers = g.memberLayouts().stream()
+                        .map(m -> align(m, align)).toArray(MemoryLayout[]::new);
+                yield g instanceof StructLayout ?
+                        MemoryLayout.structLayout(alignedMembers) : MemoryLayout.unionLayout(alignedMembers);
+            }
+            case SequenceLayout s -> MemoryLayout.sequenceLayout(s.elementCount(), align(s.elementLayout(), align));
+        };
+    }
+
+    static final SymbolLookup SYMBOL_LOOKUP = SymbolLookup.loaderLookup()
+            .or(Linker.nativeLinker().defaultLookup());
+
+    public static final ValueLayout.OfBoolean C_BOOL = ValueLayout.JAVA_BOOLEAN;
+    public static final ValueLayout.OfByte C_CHAR = ValueLayout.JAVA_BYTE;
+    public static final ValueLayout.OfShort C_SHORT = ValueLayout.JAVA_SHORT;
+    public static final ValueLayout.OfInt C_INT = ValueLayout.JAVA_INT;
+    public static final ValueLayout.OfLong C_LONG_LONG = ValueLayout.JAVA_LONG;
+    public static final ValueLayout.OfFloat C_FLOAT = ValueLayout.JAVA_FLOAT;
+    public static final ValueLayout.OfDouble C_DOUBLE = ValueLayout.JAVA_DOUBLE;
+    public static final AddressLayout C_POINTER = ValueLayout.ADDRESS
+            .withTargetLayout(MemoryLayout.sequenceLayout(java.lang.Long.MAX_VALUE, JAVA_BYTE));
+    public static final ValueLayout.OfLong C_LONG = ValueLayout.JAVA_LONG;
+    private static final int MOE4J_OK = (int)0L;
+    /**
+     * {@snippet lang=c :
+     * enum <anonymous>.MOE4J_OK = 0
+     * }
+     */
+    public static int MOE4J_OK() {
+        return MOE4J_OK;
+    }
+    private static final int MOE4J_ERROR_INVALID_ARGUMENT = (int)1L;
+    /**
+     * {@snippet lang=c :
+     * enum <anonymous>.MOE4J_ERROR_INVALID_ARGUMENT = 1
+     * }
+     */
+    public static int MOE4J_ERROR_INVALID_ARGUMENT() {
+        return MOE4J_ERROR_INVALID_ARGUMENT;
+    }
+    private static final int MOE4J_ERROR_UNSUPPORTED = (int)2L;
+    /**
+     * {@snippet lang=c :
+     * enum <anonymous>.MOE4J_ERROR_UNSUPPORTED = 2
+     * }
+     */
+    public static int MOE4J_ERROR_UNSUPPORTED() {
+        return MOE4J_ERROR_UNSUPPORTED;
+    }
+    private static final int MOE4J_ERROR_OUT_OF_MEMORY = (int)3L;
+    /**
+     * {@snippet lang=c :
+     * enum <anonymous>.MOE4J_ERROR_OUT_OF_MEMORY = 3
+     * }
+     */
+    public static int MOE4J_ERROR_OUT_OF_MEMORY() {
+        return MOE4J_ERROR_OUT_OF_MEMORY;
+    }
+    private static final int MOE4J_ERROR_BACKEND = (int)4L;
+    /**
+     * {@snippet lang=c :
+     * enum <anonymous>.MOE4J_ERROR_BACKEND = 4
+     * }
+     */
+    public static int MOE4J_ERROR_BACKEND() {
+        return MOE4J_ERROR_BACKEND;
+    }
+    private static final int MOE4J_ERROR_INTERNAL = (int)5L;
+    /**
+     * {@snippet lang=c :
+     * enum <anonymous>.MOE4J_ERROR_INTERNAL = 5
+     * }
+     */
+    public static int MOE4J_ERROR_INTERNAL() {
+        return MOE4J_ERROR_INTERNAL;
+    }
+    private static final int MOE4J_F32 = (int)0L;
+    /**
+     * {@snippet lang=c :
+     * enum <anonymous>.MOE4J_F32 = 0
+     * }
+     */
+    public static int MOE4J_F32() {
+        return MOE4J_F32;
+    }
+    private static final int MOE4J_BF16 = (int)1L;
+    /**
+     * {@snippet lang=c :
+     * enum <anonymous>.MOE4J_BF16 = 1
+     * }
+     */
+    public static int MOE4J_BF16() {
+        return MOE4J_BF16;
+    }
+    private static final int MOE4J_F16 = (int)2L;
+    /**
+     * {@snippet lang=c :
+     * enum <anonymous>.MOE4J_F16 = 2
+     * }
+     */
+    public static int MOE4J_F16() {
+        return MOE4J_F16;
+    }
+    private static final int MOE4J_E4M3 = (int)3L;
+    /**
+     * {@snippet lang=c :
+     * enum <anonymous>.MOE4J_E4M3 = 3
+     * }
+     */
+    public static int MOE4J_E4M3() {
+        return MOE4J_E4M3;
+    }
+    private static final int MOE4J_I32 = (int)4L;
+    /**
+     * {@snippet lang=c :
+     * enum <anonymous>.MOE4J_I32 = 4
+     * }
+     */
+    public static int MOE4J_I32() {
+        return MOE4J_I32;
+    }
+    private static final int MOE4J_I64 = (int)5L;
+    /**
+     * {@snippet lang=c :
+     * enum <anonymous>.MOE4J_I64 = 5
+     * }
+     */
+    public static int MOE4J_I64() {
+        return MOE4J_I64;
+    }
+    private static final int MOE4J_U8 = (int)6L;
+    /**
+     * {@snippet lang=c :
+     * enum <anonymous>.MOE4J_U8 = 6
+     * }
+     */
+    public static int MOE4J_U8() {
+        return MOE4J_U8;
+    }
+    private static final int MOE4J_BACKEND_CPU = (int)0L;
+    /**
+     * {@snippet lang=c :
+     * enum <anonymous>.MOE4J_BACKEND_CPU = 0
+     * }
+     */
+    public static int MOE4J_BACKEND_CPU() {
+        return MOE4J_BACKEND_CPU;
+    }
+    private static final int MOE4J_BACKEND_CUDA = (int)1L;
+    /**
+     * {@snippet lang=c :
+     * enum <anonymous>.MOE4J_BACKEND_CUDA = 1
+     * }
+     */
+    public static int MOE4J_BACKEND_CUDA() {
+        return MOE4J_BACKEND_CUDA;
+    }
+    private static final int MOE4J_ISA_SCALAR = (int)0L;
+    /**
+     * {@snippet lang=c :
+     * enum <anonymous>.MOE4J_ISA_SCALAR = 0
+     * }
+     */
+    public static int MOE4J_ISA_SCALAR() {
+        return MOE4J_ISA_SCALAR;
+    }
+    private static final int MOE4J_ISA_AVX2 = (int)1L;
+    /**
+     * {@snippet lang=c :
+     * enum <anonymous>.MOE4J_ISA_AVX2 = 1
+     * }
+     */
+    public static int MOE4J_ISA_AVX2() {
+        return MOE4J_ISA_AVX2;
+    }
+    private static final int MOE4J_ISA_AVX512_BF16 = (int)2L;
+    /**
+     * {@snippet lang=c :
+     * enum <anonymous>.MOE4J_ISA_AVX512_BF16 = 2
+     * }
+     */
+    public static int MOE4J_ISA_AVX512_BF16() {
+        return MOE4J_ISA_AVX512_BF16;
+    }
+    private static final int MOE4J_SCALE_FP32 = (int)0L;
+    /**
+     * {@snippet lang=c :
+     * enum <anonymous>.MOE4J_SCALE_FP32 = 0
+     * }
+     */
+    public static int MOE4J_SCALE_FP32() {
+        return MOE4J_SCALE_FP32;
+    }
+    private static final int MOE4J_SCALE_UE8M0 = (int)1L;
+    /**
+     * {@snippet lang=c :
+     * enum <anonymous>.MOE4J_SCALE_UE8M0 = 1
+     * }
+     */
+    public static int MOE4J_SCALE_UE8M0() {
+        return MOE4J_SCALE_UE8M0;
+    }
+    private static final int MOE4J_MAX_RANK = (int)4L;
+    /**
+     * {@snippet lang=c :
+     * enum <anonymous>.MOE4J_MAX_RANK = 4
+     * }
+     */
+    public static int MOE4J_MAX_RANK() {
+        return MOE4J_MAX_RANK;
+    }
+    private static final int MOE4J_HOST_MEMORY = (int)-1L;
+    /**
+     * {@snippet lang=c :
+     * enum <anonymous>.MOE4J_HOST_MEMORY = -1
+     * }
+     */
+    public static int MOE4J_HOST_MEMORY() {
+        return MOE4J_HOST_MEMORY;
+    }
+    private static final int MOE4J_ISA_BEST = (int)-1L;
+    /**
+     * {@snippet lang=c :
+     * enum <anonymous>.MOE4J_ISA_BEST = -1
+     * }
+     */
+    public static int MOE4J_ISA_BEST() {
+        return MOE4J_ISA_BEST;
+    }
+
+    private static class moe4j_last_error {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            moe4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = moe4j_h.findOrThrow("moe4j_last_error");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * moe4j_last_error()
+     * }
+     */
+    public static FunctionDescriptor moe4j_last_error$descriptor() {
+        return moe4j_last_error.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * moe4j_last_error()
+     * }
+     */
+    public static MethodHandle moe4j_last_error$handle() {
+        return moe4j_last_error.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * moe4j_last_error()
+     * }
+     */
+    public static MemorySegment moe4j_last_error$address() {
+        return moe4j_last_error.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * moe4j_last_error()
+     * }
+     */
+    public static MemorySegment moe4j_last_error() {
+        var mh$ = moe4j_last_error.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("moe4j_last_error");
+            }
+            return (MemorySegment)mh$.invokeExact();
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class moe4j_query_capabilities {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            moe4j_h.C_INT,
+            moe4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = moe4j_h.findOrThrow("moe4j_query_capabilities");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * moe4j_query_capabilities(out)
+     * }
+     */
+    public static FunctionDescriptor moe4j_query_capabilities$descriptor() {
+        return moe4j_query_capabilities.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * moe4j_query_capabilities(out)
+     * }
+     */
+    public static MethodHandle moe4j_query_capabilities$handle() {
+        return moe4j_query_capabilities.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * moe4j_query_capabilities(out)
+     * }
+     */
+    public static MemorySegment moe4j_query_capabilities$address() {
+        return moe4j_query_capabilities.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * moe4j_query_capabilities(out)
+     * }
+     */
+    public static int moe4j_query_capabilities(MemorySegment out) {
+        var mh$ = moe4j_query_capabilities.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("moe4j_query_capabilities", out);
+            }
+            return (int)mh$.invokeExact(out);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class moe4j_context_create {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            moe4j_h.C_INT,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = moe4j_h.findOrThrow("moe4j_context_create");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * moe4j_context_create(options, out)
+     * }
+     */
+    public static FunctionDescriptor moe4j_context_create$descriptor() {
+        return moe4j_context_create.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * moe4j_context_create(options, out)
+     * }
+     */
+    public static MethodHandle moe4j_context_create$handle() {
+        return moe4j_context_create.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * moe4j_context_create(options, out)
+     * }
+     */
+    public static MemorySegment moe4j_context_create$address() {
+        return moe4j_context_create.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * moe4j_context_create(options, out)
+     * }
+     */
+    public static int moe4j_context_create(MemorySegment options, MemorySegment out) {
+        var mh$ = moe4j_context_create.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("moe4j_context_create", options, out);
+            }
+            return (int)mh$.invokeExact(options, out);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class moe4j_context_destroy {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            moe4j_h.C_INT,
+            moe4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = moe4j_h.findOrThrow("moe4j_context_destroy");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * moe4j_context_destroy(ctx)
+     * }
+     */
+    public static FunctionDescriptor moe4j_context_destroy$descriptor() {
+        return moe4j_context_destroy.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * moe4j_context_destroy(ctx)
+     * }
+     */
+    public static MethodHandle moe4j_context_destroy$handle() {
+        return moe4j_context_destroy.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * moe4j_context_destroy(ctx)
+     * }
+     */
+    public static MemorySegment moe4j_context_destroy$address() {
+        return moe4j_context_destroy.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * moe4j_context_destroy(ctx)
+     * }
+     */
+    public static int moe4j_context_destroy(MemorySegment ctx) {
+        var mh$ = moe4j_context_destroy.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("moe4j_context_destroy", ctx);
+            }
+            return (int)mh$.invokeExact(ctx);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class moe4j_context_query {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            moe4j_h.C_INT,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = moe4j_h.findOrThrow("moe4j_context_query");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * moe4j_context_query(ctx, out)
+     * }
+     */
+    public static FunctionDescriptor moe4j_context_query$descriptor() {
+        return moe4j_context_query.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * moe4j_context_query(ctx, out)
+     * }
+     */
+    public static MethodHandle moe4j_context_query$handle() {
+        return moe4j_context_query.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * moe4j_context_query(ctx, out)
+     * }
+     */
+    public static MemorySegment moe4j_context_query$address() {
+        return moe4j_context_query.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * moe4j_context_query(ctx, out)
+     * }
+     */
+    public static int moe4j_context_query(MemorySegment ctx, MemorySegment out) {
+        var mh$ = moe4j_context_query.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("moe4j_context_query", ctx, out);
+            }
+            return (int)mh$.invokeExact(ctx, out);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class moe4j_cast {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            moe4j_h.C_INT,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = moe4j_h.findOrThrow("moe4j_cast");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * moe4j_cast(ctx, src, dst)
+     * }
+     */
+    public static FunctionDescriptor moe4j_cast$descriptor() {
+        return moe4j_cast.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * moe4j_cast(ctx, src, dst)
+     * }
+     */
+    public static MethodHandle moe4j_cast$handle() {
+        return moe4j_cast.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * moe4j_cast(ctx, src, dst)
+     * }
+     */
+    public static MemorySegment moe4j_cast$address() {
+        return moe4j_cast.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * moe4j_cast(ctx, src, dst)
+     * }
+     */
+    public static int moe4j_cast(MemorySegment ctx, MemorySegment src, MemorySegment dst) {
+        var mh$ = moe4j_cast.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("moe4j_cast", ctx, src, dst);
+            }
+            return (int)mh$.invokeExact(ctx, src, dst);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class moe4j_quantize_fp8_per_token {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            moe4j_h.C_INT,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_INT
+        );
+
+        public static final MemorySegment ADDR = moe4j_h.findOrThrow("moe4j_quantize_fp8_per_token");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * moe4j_quantize_fp8_per_token(ctx, x, q, scales, scale_format)
+     * }
+     */
+    public static FunctionDescriptor moe4j_quantize_fp8_per_token$descriptor() {
+        return moe4j_quantize_fp8_per_token.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * moe4j_quantize_fp8_per_token(ctx, x, q, scales, scale_format)
+     * }
+     */
+    public static MethodHandle moe4j_quantize_fp8_per_token$handle() {
+        return moe4j_quantize_fp8_per_token.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * moe4j_quantize_fp8_per_token(ctx, x, q, scales, scale_format)
+     * }
+     */
+    public static MemorySegment moe4j_quantize_fp8_per_token$address() {
+        return moe4j_quantize_fp8_per_token.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * moe4j_quantize_fp8_per_token(ctx, x, q, scales, scale_format)
+     * }
+     */
+    public static int moe4j_quantize_fp8_per_token(MemorySegment ctx, MemorySegment x, MemorySegment q, MemorySegment scales, int scale_format) {
+        var mh$ = moe4j_quantize_fp8_per_token.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("moe4j_quantize_fp8_per_token", ctx, x, q, scales, scale_format);
+            }
+            return (int)mh$.invokeExact(ctx, x, q, scales, scale_format);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class moe4j_quantize_fp8_per_block {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            moe4j_h.C_INT,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_INT
+        );
+
+        public static final MemorySegment ADDR = moe4j_h.findOrThrow("moe4j_quantize_fp8_per_block");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * moe4j_quantize_fp8_per_block(ctx, w, q, scale_inv, scale_format)
+     * }
+     */
+    public static FunctionDescriptor moe4j_quantize_fp8_per_block$descriptor() {
+        return moe4j_quantize_fp8_per_block.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * moe4j_quantize_fp8_per_block(ctx, w, q, scale_inv, scale_format)
+     * }
+     */
+    public static MethodHandle moe4j_quantize_fp8_per_block$handle() {
+        return moe4j_quantize_fp8_per_block.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * moe4j_quantize_fp8_per_block(ctx, w, q, scale_inv, scale_format)
+     * }
+     */
+    public static MemorySegment moe4j_quantize_fp8_per_block$address() {
+        return moe4j_quantize_fp8_per_block.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * moe4j_quantize_fp8_per_block(ctx, w, q, scale_inv, scale_format)
+     * }
+     */
+    public static int moe4j_quantize_fp8_per_block(MemorySegment ctx, MemorySegment w, MemorySegment q, MemorySegment scale_inv, int scale_format) {
+        var mh$ = moe4j_quantize_fp8_per_block.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("moe4j_quantize_fp8_per_block", ctx, w, q, scale_inv, scale_format);
+            }
+            return (int)mh$.invokeExact(ctx, w, q, scale_inv, scale_format);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class moe4j_dequantize_fp8 {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            moe4j_h.C_INT,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_INT,
+            moe4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = moe4j_h.findOrThrow("moe4j_dequantize_fp8");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * moe4j_dequantize_fp8(ctx, q, scales, block_rows, out)
+     * }
+     */
+    public static FunctionDescriptor moe4j_dequantize_fp8$descriptor() {
+        return moe4j_dequantize_fp8.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * moe4j_dequantize_fp8(ctx, q, scales, block_rows, out)
+     * }
+     */
+    public static MethodHandle moe4j_dequantize_fp8$handle() {
+        return moe4j_dequantize_fp8.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * moe4j_dequantize_fp8(ctx, q, scales, block_rows, out)
+     * }
+     */
+    public static MemorySegment moe4j_dequantize_fp8$address() {
+        return moe4j_dequantize_fp8.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * moe4j_dequantize_fp8(ctx, q, scales, block_rows, out)
+     * }
+     */
+    public static int moe4j_dequantize_fp8(MemorySegment ctx, MemorySegment q, MemorySegment scales, int block_rows, MemorySegment out) {
+        var mh$ = moe4j_dequantize_fp8.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("moe4j_dequantize_fp8", ctx, q, scales, block_rows, out);
+            }
+            return (int)mh$.invokeExact(ctx, q, scales, block_rows, out);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+}

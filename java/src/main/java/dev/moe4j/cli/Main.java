@@ -1,0 +1,51 @@
+package dev.moe4j.cli;
+
+import dev.moe4j.runtime.Capabilities;
+import dev.moe4j.runtime.NativeLibrary;
+import java.util.Arrays;
+
+/** The command line: {@code ./moe4j VERB [options]}. */
+public final class Main {
+    private Main() {}
+
+    public static void main(String[] args) {
+        String verb = args.length == 0 ? "help" : args[0];
+        String[] rest = Arrays.copyOfRange(args, Math.min(1, args.length), args.length);
+        int code;
+        try {
+            code = switch (verb) {
+                case "demo" -> Demo.run(rest);
+                case "info" -> info();
+                case "help", "-h", "--help" -> usage(0);
+                default -> {
+                    System.err.println("moe4j: unknown verb '" + verb + "'");
+                    yield usage(2);
+                }
+            };
+        } catch (IllegalArgumentException e) {
+            System.err.println("moe4j " + verb + ": " + e.getMessage());
+            code = 2;
+        }
+        System.exit(code);
+    }
+
+    private static int info() {
+        Capabilities caps = NativeLibrary.capabilities();
+        System.out.println("library          " + caps.library());
+        System.out.println("version          " + caps.version() + " (C ABI " + caps.abiVersion() + ")");
+        System.out.println("cpu isa          " + caps.cpuIsa().nativeName());
+        System.out.println("cpu threads      " + caps.cpuThreads());
+        System.out.println("cuda compiled    " + caps.cudaCompiled());
+        System.out.println("cuda devices     " + caps.cudaDeviceCount());
+        return 0;
+    }
+
+    private static int usage(int code) {
+        (code == 0 ? System.out : System.err).println("""
+                usage: moe4j VERB [options]
+                  demo [--rows N --cols K --tokens T]   quantize a synthetic weight and activations; print error and throughput
+                  info                                  the loaded native library, CPU path, CUDA devices
+                """);
+        return code;
+    }
+}

@@ -1,0 +1,24 @@
+package dev.moe4j.runtime;
+
+/** Where a context runs its kernels ({@code enum moe4j_backend}). */
+public enum Backend {
+    CPU(0),
+    CUDA(1);
+
+    private final int code;
+
+    Backend(int code) {
+        this.code = code;
+    }
+
+    public int code() {
+        return code;
+    }
+
+    public static Backend of(int code) {
+        for (Backend b : values()) {
+            if (b.code == code) return b;
+        }
+        throw new IllegalArgumentException("unknown backend code " + code);
+    }
+}

@@ -1,0 +1,134 @@
+package dev.moe4j.runtime;
+
+import dev.moe4j.bindings.moe4j_context_info;
+import dev.moe4j.bindings.moe4j_context_options;
+import dev.moe4j.bindings.moe4j_h;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.lang.ref.Cleaner;
+
+/**
+ * A native execution context: one device, its worker threads and (for CUDA) its stream.
+ *
+ * <p>Thread-safety: a context runs one kernel at a time. Use it from one thread at a time (one context per
+ * worker thread is the intended pattern); distinct contexts are fully independent. {@link #close()} is
+ * idempotent; a context that is not closed is destroyed when it becomes unreachable, but closing it
+ * explicitly releases its threads at a known time.
+ */
+public final class Context implements AutoCloseable {
+    private static final Cleaner CLEANER = Cleaner.create();
+
+    /**
+     * How to create a context.
+     *
+     * @param device the device the kernels run on
+     * @param threads CPU worker threads including the caller; 0 means all hardware threads
+     * @param maxIsa the highest CPU path to use, or null for the best the machine supports
+     */
+    public record Options(Device device, int threads, Isa maxIsa) {
+        public Options {
+            if (device == null) throw new IllegalArgumentException("device is null");
+            if (threads < 0) throw new IllegalArgumentException("threads " + threads + " is negative");
+        }
+
+        /** The CPU with all hardware threads and the best ISA path. */
+        public static Options cpu() {
+            return new Options(Device.CPU, 0, null);
+        }
+
+        public Options withThreads(int threads) {
+            return new Options(device, threads, maxIsa);
+        }
+
+        public Options withMaxIsa(Isa maxIsa) {
+            return new Options(device, threads, maxIsa);
+        }
+    }
+
+    private final MemorySegment handle;
+    private final Cleaner.Cleanable cleanable;
+    private final Device device;
+    private final int threads;
+    private final Isa isa;
+    private volatile boolean closed;
+
+    private Context(MemorySegment handle, Device device, int threads, Isa isa) {
+        this.handle = handle;
+        this.device = device;
+        this.threads = threads;
+        this.isa = isa;
+        long address = handle.address();
+        this.cleanable = CLEANER.register(this, () -> moe4j_h.moe4j_context_destroy(MemorySegment.ofAddress(address)));
+    }
+
+    /** A CPU context with all hardware threads and the best ISA path. */
+    public static Context create() {
+        return create(Options.cpu());
+    }
+
+    /**
+     * Creates a context.
+     *
+     * @throws Moe4jException if the native side rejects the options (e.g. a CUDA device that does not
+     *     exist, or the CUDA backend requested from the CPU-only library)
+     * @throws UnsatisfiedLinkError if the native library cannot be loaded
+     */
+    public static Context create(Options options) {
+        NativeLibrary.capabilities();
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment opts = moe4j_context_options.allocate(arena);
+            moe4j_context_options.backend(opts, options.device().backend().code());
+            moe4j_context_options.device(opts, options.device().ordinal());
+            moe4j_context_options.threads(opts, options.threads());
+            moe4j_context_options.max_isa(opts, options.maxIsa() == null ? moe4j_h.MOE4J_ISA_BEST() : options.maxIsa().code());
+            MemorySegment out = arena.allocate(ValueLayout.ADDRESS);
+            NativeLibrary.check(moe4j_h.moe4j_context_create(opts, out), "moe4j_context_create");
+            MemorySegment handle = out.get(ValueLayout.ADDRESS, 0);
+            MemorySegment info = moe4j_context_info.allocate(arena);
+            int status = moe4j_h.moe4j_context_query(handle, info);
+            if (status != moe4j_h.MOE4J_OK()) {
+                Moe4jException failure = new Moe4jException(status, "moe4j_context_query", NativeLibrary.lastError());
+                moe4j_h.moe4j_context_destroy(handle);
+                throw failure;
+            }
+            return new Context(handle, options.device(), moe4j_context_info.threads(info), Isa.of(moe4j_context_info.isa(info)));
+        }
+    }
+
+    /** The native {@code moe4j_context*}, for kernel wrappers. */
+    public MemorySegment handle() {
+        if (closed) throw new IllegalStateException("context on " + device + " is closed");
+        return handle;
+    }
+
+    public Device device() {
+        return device;
+    }
+
+    /** Worker threads including the caller. */
+    public int threads() {
+        return threads;
+    }
+
+    /** The CPU path this context's kernels take. */
+    public Isa isa() {
+        return isa;
+    }
+
+    public boolean isClosed() {
+        return closed;
+    }
+
+    @Override
+    public void close() {
+        if (closed) return;
+        closed = true;
+        cleanable.clean();
+    }
+
+    @Override
+    public String toString() {
+        return "Context[" + device + ", threads=" + threads + ", isa=" + isa.nativeName() + (closed ? ", closed" : "") + "]";
+    }
+}

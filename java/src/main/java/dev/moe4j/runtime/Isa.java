@@ -1,0 +1,45 @@
+package dev.moe4j.runtime;
+
+/**
+ * The CPU instruction-set paths of the kernels, ordered from the portable reference upwards
+ * ({@code enum moe4j_isa}). A context runs the best path the machine supports unless capped.
+ */
+public enum Isa {
+    /** Portable C++ reference path. */
+    SCALAR(0, "scalar"),
+    /** AVX2 + FMA + F16C. */
+    AVX2(1, "avx2"),
+    /** AVX-512 F/BW/VL/DQ with AVX512_BF16 dot products. */
+    AVX512_BF16(2, "avx512_bf16");
+
+    private final int code;
+    private final String nativeName;
+
+    Isa(int code, String nativeName) {
+        this.code = code;
+        this.nativeName = nativeName;
+    }
+
+    public int code() {
+        return code;
+    }
+
+    /** The name the native side uses, also accepted by the MOE4J_MAX_ISA environment variable. */
+    public String nativeName() {
+        return nativeName;
+    }
+
+    public static Isa of(int code) {
+        for (Isa isa : values()) {
+            if (isa.code == code) return isa;
+        }
+        throw new IllegalArgumentException("unknown ISA code " + code);
+    }
+
+    public static Isa parse(String name) {
+        for (Isa isa : values()) {
+            if (isa.nativeName.equals(name) || isa.name().equalsIgnoreCase(name)) return isa;
+        }
+        throw new IllegalArgumentException("unknown ISA '" + name + "': expected scalar, avx2 or avx512_bf16");
+    }
+}

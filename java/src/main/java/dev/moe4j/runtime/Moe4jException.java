@@ -1,0 +1,40 @@
+package dev.moe4j.runtime;
+
+/**
+ * A native moe4j call failed. Carries the status the call returned and the message the native side
+ * recorded, which names the function and the offending argument. The failed call wrote no output.
+ */
+public final class Moe4jException extends RuntimeException {
+    private final Status status;
+    private final int code;
+    private final String function;
+    private final String nativeMessage;
+
+    public Moe4jException(int code, String function, String nativeMessage) {
+        super(Status.of(code) + " (" + code + ") from " + function + ": "
+                + (nativeMessage.isEmpty() ? "(no message)" : nativeMessage));
+        this.status = Status.of(code);
+        this.code = code;
+        this.function = function;
+        this.nativeMessage = nativeMessage;
+    }
+
+    public Status status() {
+        return status;
+    }
+
+    /** The raw status code, meaningful when {@link #status()} is {@link Status#UNKNOWN}. */
+    public int code() {
+        return code;
+    }
+
+    /** The C function that failed, e.g. {@code moe4j_quantize_fp8_per_token}. */
+    public String function() {
+        return function;
+    }
+
+    /** The message recorded by the native side, or "" if it recorded none. */
+    public String nativeMessage() {
+        return nativeMessage;
+    }
+}

@@ -1,0 +1,33 @@
+package dev.moe4j.tensor;
+
+/** Element types of tensors, with the codes of {@code enum moe4j_dtype}. */
+public enum DType {
+    F32(0, 4),
+    BF16(1, 2),
+    F16(2, 2),
+    /** OCP float8 e4m3fn: max 448, no infinities, NaN 0x7F/0xFF. */
+    E4M3(3, 1),
+    I32(4, 4),
+    I64(5, 8),
+    U8(6, 1);
+
+    private final int code;
+    private final int byteSize;
+
+    DType(int code, int byteSize) {
+        this.code = code;
+        this.byteSize = byteSize;
+    }
+
+    public int code() {
+        return code;
+    }
+
+    public int byteSize() {
+        return byteSize;
+    }
+
+    public boolean isFloatingPoint() {
+        return this == F32 || this == BF16 || this == F16 || this == E4M3;
+    }
+}

@@ -1,0 +1,25 @@
+package dev.moe4j.tensor;
+
+/**
+ * An FP8 tensor with its block scales: {@code value[r, c] = data[r, c] * scales[r / blockRows, c / 128]}.
+ *
+ * @param data E4M3 [R, C]
+ * @param scales F32 [ceil(R / blockRows), ceil(C / 128)], any strides
+ * @param blockRows 1 for per-token activation scales, 128 for 128x128 weight block scales
+ */
+public record QuantizedTensor(Tensor data, Tensor scales, int blockRows) {
+    public static final int BLOCK = 128;
+
+    public QuantizedTensor {
+        if (data == null || scales == null) throw new IllegalArgumentException("data and scales must not be null");
+        if (data.dtype() != DType.E4M3) throw new IllegalArgumentException("data is " + data.dtype() + ", expected E4M3");
+        if (scales.dtype() != DType.F32) throw new IllegalArgumentException("scales are " + scales.dtype() + ", expected F32");
+        if (blockRows != 1 && blockRows != BLOCK)
+            throw new IllegalArgumentException("blockRows " + blockRows + " is neither 1 nor " + BLOCK);
+    }
+
+    /** The dequantized value of element (r, c), computed in fp32. */
+    public float valueAt(long r, long c) {
+        return data.getFloat(r, c) * scales.getFloat(r / blockRows, c / BLOCK);
+    }
+}

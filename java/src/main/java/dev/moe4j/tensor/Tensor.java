@@ -1,0 +1,296 @@
+package dev.moe4j.tensor;
+
+import dev.moe4j.bindings.moe4j_h;
+import dev.moe4j.bindings.moe4j_tensor;
+import dev.moe4j.runtime.Device;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.SegmentAllocator;
+import java.lang.foreign.ValueLayout;
+import java.util.Arrays;
+
+/**
+ * A strided view of host memory: a {@link MemorySegment}, an element type, a shape and strides.
+ *
+ * <p>Element {@code (i0, i1, ...)} lives at byte {@code (i0*strides[0] + i1*strides[1] + ...) * dtype.byteSize()}
+ * of the segment; shapes and strides count elements. Rank is 1 to {@value #MAX_RANK}. A tensor does not own
+ * memory: the arena that allocated its segment does, and closing that arena makes every tensor over it
+ * unusable (kernels then refuse it with {@link IllegalStateException}). The caller must not close an arena
+ * while a kernel is running on tensors from it.
+ *
+ * <p>Thread-safety: a tensor is immutable; its memory follows the rules of its arena (a confined arena's
+ * tensors are usable only from the owner thread).
+ */
+public final class Tensor {
+    public static final int MAX_RANK = 4;
+    /** Allocation alignment: one cache line, enough for any SIMD load. */
+    public static final long ALIGNMENT = 64;
+
+    private final MemorySegment segment;
+    private final DType dtype;
+    private final long[] shape;
+    private final long[] strides;
+
+    private Tensor(MemorySegment segment, DType dtype, long[] shape, long[] strides) {
+        this.segment = segment;
+        this.dtype = dtype;
+        this.shape = shape;
+        this.strides = strides;
+    }
+
+    /** Allocates a zero-filled, contiguous (row-major) tensor in arena. */
+    public static Tensor allocate(Arena arena, DType dtype, long... shape) {
+        long[] s = checkShape(shape);
+        long bytes = Math.multiplyExact(elementCount(s), dtype.byteSize());
+        return new Tensor(arena.allocate(bytes, ALIGNMENT), dtype, s, rowMajorStrides(s));
+    }
+
+    /** Allocates a contiguous tensor in arena holding values converted to dtype (rounded as in {@link #setFloat}). */
+    public static Tensor fromFloats(Arena arena, DType dtype, float[] values, long... shape) {
+        Tensor t = allocate(arena, dtype, shape);
+        if (values.length != t.elementCount())
+            throw new IllegalArgumentException("values has " + values.length + " elements but shape " + Arrays.toString(shape)
+                    + " holds " + t.elementCount());
+        t.copyFrom(values);
+        return t;
+    }
+
+    /** A contiguous row-major view of segment. */
+    public static Tensor of(MemorySegment segment, DType dtype, long... shape) {
+        long[] s = checkShape(shape);
+        return of(segment, dtype, s, rowMajorStrides(s));
+    }
+
+    /**
+     * A strided view of segment, e.g. a column-major scale matrix: {@code of(seg, F32, {m, k}, {1, m})}.
+     *
+     * @throws IllegalArgumentException if a stride is negative, the ranks differ, the segment's address is not
+     *     aligned to the element size, or an element would lie outside the segment
+     */
+    public static Tensor of(MemorySegment segment, DType dtype, long[] shape, long[] strides) {
+        long[] s = checkShape(shape);
+        if (strides.length != s.length)
+            throw new IllegalArgumentException("strides " + Arrays.toString(strides) + " do not match rank " + s.length);
+        for (long stride : strides) {
+            if (stride < 0) throw new IllegalArgumentException("negative stride in " + Arrays.toString(strides));
+        }
+        if (segment.address() % dtype.byteSize() != 0)
+            throw new IllegalArgumentException("segment address " + segment.address() + " is not aligned to " + dtype
+                    + "'s " + dtype.byteSize() + " bytes");
+        Tensor t = new Tensor(segment, dtype, s, strides.clone());
+        if (t.extentBytes() > segment.byteSize())
+            throw new IllegalArgumentException("shape " + Arrays.toString(s) + " with strides " + Arrays.toString(strides)
+                    + " reaches " + t.extentBytes() + " bytes but the segment has " + segment.byteSize());
+        return t;
+    }
+
+    public DType dtype() {
+        return dtype;
+    }
+
+    public int rank() {
+        return shape.length;
+    }
+
+    public long[] shape() {
+        return shape.clone();
+    }
+
+    public long shape(int dim) {
+        return shape[dim];
+    }
+
+    public long[] strides() {
+        return strides.clone();
+    }
+
+    /** The device whose memory holds the data; host tensors belong to {@link Device#CPU}. */
+    public Device device() {
+        return Device.CPU;
+    }
+
+    public MemorySegment segment() {
+        return segment;
+    }
+
+    public long elementCount() {
+        return elementCount(shape);
+    }
+
+    /** Whether the view is row-major with no gaps. */
+    public boolean isContiguous() {
+        return Arrays.equals(strides, rowMajorStrides(shape));
+    }
+
+    /** Whether the memory is still usable from this thread (its arena is open and, if confined, owned here). */
+    public boolean isAccessible() {
+        return segment.scope().isAlive() && segment.isAccessibleBy(Thread.currentThread());
+    }
+
+    public float getFloat(long... index) {
+        return getFloatAtByte(byteOffset(index));
+    }
+
+    /** Stores value rounded to nearest even in the tensor's dtype (E4M3 saturates to +-448). */
+    public void setFloat(float value, long... index) {
+        setFloatAtByte(value, byteOffset(index));
+    }
+
+    private float getFloatAt(long element) {
+        return getFloatAtByte(element * dtype.byteSize());
+    }
+
+    private void setFloatAt(float value, long element) {
+        setFloatAtByte(value, element * dtype.byteSize());
+    }
+
+    private float getFloatAtByte(long offset) {
+        return switch (dtype) {
+            case F32 -> segment.get(ValueLayout.JAVA_FLOAT_UNALIGNED, offset);
+            case BF16 -> BFloat16.toFloat(segment.get(ValueLayout.JAVA_SHORT_UNALIGNED, offset));
+            case F16 -> Float.float16ToFloat(segment.get(ValueLayout.JAVA_SHORT_UNALIGNED, offset));
+            case E4M3 -> Float8E4M3.toFloat(segment.get(ValueLayout.JAVA_BYTE, offset));
+            default -> throw new UnsupportedOperationException("getFloat on a " + dtype + " tensor");
+        };
+    }
+
+    private void setFloatAtByte(float value, long offset) {
+        switch (dtype) {
+            case F32 -> segment.set(ValueLayout.JAVA_FLOAT_UNALIGNED, offset, value);
+            case BF16 -> segment.set(ValueLayout.JAVA_SHORT_UNALIGNED, offset, BFloat16.fromFloat(value));
+            case F16 -> segment.set(ValueLayout.JAVA_SHORT_UNALIGNED, offset, Float.floatToFloat16(value));
+            case E4M3 -> segment.set(ValueLayout.JAVA_BYTE, offset, Float8E4M3.fromFloat(value));
+            default -> throw new UnsupportedOperationException("setFloat on a " + dtype + " tensor");
+        }
+    }
+
+    /** The raw byte of an E4M3 or U8 element. */
+    public byte getByte(long... index) {
+        if (dtype.byteSize() != 1) throw new UnsupportedOperationException("getByte on a " + dtype + " tensor");
+        return segment.get(ValueLayout.JAVA_BYTE, byteOffset(index));
+    }
+
+    public int getInt(long... index) {
+        if (dtype != DType.I32) throw new UnsupportedOperationException("getInt on a " + dtype + " tensor");
+        return segment.get(ValueLayout.JAVA_INT_UNALIGNED, byteOffset(index));
+    }
+
+    public void setInt(int value, long... index) {
+        if (dtype != DType.I32) throw new UnsupportedOperationException("setInt on a " + dtype + " tensor");
+        segment.set(ValueLayout.JAVA_INT_UNALIGNED, byteOffset(index), value);
+    }
+
+    /** All elements as floats in row-major order of the logical shape. */
+    public float[] toFloatArray() {
+        float[] out = new float[Math.toIntExact(elementCount())];
+        if (isContiguous()) {
+            for (int i = 0; i < out.length; i++) out[i] = getFloatAt(i);
+            return out;
+        }
+        long[] index = new long[shape.length];
+        for (int i = 0; i < out.length; i++) {
+            out[i] = getFloat(index);
+            increment(index);
+        }
+        return out;
+    }
+
+    /** Stores values (row-major order of the logical shape) rounded to the tensor's dtype. */
+    public void copyFrom(float[] values) {
+        if (values.length != elementCount())
+            throw new IllegalArgumentException("values has " + values.length + " elements, tensor has " + elementCount());
+        if (isContiguous()) {
+            for (int i = 0; i < values.length; i++) setFloatAt(values[i], i);
+            return;
+        }
+        long[] index = new long[shape.length];
+        for (float v : values) {
+            setFloat(v, index);
+            increment(index);
+        }
+    }
+
+    /**
+     * Writes this tensor's {@code moe4j_tensor} descriptor into memory from allocator, for kernel wrappers.
+     *
+     * @param name the argument name used in error messages
+     * @throws IllegalStateException if the memory is no longer accessible from this thread
+     */
+    public MemorySegment descriptor(SegmentAllocator allocator, String name) {
+        if (!segment.scope().isAlive())
+            throw new IllegalStateException("tensor '" + name + "' is no longer usable: the arena that owns its memory was closed");
+        if (!segment.isAccessibleBy(Thread.currentThread()))
+            throw new IllegalStateException("tensor '" + name + "' belongs to a confined arena of another thread");
+        MemorySegment d = moe4j_tensor.allocate(allocator);
+        moe4j_tensor.data(d, segment);
+        moe4j_tensor.size_bytes(d, segment.byteSize());
+        moe4j_tensor.dtype(d, dtype.code());
+        moe4j_tensor.rank(d, shape.length);
+        moe4j_tensor.device(d, moe4j_h.MOE4J_HOST_MEMORY());
+        for (int i = 0; i < shape.length; i++) {
+            moe4j_tensor.shape(d, i, shape[i]);
+            moe4j_tensor.strides(d, i, strides[i]);
+        }
+        return d;
+    }
+
+    @Override
+    public String toString() {
+        return "Tensor[" + dtype + " " + Arrays.toString(shape) + (isContiguous() ? "" : " strides " + Arrays.toString(strides))
+                + " on " + device() + "]";
+    }
+
+    private long byteOffset(long[] index) {
+        if (index.length != shape.length)
+            throw new IndexOutOfBoundsException("index " + Arrays.toString(index) + " has rank " + index.length
+                    + ", tensor has rank " + shape.length);
+        long element = 0;
+        for (int i = 0; i < index.length; i++) {
+            if (index[i] < 0 || index[i] >= shape[i])
+                throw new IndexOutOfBoundsException("index " + Arrays.toString(index) + " outside shape " + Arrays.toString(shape));
+            element += index[i] * strides[i];
+        }
+        return element * dtype.byteSize();
+    }
+
+    private long extentBytes() {
+        long last = 0;
+        for (int i = 0; i < shape.length; i++) {
+            if (shape[i] == 0) return 0;
+            last = Math.addExact(last, Math.multiplyExact(shape[i] - 1, strides[i]));
+        }
+        return Math.multiplyExact(last + 1, dtype.byteSize());
+    }
+
+    private void increment(long[] index) {
+        for (int d = index.length - 1; d >= 0; d--) {
+            if (++index[d] < shape[d]) return;
+            index[d] = 0;
+        }
+    }
+
+    private static long[] checkShape(long[] shape) {
+        if (shape.length < 1 || shape.length > MAX_RANK)
+            throw new IllegalArgumentException("rank " + shape.length + " is outside 1.." + MAX_RANK);
+        for (long extent : shape) {
+            if (extent < 0) throw new IllegalArgumentException("negative extent in shape " + Arrays.toString(shape));
+        }
+        return shape.clone();
+    }
+
+    private static long elementCount(long[] shape) {
+        long n = 1;
+        for (long extent : shape) n = Math.multiplyExact(n, extent);
+        return n;
+    }
+
+    private static long[] rowMajorStrides(long[] shape) {
+        long[] strides = new long[shape.length];
+        long stride = 1;
+        for (int i = shape.length - 1; i >= 0; i--) {
+            strides[i] = stride;
+            stride = Math.multiplyExact(stride, Math.max(shape[i], 1));
+        }
+        return strides;
+    }
+}

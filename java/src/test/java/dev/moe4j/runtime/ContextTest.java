@@ -1,0 +1,111 @@
+package dev.moe4j.runtime;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.moe4j.bindings.moe4j_context_options;
+import dev.moe4j.bindings.moe4j_h;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import org.junit.jupiter.api.Test;
+
+class ContextTest {
+    @Test
+    void capabilitiesDescribeTheLoadedLibrary() {
+        Capabilities caps = NativeLibrary.capabilities();
+        assertEquals(NativeLibrary.ABI_VERSION, caps.abiVersion());
+        assertEquals(Runtime.getRuntime().availableProcessors(), caps.cpuThreads());
+        assertTrue(caps.library().getFileName().toString().startsWith("libmoe4j"));
+        assertTrue(caps.version().matches("\\d+\\.\\d+\\.\\d+"), caps.version());
+        if (!caps.cudaCompiled()) assertEquals(0, caps.cudaDeviceCount());
+    }
+
+    @Test
+    void defaultContextUsesEveryThreadAndTheBestPath() {
+        try (Context ctx = Context.create()) {
+            assertEquals(Device.CPU, ctx.device());
+            assertEquals(NativeLibrary.capabilities().cpuThreads(), ctx.threads());
+            assertEquals(NativeLibrary.capabilities().cpuIsa(), ctx.isa());
+            assertFalse(ctx.isClosed());
+        }
+    }
+
+    @Test
+    void isaCanBeCappedAndThreadsChosen() {
+        for (Isa isa : Isa.values()) {
+            try (Context ctx = Context.create(Context.Options.cpu().withMaxIsa(isa).withThreads(3))) {
+                Isa expected = isa.ordinal() <= NativeLibrary.capabilities().cpuIsa().ordinal() ? isa : NativeLibrary.capabilities().cpuIsa();
+                assertEquals(expected, ctx.isa());
+                assertEquals(3, ctx.threads());
+            }
+        }
+    }
+
+    @Test
+    void cudaBackendNeedsTheCudaLibraryOrADevice() {
+        Moe4jException e = assertThrows(Moe4jException.class, () -> Context.create(new Context.Options(Device.cuda(0), 0, null)));
+        System.out.println("rejected: " + e.getMessage());
+        if (NativeLibrary.capabilities().cudaCompiled()) {
+            if (NativeLibrary.capabilities().cudaDeviceCount() == 0) assertTrue(e.nativeMessage().contains("does not exist; 0 found"));
+        } else {
+            assertEquals(Status.UNSUPPORTED, e.status());
+            assertTrue(e.nativeMessage().contains("libmoe4j_cuda"), e.nativeMessage());
+        }
+    }
+
+    @Test
+    void nativeSideRejectsBadOptions() {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment opts = moe4j_context_options.allocate(arena);
+            MemorySegment out = arena.allocate(ValueLayout.ADDRESS);
+            out.set(ValueLayout.ADDRESS, 0, MemorySegment.NULL);
+            moe4j_context_options.threads(opts, -2);
+            assertEquals(moe4j_h.MOE4J_ERROR_INVALID_ARGUMENT(), moe4j_h.moe4j_context_create(opts, out));
+            assertTrue(NativeLibrary.lastError().contains("threads -2"), NativeLibrary.lastError());
+            moe4j_context_options.threads(opts, 0);
+            moe4j_context_options.max_isa(opts, 9);
+            assertEquals(moe4j_h.MOE4J_ERROR_INVALID_ARGUMENT(), moe4j_h.moe4j_context_create(opts, out));
+            assertTrue(NativeLibrary.lastError().contains("max_isa 9"), NativeLibrary.lastError());
+            moe4j_context_options.max_isa(opts, -1);
+            moe4j_context_options.device(opts, 1);
+            assertEquals(moe4j_h.MOE4J_ERROR_INVALID_ARGUMENT(), moe4j_h.moe4j_context_create(opts, out));
+            assertTrue(NativeLibrary.lastError().contains("only device 0"), NativeLibrary.lastError());
+            assertEquals(moe4j_h.MOE4J_ERROR_INVALID_ARGUMENT(), moe4j_h.moe4j_context_create(MemorySegment.NULL, out));
+            assertEquals(MemorySegment.NULL, out.get(ValueLayout.ADDRESS, 0), "no context was handed out");
+            assertEquals(moe4j_h.MOE4J_OK(), moe4j_h.moe4j_context_destroy(MemorySegment.NULL));
+        }
+    }
+
+    @Test
+    void javaSideRejectsBadOptions() {
+        assertThrows(IllegalArgumentException.class, () -> Context.Options.cpu().withThreads(-1));
+        assertThrows(IllegalArgumentException.class, () -> new Device(Backend.CPU, 1));
+        assertThrows(IllegalArgumentException.class, () -> Isa.parse("sse2"));
+    }
+
+    @Test
+    void contextsOnManyThreadsAreIndependent() throws InterruptedException {
+        Thread[] threads = new Thread[4];
+        Throwable[] failures = new Throwable[threads.length];
+        for (int t = 0; t < threads.length; t++) {
+            int id = t;
+            threads[t] = new Thread(() -> {
+                try {
+                    for (int i = 0; i < 20; i++) {
+                        try (Context ctx = Context.create(Context.Options.cpu().withThreads(2))) {
+                            assertEquals(2, ctx.threads());
+                        }
+                    }
+                } catch (Throwable e) {
+                    failures[id] = e;
+                }
+            });
+            threads[t].start();
+        }
+        for (Thread t : threads) t.join();
+        for (Throwable f : failures) if (f != null) throw new AssertionError(f);
+    }
+}

@@ -1,0 +1,34 @@
+package dev.moe4j.testing;
+
+import dev.moe4j.runtime.Isa;
+import dev.moe4j.runtime.NativeLibrary;
+import java.util.Arrays;
+import java.util.List;
+import java.util.SplittableRandom;
+
+/** Shared test plumbing: the ISA paths to cover and fresh, reproducible randomness. */
+public final class TestSupport {
+    private TestSupport() {}
+
+    /** Every CPU path this machine can run: each kernel test runs on all of them. */
+    public static List<Isa> isaPaths() {
+        Isa best = NativeLibrary.capabilities().cpuIsa();
+        return Arrays.stream(Isa.values()).filter(isa -> isa.ordinal() <= best.ordinal()).toList();
+    }
+
+    /** A fresh seed per call (printed by the caller in assertion messages) so runs explore new inputs. */
+    public static long freshSeed() {
+        return System.nanoTime() ^ 0x5DEECE66DL;
+    }
+
+    public static SplittableRandom random(long seed) {
+        return new SplittableRandom(seed);
+    }
+
+    /** Random floats spanning many magnitudes with both signs: Gaussian times 10^U(-3, 2). */
+    public static float[] wideFloats(SplittableRandom random, int n) {
+        float[] v = new float[n];
+        for (int i = 0; i < n; i++) v[i] = (float) (random.nextGaussian() * Math.pow(10, random.nextDouble(-3, 2)));
+        return v;
+    }
+}

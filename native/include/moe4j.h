@@ -1,0 +1,155 @@
+/*
+ * moe4j C ABI.
+ *
+ * Rules every entry point follows:
+ *  - Returns a moe4j_status; MOE4J_OK (0) is success.
+ *  - Validates every argument (dtypes, ranks, shapes, strides, alignment, buffer sizes, index ranges,
+ *    overlap of outputs with inputs) before it touches memory. A rejected call writes no output.
+ *  - On failure records a message naming the function, the argument and what was wrong; read it with
+ *    moe4j_last_error() on the same thread, before the next moe4j call on that thread.
+ *  - Never calls exit/abort on bad input and never throws across the boundary.
+ *
+ * Threading: a context must not be used by two threads at once; distinct contexts are independent.
+ * Error messages are thread-local, so concurrent callers never see each other's messages.
+ *
+ * Units: shapes and strides count elements, never bytes; size_bytes counts bytes.
+ */
+#ifndef MOE4J_H
+#define MOE4J_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef int32_t moe4j_status;
+
+enum moe4j_status_code {
+    MOE4J_OK = 0,
+    MOE4J_ERROR_INVALID_ARGUMENT = 1, /* an argument is null, malformed, inconsistent or out of range */
+    MOE4J_ERROR_UNSUPPORTED = 2,      /* valid request this build or device cannot serve */
+    MOE4J_ERROR_OUT_OF_MEMORY = 3,    /* host or device allocation failed */
+    MOE4J_ERROR_BACKEND = 4,          /* the CUDA runtime or driver reported an error */
+    MOE4J_ERROR_INTERNAL = 5          /* a bug in moe4j: please report the message */
+};
+
+enum moe4j_dtype {
+    MOE4J_F32 = 0,
+    MOE4J_BF16 = 1,
+    MOE4J_F16 = 2,
+    MOE4J_E4M3 = 3, /* OCP float8 e4m3fn: max 448, no infinities, NaN = 0x7F / 0xFF */
+    MOE4J_I32 = 4,
+    MOE4J_I64 = 5,
+    MOE4J_U8 = 6
+};
+
+enum moe4j_backend { MOE4J_BACKEND_CPU = 0, MOE4J_BACKEND_CUDA = 1 };
+
+/* CPU instruction-set paths, ordered: a context may be capped to any path at or below the detected one. */
+enum moe4j_isa {
+    MOE4J_ISA_SCALAR = 0,     /* portable C++ reference path */
+    MOE4J_ISA_AVX2 = 1,       /* AVX2 + FMA + F16C */
+    MOE4J_ISA_AVX512_BF16 = 2 /* AVX-512 F/BW/VL/DQ + AVX512_BF16 */
+};
+
+/* Scale encodings for FP8 quantization. UE8M0 rounds each fp32 scale up to a power of two. */
+enum moe4j_scale_format { MOE4J_SCALE_FP32 = 0, MOE4J_SCALE_UE8M0 = 1 };
+
+enum moe4j_limits {
+    MOE4J_MAX_RANK = 4,
+    MOE4J_HOST_MEMORY = -1,  /* moe4j_tensor.device value for host memory */
+    MOE4J_ISA_BEST = -1      /* moe4j_context_options.max_isa: no cap */
+};
+
+/*
+ * A strided view of memory. Element (i0, i1, ...) lives at
+ * data + (i0 * strides[0] + i1 * strides[1] + ...) * element_size. Strides are non-negative element counts;
+ * size_bytes is how many bytes are addressable from data, so every reachable element must lie below it.
+ * Unused shape/stride slots (index >= rank) are ignored. device is MOE4J_HOST_MEMORY or a CUDA ordinal.
+ */
+typedef struct moe4j_tensor {
+    void *data;
+    int64_t size_bytes;
+    int32_t dtype;
+    int32_t rank;
+    int32_t device;
+    int32_t reserved; /* must be 0 */
+    int64_t shape[4];
+    int64_t strides[4];
+} moe4j_tensor;
+
+typedef struct moe4j_context_options {
+    int32_t backend; /* enum moe4j_backend */
+    int32_t device;  /* CUDA ordinal; must be 0 for the CPU backend */
+    int32_t threads; /* CPU worker threads including the caller; 0 = all hardware threads */
+    int32_t max_isa; /* enum moe4j_isa cap or MOE4J_ISA_BEST; the MOE4J_MAX_ISA environment variable caps further */
+} moe4j_context_options;
+
+typedef struct moe4j_context_info {
+    int32_t backend;
+    int32_t device;
+    int32_t threads;
+    int32_t isa; /* the CPU path this context's kernels take */
+} moe4j_context_info;
+
+typedef struct moe4j_capabilities {
+    int32_t abi_version; /* bumped on any incompatible change of this header */
+    int32_t version_major;
+    int32_t version_minor;
+    int32_t version_patch;
+    int32_t cpu_isa;           /* best CPU path this machine and build support, after MOE4J_MAX_ISA */
+    int32_t cpu_threads;       /* hardware threads available to this process */
+    int32_t cuda_compiled;     /* 1 when this library contains the CUDA backend */
+    int32_t cuda_device_count; /* CUDA devices usable now; 0 without driver or devices */
+} moe4j_capabilities;
+
+typedef struct moe4j_context moe4j_context;
+
+/* The calling thread's message for its most recent failed call; "" if none. Valid until the next call. */
+const char *moe4j_last_error(void);
+
+moe4j_status moe4j_query_capabilities(moe4j_capabilities *out);
+
+moe4j_status moe4j_context_create(const moe4j_context_options *options, moe4j_context **out);
+/* Destroys the context and joins its threads; null is accepted and does nothing. */
+moe4j_status moe4j_context_destroy(moe4j_context *ctx);
+moe4j_status moe4j_context_query(const moe4j_context *ctx, moe4j_context_info *out);
+
+/*
+ * Element-wise conversion between F32, BF16 and E4M3, any pair, same shape, rank 1..4, innermost stride 1.
+ * Rounds to nearest even; E4M3 saturates to +-448 (infinities too) and encodes NaN as 0x7F.
+ */
+moe4j_status moe4j_cast(moe4j_context *ctx, const moe4j_tensor *src, moe4j_tensor *dst);
+
+/*
+ * Per-token activation quantization (DeepGEMM per_token_cast_to_fp8).
+ * x [M, K] F32 or BF16; q [M, K] E4M3; scales [M, ceil(K/128)] F32, any strides (DeepGEMM's
+ * column-major layout included). For each row m and 128-wide block kb (the last one may be partial):
+ * amax = max(max|x|, 1e-4), s = amax / 448 (rounded up to a power of two for UE8M0),
+ * q = e4m3(x * (1/s)), scales[m, kb] = s.
+ */
+moe4j_status moe4j_quantize_fp8_per_token(moe4j_context *ctx, const moe4j_tensor *x, moe4j_tensor *q,
+                                          moe4j_tensor *scales, int32_t scale_format);
+
+/*
+ * 128x128 block weight quantization (DeepGEMM per_block_cast_to_fp8). w [N, K] F32 or BF16;
+ * q [N, K] E4M3; scale_inv [ceil(N/128), ceil(K/128)] F32. Edge blocks may be partial; their amax
+ * covers only the elements that exist. Dequantization is w = q * scale_inv.
+ */
+moe4j_status moe4j_quantize_fp8_per_block(moe4j_context *ctx, const moe4j_tensor *w, moe4j_tensor *q,
+                                          moe4j_tensor *scale_inv, int32_t scale_format);
+
+/*
+ * out[r, c] = e4m3_value(q[r, c]) * scales[r / block_rows, c / 128] for block_rows 1 (per-token
+ * activations) or 128 (block weights). q [R, C] E4M3; scales [ceil(R/block_rows), ceil(C/128)] F32;
+ * out [R, C] F32 or BF16.
+ */
+moe4j_status moe4j_dequantize_fp8(moe4j_context *ctx, const moe4j_tensor *q, const moe4j_tensor *scales,
+                                  int32_t block_rows, moe4j_tensor *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MOE4J_H */

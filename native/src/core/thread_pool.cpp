@@ -1,0 +1,68 @@
+#include "thread_pool.h"
+
+#include <algorithm>
+
+namespace moe4j {
+
+ThreadPool::ThreadPool(int threads) {
+    for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { worker_loop(); });
+}
+
+ThreadPool::~ThreadPool() {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        stopping_ = true;
+    }
+    wake_.notify_all();
+    for (auto &worker : workers_) worker.join();
+}
+
+void ThreadPool::drain() {
+    for (int64_t i = next_task_.fetch_add(1); i < task_count_; i = next_task_.fetch_add(1)) (*task_)(i);
+}
+
+void ThreadPool::run(int64_t tasks, const std::function<void(int64_t)> &task) {
+    if (tasks <= 0) return;
+    if (workers_.empty() || tasks == 1) {
+        for (int64_t i = 0; i < tasks; ++i) task(i);
+        return;
+    }
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        task_ = &task;
+        task_count_ = tasks;
+        next_task_.store(0);
+        busy_workers_ = static_cast<int>(workers_.size());
+        ++generation_;
+    }
+    wake_.notify_all();
+    drain();
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_.wait(lock, [this] { return busy_workers_ == 0; });
+    task_ = nullptr;
+}
+
+void ThreadPool::worker_loop() {
+    uint64_t seen = 0;
+    for (;;) {
+        {
+            std::unique_lock<std::mutex> lock(mutex_);
+            wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
+            if (stopping_) return;
+            seen = generation_;
+        }
+        drain();
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (--busy_workers_ == 0) done_.notify_one();
+    }
+}
+
+void parallel_for(ThreadPool &pool, int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)> &body) {
+    if (n <= 0) return;
+    const int64_t max_chunks = std::max<int64_t>(1, n / std::max<int64_t>(grain, 1));
+    const int64_t chunks = std::min<int64_t>(max_chunks, int64_t{pool.size()} * 4);
+    const int64_t step = (n + chunks - 1) / chunks;
+    pool.run((n + step - 1) / step, [&](int64_t c) { body(c * step, std::min(n, (c + 1) * step)); });
+}
+
+}  // namespace moe4j

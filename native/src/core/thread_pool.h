@@ -1,0 +1,47 @@
+// A context's worker threads. Each context owns one pool; nothing is shared between contexts.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace moe4j {
+
+class ThreadPool {
+  public:
+    // threads counts the caller: a pool of 1 runs everything on the calling thread.
+    explicit ThreadPool(int threads);
+    ~ThreadPool();
+    ThreadPool(const ThreadPool &) = delete;
+    ThreadPool &operator=(const ThreadPool &) = delete;
+
+    int size() const { return static_cast<int>(workers_.size()) + 1; }
+
+    // Calls task(i) for every i in [0, tasks), spread over the pool with the caller taking part,
+    // and returns when all have finished. Not re-entrant: a task must not call run().
+    void run(int64_t tasks, const std::function<void(int64_t)> &task);
+
+  private:
+    void worker_loop();
+    void drain();
+
+    std::vector<std::thread> workers_;
+    std::mutex mutex_;
+    std::condition_variable wake_;
+    std::condition_variable done_;
+    const std::function<void(int64_t)> *task_ = nullptr;
+    int64_t task_count_ = 0;
+    std::atomic<int64_t> next_task_{0};
+    uint64_t generation_ = 0;
+    int busy_workers_ = 0;
+    bool stopping_ = false;
+};
+
+// Splits [0, n) into chunks of at least `grain` items, about four per thread, and calls body(begin, end).
+void parallel_for(ThreadPool &pool, int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)> &body);
+
+}  // namespace moe4j

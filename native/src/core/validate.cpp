@@ -1,0 +1,159 @@
+#include "validate.h"
+
+#include <cstdint>
+#include <sstream>
+
+#include "error.h"
+
+namespace moe4j {
+
+const char *dtype_name(int32_t dtype) {
+    switch (dtype) {
+        case MOE4J_F32: return "F32";
+        case MOE4J_BF16: return "BF16";
+        case MOE4J_F16: return "F16";
+        case MOE4J_E4M3: return "E4M3";
+        case MOE4J_I32: return "I32";
+        case MOE4J_I64: return "I64";
+        case MOE4J_U8: return "U8";
+        default: return "unknown";
+    }
+}
+
+int64_t dtype_size(int32_t dtype) {
+    switch (dtype) {
+        case MOE4J_F32:
+        case MOE4J_I32: return 4;
+        case MOE4J_BF16:
+        case MOE4J_F16: return 2;
+        case MOE4J_E4M3:
+        case MOE4J_U8: return 1;
+        case MOE4J_I64: return 8;
+        default: return 0;
+    }
+}
+
+std::string shape_string(const moe4j_tensor &t) {
+    std::ostringstream out;
+    out << '[';
+    for (int i = 0; i < t.rank && i < MOE4J_MAX_RANK; ++i) out << (i ? ", " : "") << t.shape[i];
+    out << ']';
+    return out.str();
+}
+
+int64_t element_count(const moe4j_tensor &t) {
+    int64_t n = 1;
+    for (int i = 0; i < t.rank; ++i) n *= t.shape[i];
+    return n;
+}
+
+namespace {
+
+std::string device_string(int32_t device) {
+    return device == MOE4J_HOST_MEMORY ? std::string("host memory") : "CUDA device " + std::to_string(device);
+}
+
+std::string hex_string(uintptr_t value) {
+    std::ostringstream out;
+    out << "0x" << std::hex << value;
+    return out.str();
+}
+
+// Bytes spanned from data to one past the last reachable element, or -1 on overflow; 0 for an empty tensor.
+int64_t extent_bytes(const moe4j_tensor &t) {
+    __int128 last = 0;
+    for (int i = 0; i < t.rank; ++i) {
+        if (t.shape[i] == 0) return 0;
+        last += static_cast<__int128>(t.shape[i] - 1) * t.strides[i];
+    }
+    const __int128 bytes = (last + 1) * dtype_size(t.dtype);
+    return bytes > INT64_MAX ? -1 : static_cast<int64_t>(bytes);
+}
+
+}  // namespace
+
+moe4j_status ArgCheck::invalid(const std::string &message) const {
+    return fail(MOE4J_ERROR_INVALID_ARGUMENT, std::string(function_) + ": " + message);
+}
+
+moe4j_status ArgCheck::unsupported(const std::string &message) const {
+    return fail(MOE4J_ERROR_UNSUPPORTED, std::string(function_) + ": " + message);
+}
+
+moe4j_status ArgCheck::tensor(const moe4j_tensor *t, const TensorRule &rule) const {
+    const std::string arg = std::string("argument '") + rule.name + "'";
+    if (t == nullptr) return invalid(arg + " is null");
+    if (t->reserved != 0) return invalid(arg + ": reserved field is " + std::to_string(t->reserved) + ", must be 0");
+    if (t->rank != rule.rank)
+        return invalid(arg + ": rank " + std::to_string(t->rank) + ", expected " + std::to_string(rule.rank));
+    bool dtype_ok = false;
+    std::string allowed;
+    for (int32_t d : rule.dtypes) {
+        dtype_ok |= (d == t->dtype);
+        allowed += (allowed.empty() ? "" : ", ") + std::string(dtype_name(d));
+    }
+    if (!dtype_ok)
+        return invalid(arg + ": dtype " + dtype_name(t->dtype) + " (" + std::to_string(t->dtype) +
+                       ") is not accepted; expected " + allowed);
+    if (t->device != device_)
+        return invalid(arg + ": lives in " + device_string(t->device) + " but this call runs on " +
+                       device_string(device_));
+    for (int i = 0; i < t->rank; ++i) {
+        if (t->shape[i] < 0) return invalid(arg + ": negative extent in shape " + shape_string(*t));
+        if (t->strides[i] < 0)
+            return invalid(arg + ": negative stride " + std::to_string(t->strides[i]) + " in dimension " +
+                           std::to_string(i));
+    }
+    if (rule.layout == Layout::RowsDense && t->strides[t->rank - 1] != 1 && t->shape[t->rank - 1] > 1)
+        return invalid(arg + ": innermost stride is " + std::to_string(t->strides[t->rank - 1]) +
+                       ", must be 1 (rows must be contiguous)");
+    const int64_t extent = extent_bytes(*t);
+    if (extent < 0) return invalid(arg + ": shape and strides overflow 64-bit byte offsets");
+    if (extent > 0 && t->data == nullptr) return invalid(arg + ": data pointer is null for shape " + shape_string(*t));
+    const auto address = reinterpret_cast<uintptr_t>(t->data);
+    if (address % static_cast<uintptr_t>(dtype_size(t->dtype)) != 0)
+        return invalid(arg + ": data address " + hex_string(address) + " is not aligned to its " +
+                       std::to_string(dtype_size(t->dtype)) + "-byte " + dtype_name(t->dtype) + " elements");
+    if (t->size_bytes < extent)
+        return invalid(arg + ": buffer holds " + std::to_string(t->size_bytes) + " bytes but shape " +
+                       shape_string(*t) + " with its strides reaches " + std::to_string(extent) + " bytes");
+    return MOE4J_OK;
+}
+
+moe4j_status ArgCheck::shape(const moe4j_tensor &t, const char *name, std::initializer_list<int64_t> expected,
+                             const std::string &why) const {
+    bool same = static_cast<int64_t>(expected.size()) == t.rank;
+    int i = 0;
+    std::ostringstream want;
+    want << '[';
+    for (int64_t e : expected) {
+        if (same && t.shape[i] != e) same = false;
+        want << (i ? ", " : "") << e;
+        ++i;
+    }
+    want << ']';
+    if (same) return MOE4J_OK;
+    return invalid(std::string("argument '") + name + "': shape " + shape_string(t) + " but expected " + want.str() +
+                   (why.empty() ? "" : " (" + why + ")"));
+}
+
+moe4j_status ArgCheck::same_shape(const moe4j_tensor &a, const char *a_name, const moe4j_tensor &b,
+                                  const char *b_name) const {
+    bool same = a.rank == b.rank;
+    for (int i = 0; same && i < a.rank; ++i) same = a.shape[i] == b.shape[i];
+    if (same) return MOE4J_OK;
+    return invalid(std::string("argument '") + b_name + "': shape " + shape_string(b) + " differs from '" + a_name +
+                   "' shape " + shape_string(a));
+}
+
+moe4j_status ArgCheck::no_overlap(const moe4j_tensor &output, const char *output_name, const moe4j_tensor &other,
+                                  const char *other_name) const {
+    const int64_t a_len = extent_bytes(output), b_len = extent_bytes(other);
+    if (a_len == 0 || b_len == 0 || output.device != other.device) return MOE4J_OK;
+    const auto a = reinterpret_cast<uintptr_t>(output.data), b = reinterpret_cast<uintptr_t>(other.data);
+    if (a < b + static_cast<uintptr_t>(b_len) && b < a + static_cast<uintptr_t>(a_len))
+        return invalid(std::string("output '") + output_name + "' overlaps '" + other_name + "' in memory");
+    return MOE4J_OK;
+}
+
+}  // namespace moe4j

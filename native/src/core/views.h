@@ -1,0 +1,51 @@
+// Typed access to validated descriptors: kernels receive views, never raw descriptors to re-check.
+#pragma once
+
+#include <cstdint>
+
+#include "moe4j.h"
+#include "validate.h"
+
+namespace moe4j {
+
+// A tensor seen as rows of its innermost dimension: leading dimensions flattened, any strides.
+struct RowView {
+    char *base;
+    int32_t dtype;
+    int32_t leading_rank;  // rank - 1
+    int64_t shape[MOE4J_MAX_RANK];
+    int64_t byte_strides[MOE4J_MAX_RANK];
+    int64_t rows;
+    int64_t length;  // elements per row
+
+    explicit RowView(const moe4j_tensor &t) : base(static_cast<char *>(t.data)), dtype(t.dtype), leading_rank(t.rank - 1) {
+        rows = 1;
+        for (int i = 0; i < t.rank; ++i) {
+            shape[i] = t.shape[i];
+            byte_strides[i] = t.strides[i] * dtype_size(t.dtype);
+            if (i < leading_rank) rows *= t.shape[i];
+        }
+        length = t.shape[t.rank - 1];
+    }
+
+    template <typename T>
+    T *row(int64_t r) const {
+        if (leading_rank == 1) return reinterpret_cast<T *>(base + r * byte_strides[0]);
+        int64_t offset = 0;
+        for (int i = leading_rank - 1; i >= 0; --i) {
+            offset += (r % shape[i]) * byte_strides[i];
+            r /= shape[i];
+        }
+        return reinterpret_cast<T *>(base + offset);
+    }
+};
+
+// A rank-2 F32 tensor with arbitrary strides (scale tensors).
+struct ScaleView {
+    float *data;
+    int64_t stride0, stride1;
+    explicit ScaleView(const moe4j_tensor &t) : data(static_cast<float *>(t.data)), stride0(t.strides[0]), stride1(t.strides[1]) {}
+    float &at(int64_t i, int64_t j) const { return data[i * stride0 + j * stride1]; }
+};
+
+}  // namespace moe4j
