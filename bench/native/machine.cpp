@@ -69,8 +69,8 @@ Rate measure_fma_peak(int threads, SimdWidth width, int reps, double seconds_per
     std::vector<float> results(threads);
     RepPolicy policy;
     policy.fixed_reps = reps;
-    const std::vector<double> seconds = time_calls(
-        policy, [&] { run_threads(threads, [&](int t) { results[t] = fma_chains(width, rounds); }); });
+    const std::vector<double> seconds =
+        time_calls(policy, [&] { run_threads(threads, [&](int t) { results[t] = fma_chains(width, rounds); }); });
     for (float r : results) g_sink = r;
     return to_rate(width, threads, seconds, fma_chain_flops(width, rounds) * threads);
 }

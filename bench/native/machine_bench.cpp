@@ -12,8 +12,8 @@ namespace bench {
 namespace {
 
 void print_rate(const Table &table, const char *measure, const Rate &r, const char *unit) {
-    table.print_row({measure, simd_name(r.width), std::to_string(r.threads), std::to_string(r.reps),
-                     fixed(r.best, 1), fixed(r.median, 1), fixed(r.best / r.threads, 1), unit});
+    table.print_row({measure, simd_name(r.width), std::to_string(r.threads), std::to_string(r.reps), fixed(r.best, 1),
+                     fixed(r.median, 1), fixed(r.best / r.threads, 1), unit});
 }
 
 }  // namespace
@@ -41,9 +41,10 @@ int run_machine(const Args &args) {
     }
     print_rate(table, "fma_peak", facts.fma_peak, "GFLOP/s");
     if (threads > 1) print_rate(table, "fma_peak", measure_fma_peak(1, facts.fma_peak.width), "GFLOP/s");
-    std::printf("\nread_bw: %zu MiB buffer, each thread sums its own first-touched slice; "
-                "fma_peak: %d independent FMA chains per thread, 2 flops per lane (scalar: multiply + add).\n",
-                kReadBandwidthBytes >> 20, kFmaChains);
+    std::printf(
+        "\nread_bw: %zu MiB buffer, each thread sums its own first-touched slice; "
+        "fma_peak: %d independent FMA chains per thread, 2 flops per lane (scalar: multiply + add).\n",
+        kReadBandwidthBytes >> 20, kFmaChains);
     return 0;
 }
 

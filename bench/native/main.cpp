@@ -23,11 +23,13 @@ struct Subcommand {
 
 const std::vector<Subcommand> &subcommands() {
     static const std::vector<Subcommand> kSubcommands = {
-        {"machine", "measure memory read bandwidth (GB/s) and peak FP32 FMA throughput (GFLOP/s)",
+        {"machine",
+         "measure memory read bandwidth (GB/s) and peak FP32 FMA throughput (GFLOP/s)",
          {"threads"},
          "    --threads N        threads to measure with (default: all hardware threads)\n",
          bench::run_machine},
-        {"quant", "time moe4j_quantize_fp8_per_token / _per_block against the measured read bandwidth",
+        {"quant",
+         "time moe4j_quantize_fp8_per_token / _per_block against the measured read bandwidth",
          {"threads", "isa", "rows", "cols", "dtype", "reps", "op", "scale-format"},
          "    --threads N        context threads (default: all hardware threads)\n"
          "    --isa NAME         scalar | avx2 | avx512_bf16 | best (default: best)\n"
@@ -46,8 +48,7 @@ const std::vector<Subcommand> &subcommands() {
 void print_usage(std::FILE *out) {
     std::fprintf(out, "usage: moe4j_bench <subcommand> [options]\n       moe4j_bench --help\n\nsubcommands:\n");
     for (const Subcommand &s : subcommands()) std::fprintf(out, "  %-9s %s\n", s.name, s.summary);
-    for (const Subcommand &s : subcommands())
-        std::fprintf(out, "\nmoe4j_bench %s options:\n%s", s.name, s.option_help);
+    for (const Subcommand &s : subcommands()) std::fprintf(out, "\nmoe4j_bench %s options:\n%s", s.name, s.option_help);
 }
 
 bool is_help(const char *arg) { return std::strcmp(arg, "--help") == 0 || std::strcmp(arg, "-h") == 0; }

@@ -142,9 +142,10 @@ int run_quant(const Args &args) {
     const moe4j_context_info info = ctx.info(), scalar_info = scalar_ctx.info();
 
     std::printf("%s\n", machine_summary(facts).c_str());
-    std::printf("quant: isa requested=%s context=%s  scale_format=%s  x uniform random in [-4, 4)  "
-                "traffic = x read + q, scales written\n\n",
-                isa_name(config.isa), isa_name(info.isa), config.scale_format == MOE4J_SCALE_FP32 ? "fp32" : "ue8m0");
+    std::printf(
+        "quant: isa requested=%s context=%s  scale_format=%s  x uniform random in [-4, 4)  "
+        "traffic = x read + q, scales written\n\n",
+        isa_name(config.isa), isa_name(info.isa), config.scale_format == MOE4J_SCALE_FP32 ? "fp32" : "ue8m0");
 
     const Table table({{"op", 9, Align::Left},
                        {"shape", 9, Align::Left},
@@ -171,8 +172,9 @@ int run_quant(const Args &args) {
         }
         table.print_row(result_row(c, info, s, buffers.traffic(), facts, speedup));
     }
-    std::printf("\nGB/s and %%read_bw use the best time; %%read_bw compares with read_bw above. "
-                "Cases whose data fit in the last-level cache run from cache and can exceed 100%%.\n");
+    std::printf(
+        "\nGB/s and %%read_bw use the best time; %%read_bw compares with read_bw above. "
+        "Cases whose data fit in the last-level cache run from cache and can exceed 100%%.\n");
     // On shared machines the ceiling itself drifts; a second measurement shows whether it held during the run.
     const Rate end_bw = measure_read_bandwidth(facts.threads, facts.read_bw.width);
     const double drift = end_bw.best / facts.read_bw.best - 1.0;

@@ -10,9 +10,7 @@ namespace bench {
 class Timer {
   public:
     Timer() : start_(std::chrono::steady_clock::now()) {}
-    double seconds() const {
-        return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-    }
+    double seconds() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); }
 
   private:
     std::chrono::steady_clock::time_point start_;
@@ -51,9 +49,9 @@ std::vector<double> time_calls(const RepPolicy &policy, Fn &&fn) {
     const Timer total;
     for (;;) {
         const int done = static_cast<int>(samples.size());
-        if (policy.fixed_reps > 0 ? done >= policy.fixed_reps
-                                  : done >= policy.max_reps ||
-                                        (done >= policy.min_reps && total.seconds() >= policy.min_seconds))
+        if (policy.fixed_reps > 0
+                ? done >= policy.fixed_reps
+                : done >= policy.max_reps || (done >= policy.min_reps && total.seconds() >= policy.min_seconds))
             break;
         const Timer t;
         fn();

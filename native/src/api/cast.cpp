@@ -1,8 +1,8 @@
 // moe4j_cast: validation shared by all backends, then dispatch.
+#include "../cpu/cast.h"
 #include "../core/context.h"
 #include "../core/error.h"
 #include "../core/validate.h"
-#include "../cpu/cast.h"
 
 using namespace moe4j;
 
@@ -14,8 +14,10 @@ extern "C" moe4j_status moe4j_cast(moe4j_context *ctx, const moe4j_tensor *src, 
         if (src->rank < 1 || src->rank > MOE4J_MAX_RANK)
             return check.invalid("argument 'src': rank " + std::to_string(src->rank) + " is outside [1, 4]");
         const int32_t rank = src->rank;
-        if (moe4j_status s = check.tensor(src, {"src", {MOE4J_F32, MOE4J_BF16, MOE4J_E4M3}, rank, Layout::RowsDense})) return s;
-        if (moe4j_status s = check.tensor(dst, {"dst", {MOE4J_F32, MOE4J_BF16, MOE4J_E4M3}, rank, Layout::RowsDense})) return s;
+        if (moe4j_status s = check.tensor(src, {"src", {MOE4J_F32, MOE4J_BF16, MOE4J_E4M3}, rank, Layout::RowsDense}))
+            return s;
+        if (moe4j_status s = check.tensor(dst, {"dst", {MOE4J_F32, MOE4J_BF16, MOE4J_E4M3}, rank, Layout::RowsDense}))
+            return s;
         if (moe4j_status s = check.same_shape(*src, "src", *dst, "dst")) return s;
         if (moe4j_status s = check.no_overlap(*dst, "dst", *src, "src")) return s;
         if (ctx->backend == MOE4J_BACKEND_CUDA) return check.unsupported("not yet implemented for the CUDA backend");

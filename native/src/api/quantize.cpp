@@ -29,8 +29,8 @@ moe4j_status quantize(const char *fn, moe4j_context *ctx, const moe4j_tensor *x,
     if (moe4j_status s = check.tensor(scales, {scales_name, {MOE4J_F32}, 2, Layout::Strided})) return s;
     const int64_t rows = x->shape[0], cols = x->shape[1];
     if (moe4j_status s = check.shape(*q, "q", {rows, cols}, std::string("the shape of '") + x_name + "'")) return s;
-    const std::string why = block_rows == 1 ? "one scale per row and 128 columns, rounded up"
-                                            : "one scale per 128x128 block, rounded up";
+    const std::string why =
+        block_rows == 1 ? "one scale per row and 128 columns, rounded up" : "one scale per 128x128 block, rounded up";
     if (moe4j_status s = check.shape(*scales, scales_name, {ceil_div(rows, block_rows), ceil_div(cols, kBlock)}, why))
         return s;
     if (moe4j_status s = check.no_overlap(*q, "q", *x, x_name)) return s;
@@ -45,13 +45,15 @@ moe4j_status quantize(const char *fn, moe4j_context *ctx, const moe4j_tensor *x,
 
 extern "C" moe4j_status moe4j_quantize_fp8_per_token(moe4j_context *ctx, const moe4j_tensor *x, moe4j_tensor *q,
                                                      moe4j_tensor *scales, int32_t scale_format) {
-    return guarded(__func__, [&](const char *fn) { return quantize(fn, ctx, x, "x", q, scales, "scales", 1, scale_format); });
+    return guarded(__func__,
+                   [&](const char *fn) { return quantize(fn, ctx, x, "x", q, scales, "scales", 1, scale_format); });
 }
 
 extern "C" moe4j_status moe4j_quantize_fp8_per_block(moe4j_context *ctx, const moe4j_tensor *w, moe4j_tensor *q,
                                                      moe4j_tensor *scale_inv, int32_t scale_format) {
-    return guarded(__func__,
-                   [&](const char *fn) { return quantize(fn, ctx, w, "w", q, scale_inv, "scale_inv", kBlock, scale_format); });
+    return guarded(__func__, [&](const char *fn) {
+        return quantize(fn, ctx, w, "w", q, scale_inv, "scale_inv", kBlock, scale_format);
+    });
 }
 
 extern "C" moe4j_status moe4j_dequantize_fp8(moe4j_context *ctx, const moe4j_tensor *q, const moe4j_tensor *scales,

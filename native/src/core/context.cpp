@@ -40,13 +40,14 @@ moe4j_status validate_options(const char *fn, const moe4j_context_options &o) {
     if (o.backend != MOE4J_BACKEND_CPU && o.backend != MOE4J_BACKEND_CUDA)
         return fail(MOE4J_ERROR_INVALID_ARGUMENT, prefix + "unknown backend " + std::to_string(o.backend));
     if (o.threads < 0 || o.threads > kMaxThreads)
-        return fail(MOE4J_ERROR_INVALID_ARGUMENT,
-                    prefix + "threads " + std::to_string(o.threads) + " is outside [0, " + std::to_string(kMaxThreads) + "]");
+        return fail(MOE4J_ERROR_INVALID_ARGUMENT, prefix + "threads " + std::to_string(o.threads) + " is outside [0, " +
+                                                      std::to_string(kMaxThreads) + "]");
     if (o.max_isa != MOE4J_ISA_BEST && (o.max_isa < MOE4J_ISA_SCALAR || o.max_isa > MOE4J_ISA_AVX512_BF16))
-        return fail(MOE4J_ERROR_INVALID_ARGUMENT, prefix + "max_isa " + std::to_string(o.max_isa) + " is not a moe4j_isa");
-    if (o.backend == MOE4J_BACKEND_CPU && o.device != 0)
         return fail(MOE4J_ERROR_INVALID_ARGUMENT,
-                    prefix + "device " + std::to_string(o.device) + " given for the CPU backend, which has only device 0");
+                    prefix + "max_isa " + std::to_string(o.max_isa) + " is not a moe4j_isa");
+    if (o.backend == MOE4J_BACKEND_CPU && o.device != 0)
+        return fail(MOE4J_ERROR_INVALID_ARGUMENT, prefix + "device " + std::to_string(o.device) +
+                                                      " given for the CPU backend, which has only device 0");
     if (o.backend == MOE4J_BACKEND_CUDA) {
 #if MOE4J_WITH_CUDA
         const int count = cuda::device_count();
@@ -87,7 +88,8 @@ extern "C" moe4j_status moe4j_query_capabilities(moe4j_capabilities *out) {
 
 extern "C" moe4j_status moe4j_context_create(const moe4j_context_options *options, moe4j_context **out) {
     return guarded(__func__, [&](const char *fn) -> moe4j_status {
-        if (options == nullptr) return fail(MOE4J_ERROR_INVALID_ARGUMENT, std::string(fn) + ": argument 'options' is null");
+        if (options == nullptr)
+            return fail(MOE4J_ERROR_INVALID_ARGUMENT, std::string(fn) + ": argument 'options' is null");
         if (out == nullptr) return fail(MOE4J_ERROR_INVALID_ARGUMENT, std::string(fn) + ": argument 'out' is null");
         if (moe4j_status s = validate_options(fn, *options)) return s;
         int isa = MOE4J_ISA_SCALAR;
@@ -129,7 +131,9 @@ extern "C" moe4j_status moe4j_context_query(const moe4j_context *ctx, moe4j_cont
 }
 
 // The Java bindings hard-code these layouts (BindingsTest checks the same numbers on the Java side).
-static_assert(sizeof(moe4j_tensor) == 96 && offsetof(moe4j_tensor, shape) == 32 && offsetof(moe4j_tensor, strides) == 64,
+static_assert(sizeof(moe4j_tensor) == 96 && offsetof(moe4j_tensor, shape) == 32 &&
+                  offsetof(moe4j_tensor, strides) == 64,
               "moe4j_tensor layout changed: regenerate the bindings");
-static_assert(sizeof(moe4j_context_options) == 16 && sizeof(moe4j_context_info) == 16 && sizeof(moe4j_capabilities) == 32,
+static_assert(sizeof(moe4j_context_options) == 16 && sizeof(moe4j_context_info) == 16 &&
+                  sizeof(moe4j_capabilities) == 32,
               "struct layout changed: regenerate the bindings");

@@ -11,9 +11,8 @@ namespace moe4j {
 int detect_cpu_isa() {
 #if defined(__x86_64__)
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-        __builtin_cpu_supports("avx512bf16"))
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bf16"))
         return MOE4J_ISA_AVX512_BF16;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
         return MOE4J_ISA_AVX2;
@@ -31,8 +30,8 @@ moe4j_status available_cpu_isa(const char *function, int *isa) {
             return MOE4J_OK;
         }
     }
-    return fail(MOE4J_ERROR_INVALID_ARGUMENT, std::string(function) + ": environment variable MOE4J_MAX_ISA='" +
-                                                  cap + "' is not one of scalar, avx2, avx512_bf16");
+    return fail(MOE4J_ERROR_INVALID_ARGUMENT, std::string(function) + ": environment variable MOE4J_MAX_ISA='" + cap +
+                                                  "' is not one of scalar, avx2, avx512_bf16");
 }
 
 const char *isa_name(int isa) {

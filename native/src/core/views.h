@@ -18,7 +18,8 @@ struct RowView {
     int64_t rows;
     int64_t length;  // elements per row
 
-    explicit RowView(const moe4j_tensor &t) : base(static_cast<char *>(t.data)), dtype(t.dtype), leading_rank(t.rank - 1) {
+    explicit RowView(const moe4j_tensor &t)
+        : base(static_cast<char *>(t.data)), dtype(t.dtype), leading_rank(t.rank - 1) {
         rows = 1;
         for (int i = 0; i < t.rank; ++i) {
             shape[i] = t.shape[i];
@@ -44,7 +45,8 @@ struct RowView {
 struct ScaleView {
     float *data;
     int64_t stride0, stride1;
-    explicit ScaleView(const moe4j_tensor &t) : data(static_cast<float *>(t.data)), stride0(t.strides[0]), stride1(t.strides[1]) {}
+    explicit ScaleView(const moe4j_tensor &t)
+        : data(static_cast<float *>(t.data)), stride0(t.strides[0]), stride1(t.strides[1]) {}
     float &at(int64_t i, int64_t j) const { return data[i * stride0 + j * stride1]; }
 };
 

@@ -22,12 +22,14 @@ void cast_row(const RowCodec &codec, int32_t from, const void *src, int32_t to, 
     switch (from) {
         case MOE4J_F32: f32 = static_cast<const float *>(src); break;
         case MOE4J_BF16:
-            if (to == MOE4J_E4M3) return codec.encode_bf16(static_cast<const uint16_t *>(src), n, 1.0f, static_cast<uint8_t *>(dst));
+            if (to == MOE4J_E4M3)
+                return codec.encode_bf16(static_cast<const uint16_t *>(src), n, 1.0f, static_cast<uint8_t *>(dst));
             codec.bf16_to_f32(static_cast<const uint16_t *>(src), n, staging.data());
             f32 = staging.data();
             break;
         case MOE4J_E4M3:
-            if (to == MOE4J_BF16) return codec.decode_bf16(static_cast<const uint8_t *>(src), n, 1.0f, static_cast<uint16_t *>(dst));
+            if (to == MOE4J_BF16)
+                return codec.decode_bf16(static_cast<const uint8_t *>(src), n, 1.0f, static_cast<uint16_t *>(dst));
             codec.decode_f32(static_cast<const uint8_t *>(src), n, 1.0f, staging.data());
             f32 = staging.data();
             break;

@@ -105,7 +105,8 @@ inline __m256i e4m3_codes8(__m256 v) {
 inline void store_low_bytes8(__m256i codes, uint8_t *q) {
     const __m256i pick = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,  //
                                           0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
-    const __m256i packed = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(codes, pick), _mm256_setr_epi32(0, 4, 1, 1, 1, 1, 1, 1));
+    const __m256i packed =
+        _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(codes, pick), _mm256_setr_epi32(0, 4, 1, 1, 1, 1, 1, 1));
     _mm_storel_epi64(reinterpret_cast<__m128i *>(q), _mm256_castsi256_si128(packed));
 }
 
@@ -124,7 +125,8 @@ inline __m256 e4m3_values8(const uint8_t *q) {
     const __m256i mantissa = _mm256_and_si256(code, _mm256_set1_epi32(0x07));
     const __m256i normal = _mm256_or_si256(_mm256_slli_epi32(_mm256_add_epi32(exponent, _mm256_set1_epi32(120)), 23),
                                            _mm256_slli_epi32(mantissa, 20));
-    const __m256i small = _mm256_castps_si256(_mm256_mul_ps(_mm256_cvtepi32_ps(mantissa), _mm256_set1_ps(0.001953125f)));
+    const __m256i small =
+        _mm256_castps_si256(_mm256_mul_ps(_mm256_cvtepi32_ps(mantissa), _mm256_set1_ps(0.001953125f)));
     __m256i bits = _mm256_blendv_epi8(normal, small, _mm256_cmpeq_epi32(exponent, _mm256_setzero_si256()));
     const __m256i nan = _mm256_cmpeq_epi32(_mm256_and_si256(code, _mm256_set1_epi32(0x7F)), _mm256_set1_epi32(0x7F));
     bits = _mm256_blendv_epi8(bits, _mm256_set1_epi32(0x7FC00000), nan);
@@ -135,7 +137,8 @@ inline __m256 e4m3_values8(const uint8_t *q) {
 inline __m256i bf16_bits8(__m256 v) {
     const __m256i u = _mm256_castps_si256(v);
     const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
-    const __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(_mm256_set1_epi32(0x7FFF), odd)), 16);
+    const __m256i rounded =
+        _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(_mm256_set1_epi32(0x7FFF), odd)), 16);
     const __m256i magnitude = _mm256_and_si256(u, _mm256_set1_epi32(0x7FFFFFFF));
     const __m256i nan = _mm256_cmpgt_epi32(magnitude, _mm256_set1_epi32(0x7F800000));
     const __m256i quiet = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(0x0040));
@@ -234,9 +237,11 @@ inline __m512 e4m3_values16(const uint8_t *q, __mmask16 k) {
     const __m512i mantissa = _mm512_and_si512(code, _mm512_set1_epi32(0x07));
     const __m512i normal = _mm512_or_si512(_mm512_slli_epi32(_mm512_add_epi32(exponent, _mm512_set1_epi32(120)), 23),
                                            _mm512_slli_epi32(mantissa, 20));
-    const __m512i small = _mm512_castps_si512(_mm512_mul_ps(_mm512_cvtepi32_ps(mantissa), _mm512_set1_ps(0.001953125f)));
+    const __m512i small =
+        _mm512_castps_si512(_mm512_mul_ps(_mm512_cvtepi32_ps(mantissa), _mm512_set1_ps(0.001953125f)));
     __m512i bits = _mm512_mask_blend_epi32(_mm512_cmpeq_epi32_mask(exponent, _mm512_setzero_si512()), normal, small);
-    const __mmask16 nan = _mm512_cmpeq_epi32_mask(_mm512_and_si512(code, _mm512_set1_epi32(0x7F)), _mm512_set1_epi32(0x7F));
+    const __mmask16 nan =
+        _mm512_cmpeq_epi32_mask(_mm512_and_si512(code, _mm512_set1_epi32(0x7F)), _mm512_set1_epi32(0x7F));
     bits = _mm512_mask_blend_epi32(nan, bits, _mm512_set1_epi32(0x7FC00000));
     return _mm512_castsi512_ps(_mm512_or_si512(bits, sign));
 }
@@ -244,7 +249,8 @@ inline __m512 e4m3_values16(const uint8_t *q, __mmask16 k) {
 inline __m256i bf16_bits16(__m512 v) {
     const __m512i u = _mm512_castps_si512(v);
     const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-    const __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF), odd)), 16);
+    const __m512i rounded =
+        _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF), odd)), 16);
     const __mmask16 nan =
         _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7FFFFFFF)), _mm512_set1_epi32(0x7F800000));
     const __m512i quiet = _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x0040));
@@ -283,8 +289,8 @@ void bf16_to_f32_avx512(const uint16_t *x, int64_t n, float *out) {
 
 #pragma GCC pop_options
 
-constexpr RowCodec kScalar{amax_scalar<float>,  amax_scalar<uint16_t>, encode_scalar<float>, encode_scalar<uint16_t>,
-                           decode_f32_scalar,   decode_bf16_scalar,    f32_to_bf16_scalar,   bf16_to_f32_scalar};
+constexpr RowCodec kScalar{amax_scalar<float>, amax_scalar<uint16_t>, encode_scalar<float>, encode_scalar<uint16_t>,
+                           decode_f32_scalar,  decode_bf16_scalar,    f32_to_bf16_scalar,   bf16_to_f32_scalar};
 constexpr RowCodec kAvx2{amax_avx2<float>, amax_avx2<uint16_t>, encode_avx2<float>, encode_avx2<uint16_t>,
                          decode_f32_avx2,  decode_bf16_avx2,    f32_to_bf16_avx2,   bf16_to_f32_avx2};
 constexpr RowCodec kAvx512{amax_avx512<float>, amax_avx512<uint16_t>, encode_avx512<float>, encode_avx512<uint16_t>,

@@ -28,8 +28,8 @@ moe4j_status attach(const char *function, moe4j_context *ctx) {
     if (err == cudaSuccess) err = cudaStreamCreateWithFlags(&state->stream, cudaStreamNonBlocking);
     if (err != cudaSuccess) {
         delete state;
-        return fail(MOE4J_ERROR_BACKEND, std::string(function) + ": CUDA device " + std::to_string(ctx->device) +
-                                             ": " + cudaGetErrorString(err));
+        return fail(MOE4J_ERROR_BACKEND, std::string(function) + ": CUDA device " + std::to_string(ctx->device) + ": " +
+                                             cudaGetErrorString(err));
     }
     ctx->cuda = state;
     return MOE4J_OK;

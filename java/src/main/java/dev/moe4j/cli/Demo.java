@@ -32,9 +32,11 @@ final class Demo {
             i++;
         }
         Capabilities caps = NativeLibrary.capabilities();
-        System.out.printf("moe4j %s demo: native library %s, CPU path %s, %d threads%n%n", caps.version(), caps.library(),
-                caps.cpuIsa().nativeName(), caps.cpuThreads());
-        try (Arena arena = Arena.ofConfined(); Context ctx = Context.create()) {
+        System.out.printf(
+                "moe4j %s demo: native library %s, CPU path %s, %d threads%n%n",
+                caps.version(), caps.library(), caps.cpuIsa().nativeName(), caps.cpuThreads());
+        try (Arena arena = Arena.ofConfined();
+                Context ctx = Context.create()) {
             weightQuantization(ctx, arena, rows, cols);
             activationThroughput(arena, tokens, cols);
         }
@@ -61,17 +63,26 @@ final class Demo {
                 maxAbs = Math.max(maxAbs, Math.abs(x - y));
             }
             double calcDiff = 1 - 2 * dot / (xx + yy);
-            System.out.printf("   %-5s scales: relative RMS error %.4f%%, SNR %.1f dB, calc_diff %.2e, max |error| %.3e, %.1f ms%n",
-                    format, 100 * Math.sqrt(errSq / xx), 10 * Math.log10(xx / errSq), calcDiff, maxAbs, (t1 - t0) / 1e6);
+            System.out.printf(
+                    "   %-5s scales: relative RMS error %.4f%%, SNR %.1f dB, calc_diff %.2e, max |error| %.3e, %.1f ms%n",
+                    format,
+                    100 * Math.sqrt(errSq / xx),
+                    10 * Math.log10(xx / errSq),
+                    calcDiff,
+                    maxAbs,
+                    (t1 - t0) / 1e6);
         }
         System.out.println();
     }
 
     private static void activationThroughput(Arena arena, long tokens, long cols) {
-        System.out.printf("2. per-token (1x128) activation quantization of bf16 [%d, %d], best of 5, per CPU path%n", tokens, cols);
+        System.out.printf(
+                "2. per-token (1x128) activation quantization of bf16 [%d, %d], best of 5, per CPU path%n",
+                tokens, cols);
         float[] values = new float[Math.toIntExact(tokens * cols)];
         SplittableRandom random = new SplittableRandom(7);
-        for (int i = 0; i < values.length; i++) values[i] = (float) (random.nextGaussian() * (1 + (i % 97 == 0 ? 20 : 0)));
+        for (int i = 0; i < values.length; i++)
+            values[i] = (float) (random.nextGaussian() * (1 + (i % 97 == 0 ? 20 : 0)));
         Tensor x = Tensor.fromFloats(arena, DType.BF16, values, tokens, cols);
         Tensor q = Tensor.allocate(arena, DType.E4M3, tokens, cols);
         Tensor scales = Tensor.allocate(arena, DType.F32, tokens, (cols + 127) / 128);
@@ -88,11 +99,13 @@ final class Demo {
                     if (rep > 0) best = Math.min(best, seconds);
                 }
                 if (isa == Isa.SCALAR) scalarSeconds = best;
-                System.out.printf("   %-12s %8.2f ms  %6.2f GB/s  %5.1fx the scalar path%n", isa.nativeName(), best * 1e3,
-                        bytes / best / 1e9, scalarSeconds / best);
+                System.out.printf(
+                        "   %-12s %8.2f ms  %6.2f GB/s  %5.1fx the scalar path%n",
+                        isa.nativeName(), best * 1e3, bytes / best / 1e9, scalarSeconds / best);
             }
         }
-        System.out.println("   (GB/s counts bf16 read + e4m3 and scales written; `./moe4j bench quant` compares with memory bandwidth)");
+        System.out.println(
+                "   (GB/s counts bf16 read + e4m3 and scales written; `./moe4j bench quant` compares with memory bandwidth)");
     }
 
     /** Gaussian rows with per-row magnitudes spread over two decades and rare outliers, like trained weights. */
@@ -119,5 +132,4 @@ final class Demo {
             throw new IllegalArgumentException(option + " expects an integer, got '" + value + "'");
         }
     }
-
 }

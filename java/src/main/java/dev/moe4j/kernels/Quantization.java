@@ -42,8 +42,14 @@ public final class Quantization {
         Objects.requireNonNull(q, "q");
         Objects.requireNonNull(scales, "scales");
         try (Arena call = Arena.ofConfined()) {
-            NativeLibrary.check(moe4j_h.moe4j_quantize_fp8_per_token(ctx.handle(), x.descriptor(call, "x"),
-                    q.descriptor(call, "q"), scales.descriptor(call, "scales"), format.code()), "moe4j_quantize_fp8_per_token");
+            NativeLibrary.check(
+                    moe4j_h.moe4j_quantize_fp8_per_token(
+                            ctx.handle(),
+                            x.descriptor(call, "x"),
+                            q.descriptor(call, "q"),
+                            scales.descriptor(call, "scales"),
+                            format.code()),
+                    "moe4j_quantize_fp8_per_token");
         }
     }
 
@@ -67,8 +73,14 @@ public final class Quantization {
         Objects.requireNonNull(q, "q");
         Objects.requireNonNull(scaleInv, "scaleInv");
         try (Arena call = Arena.ofConfined()) {
-            NativeLibrary.check(moe4j_h.moe4j_quantize_fp8_per_block(ctx.handle(), w.descriptor(call, "w"),
-                    q.descriptor(call, "q"), scaleInv.descriptor(call, "scale_inv"), format.code()), "moe4j_quantize_fp8_per_block");
+            NativeLibrary.check(
+                    moe4j_h.moe4j_quantize_fp8_per_block(
+                            ctx.handle(),
+                            w.descriptor(call, "w"),
+                            q.descriptor(call, "q"),
+                            scaleInv.descriptor(call, "scale_inv"),
+                            format.code()),
+                    "moe4j_quantize_fp8_per_block");
         }
     }
 
@@ -89,8 +101,14 @@ public final class Quantization {
         Objects.requireNonNull(q, "q");
         Objects.requireNonNull(out, "out");
         try (Arena call = Arena.ofConfined()) {
-            NativeLibrary.check(moe4j_h.moe4j_dequantize_fp8(ctx.handle(), q.data().descriptor(call, "q"),
-                    q.scales().descriptor(call, "scales"), q.blockRows(), out.descriptor(call, "out")), "moe4j_dequantize_fp8");
+            NativeLibrary.check(
+                    moe4j_h.moe4j_dequantize_fp8(
+                            ctx.handle(),
+                            q.data().descriptor(call, "q"),
+                            q.scales().descriptor(call, "scales"),
+                            q.blockRows(),
+                            out.descriptor(call, "out")),
+                    "moe4j_dequantize_fp8");
         }
     }
 
@@ -107,7 +125,8 @@ public final class Quantization {
         if (x.rank() != 2) throw new IllegalArgumentException("expected a rank-2 tensor, got " + x);
         long rows = x.shape(0), cols = x.shape(1);
         Tensor q = Tensor.allocate(arena, DType.E4M3, rows, cols);
-        Tensor scales = Tensor.allocate(arena, DType.F32, ceilDiv(rows, blockRows), ceilDiv(cols, QuantizedTensor.BLOCK));
+        Tensor scales =
+                Tensor.allocate(arena, DType.F32, ceilDiv(rows, blockRows), ceilDiv(cols, QuantizedTensor.BLOCK));
         return new QuantizedTensor(q, scales, blockRows);
     }
 

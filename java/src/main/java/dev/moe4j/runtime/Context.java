@@ -81,7 +81,11 @@ public final class Context implements AutoCloseable {
             moe4j_context_options.backend(opts, options.device().backend().code());
             moe4j_context_options.device(opts, options.device().ordinal());
             moe4j_context_options.threads(opts, options.threads());
-            moe4j_context_options.max_isa(opts, options.maxIsa() == null ? moe4j_h.MOE4J_ISA_BEST() : options.maxIsa().code());
+            moe4j_context_options.max_isa(
+                    opts,
+                    options.maxIsa() == null
+                            ? moe4j_h.MOE4J_ISA_BEST()
+                            : options.maxIsa().code());
             MemorySegment out = arena.allocate(ValueLayout.ADDRESS);
             NativeLibrary.check(moe4j_h.moe4j_context_create(opts, out), "moe4j_context_create");
             MemorySegment handle = out.get(ValueLayout.ADDRESS, 0);
@@ -92,7 +96,8 @@ public final class Context implements AutoCloseable {
                 moe4j_h.moe4j_context_destroy(handle);
                 throw failure;
             }
-            return new Context(handle, options.device(), moe4j_context_info.threads(info), Isa.of(moe4j_context_info.isa(info)));
+            return new Context(
+                    handle, options.device(), moe4j_context_info.threads(info), Isa.of(moe4j_context_info.isa(info)));
         }
     }
 
@@ -129,6 +134,7 @@ public final class Context implements AutoCloseable {
 
     @Override
     public String toString() {
-        return "Context[" + device + ", threads=" + threads + ", isa=" + isa.nativeName() + (closed ? ", closed" : "") + "]";
+        return "Context[" + device + ", threads=" + threads + ", isa=" + isa.nativeName() + (closed ? ", closed" : "")
+                + "]";
     }
 }

@@ -62,17 +62,20 @@ public final class NativeLibrary {
     /** The calling thread's native message for its last failed call, "" if none. */
     public static String lastError() {
         MemorySegment message = moe4j_h.moe4j_last_error();
-        return message.equals(MemorySegment.NULL) ? "" : message.reinterpret(Long.MAX_VALUE).getString(0);
+        return message.equals(MemorySegment.NULL)
+                ? ""
+                : message.reinterpret(Long.MAX_VALUE).getString(0);
     }
 
     private static Capabilities load() {
         String os = System.getProperty("os.name"), arch = System.getProperty("os.arch");
         if (!os.toLowerCase().startsWith("linux") || !(arch.equals("amd64") || arch.equals("x86_64")))
-            throw new UnsatisfiedLinkError("moe4j's native library is built for Linux x86-64; this JVM runs on "
-                    + os + " " + arch);
+            throw new UnsatisfiedLinkError(
+                    "moe4j's native library is built for Linux x86-64; this JVM runs on " + os + " " + arch);
         String name = System.getProperty("moe4j.library", "moe4j");
         if (!name.equals("moe4j") && !name.equals("moe4j_cuda"))
-            throw new UnsatisfiedLinkError("-Dmoe4j.library=" + name + " names no moe4j library: use moe4j or moe4j_cuda");
+            throw new UnsatisfiedLinkError(
+                    "-Dmoe4j.library=" + name + " names no moe4j library: use moe4j or moe4j_cuda");
         String file = "lib" + name + ".so";
         List<String> tried = new ArrayList<>();
         Path path = loadFirst(file, tried);
@@ -154,8 +157,9 @@ public final class NativeLibrary {
             check(moe4j_h.moe4j_query_capabilities(caps), "moe4j_query_capabilities");
             int abi = moe4j_capabilities.abi_version(caps);
             if (abi != ABI_VERSION)
-                throw new UnsatisfiedLinkError(path + " implements C ABI version " + abi + " but this moe4j jar expects "
-                        + ABI_VERSION + ": rebuild the native library (./moe4j build) or use the matching jar");
+                throw new UnsatisfiedLinkError(
+                        path + " implements C ABI version " + abi + " but this moe4j jar expects " + ABI_VERSION
+                                + ": rebuild the native library (./moe4j build) or use the matching jar");
             return new Capabilities(
                     path,
                     abi,

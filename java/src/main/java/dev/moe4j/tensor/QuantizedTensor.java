@@ -12,8 +12,10 @@ public record QuantizedTensor(Tensor data, Tensor scales, int blockRows) {
 
     public QuantizedTensor {
         if (data == null || scales == null) throw new IllegalArgumentException("data and scales must not be null");
-        if (data.dtype() != DType.E4M3) throw new IllegalArgumentException("data is " + data.dtype() + ", expected E4M3");
-        if (scales.dtype() != DType.F32) throw new IllegalArgumentException("scales are " + scales.dtype() + ", expected F32");
+        if (data.dtype() != DType.E4M3)
+            throw new IllegalArgumentException("data is " + data.dtype() + ", expected E4M3");
+        if (scales.dtype() != DType.F32)
+            throw new IllegalArgumentException("scales are " + scales.dtype() + ", expected F32");
         if (blockRows != 1 && blockRows != BLOCK)
             throw new IllegalArgumentException("blockRows " + blockRows + " is neither 1 nor " + BLOCK);
     }

@@ -49,8 +49,8 @@ public final class Tensor {
     public static Tensor fromFloats(Arena arena, DType dtype, float[] values, long... shape) {
         Tensor t = allocate(arena, dtype, shape);
         if (values.length != t.elementCount())
-            throw new IllegalArgumentException("values has " + values.length + " elements but shape " + Arrays.toString(shape)
-                    + " holds " + t.elementCount());
+            throw new IllegalArgumentException("values has " + values.length + " elements but shape "
+                    + Arrays.toString(shape) + " holds " + t.elementCount());
         t.copyFrom(values);
         return t;
     }
@@ -70,7 +70,8 @@ public final class Tensor {
     public static Tensor of(MemorySegment segment, DType dtype, long[] shape, long[] strides) {
         long[] s = checkShape(shape);
         if (strides.length != s.length)
-            throw new IllegalArgumentException("strides " + Arrays.toString(strides) + " do not match rank " + s.length);
+            throw new IllegalArgumentException(
+                    "strides " + Arrays.toString(strides) + " do not match rank " + s.length);
         for (long stride : strides) {
             if (stride < 0) throw new IllegalArgumentException("negative stride in " + Arrays.toString(strides));
         }
@@ -79,8 +80,9 @@ public final class Tensor {
                     + "'s " + dtype.byteSize() + " bytes");
         Tensor t = new Tensor(segment, dtype, s, strides.clone());
         if (t.extentBytes() > segment.byteSize())
-            throw new IllegalArgumentException("shape " + Arrays.toString(s) + " with strides " + Arrays.toString(strides)
-                    + " reaches " + t.extentBytes() + " bytes but the segment has " + segment.byteSize());
+            throw new IllegalArgumentException(
+                    "shape " + Arrays.toString(s) + " with strides " + Arrays.toString(strides) + " reaches "
+                            + t.extentBytes() + " bytes but the segment has " + segment.byteSize());
         return t;
     }
 
@@ -198,7 +200,8 @@ public final class Tensor {
     /** Stores values (row-major order of the logical shape) rounded to the tensor's dtype. */
     public void copyFrom(float[] values) {
         if (values.length != elementCount())
-            throw new IllegalArgumentException("values has " + values.length + " elements, tensor has " + elementCount());
+            throw new IllegalArgumentException(
+                    "values has " + values.length + " elements, tensor has " + elementCount());
         if (isContiguous()) {
             for (int i = 0; i < values.length; i++) setFloatAt(values[i], i);
             return;
@@ -218,7 +221,8 @@ public final class Tensor {
      */
     public MemorySegment descriptor(SegmentAllocator allocator, String name) {
         if (!segment.scope().isAlive())
-            throw new IllegalStateException("tensor '" + name + "' is no longer usable: the arena that owns its memory was closed");
+            throw new IllegalStateException(
+                    "tensor '" + name + "' is no longer usable: the arena that owns its memory was closed");
         if (!segment.isAccessibleBy(Thread.currentThread()))
             throw new IllegalStateException("tensor '" + name + "' belongs to a confined arena of another thread");
         MemorySegment d = moe4j_tensor.allocate(allocator);
@@ -236,8 +240,8 @@ public final class Tensor {
 
     @Override
     public String toString() {
-        return "Tensor[" + dtype + " " + Arrays.toString(shape) + (isContiguous() ? "" : " strides " + Arrays.toString(strides))
-                + " on " + device() + "]";
+        return "Tensor[" + dtype + " " + Arrays.toString(shape)
+                + (isContiguous() ? "" : " strides " + Arrays.toString(strides)) + " on " + device() + "]";
     }
 
     private long byteOffset(long[] index) {
@@ -247,7 +251,8 @@ public final class Tensor {
         long element = 0;
         for (int i = 0; i < index.length; i++) {
             if (index[i] < 0 || index[i] >= shape[i])
-                throw new IndexOutOfBoundsException("index " + Arrays.toString(index) + " outside shape " + Arrays.toString(shape));
+                throw new IndexOutOfBoundsException(
+                        "index " + Arrays.toString(index) + " outside shape " + Arrays.toString(shape));
             element += index[i] * strides[i];
         }
         return element * dtype.byteSize();

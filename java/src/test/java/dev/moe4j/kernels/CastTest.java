@@ -26,7 +26,8 @@ class CastTest {
     @ParameterizedTest
     @MethodSource("isaPaths")
     void decodesAll256E4m3Codes(Isa isa) {
-        try (Arena arena = Arena.ofConfined(); Context ctx = context(isa)) {
+        try (Arena arena = Arena.ofConfined();
+                Context ctx = context(isa)) {
             Tensor codes = Tensor.allocate(arena, DType.E4M3, 256);
             for (int c = 0; c < 256; c++) codes.segment().set(ValueLayout.JAVA_BYTE, c, (byte) c);
             for (DType out : new DType[] {DType.F32, DType.BF16}) {
@@ -72,10 +73,11 @@ class CastTest {
         long seed = TestSupport.freshSeed();
         SplittableRandom random = TestSupport.random(seed);
         int n = 1_000_003;
-        try (Arena arena = Arena.ofConfined(); Context ctx = context(isa)) {
+        try (Arena arena = Arena.ofConfined();
+                Context ctx = context(isa)) {
             Tensor f32 = Tensor.allocate(arena, DType.F32, n);
             for (int i = 0; i < n; i++) {
-                int bits = i % 2 == 0 ? random.nextInt() : (random.nextInt() & 0xFFFF0000) | 0x8000;  // ties included
+                int bits = i % 2 == 0 ? random.nextInt() : (random.nextInt() & 0xFFFF0000) | 0x8000; // ties included
                 f32.segment().setAtIndex(ValueLayout.JAVA_INT, i, bits);
             }
             Tensor bf16 = poisoned(arena, DType.BF16, n);
@@ -84,7 +86,8 @@ class CastTest {
                 float x = f32.segment().getAtIndex(ValueLayout.JAVA_FLOAT, i);
                 short actual = bf16.segment().getAtIndex(ValueLayout.JAVA_SHORT, i);
                 if (actual != Reference.bf16Encode(x))
-                    throw new AssertionError(isa + " seed " + seed + ": f32->bf16 of " + Float.toHexString(x) + " gave " + actual);
+                    throw new AssertionError(
+                            isa + " seed " + seed + ": f32->bf16 of " + Float.toHexString(x) + " gave " + actual);
             }
             Tensor back = poisoned(arena, DType.F32, n);
             Cast.apply(ctx, bf16, back);
@@ -95,7 +98,8 @@ class CastTest {
                 float widened = Float.intBitsToFloat((h & 0xFFFF) << 16);
                 int wb = back.segment().getAtIndex(ValueLayout.JAVA_INT, i);
                 if (wb != Float.floatToRawIntBits(widened))
-                    throw new AssertionError(isa + " seed " + seed + ": bf16->f32 of " + h + " gave " + Integer.toHexString(wb));
+                    throw new AssertionError(
+                            isa + " seed " + seed + ": bf16->f32 of " + h + " gave " + Integer.toHexString(wb));
                 byte code = e4m3.segment().get(ValueLayout.JAVA_BYTE, i);
                 if (code != (byte) Reference.e4m3Encode(widened))
                     throw new AssertionError(isa + " seed " + seed + ": bf16->e4m3 of " + widened + " gave " + code);
@@ -108,10 +112,12 @@ class CastTest {
     void handlesStridedRowsAndRank4(Isa isa) {
         long seed = TestSupport.freshSeed();
         float[] values = TestSupport.wideFloats(TestSupport.random(seed), 2 * 3 * 5 * 37);
-        try (Arena arena = Arena.ofConfined(); Context ctx = context(isa)) {
+        try (Arena arena = Arena.ofConfined();
+                Context ctx = context(isa)) {
             // Rows of 37 elements with a gap of 11 between them, inside a rank-4 view.
             MemorySegment backing = arena.allocate(4L * 2 * 3 * 5 * 48, 64);
-            Tensor src = Tensor.of(backing, DType.F32, new long[] {2, 3, 5, 37}, new long[] {3 * 5 * 48, 5 * 48, 48, 1});
+            Tensor src =
+                    Tensor.of(backing, DType.F32, new long[] {2, 3, 5, 37}, new long[] {3 * 5 * 48, 5 * 48, 48, 1});
             src.copyFrom(values);
             Tensor dst = poisoned(arena, DType.E4M3, 2, 3, 5, 37);
             Cast.apply(ctx, src, dst);
@@ -122,7 +128,8 @@ class CastTest {
     }
 
     private static void checkF32ToE4m3(Isa isa, float[] x, String what) {
-        try (Arena arena = Arena.ofConfined(); Context ctx = context(isa)) {
+        try (Arena arena = Arena.ofConfined();
+                Context ctx = context(isa)) {
             Tensor src = Tensor.allocate(arena, DType.F32, x.length);
             MemorySegment.copy(x, 0, src.segment(), ValueLayout.JAVA_FLOAT, 0, x.length);
             Tensor dst = poisoned(arena, DType.E4M3, x.length);
@@ -132,7 +139,8 @@ class CastTest {
                 byte expected = (byte) Reference.e4m3Encode(x[i]);
                 if (actual != expected)
                     throw new AssertionError(isa + " " + what + ": " + Float.toHexString(x[i]) + " encodes to "
-                            + Integer.toHexString(actual & 0xFF) + ", expected " + Integer.toHexString(expected & 0xFF));
+                            + Integer.toHexString(actual & 0xFF) + ", expected "
+                            + Integer.toHexString(expected & 0xFF));
             }
         }
     }
@@ -144,7 +152,7 @@ class CastTest {
     /** A tensor filled with a recognisable pattern, so any element the kernel fails to write is caught. */
     static Tensor poisoned(Arena arena, DType dtype, long... shape) {
         Tensor t = Tensor.allocate(arena, dtype, shape);
-        t.segment().fill((byte) (dtype == DType.E4M3 ? 0x7F : 0xFF));  // NaN in every float format
+        t.segment().fill((byte) (dtype == DType.E4M3 ? 0x7F : 0xFF)); // NaN in every float format
         return t;
     }
 }

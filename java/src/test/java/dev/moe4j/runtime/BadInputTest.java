@@ -64,8 +64,14 @@ class BadInputTest {
         System.out.println("rejected: " + message);
         assertEquals(expectedStatus, status, message);
         for (String f : fragments) assertTrue(message.contains(f), "message '" + message + "' lacks '" + f + "'");
-        for (long i = 0; i < q.segment().byteSize(); i++) assertEquals((byte) 0x55, q.segment().getAtIndex(java.lang.foreign.ValueLayout.JAVA_BYTE, i), "q was written");
-        for (long i = 0; i < scales.segment().byteSize(); i++) assertEquals((byte) 0x55, scales.segment().getAtIndex(java.lang.foreign.ValueLayout.JAVA_BYTE, i), "scales were written");
+        for (long i = 0; i < q.segment().byteSize(); i++)
+            assertEquals(
+                    (byte) 0x55, q.segment().getAtIndex(java.lang.foreign.ValueLayout.JAVA_BYTE, i), "q was written");
+        for (long i = 0; i < scales.segment().byteSize(); i++)
+            assertEquals(
+                    (byte) 0x55,
+                    scales.segment().getAtIndex(java.lang.foreign.ValueLayout.JAVA_BYTE, i),
+                    "scales were written");
     }
 
     @Test
@@ -108,12 +114,22 @@ class BadInputTest {
 
     @Test
     void misalignedData() {
-        rejects(xd, d -> moe4j_tensor.data(d, MemorySegment.ofAddress(x.segment().address() + 2)), "'x'", "not aligned", "4-byte F32");
+        rejects(
+                xd,
+                d -> moe4j_tensor.data(d, MemorySegment.ofAddress(x.segment().address() + 2)),
+                "'x'",
+                "not aligned",
+                "4-byte F32");
     }
 
     @Test
     void bufferTooShort() {
-        rejects(xd, d -> moe4j_tensor.size_bytes(d, 4L * M * K - 4), "'x'", "buffer holds 4092 bytes", "reaches 4096 bytes");
+        rejects(
+                xd,
+                d -> moe4j_tensor.size_bytes(d, 4L * M * K - 4),
+                "'x'",
+                "buffer holds 4092 bytes",
+                "reaches 4096 bytes");
     }
 
     @Test
@@ -165,7 +181,8 @@ class BadInputTest {
     @Test
     void perBlockScaleShapeExplainsTheBlocks() {
         int status = moe4j_h.moe4j_quantize_fp8_per_block(ctx.handle(), xd, qd, sd, 0);
-        expectRejected(status, moe4j_h.MOE4J_ERROR_INVALID_ARGUMENT(), "'scale_inv'", "expected [1, 2]", "128x128 block");
+        expectRejected(
+                status, moe4j_h.MOE4J_ERROR_INVALID_ARGUMENT(), "'scale_inv'", "expected [1, 2]", "128x128 block");
     }
 
     @Test
@@ -180,17 +197,19 @@ class BadInputTest {
         Arena other = Arena.ofConfined();
         Tensor gone = Tensor.allocate(other, DType.F32, M, K);
         other.close();
-        IllegalStateException closed = assertThrows(IllegalStateException.class,
-                () -> Quantization.perToken(ctx, gone, q, scales, ScaleFormat.FP32));
+        IllegalStateException closed = assertThrows(
+                IllegalStateException.class, () -> Quantization.perToken(ctx, gone, q, scales, ScaleFormat.FP32));
         System.out.println("rejected: " + closed.getMessage());
-        assertTrue(closed.getMessage().contains("tensor 'x'") && closed.getMessage().contains("arena"));
+        assertTrue(closed.getMessage().contains("tensor 'x'")
+                && closed.getMessage().contains("arena"));
 
-        NullPointerException nul = assertThrows(NullPointerException.class, () -> Quantization.perToken(ctx, x, null, scales, ScaleFormat.FP32));
+        NullPointerException nul = assertThrows(
+                NullPointerException.class, () -> Quantization.perToken(ctx, x, null, scales, ScaleFormat.FP32));
         assertEquals("q", nul.getMessage());
 
         Context done = Context.create();
         done.close();
-        done.close();  // idempotent
+        done.close(); // idempotent
         IllegalStateException closedContext = assertThrows(IllegalStateException.class, () -> Cast.apply(done, x, q));
         System.out.println("rejected: " + closedContext.getMessage());
         assertTrue(closedContext.getMessage().contains("closed"));
@@ -199,14 +218,17 @@ class BadInputTest {
     @Test
     void javaApiSurfacesNativeRejectionsAsMoe4jException() {
         Tensor wrong = Tensor.allocate(arena, DType.F32, M, 3);
-        Moe4jException e = assertThrows(Moe4jException.class, () -> Quantization.perToken(ctx, x, q, wrong, ScaleFormat.FP32));
+        Moe4jException e =
+                assertThrows(Moe4jException.class, () -> Quantization.perToken(ctx, x, q, wrong, ScaleFormat.FP32));
         System.out.println("rejected: " + e.getMessage());
         assertEquals(Status.INVALID_ARGUMENT, e.status());
         assertEquals("moe4j_quantize_fp8_per_token", e.function());
-        assertTrue(e.nativeMessage().contains("argument 'scales': shape [4, 3] but expected [4, 2]"), e.nativeMessage());
+        assertTrue(
+                e.nativeMessage().contains("argument 'scales': shape [4, 3] but expected [4, 2]"), e.nativeMessage());
         QuantizedTensor bad = new QuantizedTensor(q, wrong, 1);
         assertThrows(Moe4jException.class, () -> Quantization.dequantize(ctx, bad, DType.F32, arena));
-        expectRejected(moe4j_h.MOE4J_ERROR_INVALID_ARGUMENT(), moe4j_h.MOE4J_ERROR_INVALID_ARGUMENT(), "moe4j_dequantize_fp8");
+        expectRejected(
+                moe4j_h.MOE4J_ERROR_INVALID_ARGUMENT(), moe4j_h.MOE4J_ERROR_INVALID_ARGUMENT(), "moe4j_dequantize_fp8");
     }
 
     @Test

@@ -33,7 +33,8 @@ class BindingsTest {
                 .collect(Collectors.toCollection(TreeSet::new));
         assertTrue(exported.size() >= 9, "suspiciously few exports: " + exported);
         assertEquals(exported, bound, "exports of " + library + " vs bindings in moe4j_h (run bindings/jextract.sh)");
-        for (String name : bound) assertTrue(SymbolLookup.loaderLookup().find(name).isPresent(), name + " does not resolve");
+        for (String name : bound)
+            assertTrue(SymbolLookup.loaderLookup().find(name).isPresent(), name + " does not resolve");
     }
 
     @Test
@@ -61,7 +62,9 @@ class BindingsTest {
     }
 
     static Set<String> exportedSymbols(Path library) throws IOException, InterruptedException {
-        Process nm = new ProcessBuilder("nm", "-D", "--defined-only", library.toString()).redirectErrorStream(true).start();
+        Process nm = new ProcessBuilder("nm", "-D", "--defined-only", library.toString())
+                .redirectErrorStream(true)
+                .start();
         String out = new String(nm.getInputStream().readAllBytes());
         assertEquals(0, nm.waitFor(), "nm failed on " + library + ": " + out);
         return out.lines()

@@ -24,6 +24,17 @@ class ContextTest {
     }
 
     @Test
+    void sanitizerRunReallyLoadsTheSanitizers() throws java.io.IOException {
+        if (!Boolean.getBoolean("moe4j.test.sanitized")) return;
+        String maps = java.nio.file.Files.readString(java.nio.file.Path.of("/proc/self/maps"));
+        assertTrue(maps.contains("libasan"), "AddressSanitizer runtime is not loaded");
+        assertTrue(maps.contains("libubsan"), "UndefinedBehaviorSanitizer runtime is not loaded");
+        assertTrue(
+                NativeLibrary.capabilities().library().toString().contains("asan"),
+                NativeLibrary.capabilities().library().toString());
+    }
+
+    @Test
     void defaultContextUsesEveryThreadAndTheBestPath() {
         try (Context ctx = Context.create()) {
             assertEquals(Device.CPU, ctx.device());
@@ -36,8 +47,12 @@ class ContextTest {
     @Test
     void isaCanBeCappedAndThreadsChosen() {
         for (Isa isa : Isa.values()) {
-            try (Context ctx = Context.create(Context.Options.cpu().withMaxIsa(isa).withThreads(3))) {
-                Isa expected = isa.ordinal() <= NativeLibrary.capabilities().cpuIsa().ordinal() ? isa : NativeLibrary.capabilities().cpuIsa();
+            try (Context ctx =
+                    Context.create(Context.Options.cpu().withMaxIsa(isa).withThreads(3))) {
+                Isa expected =
+                        isa.ordinal() <= NativeLibrary.capabilities().cpuIsa().ordinal()
+                                ? isa
+                                : NativeLibrary.capabilities().cpuIsa();
                 assertEquals(expected, ctx.isa());
                 assertEquals(3, ctx.threads());
             }
@@ -46,10 +61,12 @@ class ContextTest {
 
     @Test
     void cudaBackendNeedsTheCudaLibraryOrADevice() {
-        Moe4jException e = assertThrows(Moe4jException.class, () -> Context.create(new Context.Options(Device.cuda(0), 0, null)));
+        Moe4jException e =
+                assertThrows(Moe4jException.class, () -> Context.create(new Context.Options(Device.cuda(0), 0, null)));
         System.out.println("rejected: " + e.getMessage());
         if (NativeLibrary.capabilities().cudaCompiled()) {
-            if (NativeLibrary.capabilities().cudaDeviceCount() == 0) assertTrue(e.nativeMessage().contains("does not exist; 0 found"));
+            if (NativeLibrary.capabilities().cudaDeviceCount() == 0)
+                assertTrue(e.nativeMessage().contains("does not exist; 0 found"));
         } else {
             assertEquals(Status.UNSUPPORTED, e.status());
             assertTrue(e.nativeMessage().contains("libmoe4j_cuda"), e.nativeMessage());

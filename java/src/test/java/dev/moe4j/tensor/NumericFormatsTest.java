@@ -35,7 +35,10 @@ class NumericFormatsTest {
     @Test
     void e4m3EncodeMatchesReferenceOnEdgeValues() {
         for (float x : EdgeValues.e4m3()) {
-            assertEquals((byte) Reference.e4m3Encode(x), Float8E4M3.fromFloat(x), () -> "x = " + x + " (" + Float.toHexString(x) + ")");
+            assertEquals(
+                    (byte) Reference.e4m3Encode(x),
+                    Float8E4M3.fromFloat(x),
+                    () -> "x = " + x + " (" + Float.toHexString(x) + ")");
         }
     }
 
@@ -52,7 +55,8 @@ class NumericFormatsTest {
             byte expected = (byte) Reference.e4m3Encode(x);
             byte actual = Float8E4M3.fromFloat(x);
             if (expected != actual)
-                throw new AssertionError("seed " + seed + ": x = " + Float.toHexString(x) + " encodes to " + actual + ", expected " + expected);
+                throw new AssertionError("seed " + seed + ": x = " + Float.toHexString(x) + " encodes to " + actual
+                        + ", expected " + expected);
         }
     }
 
@@ -79,7 +83,8 @@ class NumericFormatsTest {
             short expected = Reference.bf16Encode(x);
             short actual = BFloat16.fromFloat(x);
             if (expected != actual)
-                throw new AssertionError("seed " + seed + ": x = " + Float.toHexString(x) + " gives " + actual + ", expected " + expected);
+                throw new AssertionError("seed " + seed + ": x = " + Float.toHexString(x) + " gives " + actual
+                        + ", expected " + expected);
         }
         assertEquals(1.0f, BFloat16.toFloat(BFloat16.fromFloat(1.0f)));
         assertEquals(Float.POSITIVE_INFINITY, BFloat16.toFloat(BFloat16.fromFloat(Float.POSITIVE_INFINITY)));

@@ -14,8 +14,23 @@ public final class EdgeValues {
             addWithNeighbours(v, (float) values[i]);
             if (i + 1 < values.length) addWithNeighbours(v, (float) ((values[i] + values[i + 1]) / 2));
         }
-        for (float f : new float[] {448f, 464f, 465f, 480f, 1e30f, Float.MAX_VALUE, Float.MIN_VALUE, Float.MIN_NORMAL,
-                0x1p-6f, 0x1p-9f, 0x1p-10f, 0x1p-11f, 0f, Float.POSITIVE_INFINITY, Float.NaN}) addWithNeighbours(v, f);
+        for (float f : new float[] {
+            448f,
+            464f,
+            465f,
+            480f,
+            1e30f,
+            Float.MAX_VALUE,
+            Float.MIN_VALUE,
+            Float.MIN_NORMAL,
+            0x1p-6f,
+            0x1p-9f,
+            0x1p-10f,
+            0x1p-11f,
+            0f,
+            Float.POSITIVE_INFINITY,
+            Float.NaN
+        }) addWithNeighbours(v, f);
         float[] out = new float[v.size() * 2];
         for (int i = 0; i < v.size(); i++) {
             out[2 * i] = v.get(i);

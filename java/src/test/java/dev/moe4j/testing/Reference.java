@@ -16,7 +16,8 @@ public final class Reference {
     static {
         for (int code = 0; code < 0x7F; code++) {
             int exponent = code >> 3, mantissa = code & 7;
-            E4M3_VALUES[code] = exponent == 0 ? mantissa * Math.pow(2, -9) : (1 + mantissa / 8.0) * Math.pow(2, exponent - 7);
+            E4M3_VALUES[code] =
+                    exponent == 0 ? mantissa * Math.pow(2, -9) : (1 + mantissa / 8.0) * Math.pow(2, exponent - 7);
         }
     }
 
@@ -50,9 +51,12 @@ public final class Reference {
         if (low == bits) return (short) (bits >>> 16);
         double below = Float.intBitsToFloat(low);
         // Past the largest finite bf16, IEEE rounding treats 2^128 as the next value (it becomes infinity).
-        double above = (low & 0x7FFFFFFF) == 0x7F7F0000 ? Math.copySign(0x1p128, x) : Float.intBitsToFloat(low + 0x10000);
+        double above =
+                (low & 0x7FFFFFFF) == 0x7F7F0000 ? Math.copySign(0x1p128, x) : Float.intBitsToFloat(low + 0x10000);
         double dBelow = Math.abs(x - below), dAbove = Math.abs(above - x);
-        int chosen = dBelow < dAbove ? low : dAbove < dBelow ? low + 0x10000 : (((low >>> 16) & 1) == 0 ? low : low + 0x10000);
+        int chosen = dBelow < dAbove
+                ? low
+                : dAbove < dBelow ? low + 0x10000 : (((low >>> 16) & 1) == 0 ? low : low + 0x10000);
         return (short) (chosen >>> 16);
     }
 

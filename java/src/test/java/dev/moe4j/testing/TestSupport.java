@@ -13,7 +13,9 @@ public final class TestSupport {
     /** Every CPU path this machine can run: each kernel test runs on all of them. */
     public static List<Isa> isaPaths() {
         Isa best = NativeLibrary.capabilities().cpuIsa();
-        return Arrays.stream(Isa.values()).filter(isa -> isa.ordinal() <= best.ordinal()).toList();
+        return Arrays.stream(Isa.values())
+                .filter(isa -> isa.ordinal() <= best.ordinal())
+                .toList();
     }
 
     /** A fresh seed per call (printed by the caller in assertion messages) so runs explore new inputs. */
