@@ -1,8 +1,9 @@
 #include "row_codec.h"
 
-// GCC 12's AVX-512 headers self-initialise "undefined" registers and trip -Wmaybe-uninitialized inside
-// the headers themselves (GCC bug 105593); the pragma must precede the include to cover them.
+// GCC 12's AVX-512 headers self-initialise "undefined" registers and trip -W(maybe-)uninitialized inside
+// the headers themselves (GCC bug 105593); the pragmas must precede the include to cover them.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 
 #include <cmath>
@@ -193,16 +194,30 @@ inline __m512 load16(const uint16_t *x, __mmask16 k) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
 }
 
-template <typename T>
-float amax_avx512(const T *x, int64_t n) {
-    __m512 m = _mm512_setzero_ps();
-    __mmask16 nan = 0;
-    for (int64_t i = 0; i < n; i += 16) {
-        const __m512 a = _mm512_abs_ps(load16(x + i, tail_mask(n - i)));
-        nan |= _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q);
-        m = _mm512_max_ps(m, a);
+// amax as an unsigned max of the magnitude bits: for non-negative floats the integer order is the numeric
+// order, and every NaN pattern sorts above infinity, so NaN propagates without compares.
+float amax_avx512(const float *x, int64_t n) {
+    const __m512i magnitude = _mm512_set1_epi32(0x7FFFFFFF);
+    __m512i m = _mm512_setzero_si512();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) m = _mm512_max_epu32(m, _mm512_and_si512(_mm512_loadu_si512(x + i), magnitude));
+    if (i < n) m = _mm512_max_epu32(m, _mm512_and_si512(_mm512_maskz_loadu_epi32(tail_mask(n - i), x + i), magnitude));
+    const uint32_t bits = _mm512_reduce_max_epu32(m);
+    return bits > 0x7F800000u ? std::numeric_limits<float>::quiet_NaN() : bits_float(bits);
+}
+
+float amax_avx512(const uint16_t *x, int64_t n) {
+    const __m512i magnitude = _mm512_set1_epi16(0x7FFF);
+    __m512i m = _mm512_setzero_si512();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) m = _mm512_max_epu16(m, _mm512_and_si512(_mm512_loadu_si512(x + i), magnitude));
+    if (i < n) {
+        const __mmask32 k = static_cast<__mmask32>((uint64_t{1} << (n - i)) - 1);
+        m = _mm512_max_epu16(m, _mm512_and_si512(_mm512_maskz_loadu_epi16(k, x + i), magnitude));
     }
-    return nan ? std::numeric_limits<float>::quiet_NaN() : _mm512_reduce_max_ps(m);
+    m = _mm512_max_epu16(m, _mm512_srli_epi32(m, 16));  // each 32-bit lane's low half: max of its pair
+    const uint32_t bits = _mm512_reduce_max_epu32(_mm512_and_si512(m, _mm512_set1_epi32(0xFFFF)));
+    return bits > 0x7F80u ? std::numeric_limits<float>::quiet_NaN() : bf16_decode(static_cast<uint16_t>(bits));
 }
 
 inline __m512i e4m3_codes16(__m512 v) {
@@ -221,10 +236,31 @@ inline __m512i e4m3_codes16(__m512 v) {
     return _mm512_mask_blend_epi32(nan, code, _mm512_set1_epi32(kE4m3NaN));
 }
 
+inline __m512 load16(const float *x) { return _mm512_loadu_ps(x); }
+inline __m512 load16(const uint16_t *x) {
+    const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(x)));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
+}
+
+// Four vectors of codes (one per 32-bit lane, values 0..255) into 64 bytes in element order. The unsigned
+// saturating packs interleave 128-bit lanes; the final permutation undoes that.
+inline __m512i pack_codes64(__m512i c0, __m512i c1, __m512i c2, __m512i c3) {
+    const __m512i bytes = _mm512_packus_epi16(_mm512_packus_epi32(c0, c1), _mm512_packus_epi32(c2, c3));
+    return _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), bytes);
+}
+
 template <typename T>
 void encode_avx512(const T *x, int64_t n, float mul, uint8_t *q) {
     const __m512 m = _mm512_set1_ps(mul);
-    for (int64_t i = 0; i < n; i += 16) {
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        const __m512i c0 = e4m3_codes16(_mm512_mul_ps(load16(x + i), m));
+        const __m512i c1 = e4m3_codes16(_mm512_mul_ps(load16(x + i + 16), m));
+        const __m512i c2 = e4m3_codes16(_mm512_mul_ps(load16(x + i + 32), m));
+        const __m512i c3 = e4m3_codes16(_mm512_mul_ps(load16(x + i + 48), m));
+        _mm512_storeu_si512(q + i, pack_codes64(c0, c1, c2, c3));
+    }
+    for (; i < n; i += 16) {
         const __mmask16 k = tail_mask(n - i);
         _mm512_mask_cvtepi32_storeu_epi8(q + i, k, e4m3_codes16(_mm512_mul_ps(load16(x + i, k), m)));
     }
@@ -293,8 +329,8 @@ constexpr RowCodec kScalar{amax_scalar<float>, amax_scalar<uint16_t>, encode_sca
                            decode_f32_scalar,  decode_bf16_scalar,    f32_to_bf16_scalar,   bf16_to_f32_scalar};
 constexpr RowCodec kAvx2{amax_avx2<float>, amax_avx2<uint16_t>, encode_avx2<float>, encode_avx2<uint16_t>,
                          decode_f32_avx2,  decode_bf16_avx2,    f32_to_bf16_avx2,   bf16_to_f32_avx2};
-constexpr RowCodec kAvx512{amax_avx512<float>, amax_avx512<uint16_t>, encode_avx512<float>, encode_avx512<uint16_t>,
-                           decode_f32_avx512,  decode_bf16_avx512,    f32_to_bf16_avx512,   bf16_to_f32_avx512};
+constexpr RowCodec kAvx512{amax_avx512,       amax_avx512,        encode_avx512<float>, encode_avx512<uint16_t>,
+                           decode_f32_avx512, decode_bf16_avx512, f32_to_bf16_avx512,   bf16_to_f32_avx512};
 
 }  // namespace
 
