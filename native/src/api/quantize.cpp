@@ -28,8 +28,9 @@ moe4j_status quantize(const char *fn, moe4j_context *ctx, const moe4j_tensor *x,
     if (moe4j_status s = check.tensor(q, {"q", {MOE4J_E4M3}, 2, Layout::RowsDense})) return s;
     if (moe4j_status s = check.tensor(scales, {scales_name, {MOE4J_F32}, 2, Layout::Strided})) return s;
     const int64_t rows = x->shape[0], cols = x->shape[1];
-    if (moe4j_status s = check.shape(*q, "q", {rows, cols}, std::string("the shape of '") + x_name + "'")) return s;
-    const std::string why =
+    const char *same_as_x = block_rows == 1 ? "the shape of 'x'" : "the shape of 'w'";
+    if (moe4j_status s = check.shape(*q, "q", {rows, cols}, same_as_x)) return s;
+    const char *why =
         block_rows == 1 ? "one scale per row and 128 columns, rounded up" : "one scale per 128x128 block, rounded up";
     if (moe4j_status s = check.shape(*scales, scales_name, {ceil_div(rows, block_rows), ceil_div(cols, kBlock)}, why))
         return s;

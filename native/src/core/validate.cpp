@@ -81,60 +81,59 @@ moe4j_status ArgCheck::unsupported(const std::string &message) const {
 }
 
 moe4j_status ArgCheck::tensor(const moe4j_tensor *t, const TensorRule &rule) const {
-    const std::string arg = std::string("argument '") + rule.name + "'";
-    if (t == nullptr) return invalid(arg + " is null");
-    if (t->reserved != 0) return invalid(arg + ": reserved field is " + std::to_string(t->reserved) + ", must be 0");
+    // Messages are built only on failure: the happy path allocates nothing.
+    const auto arg = [&] { return std::string("argument '") + rule.name + "'"; };
+    if (t == nullptr) return invalid(arg() + " is null");
+    if (t->reserved != 0) return invalid(arg() + ": reserved field is " + std::to_string(t->reserved) + ", must be 0");
     if (t->rank != rule.rank)
-        return invalid(arg + ": rank " + std::to_string(t->rank) + ", expected " + std::to_string(rule.rank));
+        return invalid(arg() + ": rank " + std::to_string(t->rank) + ", expected " + std::to_string(rule.rank));
     bool dtype_ok = false;
-    std::string allowed;
-    for (int32_t d : rule.dtypes) {
-        dtype_ok |= (d == t->dtype);
-        allowed += (allowed.empty() ? "" : ", ") + std::string(dtype_name(d));
-    }
-    if (!dtype_ok)
-        return invalid(arg + ": dtype " + dtype_name(t->dtype) + " (" + std::to_string(t->dtype) +
+    for (int32_t d : rule.dtypes) dtype_ok |= (d == t->dtype);
+    if (!dtype_ok) {
+        std::string allowed;
+        for (int32_t d : rule.dtypes) allowed += (allowed.empty() ? "" : ", ") + std::string(dtype_name(d));
+        return invalid(arg() + ": dtype " + dtype_name(t->dtype) + " (" + std::to_string(t->dtype) +
                        ") is not accepted; expected " + allowed);
+    }
     if (t->device != device_)
-        return invalid(arg + ": lives in " + device_string(t->device) + " but this call runs on " +
+        return invalid(arg() + ": lives in " + device_string(t->device) + " but this call runs on " +
                        device_string(device_));
     for (int i = 0; i < t->rank; ++i) {
-        if (t->shape[i] < 0) return invalid(arg + ": negative extent in shape " + shape_string(*t));
+        if (t->shape[i] < 0) return invalid(arg() + ": negative extent in shape " + shape_string(*t));
         if (t->strides[i] < 0)
-            return invalid(arg + ": negative stride " + std::to_string(t->strides[i]) + " in dimension " +
+            return invalid(arg() + ": negative stride " + std::to_string(t->strides[i]) + " in dimension " +
                            std::to_string(i));
     }
     if (rule.layout == Layout::RowsDense && t->strides[t->rank - 1] != 1 && t->shape[t->rank - 1] > 1)
-        return invalid(arg + ": innermost stride is " + std::to_string(t->strides[t->rank - 1]) +
+        return invalid(arg() + ": innermost stride is " + std::to_string(t->strides[t->rank - 1]) +
                        ", must be 1 (rows must be contiguous)");
     const int64_t extent = extent_bytes(*t);
-    if (extent < 0) return invalid(arg + ": shape and strides overflow 64-bit byte offsets");
-    if (extent > 0 && t->data == nullptr) return invalid(arg + ": data pointer is null for shape " + shape_string(*t));
+    if (extent < 0) return invalid(arg() + ": shape and strides overflow 64-bit byte offsets");
+    if (extent > 0 && t->data == nullptr)
+        return invalid(arg() + ": data pointer is null for shape " + shape_string(*t));
     const auto address = reinterpret_cast<uintptr_t>(t->data);
     if (address % static_cast<uintptr_t>(dtype_size(t->dtype)) != 0)
-        return invalid(arg + ": data address " + hex_string(address) + " is not aligned to its " +
+        return invalid(arg() + ": data address " + hex_string(address) + " is not aligned to its " +
                        std::to_string(dtype_size(t->dtype)) + "-byte " + dtype_name(t->dtype) + " elements");
     if (t->size_bytes < extent)
-        return invalid(arg + ": buffer holds " + std::to_string(t->size_bytes) + " bytes but shape " +
+        return invalid(arg() + ": buffer holds " + std::to_string(t->size_bytes) + " bytes but shape " +
                        shape_string(*t) + " with its strides reaches " + std::to_string(extent) + " bytes");
     return MOE4J_OK;
 }
 
 moe4j_status ArgCheck::shape(const moe4j_tensor &t, const char *name, std::initializer_list<int64_t> expected,
-                             const std::string &why) const {
+                             const char *why) const {
     bool same = static_cast<int64_t>(expected.size()) == t.rank;
     int i = 0;
+    for (int64_t e : expected) same = same && t.shape[i++] == e;
+    if (same) return MOE4J_OK;
     std::ostringstream want;
     want << '[';
-    for (int64_t e : expected) {
-        if (same && t.shape[i] != e) same = false;
-        want << (i ? ", " : "") << e;
-        ++i;
-    }
+    i = 0;
+    for (int64_t e : expected) want << (i++ ? ", " : "") << e;
     want << ']';
-    if (same) return MOE4J_OK;
     return invalid(std::string("argument '") + name + "': shape " + shape_string(t) + " but expected " + want.str() +
-                   (why.empty() ? "" : " (" + why + ")"));
+                   (*why ? std::string(" (") + why + ")" : std::string()));
 }
 
 moe4j_status ArgCheck::same_shape(const moe4j_tensor &a, const char *a_name, const moe4j_tensor &b,

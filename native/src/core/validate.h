@@ -36,7 +36,7 @@ class ArgCheck {
     moe4j_status tensor(const moe4j_tensor *t, const TensorRule &rule) const;
     // t's shape equals expected; `why` explains where the expectation comes from (may be empty).
     moe4j_status shape(const moe4j_tensor &t, const char *name, std::initializer_list<int64_t> expected,
-                       const std::string &why) const;
+                       const char *why) const;
     // a and b have the same rank and extents.
     moe4j_status same_shape(const moe4j_tensor &a, const char *a_name, const moe4j_tensor &b, const char *b_name) const;
     // Output's bytes must not overlap other's bytes (conservative: compares address ranges).
