@@ -16,23 +16,33 @@ std::string join(const std::vector<std::string> &items, const std::string &separ
 
 }  // namespace
 
-Args::Args(const std::vector<std::string> &args, const std::vector<std::string> &allowed) {
+Args::Args(const std::vector<std::string> &args, const std::vector<std::string> &allowed,
+           const std::vector<std::string> &flags) {
+    const auto contains = [](const std::vector<std::string> &names, const std::string &name) {
+        return std::find(names.begin(), names.end(), name) != names.end();
+    };
     for (size_t i = 0; i < args.size(); ++i) {
         const std::string &arg = args[i];
         if (arg.size() < 3 || arg.compare(0, 2, "--") != 0) throw UsageError("unexpected argument '" + arg + "'");
         std::string name = arg.substr(2), value;
         const size_t eq = name.find('=');
-        if (eq != std::string::npos) {
-            value = name.substr(eq + 1);
-            name.resize(eq);
+        if (eq != std::string::npos) name.resize(eq);
+        const bool is_flag = contains(flags, name);
+        if (!is_flag && !contains(allowed, name)) {
+            std::vector<std::string> known = allowed;
+            known.insert(known.end(), flags.begin(), flags.end());
+            throw UsageError("unknown option '--" + name + "'" +
+                             (known.empty() ? std::string(" (this subcommand takes no options)")
+                                            : "; known options: --" + join(known, ", --")));
+        }
+        if (is_flag) {
+            if (eq != std::string::npos) throw UsageError("option '--" + name + "' takes no value");
+        } else if (eq != std::string::npos) {
+            value = arg.substr(2 + eq + 1);
         } else {
             if (i + 1 >= args.size()) throw UsageError("option '--" + name + "' needs a value");
             value = args[++i];
         }
-        if (std::find(allowed.begin(), allowed.end(), name) == allowed.end())
-            throw UsageError("unknown option '--" + name + "'" +
-                             (allowed.empty() ? std::string(" (this subcommand takes no options)")
-                                              : "; known options: --" + join(allowed, ", --")));
         if (has(name)) throw UsageError("option '--" + name + "' given twice");
         values_[name] = value;
     }

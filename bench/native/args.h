@@ -16,9 +16,12 @@ struct UsageError : std::runtime_error {
 
 class Args {
   public:
-    // Parses args; every name must be one of `allowed` (written without the leading "--").
-    Args(const std::vector<std::string> &args, const std::vector<std::string> &allowed);
+    // Parses args; every name must be one of `allowed` (options that take a value) or `flags` (options that
+    // take none, given as a bare "--name"), all written without the leading "--".
+    Args(const std::vector<std::string> &args, const std::vector<std::string> &allowed,
+         const std::vector<std::string> &flags = {});
 
+    // Whether the option or flag was given.
     bool has(const std::string &name) const { return values_.count(name) != 0; }
     std::string get(const std::string &name, const std::string &fallback) const;
     // The option as an integer in [min, max], or fallback when absent.

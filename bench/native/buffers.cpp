@@ -48,4 +48,23 @@ void fill_random_bf16(uint16_t *out, size_t n, uint64_t seed, float range) {
     for (size_t i = 0; i < n; ++i) out[i] = bf16_round(to_uniform(next_random(state), range));
 }
 
+void fill_random_range_f32(float *out, size_t n, uint64_t seed, float lo, float hi) {
+    uint64_t state = seed;
+    const float half = 0.5f * (hi - lo), mid = 0.5f * (hi + lo);
+    for (size_t i = 0; i < n; ++i) out[i] = mid + to_uniform(next_random(state), half);
+}
+
+void fill_random_e4m3(uint8_t *out, size_t n, uint64_t seed) {
+    uint64_t state = seed;
+    size_t i = 0;
+    while (i < n) {
+        // Eight codes per random word; a NaN code is dropped and the next byte takes its place.
+        uint64_t bits = next_random(state);
+        for (int b = 0; b < 8 && i < n; ++b, bits >>= 8) {
+            const uint8_t code = static_cast<uint8_t>(bits);
+            if ((code & 0x7F) != 0x7F) out[i++] = code;
+        }
+    }
+}
+
 }  // namespace bench

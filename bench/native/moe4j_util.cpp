@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <stdexcept>
 
 namespace bench {
 
@@ -57,17 +58,24 @@ int64_t dtype_size(int32_t dtype) {
 }
 
 moe4j_tensor host_tensor_2d(void *data, int32_t dtype, int64_t rows, int64_t cols) {
+    return host_tensor(data, dtype, {rows, cols});
+}
+
+moe4j_tensor host_tensor(void *data, int32_t dtype, std::initializer_list<int64_t> shape) {
+    if (shape.size() < 1 || shape.size() > MOE4J_MAX_RANK) throw std::invalid_argument("host_tensor: bad rank");
     moe4j_tensor t{};
     t.data = data;
-    t.size_bytes = rows * cols * dtype_size(dtype);
     t.dtype = dtype;
-    t.rank = 2;
+    t.rank = static_cast<int32_t>(shape.size());
     t.device = MOE4J_HOST_MEMORY;
     t.reserved = 0;
-    t.shape[0] = rows;
-    t.shape[1] = cols;
-    t.strides[0] = cols;
-    t.strides[1] = 1;
+    int64_t elements = 1;
+    for (int i = t.rank - 1; i >= 0; --i) {
+        t.shape[i] = shape.begin()[i];
+        t.strides[i] = elements;
+        elements *= t.shape[i];
+    }
+    t.size_bytes = elements * dtype_size(dtype);
     return t;
 }
 

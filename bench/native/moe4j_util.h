@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 
 #include "moe4j.h"
@@ -20,6 +21,8 @@ int64_t dtype_size(int32_t dtype);
 
 // A dense row-major [rows, cols] host tensor over `data`.
 moe4j_tensor host_tensor_2d(void *data, int32_t dtype, int64_t rows, int64_t cols);
+// A dense row-major host tensor of rank 1..MOE4J_MAX_RANK over `data`.
+moe4j_tensor host_tensor(void *data, int32_t dtype, std::initializer_list<int64_t> shape);
 
 moe4j_capabilities query_capabilities();
 

@@ -42,9 +42,10 @@ struct RepPolicy {
     double min_seconds = 0.25;
 };
 
-// Times fn() repeatedly and returns each call's duration in seconds.
-template <typename Fn>
-std::vector<double> time_calls(const RepPolicy &policy, Fn &&fn) {
+// Times fn() repeatedly and returns each call's duration in seconds. before() runs ahead of every call,
+// untimed (to evict caches, say); min_seconds counts the time it takes too.
+template <typename Before, typename Fn>
+std::vector<double> time_calls(const RepPolicy &policy, Before &&before, Fn &&fn) {
     std::vector<double> samples;
     const Timer total;
     for (;;) {
@@ -53,11 +54,17 @@ std::vector<double> time_calls(const RepPolicy &policy, Fn &&fn) {
                 ? done >= policy.fixed_reps
                 : done >= policy.max_reps || (done >= policy.min_reps && total.seconds() >= policy.min_seconds))
             break;
+        before();
         const Timer t;
         fn();
         samples.push_back(t.seconds());
     }
     return samples;
+}
+
+template <typename Fn>
+std::vector<double> time_calls(const RepPolicy &policy, Fn &&fn) {
+    return time_calls(policy, [] {}, fn);
 }
 
 }  // namespace bench

@@ -50,7 +50,7 @@ enum moe4j_backend { MOE4J_BACKEND_CPU = 0, MOE4J_BACKEND_CUDA = 1 };
 enum moe4j_isa {
     MOE4J_ISA_SCALAR = 0,     /* portable C++ reference path */
     MOE4J_ISA_AVX2 = 1,       /* AVX2 + FMA + F16C */
-    MOE4J_ISA_AVX512_BF16 = 2 /* AVX-512 F/BW/VL/DQ + AVX512_BF16 */
+    MOE4J_ISA_AVX512_BF16 = 2 /* AVX-512 F/BW/VL/DQ/VBMI + AVX512_BF16 (Zen 4, Sapphire Rapids and newer) */
 };
 
 /* Scale encodings for FP8 quantization. UE8M0 rounds each fp32 scale up to a power of two. */
@@ -147,6 +147,37 @@ moe4j_status moe4j_quantize_fp8_per_block(moe4j_context *ctx, const moe4j_tensor
  */
 moe4j_status moe4j_dequantize_fp8(moe4j_context *ctx, const moe4j_tensor *q, const moe4j_tensor *scales,
                                   int32_t block_rows, moe4j_tensor *out);
+
+/*
+ * FP8 GEMM "NT" (DeepGEMM fp8_gemm_nt): D[M, N] = C + sum over 128-wide K blocks kb of
+ * (sum_k A[m, k] * B[n, k]) * sfa[m, kb] * sfb[n / 128, kb], accumulated in fp32.
+ * a [M, K] E4M3; sfa [M, K/128] F32 (any strides); b [N, K] E4M3; sfb [ceil(N/128), K/128] F32 (any
+ * strides); c null or [M, N] F32; d [M, N] F32 or BF16. K must be a positive multiple of 128; M and N are
+ * arbitrary. d may be the very same F32 tensor as c (accumulate in place) and must not overlap anything else.
+ */
+moe4j_status moe4j_fp8_gemm_nt(moe4j_context *ctx, const moe4j_tensor *a, const moe4j_tensor *sfa,
+                               const moe4j_tensor *b, const moe4j_tensor *sfb, const moe4j_tensor *c, moe4j_tensor *d);
+
+/*
+ * Grouped FP8 GEMM, contiguous layout (DeepGEMM m_grouped_fp8_gemm_nt_contiguous). a [S, K] holds the rows
+ * of all groups, each group's rows contiguous and padded to a multiple of `alignment` rows; grouped_layout
+ * I32 [S] gives each row's group in [0, G), or -1 for a padding row. Every block of `alignment` rows belongs
+ * to one group (padding rows aside). b [G, N, K]; sfb [G, ceil(N/128), K/128]; sfa [S, K/128];
+ * d [S, N] F32 or BF16. Row r of d = row r of a times b[grouped_layout[r]]^T; padding rows of d are zero.
+ */
+moe4j_status moe4j_grouped_fp8_gemm_contiguous(moe4j_context *ctx, const moe4j_tensor *a, const moe4j_tensor *sfa,
+                                               const moe4j_tensor *b, const moe4j_tensor *sfb,
+                                               const moe4j_tensor *grouped_layout, int32_t alignment, moe4j_tensor *d);
+
+/*
+ * Grouped FP8 GEMM, masked layout (DeepGEMM m_grouped_fp8_gemm_nt_masked). a [G, M_max, K];
+ * sfa [G, M_max, K/128]; b [G, N, K]; sfb [G, ceil(N/128), K/128]; masked_m I32 [G] with values in
+ * [0, M_max]; d [G, M_max, N] F32 or BF16. For each g, rows i < masked_m[g] get a[g, i] times b[g]^T;
+ * rows at or past masked_m[g] are neither read nor written.
+ */
+moe4j_status moe4j_grouped_fp8_gemm_masked(moe4j_context *ctx, const moe4j_tensor *a, const moe4j_tensor *sfa,
+                                           const moe4j_tensor *b, const moe4j_tensor *sfb, const moe4j_tensor *masked_m,
+                                           moe4j_tensor *d);
 
 #ifdef __cplusplus
 }

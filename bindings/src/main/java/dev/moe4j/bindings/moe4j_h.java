@@ -827,4 +827,203 @@ public class moe4j_h {
            throw new AssertionError("should not reach here", ex$);
         }
     }
+
+    private static class moe4j_fp8_gemm_nt {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            moe4j_h.C_INT,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = moe4j_h.findOrThrow("moe4j_fp8_gemm_nt");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * moe4j_fp8_gemm_nt(ctx, a, sfa, b, sfb, c, d)
+     * }
+     */
+    public static FunctionDescriptor moe4j_fp8_gemm_nt$descriptor() {
+        return moe4j_fp8_gemm_nt.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * moe4j_fp8_gemm_nt(ctx, a, sfa, b, sfb, c, d)
+     * }
+     */
+    public static MethodHandle moe4j_fp8_gemm_nt$handle() {
+        return moe4j_fp8_gemm_nt.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * moe4j_fp8_gemm_nt(ctx, a, sfa, b, sfb, c, d)
+     * }
+     */
+    public static MemorySegment moe4j_fp8_gemm_nt$address() {
+        return moe4j_fp8_gemm_nt.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * moe4j_fp8_gemm_nt(ctx, a, sfa, b, sfb, c, d)
+     * }
+     */
+    public static int moe4j_fp8_gemm_nt(MemorySegment ctx, MemorySegment a, MemorySegment sfa, MemorySegment b, MemorySegment sfb, MemorySegment c, MemorySegment d) {
+        var mh$ = moe4j_fp8_gemm_nt.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("moe4j_fp8_gemm_nt", ctx, a, sfa, b, sfb, c, d);
+            }
+            return (int)mh$.invokeExact(ctx, a, sfa, b, sfb, c, d);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class moe4j_grouped_fp8_gemm_contiguous {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            moe4j_h.C_INT,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_INT,
+            moe4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = moe4j_h.findOrThrow("moe4j_grouped_fp8_gemm_contiguous");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * moe4j_grouped_fp8_gemm_contiguous(ctx, a, sfa, b, sfb, grouped_layout, alignment, d)
+     * }
+     */
+    public static FunctionDescriptor moe4j_grouped_fp8_gemm_contiguous$descriptor() {
+        return moe4j_grouped_fp8_gemm_contiguous.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * moe4j_grouped_fp8_gemm_contiguous(ctx, a, sfa, b, sfb, grouped_layout, alignment, d)
+     * }
+     */
+    public static MethodHandle moe4j_grouped_fp8_gemm_contiguous$handle() {
+        return moe4j_grouped_fp8_gemm_contiguous.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * moe4j_grouped_fp8_gemm_contiguous(ctx, a, sfa, b, sfb, grouped_layout, alignment, d)
+     * }
+     */
+    public static MemorySegment moe4j_grouped_fp8_gemm_contiguous$address() {
+        return moe4j_grouped_fp8_gemm_contiguous.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * moe4j_grouped_fp8_gemm_contiguous(ctx, a, sfa, b, sfb, grouped_layout, alignment, d)
+     * }
+     */
+    public static int moe4j_grouped_fp8_gemm_contiguous(MemorySegment ctx, MemorySegment a, MemorySegment sfa, MemorySegment b, MemorySegment sfb, MemorySegment grouped_layout, int alignment, MemorySegment d) {
+        var mh$ = moe4j_grouped_fp8_gemm_contiguous.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("moe4j_grouped_fp8_gemm_contiguous", ctx, a, sfa, b, sfb, grouped_layout, alignment, d);
+            }
+            return (int)mh$.invokeExact(ctx, a, sfa, b, sfb, grouped_layout, alignment, d);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class moe4j_grouped_fp8_gemm_masked {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            moe4j_h.C_INT,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = moe4j_h.findOrThrow("moe4j_grouped_fp8_gemm_masked");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * moe4j_grouped_fp8_gemm_masked(ctx, a, sfa, b, sfb, masked_m, d)
+     * }
+     */
+    public static FunctionDescriptor moe4j_grouped_fp8_gemm_masked$descriptor() {
+        return moe4j_grouped_fp8_gemm_masked.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * moe4j_grouped_fp8_gemm_masked(ctx, a, sfa, b, sfb, masked_m, d)
+     * }
+     */
+    public static MethodHandle moe4j_grouped_fp8_gemm_masked$handle() {
+        return moe4j_grouped_fp8_gemm_masked.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * moe4j_grouped_fp8_gemm_masked(ctx, a, sfa, b, sfb, masked_m, d)
+     * }
+     */
+    public static MemorySegment moe4j_grouped_fp8_gemm_masked$address() {
+        return moe4j_grouped_fp8_gemm_masked.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * moe4j_grouped_fp8_gemm_masked(ctx, a, sfa, b, sfb, masked_m, d)
+     * }
+     */
+    public static int moe4j_grouped_fp8_gemm_masked(MemorySegment ctx, MemorySegment a, MemorySegment sfa, MemorySegment b, MemorySegment sfb, MemorySegment masked_m, MemorySegment d) {
+        var mh$ = moe4j_grouped_fp8_gemm_masked.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("moe4j_grouped_fp8_gemm_masked", ctx, a, sfa, b, sfb, masked_m, d);
+            }
+            return (int)mh$.invokeExact(ctx, a, sfa, b, sfb, masked_m, d);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
 }

@@ -9,7 +9,7 @@ public enum Isa {
     SCALAR(0, "scalar"),
     /** AVX2 + FMA + F16C. */
     AVX2(1, "avx2"),
-    /** AVX-512 F/BW/VL/DQ with AVX512_BF16 dot products. */
+    /** AVX-512 F/BW/VL/DQ/VBMI with AVX512_BF16 dot products. */
     AVX512_BF16(2, "avx512_bf16");
 
     private final int code;

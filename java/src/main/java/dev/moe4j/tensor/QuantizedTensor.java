@@ -1,10 +1,11 @@
 package dev.moe4j.tensor;
 
 /**
- * An FP8 tensor with its block scales: {@code value[r, c] = data[r, c] * scales[r / blockRows, c / 128]}.
+ * An FP8 tensor with its block scales: {@code value[.., r, c] = data[.., r, c] * scales[.., r / blockRows, c / 128]}.
+ * Rank 2 for one matrix, rank 3 for a stack of matrices (one per expert, say) with a leading group dimension.
  *
- * @param data E4M3 [R, C]
- * @param scales F32 [ceil(R / blockRows), ceil(C / 128)], any strides
+ * @param data E4M3 [.., R, C]
+ * @param scales F32 [.., ceil(R / blockRows), ceil(C / 128)], any strides
  * @param blockRows 1 for per-token activation scales, 128 for 128x128 weight block scales
  */
 public record QuantizedTensor(Tensor data, Tensor scales, int blockRows) {
@@ -18,10 +19,8 @@ public record QuantizedTensor(Tensor data, Tensor scales, int blockRows) {
             throw new IllegalArgumentException("scales are " + scales.dtype() + ", expected F32");
         if (blockRows != 1 && blockRows != BLOCK)
             throw new IllegalArgumentException("blockRows " + blockRows + " is neither 1 nor " + BLOCK);
-    }
-
-    /** The dequantized value of element (r, c), computed in fp32. */
-    public float valueAt(long r, long c) {
-        return data.getFloat(r, c) * scales.getFloat(r / blockRows, c / BLOCK);
+        if (data.rank() != scales.rank() || data.rank() < 2 || data.rank() > 3)
+            throw new IllegalArgumentException(
+                    "data " + data + " and scales " + scales + " must both have rank 2 or 3");
     }
 }

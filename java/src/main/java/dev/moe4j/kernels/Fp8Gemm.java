@@ -1,0 +1,129 @@
+package dev.moe4j.kernels;
+
+import dev.moe4j.bindings.moe4j_h;
+import dev.moe4j.runtime.Context;
+import dev.moe4j.runtime.NativeLibrary;
+import dev.moe4j.tensor.DType;
+import dev.moe4j.tensor.QuantizedTensor;
+import dev.moe4j.tensor.Tensor;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.Objects;
+
+/**
+ * FP8 GEMMs with DeepGEMM's semantics and layouts, so code written against DeepGEMM's tensors works unchanged.
+ *
+ * <p>All three compute {@code D = C + A·Bᵀ} block by block: for each 128-wide K block {@code kb}, the fp32 sum
+ * of {@code A[m, k]·B[n, k]} times {@code sfa[m, kb]·sfb[n/128, kb]}, accumulated in fp32. A is quantized per
+ * token ({@code blockRows} 1), B per 128x128 block ({@code blockRows} 128), K a positive multiple of 128, M and N
+ * arbitrary; D is F32 or BF16 (rounded to nearest even once, at the end).
+ *
+ * <p>Shapes, dtypes and index ranges are checked natively before anything is touched; a violation throws
+ * {@link dev.moe4j.runtime.Moe4jException} naming the argument, and D is left as it was. Null arguments throw
+ * {@link NullPointerException}, tensors over closed arenas {@link IllegalStateException}. Runs on the context's
+ * threads; see {@link Context} for thread-safety.
+ */
+public final class Fp8Gemm {
+    private Fp8Gemm() {}
+
+    /**
+     * {@code d = c + a·bᵀ} (DeepGEMM {@code fp8_gemm_nt}).
+     *
+     * @param a activations: E4M3 [M, K] with per-token scales [M, K/128]
+     * @param b weights: E4M3 [N, K] with block scales [ceil(N/128), K/128]
+     * @param c null, or F32 [M, N] to add; may be {@code d} itself for in-place accumulation
+     * @param d F32 or BF16 [M, N], rows contiguous
+     */
+    public static void nt(Context ctx, QuantizedTensor a, QuantizedTensor b, Tensor c, Tensor d) {
+        requireOperands(ctx, a, b, d);
+        try (Arena call = Arena.ofConfined()) {
+            MemorySegment cd = c == null ? MemorySegment.NULL : c.descriptor(call, "c");
+            NativeLibrary.check(
+                    moe4j_h.moe4j_fp8_gemm_nt(
+                            ctx.handle(),
+                            a.data().descriptor(call, "a"),
+                            a.scales().descriptor(call, "sfa"),
+                            b.data().descriptor(call, "b"),
+                            b.scales().descriptor(call, "sfb"),
+                            cd,
+                            d.descriptor(call, "d")),
+                    "moe4j_fp8_gemm_nt");
+        }
+    }
+
+    /** {@code a·bᵀ} into a new row-major [M, N] tensor of dtype (F32 or BF16) allocated in arena. */
+    public static Tensor nt(Context ctx, QuantizedTensor a, QuantizedTensor b, DType dtype, Arena arena) {
+        Objects.requireNonNull(a, "a");
+        Objects.requireNonNull(b, "b");
+        Tensor d = Tensor.allocate(arena, dtype, a.data().shape(0), b.data().shape(0));
+        nt(ctx, a, b, null, d);
+        return d;
+    }
+
+    /**
+     * Grouped GEMM over the contiguous layout (DeepGEMM {@code m_grouped_fp8_gemm_nt_contiguous}): the rows of all
+     * groups stacked in {@code a}, each group's rows contiguous and padded to a multiple of {@code alignment}.
+     *
+     * @param a E4M3 [S, K] with per-token scales [S, K/128]
+     * @param b E4M3 [G, N, K] with block scales [G, ceil(N/128), K/128]
+     * @param groupedLayout I32 [S]: each row's group in [0, G), or -1 for a padding row
+     * @param alignment rows per block (DeepGEMM uses 128); S is a multiple of it and every block holds one group
+     * @param d F32 or BF16 [S, N]: row r is {@code a[r]·b[groupedLayout[r]]ᵀ}; padding rows are set to zero
+     */
+    public static void groupedContiguous(
+            Context ctx, QuantizedTensor a, QuantizedTensor b, Tensor groupedLayout, int alignment, Tensor d) {
+        requireOperands(ctx, a, b, d);
+        Objects.requireNonNull(groupedLayout, "groupedLayout");
+        try (Arena call = Arena.ofConfined()) {
+            NativeLibrary.check(
+                    moe4j_h.moe4j_grouped_fp8_gemm_contiguous(
+                            ctx.handle(),
+                            a.data().descriptor(call, "a"),
+                            a.scales().descriptor(call, "sfa"),
+                            b.data().descriptor(call, "b"),
+                            b.scales().descriptor(call, "sfb"),
+                            groupedLayout.descriptor(call, "grouped_layout"),
+                            alignment,
+                            d.descriptor(call, "d")),
+                    "moe4j_grouped_fp8_gemm_contiguous");
+        }
+    }
+
+    /**
+     * Grouped GEMM over the masked layout (DeepGEMM {@code m_grouped_fp8_gemm_nt_masked}).
+     *
+     * @param a E4M3 [G, M_max, K] with per-token scales [G, M_max, K/128]
+     * @param b E4M3 [G, N, K] with block scales [G, ceil(N/128), K/128]
+     * @param maskedM I32 [G]: rows of each group to compute, in [0, M_max]
+     * @param d F32 or BF16 [G, M_max, N]: rows at or past {@code maskedM[g]} are neither read nor written
+     */
+    public static void groupedMasked(Context ctx, QuantizedTensor a, QuantizedTensor b, Tensor maskedM, Tensor d) {
+        requireOperands(ctx, a, b, d);
+        Objects.requireNonNull(maskedM, "maskedM");
+        try (Arena call = Arena.ofConfined()) {
+            NativeLibrary.check(
+                    moe4j_h.moe4j_grouped_fp8_gemm_masked(
+                            ctx.handle(),
+                            a.data().descriptor(call, "a"),
+                            a.scales().descriptor(call, "sfa"),
+                            b.data().descriptor(call, "b"),
+                            b.scales().descriptor(call, "sfb"),
+                            maskedM.descriptor(call, "masked_m"),
+                            d.descriptor(call, "d")),
+                    "moe4j_grouped_fp8_gemm_masked");
+        }
+    }
+
+    private static void requireOperands(Context ctx, QuantizedTensor a, QuantizedTensor b, Tensor d) {
+        Objects.requireNonNull(ctx, "ctx");
+        Objects.requireNonNull(a, "a");
+        Objects.requireNonNull(b, "b");
+        Objects.requireNonNull(d, "d");
+        if (a.blockRows() != 1)
+            throw new IllegalArgumentException(
+                    "a must carry per-token scales (blockRows 1), got blockRows " + a.blockRows());
+        if (b.blockRows() != QuantizedTensor.BLOCK)
+            throw new IllegalArgumentException(
+                    "b must carry 128x128 block scales (blockRows 128), got blockRows " + b.blockRows());
+    }
+}

@@ -1,0 +1,330 @@
+package dev.moe4j.kernels;
+
+import static dev.moe4j.kernels.CastTest.context;
+import static dev.moe4j.kernels.CastTest.poisoned;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.moe4j.runtime.Context;
+import dev.moe4j.runtime.Isa;
+import dev.moe4j.runtime.Moe4jException;
+import dev.moe4j.runtime.Status;
+import dev.moe4j.tensor.DType;
+import dev.moe4j.tensor.QuantizedTensor;
+import dev.moe4j.tensor.Tensor;
+import dev.moe4j.testing.Reference;
+import dev.moe4j.testing.TestSupport;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.SplittableRandom;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+
+/**
+ * FP8 GEMMs on every ISA path against float64 references: to fp32 rounding of the product of the dequantized
+ * inputs, and within calc_diff 1e-3 of the product of the unquantized inputs (DeepGEMM's criterion).
+ */
+class Fp8GemmTest {
+    record Shape(int m, int n, int k) {}
+
+    static final Shape[] SHAPES = {
+        new Shape(1, 1, 128),
+        new Shape(1, 300, 256),
+        new Shape(3, 130, 384),
+        new Shape(16, 256, 128),
+        new Shape(37, 200, 256)
+    };
+
+    static List<Arguments> cases() {
+        List<Arguments> cases = new ArrayList<>();
+        for (Isa isa : TestSupport.isaPaths())
+            for (DType out : new DType[] {DType.F32, DType.BF16}) cases.add(Arguments.of(isa, out));
+        return cases;
+    }
+
+    /** Unquantized operands, their FP8 forms, and the float64 references. */
+    record Problem(float[] a, float[] w, QuantizedTensor qa, QuantizedTensor qw, int m, int n, int k) {
+        /** The product of the dequantized inputs, in float64, and the sum of |terms| bounding its rounding error. */
+        double[] exact(int row, int col) {
+            double sum = 0, magnitude = 0;
+            for (int kk = 0; kk < k; kk++) {
+                double x = (double) qa.data().getFloat(row, kk) * qa.scales().getFloat(row, kk / 128);
+                double y = (double) qw.data().getFloat(col, kk) * qw.scales().getFloat(col / 128, kk / 128);
+                sum += x * y;
+                magnitude += Math.abs(x * y);
+            }
+            return new double[] {sum, magnitude};
+        }
+
+        double unquantized(int row, int col) {
+            double sum = 0;
+            for (int kk = 0; kk < k; kk++) sum += (double) a[row * k + kk] * w[col * k + kk];
+            return sum;
+        }
+    }
+
+    static Problem problem(Context ctx, Arena arena, SplittableRandom random, int m, int n, int k) {
+        // Activations vary per token (per-token scales absorb that); weights share one magnitude, as trained
+        // weights within a 128x128 block do (a 100x spread inside a block would push rows into subnormals).
+        float[] a = gaussianRows(random, m, k), w = new float[n * k];
+        for (int i = 0; i < w.length; i++) w[i] = (float) (random.nextGaussian() * 0.05);
+        QuantizedTensor qa =
+                Quantization.perToken(ctx, Tensor.fromFloats(arena, DType.F32, a, m, k), ScaleFormat.FP32, arena);
+        QuantizedTensor qw =
+                Quantization.perBlock(ctx, Tensor.fromFloats(arena, DType.F32, w, n, k), ScaleFormat.FP32, arena);
+        return new Problem(a, w, qa, qw, m, n, k);
+    }
+
+    /** Gaussian values with a magnitude per row spread over two decades, as activations and weights have. */
+    static float[] gaussianRows(SplittableRandom random, int rows, int cols) {
+        float[] v = new float[rows * cols];
+        for (int r = 0; r < rows; r++) {
+            double scale = Math.pow(10, random.nextDouble(-1, 1));
+            for (int c = 0; c < cols; c++) v[r * cols + c] = (float) (random.nextGaussian() * scale);
+        }
+        return v;
+    }
+
+    /** Checks output rows (of a problem) against both references. */
+    static void check(Problem p, Tensor d, int dRowOffset, String where) {
+        List<Double> got = new ArrayList<>(), full = new ArrayList<>();
+        for (int r = 0; r < p.m(); r++) {
+            for (int c = 0; c < p.n(); c++) {
+                double[] exact = p.exact(r, c);
+                double actual = d.rank() == 2 ? d.getFloat(dRowOffset + r, c) : d.getFloat(dRowOffset, r, c);
+                double tolerance = 1e-5 * exact[1] + (d.dtype() == DType.BF16 ? Math.abs(exact[0]) * 0x1p-8 : 0);
+                if (!(Math.abs(actual - exact[0]) <= tolerance))
+                    throw new AssertionError(where + ": d[" + r + "," + c + "] = " + actual
+                            + ", float64 of the dequantized inputs " + exact[0] + " (tolerance " + tolerance + ")");
+                got.add(actual);
+                full.add(p.unquantized(r, c));
+            }
+        }
+        // calc_diff is a statistic over many outputs; tiny problems are covered by the elementwise check above.
+        if ((long) p.m() * p.n() >= 256) {
+            double diff = Reference.calcDiff(
+                    got.stream().mapToDouble(Double::doubleValue).toArray(),
+                    full.stream().mapToDouble(Double::doubleValue).toArray());
+            assertTrue(diff < 1e-3, where + ": calc_diff against the unquantized product " + diff);
+        }
+    }
+
+    @ParameterizedTest(name = "{0} {1}")
+    @MethodSource("cases")
+    void ntMatchesTheFloat64References(Isa isa, DType out) {
+        long seed = TestSupport.freshSeed();
+        SplittableRandom random = TestSupport.random(seed);
+        try (Arena arena = Arena.ofConfined();
+                Context ctx = context(isa)) {
+            for (Shape s : SHAPES) {
+                Problem p = problem(ctx, arena, random, s.m(), s.n(), s.k());
+                Tensor d = poisoned(arena, out, s.m(), s.n());
+                Fp8Gemm.nt(ctx, p.qa(), p.qw(), null, d);
+                check(p, d, 0, isa + " " + out + " " + s + " seed " + seed);
+            }
+        }
+    }
+
+    @ParameterizedTest
+    @MethodSource("dev.moe4j.kernels.CastTest#isaPaths")
+    void addsCSeparatelyOrInPlaceAndReadsColumnMajorScales(Isa isa) {
+        long seed = TestSupport.freshSeed();
+        SplittableRandom random = TestSupport.random(seed);
+        int m = 5, n = 140, k = 256;
+        try (Arena arena = Arena.ofConfined();
+                Context ctx = context(isa)) {
+            Problem p = problem(ctx, arena, random, m, n, k);
+            float[] cValues = gaussianRows(random, m, n);
+            Tensor c = Tensor.fromFloats(arena, DType.F32, cValues, m, n);
+            Tensor d = poisoned(arena, DType.F32, m, n);
+            Fp8Gemm.nt(ctx, p.qa(), p.qw(), c, d);
+            Tensor inPlace = Tensor.fromFloats(arena, DType.F32, cValues, m, n);
+            Fp8Gemm.nt(ctx, p.qa(), p.qw(), inPlace, inPlace);
+            // DeepGEMM's activation scales are column-major (M-major): same values, other strides.
+            Tensor columnMajor = Tensor.of(
+                    arena.allocate(4L * m * (k / 128), 64), DType.F32, new long[] {m, k / 128}, new long[] {1, m});
+            for (int r = 0; r < m; r++)
+                for (int kb = 0; kb < k / 128; kb++)
+                    columnMajor.setFloat(p.qa().scales().getFloat(r, kb), r, kb);
+            Tensor dColumn = poisoned(arena, DType.F32, m, n);
+            Fp8Gemm.nt(ctx, new QuantizedTensor(p.qa().data(), columnMajor, 1), p.qw(), null, dColumn);
+            Tensor plain = Fp8Gemm.nt(ctx, p.qa(), p.qw(), DType.F32, arena);
+            for (int r = 0; r < m; r++) {
+                for (int col = 0; col < n; col++) {
+                    float expected = plain.getFloat(r, col) + cValues[r * n + col];
+                    assertEquals(expected, d.getFloat(r, col), 0f, isa + " c added at " + r + "," + col);
+                    assertEquals(expected, inPlace.getFloat(r, col), 0f, isa + " in place at " + r + "," + col);
+                    assertEquals(plain.getFloat(r, col), dColumn.getFloat(r, col), 0f, isa + " column-major sfa");
+                }
+            }
+        }
+    }
+
+    @ParameterizedTest(name = "{0} {1}")
+    @MethodSource("cases")
+    void groupedContiguousComputesEachGroupAndZeroesPadding(Isa isa, DType out) {
+        long seed = TestSupport.freshSeed();
+        SplittableRandom random = TestSupport.random(seed);
+        int[] counts = {3, 0, 130, 1};
+        int groups = counts.length, n = 130, k = 256, alignment = 128;
+        try (Arena arena = Arena.ofConfined();
+                Context ctx = context(isa)) {
+            List<Problem> problems = new ArrayList<>();
+            for (int count : counts) problems.add(problem(ctx, arena, random, count, n, k));
+            QuantizedTensor b = stackWeights(arena, problems, n, k);
+            int rows = 0;
+            for (int count : counts) rows += (count + alignment - 1) / alignment * alignment;
+            Tensor a = Tensor.allocate(arena, DType.E4M3, rows, k);
+            Tensor sfa = Tensor.allocate(arena, DType.F32, rows, k / 128);
+            Tensor layout = Tensor.allocate(arena, DType.I32, rows);
+            for (int r = 0; r < rows; r++) layout.setInt(-1, r);
+            int[] offsets = new int[groups];
+            int row = 0;
+            for (int g = 0; g < groups; g++) {
+                offsets[g] = row;
+                Problem p = problems.get(g);
+                for (int i = 0; i < counts[g]; i++) {
+                    MemorySegment.copy(p.qa().data().segment(), (long) i * k, a.segment(), (long) (row + i) * k, k);
+                    for (int kb = 0; kb < k / 128; kb++)
+                        sfa.setFloat(p.qa().scales().getFloat(i, kb), row + i, kb);
+                    layout.setInt(g, row + i);
+                }
+                // Padding rows hold garbage activations, NaN included: they must not leak anywhere.
+                for (int i = counts[g]; i < (counts[g] + alignment - 1) / alignment * alignment; i++)
+                    a.segment().asSlice((long) (row + i) * k, k).fill((byte) 0x7F);
+                row += (counts[g] + alignment - 1) / alignment * alignment;
+            }
+            Tensor d = poisoned(arena, out, rows, n);
+            Fp8Gemm.groupedContiguous(ctx, new QuantizedTensor(a, sfa, 1), b, layout, alignment, d);
+            for (int g = 0; g < groups; g++)
+                check(problems.get(g), d, offsets[g], isa + " " + out + " group " + g + " seed " + seed);
+            for (int r = 0; r < rows; r++)
+                if (layout.getInt(r) == -1)
+                    for (int c = 0; c < n; c++) assertEquals(0f, d.getFloat(r, c), "padding row " + r + " is zero");
+        }
+    }
+
+    @ParameterizedTest(name = "{0} {1}")
+    @MethodSource("cases")
+    void groupedMaskedLeavesRowsPastTheMaskUntouched(Isa isa, DType out) {
+        long seed = TestSupport.freshSeed();
+        SplittableRandom random = TestSupport.random(seed);
+        int[] counts = {2, 0, 5};
+        int groups = counts.length, mMax = 5, n = 200, k = 128;
+        try (Arena arena = Arena.ofConfined();
+                Context ctx = context(isa)) {
+            List<Problem> problems = new ArrayList<>();
+            for (int count : counts) problems.add(problem(ctx, arena, random, count, n, k));
+            QuantizedTensor b = stackWeights(arena, problems, n, k);
+            Tensor a = Tensor.allocate(arena, DType.E4M3, groups, mMax, k);
+            a.segment().fill((byte) 0x7F); // rows past the mask are NaN: never read
+            Tensor sfa = Tensor.allocate(arena, DType.F32, groups, mMax, k / 128);
+            Tensor maskedM = Tensor.allocate(arena, DType.I32, groups);
+            for (int g = 0; g < groups; g++) {
+                maskedM.setInt(counts[g], g);
+                Problem p = problems.get(g);
+                MemorySegment.copy(p.qa().data().segment(), 0, a.segment(), (long) g * mMax * k, (long) counts[g] * k);
+                for (int i = 0; i < counts[g]; i++) sfa.setFloat(p.qa().scales().getFloat(i, 0), g, i, 0);
+            }
+            Tensor d = poisoned(arena, out, groups, mMax, n);
+            Fp8Gemm.groupedMasked(ctx, new QuantizedTensor(a, sfa, 1), b, maskedM, d);
+            for (int g = 0; g < groups; g++) {
+                check(problems.get(g), d, g, isa + " " + out + " group " + g + " seed " + seed);
+                long rowBytes = (long) n * out.byteSize();
+                for (int i = counts[g]; i < mMax; i++) {
+                    MemorySegment row = d.segment().asSlice(((long) g * mMax + i) * rowBytes, rowBytes);
+                    for (long byteIndex = 0; byteIndex < rowBytes; byteIndex++)
+                        assertEquals(
+                                (byte) 0xFF,
+                                row.get(ValueLayout.JAVA_BYTE, byteIndex),
+                                "row " + g + "," + i + " was written");
+                }
+            }
+        }
+    }
+
+    /** The groups' weights as one [G, N, K] tensor with [G, ceil(N/128), K/128] scales. */
+    static QuantizedTensor stackWeights(Arena arena, List<Problem> problems, int n, int k) {
+        int groups = problems.size(), nb = (n + 127) / 128;
+        Tensor b = Tensor.allocate(arena, DType.E4M3, groups, n, k);
+        Tensor sfb = Tensor.allocate(arena, DType.F32, groups, nb, k / 128);
+        for (int g = 0; g < groups; g++) {
+            QuantizedTensor w = problems.get(g).qw();
+            MemorySegment.copy(w.data().segment(), 0, b.segment(), (long) g * n * k, (long) n * k);
+            MemorySegment.copy(w.scales().segment(), 0, sfb.segment(), 4L * g * nb * (k / 128), 4L * nb * (k / 128));
+        }
+        return new QuantizedTensor(b, sfb, 128);
+    }
+
+    @Test
+    void rejectsBadShapesGroupsAndOverlaps() {
+        try (Arena arena = Arena.ofConfined();
+                Context ctx = Context.create()) {
+            SplittableRandom random = TestSupport.random(1);
+            Problem p = problem(ctx, arena, random, 4, 256, 256);
+            Tensor d = poisoned(arena, DType.F32, 4, 256);
+
+            Tensor a200 = Tensor.allocate(arena, DType.E4M3, 4, 200);
+            Tensor s200 = Tensor.allocate(arena, DType.F32, 4, 2);
+            rejected(
+                    () -> Fp8Gemm.nt(ctx, new QuantizedTensor(a200, s200, 1), p.qw(), null, d),
+                    d,
+                    "argument 'a': K = 200 is not a positive multiple of 128");
+            Tensor badSfb = Tensor.allocate(arena, DType.F32, 1, 2);
+            rejected(
+                    () -> Fp8Gemm.nt(ctx, p.qa(), new QuantizedTensor(p.qw().data(), badSfb, 128), null, d),
+                    d,
+                    "argument 'sfb': shape [1, 2] but expected [2, 2]");
+            Tensor overlapping = Tensor.of(p.qa().data().segment().reinterpret(4L * 4 * 256), DType.F32, 4, 256);
+            rejected(() -> Fp8Gemm.nt(ctx, p.qa(), p.qw(), null, overlapping), null, "output 'd' overlaps 'a'");
+
+            QuantizedTensor b = stackWeights(arena, List.of(p, p), 256, 256);
+            Tensor a = Tensor.allocate(arena, DType.E4M3, 8, 256);
+            QuantizedTensor qa = new QuantizedTensor(a, Tensor.allocate(arena, DType.F32, 8, 2), 1);
+            Tensor layout = Tensor.allocate(arena, DType.I32, 8);
+            Tensor d8 = poisoned(arena, DType.F32, 8, 256);
+            layout.setInt(2, 3);
+            rejected(
+                    () -> Fp8Gemm.groupedContiguous(ctx, qa, b, layout, 4, d8),
+                    d8,
+                    "argument 'grouped_layout': row 3 has group 2, outside [-1, 2)");
+            layout.setInt(1, 3);
+            rejected(
+                    () -> Fp8Gemm.groupedContiguous(ctx, qa, b, layout, 4, d8),
+                    d8,
+                    "rows 0..3 form one alignment block but hold groups 0 and 1 (row 3)");
+            rejected(
+                    () -> Fp8Gemm.groupedContiguous(ctx, qa, b, layout, 3, d8),
+                    d8,
+                    "8 rows are not a multiple of the alignment 3");
+
+            Tensor a3 = Tensor.allocate(arena, DType.E4M3, 2, 3, 256);
+            QuantizedTensor qa3 = new QuantizedTensor(a3, Tensor.allocate(arena, DType.F32, 2, 3, 2), 1);
+            Tensor maskedM = Tensor.allocate(arena, DType.I32, 2);
+            maskedM.setInt(4, 1);
+            Tensor d3 = poisoned(arena, DType.F32, 2, 3, 256);
+            rejected(
+                    () -> Fp8Gemm.groupedMasked(ctx, qa3, b, maskedM, d3),
+                    d3,
+                    "argument 'masked_m': group 1 has 4 rows, outside [0, 3]");
+            assertThrows(IllegalArgumentException.class, () -> Fp8Gemm.nt(ctx, p.qw(), p.qw(), null, d));
+        }
+    }
+
+    /** Expects an INVALID_ARGUMENT naming the problem, with d (when given) still fully poisoned. */
+    private static void rejected(Runnable call, Tensor d, String fragment) {
+        Moe4jException e = assertThrows(Moe4jException.class, call::run);
+        System.out.println("rejected: " + e.getMessage());
+        assertEquals(Status.INVALID_ARGUMENT, e.status());
+        assertTrue(e.nativeMessage().contains(fragment), e.nativeMessage());
+        if (d != null)
+            for (long i = 0; i < d.segment().byteSize(); i++)
+                assertEquals((byte) 0xFF, d.segment().get(ValueLayout.JAVA_BYTE, i), "d was written");
+    }
+}
