@@ -46,8 +46,8 @@ moe4j_status dispatch(const ArgCheck &check, moe4j_context *ctx, const cpu::Fp8G
 }  // namespace
 
 extern "C" moe4j_status moe4j_fp8_gemm_nt(moe4j_context *ctx, const moe4j_tensor *a, const moe4j_tensor *sfa,
-                                         const moe4j_tensor *b, const moe4j_tensor *sfb, const moe4j_tensor *c,
-                                         moe4j_tensor *d) {
+                                          const moe4j_tensor *b, const moe4j_tensor *sfb, const moe4j_tensor *c,
+                                          moe4j_tensor *d) {
     return guarded(__func__, [&](const char *fn) -> moe4j_status {
         if (moe4j_status s = check_context(fn, ctx)) return s;
         const ArgCheck check(fn, ctx->memory_device());
@@ -71,8 +71,12 @@ extern "C" moe4j_status moe4j_fp8_gemm_nt(moe4j_context *ctx, const moe4j_tensor
             return s;
 
         cpu::Fp8GemmArgs args{a, sfa, c, d, n, k, {}, {}};
-        cpu::GemmGroup group{static_cast<const uint8_t *>(b->data), b->strides[0], static_cast<const float *>(sfb->data),
-                             sfb->strides[0], sfb->strides[1], {}};
+        cpu::GemmGroup group{static_cast<const uint8_t *>(b->data),
+                             b->strides[0],
+                             static_cast<const float *>(sfb->data),
+                             sfb->strides[0],
+                             sfb->strides[1],
+                             {}};
         for (int64_t r = 0; r < m; ++r) group.rows.push_back(r);
         args.groups.push_back(std::move(group));
         return dispatch(check, ctx, args);
@@ -118,18 +122,19 @@ extern "C" moe4j_status moe4j_grouped_fp8_gemm_contiguous(moe4j_context *ctx, co
         if (moe4j_status s = check.tensor(sfa, {"sfa", {MOE4J_F32}, 2, Layout::Strided})) return s;
         if (moe4j_status s = check.shape(*sfa, "sfa", {rows, k / kBlock}, "[sum M, K/128]")) return s;
         if (moe4j_status s = check_grouped_weights(check, b, sfb, k, &groups, &n)) return s;
-        if (moe4j_status s = check.tensor(grouped_layout, {"grouped_layout", {MOE4J_I32}, 1, Layout::Strided})) return s;
+        if (moe4j_status s = check.tensor(grouped_layout, {"grouped_layout", {MOE4J_I32}, 1, Layout::Strided}))
+            return s;
         if (moe4j_status s = check.shape(*grouped_layout, "grouped_layout", {rows}, "one group id per row of 'a'"))
             return s;
         if (alignment <= 0)
             return check.invalid("argument 'alignment': " + std::to_string(alignment) + " is not positive");
         if (rows % alignment != 0)
-            return check.invalid("argument 'a': " + std::to_string(rows) + " rows are not a multiple of the alignment " +
-                                 std::to_string(alignment));
+            return check.invalid("argument 'a': " + std::to_string(rows) +
+                                 " rows are not a multiple of the alignment " + std::to_string(alignment));
         if (moe4j_status s = check.tensor(d, {"d", {MOE4J_F32, MOE4J_BF16}, 2, Layout::RowsDense})) return s;
         if (moe4j_status s = check.shape(*d, "d", {rows, n}, "[sum M, N]")) return s;
-        if (moe4j_status s = check_output(check, *d,
-                                          {{a, "a"}, {sfa, "sfa"}, {b, "b"}, {sfb, "sfb"}, {grouped_layout, "grouped_layout"}}))
+        if (moe4j_status s = check_output(
+                check, *d, {{a, "a"}, {sfa, "sfa"}, {b, "b"}, {sfb, "sfb"}, {grouped_layout, "grouped_layout"}}))
             return s;
 
         cpu::Fp8GemmArgs args{a, sfa, nullptr, d, n, k, {}, {}};
@@ -158,9 +163,10 @@ extern "C" moe4j_status moe4j_grouped_fp8_gemm_contiguous(moe4j_context *ctx, co
     });
 }
 
-extern "C" moe4j_status moe4j_grouped_fp8_gemm_masked(moe4j_context *ctx, const moe4j_tensor *a, const moe4j_tensor *sfa,
-                                                      const moe4j_tensor *b, const moe4j_tensor *sfb,
-                                                      const moe4j_tensor *masked_m, moe4j_tensor *d) {
+extern "C" moe4j_status moe4j_grouped_fp8_gemm_masked(moe4j_context *ctx, const moe4j_tensor *a,
+                                                      const moe4j_tensor *sfa, const moe4j_tensor *b,
+                                                      const moe4j_tensor *sfb, const moe4j_tensor *masked_m,
+                                                      moe4j_tensor *d) {
     return guarded(__func__, [&](const char *fn) -> moe4j_status {
         if (moe4j_status s = check_context(fn, ctx)) return s;
         const ArgCheck check(fn, ctx->memory_device());

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
 #include <optional>
 #include <vector>
 
@@ -18,10 +19,16 @@
 namespace moe4j::cpu {
 namespace {
 
-constexpr int64_t kBlock = 128;  // K elements per scale; N rows per weight scale
+constexpr int64_t kBlock = 128;         // K elements per scale; N rows per weight scale
 constexpr int64_t kRowsPerBlock = 16;   // weight rows widened together and kept in cache
 constexpr int64_t kRowsPerChunk = 256;  // activation rows one task streams over (stays in L3)
 constexpr int kTileM = 4, kTileN = 2;
+// Groups with at least this many rows use the packed-panel kernel (AVX-512): packing a weight panel costs
+// about as much as multiplying it by a few dozen rows, so smaller groups keep the row kernel.
+constexpr int64_t kPanelMinRows = 64;
+constexpr int64_t kPanelRows = 64;        // weight rows per packed panel: four 16-lane vectors
+constexpr int64_t kPanelRowChunk = 1024;  // activation rows per panel task (about 15 MB of bf16 at K = 7168)
+constexpr int kPanelTileM = 6;
 
 // The dot products of one tile: out[m][j] = sum_kb s[m][kb] * sum_{k in kb} a[m][k] * b[j][k], for the
 // first `rows` rows and `cols` columns (at most kTileM x kTileN). All columns share one 128-row weight block.
@@ -36,6 +43,8 @@ struct Tile {
 
 struct ScalarPath {
     using Wide = float;
+    static constexpr bool kWidensInRegisters = false;
+    static constexpr bool kPanels = false;
     static void widen(const RowCodec &, const uint8_t *q, int64_t n, float *out) {
         for (int64_t i = 0; i < n; ++i) out[i] = e4m3_decode(q[i]);
     }
@@ -63,6 +72,8 @@ struct ScalarPath {
 
 struct Avx2Path {
     using Wide = float;
+    static constexpr bool kWidensInRegisters = false;
+    static constexpr bool kPanels = false;
     static void widen(const RowCodec &codec, const uint8_t *q, int64_t n, float *out) {
         codec.decode_f32(q, n, 1.0f, out);  // exact: every e4m3 value is an fp32
     }
@@ -127,24 +138,138 @@ alignas(64) constexpr std::array<uint8_t, 128> kBf16High = bf16_byte_table<8>();
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx512vbmi")
 
+// Widens 64 e4m3 codes to 64 bf16 through two 128-entry byte tables (VBMI). The byte interleave leaves the
+// values in a fixed permuted order within the 64; A and B always go through this same function, so the dot
+// products pair the right elements.
+struct Bf16Widener {
+    __m512i low0, low1, high0, high1, sign;
+    Bf16Widener()
+        : low0(_mm512_load_si512(kBf16Low.data())),
+          low1(_mm512_load_si512(kBf16Low.data() + 64)),
+          high0(_mm512_load_si512(kBf16High.data())),
+          high1(_mm512_load_si512(kBf16High.data() + 64)),
+          sign(_mm512_set1_epi8(static_cast<char>(0x80))) {}
+
+    void widen64(const uint8_t *q, __m512bh &first, __m512bh &second) const {
+        const __m512i codes = _mm512_loadu_si512(q);
+        const __m512i low = _mm512_permutex2var_epi8(low0, codes, low1);
+        const __m512i high =
+            _mm512_or_si512(_mm512_permutex2var_epi8(high0, codes, high1), _mm512_and_si512(codes, sign));
+        first = (__m512bh)_mm512_unpacklo_epi8(low, high);
+        second = (__m512bh)_mm512_unpackhi_epi8(low, high);
+    }
+};
+
 struct Avx512Path {
     using Wide = uint16_t;
+    static constexpr bool kWidensInRegisters = true;
+    static constexpr bool kPanels = true;
 
-    // Widens 64 codes at a time through two 128-entry byte tables (VBMI). The byte interleave leaves the 64
-    // bf16 values in a fixed permuted order within each 64-element chunk; A and B go through the same
-    // function, so the dot products pair the right elements.
-    static void widen(const RowCodec &, const uint8_t *q, int64_t n, uint16_t *out) {
-        const __m512i low0 = _mm512_load_si512(kBf16Low.data()), low1 = _mm512_load_si512(kBf16Low.data() + 64);
-        const __m512i high0 = _mm512_load_si512(kBf16High.data()), high1 = _mm512_load_si512(kBf16High.data() + 64);
-        const __m512i sign = _mm512_set1_epi8(static_cast<char>(0x80));
-        for (int64_t i = 0; i < n; i += 64) {
-            const __m512i codes = _mm512_loadu_si512(q + i);
-            const __m512i low = _mm512_permutex2var_epi8(low0, codes, low1);
-            const __m512i high =
-                _mm512_or_si512(_mm512_permutex2var_epi8(high0, codes, high1), _mm512_and_si512(codes, sign));
-            _mm512_storeu_si512(out + i, _mm512_unpacklo_epi8(low, high));
-            _mm512_storeu_si512(out + i + 32, _mm512_unpackhi_epi8(low, high));
+    // Widening in natural order (output i is code i), for the panel kernel, which broadcasts k-pairs of A and
+    // packs B by k-pairs. Codes are zero-extended to 16 bits so one table lookup fills each byte of a bf16.
+    static void widen_natural(const uint8_t *q, int64_t n, uint16_t *out) {
+        const Bf16Widener w;
+        const __m512i sign = _mm512_set1_epi16(static_cast<short>(0x8000));
+        for (int64_t i = 0; i < n; i += 32) {
+            const __m512i x = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(q + i)));
+            const __m512i shifted = _mm512_slli_epi16(x, 8);
+            const __m512i low = _mm512_permutex2var_epi8(w.low0, x, w.low1);           // high byte: table[0] = 0
+            const __m512i high = _mm512_permutex2var_epi8(w.high0, shifted, w.high1);  // low byte: table[0] = 0
+            _mm512_storeu_si512(out + i, _mm512_ternarylogic_epi64(low, high, _mm512_and_si512(shifted, sign), 0xFE));
         }
+    }
+
+    // Packs weight rows [n0, n0 + rows) into a panel of bf16 pairs: panel[p * 64 + j] holds row n0 + j's
+    // elements 2p and 2p + 1, so one 64-byte load gives 16 rows' pair p. Rows past `rows` are zero.
+    static void pack_panel(const uint8_t *b, int64_t ldb, int64_t rows, int64_t k, uint32_t *panel, uint16_t *row) {
+        const int64_t pairs = k / 2;
+        for (int64_t j = 0; j < kPanelRows; ++j) {
+            if (j < rows) {
+                widen_natural(b + j * ldb, k, row);
+            } else {
+                std::fill_n(row, k, uint16_t{0});
+            }
+            for (int64_t p = 0; p < pairs; ++p) {
+                uint32_t pair;
+                std::memcpy(&pair, row + 2 * p, sizeof pair);
+                panel[p * kPanelRows + j] = pair;
+            }
+        }
+    }
+
+    // acc[m][j] += sum_kb s[m][kb] * sum_{k in kb} a[m][k] * panel row j [k], for MR rows and 64 panel rows.
+    // Partial sums stay in 4 x MR registers for a whole 128-K block, then one FMA per output applies the scale.
+    template <int MR>
+    static void panel_tile(const uint16_t *const *a, const float *const *s, const uint32_t *panel, int64_t k,
+                           float (*acc)[kPanelRows]) {
+        for (int64_t kb = 0; kb < k / kBlock; ++kb) {
+            __m512 part[MR][4];
+            for (int m = 0; m < MR; ++m)
+                for (int j = 0; j < 4; ++j) part[m][j] = _mm512_setzero_ps();
+            const uint32_t *pp = panel + kb * (kBlock / 2) * kPanelRows;
+            for (int64_t p = 0; p < kBlock / 2; ++p) {
+                __m512bh bv[4];
+                for (int j = 0; j < 4; ++j) bv[j] = (__m512bh)_mm512_loadu_si512(pp + p * kPanelRows + 16 * j);
+                for (int m = 0; m < MR; ++m) {
+                    int32_t pair;
+                    std::memcpy(&pair, a[m] + kb * kBlock + 2 * p, sizeof pair);
+                    const __m512bh av = (__m512bh)_mm512_set1_epi32(pair);
+                    for (int j = 0; j < 4; ++j) part[m][j] = _mm512_dpbf16_ps(part[m][j], av, bv[j]);
+                }
+            }
+            for (int m = 0; m < MR; ++m) {
+                const __m512 scale = _mm512_set1_ps(s[m][kb]);
+                for (int j = 0; j < 4; ++j) {
+                    float *out = acc[m] + 16 * j;
+                    _mm512_storeu_ps(out, _mm512_fmadd_ps(part[m][j], scale, _mm512_loadu_ps(out)));
+                }
+            }
+        }
+    }
+
+    static void widen(const RowCodec &, const uint8_t *q, int64_t n, uint16_t *out) {
+        const Bf16Widener widener;
+        for (int64_t i = 0; i < n; i += 64) {
+            __m512bh first, second;
+            widener.widen64(q + i, first, second);
+            _mm512_storeu_si512(out + i, (__m512i)first);
+            _mm512_storeu_si512(out + i + 32, (__m512i)second);
+        }
+    }
+
+    // Like dot(), with t.b pointing at e4m3 codes widened on the fly: for rows that meet each weight row once
+    // (decode), a widened copy in memory would only add traffic.
+    template <int MR, int NR>
+    static void dot_codes(Tile &t, int64_t k) {
+        const Bf16Widener widener;
+        __m512 total[MR][NR];
+        for (int m = 0; m < MR; ++m)
+            for (int j = 0; j < NR; ++j) total[m][j] = _mm512_setzero_ps();
+        for (int64_t kb = 0; kb < k / kBlock; ++kb) {
+            __m512 part[MR][NR];
+            for (int m = 0; m < MR; ++m)
+                for (int j = 0; j < NR; ++j) part[m][j] = _mm512_setzero_ps();
+            for (int64_t i = kb * kBlock; i < (kb + 1) * kBlock; i += 64) {
+                __m512bh b0[NR], b1[NR];
+                for (int j = 0; j < NR; ++j) {
+                    const uint8_t *b = static_cast<const uint8_t *>(t.b[j]) + i;
+                    _mm_prefetch(reinterpret_cast<const char *>(b) + 1024, _MM_HINT_T0);
+                    widener.widen64(b, b0[j], b1[j]);
+                }
+                for (int m = 0; m < MR; ++m) {
+                    const uint16_t *a = static_cast<const uint16_t *>(t.a[m]) + i;
+                    const __m512bh a0 = (__m512bh)_mm512_loadu_si512(a), a1 = (__m512bh)_mm512_loadu_si512(a + 32);
+                    for (int j = 0; j < NR; ++j)
+                        part[m][j] = _mm512_dpbf16_ps(_mm512_dpbf16_ps(part[m][j], a0, b0[j]), a1, b1[j]);
+                }
+            }
+            for (int m = 0; m < MR; ++m) {
+                const __m512 scale = _mm512_set1_ps(t.s[m][kb]);
+                for (int j = 0; j < NR; ++j) total[m][j] = _mm512_fmadd_ps(part[m][j], scale, total[m][j]);
+            }
+        }
+        for (int m = 0; m < MR; ++m)
+            for (int j = 0; j < NR; ++j) t.out[m][j] = _mm512_reduce_add_ps(total[m][j]);
     }
 
     template <int MR, int NR>
@@ -158,7 +283,8 @@ struct Avx512Path {
                 for (int j = 0; j < NR; ++j) part[m][j] = _mm512_setzero_ps();
             for (int64_t i = kb * kBlock; i < (kb + 1) * kBlock; i += 32) {
                 __m512bh bv[NR];
-                for (int j = 0; j < NR; ++j) bv[j] = (__m512bh)_mm512_loadu_si512(static_cast<const uint16_t *>(t.b[j]) + i);
+                for (int j = 0; j < NR; ++j)
+                    bv[j] = (__m512bh)_mm512_loadu_si512(static_cast<const uint16_t *>(t.b[j]) + i);
                 for (int m = 0; m < MR; ++m) {
                     const __m512bh av = (__m512bh)_mm512_loadu_si512(static_cast<const uint16_t *>(t.a[m]) + i);
                     for (int j = 0; j < NR; ++j) part[m][j] = _mm512_dpbf16_ps(part[m][j], av, bv[j]);
@@ -181,7 +307,8 @@ struct Avx512Path {
 // One unit of work: a chunk of a group's rows against a run of 16-row weight blocks.
 struct Task {
     int32_t group;
-    int64_t row_begin, row_end;   // positions in the group's row list
+    bool panel;  // packed-panel kernel (blocks of kPanelRows weight rows) or row kernel (blocks of kRowsPerBlock)
+    int64_t row_begin, row_end;      // positions in the group's row list
     int64_t block_begin, block_end;  // 16-row weight blocks
 };
 
@@ -194,8 +321,9 @@ struct Driver {
     const RowView a, d, sfa;
     const std::optional<RowView> c;
     int64_t k, kb_count;
-    std::vector<std::vector<Wide>> a_wide;  // per group: widened rows, in the group's row order
+    std::vector<std::vector<Wide>> a_wide;     // per group: widened rows, in the group's row order
     std::vector<std::vector<float>> a_scales;  // per group: [row][kb]
+    std::vector<char> panel_group;             // per group: runs the packed-panel kernel
 
     Driver(const Fp8GemmArgs &args, const RowCodec &codec)
         : args(args),
@@ -211,6 +339,9 @@ struct Driver {
     void prepare(ThreadPool &pool) {
         a_wide.resize(args.groups.size());
         a_scales.resize(args.groups.size());
+        panel_group.resize(args.groups.size());
+        for (size_t g = 0; g < args.groups.size(); ++g)
+            panel_group[g] = Path::kPanels && static_cast<int64_t>(args.groups[g].rows.size()) >= kPanelMinRows;
         for (size_t g = 0; g < args.groups.size(); ++g) {
             a_wide[g].resize(args.groups[g].rows.size() * k);
             a_scales[g].resize(args.groups[g].rows.size() * kb_count);
@@ -223,7 +354,16 @@ struct Driver {
             for (int64_t i = begin; i < end; ++i) {
                 const auto [g, r] = all[i];
                 const int64_t row = args.groups[g].rows[r];
-                Path::widen(codec, a.row<uint8_t>(row), k, a_wide[g].data() + r * k);
+                Wide *out = a_wide[g].data() + r * k;
+                if constexpr (Path::kPanels) {
+                    if (panel_group[g]) {
+                        Path::widen_natural(a.row<uint8_t>(row), k, out);
+                    } else {
+                        Path::widen(codec, a.row<uint8_t>(row), k, out);
+                    }
+                } else {
+                    Path::widen(codec, a.row<uint8_t>(row), k, out);
+                }
                 const float *s = sfa.row<float>(row);
                 for (int64_t kb = 0; kb < kb_count; ++kb) a_scales[g][r * kb_count + kb] = s[kb * sfa_inner_stride];
             }
@@ -239,27 +379,35 @@ struct Driver {
     }
 
     template <int MR, int NR>
-    void tile(Tile &t, const GemmGroup &group, int64_t first_row, int64_t n) const {
-        Path::template dot<MR, NR>(t, k);
+    void tile(Tile &t, const GemmGroup &group, int64_t first_row, int64_t n, bool codes) const {
+        if constexpr (Path::kWidensInRegisters) {
+            if (codes) {
+                Path::template dot_codes<MR, NR>(t, k);
+            } else {
+                Path::template dot<MR, NR>(t, k);
+            }
+        } else {
+            Path::template dot<MR, NR>(t, k);
+        }
         for (int m = 0; m < MR; ++m)
             for (int j = 0; j < NR; ++j) store(group.rows[first_row + m], n + j, t.out[m][j]);
     }
 
     // Dispatches a tile of `rows` x `cols` (each at least 1, at most the tile size) to its instantiation.
-    void tile_any(Tile &t, int rows, int cols, const GemmGroup &group, int64_t first_row, int64_t n) const {
+    void tile_any(Tile &t, int rows, int cols, const GemmGroup &group, int64_t first_row, int64_t n, bool codes) const {
         if (cols == 2) {
             switch (rows) {
-                case 4: return tile<4, 2>(t, group, first_row, n);
-                case 3: return tile<3, 2>(t, group, first_row, n);
-                case 2: return tile<2, 2>(t, group, first_row, n);
-                default: return tile<1, 2>(t, group, first_row, n);
+                case 4: return tile<4, 2>(t, group, first_row, n, codes);
+                case 3: return tile<3, 2>(t, group, first_row, n, codes);
+                case 2: return tile<2, 2>(t, group, first_row, n, codes);
+                default: return tile<1, 2>(t, group, first_row, n, codes);
             }
         }
         switch (rows) {
-            case 4: return tile<4, 1>(t, group, first_row, n);
-            case 3: return tile<3, 1>(t, group, first_row, n);
-            case 2: return tile<2, 1>(t, group, first_row, n);
-            default: return tile<1, 1>(t, group, first_row, n);
+            case 4: return tile<4, 1>(t, group, first_row, n, codes);
+            case 3: return tile<3, 1>(t, group, first_row, n, codes);
+            case 2: return tile<2, 1>(t, group, first_row, n, codes);
+            default: return tile<1, 1>(t, group, first_row, n, codes);
         }
     }
 
@@ -267,18 +415,18 @@ struct Driver {
         const GemmGroup &group = args.groups[task.group];
         const int64_t rows = task.row_end - task.row_begin;
         const Wide *aw = a_wide[task.group].data();
-        const float *as = a_scales[task.group].data();
         int64_t scale_block = -1;
         Tile t{};
         for (int64_t blk = task.block_begin; blk < task.block_end; ++blk) {
             const int64_t n0 = blk * kRowsPerBlock, n1 = std::min(args.n, n0 + kRowsPerBlock);
-            for (int64_t n = n0; n < n1; ++n) Path::widen(codec, group.b + n * group.ldb, k, b_wide.data() + (n - n0) * k);
-            if (n0 / kBlock != scale_block) {  // combined scales of these rows with this 128-row weight block
+            // Rows that fit one tile meet each weight row once: widen it in registers, not through memory.
+            const bool codes = Path::kWidensInRegisters && rows <= kTileM;
+            if (!codes)
+                for (int64_t n = n0; n < n1; ++n)
+                    Path::widen(codec, group.b + n * group.ldb, k, b_wide.data() + (n - n0) * k);
+            if (n0 / kBlock != scale_block) {
                 scale_block = n0 / kBlock;
-                const float *sb = group.sfb + scale_block * group.sfb_stride0;
-                for (int64_t r = 0; r < rows; ++r)
-                    for (int64_t kb = 0; kb < kb_count; ++kb)
-                        scales[r * kb_count + kb] = as[(task.row_begin + r) * kb_count + kb] * sb[kb * group.sfb_stride1];
+                combine_scales(task, scale_block, scales.data());
             }
             for (int64_t r = 0; r < rows; r += kTileM) {
                 const int tile_rows = static_cast<int>(std::min<int64_t>(kTileM, rows - r));
@@ -288,27 +436,97 @@ struct Driver {
                 }
                 for (int64_t n = n0; n < n1; n += kTileN) {
                     const int tile_cols = static_cast<int>(std::min<int64_t>(kTileN, n1 - n));
-                    for (int j = 0; j < tile_cols; ++j) t.b[j] = b_wide.data() + (n - n0 + j) * k;
-                    tile_any(t, tile_rows, tile_cols, group, task.row_begin + r, n);
+                    for (int j = 0; j < tile_cols; ++j)
+                        t.b[j] = codes ? static_cast<const void *>(group.b + (n + j) * group.ldb)
+                                       : static_cast<const void *>(b_wide.data() + (n - n0 + j) * k);
+                    tile_any(t, tile_rows, tile_cols, group, task.row_begin + r, n, codes);
                 }
             }
         }
     }
 
+    // scales[r][kb] = sfa of the task's row r times sfb of weight block (nb, kb): the factor of each partial sum.
+    void combine_scales(const Task &task, int64_t nb, float *scales) const {
+        const GemmGroup &group = args.groups[task.group];
+        const float *as = a_scales[task.group].data();
+        const float *sb = group.sfb + nb * group.sfb_stride0;
+        for (int64_t r = 0; r < task.row_end - task.row_begin; ++r)
+            for (int64_t kb = 0; kb < kb_count; ++kb)
+                scales[r * kb_count + kb] = as[(task.row_begin + r) * kb_count + kb] * sb[kb * group.sfb_stride1];
+    }
+
+    struct PanelScratch {
+        std::vector<uint32_t> panel;
+        std::vector<uint16_t> row;
+        std::vector<float> scales;
+    };
+
+    void run_panel(const Task &task, PanelScratch &scratch) const {
+        if constexpr (Path::kPanels) {
+            const GemmGroup &group = args.groups[task.group];
+            const int64_t n0 = task.block_begin * kPanelRows, cols = std::min(kPanelRows, args.n - n0);
+            Path::pack_panel(group.b + n0 * group.ldb, group.ldb, cols, k, scratch.panel.data(), scratch.row.data());
+            combine_scales(task, n0 / kBlock, scratch.scales.data());
+            const uint16_t *aw = a_wide[task.group].data();
+            const int64_t rows = task.row_end - task.row_begin;
+            for (int64_t r = 0; r < rows; r += kPanelTileM) {
+                const int tile_rows = static_cast<int>(std::min<int64_t>(kPanelTileM, rows - r));
+                const uint16_t *a_rows[kPanelTileM];
+                const float *s_rows[kPanelTileM];
+                for (int m = 0; m < tile_rows; ++m) {
+                    a_rows[m] = aw + (task.row_begin + r + m) * k;
+                    s_rows[m] = scratch.scales.data() + (r + m) * kb_count;
+                }
+                float acc[kPanelTileM][kPanelRows] = {};
+                switch (tile_rows) {
+                    case 6: Path::template panel_tile<6>(a_rows, s_rows, scratch.panel.data(), k, acc); break;
+                    case 5: Path::template panel_tile<5>(a_rows, s_rows, scratch.panel.data(), k, acc); break;
+                    case 4: Path::template panel_tile<4>(a_rows, s_rows, scratch.panel.data(), k, acc); break;
+                    case 3: Path::template panel_tile<3>(a_rows, s_rows, scratch.panel.data(), k, acc); break;
+                    case 2: Path::template panel_tile<2>(a_rows, s_rows, scratch.panel.data(), k, acc); break;
+                    default: Path::template panel_tile<1>(a_rows, s_rows, scratch.panel.data(), k, acc); break;
+                }
+                for (int m = 0; m < tile_rows; ++m)
+                    for (int64_t j = 0; j < cols; ++j) store(group.rows[task.row_begin + r + m], n0 + j, acc[m][j]);
+            }
+        } else {
+            (void)task;
+            (void)scratch;
+        }
+    }
+
     void execute(ThreadPool &pool) {
         prepare(pool);
-        const int64_t blocks = (args.n + kRowsPerBlock - 1) / kRowsPerBlock;
         std::vector<Task> tasks;
         for (size_t g = 0; g < args.groups.size(); ++g) {
             const int64_t rows = static_cast<int64_t>(args.groups[g].rows.size());
-            for (int64_t r = 0; r < rows; r += kRowsPerChunk)
+            const bool panel = panel_group[g];
+            const int64_t chunk = panel ? kPanelRowChunk : kRowsPerChunk, block = panel ? kPanelRows : kRowsPerBlock;
+            const int64_t blocks = (args.n + block - 1) / block;
+            for (int64_t r = 0; r < rows; r += chunk)
                 for (int64_t blk = 0; blk < blocks; ++blk)
-                    tasks.push_back({static_cast<int32_t>(g), r, std::min(rows, r + kRowsPerChunk), blk, blk + 1});
+                    tasks.push_back({static_cast<int32_t>(g), panel, r, std::min(rows, r + chunk), blk, blk + 1});
         }
         parallel_for(pool, static_cast<int64_t>(tasks.size()), 1, [&](int64_t begin, int64_t end) {
-            std::vector<Wide> b_wide(static_cast<size_t>(kRowsPerBlock * k));
-            std::vector<float> scales(static_cast<size_t>(kRowsPerChunk * kb_count));
-            for (int64_t i = begin; i < end; ++i) run(tasks[i], b_wide, scales);
+            std::vector<Wide> b_wide;
+            std::vector<float> scales;
+            PanelScratch panel;
+            for (int64_t i = begin; i < end; ++i) {
+                if (tasks[i].panel) {
+                    if (panel.panel.empty()) {
+                        panel.panel.resize(static_cast<size_t>(kPanelRows * k / 2));
+                        panel.row.resize(static_cast<size_t>(k));
+                        panel.scales.resize(static_cast<size_t>(kPanelRowChunk * kb_count));
+                    }
+                    run_panel(tasks[i], panel);
+                } else {
+                    if (scales.empty()) {
+                        b_wide.resize(static_cast<size_t>(kRowsPerBlock * k));
+                        scales.resize(static_cast<size_t>(kRowsPerChunk * kb_count));
+                    }
+                    run(tasks[i], b_wide, scales);
+                }
+            }
         });
         for (int64_t row : args.zero_rows) {
             if (d.dtype == MOE4J_F32)
