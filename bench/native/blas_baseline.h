@@ -10,7 +10,7 @@ namespace bench::blas {
 bool available();
 // Runs OpenBLAS with this many threads.
 void set_threads(int threads);
-// One line: OpenBLAS version and build, core kernel, threads.
+// One line: OpenBLAS version and build options, kernel family, threads.
 std::string summary();
 // d[m, n] = a[m, k] * w[n, k]^T in fp32, all row-major with leading dimensions lda, ldw, ldd
 // (cblas_sgemm with CblasRowMajor, CblasNoTrans, CblasTrans, alpha 1, beta 0).

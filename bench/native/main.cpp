@@ -17,6 +17,7 @@ struct Subcommand {
     const char *name;
     const char *summary;
     std::vector<std::string> options;  // names accepted after the subcommand, without "--"
+    std::vector<std::string> flags;    // names of options that take no value, without "--"
     const char *option_help;           // one line per option, already indented
     int (*run)(const bench::Args &);
 };
@@ -26,11 +27,13 @@ const std::vector<Subcommand> &subcommands() {
         {"machine",
          "measure memory read bandwidth (GB/s) and peak FP32 FMA throughput (GFLOP/s)",
          {"threads"},
+         {},
          "    --threads N        threads to measure with (default: all hardware threads)\n",
          bench::run_machine},
         {"quant",
          "time moe4j_quantize_fp8_per_token / _per_block against the measured read bandwidth",
          {"threads", "isa", "rows", "cols", "dtype", "reps", "op", "scale-format"},
+         {},
          "    --threads N        context threads (default: all hardware threads)\n"
          "    --isa NAME         scalar | avx2 | avx512_bf16 | best (default: best)\n"
          "    --rows M           rows (tokens, or weight rows N) (default: a table of 1, 128, 4096)\n"
@@ -41,6 +44,22 @@ const std::vector<Subcommand> &subcommands() {
          "    --scale-format F   fp32 | ue8m0 (default: fp32)\n"
          "    --reps R           timed calls per row (default: >= 10 and >= 0.25 s)\n",
          bench::run_quant},
+        {"gemm",
+         "time moe4j_fp8_gemm_nt and the grouped FP8 GEMMs against read bandwidth, FMA peak and OpenBLAS sgemm",
+         {"threads", "isa", "m", "n", "k", "reps", "cache"},
+         {"all", "grouped"},
+         "    --threads N        context and OpenBLAS threads (default: all hardware threads)\n"
+         "    --isa NAME         scalar | avx2 | avx512_bf16 | best (default: best)\n"
+         "    --m M              tokens; alone: M against the six DeepGEMM weights (N, K)\n"
+         "    --n N --k K        one weight shape (K a multiple of 128); without --m: M in 1, 16, 64, 128, 4096\n"
+         "    --all              the full grid: M in 1, 16, 64, 128, 4096 x six (N, K), then the grouped table\n"
+         "    --grouped          only the grouped table (DeepSeek-V2-Lite experts, V3 experts over 8 devices)\n"
+         "                       default: decode M 1, 16 on all six (N, K); M 64, 128 on two; M 4096 on one;\n"
+         "                       then the grouped table\n"
+         "    --cache MODE       cold | warm: evict the last-level cache before each timed call or not\n"
+         "                       (default: cold)\n"
+         "    --reps R           timed calls per row (default: >= 10 and >= 0.25 s; >= 3 for calls over 50 ms)\n",
+         bench::run_gemm},
     };
     return kSubcommands;
 }
@@ -76,7 +95,7 @@ int main(int argc, char **argv) {
         }
     }
     try {
-        return chosen->run(bench::Args(rest, chosen->options));
+        return chosen->run(bench::Args(rest, chosen->options, chosen->flags));
     } catch (const bench::UsageError &e) {
         std::fprintf(stderr, "moe4j_bench %s: %s\nrun 'moe4j_bench --help' for usage\n", chosen->name, e.what());
         return 2;

@@ -64,7 +64,8 @@ std::vector<double> time_calls(const RepPolicy &policy, Before &&before, Fn &&fn
 
 template <typename Fn>
 std::vector<double> time_calls(const RepPolicy &policy, Fn &&fn) {
-    return time_calls(policy, [] {}, fn);
+    const auto nothing = [] {};
+    return time_calls(policy, nothing, fn);
 }
 
 }  // namespace bench
