@@ -37,6 +37,7 @@ struct Tile {
     const float *s[kTileM];
     const void *b[kTileN];
     float out[kTileM][kTileN];
+    int64_t prefetch;  // bytes from a weight row to the same place in the next tile's row (dot_codes only)
 };
 
 // ---------------------------------------------------------------- scalar reference path
@@ -253,7 +254,9 @@ struct Avx512Path {
                 __m512bh b0[NR], b1[NR];
                 for (int j = 0; j < NR; ++j) {
                     const uint8_t *b = static_cast<const uint8_t *>(t.b[j]) + i;
-                    _mm_prefetch(reinterpret_cast<const char *>(b) + 1024, _MM_HINT_T0);
+                    // The next tile's rows, one tile ahead: a row is only a few KB, so prefetching within it
+                    // would stall at every row end when the weights stream from memory.
+                    _mm_prefetch(reinterpret_cast<const char *>(b) + t.prefetch, _MM_HINT_T0);
                     widener.widen64(b, b0[j], b1[j]);
                 }
                 for (int m = 0; m < MR; ++m) {
@@ -434,6 +437,7 @@ struct Driver {
                     t.a[m] = aw + (task.row_begin + r + m) * k;
                     t.s[m] = scales.data() + (r + m) * kb_count;
                 }
+                t.prefetch = kTileN * group.ldb;
                 for (int64_t n = n0; n < n1; n += kTileN) {
                     const int tile_cols = static_cast<int>(std::min<int64_t>(kTileN, n1 - n));
                     for (int j = 0; j < tile_cols; ++j)
