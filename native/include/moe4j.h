@@ -179,6 +179,15 @@ moe4j_status moe4j_grouped_fp8_gemm_masked(moe4j_context *ctx, const moe4j_tenso
                                            const moe4j_tensor *b, const moe4j_tensor *sfb, const moe4j_tensor *masked_m,
                                            moe4j_tensor *d);
 
+/*
+ * Unquantized GEMM "NT": D[M, N] = C + A·Bᵀ with fp32 accumulation, for the router gate and bf16
+ * projections. a [M, K] and b [N, K] are both F32 or both BF16 (any K >= 1); c null or F32 [M, N];
+ * d [M, N] F32 or BF16. bf16 products are exact in fp32, so the BF16 result differs from a float64 product
+ * only by fp32 summation. d may be the very same F32 tensor as c and must not overlap anything else.
+ */
+moe4j_status moe4j_gemm_nt(moe4j_context *ctx, const moe4j_tensor *a, const moe4j_tensor *b, const moe4j_tensor *c,
+                           moe4j_tensor *d);
+
 #ifdef __cplusplus
 }
 #endif

@@ -6,6 +6,7 @@
 #include "../core/error.h"
 #include "../core/validate.h"
 #include "../cpu/fp8_gemm.h"
+#include "../cpu/gemm.h"
 
 using namespace moe4j;
 
@@ -197,5 +198,30 @@ extern "C" moe4j_status moe4j_grouped_fp8_gemm_masked(moe4j_context *ctx, const 
             args.groups.push_back(std::move(group));
         }
         return dispatch(check, ctx, args);
+    });
+}
+
+extern "C" moe4j_status moe4j_gemm_nt(moe4j_context *ctx, const moe4j_tensor *a, const moe4j_tensor *b,
+                                      const moe4j_tensor *c, moe4j_tensor *d) {
+    return guarded(__func__, [&](const char *fn) -> moe4j_status {
+        if (moe4j_status s = check_context(fn, ctx)) return s;
+        const ArgCheck check(fn, ctx->memory_device());
+        if (moe4j_status s = check.tensor(a, {"a", {MOE4J_F32, MOE4J_BF16}, 2, Layout::RowsDense})) return s;
+        const int64_t m = a->shape[0], k = a->shape[1];
+        if (k <= 0) return check.invalid("argument 'a': K = " + std::to_string(k) + " must be positive");
+        // b must have a's dtype: the rule below accepts exactly that one.
+        if (moe4j_status s = check.tensor(b, {"b", {a->dtype}, 2, Layout::RowsDense})) return s;
+        const int64_t n = b->shape[0];
+        if (moe4j_status s = check.shape(*b, "b", {n, k}, "[N, K] with the K of 'a'")) return s;
+        if (c != nullptr) {
+            if (moe4j_status s = check.tensor(c, {"c", {MOE4J_F32}, 2, Layout::RowsDense})) return s;
+            if (moe4j_status s = check.shape(*c, "c", {m, n}, "[M, N]")) return s;
+        }
+        if (moe4j_status s = check.tensor(d, {"d", {MOE4J_F32, MOE4J_BF16}, 2, Layout::RowsDense})) return s;
+        if (moe4j_status s = check.shape(*d, "d", {m, n}, "[M, N]")) return s;
+        if (moe4j_status s = check_output(check, *d, {{a, "a"}, {b, "b"}, {c, "c"}})) return s;
+        if (ctx->backend == MOE4J_BACKEND_CUDA) return check.unsupported("not yet implemented for the CUDA backend");
+        cpu::gemm_nt(ctx, *a, *b, c, *d);
+        return MOE4J_OK;
     });
 }

@@ -961,6 +961,70 @@ public class moe4j_h {
         }
     }
 
+    private static class moe4j_gemm_nt {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            moe4j_h.C_INT,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = moe4j_h.findOrThrow("moe4j_gemm_nt");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * moe4j_gemm_nt(ctx, a, b, c, d)
+     * }
+     */
+    public static FunctionDescriptor moe4j_gemm_nt$descriptor() {
+        return moe4j_gemm_nt.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * moe4j_gemm_nt(ctx, a, b, c, d)
+     * }
+     */
+    public static MethodHandle moe4j_gemm_nt$handle() {
+        return moe4j_gemm_nt.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * moe4j_gemm_nt(ctx, a, b, c, d)
+     * }
+     */
+    public static MemorySegment moe4j_gemm_nt$address() {
+        return moe4j_gemm_nt.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * moe4j_gemm_nt(ctx, a, b, c, d)
+     * }
+     */
+    public static int moe4j_gemm_nt(MemorySegment ctx, MemorySegment a, MemorySegment b, MemorySegment c, MemorySegment d) {
+        var mh$ = moe4j_gemm_nt.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("moe4j_gemm_nt", ctx, a, b, c, d);
+            }
+            return (int)mh$.invokeExact(ctx, a, b, c, d);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
     private static class moe4j_grouped_fp8_gemm_masked {
         public static final FunctionDescriptor DESC = FunctionDescriptor.of(
             moe4j_h.C_INT,

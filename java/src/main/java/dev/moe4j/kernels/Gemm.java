@@ -1,0 +1,50 @@
+package dev.moe4j.kernels;
+
+import dev.moe4j.bindings.moe4j_h;
+import dev.moe4j.runtime.Context;
+import dev.moe4j.runtime.NativeLibrary;
+import dev.moe4j.tensor.DType;
+import dev.moe4j.tensor.Tensor;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.Objects;
+
+/**
+ * Unquantized GEMM {@code d = c + a·bᵀ} with fp32 accumulation ({@code moe4j_gemm_nt}), for the router gate
+ * and bf16 projections. {@code a} [M, K] and {@code b} [N, K] are both F32 or both BF16, rows contiguous, any
+ * K ≥ 1; bf16 products are exact in fp32. Errors as in {@link Fp8Gemm}.
+ */
+public final class Gemm {
+    private Gemm() {}
+
+    /**
+     * @param c null, or F32 [M, N] to add; may be {@code d} itself for in-place accumulation
+     * @param d F32 or BF16 [M, N], rows contiguous
+     */
+    public static void nt(Context ctx, Tensor a, Tensor b, Tensor c, Tensor d) {
+        Objects.requireNonNull(ctx, "ctx");
+        Objects.requireNonNull(a, "a");
+        Objects.requireNonNull(b, "b");
+        Objects.requireNonNull(d, "d");
+        try (Arena call = Arena.ofConfined()) {
+            MemorySegment cd = c == null ? MemorySegment.NULL : c.descriptor(call, "c");
+            NativeLibrary.check(
+                    moe4j_h.moe4j_gemm_nt(
+                            ctx.handle(),
+                            a.descriptor(call, "a"),
+                            b.descriptor(call, "b"),
+                            cd,
+                            d.descriptor(call, "d")),
+                    "moe4j_gemm_nt");
+        }
+    }
+
+    /** {@code a·bᵀ} into a new row-major [M, N] tensor of dtype (F32 or BF16) allocated in arena. */
+    public static Tensor nt(Context ctx, Tensor a, Tensor b, DType dtype, Arena arena) {
+        Objects.requireNonNull(a, "a");
+        Objects.requireNonNull(b, "b");
+        Tensor d = Tensor.allocate(arena, dtype, a.shape(0), b.shape(0));
+        nt(ctx, a, b, null, d);
+        return d;
+    }
+}

@@ -1,0 +1,109 @@
+package dev.moe4j.kernels;
+
+import static dev.moe4j.kernels.CastTest.context;
+import static dev.moe4j.kernels.CastTest.poisoned;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.moe4j.runtime.Context;
+import dev.moe4j.runtime.Isa;
+import dev.moe4j.runtime.Moe4jException;
+import dev.moe4j.runtime.Status;
+import dev.moe4j.tensor.DType;
+import dev.moe4j.tensor.Tensor;
+import dev.moe4j.testing.TestSupport;
+import java.lang.foreign.Arena;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.SplittableRandom;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+
+/** The unquantized GEMM on every ISA path against a float64 product of the same (rounded) inputs. */
+class GemmTest {
+    static List<Arguments> cases() {
+        List<Arguments> cases = new ArrayList<>();
+        for (Isa isa : TestSupport.isaPaths())
+            for (DType in : new DType[] {DType.F32, DType.BF16})
+                for (DType out : new DType[] {DType.F32, DType.BF16}) cases.add(Arguments.of(isa, in, out));
+        return cases;
+    }
+
+    @ParameterizedTest(name = "{0} {1} -> {2}")
+    @MethodSource("cases")
+    void matchesFloat64(Isa isa, DType in, DType out) {
+        long seed = TestSupport.freshSeed();
+        SplittableRandom random = TestSupport.random(seed);
+        int[][] shapes = {{1, 1, 1}, {1, 256, 7168}, {3, 5, 33}, {7, 65, 130}, {16, 8, 2048}};
+        try (Arena arena = Arena.ofConfined();
+                Context ctx = context(isa)) {
+            for (int[] s : shapes) {
+                int m = s[0], n = s[1], k = s[2];
+                Tensor a = Tensor.fromFloats(arena, in, TestSupport.wideFloats(random, m * k), m, k);
+                Tensor b = Tensor.fromFloats(arena, in, TestSupport.wideFloats(random, n * k), n, k);
+                Tensor d = poisoned(arena, out, m, n);
+                Gemm.nt(ctx, a, b, null, d);
+                for (int r = 0; r < m; r++)
+                    for (int c = 0; c < n; c++) {
+                        double sum = 0, magnitude = 0;
+                        for (int i = 0; i < k; i++) {
+                            double p = (double) a.getFloat(r, i) * b.getFloat(c, i);
+                            sum += p;
+                            magnitude += Math.abs(p);
+                        }
+                        double tolerance = 1e-5 * magnitude + (out == DType.BF16 ? Math.abs(sum) * 0x1p-8 : 0);
+                        double actual = d.getFloat(r, c);
+                        if (!(Math.abs(actual - sum) <= tolerance))
+                            throw new AssertionError(isa + " " + in + "->" + out + " [" + m + "," + n + "," + k
+                                    + "] seed " + seed + ": d[" + r + "," + c + "] = " + actual + ", float64 " + sum);
+                    }
+            }
+        }
+    }
+
+    @ParameterizedTest
+    @MethodSource("dev.moe4j.kernels.CastTest#isaPaths")
+    void addsCSeparatelyOrInPlace(Isa isa) {
+        SplittableRandom random = TestSupport.random(TestSupport.freshSeed());
+        int m = 3, n = 9, k = 40;
+        try (Arena arena = Arena.ofConfined();
+                Context ctx = context(isa)) {
+            Tensor a = Tensor.fromFloats(arena, DType.BF16, TestSupport.wideFloats(random, m * k), m, k);
+            Tensor b = Tensor.fromFloats(arena, DType.BF16, TestSupport.wideFloats(random, n * k), n, k);
+            float[] cValues = TestSupport.wideFloats(random, m * n);
+            Tensor c = Tensor.fromFloats(arena, DType.F32, cValues, m, n);
+            Tensor d = poisoned(arena, DType.F32, m, n);
+            Gemm.nt(ctx, a, b, c, d);
+            Tensor plain = Gemm.nt(ctx, a, b, DType.F32, arena);
+            Gemm.nt(ctx, a, b, c, c);
+            for (int r = 0; r < m; r++)
+                for (int col = 0; col < n; col++) {
+                    float expected = plain.getFloat(r, col) + cValues[r * n + col];
+                    assertEquals(expected, d.getFloat(r, col), 0f);
+                    assertEquals(expected, c.getFloat(r, col), 0f);
+                }
+        }
+    }
+
+    @Test
+    void rejectsMixedDtypesAndMismatchedK() {
+        try (Arena arena = Arena.ofConfined();
+                Context ctx = Context.create()) {
+            Tensor a = Tensor.allocate(arena, DType.BF16, 2, 64);
+            Tensor d = poisoned(arena, DType.F32, 2, 3);
+            Moe4jException mixed = assertThrows(
+                    Moe4jException.class, () -> Gemm.nt(ctx, a, Tensor.allocate(arena, DType.F32, 3, 64), null, d));
+            System.out.println("rejected: " + mixed.getMessage());
+            assertEquals(Status.INVALID_ARGUMENT, mixed.status());
+            assertTrue(mixed.nativeMessage().contains("argument 'b': dtype F32 (0) is not accepted; expected BF16"));
+            Moe4jException k = assertThrows(
+                    Moe4jException.class, () -> Gemm.nt(ctx, a, Tensor.allocate(arena, DType.BF16, 3, 65), null, d));
+            System.out.println("rejected: " + k.getMessage());
+            assertTrue(k.nativeMessage().contains("argument 'b': shape [3, 65] but expected [3, 64]"));
+            assertEquals(-1, d.segment().get(java.lang.foreign.ValueLayout.JAVA_INT, 0), "d untouched");
+        }
+    }
+}
