@@ -188,6 +188,23 @@ moe4j_status moe4j_grouped_fp8_gemm_masked(moe4j_context *ctx, const moe4j_tenso
 moe4j_status moe4j_gemm_nt(moe4j_context *ctx, const moe4j_tensor *a, const moe4j_tensor *b, const moe4j_tensor *c,
                            moe4j_tensor *d);
 
+/*
+ * Fused FP8 expert FFN over the contiguous layout (DeepSeek MoE experts): for each row r of group
+ * g = grouped_layout[r] >= 0, with x_r the dequantized row,
+ *   h = SiLU(x_r · w_gate[g]ᵀ) * (x_r · w_up[g]ᵀ)   (fp32),
+ *   h is quantized per token (1x128, as moe4j_quantize_fp8_per_token with fp32 scales), and
+ *   d[r] = h · w_down[g]ᵀ;
+ * padding rows (-1) of d are zero. The intermediate h stays in native scratch memory.
+ * x [S, H] E4M3 with sfx [S, H/128]; w_gate and w_up [G, I, H] E4M3 with scales [G, ceil(I/128), H/128]
+ * (HF weight_scale_inv); w_down [G, H, I] with [G, ceil(H/128), I/128]; H and I multiples of 128;
+ * grouped_layout and alignment as in moe4j_grouped_fp8_gemm_contiguous; d [S, H] F32 or BF16.
+ */
+moe4j_status moe4j_fp8_expert_ffn_contiguous(moe4j_context *ctx, const moe4j_tensor *x, const moe4j_tensor *sfx,
+                                             const moe4j_tensor *w_gate, const moe4j_tensor *s_gate,
+                                             const moe4j_tensor *w_up, const moe4j_tensor *s_up,
+                                             const moe4j_tensor *w_down, const moe4j_tensor *s_down,
+                                             const moe4j_tensor *grouped_layout, int32_t alignment, moe4j_tensor *d);
+
 #ifdef __cplusplus
 }
 #endif

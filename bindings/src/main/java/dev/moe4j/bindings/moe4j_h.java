@@ -961,6 +961,77 @@ public class moe4j_h {
         }
     }
 
+    private static class moe4j_fp8_expert_ffn_contiguous {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            moe4j_h.C_INT,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_INT,
+            moe4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = moe4j_h.findOrThrow("moe4j_fp8_expert_ffn_contiguous");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * moe4j_fp8_expert_ffn_contiguous(ctx, x, sfx, w_gate, s_gate, w_up, s_up, w_down, s_down, grouped_layout, alignment, d)
+     * }
+     */
+    public static FunctionDescriptor moe4j_fp8_expert_ffn_contiguous$descriptor() {
+        return moe4j_fp8_expert_ffn_contiguous.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * moe4j_fp8_expert_ffn_contiguous(ctx, x, sfx, w_gate, s_gate, w_up, s_up, w_down, s_down, grouped_layout, alignment, d)
+     * }
+     */
+    public static MethodHandle moe4j_fp8_expert_ffn_contiguous$handle() {
+        return moe4j_fp8_expert_ffn_contiguous.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * moe4j_fp8_expert_ffn_contiguous(ctx, x, sfx, w_gate, s_gate, w_up, s_up, w_down, s_down, grouped_layout, alignment, d)
+     * }
+     */
+    public static MemorySegment moe4j_fp8_expert_ffn_contiguous$address() {
+        return moe4j_fp8_expert_ffn_contiguous.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * moe4j_fp8_expert_ffn_contiguous(ctx, x, sfx, w_gate, s_gate, w_up, s_up, w_down, s_down, grouped_layout, alignment, d)
+     * }
+     */
+    public static int moe4j_fp8_expert_ffn_contiguous(MemorySegment ctx, MemorySegment x, MemorySegment sfx, MemorySegment w_gate, MemorySegment s_gate, MemorySegment w_up, MemorySegment s_up, MemorySegment w_down, MemorySegment s_down, MemorySegment grouped_layout, int alignment, MemorySegment d) {
+        var mh$ = moe4j_fp8_expert_ffn_contiguous.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("moe4j_fp8_expert_ffn_contiguous", ctx, x, sfx, w_gate, s_gate, w_up, s_up, w_down, s_down, grouped_layout, alignment, d);
+            }
+            return (int)mh$.invokeExact(ctx, x, sfx, w_gate, s_gate, w_up, s_up, w_down, s_down, grouped_layout, alignment, d);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
     private static class moe4j_gemm_nt {
         public static final FunctionDescriptor DESC = FunctionDescriptor.of(
             moe4j_h.C_INT,

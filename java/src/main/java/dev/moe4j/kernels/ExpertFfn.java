@@ -1,0 +1,63 @@
+package dev.moe4j.kernels;
+
+import dev.moe4j.bindings.moe4j_h;
+import dev.moe4j.runtime.Context;
+import dev.moe4j.runtime.NativeLibrary;
+import dev.moe4j.tensor.QuantizedTensor;
+import dev.moe4j.tensor.Tensor;
+import java.lang.foreign.Arena;
+import java.util.Objects;
+
+/**
+ * The fused FP8 expert FFN of DeepSeek MoE layers ({@code moe4j_fp8_expert_ffn_contiguous}): for every row of
+ * group {@code g}, {@code h = SiLU(x·gate[g]ᵀ) * (x·up[g]ᵀ)} in fp32, re-quantized per token to FP8, then
+ * {@code d = h·down[g]ᵀ}. The intermediate never leaves native memory. Rows are laid out as for
+ * {@link Fp8Gemm#groupedContiguous}; padding rows of {@code d} are zero. Errors as in {@link Fp8Gemm}.
+ */
+public final class ExpertFfn {
+    private ExpertFfn() {}
+
+    /**
+     * @param x E4M3 [S, H] with per-token scales [S, H/128]
+     * @param gate E4M3 [G, I, H] with block scales [G, ceil(I/128), H/128] ({@code gate_proj})
+     * @param up like {@code gate} ({@code up_proj})
+     * @param down E4M3 [G, H, I] with block scales [G, ceil(H/128), I/128] ({@code down_proj})
+     * @param groupedLayout I32 [S]: each row's expert, -1 for padding rows
+     * @param alignment rows per block of one expert
+     * @param d F32 or BF16 [S, H]
+     */
+    public static void contiguous(
+            Context ctx,
+            QuantizedTensor x,
+            QuantizedTensor gate,
+            QuantizedTensor up,
+            QuantizedTensor down,
+            Tensor groupedLayout,
+            int alignment,
+            Tensor d) {
+        Objects.requireNonNull(ctx, "ctx");
+        Objects.requireNonNull(x, "x");
+        Objects.requireNonNull(gate, "gate");
+        Objects.requireNonNull(up, "up");
+        Objects.requireNonNull(down, "down");
+        Objects.requireNonNull(groupedLayout, "groupedLayout");
+        Objects.requireNonNull(d, "d");
+        try (Arena call = Arena.ofConfined()) {
+            NativeLibrary.check(
+                    moe4j_h.moe4j_fp8_expert_ffn_contiguous(
+                            ctx.handle(),
+                            x.data().descriptor(call, "x"),
+                            x.scales().descriptor(call, "sfx"),
+                            gate.data().descriptor(call, "w_gate"),
+                            gate.scales().descriptor(call, "s_gate"),
+                            up.data().descriptor(call, "w_up"),
+                            up.scales().descriptor(call, "s_up"),
+                            down.data().descriptor(call, "w_down"),
+                            down.scales().descriptor(call, "s_down"),
+                            groupedLayout.descriptor(call, "grouped_layout"),
+                            alignment,
+                            d.descriptor(call, "d")),
+                    "moe4j_fp8_expert_ffn_contiguous");
+        }
+    }
+}

@@ -1,0 +1,135 @@
+package dev.moe4j.kernels;
+
+import static dev.moe4j.kernels.CastTest.context;
+import static dev.moe4j.kernels.CastTest.poisoned;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.moe4j.runtime.Context;
+import dev.moe4j.runtime.Isa;
+import dev.moe4j.runtime.Moe4jException;
+import dev.moe4j.tensor.DType;
+import dev.moe4j.tensor.QuantizedTensor;
+import dev.moe4j.tensor.Tensor;
+import dev.moe4j.testing.Reference;
+import dev.moe4j.testing.TestSupport;
+import java.lang.foreign.Arena;
+import java.util.SplittableRandom;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.MethodSource;
+
+/**
+ * The fused expert FFN against a float64 FFN on the dequantized inputs. The kernel re-quantizes the
+ * intermediate to FP8, as DeepSeek's inference does, so it is judged with DeepGEMM's calc_diff and an
+ * elementwise bound of that FP8 rounding.
+ */
+class ExpertFfnTest {
+    static final int HIDDEN = 256, INTER = 384, ALIGNMENT = 8;
+
+    @ParameterizedTest
+    @MethodSource("dev.moe4j.kernels.CastTest#isaPaths")
+    void matchesAFloat64Ffn(Isa isa) {
+        long seed = TestSupport.freshSeed();
+        SplittableRandom random = TestSupport.random(seed);
+        int[] counts = {5, 0, 11};
+        try (Arena arena = Arena.ofConfined();
+                Context ctx = context(isa)) {
+            QuantizedTensor gate = weights(ctx, arena, random, counts.length, INTER, HIDDEN);
+            QuantizedTensor up = weights(ctx, arena, random, counts.length, INTER, HIDDEN);
+            QuantizedTensor down = weights(ctx, arena, random, counts.length, HIDDEN, INTER);
+            int rows = 0;
+            for (int c : counts) rows += (c + ALIGNMENT - 1) / ALIGNMENT * ALIGNMENT;
+            Tensor layout = Tensor.allocate(arena, DType.I32, rows);
+            int row = 0;
+            for (int g = 0; g < counts.length; g++) {
+                int padded = (counts[g] + ALIGNMENT - 1) / ALIGNMENT * ALIGNMENT;
+                for (int i = 0; i < padded; i++) layout.setInt(i < counts[g] ? g : -1, row + i);
+                row += padded;
+            }
+            float[] xValues = Fp8GemmTest.gaussianRows(random, rows, HIDDEN);
+            QuantizedTensor x = Quantization.perToken(
+                    ctx, Tensor.fromFloats(arena, DType.F32, xValues, rows, HIDDEN), ScaleFormat.FP32, arena);
+            Tensor d = poisoned(arena, DType.F32, rows, HIDDEN);
+            ExpertFfn.contiguous(ctx, x, gate, up, down, layout, ALIGNMENT, d);
+
+            double[] got = new double[rows * HIDDEN], want = new double[rows * HIDDEN];
+            for (int r = 0; r < rows; r++) {
+                int g = layout.getInt(r);
+                if (g < 0) {
+                    for (int c = 0; c < HIDDEN; c++) assertEquals(0f, d.getFloat(r, c), "padding row " + r);
+                    continue;
+                }
+                double[] h = new double[INTER];
+                for (int i = 0; i < INTER; i++) {
+                    double gv = 0, uv = 0;
+                    for (int k = 0; k < HIDDEN; k++) {
+                        double xv = value(x, r, k);
+                        gv += xv * value(gate, g, i, k);
+                        uv += xv * value(up, g, i, k);
+                    }
+                    h[i] = gv / (1 + Math.exp(-gv)) * uv;
+                }
+                for (int c = 0; c < HIDDEN; c++) {
+                    double sum = 0, magnitude = 0;
+                    for (int i = 0; i < INTER; i++) {
+                        double p = h[i] * value(down, g, c, i);
+                        sum += p;
+                        magnitude += Math.abs(p);
+                    }
+                    double actual = d.getFloat(r, c);
+                    // FP8 rounding of h: at most 2^-4 relative per element, plus subnormal steps (tiny here).
+                    if (!(Math.abs(actual - sum) <= 0x1p-4 * magnitude + 1e-6))
+                        throw new AssertionError(
+                                isa + " seed " + seed + ": d[" + r + "," + c + "] = " + actual + ", float64 " + sum);
+                    got[r * HIDDEN + c] = actual;
+                    want[r * HIDDEN + c] = sum;
+                }
+            }
+            double diff = Reference.calcDiff(got, want);
+            assertTrue(diff < 1e-3, isa + " seed " + seed + ": calc_diff " + diff);
+        }
+    }
+
+    @Test
+    void rejectsIntermediateSizesThatAreNotBlocks() {
+        try (Arena arena = Arena.ofConfined();
+                Context ctx = Context.create()) {
+            SplittableRandom random = TestSupport.random(2);
+            QuantizedTensor x =
+                    Quantization.perToken(ctx, Tensor.allocate(arena, DType.F32, 8, HIDDEN), ScaleFormat.FP32, arena);
+            QuantizedTensor gate = weights(ctx, arena, random, 1, 200, HIDDEN);
+            QuantizedTensor down = weights(ctx, arena, random, 1, HIDDEN, 256);
+            Tensor layout = Tensor.allocate(arena, DType.I32, 8);
+            Tensor d = poisoned(arena, DType.F32, 8, HIDDEN);
+            Moe4jException e = assertThrows(
+                    Moe4jException.class, () -> ExpertFfn.contiguous(ctx, x, gate, gate, down, layout, ALIGNMENT, d));
+            System.out.println("rejected: " + e.getMessage());
+            assertTrue(e.nativeMessage().contains("argument 'w_gate': intermediate size 200 is not a multiple of 128"));
+        }
+    }
+
+    static double value(QuantizedTensor q, long row, long col) {
+        return (double) q.data().getFloat(row, col) * q.scales().getFloat(row / q.blockRows(), col / 128);
+    }
+
+    static double value(QuantizedTensor q, long g, long row, long col) {
+        return (double) q.data().getFloat(g, row, col) * q.scales().getFloat(g, row / 128, col / 128);
+    }
+
+    /** G stacked [n, k] weights, each block-quantized on its own. */
+    static QuantizedTensor weights(Context ctx, Arena arena, SplittableRandom random, int groups, int n, int k) {
+        int nb = (n + 127) / 128, kb = k / 128;
+        Tensor data = Tensor.allocate(arena, DType.E4M3, groups, n, k);
+        Tensor scales = Tensor.allocate(arena, DType.F32, groups, nb, kb);
+        for (int g = 0; g < groups; g++) {
+            float[] w = new float[n * k];
+            for (int i = 0; i < w.length; i++) w[i] = (float) (random.nextGaussian() * 0.05);
+            Tensor q = Tensor.of(data.segment().asSlice((long) g * n * k, (long) n * k), DType.E4M3, n, k);
+            Tensor s = Tensor.of(scales.segment().asSlice(4L * g * nb * kb, 4L * nb * kb), DType.F32, nb, kb);
+            Quantization.perBlock(ctx, Tensor.fromFloats(arena, DType.F32, w, n, k), q, s, ScaleFormat.FP32);
+        }
+        return new QuantizedTensor(data, scales, 128);
+    }
+}
