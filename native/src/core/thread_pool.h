@@ -44,4 +44,11 @@ class ThreadPool {
 // Splits [0, n) into chunks of at least `grain` items, about four per thread, and calls body(begin, end).
 void parallel_for(ThreadPool &pool, int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)> &body);
 
+// The grain for items of `work_per_item` units (multiply-adds, bytes) so that a chunk is worth waking a
+// thread for: below ~1M units a call runs on the caller alone, since a wake-up costs tens of microseconds.
+inline int64_t grain_for(int64_t work_per_item) {
+    constexpr int64_t kMinWorkPerChunk = int64_t{1} << 20;
+    return work_per_item >= kMinWorkPerChunk ? 1 : kMinWorkPerChunk / (work_per_item > 0 ? work_per_item : 1);
+}
+
 }  // namespace moe4j

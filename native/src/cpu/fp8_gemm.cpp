@@ -353,7 +353,7 @@ struct Driver {
         for (size_t g = 0; g < args.groups.size(); ++g)
             for (size_t r = 0; r < args.groups[g].rows.size(); ++r) all.emplace_back(static_cast<int32_t>(g), r);
         const int64_t sfa_inner_stride = args.sfa->strides[args.sfa->rank - 1];  // any layout, column-major too
-        parallel_for(pool, static_cast<int64_t>(all.size()), 8, [&](int64_t begin, int64_t end) {
+        parallel_for(pool, static_cast<int64_t>(all.size()), grain_for(k), [&](int64_t begin, int64_t end) {
             for (int64_t i = begin; i < end; ++i) {
                 const auto [g, r] = all[i];
                 const int64_t row = args.groups[g].rows[r];
@@ -511,7 +511,10 @@ struct Driver {
                 for (int64_t blk = 0; blk < blocks; ++blk)
                     tasks.push_back({static_cast<int32_t>(g), panel, r, std::min(rows, r + chunk), blk, blk + 1});
         }
-        parallel_for(pool, static_cast<int64_t>(tasks.size()), 1, [&](int64_t begin, int64_t end) {
+        int64_t work = 0;  // multiply-adds
+        for (const Task &t : tasks) work += (t.row_end - t.row_begin) * (t.panel ? kPanelRows : kRowsPerBlock) * k;
+        const int64_t grain = tasks.empty() ? 1 : grain_for(work / static_cast<int64_t>(tasks.size()));
+        parallel_for(pool, static_cast<int64_t>(tasks.size()), grain, [&](int64_t begin, int64_t end) {
             std::vector<Wide> b_wide;
             std::vector<float> scales;
             PanelScratch panel;

@@ -160,7 +160,7 @@ void gemm_nt(moe4j_context *ctx, const moe4j_tensor &a_t, const moe4j_tensor &b_
     const std::optional<RowView> c = c_t != nullptr ? std::optional<RowView>(*c_t) : std::nullopt;
     const int64_t m_count = a.rows, n_count = b.rows, k = a.length;
     const int64_t tasks = (n_count + kColumnsPerTask - 1) / kColumnsPerTask;
-    parallel_for(*ctx->pool, tasks, 1, [&](int64_t begin, int64_t end) {
+    parallel_for(*ctx->pool, tasks, grain_for(m_count * kColumnsPerTask * k), [&](int64_t begin, int64_t end) {
         Tile t{};
         for (int64_t task = begin; task < end; ++task) {
             const int64_t n0 = task * kColumnsPerTask, n1 = std::min(n_count, n0 + kColumnsPerTask);
