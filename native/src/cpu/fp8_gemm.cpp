@@ -238,10 +238,11 @@ struct Avx512Path {
         }
     }
 
-    // Like dot(), with t.b pointing at e4m3 codes widened on the fly: for rows that meet each weight row once
-    // (decode), a widened copy in memory would only add traffic.
-    template <int MR, int NR>
-    static void dot_codes(Tile &t, int64_t k) {
+    // out = sum_kb s * sum a·b over the tile. With Codes, t.b points at e4m3 codes widened on the fly (rows that
+    // meet each weight row once, as in decode, gain nothing from a widened copy in memory); otherwise at rows
+    // already widened by widen().
+    template <int MR, int NR, bool Codes>
+    static void dot_tile(Tile &t, int64_t k) {
         const Bf16Widener widener;
         __m512 total[MR][NR];
         for (int m = 0; m < MR; ++m)
@@ -250,20 +251,33 @@ struct Avx512Path {
             __m512 part[MR][NR];
             for (int m = 0; m < MR; ++m)
                 for (int j = 0; j < NR; ++j) part[m][j] = _mm512_setzero_ps();
-            for (int64_t i = kb * kBlock; i < (kb + 1) * kBlock; i += 64) {
-                __m512bh b0[NR], b1[NR];
-                for (int j = 0; j < NR; ++j) {
-                    const uint8_t *b = static_cast<const uint8_t *>(t.b[j]) + i;
-                    // The next tile's rows, one tile ahead: a row is only a few KB, so prefetching within it
-                    // would stall at every row end when the weights stream from memory.
-                    _mm_prefetch(reinterpret_cast<const char *>(b) + t.prefetch, _MM_HINT_T0);
-                    widener.widen64(b, b0[j], b1[j]);
+            if constexpr (Codes) {
+                for (int64_t i = kb * kBlock; i < (kb + 1) * kBlock; i += 64) {
+                    __m512bh b0[NR], b1[NR];
+                    for (int j = 0; j < NR; ++j) {
+                        const uint8_t *b = static_cast<const uint8_t *>(t.b[j]) + i;
+                        // The next tile's rows, one tile ahead: a row is only a few KB, so prefetching within
+                        // it would stall at every row end when the weights stream from memory.
+                        _mm_prefetch(reinterpret_cast<const char *>(b) + t.prefetch, _MM_HINT_T0);
+                        widener.widen64(b, b0[j], b1[j]);
+                    }
+                    for (int m = 0; m < MR; ++m) {
+                        const uint16_t *a = static_cast<const uint16_t *>(t.a[m]) + i;
+                        const __m512bh a0 = (__m512bh)_mm512_loadu_si512(a), a1 = (__m512bh)_mm512_loadu_si512(a + 32);
+                        for (int j = 0; j < NR; ++j)
+                            part[m][j] = _mm512_dpbf16_ps(_mm512_dpbf16_ps(part[m][j], a0, b0[j]), a1, b1[j]);
+                    }
                 }
-                for (int m = 0; m < MR; ++m) {
-                    const uint16_t *a = static_cast<const uint16_t *>(t.a[m]) + i;
-                    const __m512bh a0 = (__m512bh)_mm512_loadu_si512(a), a1 = (__m512bh)_mm512_loadu_si512(a + 32);
+            } else {
+                // Already widened: one 32-element step at a time keeps fewer vectors live.
+                for (int64_t i = kb * kBlock; i < (kb + 1) * kBlock; i += 32) {
+                    __m512bh bv[NR];
                     for (int j = 0; j < NR; ++j)
-                        part[m][j] = _mm512_dpbf16_ps(_mm512_dpbf16_ps(part[m][j], a0, b0[j]), a1, b1[j]);
+                        bv[j] = (__m512bh)_mm512_loadu_si512(static_cast<const uint16_t *>(t.b[j]) + i);
+                    for (int m = 0; m < MR; ++m) {
+                        const __m512bh av = (__m512bh)_mm512_loadu_si512(static_cast<const uint16_t *>(t.a[m]) + i);
+                        for (int j = 0; j < NR; ++j) part[m][j] = _mm512_dpbf16_ps(part[m][j], av, bv[j]);
+                    }
                 }
             }
             for (int m = 0; m < MR; ++m) {
@@ -277,29 +291,12 @@ struct Avx512Path {
 
     template <int MR, int NR>
     static void dot(Tile &t, int64_t k) {
-        __m512 total[MR][NR];
-        for (int m = 0; m < MR; ++m)
-            for (int j = 0; j < NR; ++j) total[m][j] = _mm512_setzero_ps();
-        for (int64_t kb = 0; kb < k / kBlock; ++kb) {
-            __m512 part[MR][NR];
-            for (int m = 0; m < MR; ++m)
-                for (int j = 0; j < NR; ++j) part[m][j] = _mm512_setzero_ps();
-            for (int64_t i = kb * kBlock; i < (kb + 1) * kBlock; i += 32) {
-                __m512bh bv[NR];
-                for (int j = 0; j < NR; ++j)
-                    bv[j] = (__m512bh)_mm512_loadu_si512(static_cast<const uint16_t *>(t.b[j]) + i);
-                for (int m = 0; m < MR; ++m) {
-                    const __m512bh av = (__m512bh)_mm512_loadu_si512(static_cast<const uint16_t *>(t.a[m]) + i);
-                    for (int j = 0; j < NR; ++j) part[m][j] = _mm512_dpbf16_ps(part[m][j], av, bv[j]);
-                }
-            }
-            for (int m = 0; m < MR; ++m) {
-                const __m512 scale = _mm512_set1_ps(t.s[m][kb]);
-                for (int j = 0; j < NR; ++j) total[m][j] = _mm512_fmadd_ps(part[m][j], scale, total[m][j]);
-            }
-        }
-        for (int m = 0; m < MR; ++m)
-            for (int j = 0; j < NR; ++j) t.out[m][j] = _mm512_reduce_add_ps(total[m][j]);
+        dot_tile<MR, NR, false>(t, k);
+    }
+
+    template <int MR, int NR>
+    static void dot_codes(Tile &t, int64_t k) {
+        dot_tile<MR, NR, true>(t, k);
     }
 };
 
