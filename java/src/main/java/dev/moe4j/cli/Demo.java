@@ -1,5 +1,6 @@
 package dev.moe4j.cli;
 
+import dev.moe4j.kernels.Fp8Gemm;
 import dev.moe4j.kernels.Quantization;
 import dev.moe4j.kernels.ScaleFormat;
 import dev.moe4j.runtime.Capabilities;
@@ -37,21 +38,24 @@ final class Demo {
                 caps.version(), caps.library(), caps.cpuIsa().nativeName(), caps.cpuThreads());
         try (Arena arena = Arena.ofConfined();
                 Context ctx = Context.create()) {
-            weightQuantization(ctx, arena, rows, cols);
+            QuantizedTensor weight = weightQuantization(ctx, arena, rows, cols);
             activationThroughput(arena, tokens, cols);
+            decodeGemm(ctx, arena, weight);
         }
         return 0;
     }
 
-    private static void weightQuantization(Context ctx, Arena arena, long rows, long cols) {
+    private static QuantizedTensor weightQuantization(Context ctx, Arena arena, long rows, long cols) {
         System.out.printf("1. 128x128 block FP8 quantization of a synthetic bf16 weight [%d, %d]%n", rows, cols);
         float[] values = syntheticWeight(rows, cols, new SplittableRandom(42));
         Tensor w = Tensor.fromFloats(arena, DType.BF16, values, rows, cols);
         float[] original = w.toFloatArray();
+        QuantizedTensor fp32Scaled = null;
         for (ScaleFormat format : ScaleFormat.values()) {
             long t0 = System.nanoTime();
             QuantizedTensor q = Quantization.perBlock(ctx, w, format, arena);
             long t1 = System.nanoTime();
+            if (format == ScaleFormat.FP32) fp32Scaled = q;
             float[] restored = Quantization.dequantize(ctx, q, DType.F32, arena).toFloatArray();
             double dot = 0, xx = 0, yy = 0, maxAbs = 0, errSq = 0;
             for (int i = 0; i < original.length; i++) {
@@ -73,6 +77,35 @@ final class Demo {
                     (t1 - t0) / 1e6);
         }
         System.out.println();
+        return fp32Scaled;
+    }
+
+    /** Decode-sized FP8 GEMMs against the quantized weight. */
+    private static void decodeGemm(Context ctx, Arena arena, QuantizedTensor w) {
+        long n = w.data().shape(0), k = w.data().shape(1);
+        System.out.printf(
+                "%n3. FP8 GEMM y = x · wᵀ with the weight above (%d x %d e4m3), decode batch sizes, best of 10%n",
+                n, k);
+        SplittableRandom random = new SplittableRandom(11);
+        for (int m : new int[] {1, 4, 16}) {
+            float[] values = new float[Math.toIntExact(m * k)];
+            for (int i = 0; i < values.length; i++) values[i] = (float) random.nextGaussian();
+            QuantizedTensor x = Quantization.perToken(
+                    ctx, Tensor.fromFloats(arena, DType.BF16, values, m, k), ScaleFormat.FP32, arena);
+            Tensor y = Tensor.allocate(arena, DType.BF16, m, n);
+            double best = Double.MAX_VALUE;
+            for (int rep = 0; rep < 11; rep++) {
+                long t0 = System.nanoTime();
+                Fp8Gemm.nt(ctx, x, w, null, y);
+                double seconds = (System.nanoTime() - t0) / 1e9;
+                if (rep > 0) best = Math.min(best, seconds);
+            }
+            System.out.printf(
+                    "   M = %2d  %8.3f ms  %6.1f GB/s of weights  %6.1f GFLOP/s%n",
+                    m, best * 1e3, n * k / best / 1e9, 2.0 * m * n * k / best / 1e9);
+        }
+        System.out.println(
+                "   (`./moe4j bench gemm` measures these beside OpenBLAS and the memory bandwidth, with the cache cleared)");
     }
 
     private static void activationThroughput(Arena arena, long tokens, long cols) {

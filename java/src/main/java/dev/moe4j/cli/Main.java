@@ -43,7 +43,7 @@ public final class Main {
     private static int usage(int code) {
         (code == 0 ? System.out : System.err).println("""
                 usage: moe4j VERB [options]
-                  demo [--rows N --cols K --tokens T]   quantize a synthetic weight and activations; print error and throughput
+                  demo [--rows N --cols K --tokens T]   quantize a synthetic weight and activations, multiply them; print error and speed
                   info                                  the loaded native library, CPU path, CUDA devices
                 """);
         return code;
