@@ -3,6 +3,7 @@ package dev.moe4j.kernels;
 import dev.moe4j.bindings.moe4j_h;
 import dev.moe4j.runtime.Context;
 import dev.moe4j.runtime.NativeLibrary;
+import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.QuantizedTensor;
 import dev.moe4j.tensor.Tensor;
 import java.lang.foreign.Arena;
@@ -36,12 +37,12 @@ public final class ExpertFfn {
             int alignment,
             Tensor d) {
         Objects.requireNonNull(ctx, "ctx");
-        Objects.requireNonNull(x, "x");
-        Objects.requireNonNull(gate, "gate");
-        Objects.requireNonNull(up, "up");
-        Objects.requireNonNull(down, "down");
-        Objects.requireNonNull(groupedLayout, "groupedLayout");
-        Objects.requireNonNull(d, "d");
+        Args.quantized(x, "x", 2, 1);
+        Args.quantized(gate, "gate", 3, QuantizedTensor.BLOCK);
+        Args.quantized(up, "up", 3, QuantizedTensor.BLOCK);
+        Args.quantized(down, "down", 3, QuantizedTensor.BLOCK);
+        Args.tensor(groupedLayout, "groupedLayout", 1, DType.I32);
+        Args.output(d, 2);
         try (Arena call = Arena.ofConfined()) {
             NativeLibrary.check(
                     moe4j_h.moe4j_fp8_expert_ffn_contiguous(

@@ -18,9 +18,10 @@ import java.util.Objects;
  * token ({@code blockRows} 1), B per 128x128 block ({@code blockRows} 128), K a positive multiple of 128, M and N
  * arbitrary; D is F32 or BF16 (rounded to nearest even once, at the end).
  *
- * <p>Shapes, dtypes and index ranges are checked natively before anything is touched; a violation throws
- * {@link dev.moe4j.runtime.Moe4jException} naming the argument, and D is left as it was. Null arguments throw
- * {@link NullPointerException}, tensors over closed arenas {@link IllegalStateException}. Runs on the context's
+ * <p>Ranks, dtypes and scale kinds are checked here ({@link IllegalArgumentException}, nulls
+ * {@link NullPointerException}); shapes, strides, buffer sizes, overlaps and index ranges natively, before anything
+ * is touched ({@link dev.moe4j.runtime.Moe4jException} naming the argument). A rejected call leaves D as it was.
+ * Tensors over closed arenas throw {@link IllegalStateException}. Runs on the context's
  * threads; see {@link Context} for thread-safety.
  */
 public final class Fp8Gemm {
@@ -35,7 +36,11 @@ public final class Fp8Gemm {
      * @param d F32 or BF16 [M, N], rows contiguous
      */
     public static void nt(Context ctx, QuantizedTensor a, QuantizedTensor b, Tensor c, Tensor d) {
-        requireOperands(ctx, a, b, d);
+        Objects.requireNonNull(ctx, "ctx");
+        Args.quantized(a, "a", 2, 1);
+        Args.quantized(b, "b", 2, QuantizedTensor.BLOCK);
+        if (c != null) Args.tensor(c, "c", 2, DType.F32);
+        Args.output(d, 2);
         try (Arena call = Arena.ofConfined()) {
             MemorySegment cd = c == null ? MemorySegment.NULL : c.descriptor(call, "c");
             NativeLibrary.check(
@@ -72,8 +77,11 @@ public final class Fp8Gemm {
      */
     public static void groupedContiguous(
             Context ctx, QuantizedTensor a, QuantizedTensor b, Tensor groupedLayout, int alignment, Tensor d) {
-        requireOperands(ctx, a, b, d);
-        Objects.requireNonNull(groupedLayout, "groupedLayout");
+        Objects.requireNonNull(ctx, "ctx");
+        Args.quantized(a, "a", 2, 1);
+        Args.quantized(b, "b", 3, QuantizedTensor.BLOCK);
+        Args.tensor(groupedLayout, "groupedLayout", 1, DType.I32);
+        Args.output(d, 2);
         try (Arena call = Arena.ofConfined()) {
             NativeLibrary.check(
                     moe4j_h.moe4j_grouped_fp8_gemm_contiguous(
@@ -98,8 +106,11 @@ public final class Fp8Gemm {
      * @param d F32 or BF16 [G, M_max, N]: rows at or past {@code maskedM[g]} are neither read nor written
      */
     public static void groupedMasked(Context ctx, QuantizedTensor a, QuantizedTensor b, Tensor maskedM, Tensor d) {
-        requireOperands(ctx, a, b, d);
-        Objects.requireNonNull(maskedM, "maskedM");
+        Objects.requireNonNull(ctx, "ctx");
+        Args.quantized(a, "a", 3, 1);
+        Args.quantized(b, "b", 3, QuantizedTensor.BLOCK);
+        Args.tensor(maskedM, "maskedM", 1, DType.I32);
+        Args.output(d, 3);
         try (Arena call = Arena.ofConfined()) {
             NativeLibrary.check(
                     moe4j_h.moe4j_grouped_fp8_gemm_masked(
@@ -112,18 +123,5 @@ public final class Fp8Gemm {
                             d.descriptor(call, "d")),
                     "moe4j_grouped_fp8_gemm_masked");
         }
-    }
-
-    private static void requireOperands(Context ctx, QuantizedTensor a, QuantizedTensor b, Tensor d) {
-        Objects.requireNonNull(ctx, "ctx");
-        Objects.requireNonNull(a, "a");
-        Objects.requireNonNull(b, "b");
-        Objects.requireNonNull(d, "d");
-        if (a.blockRows() != 1)
-            throw new IllegalArgumentException(
-                    "a must carry per-token scales (blockRows 1), got blockRows " + a.blockRows());
-        if (b.blockRows() != QuantizedTensor.BLOCK)
-            throw new IllegalArgumentException(
-                    "b must carry 128x128 block scales (blockRows 128), got blockRows " + b.blockRows());
     }
 }

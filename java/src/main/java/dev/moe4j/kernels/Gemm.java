@@ -23,9 +23,10 @@ public final class Gemm {
      */
     public static void nt(Context ctx, Tensor a, Tensor b, Tensor c, Tensor d) {
         Objects.requireNonNull(ctx, "ctx");
-        Objects.requireNonNull(a, "a");
-        Objects.requireNonNull(b, "b");
-        Objects.requireNonNull(d, "d");
+        Args.tensor(a, "a", 2, DType.F32, DType.BF16);
+        Args.tensor(b, "b", 2, a.dtype());
+        if (c != null) Args.tensor(c, "c", 2, DType.F32);
+        Args.output(d, 2);
         try (Arena call = Arena.ofConfined()) {
             MemorySegment cd = c == null ? MemorySegment.NULL : c.descriptor(call, "c");
             NativeLibrary.check(

@@ -21,8 +21,9 @@ import java.util.Objects;
  * {@link ScaleFormat#UE8M0}), {@code q = e4m3(x * (1/s))} rounded to nearest even; dequantization is
  * {@code q * s}. Edge blocks may be partial. A block holding NaN gets a NaN scale and NaN codes.
  *
- * <p>Shapes are checked natively; a mismatch throws {@link dev.moe4j.runtime.Moe4jException} naming the
- * argument, and nothing is written. Null arguments throw {@link NullPointerException}; tensors whose arena is
+ * <p>Ranks and dtypes are checked here ({@link IllegalArgumentException}, nulls {@link NullPointerException});
+ * shapes, strides, buffer sizes and overlaps natively, where a violation throws
+ * {@link dev.moe4j.runtime.Moe4jException} naming the argument and nothing is written. Tensors whose arena is
  * closed throw {@link IllegalStateException}. Runs on the context's threads; see {@link Context} for
  * thread-safety.
  */
@@ -38,9 +39,9 @@ public final class Quantization {
      */
     public static void perToken(Context ctx, Tensor x, Tensor q, Tensor scales, ScaleFormat format) {
         requireNonNull(ctx, format);
-        Objects.requireNonNull(x, "x");
-        Objects.requireNonNull(q, "q");
-        Objects.requireNonNull(scales, "scales");
+        Args.tensor(x, "x", 2, DType.F32, DType.BF16);
+        Args.tensor(q, "q", 2, DType.E4M3);
+        Args.tensor(scales, "scales", 2, DType.F32);
         try (Arena call = Arena.ofConfined()) {
             NativeLibrary.check(
                     moe4j_h.moe4j_quantize_fp8_per_token(
@@ -69,9 +70,9 @@ public final class Quantization {
      */
     public static void perBlock(Context ctx, Tensor w, Tensor q, Tensor scaleInv, ScaleFormat format) {
         requireNonNull(ctx, format);
-        Objects.requireNonNull(w, "w");
-        Objects.requireNonNull(q, "q");
-        Objects.requireNonNull(scaleInv, "scaleInv");
+        Args.tensor(w, "w", 2, DType.F32, DType.BF16);
+        Args.tensor(q, "q", 2, DType.E4M3);
+        Args.tensor(scaleInv, "scaleInv", 2, DType.F32);
         try (Arena call = Arena.ofConfined()) {
             NativeLibrary.check(
                     moe4j_h.moe4j_quantize_fp8_per_block(
@@ -99,7 +100,7 @@ public final class Quantization {
     public static void dequantize(Context ctx, QuantizedTensor q, Tensor out) {
         Objects.requireNonNull(ctx, "ctx");
         Objects.requireNonNull(q, "q");
-        Objects.requireNonNull(out, "out");
+        Args.tensor(out, "out", 2, DType.F32, DType.BF16);
         try (Arena call = Arena.ofConfined()) {
             NativeLibrary.check(
                     moe4j_h.moe4j_dequantize_fp8(

@@ -313,7 +313,16 @@ class Fp8GemmTest {
                     () -> Fp8Gemm.groupedMasked(ctx, qa3, b, maskedM, d3),
                     d3,
                     "argument 'masked_m': group 1 has 4 rows, outside [0, 3]");
-            assertThrows(IllegalArgumentException.class, () -> Fp8Gemm.nt(ctx, p.qw(), p.qw(), null, d));
+            IllegalArgumentException scales =
+                    assertThrows(IllegalArgumentException.class, () -> Fp8Gemm.nt(ctx, p.qw(), p.qw(), null, d));
+            assertTrue(scales.getMessage().startsWith("a must carry per-token (1x128) scales"), scales.getMessage());
+            IllegalArgumentException rank = assertThrows(
+                    IllegalArgumentException.class, () -> Fp8Gemm.groupedMasked(ctx, p.qa(), b, maskedM, d3));
+            assertTrue(rank.getMessage().startsWith("a must have rank 3"), rank.getMessage());
+            IllegalArgumentException dtype = assertThrows(
+                    IllegalArgumentException.class,
+                    () -> Fp8Gemm.nt(ctx, p.qa(), p.qw(), null, Tensor.allocate(arena, DType.I32, 4, 256)));
+            assertTrue(dtype.getMessage().startsWith("d must be [F32, BF16]"), dtype.getMessage());
         }
     }
 

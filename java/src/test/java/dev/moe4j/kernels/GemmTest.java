@@ -94,11 +94,21 @@ class GemmTest {
                 Context ctx = Context.create()) {
             Tensor a = Tensor.allocate(arena, DType.BF16, 2, 64);
             Tensor d = poisoned(arena, DType.F32, 2, 3);
-            Moe4jException mixed = assertThrows(
-                    Moe4jException.class, () -> Gemm.nt(ctx, a, Tensor.allocate(arena, DType.F32, 3, 64), null, d));
-            System.out.println("rejected: " + mixed.getMessage());
-            assertEquals(Status.INVALID_ARGUMENT, mixed.status());
-            assertTrue(mixed.nativeMessage().contains("argument 'b': dtype F32 (0) is not accepted; expected BF16"));
+            Tensor f32 = Tensor.allocate(arena, DType.F32, 3, 64);
+            IllegalArgumentException mixed =
+                    assertThrows(IllegalArgumentException.class, () -> Gemm.nt(ctx, a, f32, null, d));
+            assertTrue(mixed.getMessage().startsWith("b must be [BF16]"), mixed.getMessage());
+            // The native side refuses it on its own too (for callers that bypass the Java checks).
+            int status = dev.moe4j.bindings.moe4j_h.moe4j_gemm_nt(
+                    ctx.handle(),
+                    a.descriptor(arena, "a"),
+                    f32.descriptor(arena, "b"),
+                    java.lang.foreign.MemorySegment.NULL,
+                    d.descriptor(arena, "d"));
+            assertEquals(Status.INVALID_ARGUMENT.code(), status);
+            String message = dev.moe4j.runtime.NativeLibrary.lastError();
+            System.out.println("rejected: " + message);
+            assertTrue(message.contains("argument 'b': dtype F32 (0) is not accepted; expected BF16"), message);
             Moe4jException k = assertThrows(
                     Moe4jException.class, () -> Gemm.nt(ctx, a, Tensor.allocate(arena, DType.BF16, 3, 65), null, d));
             System.out.println("rejected: " + k.getMessage());
