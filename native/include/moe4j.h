@@ -205,6 +205,20 @@ moe4j_status moe4j_fp8_expert_ffn_contiguous(moe4j_context *ctx, const moe4j_ten
                                              const moe4j_tensor *w_down, const moe4j_tensor *s_down,
                                              const moe4j_tensor *grouped_layout, int32_t alignment, moe4j_tensor *d);
 
+/*
+ * MLA decode over a paged latent cache (FlashMLA flash_mla_with_kvcache semantics).
+ * q [b, s_q, h_q, D] BF16; kcache [num_blocks, 64, h_kv, D] BF16, V being the first Dv dims of K (D = 576,
+ * Dv = 512 in DeepSeek; any Dv <= D accepted); block_table I32 [b, max_blocks]; cache_seqlens I32 [b];
+ * out [b, s_q, h_q, Dv] BF16 or F32; lse F32 [b, h_q, s_q] (natural log of the softmax denominator).
+ * Query head h attends with kv head h / (h_q / h_kv). Token t of sequence i lives in block
+ * block_table[i, t / 64], slot t % 64. Scores are softmax_scale * q·k. With causal (s_q > 1), query j of a
+ * sequence of length L sees tokens t <= L - s_q + j; otherwise all L. A query that sees no token gets
+ * out = 0 and lse = +inf. Cache slots past a sequence's length are never read.
+ */
+moe4j_status moe4j_mla_decode(moe4j_context *ctx, const moe4j_tensor *q, const moe4j_tensor *kcache,
+                              const moe4j_tensor *block_table, const moe4j_tensor *cache_seqlens, float softmax_scale,
+                              int32_t causal, moe4j_tensor *out, moe4j_tensor *lse);
+
 #ifdef __cplusplus
 }
 #endif

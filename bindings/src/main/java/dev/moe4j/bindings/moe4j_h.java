@@ -1032,6 +1032,74 @@ public class moe4j_h {
         }
     }
 
+    private static class moe4j_mla_decode {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            moe4j_h.C_INT,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_FLOAT,
+            moe4j_h.C_INT,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = moe4j_h.findOrThrow("moe4j_mla_decode");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * moe4j_mla_decode(ctx, q, kcache, block_table, cache_seqlens, softmax_scale, causal, out, lse)
+     * }
+     */
+    public static FunctionDescriptor moe4j_mla_decode$descriptor() {
+        return moe4j_mla_decode.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * moe4j_mla_decode(ctx, q, kcache, block_table, cache_seqlens, softmax_scale, causal, out, lse)
+     * }
+     */
+    public static MethodHandle moe4j_mla_decode$handle() {
+        return moe4j_mla_decode.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * moe4j_mla_decode(ctx, q, kcache, block_table, cache_seqlens, softmax_scale, causal, out, lse)
+     * }
+     */
+    public static MemorySegment moe4j_mla_decode$address() {
+        return moe4j_mla_decode.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * moe4j_mla_decode(ctx, q, kcache, block_table, cache_seqlens, softmax_scale, causal, out, lse)
+     * }
+     */
+    public static int moe4j_mla_decode(MemorySegment ctx, MemorySegment q, MemorySegment kcache, MemorySegment block_table, MemorySegment cache_seqlens, float softmax_scale, int causal, MemorySegment out, MemorySegment lse) {
+        var mh$ = moe4j_mla_decode.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("moe4j_mla_decode", ctx, q, kcache, block_table, cache_seqlens, softmax_scale, causal, out, lse);
+            }
+            return (int)mh$.invokeExact(ctx, q, kcache, block_table, cache_seqlens, softmax_scale, causal, out, lse);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
     private static class moe4j_gemm_nt {
         public static final FunctionDescriptor DESC = FunctionDescriptor.of(
             moe4j_h.C_INT,

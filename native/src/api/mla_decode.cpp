@@ -1,0 +1,77 @@
+// moe4j_mla_decode: validation shared by all backends (block ids and sequence lengths included), then dispatch.
+#include <cmath>
+#include <string>
+
+#include "../core/context.h"
+#include "../core/error.h"
+#include "../core/validate.h"
+#include "../cpu/mla_decode.h"
+
+using namespace moe4j;
+
+extern "C" moe4j_status moe4j_mla_decode(moe4j_context *ctx, const moe4j_tensor *q, const moe4j_tensor *kcache,
+                                        const moe4j_tensor *block_table, const moe4j_tensor *cache_seqlens,
+                                        float softmax_scale, int32_t causal, moe4j_tensor *out, moe4j_tensor *lse) {
+    return guarded(__func__, [&](const char *fn) -> moe4j_status {
+        if (moe4j_status s = check_context(fn, ctx)) return s;
+        const ArgCheck check(fn, ctx->memory_device());
+        if (moe4j_status s = check.tensor(q, {"q", {MOE4J_BF16}, 4, Layout::RowsDense})) return s;
+        const int64_t batch = q->shape[0], s_q = q->shape[1], h_q = q->shape[2], d = q->shape[3];
+        if (moe4j_status s = check.tensor(kcache, {"kcache", {MOE4J_BF16}, 4, Layout::RowsDense})) return s;
+        const int64_t num_blocks = kcache->shape[0], h_kv = kcache->shape[2];
+        if (moe4j_status s = check.shape(*kcache, "kcache", {num_blocks, cpu::kMlaBlockTokens, h_kv, d},
+                                         "[num_blocks, 64, h_kv, D] with the D of 'q'"))
+            return s;
+        if (h_kv <= 0 || h_q % h_kv != 0)
+            return check.invalid("argument 'q': " + std::to_string(h_q) + " query heads do not divide into " +
+                                 std::to_string(h_kv) + " kv heads");
+        if (moe4j_status s = check.tensor(block_table, {"block_table", {MOE4J_I32}, 2, Layout::Strided})) return s;
+        const int64_t max_blocks = block_table->shape[1];
+        if (moe4j_status s = check.shape(*block_table, "block_table", {batch, max_blocks}, "[b, max_blocks]")) return s;
+        if (moe4j_status s = check.tensor(cache_seqlens, {"cache_seqlens", {MOE4J_I32}, 1, Layout::Strided})) return s;
+        if (moe4j_status s = check.shape(*cache_seqlens, "cache_seqlens", {batch}, "one length per sequence")) return s;
+        if (moe4j_status s = check.tensor(out, {"out", {MOE4J_BF16, MOE4J_F32}, 4, Layout::RowsDense})) return s;
+        const int64_t dv = out->shape[3];
+        if (dv < 1 || dv > d)
+            return check.invalid("argument 'out': value dimension " + std::to_string(dv) + " is outside [1, " +
+                                 std::to_string(d) + "] (V is the first Dv dims of K)");
+        if (moe4j_status s = check.shape(*out, "out", {batch, s_q, h_q, dv}, "[b, s_q, h_q, Dv]")) return s;
+        if (moe4j_status s = check.tensor(lse, {"lse", {MOE4J_F32}, 3, Layout::Strided})) return s;
+        if (moe4j_status s = check.shape(*lse, "lse", {batch, h_q, s_q}, "[b, h_q, s_q]")) return s;
+        if (!std::isfinite(softmax_scale))
+            return check.invalid("argument 'softmax_scale': " + std::to_string(softmax_scale) + " is not finite");
+        for (const auto &[t, name] : {std::pair<const moe4j_tensor *, const char *>{q, "q"}, {kcache, "kcache"},
+                                      {block_table, "block_table"}, {cache_seqlens, "cache_seqlens"}, {lse, "lse"}})
+            if (moe4j_status s = check.no_overlap(*out, "out", *t, name)) return s;
+        for (const auto &[t, name] : {std::pair<const moe4j_tensor *, const char *>{q, "q"}, {kcache, "kcache"},
+                                      {block_table, "block_table"}, {cache_seqlens, "cache_seqlens"}})
+            if (moe4j_status s = check.no_overlap(*lse, "lse", *t, name)) return s;
+
+        // Every block a sequence reaches must exist: the kernel trusts the table after this.
+        const auto *lengths = static_cast<const int32_t *>(cache_seqlens->data);
+        const auto *table = static_cast<const int32_t *>(block_table->data);
+        for (int64_t i = 0; i < batch; ++i) {
+            const int64_t len = lengths[i * cache_seqlens->strides[0]];
+            if (len < 0)
+                return check.invalid("argument 'cache_seqlens': sequence " + std::to_string(i) + " has length " +
+                                     std::to_string(len));
+            const int64_t blocks = (len + cpu::kMlaBlockTokens - 1) / cpu::kMlaBlockTokens;
+            if (blocks > max_blocks)
+                return check.invalid("argument 'cache_seqlens': sequence " + std::to_string(i) + " has " +
+                                     std::to_string(len) + " tokens, more than its " + std::to_string(max_blocks) +
+                                     " block-table entries hold (" + std::to_string(max_blocks * cpu::kMlaBlockTokens) +
+                                     ")");
+            for (int64_t b = 0; b < blocks; ++b) {
+                const int32_t id = table[i * block_table->strides[0] + b * block_table->strides[1]];
+                if (id < 0 || id >= num_blocks)
+                    return check.invalid("argument 'block_table': sequence " + std::to_string(i) + ", entry " +
+                                         std::to_string(b) + " is block " + std::to_string(id) + ", outside [0, " +
+                                         std::to_string(num_blocks) + ")");
+            }
+        }
+        if (ctx->backend == MOE4J_BACKEND_CUDA) return check.unsupported("not yet implemented for the CUDA backend");
+        cpu::mla_decode(ctx, {q, kcache, block_table, cache_seqlens, out, lse, softmax_scale, causal != 0, batch, s_q,
+                              h_q, h_kv, d, dv});
+        return MOE4J_OK;
+    });
+}
