@@ -10,8 +10,8 @@
 using namespace moe4j;
 
 extern "C" moe4j_status moe4j_mla_decode(moe4j_context *ctx, const moe4j_tensor *q, const moe4j_tensor *kcache,
-                                        const moe4j_tensor *block_table, const moe4j_tensor *cache_seqlens,
-                                        float softmax_scale, int32_t causal, moe4j_tensor *out, moe4j_tensor *lse) {
+                                         const moe4j_tensor *block_table, const moe4j_tensor *cache_seqlens,
+                                         float softmax_scale, int32_t causal, moe4j_tensor *out, moe4j_tensor *lse) {
     return guarded(__func__, [&](const char *fn) -> moe4j_status {
         if (moe4j_status s = check_context(fn, ctx)) return s;
         const ArgCheck check(fn, ctx->memory_device());
@@ -40,11 +40,16 @@ extern "C" moe4j_status moe4j_mla_decode(moe4j_context *ctx, const moe4j_tensor 
         if (moe4j_status s = check.shape(*lse, "lse", {batch, h_q, s_q}, "[b, h_q, s_q]")) return s;
         if (!std::isfinite(softmax_scale))
             return check.invalid("argument 'softmax_scale': " + std::to_string(softmax_scale) + " is not finite");
-        for (const auto &[t, name] : {std::pair<const moe4j_tensor *, const char *>{q, "q"}, {kcache, "kcache"},
-                                      {block_table, "block_table"}, {cache_seqlens, "cache_seqlens"}, {lse, "lse"}})
+        for (const auto &[t, name] : {std::pair<const moe4j_tensor *, const char *>{q, "q"},
+                                      {kcache, "kcache"},
+                                      {block_table, "block_table"},
+                                      {cache_seqlens, "cache_seqlens"},
+                                      {lse, "lse"}})
             if (moe4j_status s = check.no_overlap(*out, "out", *t, name)) return s;
-        for (const auto &[t, name] : {std::pair<const moe4j_tensor *, const char *>{q, "q"}, {kcache, "kcache"},
-                                      {block_table, "block_table"}, {cache_seqlens, "cache_seqlens"}})
+        for (const auto &[t, name] : {std::pair<const moe4j_tensor *, const char *>{q, "q"},
+                                      {kcache, "kcache"},
+                                      {block_table, "block_table"},
+                                      {cache_seqlens, "cache_seqlens"}})
             if (moe4j_status s = check.no_overlap(*lse, "lse", *t, name)) return s;
 
         // Every block a sequence reaches must exist: the kernel trusts the table after this.

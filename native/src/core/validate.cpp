@@ -41,12 +41,6 @@ std::string shape_string(const moe4j_tensor &t) {
     return out.str();
 }
 
-int64_t element_count(const moe4j_tensor &t) {
-    int64_t n = 1;
-    for (int i = 0; i < t.rank; ++i) n *= t.shape[i];
-    return n;
-}
-
 namespace {
 
 std::string device_string(int32_t device) {

@@ -52,9 +52,6 @@ class ArgCheck {
     int32_t device_;
 };
 
-// Number of elements (product of the shape).
-int64_t element_count(const moe4j_tensor &t);
-
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 }  // namespace moe4j

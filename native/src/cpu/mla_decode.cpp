@@ -50,7 +50,8 @@ struct Avx2Ops {
         const __m256 cv = _mm256_set1_ps(c), pv = _mm256_set1_ps(p);
         int64_t i = 0;
         for (; i + 8 <= n; i += 8)
-            _mm256_storeu_ps(y + i, _mm256_fmadd_ps(pv, _mm256_loadu_ps(x + i), _mm256_mul_ps(_mm256_loadu_ps(y + i), cv)));
+            _mm256_storeu_ps(y + i,
+                             _mm256_fmadd_ps(pv, _mm256_loadu_ps(x + i), _mm256_mul_ps(_mm256_loadu_ps(y + i), cv)));
         for (; i < n; ++i) y[i] = y[i] * c + p * x[i];
     }
 };
@@ -81,7 +82,8 @@ struct Avx512Ops {
         const __m512 cv = _mm512_set1_ps(c), pv = _mm512_set1_ps(p);
         for (int64_t i = 0; i < n; i += 16) {
             const __mmask16 k = mask(n - i);
-            const __m512 v = _mm512_fmadd_ps(pv, _mm512_maskz_loadu_ps(k, x + i), _mm512_mul_ps(_mm512_maskz_loadu_ps(k, y + i), cv));
+            const __m512 v = _mm512_fmadd_ps(pv, _mm512_maskz_loadu_ps(k, x + i),
+                                             _mm512_mul_ps(_mm512_maskz_loadu_ps(k, y + i), cv));
             _mm512_mask_storeu_ps(y + i, k, v);
         }
     }
@@ -116,12 +118,18 @@ struct Decoder {
     std::vector<float> partial_lse;
 
     Decoder(const MlaDecodeArgs &args, const RowCodec &codec, int64_t splits)
-        : a(args), codec(codec), heads_per_kv(args.h_q / args.h_kv), rows(args.s_q * (args.h_q / args.h_kv)), splits(splits) {
+        : a(args),
+          codec(codec),
+          heads_per_kv(args.h_q / args.h_kv),
+          rows(args.s_q * (args.h_q / args.h_kv)),
+          splits(splits) {
         partial_out.resize(static_cast<size_t>(a.batch * a.h_kv * splits * rows * a.dv));
         partial_lse.resize(static_cast<size_t>(a.batch * a.h_kv * splits * rows));
     }
 
-    int64_t length(int64_t seq) const { return static_cast<const int32_t *>(a.seqlens->data)[seq * a.seqlens->strides[0]]; }
+    int64_t length(int64_t seq) const {
+        return static_cast<const int32_t *>(a.seqlens->data)[seq * a.seqlens->strides[0]];
+    }
 
     // Tokens query j of a sequence of length len may see.
     int64_t visible(int64_t len, int64_t j) const {
@@ -142,11 +150,13 @@ struct Decoder {
     void run(const Task &task, std::vector<float> &scratch) {
         const int64_t d = a.d, dv = a.dv, len = length(task.seq);
         // scratch: q rows [rows][d], k block [64][d], scores [64], accumulators [rows][dv]
-        float *q = scratch.data(), *k = q + rows * d, *scores = k + kMlaBlockTokens * d, *acc = scores + kMlaBlockTokens;
+        float *q = scratch.data(), *k = q + rows * d, *scores = k + kMlaBlockTokens * d,
+              *acc = scores + kMlaBlockTokens;
         std::vector<RowState> state(static_cast<size_t>(rows));
         std::fill_n(acc, rows * dv, 0.0f);
         for (int64_t r = 0; r < rows; ++r)
-            codec.bf16_to_f32(q_row(task.seq, r / heads_per_kv, task.head * heads_per_kv + r % heads_per_kv), d, q + r * d);
+            codec.bf16_to_f32(q_row(task.seq, r / heads_per_kv, task.head * heads_per_kv + r % heads_per_kv), d,
+                              q + r * d);
 
         for (int64_t blk = task.block_begin; blk < task.block_end; ++blk) {
             const int64_t first = blk * kMlaBlockTokens, count = std::min(kMlaBlockTokens, len - first);
@@ -204,7 +214,8 @@ struct Decoder {
                 total += weights[static_cast<size_t>(s)];
             }
             const float lse = total > 0.0f ? best + std::log(total) : std::numeric_limits<float>::infinity();
-            static_cast<float *>(a.lse->data)[seq * a.lse->strides[0] + h * a.lse->strides[1] + j * a.lse->strides[2]] = lse;
+            static_cast<float *>(a.lse->data)[seq * a.lse->strides[0] + h * a.lse->strides[1] + j * a.lse->strides[2]] =
+                lse;
             char *out_row = static_cast<char *>(a.out->data) +
                             (seq * a.out->strides[0] + j * a.out->strides[1] + h * a.out->strides[2]) *
                                 (a.out->dtype == MOE4J_F32 ? 4 : 2);
@@ -212,7 +223,8 @@ struct Decoder {
                 float v = 0.0f;
                 for (int64_t s = 0; s < splits; ++s)
                     if (weights[static_cast<size_t>(s)] != 0.0f)
-                        v += weights[static_cast<size_t>(s)] / total * partial_out[static_cast<size_t>((base + s * rows) * a.dv + i)];
+                        v += weights[static_cast<size_t>(s)] / total *
+                             partial_out[static_cast<size_t>((base + s * rows) * a.dv + i)];
                 if (a.out->dtype == MOE4J_F32)
                     reinterpret_cast<float *>(out_row)[i] = v;
                 else

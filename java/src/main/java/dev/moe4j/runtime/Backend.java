@@ -14,11 +14,4 @@ public enum Backend {
     public int code() {
         return code;
     }
-
-    public static Backend of(int code) {
-        for (Backend b : values()) {
-            if (b.code == code) return b;
-        }
-        throw new IllegalArgumentException("unknown backend code " + code);
-    }
 }
