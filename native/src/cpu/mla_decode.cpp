@@ -19,15 +19,26 @@ namespace {
 
 // ---------------------------------------------------------------- vector primitives per path
 
+constexpr int kTile = 4;  // rows (query heads) and tokens per register tile
+
+// The two small matrix products of a cache block, for up to kTile rows:
+//   scores: s[m][t] = q_m · k_t for up to kTile tokens, d dims;
+//   pv:     acc_m += sum_{t < count} p_m[t] * v_t over dv dims, v_t = row t of the block (first dv of ld dims).
 struct ScalarOps {
-    static float dot(const float *a, const float *b, int64_t n) {
-        float s = 0.0f;
-        for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
-        return s;
+    static void scores(int rows, int tokens, const float *const *q, const float *const *k, int64_t d,
+                       float (*s)[kTile]) {
+        for (int m = 0; m < rows; ++m)
+            for (int t = 0; t < tokens; ++t) {
+                float sum = 0.0f;
+                for (int64_t i = 0; i < d; ++i) sum += q[m][i] * k[t][i];
+                s[m][t] = sum;
+            }
     }
-    // y = y * c + p * x
-    static void scale_add(float *y, float c, float p, const float *x, int64_t n) {
-        for (int64_t i = 0; i < n; ++i) y[i] = y[i] * c + p * x[i];
+    static void pv(int rows, float *const *acc, const float *const *p, const float *v, int64_t ld, int64_t count,
+                   int64_t dv) {
+        for (int m = 0; m < rows; ++m)
+            for (int64_t t = 0; t < count; ++t)
+                for (int64_t i = 0; i < dv; ++i) acc[m][i] += p[m][t] * v[t * ld + i];
     }
 };
 
@@ -35,24 +46,34 @@ struct ScalarOps {
 #pragma GCC target("avx2,fma,f16c")
 
 struct Avx2Ops {
-    static float dot(const float *a, const float *b, int64_t n) {
-        __m256 acc = _mm256_setzero_ps();
-        int64_t i = 0;
-        for (; i + 8 <= n; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
-        __m128 r = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-        r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-        r = _mm_add_ss(r, _mm_shuffle_ps(r, r, 1));
-        float s = _mm_cvtss_f32(r);
-        for (; i < n; ++i) s += a[i] * b[i];
-        return s;
+    static void scores(int rows, int tokens, const float *const *q, const float *const *k, int64_t d,
+                       float (*s)[kTile]) {
+        for (int m = 0; m < rows; ++m)
+            for (int t = 0; t < tokens; ++t) {
+                __m256 acc = _mm256_setzero_ps();
+                int64_t i = 0;
+                for (; i + 8 <= d; i += 8)
+                    acc = _mm256_fmadd_ps(_mm256_loadu_ps(q[m] + i), _mm256_loadu_ps(k[t] + i), acc);
+                __m128 r = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+                r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+                r = _mm_add_ss(r, _mm_shuffle_ps(r, r, 1));
+                float sum = _mm_cvtss_f32(r);
+                for (; i < d; ++i) sum += q[m][i] * k[t][i];
+                s[m][t] = sum;
+            }
     }
-    static void scale_add(float *y, float c, float p, const float *x, int64_t n) {
-        const __m256 cv = _mm256_set1_ps(c), pv = _mm256_set1_ps(p);
-        int64_t i = 0;
-        for (; i + 8 <= n; i += 8)
-            _mm256_storeu_ps(y + i,
-                             _mm256_fmadd_ps(pv, _mm256_loadu_ps(x + i), _mm256_mul_ps(_mm256_loadu_ps(y + i), cv)));
-        for (; i < n; ++i) y[i] = y[i] * c + p * x[i];
+    static void pv(int rows, float *const *acc, const float *const *p, const float *v, int64_t ld, int64_t count,
+                   int64_t dv) {
+        for (int m = 0; m < rows; ++m)
+            for (int64_t t = 0; t < count; ++t) {
+                const __m256 pm = _mm256_set1_ps(p[m][t]);
+                const float *vt = v + t * ld;
+                int64_t i = 0;
+                for (; i + 8 <= dv; i += 8)
+                    _mm256_storeu_ps(acc[m] + i,
+                                     _mm256_fmadd_ps(pm, _mm256_loadu_ps(vt + i), _mm256_loadu_ps(acc[m] + i)));
+                for (; i < dv; ++i) acc[m][i] += p[m][t] * vt[i];
+            }
     }
 };
 
@@ -65,26 +86,76 @@ struct Avx512Ops {
     static __mmask16 mask(int64_t remaining) {
         return remaining >= 16 ? __mmask16{0xFFFF} : static_cast<__mmask16>((1u << remaining) - 1u);
     }
-    static float dot(const float *a, const float *b, int64_t n) {
-        __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-        int64_t i = 0;
-        for (; i + 32 <= n; i += 32) {
-            acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc0);
-            acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), acc1);
+
+    // A rows x tokens tile of dot products with lanes over d: each q and k load feeds up to 4 FMAs.
+    template <int MR, int NT>
+    static void scores_tile(const float *const *q, const float *const *k, int64_t d, float (*s)[kTile]) {
+        __m512 acc[MR][NT];
+        for (int m = 0; m < MR; ++m)
+            for (int t = 0; t < NT; ++t) acc[m][t] = _mm512_setzero_ps();
+        for (int64_t i = 0; i < d; i += 16) {
+            const __mmask16 km = mask(d - i);
+            __m512 kv[NT];
+            for (int t = 0; t < NT; ++t) kv[t] = _mm512_maskz_loadu_ps(km, k[t] + i);
+            for (int m = 0; m < MR; ++m) {
+                const __m512 qv = _mm512_maskz_loadu_ps(km, q[m] + i);
+                for (int t = 0; t < NT; ++t) acc[m][t] = _mm512_fmadd_ps(qv, kv[t], acc[m][t]);
+            }
         }
-        for (; i < n; i += 16) {
-            const __mmask16 k = mask(n - i);
-            acc0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, a + i), _mm512_maskz_loadu_ps(k, b + i), acc0);
-        }
-        return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+        for (int m = 0; m < MR; ++m)
+            for (int t = 0; t < NT; ++t) s[m][t] = _mm512_reduce_add_ps(acc[m][t]);
     }
-    static void scale_add(float *y, float c, float p, const float *x, int64_t n) {
-        const __m512 cv = _mm512_set1_ps(c), pv = _mm512_set1_ps(p);
-        for (int64_t i = 0; i < n; i += 16) {
-            const __mmask16 k = mask(n - i);
-            const __m512 v = _mm512_fmadd_ps(pv, _mm512_maskz_loadu_ps(k, x + i),
-                                             _mm512_mul_ps(_mm512_maskz_loadu_ps(k, y + i), cv));
-            _mm512_mask_storeu_ps(y + i, k, v);
+
+    template <int MR>
+    static void scores_rows(int tokens, const float *const *q, const float *const *k, int64_t d, float (*s)[kTile]) {
+        switch (tokens) {
+            case 4: return scores_tile<MR, 4>(q, k, d, s);
+            case 3: return scores_tile<MR, 3>(q, k, d, s);
+            case 2: return scores_tile<MR, 2>(q, k, d, s);
+            default: return scores_tile<MR, 1>(q, k, d, s);
+        }
+    }
+
+    static void scores(int rows, int tokens, const float *const *q, const float *const *k, int64_t d,
+                       float (*s)[kTile]) {
+        switch (rows) {
+            case 4: return scores_rows<4>(tokens, q, k, d, s);
+            case 3: return scores_rows<3>(tokens, q, k, d, s);
+            case 2: return scores_rows<2>(tokens, q, k, d, s);
+            default: return scores_rows<1>(tokens, q, k, d, s);
+        }
+    }
+
+    // acc rows += p·V, 64 output dims at a time held in registers across all tokens of the block.
+    template <int MR>
+    static void pv_tile(float *const *acc, const float *const *p, const float *v, int64_t ld, int64_t count,
+                        int64_t dv) {
+        for (int64_t i0 = 0; i0 < dv; i0 += 64) {
+            __mmask16 km[4];
+            __m512 a[MR][4];
+            for (int c = 0; c < 4; ++c) km[c] = i0 + 16 * c < dv ? mask(dv - i0 - 16 * c) : __mmask16{0};
+            for (int m = 0; m < MR; ++m)
+                for (int c = 0; c < 4; ++c) a[m][c] = _mm512_maskz_loadu_ps(km[c], acc[m] + i0 + 16 * c);
+            for (int64_t t = 0; t < count; ++t) {
+                __m512 vv[4];
+                for (int c = 0; c < 4; ++c) vv[c] = _mm512_maskz_loadu_ps(km[c], v + t * ld + i0 + 16 * c);
+                for (int m = 0; m < MR; ++m) {
+                    const __m512 pm = _mm512_set1_ps(p[m][t]);
+                    for (int c = 0; c < 4; ++c) a[m][c] = _mm512_fmadd_ps(pm, vv[c], a[m][c]);
+                }
+            }
+            for (int m = 0; m < MR; ++m)
+                for (int c = 0; c < 4; ++c) _mm512_mask_storeu_ps(acc[m] + i0 + 16 * c, km[c], a[m][c]);
+        }
+    }
+
+    static void pv(int rows, float *const *acc, const float *const *p, const float *v, int64_t ld, int64_t count,
+                   int64_t dv) {
+        switch (rows) {
+            case 4: return pv_tile<4>(acc, p, v, ld, count, dv);
+            case 3: return pv_tile<3>(acc, p, v, ld, count, dv);
+            case 2: return pv_tile<2>(acc, p, v, ld, count, dv);
+            default: return pv_tile<1>(acc, p, v, ld, count, dv);
         }
     }
 };
@@ -149,38 +220,64 @@ struct Decoder {
 
     void run(const Task &task, std::vector<float> &scratch) {
         const int64_t d = a.d, dv = a.dv, len = length(task.seq);
-        // scratch: q rows [rows][d], k block [64][d], scores [64], accumulators [rows][dv]
-        float *q = scratch.data(), *k = q + rows * d, *scores = k + kMlaBlockTokens * d,
-              *acc = scores + kMlaBlockTokens;
+        // scratch: q rows [rows][d] (pre-scaled), k block [64][d], probabilities [rows][64], accumulators [rows][dv]
+        float *q = scratch.data(), *k = q + rows * d, *p = k + kMlaBlockTokens * d, *acc = p + rows * kMlaBlockTokens;
         std::vector<RowState> state(static_cast<size_t>(rows));
         std::fill_n(acc, rows * dv, 0.0f);
-        for (int64_t r = 0; r < rows; ++r)
-            codec.bf16_to_f32(q_row(task.seq, r / heads_per_kv, task.head * heads_per_kv + r % heads_per_kv), d,
-                              q + r * d);
+        for (int64_t r = 0; r < rows; ++r) {
+            float *qr = q + r * d;
+            codec.bf16_to_f32(q_row(task.seq, r / heads_per_kv, task.head * heads_per_kv + r % heads_per_kv), d, qr);
+            for (int64_t i = 0; i < d; ++i) qr[i] *= a.softmax_scale;
+        }
 
         for (int64_t blk = task.block_begin; blk < task.block_end; ++blk) {
             const int64_t first = blk * kMlaBlockTokens, count = std::min(kMlaBlockTokens, len - first);
             const int64_t id = read_i32(*a.block_table, task.seq, blk);
             for (int64_t t = 0; t < count; ++t) codec.bf16_to_f32(k_row(id, t, task.head), d, k + t * d);
+            // Scores of every row against every token of the block, one register tile at a time.
+            for (int64_t r0 = 0; r0 < rows; r0 += kTile) {
+                const int tile_rows = static_cast<int>(std::min<int64_t>(kTile, rows - r0));
+                const float *q_rows[kTile];
+                for (int m = 0; m < tile_rows; ++m) q_rows[m] = q + (r0 + m) * d;
+                for (int64_t t0 = 0; t0 < count; t0 += kTile) {
+                    const int tile_tokens = static_cast<int>(std::min<int64_t>(kTile, count - t0));
+                    const float *k_rows[kTile];
+                    for (int t = 0; t < tile_tokens; ++t) k_rows[t] = k + (t0 + t) * d;
+                    float s[kTile][kTile];
+                    Ops::scores(tile_rows, tile_tokens, q_rows, k_rows, d, s);
+                    for (int m = 0; m < tile_rows; ++m)
+                        for (int t = 0; t < tile_tokens; ++t) p[(r0 + m) * kMlaBlockTokens + t0 + t] = s[m][t];
+                }
+            }
+            // Online softmax: rescale each row once per block, turn its visible scores into probabilities
+            // (tokens a causal row may not see get 0; their V rows are real data, so 0 * V stays 0).
             for (int64_t r = 0; r < rows; ++r) {
-                const int64_t seen = std::min(count, visible(len, r / heads_per_kv) - first);
-                if (seen <= 0) continue;
+                float *pr = p + r * kMlaBlockTokens;
+                const int64_t seen = std::clamp<int64_t>(visible(len, r / heads_per_kv) - first, 0, count);
+                RowState &st = state[static_cast<size_t>(r)];
                 float block_max = -std::numeric_limits<float>::infinity();
-                for (int64_t t = 0; t < seen; ++t) {
-                    scores[t] = a.softmax_scale * Ops::dot(q + r * d, k + t * d, d);
-                    block_max = std::max(block_max, scores[t]);
+                for (int64_t t = 0; t < seen; ++t) block_max = std::max(block_max, pr[t]);
+                const float new_max = std::max(st.max, block_max);
+                if (seen > 0 && new_max != st.max) {
+                    const float correction = std::exp(st.max - new_max);  // 0 when nothing was seen before
+                    st.sum *= correction;
+                    for (int64_t i = 0; i < dv; ++i) acc[r * dv + i] *= correction;
+                    st.max = new_max;
                 }
-                RowState &s = state[static_cast<size_t>(r)];
-                const float new_max = std::max(s.max, block_max);
-                float correction = std::exp(s.max - new_max);  // 0 when nothing was seen before
-                s.sum *= correction;
-                for (int64_t t = 0; t < seen; ++t) {
-                    const float p = std::exp(scores[t] - new_max);
-                    s.sum += p;
-                    Ops::scale_add(acc + r * dv, correction, p, k + t * d, dv);  // V = the first dv dims of K
-                    correction = 1.0f;
+                for (int64_t t = 0; t < count; ++t) {
+                    pr[t] = t < seen ? std::exp(pr[t] - st.max) : 0.0f;
+                    st.sum += pr[t];
                 }
-                s.max = new_max;
+            }
+            for (int64_t r0 = 0; r0 < rows; r0 += kTile) {
+                const int tile_rows = static_cast<int>(std::min<int64_t>(kTile, rows - r0));
+                float *acc_rows[kTile];
+                const float *p_rows[kTile];
+                for (int m = 0; m < tile_rows; ++m) {
+                    acc_rows[m] = acc + (r0 + m) * dv;
+                    p_rows[m] = p + (r0 + m) * kMlaBlockTokens;
+                }
+                Ops::pv(tile_rows, acc_rows, p_rows, k, d, count, dv);  // V = the first dv dims of each K row
             }
         }
 
@@ -241,7 +338,7 @@ struct Decoder {
                 for (int64_t s = 0; s < splits; ++s)
                     tasks.push_back({seq, head, s, blocks * s / splits, blocks * (s + 1) / splits});
         }
-        const int64_t scratch_floats = rows * a.d + kMlaBlockTokens * a.d + kMlaBlockTokens + rows * a.dv;
+        const int64_t scratch_floats = rows * a.d + kMlaBlockTokens * a.d + rows * kMlaBlockTokens + rows * a.dv;
         parallel_for(pool, static_cast<int64_t>(tasks.size()), 1, [&](int64_t begin, int64_t end) {
             std::vector<float> scratch(static_cast<size_t>(scratch_floats));
             for (int64_t i = begin; i < end; ++i) run(tasks[static_cast<size_t>(i)], scratch);
