@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "buffers.h"
+#include "cache_flusher.h"
 #include "machine.h"
 #include "moe4j_util.h"
 #include "subcommands.h"
@@ -76,56 +77,6 @@ MlaConfig parse_config(const Args &args) {
     }
     return config;
 }
-
-// Evicts the last-level cache by reading a buffer several times its size, so that the next call finds its
-// operands in memory, as a model's layers do when their caches do not all fit in cache. Off: does nothing.
-// The same policy as the gemm subcommand's flusher.
-class CacheFlusher {
-  public:
-    explicit CacheFlusher(bool enabled)
-        : floats_(enabled ? flush_bytes() / sizeof(float) : 0),
-          buffer_(std::max<size_t>(floats_, 1) * sizeof(float)),
-          width_(widest_simd_width()) {
-        std::fill(buffer_.as<float>(), buffer_.as<float>() + floats_, 1.0f);
-    }
-
-    void operator()() const {
-        if (floats_ > 0) sink_ = sum_floats(width_, buffer_.as<float>(), floats_);
-    }
-    size_t bytes() const { return floats_ * sizeof(float); }
-
-  private:
-    // 4x the last-level cache, within [64 MiB, 512 MiB], a whole number of sum_floats blocks.
-    static size_t flush_bytes() {
-        const size_t block = kSumBlockFloats * sizeof(float);
-        const size_t bytes = std::clamp<size_t>(4 * llc_bytes(), size_t{64} << 20, size_t{512} << 20);
-        return bytes / block * block;
-    }
-
-    // The largest cache sysfs lists for cpu0; sysconf comes second (under a hypervisor it may report the host's).
-    static size_t llc_bytes() {
-        size_t largest = 0;
-        for (int index = 0; index < 8; ++index) {
-            const std::string path = "/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(index) + "/size";
-            std::FILE *file = std::fopen(path.c_str(), "r");
-            if (file == nullptr) break;
-            unsigned long long size = 0;
-            char unit = 0;
-            const int fields = std::fscanf(file, "%llu%c", &size, &unit);
-            std::fclose(file);
-            if (fields >= 1) largest = std::max<size_t>(largest, size << (unit == 'K' ? 10 : unit == 'M' ? 20 : 0));
-        }
-#ifdef _SC_LEVEL3_CACHE_SIZE
-        if (largest == 0) largest = static_cast<size_t>(std::max(sysconf(_SC_LEVEL3_CACHE_SIZE), 0L));
-#endif
-        return largest;
-    }
-
-    size_t floats_;
-    AlignedBuffer buffer_;
-    SimdWidth width_;
-    static inline volatile float sink_ = 0;  // keeps the reads from being optimized away
-};
 
 // Warms up (thread pools, first touch of the outputs, code), then times repeated calls, each after a cache
 // flush: at least 10 and 0.25 s, or for slow calls one warm-up call and at least 3 timed ones; --reps fixes
