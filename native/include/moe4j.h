@@ -208,7 +208,9 @@ moe4j_status moe4j_fp8_expert_ffn_contiguous(moe4j_context *ctx, const moe4j_ten
 /*
  * MLA decode over a paged latent cache (FlashMLA flash_mla_with_kvcache semantics).
  * q [b, s_q, h_q, D] BF16; kcache [num_blocks, 64, h_kv, D] BF16, V being the first Dv dims of K (D = 576,
- * Dv = 512 in DeepSeek; any Dv <= D accepted); block_table I32 [b, max_blocks]; cache_seqlens I32 [b];
+ * Dv = 512 in DeepSeek; any Dv <= D accepted), or the FP8 cache: U8 [num_blocks, 64, h_kv, 656] holding per
+ * token 512 e4m3 latent dims, 4 fp32 scales (one per 128 of them) and 64 bf16 RoPE dims (then D = 576,
+ * Dv <= 512); block_table I32 [b, max_blocks]; cache_seqlens I32 [b];
  * out [b, s_q, h_q, Dv] BF16 or F32; lse F32 [b, h_q, s_q] (natural log of the softmax denominator).
  * Query head h attends with kv head h / (h_q / h_kv). Token t of sequence i lives in block
  * block_table[i, t / 64], slot t % 64. Scores are softmax_scale * q·k. With causal (s_q > 1), query j of a
@@ -218,6 +220,16 @@ moe4j_status moe4j_fp8_expert_ffn_contiguous(moe4j_context *ctx, const moe4j_ten
 moe4j_status moe4j_mla_decode(moe4j_context *ctx, const moe4j_tensor *q, const moe4j_tensor *kcache,
                               const moe4j_tensor *block_table, const moe4j_tensor *cache_seqlens, float softmax_scale,
                               int32_t causal, moe4j_tensor *out, moe4j_tensor *lse);
+
+/*
+ * Writes new tokens' latent vectors into a paged MLA cache. kv [n, h_kv, 576] BF16 (512 latent dims then 64
+ * RoPE dims); slot_mapping I32 [n]: the cache slot of each token, block * 64 + offset, or -1 to skip it.
+ * kcache BF16 [num_blocks, 64, h_kv, 576] (copied as is) or U8 [num_blocks, 64, h_kv, 656] (FP8 cache:
+ * each 128 latent dims quantized with scale = max(amax, 1e-4) / 448, RoPE dims kept in bf16).
+ * Two tokens must not share a slot.
+ */
+moe4j_status moe4j_mla_cache_append(moe4j_context *ctx, const moe4j_tensor *kv, const moe4j_tensor *slot_mapping,
+                                    moe4j_tensor *kcache);
 
 #ifdef __cplusplus
 }

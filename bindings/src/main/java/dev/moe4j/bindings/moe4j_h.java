@@ -1100,6 +1100,69 @@ public class moe4j_h {
         }
     }
 
+    private static class moe4j_mla_cache_append {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            moe4j_h.C_INT,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = moe4j_h.findOrThrow("moe4j_mla_cache_append");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * moe4j_mla_cache_append(ctx, kv, slot_mapping, kcache)
+     * }
+     */
+    public static FunctionDescriptor moe4j_mla_cache_append$descriptor() {
+        return moe4j_mla_cache_append.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * moe4j_mla_cache_append(ctx, kv, slot_mapping, kcache)
+     * }
+     */
+    public static MethodHandle moe4j_mla_cache_append$handle() {
+        return moe4j_mla_cache_append.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * moe4j_mla_cache_append(ctx, kv, slot_mapping, kcache)
+     * }
+     */
+    public static MemorySegment moe4j_mla_cache_append$address() {
+        return moe4j_mla_cache_append.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * moe4j_mla_cache_append(ctx, kv, slot_mapping, kcache)
+     * }
+     */
+    public static int moe4j_mla_cache_append(MemorySegment ctx, MemorySegment kv, MemorySegment slot_mapping, MemorySegment kcache) {
+        var mh$ = moe4j_mla_cache_append.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("moe4j_mla_cache_append", ctx, kv, slot_mapping, kcache);
+            }
+            return (int)mh$.invokeExact(ctx, kv, slot_mapping, kcache);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
     private static class moe4j_gemm_nt {
         public static final FunctionDescriptor DESC = FunctionDescriptor.of(
             moe4j_h.C_INT,

@@ -1,4 +1,4 @@
-#include "mla_decode.h"
+#include "mla.h"
 
 // GCC 12's AVX-512 headers trip -W(maybe-)uninitialized inside themselves (GCC bug 105593).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -213,9 +214,10 @@ struct Decoder {
         return base + seq * a.q->strides[0] + j * a.q->strides[1] + h * a.q->strides[2];
     }
 
-    const uint16_t *k_row(int64_t block, int64_t slot, int64_t head) const {
-        const auto *base = static_cast<const uint16_t *>(a.kcache->data);
-        return base + block * a.kcache->strides[0] + slot * a.kcache->strides[1] + head * a.kcache->strides[2];
+    const void *k_token(int64_t block, int64_t slot, int64_t head) const {
+        const int64_t element =
+            block * a.kcache->strides[0] + slot * a.kcache->strides[1] + head * a.kcache->strides[2];
+        return static_cast<const char *>(a.kcache->data) + element * (a.fp8_cache ? 1 : 2);
     }
 
     void run(const Task &task, std::vector<float> &scratch) {
@@ -233,7 +235,8 @@ struct Decoder {
         for (int64_t blk = task.block_begin; blk < task.block_end; ++blk) {
             const int64_t first = blk * kMlaBlockTokens, count = std::min(kMlaBlockTokens, len - first);
             const int64_t id = read_i32(*a.block_table, task.seq, blk);
-            for (int64_t t = 0; t < count; ++t) codec.bf16_to_f32(k_row(id, t, task.head), d, k + t * d);
+            for (int64_t t = 0; t < count; ++t)
+                mla_load_token(codec, k_token(id, t, task.head), a.fp8_cache, d, k + t * d);
             // Scores of every row against every token of the block, one register tile at a time.
             for (int64_t r0 = 0; r0 < rows; r0 += kTile) {
                 const int tile_rows = static_cast<int>(std::min<int64_t>(kTile, rows - r0));
@@ -358,6 +361,51 @@ void run_path(moe4j_context *ctx, const MlaDecodeArgs &args) {
 }
 
 }  // namespace
+
+void mla_load_token(const RowCodec &codec, const void *token, bool fp8, int64_t d, float *out) {
+    if (!fp8) return codec.bf16_to_f32(static_cast<const uint16_t *>(token), d, out);
+    const auto *bytes = static_cast<const uint8_t *>(token);
+    for (int64_t g = 0; g < kMlaLatentDims / kMlaScaleGroup; ++g) {
+        float scale;
+        std::memcpy(&scale, bytes + kMlaFp8ScalesOffset + 4 * g, sizeof scale);
+        codec.decode_f32(bytes + g * kMlaScaleGroup, kMlaScaleGroup, scale, out + g * kMlaScaleGroup);
+    }
+    uint16_t rope[kMlaRopeDims];
+    std::memcpy(rope, bytes + kMlaFp8RopeOffset, sizeof rope);
+    codec.bf16_to_f32(rope, kMlaRopeDims, out + kMlaLatentDims);
+}
+
+void mla_store_token(const RowCodec &codec, const uint16_t *kv, bool fp8, void *token) {
+    if (!fp8) {
+        std::memcpy(token, kv, (kMlaLatentDims + kMlaRopeDims) * sizeof(uint16_t));
+        return;
+    }
+    auto *bytes = static_cast<uint8_t *>(token);
+    for (int64_t g = 0; g < kMlaLatentDims / kMlaScaleGroup; ++g) {
+        const float scale = fp8_scale(codec.amax_bf16(kv + g * kMlaScaleGroup, kMlaScaleGroup), false);
+        codec.encode_bf16(kv + g * kMlaScaleGroup, kMlaScaleGroup, 1.0f / scale, bytes + g * kMlaScaleGroup);
+        std::memcpy(bytes + kMlaFp8ScalesOffset + 4 * g, &scale, sizeof scale);
+    }
+    std::memcpy(bytes + kMlaFp8RopeOffset, kv + kMlaLatentDims, kMlaRopeDims * sizeof(uint16_t));
+}
+
+void mla_cache_append(moe4j_context *ctx, const moe4j_tensor &kv, const moe4j_tensor &slot_mapping,
+                      const moe4j_tensor &kcache) {
+    const RowCodec &codec = row_codec(ctx->isa);
+    const bool fp8 = kcache.dtype == MOE4J_U8;
+    const int64_t tokens = kv.shape[0], heads = kv.shape[1], element_bytes = fp8 ? 1 : 2;
+    parallel_for(*ctx->pool, tokens * heads, grain_for(kMlaLatentDims * 4), [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) {
+            const int64_t token = i / heads, head = i % heads;
+            const int32_t slot = static_cast<const int32_t *>(slot_mapping.data)[token * slot_mapping.strides[0]];
+            if (slot < 0) continue;
+            const auto *src = static_cast<const uint16_t *>(kv.data) + token * kv.strides[0] + head * kv.strides[1];
+            const int64_t element = (slot / kMlaBlockTokens) * kcache.strides[0] +
+                                    (slot % kMlaBlockTokens) * kcache.strides[1] + head * kcache.strides[2];
+            mla_store_token(codec, src, fp8, static_cast<char *>(kcache.data) + element * element_bytes);
+        }
+    });
+}
 
 void mla_decode(moe4j_context *ctx, const MlaDecodeArgs &args) {
     switch (ctx->isa) {

@@ -9,8 +9,12 @@ import java.lang.foreign.Arena;
 import java.util.Objects;
 
 /**
- * Multi-head latent attention decode over a paged latent cache, with FlashMLA's {@code flash_mla_with_kvcache}
- * semantics ({@code moe4j_mla_decode}).
+ * Multi-head latent attention over a paged latent cache: decode with FlashMLA's {@code flash_mla_with_kvcache}
+ * semantics ({@code moe4j_mla_decode}) and appending new tokens to the cache ({@code moe4j_mla_cache_append}).
+ *
+ * <p>The cache is BF16 {@code [num_blocks, 64, h_kv, 576]}, or the FP8 cache: U8 {@code [num_blocks, 64, h_kv, 656]}
+ * holding per token 512 e4m3 latent dims, 4 fp32 scales (one per 128 of them) and 64 bf16 RoPE dims, about 57% of
+ * the bf16 cache, dequantized on the fly by decode.
  *
  * <p>Sequence {@code i} has {@code cacheSeqlens[i]} tokens; token {@code t} lives in cache block
  * {@code blockTable[i, t / 64]}, slot {@code t % 64}. Query head {@code h} attends with kv head
@@ -22,15 +26,15 @@ import java.util.Objects;
  * <p>Ranks and dtypes are checked here, shapes, block ids and lengths natively before anything is read
  * ({@link dev.moe4j.runtime.Moe4jException} naming the argument; out and lse untouched).
  */
-public final class MlaDecode {
+public final class Mla {
     /** FlashMLA's default softmax scale for 576-dim queries: 576^-0.5. */
     public static final float DEFAULT_SCALE = (float) (1 / Math.sqrt(576));
 
-    private MlaDecode() {}
+    private Mla() {}
 
     /**
      * @param q BF16 [b, s_q, h_q, D]
-     * @param kcache BF16 [num_blocks, 64, h_kv, D]
+     * @param kcache BF16 [num_blocks, 64, h_kv, D], or the FP8 cache U8 [num_blocks, 64, h_kv, 656] (D = 576)
      * @param blockTable I32 [b, max_blocks]
      * @param cacheSeqlens I32 [b]
      * @param out BF16 or F32 [b, s_q, h_q, Dv], Dv ≤ D
@@ -48,7 +52,7 @@ public final class MlaDecode {
             Tensor lse) {
         Objects.requireNonNull(ctx, "ctx");
         Args.tensor(q, "q", 4, DType.BF16);
-        Args.tensor(kcache, "kcache", 4, DType.BF16);
+        Args.tensor(kcache, "kcache", 4, DType.BF16, DType.U8);
         Args.tensor(blockTable, "blockTable", 2, DType.I32);
         Args.tensor(cacheSeqlens, "cacheSeqlens", 1, DType.I32);
         Args.tensor(out, "out", 4, DType.BF16, DType.F32);
@@ -66,6 +70,34 @@ public final class MlaDecode {
                             out.descriptor(call, "out"),
                             lse.descriptor(call, "lse")),
                     "moe4j_mla_decode");
+        }
+    }
+
+    /** Bytes of one token in the FP8 cache: 512 e4m3 + 4 fp32 scales + 64 bf16. */
+    public static final int FP8_TOKEN_BYTES = 656;
+
+    /**
+     * Writes new tokens into the cache.
+     *
+     * @param kv BF16 [n, h_kv, 576]: each token's 512 normalized latent dims, then its 64 RoPE dims
+     * @param slotMapping I32 [n]: the cache slot of each token ({@code block * 64 + offset}), -1 to skip it; no
+     *     slot twice
+     * @param kcache BF16 [num_blocks, 64, h_kv, 576] (copied) or U8 [num_blocks, 64, h_kv, 656] (each 128 latent
+     *     dims quantized with {@code scale = max(amax, 1e-4) / 448}, RoPE dims kept)
+     */
+    public static void appendToCache(Context ctx, Tensor kv, Tensor slotMapping, Tensor kcache) {
+        Objects.requireNonNull(ctx, "ctx");
+        Args.tensor(kv, "kv", 3, DType.BF16);
+        Args.tensor(slotMapping, "slotMapping", 1, DType.I32);
+        Args.tensor(kcache, "kcache", 4, DType.BF16, DType.U8);
+        try (Arena call = Arena.ofConfined()) {
+            NativeLibrary.check(
+                    moe4j_h.moe4j_mla_cache_append(
+                            ctx.handle(),
+                            kv.descriptor(call, "kv"),
+                            slotMapping.descriptor(call, "slot_mapping"),
+                            kcache.descriptor(call, "kcache")),
+                    "moe4j_mla_cache_append");
         }
     }
 }
