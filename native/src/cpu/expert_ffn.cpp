@@ -41,11 +41,15 @@ void expert_ffn(moe4j_context *ctx, ExpertFfnArgs &args) {
     fp8_gemm(ctx, args.gate);  // padding rows of gate and up are zeroed, so h is 0 there
     fp8_gemm(ctx, args.up);
 
-    // h = SiLU(gate) * up, in fp32, into the gate buffer.
-    parallel_for(*ctx->pool, rows, 1, [&](int64_t begin, int64_t end) {
-        for (int64_t i = begin * inter; i < end * inter; ++i) {
-            const float g = gate[static_cast<size_t>(i)];
-            gate[static_cast<size_t>(i)] = g / (1.0f + std::exp(-g)) * up[static_cast<size_t>(i)];
+    // h = SiLU(gate) * up, in fp32, into the gate buffer; only real rows (padding rows of gate are zero already,
+    // and SiLU(0) * 0 = 0), since the exponentials dominate when experts get few tokens each.
+    std::vector<int64_t> live;
+    for (const GemmGroup &group : args.gate.groups) live.insert(live.end(), group.rows.begin(), group.rows.end());
+    parallel_for(*ctx->pool, static_cast<int64_t>(live.size()), grain_for(inter * 16), [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) {
+            float *g = gate.data() + live[static_cast<size_t>(i)] * inter;
+            const float *u = up.data() + live[static_cast<size_t>(i)] * inter;
+            for (int64_t j = 0; j < inter; ++j) g[j] = g[j] / (1.0f + std::exp(-g[j])) * u[j];
         }
     });
     quantize_fp8(ctx, gate_t, h_t, h_scales_t, 1, false);
