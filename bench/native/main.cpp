@@ -63,7 +63,7 @@ const std::vector<Subcommand> &subcommands() {
         {"mla",
          "time moe4j_mla_decode against read bandwidth, FMA peak and a naive decompressed-cache decode",
          {"threads", "isa", "b", "sk", "hq", "hkv", "sq", "reps", "cache"},
-         {},
+         {"fp8"},
          "    --threads N        context and naive-baseline threads (default: all hardware threads)\n"
          "    --isa NAME         scalar | avx2 | avx512_bf16 | best (default: best)\n"
          "    --b B --sk S       batch and tokens per sequence (default: b=64 s_k=4096, then b=8 s_k=1024;\n"
@@ -73,6 +73,7 @@ const std::vector<Subcommand> &subcommands() {
          "    --sq S             queries per sequence, causal when above 1 (default: 1)\n"
          "    --cache MODE       cold | warm: evict the last-level cache before each timed call or not\n"
          "                       (default: cold)\n"
+         "    --fp8              decode from the FP8 latent cache (656 B per token) instead of bf16\n"
          "    --reps R           timed calls per row (default: >= 10 and >= 0.25 s; >= 3 for calls over 50 ms)\n",
          bench::run_mla},
     };

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <limits>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -36,6 +37,10 @@ constexpr float kQRange = 1.0f;            // q uniform in [-1, 1)
 constexpr float kKRange = 4.0f;            // cache uniform in [-4, 4): a peaked softmax, outputs of order 0.5
 constexpr double kSlowCallSeconds = 0.05;  // calls this long: one warm-up call, at least 3 timed ones (not 10)
 constexpr double kErrorLimit = 1e-2;       // max_err above this marks the row BAD
+// With the FP8 cache the reference stays the bf16 cache, so the check also carries FP8's rounding: the output
+// is a convex combination of V values, each rounded by at most 2^-4 of its 128-group's max |V| <= kKRange.
+constexpr double kFp8ErrorLimit = kKRange / 16;
+constexpr int64_t kFp8TokenBytes = 656;  // 512 e4m3 + 4 fp32 scales + 64 bf16
 // The naive cache of one case may take at most this much memory (and a quarter of the machine's); above it the
 // naive path runs on a batch halved until it fits and its times are scaled up to the full batch.
 constexpr double kNaiveCacheCapBytes = 4.0 * (int64_t{1} << 30);
@@ -51,6 +56,7 @@ struct MlaConfig {
     int32_t isa = MOE4J_ISA_BEST;
     int fixed_reps = 0;
     bool cold = true;
+    bool fp8 = false;  // decode from the FP8 cache (656 B per token), written from the bf16 one by the append kernel
     std::vector<MlaCase> cases;
 };
 
@@ -60,6 +66,7 @@ MlaConfig parse_config(const Args &args) {
     parse_isa(args.get_choice("isa", "best", {"scalar", "avx2", "avx512_bf16", "best"}), &config.isa);
     config.fixed_reps = static_cast<int>(args.get_int("reps", 0, 1, 1000000));
     config.cold = args.get_choice("cache", "cold", {"cold", "warm"}) == "cold";
+    config.fp8 = args.has("fp8");
 
     const int64_t s_q = args.get_int("sq", 1, 1, 64), h_kv = args.get_int("hkv", 1, 1, 1024);
     // (b, s_k): the DeepSeek decode shape, then a small one for quick comparisons.
@@ -159,6 +166,7 @@ struct MlaOperands {
     const MlaCase &c;
     int64_t blocks_per_seq;
     AlignedBuffer q, kcache, block_table, seqlens, out, lse;
+    std::optional<AlignedBuffer> fp8_cache;
     moe4j_tensor q_t, kcache_t, block_table_t, seqlens_t, out_t, lse_t;
 
     MlaOperands(const MlaCase &mla_case, uint64_t seed)
@@ -182,6 +190,19 @@ struct MlaOperands {
         std::iota(table, table + c.b * blocks_per_seq, 0);
         std::shuffle(table, table + c.b * blocks_per_seq, std::mt19937_64(seed + 2));
         std::fill(seqlens.as<int32_t>(), seqlens.as<int32_t>() + c.b, static_cast<int32_t>(c.s_k));
+    }
+
+    // Rewrites the cache in the FP8 layout with moe4j_mla_cache_append and decodes from it from now on; the
+    // bf16 cache stays as the correctness reference.
+    void use_fp8_cache(const Context &ctx) {
+        const int64_t blocks = c.b * blocks_per_seq, tokens = blocks * kBlockTokens;
+        fp8_cache.emplace(static_cast<size_t>(tokens * c.h_kv * kFp8TokenBytes));
+        AlignedBuffer slots(static_cast<size_t>(tokens) * sizeof(int32_t));
+        std::iota(slots.as<int32_t>(), slots.as<int32_t>() + tokens, 0);
+        const moe4j_tensor kv = host_tensor(kcache.data(), MOE4J_BF16, {tokens, c.h_kv, kDim});
+        const moe4j_tensor slots_t = host_tensor(slots.data(), MOE4J_I32, {tokens});
+        kcache_t = host_tensor(fp8_cache->data(), MOE4J_U8, {blocks, kBlockTokens, c.h_kv, kFp8TokenBytes});
+        check(moe4j_mla_cache_append(ctx.get(), &kv, &slots_t, &kcache_t), "moe4j_mla_cache_append");
     }
 
     void decode(const Context &ctx) {
@@ -314,7 +335,9 @@ void naive_decode(NaiveOperands &op, int threads) {
 
 // ---------------------------------------------------------------- one row of the table
 
-double latent_bytes(const MlaCase &c) { return 2.0 * c.b * c.s_k * c.h_kv * kDim; }
+double latent_bytes(const MlaCase &c, bool fp8) {
+    return static_cast<double>(c.b * c.s_k * c.h_kv) * (fp8 ? kFp8TokenBytes : 2 * kDim);
+}
 double naive_bytes(const MlaCase &c, int64_t b) { return 2.0 * b * c.s_k * c.h_q * (kNaiveQk + kNaiveV); }
 double mla_flops(const MlaCase &c) { return 2.0 * c.b * c.s_q * c.h_q * c.s_k * (kDim + kDimV); }
 
@@ -340,6 +363,7 @@ MlaMeasured measure(const Context &ctx, const MlaConfig &config, const CacheFlus
     MlaMeasured r;
     {
         MlaOperands op(c, seed);
+        if (config.fp8) op.use_fp8_cache(ctx);
         r.moe4j = time_case(config, flush, [&] { op.decode(ctx); });
         r.error = op.check_row();
     }
@@ -354,14 +378,14 @@ MlaMeasured measure(const Context &ctx, const MlaConfig &config, const CacheFlus
     return r;
 }
 
-std::string error_cell(double error) {
+std::string error_cell(double error, double limit) {
     char text[32];
-    std::snprintf(text, sizeof text, "%.1e%s", error, error > kErrorLimit ? " BAD" : "");
+    std::snprintf(text, sizeof text, "%.1e%s", error, error > limit ? " BAD" : "");
     return text;
 }
 
-std::vector<std::string> result_row(const MlaCase &c, const MlaMeasured &r, const MachineFacts &facts) {
-    const double gbps = latent_bytes(c) / r.moe4j.best * 1e-9, gflops = mla_flops(c) / r.moe4j.best * 1e-9;
+std::vector<std::string> result_row(const MlaCase &c, const MlaMeasured &r, const MachineFacts &facts, bool fp8) {
+    const double gbps = latent_bytes(c, fp8) / r.moe4j.best * 1e-9, gflops = mla_flops(c) / r.moe4j.best * 1e-9;
     std::vector<std::string> cells = {std::to_string(c.b),
                                       std::to_string(c.s_q),
                                       std::to_string(c.s_k),
@@ -374,7 +398,7 @@ std::vector<std::string> result_row(const MlaCase &c, const MlaMeasured &r, cons
                                       fixed(100.0 * gbps / facts.read_bw.best, 1),
                                       fixed(gflops * 1e-3, 4),
                                       fixed(100.0 * gflops / facts.fma_peak.best, 1),
-                                      error_cell(r.error)};
+                                      error_cell(r.error, fp8 ? kFp8ErrorLimit : kErrorLimit)};
     if (r.naive_b == 0) {
         cells.insert(cells.end(), {"skip", "-", "-", "-", "-", "-"});
         return cells;
@@ -384,7 +408,7 @@ std::vector<std::string> result_row(const MlaCase &c, const MlaMeasured &r, cons
                  {r.naive_b == c.b ? std::to_string(c.b)
                                    : std::to_string(r.naive_b) + " (x" + std::to_string(c.b / r.naive_b) + ")",
                   fixed(r.naive.best * 1e6, 1), fixed(naive_gbps, 2), fixed(100.0 * naive_gbps / facts.read_bw.best, 1),
-                  fixed(r.naive.best / r.moe4j.best, 2) + "x", error_cell(r.naive_error)});
+                  fixed(r.naive.best / r.moe4j.best, 2) + "x", error_cell(r.naive_error, kErrorLimit)});
     return cells;
 }
 
@@ -427,10 +451,12 @@ int run_mla(const Args &args) {
         "softmax_scale=1/sqrt(192)  cache=%s\n",
         isa_name(config.isa), isa_name(info.isa), info.threads, kQRange, kQRange, kKRange, kKRange, cache.c_str());
     std::printf(
-        "\nmoe4j_mla_decode: q [b, s_q, h_q, 576] bf16, paged latent cache [b*ceil(s_k/64), 64, h_kv, 576] bf16 "
+        "\nmoe4j_mla_decode, %s: q [b, s_q, h_q, 576] bf16, paged latent cache [b*ceil(s_k/64), 64, h_kv, 576] bf16 "
         "(V = first 512 dims), block tables a random\npermutation of the blocks, every sequence s_k tokens, "
         "out [b, s_q, h_q, 512] bf16.  naive: per-head K [s_k, 192] and V [s_k, 128] bf16, fp32 math, "
         "%d std::threads\n",
+        config.fp8 ? "FP8 cache (656 B/token, written from the bf16 cache below by moe4j_mla_cache_append)"
+                   : "bf16 cache",
         facts.threads);
     const Table table({{"b", 3, Align::Right},
                        {"s_q", 3, Align::Right},
@@ -458,8 +484,9 @@ int run_mla(const Args &args) {
     for (const MlaCase &c : config.cases) {
         const MlaMeasured r = measure(ctx, config, flush, c, facts.threads, seed);
         seed += 16;
-        all_good = all_good && r.error <= kErrorLimit && (r.naive_b == 0 || r.naive_error <= kErrorLimit);
-        table.print_row(result_row(c, r, facts));
+        const double limit = config.fp8 ? kFp8ErrorLimit : kErrorLimit;
+        all_good = all_good && r.error <= limit && (r.naive_b == 0 || r.naive_error <= kErrorLimit);
+        table.print_row(result_row(c, r, facts, config.fp8));
         if (r.naive_b == 0)
             skipped.push_back("b=" + std::to_string(c.b) + " s_k=" + std::to_string(c.s_k) +
                               " h_q=" + std::to_string(c.h_q) + ": one sequence's naive cache is " +
@@ -468,7 +495,7 @@ int run_mla(const Args &args) {
 
     std::printf(
         "\nbest_us/median_us: over `reps` timed calls after warm-up. cGB/s = latent cache bytes read "
-        "(b*s_k*h_kv*576*2) / best_us; %%read_bw compares it with read_bw above.\n"
+        "(b*s_k*h_kv*576*2, or *656 with --fp8) / best_us; %%read_bw compares it with read_bw above.\n"
         "TFLOP/s = 2*b*s_q*h_q*s_k*(576+512) / best_us (FlashMLA's count); %%fma compares it with fma_peak above. "
         "max_err = max abs error of one\n"
         "output row (last sequence, query and head: 512 bf16 outputs and its lse) against float64 from the same bf16 "
