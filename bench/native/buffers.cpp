@@ -67,4 +67,11 @@ void fill_random_e4m3(uint8_t *out, size_t n, uint64_t seed) {
     }
 }
 
+float bf16_to_f32(uint16_t bits) {
+    const uint32_t wide = static_cast<uint32_t>(bits) << 16;
+    float value;
+    std::memcpy(&value, &wide, sizeof value);
+    return value;
+}
+
 }  // namespace bench

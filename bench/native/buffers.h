@@ -29,6 +29,9 @@ class AlignedBuffer {
 // Uniform values in [-range, range) from a fixed seed; bf16 values are fp32 ones rounded to nearest even.
 void fill_random_f32(float *out, size_t n, uint64_t seed, float range = 4.0f);
 void fill_random_bf16(uint16_t *out, size_t n, uint64_t seed, float range = 4.0f);
+
+// The float a bf16 bit pattern stands for.
+float bf16_to_f32(uint16_t bits);
 // Uniform values in [lo, hi) from a fixed seed.
 void fill_random_range_f32(float *out, size_t n, uint64_t seed, float lo, float hi);
 // Uniformly random e4m3 codes: every byte except the NaN codes 0x7F and 0xFF.

@@ -28,8 +28,7 @@ namespace {
 constexpr int64_t kBlock = 128;       // K elements per scale; weight rows per scale
 constexpr int64_t kGroupAlign = 128;  // contiguous layout: rows per group block; masked layout: M_max granularity
 constexpr float kScaleLo = 0.5f / 448, kScaleHi = 1.5f / 448;  // random positive scales (amax 0.5 .. 1.5)
-constexpr double kSlowCallSeconds = 0.05;  // calls this long: one warm-up call, at least 3 timed ones (not 10)
-constexpr double kErrorLimit = 1e-2;       // max_err above this marks the row BAD
+constexpr double kErrorLimit = 1e-2;                           // max_err above this marks the row BAD
 
 // DeepGEMM's benchmark shapes: weights [N, K] and token counts M.
 const std::vector<std::pair<int64_t, int64_t>> kWeightShapes = {{2112, 7168},  {24576, 1536}, {32768, 512},
@@ -109,28 +108,6 @@ GemmConfig parse_config(const Args &args) {
 // sleep; waiting that out keeps them from taking cores from the moe4j call timed next.
 void let_blas_threads_sleep() {
     if (blas::available()) std::this_thread::sleep_for(std::chrono::milliseconds(250));
-}
-
-// Warms up (thread pools, first touch of the outputs, code), then times repeated calls, each after a cache
-// flush: at least 10 and 0.25 s, or for slow calls (prefill, large grouped cases) one warm-up call and at
-// least 3 timed ones; --reps fixes the count.
-template <typename Fn>
-Stats time_case(const GemmConfig &config, const CacheFlusher &flush, Fn &&fn) {
-    const Timer first;
-    fn();
-    const double first_seconds = first.seconds();
-    if (first_seconds < kSlowCallSeconds) fn();
-    RepPolicy policy;
-    policy.fixed_reps = config.fixed_reps;
-    if (first_seconds >= kSlowCallSeconds) policy.min_reps = 3;
-    return summarize(time_calls(policy, flush, fn));
-}
-
-float bf16_to_f32(uint16_t bits) {
-    const uint32_t wide = static_cast<uint32_t>(bits) << 16;
-    float value;
-    std::memcpy(&value, &wide, sizeof value);
-    return value;
 }
 
 // Largest difference between moe4j's bf16 output and the OpenBLAS fp32 result, relative to the largest |result|.
@@ -242,7 +219,7 @@ Measured measure_plain(const Context &ctx, const GemmConfig &config, const Cache
     r.flops = 2.0 * s.m * s.n * s.k;
     r.weight_bytes = static_cast<double>(s.n) * s.k;
     let_blas_threads_sleep();
-    r.moe4j = time_case(config, flush, [&] {
+    r.moe4j = time_cold(config.fixed_reps, flush, [&] {
         check(moe4j_fp8_gemm_nt(ctx.get(), &op.a_t, &op.sfa_t, &op.b_t, &op.sfb_t, nullptr, &op.d_t),
               "moe4j_fp8_gemm_nt");
     });
@@ -251,7 +228,7 @@ Measured measure_plain(const Context &ctx, const GemmConfig &config, const Cache
     AlignedBuffer a32(s.m * s.k * sizeof(float)), w32(s.n * s.k * sizeof(float)), d32(s.m * s.n * sizeof(float));
     dequantize(ctx, op.a.data(), op.sfa.data(), 1, a32.as<float>(), s.m, s.k);
     dequantize(ctx, op.b.data(), op.sfb.data(), kBlock, w32.as<float>(), s.n, s.k);
-    r.blas = time_case(config, flush, [&] {
+    r.blas = time_cold(config.fixed_reps, flush, [&] {
         blas::sgemm_nt(s.m, s.n, s.k, a32.as<float>(), s.k, w32.as<float>(), s.k, d32.as<float>(), s.n);
     });
     ErrorMeter error;
@@ -386,12 +363,12 @@ GroupedMeasured measure_grouped(const Context &ctx, const GemmConfig &config, co
     }
     let_blas_threads_sleep();
     if (c.contiguous)
-        r.contiguous.moe4j = time_case(config, flush, [&] {
+        r.contiguous.moe4j = time_cold(config.fixed_reps, flush, [&] {
             check(moe4j_grouped_fp8_gemm_contiguous(ctx.get(), &op.a_t, &op.sfa_t, &op.b_t, &op.sfb_t, &op.layout_t,
                                                     static_cast<int32_t>(kGroupAlign), &op.d_t),
                   "moe4j_grouped_fp8_gemm_contiguous");
         });
-    r.masked.moe4j = time_case(config, flush, [&] {
+    r.masked.moe4j = time_cold(config.fixed_reps, flush, [&] {
         check(moe4j_grouped_fp8_gemm_masked(ctx.get(), &op.am_t, &op.sfam_t, &op.b_t, &op.sfb_t, &op.masked_m_t,
                                             &op.dm_t),
               "moe4j_grouped_fp8_gemm_masked");
@@ -406,7 +383,7 @@ GroupedMeasured measure_grouped(const Context &ctx, const GemmConfig &config, co
     for (int64_t g = 0; g < c.groups; ++g)
         dequantize(ctx, op.b.as<uint8_t>() + g * n * k, op.sfb.as<float>() + g * op.nb * op.kb, kBlock,
                    w32.as<float>() + g * n * k, n, k);
-    r.masked.blas = time_case(config, flush, [&] {
+    r.masked.blas = time_cold(config.fixed_reps, flush, [&] {
         for (int64_t g = 0; g < c.groups; ++g) {
             if (op.counts[g] == 0) continue;
             blas::sgemm_nt(op.counts[g], n, k, a32.as<float>() + op.offsets[g] * k, k, w32.as<float>() + g * n * k, k,

@@ -28,15 +28,14 @@ namespace bench {
 
 namespace {
 
-constexpr int64_t kDim = 576;              // latent K per token and kv head: 512 compressed kv + 64 rope dims
-constexpr int64_t kDimV = 512;             // V = the first 512 dims of the latent K
-constexpr int64_t kBlockTokens = 64;       // tokens per paged cache block
-constexpr int64_t kNaiveQk = 192;          // naive per-head K: 128 nope + 64 rope dims
-constexpr int64_t kNaiveV = 128;           // naive per-head V
-constexpr float kQRange = 1.0f;            // q uniform in [-1, 1)
-constexpr float kKRange = 4.0f;            // cache uniform in [-4, 4): a peaked softmax, outputs of order 0.5
-constexpr double kSlowCallSeconds = 0.05;  // calls this long: one warm-up call, at least 3 timed ones (not 10)
-constexpr double kErrorLimit = 1e-2;       // max_err above this marks the row BAD
+constexpr int64_t kDim = 576;         // latent K per token and kv head: 512 compressed kv + 64 rope dims
+constexpr int64_t kDimV = 512;        // V = the first 512 dims of the latent K
+constexpr int64_t kBlockTokens = 64;  // tokens per paged cache block
+constexpr int64_t kNaiveQk = 192;     // naive per-head K: 128 nope + 64 rope dims
+constexpr int64_t kNaiveV = 128;      // naive per-head V
+constexpr float kQRange = 1.0f;       // q uniform in [-1, 1)
+constexpr float kKRange = 4.0f;       // cache uniform in [-4, 4): a peaked softmax, outputs of order 0.5
+constexpr double kErrorLimit = 1e-2;  // max_err above this marks the row BAD
 // With the FP8 cache the reference stays the bf16 cache, so the check also carries FP8's rounding: the output
 // is a convex combination of V values, each rounded by at most 2^-4 of its 128-group's max |V| <= kKRange.
 constexpr double kFp8ErrorLimit = kKRange / 16;
@@ -83,28 +82,6 @@ MlaConfig parse_config(const Args &args) {
         }
     }
     return config;
-}
-
-// Warms up (thread pools, first touch of the outputs, code), then times repeated calls, each after a cache
-// flush: at least 10 and 0.25 s, or for slow calls one warm-up call and at least 3 timed ones; --reps fixes
-// the count.
-template <typename Fn>
-Stats time_case(const MlaConfig &config, const CacheFlusher &flush, Fn &&fn) {
-    const Timer first;
-    fn();
-    const double first_seconds = first.seconds();
-    if (first_seconds < kSlowCallSeconds) fn();
-    RepPolicy policy;
-    policy.fixed_reps = config.fixed_reps;
-    if (first_seconds >= kSlowCallSeconds) policy.min_reps = 3;
-    return summarize(time_calls(policy, flush, fn));
-}
-
-float bf16_to_f32(uint16_t bits) {
-    const uint32_t wide = static_cast<uint32_t>(bits) << 16;
-    float value;
-    std::memcpy(&value, &wide, sizeof value);
-    return value;
 }
 
 double physical_memory_bytes() {
@@ -364,13 +341,13 @@ MlaMeasured measure(const Context &ctx, const MlaConfig &config, const CacheFlus
     {
         MlaOperands op(c, seed);
         if (config.fp8) op.use_fp8_cache(ctx);
-        r.moe4j = time_case(config, flush, [&] { op.decode(ctx); });
+        r.moe4j = time_cold(config.fixed_reps, flush, [&] { op.decode(ctx); });
         r.error = op.check_row();
     }
     r.naive_b = naive_batch(c);
     if (r.naive_b == 0) return r;
     NaiveOperands op(c, r.naive_b, seed + 8);
-    r.naive = time_case(config, flush, [&] { naive_decode(op, threads); });
+    r.naive = time_cold(config.fixed_reps, flush, [&] { naive_decode(op, threads); });
     r.naive_error = op.check_row();
     const double scale = static_cast<double>(c.b) / static_cast<double>(r.naive_b);
     r.naive.best *= scale;
