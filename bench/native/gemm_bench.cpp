@@ -488,10 +488,7 @@ int run_gemm(const Args &args) {
             "from memory as in a model whose weights\n"
             "exceed the cache; --cache warm times back-to-back calls instead.\n",
             flush.bytes() >> 20);
-    const Rate end_bw = measure_read_bandwidth(facts.threads, facts.read_bw.width);
-    const double drift = end_bw.best / facts.read_bw.best - 1.0;
-    std::printf("read_bw re-measured after the tables: %.1f GB/s (%+.0f%% vs start)%s\n", end_bw.best, 100.0 * drift,
-                drift > 0.15 || drift < -0.15 ? "  WARNING: bandwidth drifted, compare rows with care" : "");
+    report_bandwidth_drift(facts);
     if (!all_good) {
         std::printf("ERROR: some rows differ from the OpenBLAS result beyond %.0e (marked BAD)\n", kErrorLimit);
         return 1;

@@ -1,6 +1,7 @@
 #include "machine.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <thread>
 #include <vector>
 
@@ -15,15 +16,6 @@ namespace {
 
 // Results land here so the measured loops cannot be optimized away.
 volatile float g_sink;
-
-// Calls fn(t) for t in [0, threads), t = 0 on the calling thread, and waits for all.
-template <typename Fn>
-void run_threads(int threads, Fn fn) {
-    std::vector<std::thread> workers;
-    for (int t = 1; t < threads; ++t) workers.emplace_back(fn, t);
-    fn(0);
-    for (std::thread &w : workers) w.join();
-}
 
 Rate to_rate(SimdWidth width, int threads, const std::vector<double> &seconds, double work_per_rep) {
     const Stats s = summarize(seconds);
@@ -93,6 +85,13 @@ std::string machine_summary(const MachineFacts &f) {
            "  read_bw=" + fixed(f.read_bw.best, 1) + " GB/s (" + simd_name(f.read_bw.width) + " loads, " +
            std::to_string(f.read_bw.reps) + " reps)" + "  fma_peak=" + fixed(f.fma_peak.best, 1) + " GFLOP/s (" +
            simd_name(f.fma_peak.width) + ", " + std::to_string(simd_lanes(f.fma_peak.width)) + " lanes)";
+}
+
+void report_bandwidth_drift(const MachineFacts &facts) {
+    const Rate end_bw = measure_read_bandwidth(facts.threads, facts.read_bw.width);
+    const double drift = end_bw.best / facts.read_bw.best - 1.0;
+    std::printf("read_bw re-measured at the end: %.1f GB/s (%+.0f%% vs start)%s\n", end_bw.best, 100.0 * drift,
+                drift > 0.15 || drift < -0.15 ? "  WARNING: bandwidth drifted, compare rows with care" : "");
 }
 
 }  // namespace bench

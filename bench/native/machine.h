@@ -3,6 +3,8 @@
 
 #include <cstddef>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "machine_kernels.h"
 #include "moe4j.h"
@@ -36,6 +38,20 @@ struct MachineFacts {
 
 // threads 0 means all hardware threads.
 MachineFacts measure_machine(int threads);
+
+// Measures read bandwidth again and prints it beside the run's first measurement, with a warning when it moved
+// more than 15%: on a shared machine the ceiling itself drifts, and this shows whether it held during the run.
+void report_bandwidth_drift(const MachineFacts &facts);
+
+// Calls fn(t) for t in [0, threads), t = 0 on the calling thread, and waits for all.
+template <typename Fn>
+void run_threads(int threads, Fn fn) {
+    std::vector<std::thread> workers;
+    for (int t = 1; t < threads; ++t) workers.emplace_back(fn, t);
+    fn(0);
+    for (std::thread &w : workers) w.join();
+}
+
 // One line: version, ISA path, threads, read GB/s and FMA GFLOP/s with the widths used.
 std::string machine_summary(const MachineFacts &facts);
 

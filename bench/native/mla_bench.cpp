@@ -88,15 +88,6 @@ double physical_memory_bytes() {
     return static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
 }
 
-// Calls fn(t) for t in [0, threads), t = 0 on the calling thread, and waits for all.
-template <typename Fn>
-void run_threads(int threads, Fn fn) {
-    std::vector<std::thread> workers;
-    for (int t = 1; t < threads; ++t) workers.emplace_back(fn, t);
-    fn(0);
-    for (std::thread &w : workers) w.join();
-}
-
 // Tokens query j (of s_q) of a sequence of length s_k sees; all of them for s_q = 1 (causal when s_q > 1).
 int64_t visible_tokens(const MlaCase &c, int64_t j) { return c.s_k - c.s_q + j + 1; }
 
@@ -493,10 +484,7 @@ int run_mla(const Args &args) {
             "cache=cold: a read of %zu MiB evicts the last-level cache before every timed call (either path); "
             "--cache warm times back-to-back calls instead.\n",
             flush.bytes() >> 20);
-    const Rate end_bw = measure_read_bandwidth(facts.threads, facts.read_bw.width);
-    const double drift = end_bw.best / facts.read_bw.best - 1.0;
-    std::printf("read_bw re-measured after the table: %.1f GB/s (%+.0f%% vs start)%s\n", end_bw.best, 100.0 * drift,
-                drift > 0.15 || drift < -0.15 ? "  WARNING: bandwidth drifted, compare rows with care" : "");
+    report_bandwidth_drift(facts);
     if (!all_good) {
         std::printf("ERROR: some rows differ from the float64 reference beyond %.0e (marked BAD)\n", kErrorLimit);
         return 1;

@@ -175,11 +175,7 @@ int run_quant(const Args &args) {
     std::printf(
         "\nGB/s and %%read_bw use the best time; %%read_bw compares with read_bw above. "
         "Cases whose data fit in the last-level cache run from cache and can exceed 100%%.\n");
-    // On shared machines the ceiling itself drifts; a second measurement shows whether it held during the run.
-    const Rate end_bw = measure_read_bandwidth(facts.threads, facts.read_bw.width);
-    const double drift = end_bw.best / facts.read_bw.best - 1.0;
-    std::printf("read_bw re-measured after the table: %.1f GB/s (%+.0f%% vs start)%s\n", end_bw.best, 100.0 * drift,
-                drift > 0.15 || drift < -0.15 ? "  WARNING: bandwidth drifted, compare rows with care" : "");
+    report_bandwidth_drift(facts);
     return 0;
 }
 
