@@ -297,6 +297,7 @@ struct Decoder {
 
     // Merges the splits of every row with their log-sum-exps and writes out and lse.
     void combine(int64_t seq, int64_t head) const {
+        std::vector<float> weights(static_cast<size_t>(splits));
         for (int64_t r = 0; r < rows; ++r) {
             const int64_t j = r / heads_per_kv, h = head * heads_per_kv + r % heads_per_kv;
             const int64_t base = (seq * a.h_kv + head) * splits * rows + r;
@@ -306,7 +307,7 @@ struct Decoder {
                 if (l != std::numeric_limits<float>::infinity()) best = std::max(best, l);
             }
             float total = 0.0f;
-            std::vector<float> weights(static_cast<size_t>(splits), 0.0f);
+            std::fill(weights.begin(), weights.end(), 0.0f);
             for (int64_t s = 0; s < splits; ++s) {
                 const float l = partial_lse[static_cast<size_t>(base + s * rows)];
                 if (l == std::numeric_limits<float>::infinity()) continue;

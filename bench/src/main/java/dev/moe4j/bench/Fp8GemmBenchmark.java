@@ -52,15 +52,9 @@ public class Fp8GemmBenchmark {
         arena = Arena.ofConfined();
         ctx = Context.create();
         SplittableRandom random = new SplittableRandom(3);
-        a = Quantization.perToken(ctx, gaussian(random, m, k), ScaleFormat.FP32, arena);
-        b = Quantization.perBlock(ctx, gaussian(random, n, k), ScaleFormat.FP32, arena);
+        a = Quantization.perToken(ctx, Inputs.gaussian(arena, random, 1, DType.BF16, m, k), ScaleFormat.FP32, arena);
+        b = Quantization.perBlock(ctx, Inputs.gaussian(arena, random, 1, DType.BF16, n, k), ScaleFormat.FP32, arena);
         d = Tensor.allocate(arena, DType.BF16, m, n);
-    }
-
-    private Tensor gaussian(SplittableRandom random, int rows, int cols) {
-        float[] v = new float[rows * cols];
-        for (int i = 0; i < v.length; i++) v[i] = (float) random.nextGaussian();
-        return Tensor.fromFloats(arena, DType.BF16, v, rows, cols);
     }
 
     @TearDown(Level.Trial)

@@ -80,11 +80,7 @@ public class KernelsBenchmark {
     }
 
     private Tensor gaussian(DType dtype, long... shape) {
-        Tensor t = Tensor.allocate(arena, dtype, shape);
-        float[] v = new float[Math.toIntExact(t.elementCount())];
-        for (int i = 0; i < v.length; i++) v[i] = (float) (random.nextGaussian() * 0.5);
-        t.copyFrom(v);
-        return t;
+        return Inputs.gaussian(arena, random, 0.5, dtype, shape);
     }
 
     /** EXPERTS stacked [n, k] weights, each block-quantized on its own. */

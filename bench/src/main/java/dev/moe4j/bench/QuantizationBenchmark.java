@@ -47,10 +47,7 @@ public class QuantizationBenchmark {
         long m = Long.parseLong(parts[0]), k = Long.parseLong(parts[1]);
         arena = Arena.ofConfined();
         ctx = Context.create();
-        float[] values = new float[Math.toIntExact(m * k)];
-        SplittableRandom random = new SplittableRandom(1);
-        for (int i = 0; i < values.length; i++) values[i] = (float) random.nextGaussian();
-        x = Tensor.fromFloats(arena, DType.BF16, values, m, k);
+        x = Inputs.gaussian(arena, new SplittableRandom(1), 1, DType.BF16, m, k);
         q = Tensor.allocate(arena, DType.E4M3, m, k);
         scales = Tensor.allocate(arena, DType.F32, m, (k + 127) / 128);
     }
