@@ -7,6 +7,8 @@ import dev.moe4j.tensor.Tensor;
 import java.lang.foreign.Arena;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
 import java.util.Deque;
 import java.util.HashMap;
 import java.util.List;
@@ -82,28 +84,73 @@ public final class PagedLatentCache {
      * @throws IllegalStateException if the pool lacks blocks; nothing is changed then
      */
     public void append(Context ctx, int sequence, Tensor kv) {
-        Sequence s = sequence(sequence);
+        int n = checkKv(kv);
+        int[] sequenceOfRow = new int[n];
+        Arrays.fill(sequenceOfRow, sequence);
+        appendRows(ctx, sequenceOfRow, kv);
+    }
+
+    /**
+     * Appends one token to each of several distinct sequences (a decode step), all or nothing.
+     *
+     * @param kv BF16 [sequences.length, h_kv, 576]: row i goes to sequences[i]
+     * @throws IllegalStateException if the pool lacks blocks; nothing is changed then
+     * @throws IllegalArgumentException if a sequence is unknown or listed twice
+     */
+    public void appendEach(Context ctx, int[] sequences, Tensor kv) {
+        if (checkKv(kv) != sequences.length)
+            throw new IllegalArgumentException(
+                    "kv has " + kv.shape(0) + " tokens for " + sequences.length + " sequences");
+        if (Arrays.stream(sequences).distinct().count() != sequences.length)
+            throw new IllegalArgumentException(
+                    "a sequence appears twice in " + Arrays.toString(sequences));
+        appendRows(ctx, sequences, kv);
+    }
+
+    private int checkKv(Tensor kv) {
         if (kv.rank() != 3 || kv.shape(1) != kvHeads || kv.shape(2) != DIMS)
             throw new IllegalArgumentException("kv must be [n, " + kvHeads + ", " + DIMS + "], got " + kv);
-        int n = Math.toIntExact(kv.shape(0));
-        int needed = (s.length + n + BLOCK_TOKENS - 1) / BLOCK_TOKENS - s.blocks.size();
+        return Math.toIntExact(kv.shape(0));
+    }
+
+    /** Appends kv row i to sequenceOfRow[i] (rows of one sequence in order); reserves every block first. */
+    private void appendRows(Context ctx, int[] sequenceOfRow, Tensor kv) {
+        Map<Integer, Integer> added = new LinkedHashMap<>();
+        for (int id : sequenceOfRow) added.merge(id, 1, Integer::sum);
+        int needed = 0;
+        for (var e : added.entrySet()) needed += blocksNeeded(sequence(e.getKey()), e.getValue());
         if (needed > free.size())
-            throw new IllegalStateException("cache full: sequence " + sequence + " needs " + needed
-                    + " more blocks for " + n + " tokens but " + free.size() + " of " + blocks + " are free");
-        for (int i = 0; i < needed; i++) s.blocks.add(free.poll());
+            throw new IllegalStateException("cache full: sequences " + added.keySet() + " need " + needed
+                    + " more blocks for " + sequenceOfRow.length + " tokens but " + free.size() + " of " + blocks
+                    + " are free");
+        List<Sequence> grown = new ArrayList<>();
+        for (var e : added.entrySet()) {
+            Sequence s = sequence(e.getKey());
+            for (int i = blocksNeeded(s, e.getValue()); i > 0; i--) {
+                s.blocks.add(free.poll());
+                grown.add(s);
+            }
+        }
+        int n = sequenceOfRow.length;
         try (Arena call = Arena.ofConfined()) {
             Tensor slots = Tensor.allocate(call, DType.I32, Math.max(n, 1));
             slots.setInt(-1, 0);
+            Map<Integer, Integer> next = new HashMap<>();
             for (int i = 0; i < n; i++) {
-                int position = s.length + i;
+                Sequence s = sequence(sequenceOfRow[i]);
+                int position = s.length + next.merge(sequenceOfRow[i], 1, Integer::sum) - 1;
                 slots.setInt(s.blocks.get(position / BLOCK_TOKENS) * BLOCK_TOKENS + position % BLOCK_TOKENS, i);
             }
             if (n > 0) Mla.appendToCache(ctx, kv, slots, cache);
         } catch (RuntimeException e) {
-            for (int i = 0; i < needed; i++) free.addFirst(s.blocks.removeLast());
+            for (int i = grown.size() - 1; i >= 0; i--) free.addFirst(grown.get(i).blocks.removeLast());
             throw e;
         }
-        s.length += n;
+        for (var e : added.entrySet()) sequence(e.getKey()).length += e.getValue();
+    }
+
+    private static int blocksNeeded(Sequence s, int tokens) {
+        return (s.length + tokens + BLOCK_TOKENS - 1) / BLOCK_TOKENS - s.blocks.size();
     }
 
     /** Returns a sequence's blocks to the pool; its id is no longer valid. */

@@ -86,6 +86,38 @@ public final class Tensor {
         return t;
     }
 
+    /**
+     * The view of elements {@code start .. start + length - 1} along dim, sharing this tensor's memory.
+     *
+     * @throws IllegalArgumentException if the range is outside the dimension
+     */
+    public Tensor slice(int dim, long start, long length) {
+        if (dim < 0 || dim >= shape.length)
+            throw new IllegalArgumentException("dim " + dim + " is outside rank " + shape.length);
+        if (start < 0 || length < 0 || start + length > shape[dim])
+            throw new IllegalArgumentException("slice [" + start + ", " + (start + length) + ") is outside dim " + dim
+                    + " of extent " + shape[dim]);
+        long[] s = shape.clone();
+        s[dim] = length;
+        long offset = length == 0 ? 0 : start * strides[dim] * dtype.byteSize();
+        return of(segment.asSlice(offset), dtype, s, strides);
+    }
+
+    /**
+     * The same elements under another row-major shape, sharing this tensor's memory.
+     *
+     * @throws IllegalArgumentException if this tensor is not contiguous or the element counts differ
+     */
+    public Tensor view(long... newShape) {
+        if (!isContiguous()) throw new IllegalArgumentException("view of a non-contiguous " + this);
+        long[] s = checkShape(newShape);
+        if (elementCount(s) != elementCount())
+            throw new IllegalArgumentException(
+                    "view " + Arrays.toString(s) + " has " + elementCount(s) + " elements, " + this + " has "
+                            + elementCount());
+        return of(segment, dtype, s);
+    }
+
     public DType dtype() {
         return dtype;
     }
@@ -185,15 +217,9 @@ public final class Tensor {
     /** All elements as floats in row-major order of the logical shape. */
     public float[] toFloatArray() {
         float[] out = new float[Math.toIntExact(elementCount())];
-        if (isContiguous()) {
-            for (int i = 0; i < out.length; i++) out[i] = getFloatAt(i);
-            return out;
-        }
-        long[] index = new long[shape.length];
-        for (int i = 0; i < out.length; i++) {
-            out[i] = getFloat(index);
-            increment(index);
-        }
+        forEachRun((element, start, length) -> {
+            for (int i = 0; i < length; i++) out[start + i] = getFloatAt(element + i);
+        });
         return out;
     }
 
@@ -202,13 +228,36 @@ public final class Tensor {
         if (values.length != elementCount())
             throw new IllegalArgumentException(
                     "values has " + values.length + " elements, tensor has " + elementCount());
+        forEachRun((element, start, length) -> {
+            for (int i = 0; i < length; i++) setFloatAt(values[start + i], element + i);
+        });
+    }
+
+    /** A run of consecutive elements: the first one's element offset and its position in row-major order. */
+    private interface Run {
+        void accept(long element, int start, int length);
+    }
+
+    /** Visits the tensor in row-major order as runs along the innermost dim (one run if contiguous). */
+    private void forEachRun(Run run) {
+        int count = Math.toIntExact(elementCount());
+        if (count == 0) return;
         if (isContiguous()) {
-            for (int i = 0; i < values.length; i++) setFloatAt(values[i], i);
+            run.accept(0, 0, count);
             return;
         }
+        int last = shape.length - 1;
+        int inner = Math.toIntExact(shape[last]);
         long[] index = new long[shape.length];
-        for (float v : values) {
-            setFloat(v, index);
+        for (int start = 0; start < count; start += inner) {
+            long element = 0;
+            for (int d = 0; d < last; d++) element += index[d] * strides[d];
+            if (strides[last] == 1) {
+                run.accept(element, start, inner);
+            } else {
+                for (int i = 0; i < inner; i++) run.accept(element + i * strides[last], start + i, 1);
+            }
+            index[last] = inner - 1;
             increment(index);
         }
     }

@@ -1,0 +1,322 @@
+package dev.moe4j.model;
+
+import dev.moe4j.kernels.Gemm;
+import dev.moe4j.kernels.Mla;
+import dev.moe4j.runtime.Context;
+import dev.moe4j.tensor.DType;
+import dev.moe4j.tensor.Tensor;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.Objects;
+
+/**
+ * DeepSeek's multi-head latent attention block (V2, V2-Lite, V3), run the absorbed way: keys and values are never
+ * decompressed per head. Each token stores one 576-dim latent row in a {@link PagedLatentCache} (the kv-normalized
+ * 512-dim latent and 64 rotated RoPE dims); each query head folds wkv_b's key part into its query, attends over the
+ * latent rows with {@link Mla#decode}, and applies wkv_b's value part to the 512-dim result before wo.
+ *
+ * <p>Per token, as DeepSeek-V3's reference ({@code MLA.forward}) computes it:
+ *
+ * <ol>
+ *   <li>{@code q = wq(x)}, or {@code wq_b(q_norm(wq_a(x)))} when {@code q_lora_rank > 0}; per head
+ *       {@code [q_nope (qk_nope), q_pe (qk_rope)]}, q_pe rotated ({@link Rope});
+ *   <li>{@code [c (kv_lora), k_pe (qk_rope)] = wkv_a(x)}; {@code c = kv_norm(c)}, k_pe rotated; {@code [c, k_pe]}
+ *       appended to the cache;
+ *   <li>per head h: {@code q_abs = [q_nope · W_UK[h], q_pe]} where W_UK[h] is rows {@code h·(nope+v) ..} of wkv_b;
+ *       scores {@code = softmax_scale · q_abs · [c, k_pe]} over the sequence's tokens (causal),
+ *       {@code softmax_scale = (qk_nope + qk_rope)^-0.5 · yarn mscale²};
+ *   <li>{@code o[h] = (Σ p · c) · W_UV[h]ᵀ}; {@code y = wo(concat_h o[h])}.
+ * </ol>
+ *
+ * <p>Two entry points: {@link #prefill} runs many tokens of one sequence (projections as one batched GEMM each,
+ * attention in causal query chunks), {@link #decode} one new token for each of a batch of sequences. Both append to
+ * the cache first and fail without changing it when it is full.
+ *
+ * <p>Thread-safety: the weights are immutable, but each call mutates the cache it is given; use one thread per
+ * cache. Per-call scratch lives in a confined arena freed before returning.
+ */
+public final class MlaAttention {
+    /**
+     * The MLA dims of a DeepSeek config. The kernels fix {@code kv_lora_rank = 512} and {@code qk_rope_head_dim = 64}
+     * (every DeepSeek MLA model has them).
+     *
+     * @param hidden model width ({@code hidden_size})
+     * @param heads query heads ({@code num_attention_heads})
+     * @param qLoraRank 0 when queries come straight from wq (V2-Lite), else the q latent width (1536 in V3)
+     * @param kvLoraRank latent width of the cache (512)
+     * @param qkNopeHeadDim per-head query/key dims without position (128)
+     * @param qkRopeHeadDim per-head rotated dims (64)
+     * @param vHeadDim per-head value dims (128)
+     * @param rmsNormEps eps of q_norm and kv_norm
+     * @param ropeTheta RoPE base
+     * @param yarn YaRN scaling, or null
+     */
+    public record Config(
+            int hidden,
+            int heads,
+            int qLoraRank,
+            int kvLoraRank,
+            int qkNopeHeadDim,
+            int qkRopeHeadDim,
+            int vHeadDim,
+            float rmsNormEps,
+            double ropeTheta,
+            Rope.Yarn yarn) {
+        public Config {
+            if (kvLoraRank != 512 || qkRopeHeadDim != 64)
+                throw new IllegalArgumentException("kv_lora_rank must be 512 and qk_rope_head_dim 64 (the latent cache"
+                        + " layout), got " + kvLoraRank + " and " + qkRopeHeadDim);
+            if (hidden <= 0 || heads <= 0 || qLoraRank < 0 || qkNopeHeadDim <= 0 || vHeadDim <= 0)
+                throw new IllegalArgumentException("MLA dims must be positive (q_lora_rank may be 0): " + this);
+        }
+
+        int qHeadDim() {
+            return qkNopeHeadDim + qkRopeHeadDim;
+        }
+    }
+
+    /**
+     * The block's weights, named as in HF checkpoints ({@code self_attn.q_proj}, {@code q_a_proj},
+     * {@code q_a_layernorm}, {@code q_b_proj}, {@code kv_a_proj_with_mqa}, {@code kv_a_layernorm},
+     * {@code kv_b_proj}, {@code o_proj}). Linear weights are [out, in].
+     *
+     * @param wq [heads·(nope+rope), hidden] when q_lora_rank = 0, else null
+     * @param wqA [q_lora, hidden] when q_lora_rank > 0, else null
+     * @param qNorm q_lora wide when q_lora_rank > 0, else null
+     * @param wqB [heads·(nope+rope), q_lora] when q_lora_rank > 0, else null
+     * @param wkvA [kv_lora + rope, hidden]
+     * @param kvNorm kv_lora wide
+     * @param wkvB [heads·(nope+v), kv_lora]
+     * @param wo [hidden, heads·v]
+     */
+    public record Weights(
+            Linear wq, Linear wqA, RmsNorm qNorm, Linear wqB, Linear wkvA, RmsNorm kvNorm, Linear wkvB, Linear wo) {}
+
+    private static final int LATENT = PagedLatentCache.DIMS;
+    /** Query rows (tokens · heads) per attention call of a prefill, bounding the kernel's scratch. */
+    private static final int PREFILL_CHUNK_ROWS = 2048;
+
+    private final Config config;
+    private final Weights weights;
+    private final Rope rope;
+    private final float softmaxScale;
+    private final Tensor wUkT; // BF16 [heads·512, nope]: head h's W_UK transposed
+    private final Tensor wkvB; // BF16 [heads·(nope+v), 512]; head h's W_UV is rows h·(nope+v)+nope ..
+
+    /**
+     * @param arena owns the BF16 copies of wkv_b this block attends with (FP8 wkv_b is dequantized once, as V3's
+     *     reference does for the absorbed path)
+     * @throws IllegalArgumentException if a weight is missing or its shape does not match the config
+     */
+    public MlaAttention(Context ctx, Config config, Weights weights, Arena arena) {
+        this.config = Objects.requireNonNull(config, "config");
+        this.weights = Objects.requireNonNull(weights, "weights");
+        int h = config.heads(), qDim = h * config.qHeadDim();
+        if (config.qLoraRank() == 0) {
+            check(weights.wq(), "wq", qDim, config.hidden());
+        } else {
+            check(weights.wqA(), "wqA", config.qLoraRank(), config.hidden());
+            check(weights.qNorm(), "qNorm", config.qLoraRank());
+            check(weights.wqB(), "wqB", qDim, config.qLoraRank());
+        }
+        check(weights.wkvA(), "wkvA", LATENT, config.hidden());
+        check(weights.kvNorm(), "kvNorm", config.kvLoraRank());
+        check(weights.wkvB(), "wkvB", (long) h * (config.qkNopeHeadDim() + config.vHeadDim()), config.kvLoraRank());
+        check(weights.wo(), "wo", config.hidden(), (long) h * config.vHeadDim());
+        rope = new Rope(config.qkRopeHeadDim(), config.ropeTheta(), config.yarn());
+        softmaxScale = (float) (rope.softmaxScaleFactor() / Math.sqrt(config.qHeadDim()));
+        wkvB = weights.wkvB().toBf16(ctx, arena);
+        wUkT = transposeKeyParts(wkvB, arena);
+    }
+
+    public Config config() {
+        return config;
+    }
+
+    /** The scale applied to q·k before the softmax: {@code (qk_nope + qk_rope)^-0.5} times YaRN's correction. */
+    public float softmaxScale() {
+        return softmaxScale;
+    }
+
+    /**
+     * Runs T new tokens of one sequence at positions {@code cache.length(sequence) ..} (a whole prompt, or the next
+     * chunk of one): appends their latent rows to the cache, then attends causally.
+     *
+     * @param x F32 or BF16 [T, hidden]
+     * @param out F32 or BF16 [T, hidden], rows contiguous
+     * @throws IllegalStateException if the cache cannot hold T more tokens (nothing changed)
+     */
+    public void prefill(Context ctx, PagedLatentCache cache, int sequence, Tensor x, Tensor out) {
+        int t = checkIo(x, out);
+        int start = cache.length(sequence);
+        int[] positions = new int[t];
+        for (int i = 0; i < t; i++) positions[i] = start + i;
+        try (Arena scratch = Arena.ofConfined()) {
+            Projected p = project(ctx, x, positions, scratch);
+            cache.append(ctx, sequence, p.kv());
+            Tensor attended = Tensor.allocate(scratch, DType.BF16, 1, t, config.heads(), config.kvLoraRank());
+            Tensor lse = Tensor.allocate(scratch, DType.F32, 1, config.heads(), t);
+            PagedLatentCache.Batch batch = cache.batch(scratch, sequence);
+            int chunk = Math.max(1, PREFILL_CHUNK_ROWS / config.heads());
+            for (int c0 = 0; c0 < t; c0 += chunk) {
+                int n = Math.min(chunk, t - c0);
+                batch.lengths().setInt(start + c0 + n, 0); // the chunk's queries see the tokens up to its last
+                Mla.decode(
+                        ctx,
+                        p.q().slice(1, c0, n),
+                        cache.tensor(),
+                        batch.blockTable(),
+                        batch.lengths(),
+                        softmaxScale,
+                        true,
+                        attended.slice(1, c0, n),
+                        lse.slice(2, c0, n));
+            }
+            output(ctx, attended.view(t, config.heads(), config.kvLoraRank()), out, scratch);
+        }
+    }
+
+    /**
+     * Runs one new token for each of b distinct sequences, each at position {@code cache.length(sequences[i])}.
+     *
+     * @param x F32 or BF16 [b, hidden]: row i belongs to sequences[i]
+     * @param out F32 or BF16 [b, hidden], rows contiguous
+     * @throws IllegalStateException if the cache cannot hold the new tokens (nothing changed)
+     */
+    public void decode(Context ctx, PagedLatentCache cache, int[] sequences, Tensor x, Tensor out) {
+        int b = checkIo(x, out);
+        if (sequences.length != b)
+            throw new IllegalArgumentException("x has " + b + " rows for " + sequences.length + " sequences");
+        int[] positions = new int[b];
+        for (int i = 0; i < b; i++) positions[i] = cache.length(sequences[i]);
+        try (Arena scratch = Arena.ofConfined()) {
+            Projected p = project(ctx, x, positions, scratch);
+            cache.appendEach(ctx, sequences, p.kv());
+            PagedLatentCache.Batch batch = cache.batch(scratch, sequences);
+            Tensor attended = Tensor.allocate(scratch, DType.BF16, b, 1, config.heads(), config.kvLoraRank());
+            Tensor lse = Tensor.allocate(scratch, DType.F32, b, config.heads(), 1);
+            Mla.decode(
+                    ctx,
+                    p.q().view(b, 1, config.heads(), LATENT),
+                    cache.tensor(),
+                    batch.blockTable(),
+                    batch.lengths(),
+                    softmaxScale,
+                    false,
+                    attended,
+                    lse);
+            output(ctx, attended.view(b, config.heads(), config.kvLoraRank()), out, scratch);
+        }
+    }
+
+    /** Absorbed queries BF16 [1, T, heads, 576] and latent cache rows BF16 [T, 1, 576]. */
+    private record Projected(Tensor q, Tensor kv) {}
+
+    private Projected project(Context ctx, Tensor x, int[] positions, Arena scratch) {
+        int t = positions.length, h = config.heads(), nope = config.qkNopeHeadDim(), qHead = config.qHeadDim();
+        int latent = config.kvLoraRank(), ropeDim = config.qkRopeHeadDim();
+        Tensor q;
+        if (config.qLoraRank() == 0) {
+            q = weights.wq().apply(ctx, x, DType.BF16, scratch);
+        } else {
+            Tensor qa = weights.wqA().apply(ctx, x, DType.F32, scratch);
+            float[] rows = qa.toFloatArray();
+            for (int i = 0; i < t; i++) weights.qNorm().apply(rows, i * config.qLoraRank());
+            qa.copyFrom(rows);
+            q = weights.wqB().apply(ctx, qa, DType.BF16, scratch);
+        }
+
+        // kv rows: normalized latent, rotated k_pe
+        float[] kv = weights.wkvA().apply(ctx, x, DType.F32, scratch).toFloatArray();
+        for (int i = 0; i < t; i++) {
+            weights.kvNorm().apply(kv, i * LATENT);
+            rope.apply(kv, i * LATENT + latent, positions[i]);
+        }
+        Tensor kvRows = Tensor.allocate(scratch, DType.BF16, t, 1, LATENT);
+        kvRows.copyFrom(kv);
+
+        // absorbed queries: q_nope · W_UK[h] per head, then the rotated q_pe
+        Tensor qAbs = Tensor.allocate(scratch, DType.BF16, 1, t, h, LATENT);
+        Tensor qAbsRows = qAbs.view(t, (long) h * LATENT);
+        for (int head = 0; head < h; head++) {
+            Gemm.nt(
+                    ctx,
+                    q.slice(1, (long) head * qHead, nope),
+                    wUkT.slice(0, (long) head * latent, latent),
+                    null,
+                    qAbsRows.slice(1, (long) head * LATENT, latent));
+        }
+        float[] qRows = q.toFloatArray();
+        float[] pe = new float[t * h * ropeDim];
+        for (int i = 0; i < t; i++) {
+            for (int head = 0; head < h; head++) {
+                int at = (i * h + head) * ropeDim;
+                System.arraycopy(qRows, (i * h + head) * qHead + nope, pe, at, ropeDim);
+                rope.apply(pe, at, positions[i]);
+            }
+        }
+        qAbs.view(t, h, LATENT).slice(2, latent, ropeDim).copyFrom(pe);
+        return new Projected(qAbs, kvRows);
+    }
+
+    /** {@code out = wo(concat_h attended[:, h] · W_UV[h]ᵀ)}; attended BF16 [T, heads, 512]. */
+    private void output(Context ctx, Tensor attended, Tensor out, Arena scratch) {
+        int t = Math.toIntExact(attended.shape(0)), h = config.heads(), v = config.vHeadDim();
+        int nope = config.qkNopeHeadDim(), latent = config.kvLoraRank();
+        Tensor rows = attended.view(t, (long) h * latent);
+        Tensor o = Tensor.allocate(scratch, DType.BF16, t, (long) h * v);
+        for (int head = 0; head < h; head++) {
+            Gemm.nt(
+                    ctx,
+                    rows.slice(1, (long) head * latent, latent),
+                    wkvB.slice(0, (long) head * (nope + v) + nope, v),
+                    null,
+                    o.slice(1, (long) head * v, v));
+        }
+        weights.wo().apply(ctx, o, out);
+    }
+
+    private int checkIo(Tensor x, Tensor out) {
+        Objects.requireNonNull(x, "x");
+        Objects.requireNonNull(out, "out");
+        if (x.rank() != 2 || x.shape(1) != config.hidden())
+            throw new IllegalArgumentException("x must be [T, " + config.hidden() + "], got " + x);
+        if (out.rank() != 2 || out.shape(0) != x.shape(0) || out.shape(1) != config.hidden())
+            throw new IllegalArgumentException(
+                    "out must be [" + x.shape(0) + ", " + config.hidden() + "] like x, got " + out);
+        if (x.shape(0) == 0) throw new IllegalArgumentException("x has no tokens");
+        return Math.toIntExact(x.shape(0));
+    }
+
+    /** Head h's key part of wkv_b (rows h·(nope+v) .. + nope, [nope, 512]) transposed to [512, nope]. */
+    private Tensor transposeKeyParts(Tensor wkvB, Arena arena) {
+        int h = config.heads(), nope = config.qkNopeHeadDim(), v = config.vHeadDim(), latent = config.kvLoraRank();
+        Tensor t = Tensor.allocate(arena, DType.BF16, (long) h * latent, nope);
+        MemorySegment src = wkvB.segment(), dst = t.segment();
+        long srcRow = wkvB.strides()[0];
+        for (int head = 0; head < h; head++) {
+            for (int d = 0; d < nope; d++) {
+                long from = ((long) head * (nope + v) + d) * srcRow;
+                for (int c = 0; c < latent; c++) {
+                    short bits = src.getAtIndex(ValueLayout.JAVA_SHORT_UNALIGNED, from + c);
+                    dst.setAtIndex(ValueLayout.JAVA_SHORT_UNALIGNED, ((long) head * latent + c) * nope + d, bits);
+                }
+            }
+        }
+        return t;
+    }
+
+    private static void check(Linear w, String name, long out, long in) {
+        if (w == null) throw new IllegalArgumentException("weight " + name + " is missing");
+        if (w.outFeatures() != out || w.inFeatures() != in)
+            throw new IllegalArgumentException("weight " + name + " must be [" + out + ", " + in + "], got ["
+                    + w.outFeatures() + ", " + w.inFeatures() + "]");
+    }
+
+    private static void check(RmsNorm norm, String name, int dim) {
+        if (norm == null) throw new IllegalArgumentException("norm " + name + " is missing");
+        if (norm.dim() != dim)
+            throw new IllegalArgumentException("norm " + name + " must have " + dim + " dims, got " + norm.dim());
+    }
+}

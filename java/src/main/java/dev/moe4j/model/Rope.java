@@ -1,0 +1,116 @@
+package dev.moe4j.model;
+
+/**
+ * Rotary position embedding of DeepSeek MLA's RoPE dims, with optional YaRN context extension, computed as
+ * DeepSeek-V3's reference ({@code precompute_freqs_cis}, {@code apply_rotary_emb}) computes it: float32 inverse
+ * frequencies {@code theta^(-2i/dim)}, blended toward {@code freq / factor} over the YaRN correction range, and
+ * dims rotated as interleaved pairs {@code (x[2i], x[2i+1])} by angle {@code position · freq[i]} (float32 product).
+ *
+ * <p>YaRN also sharpens attention: the softmax scale is multiplied by {@link #softmaxScaleFactor()} =
+ * {@code mscale(factor, mscale_all_dim)²}, {@code mscale(s, m) = 0.1·m·ln(s) + 1} (1 for {@code s ≤ 1}), and the
+ * rotation by {@code mscale(factor, mscale) / mscale(factor, mscale_all_dim)} (1 in every DeepSeek config, where the
+ * two are equal, which makes this HF's {@code DeepseekV2YarnRotaryEmbedding} and V3's reference at once).
+ *
+ * <p>Immutable and thread-safe.
+ */
+public final class Rope {
+    /**
+     * HF's {@code rope_scaling} of type yarn.
+     *
+     * @param factor context extension factor (40 for V2 and V3)
+     * @param originalMaxPositions the pre-extension context length (4096)
+     * @param betaFast rotations where interpolation stops (32)
+     * @param betaSlow rotations where interpolation is complete (1)
+     * @param mscale attention temperature coefficient of the rotation (0.707 for V2, 1 for V3)
+     * @param mscaleAllDim attention temperature coefficient of the softmax scale
+     */
+    public record Yarn(
+            double factor,
+            int originalMaxPositions,
+            double betaFast,
+            double betaSlow,
+            double mscale,
+            double mscaleAllDim) {
+        public Yarn {
+            if (!(factor > 0)) throw new IllegalArgumentException("yarn factor must be positive, got " + factor);
+            if (originalMaxPositions <= 0)
+                throw new IllegalArgumentException(
+                        "yarn original_max_position_embeddings must be positive, got " + originalMaxPositions);
+        }
+    }
+
+    private final int dim;
+    private final float[] freqs;
+    private final float rotationScale;
+    private final double softmaxScaleFactor;
+
+    /**
+     * @param dim rotated dims (even; 64 in DeepSeek MLA)
+     * @param theta RoPE base ({@code rope_theta}, 10000)
+     * @param yarn YaRN scaling, or null for plain RoPE
+     */
+    public Rope(int dim, double theta, Yarn yarn) {
+        if (dim <= 0 || dim % 2 != 0) throw new IllegalArgumentException("dim must be positive and even, got " + dim);
+        if (!(theta > 1)) throw new IllegalArgumentException("theta must be > 1, got " + theta);
+        this.dim = dim;
+        int half = dim / 2;
+        freqs = new float[half];
+        for (int i = 0; i < half; i++) freqs[i] = (float) (1.0 / Math.pow(theta, (float) (2 * i) / dim));
+        if (yarn == null) {
+            rotationScale = 1;
+            softmaxScaleFactor = 1;
+            return;
+        }
+        int low = Math.max((int) Math.floor(correctionDim(yarn.betaFast(), dim, theta, yarn.originalMaxPositions())), 0);
+        int high = Math.min(
+                (int) Math.ceil(correctionDim(yarn.betaSlow(), dim, theta, yarn.originalMaxPositions())), dim - 1);
+        float span = low == high ? 0.001f : high - low;
+        for (int i = 0; i < half; i++) {
+            float ramp = Math.clamp((i - low) / span, 0f, 1f);
+            float smooth = 1 - ramp;
+            freqs[i] = freqs[i] / (float) yarn.factor() * (1 - smooth) + freqs[i] * smooth;
+        }
+        double all = mscale(yarn.factor(), yarn.mscaleAllDim());
+        rotationScale = (float) (mscale(yarn.factor(), yarn.mscale()) / all);
+        softmaxScaleFactor = all * all;
+    }
+
+    /** The dimension count whose rotation completes {@code rotations} turns over {@code positions}. */
+    private static double correctionDim(double rotations, int dim, double theta, int positions) {
+        return dim * Math.log(positions / (rotations * 2 * Math.PI)) / (2 * Math.log(theta));
+    }
+
+    private static double mscale(double factor, double m) {
+        return factor <= 1 ? 1 : 0.1 * m * Math.log(factor) + 1;
+    }
+
+    public int dim() {
+        return dim;
+    }
+
+    /** The inverse frequency of pair i, after YaRN blending. */
+    public float frequency(int i) {
+        return freqs[i];
+    }
+
+    /** What the attention softmax scale {@code head_dim^-0.5} is multiplied by. */
+    public double softmaxScaleFactor() {
+        return softmaxScaleFactor;
+    }
+
+    /**
+     * Rotates {@code x[offset .. offset + dim)} in place for a token at position.
+     *
+     * @throws IllegalArgumentException if position is negative
+     */
+    public void apply(float[] x, int offset, int position) {
+        if (position < 0) throw new IllegalArgumentException("position must be >= 0, got " + position);
+        for (int i = 0; i < freqs.length; i++) {
+            float angle = position * freqs[i];
+            float cos = (float) Math.cos(angle) * rotationScale, sin = (float) Math.sin(angle) * rotationScale;
+            float re = x[offset + 2 * i], im = x[offset + 2 * i + 1];
+            x[offset + 2 * i] = re * cos - im * sin;
+            x[offset + 2 * i + 1] = re * sin + im * cos;
+        }
+    }
+}
