@@ -25,23 +25,85 @@ import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
 
 /**
- * MLA decode against a float64 attention on the same bf16 inputs, on a slice of FlashMLA's test grid, with
- * permuted block tables, variable lengths, causal masks, zero-length sequences and NaN in every unused cache slot.
+ * MLA decode against a float64 attention on the same bf16 inputs over FlashMLA's test grid, with permuted block
+ * tables, variable lengths, causal masks, zero-length sequences and NaN in every unused cache slot.
+ *
+ * <p>FlashMLA's grid (b, s_q, s_k, h_q, h_kv, varlen, causal) has 1,152 points, and at its far corner one reference
+ * costs ~10^11 float64 operations, so the test covers it pairwise: every pair of values of any two parameters
+ * (the ISA path counted as one more parameter) meets in at least one case, and large cases check a random sample of
+ * query rows against the reference plus every row for being written and finite.
  */
 class MlaTest {
     static final int D = 576, DV = 512, BLOCK = 64;
+    /** Query rows (sequence, query, head) compared with the float64 reference per case; the rest are sampled. */
+    static final int CHECKED_ROWS = 160;
 
-    record Case(int b, int sQ, int sK, int hQ, int hKv, boolean varlen, boolean causal) {}
+    record Case(int b, int sQ, int sK, int hQ, int hKv, boolean varlen, boolean causal) {
+        long cost() {
+            return (long) b * sQ * sK * hQ * hKv;
+        }
+    }
 
     static List<Arguments> cases() {
-        List<Arguments> cases = new ArrayList<>();
-        Case[] grid = {
-            new Case(1, 1, 20, 16, 1, false, false), new Case(2, 2, 140, 16, 1, true, true),
-            new Case(2, 4, 140, 1, 1, false, true), new Case(6, 1, 20, 16, 2, true, false),
-            new Case(1, 2, 4096, 16, 1, false, true), new Case(2, 1, 140, 64, 2, true, false)
+        List<Isa> isas = TestSupport.isaPaths();
+        Object[][] values = {
+            isas.toArray(), {1, 2, 6, 64}, {1, 2, 4}, {20, 140, 4096}, {1, 16, 64, 128}, {1, 2}, {false, true}, {false, true}
         };
-        for (Isa isa : TestSupport.isaPaths()) for (Case c : grid) cases.add(Arguments.of(isa, c));
+        List<Object[]> all = new ArrayList<>();
+        product(values, 0, new Object[values.length], all);
+        all.removeIf(v -> (int) v[4] % (int) v[5] != 0); // query heads must divide into kv heads
+        List<Arguments> cases = new ArrayList<>();
+        for (Object[] v : pairwiseCover(values, all)) {
+            var c = new Case((int) v[1], (int) v[2], (int) v[3], (int) v[4], (int) v[5], (boolean) v[6], (boolean) v[7]);
+            cases.add(Arguments.of(v[0], c));
+        }
+        // the benchmark's shape, in full, on the best path
+        cases.add(Arguments.of(isas.getLast(), new Case(64, 1, 4096, 128, 1, false, false)));
         return cases;
+    }
+
+    static void product(Object[][] values, int at, Object[] current, List<Object[]> out) {
+        if (at == values.length) {
+            out.add(current.clone());
+            return;
+        }
+        for (Object v : values[at]) {
+            current[at] = v;
+            product(values, at + 1, current, out);
+        }
+    }
+
+    /**
+     * A greedy pairwise covering set: repeatedly the point covering the most still-uncovered value pairs, the
+     * cheapest of those (kernel work, so the expensive corners are visited only where a pair demands it).
+     */
+    static List<Object[]> pairwiseCover(Object[][] values, List<Object[]> all) {
+        java.util.Set<String> uncovered = new java.util.HashSet<>();
+        for (Object[] point : all) uncovered.addAll(pairs(point));
+        List<Object[]> chosen = new ArrayList<>();
+        while (!uncovered.isEmpty()) {
+            Object[] best = null;
+            long bestGain = -1, bestCost = Long.MAX_VALUE;
+            for (Object[] point : all) {
+                long gain = pairs(point).stream().filter(uncovered::contains).count();
+                long cost = (long) (int) point[1] * (int) point[2] * (int) point[3] * (int) point[4] * (int) point[5];
+                if (gain > bestGain || (gain == bestGain && cost < bestCost)) {
+                    best = point;
+                    bestGain = gain;
+                    bestCost = cost;
+                }
+            }
+            pairs(best).forEach(uncovered::remove);
+            chosen.add(best);
+        }
+        return chosen;
+    }
+
+    static List<String> pairs(Object[] point) {
+        List<String> p = new ArrayList<>();
+        for (int i = 0; i < point.length; i++)
+            for (int j = i + 1; j < point.length; j++) p.add(i + "=" + point[i] + "," + j + "=" + point[j]);
+        return p;
     }
 
     @ParameterizedTest(name = "{0} {1}")
@@ -60,7 +122,7 @@ class MlaTest {
             Tensor lse = poisoned(arena, DType.F32, c.b(), c.hQ(), c.sQ());
             float scale = Mla.DEFAULT_SCALE;
             Mla.decode(ctx, p.q, p.kcache, p.blockTable, p.seqlens, scale, c.causal(), out, lse);
-            p.check(c, scale, out, lse, isa + " " + c + " seed " + seed);
+            p.check(c, scale, out, lse, random, isa + " " + c + " seed " + seed);
         }
     }
 
@@ -82,82 +144,102 @@ class MlaTest {
             Collections.shuffle(ids, new java.util.Random(random.nextLong()));
             Tensor table = Tensor.allocate(arena, DType.I32, c.b(), Math.max(1, maxBlocks));
             Tensor seqlens = Tensor.allocate(arena, DType.I32, c.b());
+            MemorySegment cache = kcache.segment();
             int next = 0;
             for (int i = 0; i < c.b(); i++) {
                 seqlens.setInt(lengths[i], i);
                 for (int blk = 0; blk * BLOCK < lengths[i]; blk++) {
                     int id = ids.get(next++);
                     table.setInt(id, i, blk);
-                    for (int slot = 0; slot < BLOCK && blk * BLOCK + slot < lengths[i]; slot++)
-                        for (int h = 0; h < c.hKv(); h++)
-                            for (int d = 0; d < D; d++) kcache.setFloat((float) random.nextGaussian(), id, slot, h, d);
+                    int slots = Math.min(BLOCK, lengths[i] - blk * BLOCK);
+                    long first = (long) id * BLOCK * c.hKv() * D;
+                    for (long e = 0; e < (long) slots * c.hKv() * D; e++)
+                        cache.setAtIndex(ValueLayout.JAVA_SHORT, first + e, randomBf16(random));
                 }
             }
             return new Problem(q, kcache, table, seqlens, lengths);
         }
 
-        /** Float64 attention over this problem's bf16 cache: out [b][s_q][h_q][DV] and lse [b][h_q][s_q], flattened. */
-        double[][] reference(Case c, float scale) {
-            int perKv = c.hQ() / c.hKv();
-            double[] out = new double[c.b() * c.sQ() * c.hQ() * DV], lse = new double[c.b() * c.hQ() * c.sQ()];
-            for (int i = 0; i < c.b(); i++) {
-                int len = lengths[i];
-                for (int j = 0; j < c.sQ(); j++) {
-                    int visible = c.causal() ? Math.max(0, Math.min(len, len - c.sQ() + j + 1)) : len;
-                    for (int h = 0; h < c.hQ(); h++) {
-                        int g = h / perKv;
-                        double[] scores = new double[visible];
-                        double max = Double.NEGATIVE_INFINITY;
-                        for (int t = 0; t < visible; t++) {
-                            int id = blockTable.getInt(i, t / BLOCK);
-                            double s = 0;
-                            for (int d = 0; d < D; d++)
-                                s += (double) q.getFloat(i, j, h, d) * kcache.getFloat(id, t % BLOCK, g, d);
-                            scores[t] = s * scale;
-                            max = Math.max(max, scores[t]);
-                        }
-                        double sum = 0;
-                        for (int t = 0; t < visible; t++) sum += Math.exp(scores[t] - max);
-                        lse[(i * c.hQ() + h) * c.sQ() + j] =
-                                visible == 0 ? Double.POSITIVE_INFINITY : max + Math.log(sum);
-                        int base = ((i * c.sQ() + j) * c.hQ() + h) * DV;
-                        for (int t = 0; t < visible; t++) {
-                            int id = blockTable.getInt(i, t / BLOCK);
-                            double w = Math.exp(scores[t] - max) / sum;
-                            for (int dv = 0; dv < DV; dv++) out[base + dv] += w * kcache.getFloat(id, t % BLOCK, g, dv);
-                        }
-                    }
-                }
+        /** A near-Gaussian bf16 (Irwin-Hall sum of four uniforms, unit variance): cheap for caches of 10^8 values. */
+        static short randomBf16(SplittableRandom random) {
+            double sum = random.nextDouble() + random.nextDouble() + random.nextDouble() + random.nextDouble();
+            return dev.moe4j.tensor.BFloat16.fromFloat((float) ((sum - 2) * Math.sqrt(3)));
+        }
+
+        float cache(int id, int slot, int kvHead, int d, int hKv) {
+            long index = (((long) id * BLOCK + slot) * hKv + kvHead) * D + d;
+            return dev.moe4j.tensor.BFloat16.toFloat(kcache.segment().getAtIndex(ValueLayout.JAVA_SHORT, index));
+        }
+
+        /** Float64 attention of one query row: out [DV] followed by lse. */
+        double[] reference(Case c, float scale, int i, int j, int h) {
+            int len = lengths[i], g = h / (c.hQ() / c.hKv());
+            int visible = c.causal() ? Math.max(0, Math.min(len, len - c.sQ() + j + 1)) : len;
+            double[] qRow = new double[D];
+            for (int d = 0; d < D; d++) qRow[d] = q.getFloat(i, j, h, d);
+            double[] scores = new double[visible];
+            double max = Double.NEGATIVE_INFINITY;
+            for (int t = 0; t < visible; t++) {
+                int id = blockTable.getInt(i, t / BLOCK);
+                double s = 0;
+                for (int d = 0; d < D; d++) s += qRow[d] * cache(id, t % BLOCK, g, d, c.hKv());
+                scores[t] = s * scale;
+                max = Math.max(max, scores[t]);
             }
-            return new double[][] {out, lse};
+            double sum = 0;
+            for (int t = 0; t < visible; t++) sum += Math.exp(scores[t] - max);
+            double[] result = new double[DV + 1];
+            result[DV] = visible == 0 ? Double.POSITIVE_INFINITY : max + Math.log(sum);
+            for (int t = 0; t < visible; t++) {
+                int id = blockTable.getInt(i, t / BLOCK);
+                double w = Math.exp(scores[t] - max) / sum;
+                for (int dv = 0; dv < DV; dv++) result[dv] += w * cache(id, t % BLOCK, g, dv, c.hKv());
+            }
+            return result;
         }
 
-        void check(Case c, float scale, Tensor out, Tensor lse, String where) {
-            double[][] expected = reference(c, scale);
-            for (int i = 0; i < c.b(); i++)
-                for (int h = 0; h < c.hQ(); h++)
-                    for (int j = 0; j < c.sQ(); j++) {
-                        double e = expected[1][(i * c.hQ() + h) * c.sQ() + j];
-                        float actual = lse.getFloat(i, h, j);
-                        if (Double.isInfinite(e)) assertEquals(Float.POSITIVE_INFINITY, actual, where + " empty lse");
-                        else if (!(Math.abs(actual - e) <= 1e-5 * Math.max(1, Math.abs(e))))
-                            throw new AssertionError(
-                                    where + ": lse[" + i + "," + h + "," + j + "] = " + actual + ", expected " + e);
-                    }
-            for (int i = 0; i < c.b(); i++)
+        /**
+         * Every row must be written and finite (zero for a query that sees nothing); up to {@link #CHECKED_ROWS}
+         * random rows, and all rows of small cases, must match the float64 reference.
+         */
+        void check(Case c, float scale, Tensor out, Tensor lse, SplittableRandom random, String where) {
+            int rows = c.b() * c.sQ() * c.hQ();
+            for (int r = 0; r < rows; r++) {
+                int i = r / (c.sQ() * c.hQ()), j = r / c.hQ() % c.sQ(), h = r % c.hQ();
+                for (int dv = 0; dv < DV; dv++) {
+                    float v = out.getFloat(i, j, h, dv);
+                    if (!Float.isFinite(v))
+                        throw new AssertionError(where + ": out[" + i + "," + j + "," + h + "," + dv + "] = " + v);
+                }
+                if (Float.isNaN(lse.getFloat(i, h, j))) throw new AssertionError(where + ": lse NaN at " + r);
+            }
+            boolean sample = rows > CHECKED_ROWS;
+            for (int n = 0; n < Math.min(rows, CHECKED_ROWS); n++) {
+                int r = sample ? random.nextInt(rows) : n;
+                checkRow(c, scale, out, lse, r / (c.sQ() * c.hQ()), r / c.hQ() % c.sQ(), r % c.hQ(), where);
+            }
+            if (c.varlen() && c.b() > 2) // the empty sequence: every row
                 for (int j = 0; j < c.sQ(); j++)
-                    for (int h = 0; h < c.hQ(); h++)
-                        for (int dv = 0; dv < DV; dv++) {
-                            double e = expected[0][((i * c.sQ() + j) * c.hQ() + h) * DV + dv];
-                            float actual = out.getFloat(i, j, h, dv);
-                            // FlashMLA's test: bf16 output within 8e-4 absolute plus 2/128 relative.
-                            if (!(Math.abs(actual - e) <= 8e-4 + 2.0 / 128 * Math.abs(e)))
-                                throw new AssertionError(where + ": out[" + i + "," + j + "," + h + "," + dv + "] = "
-                                        + actual + ", expected " + e);
-                        }
+                    for (int h = 0; h < c.hQ(); h++) checkRow(c, scale, out, lse, 1, j, h, where);
         }
 
-        /** The same cache in the FP8 layout, written by the append kernel; unused slots hold 0xFF (NaN codes and scales). */
+        void checkRow(Case c, float scale, Tensor out, Tensor lse, int i, int j, int h, String where) {
+            double[] e = reference(c, scale, i, j, h);
+            float actualLse = lse.getFloat(i, h, j);
+            if (Double.isInfinite(e[DV])) assertEquals(Float.POSITIVE_INFINITY, actualLse, where + " empty lse");
+            else if (!(Math.abs(actualLse - e[DV]) <= 1e-5 * Math.max(1, Math.abs(e[DV]))))
+                throw new AssertionError(
+                        where + ": lse[" + i + "," + h + "," + j + "] = " + actualLse + ", expected " + e[DV]);
+            for (int dv = 0; dv < DV; dv++) {
+                float actual = out.getFloat(i, j, h, dv);
+                // FlashMLA's test: bf16 output within 8e-4 absolute plus 2/128 relative.
+                if (!(Math.abs(actual - e[dv]) <= 8e-4 + 2.0 / 128 * Math.abs(e[dv])))
+                    throw new AssertionError(
+                            where + ": out[" + i + "," + j + "," + h + "," + dv + "] = " + actual + ", expected " + e[dv]);
+            }
+        }
+
+    /** The same cache in the FP8 layout, written by the append kernel; unused slots hold 0xFF (NaN codes and scales). */
         Tensor fp8Cache(Context ctx, Arena arena, Case c) {
             Tensor fp8 = Tensor.allocate(arena, DType.U8, kcache.shape(0), BLOCK, c.hKv(), Mla.FP8_TOKEN_BYTES);
             fp8.segment().fill((byte) 0xFF);
@@ -203,17 +285,24 @@ class MlaTest {
             Tensor out = poisoned(arena, DType.F32, c.b(), c.sQ(), c.hQ(), DV);
             Tensor lse = poisoned(arena, DType.F32, c.b(), c.hQ(), c.sQ());
             Mla.decode(ctx, p.q, fp8, p.blockTable, p.seqlens, Mla.DEFAULT_SCALE, c.causal(), out, lse);
-            double[][] expected = p.reference(c, Mla.DEFAULT_SCALE); // from the unquantized bf16 cache
-            double[] got = new double[expected[0].length];
-            for (int i = 0; i < got.length; i++) got[i] = out.segment().getAtIndex(ValueLayout.JAVA_FLOAT, i);
-            double diff = dev.moe4j.testing.Reference.calcDiff(got, expected[0]);
+            // every row against the float64 reference on the unquantized bf16 cache
+            List<Double> got = new ArrayList<>(), want = new ArrayList<>();
+            for (int i = 0; i < c.b(); i++)
+                for (int j = 0; j < c.sQ(); j++)
+                    for (int h = 0; h < c.hQ(); h++) {
+                        double[] e = p.reference(c, Mla.DEFAULT_SCALE, i, j, h);
+                        for (int dv = 0; dv < DV; dv++) {
+                            want.add(e[dv]);
+                            got.add((double) out.getFloat(i, j, h, dv));
+                        }
+                        float actual = lse.getFloat(i, h, j);
+                        if (Double.isInfinite(e[DV])) assertEquals(Float.POSITIVE_INFINITY, actual);
+                        else assertEquals(e[DV], actual, 0.05 * Math.max(1, Math.abs(e[DV])), isa + " seed " + seed);
+                    }
+            double diff = dev.moe4j.testing.Reference.calcDiff(
+                    got.stream().mapToDouble(Double::doubleValue).toArray(),
+                    want.stream().mapToDouble(Double::doubleValue).toArray());
             assertTrue(diff < 1e-3, isa + " seed " + seed + ": calc_diff of the FP8-cache output " + diff);
-            for (int i = 0; i < expected[1].length; i++) {
-                double e = expected[1][i];
-                float actual = lse.segment().getAtIndex(ValueLayout.JAVA_FLOAT, i);
-                if (Double.isInfinite(e)) assertEquals(Float.POSITIVE_INFINITY, actual);
-                else assertEquals(e, actual, 0.05 * Math.max(1, Math.abs(e)), isa + " seed " + seed + " lse " + i);
-            }
         }
     }
 
