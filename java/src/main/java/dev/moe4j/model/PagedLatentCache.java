@@ -153,6 +153,21 @@ public final class PagedLatentCache {
         return (s.length + tokens + BLOCK_TOKENS - 1) / BLOCK_TOKENS - s.blocks.size();
     }
 
+    /**
+     * Drops a sequence's tokens past {@code length} (a rejected speculative draft, a rewound turn) and returns blocks
+     * it no longer needs to the pool. The dropped slots keep their stale contents; decode never reads them.
+     *
+     * @throws IllegalArgumentException if length is negative or beyond the sequence's length
+     */
+    public void truncate(int sequence, int length) {
+        Sequence s = sequence(sequence);
+        if (length < 0 || length > s.length)
+            throw new IllegalArgumentException(
+                    "cannot truncate sequence " + sequence + " of " + s.length + " tokens to " + length);
+        s.length = length;
+        while (s.blocks.size() > (length + BLOCK_TOKENS - 1) / BLOCK_TOKENS) free.add(s.blocks.removeLast());
+    }
+
     /** Returns a sequence's blocks to the pool; its id is no longer valid. */
     public void free(int sequence) {
         Sequence s = sequences.remove(sequence);

@@ -125,4 +125,32 @@ class PagedLatentCacheTest {
                     () -> cache.append(ctx, b, Tensor.allocate(arena, DType.BF16, 1, 2, 576)));
         }
     }
+
+    @Test
+    void truncateFreesWholeBlocksAndKeepsTheRest() {
+        SplittableRandom random = TestSupport.random(TestSupport.freshSeed());
+        try (Arena arena = Arena.ofConfined();
+                Context ctx = Context.create()) {
+            PagedLatentCache cache = new PagedLatentCache(arena, 4, 1, false);
+            int a = cache.newSequence();
+            Tensor kv = tokens(arena, random, 150);
+            cache.append(ctx, a, kv);
+            assertEquals(1, cache.freeBlocks());
+            cache.truncate(a, 65); // 2 blocks still needed
+            assertEquals(65, cache.length(a));
+            assertEquals(2, cache.freeBlocks());
+            assertThrows(IllegalArgumentException.class, () -> cache.truncate(a, 66));
+            assertThrows(IllegalArgumentException.class, () -> cache.truncate(a, -1));
+            cache.append(ctx, a, tokens(arena, random, 3));
+            PagedLatentCache.Batch batch = cache.batch(arena, a);
+            assertEquals(68, batch.lengths().getInt(0));
+            // tokens before the cut are untouched
+            for (int t = 0; t < 65; t += 7)
+                assertEquals(
+                        kv.getFloat(t, 0, 5),
+                        cache.tensor().getFloat(batch.blockTable().getInt(0, t / 64), t % 64, 0, 5));
+            cache.truncate(a, 0);
+            assertEquals(4, cache.freeBlocks());
+        }
+    }
 }
