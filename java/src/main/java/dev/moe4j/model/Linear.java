@@ -103,6 +103,11 @@ public final class Linear {
         return Quantization.dequantize(ctx, fp8, DType.BF16, arena);
     }
 
+    /** The FP8 weight, or null for a BF16 one. */
+    QuantizedTensor fp8Weight() {
+        return fp8;
+    }
+
     private Tensor weight() {
         return bf16 != null ? bf16 : fp8.data();
     }

@@ -23,13 +23,13 @@ import org.junit.jupiter.api.Test;
  * instead of insertion, groups masked by sorting group scores). Logits come from the same native GEMM on both sides
  * so that only the selection logic is compared.
  */
-class GateTest {
+public class GateTest {
     static final int HIDDEN = 256, TOKENS = 64;
 
-    record Expected(int[] experts, double[] weights) {}
+    public record Expected(int[] experts, double[] weights) {}
 
     /** DeepSeek's gate in float64; ties to the lower index via a stable sort. */
-    static Expected reference(GateConfig c, float[] logits, float[] bias) {
+    public static Expected reference(GateConfig c, float[] logits, float[] bias) {
         int e = c.experts();
         double[] scores = new double[e];
         if (c.scoring() == Scoring.SOFTMAX) {

@@ -1,0 +1,94 @@
+package dev.moe4j.model;
+
+import dev.moe4j.kernels.ExpertFfn;
+import dev.moe4j.kernels.Quantization;
+import dev.moe4j.kernels.ScaleFormat;
+import dev.moe4j.runtime.Context;
+import dev.moe4j.tensor.DType;
+import dev.moe4j.tensor.QuantizedTensor;
+import dev.moe4j.tensor.Tensor;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.Objects;
+
+/**
+ * DeepSeek's gated MLP {@code y = down(SiLU(gate(x)) * up(x))}: the dense layers before {@code first_k_dense_replace}
+ * and the shared experts of MoE layers (n_shared experts concatenated into one MLP of n_shared · moe_intermediate).
+ *
+ * <p>With all three weights FP8 and the intermediate width a multiple of 128 it runs as one fused native call (the
+ * routed experts' {@link ExpertFfn} with a single expert), the intermediate never leaving native memory. Otherwise
+ * (BF16 weights, or V2-Lite's 10944-wide dense MLP that FP8 blocks cannot tile) it runs three {@link Linear} layers
+ * with SiLU applied in fp32 between them.
+ *
+ * <p>Immutable; {@link #apply} may run on several threads at once with their own outputs.
+ */
+public final class DenseMlp {
+    private final Linear gate, up, down;
+    private final QuantizedTensor[] fused; // gate, up, down viewed as one-expert stacks, or null
+
+    /**
+     * @param gate [I, H] ({@code gate_proj})
+     * @param up [I, H] ({@code up_proj})
+     * @param down [H, I] ({@code down_proj})
+     */
+    public DenseMlp(Linear gate, Linear up, Linear down) {
+        this.gate = Objects.requireNonNull(gate, "gate");
+        this.up = Objects.requireNonNull(up, "up");
+        this.down = Objects.requireNonNull(down, "down");
+        long i = gate.outFeatures(), h = gate.inFeatures();
+        if (up.outFeatures() != i || up.inFeatures() != h || down.outFeatures() != h || down.inFeatures() != i)
+            throw new IllegalArgumentException("MLP weights must be gate [I, H], up [I, H], down [H, I]; got gate ["
+                    + i + ", " + h + "], up [" + up.outFeatures() + ", " + up.inFeatures() + "], down ["
+                    + down.outFeatures() + ", " + down.inFeatures() + "]");
+        boolean fusable = stackable(gate) && stackable(up) && stackable(down) && i % QuantizedTensor.BLOCK == 0;
+        fused = fusable
+                ? new QuantizedTensor[] {stack(gate.fp8Weight()), stack(up.fp8Weight()), stack(down.fp8Weight())}
+                : null;
+    }
+
+    public long hidden() {
+        return gate.inFeatures();
+    }
+
+    public long intermediate() {
+        return gate.outFeatures();
+    }
+
+    /**
+     * @param x F32 or BF16 [T, H]
+     * @param out F32 or BF16 [T, H], rows contiguous
+     */
+    public void apply(Context ctx, Tensor x, Tensor out) {
+        Objects.requireNonNull(x, "x");
+        if (x.rank() != 2 || x.shape(1) != hidden())
+            throw new IllegalArgumentException("x must be [T, " + hidden() + "], got " + x);
+        int t = Math.toIntExact(x.shape(0));
+        try (Arena scratch = Arena.ofConfined()) {
+            if (fused != null) {
+                Tensor layout = Tensor.allocate(scratch, DType.I32, t); // every row: expert 0
+                QuantizedTensor xq = Quantization.perToken(ctx, x, ScaleFormat.FP32, scratch);
+                ExpertFfn.contiguous(ctx, xq, fused[0], fused[1], fused[2], layout, 1, out);
+                return;
+            }
+            Tensor g = gate.apply(ctx, x, DType.F32, scratch), u = up.apply(ctx, x, DType.F32, scratch);
+            MemorySegment gs = g.segment(), us = u.segment();
+            for (long e = 0; e < g.elementCount(); e++) {
+                float a = gs.getAtIndex(ValueLayout.JAVA_FLOAT, e);
+                float silu = (float) (a / (1 + Math.exp(-a)));
+                gs.setAtIndex(ValueLayout.JAVA_FLOAT, e, silu * us.getAtIndex(ValueLayout.JAVA_FLOAT, e));
+            }
+            down.apply(ctx, g, out);
+        }
+    }
+
+    private static boolean stackable(Linear w) {
+        return w.isFp8() && w.fp8Weight().data().isContiguous() && w.fp8Weight().scales().isContiguous();
+    }
+
+    private static QuantizedTensor stack(QuantizedTensor w) {
+        Tensor d = w.data(), s = w.scales();
+        return new QuantizedTensor(
+                d.view(1, d.shape(0), d.shape(1)), s.view(1, s.shape(0), s.shape(1)), QuantizedTensor.BLOCK);
+    }
+}

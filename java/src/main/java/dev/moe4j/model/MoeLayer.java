@@ -1,0 +1,186 @@
+package dev.moe4j.model;
+
+import dev.moe4j.kernels.ExpertFfn;
+import dev.moe4j.kernels.Quantization;
+import dev.moe4j.kernels.ScaleFormat;
+import dev.moe4j.routing.Gate;
+import dev.moe4j.routing.Routing;
+import dev.moe4j.runtime.Context;
+import dev.moe4j.tensor.DType;
+import dev.moe4j.tensor.QuantizedTensor;
+import dev.moe4j.tensor.Tensor;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.Arrays;
+import java.util.Objects;
+
+/**
+ * A DeepSeek MoE layer: {@code y[t] = shared(x[t]) + Σ_j weight[t, j] · FFN_{expert[t, j]}(x[t])} with the experts
+ * chosen by a {@link Gate}.
+ *
+ * <p>One forward pass: route; quantize x per token to FP8 once; gather each (token, expert) pair's row into the
+ * contiguous grouped layout (each expert's rows together, padded to {@code alignment}); run every routed expert's
+ * FFN in one fused native call ({@link ExpertFfn}); then combine in token order, shared experts first and the
+ * routed ones by rank, so the fp32 summation order is fixed whatever the expert placement. Dropped assignments
+ * (expert -1, see {@link dev.moe4j.routing.Capacity}) are skipped.
+ *
+ * <p>Java-side work is per call, proportional to T·k row copies and T·k·H multiply-adds for the combine; nothing is
+ * allocated per token. Not thread-safe (the gate holds per-call scratch): one layer instance per thread.
+ */
+public final class MoeLayer {
+    private final Gate gate;
+    private final QuantizedTensor expertGate, expertUp, expertDown;
+    private final DenseMlp shared;
+    private final int alignment;
+    private final int hidden, experts;
+
+    /**
+     * @param expertGate E4M3 [E, I, H] with block scales [E, ceil(I/128), H/128] (every expert's {@code gate_proj})
+     * @param expertUp like expertGate ({@code up_proj})
+     * @param expertDown E4M3 [E, H, I] with block scales [E, ceil(H/128), I/128] ({@code down_proj})
+     * @param shared the shared experts as one MLP, or null
+     * @param alignment rows per expert block in the grouped layout: 1 on CPUs (no padding), 128 for DeepGEMM-style
+     *     GPU kernels
+     */
+    public MoeLayer(
+            Gate gate,
+            QuantizedTensor expertGate,
+            QuantizedTensor expertUp,
+            QuantizedTensor expertDown,
+            DenseMlp shared,
+            int alignment) {
+        this.gate = Objects.requireNonNull(gate, "gate");
+        this.expertGate = Objects.requireNonNull(expertGate, "expertGate");
+        this.expertUp = Objects.requireNonNull(expertUp, "expertUp");
+        this.expertDown = Objects.requireNonNull(expertDown, "expertDown");
+        this.shared = shared;
+        if (alignment <= 0) throw new IllegalArgumentException("alignment must be positive, got " + alignment);
+        this.alignment = alignment;
+        experts = gate.config().experts();
+        if (expertGate.data().rank() != 3 || expertGate.data().shape(0) != experts)
+            throw new IllegalArgumentException("expertGate must be [" + experts + ", I, H], got " + expertGate.data());
+        hidden = Math.toIntExact(expertGate.data().shape(2));
+        long inter = expertGate.data().shape(1);
+        if (!Arrays.equals(expertUp.data().shape(), expertGate.data().shape()))
+            throw new IllegalArgumentException("expertUp must be shaped like expertGate " + expertGate.data() + ", got "
+                    + expertUp.data());
+        if (!Arrays.equals(expertDown.data().shape(), new long[] {experts, hidden, inter}))
+            throw new IllegalArgumentException(
+                    "expertDown must be [" + experts + ", " + hidden + ", " + inter + "], got " + expertDown.data());
+        if (shared != null && shared.hidden() != hidden)
+            throw new IllegalArgumentException("shared experts take " + shared.hidden() + " features, the routed " + hidden);
+    }
+
+    public Gate gate() {
+        return gate;
+    }
+
+    public int hidden() {
+        return hidden;
+    }
+
+    /**
+     * Routes and runs T tokens.
+     *
+     * @param x F32 or BF16 [T, hidden]
+     * @param routing receives the gate's decisions (its k must be the gate's topK, its size ≥ T)
+     * @param out F32 [T, hidden], contiguous
+     */
+    public void forward(Context ctx, Tensor x, Routing routing, Tensor out) {
+        Objects.requireNonNull(x, "x");
+        Objects.requireNonNull(out, "out");
+        if (x.rank() != 2 || x.shape(1) != hidden)
+            throw new IllegalArgumentException("x must be [T, " + hidden + "], got " + x);
+        if (out.dtype() != DType.F32 || !Arrays.equals(out.shape(), x.shape()) || !out.isContiguous())
+            throw new IllegalArgumentException("out must be a contiguous F32 " + Arrays.toString(x.shape()) + ", got " + out);
+        gate.route(ctx, x, routing);
+        forwardRouted(ctx, x, routing, out);
+    }
+
+    /**
+     * Runs T tokens with routing decided already (by {@link #forward}'s gate, possibly edited by
+     * {@link dev.moe4j.routing.Capacity}).
+     */
+    public void forwardRouted(Context ctx, Tensor x, Routing routing, Tensor out) {
+        int t = routing.tokens(), k = routing.k();
+        if (x.shape(0) != t || out.shape(0) != t)
+            throw new IllegalArgumentException("routing covers " + t + " tokens, x has " + x.shape(0) + ", out "
+                    + out.shape(0));
+        try (Arena scratch = Arena.ofConfined()) {
+            // rows of each expert in the grouped layout
+            int[] count = new int[experts], first = new int[experts];
+            for (int i = 0; i < t; i++)
+                for (int j = 0; j < k; j++) {
+                    int e = routing.expert(i, j);
+                    if (e >= 0) count[e]++;
+                }
+            int rows = 0;
+            for (int e = 0; e < experts; e++) {
+                first[e] = rows;
+                rows += (count[e] + alignment - 1) / alignment * alignment;
+            }
+            int[] rowOf = new int[t * k];
+            Arrays.fill(rowOf, -1);
+            Tensor ys = null;
+            if (rows > 0) {
+                int[] next = first.clone();
+                for (int i = 0; i < t; i++)
+                    for (int j = 0; j < k; j++) {
+                        int e = routing.expert(i, j);
+                        if (e >= 0) rowOf[i * k + j] = next[e]++;
+                    }
+                ys = runExperts(ctx, x, routing, rowOf, first, count, rows, scratch);
+            }
+
+            if (shared != null) shared.apply(ctx, x, out);
+            else out.segment().fill((byte) 0);
+            combine(routing, rowOf, ys, out);
+        }
+    }
+
+    /** Gathers the quantized token rows into the grouped layout and runs the fused expert FFN: F32 [rows, H]. */
+    private Tensor runExperts(
+            Context ctx, Tensor x, Routing routing, int[] rowOf, int[] first, int[] count, int rows, Arena scratch) {
+        int t = routing.tokens(), k = routing.k(), scaleCols = hidden / QuantizedTensor.BLOCK;
+        QuantizedTensor xq = Quantization.perToken(ctx, x, ScaleFormat.FP32, scratch);
+        Tensor xs = Tensor.allocate(scratch, DType.E4M3, rows, hidden);
+        Tensor sfs = Tensor.allocate(scratch, DType.F32, rows, scaleCols);
+        Tensor layout = Tensor.allocate(scratch, DType.I32, rows);
+        MemorySegment lay = layout.segment();
+        for (int r = 0; r < rows; r++) lay.setAtIndex(ValueLayout.JAVA_INT, r, -1);
+        for (int e = 0; e < experts; e++)
+            for (int r = first[e]; r < first[e] + count[e]; r++) lay.setAtIndex(ValueLayout.JAVA_INT, r, e);
+        MemorySegment qData = xq.data().segment(), qScales = xq.scales().segment();
+        for (int i = 0; i < t; i++)
+            for (int j = 0; j < k; j++) {
+                int r = rowOf[i * k + j];
+                if (r < 0) continue;
+                MemorySegment.copy(qData, (long) i * hidden, xs.segment(), (long) r * hidden, hidden);
+                MemorySegment.copy(qScales, (long) i * scaleCols * 4, sfs.segment(), (long) r * scaleCols * 4,
+                        scaleCols * 4L);
+            }
+        Tensor ys = Tensor.allocate(scratch, DType.F32, rows, hidden);
+        ExpertFfn.contiguous(
+                ctx, new QuantizedTensor(xs, sfs, 1), expertGate, expertUp, expertDown, layout, alignment, ys);
+        return ys;
+    }
+
+    /** out[t] += Σ_j weight[t, j] · ys[row of (t, j)], ranks in order. */
+    private void combine(Routing routing, int[] rowOf, Tensor ys, Tensor out) {
+        int t = routing.tokens(), k = routing.k();
+        float[] acc = new float[hidden], row = new float[hidden];
+        MemorySegment o = out.segment();
+        for (int i = 0; i < t; i++) {
+            MemorySegment.copy(o, ValueLayout.JAVA_FLOAT, (long) i * hidden * 4, acc, 0, hidden);
+            for (int j = 0; j < k; j++) {
+                int r = rowOf[i * k + j];
+                if (r < 0) continue;
+                float w = routing.weight(i, j);
+                MemorySegment.copy(ys.segment(), ValueLayout.JAVA_FLOAT, (long) r * hidden * 4, row, 0, hidden);
+                for (int d = 0; d < hidden; d++) acc[d] += w * row[d];
+            }
+            MemorySegment.copy(acc, 0, o, ValueLayout.JAVA_FLOAT, (long) i * hidden * 4, hidden);
+        }
+    }
+}

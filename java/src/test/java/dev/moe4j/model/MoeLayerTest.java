@@ -1,0 +1,173 @@
+package dev.moe4j.model;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.moe4j.kernels.Gemm;
+import dev.moe4j.kernels.Quantization;
+import dev.moe4j.kernels.ScaleFormat;
+import dev.moe4j.routing.Gate;
+import dev.moe4j.routing.GateConfig;
+import dev.moe4j.routing.GateTest;
+import dev.moe4j.routing.Routing;
+import dev.moe4j.routing.Scoring;
+import dev.moe4j.runtime.Context;
+import dev.moe4j.tensor.DType;
+import dev.moe4j.tensor.QuantizedTensor;
+import dev.moe4j.tensor.Tensor;
+import dev.moe4j.testing.Reference;
+import dev.moe4j.testing.TestSupport;
+import java.lang.foreign.Arena;
+import java.util.Arrays;
+import java.util.SplittableRandom;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+
+/**
+ * The MoE layer against a float64 dense reference: every expert's FFN applied to every token with the dequantized
+ * weights, weighted by the reference gate's choice (zero for experts not chosen), plus the shared experts.
+ */
+class MoeLayerTest {
+    static final int H = 256, I = 256, E = 16;
+
+    /** Weights as floats [rows, cols] and as an FP8 block-quantized tensor (what the layer runs). */
+    record Fp8(QuantizedTensor q, float[] dense) {}
+
+    static Fp8 fp8(Context ctx, Arena arena, SplittableRandom random, int groups, int rows, int cols) {
+        float[] w = new float[groups * rows * cols];
+        for (int i = 0; i < w.length; i++) w[i] = (float) (random.nextGaussian() / Math.sqrt(cols));
+        Tensor f = Tensor.fromFloats(arena, DType.F32, w, (long) groups * rows, cols);
+        QuantizedTensor q = Quantization.perBlock(ctx, f, ScaleFormat.FP32, arena);
+        float[] dense = Quantization.dequantize(ctx, q, DType.F32, arena).toFloatArray();
+        if (groups == 1) return new Fp8(q, dense);
+        // stack: [groups·rows, cols] -> [groups, rows, cols]; rows is a multiple of 128 so the scale blocks split too
+        Tensor s = q.scales();
+        return new Fp8(
+                new QuantizedTensor(
+                        q.data().view(groups, rows, cols),
+                        s.view(groups, s.shape(0) / groups, s.shape(1)),
+                        QuantizedTensor.BLOCK),
+                dense);
+    }
+
+    static double[] ffn(float[] g, float[] u, float[] d, int expert, int inter, double[] x) {
+        double[] h = new double[inter];
+        for (int r = 0; r < inter; r++) {
+            double a = 0, b = 0;
+            for (int c = 0; c < H; c++) {
+                a += g[(expert * inter + r) * H + c] * x[c];
+                b += u[(expert * inter + r) * H + c] * x[c];
+            }
+            h[r] = a / (1 + Math.exp(-a)) * b;
+        }
+        double[] y = new double[H];
+        for (int r = 0; r < H; r++)
+            for (int c = 0; c < inter; c++) y[r] += d[(expert * H + r) * inter + c] * h[c];
+        return y;
+    }
+
+    @ParameterizedTest(name = "{0} alignment={1} shared={2} tokens={3}")
+    @CsvSource({
+        "SIGMOID, 1, fp8, 40", "SIGMOID, 128, fp8, 40", "SOFTMAX, 1, bf16, 40", "SOFTMAX, 1, none, 1",
+        "SIGMOID, 1, fp8, 300"
+    })
+    void matchesDenseFloat64Reference(Scoring scoring, int alignment, String shared, int tokens) {
+        long seed = TestSupport.freshSeed();
+        SplittableRandom random = TestSupport.random(seed);
+        try (Arena arena = Arena.ofConfined();
+                Context ctx = Context.create()) {
+            GateConfig gc = scoring == Scoring.SIGMOID
+                    ? new GateConfig(E, 4, 4, 2, Scoring.SIGMOID, true, 2.5)
+                    : new GateConfig(E, 6, 1, 1, Scoring.SOFTMAX, false, 1.0);
+            float[] gw = new float[E * H];
+            for (int i = 0; i < gw.length; i++) gw[i] = (float) (random.nextGaussian() * 0.1);
+            Tensor gateWeight = Tensor.fromFloats(arena, DType.BF16, gw, E, H);
+            float[] bias = null;
+            if (scoring == Scoring.SIGMOID) {
+                bias = new float[E];
+                for (int i = 0; i < E; i++) bias[i] = (float) (random.nextGaussian() * 0.05);
+            }
+            Fp8 g = fp8(ctx, arena, random, E, I, H), u = fp8(ctx, arena, random, E, I, H);
+            Fp8 d = fp8(ctx, arena, random, E, H, I);
+            int sharedI = 2 * I;
+            DenseMlp mlp = null;
+            float[][] sharedDense = null;
+            if (shared.equals("fp8")) {
+                Fp8 sg = fp8(ctx, arena, random, 1, sharedI, H), su = fp8(ctx, arena, random, 1, sharedI, H);
+                Fp8 sd = fp8(ctx, arena, random, 1, H, sharedI);
+                mlp = new DenseMlp(Linear.fp8(sg.q()), Linear.fp8(su.q()), Linear.fp8(sd.q()));
+                sharedDense = new float[][] {sg.dense(), su.dense(), sd.dense()};
+            } else if (shared.equals("bf16")) {
+                sharedI = 3 * I / 2 + 8; // not a multiple of 128: only the bf16 path takes it
+                sharedDense = new float[3][];
+                Linear[] l = new Linear[3];
+                int[][] shapes = {{sharedI, H}, {sharedI, H}, {H, sharedI}};
+                for (int m = 0; m < 3; m++) {
+                    float[] w = new float[shapes[m][0] * shapes[m][1]];
+                    for (int i = 0; i < w.length; i++) w[i] = (float) (random.nextGaussian() / Math.sqrt(shapes[m][1]));
+                    Tensor wb = Tensor.fromFloats(arena, DType.BF16, w, shapes[m][0], shapes[m][1]);
+                    l[m] = Linear.bf16(wb);
+                    sharedDense[m] = wb.toFloatArray();
+                }
+                mlp = new DenseMlp(l[0], l[1], l[2]);
+            }
+            MoeLayer layer = new MoeLayer(
+                    new Gate(gc, Linear.bf16(gateWeight), bias), g.q(), u.q(), d.q(), mlp, alignment);
+
+            float[] xs = new float[tokens * H];
+            for (int i = 0; i < xs.length; i++) xs[i] = (float) random.nextGaussian();
+            Tensor x = Tensor.fromFloats(arena, DType.BF16, xs, tokens, H);
+            Tensor out = Tensor.allocate(arena, DType.F32, tokens, H);
+            out.segment().fill((byte) 0xFF); // NaN: must be overwritten
+            Routing routing = new Routing(gc.topK(), 512);
+            layer.forward(ctx, x, routing, out);
+
+            float[] logits = Gemm.nt(ctx, x, gateWeight, DType.F32, arena).toFloatArray();
+            float[] xr = x.toFloatArray(), got = out.toFloatArray();
+            double[] want = new double[tokens * H];
+            for (int t = 0; t < tokens; t++) {
+                double[] xt = new double[H];
+                for (int c = 0; c < H; c++) xt[c] = xr[t * H + c];
+                GateTest.Expected e = GateTest.reference(gc, Arrays.copyOfRange(logits, t * E, (t + 1) * E), bias);
+                for (int j = 0; j < gc.topK(); j++) {
+                    assertEquals(e.experts()[j], routing.expert(t, j), "token " + t + " seed " + seed);
+                    double[] y = ffn(g.dense(), u.dense(), d.dense(), e.experts()[j], I, xt);
+                    for (int c = 0; c < H; c++) want[t * H + c] += e.weights()[j] * y[c];
+                }
+                if (sharedDense != null) {
+                    double[] y = ffn(sharedDense[0], sharedDense[1], sharedDense[2], 0, sharedI, xt);
+                    for (int c = 0; c < H; c++) want[t * H + c] += y[c];
+                }
+            }
+            double[] gotD = new double[got.length];
+            for (int i = 0; i < got.length; i++) gotD[i] = got[i];
+            double diff = Reference.calcDiff(gotD, want);
+            assertTrue(diff < 1e-3, "calc_diff " + diff + " seed " + seed);
+        }
+    }
+
+    @org.junit.jupiter.api.Test
+    void badShapesAreRejected() {
+        SplittableRandom random = TestSupport.random(TestSupport.freshSeed());
+        try (Arena arena = Arena.ofConfined();
+                Context ctx = Context.create()) {
+            GateConfig gc = new GateConfig(E, 4, 1, 1, Scoring.SOFTMAX, false, 1);
+            Gate gate = new Gate(gc, Linear.bf16(Tensor.allocate(arena, DType.BF16, E, H)), null);
+            Fp8 g = fp8(ctx, arena, random, E, I, H), d = fp8(ctx, arena, random, E, H, I);
+            Fp8 wide = fp8(ctx, arena, random, E, H, 2 * I);
+            var wrongDown =
+                    assertThrows(IllegalArgumentException.class, () -> new MoeLayer(gate, g.q(), g.q(), wide.q(), null, 1));
+            assertTrue(wrongDown.getMessage().contains("expertDown must be [16, 256, 256]"), wrongDown.getMessage());
+            Fp8 small = fp8(ctx, arena, random, 8, I, H);
+            assertThrows(IllegalArgumentException.class, () -> new MoeLayer(gate, small.q(), g.q(), d.q(), null, 1));
+            assertThrows(IllegalArgumentException.class, () -> new MoeLayer(gate, g.q(), g.q(), d.q(), null, 0));
+            MoeLayer layer = new MoeLayer(gate, g.q(), g.q(), d.q(), null, 1);
+            Tensor x = Tensor.allocate(arena, DType.BF16, 2, H);
+            assertThrows(IllegalArgumentException.class,
+                    () -> layer.forward(ctx, x, new Routing(4, 2), Tensor.allocate(arena, DType.BF16, 2, H)));
+            assertThrows(IllegalArgumentException.class,
+                    () -> layer.forward(ctx, x, new Routing(4, 1), Tensor.allocate(arena, DType.F32, 2, H)));
+        }
+    }
+}
