@@ -15,6 +15,8 @@ public final class Main {
         try {
             code = switch (verb) {
                 case "demo" -> Demo.run(rest);
+                case "make-model" -> MakeModel.run(rest);
+                case "run-layer" -> RunLayer.run(rest);
                 case "info" -> info();
                 case "help", "-h", "--help" -> usage(0);
                 default -> {
@@ -45,7 +47,11 @@ public final class Main {
                 usage: moe4j VERB [options]
                   demo [--rows N --cols K --tokens T]   quantize a synthetic weight and activations, multiply them; print error and speed
                   info                                  the loaded native library, CPU path, CUDA devices
-                """);
+                  %s
+                                                        write a synthetic DeepSeek checkpoint (HF layout, FP8 weights)
+                  %s
+                                                        run one part of one layer of a checkpoint on saved hidden states
+                """.formatted(MakeModel.USAGE, RunLayer.USAGE));
         return code;
     }
 }

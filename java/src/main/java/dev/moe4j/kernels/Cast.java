@@ -20,9 +20,7 @@ public final class Cast {
         Objects.requireNonNull(src, "src");
         Objects.requireNonNull(dst, "dst");
         try (Arena call = Arena.ofConfined()) {
-            NativeLibrary.check(
-                    moe4j_h.moe4j_cast(ctx.handle(), src.descriptor(call, "src"), dst.descriptor(call, "dst")),
-                    "moe4j_cast");
+            NativeLibrary.call("moe4j_cast", () -> moe4j_h.moe4j_cast(ctx.handle(), src.descriptor(call, "src"), dst.descriptor(call, "dst")));
         }
     }
 }

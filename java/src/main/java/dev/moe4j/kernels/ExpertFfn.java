@@ -44,8 +44,7 @@ public final class ExpertFfn {
         Args.tensor(groupedLayout, "groupedLayout", 1, DType.I32);
         Args.output(d, 2);
         try (Arena call = Arena.ofConfined()) {
-            NativeLibrary.check(
-                    moe4j_h.moe4j_fp8_expert_ffn_contiguous(
+            NativeLibrary.call("moe4j_fp8_expert_ffn_contiguous", () -> moe4j_h.moe4j_fp8_expert_ffn_contiguous(
                             ctx.handle(),
                             x.data().descriptor(call, "x"),
                             x.scales().descriptor(call, "sfx"),
@@ -57,8 +56,7 @@ public final class ExpertFfn {
                             down.scales().descriptor(call, "s_down"),
                             groupedLayout.descriptor(call, "grouped_layout"),
                             alignment,
-                            d.descriptor(call, "d")),
-                    "moe4j_fp8_expert_ffn_contiguous");
+                            d.descriptor(call, "d")));
         }
     }
 }

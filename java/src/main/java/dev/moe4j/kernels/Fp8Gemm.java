@@ -43,16 +43,14 @@ public final class Fp8Gemm {
         Args.output(d, 2);
         try (Arena call = Arena.ofConfined()) {
             MemorySegment cd = c == null ? MemorySegment.NULL : c.descriptor(call, "c");
-            NativeLibrary.check(
-                    moe4j_h.moe4j_fp8_gemm_nt(
+            NativeLibrary.call("moe4j_fp8_gemm_nt", () -> moe4j_h.moe4j_fp8_gemm_nt(
                             ctx.handle(),
                             a.data().descriptor(call, "a"),
                             a.scales().descriptor(call, "sfa"),
                             b.data().descriptor(call, "b"),
                             b.scales().descriptor(call, "sfb"),
                             cd,
-                            d.descriptor(call, "d")),
-                    "moe4j_fp8_gemm_nt");
+                            d.descriptor(call, "d")));
         }
     }
 
@@ -83,8 +81,7 @@ public final class Fp8Gemm {
         Args.tensor(groupedLayout, "groupedLayout", 1, DType.I32);
         Args.output(d, 2);
         try (Arena call = Arena.ofConfined()) {
-            NativeLibrary.check(
-                    moe4j_h.moe4j_grouped_fp8_gemm_contiguous(
+            NativeLibrary.call("moe4j_grouped_fp8_gemm_contiguous", () -> moe4j_h.moe4j_grouped_fp8_gemm_contiguous(
                             ctx.handle(),
                             a.data().descriptor(call, "a"),
                             a.scales().descriptor(call, "sfa"),
@@ -92,8 +89,7 @@ public final class Fp8Gemm {
                             b.scales().descriptor(call, "sfb"),
                             groupedLayout.descriptor(call, "grouped_layout"),
                             alignment,
-                            d.descriptor(call, "d")),
-                    "moe4j_grouped_fp8_gemm_contiguous");
+                            d.descriptor(call, "d")));
         }
     }
 
@@ -112,16 +108,14 @@ public final class Fp8Gemm {
         Args.tensor(maskedM, "maskedM", 1, DType.I32);
         Args.output(d, 3);
         try (Arena call = Arena.ofConfined()) {
-            NativeLibrary.check(
-                    moe4j_h.moe4j_grouped_fp8_gemm_masked(
+            NativeLibrary.call("moe4j_grouped_fp8_gemm_masked", () -> moe4j_h.moe4j_grouped_fp8_gemm_masked(
                             ctx.handle(),
                             a.data().descriptor(call, "a"),
                             a.scales().descriptor(call, "sfa"),
                             b.data().descriptor(call, "b"),
                             b.scales().descriptor(call, "sfb"),
                             maskedM.descriptor(call, "masked_m"),
-                            d.descriptor(call, "d")),
-                    "moe4j_grouped_fp8_gemm_masked");
+                            d.descriptor(call, "d")));
         }
     }
 }

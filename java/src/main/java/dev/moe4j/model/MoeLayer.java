@@ -9,7 +9,6 @@ import dev.moe4j.runtime.Context;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.QuantizedTensor;
 import dev.moe4j.tensor.Tensor;
-import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.Arrays;
@@ -26,7 +25,8 @@ import java.util.Objects;
  * (expert -1, see {@link dev.moe4j.routing.Capacity}) are skipped.
  *
  * <p>Java-side work is per call, proportional to T·k row copies and T·k·H multiply-adds for the combine; nothing is
- * allocated per token. Not thread-safe (the gate holds per-call scratch): one layer instance per thread.
+ * allocated per token, and the grouped buffers are reused across calls (grown when a step is larger than any before).
+ * Not thread-safe (the gate and those buffers are per layer): one layer instance per thread.
  */
 public final class MoeLayer {
     private final Gate gate;
@@ -34,6 +34,7 @@ public final class MoeLayer {
     private final DenseMlp shared;
     private final int alignment;
     private final int hidden, experts;
+    private final Workspace workspace = new Workspace(6); // xq data, xq scales, grouped rows, their scales, ys, layout
 
     /**
      * @param expertGate E4M3 [E, I, H] with block scales [E, ceil(I/128), H/128] (every expert's {@code gate_proj})
@@ -107,46 +108,46 @@ public final class MoeLayer {
         if (x.shape(0) != t || out.shape(0) != t)
             throw new IllegalArgumentException("routing covers " + t + " tokens, x has " + x.shape(0) + ", out "
                     + out.shape(0));
-        try (Arena scratch = Arena.ofConfined()) {
-            // rows of each expert in the grouped layout
-            int[] count = new int[experts], first = new int[experts];
+        // rows of each expert in the grouped layout
+        int[] count = new int[experts], first = new int[experts];
+        for (int i = 0; i < t; i++)
+            for (int j = 0; j < k; j++) {
+                int e = routing.expert(i, j);
+                if (e >= 0) count[e]++;
+            }
+        int rows = 0;
+        for (int e = 0; e < experts; e++) {
+            first[e] = rows;
+            rows += (count[e] + alignment - 1) / alignment * alignment;
+        }
+        int[] rowOf = new int[t * k];
+        Arrays.fill(rowOf, -1);
+        Tensor ys = null;
+        if (rows > 0) {
+            int[] next = first.clone();
             for (int i = 0; i < t; i++)
                 for (int j = 0; j < k; j++) {
                     int e = routing.expert(i, j);
-                    if (e >= 0) count[e]++;
+                    if (e >= 0) rowOf[i * k + j] = next[e]++;
                 }
-            int rows = 0;
-            for (int e = 0; e < experts; e++) {
-                first[e] = rows;
-                rows += (count[e] + alignment - 1) / alignment * alignment;
-            }
-            int[] rowOf = new int[t * k];
-            Arrays.fill(rowOf, -1);
-            Tensor ys = null;
-            if (rows > 0) {
-                int[] next = first.clone();
-                for (int i = 0; i < t; i++)
-                    for (int j = 0; j < k; j++) {
-                        int e = routing.expert(i, j);
-                        if (e >= 0) rowOf[i * k + j] = next[e]++;
-                    }
-                ys = runExperts(ctx, x, routing, rowOf, first, count, rows, scratch);
-            }
-
-            if (shared != null) shared.apply(ctx, x, out);
-            else out.segment().fill((byte) 0);
-            combine(routing, rowOf, ys, out);
+            ys = runExperts(ctx, x, routing, rowOf, first, count, rows);
         }
+
+        if (shared != null) shared.apply(ctx, x, out);
+        else out.segment().fill((byte) 0);
+        combine(routing, rowOf, ys, out);
     }
 
     /** Gathers the quantized token rows into the grouped layout and runs the fused expert FFN: F32 [rows, H]. */
     private Tensor runExperts(
-            Context ctx, Tensor x, Routing routing, int[] rowOf, int[] first, int[] count, int rows, Arena scratch) {
+            Context ctx, Tensor x, Routing routing, int[] rowOf, int[] first, int[] count, int rows) {
         int t = routing.tokens(), k = routing.k(), scaleCols = hidden / QuantizedTensor.BLOCK;
-        QuantizedTensor xq = Quantization.perToken(ctx, x, ScaleFormat.FP32, scratch);
-        Tensor xs = Tensor.allocate(scratch, DType.E4M3, rows, hidden);
-        Tensor sfs = Tensor.allocate(scratch, DType.F32, rows, scaleCols);
-        Tensor layout = Tensor.allocate(scratch, DType.I32, rows);
+        QuantizedTensor xq = new QuantizedTensor(
+                workspace.tensor(0, DType.E4M3, t, hidden), workspace.tensor(1, DType.F32, t, scaleCols), 1);
+        Quantization.perToken(ctx, x, xq.data(), xq.scales(), ScaleFormat.FP32);
+        Tensor xs = workspace.tensor(2, DType.E4M3, rows, hidden);
+        Tensor sfs = workspace.tensor(3, DType.F32, rows, scaleCols);
+        Tensor layout = workspace.tensor(5, DType.I32, rows);
         MemorySegment lay = layout.segment();
         for (int r = 0; r < rows; r++) lay.setAtIndex(ValueLayout.JAVA_INT, r, -1);
         for (int e = 0; e < experts; e++)
@@ -160,7 +161,7 @@ public final class MoeLayer {
                 MemorySegment.copy(qScales, (long) i * scaleCols * 4, sfs.segment(), (long) r * scaleCols * 4,
                         scaleCols * 4L);
             }
-        Tensor ys = Tensor.allocate(scratch, DType.F32, rows, hidden);
+        Tensor ys = workspace.tensor(4, DType.F32, rows, hidden);
         ExpertFfn.contiguous(
                 ctx, new QuantizedTensor(xs, sfs, 1), expertGate, expertUp, expertDown, layout, alignment, ys);
         return ys;

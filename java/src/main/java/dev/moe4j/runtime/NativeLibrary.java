@@ -59,6 +59,21 @@ public final class NativeLibrary {
         if (status != moe4j_h.MOE4J_OK()) throw new Moe4jException(status, function, lastError());
     }
 
+    /**
+     * Runs a native call and {@link #check}s its status; times it when a {@link Profiler} is active on this thread.
+     */
+    public static void call(String function, java.util.function.IntSupplier nativeCall) {
+        Profiler profiler = Profiler.current();
+        if (profiler == null) {
+            check(nativeCall.getAsInt(), function);
+            return;
+        }
+        long t0 = System.nanoTime();
+        int status = nativeCall.getAsInt();
+        profiler.record(function, System.nanoTime() - t0);
+        check(status, function);
+    }
+
     /** The calling thread's native message for its last failed call, "" if none. */
     public static String lastError() {
         MemorySegment message = moe4j_h.moe4j_last_error();

@@ -1,0 +1,201 @@
+package dev.moe4j.cli;
+
+import dev.moe4j.model.Checkpoint;
+import dev.moe4j.model.Json;
+import dev.moe4j.model.ModelConfig;
+import dev.moe4j.model.Rope;
+import dev.moe4j.model.Safetensors;
+import dev.moe4j.routing.Scoring;
+import dev.moe4j.tensor.DType;
+import dev.moe4j.tensor.Tensor;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.Set;
+import java.util.SplittableRandom;
+
+/**
+ * {@code make-model}: writes a synthetic checkpoint in Hugging Face's DeepSeek layout (config.json, one safetensors
+ * shard per layer, model.safetensors.index.json) with random weights, FP8 with 128x128 {@code weight_scale_inv}
+ * blocks like DeepSeek-V3's release (or BF16 with {@code --bf16}). Weights whose input width is not a multiple of
+ * 128 (V2-Lite's dense MLP down projection) are written BF16 either way, since FP8 GEMMs tile K by 128. Only the
+ * decoder layers are written: no embeddings, final norm or LM head.
+ */
+final class MakeModel {
+    private MakeModel() {}
+
+    static final String USAGE = "make-model --preset v2-lite|v3 --layers N --out DIR [--experts E --hidden H"
+            + " --moe-inter I --inter I --heads N --first-dense N --seed S --bf16]";
+
+    static int run(String[] args) {
+        Options o = new Options(
+                "make-model",
+                args,
+                Set.of("--preset", "--layers", "--out", "--experts", "--hidden", "--moe-inter", "--inter", "--heads",
+                        "--first-dense", "--seed"),
+                Set.of("--bf16"));
+        ModelConfig c = preset(o);
+        Path out = Path.of(o.string("--out"));
+        long t0 = System.nanoTime();
+        write(c, out, o.positive("--seed", 1));
+        System.out.printf("wrote %s: %s, %d layers, %d routed experts, %s weights, in %.1f s%n", out, c.modelType(),
+                c.numHiddenLayers(), c.nRoutedExperts(), c.isFp8() ? "FP8" : "BF16", (System.nanoTime() - t0) / 1e9);
+        return 0;
+    }
+
+    static ModelConfig preset(Options o) {
+        String preset = o.string("--preset");
+        boolean v3 = switch (preset) {
+            case "v2-lite" -> false;
+            case "v3" -> true;
+            default -> throw new IllegalArgumentException("--preset must be v2-lite or v3, got '" + preset + "'");
+        };
+        int layers = o.positive("--layers", 0);
+        if (layers == 0) throw new IllegalArgumentException("make-model needs --layers N");
+        int experts = o.positive("--experts", v3 ? 256 : 64);
+        int groups = v3 ? Math.min(8, experts) : 1;
+        return new ModelConfig(
+                v3 ? "deepseek_v3" : "deepseek_v2",
+                o.positive("--hidden", v3 ? 7168 : 2048),
+                o.positive("--inter", v3 ? 18432 : 10944),
+                o.positive("--moe-inter", v3 ? 2048 : 1408),
+                layers,
+                o.positive("--heads", v3 ? 128 : 16),
+                experts,
+                v3 ? 1 : 2,
+                v3 ? 8 : 6,
+                groups,
+                v3 ? Math.max(1, groups / 2) : 1,
+                v3 ? "noaux_tc" : "greedy",
+                v3 ? Scoring.SIGMOID : Scoring.SOFTMAX,
+                v3,
+                v3 ? 2.5 : 1.0,
+                o.has("--first-dense") ? o.integer("--first-dense") : v3 ? 3 : 1,
+                1,
+                v3 ? 1536 : 0,
+                512,
+                128,
+                64,
+                128,
+                10000,
+                new Rope.Yarn(40, 4096, 32, 1, v3 ? 1 : 0.707, v3 ? 1 : 0.707),
+                1e-6,
+                163840,
+                v3 ? 129280 : 102400,
+                o.has("--bf16") ? 0 : 128);
+    }
+
+    /** Writes the checkpoint; each layer's tensors are generated, written and freed before the next. */
+    static void write(ModelConfig c, Path dir, long seed) {
+        try {
+            Files.createDirectories(dir);
+            Files.writeString(dir.resolve("config.json"), Json.write(c.toJson()));
+            Map<String, Object> weightMap = new LinkedHashMap<>();
+            for (int layer = 0; layer < c.numHiddenLayers(); layer++) {
+                String file = String.format("model-%05d-of-%05d.safetensors", layer + 1, c.numHiddenLayers());
+                try (Arena arena = Arena.ofConfined()) {
+                    Map<String, Tensor> tensors = layer(c, layer, new SplittableRandom(seed * 1_000_003L + layer), arena);
+                    Safetensors.write(dir.resolve(file), tensors, Map.of("format", "pt"));
+                    for (String name : tensors.keySet()) weightMap.put(name, file);
+                }
+            }
+            Files.writeString(
+                    dir.resolve(Checkpoint.INDEX), Json.write(Map.of("metadata", Map.of(), "weight_map", weightMap)));
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot write the checkpoint to " + dir + ": " + e.getMessage(), e);
+        }
+    }
+
+    static Map<String, Tensor> layer(ModelConfig c, int layer, SplittableRandom random, Arena arena) {
+        Map<String, Tensor> t = new LinkedHashMap<>();
+        String p = "model.layers." + layer + ".";
+        int h = c.hiddenSize(), heads = c.numAttentionHeads(), qHead = c.qkNopeHeadDim() + c.qkRopeHeadDim();
+        norm(t, p + "input_layernorm", h, random, arena);
+        if (c.qLoraRank() == 0) {
+            linear(t, c, p + "self_attn.q_proj", heads * qHead, h, random, arena);
+        } else {
+            linear(t, c, p + "self_attn.q_a_proj", c.qLoraRank(), h, random, arena);
+            norm(t, p + "self_attn.q_a_layernorm", c.qLoraRank(), random, arena);
+            linear(t, c, p + "self_attn.q_b_proj", heads * qHead, c.qLoraRank(), random, arena);
+        }
+        linear(t, c, p + "self_attn.kv_a_proj_with_mqa", c.kvLoraRank() + c.qkRopeHeadDim(), h, random, arena);
+        norm(t, p + "self_attn.kv_a_layernorm", c.kvLoraRank(), random, arena);
+        linear(t, c, p + "self_attn.kv_b_proj", heads * (c.qkNopeHeadDim() + c.vHeadDim()), c.kvLoraRank(), random,
+                arena);
+        linear(t, c, p + "self_attn.o_proj", h, heads * c.vHeadDim(), random, arena);
+        norm(t, p + "post_attention_layernorm", h, random, arena);
+        if (!c.isMoeLayer(layer)) {
+            mlp(t, c, p + "mlp.", c.intermediateSize(), h, random, arena);
+            return t;
+        }
+        // gate rows of uneven norms: some experts are favoured, as in trained models
+        int experts = c.nRoutedExperts();
+        Tensor gate = Tensor.allocate(arena, DType.BF16, experts, h);
+        float[] g = new float[experts * h];
+        for (int e = 0; e < experts; e++) {
+            double norm = Math.exp(0.4 * random.nextGaussian()) / Math.sqrt(h);
+            for (int i = 0; i < h; i++) g[e * h + i] = (float) (random.nextGaussian() * norm);
+        }
+        gate.copyFrom(g);
+        t.put(p + "mlp.gate.weight", gate);
+        if (c.topkMethod().equals("noaux_tc")) {
+            float[] bias = new float[experts];
+            for (int e = 0; e < experts; e++) bias[e] = (float) (0.01 * random.nextGaussian());
+            t.put(p + "mlp.gate.e_score_correction_bias", Tensor.fromFloats(arena, DType.F32, bias, experts));
+        }
+        for (int e = 0; e < experts; e++) mlp(t, c, p + "mlp.experts." + e + ".", c.moeIntermediateSize(), h, random, arena);
+        if (c.nSharedExperts() > 0)
+            mlp(t, c, p + "mlp.shared_experts.", c.nSharedExperts() * c.moeIntermediateSize(), h, random, arena);
+        return t;
+    }
+
+    static void mlp(Map<String, Tensor> t, ModelConfig c, String p, int inter, int h, SplittableRandom r, Arena a) {
+        linear(t, c, p + "gate_proj", inter, h, r, a);
+        linear(t, c, p + "up_proj", inter, h, r, a);
+        linear(t, c, p + "down_proj", h, inter, r, a);
+    }
+
+    static void norm(Map<String, Tensor> t, String name, int dim, SplittableRandom random, Arena arena) {
+        float[] w = new float[dim];
+        for (int i = 0; i < dim; i++) w[i] = (float) (1 + 0.05 * random.nextGaussian());
+        t.put(name + ".weight", Tensor.fromFloats(arena, DType.BF16, w, dim));
+    }
+
+    /**
+     * A weight [out, in] with unit-variance outputs for unit-variance inputs: FP8 codes of magnitude 0.5-3.75 drawn
+     * directly (mean square ~4.4) with per-block scales around {@code 1 / sqrt(4.4 in)}, or BF16 Gaussians.
+     */
+    static void linear(Map<String, Tensor> t, ModelConfig c, String name, int out, int in, SplittableRandom r, Arena a) {
+        if (!c.isFp8() || in % 128 != 0) {
+            Tensor w = Tensor.allocate(a, DType.BF16, out, in);
+            MemorySegment s = w.segment();
+            double sigma = 1 / Math.sqrt(in);
+            for (long i = 0; i < (long) out * in; i++)
+                s.setAtIndex(ValueLayout.JAVA_SHORT, i, dev.moe4j.tensor.BFloat16.fromFloat((float) (r.nextGaussian() * sigma)));
+            t.put(name + ".weight", w);
+            return;
+        }
+        Tensor w = Tensor.allocate(a, DType.E4M3, out, in);
+        MemorySegment s = w.segment();
+        for (long i = 0; i < (long) out * in; i += 8) {
+            long bits = r.nextLong(), codes = 0;
+            for (int b = 0; b < 8; b++) {
+                long code = ((bits >>> (6 * b)) & 0x1F) + 0x30 | ((bits >>> (6 * b + 5)) & 1) << 7;
+                codes |= code << (8 * b);
+            }
+            s.set(ValueLayout.JAVA_LONG_UNALIGNED, i, codes); // in is a multiple of 128, so rows fill whole longs
+        }
+        int ob = (out + 127) / 128, ib = in / 128;
+        float[] scales = new float[ob * ib];
+        double base = 1 / Math.sqrt(4.4 * in);
+        for (int i = 0; i < scales.length; i++) scales[i] = (float) (base * (0.8 + 0.4 * r.nextDouble()));
+        t.put(name + ".weight", w);
+        t.put(name + ".weight_scale_inv", Tensor.fromFloats(a, DType.F32, scales, ob, ib));
+    }
+}

@@ -1,0 +1,260 @@
+package dev.moe4j.model;
+
+import dev.moe4j.kernels.Quantization;
+import dev.moe4j.kernels.ScaleFormat;
+import dev.moe4j.routing.Gate;
+import dev.moe4j.routing.Routing;
+import dev.moe4j.runtime.Context;
+import dev.moe4j.tensor.DType;
+import dev.moe4j.tensor.QuantizedTensor;
+import dev.moe4j.tensor.Tensor;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.Arrays;
+import java.util.Objects;
+
+/**
+ * One DeepSeek decoder layer: {@code h = x + MLA(RMSNorm(x))}, {@code y = h + FFN(RMSNorm(h))}, where FFN is the
+ * layer's {@link MoeLayer} or, before {@code first_k_dense_replace}, its {@link DenseMlp}. The residual stream is
+ * F32; normalized activations enter the projections as BF16, as in the bf16 reference model.
+ *
+ * <p>{@link #load} reads the layer from a {@link Checkpoint} by HF tensor names. FP8 weights ({@code weight} E4M3 +
+ * {@code weight_scale_inv}) are used as stored; BF16 (or F32/F16) weights are quantized to FP8 128x128 blocks when
+ * {@code quantize} is set and their input width is a multiple of 128, and kept BF16 otherwise. Routed experts are
+ * always FP8 (the grouped expert kernel is FP8), quantized on load when the checkpoint holds them in BF16.
+ *
+ * <p>Not thread-safe: one thread drives a layer (its MoE part holds reusable buffers).
+ */
+public final class DecoderLayer {
+    private final int index;
+    private final RmsNorm inputNorm, postNorm;
+    private final MlaAttention attention;
+    private final MoeLayer moe;
+    private final DenseMlp mlp;
+
+    public DecoderLayer(
+            int index, RmsNorm inputNorm, MlaAttention attention, RmsNorm postNorm, MoeLayer moe, DenseMlp mlp) {
+        if ((moe == null) == (mlp == null))
+            throw new IllegalArgumentException("a layer has either an MoE part or a dense MLP, not both or neither");
+        this.index = index;
+        this.inputNorm = Objects.requireNonNull(inputNorm, "inputNorm");
+        this.attention = Objects.requireNonNull(attention, "attention");
+        this.postNorm = Objects.requireNonNull(postNorm, "postNorm");
+        this.moe = moe;
+        this.mlp = mlp;
+    }
+
+    public int index() {
+        return index;
+    }
+
+    public MlaAttention attention() {
+        return attention;
+    }
+
+    /** The MoE part, or null for a dense layer. */
+    public MoeLayer moe() {
+        return moe;
+    }
+
+    /** The dense MLP, or null for an MoE layer. */
+    public DenseMlp mlp() {
+        return mlp;
+    }
+
+    /**
+     * Runs T new tokens of one sequence (prefill).
+     *
+     * @param x F32 [T, hidden], the residual stream
+     * @param routing receives the MoE routing (ignored by dense layers; may be null for them)
+     * @param out F32 [T, hidden]; may be x itself
+     */
+    public void prefill(Context ctx, PagedLatentCache cache, int sequence, Tensor x, Routing routing, Tensor out) {
+        forward(ctx, x, routing, out, (normed, attnOut) -> attention.prefill(ctx, cache, sequence, normed, attnOut));
+    }
+
+    /** Runs one new token for each of several sequences (decode); arguments as in {@link #prefill}. */
+    public void decode(Context ctx, PagedLatentCache cache, int[] sequences, Tensor x, Routing routing, Tensor out) {
+        forward(ctx, x, routing, out, (normed, attnOut) -> attention.decode(ctx, cache, sequences, normed, attnOut));
+    }
+
+    private interface Attend {
+        void run(Tensor normed, Tensor out);
+    }
+
+    private void forward(Context ctx, Tensor x, Routing routing, Tensor out, Attend attend) {
+        if (x.dtype() != DType.F32 || x.rank() != 2 || !x.isContiguous())
+            throw new IllegalArgumentException("x must be a contiguous F32 [T, hidden], got " + x);
+        if (!Arrays.equals(out.shape(), x.shape()) || out.dtype() != DType.F32 || !out.isContiguous())
+            throw new IllegalArgumentException("out must be a contiguous F32 " + Arrays.toString(x.shape()) + ", got " + out);
+        int t = Math.toIntExact(x.shape(0)), h = Math.toIntExact(x.shape(1));
+        try (Arena scratch = Arena.ofConfined()) {
+            Tensor normed = Tensor.allocate(scratch, DType.BF16, t, h);
+            Tensor branch = Tensor.allocate(scratch, DType.F32, t, h);
+            Tensor residual = Tensor.allocate(scratch, DType.F32, t, h);
+            normalize(x, inputNorm, normed);
+            attend.run(normed, branch);
+            add(x, branch, residual);
+            normalize(residual, postNorm, normed);
+            if (moe != null) moe.forward(ctx, normed, routing, branch);
+            else mlp.apply(ctx, normed, branch);
+            add(residual, branch, out);
+        }
+    }
+
+    /** RMSNorm of each F32 row of x into BF16 rows of out. */
+    private static void normalize(Tensor x, RmsNorm norm, Tensor out) {
+        int t = Math.toIntExact(x.shape(0)), h = Math.toIntExact(x.shape(1));
+        float[] row = new float[h];
+        MemorySegment src = x.segment(), dst = out.segment();
+        for (int i = 0; i < t; i++) {
+            MemorySegment.copy(src, ValueLayout.JAVA_FLOAT, (long) i * h * 4, row, 0, h);
+            norm.apply(row, 0);
+            for (int d = 0; d < h; d++)
+                dst.setAtIndex(ValueLayout.JAVA_SHORT, (long) i * h + d, dev.moe4j.tensor.BFloat16.fromFloat(row[d]));
+        }
+    }
+
+    /** out = a + b, element-wise over F32 tensors of one shape. */
+    private static void add(Tensor a, Tensor b, Tensor out) {
+        MemorySegment sa = a.segment(), sb = b.segment(), so = out.segment();
+        for (long e = 0; e < a.elementCount(); e++)
+            so.setAtIndex(
+                    ValueLayout.JAVA_FLOAT,
+                    e,
+                    sa.getAtIndex(ValueLayout.JAVA_FLOAT, e) + sb.getAtIndex(ValueLayout.JAVA_FLOAT, e));
+    }
+
+    /**
+     * Loads layer {@code layer} of a checkpoint.
+     *
+     * @param quantize quantize BF16 dense weights to FP8 on load (routed experts are quantized regardless)
+     * @param arena owns every copied or quantized weight (FP8 weights used as stored stay in the checkpoint's
+     *     mapping, which must outlive the layer)
+     * @throws IllegalArgumentException naming the tensor when one is missing or has the wrong dtype or shape
+     */
+    public static DecoderLayer load(Checkpoint c, int layer, boolean quantize, Context ctx, Arena arena) {
+        ModelConfig cfg = c.config();
+        if (layer < 0 || layer >= cfg.numHiddenLayers())
+            throw new IllegalArgumentException(
+                    "layer " + layer + " outside 0.." + (cfg.numHiddenLayers() - 1) + " of " + c.dir());
+        Loader l = new Loader(c, quantize, ctx, arena);
+        String p = "model.layers." + layer + ".";
+        MlaAttention.Config mc = cfg.mla();
+        int h = cfg.hiddenSize(), heads = cfg.numAttentionHeads(), qHead = mc.qkNopeHeadDim() + mc.qkRopeHeadDim();
+        float eps = (float) cfg.rmsNormEps();
+        var weights = new MlaAttention.Weights(
+                mc.qLoraRank() == 0 ? l.linear(p + "self_attn.q_proj", heads * qHead, h) : null,
+                mc.qLoraRank() == 0 ? null : l.linear(p + "self_attn.q_a_proj", mc.qLoraRank(), h),
+                mc.qLoraRank() == 0 ? null : l.norm(p + "self_attn.q_a_layernorm", mc.qLoraRank(), eps),
+                mc.qLoraRank() == 0 ? null : l.linear(p + "self_attn.q_b_proj", heads * qHead, mc.qLoraRank()),
+                l.linear(p + "self_attn.kv_a_proj_with_mqa", mc.kvLoraRank() + mc.qkRopeHeadDim(), h),
+                l.norm(p + "self_attn.kv_a_layernorm", mc.kvLoraRank(), eps),
+                l.linear(p + "self_attn.kv_b_proj", heads * (mc.qkNopeHeadDim() + mc.vHeadDim()), mc.kvLoraRank()),
+                l.linear(p + "self_attn.o_proj", h, heads * mc.vHeadDim()));
+        MlaAttention attention = new MlaAttention(ctx, mc, weights, arena);
+        RmsNorm inputNorm = l.norm(p + "input_layernorm", h, eps), postNorm = l.norm(p + "post_attention_layernorm", h, eps);
+        if (!cfg.isMoeLayer(layer)) {
+            DenseMlp mlp = l.mlp(p + "mlp", cfg.intermediateSize(), h);
+            return new DecoderLayer(layer, inputNorm, attention, postNorm, null, mlp);
+        }
+        int experts = cfg.nRoutedExperts(), inter = cfg.moeIntermediateSize();
+        Tensor gateWeight = l.bf16(l.checked(p + "mlp.gate.weight", experts, h));
+        float[] bias = c.has(p + "mlp.gate.e_score_correction_bias")
+                ? l.checked(p + "mlp.gate.e_score_correction_bias", experts).toFloatArray()
+                : null;
+        Gate gate = new Gate(cfg.gate(), Linear.bf16(gateWeight), bias);
+        QuantizedTensor[] stacks = {
+            l.expertStack(p + "mlp.experts.", "gate_proj", experts, inter, h),
+            l.expertStack(p + "mlp.experts.", "up_proj", experts, inter, h),
+            l.expertStack(p + "mlp.experts.", "down_proj", experts, h, inter)
+        };
+        DenseMlp shared = cfg.nSharedExperts() > 0
+                ? l.mlp(p + "mlp.shared_experts", cfg.nSharedExperts() * inter, h)
+                : null;
+        MoeLayer moe = new MoeLayer(gate, stacks[0], stacks[1], stacks[2], shared, 1);
+        return new DecoderLayer(layer, inputNorm, attention, postNorm, moe, null);
+    }
+
+    /** Reads weights by name with shape and dtype checks. */
+    private record Loader(Checkpoint c, boolean quantize, Context ctx, Arena arena) {
+        Tensor checked(String name, long... shape) {
+            Tensor t = c.tensor(name);
+            long[] s = t.shape();
+            if (!Arrays.equals(s, shape))
+                throw new IllegalArgumentException("tensor '" + name + "' in " + c.dir() + " is " + Arrays.toString(s)
+                        + ", expected " + Arrays.toString(shape));
+            return t;
+        }
+
+        Linear linear(String prefix, long out, long in) {
+            Tensor w = checked(prefix + ".weight", out, in);
+            if (w.dtype() == DType.E4M3) return Linear.fp8(fp8(prefix, w));
+            if (quantize && in % QuantizedTensor.BLOCK == 0)
+                return Linear.fp8(Quantization.perBlock(ctx, floats(prefix + ".weight", w), ScaleFormat.FP32, arena));
+            return Linear.bf16(bf16(w));
+        }
+
+        QuantizedTensor fp8(String prefix, Tensor w) {
+            long out = w.shape(0), in = w.shape(1);
+            if (in % QuantizedTensor.BLOCK != 0)
+                throw new IllegalArgumentException("tensor '" + prefix + ".weight' is FP8 with " + in
+                        + " input features, not a multiple of 128 (the FP8 GEMM's K blocks)");
+            Tensor s = checked(prefix + ".weight_scale_inv", (out + 127) / 128, in / 128);
+            if (s.dtype() != DType.F32)
+                throw new IllegalArgumentException(
+                        "tensor '" + prefix + ".weight_scale_inv' is " + s.dtype() + ", expected F32");
+            return new QuantizedTensor(w, s, QuantizedTensor.BLOCK);
+        }
+
+        /** F32 or BF16 input for quantization (F16 widened). */
+        Tensor floats(String name, Tensor w) {
+            return switch (w.dtype()) {
+                case F32, BF16 -> w;
+                case F16 -> Tensor.fromFloats(arena, DType.F32, w.toFloatArray(), w.shape());
+                default -> throw new IllegalArgumentException(
+                        "tensor '" + name + "' is " + w.dtype() + ", expected a float or FP8 weight");
+            };
+        }
+
+        Tensor bf16(Tensor w) {
+            if (w.dtype() == DType.BF16) return w;
+            return Tensor.fromFloats(arena, DType.BF16, floats("weight", w).toFloatArray(), w.shape());
+        }
+
+        RmsNorm norm(String prefix, int dim, float eps) {
+            return new RmsNorm(checked(prefix + ".weight", dim).toFloatArray(), eps);
+        }
+
+        DenseMlp mlp(String prefix, long inter, long h) {
+            return new DenseMlp(
+                    linear(prefix + ".gate_proj", inter, h),
+                    linear(prefix + ".up_proj", inter, h),
+                    linear(prefix + ".down_proj", h, inter));
+        }
+
+        /** Every expert's {@code proj} weight [n, k] in one FP8 stack [E, n, k] with scales [E, ceil(n/128), k/128]. */
+        QuantizedTensor expertStack(String prefix, String proj, int experts, long n, long k) {
+            if (k % QuantizedTensor.BLOCK != 0)
+                throw new IllegalArgumentException(prefix + "*." + proj + " has " + k
+                        + " input features, not a multiple of 128 (the FP8 expert kernel's K blocks)");
+            long nb = (n + 127) / 128, kb = k / 128;
+            Tensor data = Tensor.allocate(arena, DType.E4M3, experts, n, k);
+            Tensor scales = Tensor.allocate(arena, DType.F32, experts, nb, kb);
+            for (int e = 0; e < experts; e++) {
+                String name = prefix + e + "." + proj;
+                Tensor w = checked(name + ".weight", n, k);
+                Tensor dst = data.slice(0, e, 1).view(n, k), dstScales = scales.slice(0, e, 1).view(nb, kb);
+                if (w.dtype() == DType.E4M3) {
+                    QuantizedTensor q = fp8(name, w);
+                    MemorySegment.copy(w.segment(), 0, dst.segment(), 0, n * k);
+                    dstScales.copyFrom(q.scales().toFloatArray());
+                } else {
+                    Quantization.perBlock(ctx, floats(name + ".weight", w), dst, dstScales, ScaleFormat.FP32);
+                }
+            }
+            return new QuantizedTensor(data, scales, QuantizedTensor.BLOCK);
+        }
+    }
+}

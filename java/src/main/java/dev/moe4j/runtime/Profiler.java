@@ -1,0 +1,77 @@
+package dev.moe4j.runtime;
+
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.Map;
+
+/**
+ * Wall time spent inside native kernel calls, per native function, for the calling thread. While a profiler is
+ * active on a thread, every kernel wrapper's call on that thread is timed ({@code System.nanoTime} around the
+ * downcall, ~50 ns per call). What a caller's own elapsed time exceeds the sum by is time spent in Java.
+ *
+ * <pre>{@code
+ * try (Profiler p = Profiler.start()) {
+ *     layer.forward(ctx, x, routing, out);
+ *     long javaNanos = elapsed - p.totalNanos();
+ * }
+ * }</pre>
+ *
+ * Confined to the thread that started it; {@link #close} restores the thread's previous profiler, if any.
+ */
+public final class Profiler implements AutoCloseable {
+    private static final ThreadLocal<Profiler> CURRENT = new ThreadLocal<>();
+
+    /** Nanoseconds and calls of one native function. */
+    public record Entry(long nanos, long calls) {}
+
+    private final Map<String, long[]> functions = new LinkedHashMap<>();
+    private final Profiler previous;
+    private final Thread owner = Thread.currentThread();
+
+    private Profiler(Profiler previous) {
+        this.previous = previous;
+    }
+
+    /** Starts profiling the calling thread's native calls. */
+    public static Profiler start() {
+        Profiler p = new Profiler(CURRENT.get());
+        CURRENT.set(p);
+        return p;
+    }
+
+    static Profiler current() {
+        return CURRENT.get();
+    }
+
+    void record(String function, long nanos) {
+        long[] e = functions.computeIfAbsent(function, f -> new long[2]);
+        e[0] += nanos;
+        e[1]++;
+    }
+
+    /** Time and calls per native function (e.g. {@code moe4j_fp8_expert_ffn_contiguous}), in first-call order. */
+    public Map<String, Entry> entries() {
+        Map<String, Entry> m = new LinkedHashMap<>();
+        functions.forEach((f, e) -> m.put(f, new Entry(e[0], e[1])));
+        return Collections.unmodifiableMap(m);
+    }
+
+    /** Nanoseconds in all native calls so far. */
+    public long totalNanos() {
+        long sum = 0;
+        for (long[] e : functions.values()) sum += e[0];
+        return sum;
+    }
+
+    /** Forgets what was recorded. */
+    public void reset() {
+        functions.clear();
+    }
+
+    @Override
+    public void close() {
+        if (Thread.currentThread() != owner)
+            throw new IllegalStateException("a profiler is closed by the thread that started it");
+        if (CURRENT.get() == this) CURRENT.set(previous);
+    }
+}
