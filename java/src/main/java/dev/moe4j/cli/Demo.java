@@ -1,168 +1,195 @@
 package dev.moe4j.cli;
 
-import dev.moe4j.kernels.Fp8Gemm;
-import dev.moe4j.kernels.Quantization;
-import dev.moe4j.kernels.ScaleFormat;
+import dev.moe4j.model.Checkpoint;
+import dev.moe4j.model.DecoderLayer;
+import dev.moe4j.model.ModelConfig;
+import dev.moe4j.model.PagedLatentCache;
+import dev.moe4j.routing.ExpertLoad;
+import dev.moe4j.routing.Routing;
 import dev.moe4j.runtime.Capabilities;
 import dev.moe4j.runtime.Context;
-import dev.moe4j.runtime.Isa;
 import dev.moe4j.runtime.NativeLibrary;
+import dev.moe4j.runtime.Profiler;
 import dev.moe4j.tensor.DType;
-import dev.moe4j.tensor.QuantizedTensor;
 import dev.moe4j.tensor.Tensor;
+import java.io.IOException;
 import java.lang.foreign.Arena;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
 import java.util.SplittableRandom;
 
 /**
- * The demo on built-in synthetic data: FP8 block quantization of a DeepSeek-V3-shaped weight with its error
- * against the original, then per-token activation quantization throughput on every CPU path.
+ * The demo: a DeepSeek-V2-Lite-shaped model (synthetic FP8 weights written by make-model, a few layers) loaded from
+ * its checkpoint, then prefill of a batch of prompts and batched decode steps on the CPU. Prints tokens/s, where the
+ * time went per kernel family (and in Java), and each MoE layer's expert load with MaxVio.
+ *
+ * <p>The model has no embeddings or LM head: each token enters as a random hidden state, so the numbers measure the
+ * decoder layers, which is where a DeepSeek model spends its time.
  */
 final class Demo {
     private Demo() {}
 
+    static final String USAGE = "demo [--layers N --prompt T --batch B --decode S --model-dir DIR]";
+
     static int run(String[] args) {
-        long rows = 7168, cols = 2048, tokens = 4096;
-        for (int i = 0; i < args.length; i++) {
-            String value = i + 1 < args.length ? args[i + 1] : null;
-            switch (args[i]) {
-                case "--rows" -> rows = parsePositive("--rows", value);
-                case "--cols" -> cols = parsePositive("--cols", value);
-                case "--tokens" -> tokens = parsePositive("--tokens", value);
-                default -> throw new IllegalArgumentException("unknown option '" + args[i] + "'");
-            }
-            i++;
-        }
+        Options o = new Options(
+                "demo", args, Set.of("--layers", "--prompt", "--batch", "--decode", "--model-dir"), Set.of());
+        int layers = o.positive("--layers", 4), prompt = o.positive("--prompt", 256);
+        int batch = o.positive("--batch", 4), steps = o.positive("--decode", 32);
+        Path dir = Path.of(o.string("--model-dir", "build/demo-model/v2-lite-" + layers + "-layers"));
         Capabilities caps = NativeLibrary.capabilities();
-        System.out.printf(
-                "moe4j %s demo: native library %s, CPU path %s, %d threads%n%n",
-                caps.version(), caps.library(), caps.cpuIsa().nativeName(), caps.cpuThreads());
-        try (Arena arena = Arena.ofConfined();
+        System.out.printf("moe4j %s demo: native library %s, CPU path %s, %d threads%n%n", caps.version(),
+                caps.library(), caps.cpuIsa().nativeName(), caps.cpuThreads());
+
+        ModelConfig config = MakeModel.preset(new Options("make-model",
+                new String[] {"--preset", "v2-lite", "--layers", String.valueOf(layers)}, Set.of("--preset", "--layers"),
+                Set.of()));
+        ensureCheckpoint(config, dir);
+
+        try (Checkpoint checkpoint = Checkpoint.open(dir);
+                Arena arena = Arena.ofConfined();
                 Context ctx = Context.create()) {
-            QuantizedTensor weight = weightQuantization(ctx, arena, rows, cols);
-            activationThroughput(arena, tokens, cols);
-            decodeGemm(ctx, arena, weight);
+            List<DecoderLayer> model = new ArrayList<>();
+            long t0 = System.nanoTime();
+            for (int l = 0; l < layers; l++) {
+                progress("loading layers", l, layers);
+                model.add(DecoderLayer.load(checkpoint, l, false, ctx, arena));
+            }
+            progress("loading layers", layers, layers);
+            System.out.printf(" %.1f s%n", (System.nanoTime() - t0) / 1e9);
+
+            int hidden = config.hiddenSize(), k = config.numExpertsPerTok();
+            int blocksPerSequence = (prompt + steps + 63) / 64;
+            PagedLatentCache[] caches = new PagedLatentCache[layers];
+            for (int l = 0; l < layers; l++) caches[l] = new PagedLatentCache(arena, batch * blocksPerSequence, 1, false);
+            int[] sequences = new int[batch];
+            for (int b = 0; b < batch; b++) {
+                for (PagedLatentCache c : caches) sequences[b] = c.newSequence();
+            }
+            Map<Integer, ExpertLoad> load = new LinkedHashMap<>();
+            for (DecoderLayer layer : model)
+                if (layer.moe() != null) load.put(layer.index(), new ExpertLoad(config.nRoutedExperts(), batch + steps));
+            Routing routing = new Routing(k, Math.max(prompt, batch));
+            SplittableRandom random = new SplittableRandom(7);
+
+            try (Profiler profiler = Profiler.start()) {
+                // prefill: each prompt through every layer
+                long p0 = System.nanoTime();
+                for (int b = 0; b < batch; b++) {
+                    Tensor x = hiddenStates(arena, random, prompt, hidden);
+                    for (DecoderLayer layer : model) {
+                        progress("prefill " + batch + " x " + prompt + " tokens", b * layers + layer.index(), batch * layers);
+                        layer.prefill(ctx, caches[layer.index()], sequences[b], x, routing, x);
+                        if (layer.moe() != null) load.get(layer.index()).record(routing);
+                    }
+                }
+                long p1 = System.nanoTime();
+                progress("prefill " + batch + " x " + prompt + " tokens", 1, 1);
+                System.out.printf(" %.2f s, %.0f tokens/s%n", (p1 - p0) / 1e9, batch * prompt / ((p1 - p0) / 1e9));
+                Map<String, Profiler.Entry> prefillKernels = profiler.entries();
+                long prefillNative = profiler.totalNanos();
+                profiler.reset();
+
+                // decode: one token per sequence per step
+                long d0 = System.nanoTime();
+                for (int s = 0; s < steps; s++) {
+                    progress("decode " + steps + " steps, batch " + batch, s, steps);
+                    Tensor x = hiddenStates(arena, random, batch, hidden);
+                    for (DecoderLayer layer : model) {
+                        layer.decode(ctx, caches[layer.index()], sequences, x, routing, x);
+                        if (layer.moe() != null) load.get(layer.index()).record(routing);
+                    }
+                }
+                long d1 = System.nanoTime();
+                progress("decode " + steps + " steps, batch " + batch, 1, 1);
+                System.out.printf(" %.2f s, %.1f ms/step, %.0f tokens/s%n%n", (d1 - d0) / 1e9, (d1 - d0) / 1e6 / steps,
+                        batch * steps / ((d1 - d0) / 1e9));
+
+                timeShare("prefill", prefillKernels, prefillNative, p1 - p0);
+                timeShare("decode", profiler.entries(), profiler.totalNanos(), d1 - d0);
+            }
+            loadReport(load, config.nRoutedExperts());
         }
         return 0;
     }
 
-    private static QuantizedTensor weightQuantization(Context ctx, Arena arena, long rows, long cols) {
-        System.out.printf("1. 128x128 block FP8 quantization of a synthetic bf16 weight [%d, %d]%n", rows, cols);
-        float[] values = syntheticWeight(rows, cols, new SplittableRandom(42));
-        Tensor w = Tensor.fromFloats(arena, DType.BF16, values, rows, cols);
-        float[] original = w.toFloatArray();
-        QuantizedTensor fp32Scaled = null;
-        for (ScaleFormat format : ScaleFormat.values()) {
-            long t0 = System.nanoTime();
-            QuantizedTensor q = Quantization.perBlock(ctx, w, format, arena);
-            long t1 = System.nanoTime();
-            if (format == ScaleFormat.FP32) fp32Scaled = q;
-            float[] restored = Quantization.dequantize(ctx, q, DType.F32, arena).toFloatArray();
-            double dot = 0, xx = 0, yy = 0, maxAbs = 0, errSq = 0;
-            for (int i = 0; i < original.length; i++) {
-                double x = original[i], y = restored[i];
-                dot += x * y;
-                xx += x * x;
-                yy += y * y;
-                errSq += (x - y) * (x - y);
-                maxAbs = Math.max(maxAbs, Math.abs(x - y));
-            }
-            double calcDiff = 1 - 2 * dot / (xx + yy);
-            System.out.printf(
-                    "   %-5s scales: relative RMS error %.4f%%, SNR %.1f dB, calc_diff %.2e, max |error| %.3e, %.1f ms%n",
-                    format,
-                    100 * Math.sqrt(errSq / xx),
-                    10 * Math.log10(xx / errSq),
-                    calcDiff,
-                    maxAbs,
-                    (t1 - t0) / 1e6);
-        }
-        System.out.println();
-        return fp32Scaled;
-    }
-
-    /** Decode-sized FP8 GEMMs against the quantized weight. */
-    private static void decodeGemm(Context ctx, Arena arena, QuantizedTensor w) {
-        long n = w.data().shape(0), k = w.data().shape(1);
-        System.out.printf(
-                "%n3. FP8 GEMM y = x · wᵀ with the weight above (%d x %d e4m3), decode batch sizes, best of 10%n",
-                n, k);
-        SplittableRandom random = new SplittableRandom(11);
-        for (int m : new int[] {1, 4, 16}) {
-            float[] values = new float[Math.toIntExact(m * k)];
-            for (int i = 0; i < values.length; i++) values[i] = (float) random.nextGaussian();
-            QuantizedTensor x = Quantization.perToken(
-                    ctx, Tensor.fromFloats(arena, DType.BF16, values, m, k), ScaleFormat.FP32, arena);
-            Tensor y = Tensor.allocate(arena, DType.BF16, m, n);
-            double best = Double.MAX_VALUE;
-            for (int rep = 0; rep < 11; rep++) {
-                long t0 = System.nanoTime();
-                Fp8Gemm.nt(ctx, x, w, null, y);
-                double seconds = (System.nanoTime() - t0) / 1e9;
-                if (rep > 0) best = Math.min(best, seconds);
-            }
-            System.out.printf(
-                    "   M = %2d  %8.3f ms  %6.1f GB/s of weights  %6.1f GFLOP/s%n",
-                    m, best * 1e3, n * k / best / 1e9, 2.0 * m * n * k / best / 1e9);
-        }
-        System.out.println(
-                "   (`./moe4j bench gemm` measures these beside OpenBLAS and the memory bandwidth, with the cache cleared)");
-    }
-
-    private static void activationThroughput(Arena arena, long tokens, long cols) {
-        System.out.printf(
-                "2. per-token (1x128) activation quantization of bf16 [%d, %d], best of 5, per CPU path%n",
-                tokens, cols);
-        float[] values = new float[Math.toIntExact(tokens * cols)];
-        SplittableRandom random = new SplittableRandom(7);
-        for (int i = 0; i < values.length; i++)
-            values[i] = (float) (random.nextGaussian() * (1 + (i % 97 == 0 ? 20 : 0)));
-        Tensor x = Tensor.fromFloats(arena, DType.BF16, values, tokens, cols);
-        Tensor q = Tensor.allocate(arena, DType.E4M3, tokens, cols);
-        Tensor scales = Tensor.allocate(arena, DType.F32, tokens, (cols + 127) / 128);
-        double bytes = tokens * cols * (2.0 + 1.0) + scales.elementCount() * 4.0;
-        double scalarSeconds = Double.NaN;
-        for (Isa isa : Isa.values()) {
-            if (isa.ordinal() > NativeLibrary.capabilities().cpuIsa().ordinal()) continue;
-            try (Context ctx = Context.create(Context.Options.cpu().withMaxIsa(isa))) {
-                double best = Double.MAX_VALUE;
-                for (int rep = 0; rep < 6; rep++) {
-                    long t0 = System.nanoTime();
-                    Quantization.perToken(ctx, x, q, scales, ScaleFormat.FP32);
-                    double seconds = (System.nanoTime() - t0) / 1e9;
-                    if (rep > 0) best = Math.min(best, seconds);
-                }
-                if (isa == Isa.SCALAR) scalarSeconds = best;
-                System.out.printf(
-                        "   %-12s %8.2f ms  %6.2f GB/s  %5.1fx the scalar path%n",
-                        isa.nativeName(), best * 1e3, bytes / best / 1e9, scalarSeconds / best);
-            }
-        }
-        System.out.println(
-                "   (GB/s counts bf16 read + e4m3 and scales written; `./moe4j bench quant` compares with memory bandwidth)");
-    }
-
-    /** Gaussian rows with per-row magnitudes spread over two decades and rare outliers, like trained weights. */
-    private static float[] syntheticWeight(long rows, long cols, SplittableRandom random) {
-        float[] values = new float[Math.toIntExact(rows * cols)];
-        for (long r = 0; r < rows; r++) {
-            double rowScale = 0.002 * Math.pow(10, random.nextDouble(0, 2));
-            for (long c = 0; c < cols; c++) {
-                double v = random.nextGaussian() * rowScale;
-                if (random.nextInt(4096) == 0) v *= 30;
-                values[(int) (r * cols + c)] = (float) v;
-            }
-        }
-        return values;
-    }
-
-    private static long parsePositive(String option, String value) {
-        if (value == null) throw new IllegalArgumentException(option + " needs a value");
+    /** Writes the synthetic checkpoint unless dir already holds one with this config. */
+    private static void ensureCheckpoint(ModelConfig config, Path dir) {
         try {
-            long v = Long.parseLong(value);
-            if (v <= 0) throw new IllegalArgumentException(option + " must be positive, got " + v);
-            return v;
-        } catch (NumberFormatException e) {
-            throw new IllegalArgumentException(option + " expects an integer, got '" + value + "'");
+            Path json = dir.resolve("config.json");
+            if (Files.exists(json) && Files.exists(dir.resolve(Checkpoint.INDEX))
+                    && ModelConfig.parse(Files.readString(json)).equals(config)) {
+                System.out.println("checkpoint " + dir + " (synthetic, written earlier)");
+                return;
+            }
+        } catch (IOException | IllegalArgumentException e) {
+            System.out.println("rewriting " + dir + ": " + e.getMessage());
         }
+        System.out.printf("writing a synthetic %d-layer DeepSeek-V2-Lite checkpoint (HF layout, FP8) to %s ...%n",
+                config.numHiddenLayers(), dir);
+        long t0 = System.nanoTime();
+        MakeModel.write(config, dir, 1);
+        System.out.printf("written in %.1f s%n", (System.nanoTime() - t0) / 1e9);
+    }
+
+    private static Tensor hiddenStates(Arena arena, SplittableRandom random, int tokens, int hidden) {
+        float[] v = new float[tokens * hidden];
+        for (int i = 0; i < v.length; i++) v[i] = (float) random.nextGaussian();
+        return Tensor.fromFloats(arena, DType.F32, v, tokens, hidden);
+    }
+
+    private static void timeShare(String phase, Map<String, Profiler.Entry> kernels, long nativeNanos, long wallNanos) {
+        System.out.printf("time share, %s (%.2f s wall):%n", phase, wallNanos / 1e9);
+        Map<String, Long> families = new LinkedHashMap<>();
+        kernels.forEach((fn, e) -> families.merge(family(fn), e.nanos(), Long::sum));
+        families.put("Java (routing selection, norms, RoPE, gather/combine)", wallNanos - nativeNanos);
+        families.entrySet().stream()
+                .sorted((a, b) -> Long.compare(b.getValue(), a.getValue()))
+                .forEach(e -> System.out.printf("  %-56s %6.1f%%  %8.1f ms%n", e.getKey(),
+                        100.0 * e.getValue() / wallNanos, e.getValue() / 1e6));
+        System.out.println();
+    }
+
+    private static String family(String function) {
+        return switch (function) {
+            case "moe4j_fp8_expert_ffn_contiguous" -> "expert FFN, routed + shared (FP8, fused)";
+            case "moe4j_fp8_gemm_nt" -> "FP8 GEMM (attention projections)";
+            case "moe4j_gemm_nt" -> "BF16 GEMM (gate, per-head absorption)";
+            case "moe4j_mla_decode" -> "MLA attention over the latent cache";
+            case "moe4j_quantize_fp8_per_token", "moe4j_quantize_fp8_per_block" -> "FP8 quantization of activations";
+            case "moe4j_mla_cache_append" -> "latent cache append";
+            default -> function;
+        };
+    }
+
+    private static void loadReport(Map<Integer, ExpertLoad> load, int experts) {
+        System.out.println("expert load (tokens routed to each expert, all steps):");
+        for (var e : load.entrySet()) {
+            long[] counts = e.getValue().window();
+            System.out.printf("  layer %d: MaxVio %.2f (max %d, mean %.1f)%n", e.getKey(), ExpertLoad.maxVio(counts),
+                    java.util.Arrays.stream(counts).max().orElse(0),
+                    java.util.Arrays.stream(counts).average().orElse(0));
+        }
+        var first = load.entrySet().stream().findFirst();
+        if (first.isEmpty()) return;
+        long[] counts = first.get().getValue().window();
+        long max = Math.max(1, java.util.Arrays.stream(counts).max().orElse(1));
+        System.out.printf("%n  layer %d, per expert:%n", first.get().getKey());
+        for (int ex = 0; ex < experts; ex++) {
+            int bar = (int) Math.round(40.0 * counts[ex] / max);
+            System.out.printf("  %3d %6d %s%n", ex, counts[ex], "#".repeat(bar));
+        }
+    }
+
+    private static void progress(String what, long done, long total) {
+        int width = 30, filled = (int) (width * done / Math.max(1, total));
+        System.out.printf("\r%-40s [%s%s] %3d%%", what, "#".repeat(filled), " ".repeat(width - filled),
+                100 * done / Math.max(1, total));
+        System.out.flush();
     }
 }

@@ -45,13 +45,14 @@ public final class Main {
     private static int usage(int code) {
         (code == 0 ? System.out : System.err).println("""
                 usage: moe4j VERB [options]
-                  demo [--rows N --cols K --tokens T]   quantize a synthetic weight and activations, multiply them; print error and speed
+                  %s
+                                                        prefill and decode on a synthetic DeepSeek-V2-Lite-shaped model
                   info                                  the loaded native library, CPU path, CUDA devices
                   %s
                                                         write a synthetic DeepSeek checkpoint (HF layout, FP8 weights)
                   %s
                                                         run one part of one layer of a checkpoint on saved hidden states
-                """.formatted(MakeModel.USAGE, RunLayer.USAGE));
+                """.formatted(Demo.USAGE, MakeModel.USAGE, RunLayer.USAGE));
         return code;
     }
 }

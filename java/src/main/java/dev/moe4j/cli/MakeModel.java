@@ -31,14 +31,14 @@ final class MakeModel {
     private MakeModel() {}
 
     static final String USAGE = "make-model --preset v2-lite|v3 --layers N --out DIR [--experts E --hidden H"
-            + " --moe-inter I --inter I --heads N --first-dense N --seed S --bf16]";
+            + " --moe-inter I --inter I --heads N --top-k K --first-dense N --seed S --bf16]";
 
     static int run(String[] args) {
         Options o = new Options(
                 "make-model",
                 args,
                 Set.of("--preset", "--layers", "--out", "--experts", "--hidden", "--moe-inter", "--inter", "--heads",
-                        "--first-dense", "--seed"),
+                        "--top-k", "--first-dense", "--seed"),
                 Set.of("--bf16"));
         ModelConfig c = preset(o);
         Path out = Path.of(o.string("--out"));
@@ -69,7 +69,7 @@ final class MakeModel {
                 o.positive("--heads", v3 ? 128 : 16),
                 experts,
                 v3 ? 1 : 2,
-                v3 ? 8 : 6,
+                o.positive("--top-k", v3 ? 8 : 6),
                 groups,
                 v3 ? Math.max(1, groups / 2) : 1,
                 v3 ? "noaux_tc" : "greedy",
