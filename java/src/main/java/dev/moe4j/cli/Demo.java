@@ -43,11 +43,14 @@ final class Demo {
         int batch = o.positive("--batch", 4), steps = o.positive("--decode", 32);
         Path dir = Path.of(o.string("--model-dir", "build/demo-model/v2-lite-" + layers + "-layers"));
         Capabilities caps = NativeLibrary.capabilities();
-        System.out.printf("moe4j %s demo: native library %s, CPU path %s, %d threads%n%n", caps.version(),
-                caps.library(), caps.cpuIsa().nativeName(), caps.cpuThreads());
+        System.out.printf(
+                "moe4j %s demo: native library %s, CPU path %s, %d threads%n%n",
+                caps.version(), caps.library(), caps.cpuIsa().nativeName(), caps.cpuThreads());
 
-        ModelConfig config = MakeModel.preset(new Options("make-model",
-                new String[] {"--preset", "v2-lite", "--layers", String.valueOf(layers)}, Set.of("--preset", "--layers"),
+        ModelConfig config = MakeModel.preset(new Options(
+                "make-model",
+                new String[] {"--preset", "v2-lite", "--layers", String.valueOf(layers)},
+                Set.of("--preset", "--layers"),
                 Set.of()));
         ensureCheckpoint(config, dir);
 
@@ -66,14 +69,16 @@ final class Demo {
             int hidden = config.hiddenSize(), k = config.numExpertsPerTok();
             int blocksPerSequence = (prompt + steps + 63) / 64;
             PagedLatentCache[] caches = new PagedLatentCache[layers];
-            for (int l = 0; l < layers; l++) caches[l] = new PagedLatentCache(arena, batch * blocksPerSequence, 1, false);
+            for (int l = 0; l < layers; l++)
+                caches[l] = new PagedLatentCache(arena, batch * blocksPerSequence, 1, false);
             int[] sequences = new int[batch];
             for (int b = 0; b < batch; b++) {
                 for (PagedLatentCache c : caches) sequences[b] = c.newSequence();
             }
             Map<Integer, ExpertLoad> load = new LinkedHashMap<>();
             for (DecoderLayer layer : model)
-                if (layer.moe() != null) load.put(layer.index(), new ExpertLoad(config.nRoutedExperts(), batch + steps));
+                if (layer.moe() != null)
+                    load.put(layer.index(), new ExpertLoad(config.nRoutedExperts(), batch + steps));
             Routing routing = new Routing(k, Math.max(prompt, batch));
             SplittableRandom random = new SplittableRandom(7);
 
@@ -83,7 +88,10 @@ final class Demo {
                 for (int b = 0; b < batch; b++) {
                     Tensor x = hiddenStates(arena, random, prompt, hidden);
                     for (DecoderLayer layer : model) {
-                        progress("prefill " + batch + " x " + prompt + " tokens", b * layers + layer.index(), batch * layers);
+                        progress(
+                                "prefill " + batch + " x " + prompt + " tokens",
+                                b * layers + layer.index(),
+                                batch * layers);
                         layer.prefill(ctx, caches[layer.index()], sequences[b], x, routing, x);
                         if (layer.moe() != null) load.get(layer.index()).record(routing);
                     }
@@ -107,8 +115,9 @@ final class Demo {
                 }
                 long d1 = System.nanoTime();
                 progress("decode " + steps + " steps, batch " + batch, 1, 1);
-                System.out.printf(" %.2f s, %.1f ms/step, %.0f tokens/s%n%n", (d1 - d0) / 1e9, (d1 - d0) / 1e6 / steps,
-                        batch * steps / ((d1 - d0) / 1e9));
+                System.out.printf(
+                        " %.2f s, %.1f ms/step, %.0f tokens/s%n%n",
+                        (d1 - d0) / 1e9, (d1 - d0) / 1e6 / steps, batch * steps / ((d1 - d0) / 1e9));
 
                 timeShare("prefill", prefillKernels, prefillNative, p1 - p0);
                 timeShare("decode", profiler.entries(), profiler.totalNanos(), d1 - d0);
@@ -122,7 +131,8 @@ final class Demo {
     private static void ensureCheckpoint(ModelConfig config, Path dir) {
         try {
             Path json = dir.resolve("config.json");
-            if (Files.exists(json) && Files.exists(dir.resolve(Checkpoint.INDEX))
+            if (Files.exists(json)
+                    && Files.exists(dir.resolve(Checkpoint.INDEX))
                     && ModelConfig.parse(Files.readString(json)).equals(config)) {
                 System.out.println("checkpoint " + dir + " (synthetic, written earlier)");
                 return;
@@ -130,7 +140,8 @@ final class Demo {
         } catch (IOException | IllegalArgumentException e) {
             System.out.println("rewriting " + dir + ": " + e.getMessage());
         }
-        System.out.printf("writing a synthetic %d-layer DeepSeek-V2-Lite checkpoint (HF layout, FP8) to %s ...%n",
+        System.out.printf(
+                "writing a synthetic %d-layer DeepSeek-V2-Lite checkpoint (HF layout, FP8) to %s ...%n",
                 config.numHiddenLayers(), dir);
         long t0 = System.nanoTime();
         MakeModel.write(config, dir, 1);
@@ -150,8 +161,9 @@ final class Demo {
         families.put("Java (routing selection, norms, RoPE, gather/combine)", wallNanos - nativeNanos);
         families.entrySet().stream()
                 .sorted((a, b) -> Long.compare(b.getValue(), a.getValue()))
-                .forEach(e -> System.out.printf("  %-56s %6.1f%%  %8.1f ms%n", e.getKey(),
-                        100.0 * e.getValue() / wallNanos, e.getValue() / 1e6));
+                .forEach(e -> System.out.printf(
+                        "  %-56s %6.1f%%  %8.1f ms%n",
+                        e.getKey(), 100.0 * e.getValue() / wallNanos, e.getValue() / 1e6));
         System.out.println();
     }
 
@@ -171,7 +183,10 @@ final class Demo {
         System.out.println("expert load (tokens routed to each expert, all steps):");
         for (var e : load.entrySet()) {
             long[] counts = e.getValue().window();
-            System.out.printf("  layer %d: MaxVio %.2f (max %d, mean %.1f)%n", e.getKey(), ExpertLoad.maxVio(counts),
+            System.out.printf(
+                    "  layer %d: MaxVio %.2f (max %d, mean %.1f)%n",
+                    e.getKey(),
+                    ExpertLoad.maxVio(counts),
                     java.util.Arrays.stream(counts).max().orElse(0),
                     java.util.Arrays.stream(counts).average().orElse(0));
         }
@@ -186,10 +201,13 @@ final class Demo {
         }
     }
 
+    /** A progress bar redrawn in place on a terminal; without one, only the finished bar is printed. */
     private static void progress(String what, long done, long total) {
+        if (System.console() == null && done < total) return;
         int width = 30, filled = (int) (width * done / Math.max(1, total));
-        System.out.printf("\r%-40s [%s%s] %3d%%", what, "#".repeat(filled), " ".repeat(width - filled),
-                100 * done / Math.max(1, total));
+        System.out.printf(
+                "\r%-40s [%s%s] %3d%%",
+                what, "#".repeat(filled), " ".repeat(width - filled), 100 * done / Math.max(1, total));
         System.out.flush();
     }
 }

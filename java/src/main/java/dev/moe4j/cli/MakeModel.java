@@ -37,15 +37,31 @@ final class MakeModel {
         Options o = new Options(
                 "make-model",
                 args,
-                Set.of("--preset", "--layers", "--out", "--experts", "--hidden", "--moe-inter", "--inter", "--heads",
-                        "--top-k", "--first-dense", "--seed"),
+                Set.of(
+                        "--preset",
+                        "--layers",
+                        "--out",
+                        "--experts",
+                        "--hidden",
+                        "--moe-inter",
+                        "--inter",
+                        "--heads",
+                        "--top-k",
+                        "--first-dense",
+                        "--seed"),
                 Set.of("--bf16"));
         ModelConfig c = preset(o);
         Path out = Path.of(o.string("--out"));
         long t0 = System.nanoTime();
         write(c, out, o.positive("--seed", 1));
-        System.out.printf("wrote %s: %s, %d layers, %d routed experts, %s weights, in %.1f s%n", out, c.modelType(),
-                c.numHiddenLayers(), c.nRoutedExperts(), c.isFp8() ? "FP8" : "BF16", (System.nanoTime() - t0) / 1e9);
+        System.out.printf(
+                "wrote %s: %s, %d layers, %d routed experts, %s weights, in %.1f s%n",
+                out,
+                c.modelType(),
+                c.numHiddenLayers(),
+                c.nRoutedExperts(),
+                c.isFp8() ? "FP8" : "BF16",
+                (System.nanoTime() - t0) / 1e9);
         return 0;
     }
 
@@ -100,7 +116,8 @@ final class MakeModel {
             for (int layer = 0; layer < c.numHiddenLayers(); layer++) {
                 String file = String.format("model-%05d-of-%05d.safetensors", layer + 1, c.numHiddenLayers());
                 try (Arena arena = Arena.ofConfined()) {
-                    Map<String, Tensor> tensors = layer(c, layer, new SplittableRandom(seed * 1_000_003L + layer), arena);
+                    Map<String, Tensor> tensors =
+                            layer(c, layer, new SplittableRandom(seed * 1_000_003L + layer), arena);
                     Safetensors.write(dir.resolve(file), tensors, Map.of("format", "pt"));
                     for (String name : tensors.keySet()) weightMap.put(name, file);
                 }
@@ -126,7 +143,13 @@ final class MakeModel {
         }
         linear(t, c, p + "self_attn.kv_a_proj_with_mqa", c.kvLoraRank() + c.qkRopeHeadDim(), h, random, arena);
         norm(t, p + "self_attn.kv_a_layernorm", c.kvLoraRank(), random, arena);
-        linear(t, c, p + "self_attn.kv_b_proj", heads * (c.qkNopeHeadDim() + c.vHeadDim()), c.kvLoraRank(), random,
+        linear(
+                t,
+                c,
+                p + "self_attn.kv_b_proj",
+                heads * (c.qkNopeHeadDim() + c.vHeadDim()),
+                c.kvLoraRank(),
+                random,
                 arena);
         linear(t, c, p + "self_attn.o_proj", h, heads * c.vHeadDim(), random, arena);
         norm(t, p + "post_attention_layernorm", h, random, arena);
@@ -149,7 +172,8 @@ final class MakeModel {
             for (int e = 0; e < experts; e++) bias[e] = (float) (0.01 * random.nextGaussian());
             t.put(p + "mlp.gate.e_score_correction_bias", Tensor.fromFloats(arena, DType.F32, bias, experts));
         }
-        for (int e = 0; e < experts; e++) mlp(t, c, p + "mlp.experts." + e + ".", c.moeIntermediateSize(), h, random, arena);
+        for (int e = 0; e < experts; e++)
+            mlp(t, c, p + "mlp.experts." + e + ".", c.moeIntermediateSize(), h, random, arena);
         if (c.nSharedExperts() > 0)
             mlp(t, c, p + "mlp.shared_experts.", c.nSharedExperts() * c.moeIntermediateSize(), h, random, arena);
         return t;
@@ -171,13 +195,15 @@ final class MakeModel {
      * A weight [out, in] with unit-variance outputs for unit-variance inputs: FP8 codes of magnitude 0.5-3.75 drawn
      * directly (mean square ~4.4) with per-block scales around {@code 1 / sqrt(4.4 in)}, or BF16 Gaussians.
      */
-    static void linear(Map<String, Tensor> t, ModelConfig c, String name, int out, int in, SplittableRandom r, Arena a) {
+    static void linear(
+            Map<String, Tensor> t, ModelConfig c, String name, int out, int in, SplittableRandom r, Arena a) {
         if (!c.isFp8() || in % 128 != 0) {
             Tensor w = Tensor.allocate(a, DType.BF16, out, in);
             MemorySegment s = w.segment();
             double sigma = 1 / Math.sqrt(in);
             for (long i = 0; i < (long) out * in; i++)
-                s.setAtIndex(ValueLayout.JAVA_SHORT, i, dev.moe4j.tensor.BFloat16.fromFloat((float) (r.nextGaussian() * sigma)));
+                s.setAtIndex(ValueLayout.JAVA_SHORT, i, dev.moe4j.tensor.BFloat16.fromFloat((float)
+                        (r.nextGaussian() * sigma)));
             t.put(name + ".weight", w);
             return;
         }

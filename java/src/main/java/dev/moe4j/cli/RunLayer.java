@@ -48,15 +48,18 @@ final class RunLayer {
                 Context ctx = Context.create()) {
             int hidden = checkpoint.config().hiddenSize();
             Tensor states = in.tensor("hidden_states");
-            if (states.rank() != 2 || states.shape(1) != hidden
+            if (states.rank() != 2
+                    || states.shape(1) != hidden
                     || (states.dtype() != DType.F32 && states.dtype() != DType.BF16))
-                throw new IllegalArgumentException("'hidden_states' in " + input + " must be F32 or BF16 [T, " + hidden
-                        + "], got " + states);
+                throw new IllegalArgumentException(
+                        "'hidden_states' in " + input + " must be F32 or BF16 [T, " + hidden + "], got " + states);
             int t = Math.toIntExact(states.shape(0));
             Tensor x = Tensor.fromFloats(arena, DType.F32, states.toFloatArray(), t, hidden);
             DecoderLayer layer = DecoderLayer.load(checkpoint, o.integer("--layer"), o.has("--quantize"), ctx, arena);
             Tensor out = Tensor.allocate(arena, DType.F32, t, hidden);
-            Routing routing = layer.moe() == null ? null : new Routing(layer.moe().gate().config().topK(), t);
+            Routing routing = layer.moe() == null
+                    ? null
+                    : new Routing(layer.moe().gate().config().topK(), t);
             long t0 = System.nanoTime();
             switch (part) {
                 case "attention" -> layer.attention().prefill(ctx, cache(arena, t), 0, x, out);
@@ -81,8 +84,9 @@ final class RunLayer {
                 result.put("topk_weight", weight);
             }
             Safetensors.write(output, result, Map.of("moe4j_part", part, "moe4j_layer", String.valueOf(layer.index())));
-            System.out.printf("layer %d %s: %d tokens in %.1f ms -> %s (%s)%n", layer.index(), part, t, (t1 - t0) / 1e6,
-                    output, String.join(", ", result.keySet()));
+            System.out.printf(
+                    "layer %d %s: %d tokens in %.1f ms -> %s (%s)%n",
+                    layer.index(), part, t, (t1 - t0) / 1e6, output, String.join(", ", result.keySet()));
         }
         return 0;
     }

@@ -20,7 +20,9 @@ public final class Cast {
         Objects.requireNonNull(src, "src");
         Objects.requireNonNull(dst, "dst");
         try (Arena call = Arena.ofConfined()) {
-            NativeLibrary.call("moe4j_cast", () -> moe4j_h.moe4j_cast(ctx.handle(), src.descriptor(call, "src"), dst.descriptor(call, "dst")));
+            NativeLibrary.call(
+                    "moe4j_cast",
+                    () -> moe4j_h.moe4j_cast(ctx.handle(), src.descriptor(call, "src"), dst.descriptor(call, "dst")));
         }
     }
 }

@@ -44,7 +44,9 @@ public final class ExpertFfn {
         Args.tensor(groupedLayout, "groupedLayout", 1, DType.I32);
         Args.output(d, 2);
         try (Arena call = Arena.ofConfined()) {
-            NativeLibrary.call("moe4j_fp8_expert_ffn_contiguous", () -> moe4j_h.moe4j_fp8_expert_ffn_contiguous(
+            NativeLibrary.call(
+                    "moe4j_fp8_expert_ffn_contiguous",
+                    () -> moe4j_h.moe4j_fp8_expert_ffn_contiguous(
                             ctx.handle(),
                             x.data().descriptor(call, "x"),
                             x.scales().descriptor(call, "sfx"),

@@ -43,7 +43,9 @@ public final class Fp8Gemm {
         Args.output(d, 2);
         try (Arena call = Arena.ofConfined()) {
             MemorySegment cd = c == null ? MemorySegment.NULL : c.descriptor(call, "c");
-            NativeLibrary.call("moe4j_fp8_gemm_nt", () -> moe4j_h.moe4j_fp8_gemm_nt(
+            NativeLibrary.call(
+                    "moe4j_fp8_gemm_nt",
+                    () -> moe4j_h.moe4j_fp8_gemm_nt(
                             ctx.handle(),
                             a.data().descriptor(call, "a"),
                             a.scales().descriptor(call, "sfa"),
@@ -81,7 +83,9 @@ public final class Fp8Gemm {
         Args.tensor(groupedLayout, "groupedLayout", 1, DType.I32);
         Args.output(d, 2);
         try (Arena call = Arena.ofConfined()) {
-            NativeLibrary.call("moe4j_grouped_fp8_gemm_contiguous", () -> moe4j_h.moe4j_grouped_fp8_gemm_contiguous(
+            NativeLibrary.call(
+                    "moe4j_grouped_fp8_gemm_contiguous",
+                    () -> moe4j_h.moe4j_grouped_fp8_gemm_contiguous(
                             ctx.handle(),
                             a.data().descriptor(call, "a"),
                             a.scales().descriptor(call, "sfa"),
@@ -108,7 +112,9 @@ public final class Fp8Gemm {
         Args.tensor(maskedM, "maskedM", 1, DType.I32);
         Args.output(d, 3);
         try (Arena call = Arena.ofConfined()) {
-            NativeLibrary.call("moe4j_grouped_fp8_gemm_masked", () -> moe4j_h.moe4j_grouped_fp8_gemm_masked(
+            NativeLibrary.call(
+                    "moe4j_grouped_fp8_gemm_masked",
+                    () -> moe4j_h.moe4j_grouped_fp8_gemm_masked(
                             ctx.handle(),
                             a.data().descriptor(call, "a"),
                             a.scales().descriptor(call, "sfa"),

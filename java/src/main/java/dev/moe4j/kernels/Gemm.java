@@ -29,7 +29,9 @@ public final class Gemm {
         Args.output(d, 2);
         try (Arena call = Arena.ofConfined()) {
             MemorySegment cd = c == null ? MemorySegment.NULL : c.descriptor(call, "c");
-            NativeLibrary.call("moe4j_gemm_nt", () -> moe4j_h.moe4j_gemm_nt(
+            NativeLibrary.call(
+                    "moe4j_gemm_nt",
+                    () -> moe4j_h.moe4j_gemm_nt(
                             ctx.handle(),
                             a.descriptor(call, "a"),
                             b.descriptor(call, "b"),

@@ -58,7 +58,9 @@ public final class Mla {
         Args.tensor(out, "out", 4, DType.BF16, DType.F32);
         Args.tensor(lse, "lse", 3, DType.F32);
         try (Arena call = Arena.ofConfined()) {
-            NativeLibrary.call("moe4j_mla_decode", () -> moe4j_h.moe4j_mla_decode(
+            NativeLibrary.call(
+                    "moe4j_mla_decode",
+                    () -> moe4j_h.moe4j_mla_decode(
                             ctx.handle(),
                             q.descriptor(call, "q"),
                             kcache.descriptor(call, "kcache"),
@@ -89,7 +91,9 @@ public final class Mla {
         Args.tensor(slotMapping, "slotMapping", 1, DType.I32);
         Args.tensor(kcache, "kcache", 4, DType.BF16, DType.U8);
         try (Arena call = Arena.ofConfined()) {
-            NativeLibrary.call("moe4j_mla_cache_append", () -> moe4j_h.moe4j_mla_cache_append(
+            NativeLibrary.call(
+                    "moe4j_mla_cache_append",
+                    () -> moe4j_h.moe4j_mla_cache_append(
                             ctx.handle(),
                             kv.descriptor(call, "kv"),
                             slotMapping.descriptor(call, "slot_mapping"),

@@ -43,7 +43,9 @@ public final class Quantization {
         Args.tensor(q, "q", 2, DType.E4M3);
         Args.tensor(scales, "scales", 2, DType.F32);
         try (Arena call = Arena.ofConfined()) {
-            NativeLibrary.call("moe4j_quantize_fp8_per_token", () -> moe4j_h.moe4j_quantize_fp8_per_token(
+            NativeLibrary.call(
+                    "moe4j_quantize_fp8_per_token",
+                    () -> moe4j_h.moe4j_quantize_fp8_per_token(
                             ctx.handle(),
                             x.descriptor(call, "x"),
                             q.descriptor(call, "q"),
@@ -72,7 +74,9 @@ public final class Quantization {
         Args.tensor(q, "q", 2, DType.E4M3);
         Args.tensor(scaleInv, "scaleInv", 2, DType.F32);
         try (Arena call = Arena.ofConfined()) {
-            NativeLibrary.call("moe4j_quantize_fp8_per_block", () -> moe4j_h.moe4j_quantize_fp8_per_block(
+            NativeLibrary.call(
+                    "moe4j_quantize_fp8_per_block",
+                    () -> moe4j_h.moe4j_quantize_fp8_per_block(
                             ctx.handle(),
                             w.descriptor(call, "w"),
                             q.descriptor(call, "q"),
@@ -98,7 +102,9 @@ public final class Quantization {
         Objects.requireNonNull(q, "q");
         Args.tensor(out, "out", 2, DType.F32, DType.BF16);
         try (Arena call = Arena.ofConfined()) {
-            NativeLibrary.call("moe4j_dequantize_fp8", () -> moe4j_h.moe4j_dequantize_fp8(
+            NativeLibrary.call(
+                    "moe4j_dequantize_fp8",
+                    () -> moe4j_h.moe4j_dequantize_fp8(
                             ctx.handle(),
                             q.data().descriptor(call, "q"),
                             q.scales().descriptor(call, "scales"),

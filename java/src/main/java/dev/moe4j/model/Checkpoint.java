@@ -92,8 +92,7 @@ public final class Checkpoint implements AutoCloseable {
      */
     public Tensor tensor(String name) {
         String file = weightMap.get(name);
-        if (file == null)
-            throw new IllegalArgumentException("checkpoint " + dir + " has no tensor '" + name + "'");
+        if (file == null) throw new IllegalArgumentException("checkpoint " + dir + " has no tensor '" + name + "'");
         Safetensors s = shard(file);
         if (s.entry(name) == null)
             throw new IllegalArgumentException(

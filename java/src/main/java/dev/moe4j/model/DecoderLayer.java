@@ -87,7 +87,8 @@ public final class DecoderLayer {
         if (x.dtype() != DType.F32 || x.rank() != 2 || !x.isContiguous())
             throw new IllegalArgumentException("x must be a contiguous F32 [T, hidden], got " + x);
         if (!Arrays.equals(out.shape(), x.shape()) || out.dtype() != DType.F32 || !out.isContiguous())
-            throw new IllegalArgumentException("out must be a contiguous F32 " + Arrays.toString(x.shape()) + ", got " + out);
+            throw new IllegalArgumentException(
+                    "out must be a contiguous F32 " + Arrays.toString(x.shape()) + ", got " + out);
         int t = Math.toIntExact(x.shape(0)), h = Math.toIntExact(x.shape(1));
         try (Arena scratch = Arena.ofConfined()) {
             Tensor normed = Tensor.allocate(scratch, DType.BF16, t, h);
@@ -154,7 +155,8 @@ public final class DecoderLayer {
                 l.linear(p + "self_attn.kv_b_proj", heads * (mc.qkNopeHeadDim() + mc.vHeadDim()), mc.kvLoraRank()),
                 l.linear(p + "self_attn.o_proj", h, heads * mc.vHeadDim()));
         MlaAttention attention = new MlaAttention(ctx, mc, weights, arena);
-        RmsNorm inputNorm = l.norm(p + "input_layernorm", h, eps), postNorm = l.norm(p + "post_attention_layernorm", h, eps);
+        RmsNorm inputNorm = l.norm(p + "input_layernorm", h, eps),
+                postNorm = l.norm(p + "post_attention_layernorm", h, eps);
         if (!cfg.isMoeLayer(layer)) {
             DenseMlp mlp = l.mlp(p + "mlp", cfg.intermediateSize(), h);
             return new DecoderLayer(layer, inputNorm, attention, postNorm, null, mlp);
@@ -170,9 +172,8 @@ public final class DecoderLayer {
             l.expertStack(p + "mlp.experts.", "up_proj", experts, inter, h),
             l.expertStack(p + "mlp.experts.", "down_proj", experts, h, inter)
         };
-        DenseMlp shared = cfg.nSharedExperts() > 0
-                ? l.mlp(p + "mlp.shared_experts", cfg.nSharedExperts() * inter, h)
-                : null;
+        DenseMlp shared =
+                cfg.nSharedExperts() > 0 ? l.mlp(p + "mlp.shared_experts", cfg.nSharedExperts() * inter, h) : null;
         MoeLayer moe = new MoeLayer(gate, stacks[0], stacks[1], stacks[2], shared, 1);
         return new DecoderLayer(layer, inputNorm, attention, postNorm, moe, null);
     }
@@ -213,8 +214,9 @@ public final class DecoderLayer {
             return switch (w.dtype()) {
                 case F32, BF16 -> w;
                 case F16 -> Tensor.fromFloats(arena, DType.F32, w.toFloatArray(), w.shape());
-                default -> throw new IllegalArgumentException(
-                        "tensor '" + name + "' is " + w.dtype() + ", expected a float or FP8 weight");
+                default ->
+                    throw new IllegalArgumentException(
+                            "tensor '" + name + "' is " + w.dtype() + ", expected a float or FP8 weight");
             };
         }
 
@@ -245,7 +247,8 @@ public final class DecoderLayer {
             for (int e = 0; e < experts; e++) {
                 String name = prefix + e + "." + proj;
                 Tensor w = checked(name + ".weight", n, k);
-                Tensor dst = data.slice(0, e, 1).view(n, k), dstScales = scales.slice(0, e, 1).view(nb, kb);
+                Tensor dst = data.slice(0, e, 1).view(n, k),
+                        dstScales = scales.slice(0, e, 1).view(nb, kb);
                 if (w.dtype() == DType.E4M3) {
                     QuantizedTensor q = fp8(name, w);
                     MemorySegment.copy(w.segment(), 0, dst.segment(), 0, n * k);

@@ -83,7 +83,9 @@ public final class DenseMlp {
     }
 
     private static boolean stackable(Linear w) {
-        return w.isFp8() && w.fp8Weight().data().isContiguous() && w.fp8Weight().scales().isContiguous();
+        return w.isFp8()
+                && w.fp8Weight().data().isContiguous()
+                && w.fp8Weight().scales().isContiguous();
     }
 
     private static QuantizedTensor stack(QuantizedTensor w) {

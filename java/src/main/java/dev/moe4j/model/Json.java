@@ -195,12 +195,13 @@ public final class Json {
                 }
                 sb.append(']');
             }
-            case Double d when d.isNaN() || d.isInfinite() ->
-                throw new IllegalArgumentException("JSON has no " + d);
+            case Double d when d.isNaN() || d.isInfinite() -> throw new IllegalArgumentException("JSON has no " + d);
             case Float f when f.isNaN() || f.isInfinite() -> throw new IllegalArgumentException("JSON has no " + f);
             case Number n -> sb.append(n);
             case Boolean b -> sb.append(b);
-            default -> throw new IllegalArgumentException("cannot write " + value.getClass().getName() + " as JSON");
+            default ->
+                throw new IllegalArgumentException(
+                        "cannot write " + value.getClass().getName() + " as JSON");
         }
     }
 

@@ -70,7 +70,8 @@ public record ModelConfig(
 
     /** Parses config.json text (errors name the key). */
     public static ModelConfig parse(String json) {
-        if (!(Json.parse(json) instanceof Map<?, ?> m)) throw new IllegalArgumentException("config is not a JSON object");
+        if (!(Json.parse(json) instanceof Map<?, ?> m))
+            throw new IllegalArgumentException("config is not a JSON object");
         Keys k = new Keys(m);
         Rope.Yarn yarn = null;
         if (m.get("rope_scaling") instanceof Map<?, ?> rs) {
@@ -94,10 +95,12 @@ public record ModelConfig(
             String fmt = q.string("fmt", "e4m3");
             if (!fmt.equals("e4m3"))
                 throw new IllegalArgumentException("quantization_config.fmt \"" + fmt + "\" is not supported (e4m3)");
-            if (!(qc.get("weight_block_size") instanceof List<?> bs) || bs.size() != 2 || !bs.get(0).equals(128L)
+            if (!(qc.get("weight_block_size") instanceof List<?> bs)
+                    || bs.size() != 2
+                    || !bs.get(0).equals(128L)
                     || !bs.get(1).equals(128L))
-                throw new IllegalArgumentException("quantization_config.weight_block_size must be [128, 128], got "
-                        + qc.get("weight_block_size"));
+                throw new IllegalArgumentException(
+                        "quantization_config.weight_block_size must be [128, 128], got " + qc.get("weight_block_size"));
             blockSize = 128;
         }
         int experts = k.integer("n_routed_experts", 0);
@@ -149,7 +152,9 @@ public record ModelConfig(
 
         int integer(String key, Integer fallback) {
             Object v = get(key, fallback);
-            if (!(v instanceof Number n) || n.doubleValue() != Math.rint(n.doubleValue()) || n.longValue() < 0
+            if (!(v instanceof Number n)
+                    || n.doubleValue() != Math.rint(n.doubleValue())
+                    || n.longValue() < 0
                     || n.longValue() > Integer.MAX_VALUE)
                 throw new IllegalArgumentException("\"" + key + "\" must be a non-negative integer, got " + v);
             return n.intValue();
@@ -205,7 +210,9 @@ public record ModelConfig(
     /** This config as HF config.json keys. */
     public Map<String, Object> toJson() {
         Map<String, Object> m = new LinkedHashMap<>();
-        m.put("architectures", List.of(modelType.equals("deepseek_v3") ? "DeepseekV3ForCausalLM" : "DeepseekV2ForCausalLM"));
+        m.put(
+                "architectures",
+                List.of(modelType.equals("deepseek_v3") ? "DeepseekV3ForCausalLM" : "DeepseekV2ForCausalLM"));
         m.put("model_type", modelType);
         m.put("hidden_size", hiddenSize);
         m.put("intermediate_size", intermediateSize);

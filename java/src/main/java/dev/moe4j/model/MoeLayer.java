@@ -64,13 +64,14 @@ public final class MoeLayer {
         hidden = Math.toIntExact(expertGate.data().shape(2));
         long inter = expertGate.data().shape(1);
         if (!Arrays.equals(expertUp.data().shape(), expertGate.data().shape()))
-            throw new IllegalArgumentException("expertUp must be shaped like expertGate " + expertGate.data() + ", got "
-                    + expertUp.data());
+            throw new IllegalArgumentException(
+                    "expertUp must be shaped like expertGate " + expertGate.data() + ", got " + expertUp.data());
         if (!Arrays.equals(expertDown.data().shape(), new long[] {experts, hidden, inter}))
             throw new IllegalArgumentException(
                     "expertDown must be [" + experts + ", " + hidden + ", " + inter + "], got " + expertDown.data());
         if (shared != null && shared.hidden() != hidden)
-            throw new IllegalArgumentException("shared experts take " + shared.hidden() + " features, the routed " + hidden);
+            throw new IllegalArgumentException(
+                    "shared experts take " + shared.hidden() + " features, the routed " + hidden);
     }
 
     public Gate gate() {
@@ -94,7 +95,8 @@ public final class MoeLayer {
         if (x.rank() != 2 || x.shape(1) != hidden)
             throw new IllegalArgumentException("x must be [T, " + hidden + "], got " + x);
         if (out.dtype() != DType.F32 || !Arrays.equals(out.shape(), x.shape()) || !out.isContiguous())
-            throw new IllegalArgumentException("out must be a contiguous F32 " + Arrays.toString(x.shape()) + ", got " + out);
+            throw new IllegalArgumentException(
+                    "out must be a contiguous F32 " + Arrays.toString(x.shape()) + ", got " + out);
         gate.route(ctx, x, routing);
         forwardRouted(ctx, x, routing, out);
     }
@@ -106,8 +108,8 @@ public final class MoeLayer {
     public void forwardRouted(Context ctx, Tensor x, Routing routing, Tensor out) {
         int t = routing.tokens(), k = routing.k();
         if (x.shape(0) != t || out.shape(0) != t)
-            throw new IllegalArgumentException("routing covers " + t + " tokens, x has " + x.shape(0) + ", out "
-                    + out.shape(0));
+            throw new IllegalArgumentException(
+                    "routing covers " + t + " tokens, x has " + x.shape(0) + ", out " + out.shape(0));
         // rows of each expert in the grouped layout
         int[] count = new int[experts], first = new int[experts];
         for (int i = 0; i < t; i++)
@@ -139,8 +141,7 @@ public final class MoeLayer {
     }
 
     /** Gathers the quantized token rows into the grouped layout and runs the fused expert FFN: F32 [rows, H]. */
-    private Tensor runExperts(
-            Context ctx, Tensor x, Routing routing, int[] rowOf, int[] first, int[] count, int rows) {
+    private Tensor runExperts(Context ctx, Tensor x, Routing routing, int[] rowOf, int[] first, int[] count, int rows) {
         int t = routing.tokens(), k = routing.k(), scaleCols = hidden / QuantizedTensor.BLOCK;
         QuantizedTensor xq = new QuantizedTensor(
                 workspace.tensor(0, DType.E4M3, t, hidden), workspace.tensor(1, DType.F32, t, scaleCols), 1);
@@ -158,8 +159,8 @@ public final class MoeLayer {
                 int r = rowOf[i * k + j];
                 if (r < 0) continue;
                 MemorySegment.copy(qData, (long) i * hidden, xs.segment(), (long) r * hidden, hidden);
-                MemorySegment.copy(qScales, (long) i * scaleCols * 4, sfs.segment(), (long) r * scaleCols * 4,
-                        scaleCols * 4L);
+                MemorySegment.copy(
+                        qScales, (long) i * scaleCols * 4, sfs.segment(), (long) r * scaleCols * 4, scaleCols * 4L);
             }
         Tensor ys = workspace.tensor(4, DType.F32, rows, hidden);
         ExpertFfn.contiguous(

@@ -8,9 +8,9 @@ import java.lang.foreign.Arena;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.LinkedHashMap;
 import java.util.Deque;
 import java.util.HashMap;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
@@ -102,8 +102,7 @@ public final class PagedLatentCache {
             throw new IllegalArgumentException(
                     "kv has " + kv.shape(0) + " tokens for " + sequences.length + " sequences");
         if (Arrays.stream(sequences).distinct().count() != sequences.length)
-            throw new IllegalArgumentException(
-                    "a sequence appears twice in " + Arrays.toString(sequences));
+            throw new IllegalArgumentException("a sequence appears twice in " + Arrays.toString(sequences));
         appendRows(ctx, sequences, kv);
     }
 
@@ -143,7 +142,8 @@ public final class PagedLatentCache {
             }
             if (n > 0) Mla.appendToCache(ctx, kv, slots, cache);
         } catch (RuntimeException e) {
-            for (int i = grown.size() - 1; i >= 0; i--) free.addFirst(grown.get(i).blocks.removeLast());
+            for (int i = grown.size() - 1; i >= 0; i--)
+                free.addFirst(grown.get(i).blocks.removeLast());
             throw e;
         }
         for (var e : added.entrySet()) sequence(e.getKey()).length += e.getValue();

@@ -61,7 +61,8 @@ public final class Rope {
             softmaxScaleFactor = 1;
             return;
         }
-        int low = Math.max((int) Math.floor(correctionDim(yarn.betaFast(), dim, theta, yarn.originalMaxPositions())), 0);
+        int low =
+                Math.max((int) Math.floor(correctionDim(yarn.betaFast(), dim, theta, yarn.originalMaxPositions())), 0);
         int high = Math.min(
                 (int) Math.ceil(correctionDim(yarn.betaSlow(), dim, theta, yarn.originalMaxPositions())), dim - 1);
         float span = low == high ? 0.001f : high - low;

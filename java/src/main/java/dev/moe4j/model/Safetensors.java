@@ -44,7 +44,8 @@ public final class Safetensors implements AutoCloseable {
     private final Map<String, Entry> entries;
     private final Map<String, String> metadata;
 
-    private Safetensors(Path file, Arena arena, MemorySegment data, Map<String, Entry> entries, Map<String, String> metadata) {
+    private Safetensors(
+            Path file, Arena arena, MemorySegment data, Map<String, Entry> entries, Map<String, String> metadata) {
         this.file = file;
         this.arena = arena;
         this.data = data;
@@ -67,7 +68,8 @@ public final class Safetensors implements AutoCloseable {
             long headerLength = all.get(ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), 0);
             if (headerLength < 2 || headerLength > MAX_HEADER || headerLength > size - 8)
                 throw bad(file, "header length " + headerLength + " does not fit the file of " + size + " bytes");
-            String header = new String(all.asSlice(8, headerLength).toArray(ValueLayout.JAVA_BYTE), StandardCharsets.UTF_8);
+            String header =
+                    new String(all.asSlice(8, headerLength).toArray(ValueLayout.JAVA_BYTE), StandardCharsets.UTF_8);
             MemorySegment data = all.asSlice(8 + headerLength);
             Map<String, String> metadata = new LinkedHashMap<>();
             Map<String, Entry> entries = parseHeader(file, header, data.byteSize(), metadata);
@@ -81,7 +83,8 @@ public final class Safetensors implements AutoCloseable {
         }
     }
 
-    private static Map<String, Entry> parseHeader(Path file, String header, long dataBytes, Map<String, String> metadata) {
+    private static Map<String, Entry> parseHeader(
+            Path file, String header, long dataBytes, Map<String, String> metadata) {
         Object parsed;
         try {
             parsed = Json.parse(header);
@@ -106,8 +109,10 @@ public final class Safetensors implements AutoCloseable {
         for (var e : byOffset) {
             Entry t = e.getValue();
             if (t.begin() < covered)
-                throw bad(file, "tensors '" + previous + "' and '" + e.getKey() + "' overlap (bytes " + t.begin()
-                        + ".." + covered + ")");
+                throw bad(
+                        file,
+                        "tensors '" + previous + "' and '" + e.getKey() + "' overlap (bytes " + t.begin() + ".."
+                                + covered + ")");
             if (t.begin() > covered)
                 throw bad(file, "has bytes " + covered + ".." + t.begin() + " of its data that belong to no tensor");
             covered = t.end();
@@ -130,8 +135,10 @@ public final class Safetensors implements AutoCloseable {
             case "I32" -> DType.I32;
             case "I64" -> DType.I64;
             case "F64", "I8", "U8", "I16", "U16", "U32", "U64", "BOOL", "F8_E5M2" ->
-                throw bad(file, where + " has dtype " + dt + ", which moe4j does not read (F32, BF16, F16, F8_E4M3,"
-                        + " I32, I64)");
+                throw bad(
+                        file,
+                        where + " has dtype " + dt + ", which moe4j does not read (F32, BF16, F16, F8_E4M3,"
+                                + " I32, I64)");
             default -> throw bad(file, where + " has unknown dtype \"" + dt + "\"");
         };
         long[] shape = longs(file, where, "shape", m.get("shape"), -1);
@@ -140,13 +147,16 @@ public final class Safetensors implements AutoCloseable {
         long[] offsets = longs(file, where, "data_offsets", m.get("data_offsets"), 2);
         long begin = offsets[0], end = offsets[1];
         if (begin > end || end > dataBytes)
-            throw bad(file, where + " has data_offsets [" + begin + ", " + end + "] outside the " + dataBytes
-                    + " data bytes");
+            throw bad(
+                    file,
+                    where + " has data_offsets [" + begin + ", " + end + "] outside the " + dataBytes + " data bytes");
         long bytes = dtype.byteSize();
         for (long extent : shape) bytes = Math.multiplyExact(bytes, extent);
         if (bytes != end - begin)
-            throw bad(file, where + " is " + dt + " " + java.util.Arrays.toString(shape) + ", " + bytes
-                    + " bytes, but its data_offsets span " + (end - begin));
+            throw bad(
+                    file,
+                    where + " is " + dt + " " + java.util.Arrays.toString(shape) + ", " + bytes
+                            + " bytes, but its data_offsets span " + (end - begin));
         return new Entry(dtype, shape, begin, end);
     }
 
@@ -232,14 +242,18 @@ public final class Safetensors implements AutoCloseable {
         int padded = (json.length + 7) / 8 * 8;
         try (Arena scratch = Arena.ofConfined();
                 FileChannel ch = FileChannel.open(
-                        file, StandardOpenOption.CREATE, StandardOpenOption.TRUNCATE_EXISTING, StandardOpenOption.WRITE)) {
+                        file,
+                        StandardOpenOption.CREATE,
+                        StandardOpenOption.TRUNCATE_EXISTING,
+                        StandardOpenOption.WRITE)) {
             MemorySegment head = scratch.allocate(8 + padded);
             head.set(ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), 0, padded);
             head.asSlice(8, padded).fill((byte) ' ');
             MemorySegment.copy(MemorySegment.ofArray(json), 0, head, 8, json.length);
             writeFully(ch, head);
             for (Tensor t : tensors.values())
-                writeFully(ch, t.segment().asSlice(0, t.elementCount() * t.dtype().byteSize()));
+                writeFully(
+                        ch, t.segment().asSlice(0, t.elementCount() * t.dtype().byteSize()));
         } catch (IOException e) {
             throw new UncheckedIOException("cannot write safetensors file " + file + ": " + e.getMessage(), e);
         }

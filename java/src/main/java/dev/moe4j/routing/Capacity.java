@@ -72,8 +72,8 @@ public final class Capacity {
             for (int j = 0; j < k; j++) {
                 int e = routing.expert(i, j);
                 if (e >= expertDevice.length)
-                    throw new IllegalArgumentException("expert " + e + " has no device (" + expertDevice.length
-                            + " experts placed)");
+                    throw new IllegalArgumentException(
+                            "expert " + e + " has no device (" + expertDevice.length + " experts placed)");
                 if (e >= 0) load[expertDevice[e]]++;
             }
         int dropped = 0;

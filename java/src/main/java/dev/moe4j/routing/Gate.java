@@ -82,14 +82,16 @@ public final class Gate {
         Objects.requireNonNull(x, "x");
         Objects.requireNonNull(out, "out");
         if (out.k() != config.topK())
-            throw new IllegalArgumentException("out holds " + out.k() + " experts per token, the gate picks " + config.topK());
+            throw new IllegalArgumentException(
+                    "out holds " + out.k() + " experts per token, the gate picks " + config.topK());
         int t = Math.toIntExact(x.shape(0));
         out.reset(t);
         try (Arena scratch = Arena.ofConfined()) {
             Tensor logits = weight.apply(ctx, x, DType.F32, scratch);
             MemorySegment rows = logits.segment();
             for (int i = 0; i < t; i++) {
-                MemorySegment.copy(rows, ValueLayout.JAVA_FLOAT, (long) i * config.experts() * 4, scores, 0, scores.length);
+                MemorySegment.copy(
+                        rows, ValueLayout.JAVA_FLOAT, (long) i * config.experts() * 4, scores, 0, scores.length);
                 routeToken(i, out);
             }
         }
@@ -181,7 +183,8 @@ public final class Gate {
     public void adjustBias(long[] load, float gamma) {
         if (bias == null) throw new IllegalStateException("this gate has no e_score_correction_bias to adjust");
         if (load.length != config.experts())
-            throw new IllegalArgumentException("load has " + load.length + " entries for " + config.experts() + " experts");
+            throw new IllegalArgumentException(
+                    "load has " + load.length + " entries for " + config.experts() + " experts");
         double mean = 0;
         for (long l : load) mean += l;
         mean /= load.length;

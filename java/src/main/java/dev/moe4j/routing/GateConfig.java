@@ -26,10 +26,11 @@ public record GateConfig(
             throw new IllegalArgumentException(
                     "groups (n_group) must be positive and divide the " + experts + " experts, got " + groups);
         if (topkGroups <= 0 || topkGroups > groups)
-            throw new IllegalArgumentException("topkGroups (topk_group) must be in 1.." + groups + ", got " + topkGroups);
+            throw new IllegalArgumentException(
+                    "topkGroups (topk_group) must be in 1.." + groups + ", got " + topkGroups);
         if (topK <= 0 || topK > topkGroups * (experts / groups))
-            throw new IllegalArgumentException("topK (num_experts_per_tok) must be in 1.." + topkGroups * (experts / groups)
-                    + " (the experts of " + topkGroups + " groups), got " + topK);
+            throw new IllegalArgumentException("topK (num_experts_per_tok) must be in 1.."
+                    + topkGroups * (experts / groups) + " (the experts of " + topkGroups + " groups), got " + topK);
         if (scoring == null) throw new IllegalArgumentException("scoring must not be null");
         if (!(routedScalingFactor > 0))
             throw new IllegalArgumentException("routedScalingFactor must be positive, got " + routedScalingFactor);

@@ -57,7 +57,8 @@ public final class Routing {
     /** Starts a batch of tokens; ranks are then written with {@link #set}. */
     void reset(int tokens) {
         if (tokens < 0 || tokens > maxTokens)
-            throw new IllegalArgumentException("tokens " + tokens + " outside 0.." + maxTokens + " (this Routing's size)");
+            throw new IllegalArgumentException(
+                    "tokens " + tokens + " outside 0.." + maxTokens + " (this Routing's size)");
         this.tokens = tokens;
         dropped = 0;
     }

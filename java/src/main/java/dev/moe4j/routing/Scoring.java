@@ -12,8 +12,9 @@ public enum Scoring {
         return switch (name) {
             case "softmax" -> SOFTMAX;
             case "sigmoid" -> SIGMOID;
-            default -> throw new IllegalArgumentException(
-                    "scoring_func must be \"softmax\" or \"sigmoid\", got \"" + name + "\"");
+            default ->
+                throw new IllegalArgumentException(
+                        "scoring_func must be \"softmax\" or \"sigmoid\", got \"" + name + "\"");
         };
     }
 }

@@ -112,9 +112,8 @@ public final class Tensor {
         if (!isContiguous()) throw new IllegalArgumentException("view of a non-contiguous " + this);
         long[] s = checkShape(newShape);
         if (elementCount(s) != elementCount())
-            throw new IllegalArgumentException(
-                    "view " + Arrays.toString(s) + " has " + elementCount(s) + " elements, " + this + " has "
-                            + elementCount());
+            throw new IllegalArgumentException("view " + Arrays.toString(s) + " has " + elementCount(s) + " elements, "
+                    + this + " has " + elementCount());
         return of(segment, dtype, s);
     }
 

@@ -48,9 +48,34 @@ class RunLayerTest {
         Path model = dir.resolve("model");
         ModelConfig config = MakeModel.preset(new Options(
                 "make-model",
-                args("--preset", "v3", "--layers", "2", "--experts", "" + EXPERTS, "--hidden", "" + H, "--moe-inter",
-                        "" + INTER, "--inter", "384", "--heads", "4", "--top-k", "" + K, "--first-dense", "1"),
-                Set.of("--preset", "--layers", "--experts", "--hidden", "--moe-inter", "--inter", "--heads", "--top-k",
+                args(
+                        "--preset",
+                        "v3",
+                        "--layers",
+                        "2",
+                        "--experts",
+                        "" + EXPERTS,
+                        "--hidden",
+                        "" + H,
+                        "--moe-inter",
+                        "" + INTER,
+                        "--inter",
+                        "384",
+                        "--heads",
+                        "4",
+                        "--top-k",
+                        "" + K,
+                        "--first-dense",
+                        "1"),
+                Set.of(
+                        "--preset",
+                        "--layers",
+                        "--experts",
+                        "--hidden",
+                        "--moe-inter",
+                        "--inter",
+                        "--heads",
+                        "--top-k",
                         "--first-dense"),
                 Set.of()));
         MakeModel.write(config, model, seed);
@@ -76,12 +101,15 @@ class RunLayerTest {
                 float[] logits = Gemm.nt(ctx, xb, gateW, DType.F32, arena).toFloatArray();
                 double[] want = new double[T * H];
                 for (int t = 0; t < T; t++) {
-                    var e = GateTest.reference(config.gate(), Arrays.copyOfRange(logits, t * EXPERTS, (t + 1) * EXPERTS), bias);
+                    var e = GateTest.reference(
+                            config.gate(), Arrays.copyOfRange(logits, t * EXPERTS, (t + 1) * EXPERTS), bias);
                     double[] xt = new double[H];
                     for (int d = 0; d < H; d++) xt[d] = xs[t * H + d];
                     for (int j = 0; j < K; j++) {
-                        assertEquals(e.experts()[j], out.tensor("topk_idx").getInt(t, j), "token " + t + " seed " + seed);
-                        assertEquals(e.weights()[j], out.tensor("topk_weight").getFloat(t, j), 1e-6 * e.weights()[j] + 1e-7);
+                        assertEquals(
+                                e.experts()[j], out.tensor("topk_idx").getInt(t, j), "token " + t + " seed " + seed);
+                        assertEquals(
+                                e.weights()[j], out.tensor("topk_weight").getFloat(t, j), 1e-6 * e.weights()[j] + 1e-7);
                         add(want, t, 1.0 * e.weights()[j], ffn(c, p + "experts." + e.experts()[j] + ".", xt));
                     }
                     add(want, t, 1.0, ffn(c, p + "shared_experts.", xt));
@@ -92,13 +120,16 @@ class RunLayerTest {
 
             // --- the whole layer against attention and MoE parts composed around norms and residuals, each part fed
             // exactly what the layer feeds it (RMSNorm in fp32, rounded to bf16) so that routing cannot flip
-            float[] normed1 = rmsNorm(xs, c.tensor("model.layers.1.input_layernorm.weight").toFloatArray());
+            float[] normed1 = rmsNorm(
+                    xs, c.tensor("model.layers.1.input_layernorm.weight").toFloatArray());
             Path in1 = dir.resolve("normed1.safetensors");
             Safetensors.write(in1, Map.of("hidden_states", Tensor.fromFloats(arena, DType.F32, normed1, T, H)), null);
             float[] attn = run(model, 1, "attention", in1, "attn.safetensors", arena);
             float[] h = new float[T * H];
             for (int i = 0; i < h.length; i++) h[i] = xs[i] + attn[i];
-            float[] normed2 = rmsNorm(h, c.tensor("model.layers.1.post_attention_layernorm.weight").toFloatArray());
+            float[] normed2 = rmsNorm(
+                    h,
+                    c.tensor("model.layers.1.post_attention_layernorm.weight").toFloatArray());
             Path in2 = dir.resolve("normed2.safetensors");
             Safetensors.write(in2, Map.of("hidden_states", Tensor.fromFloats(arena, DType.F32, normed2, T, H)), null);
             float[] ffn = run(model, 1, "moe", in2, "ffn.safetensors", arena);
@@ -114,17 +145,50 @@ class RunLayerTest {
                 assertFalse(out.names().contains("topk_idx"));
             }
         }
-        var badPart = assertThrows(IllegalArgumentException.class, () -> RunLayer.run(args(
-                "--model", model.toString(), "--layer", "1", "--part", "mlp", "--input", "x", "--output", "y")));
+        var badPart = assertThrows(
+                IllegalArgumentException.class,
+                () -> RunLayer.run(args(
+                        "--model",
+                        model.toString(),
+                        "--layer",
+                        "1",
+                        "--part",
+                        "mlp",
+                        "--input",
+                        "x",
+                        "--output",
+                        "y")));
         assertTrue(badPart.getMessage().contains("--part must be"), badPart.getMessage());
-        var badLayer = assertThrows(IllegalArgumentException.class, () -> RunLayer.run(args("--model", model.toString(),
-                "--layer", "7", "--part", "moe", "--input", dir.resolve("in.safetensors").toString(), "--output", "y")));
+        var badLayer = assertThrows(
+                IllegalArgumentException.class,
+                () -> RunLayer.run(args(
+                        "--model",
+                        model.toString(),
+                        "--layer",
+                        "7",
+                        "--part",
+                        "moe",
+                        "--input",
+                        dir.resolve("in.safetensors").toString(),
+                        "--output",
+                        "y")));
         assertTrue(badLayer.getMessage().contains("layer 7 outside 0..1"), badLayer.getMessage());
     }
 
     float[] run(Path model, int layer, String part, Path input, String output, Arena arena) {
-        assertEquals(0, RunLayer.run(args("--model", model.toString(), "--layer", "" + layer, "--part", part,
-                "--input", input.toString(), "--output", dir.resolve(output).toString())));
+        assertEquals(
+                0,
+                RunLayer.run(args(
+                        "--model",
+                        model.toString(),
+                        "--layer",
+                        "" + layer,
+                        "--part",
+                        part,
+                        "--input",
+                        input.toString(),
+                        "--output",
+                        dir.resolve(output).toString())));
         try (Safetensors out = Safetensors.open(dir.resolve(output))) {
             Tensor hs = out.tensor("hidden_states");
             assertArrayEquals(new long[] {T, H}, hs.shape());
@@ -136,7 +200,9 @@ class RunLayerTest {
 
     /** An MLP from the checkpoint in float64: FP8 codes times their 128x128 block's scale_inv. */
     static double[] ffn(Checkpoint c, String prefix, double[] x) {
-        double[][] g = weight(c, prefix + "gate_proj"), u = weight(c, prefix + "up_proj"), d = weight(c, prefix + "down_proj");
+        double[][] g = weight(c, prefix + "gate_proj"),
+                u = weight(c, prefix + "up_proj"),
+                d = weight(c, prefix + "down_proj");
         double[] hdn = new double[g.length];
         for (int r = 0; r < g.length; r++) {
             double a = 0, b = 0;
@@ -147,8 +213,7 @@ class RunLayerTest {
             hdn[r] = a / (1 + Math.exp(-a)) * b;
         }
         double[] y = new double[d.length];
-        for (int r = 0; r < d.length; r++)
-            for (int i = 0; i < hdn.length; i++) y[r] += d[r][i] * hdn[i];
+        for (int r = 0; r < d.length; r++) for (int i = 0; i < hdn.length; i++) y[r] += d[r][i] * hdn[i];
         return y;
     }
 

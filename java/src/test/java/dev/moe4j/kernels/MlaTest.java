@@ -47,14 +47,22 @@ class MlaTest {
     static List<Arguments> cases() {
         List<Isa> isas = TestSupport.isaPaths();
         Object[][] values = {
-            isas.toArray(), {1, 2, 6, 64}, {1, 2, 4}, {20, 140, 4096}, {1, 16, 64, 128}, {1, 2}, {false, true}, {false, true}
+            isas.toArray(),
+            {1, 2, 6, 64},
+            {1, 2, 4},
+            {20, 140, 4096},
+            {1, 16, 64, 128},
+            {1, 2},
+            {false, true},
+            {false, true}
         };
         List<Object[]> all = new ArrayList<>();
         product(values, 0, new Object[values.length], all);
         all.removeIf(v -> (int) v[4] % (int) v[5] != 0); // query heads must divide into kv heads
         List<Arguments> cases = new ArrayList<>();
         for (Object[] v : pairwiseCover(values, all)) {
-            var c = new Case((int) v[1], (int) v[2], (int) v[3], (int) v[4], (int) v[5], (boolean) v[6], (boolean) v[7]);
+            var c = new Case(
+                    (int) v[1], (int) v[2], (int) v[3], (int) v[4], (int) v[5], (boolean) v[6], (boolean) v[7]);
             cases.add(Arguments.of(v[0], c));
         }
         // the benchmark's shape, in full, on the best path
@@ -219,7 +227,7 @@ class MlaTest {
                 checkRow(c, scale, out, lse, r / (c.sQ() * c.hQ()), r / c.hQ() % c.sQ(), r % c.hQ(), where);
             }
             if (c.varlen() && c.b() > 2) // the empty sequence: every row
-                for (int j = 0; j < c.sQ(); j++)
+            for (int j = 0; j < c.sQ(); j++)
                     for (int h = 0; h < c.hQ(); h++) checkRow(c, scale, out, lse, 1, j, h, where);
         }
 
@@ -234,12 +242,12 @@ class MlaTest {
                 float actual = out.getFloat(i, j, h, dv);
                 // FlashMLA's test: bf16 output within 8e-4 absolute plus 2/128 relative.
                 if (!(Math.abs(actual - e[dv]) <= 8e-4 + 2.0 / 128 * Math.abs(e[dv])))
-                    throw new AssertionError(
-                            where + ": out[" + i + "," + j + "," + h + "," + dv + "] = " + actual + ", expected " + e[dv]);
+                    throw new AssertionError(where + ": out[" + i + "," + j + "," + h + "," + dv + "] = " + actual
+                            + ", expected " + e[dv]);
             }
         }
 
-    /** The same cache in the FP8 layout, written by the append kernel; unused slots hold 0xFF (NaN codes and scales). */
+        /** The same cache in the FP8 layout, written by the append kernel; unused slots hold 0xFF (NaN codes and scales). */
         Tensor fp8Cache(Context ctx, Arena arena, Case c) {
             Tensor fp8 = Tensor.allocate(arena, DType.U8, kcache.shape(0), BLOCK, c.hKv(), Mla.FP8_TOKEN_BYTES);
             fp8.segment().fill((byte) 0xFF);

@@ -29,16 +29,26 @@ class MlaAttentionTest {
     static final Rope.Yarn V3_YARN = new Rope.Yarn(40, 4096, 32, 1, 1, 1);
 
     /** The weights as floats (what the module's weights hold, after rounding) and as the module takes them. */
-    record Model(MlaAttention.Config config, MlaAttention.Weights weights, List<float[]> dense, float[] qNorm,
+    record Model(
+            MlaAttention.Config config,
+            MlaAttention.Weights weights,
+            List<float[]> dense,
+            float[] qNorm,
             float[] kvNorm) {}
 
     static Model model(Context ctx, Arena arena, SplittableRandom random, int qLora, boolean fp8) {
         var config = new MlaAttention.Config(HIDDEN, HEADS, qLora, LATENT, NOPE, ROPE, V, 1e-6f, 10000, V3_YARN);
         int qOut = HEADS * (NOPE + ROPE);
         int[][] shapes = qLora == 0
-                ? new int[][] {{qOut, HIDDEN}, {LATENT + ROPE, HIDDEN}, {HEADS * (NOPE + V), LATENT}, {HIDDEN, HEADS * V}}
+                ? new int[][] {
+                    {qOut, HIDDEN}, {LATENT + ROPE, HIDDEN}, {HEADS * (NOPE + V), LATENT}, {HIDDEN, HEADS * V}
+                }
                 : new int[][] {
-                    {qLora, HIDDEN}, {qOut, qLora}, {LATENT + ROPE, HIDDEN}, {HEADS * (NOPE + V), LATENT}, {HIDDEN, HEADS * V}
+                    {qLora, HIDDEN},
+                    {qOut, qLora},
+                    {LATENT + ROPE, HIDDEN},
+                    {HEADS * (NOPE + V), LATENT},
+                    {HIDDEN, HEADS * V}
                 };
         List<Linear> linears = new ArrayList<>();
         List<float[]> dense = new ArrayList<>();
@@ -59,10 +69,24 @@ class MlaAttentionTest {
         float[] qNorm = qLora == 0 ? null : norm(random, qLora), kvNorm = norm(random, LATENT);
         int i = 0;
         MlaAttention.Weights weights = qLora == 0
-                ? new MlaAttention.Weights(linears.get(i++), null, null, null, linears.get(i++),
-                        new RmsNorm(kvNorm, 1e-6f), linears.get(i++), linears.get(i))
-                : new MlaAttention.Weights(null, linears.get(i++), new RmsNorm(qNorm, 1e-6f), linears.get(i++),
-                        linears.get(i++), new RmsNorm(kvNorm, 1e-6f), linears.get(i++), linears.get(i));
+                ? new MlaAttention.Weights(
+                        linears.get(i++),
+                        null,
+                        null,
+                        null,
+                        linears.get(i++),
+                        new RmsNorm(kvNorm, 1e-6f),
+                        linears.get(i++),
+                        linears.get(i))
+                : new MlaAttention.Weights(
+                        null,
+                        linears.get(i++),
+                        new RmsNorm(qNorm, 1e-6f),
+                        linears.get(i++),
+                        linears.get(i++),
+                        new RmsNorm(kvNorm, 1e-6f),
+                        linears.get(i++),
+                        linears.get(i));
         return new Model(config, weights, dense, qNorm, kvNorm);
     }
 
@@ -229,8 +253,8 @@ class MlaAttentionTest {
             List<Double> got = new ArrayList<>(), want = new ArrayList<>();
 
             record Prefill(int sequence, int tokens) {}
-            List<Object> steps = List.of(new Prefill(a, 300), new Prefill(b, 5), "decode", "decode", "decode",
-                    new Prefill(a, 37), "decode");
+            List<Object> steps = List.of(
+                    new Prefill(a, 300), new Prefill(b, 5), "decode", "decode", "decode", new Prefill(a, 37), "decode");
             for (Object step : steps) {
                 int[] seqs = step instanceof Prefill p ? new int[] {p.sequence()} : new int[] {a, b};
                 int tokens = step instanceof Prefill p ? p.tokens() : 2;
@@ -257,8 +281,9 @@ class MlaAttentionTest {
             // bf16: only bf16 roundings of q, the latent rows and the attention output remain (~1e-5 measured);
             // FP8 weights: rare FP8 rounding flips of activations (~2e-4); FP8 cache: e4m3 latent (~1.3e-3)
             double limit = fp8Cache ? 3e-3 : fp8 ? 5e-4 : 5e-5;
-            System.out.printf("MLA absorbed vs naive (q_lora %d, fp8 %s, fp8 cache %s): calc_diff %.3g%n", qLora, fp8,
-                    fp8Cache, diff);
+            System.out.printf(
+                    "MLA absorbed vs naive (q_lora %d, fp8 %s, fp8 cache %s): calc_diff %.3g%n",
+                    qLora, fp8, fp8Cache, diff);
             assertTrue(diff < limit, "calc_diff " + diff + " >= " + limit + ", seed " + seed);
         }
     }
@@ -295,9 +320,10 @@ class MlaAttentionTest {
             Model m = model(ctx, arena, random, 0, false);
             MlaAttention.Weights w = m.weights();
             var noWo = new MlaAttention.Weights(w.wq(), null, null, null, w.wkvA(), w.kvNorm(), w.wkvB(), null);
-            assertTrue(assertThrows(IllegalArgumentException.class, () -> new MlaAttention(ctx, m.config(), noWo, arena))
-                    .getMessage()
-                    .contains("weight wo is missing"));
+            assertTrue(
+                    assertThrows(IllegalArgumentException.class, () -> new MlaAttention(ctx, m.config(), noWo, arena))
+                            .getMessage()
+                            .contains("weight wo is missing"));
             var swapped = new MlaAttention.Weights(w.wkvA(), null, null, null, w.wq(), w.kvNorm(), w.wkvB(), w.wo());
             assertTrue(assertThrows(
                             IllegalArgumentException.class, () -> new MlaAttention(ctx, m.config(), swapped, arena))

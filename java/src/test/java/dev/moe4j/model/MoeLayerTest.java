@@ -62,14 +62,16 @@ class MoeLayerTest {
             h[r] = a / (1 + Math.exp(-a)) * b;
         }
         double[] y = new double[H];
-        for (int r = 0; r < H; r++)
-            for (int c = 0; c < inter; c++) y[r] += d[(expert * H + r) * inter + c] * h[c];
+        for (int r = 0; r < H; r++) for (int c = 0; c < inter; c++) y[r] += d[(expert * H + r) * inter + c] * h[c];
         return y;
     }
 
     @ParameterizedTest(name = "{0} alignment={1} shared={2} tokens={3}")
     @CsvSource({
-        "SIGMOID, 1, fp8, 40", "SIGMOID, 128, fp8, 40", "SOFTMAX, 1, bf16, 40", "SOFTMAX, 1, none, 1",
+        "SIGMOID, 1, fp8, 40",
+        "SIGMOID, 128, fp8, 40",
+        "SOFTMAX, 1, bf16, 40",
+        "SOFTMAX, 1, none, 1",
         "SIGMOID, 1, fp8, 300"
     })
     void matchesDenseFloat64Reference(Scoring scoring, int alignment, String shared, int tokens) {
@@ -112,8 +114,8 @@ class MoeLayerTest {
                 }
                 mlp = new DenseMlp(l[0], l[1], l[2]);
             }
-            MoeLayer layer = new MoeLayer(
-                    new Gate(gc, Linear.bf16(gateWeight), bias), g.q(), u.q(), d.q(), mlp, alignment);
+            MoeLayer layer =
+                    new MoeLayer(new Gate(gc, Linear.bf16(gateWeight), bias), g.q(), u.q(), d.q(), mlp, alignment);
 
             float[] xs = new float[tokens * H];
             for (int i = 0; i < xs.length; i++) xs[i] = (float) random.nextGaussian();
@@ -156,17 +158,19 @@ class MoeLayerTest {
             Gate gate = new Gate(gc, Linear.bf16(Tensor.allocate(arena, DType.BF16, E, H)), null);
             Fp8 g = fp8(ctx, arena, random, E, I, H), d = fp8(ctx, arena, random, E, H, I);
             Fp8 wide = fp8(ctx, arena, random, E, H, 2 * I);
-            var wrongDown =
-                    assertThrows(IllegalArgumentException.class, () -> new MoeLayer(gate, g.q(), g.q(), wide.q(), null, 1));
+            var wrongDown = assertThrows(
+                    IllegalArgumentException.class, () -> new MoeLayer(gate, g.q(), g.q(), wide.q(), null, 1));
             assertTrue(wrongDown.getMessage().contains("expertDown must be [16, 256, 256]"), wrongDown.getMessage());
             Fp8 small = fp8(ctx, arena, random, 8, I, H);
             assertThrows(IllegalArgumentException.class, () -> new MoeLayer(gate, small.q(), g.q(), d.q(), null, 1));
             assertThrows(IllegalArgumentException.class, () -> new MoeLayer(gate, g.q(), g.q(), d.q(), null, 0));
             MoeLayer layer = new MoeLayer(gate, g.q(), g.q(), d.q(), null, 1);
             Tensor x = Tensor.allocate(arena, DType.BF16, 2, H);
-            assertThrows(IllegalArgumentException.class,
+            assertThrows(
+                    IllegalArgumentException.class,
                     () -> layer.forward(ctx, x, new Routing(4, 2), Tensor.allocate(arena, DType.BF16, 2, H)));
-            assertThrows(IllegalArgumentException.class,
+            assertThrows(
+                    IllegalArgumentException.class,
                     () -> layer.forward(ctx, x, new Routing(4, 1), Tensor.allocate(arena, DType.F32, 2, H)));
         }
     }

@@ -108,7 +108,8 @@ class PagedLatentCacheTest {
                     assertThrows(IllegalStateException.class, () -> cache.append(ctx, b, tokens(arena, random, 65)));
             System.out.println("rejected: " + full.getMessage());
             assertEquals(
-                    "cache full: sequences [1] need 2 more blocks for 65 tokens but 1 of 3 are free", full.getMessage());
+                    "cache full: sequences [1] need 2 more blocks for 65 tokens but 1 of 3 are free",
+                    full.getMessage());
             assertEquals(0, cache.length(b));
             assertEquals(1, cache.freeBlocks());
             assertArrayEquals(

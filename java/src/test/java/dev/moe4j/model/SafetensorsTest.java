@@ -66,7 +66,8 @@ class SafetensorsTest {
     }
 
     void rejects(Path file, String... fragments) {
-        var e = assertThrows(IllegalArgumentException.class, () -> Safetensors.open(file).close());
+        var e = assertThrows(
+                IllegalArgumentException.class, () -> Safetensors.open(file).close());
         assertTrue(e.getMessage().contains(file.toString()), e.getMessage());
         for (String f : fragments) assertTrue(e.getMessage().contains(f), e.getMessage());
     }
@@ -74,18 +75,29 @@ class SafetensorsTest {
     @Test
     void malformedFilesAreRejectedWithTheFileAndTensorNamed() throws IOException {
         rejects(raw("{\"w\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]", 8), "bad header");
-        rejects(raw("{\"w\": {\"dtype\": \"F32\", \"shape\": [4], \"data_offsets\": [0, 16]}}", 8), "'w'",
+        rejects(
+                raw("{\"w\": {\"dtype\": \"F32\", \"shape\": [4], \"data_offsets\": [0, 16]}}", 8),
+                "'w'",
                 "outside the 8 data bytes");
-        rejects(raw("{\"w\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]},"
-                        + " \"v\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [4, 12]}}", 12),
+        rejects(
+                raw(
+                        "{\"w\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]},"
+                                + " \"v\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [4, 12]}}",
+                        12),
                 "'w' and 'v' overlap");
-        rejects(raw("{\"w\": {\"dtype\": \"Q4_K\", \"shape\": [2], \"data_offsets\": [0, 8]}}", 8), "'w'",
+        rejects(
+                raw("{\"w\": {\"dtype\": \"Q4_K\", \"shape\": [2], \"data_offsets\": [0, 8]}}", 8),
+                "'w'",
                 "unknown dtype \"Q4_K\"");
         rejects(raw("{\"w\": {\"dtype\": \"F64\", \"shape\": [1], \"data_offsets\": [0, 8]}}", 8), "'w'", "F64");
-        rejects(raw("{\"w\": {\"dtype\": \"F32\", \"shape\": [3], \"data_offsets\": [0, 8]}}", 8), "'w'",
+        rejects(
+                raw("{\"w\": {\"dtype\": \"F32\", \"shape\": [3], \"data_offsets\": [0, 8]}}", 8),
+                "'w'",
                 "12 bytes, but its data_offsets span 8");
-        rejects(raw("{\"w\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [4, 8]}}", 8),
-                "bytes 0..4", "belong to no tensor");
+        rejects(
+                raw("{\"w\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [4, 8]}}", 8),
+                "bytes 0..4",
+                "belong to no tensor");
         rejects(raw("{\"w\": {\"dtype\": \"F32\", \"shape\": [-1], \"data_offsets\": [0, 8]}}", 8), "'w'", "shape");
         rejects(raw("[1, 2]", 0), "not a JSON object");
 
@@ -93,7 +105,12 @@ class SafetensorsTest {
         Files.write(tiny, new byte[] {1, 2, 3});
         rejects(tiny, "too short");
         Path longHeader = dir.resolve("long.safetensors");
-        Files.write(longHeader, ByteBuffer.allocate(16).order(ByteOrder.LITTLE_ENDIAN).putLong(1000).array());
+        Files.write(
+                longHeader,
+                ByteBuffer.allocate(16)
+                        .order(ByteOrder.LITTLE_ENDIAN)
+                        .putLong(1000)
+                        .array());
         rejects(longHeader, "header length 1000 does not fit");
     }
 
@@ -145,9 +162,11 @@ class SafetensorsTest {
                 .replace("\"routed_scaling_factor\": 1.0", "\"routed_scaling_factor\": 2.5")
                 .replace("\"n_routed_experts\": 64", "\"n_routed_experts\": 256")
                 .replace("\"num_experts_per_tok\": 6", "\"num_experts_per_tok\": 8")
-                .replace("\"vocab_size\": 102400}", "\"vocab_size\": 129280, \"quantization_config\":"
-                        + " {\"activation_scheme\": \"dynamic\", \"fmt\": \"e4m3\", \"quant_method\": \"fp8\","
-                        + " \"weight_block_size\": [128, 128]}}");
+                .replace(
+                        "\"vocab_size\": 102400}",
+                        "\"vocab_size\": 129280, \"quantization_config\":"
+                                + " {\"activation_scheme\": \"dynamic\", \"fmt\": \"e4m3\", \"quant_method\": \"fp8\","
+                                + " \"weight_block_size\": [128, 128]}}");
         ModelConfig c3 = ModelConfig.parse(v3);
         assertEquals(1536, c3.qLoraRank());
         assertEquals(8, c3.gate().groups());
@@ -158,30 +177,39 @@ class SafetensorsTest {
         var missing = assertThrows(
                 IllegalArgumentException.class, () -> ModelConfig.parse(V2_LITE.replace("\"hidden_size\": 2048,", "")));
         assertTrue(missing.getMessage().contains("\"hidden_size\""), missing.getMessage());
-        var rope = assertThrows(IllegalArgumentException.class,
+        var rope = assertThrows(
+                IllegalArgumentException.class,
                 () -> ModelConfig.parse(V2_LITE.replace("\"type\": \"yarn\"", "\"type\": \"linear\"")));
         assertTrue(rope.getMessage().contains("linear"), rope.getMessage());
-        var groups = assertThrows(IllegalArgumentException.class,
+        var groups = assertThrows(
+                IllegalArgumentException.class,
                 () -> ModelConfig.parse(V2_LITE.replace("\"n_group\": 1", "\"n_group\": 5")));
         assertTrue(groups.getMessage().contains("n_group"), groups.getMessage());
         Path file = dir.resolve("config.json");
         Files.writeString(file, "{\"hidden_size\": \"big\"}");
         var typed = assertThrows(IllegalArgumentException.class, () -> ModelConfig.read(file));
-        assertTrue(typed.getMessage().contains(file.toString()) && typed.getMessage().contains("hidden_size"));
+        assertTrue(typed.getMessage().contains(file.toString())
+                && typed.getMessage().contains("hidden_size"));
     }
 
     @Test
     void shardedCheckpointsResolveThroughTheIndex() throws IOException {
         Files.writeString(dir.resolve("config.json"), V2_LITE);
         try (Arena arena = Arena.ofConfined()) {
-            Safetensors.write(dir.resolve("model-00001-of-00002.safetensors"),
-                    Map.of("x.weight", Tensor.fromFloats(arena, DType.F32, new float[] {1, 2}, 2)), null);
-            Safetensors.write(dir.resolve("model-00002-of-00002.safetensors"),
-                    Map.of("y.weight", Tensor.fromFloats(arena, DType.BF16, new float[] {3}, 1)), null);
+            Safetensors.write(
+                    dir.resolve("model-00001-of-00002.safetensors"),
+                    Map.of("x.weight", Tensor.fromFloats(arena, DType.F32, new float[] {1, 2}, 2)),
+                    null);
+            Safetensors.write(
+                    dir.resolve("model-00002-of-00002.safetensors"),
+                    Map.of("y.weight", Tensor.fromFloats(arena, DType.BF16, new float[] {3}, 1)),
+                    null);
         }
-        Files.writeString(dir.resolve(Checkpoint.INDEX), "{\"metadata\": {}, \"weight_map\": {"
-                + "\"x.weight\": \"model-00001-of-00002.safetensors\", \"y.weight\": \"model-00002-of-00002.safetensors\","
-                + " \"z.weight\": \"model-00002-of-00002.safetensors\", \"w.weight\": \"model-00003-of-00002.safetensors\"}}");
+        Files.writeString(
+                dir.resolve(Checkpoint.INDEX),
+                "{\"metadata\": {}, \"weight_map\": {"
+                        + "\"x.weight\": \"model-00001-of-00002.safetensors\", \"y.weight\": \"model-00002-of-00002.safetensors\","
+                        + " \"z.weight\": \"model-00002-of-00002.safetensors\", \"w.weight\": \"model-00003-of-00002.safetensors\"}}");
         try (Checkpoint c = Checkpoint.open(dir)) {
             assertEquals(2048, c.config().hiddenSize());
             assertArrayEquals(new float[] {1, 2}, c.tensor("x.weight").toFloatArray());

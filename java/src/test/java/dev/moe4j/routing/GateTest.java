@@ -119,7 +119,10 @@ public class GateTest {
                 int[] got = new int[c.topK()];
                 for (int j = 0; j < c.topK(); j++) {
                     got[j] = routing.expert(t, j);
-                    assertEquals(e.weights()[j], routing.weight(t, j), 1e-6 * Math.max(1, e.weights()[j]),
+                    assertEquals(
+                            e.weights()[j],
+                            routing.weight(t, j),
+                            1e-6 * Math.max(1, e.weights()[j]),
                             "token " + t + " rank " + j + " seed " + seed);
                 }
                 assertArrayEquals(e.experts(), got, "token " + t + " seed " + seed + " " + c);
@@ -175,8 +178,8 @@ public class GateTest {
         try (Arena arena = Arena.ofConfined();
                 Context ctx = Context.create()) {
             Tensor weight = Tensor.fromFloats(arena, DType.BF16, new float[4 * HIDDEN], 4, HIDDEN);
-            Gate gate = new Gate(new GateConfig(4, 1, 1, 1, Scoring.SIGMOID, false, 1.0), Linear.bf16(weight),
-                    new float[4]);
+            Gate gate = new Gate(
+                    new GateConfig(4, 1, 1, 1, Scoring.SIGMOID, false, 1.0), Linear.bf16(weight), new float[4]);
             gate.adjustBias(new long[] {10, 2, 4, 4}, 0.001f); // mean 5
             assertArrayEquals(new float[] {-0.001f, 0.001f, 0.001f, 0.001f}, gate.bias());
             assertThrows(IllegalArgumentException.class, () -> gate.adjustBias(new long[3], 0.001f));
