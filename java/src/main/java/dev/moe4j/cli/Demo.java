@@ -47,11 +47,7 @@ final class Demo {
                 "moe4j %s demo: native library %s, CPU path %s, %d threads%n%n",
                 caps.version(), caps.library(), caps.cpuIsa().nativeName(), caps.cpuThreads());
 
-        ModelConfig config = MakeModel.preset(new Options(
-                "make-model",
-                new String[] {"--preset", "v2-lite", "--layers", String.valueOf(layers)},
-                Set.of("--preset", "--layers"),
-                Set.of()));
+        ModelConfig config = MakeModel.preset("--preset", "v2-lite", "--layers", String.valueOf(layers));
         ensureCheckpoint(config, dir);
 
         try (Checkpoint checkpoint = Checkpoint.open(dir);

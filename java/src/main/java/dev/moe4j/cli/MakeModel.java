@@ -33,23 +33,22 @@ final class MakeModel {
     static final String USAGE = "make-model --preset v2-lite|v3 --layers N --out DIR [--experts E --hidden H"
             + " --moe-inter I --inter I --heads N --top-k K --first-dense N --seed S --bf16]";
 
+    static final Set<String> VALUED = Set.of(
+            "--preset",
+            "--layers",
+            "--out",
+            "--experts",
+            "--hidden",
+            "--moe-inter",
+            "--inter",
+            "--heads",
+            "--top-k",
+            "--first-dense",
+            "--seed");
+    static final Set<String> FLAGS = Set.of("--bf16");
+
     static int run(String[] args) {
-        Options o = new Options(
-                "make-model",
-                args,
-                Set.of(
-                        "--preset",
-                        "--layers",
-                        "--out",
-                        "--experts",
-                        "--hidden",
-                        "--moe-inter",
-                        "--inter",
-                        "--heads",
-                        "--top-k",
-                        "--first-dense",
-                        "--seed"),
-                Set.of("--bf16"));
+        Options o = new Options("make-model", args, VALUED, FLAGS);
         ModelConfig c = preset(o);
         Path out = Path.of(o.string("--out"));
         long t0 = System.nanoTime();
@@ -63,6 +62,11 @@ final class MakeModel {
                 c.isFp8() ? "FP8" : "BF16",
                 (System.nanoTime() - t0) / 1e9);
         return 0;
+    }
+
+    /** The config make-model would write for these options (--out and --seed ignored). */
+    static ModelConfig preset(String... args) {
+        return preset(new Options("make-model", args, VALUED, FLAGS));
     }
 
     static ModelConfig preset(Options o) {

@@ -198,14 +198,7 @@ class MlaAttentionTest {
         /** A linear layer: the input quantized per 128-group first when the weights are FP8. */
         double[] linear(float[] w, double[] x, int rows) {
             if (!fp8) return matvec(w, x, rows);
-            double[] q = new double[x.length];
-            for (int g = 0; g < x.length; g += 128) {
-                double amax = 0;
-                for (int i = g; i < g + 128; i++) amax = Math.max(amax, Math.abs((float) x[i]));
-                float scale = Reference.fp8Scale((float) amax, false);
-                for (int i = g; i < g + 128; i++)
-                    q[i] = Reference.e4m3Value(Reference.e4m3Encode((float) x[i] / scale)) * scale;
-            }
+            double[] q = Reference.fp8RoundTrip(x);
             return matvec(w, q, rows);
         }
 

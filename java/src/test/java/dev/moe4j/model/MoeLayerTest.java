@@ -26,7 +26,9 @@ import org.junit.jupiter.params.provider.CsvSource;
 
 /**
  * The MoE layer against a float64 dense reference: every expert's FFN applied to every token with the dequantized
- * weights, weighted by the reference gate's choice (zero for experts not chosen), plus the shared experts.
+ * weights, weighted by the reference gate's choice (zero for experts not chosen), plus the shared experts. The
+ * reference quantizes the FP8 experts' input per token as the layer does, so what remains is the FFN's own FP8
+ * rounding of its intermediate (DeepGEMM's calc_diff bound, 1e-3).
  */
 class MoeLayerTest {
     static final int H = 256, I = 256, E = 16;
@@ -131,14 +133,16 @@ class MoeLayerTest {
             for (int t = 0; t < tokens; t++) {
                 double[] xt = new double[H];
                 for (int c = 0; c < H; c++) xt[c] = xr[t * H + c];
+                double[] xq = Reference.fp8RoundTrip(xt);
                 GateTest.Expected e = GateTest.reference(gc, Arrays.copyOfRange(logits, t * E, (t + 1) * E), bias);
                 for (int j = 0; j < gc.topK(); j++) {
                     assertEquals(e.experts()[j], routing.expert(t, j), "token " + t + " seed " + seed);
-                    double[] y = ffn(g.dense(), u.dense(), d.dense(), e.experts()[j], I, xt);
+                    double[] y = ffn(g.dense(), u.dense(), d.dense(), e.experts()[j], I, xq);
                     for (int c = 0; c < H; c++) want[t * H + c] += e.weights()[j] * y[c];
                 }
                 if (sharedDense != null) {
-                    double[] y = ffn(sharedDense[0], sharedDense[1], sharedDense[2], 0, sharedI, xt);
+                    double[] y = ffn(
+                            sharedDense[0], sharedDense[1], sharedDense[2], 0, sharedI, shared.equals("fp8") ? xq : xt);
                     for (int c = 0; c < H; c++) want[t * H + c] += y[c];
                 }
             }
@@ -146,6 +150,52 @@ class MoeLayerTest {
             for (int i = 0; i < got.length; i++) gotD[i] = got[i];
             double diff = Reference.calcDiff(gotD, want);
             assertTrue(diff < 1e-3, "calc_diff " + diff + " seed " + seed);
+        }
+    }
+
+    /** Assignments dropped by the capacity mode contribute nothing; the rest are combined as before. */
+    @org.junit.jupiter.api.Test
+    void droppedAssignmentsAreSkipped() {
+        SplittableRandom random = TestSupport.random(TestSupport.freshSeed());
+        try (Arena arena = Arena.ofConfined();
+                Context ctx = Context.create()) {
+            GateConfig gc = new GateConfig(E, 4, 1, 1, Scoring.SOFTMAX, true, 1.0);
+            float[] gw = new float[E * H];
+            for (int i = 0; i < gw.length; i++) gw[i] = (float) (random.nextGaussian() * 0.1);
+            Gate gate = new Gate(gc, Linear.bf16(Tensor.fromFloats(arena, DType.BF16, gw, E, H)), null);
+            Fp8 g = fp8(ctx, arena, random, E, I, H), u = fp8(ctx, arena, random, E, I, H);
+            Fp8 d = fp8(ctx, arena, random, E, H, I);
+            MoeLayer layer = new MoeLayer(gate, g.q(), u.q(), d.q(), null, 1);
+            int tokens = 24;
+            float[] xs = new float[tokens * H];
+            for (int i = 0; i < xs.length; i++) xs[i] = (float) random.nextGaussian();
+            Tensor x = Tensor.fromFloats(arena, DType.BF16, xs, tokens, H);
+            Routing routing = new Routing(4, tokens);
+            gate.route(ctx, x, routing);
+            // experts 0..7 on device 0, 8..15 on device 1; half the balanced share each: many drops
+            int[] device = new int[E];
+            for (int e = 0; e < E; e++) device[e] = e / 8;
+            var result = new dev.moe4j.routing.Capacity(device, 2, 0.5, 0).apply(routing, new long[tokens]);
+            assertTrue(result.dropped() >= tokens * 4 / 2, "dropped " + result.dropped());
+            Tensor out = Tensor.allocate(arena, DType.F32, tokens, H);
+            layer.forwardRouted(ctx, x, routing, out);
+
+            float[] xr = x.toFloatArray(), got = out.toFloatArray();
+            double[] want = new double[tokens * H];
+            for (int t = 0; t < tokens; t++) {
+                double[] xt = new double[H];
+                for (int c = 0; c < H; c++) xt[c] = xr[t * H + c];
+                double[] xq = Reference.fp8RoundTrip(xt);
+                for (int j = 0; j < 4; j++) {
+                    int e = routing.expert(t, j);
+                    if (e < 0) continue;
+                    double[] y = ffn(g.dense(), u.dense(), d.dense(), e, I, xq);
+                    for (int c = 0; c < H; c++) want[t * H + c] += routing.weight(t, j) * y[c];
+                }
+            }
+            double[] gotD = new double[got.length];
+            for (int i = 0; i < got.length; i++) gotD[i] = got[i];
+            assertTrue(Reference.calcDiff(gotD, want) < 1e-3);
         }
     }
 

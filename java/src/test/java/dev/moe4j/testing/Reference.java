@@ -81,4 +81,19 @@ public final class Reference {
         }
         return 1 - 2 * xy / (xx + yy);
     }
+
+    /**
+     * x quantized per token as the FP8 GEMM path quantizes activations (128-wide groups, fp32 scales from the float
+     * values) and dequantized again: what an FP8 kernel actually multiplies. x.length is a multiple of 128.
+     */
+    public static double[] fp8RoundTrip(double[] x) {
+        double[] q = new double[x.length];
+        for (int g = 0; g < x.length; g += 128) {
+            float amax = 0;
+            for (int i = g; i < g + 128; i++) amax = Math.max(amax, Math.abs((float) x[i]));
+            float scale = fp8Scale(amax, false);
+            for (int i = g; i < g + 128; i++) q[i] = e4m3Value(e4m3Encode((float) x[i] / scale)) * scale;
+        }
+        return q;
+    }
 }
