@@ -1,0 +1,94 @@
+package dev.moe4j.placement;
+
+import java.util.Arrays;
+
+/**
+ * Where each layer's experts live: {@code replicas} physical expert slots spread evenly over {@code devices}
+ * (slot {@code p} is on device {@code p / (replicas / devices)}), each slot holding one logical expert. The same
+ * three arrays as DeepSeek's EPLB returns.
+ *
+ * @param phy2log [layers][replicas]: the logical expert in each physical slot
+ * @param log2phy [layers][experts][maxReplicas]: each expert's physical slots in replica-rank order, padded with -1
+ * @param logcnt [layers][experts]: each expert's replica count (≥ 1)
+ * @param devices devices the slots are spread over
+ */
+public record Placement(int[][] phy2log, int[][][] log2phy, int[][] logcnt, int devices) {
+    public int layers() {
+        return phy2log.length;
+    }
+
+    public int replicas() {
+        return phy2log[0].length;
+    }
+
+    public int experts() {
+        return logcnt[0].length;
+    }
+
+    public int slotsPerDevice() {
+        return replicas() / devices;
+    }
+
+    public int deviceOf(int slot) {
+        return slot / slotsPerDevice();
+    }
+
+    /**
+     * Each device's load in one layer when every expert's load is split evenly over its replicas.
+     *
+     * @param load tokens per logical expert in that layer
+     */
+    public double[] deviceLoads(int layer, double[] load) {
+        double[] d = new double[devices];
+        for (int p = 0; p < replicas(); p++) {
+            int e = phy2log[layer][p];
+            d[deviceOf(p)] += load[e] / logcnt[layer][e];
+        }
+        return d;
+    }
+
+    /** max / mean device load of one layer: 1 is perfect balance. */
+    public double imbalance(int layer, double[] load) {
+        double[] d = deviceLoads(layer, load);
+        double max = Arrays.stream(d).max().orElse(0), mean = Arrays.stream(d).average().orElse(0);
+        return mean == 0 ? 1 : max / mean;
+    }
+
+    /**
+     * How many (device, expert) pairs of this placement the other lacks, summed over layers: the expert copies that
+     * must move to go from {@code previous} to this placement.
+     */
+    public int movedFrom(Placement previous) {
+        if (previous.layers() != layers() || previous.replicas() != replicas() || previous.devices != devices)
+            throw new IllegalArgumentException("placements of different shapes cannot be compared");
+        int moved = 0;
+        int per = slotsPerDevice();
+        for (int l = 0; l < layers(); l++)
+            for (int dev = 0; dev < devices; dev++) {
+                int[] now = Arrays.copyOfRange(phy2log[l], dev * per, (dev + 1) * per);
+                int[] before = Arrays.copyOfRange(previous.phy2log[l], dev * per, (dev + 1) * per);
+                moved += per - common(now, before);
+            }
+        return moved;
+    }
+
+    /** Size of the multiset intersection of two expert lists. */
+    static int common(int[] a, int[] b) {
+        int[] x = a.clone(), y = b.clone();
+        Arrays.sort(x);
+        Arrays.sort(y);
+        int i = 0, j = 0, n = 0;
+        while (i < x.length && j < y.length) {
+            if (x[i] == y[j]) {
+                n++;
+                i++;
+                j++;
+            } else if (x[i] < y[j]) {
+                i++;
+            } else {
+                j++;
+            }
+        }
+        return n;
+    }
+}
