@@ -17,6 +17,7 @@ public final class Main {
                 case "demo" -> Demo.run(rest);
                 case "make-model" -> MakeModel.run(rest);
                 case "run-layer" -> RunLayer.run(rest);
+                case "eplb" -> EplbCommand.run(rest);
                 case "info" -> info();
                 case "help", "-h", "--help" -> usage(0);
                 default -> {
@@ -52,7 +53,9 @@ public final class Main {
                                                         write a synthetic DeepSeek checkpoint (HF layout, FP8 weights)
                   %s
                                                         run one part of one layer of a checkpoint on saved hidden states
-                """.formatted(Demo.USAGE, MakeModel.USAGE, RunLayer.USAGE));
+                  %s
+                                                        expert placement (DeepSeek EPLB, or refined) from a load file
+                """.formatted(Demo.USAGE, MakeModel.USAGE, RunLayer.USAGE, EplbCommand.USAGE));
         return code;
     }
 }
