@@ -62,6 +62,14 @@ enum moe4j_limits {
     MOE4J_ISA_BEST = -1     /* moe4j_context_options.max_isa: no cap */
 };
 
+/* moe4j_context_options.flags */
+enum moe4j_context_flags {
+    /* Each output row of the FP8 GEMMs and the expert FFN is computed with one fixed sequence of operations,
+     * whatever the number of rows in its group: results do not depend on how rows are batched or placed
+     * (expert parallelism relies on it). Costs large-batch speed on the CPU (no packed-panel kernel). */
+    MOE4J_CONTEXT_REPRODUCIBLE = 1
+};
+
 /*
  * A strided view of memory. Element (i0, i1, ...) lives at
  * data + (i0 * strides[0] + i1 * strides[1] + ...) * element_size. Strides are non-negative element counts;
@@ -84,13 +92,15 @@ typedef struct moe4j_context_options {
     int32_t device;  /* CUDA ordinal; must be 0 for the CPU backend */
     int32_t threads; /* CPU worker threads including the caller; 0 = all hardware threads */
     int32_t max_isa; /* enum moe4j_isa cap or MOE4J_ISA_BEST; the MOE4J_MAX_ISA environment variable caps further */
+    int32_t flags;   /* enum moe4j_context_flags, or 0 */
 } moe4j_context_options;
 
 typedef struct moe4j_context_info {
     int32_t backend;
     int32_t device;
     int32_t threads;
-    int32_t isa; /* the CPU path this context's kernels take */
+    int32_t isa;   /* the CPU path this context's kernels take */
+    int32_t flags; /* as given at creation */
 } moe4j_context_info;
 
 typedef struct moe4j_capabilities {

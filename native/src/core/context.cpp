@@ -12,7 +12,7 @@
 
 namespace moe4j {
 
-constexpr int32_t kAbiVersion = 1;
+constexpr int32_t kAbiVersion = 2;
 constexpr int32_t kMaxThreads = 1024;
 
 moe4j_status check_context(const char *function, const moe4j_context *ctx) {
@@ -45,6 +45,9 @@ moe4j_status validate_options(const char *fn, const moe4j_context_options &o) {
     if (o.max_isa != MOE4J_ISA_BEST && (o.max_isa < MOE4J_ISA_SCALAR || o.max_isa > MOE4J_ISA_AVX512_BF16))
         return fail(MOE4J_ERROR_INVALID_ARGUMENT,
                     prefix + "max_isa " + std::to_string(o.max_isa) + " is not a moe4j_isa");
+    if ((o.flags & ~MOE4J_CONTEXT_REPRODUCIBLE) != 0)
+        return fail(MOE4J_ERROR_INVALID_ARGUMENT,
+                    prefix + "flags " + std::to_string(o.flags) + " hold bits that are not moe4j_context_flags");
     if (o.backend == MOE4J_BACKEND_CPU && o.device != 0)
         return fail(MOE4J_ERROR_INVALID_ARGUMENT, prefix + "device " + std::to_string(o.device) +
                                                       " given for the CPU backend, which has only device 0");
@@ -100,6 +103,7 @@ extern "C" moe4j_status moe4j_context_create(const moe4j_context_options *option
         ctx->backend = options->backend;
         ctx->device = options->device;
         ctx->isa = isa;
+        ctx->flags = options->flags;
         ctx->pool = std::make_unique<ThreadPool>(options->threads == 0 ? hardware_threads() : options->threads);
 #if MOE4J_WITH_CUDA
         if (ctx->backend == MOE4J_BACKEND_CUDA) {
@@ -125,7 +129,7 @@ extern "C" moe4j_status moe4j_context_query(const moe4j_context *ctx, moe4j_cont
     return guarded(__func__, [&](const char *fn) -> moe4j_status {
         if (moe4j_status s = check_context(fn, ctx)) return s;
         if (out == nullptr) return fail(MOE4J_ERROR_INVALID_ARGUMENT, std::string(fn) + ": argument 'out' is null");
-        *out = moe4j_context_info{ctx->backend, ctx->device, ctx->pool->size(), ctx->isa};
+        *out = moe4j_context_info{ctx->backend, ctx->device, ctx->pool->size(), ctx->isa, ctx->flags};
         return MOE4J_OK;
     });
 }
@@ -134,6 +138,6 @@ extern "C" moe4j_status moe4j_context_query(const moe4j_context *ctx, moe4j_cont
 static_assert(sizeof(moe4j_tensor) == 96 && offsetof(moe4j_tensor, shape) == 32 &&
                   offsetof(moe4j_tensor, strides) == 64,
               "moe4j_tensor layout changed: regenerate the bindings");
-static_assert(sizeof(moe4j_context_options) == 16 && sizeof(moe4j_context_info) == 16 &&
+static_assert(sizeof(moe4j_context_options) == 20 && sizeof(moe4j_context_info) == 20 &&
                   sizeof(moe4j_capabilities) == 32,
               "struct layout changed: regenerate the bindings");

@@ -16,10 +16,13 @@ struct moe4j_context {
     int32_t backend = MOE4J_BACKEND_CPU;
     int32_t device = 0;
     int32_t isa = MOE4J_ISA_SCALAR;
+    int32_t flags = 0;
     std::unique_ptr<moe4j::ThreadPool> pool;
     moe4j::cuda::DeviceState *cuda = nullptr;
 
     // The memory kernels of this context read and write: host memory or the context's CUDA device.
+    bool reproducible() const { return (flags & MOE4J_CONTEXT_REPRODUCIBLE) != 0; }
+
     int32_t memory_device() const { return backend == MOE4J_BACKEND_CUDA ? device : MOE4J_HOST_MEMORY; }
 };
 

@@ -324,8 +324,9 @@ struct Driver {
     std::vector<std::vector<Wide>> a_wide;     // per group: widened rows, in the group's row order
     std::vector<std::vector<float>> a_scales;  // per group: [row][kb]
     std::vector<char> panel_group;             // per group: runs the packed-panel kernel
+    bool panels;  // large groups may take the packed-panel kernel (its per-row sums differ from the row kernel's)
 
-    Driver(const Fp8GemmArgs &args, const RowCodec &codec)
+    Driver(const Fp8GemmArgs &args, const RowCodec &codec, bool panels)
         : args(args),
           codec(codec),
           a(*args.a),
@@ -333,7 +334,8 @@ struct Driver {
           sfa(*args.sfa),
           c(args.c != nullptr ? std::optional<RowView>(*args.c) : std::nullopt),
           k(args.k),
-          kb_count(args.k / kBlock) {}
+          kb_count(args.k / kBlock),
+          panels(panels) {}
 
     // Widens every used row of A once per call; the GEMM reads each many times.
     void prepare(ThreadPool &pool) {
@@ -341,7 +343,8 @@ struct Driver {
         a_scales.resize(args.groups.size());
         panel_group.resize(args.groups.size());
         for (size_t g = 0; g < args.groups.size(); ++g)
-            panel_group[g] = Path::kPanels && static_cast<int64_t>(args.groups[g].rows.size()) >= kPanelMinRows;
+            panel_group[g] =
+                Path::kPanels && panels && static_cast<int64_t>(args.groups[g].rows.size()) >= kPanelMinRows;
         for (size_t g = 0; g < args.groups.size(); ++g) {
             a_wide[g].resize(args.groups[g].rows.size() * k);
             a_scales[g].resize(args.groups[g].rows.size() * kb_count);
@@ -543,7 +546,9 @@ struct Driver {
 
 template <typename Path>
 void run_path(moe4j_context *ctx, const Fp8GemmArgs &args) {
-    Driver<Path>(args, row_codec(ctx->isa)).execute(*ctx->pool);
+    // A reproducible context keeps every row on the row kernel, whose result for a row does not depend on the
+    // other rows of its group.
+    Driver<Path>(args, row_codec(ctx->isa), !ctx->reproducible()).execute(*ctx->pool);
 }
 
 }  // namespace

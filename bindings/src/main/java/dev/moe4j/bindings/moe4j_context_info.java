@@ -23,7 +23,8 @@ public class moe4j_context_info {
         moe4j_h.C_INT.withName("backend"),
         moe4j_h.C_INT.withName("device"),
         moe4j_h.C_INT.withName("threads"),
-        moe4j_h.C_INT.withName("isa")
+        moe4j_h.C_INT.withName("isa"),
+        moe4j_h.C_INT.withName("flags")
     ).withName("moe4j_context_info");
 
     /**
@@ -207,6 +208,50 @@ public class moe4j_context_info {
      */
     public static void isa(MemorySegment struct, int fieldValue) {
         struct.set(isa$LAYOUT, isa$OFFSET, fieldValue);
+    }
+
+    private static final OfInt flags$LAYOUT = (OfInt)$LAYOUT.select(groupElement("flags"));
+
+    /**
+     * Layout for field:
+     * {@snippet lang=c :
+     * int32_t flags
+     * }
+     */
+    public static final OfInt flags$layout() {
+        return flags$LAYOUT;
+    }
+
+    private static final long flags$OFFSET = 16;
+
+    /**
+     * Offset for field:
+     * {@snippet lang=c :
+     * int32_t flags
+     * }
+     */
+    public static final long flags$offset() {
+        return flags$OFFSET;
+    }
+
+    /**
+     * Getter for field:
+     * {@snippet lang=c :
+     * int32_t flags
+     * }
+     */
+    public static int flags(MemorySegment struct) {
+        return struct.get(flags$LAYOUT, flags$OFFSET);
+    }
+
+    /**
+     * Setter for field:
+     * {@snippet lang=c :
+     * int32_t flags
+     * }
+     */
+    public static void flags(MemorySegment struct, int fieldValue) {
+        struct.set(flags$LAYOUT, flags$OFFSET, fieldValue);
     }
 
     /**

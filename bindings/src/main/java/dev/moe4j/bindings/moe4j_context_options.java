@@ -23,7 +23,8 @@ public class moe4j_context_options {
         moe4j_h.C_INT.withName("backend"),
         moe4j_h.C_INT.withName("device"),
         moe4j_h.C_INT.withName("threads"),
-        moe4j_h.C_INT.withName("max_isa")
+        moe4j_h.C_INT.withName("max_isa"),
+        moe4j_h.C_INT.withName("flags")
     ).withName("moe4j_context_options");
 
     /**
@@ -207,6 +208,50 @@ public class moe4j_context_options {
      */
     public static void max_isa(MemorySegment struct, int fieldValue) {
         struct.set(max_isa$LAYOUT, max_isa$OFFSET, fieldValue);
+    }
+
+    private static final OfInt flags$LAYOUT = (OfInt)$LAYOUT.select(groupElement("flags"));
+
+    /**
+     * Layout for field:
+     * {@snippet lang=c :
+     * int32_t flags
+     * }
+     */
+    public static final OfInt flags$layout() {
+        return flags$LAYOUT;
+    }
+
+    private static final long flags$OFFSET = 16;
+
+    /**
+     * Offset for field:
+     * {@snippet lang=c :
+     * int32_t flags
+     * }
+     */
+    public static final long flags$offset() {
+        return flags$OFFSET;
+    }
+
+    /**
+     * Getter for field:
+     * {@snippet lang=c :
+     * int32_t flags
+     * }
+     */
+    public static int flags(MemorySegment struct) {
+        return struct.get(flags$LAYOUT, flags$OFFSET);
+    }
+
+    /**
+     * Setter for field:
+     * {@snippet lang=c :
+     * int32_t flags
+     * }
+     */
+    public static void flags(MemorySegment struct, int fieldValue) {
+        struct.set(flags$LAYOUT, flags$OFFSET, fieldValue);
     }
 
     /**

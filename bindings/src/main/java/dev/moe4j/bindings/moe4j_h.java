@@ -272,6 +272,15 @@ public class moe4j_h {
     public static int MOE4J_ISA_BEST() {
         return MOE4J_ISA_BEST;
     }
+    private static final int MOE4J_CONTEXT_REPRODUCIBLE = (int)1L;
+    /**
+     * {@snippet lang=c :
+     * enum moe4j_context_flags.MOE4J_CONTEXT_REPRODUCIBLE = 1
+     * }
+     */
+    public static int MOE4J_CONTEXT_REPRODUCIBLE() {
+        return MOE4J_CONTEXT_REPRODUCIBLE;
+    }
 
     private static class moe4j_last_error {
         public static final FunctionDescriptor DESC = FunctionDescriptor.of(

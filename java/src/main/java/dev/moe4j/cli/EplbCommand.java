@@ -33,8 +33,13 @@ final class EplbCommand {
         Path file = Path.of(o.string("--load"));
         double[][] load = readLoad(file);
         Eplb.Policy policy = Eplb.Policy.parse(o.string("--policy", "deepseek"));
-        Placement p = Eplb.rebalance(load, o.positive("--replicas", 0), o.positive("--groups", 1),
-                o.positive("--nodes", 1), o.positive("--devices", 0), policy);
+        Placement p = Eplb.rebalance(
+                load,
+                o.positive("--replicas", 0),
+                o.positive("--groups", 1),
+                o.positive("--nodes", 1),
+                o.positive("--devices", 0),
+                policy);
         if (o.has("--json")) {
             Map<String, Object> out = new LinkedHashMap<>();
             out.put("phy2log", p.phy2log());
@@ -45,8 +50,9 @@ final class EplbCommand {
         }
         for (int l = 0; l < p.layers(); l++) {
             double[] deviceLoad = p.deviceLoads(l, load[l]);
-            System.out.printf("layer %d: max/mean device load %.3f (%s policy)%n", l, p.imbalance(l, load[l]),
-                    policy.name().toLowerCase());
+            System.out.printf(
+                    "layer %d: max/mean device load %.3f (%s policy)%n",
+                    l, p.imbalance(l, load[l]), policy.name().toLowerCase());
             int per = p.slotsPerDevice();
             for (int d = 0; d < p.devices(); d++) {
                 StringBuilder experts = new StringBuilder();
@@ -82,12 +88,13 @@ final class EplbCommand {
                 throw new IllegalArgumentException("load file " + file + " is not a JSON array of arrays");
             for (Object row : rows) {
                 if (!(row instanceof List<?> values))
-                    throw new IllegalArgumentException("load file " + file + ": layer " + layers.size() + " is not an array");
+                    throw new IllegalArgumentException(
+                            "load file " + file + ": layer " + layers.size() + " is not an array");
                 double[] v = new double[values.size()];
                 for (int i = 0; i < v.length; i++) {
                     if (!(values.get(i) instanceof Number n))
-                        throw new IllegalArgumentException("load file " + file + ": layer " + layers.size() + ", expert "
-                                + i + " is not a number");
+                        throw new IllegalArgumentException("load file " + file + ": layer " + layers.size()
+                                + ", expert " + i + " is not a number");
                     v[i] = n.doubleValue();
                 }
                 layers.add(v);
@@ -117,7 +124,8 @@ final class EplbCommand {
     private static Object lists(Object value) {
         return switch (value) {
             case int[] a -> java.util.Arrays.stream(a).boxed().toList();
-            case Object[] a -> java.util.Arrays.stream(a).map(EplbCommand::lists).toList();
+            case Object[] a ->
+                java.util.Arrays.stream(a).map(EplbCommand::lists).toList();
             case Map<?, ?> m -> {
                 Map<String, Object> out = new LinkedHashMap<>();
                 m.forEach((k, v) -> out.put((String) k, lists(v)));

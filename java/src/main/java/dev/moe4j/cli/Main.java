@@ -44,7 +44,8 @@ public final class Main {
     }
 
     private static int usage(int code) {
-        (code == 0 ? System.out : System.err).println("""
+        (code == 0 ? System.out : System.err)
+                .println("""
                 usage: moe4j VERB [options]
                   %s
                                                         prefill and decode on a synthetic DeepSeek-V2-Lite-shaped model

@@ -42,8 +42,9 @@ public final class Eplb {
                 case "hierarchical" -> HIERARCHICAL;
                 case "global" -> GLOBAL;
                 case "refined" -> REFINED;
-                default -> throw new IllegalArgumentException(
-                        "policy must be deepseek, hierarchical, global or refined, got '" + name + "'");
+                default ->
+                    throw new IllegalArgumentException(
+                            "policy must be deepseek, hierarchical, global or refined, got '" + name + "'");
             };
         }
     }
@@ -113,7 +114,8 @@ public final class Eplb {
         if (devices % nodes != 0)
             throw new IllegalArgumentException("devices (" + devices + ") must be divisible by nodes (" + nodes + ")");
         if (experts % groups != 0)
-            throw new IllegalArgumentException("experts (" + experts + ") must be divisible by groups (" + groups + ")");
+            throw new IllegalArgumentException(
+                    "experts (" + experts + ") must be divisible by groups (" + groups + ")");
         return experts;
     }
 
@@ -126,8 +128,7 @@ public final class Eplb {
         int perNode = experts / nodes, phyPerNode = replicas / nodes, phyPerDevice = replicas / devices;
         // 1. groups onto nodes
         float[] groupTokens = new float[groups];
-        for (int g = 0; g < groups; g++)
-            for (int j = 0; j < groupSize; j++) groupTokens[g] += w[g * groupSize + j];
+        for (int g = 0; g < groups; g++) for (int j = 0; j < groupSize; j++) groupTokens[g] += w[g * groupSize + j];
         int[][] groupPack = balancedPacking(groupTokens, nodes);
         int[] log2mlog = new int[experts], mlog2log = new int[experts];
         for (int g = 0; g < groups; g++)
@@ -268,8 +269,10 @@ public final class Eplb {
      * @param nodes the node count both placements were made for (devices move between nodes only as whole nodes)
      */
     public static Placement minimizeMoves(Placement next, Placement previous, int nodes) {
-        if (next.layers() != previous.layers() || next.replicas() != previous.replicas()
-                || next.devices() != previous.devices() || next.experts() != previous.experts())
+        if (next.layers() != previous.layers()
+                || next.replicas() != previous.replicas()
+                || next.devices() != previous.devices()
+                || next.experts() != previous.experts())
             throw new IllegalArgumentException("placements of different shapes cannot be matched");
         int devices = next.devices(), per = next.slotsPerDevice(), devicesPerNode = devices / nodes;
         if (devices % nodes != 0)
@@ -279,14 +282,18 @@ public final class Eplb {
         for (int l = 0; l < layers; l++) {
             int[] nextLayer = next.phy2log()[l], previousLayer = previous.phy2log()[l];
             int[] nextRank = ranks(next, l);
-            int[] nodeOf = assign(nodes, (nn, pn) -> Placement.common(
-                    slice(nextLayer, nn * devicesPerNode * per, devicesPerNode * per),
-                    slice(previousLayer, pn * devicesPerNode * per, devicesPerNode * per)));
+            int[] nodeOf = assign(
+                    nodes,
+                    (nn, pn) -> Placement.common(
+                            slice(nextLayer, nn * devicesPerNode * per, devicesPerNode * per),
+                            slice(previousLayer, pn * devicesPerNode * per, devicesPerNode * per)));
             for (int nn = 0; nn < nodes; nn++) {
                 int node = nn, target = nodeOf[nn];
-                int[] deviceOf = assign(devicesPerNode, (nd, pd) -> Placement.common(
-                        slice(nextLayer, (node * devicesPerNode + nd) * per, per),
-                        slice(previousLayer, (target * devicesPerNode + pd) * per, per)));
+                int[] deviceOf = assign(
+                        devicesPerNode,
+                        (nd, pd) -> Placement.common(
+                                slice(nextLayer, (node * devicesPerNode + nd) * per, per),
+                                slice(previousLayer, (target * devicesPerNode + pd) * per, per)));
                 for (int nd = 0; nd < devicesPerNode; nd++) {
                     int from = (node * devicesPerNode + nd) * per, to = (target * devicesPerNode + deviceOf[nd]) * per;
                     arrange(nextLayer, nextRank, from, previousLayer, to, per, phy2log[l], phyrank[l]);
@@ -344,8 +351,7 @@ public final class Eplb {
     /** The assignment of rows to columns (a permutation) with the largest total score. */
     static int[] assign(int n, Score score) {
         double[][] cost = new double[n][n];
-        for (int i = 0; i < n; i++)
-            for (int j = 0; j < n; j++) cost[i][j] = -score.of(i, j);
+        for (int i = 0; i < n; i++) for (int j = 0; j < n; j++) cost[i][j] = -score.of(i, j);
         return Hungarian.solve(cost);
     }
 }

@@ -50,7 +50,8 @@ public record Placement(int[][] phy2log, int[][][] log2phy, int[][] logcnt, int 
     /** max / mean device load of one layer: 1 is perfect balance. */
     public double imbalance(int layer, double[] load) {
         double[] d = deviceLoads(layer, load);
-        double max = Arrays.stream(d).max().orElse(0), mean = Arrays.stream(d).average().orElse(0);
+        double max = Arrays.stream(d).max().orElse(0),
+                mean = Arrays.stream(d).average().orElse(0);
         return mean == 0 ? 1 : max / mean;
     }
 

@@ -25,8 +25,11 @@ public final class Context implements AutoCloseable {
      * @param device the device the kernels run on
      * @param threads CPU worker threads including the caller; 0 means all hardware threads
      * @param maxIsa the highest CPU path to use, or null for the best the machine supports
+     * @param reproducible compute each output row of the FP8 GEMMs and the expert FFN by one fixed sequence of
+     *     operations, whatever the other rows of its group, so that results do not depend on how rows are batched
+     *     or which device runs them (expert parallelism needs this); costs large-batch speed on the CPU
      */
-    public record Options(Device device, int threads, Isa maxIsa) {
+    public record Options(Device device, int threads, Isa maxIsa, boolean reproducible) {
         public Options {
             if (device == null) throw new IllegalArgumentException("device is null");
             if (threads < 0) throw new IllegalArgumentException("threads " + threads + " is negative");
@@ -34,15 +37,19 @@ public final class Context implements AutoCloseable {
 
         /** The CPU with all hardware threads and the best ISA path. */
         public static Options cpu() {
-            return new Options(Device.CPU, 0, null);
+            return new Options(Device.CPU, 0, null, false);
         }
 
         public Options withThreads(int threads) {
-            return new Options(device, threads, maxIsa);
+            return new Options(device, threads, maxIsa, reproducible);
         }
 
         public Options withMaxIsa(Isa maxIsa) {
-            return new Options(device, threads, maxIsa);
+            return new Options(device, threads, maxIsa, reproducible);
+        }
+
+        public Options withReproducible(boolean reproducible) {
+            return new Options(device, threads, maxIsa, reproducible);
         }
     }
 
@@ -51,13 +58,15 @@ public final class Context implements AutoCloseable {
     private final Device device;
     private final int threads;
     private final Isa isa;
+    private final boolean reproducible;
     private volatile boolean closed;
 
-    private Context(MemorySegment handle, Device device, int threads, Isa isa) {
+    private Context(MemorySegment handle, Device device, int threads, Isa isa, boolean reproducible) {
         this.handle = handle;
         this.device = device;
         this.threads = threads;
         this.isa = isa;
+        this.reproducible = reproducible;
         long address = handle.address();
         this.cleanable = CLEANER.register(this, () -> moe4j_h.moe4j_context_destroy(MemorySegment.ofAddress(address)));
     }
@@ -86,6 +95,7 @@ public final class Context implements AutoCloseable {
                     options.maxIsa() == null
                             ? moe4j_h.MOE4J_ISA_BEST()
                             : options.maxIsa().code());
+            moe4j_context_options.flags(opts, options.reproducible() ? moe4j_h.MOE4J_CONTEXT_REPRODUCIBLE() : 0);
             MemorySegment out = arena.allocate(ValueLayout.ADDRESS);
             NativeLibrary.check(moe4j_h.moe4j_context_create(opts, out), "moe4j_context_create");
             MemorySegment handle = out.get(ValueLayout.ADDRESS, 0);
@@ -97,7 +107,11 @@ public final class Context implements AutoCloseable {
                 throw failure;
             }
             return new Context(
-                    handle, options.device(), moe4j_context_info.threads(info), Isa.of(moe4j_context_info.isa(info)));
+                    handle,
+                    options.device(),
+                    moe4j_context_info.threads(info),
+                    Isa.of(moe4j_context_info.isa(info)),
+                    (moe4j_context_info.flags(info) & moe4j_h.MOE4J_CONTEXT_REPRODUCIBLE()) != 0);
         }
     }
 
@@ -121,6 +135,11 @@ public final class Context implements AutoCloseable {
         return isa;
     }
 
+    /** Whether results are independent of batching (see {@link Options#reproducible}). */
+    public boolean reproducible() {
+        return reproducible;
+    }
+
     public boolean isClosed() {
         return closed;
     }
@@ -134,7 +153,7 @@ public final class Context implements AutoCloseable {
 
     @Override
     public String toString() {
-        return "Context[" + device + ", threads=" + threads + ", isa=" + isa.nativeName() + (closed ? ", closed" : "")
-                + "]";
+        return "Context[" + device + ", threads=" + threads + ", isa=" + isa.nativeName()
+                + (reproducible ? ", reproducible" : "") + (closed ? ", closed" : "") + "]";
     }
 }

@@ -133,6 +133,36 @@ class Fp8GemmTest {
         }
     }
 
+    /**
+     * In a reproducible context a row's result is bit-for-bit the same whether it is multiplied alone, in a batch of
+     * 4, or in a batch of 100 (where the default context may take the packed-panel kernel).
+     */
+    @ParameterizedTest
+    @MethodSource("dev.moe4j.kernels.CastTest#isaPaths")
+    void reproducibleContextsGiveEachRowTheSameBitsAtAnyBatchSize(Isa isa) {
+        long seed = TestSupport.freshSeed();
+        SplittableRandom random = TestSupport.random(seed);
+        try (Arena arena = Arena.ofConfined();
+                Context ctx =
+                        Context.create(Context.Options.cpu().withMaxIsa(isa).withReproducible(true))) {
+            Problem p = problem(ctx, arena, random, 100, 256, 512);
+            Tensor all = Fp8Gemm.nt(ctx, p.qa(), p.qw(), DType.F32, arena);
+            for (int[] range : new int[][] {{0, 1}, {37, 1}, {60, 4}, {96, 4}}) {
+                QuantizedTensor part = new QuantizedTensor(
+                        p.qa().data().slice(0, range[0], range[1]),
+                        p.qa().scales().slice(0, range[0], range[1]),
+                        1);
+                Tensor d = Fp8Gemm.nt(ctx, part, p.qw(), DType.F32, arena);
+                for (int r = 0; r < range[1]; r++)
+                    for (int c = 0; c < 256; c++)
+                        assertEquals(
+                                Float.floatToRawIntBits(all.getFloat(range[0] + r, c)),
+                                Float.floatToRawIntBits(d.getFloat(r, c)),
+                                isa + " row " + (range[0] + r) + " col " + c + " seed " + seed);
+            }
+        }
+    }
+
     @ParameterizedTest
     @MethodSource("dev.moe4j.kernels.CastTest#isaPaths")
     void addsCSeparatelyOrInPlaceAndReadsColumnMajorScales(Isa isa) {

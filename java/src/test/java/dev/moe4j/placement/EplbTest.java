@@ -38,8 +38,8 @@ class EplbTest {
         assertArrayEquals(new int[] {3, 1, 1, 1}, p.logcnt()[0]);
         assertArrayEquals(new int[] {0, 3, 1}, p.log2phy()[0][0]); // ranks 0, 1, 2 are slots 0, 4->3, 5->1
         assertArrayEquals(new int[] {5, -1, -1}, p.log2phy()[0][2]);
-        assertArrayEquals(new double[] {10 / 3.0 * 2 + 1, 10 / 3.0 + 2}, p.deviceLoads(0, new double[] {10, 1, 1, 1}),
-                1e-9);
+        assertArrayEquals(
+                new double[] {10 / 3.0 * 2 + 1, 10 / 3.0 + 2}, p.deviceLoads(0, new double[] {10, 1, 1, 1}), 1e-9);
     }
 
     /**
@@ -103,7 +103,12 @@ class EplbTest {
     void invariantsHoldOnRandomLoads() {
         SplittableRandom random = TestSupport.random(TestSupport.freshSeed());
         int[][] configs = { // experts, replicas, groups, nodes, devices
-            {256, 288, 8, 4, 32}, {64, 64, 1, 1, 8}, {64, 80, 8, 2, 8}, {12, 16, 4, 2, 8}, {60, 72, 6, 4, 8}, {16, 32, 4, 1, 4}
+            {256, 288, 8, 4, 32},
+            {64, 64, 1, 1, 8},
+            {64, 80, 8, 2, 8},
+            {12, 16, 4, 2, 8},
+            {60, 72, 6, 4, 8},
+            {16, 32, 4, 1, 4}
         };
         for (int[] c : configs)
             for (Eplb.Policy policy : Eplb.Policy.values()) {
@@ -154,8 +159,8 @@ class EplbTest {
         assertThrows(IllegalArgumentException.class, () -> Eplb.rebalance(load, 3, 1, 1, 1)); // fewer than experts
         assertThrows(IllegalArgumentException.class, () -> Eplb.rebalance(load, 8, 3, 1, 2)); // 4 experts, 3 groups
         assertThrows(IllegalArgumentException.class, () -> Eplb.rebalance(load, 8, 2, 3, 3)); // 3 devices... 8 % 3
-        var e = assertThrows(IllegalArgumentException.class,
-                () -> Eplb.rebalance(load, 8, 2, 4, 4, Eplb.Policy.HIERARCHICAL));
+        var e = assertThrows(
+                IllegalArgumentException.class, () -> Eplb.rebalance(load, 8, 2, 4, 4, Eplb.Policy.HIERARCHICAL));
         assertTrue(e.getMessage().contains("groups divisible by nodes"), e.getMessage());
         Eplb.rebalance(load, 8, 2, 4, 4); // DEEPSEEK falls back to the global policy
         assertThrows(IllegalArgumentException.class, () -> Eplb.rebalance(new double[][] {{1, -2}}, 2, 1, 1, 1));

@@ -56,8 +56,8 @@ class BindingsTest {
         assertEquals(8, moe4j_tensor.size_bytes$offset());
         assertEquals(32, moe4j_tensor.shape$offset());
         assertEquals(64, moe4j_tensor.strides$offset());
-        assertEquals(16, moe4j_context_options.sizeof());
-        assertEquals(16, moe4j_context_info.sizeof());
+        assertEquals(20, moe4j_context_options.sizeof());
+        assertEquals(20, moe4j_context_info.sizeof());
         assertEquals(32, moe4j_capabilities.sizeof());
     }
 

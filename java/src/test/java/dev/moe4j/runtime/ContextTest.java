@@ -60,9 +60,19 @@ class ContextTest {
     }
 
     @Test
+    void reproducibleFlagRoundTrips() {
+        try (Context plain = Context.create();
+                Context reproducible = Context.create(Context.Options.cpu().withReproducible(true))) {
+            assertFalse(plain.reproducible());
+            assertTrue(reproducible.reproducible());
+            assertTrue(reproducible.toString().contains("reproducible"));
+        }
+    }
+
+    @Test
     void cudaBackendNeedsTheCudaLibraryOrADevice() {
-        Moe4jException e =
-                assertThrows(Moe4jException.class, () -> Context.create(new Context.Options(Device.cuda(0), 0, null)));
+        Moe4jException e = assertThrows(
+                Moe4jException.class, () -> Context.create(new Context.Options(Device.cuda(0), 0, null, false)));
         System.out.println("rejected: " + e.getMessage());
         if (NativeLibrary.capabilities().cudaCompiled()) {
             if (NativeLibrary.capabilities().cudaDeviceCount() == 0)
