@@ -54,6 +54,25 @@ public final class Routing {
         return dropped;
     }
 
+    /**
+     * Fills this object with routing decided elsewhere (a recorded trace, another router): token t's rank j goes
+     * to {@code experts[t·k + j]} (-1: none) with {@code weights[t·k + j]}, which also serves as its affinity.
+     *
+     * @throws IllegalArgumentException if the arrays do not hold tokens·k entries or tokens exceeds maxTokens
+     */
+    public void assign(int tokens, int[] experts, float[] weights) {
+        if (experts.length != tokens * k || weights.length != tokens * k)
+            throw new IllegalArgumentException("experts and weights must hold " + tokens + " x " + k + " entries, got "
+                    + experts.length + " and " + weights.length);
+        reset(tokens);
+        for (int i = 0; i < tokens * k; i++) {
+            if (experts[i] < -1)
+                throw new IllegalArgumentException("expert " + experts[i] + " at " + i + " is below -1");
+            set(i / k, i % k, experts[i], weights[i], weights[i]);
+            if (experts[i] < 0) dropped++;
+        }
+    }
+
     /** Starts a batch of tokens; ranks are then written with {@link #set}. */
     void reset(int tokens) {
         if (tokens < 0 || tokens > maxTokens)

@@ -1,0 +1,113 @@
+package dev.moe4j.parallel;
+
+import dev.moe4j.runtime.Context;
+import dev.moe4j.runtime.NativeLibrary;
+import java.lang.foreign.Arena;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.Callable;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+
+/**
+ * N devices for expert parallelism, grouped into nodes (devices of one node share a fast interconnect; EPLB keeps
+ * expert groups within a node). Each device has its own native context (reproducible, so results do not depend
+ * on how tokens are spread), its own memory arena and one worker thread that runs everything submitted to it, in
+ * order. CPU devices each get a share of the machine's hardware threads.
+ *
+ * <p>Thread-safety: {@link #submit} may be called from any thread; a device's context and memory are used only
+ * on its worker. {@link #close} waits for submitted work, then frees every context and arena.
+ */
+public final class DeviceGroup implements AutoCloseable {
+    private final int nodes;
+    private final List<Context> contexts = new ArrayList<>();
+    private final List<Arena> arenas = new ArrayList<>();
+    private final List<ExecutorService> workers = new ArrayList<>();
+
+    private DeviceGroup(int nodes) {
+        this.nodes = nodes;
+    }
+
+    /**
+     * CPU devices: each with {@code max(1, hardware threads / devices)} threads.
+     *
+     * @param nodes how many nodes the devices form (devices divide by it)
+     */
+    public static DeviceGroup cpu(int devices, int nodes) {
+        if (devices <= 0 || nodes <= 0 || devices % nodes != 0)
+            throw new IllegalArgumentException(
+                    "devices (" + devices + ") must be a positive multiple of nodes (" + nodes + ")");
+        int threads = Math.max(1, NativeLibrary.capabilities().cpuThreads() / devices);
+        DeviceGroup group = new DeviceGroup(nodes);
+        try {
+            for (int d = 0; d < devices; d++) {
+                group.contexts.add(Context.create(
+                        Context.Options.cpu().withThreads(threads).withReproducible(true)));
+                group.arenas.add(Arena.ofShared());
+                int index = d;
+                group.workers.add(Executors.newSingleThreadExecutor(r -> {
+                    Thread t = new Thread(r, "moe4j-device-" + index);
+                    t.setDaemon(true);
+                    return t;
+                }));
+            }
+        } catch (RuntimeException e) {
+            group.close();
+            throw e;
+        }
+        return group;
+    }
+
+    public int size() {
+        return contexts.size();
+    }
+
+    public int nodes() {
+        return nodes;
+    }
+
+    /** The node of device d. */
+    public int nodeOf(int device) {
+        return device / (size() / nodes);
+    }
+
+    /** Device d's context; use it only in work submitted to device d. */
+    public Context context(int device) {
+        return contexts.get(device);
+    }
+
+    /** Device d's memory: weights and buffers that live on it, freed by {@link #close}. */
+    public Arena arena(int device) {
+        return arenas.get(device);
+    }
+
+    /** Runs work on device d's worker thread. */
+    public <T> CompletableFuture<T> submit(int device, Callable<T> work) {
+        CompletableFuture<T> result = new CompletableFuture<>();
+        workers.get(device).execute(() -> {
+            try {
+                result.complete(work.call());
+            } catch (Throwable t) {
+                result.completeExceptionally(t);
+            }
+        });
+        return result;
+    }
+
+    @Override
+    public void close() {
+        for (ExecutorService w : workers) w.close(); // waits for submitted work
+        for (Context c : contexts) c.close();
+        for (Arena a : arenas) a.close();
+        workers.clear();
+        contexts.clear();
+        arenas.clear();
+    }
+
+    @Override
+    public String toString() {
+        return "DeviceGroup[" + size() + " CPU devices, " + nodes + " nodes, "
+                + (contexts.isEmpty() ? 0 : contexts.getFirst().threads()) + " threads each]";
+    }
+}

@@ -1,0 +1,362 @@
+package dev.moe4j.parallel;
+
+import dev.moe4j.kernels.ExpertFfn;
+import dev.moe4j.kernels.Quantization;
+import dev.moe4j.kernels.ScaleFormat;
+import dev.moe4j.model.DenseMlp;
+import dev.moe4j.placement.Placement;
+import dev.moe4j.routing.Gate;
+import dev.moe4j.routing.Routing;
+import dev.moe4j.runtime.Context;
+import dev.moe4j.tensor.BFloat16;
+import dev.moe4j.tensor.DType;
+import dev.moe4j.tensor.QuantizedTensor;
+import dev.moe4j.tensor.Tensor;
+import dev.moe4j.tensor.Workspace;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Objects;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+
+/**
+ * One MoE layer with its routed experts spread over a {@link DeviceGroup} by a {@link Placement}.
+ *
+ * <p>A step: the gate routes on the caller's context; the tokens are quantized to FP8 once (per-token scales, as
+ * DeepEP's FP8 dispatch sends them); a {@link DispatchPlan} assigns every (token, expert) pair to a replica, each
+ * expert's pairs split evenly over its replicas; every device gathers its rows and runs all its experts in one
+ * fused FFN call, concurrently, returning bf16 rows; meanwhile the caller's thread runs the shared experts; then
+ * the combine adds, per token, the shared output and the routed outputs weighted by rank order. Device contexts are
+ * reproducible and the combine order is fixed, so the output is the same bits for any device count and placement.
+ *
+ * <p>{@link #rebalance} installs a new placement between steps, copying only the expert weights that a device did
+ * not hold before; a step always sees one whole placement. A device that fails fails the step with a
+ * {@link DeviceException} naming it, and {@code out} is left untouched.
+ *
+ * <p>Not thread-safe: one thread drives steps and rebalances.
+ */
+public final class ExpertParallelMoe implements AutoCloseable {
+    /**
+     * What one step did.
+     *
+     * @param tokensPerDevice distinct tokens dispatched to each device
+     * @param rowsPerDevice expert rows each device computed (one per assignment, plus alignment padding)
+     * @param nanosPerDevice time each device spent on its rows (gather and FFN)
+     * @param bytesDispatched FP8 activations and scales sent to devices (a token counts once per device)
+     * @param bytesReturned bf16 rows sent back
+     * @param balance mean over max of the assignments per device (1 is perfect)
+     * @param nanos the step's wall time
+     */
+    public record StepStats(
+            int[] tokensPerDevice,
+            int[] rowsPerDevice,
+            long[] nanosPerDevice,
+            long bytesDispatched,
+            long bytesReturned,
+            double balance,
+            long nanos) {}
+
+    /**
+     * What a rebalance moved.
+     *
+     * @param movedExperts expert copies written to a device that did not hold them
+     * @param movedBytes their FP8 weights and scales
+     */
+    public record RebalanceReport(int movedExperts, long movedBytes) {}
+
+    /** The weights of one device's slots under one placement. */
+    private record DeviceWeights(QuantizedTensor gate, QuantizedTensor up, QuantizedTensor down, Arena arena) {}
+
+    private record State(Placement placement, int layer, DeviceWeights[] devices) {}
+
+    private final DeviceGroup group;
+    private final Gate gate;
+    private final QuantizedTensor hostGate, hostUp, hostDown;
+    private final DenseMlp shared;
+    private final int alignment, hidden;
+    private final Workspace[] deviceBuffers;
+    private final Workspace buffers = new Workspace(3); // x quantized: data, scales; shared output
+    private volatile State state;
+    private StepStats lastStep;
+
+    /**
+     * @param hostGate every logical expert's gate_proj, E4M3 [E, I, H] with block scales (the source weights are
+     *     copied to devices from)
+     * @param hostUp like hostGate
+     * @param hostDown E4M3 [E, H, I] with block scales
+     * @param shared the shared experts, run on the calling thread's context, or null
+     * @param placement the initial placement; {@code layer} selects its row
+     */
+    public ExpertParallelMoe(
+            DeviceGroup group,
+            Gate gate,
+            QuantizedTensor hostGate,
+            QuantizedTensor hostUp,
+            QuantizedTensor hostDown,
+            DenseMlp shared,
+            Placement placement,
+            int layer,
+            int alignment) {
+        this.group = Objects.requireNonNull(group, "group");
+        this.gate = Objects.requireNonNull(gate, "gate");
+        this.hostGate = hostGate;
+        this.hostUp = hostUp;
+        this.hostDown = hostDown;
+        this.shared = shared;
+        if (alignment <= 0) throw new IllegalArgumentException("alignment must be positive, got " + alignment);
+        this.alignment = alignment;
+        int experts = gate.config().experts();
+        for (QuantizedTensor w : List.of(hostGate, hostUp, hostDown))
+            if (w.data().rank() != 3 || w.data().shape(0) != experts)
+                throw new IllegalArgumentException("expert weights must be [" + experts + ", N, K], got " + w.data());
+        hidden = Math.toIntExact(hostGate.data().shape(2));
+        deviceBuffers = new Workspace[group.size()];
+        for (int d = 0; d < group.size(); d++) deviceBuffers[d] = new Workspace(5);
+        state = install(placement, layer, null, new int[1], new long[1]);
+    }
+
+    /** The placement steps use now. */
+    public Placement placement() {
+        return state.placement();
+    }
+
+    /** The row of {@link #placement()} this layer uses. */
+    public int layer() {
+        return state.layer();
+    }
+
+    /** Statistics of the last completed step, or null before the first. */
+    public StepStats lastStep() {
+        return lastStep;
+    }
+
+    public Gate gate() {
+        return gate;
+    }
+
+    /**
+     * Routes and runs T tokens.
+     *
+     * @param x F32 or BF16 [T, hidden]
+     * @param out F32 [T, hidden], contiguous; untouched if the step fails
+     * @throws DeviceException if a device fails
+     */
+    public void forward(Context ctx, Tensor x, Routing routing, Tensor out) {
+        gate.route(ctx, x, routing);
+        forwardRouted(ctx, x, routing, out);
+    }
+
+    /** Runs T tokens with routing already decided (possibly edited by a capacity limit). */
+    public void forwardRouted(Context ctx, Tensor x, Routing routing, Tensor out) {
+        Objects.requireNonNull(x, "x");
+        int t = routing.tokens();
+        if (x.rank() != 2 || x.shape(0) != t || x.shape(1) != hidden)
+            throw new IllegalArgumentException("x must be [" + t + ", " + hidden + "], got " + x);
+        if (out.dtype() != DType.F32 || !Arrays.equals(out.shape(), x.shape()) || !out.isContiguous())
+            throw new IllegalArgumentException(
+                    "out must be a contiguous F32 " + Arrays.toString(x.shape()) + ", got " + out);
+        long start = System.nanoTime();
+        State s = state;
+        int scaleCols = hidden / QuantizedTensor.BLOCK;
+        QuantizedTensor xq = new QuantizedTensor(
+                buffers.tensor(0, DType.E4M3, t, hidden), buffers.tensor(1, DType.F32, t, scaleCols), 1);
+        Quantization.perToken(ctx, x, xq.data(), xq.scales(), ScaleFormat.FP32);
+        DispatchPlan plan = new DispatchPlan(routing, s.placement(), s.layer(), alignment);
+
+        int devices = group.size();
+        List<CompletableFuture<Tensor>> results = new ArrayList<>();
+        long[] nanos = new long[devices];
+        for (int d = 0; d < devices; d++) {
+            int device = d;
+            results.add(
+                    plan.rows(d) == 0
+                            ? CompletableFuture.completedFuture(null)
+                            : group.submit(d, () -> runDevice(device, plan, xq, s.devices()[device], nanos)));
+        }
+        Tensor sharedOut = null;
+        RuntimeException sharedFailure = null;
+        if (shared != null) {
+            sharedOut = buffers.tensor(2, DType.F32, t, hidden);
+            try {
+                shared.apply(ctx, x, sharedOut);
+            } catch (RuntimeException e) {
+                sharedFailure = e;
+            }
+        }
+        Tensor[] ys = new Tensor[devices];
+        DeviceException failure = null;
+        for (int d = 0; d < devices; d++) {
+            try {
+                ys[d] = results.get(d).get();
+            } catch (ExecutionException e) {
+                if (failure == null) failure = new DeviceException(d, e.getCause());
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new IllegalStateException("interrupted while waiting for device " + d, e);
+            }
+        }
+        if (failure != null) throw failure;
+        if (sharedFailure != null) throw sharedFailure;
+        combine(routing, plan, ys, sharedOut, out);
+
+        int[] rows = new int[devices];
+        long dispatched = 0, returned = 0;
+        int[] tokensPerDevice = plan.tokensPerDevice();
+        double maxRows = 0, sumRows = 0;
+        for (int d = 0; d < devices; d++) {
+            rows[d] = plan.rows(d);
+            dispatched += (long) tokensPerDevice[d] * (hidden + 4L * scaleCols);
+            returned += 2L * rows[d] * hidden;
+            maxRows = Math.max(maxRows, rows[d]);
+            sumRows += rows[d];
+        }
+        lastStep = new StepStats(
+                tokensPerDevice,
+                rows,
+                nanos,
+                dispatched,
+                returned,
+                maxRows == 0 ? 1 : sumRows / devices / maxRows,
+                System.nanoTime() - start);
+    }
+
+    /** On device d's worker: gather its rows, run its experts, return bf16 rows [rows, H]. */
+    private Tensor runDevice(int d, DispatchPlan plan, QuantizedTensor xq, DeviceWeights w, long[] nanos) {
+        long t0 = System.nanoTime();
+        int rows = plan.rows(d), scaleCols = hidden / QuantizedTensor.BLOCK;
+        Workspace buf = deviceBuffers[d];
+        Tensor xs = buf.tensor(0, DType.E4M3, rows, hidden), sfs = buf.tensor(1, DType.F32, rows, scaleCols);
+        Tensor layout = buf.tensor(2, DType.I32, rows);
+        MemorySegment src = xq.data().segment(), srcScales = xq.scales().segment();
+        for (int r = 0; r < rows; r++) {
+            int token = plan.rowToken(d, r);
+            layout.segment().setAtIndex(ValueLayout.JAVA_INT, r, plan.rowSlot(d, r));
+            if (token < 0) continue;
+            MemorySegment.copy(src, (long) token * hidden, xs.segment(), (long) r * hidden, hidden);
+            MemorySegment.copy(
+                    srcScales, (long) token * scaleCols * 4, sfs.segment(), (long) r * scaleCols * 4, scaleCols * 4L);
+        }
+        Tensor ys = buf.tensor(3, DType.BF16, rows, hidden);
+        ExpertFfn.contiguous(
+                group.context(d), new QuantizedTensor(xs, sfs, 1), w.gate(), w.up(), w.down(), layout, alignment, ys);
+        nanos[d] = System.nanoTime() - t0;
+        return ys;
+    }
+
+    /** out[t] = shared[t] + Σ_j weight[t, j] · y(t, j), ranks in order: the same sums for any placement. */
+    private void combine(Routing routing, DispatchPlan plan, Tensor[] ys, Tensor sharedOut, Tensor out) {
+        int t = routing.tokens(), k = routing.k();
+        float[] acc = new float[hidden];
+        MemorySegment o = out.segment();
+        for (int i = 0; i < t; i++) {
+            if (sharedOut != null)
+                MemorySegment.copy(sharedOut.segment(), ValueLayout.JAVA_FLOAT, (long) i * hidden * 4, acc, 0, hidden);
+            else Arrays.fill(acc, 0);
+            for (int j = 0; j < k; j++) {
+                int d = plan.device(i, j);
+                if (d < 0) continue;
+                float w = routing.weight(i, j);
+                MemorySegment y = ys[d].segment();
+                long base = (long) plan.row(i, j) * hidden;
+                for (int c = 0; c < hidden; c++)
+                    acc[c] += w * BFloat16.toFloat(y.getAtIndex(ValueLayout.JAVA_SHORT, base + c));
+            }
+            MemorySegment.copy(acc, 0, o, ValueLayout.JAVA_FLOAT, (long) i * hidden * 4, hidden);
+        }
+    }
+
+    /**
+     * Switches to a new placement between steps. Each device's new weights are built beside the old ones: an
+     * expert the device already held is copied locally, any other comes from the host weights and counts as moved.
+     * The switch happens only when every device is ready; the old weights are freed after it.
+     */
+    public RebalanceReport rebalance(Placement next, int layer) {
+        State old = state;
+        int[] moved = new int[1];
+        long[] bytes = new long[1];
+        state = install(next, layer, old, moved, bytes);
+        for (DeviceWeights w : old.devices()) w.arena().close();
+        return new RebalanceReport(moved[0], bytes[0]);
+    }
+
+    private State install(Placement p, int layer, State old, int[] moved, long[] bytes) {
+        int experts = gate.config().experts();
+        if (p.devices() != group.size())
+            throw new IllegalArgumentException(
+                    "the placement is for " + p.devices() + " devices, the group has " + group.size());
+        if (p.experts() != experts)
+            throw new IllegalArgumentException(
+                    "the placement is for " + p.experts() + " experts, the gate has " + experts);
+        if (layer < 0 || layer >= p.layers())
+            throw new IllegalArgumentException("layer " + layer + " outside the placement's " + p.layers());
+        int per = p.slotsPerDevice();
+        DeviceWeights[] devices = new DeviceWeights[group.size()];
+        try {
+            for (int d = 0; d < group.size(); d++) {
+                Arena arena = Arena.ofShared();
+                devices[d] = new DeviceWeights(
+                        stack(arena, hostGate, per), stack(arena, hostUp, per), stack(arena, hostDown, per), arena);
+                for (int s = 0; s < per; s++) {
+                    int e = p.phy2log()[layer][d * per + s];
+                    int oldSlot = old == null ? -1 : slotOf(old, d, e);
+                    DeviceWeights from = oldSlot < 0 ? null : old.devices()[d];
+                    long b = copy(
+                                    from == null ? hostGate : from.gate(),
+                                    from == null ? e : oldSlot,
+                                    devices[d].gate(),
+                                    s)
+                            + copy(from == null ? hostUp : from.up(), from == null ? e : oldSlot, devices[d].up(), s)
+                            + copy(
+                                    from == null ? hostDown : from.down(),
+                                    from == null ? e : oldSlot,
+                                    devices[d].down(),
+                                    s);
+                    if (old != null && from == null) {
+                        moved[0]++;
+                        bytes[0] += b;
+                    }
+                }
+            }
+        } catch (RuntimeException e) {
+            for (DeviceWeights w : devices) if (w != null) w.arena().close();
+            throw e;
+        }
+        return new State(p, layer, devices);
+    }
+
+    /** The local slot of expert e on device d under a state, or -1. */
+    private static int slotOf(State s, int d, int e) {
+        int per = s.placement().slotsPerDevice();
+        for (int slot = 0; slot < per; slot++) if (s.placement().phy2log()[s.layer()][d * per + slot] == e) return slot;
+        return -1;
+    }
+
+    private static QuantizedTensor stack(Arena arena, QuantizedTensor like, int slots) {
+        long[] shape = like.data().shape(), scaleShape = like.scales().shape();
+        return new QuantizedTensor(
+                Tensor.allocate(arena, DType.E4M3, slots, shape[1], shape[2]),
+                Tensor.allocate(arena, DType.F32, slots, scaleShape[1], scaleShape[2]),
+                QuantizedTensor.BLOCK);
+    }
+
+    /** Copies matrix {@code from} of src into matrix {@code to} of dst (data and scales); returns the bytes. */
+    private static long copy(QuantizedTensor src, int from, QuantizedTensor dst, int to) {
+        Tensor sd = src.data().slice(0, from, 1), dd = dst.data().slice(0, to, 1);
+        long dataBytes = sd.elementCount();
+        if (sd.isContiguous()) MemorySegment.copy(sd.segment(), 0, dd.segment(), 0, dataBytes);
+        else throw new IllegalArgumentException("expert weights must be contiguous, got " + src.data());
+        Tensor ss = src.scales().slice(0, from, 1), ds = dst.scales().slice(0, to, 1);
+        ds.copyFrom(ss.toFloatArray());
+        return dataBytes + 4 * ss.elementCount();
+    }
+
+    /** Frees the weights on the devices (the group itself stays open). */
+    @Override
+    public void close() {
+        for (DeviceWeights w : state.devices()) w.arena().close();
+    }
+}
