@@ -302,19 +302,14 @@ public final class ExpertParallelMoe implements AutoCloseable {
                         stack(arena, hostGate, per), stack(arena, hostUp, per), stack(arena, hostDown, per), arena);
                 for (int s = 0; s < per; s++) {
                     int e = p.phy2log()[layer][d * per + s];
-                    int oldSlot = old == null ? -1 : slotOf(old, d, e);
-                    DeviceWeights from = oldSlot < 0 ? null : old.devices()[d];
-                    long b = copy(
-                                    from == null ? hostGate : from.gate(),
-                                    from == null ? e : oldSlot,
-                                    devices[d].gate(),
-                                    s)
-                            + copy(from == null ? hostUp : from.up(), from == null ? e : oldSlot, devices[d].up(), s)
-                            + copy(
-                                    from == null ? hostDown : from.down(),
-                                    from == null ? e : oldSlot,
-                                    devices[d].down(),
-                                    s);
+                    // a copy already on this device (placed earlier in this pass, or held before) moves nothing
+                    int earlier = slotOf(p, layer, d, e, s);
+                    int held = old == null ? -1 : slotOf(old.placement(), old.layer(), d, e, per);
+                    DeviceWeights from = earlier >= 0 ? devices[d] : held >= 0 ? old.devices()[d] : null;
+                    int fromSlot = earlier >= 0 ? earlier : held >= 0 ? held : e;
+                    long b = copy(from == null ? hostGate : from.gate(), fromSlot, devices[d].gate(), s)
+                            + copy(from == null ? hostUp : from.up(), fromSlot, devices[d].up(), s)
+                            + copy(from == null ? hostDown : from.down(), fromSlot, devices[d].down(), s);
                     if (old != null && from == null) {
                         moved[0]++;
                         bytes[0] += b;
@@ -328,10 +323,10 @@ public final class ExpertParallelMoe implements AutoCloseable {
         return new State(p, layer, devices);
     }
 
-    /** The local slot of expert e on device d under a state, or -1. */
-    private static int slotOf(State s, int d, int e) {
-        int per = s.placement().slotsPerDevice();
-        for (int slot = 0; slot < per; slot++) if (s.placement().phy2log()[s.layer()][d * per + slot] == e) return slot;
+    /** The first local slot below {@code limit} of device d holding expert e in a placement's layer, or -1. */
+    private static int slotOf(Placement p, int layer, int d, int e, int limit) {
+        int per = p.slotsPerDevice();
+        for (int slot = 0; slot < limit; slot++) if (p.phy2log()[layer][d * per + slot] == e) return slot;
         return -1;
     }
 

@@ -1,6 +1,8 @@
 package dev.moe4j.placement;
 
 import java.util.Arrays;
+import java.util.HashSet;
+import java.util.Set;
 
 /**
  * Where each layer's experts live: {@code replicas} physical expert slots spread evenly over {@code devices}
@@ -56,8 +58,8 @@ public record Placement(int[][] phy2log, int[][][] log2phy, int[][] logcnt, int 
     }
 
     /**
-     * How many (device, expert) pairs of this placement the other lacks, summed over layers: the expert copies that
-     * must move to go from {@code previous} to this placement.
+     * The expert weights that must travel to go from {@code previous} to this placement: per layer and device, the
+     * distinct experts it holds now and did not hold before (a second replica on the same device is a local copy).
      */
     public int movedFrom(Placement previous) {
         if (previous.layers() != layers() || previous.replicas() != replicas() || previous.devices != devices)
@@ -66,30 +68,23 @@ public record Placement(int[][] phy2log, int[][][] log2phy, int[][] logcnt, int 
         int per = slotsPerDevice();
         for (int l = 0; l < layers(); l++)
             for (int dev = 0; dev < devices; dev++) {
-                int[] now = Arrays.copyOfRange(phy2log[l], dev * per, (dev + 1) * per);
-                int[] before = Arrays.copyOfRange(previous.phy2log[l], dev * per, (dev + 1) * per);
-                moved += per - common(now, before);
+                Set<Integer> before = new HashSet<>(), now = new HashSet<>();
+                for (int s = dev * per; s < (dev + 1) * per; s++) {
+                    before.add(previous.phy2log[l][s]);
+                    now.add(phy2log[l][s]);
+                }
+                now.removeAll(before);
+                moved += now.size();
             }
         return moved;
     }
 
-    /** Size of the multiset intersection of two expert lists. */
+    /** How many distinct experts two expert lists share. */
     static int common(int[] a, int[] b) {
-        int[] x = a.clone(), y = b.clone();
-        Arrays.sort(x);
-        Arrays.sort(y);
-        int i = 0, j = 0, n = 0;
-        while (i < x.length && j < y.length) {
-            if (x[i] == y[j]) {
-                n++;
-                i++;
-                j++;
-            } else if (x[i] < y[j]) {
-                i++;
-            } else {
-                j++;
-            }
-        }
-        return n;
+        Set<Integer> x = new HashSet<>(), y = new HashSet<>();
+        for (int e : a) x.add(e);
+        for (int e : b) y.add(e);
+        x.retainAll(y);
+        return x.size();
     }
 }
