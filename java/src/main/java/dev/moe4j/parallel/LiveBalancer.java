@@ -65,7 +65,7 @@ public final class LiveBalancer {
         Placement current = moe.placement();
         Placement next =
                 Eplb.rebalance(new double[][] {w}, current.replicas(), groups, nodes, current.devices(), policy);
-        if (minimalMove) next = Eplb.minimizeMoves(next, current, nodes);
+        if (minimalMove) next = Eplb.minimizeMoves(next, current, new double[][] {w}, nodes);
         double before = 1 / current.imbalance(moe.layer(), w), after = 1 / next.imbalance(0, w);
         ExpertParallelMoe.RebalanceReport r = moe.rebalance(next, 0);
         return new Report(steps, before, after, r.movedExperts(), r.movedBytes());

@@ -17,9 +17,9 @@ import java.util.stream.IntStream;
  * while that lowers the larger of the two loads, keeping every replica count (and, hierarchically, every group on
  * its node). It is never worse than DEEPSEEK in max device load.
  *
- * <p>{@link #minimizeMoves} relabels the devices (and nodes) of a new placement, and orders the slots within each
- * device, so that as many expert copies as possible stay where a previous placement had them: the balance is
- * unchanged, the weights to move are fewer.
+ * <p>{@link #minimizeMoves} relabels the devices (and nodes) of a new placement, orders the slots within each device
+ * and swaps replicas between devices where the balance allows, so that as many experts as possible stay where a
+ * previous placement had them: no device above the new placement's maximum, fewer weights to move.
  *
  * <p>Stateless and thread-safe.
  */
@@ -262,13 +262,16 @@ public final class Eplb {
     }
 
     /**
-     * An equally balanced placement to {@code next} that keeps as many expert copies as possible where
-     * {@code previous} had them: nodes are matched to nodes, then devices within matched nodes, by the most shared
-     * experts (an optimal assignment at each level), and experts that stay on a device keep their slot.
+     * A placement as balanced as {@code next} (the same replica counts, no device above next's most loaded one) that
+     * keeps as many experts as possible on the devices where {@code previous} had them. First nodes are matched to
+     * nodes and devices to devices within matched nodes by the most experts kept (an optimal assignment at each
+     * level), experts that stay on a device keep their slot; then replicas are swapped between devices of a node
+     * while a swap keeps more experts in place and leaves both devices at or below next's maximum load.
      *
+     * @param load [layers][experts], the load {@code next} was computed for
      * @param nodes the node count both placements were made for (devices move between nodes only as whole nodes)
      */
-    public static Placement minimizeMoves(Placement next, Placement previous, int nodes) {
+    public static Placement minimizeMoves(Placement next, Placement previous, double[][] load, int nodes) {
         if (next.layers() != previous.layers()
                 || next.replicas() != previous.replicas()
                 || next.devices() != previous.devices()
@@ -299,10 +302,62 @@ public final class Eplb {
                     arrange(nextLayer, nextRank, from, previousLayer, to, per, phy2log[l], phyrank[l]);
                 }
             }
+            double maxLoad = Arrays.stream(next.deviceLoads(l, load[l])).max().orElse(0);
+            keepMore(phy2log[l], phyrank[l], previousLayer, next.logcnt()[l], load[l], per, devicesPerNode, maxLoad);
         }
         int[][] logcnt = new int[layers][];
         for (int l = 0; l < layers; l++) logcnt[l] = next.logcnt()[l].clone();
         return build(phy2log, phyrank, logcnt, devices);
+    }
+
+    /**
+     * Swaps replicas between two devices of a node while that keeps more experts where they were (a device holding
+     * an expert it held before) and neither device goes above maxLoad.
+     */
+    private static void keepMore(
+            int[] phy2log,
+            int[] phyrank,
+            int[] previous,
+            int[] logcnt,
+            double[] load,
+            int per,
+            int perNode,
+            double maxLoad) {
+        int devices = phy2log.length / per;
+        double[] deviceLoad = new double[devices];
+        for (int p = 0; p < phy2log.length; p++) deviceLoad[p / per] += load[phy2log[p]] / logcnt[phy2log[p]];
+        double limit = maxLoad * (1 + 1e-12);
+        boolean improved = true;
+        for (int pass = 0; improved && pass < 8; pass++) {
+            improved = false;
+            for (int a = 0; a < phy2log.length; a++) {
+                int da = a / per;
+                if (held(previous, per, da, phy2log[a])) continue; // already in place
+                int nodeStart = da / perNode * perNode * per;
+                for (int b = nodeStart; b < nodeStart + perNode * per; b++) {
+                    int db = b / per;
+                    if (db == da) continue;
+                    int ea = phy2log[a], eb = phy2log[b];
+                    int gain = (held(previous, per, db, ea) ? 1 : 0)
+                            + (held(previous, per, da, eb) ? 1 : 0)
+                            - (held(previous, per, db, eb) ? 1 : 0);
+                    if (gain <= 0) continue;
+                    double la = load[ea] / logcnt[ea], lb = load[eb] / logcnt[eb];
+                    if (deviceLoad[da] - la + lb > limit || deviceLoad[db] - lb + la > limit) continue;
+                    deviceLoad[da] += lb - la;
+                    deviceLoad[db] += la - lb;
+                    swap(phy2log, a, b);
+                    swap(phyrank, a, b);
+                    improved = true;
+                    break;
+                }
+            }
+        }
+    }
+
+    private static boolean held(int[] previous, int per, int device, int expert) {
+        for (int s = device * per; s < (device + 1) * per; s++) if (previous[s] == expert) return true;
+        return false;
     }
 
     /** Replica rank of each slot of layer l, from log2phy. */

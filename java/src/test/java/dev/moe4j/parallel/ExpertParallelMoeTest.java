@@ -180,8 +180,9 @@ class ExpertParallelMoeTest {
             Placement a = Eplb.rebalance(randomLoad(random), 24, 4, 1, 4);
             try (ExpertParallelMoe moe = new ExpertParallelMoe(group, l.gate(), l.g(), l.u(), l.d(), null, a, 0, 1)) {
                 assertEquals(0, moe.rebalance(a, 0).movedExperts(), "the same placement moves nothing");
-                Placement b = Eplb.rebalance(randomLoad(random), 24, 4, 1, 4);
-                Placement minimal = Eplb.minimizeMoves(b, a, 1);
+                double[][] loadB = randomLoad(random);
+                Placement b = Eplb.rebalance(loadB, 24, 4, 1, 4);
+                Placement minimal = Eplb.minimizeMoves(b, a, loadB, 1);
                 int expected = b.movedFrom(a);
                 ExpertParallelMoe.RebalanceReport plain = moe.rebalance(b, 0);
                 assertEquals(expected, plain.movedExperts());

@@ -138,9 +138,9 @@ class EplbTest {
             double before = plain.imbalance(0, load[0]), after = refined.imbalance(0, load[0]);
             assertTrue(after <= before + 1e-12, "refined " + after + " worse than EPLB " + before);
             improvement += (before - after) / before;
-            Placement minimal = Eplb.minimizeMoves(refined, previous, 4);
+            Placement minimal = Eplb.minimizeMoves(refined, previous, load, 4);
             checkInvariants(minimal, load, 8, 4, true);
-            assertEquals(after, minimal.imbalance(0, load[0]), 1e-12, "minimal-move keeps the balance");
+            assertTrue(minimal.imbalance(0, load[0]) <= after + 1e-12, "minimal-move keeps the balance");
             assertTrue(minimal.movedFrom(previous) <= refined.movedFrom(previous));
             movedPlain += refined.movedFrom(previous);
             movedMinimal += minimal.movedFrom(previous);
