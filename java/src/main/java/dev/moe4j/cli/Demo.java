@@ -3,7 +3,13 @@ package dev.moe4j.cli;
 import dev.moe4j.model.Checkpoint;
 import dev.moe4j.model.DecoderLayer;
 import dev.moe4j.model.ModelConfig;
+import dev.moe4j.model.MoeLayer;
 import dev.moe4j.model.PagedLatentCache;
+import dev.moe4j.parallel.DeviceGroup;
+import dev.moe4j.parallel.ExpertParallelMoe;
+import dev.moe4j.parallel.LiveBalancer;
+import dev.moe4j.placement.Eplb;
+import dev.moe4j.placement.Placement;
 import dev.moe4j.routing.ExpertLoad;
 import dev.moe4j.routing.Routing;
 import dev.moe4j.runtime.Capabilities;
@@ -34,13 +40,18 @@ import java.util.SplittableRandom;
 final class Demo {
     private Demo() {}
 
-    static final String USAGE = "demo [--layers N --prompt T --batch B --decode S --model-dir DIR]";
+    static final String USAGE =
+            "demo [--layers N --prompt T --batch B --decode S --devices D --rebalance-every K --model-dir DIR]";
 
     static int run(String[] args) {
         Options o = new Options(
-                "demo", args, Set.of("--layers", "--prompt", "--batch", "--decode", "--model-dir"), Set.of());
+                "demo",
+                args,
+                Set.of("--layers", "--prompt", "--batch", "--decode", "--devices", "--rebalance-every", "--model-dir"),
+                Set.of());
         int layers = o.positive("--layers", 4), prompt = o.positive("--prompt", 256);
         int batch = o.positive("--batch", 4), steps = o.positive("--decode", 32);
+        int devices = o.positive("--devices", 4), rebalanceEvery = o.positive("--rebalance-every", 16);
         Path dir = Path.of(o.string("--model-dir", "build/demo-model/v2-lite-" + layers + "-layers"));
         Capabilities caps = NativeLibrary.capabilities();
         System.out.printf(
@@ -52,7 +63,8 @@ final class Demo {
 
         try (Checkpoint checkpoint = Checkpoint.open(dir);
                 Arena arena = Arena.ofConfined();
-                Context ctx = Context.create()) {
+                Context ctx = Context.create();
+                DeviceGroup group = DeviceGroup.cpu(devices, 1)) {
             List<DecoderLayer> model = new ArrayList<>();
             long t0 = System.nanoTime();
             for (int l = 0; l < layers; l++) {
@@ -61,6 +73,34 @@ final class Demo {
             }
             progress("loading layers", layers, layers);
             System.out.printf(" %.1f s%n", (System.nanoTime() - t0) / 1e9);
+
+            // each MoE layer's experts spread over the devices, 25% redundant slots, rebalanced from observed load
+            int replicas = (config.nRoutedExperts() * 5 / 4 + devices - 1) / devices * devices;
+            Map<Integer, ExpertParallelMoe> parallel = new LinkedHashMap<>();
+            Map<Integer, LiveBalancer> balancers = new LinkedHashMap<>();
+            for (int l = 0; l < layers; l++) {
+                if (!(model.get(l).moe() instanceof MoeLayer local)) continue;
+                Placement start = Eplb.rebalance(new double[1][config.nRoutedExperts()], replicas, 1, 1, devices);
+                ExpertParallelMoe moe = new ExpertParallelMoe(
+                        group,
+                        local.gate(),
+                        local.expertGate(),
+                        local.expertUp(),
+                        local.expertDown(),
+                        local.shared(),
+                        start,
+                        0,
+                        1);
+                parallel.put(l, moe);
+                balancers.put(l, new LiveBalancer(moe, 64, rebalanceEvery, 1, 1, Eplb.Policy.REFINED, true));
+                model.set(l, model.get(l).withMoe(moe));
+            }
+            System.out.printf(
+                    "%s; %d expert slots per MoE layer (%d experts), refined EPLB with minimal moves every"
+                            + " %d steps%n",
+                    group, replicas, config.nRoutedExperts(), rebalanceEvery);
+            List<LiveBalancer.Report> rebalances = new ArrayList<>();
+            long[] waitNanos = new long[2]; // [0] waiting for devices, [1] live rebalancing
 
             int hidden = config.hiddenSize(), k = config.numExpertsPerTok();
             int blocksPerSequence = (prompt + steps + 63) / 64;
@@ -89,15 +129,16 @@ final class Demo {
                                 b * layers + layer.index(),
                                 batch * layers);
                         layer.prefill(ctx, caches[layer.index()], sequences[b], x, routing, x);
-                        if (layer.moe() != null) load.get(layer.index()).record(routing);
+                        afterMoe(layer, routing, load, parallel, balancers, rebalances, waitNanos);
                     }
                 }
                 long p1 = System.nanoTime();
                 progress("prefill " + batch + " x " + prompt + " tokens", 1, 1);
                 System.out.printf(" %.2f s, %.0f tokens/s%n", (p1 - p0) / 1e9, batch * prompt / ((p1 - p0) / 1e9));
                 Map<String, Profiler.Entry> prefillKernels = profiler.entries();
-                long prefillNative = profiler.totalNanos();
+                long prefillNative = profiler.totalNanos(), prefillWait = waitNanos[0], prefillMoves = waitNanos[1];
                 profiler.reset();
+                waitNanos[0] = waitNanos[1] = 0;
 
                 // decode: one token per sequence per step
                 long d0 = System.nanoTime();
@@ -106,7 +147,7 @@ final class Demo {
                     Tensor x = hiddenStates(arena, random, batch, hidden);
                     for (DecoderLayer layer : model) {
                         layer.decode(ctx, caches[layer.index()], sequences, x, routing, x);
-                        if (layer.moe() != null) load.get(layer.index()).record(routing);
+                        afterMoe(layer, routing, load, parallel, balancers, rebalances, waitNanos);
                     }
                 }
                 long d1 = System.nanoTime();
@@ -115,9 +156,10 @@ final class Demo {
                         " %.2f s, %.1f ms/step, %.0f tokens/s%n%n",
                         (d1 - d0) / 1e9, (d1 - d0) / 1e6 / steps, batch * steps / ((d1 - d0) / 1e9));
 
-                timeShare("prefill", prefillKernels, prefillNative, p1 - p0);
-                timeShare("decode", profiler.entries(), profiler.totalNanos(), d1 - d0);
+                timeShare("prefill", prefillKernels, prefillNative, prefillWait, prefillMoves, p1 - p0);
+                timeShare("decode", profiler.entries(), profiler.totalNanos(), waitNanos[0], waitNanos[1], d1 - d0);
             }
+            stepReport(parallel, rebalances);
             loadReport(load, config.nRoutedExperts());
         }
         return 0;
@@ -150,11 +192,21 @@ final class Demo {
         return Tensor.fromFloats(arena, DType.F32, v, tokens, hidden);
     }
 
-    private static void timeShare(String phase, Map<String, Profiler.Entry> kernels, long nativeNanos, long wallNanos) {
-        System.out.printf("time share, %s (%.2f s wall):%n", phase, wallNanos / 1e9);
+    private static void timeShare(
+            String phase,
+            Map<String, Profiler.Entry> kernels,
+            long nativeNanos,
+            long waitNanos,
+            long rebalanceNanos,
+            long wallNanos) {
+        System.out.printf("time share, %s (%.2f s wall, calling thread):%n", phase, wallNanos / 1e9);
         Map<String, Long> families = new LinkedHashMap<>();
         kernels.forEach((fn, e) -> families.merge(family(fn), e.nanos(), Long::sum));
-        families.put("Java (routing selection, norms, RoPE, gather/combine)", wallNanos - nativeNanos);
+        families.put("waiting for the devices' routed experts", waitNanos);
+        families.put("live rebalancing (placement, weight moves)", rebalanceNanos);
+        families.put(
+                "Java (routing selection, norms, RoPE, gather/combine)",
+                wallNanos - nativeNanos - waitNanos - rebalanceNanos);
         families.entrySet().stream()
                 .sorted((a, b) -> Long.compare(b.getValue(), a.getValue()))
                 .forEach(e -> System.out.printf(
@@ -165,7 +217,7 @@ final class Demo {
 
     private static String family(String function) {
         return switch (function) {
-            case "moe4j_fp8_expert_ffn_contiguous" -> "expert FFN, routed + shared (FP8, fused)";
+            case "moe4j_fp8_expert_ffn_contiguous" -> "shared experts and dense MLP (FP8, fused)";
             case "moe4j_fp8_gemm_nt" -> "FP8 GEMM (attention projections)";
             case "moe4j_gemm_nt" -> "BF16 GEMM (gate, per-head absorption)";
             case "moe4j_mla_decode" -> "MLA attention over the latent cache";
@@ -173,6 +225,53 @@ final class Demo {
             case "moe4j_mla_cache_append" -> "latent cache append";
             default -> function;
         };
+    }
+
+    /** Records an MoE layer's routing: load statistics, live rebalancing, time spent waiting for devices. */
+    private static void afterMoe(
+            DecoderLayer layer,
+            Routing routing,
+            Map<Integer, ExpertLoad> load,
+            Map<Integer, ExpertParallelMoe> parallel,
+            Map<Integer, LiveBalancer> balancers,
+            List<LiveBalancer.Report> rebalances,
+            long[] waitNanos) {
+        ExpertParallelMoe moe = parallel.get(layer.index());
+        if (moe == null) return;
+        load.get(layer.index()).record(routing);
+        waitNanos[0] += moe.lastStep().waitNanos();
+        LiveBalancer.Report r = balancers.get(layer.index()).afterStep(routing);
+        if (r != null) {
+            rebalances.add(r);
+            waitNanos[1] += r.nanos();
+        }
+    }
+
+    private static void stepReport(Map<Integer, ExpertParallelMoe> parallel, List<LiveBalancer.Report> rebalances) {
+        var first = parallel.entrySet().stream().findFirst();
+        if (first.isEmpty()) return;
+        ExpertParallelMoe.StepStats s = first.get().getValue().lastStep();
+        System.out.printf(
+                "last decode step of layer %d, per device (balance mean/max %.2f, %.1f KB dispatched in FP8,"
+                        + " %.1f KB returned in bf16):%n",
+                first.get().getKey(), s.balance(), s.bytesDispatched() / 1e3, s.bytesReturned() / 1e3);
+        for (int d = 0; d < s.rowsPerDevice().length; d++)
+            System.out.printf(
+                    "  device %d: %3d tokens, %3d expert rows, %7.2f ms%n",
+                    d, s.tokensPerDevice()[d], s.rowsPerDevice()[d], s.nanosPerDevice()[d] / 1e6);
+        if (!rebalances.isEmpty()) {
+            double before = 0, after = 0, mb = 0;
+            for (LiveBalancer.Report r : rebalances) {
+                before += r.balanceBefore();
+                after += r.balanceAfter();
+                mb += r.movedBytes() / 1e6;
+            }
+            System.out.printf(
+                    "%d live rebalances: balance (mean/max device load) %.3f -> %.3f on average, %.1f MB of"
+                            + " expert weights moved per rebalance%n",
+                    rebalances.size(), before / rebalances.size(), after / rebalances.size(), mb / rebalances.size());
+        }
+        System.out.println();
     }
 
     private static void loadReport(Map<Integer, ExpertLoad> load, int experts) {

@@ -30,11 +30,11 @@ public final class DecoderLayer {
     private final int index;
     private final RmsNorm inputNorm, postNorm;
     private final MlaAttention attention;
-    private final MoeLayer moe;
+    private final MoeBlock moe;
     private final DenseMlp mlp;
 
     public DecoderLayer(
-            int index, RmsNorm inputNorm, MlaAttention attention, RmsNorm postNorm, MoeLayer moe, DenseMlp mlp) {
+            int index, RmsNorm inputNorm, MlaAttention attention, RmsNorm postNorm, MoeBlock moe, DenseMlp mlp) {
         if ((moe == null) == (mlp == null))
             throw new IllegalArgumentException("a layer has either an MoE part or a dense MLP, not both or neither");
         this.index = index;
@@ -54,8 +54,14 @@ public final class DecoderLayer {
     }
 
     /** The MoE part, or null for a dense layer. */
-    public MoeLayer moe() {
+    public MoeBlock moe() {
         return moe;
+    }
+
+    /** This layer with another MoE part (the same experts spread over devices, say). */
+    public DecoderLayer withMoe(MoeBlock replacement) {
+        if (moe == null) throw new IllegalStateException("layer " + index + " is dense");
+        return new DecoderLayer(index, inputNorm, attention, postNorm, Objects.requireNonNull(replacement), null);
     }
 
     /** The dense MLP, or null for an MoE layer. */

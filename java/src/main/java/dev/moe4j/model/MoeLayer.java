@@ -29,7 +29,7 @@ import java.util.Objects;
  * allocated per token, and the grouped buffers are reused across calls (grown when a step is larger than any before).
  * Not thread-safe (the gate and those buffers are per layer): one layer instance per thread.
  */
-public final class MoeLayer {
+public final class MoeLayer implements MoeBlock {
     private final Gate gate;
     private final QuantizedTensor expertGate, expertUp, expertDown;
     private final DenseMlp shared;
@@ -75,8 +75,28 @@ public final class MoeLayer {
                     "shared experts take " + shared.hidden() + " features, the routed " + hidden);
     }
 
+    @Override
     public Gate gate() {
         return gate;
+    }
+
+    /** Every expert's gate_proj [E, I, H] (FP8, block scales). */
+    public QuantizedTensor expertGate() {
+        return expertGate;
+    }
+
+    public QuantizedTensor expertUp() {
+        return expertUp;
+    }
+
+    /** Every expert's down_proj [E, H, I]. */
+    public QuantizedTensor expertDown() {
+        return expertDown;
+    }
+
+    /** The shared experts, or null. */
+    public DenseMlp shared() {
+        return shared;
     }
 
     public int hidden() {
@@ -90,6 +110,7 @@ public final class MoeLayer {
      * @param routing receives the gate's decisions (its k must be the gate's topK, its size ≥ T)
      * @param out F32 [T, hidden], contiguous
      */
+    @Override
     public void forward(Context ctx, Tensor x, Routing routing, Tensor out) {
         Objects.requireNonNull(x, "x");
         Objects.requireNonNull(out, "out");

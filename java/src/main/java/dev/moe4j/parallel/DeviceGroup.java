@@ -2,7 +2,6 @@ package dev.moe4j.parallel;
 
 import dev.moe4j.runtime.Context;
 import dev.moe4j.runtime.NativeLibrary;
-import java.lang.foreign.Arena;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.Callable;
@@ -13,16 +12,15 @@ import java.util.concurrent.Executors;
 /**
  * N devices for expert parallelism, grouped into nodes (devices of one node share a fast interconnect; EPLB keeps
  * expert groups within a node). Each device has its own native context (reproducible, so results do not depend
- * on how tokens are spread), its own memory arena and one worker thread that runs everything submitted to it, in
- * order. CPU devices each get a share of the machine's hardware threads.
+ * on how tokens are spread) and one worker thread that runs everything submitted to it, in order. CPU devices each
+ * get a share of the machine's hardware threads; their memory is host memory.
  *
- * <p>Thread-safety: {@link #submit} may be called from any thread; a device's context and memory are used only
- * on its worker. {@link #close} waits for submitted work, then frees every context and arena.
+ * <p>Thread-safety: {@link #submit} may be called from any thread; a device's context is used only on its worker.
+ * {@link #close} waits for submitted work, then frees every context.
  */
 public final class DeviceGroup implements AutoCloseable {
     private final int nodes;
     private final List<Context> contexts = new ArrayList<>();
-    private final List<Arena> arenas = new ArrayList<>();
     private final List<ExecutorService> workers = new ArrayList<>();
 
     private DeviceGroup(int nodes) {
@@ -44,7 +42,6 @@ public final class DeviceGroup implements AutoCloseable {
             for (int d = 0; d < devices; d++) {
                 group.contexts.add(Context.create(
                         Context.Options.cpu().withThreads(threads).withReproducible(true)));
-                group.arenas.add(Arena.ofShared());
                 int index = d;
                 group.workers.add(Executors.newSingleThreadExecutor(r -> {
                     Thread t = new Thread(r, "moe4j-device-" + index);
@@ -77,11 +74,6 @@ public final class DeviceGroup implements AutoCloseable {
         return contexts.get(device);
     }
 
-    /** Device d's memory: weights and buffers that live on it, freed by {@link #close}. */
-    public Arena arena(int device) {
-        return arenas.get(device);
-    }
-
     /** Runs work on device d's worker thread. */
     public <T> CompletableFuture<T> submit(int device, Callable<T> work) {
         CompletableFuture<T> result = new CompletableFuture<>();
@@ -99,10 +91,8 @@ public final class DeviceGroup implements AutoCloseable {
     public void close() {
         for (ExecutorService w : workers) w.close(); // waits for submitted work
         for (Context c : contexts) c.close();
-        for (Arena a : arenas) a.close();
         workers.clear();
         contexts.clear();
-        arenas.clear();
     }
 
     @Override

@@ -4,6 +4,7 @@ import dev.moe4j.kernels.ExpertFfn;
 import dev.moe4j.kernels.Quantization;
 import dev.moe4j.kernels.ScaleFormat;
 import dev.moe4j.model.DenseMlp;
+import dev.moe4j.model.MoeBlock;
 import dev.moe4j.placement.Placement;
 import dev.moe4j.routing.Gate;
 import dev.moe4j.routing.Routing;
@@ -39,7 +40,7 @@ import java.util.concurrent.ExecutionException;
  *
  * <p>Not thread-safe: one thread drives steps and rebalances.
  */
-public final class ExpertParallelMoe implements AutoCloseable {
+public final class ExpertParallelMoe implements MoeBlock, AutoCloseable {
     /**
      * What one step did.
      *
@@ -49,6 +50,7 @@ public final class ExpertParallelMoe implements AutoCloseable {
      * @param bytesDispatched FP8 activations and scales sent to devices (a token counts once per device)
      * @param bytesReturned bf16 rows sent back
      * @param balance mean over max of the assignments per device (1 is perfect)
+     * @param waitNanos time the calling thread spent waiting for devices (after its own share of the work)
      * @param nanos the step's wall time
      */
     public record StepStats(
@@ -58,6 +60,7 @@ public final class ExpertParallelMoe implements AutoCloseable {
             long bytesDispatched,
             long bytesReturned,
             double balance,
+            long waitNanos,
             long nanos) {}
 
     /**
@@ -68,7 +71,7 @@ public final class ExpertParallelMoe implements AutoCloseable {
      */
     public record RebalanceReport(int movedExperts, long movedBytes) {}
 
-    /** The weights of one device's slots under one placement. */
+    /** The weights of one device's slots. */
     private record DeviceWeights(QuantizedTensor gate, QuantizedTensor up, QuantizedTensor down, Arena arena) {}
 
     private record State(Placement placement, int layer, DeviceWeights[] devices) {}
@@ -116,7 +119,7 @@ public final class ExpertParallelMoe implements AutoCloseable {
         hidden = Math.toIntExact(hostGate.data().shape(2));
         deviceBuffers = new Workspace[group.size()];
         for (int d = 0; d < group.size(); d++) deviceBuffers[d] = new Workspace(5);
-        state = install(placement, layer, null, new int[1], new long[1]);
+        state = install(placement, layer);
     }
 
     /** The placement steps use now. */
@@ -134,6 +137,7 @@ public final class ExpertParallelMoe implements AutoCloseable {
         return lastStep;
     }
 
+    @Override
     public Gate gate() {
         return gate;
     }
@@ -145,6 +149,7 @@ public final class ExpertParallelMoe implements AutoCloseable {
      * @param out F32 [T, hidden], contiguous; untouched if the step fails
      * @throws DeviceException if a device fails
      */
+    @Override
     public void forward(Context ctx, Tensor x, Routing routing, Tensor out) {
         gate.route(ctx, x, routing);
         forwardRouted(ctx, x, routing, out);
@@ -188,6 +193,7 @@ public final class ExpertParallelMoe implements AutoCloseable {
             }
         }
         Tensor[] ys = new Tensor[devices];
+        long waitStart = System.nanoTime();
         DeviceException failure = null;
         for (int d = 0; d < devices; d++) {
             try {
@@ -199,6 +205,7 @@ public final class ExpertParallelMoe implements AutoCloseable {
                 throw new IllegalStateException("interrupted while waiting for device " + d, e);
             }
         }
+        long waited = System.nanoTime() - waitStart;
         if (failure != null) throw failure;
         if (sharedFailure != null) throw sharedFailure;
         combine(routing, plan, ys, sharedOut, out);
@@ -221,6 +228,7 @@ public final class ExpertParallelMoe implements AutoCloseable {
                 dispatched,
                 returned,
                 maxRows == 0 ? 1 : sumRows / devices / maxRows,
+                waited,
                 System.nanoTime() - start);
     }
 
@@ -270,20 +278,74 @@ public final class ExpertParallelMoe implements AutoCloseable {
     }
 
     /**
-     * Switches to a new placement between steps. Each device's new weights are built beside the old ones: an
-     * expert the device already held is copied locally, any other comes from the host weights and counts as moved.
-     * The switch happens only when every device is ready; the old weights are freed after it.
+     * Switches to a new placement between steps (call it from the thread that drives the steps, never during
+     * one). Every device slot whose expert changes is rewritten in place: from another slot of the same device when
+     * the device already held that expert (staged first if that slot changes too), otherwise from the host weights,
+     * which counts as moved. The next step sees the whole new placement.
      */
     public RebalanceReport rebalance(Placement next, int layer) {
+        check(next, layer);
         State old = state;
-        int[] moved = new int[1];
-        long[] bytes = new long[1];
-        state = install(next, layer, old, moved, bytes);
-        for (DeviceWeights w : old.devices()) w.arena().close();
-        return new RebalanceReport(moved[0], bytes[0]);
+        int per = next.slotsPerDevice(), moved = 0;
+        long bytes = 0;
+        try (Arena staging = Arena.ofConfined()) {
+            for (int d = 0; d < group.size(); d++) {
+                DeviceWeights w = old.devices()[d];
+                int[] before = Arrays.copyOfRange(old.placement().phy2log()[old.layer()], d * per, (d + 1) * per);
+                int[] after = Arrays.copyOfRange(next.phy2log()[layer], d * per, (d + 1) * per);
+                // stage the old contents of changing slots that another slot will copy from
+                DeviceWeights[] staged = new DeviceWeights[per];
+                for (int s = 0; s < per; s++) {
+                    if (after[s] == before[s]) continue;
+                    int source = indexOf(before, after[s], per);
+                    if (source < 0 || after[source] == before[source] || staged[source] != null) continue;
+                    staged[source] = new DeviceWeights(
+                            stack(staging, hostGate, 1),
+                            stack(staging, hostUp, 1),
+                            stack(staging, hostDown, 1),
+                            staging);
+                    copyExpert(w, source, staged[source], 0);
+                }
+                for (int s = 0; s < per; s++) {
+                    if (after[s] == before[s]) continue;
+                    int rewritten = indexOfChanged(after, before, after[s], s);
+                    int source = indexOf(before, after[s], per);
+                    if (rewritten >= 0) {
+                        copyExpert(w, rewritten, w, s); // a second new replica: copy the first
+                    } else if (source >= 0) {
+                        if (after[source] == before[source]) copyExpert(w, source, w, s);
+                        else copyExpert(staged[source], 0, w, s);
+                    } else {
+                        bytes += copy(hostGate, after[s], w.gate(), s)
+                                + copy(hostUp, after[s], w.up(), s)
+                                + copy(hostDown, after[s], w.down(), s);
+                        moved++;
+                    }
+                }
+            }
+        }
+        state = new State(next, layer, old.devices());
+        return new RebalanceReport(moved, bytes);
     }
 
-    private State install(Placement p, int layer, State old, int[] moved, long[] bytes) {
+    private static int indexOf(int[] experts, int e, int limit) {
+        for (int i = 0; i < limit; i++) if (experts[i] == e) return i;
+        return -1;
+    }
+
+    /** A slot below limit that this rebalance rewrote to expert e, or -1. */
+    private static int indexOfChanged(int[] after, int[] before, int e, int limit) {
+        for (int i = 0; i < limit; i++) if (after[i] == e && after[i] != before[i]) return i;
+        return -1;
+    }
+
+    private static void copyExpert(DeviceWeights from, int fromSlot, DeviceWeights to, int toSlot) {
+        copy(from.gate(), fromSlot, to.gate(), toSlot);
+        copy(from.up(), fromSlot, to.up(), toSlot);
+        copy(from.down(), fromSlot, to.down(), toSlot);
+    }
+
+    private void check(Placement p, int layer) {
         int experts = gate.config().experts();
         if (p.devices() != group.size())
             throw new IllegalArgumentException(
@@ -293,41 +355,28 @@ public final class ExpertParallelMoe implements AutoCloseable {
                     "the placement is for " + p.experts() + " experts, the gate has " + experts);
         if (layer < 0 || layer >= p.layers())
             throw new IllegalArgumentException("layer " + layer + " outside the placement's " + p.layers());
-        int per = p.slotsPerDevice();
-        DeviceWeights[] devices = new DeviceWeights[group.size()];
-        try {
-            for (int d = 0; d < group.size(); d++) {
-                Arena arena = Arena.ofShared();
-                devices[d] = new DeviceWeights(
-                        stack(arena, hostGate, per), stack(arena, hostUp, per), stack(arena, hostDown, per), arena);
-                for (int s = 0; s < per; s++) {
-                    int e = p.phy2log()[layer][d * per + s];
-                    // a copy already on this device (placed earlier in this pass, or held before) moves nothing
-                    int earlier = slotOf(p, layer, d, e, s);
-                    int held = old == null ? -1 : slotOf(old.placement(), old.layer(), d, e, per);
-                    DeviceWeights from = earlier >= 0 ? devices[d] : held >= 0 ? old.devices()[d] : null;
-                    int fromSlot = earlier >= 0 ? earlier : held >= 0 ? held : e;
-                    long b = copy(from == null ? hostGate : from.gate(), fromSlot, devices[d].gate(), s)
-                            + copy(from == null ? hostUp : from.up(), fromSlot, devices[d].up(), s)
-                            + copy(from == null ? hostDown : from.down(), fromSlot, devices[d].down(), s);
-                    if (old != null && from == null) {
-                        moved[0]++;
-                        bytes[0] += b;
-                    }
-                }
-            }
-        } catch (RuntimeException e) {
-            for (DeviceWeights w : devices) if (w != null) w.arena().close();
-            throw e;
-        }
-        return new State(p, layer, devices);
+        if (state != null && p.replicas() != state.placement().replicas())
+            throw new IllegalArgumentException("the placement has " + p.replicas() + " slots, this layer's devices "
+                    + state.placement().replicas());
     }
 
-    /** The first local slot below {@code limit} of device d holding expert e in a placement's layer, or -1. */
-    private static int slotOf(Placement p, int layer, int d, int e, int limit) {
+    /** Device weights for a placement's layer, copied from the host weights. */
+    private State install(Placement p, int layer) {
+        check(p, layer);
         int per = p.slotsPerDevice();
-        for (int slot = 0; slot < limit; slot++) if (p.phy2log()[layer][d * per + slot] == e) return slot;
-        return -1;
+        DeviceWeights[] devices = new DeviceWeights[group.size()];
+        for (int d = 0; d < group.size(); d++) {
+            Arena arena = Arena.ofShared();
+            devices[d] = new DeviceWeights(
+                    stack(arena, hostGate, per), stack(arena, hostUp, per), stack(arena, hostDown, per), arena);
+            for (int s = 0; s < per; s++) {
+                int e = p.phy2log()[layer][d * per + s];
+                copy(hostGate, e, devices[d].gate(), s);
+                copy(hostUp, e, devices[d].up(), s);
+                copy(hostDown, e, devices[d].down(), s);
+            }
+        }
+        return new State(p, layer, devices);
     }
 
     private static QuantizedTensor stack(Arena arena, QuantizedTensor like, int slots) {
@@ -349,7 +398,7 @@ public final class ExpertParallelMoe implements AutoCloseable {
         return dataBytes + 4 * ss.elementCount();
     }
 
-    /** Frees the weights on the devices (the group itself stays open). */
+    /** Frees this layer's weights on the devices (the device group stays open). */
     @Override
     public void close() {
         for (DeviceWeights w : state.devices()) w.arena().close();

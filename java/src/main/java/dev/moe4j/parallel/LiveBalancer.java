@@ -20,8 +20,10 @@ public final class LiveBalancer {
      * @param step the step count after which it ran
      * @param balanceBefore mean / max device load of the window's load under the old placement
      * @param balanceAfter the same under the new one
+     * @param nanos time spent computing the placement and moving weights
      */
-    public record Report(int step, double balanceBefore, double balanceAfter, int movedExperts, long movedBytes) {}
+    public record Report(
+            int step, double balanceBefore, double balanceAfter, int movedExperts, long movedBytes, long nanos) {}
 
     private final ExpertParallelMoe moe;
     private final ExpertLoad load;
@@ -59,6 +61,7 @@ public final class LiveBalancer {
         load.record(routing);
         steps++;
         if (steps % interval != 0) return null;
+        long start = System.nanoTime();
         long[] window = load.window();
         double[] w = new double[window.length];
         for (int e = 0; e < w.length; e++) w[e] = window[e];
@@ -68,6 +71,6 @@ public final class LiveBalancer {
         if (minimalMove) next = Eplb.minimizeMoves(next, current, new double[][] {w}, nodes);
         double before = 1 / current.imbalance(moe.layer(), w), after = 1 / next.imbalance(0, w);
         ExpertParallelMoe.RebalanceReport r = moe.rebalance(next, 0);
-        return new Report(steps, before, after, r.movedExperts(), r.movedBytes());
+        return new Report(steps, before, after, r.movedExperts(), r.movedBytes(), System.nanoTime() - start);
     }
 }

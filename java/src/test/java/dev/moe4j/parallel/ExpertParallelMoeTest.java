@@ -275,6 +275,10 @@ class ExpertParallelMoeTest {
                 assertEquals(p.phy2log()[0][d * 4 + plan.rowSlot(d, row)], r.expert(t, j));
             }
         assertThrows(IllegalArgumentException.class, () -> new DispatchPlan(r, p, 0, 0));
+        r.assign(1, new int[] {0, 9}, new float[] {0.5f, 0.5f}); // expert 9 of 4
+        var outOfRange = assertThrows(IllegalArgumentException.class, () -> new DispatchPlan(r, p, 0, 1));
+        assertTrue(outOfRange.getMessage().contains("expert 9"), outOfRange.getMessage());
+        assertThrows(IllegalArgumentException.class, () -> r.assign(1, new int[] {0, -2}, new float[2]));
     }
 
     /** Token t goes to expert 0 and expert 1 + t % 3. */
