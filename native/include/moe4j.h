@@ -127,6 +127,26 @@ moe4j_status moe4j_context_destroy(moe4j_context *ctx);
 moe4j_status moe4j_context_query(const moe4j_context *ctx, moe4j_context_info *out);
 
 /*
+ * Memory of the context's device: cudaMalloc'd (never managed) for a CUDA context, 64-byte aligned host memory for
+ * a CPU context. bytes > 0. Free it with moe4j_free on a context of the same device.
+ */
+moe4j_status moe4j_alloc(moe4j_context *ctx, int64_t bytes, void **out);
+/* Frees memory from moe4j_alloc; null is accepted and does nothing. */
+moe4j_status moe4j_free(moe4j_context *ctx, void *ptr);
+/*
+ * Copies src into dst: same dtype and shape, both contiguous, each in host memory or on a CUDA device (either side
+ * may be another GPU than the context's: device-to-device copies use peer access where the GPUs allow it and are
+ * staged through host memory where not). The tensors must not overlap.
+ */
+moe4j_status moe4j_copy(moe4j_context *ctx, const moe4j_tensor *src, moe4j_tensor *dst);
+/*
+ * Waits until everything the context started has finished. Kernel calls of this ABI return only after their work
+ * is complete (so that errors surface from the call that caused them); this is for callers that mix in their own
+ * work on the context's stream.
+ */
+moe4j_status moe4j_synchronize(moe4j_context *ctx);
+
+/*
  * Element-wise conversion between F32, BF16 and E4M3, any pair, same shape, rank 1..4, innermost stride 1.
  * Rounds to nearest even; E4M3 saturates to +-448 (infinities too) and encodes NaN as 0x7F.
  */

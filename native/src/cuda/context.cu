@@ -6,12 +6,9 @@
 #include "../core/context.h"
 #include "../core/error.h"
 #include "cuda_backend.h"
+#include "cuda_state.h"
 
 namespace moe4j::cuda {
-
-struct DeviceState {
-    cudaStream_t stream = nullptr;
-};
 
 int device_count() {
     int count = 0;

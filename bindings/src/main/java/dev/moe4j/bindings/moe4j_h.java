@@ -583,6 +583,251 @@ public class moe4j_h {
         }
     }
 
+    private static class moe4j_alloc {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            moe4j_h.C_INT,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_LONG_LONG,
+            moe4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = moe4j_h.findOrThrow("moe4j_alloc");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * moe4j_alloc(ctx, bytes, out)
+     * }
+     */
+    public static FunctionDescriptor moe4j_alloc$descriptor() {
+        return moe4j_alloc.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * moe4j_alloc(ctx, bytes, out)
+     * }
+     */
+    public static MethodHandle moe4j_alloc$handle() {
+        return moe4j_alloc.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * moe4j_alloc(ctx, bytes, out)
+     * }
+     */
+    public static MemorySegment moe4j_alloc$address() {
+        return moe4j_alloc.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * moe4j_alloc(ctx, bytes, out)
+     * }
+     */
+    public static int moe4j_alloc(MemorySegment ctx, long bytes, MemorySegment out) {
+        var mh$ = moe4j_alloc.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("moe4j_alloc", ctx, bytes, out);
+            }
+            return (int)mh$.invokeExact(ctx, bytes, out);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class moe4j_free {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            moe4j_h.C_INT,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = moe4j_h.findOrThrow("moe4j_free");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * moe4j_free(ctx, ptr)
+     * }
+     */
+    public static FunctionDescriptor moe4j_free$descriptor() {
+        return moe4j_free.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * moe4j_free(ctx, ptr)
+     * }
+     */
+    public static MethodHandle moe4j_free$handle() {
+        return moe4j_free.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * moe4j_free(ctx, ptr)
+     * }
+     */
+    public static MemorySegment moe4j_free$address() {
+        return moe4j_free.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * moe4j_free(ctx, ptr)
+     * }
+     */
+    public static int moe4j_free(MemorySegment ctx, MemorySegment ptr) {
+        var mh$ = moe4j_free.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("moe4j_free", ctx, ptr);
+            }
+            return (int)mh$.invokeExact(ctx, ptr);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class moe4j_copy {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            moe4j_h.C_INT,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = moe4j_h.findOrThrow("moe4j_copy");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * moe4j_copy(ctx, src, dst)
+     * }
+     */
+    public static FunctionDescriptor moe4j_copy$descriptor() {
+        return moe4j_copy.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * moe4j_copy(ctx, src, dst)
+     * }
+     */
+    public static MethodHandle moe4j_copy$handle() {
+        return moe4j_copy.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * moe4j_copy(ctx, src, dst)
+     * }
+     */
+    public static MemorySegment moe4j_copy$address() {
+        return moe4j_copy.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * moe4j_copy(ctx, src, dst)
+     * }
+     */
+    public static int moe4j_copy(MemorySegment ctx, MemorySegment src, MemorySegment dst) {
+        var mh$ = moe4j_copy.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("moe4j_copy", ctx, src, dst);
+            }
+            return (int)mh$.invokeExact(ctx, src, dst);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class moe4j_synchronize {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            moe4j_h.C_INT,
+            moe4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = moe4j_h.findOrThrow("moe4j_synchronize");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * moe4j_synchronize(ctx)
+     * }
+     */
+    public static FunctionDescriptor moe4j_synchronize$descriptor() {
+        return moe4j_synchronize.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * moe4j_synchronize(ctx)
+     * }
+     */
+    public static MethodHandle moe4j_synchronize$handle() {
+        return moe4j_synchronize.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * moe4j_synchronize(ctx)
+     * }
+     */
+    public static MemorySegment moe4j_synchronize$address() {
+        return moe4j_synchronize.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * moe4j_synchronize(ctx)
+     * }
+     */
+    public static int moe4j_synchronize(MemorySegment ctx) {
+        var mh$ = moe4j_synchronize.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("moe4j_synchronize", ctx);
+            }
+            return (int)mh$.invokeExact(ctx);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
     private static class moe4j_cast {
         public static final FunctionDescriptor DESC = FunctionDescriptor.of(
             moe4j_h.C_INT,

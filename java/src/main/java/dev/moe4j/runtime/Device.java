@@ -17,6 +17,11 @@ public record Device(Backend backend, int ordinal) {
             throw new IllegalArgumentException("the CPU backend has only device 0, got " + ordinal);
     }
 
+    /** Whether this is host memory and CPU compute. */
+    public boolean isCpu() {
+        return backend == Backend.CPU;
+    }
+
     public static Device cuda(int ordinal) {
         return new Device(Backend.CUDA, ordinal);
     }

@@ -10,7 +10,9 @@ import java.lang.foreign.ValueLayout;
 import java.util.Arrays;
 
 /**
- * A strided view of host memory: a {@link MemorySegment}, an element type, a shape and strides.
+ * A strided view of memory: a {@link MemorySegment}, an element type, a shape and strides. Host tensors (the usual
+ * kind) live in host memory that Java can read and write; device tensors ({@link DeviceMemory#tensor}) live on a
+ * CUDA device, where only kernels and {@link dev.moe4j.kernels.Copy} reach them, and Java element access throws.
  *
  * <p>Element {@code (i0, i1, ...)} lives at byte {@code (i0*strides[0] + i1*strides[1] + ...) * dtype.byteSize()}
  * of the segment; shapes and strides count elements. Rank is 1 to {@value #MAX_RANK}. A tensor does not own
@@ -30,8 +32,14 @@ public final class Tensor {
     private final DType dtype;
     private final long[] shape;
     private final long[] strides;
+    private final Device device;
 
     private Tensor(MemorySegment segment, DType dtype, long[] shape, long[] strides) {
+        this(segment, dtype, shape, strides, Device.CPU);
+    }
+
+    private Tensor(MemorySegment segment, DType dtype, long[] shape, long[] strides, Device device) {
+        this.device = device;
         this.segment = segment;
         this.dtype = dtype;
         this.shape = shape;
@@ -100,7 +108,9 @@ public final class Tensor {
         long[] s = shape.clone();
         s[dim] = length;
         long offset = length == 0 ? 0 : start * strides[dim] * dtype.byteSize();
-        return of(segment.asSlice(offset), dtype, s, strides);
+        Tensor t = new Tensor(segment.asSlice(offset), dtype, s, strides.clone(), device);
+        if (t.extentBytes() > t.segment.byteSize()) throw new IllegalArgumentException("slice outside the buffer");
+        return t;
     }
 
     /**
@@ -139,7 +149,17 @@ public final class Tensor {
 
     /** The device whose memory holds the data; host tensors belong to {@link Device#CPU}. */
     public Device device() {
-        return Device.CPU;
+        return device;
+    }
+
+    /** A contiguous tensor over device memory (used by {@link DeviceMemory}); the segment is never dereferenced. */
+    static Tensor onDevice(MemorySegment segment, Device device, DType dtype, long... shape) {
+        long[] s = checkShape(shape);
+        Tensor t = new Tensor(segment, dtype, s, rowMajorStrides(s), device);
+        if (t.extentBytes() > segment.byteSize())
+            throw new IllegalArgumentException("shape " + Arrays.toString(s) + " needs " + t.extentBytes()
+                    + " bytes but the device buffer has " + segment.byteSize());
+        return t;
     }
 
     public MemorySegment segment() {
@@ -157,7 +177,7 @@ public final class Tensor {
 
     /** Whether the memory is still usable from this thread (its arena is open and, if confined, owned here). */
     public boolean isAccessible() {
-        return segment.scope().isAlive() && segment.isAccessibleBy(Thread.currentThread());
+        return device.isCpu() && segment.scope().isAlive() && segment.isAccessibleBy(Thread.currentThread());
     }
 
     public float getFloat(long... index) {
@@ -239,6 +259,7 @@ public final class Tensor {
 
     /** Visits the tensor in row-major order as runs along the innermost dim (one run if contiguous). */
     private void forEachRun(Run run) {
+        requireHost();
         int count = Math.toIntExact(elementCount());
         if (count == 0) return;
         if (isContiguous()) {
@@ -278,7 +299,7 @@ public final class Tensor {
         moe4j_tensor.size_bytes(d, segment.byteSize());
         moe4j_tensor.dtype(d, dtype.code());
         moe4j_tensor.rank(d, shape.length);
-        moe4j_tensor.device(d, moe4j_h.MOE4J_HOST_MEMORY());
+        moe4j_tensor.device(d, device.isCpu() ? moe4j_h.MOE4J_HOST_MEMORY() : device.ordinal());
         for (int i = 0; i < shape.length; i++) {
             moe4j_tensor.shape(d, i, shape[i]);
             moe4j_tensor.strides(d, i, strides[i]);
@@ -292,7 +313,14 @@ public final class Tensor {
                 + (isContiguous() ? "" : " strides " + Arrays.toString(strides)) + " on " + device() + "]";
     }
 
+    private void requireHost() {
+        if (!device.isCpu())
+            throw new UnsupportedOperationException(
+                    this + " lives on " + device + ": copy it to a host tensor (Copy.apply) to read or write it");
+    }
+
     private long byteOffset(long[] index) {
+        requireHost();
         if (index.length != shape.length)
             throw new IndexOutOfBoundsException("index " + Arrays.toString(index) + " has rank " + index.length
                     + ", tensor has rank " + shape.length);

@@ -1,0 +1,120 @@
+// Entry points for device memory: allocation, copies, synchronization. CPU contexts use host memory.
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "../core/context.h"
+#include "../core/error.h"
+#include "../core/validate.h"
+#if MOE4J_WITH_CUDA
+#include "../cuda/cuda_backend.h"
+#endif
+
+using namespace moe4j;
+
+namespace {
+
+constexpr int64_t kHostAlignment = 64;
+
+// A copy operand: a valid descriptor of any dtype and rank, row-major contiguous, in host memory or on a CUDA device
+// a CPU context may reach (host only) or a CUDA context may reach (host or any GPU).
+moe4j_status check_operand(const char *fn, const moe4j_context *ctx, const moe4j_tensor *t, const char *name) {
+    const ArgCheck plain(fn, MOE4J_HOST_MEMORY);
+    if (t == nullptr) return plain.invalid(std::string("argument '") + name + "' is null");
+    if (t->device < MOE4J_HOST_MEMORY)
+        return plain.invalid(std::string("argument '") + name + "': device " + std::to_string(t->device) +
+                             " is neither host memory (-1) nor a CUDA ordinal");
+    if (t->device != MOE4J_HOST_MEMORY && ctx->backend != MOE4J_BACKEND_CUDA)
+        return plain.unsupported(std::string("argument '") + name + "' lives on CUDA device " +
+                                 std::to_string(t->device) + ", which only a CUDA context can reach");
+    if (t->rank < 1 || t->rank > MOE4J_MAX_RANK)
+        return plain.invalid(std::string("argument '") + name + "': rank " + std::to_string(t->rank) +
+                             " is outside 1.." + std::to_string(MOE4J_MAX_RANK));
+    const ArgCheck check(fn, t->device);
+    if (moe4j_status s = check.tensor(t, {name,
+                                          {MOE4J_F32, MOE4J_BF16, MOE4J_F16, MOE4J_E4M3, MOE4J_I32, MOE4J_I64, MOE4J_U8},
+                                          t->rank, Layout::Strided}))
+        return s;
+    int64_t stride = 1;
+    for (int i = t->rank - 1; i >= 0; --i) {
+        if (t->shape[i] > 1 && t->strides[i] != stride)
+            return check.invalid(std::string("argument '") + name + "': not contiguous (dimension " +
+                                 std::to_string(i) + " has stride " + std::to_string(t->strides[i]) + ", expected " +
+                                 std::to_string(stride) + ")");
+        stride *= t->shape[i];
+    }
+    return MOE4J_OK;
+}
+
+int64_t element_count(const moe4j_tensor &t) {
+    int64_t n = 1;
+    for (int i = 0; i < t.rank; ++i) n *= t.shape[i];
+    return n;
+}
+
+}  // namespace
+
+extern "C" moe4j_status moe4j_alloc(moe4j_context *ctx, int64_t bytes, void **out) {
+    return guarded(__func__, [&](const char *fn) -> moe4j_status {
+        if (moe4j_status s = check_context(fn, ctx)) return s;
+        const ArgCheck check(fn, ctx->memory_device());
+        if (out == nullptr) return check.invalid("argument 'out' is null");
+        if (bytes <= 0) return check.invalid("argument 'bytes': " + std::to_string(bytes) + " is not positive");
+        *out = nullptr;
+#if MOE4J_WITH_CUDA
+        if (ctx->backend == MOE4J_BACKEND_CUDA) return cuda::alloc(fn, ctx, bytes, out);
+#endif
+        const int64_t rounded = (bytes + kHostAlignment - 1) / kHostAlignment * kHostAlignment;
+        void *p = std::aligned_alloc(kHostAlignment, static_cast<size_t>(rounded));
+        if (p == nullptr)
+            return fail(MOE4J_ERROR_OUT_OF_MEMORY, std::string(fn) + ": cannot allocate " + std::to_string(bytes) +
+                                                       " bytes of host memory");
+        *out = p;
+        return MOE4J_OK;
+    });
+}
+
+extern "C" moe4j_status moe4j_free(moe4j_context *ctx, void *ptr) {
+    return guarded(__func__, [&](const char *fn) -> moe4j_status {
+        if (moe4j_status s = check_context(fn, ctx)) return s;
+        if (ptr == nullptr) return MOE4J_OK;
+#if MOE4J_WITH_CUDA
+        if (ctx->backend == MOE4J_BACKEND_CUDA) return cuda::free(fn, ctx, ptr);
+#endif
+        std::free(ptr);
+        return MOE4J_OK;
+    });
+}
+
+extern "C" moe4j_status moe4j_copy(moe4j_context *ctx, const moe4j_tensor *src, moe4j_tensor *dst) {
+    return guarded(__func__, [&](const char *fn) -> moe4j_status {
+        if (moe4j_status s = check_context(fn, ctx)) return s;
+        if (moe4j_status s = check_operand(fn, ctx, src, "src")) return s;
+        if (moe4j_status s = check_operand(fn, ctx, dst, "dst")) return s;
+        const ArgCheck check(fn, dst->device);
+        if (src->dtype != dst->dtype)
+            return check.invalid(std::string("arguments 'src' and 'dst' differ in dtype: ") + dtype_name(src->dtype) +
+                                 " and " + dtype_name(dst->dtype));
+        if (moe4j_status s = check.same_shape(*dst, "dst", *src, "src")) return s;
+        if (src->device == dst->device)
+            if (moe4j_status s = check.no_overlap(*dst, "dst", *src, "src")) return s;
+        const int64_t bytes = element_count(*src) * dtype_size(src->dtype);
+        if (bytes == 0) return MOE4J_OK;
+#if MOE4J_WITH_CUDA
+        if (ctx->backend == MOE4J_BACKEND_CUDA)
+            return cuda::copy(fn, ctx, dst->data, dst->device, src->data, src->device, bytes);
+#endif
+        std::memcpy(dst->data, src->data, static_cast<size_t>(bytes));
+        return MOE4J_OK;
+    });
+}
+
+extern "C" moe4j_status moe4j_synchronize(moe4j_context *ctx) {
+    return guarded(__func__, [&](const char *fn) -> moe4j_status {
+        if (moe4j_status s = check_context(fn, ctx)) return s;
+#if MOE4J_WITH_CUDA
+        if (ctx->backend == MOE4J_BACKEND_CUDA) return cuda::synchronize(fn, ctx);
+#endif
+        return MOE4J_OK;
+    });
+}

@@ -1,0 +1,24 @@
+// What the CUDA backend keeps per context, and how CUDA errors become moe4j errors. For .cu files only.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <string>
+
+#include "../core/error.h"
+#include "moe4j.h"
+
+namespace moe4j::cuda {
+
+struct DeviceState {
+    cudaStream_t stream = nullptr;
+};
+
+// MOE4J_OK, or MOE4J_ERROR_BACKEND with CUDA's message for `function` (the sticky error state is cleared).
+inline moe4j_status check(const char *function, cudaError_t err) {
+    if (err == cudaSuccess) return MOE4J_OK;
+    cudaGetLastError();
+    return fail(MOE4J_ERROR_BACKEND, std::string(function) + ": CUDA: " + cudaGetErrorString(err));
+}
+
+}  // namespace moe4j::cuda
