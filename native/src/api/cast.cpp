@@ -3,6 +3,9 @@
 #include "../core/context.h"
 #include "../core/error.h"
 #include "../core/validate.h"
+#if MOE4J_WITH_CUDA
+#include "../cuda/cuda_backend.h"
+#endif
 
 using namespace moe4j;
 
@@ -20,7 +23,9 @@ extern "C" moe4j_status moe4j_cast(moe4j_context *ctx, const moe4j_tensor *src, 
             return s;
         if (moe4j_status s = check.same_shape(*src, "src", *dst, "dst")) return s;
         if (moe4j_status s = check.no_overlap(*dst, "dst", *src, "src")) return s;
-        if (ctx->backend == MOE4J_BACKEND_CUDA) return check.unsupported("not yet implemented for the CUDA backend");
+#if MOE4J_WITH_CUDA
+        if (ctx->backend == MOE4J_BACKEND_CUDA) return cuda::cast(fn, ctx, *src, *dst);
+#endif
         cpu::cast(ctx, *src, *dst);
         return MOE4J_OK;
     });

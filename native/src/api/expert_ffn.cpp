@@ -6,6 +6,10 @@
 #include "../core/validate.h"
 #include "../cpu/expert_ffn.h"
 #include "gemm_args.h"
+#include "staging.h"
+#if MOE4J_WITH_CUDA
+#include "../cuda/cuda_backend.h"
+#endif
 
 using namespace moe4j;
 
@@ -57,7 +61,9 @@ extern "C" moe4j_status moe4j_fp8_expert_ffn_contiguous(moe4j_context *ctx, cons
         cpu::ExpertFfnArgs args{x, inter, {}, {}, {}};
         args.gate = {x, sfx, nullptr, nullptr, inter, hidden, {}, {}};
         for (int64_t g = 0; g < groups; ++g) args.gate.groups.push_back(group_weights(*w_gate, *s_gate, g));
-        if (moe4j_status s = read_contiguous_layout(check, *grouped_layout, alignment, &args.gate)) return s;
+        HostStaged layout;
+        if (moe4j_status s = layout.stage(fn, ctx, *grouped_layout)) return s;
+        if (moe4j_status s = read_contiguous_layout(check, layout.tensor(), alignment, &args.gate)) return s;
         args.up = {x, sfx, nullptr, nullptr, inter, hidden, {}, args.gate.zero_rows};
         args.down = {nullptr, nullptr, nullptr, d, hidden, inter, {}, args.gate.zero_rows};
         for (int64_t g = 0; g < groups; ++g) {
@@ -66,7 +72,9 @@ extern "C" moe4j_status moe4j_fp8_expert_ffn_contiguous(moe4j_context *ctx, cons
             args.down.groups.push_back(group_weights(*w_down, *s_down, g));
             args.down.groups.back().rows = args.gate.groups[g].rows;
         }
-        if (ctx->backend == MOE4J_BACKEND_CUDA) return check.unsupported("not yet implemented for the CUDA backend");
+#if MOE4J_WITH_CUDA
+        if (ctx->backend == MOE4J_BACKEND_CUDA) return cuda::expert_ffn(fn, ctx, args);
+#endif
         cpu::expert_ffn(ctx, args);
         return MOE4J_OK;
     });

@@ -8,13 +8,21 @@
 #include "../cpu/fp8_gemm.h"
 #include "../cpu/gemm.h"
 #include "gemm_args.h"
+#include "staging.h"
+#if MOE4J_WITH_CUDA
+#include "../cuda/cuda_backend.h"
+#endif
 
 using namespace moe4j;
 
 namespace {
 
 moe4j_status dispatch(const ArgCheck &check, moe4j_context *ctx, const cpu::Fp8GemmArgs &args) {
-    if (ctx->backend == MOE4J_BACKEND_CUDA) return check.unsupported("not yet implemented for the CUDA backend");
+#if MOE4J_WITH_CUDA
+    if (ctx->backend == MOE4J_BACKEND_CUDA) return cuda::fp8_gemm(check.function(), ctx, args);
+#else
+    (void)check;
+#endif
     cpu::fp8_gemm(ctx, args);
     return MOE4J_OK;
 }
@@ -90,7 +98,9 @@ extern "C" moe4j_status moe4j_grouped_fp8_gemm_contiguous(moe4j_context *ctx, co
 
         cpu::Fp8GemmArgs args{a, sfa, nullptr, d, n, k, {}, {}};
         for (int64_t g = 0; g < groups; ++g) args.groups.push_back(group_weights(*b, *sfb, g));
-        if (moe4j_status s = read_contiguous_layout(check, *grouped_layout, alignment, &args)) return s;
+        HostStaged layout;
+        if (moe4j_status s = layout.stage(fn, ctx, *grouped_layout)) return s;
+        if (moe4j_status s = read_contiguous_layout(check, layout.tensor(), alignment, &args)) return s;
         return dispatch(check, ctx, args);
     });
 }
@@ -119,8 +129,10 @@ extern "C" moe4j_status moe4j_grouped_fp8_gemm_masked(moe4j_context *ctx, const 
             return s;
 
         cpu::Fp8GemmArgs args{a, sfa, nullptr, d, n, k, {}, {}};
+        HostStaged counts;
+        if (moe4j_status s = counts.stage(fn, ctx, *masked_m)) return s;
         for (int64_t g = 0; g < groups; ++g) {
-            const int32_t count = read_i32(*masked_m, g);
+            const int32_t count = read_i32(counts.tensor(), g);
             if (count < 0 || count > m_max)
                 return check.invalid("argument 'masked_m': group " + std::to_string(g) + " has " +
                                      std::to_string(count) + " rows, outside [0, " + std::to_string(m_max) + "]");
@@ -151,7 +163,9 @@ extern "C" moe4j_status moe4j_gemm_nt(moe4j_context *ctx, const moe4j_tensor *a,
         if (moe4j_status s = check.tensor(d, {"d", {MOE4J_F32, MOE4J_BF16}, 2, Layout::RowsDense})) return s;
         if (moe4j_status s = check.shape(*d, "d", {m, n}, "[M, N]")) return s;
         if (moe4j_status s = check_output(check, *d, {{a, "a"}, {b, "b"}, {c, "c"}})) return s;
-        if (ctx->backend == MOE4J_BACKEND_CUDA) return check.unsupported("not yet implemented for the CUDA backend");
+#if MOE4J_WITH_CUDA
+        if (ctx->backend == MOE4J_BACKEND_CUDA) return cuda::gemm_nt(fn, ctx, *a, *b, c, *d);
+#endif
         cpu::gemm_nt(ctx, *a, *b, c, *d);
         return MOE4J_OK;
     });

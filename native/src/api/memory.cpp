@@ -31,9 +31,11 @@ moe4j_status check_operand(const char *fn, const moe4j_context *ctx, const moe4j
         return plain.invalid(std::string("argument '") + name + "': rank " + std::to_string(t->rank) +
                              " is outside 1.." + std::to_string(MOE4J_MAX_RANK));
     const ArgCheck check(fn, t->device);
-    if (moe4j_status s = check.tensor(t, {name,
-                                          {MOE4J_F32, MOE4J_BF16, MOE4J_F16, MOE4J_E4M3, MOE4J_I32, MOE4J_I64, MOE4J_U8},
-                                          t->rank, Layout::Strided}))
+    if (moe4j_status s =
+            check.tensor(t, {name,
+                             {MOE4J_F32, MOE4J_BF16, MOE4J_F16, MOE4J_E4M3, MOE4J_I32, MOE4J_I64, MOE4J_U8},
+                             t->rank,
+                             Layout::Strided}))
         return s;
     int64_t stride = 1;
     for (int i = t->rank - 1; i >= 0; --i) {
@@ -67,8 +69,8 @@ extern "C" moe4j_status moe4j_alloc(moe4j_context *ctx, int64_t bytes, void **ou
         const int64_t rounded = (bytes + kHostAlignment - 1) / kHostAlignment * kHostAlignment;
         void *p = std::aligned_alloc(kHostAlignment, static_cast<size_t>(rounded));
         if (p == nullptr)
-            return fail(MOE4J_ERROR_OUT_OF_MEMORY, std::string(fn) + ": cannot allocate " + std::to_string(bytes) +
-                                                       " bytes of host memory");
+            return fail(MOE4J_ERROR_OUT_OF_MEMORY,
+                        std::string(fn) + ": cannot allocate " + std::to_string(bytes) + " bytes of host memory");
         *out = p;
         return MOE4J_OK;
     });

@@ -9,6 +9,10 @@
 #include "../core/error.h"
 #include "../core/validate.h"
 #include "../cpu/mla.h"
+#include "staging.h"
+#if MOE4J_WITH_CUDA
+#include "../cuda/cuda_backend.h"
+#endif
 
 using namespace moe4j;
 
@@ -81,8 +85,11 @@ extern "C" moe4j_status moe4j_mla_decode(moe4j_context *ctx, const moe4j_tensor 
             if (moe4j_status s = check.no_overlap(*lse, "lse", *t, name)) return s;
 
         // Every block a sequence reaches must exist: the kernel trusts the table after this.
-        const auto *lengths = static_cast<const int32_t *>(cache_seqlens->data);
-        const auto *table = static_cast<const int32_t *>(block_table->data);
+        HostStaged staged_lengths, staged_table;
+        if (moe4j_status s = staged_lengths.stage(fn, ctx, *cache_seqlens)) return s;
+        if (moe4j_status s = staged_table.stage(fn, ctx, *block_table)) return s;
+        const auto *lengths = static_cast<const int32_t *>(staged_lengths.tensor().data);
+        const auto *table = static_cast<const int32_t *>(staged_table.tensor().data);
         for (int64_t i = 0; i < batch; ++i) {
             const int64_t len = lengths[i * cache_seqlens->strides[0]];
             if (len < 0)
@@ -102,9 +109,13 @@ extern "C" moe4j_status moe4j_mla_decode(moe4j_context *ctx, const moe4j_tensor 
                                          std::to_string(num_blocks) + ")");
             }
         }
-        if (ctx->backend == MOE4J_BACKEND_CUDA) return check.unsupported("not yet implemented for the CUDA backend");
-        cpu::mla_decode(ctx, {q, kcache, block_table, cache_seqlens, out, lse, softmax_scale, causal != 0, fp8, batch,
-                              s_q, h_q, h_kv, d, dv});
+        const cpu::MlaDecodeArgs args{q,           kcache, block_table, cache_seqlens, out, lse,  softmax_scale,
+                                      causal != 0, fp8,    batch,       s_q,           h_q, h_kv, d,
+                                      dv};
+#if MOE4J_WITH_CUDA
+        if (ctx->backend == MOE4J_BACKEND_CUDA) return cuda::mla_decode(fn, ctx, args);
+#endif
+        cpu::mla_decode(ctx, args);
         return MOE4J_OK;
     });
 }
@@ -128,9 +139,11 @@ extern "C" moe4j_status moe4j_mla_cache_append(moe4j_context *ctx, const moe4j_t
         if (moe4j_status s = check.no_overlap(*kcache, "kcache", *kv, "kv")) return s;
         if (moe4j_status s = check.no_overlap(*kcache, "kcache", *slot_mapping, "slot_mapping")) return s;
         const int64_t slots = kcache->shape[0] * cpu::kMlaBlockTokens;
+        HostStaged staged_slots;
+        if (moe4j_status s = staged_slots.stage(fn, ctx, *slot_mapping)) return s;
         std::vector<int32_t> used;
         for (int64_t i = 0; i < tokens; ++i) {
-            const int32_t slot = static_cast<const int32_t *>(slot_mapping->data)[i * slot_mapping->strides[0]];
+            const int32_t slot = static_cast<const int32_t *>(staged_slots.tensor().data)[i * slot_mapping->strides[0]];
             if (slot < -1 || slot >= slots)
                 return check.invalid("argument 'slot_mapping': token " + std::to_string(i) + " maps to slot " +
                                      std::to_string(slot) + ", outside [-1, " + std::to_string(slots) + ")");
@@ -140,7 +153,9 @@ extern "C" moe4j_status moe4j_mla_cache_append(moe4j_context *ctx, const moe4j_t
         const auto twice = std::adjacent_find(used.begin(), used.end());
         if (twice != used.end())
             return check.invalid("argument 'slot_mapping': slot " + std::to_string(*twice) + " is given to two tokens");
-        if (ctx->backend == MOE4J_BACKEND_CUDA) return check.unsupported("not yet implemented for the CUDA backend");
+#if MOE4J_WITH_CUDA
+        if (ctx->backend == MOE4J_BACKEND_CUDA) return cuda::mla_cache_append(fn, ctx, *kv, *slot_mapping, *kcache);
+#endif
         cpu::mla_cache_append(ctx, *kv, *slot_mapping, *kcache);
         return MOE4J_OK;
     });

@@ -5,6 +5,9 @@
 #include "../core/error.h"
 #include "../core/validate.h"
 #include "../cpu/quantize.h"
+#if MOE4J_WITH_CUDA
+#include "../cuda/cuda_backend.h"
+#endif
 
 using namespace moe4j;
 
@@ -37,7 +40,10 @@ moe4j_status quantize(const char *fn, moe4j_context *ctx, const moe4j_tensor *x,
     if (moe4j_status s = check.no_overlap(*q, "q", *x, x_name)) return s;
     if (moe4j_status s = check.no_overlap(*scales, scales_name, *x, x_name)) return s;
     if (moe4j_status s = check.no_overlap(*scales, scales_name, *q, "q")) return s;
-    if (ctx->backend == MOE4J_BACKEND_CUDA) return check.unsupported("not yet implemented for the CUDA backend");
+#if MOE4J_WITH_CUDA
+    if (ctx->backend == MOE4J_BACKEND_CUDA)
+        return cuda::quantize(check.function(), ctx, *x, *q, *scales, block_rows, scale_format == MOE4J_SCALE_UE8M0);
+#endif
     cpu::quantize_fp8(ctx, *x, *q, *scales, block_rows, scale_format == MOE4J_SCALE_UE8M0);
     return MOE4J_OK;
 }
@@ -75,7 +81,9 @@ extern "C" moe4j_status moe4j_dequantize_fp8(moe4j_context *ctx, const moe4j_ten
         if (moe4j_status s = check.shape(*out, "out", {rows, cols}, "the shape of 'q'")) return s;
         if (moe4j_status s = check.no_overlap(*out, "out", *q, "q")) return s;
         if (moe4j_status s = check.no_overlap(*out, "out", *scales, "scales")) return s;
-        if (ctx->backend == MOE4J_BACKEND_CUDA) return check.unsupported("not yet implemented for the CUDA backend");
+#if MOE4J_WITH_CUDA
+        if (ctx->backend == MOE4J_BACKEND_CUDA) return cuda::dequantize(fn, ctx, *q, *scales, block_rows, *out);
+#endif
         cpu::dequantize_fp8(ctx, *q, *scales, block_rows, *out);
         return MOE4J_OK;
     });

@@ -53,6 +53,8 @@ std::string hex_string(uintptr_t value) {
     return out.str();
 }
 
+}  // namespace
+
 // Bytes spanned from data to one past the last reachable element, or -1 on overflow; 0 for an empty tensor.
 int64_t extent_bytes(const moe4j_tensor &t) {
     __int128 last = 0;
@@ -63,8 +65,6 @@ int64_t extent_bytes(const moe4j_tensor &t) {
     const __int128 bytes = (last + 1) * dtype_size(t.dtype);
     return bytes > INT64_MAX ? -1 : static_cast<int64_t>(bytes);
 }
-
-}  // namespace
 
 moe4j_status ArgCheck::invalid(const std::string &message) const {
     return fail(MOE4J_ERROR_INVALID_ARGUMENT, std::string(function_) + ": " + message);

@@ -13,6 +13,8 @@ namespace moe4j {
 const char *dtype_name(int32_t dtype);
 int64_t dtype_size(int32_t dtype);  // bytes per element; 0 for an unknown dtype
 std::string shape_string(const moe4j_tensor &t);
+// Bytes spanned from data to one past the last reachable element, or -1 on overflow; 0 for an empty tensor.
+int64_t extent_bytes(const moe4j_tensor &t);
 
 enum class Layout {
     Strided,   // any non-negative strides

@@ -1,6 +1,12 @@
-// The CUDA backend's entry into the shared context code. Only libmoe4j_cuda links an implementation.
+// The CUDA backend's entry points, called by the shared API code after validation. Only libmoe4j_cuda links an
+// implementation. Every function returns with its work complete, MOE4J_OK or the CUDA error recorded for `function`.
 #pragma once
 
+#include <cstdint>
+
+#include "../cpu/expert_ffn.h"
+#include "../cpu/fp8_gemm.h"
+#include "../cpu/mla.h"
 #include "moe4j.h"
 
 struct moe4j_context;
@@ -16,12 +22,31 @@ moe4j_status attach(const char *function, moe4j_context *ctx);
 // Releases what attach() created.
 void detach(moe4j_context *ctx);
 
-// Memory (memory.cu). Each returns MOE4J_OK or records the CUDA error for `function`.
+// memory.cu. Copies between any two of host memory (device -1) and CUDA devices.
 moe4j_status alloc(const char *function, moe4j_context *ctx, int64_t bytes, void **out);
 moe4j_status free(const char *function, moe4j_context *ctx, void *ptr);
-// Copies bytes between any two of host memory (device -1) and CUDA devices, on the context's stream, and waits.
 moe4j_status copy(const char *function, moe4j_context *ctx, void *dst, int32_t dst_device, const void *src,
                   int32_t src_device, int64_t bytes);
 moe4j_status synchronize(const char *function, moe4j_context *ctx);
+
+// quantize.cu: the operands as the CPU kernels of the same names take them.
+moe4j_status quantize(const char *function, moe4j_context *ctx, const moe4j_tensor &x, const moe4j_tensor &q,
+                      const moe4j_tensor &scales, int64_t block_rows, bool ue8m0);
+moe4j_status dequantize(const char *function, moe4j_context *ctx, const moe4j_tensor &q, const moe4j_tensor &scales,
+                        int64_t block_rows, const moe4j_tensor &out);
+moe4j_status cast(const char *function, moe4j_context *ctx, const moe4j_tensor &src, const moe4j_tensor &dst);
+
+// gemm.cu: the FP8 GEMM family over the groups of rows the API layer built, and the unquantized GEMM.
+moe4j_status fp8_gemm(const char *function, moe4j_context *ctx, const cpu::Fp8GemmArgs &args);
+moe4j_status gemm_nt(const char *function, moe4j_context *ctx, const moe4j_tensor &a, const moe4j_tensor &b,
+                     const moe4j_tensor *c, const moe4j_tensor &d);
+
+// expert_ffn.cu
+moe4j_status expert_ffn(const char *function, moe4j_context *ctx, cpu::ExpertFfnArgs &args);
+
+// mla.cu
+moe4j_status mla_decode(const char *function, moe4j_context *ctx, const cpu::MlaDecodeArgs &args);
+moe4j_status mla_cache_append(const char *function, moe4j_context *ctx, const moe4j_tensor &kv,
+                              const moe4j_tensor &slot_mapping, const moe4j_tensor &kcache);
 
 }  // namespace moe4j::cuda

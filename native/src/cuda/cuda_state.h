@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "../core/context.h"
 #include "../core/error.h"
 #include "moe4j.h"
 
@@ -19,6 +20,13 @@ inline moe4j_status check(const char *function, cudaError_t err) {
     if (err == cudaSuccess) return MOE4J_OK;
     cudaGetLastError();
     return fail(MOE4J_ERROR_BACKEND, std::string(function) + ": CUDA: " + cudaGetErrorString(err));
+}
+
+// After kernel launches: the launch error, if any; then waits for the stream, so that a fault surfaces from the call
+// that caused it (every kernel entry point returns with its work complete).
+inline moe4j_status finish(const char *function, moe4j_context *ctx) {
+    if (moe4j_status s = check(function, cudaGetLastError())) return s;
+    return check(function, cudaStreamSynchronize(ctx->cuda->stream));
 }
 
 }  // namespace moe4j::cuda

@@ -38,7 +38,8 @@ class DeviceMemoryTest {
             var dtype = assertThrows(Moe4jException.class, () -> Copy.apply(ctx, host, memory.tensor(DType.I32, 3, 5)));
             assertTrue(dtype.getMessage().contains("differ in dtype"), dtype.getMessage());
             Tensor strided = host.slice(1, 1, 2);
-            var layout = assertThrows(Moe4jException.class, () -> Copy.apply(ctx, strided, memory.tensor(DType.F32, 3, 2)));
+            var layout =
+                    assertThrows(Moe4jException.class, () -> Copy.apply(ctx, strided, memory.tensor(DType.F32, 3, 2)));
             assertTrue(layout.getMessage().contains("not contiguous"), layout.getMessage());
             assertThrows(IllegalArgumentException.class, () -> memory.tensor(DType.F32, 4, 4)); // 64 bytes > 60
         }

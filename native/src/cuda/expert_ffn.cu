@@ -1,0 +1,66 @@
+// The fused FP8 expert FFN on CUDA, simple version: the gate and up GEMMs into fp32 device scratch, SiLU(gate) * up,
+// per-token FP8 quantization of the product, the down GEMM; the same steps as the CPU kernel.
+#include <cuda_runtime.h>
+
+#include "cuda_backend.h"
+#include "cuda_state.h"
+
+namespace moe4j::cuda {
+namespace {
+
+__global__ void silu_mul_kernel(float *gate, const float *up, int64_t count) {
+    const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i < count) gate[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+}
+
+moe4j_tensor scratch(void *data, int32_t dtype, int64_t rows, int64_t cols, int64_t element_size, int32_t device) {
+    moe4j_tensor t{};
+    t.data = data;
+    t.size_bytes = rows * cols * element_size;
+    t.dtype = dtype;
+    t.rank = 2;
+    t.device = device;
+    t.shape[0] = rows;
+    t.shape[1] = cols;
+    t.strides[0] = cols;
+    t.strides[1] = 1;
+    return t;
+}
+
+// Device buffers freed when the call returns.
+struct Scratch {
+    void *data = nullptr;
+    ~Scratch() { cudaFree(data); }
+};
+
+}  // namespace
+
+moe4j_status expert_ffn(const char *fn, moe4j_context *ctx, cpu::ExpertFfnArgs &args) {
+    const int64_t rows = args.x->shape[0], inter = args.intermediate, blocks = inter / 128;
+    if (rows == 0) return MOE4J_OK;
+    Scratch gate, up, h, h_scales;
+    const size_t values = static_cast<size_t>(rows * inter);
+    if (moe4j_status s = check(fn, cudaMalloc(&gate.data, values * 4))) return s;
+    if (moe4j_status s = check(fn, cudaMalloc(&up.data, values * 4))) return s;
+    if (moe4j_status s = check(fn, cudaMalloc(&h.data, values))) return s;
+    if (moe4j_status s = check(fn, cudaMalloc(&h_scales.data, static_cast<size_t>(rows * blocks) * 4))) return s;
+    const moe4j_tensor gate_t = scratch(gate.data, MOE4J_F32, rows, inter, 4, ctx->device);
+    const moe4j_tensor up_t = scratch(up.data, MOE4J_F32, rows, inter, 4, ctx->device);
+    const moe4j_tensor h_t = scratch(h.data, MOE4J_E4M3, rows, inter, 1, ctx->device);
+    const moe4j_tensor h_scales_t = scratch(h_scales.data, MOE4J_F32, rows, blocks, 4, ctx->device);
+
+    args.gate.d = &gate_t;
+    args.up.d = &up_t;
+    if (moe4j_status s = fp8_gemm(fn, ctx, args.gate)) return s;  // padding rows become 0, and SiLU(0) * 0 = 0
+    if (moe4j_status s = fp8_gemm(fn, ctx, args.up)) return s;
+    const int64_t count = rows * inter;
+    silu_mul_kernel<<<static_cast<unsigned>((count + 255) / 256), 256, 0, ctx->cuda->stream>>>(
+        static_cast<float *>(gate.data), static_cast<const float *>(up.data), count);
+    if (moe4j_status s = finish(fn, ctx)) return s;
+    if (moe4j_status s = quantize(fn, ctx, gate_t, h_t, h_scales_t, 1, false)) return s;
+    args.down.a = &h_t;
+    args.down.sfa = &h_scales_t;
+    return fp8_gemm(fn, ctx, args.down);
+}
+
+}  // namespace moe4j::cuda
