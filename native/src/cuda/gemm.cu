@@ -32,7 +32,8 @@ struct GroupWeights {
     int64_t sfb_stride0, sfb_stride1;
 };
 
-__global__ void fp8_gemm_kernel(const RowTask *tasks, const GroupWeights *groups, int64_t n, int64_t k, int32_t d_dtype) {
+__global__ void fp8_gemm_kernel(const RowTask *tasks, const GroupWeights *groups, int64_t n, int64_t k,
+                                int32_t d_dtype) {
     __shared__ float a_block[kBlock];
     // rows on x (up to 2^31 - 1 blocks), 128-column groups on y
     const RowTask t = tasks[blockIdx.x];
@@ -51,8 +52,8 @@ __global__ void fp8_gemm_kernel(const RowTask *tasks, const GroupWeights *groups
             const uint8_t *b = w.b + col * w.ldb + kb * kBlock;
             float part = 0.0f;
             for (int i = 0; i < kBlock; ++i) part = fmaf(a_block[i], e4m3_decode(b[i]), part);
-            total = fmaf(part, t.sfa[kb * t.sfa_step] * w.sfb[(col / kBlock) * w.sfb_stride0 + kb * w.sfb_stride1],
-                         total);
+            total =
+                fmaf(part, t.sfa[kb * t.sfa_step] * w.sfb[(col / kBlock) * w.sfb_stride0 + kb * w.sfb_stride1], total);
         }
     }
     if (col < n) store_float(t.d, col, d_dtype, (t.c != nullptr ? t.c[col] : 0.0f) + total);
@@ -73,8 +74,7 @@ __global__ void gemm_kernel(Rows a, Rows b, Rows c, bool has_c, Rows d, int64_t 
         }
     }
     if (col < b.rows)
-        store_float(d.row(row), col, d.dtype,
-                    (has_c ? reinterpret_cast<const float *>(c.row(row))[col] : 0.0f) + sum);
+        store_float(d.row(row), col, d.dtype, (has_c ? reinterpret_cast<const float *>(c.row(row))[col] : 0.0f) + sum);
 }
 
 // Device copies of small host arrays for one call, freed when it goes out of scope.

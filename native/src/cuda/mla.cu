@@ -14,9 +14,9 @@ constexpr int kThreads = 128;
 constexpr int kMaxDims = 576;
 
 struct DecodeParams {
-    const uint16_t *q;        // [b, s_q, h_q, d] bf16
+    const uint16_t *q;  // [b, s_q, h_q, d] bf16
     int64_t q_strides[4];
-    const uint8_t *kcache;    // token records: bf16 [d] or the FP8 record
+    const uint8_t *kcache;                           // token records: bf16 [d] or the FP8 record
     int64_t block_stride, slot_stride, head_stride;  // bytes
     const int32_t *block_table;
     int64_t table_stride0, table_stride1;
@@ -71,10 +71,11 @@ __global__ void decode_kernel(DecodeParams p) {
     float max_score = -INFINITY, denominator = 0.0f;
     for (int64_t t = 0; t < visible; ++t) {
         const int32_t block = p.block_table[seq * p.table_stride0 + (t / cpu::kMlaBlockTokens) * p.table_stride1];
-        const uint8_t *token = p.kcache + block * p.block_stride + (t % cpu::kMlaBlockTokens) * p.slot_stride +
-                               kv_head * p.head_stride;
+        const uint8_t *token =
+            p.kcache + block * p.block_stride + (t % cpu::kMlaBlockTokens) * p.slot_stride + kv_head * p.head_stride;
         float partial = 0.0f;
-        for (int64_t i = threadIdx.x; i < p.d; i += kThreads) partial = fmaf(q[i], token_value(token, i, p.fp8), partial);
+        for (int64_t i = threadIdx.x; i < p.d; i += kThreads)
+            partial = fmaf(q[i], token_value(token, i, p.fp8), partial);
         const float score = block_sum(partial) * p.softmax_scale;
         const float new_max = fmaxf(max_score, score);
         const float correction = expf(max_score - new_max), weight = expf(score - new_max);
@@ -89,7 +90,8 @@ __global__ void decode_kernel(DecodeParams p) {
                                 (p.out_dtype == MOE4J_F32 ? 4 : 2);
     for (int r = 0; r < 4; ++r) {
         const int64_t i = threadIdx.x + r * kThreads;
-        if (i < p.dv) store_float(out_row, i * p.out_strides[3], p.out_dtype, visible == 0 ? 0.0f : acc[r] / denominator);
+        if (i < p.dv)
+            store_float(out_row, i * p.out_strides[3], p.out_dtype, visible == 0 ? 0.0f : acc[r] / denominator);
     }
     if (threadIdx.x == 0)
         p.lse[seq * p.lse_strides[0] + h * p.lse_strides[1] + j * p.lse_strides[2]] =

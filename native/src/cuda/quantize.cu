@@ -47,7 +47,8 @@ __global__ void dequantize_kernel(Rows q, Scales scales, int64_t block_rows, Row
     const int64_t col = static_cast<int64_t>(blockIdx.y) * kGroup + threadIdx.x;
     const int64_t r = blockIdx.x;
     if (col >= q.length) return;
-    const float v = e4m3_decode(reinterpret_cast<const uint8_t *>(q.row(r))[col]) * scales.at(r / block_rows, col / kGroup);
+    const float v =
+        e4m3_decode(reinterpret_cast<const uint8_t *>(q.row(r))[col]) * scales.at(r / block_rows, col / kGroup);
     store_float(out.row(r), col, out.dtype, v);
 }
 

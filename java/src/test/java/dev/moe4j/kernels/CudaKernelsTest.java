@@ -1,0 +1,297 @@
+package dev.moe4j.kernels;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import dev.moe4j.runtime.Capabilities;
+import dev.moe4j.runtime.Context;
+import dev.moe4j.runtime.Device;
+import dev.moe4j.runtime.Moe4jException;
+import dev.moe4j.runtime.NativeLibrary;
+import dev.moe4j.tensor.DType;
+import dev.moe4j.tensor.DeviceMemory;
+import dev.moe4j.tensor.QuantizedTensor;
+import dev.moe4j.tensor.Tensor;
+import dev.moe4j.testing.Reference;
+import dev.moe4j.testing.TestSupport;
+import java.lang.foreign.Arena;
+import java.lang.foreign.ValueLayout;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.SplittableRandom;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
+
+/**
+ * Every CUDA kernel against the CPU kernel on the same fresh random inputs: codecs and quantization bit for bit,
+ * GEMMs and attention within the float tolerances of different summation orders, outputs poisoned first. Runs in
+ * the GPU pass of the build (libmoe4j_cuda loaded) and skips, saying why, without a CUDA device.
+ */
+@Tag("gpu")
+class CudaKernelsTest {
+    private Arena arena;
+    private Context cpu, gpu;
+    private final List<DeviceMemory> memory = new ArrayList<>();
+    private SplittableRandom random;
+    private long seed;
+
+    /** Why this machine cannot run the tests, or null if it can; printed once. */
+    private static final String NO_GPU = noGpu();
+
+    private static String noGpu() {
+        String reason;
+        try {
+            Capabilities caps = NativeLibrary.capabilities();
+            reason = !caps.cudaCompiled()
+                    ? "the CPU-only library is loaded; run with -Dmoe4j.library=moe4j_cuda"
+                    : caps.cudaDeviceCount() == 0 ? "no CUDA device (no driver or no GPU on this machine)" : null;
+        } catch (UnsatisfiedLinkError e) {
+            reason = "libmoe4j_cuda cannot be loaded (it is built when nvcc is found): "
+                    + e.getMessage().lines().findFirst().orElse("");
+        }
+        if (reason != null) System.err.println("CudaKernelsTest skipped: " + reason);
+        return reason;
+    }
+
+    @BeforeEach
+    void open() {
+        assumeTrue(NO_GPU == null, NO_GPU);
+        arena = Arena.ofConfined();
+        cpu = Context.create();
+        gpu = Context.create(new Context.Options(Device.cuda(0), 0, null, false));
+        seed = TestSupport.freshSeed();
+        random = TestSupport.random(seed);
+    }
+
+    @AfterEach
+    void close() {
+        if (arena == null) return;
+        for (DeviceMemory m : memory) m.close();
+        memory.clear();
+        gpu.close();
+        cpu.close();
+        arena.close();
+    }
+
+    /** A device copy of a host tensor. */
+    Tensor up(Tensor host) {
+        DeviceMemory m = DeviceMemory.allocate(
+                gpu, Math.max(1, host.elementCount() * host.dtype().byteSize()));
+        memory.add(m);
+        Tensor t = m.tensor(host.dtype(), host.shape());
+        Copy.apply(gpu, host, t);
+        return t;
+    }
+
+    /** A device tensor filled with 0xFF bytes (NaN in every float format), so unwritten elements show. */
+    Tensor poisonedOnDevice(DType dtype, long... shape) {
+        Tensor host = Tensor.allocate(arena, dtype, shape);
+        host.segment().fill((byte) 0xFF);
+        return up(host);
+    }
+
+    Tensor down(Tensor device) {
+        Tensor host = Tensor.allocate(arena, device.dtype(), device.shape());
+        Copy.apply(gpu, device, host);
+        return host;
+    }
+
+    Tensor gaussian(DType dtype, long... shape) {
+        Tensor t = Tensor.allocate(arena, dtype, shape);
+        float[] v = new float[Math.toIntExact(t.elementCount())];
+        for (int i = 0; i < v.length; i++)
+            v[i] = (float) (random.nextGaussian() * Math.pow(10, random.nextDouble(-2, 1)));
+        t.copyFrom(v);
+        return t;
+    }
+
+    static void assertSameBytes(Tensor expected, Tensor actual, String what) {
+        assertArrayEquals(
+                expected.segment().toArray(ValueLayout.JAVA_BYTE),
+                actual.segment().toArray(ValueLayout.JAVA_BYTE),
+                what);
+    }
+
+    static void assertClose(Tensor expected, Tensor actual, double tolerance, String what) {
+        float[] e = expected.toFloatArray(), a = actual.toFloatArray();
+        double scale = 0;
+        for (float f : e) scale = Math.max(scale, Math.abs(f));
+        for (int i = 0; i < e.length; i++)
+            if (!(Math.abs(e[i] - a[i]) <= tolerance * Math.max(scale, 1e-30)))
+                throw new AssertionError(what + ": element " + i + " is " + a[i] + ", CPU " + e[i]);
+    }
+
+    @Test
+    void copiesRoundTripThroughTheDevice() {
+        Tensor host = gaussian(DType.F32, 37, 129);
+        Tensor device = up(host), other = poisonedOnDevice(DType.F32, 37, 129);
+        Copy.apply(gpu, device, other);
+        assertSameBytes(host, down(other), "host -> device -> device -> host, seed " + seed);
+        assertThrows(UnsupportedOperationException.class, () -> device.getFloat(0, 0));
+        var wrongSide = assertThrows(
+                Moe4jException.class, () -> Cast.apply(cpu, device, Tensor.allocate(arena, DType.BF16, 37, 129)));
+        assertTrue(wrongSide.getMessage().contains("CUDA device 0"), wrongSide.getMessage());
+        var hostOnGpu =
+                assertThrows(Moe4jException.class, () -> Cast.apply(gpu, host, poisonedOnDevice(DType.BF16, 37, 129)));
+        assertTrue(hostOnGpu.getMessage().contains("host memory"), hostOnGpu.getMessage());
+    }
+
+    @Test
+    void quantizationDequantizationAndCastsAreBitExact() {
+        for (DType in : new DType[] {DType.F32, DType.BF16})
+            for (ScaleFormat format : ScaleFormat.values()) {
+                Tensor x = gaussian(in, 300, 7 * 128 + 40);
+                QuantizedTensor cpuToken = Quantization.perToken(cpu, x, format, arena);
+                QuantizedTensor cpuBlock = Quantization.perBlock(cpu, x, format, arena);
+                Tensor q = poisonedOnDevice(DType.E4M3, 300, 7 * 128 + 40);
+                Tensor s = poisonedOnDevice(DType.F32, 300, 8);
+                Quantization.perToken(gpu, up(x), q, s, format);
+                assertSameBytes(cpuToken.data(), down(q), "per-token codes " + in + " " + format + " seed " + seed);
+                assertSameBytes(cpuToken.scales(), down(s), "per-token scales " + in + " " + format);
+                Tensor bq = poisonedOnDevice(DType.E4M3, 300, 7 * 128 + 40);
+                Tensor bs = poisonedOnDevice(DType.F32, 3, 8);
+                Quantization.perBlock(gpu, up(x), bq, bs, format);
+                assertSameBytes(cpuBlock.data(), down(bq), "block codes " + in + " " + format + " seed " + seed);
+                assertSameBytes(cpuBlock.scales(), down(bs), "block scales " + in + " " + format);
+
+                Tensor back = poisonedOnDevice(DType.BF16, 300, 7 * 128 + 40);
+                Quantization.dequantize(gpu, new QuantizedTensor(bq, bs, 128), back);
+                assertSameBytes(Quantization.dequantize(cpu, cpuBlock, DType.BF16, arena), down(back), "dequantize");
+            }
+        for (DType from : new DType[] {DType.F32, DType.BF16, DType.E4M3})
+            for (DType to : new DType[] {DType.F32, DType.BF16, DType.E4M3}) {
+                Tensor src = gaussian(from, 3, 5, 77);
+                Tensor expected = Tensor.allocate(arena, to, 3, 5, 77);
+                Cast.apply(cpu, src, expected);
+                Tensor dst = poisonedOnDevice(to, 3, 5, 77);
+                Cast.apply(gpu, up(src), dst);
+                assertSameBytes(expected, down(dst), "cast " + from + " -> " + to);
+            }
+    }
+
+    @Test
+    void fp8GemmsMatchTheCpu() {
+        int m = 70, n = 300, k = 512, groups = 3;
+        QuantizedTensor a = Quantization.perToken(cpu, gaussian(DType.BF16, m, k), ScaleFormat.FP32, arena);
+        QuantizedTensor w = Quantization.perBlock(cpu, gaussian(DType.BF16, n, k), ScaleFormat.FP32, arena);
+        Tensor c = gaussian(DType.F32, m, n);
+        Tensor expected = Tensor.allocate(arena, DType.F32, m, n);
+        Fp8Gemm.nt(cpu, a, w, c, expected);
+        Tensor d = poisonedOnDevice(DType.F32, m, n);
+        Fp8Gemm.nt(gpu, onDevice(a), onDevice(w), up(c), d);
+        assertClose(expected, down(d), 1e-5, "fp8_gemm_nt, seed " + seed);
+
+        // grouped contiguous: 3 groups in 128-row blocks with padding rows
+        QuantizedTensor ga = Quantization.perToken(cpu, gaussian(DType.BF16, 384, k), ScaleFormat.FP32, arena);
+        Tensor stacked = gaussian(DType.BF16, groups * n, k);
+        QuantizedTensor gw = Quantization.perBlock(cpu, stacked, ScaleFormat.FP32, arena);
+        gw = new QuantizedTensor(gw.data().view(groups, n, k), gw.scales().view(groups, 3, k / 128), 128);
+        Tensor layout = Tensor.allocate(arena, DType.I32, 384);
+        for (int r = 0; r < 384; r++) layout.setInt(r % 128 < 100 ? r / 128 : -1, r);
+        Tensor gExpected = Tensor.allocate(arena, DType.BF16, 384, n);
+        Fp8Gemm.groupedContiguous(cpu, ga, gw, layout, 128, gExpected);
+        Tensor gd = poisonedOnDevice(DType.BF16, 384, n);
+        Fp8Gemm.groupedContiguous(gpu, onDevice(ga), onDevice(gw), up(layout), 128, gd);
+        assertClose(gExpected, down(gd), 1e-2, "grouped contiguous (bf16 out), seed " + seed);
+
+        // grouped masked
+        QuantizedTensor ma = Quantization.perToken(cpu, gaussian(DType.BF16, groups * 64, k), ScaleFormat.FP32, arena);
+        ma = new QuantizedTensor(ma.data().view(groups, 64, k), ma.scales().view(groups, 64, k / 128), 1);
+        Tensor counts = Tensor.allocate(arena, DType.I32, groups);
+        for (int g = 0; g < groups; g++) counts.setInt(10 + 20 * g, g);
+        Tensor mExpected = Tensor.allocate(arena, DType.F32, groups, 64, n);
+        mExpected.segment().fill((byte) 0xFF);
+        Fp8Gemm.groupedMasked(cpu, ma, gw, counts, mExpected);
+        Tensor md = poisonedOnDevice(DType.F32, groups, 64, n);
+        Fp8Gemm.groupedMasked(gpu, onDevice(ma), onDevice(gw), up(counts), md);
+        Tensor mGot = down(md);
+        for (int g = 0; g < groups; g++)
+            for (int r = 0; r < 64; r++)
+                for (int col = 0; col < n; col += 37) {
+                    float e = mExpected.getFloat(g, r, col), got = mGot.getFloat(g, r, col);
+                    if (r >= 10 + 20 * g) assertTrue(Float.isNaN(got), "masked row written at " + g + "," + r);
+                    else assertEquals(e, got, 1e-4 * Math.max(1, Math.abs(e)), "masked " + g + "," + r + "," + col);
+                }
+
+        // the unquantized GEMM
+        Tensor x = gaussian(DType.BF16, 33, 200), y = gaussian(DType.BF16, 65, 200);
+        Tensor bf = Gemm.nt(cpu, x, y, DType.F32, arena);
+        Tensor gd2 = poisonedOnDevice(DType.F32, 33, 65);
+        Gemm.nt(gpu, up(x), up(y), null, gd2);
+        assertClose(bf, down(gd2), 1e-5, "gemm_nt");
+    }
+
+    QuantizedTensor onDevice(QuantizedTensor q) {
+        return new QuantizedTensor(up(q.data()), up(q.scales()), q.blockRows());
+    }
+
+    @Test
+    void expertFfnMatchesTheCpu() {
+        int experts = 4, h = 256, inter = 384, rows = 256;
+        QuantizedTensor x = Quantization.perToken(cpu, gaussian(DType.BF16, rows, h), ScaleFormat.FP32, arena);
+        QuantizedTensor gate = stack(experts, inter, h),
+                upW = stack(experts, inter, h),
+                downW = stack(experts, h, inter);
+        Tensor layout = Tensor.allocate(arena, DType.I32, rows);
+        for (int r = 0; r < rows; r++) layout.setInt(r < 250 ? r * experts / 250 : -1, r);
+        Tensor expected = Tensor.allocate(arena, DType.F32, rows, h);
+        ExpertFfn.contiguous(cpu, x, gate, upW, downW, layout, 1, expected);
+        Tensor d = poisonedOnDevice(DType.F32, rows, h);
+        ExpertFfn.contiguous(gpu, onDevice(x), onDevice(gate), onDevice(upW), onDevice(downW), up(layout), 1, d);
+        float[] e = expected.toFloatArray(), g = down(d).toFloatArray();
+        double[] ed = new double[e.length], gd = new double[g.length];
+        for (int i = 0; i < e.length; i++) {
+            ed[i] = e[i];
+            gd[i] = g[i];
+        }
+        // the intermediate is re-quantized to FP8: a last-bit difference in fp32 can flip a code
+        double diff = Reference.calcDiff(gd, ed);
+        assertTrue(diff < 1e-4, "expert FFN calc_diff vs CPU " + diff + ", seed " + seed);
+    }
+
+    QuantizedTensor stack(int experts, int n, int k) {
+        QuantizedTensor q =
+                Quantization.perBlock(cpu, gaussian(DType.BF16, (long) experts * n, k), ScaleFormat.FP32, arena);
+        return new QuantizedTensor(q.data().view(experts, n, k), q.scales().view(experts, n / 128, k / 128), 128);
+    }
+
+    @Test
+    void mlaDecodeAndCacheAppendMatchTheCpu() {
+        int b = 3, sq = 2, hq = 16, blocks = 8;
+        int[] lengths = {140, 0, 77};
+        Tensor kv = gaussian(DType.BF16, blocks * 64, 1, 576);
+        Tensor slots = Tensor.allocate(arena, DType.I32, blocks * 64);
+        for (int i = 0; i < blocks * 64; i++) slots.setInt((i * 37) % (blocks * 64), i); // a permutation
+        for (boolean fp8 : new boolean[] {false, true}) {
+            DType cacheType = fp8 ? DType.U8 : DType.BF16;
+            long width = fp8 ? Mla.FP8_TOKEN_BYTES : 576;
+            Tensor cpuCache = Tensor.allocate(arena, cacheType, blocks, 64, 1, width);
+            Mla.appendToCache(cpu, kv, slots, cpuCache);
+            Tensor gpuCache = poisonedOnDevice(cacheType, blocks, 64, 1, width);
+            Mla.appendToCache(gpu, up(kv), up(slots), gpuCache);
+            assertSameBytes(cpuCache, down(gpuCache), "cache append, fp8 " + fp8 + ", seed " + seed);
+
+            Tensor q = gaussian(DType.BF16, b, sq, hq, 576);
+            Tensor table = Tensor.allocate(arena, DType.I32, b, 4);
+            for (int i = 0; i < b * 4; i++) table.setInt((i * 5 + 1) % blocks, i / 4, i % 4);
+            Tensor seqlens = Tensor.allocate(arena, DType.I32, b);
+            for (int i = 0; i < b; i++) seqlens.setInt(lengths[i], i);
+            Tensor out = Tensor.allocate(arena, DType.F32, b, sq, hq, 512),
+                    lse = Tensor.allocate(arena, DType.F32, b, hq, sq);
+            Mla.decode(cpu, q, cpuCache, table, seqlens, Mla.DEFAULT_SCALE, true, out, lse);
+            Tensor gOut = poisonedOnDevice(DType.F32, b, sq, hq, 512), gLse = poisonedOnDevice(DType.F32, b, hq, sq);
+            Mla.decode(gpu, up(q), gpuCache, up(table), up(seqlens), Mla.DEFAULT_SCALE, true, gOut, gLse);
+            assertClose(out, down(gOut), 1e-4, "mla decode out, fp8 " + fp8 + ", seed " + seed);
+            float[] el = lse.toFloatArray(), gl = down(gLse).toFloatArray();
+            for (int i = 0; i < el.length; i++) {
+                if (Float.isInfinite(el[i])) assertEquals(el[i], gl[i], "empty sequence lse");
+                else assertEquals(el[i], gl[i], 1e-5 * Math.max(1, Math.abs(el[i])), "lse " + i);
+            }
+        }
+    }
+}
