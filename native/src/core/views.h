@@ -50,4 +50,19 @@ struct ScaleView {
     float &at(int64_t i, int64_t j) const { return data[i * stride0 + j * stride1]; }
 };
 
+// A descriptor of a dense row-major [rows, cols] matrix at data (kernel scratch buffers).
+inline moe4j_tensor dense_matrix(void *data, int32_t dtype, int64_t rows, int64_t cols, int32_t device) {
+    moe4j_tensor t{};
+    t.data = data;
+    t.size_bytes = rows * cols * dtype_size(dtype);
+    t.dtype = dtype;
+    t.rank = 2;
+    t.device = device;
+    t.shape[0] = rows;
+    t.shape[1] = cols;
+    t.strides[0] = cols;
+    t.strides[1] = 1;
+    return t;
+}
+
 }  // namespace moe4j

@@ -4,37 +4,20 @@
 #include <vector>
 
 #include "../core/context.h"
+#include "../core/views.h"
 #include "quantize.h"
 
 namespace moe4j::cpu {
-namespace {
-
-// A host descriptor over scratch memory owned by the caller.
-moe4j_tensor scratch_tensor(void *data, int32_t dtype, int64_t rows, int64_t cols, int64_t element_size) {
-    moe4j_tensor t{};
-    t.data = data;
-    t.size_bytes = rows * cols * element_size;
-    t.dtype = dtype;
-    t.rank = 2;
-    t.device = MOE4J_HOST_MEMORY;
-    t.shape[0] = rows;
-    t.shape[1] = cols;
-    t.strides[0] = cols;
-    t.strides[1] = 1;
-    return t;
-}
-
-}  // namespace
 
 void expert_ffn(moe4j_context *ctx, ExpertFfnArgs &args) {
     const int64_t rows = args.x->shape[0], inter = args.intermediate, blocks = inter / 128;
     std::vector<float> gate(static_cast<size_t>(rows * inter)), up(static_cast<size_t>(rows * inter));
     std::vector<uint8_t> h(static_cast<size_t>(rows * inter));
     std::vector<float> h_scales(static_cast<size_t>(rows * blocks));
-    const moe4j_tensor gate_t = scratch_tensor(gate.data(), MOE4J_F32, rows, inter, 4);
-    const moe4j_tensor up_t = scratch_tensor(up.data(), MOE4J_F32, rows, inter, 4);
-    const moe4j_tensor h_t = scratch_tensor(h.data(), MOE4J_E4M3, rows, inter, 1);
-    const moe4j_tensor h_scales_t = scratch_tensor(h_scales.data(), MOE4J_F32, rows, blocks, 4);
+    const moe4j_tensor gate_t = dense_matrix(gate.data(), MOE4J_F32, rows, inter, MOE4J_HOST_MEMORY);
+    const moe4j_tensor up_t = dense_matrix(up.data(), MOE4J_F32, rows, inter, MOE4J_HOST_MEMORY);
+    const moe4j_tensor h_t = dense_matrix(h.data(), MOE4J_E4M3, rows, inter, MOE4J_HOST_MEMORY);
+    const moe4j_tensor h_scales_t = dense_matrix(h_scales.data(), MOE4J_F32, rows, blocks, MOE4J_HOST_MEMORY);
 
     args.gate.d = &gate_t;
     args.up.d = &up_t;

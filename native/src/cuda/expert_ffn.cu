@@ -2,6 +2,7 @@
 // per-token FP8 quantization of the product, the down GEMM; the same steps as the CPU kernel.
 #include <cuda_runtime.h>
 
+#include "../core/views.h"
 #include "cuda_backend.h"
 #include "cuda_state.h"
 
@@ -11,20 +12,6 @@ namespace {
 __global__ void silu_mul_kernel(float *gate, const float *up, int64_t count) {
     const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
     if (i < count) gate[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
-}
-
-moe4j_tensor scratch(void *data, int32_t dtype, int64_t rows, int64_t cols, int64_t element_size, int32_t device) {
-    moe4j_tensor t{};
-    t.data = data;
-    t.size_bytes = rows * cols * element_size;
-    t.dtype = dtype;
-    t.rank = 2;
-    t.device = device;
-    t.shape[0] = rows;
-    t.shape[1] = cols;
-    t.strides[0] = cols;
-    t.strides[1] = 1;
-    return t;
 }
 
 // Device buffers freed when the call returns.
@@ -44,10 +31,10 @@ moe4j_status expert_ffn(const char *fn, moe4j_context *ctx, cpu::ExpertFfnArgs &
     if (moe4j_status s = check(fn, cudaMalloc(&up.data, values * 4))) return s;
     if (moe4j_status s = check(fn, cudaMalloc(&h.data, values))) return s;
     if (moe4j_status s = check(fn, cudaMalloc(&h_scales.data, static_cast<size_t>(rows * blocks) * 4))) return s;
-    const moe4j_tensor gate_t = scratch(gate.data, MOE4J_F32, rows, inter, 4, ctx->device);
-    const moe4j_tensor up_t = scratch(up.data, MOE4J_F32, rows, inter, 4, ctx->device);
-    const moe4j_tensor h_t = scratch(h.data, MOE4J_E4M3, rows, inter, 1, ctx->device);
-    const moe4j_tensor h_scales_t = scratch(h_scales.data, MOE4J_F32, rows, blocks, 4, ctx->device);
+    const moe4j_tensor gate_t = dense_matrix(gate.data, MOE4J_F32, rows, inter, ctx->device);
+    const moe4j_tensor up_t = dense_matrix(up.data, MOE4J_F32, rows, inter, ctx->device);
+    const moe4j_tensor h_t = dense_matrix(h.data, MOE4J_E4M3, rows, inter, ctx->device);
+    const moe4j_tensor h_scales_t = dense_matrix(h_scales.data, MOE4J_F32, rows, blocks, ctx->device);
 
     args.gate.d = &gate_t;
     args.up.d = &up_t;
