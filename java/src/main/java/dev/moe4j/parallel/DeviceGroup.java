@@ -1,6 +1,7 @@
 package dev.moe4j.parallel;
 
 import dev.moe4j.runtime.Context;
+import dev.moe4j.runtime.Device;
 import dev.moe4j.runtime.NativeLibrary;
 import java.util.ArrayList;
 import java.util.List;
@@ -33,15 +34,28 @@ public final class DeviceGroup implements AutoCloseable {
      * @param nodes how many nodes the devices form (devices divide by it)
      */
     public static DeviceGroup cpu(int devices, int nodes) {
+        int threads = Math.max(1, NativeLibrary.capabilities().cpuThreads() / Math.max(1, devices));
+        return create(devices, nodes, d -> Context.Options.cpu().withThreads(threads));
+    }
+
+    /**
+     * CUDA devices 0 .. devices-1 (libmoe4j_cuda must be loaded). Their weights live in GPU memory; tokens reach
+     * them and results return by copies.
+     *
+     * @throws dev.moe4j.runtime.Moe4jException if a device does not exist
+     */
+    public static DeviceGroup cuda(int devices, int nodes) {
+        return create(devices, nodes, d -> new Context.Options(Device.cuda(d), 0, null, false));
+    }
+
+    private static DeviceGroup create(int devices, int nodes, java.util.function.IntFunction<Context.Options> options) {
         if (devices <= 0 || nodes <= 0 || devices % nodes != 0)
             throw new IllegalArgumentException(
                     "devices (" + devices + ") must be a positive multiple of nodes (" + nodes + ")");
-        int threads = Math.max(1, NativeLibrary.capabilities().cpuThreads() / devices);
         DeviceGroup group = new DeviceGroup(nodes);
         try {
             for (int d = 0; d < devices; d++) {
-                group.contexts.add(Context.create(
-                        Context.Options.cpu().withThreads(threads).withReproducible(true)));
+                group.contexts.add(Context.create(options.apply(d).withReproducible(true)));
                 int index = d;
                 group.workers.add(Executors.newSingleThreadExecutor(r -> {
                     Thread t = new Thread(r, "moe4j-device-" + index);
@@ -97,6 +111,8 @@ public final class DeviceGroup implements AutoCloseable {
 
     @Override
     public String toString() {
+        if (!contexts.isEmpty() && !contexts.getFirst().device().isCpu())
+            return "DeviceGroup[" + size() + " CUDA devices, " + nodes + " nodes]";
         return "DeviceGroup[" + size() + " CPU devices, " + nodes + " nodes, "
                 + (contexts.isEmpty() ? 0 : contexts.getFirst().threads()) + " threads each]";
     }

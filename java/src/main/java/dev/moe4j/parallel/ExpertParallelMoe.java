@@ -1,5 +1,6 @@
 package dev.moe4j.parallel;
 
+import dev.moe4j.kernels.Copy;
 import dev.moe4j.kernels.ExpertFfn;
 import dev.moe4j.kernels.Quantization;
 import dev.moe4j.kernels.ScaleFormat;
@@ -11,10 +12,10 @@ import dev.moe4j.routing.Routing;
 import dev.moe4j.runtime.Context;
 import dev.moe4j.tensor.BFloat16;
 import dev.moe4j.tensor.DType;
+import dev.moe4j.tensor.DeviceMemory;
 import dev.moe4j.tensor.QuantizedTensor;
 import dev.moe4j.tensor.Tensor;
 import dev.moe4j.tensor.Workspace;
-import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
@@ -71,8 +72,13 @@ public final class ExpertParallelMoe implements MoeBlock, AutoCloseable {
      */
     public record RebalanceReport(int movedExperts, long movedBytes) {}
 
-    /** The weights of one device's slots. */
-    private record DeviceWeights(QuantizedTensor gate, QuantizedTensor up, QuantizedTensor down, Arena arena) {}
+    /** The weights of one device's slots, in memory of that device. */
+    private record DeviceWeights(
+            QuantizedTensor gate, QuantizedTensor up, QuantizedTensor down, List<DeviceMemory> memory) {
+        void close() {
+            for (DeviceMemory m : memory) m.close();
+        }
+    }
 
     private record State(Placement placement, int layer, DeviceWeights[] devices) {}
 
@@ -82,6 +88,7 @@ public final class ExpertParallelMoe implements MoeBlock, AutoCloseable {
     private final DenseMlp shared;
     private final int alignment, hidden;
     private final Workspace[] deviceBuffers;
+    private final DeviceScratch[] deviceScratch;
     private final Workspace buffers = new Workspace(3); // x quantized: data, scales; shared output
     private volatile State state;
     private StepStats lastStep;
@@ -118,7 +125,11 @@ public final class ExpertParallelMoe implements MoeBlock, AutoCloseable {
                 throw new IllegalArgumentException("expert weights must be [" + experts + ", N, K], got " + w.data());
         hidden = Math.toIntExact(hostGate.data().shape(2));
         deviceBuffers = new Workspace[group.size()];
-        for (int d = 0; d < group.size(); d++) deviceBuffers[d] = new Workspace(5);
+        deviceScratch = new DeviceScratch[group.size()];
+        for (int d = 0; d < group.size(); d++) {
+            deviceBuffers[d] = new Workspace(5);
+            deviceScratch[d] = new DeviceScratch();
+        }
         state = install(placement, layer);
     }
 
@@ -232,7 +243,11 @@ public final class ExpertParallelMoe implements MoeBlock, AutoCloseable {
                 System.nanoTime() - start);
     }
 
-    /** On device d's worker: gather its rows, run its experts, return bf16 rows [rows, H]. */
+    /**
+     * On device d's worker: gather its rows (on the host), run its experts, return bf16 rows [rows, H] in host
+     * memory. A GPU device gets the gathered rows by one host-to-device copy per operand and returns its output by
+     * one device-to-host copy.
+     */
     private Tensor runDevice(int d, DispatchPlan plan, QuantizedTensor xq, DeviceWeights w, long[] nanos) {
         long t0 = System.nanoTime();
         int rows = plan.rows(d), scaleCols = hidden / QuantizedTensor.BLOCK;
@@ -249,10 +264,41 @@ public final class ExpertParallelMoe implements MoeBlock, AutoCloseable {
                     srcScales, (long) token * scaleCols * 4, sfs.segment(), (long) r * scaleCols * 4, scaleCols * 4L);
         }
         Tensor ys = buf.tensor(3, DType.BF16, rows, hidden);
-        ExpertFfn.contiguous(
-                group.context(d), new QuantizedTensor(xs, sfs, 1), w.gate(), w.up(), w.down(), layout, alignment, ys);
+        Context ctx = group.context(d);
+        if (ctx.device().isCpu()) {
+            ExpertFfn.contiguous(
+                    ctx, new QuantizedTensor(xs, sfs, 1), w.gate(), w.up(), w.down(), layout, alignment, ys);
+        } else {
+            DeviceScratch on = deviceScratch[d];
+            Tensor dxs = on.tensor(ctx, 0, xs), dsfs = on.tensor(ctx, 1, sfs), dlayout = on.tensor(ctx, 2, layout);
+            Tensor dys = on.tensor(ctx, 3, ys);
+            Copy.apply(ctx, xs, dxs);
+            Copy.apply(ctx, sfs, dsfs);
+            Copy.apply(ctx, layout, dlayout);
+            ExpertFfn.contiguous(
+                    ctx, new QuantizedTensor(dxs, dsfs, 1), w.gate(), w.up(), w.down(), dlayout, alignment, dys);
+            Copy.apply(ctx, dys, ys);
+        }
         nanos[d] = System.nanoTime() - t0;
         return ys;
+    }
+
+    /** Grow-only device buffers of one GPU device, shaped like host tensors on request. */
+    private static final class DeviceScratch {
+        private final DeviceMemory[] slots = new DeviceMemory[4];
+
+        Tensor tensor(Context ctx, int slot, Tensor like) {
+            long bytes = Math.max(1, like.elementCount() * like.dtype().byteSize());
+            if (slots[slot] == null || slots[slot].byteSize() < bytes) {
+                if (slots[slot] != null) slots[slot].close();
+                slots[slot] = DeviceMemory.allocate(ctx, bytes + bytes / 4);
+            }
+            return slots[slot].tensor(like.dtype(), like.shape());
+        }
+
+        void close() {
+            for (DeviceMemory m : slots) if (m != null) m.close();
+        }
     }
 
     /** out[t] = shared[t] + Σ_j weight[t, j] · y(t, j), ranks in order: the same sums for any placement. */
@@ -288,8 +334,10 @@ public final class ExpertParallelMoe implements MoeBlock, AutoCloseable {
         State old = state;
         int per = next.slotsPerDevice(), moved = 0;
         long bytes = 0;
-        try (Arena staging = Arena.ofConfined()) {
+        List<DeviceWeights> stagedAll = new ArrayList<>();
+        try {
             for (int d = 0; d < group.size(); d++) {
+                Context ctx = group.context(d);
                 DeviceWeights w = old.devices()[d];
                 int[] before = Arrays.copyOfRange(old.placement().phy2log()[old.layer()], d * per, (d + 1) * per);
                 int[] after = Arrays.copyOfRange(next.phy2log()[layer], d * per, (d + 1) * per);
@@ -299,30 +347,29 @@ public final class ExpertParallelMoe implements MoeBlock, AutoCloseable {
                     if (after[s] == before[s]) continue;
                     int source = indexOf(before, after[s], per);
                     if (source < 0 || after[source] == before[source] || staged[source] != null) continue;
-                    staged[source] = new DeviceWeights(
-                            stack(staging, hostGate, 1),
-                            stack(staging, hostUp, 1),
-                            stack(staging, hostDown, 1),
-                            staging);
-                    copyExpert(w, source, staged[source], 0);
+                    staged[source] = weights(ctx, 1);
+                    stagedAll.add(staged[source]);
+                    copyExpert(ctx, w, source, staged[source], 0);
                 }
                 for (int s = 0; s < per; s++) {
                     if (after[s] == before[s]) continue;
                     int rewritten = indexOfChanged(after, before, after[s], s);
                     int source = indexOf(before, after[s], per);
                     if (rewritten >= 0) {
-                        copyExpert(w, rewritten, w, s); // a second new replica: copy the first
+                        copyExpert(ctx, w, rewritten, w, s); // a second new replica: copy the first
                     } else if (source >= 0) {
-                        if (after[source] == before[source]) copyExpert(w, source, w, s);
-                        else copyExpert(staged[source], 0, w, s);
+                        if (after[source] == before[source]) copyExpert(ctx, w, source, w, s);
+                        else copyExpert(ctx, staged[source], 0, w, s);
                     } else {
-                        bytes += copy(hostGate, after[s], w.gate(), s)
-                                + copy(hostUp, after[s], w.up(), s)
-                                + copy(hostDown, after[s], w.down(), s);
+                        bytes += copy(ctx, hostGate, after[s], w.gate(), s)
+                                + copy(ctx, hostUp, after[s], w.up(), s)
+                                + copy(ctx, hostDown, after[s], w.down(), s);
                         moved++;
                     }
                 }
             }
+        } finally {
+            for (DeviceWeights w : stagedAll) w.close();
         }
         state = new State(next, layer, old.devices());
         return new RebalanceReport(moved, bytes);
@@ -339,10 +386,10 @@ public final class ExpertParallelMoe implements MoeBlock, AutoCloseable {
         return -1;
     }
 
-    private static void copyExpert(DeviceWeights from, int fromSlot, DeviceWeights to, int toSlot) {
-        copy(from.gate(), fromSlot, to.gate(), toSlot);
-        copy(from.up(), fromSlot, to.up(), toSlot);
-        copy(from.down(), fromSlot, to.down(), toSlot);
+    private static void copyExpert(Context ctx, DeviceWeights from, int fromSlot, DeviceWeights to, int toSlot) {
+        copy(ctx, from.gate(), fromSlot, to.gate(), toSlot);
+        copy(ctx, from.up(), fromSlot, to.up(), toSlot);
+        copy(ctx, from.down(), fromSlot, to.down(), toSlot);
     }
 
     private void check(Placement p, int layer) {
@@ -365,42 +412,72 @@ public final class ExpertParallelMoe implements MoeBlock, AutoCloseable {
         check(p, layer);
         int per = p.slotsPerDevice();
         DeviceWeights[] devices = new DeviceWeights[group.size()];
-        for (int d = 0; d < group.size(); d++) {
-            Arena arena = Arena.ofShared();
-            devices[d] = new DeviceWeights(
-                    stack(arena, hostGate, per), stack(arena, hostUp, per), stack(arena, hostDown, per), arena);
-            for (int s = 0; s < per; s++) {
-                int e = p.phy2log()[layer][d * per + s];
-                copy(hostGate, e, devices[d].gate(), s);
-                copy(hostUp, e, devices[d].up(), s);
-                copy(hostDown, e, devices[d].down(), s);
+        try {
+            for (int d = 0; d < group.size(); d++) {
+                Context ctx = group.context(d);
+                devices[d] = weights(ctx, per);
+                for (int s = 0; s < per; s++) {
+                    int e = p.phy2log()[layer][d * per + s];
+                    copy(ctx, hostGate, e, devices[d].gate(), s);
+                    copy(ctx, hostUp, e, devices[d].up(), s);
+                    copy(ctx, hostDown, e, devices[d].down(), s);
+                }
             }
+        } catch (RuntimeException e) {
+            for (DeviceWeights w : devices) if (w != null) w.close();
+            throw e;
         }
         return new State(p, layer, devices);
     }
 
-    private static QuantizedTensor stack(Arena arena, QuantizedTensor like, int slots) {
+    /** Uninitialized stacks for {@code slots} experts in the memory of ctx's device. */
+    private DeviceWeights weights(Context ctx, int slots) {
+        List<DeviceMemory> memory = new ArrayList<>();
+        return new DeviceWeights(
+                stack(ctx, hostGate, slots, memory),
+                stack(ctx, hostUp, slots, memory),
+                stack(ctx, hostDown, slots, memory),
+                memory);
+    }
+
+    private static QuantizedTensor stack(Context ctx, QuantizedTensor like, int slots, List<DeviceMemory> owner) {
         long[] shape = like.data().shape(), scaleShape = like.scales().shape();
+        DeviceMemory data = DeviceMemory.allocate(ctx, slots * shape[1] * shape[2]);
+        owner.add(data);
+        DeviceMemory scales = DeviceMemory.allocate(ctx, 4L * slots * scaleShape[1] * scaleShape[2]);
+        owner.add(scales);
         return new QuantizedTensor(
-                Tensor.allocate(arena, DType.E4M3, slots, shape[1], shape[2]),
-                Tensor.allocate(arena, DType.F32, slots, scaleShape[1], scaleShape[2]),
+                data.tensor(DType.E4M3, slots, shape[1], shape[2]),
+                scales.tensor(DType.F32, slots, scaleShape[1], scaleShape[2]),
                 QuantizedTensor.BLOCK);
     }
 
-    /** Copies matrix {@code from} of src into matrix {@code to} of dst (data and scales); returns the bytes. */
-    private static long copy(QuantizedTensor src, int from, QuantizedTensor dst, int to) {
-        Tensor sd = src.data().slice(0, from, 1), dd = dst.data().slice(0, to, 1);
-        long dataBytes = sd.elementCount();
-        if (sd.isContiguous()) MemorySegment.copy(sd.segment(), 0, dd.segment(), 0, dataBytes);
-        else throw new IllegalArgumentException("expert weights must be contiguous, got " + src.data());
-        Tensor ss = src.scales().slice(0, from, 1), ds = dst.scales().slice(0, to, 1);
-        ds.copyFrom(ss.toFloatArray());
-        return dataBytes + 4 * ss.elementCount();
+    /**
+     * Copies matrix {@code from} of src into matrix {@code to} of dst (data and scales) with ctx (host to device,
+     * or within a device); returns the bytes.
+     */
+    private static long copy(Context ctx, QuantizedTensor src, int from, QuantizedTensor dst, int to) {
+        Tensor sd = src.data().slice(0, from, 1), ss = src.scales().slice(0, from, 1);
+        Copy.apply(ctx, sd, dst.data().slice(0, to, 1));
+        Copy.apply(ctx, ss, dst.scales().slice(0, to, 1));
+        return sd.elementCount() + 4 * ss.elementCount();
     }
 
-    /** Frees this layer's weights on the devices (the device group stays open). */
+    /**
+     * Frees this layer's weights and buffers on the devices (the device group stays open). Every device is
+     * attempted; the first failure (a device whose context was closed first, say) is thrown after.
+     */
     @Override
     public void close() {
-        for (DeviceWeights w : state.devices()) w.arena().close();
+        RuntimeException first = null;
+        for (int d = 0; d < group.size(); d++) {
+            try {
+                state.devices()[d].close();
+                deviceScratch[d].close();
+            } catch (RuntimeException e) {
+                if (first == null) first = new DeviceException(d, e);
+            }
+        }
+        if (first != null) throw first;
     }
 }

@@ -6,11 +6,9 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
-import dev.moe4j.runtime.Capabilities;
 import dev.moe4j.runtime.Context;
 import dev.moe4j.runtime.Device;
 import dev.moe4j.runtime.Moe4jException;
-import dev.moe4j.runtime.NativeLibrary;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.DeviceMemory;
 import dev.moe4j.tensor.QuantizedTensor;
@@ -40,23 +38,7 @@ class CudaKernelsTest {
     private SplittableRandom random;
     private long seed;
 
-    /** Why this machine cannot run the tests, or null if it can; printed once. */
-    private static final String NO_GPU = noGpu();
-
-    private static String noGpu() {
-        String reason;
-        try {
-            Capabilities caps = NativeLibrary.capabilities();
-            reason = !caps.cudaCompiled()
-                    ? "the CPU-only library is loaded; run with -Dmoe4j.library=moe4j_cuda"
-                    : caps.cudaDeviceCount() == 0 ? "no CUDA device (no driver or no GPU on this machine)" : null;
-        } catch (UnsatisfiedLinkError e) {
-            reason = "libmoe4j_cuda cannot be loaded (it is built when nvcc is found): "
-                    + e.getMessage().lines().findFirst().orElse("");
-        }
-        if (reason != null) System.err.println("CudaKernelsTest skipped: " + reason);
-        return reason;
-    }
+    private static final String NO_GPU = TestSupport.noGpuReason();
 
     @BeforeEach
     void open() {

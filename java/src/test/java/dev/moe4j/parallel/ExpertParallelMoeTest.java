@@ -231,19 +231,19 @@ class ExpertParallelMoeTest {
                 DeviceGroup group = DeviceGroup.cpu(4, 1)) {
             Layer l = layer(ctx, arena, random);
             Placement p = Eplb.rebalance(new double[1][E], E, 4, 1, 4);
-            try (ExpertParallelMoe moe =
-                    new ExpertParallelMoe(group, l.gate(), l.g(), l.u(), l.d(), l.shared(), p, 0, 1)) {
-                group.context(2).close();
-                Tensor out = Tensor.allocate(arena, DType.F32, T, H);
-                out.segment().fill((byte) 0x7F);
-                byte[] before = out.segment().toArray(java.lang.foreign.ValueLayout.JAVA_BYTE);
-                Tensor x = inputs(arena, random, 1).getFirst();
-                DeviceException e =
-                        assertThrows(DeviceException.class, () -> moe.forward(ctx, x, new Routing(K, T), out));
-                assertEquals(2, e.device());
-                assertTrue(e.getMessage().contains("device 2"), e.getMessage());
-                assertArrayEquals(before, out.segment().toArray(java.lang.foreign.ValueLayout.JAVA_BYTE));
-            }
+            ExpertParallelMoe moe = new ExpertParallelMoe(group, l.gate(), l.g(), l.u(), l.d(), l.shared(), p, 0, 1);
+            group.context(2).close();
+            Tensor out = Tensor.allocate(arena, DType.F32, T, H);
+            out.segment().fill((byte) 0x7F);
+            byte[] before = out.segment().toArray(java.lang.foreign.ValueLayout.JAVA_BYTE);
+            Tensor x = inputs(arena, random, 1).getFirst();
+            DeviceException e = assertThrows(DeviceException.class, () -> moe.forward(ctx, x, new Routing(K, T), out));
+            assertEquals(2, e.device());
+            assertTrue(e.getMessage().contains("device 2"), e.getMessage());
+            assertArrayEquals(before, out.segment().toArray(java.lang.foreign.ValueLayout.JAVA_BYTE));
+            // the other devices' memory is freed; device 2's cannot be, its context is gone, and close says so
+            DeviceException unfreed = assertThrows(DeviceException.class, moe::close);
+            assertEquals(2, unfreed.device());
         }
     }
 

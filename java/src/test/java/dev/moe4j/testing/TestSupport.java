@@ -18,6 +18,28 @@ public final class TestSupport {
                 .toList();
     }
 
+    /**
+     * Why the GPU tests cannot run in this JVM, or null when a CUDA device is there: the CPU-only library is loaded,
+     * libmoe4j_cuda is missing, or the driver reports no device. Printed once by the first GPU test class asking.
+     */
+    public static String noGpuReason() {
+        String reason;
+        try {
+            var caps = NativeLibrary.capabilities();
+            reason = !caps.cudaCompiled()
+                    ? "the CPU-only library is loaded; run with -Dmoe4j.library=moe4j_cuda"
+                    : caps.cudaDeviceCount() == 0 ? "no CUDA device (no driver or no GPU on this machine)" : null;
+        } catch (UnsatisfiedLinkError e) {
+            reason = "libmoe4j_cuda cannot be loaded (it is built when nvcc is found): "
+                    + e.getMessage().lines().findFirst().orElse("");
+        }
+        if (reason != null && !gpuReasonPrinted) System.err.println("GPU tests skipped: " + reason);
+        gpuReasonPrinted = true;
+        return reason;
+    }
+
+    private static boolean gpuReasonPrinted;
+
     /** A fresh seed per call (printed by the caller in assertion messages) so runs explore new inputs. */
     public static long freshSeed() {
         return System.nanoTime() ^ 0x5DEECE66DL;
