@@ -23,6 +23,7 @@ import java.lang.foreign.Arena;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -282,13 +283,13 @@ final class Demo {
                     "  layer %d: MaxVio %.2f (max %d, mean %.1f)%n",
                     e.getKey(),
                     ExpertLoad.maxVio(counts),
-                    java.util.Arrays.stream(counts).max().orElse(0),
-                    java.util.Arrays.stream(counts).average().orElse(0));
+                    Arrays.stream(counts).max().orElse(0),
+                    Arrays.stream(counts).average().orElse(0));
         }
         var first = load.entrySet().stream().findFirst();
         if (first.isEmpty()) return;
         long[] counts = first.get().getValue().window();
-        long max = Math.max(1, java.util.Arrays.stream(counts).max().orElse(1));
+        long max = Math.max(1, Arrays.stream(counts).max().orElse(1));
         System.out.printf("%n  layer %d, per expert:%n", first.get().getKey());
         for (int ex = 0; ex < experts; ex++) {
             int bar = (int) Math.round(40.0 * counts[ex] / max);

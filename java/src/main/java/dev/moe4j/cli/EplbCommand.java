@@ -8,6 +8,7 @@ import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -123,9 +124,8 @@ final class EplbCommand {
     /** int arrays (any depth) as lists, for the JSON writer. */
     private static Object lists(Object value) {
         return switch (value) {
-            case int[] a -> java.util.Arrays.stream(a).boxed().toList();
-            case Object[] a ->
-                java.util.Arrays.stream(a).map(EplbCommand::lists).toList();
+            case int[] a -> Arrays.stream(a).boxed().toList();
+            case Object[] a -> Arrays.stream(a).map(EplbCommand::lists).toList();
             case Map<?, ?> m -> {
                 Map<String, Object> out = new LinkedHashMap<>();
                 m.forEach((k, v) -> out.put((String) k, lists(v)));

@@ -13,6 +13,7 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -155,7 +156,7 @@ public final class Safetensors implements AutoCloseable {
         if (bytes != end - begin)
             throw bad(
                     file,
-                    where + " is " + dt + " " + java.util.Arrays.toString(shape) + ", " + bytes
+                    where + " is " + dt + " " + Arrays.toString(shape) + ", " + bytes
                             + " bytes, but its data_offsets span " + (end - begin));
         return new Entry(dtype, shape, begin, end);
     }

@@ -9,6 +9,7 @@ import java.util.concurrent.Callable;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
+import java.util.function.IntFunction;
 
 /**
  * N devices for expert parallelism, grouped into nodes (devices of one node share a fast interconnect; EPLB keeps
@@ -48,7 +49,7 @@ public final class DeviceGroup implements AutoCloseable {
         return create(devices, nodes, d -> new Context.Options(Device.cuda(d), 0, null, false));
     }
 
-    private static DeviceGroup create(int devices, int nodes, java.util.function.IntFunction<Context.Options> options) {
+    private static DeviceGroup create(int devices, int nodes, IntFunction<Context.Options> options) {
         if (devices <= 0 || nodes <= 0 || devices % nodes != 0)
             throw new IllegalArgumentException(
                     "devices (" + devices + ") must be a positive multiple of nodes (" + nodes + ")");

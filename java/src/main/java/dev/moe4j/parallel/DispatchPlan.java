@@ -2,6 +2,7 @@ package dev.moe4j.parallel;
 
 import dev.moe4j.placement.Placement;
 import dev.moe4j.routing.Routing;
+import java.util.Arrays;
 
 /**
  * Where every (token, expert) assignment of one step goes, for one MoE layer's placement.
@@ -72,8 +73,8 @@ public final class DispatchPlan {
             }
             rowToken[d] = new int[rows];
             rowSlot[d] = new int[rows];
-            java.util.Arrays.fill(rowToken[d], -1);
-            java.util.Arrays.fill(rowSlot[d], -1);
+            Arrays.fill(rowToken[d], -1);
+            Arrays.fill(rowSlot[d], -1);
         }
         int[] next = firstRow.clone();
         for (int pair = 0; pair < tokens * k; pair++) {
