@@ -13,7 +13,6 @@ import dev.moe4j.routing.Scoring;
 import dev.moe4j.runtime.Context;
 import dev.moe4j.runtime.Profiler;
 import dev.moe4j.tensor.DType;
-import dev.moe4j.tensor.QuantizedTensor;
 import dev.moe4j.tensor.Tensor;
 import java.lang.foreign.Arena;
 import java.util.SplittableRandom;
@@ -77,9 +76,9 @@ public class MoeLayerBenchmark {
         SplittableRandom random = new SplittableRandom(13);
         Linear gateWeight = Linear.bf16(gaussian(arena, random, 0.02, DType.BF16, EXPERTS, HIDDEN));
         DenseMlp shared = new DenseMlp(
-                Linear.fp8(matrix(fp8Weights(arena, random, 1, SHARED * INTER, HIDDEN))),
-                Linear.fp8(matrix(fp8Weights(arena, random, 1, SHARED * INTER, HIDDEN))),
-                Linear.fp8(matrix(fp8Weights(arena, random, 1, HIDDEN, SHARED * INTER))));
+                Linear.fp8(fp8Weights(arena, random, 1, SHARED * INTER, HIDDEN).group(0)),
+                Linear.fp8(fp8Weights(arena, random, 1, SHARED * INTER, HIDDEN).group(0)),
+                Linear.fp8(fp8Weights(arena, random, 1, HIDDEN, SHARED * INTER).group(0)));
         Gate router = new Gate(new GateConfig(EXPERTS, TOP_K, 1, 1, Scoring.SOFTMAX, false, 1.0), gateWeight, null);
         layer = new MoeLayer(
                 router,
@@ -91,12 +90,6 @@ public class MoeLayerBenchmark {
         x = gaussian(arena, random, 1, DType.BF16, tokens, HIDDEN);
         out = Tensor.allocate(arena, DType.F32, tokens, HIDDEN);
         routing = new Routing(TOP_K, tokens);
-    }
-
-    private static QuantizedTensor matrix(QuantizedTensor stack) {
-        Tensor d = stack.data(), s = stack.scales();
-        return new QuantizedTensor(
-                d.view(d.shape(1), d.shape(2)), s.view(s.shape(1), s.shape(2)), QuantizedTensor.BLOCK);
     }
 
     @TearDown(Level.Trial)

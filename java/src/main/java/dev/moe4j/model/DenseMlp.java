@@ -43,7 +43,11 @@ public final class DenseMlp {
                     + down.outFeatures() + ", " + down.inFeatures() + "]");
         boolean fusable = stackable(gate) && stackable(up) && stackable(down) && i % QuantizedTensor.BLOCK == 0;
         fused = fusable
-                ? new QuantizedTensor[] {stack(gate.fp8Weight()), stack(up.fp8Weight()), stack(down.fp8Weight())}
+                ? new QuantizedTensor[] {
+                    gate.fp8Weight().asGroups(1),
+                    up.fp8Weight().asGroups(1),
+                    down.fp8Weight().asGroups(1)
+                }
                 : null;
     }
 
@@ -86,11 +90,5 @@ public final class DenseMlp {
         return w.isFp8()
                 && w.fp8Weight().data().isContiguous()
                 && w.fp8Weight().scales().isContiguous();
-    }
-
-    private static QuantizedTensor stack(QuantizedTensor w) {
-        Tensor d = w.data(), s = w.scales();
-        return new QuantizedTensor(
-                d.view(1, d.shape(0), d.shape(1)), s.view(1, s.shape(0), s.shape(1)), QuantizedTensor.BLOCK);
     }
 }

@@ -457,10 +457,10 @@ public final class ExpertParallelMoe implements MoeBlock, AutoCloseable {
      * or within a device); returns the bytes.
      */
     private static long copy(Context ctx, QuantizedTensor src, int from, QuantizedTensor dst, int to) {
-        Tensor sd = src.data().slice(0, from, 1), ss = src.scales().slice(0, from, 1);
-        Copy.apply(ctx, sd, dst.data().slice(0, to, 1));
-        Copy.apply(ctx, ss, dst.scales().slice(0, to, 1));
-        return sd.elementCount() + 4 * ss.elementCount();
+        QuantizedTensor s = src.group(from), d = dst.group(to);
+        Copy.apply(ctx, s.data(), d.data());
+        Copy.apply(ctx, s.scales(), d.scales());
+        return s.data().elementCount() + 4 * s.scales().elementCount();
     }
 
     /**

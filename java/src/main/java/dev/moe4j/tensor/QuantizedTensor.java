@@ -23,4 +23,37 @@ public record QuantizedTensor(Tensor data, Tensor scales, int blockRows) {
             throw new IllegalArgumentException(
                     "data " + data + " and scales " + scales + " must both have rank 2 or 3");
     }
+
+    /**
+     * This rank-2 tensor's rows as a stack of {@code groups} equal matrices, [R, C] to [groups, R / groups, C],
+     * sharing its memory (a checkpoint's experts concatenated, say).
+     *
+     * @throws IllegalArgumentException if this is not rank 2, its rows do not split into groups of whole scale
+     *     blocks, or data or scales are not contiguous
+     */
+    public QuantizedTensor asGroups(int groups) {
+        if (data.rank() != 2) throw new IllegalArgumentException("asGroups needs a rank-2 tensor, got " + data);
+        long rows = data.shape(0);
+        if (groups <= 0 || rows % groups != 0 || (rows / groups) % blockRows != 0)
+            throw new IllegalArgumentException(
+                    rows + " rows do not split into " + groups + " groups of whole " + blockRows + "-row scale blocks");
+        return new QuantizedTensor(
+                data.view(groups, rows / groups, data.shape(1)),
+                scales.view(groups, scales.shape(0) / groups, scales.shape(1)),
+                blockRows);
+    }
+
+    /**
+     * Matrix g of a rank-3 stack as a rank-2 tensor sharing its memory.
+     *
+     * @throws IllegalArgumentException if this is not rank 3, g is out of range, or data or scales are not
+     *     contiguous
+     */
+    public QuantizedTensor group(int g) {
+        if (data.rank() != 3) throw new IllegalArgumentException("group needs a rank-3 stack, got " + data);
+        return new QuantizedTensor(
+                data.slice(0, g, 1).view(data.shape(1), data.shape(2)),
+                scales.slice(0, g, 1).view(scales.shape(1), scales.shape(2)),
+                blockRows);
+    }
 }

@@ -172,7 +172,7 @@ class CudaKernelsTest {
         QuantizedTensor ga = Quantization.perToken(cpu, gaussian(DType.BF16, 384, k), ScaleFormat.FP32, arena);
         Tensor stacked = gaussian(DType.BF16, groups * n, k);
         QuantizedTensor gw = Quantization.perBlock(cpu, stacked, ScaleFormat.FP32, arena);
-        gw = new QuantizedTensor(gw.data().view(groups, n, k), gw.scales().view(groups, 3, k / 128), 128);
+        gw = gw.asGroups(groups);
         Tensor layout = Tensor.allocate(arena, DType.I32, 384);
         for (int r = 0; r < 384; r++) layout.setInt(r % 128 < 100 ? r / 128 : -1, r);
         Tensor gExpected = Tensor.allocate(arena, DType.BF16, 384, n);
@@ -183,7 +183,7 @@ class CudaKernelsTest {
 
         // grouped masked
         QuantizedTensor ma = Quantization.perToken(cpu, gaussian(DType.BF16, groups * 64, k), ScaleFormat.FP32, arena);
-        ma = new QuantizedTensor(ma.data().view(groups, 64, k), ma.scales().view(groups, 64, k / 128), 1);
+        ma = ma.asGroups(groups);
         Tensor counts = Tensor.allocate(arena, DType.I32, groups);
         for (int g = 0; g < groups; g++) counts.setInt(10 + 20 * g, g);
         Tensor mExpected = Tensor.allocate(arena, DType.F32, groups, 64, n);
@@ -239,7 +239,7 @@ class CudaKernelsTest {
     QuantizedTensor stack(int experts, int n, int k) {
         QuantizedTensor q =
                 Quantization.perBlock(cpu, gaussian(DType.BF16, (long) experts * n, k), ScaleFormat.FP32, arena);
-        return new QuantizedTensor(q.data().view(experts, n, k), q.scales().view(experts, n / 128, k / 128), 128);
+        return q.asGroups(experts);
     }
 
     @Test

@@ -42,15 +42,7 @@ class MoeLayerTest {
         Tensor f = Tensor.fromFloats(arena, DType.F32, w, (long) groups * rows, cols);
         QuantizedTensor q = Quantization.perBlock(ctx, f, ScaleFormat.FP32, arena);
         float[] dense = Quantization.dequantize(ctx, q, DType.F32, arena).toFloatArray();
-        if (groups == 1) return new Fp8(q, dense);
-        // stack: [groups·rows, cols] -> [groups, rows, cols]; rows is a multiple of 128 so the scale blocks split too
-        Tensor s = q.scales();
-        return new Fp8(
-                new QuantizedTensor(
-                        q.data().view(groups, rows, cols),
-                        s.view(groups, s.shape(0) / groups, s.shape(1)),
-                        QuantizedTensor.BLOCK),
-                dense);
+        return new Fp8(groups == 1 ? q : q.asGroups(groups), dense);
     }
 
     static double[] ffn(float[] g, float[] u, float[] d, int expert, int inter, double[] x) {

@@ -40,10 +40,7 @@ class ExpertParallelMoeTest {
         for (int i = 0; i < w.length; i++) w[i] = (float) (random.nextGaussian() / Math.sqrt(k));
         QuantizedTensor q = Quantization.perBlock(
                 ctx, Tensor.fromFloats(arena, DType.F32, w, (long) E * n, k), ScaleFormat.FP32, arena);
-        return new QuantizedTensor(
-                q.data().view(E, n, k),
-                q.scales().view(E, q.scales().shape(0) / E, q.scales().shape(1)),
-                128);
+        return q.asGroups(E);
     }
 
     static Linear linear(Context ctx, Arena arena, SplittableRandom random, int n, int k) {
