@@ -175,18 +175,14 @@ public final class MoeLayer implements MoeBlock {
         for (int r = 0; r < rows; r++) lay.setAtIndex(ValueLayout.JAVA_INT, r, -1);
         for (int e = 0; e < experts; e++)
             for (int r = first[e]; r < first[e] + count[e]; r++) lay.setAtIndex(ValueLayout.JAVA_INT, r, e);
-        MemorySegment qData = xq.data().segment(), qScales = xq.scales().segment();
+        QuantizedTensor grouped = new QuantizedTensor(xs, sfs, 1);
         for (int i = 0; i < t; i++)
             for (int j = 0; j < k; j++) {
                 int r = rowOf[i * k + j];
-                if (r < 0) continue;
-                MemorySegment.copy(qData, (long) i * hidden, xs.segment(), (long) r * hidden, hidden);
-                MemorySegment.copy(
-                        qScales, (long) i * scaleCols * 4, sfs.segment(), (long) r * scaleCols * 4, scaleCols * 4L);
+                if (r >= 0) xq.copyRow(i, grouped, r);
             }
         Tensor ys = workspace.tensor(4, DType.F32, rows, hidden);
-        ExpertFfn.contiguous(
-                ctx, new QuantizedTensor(xs, sfs, 1), expertGate, expertUp, expertDown, layout, alignment, ys);
+        ExpertFfn.contiguous(ctx, grouped, expertGate, expertUp, expertDown, layout, alignment, ys);
         return ys;
     }
 

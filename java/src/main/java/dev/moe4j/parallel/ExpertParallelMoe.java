@@ -254,20 +254,16 @@ public final class ExpertParallelMoe implements MoeBlock, AutoCloseable {
         Workspace buf = deviceBuffers[d];
         Tensor xs = buf.tensor(0, DType.E4M3, rows, hidden), sfs = buf.tensor(1, DType.F32, rows, scaleCols);
         Tensor layout = buf.tensor(2, DType.I32, rows);
-        MemorySegment src = xq.data().segment(), srcScales = xq.scales().segment();
+        QuantizedTensor gathered = new QuantizedTensor(xs, sfs, 1);
         for (int r = 0; r < rows; r++) {
             int token = plan.rowToken(d, r);
             layout.segment().setAtIndex(ValueLayout.JAVA_INT, r, plan.rowSlot(d, r));
-            if (token < 0) continue;
-            MemorySegment.copy(src, (long) token * hidden, xs.segment(), (long) r * hidden, hidden);
-            MemorySegment.copy(
-                    srcScales, (long) token * scaleCols * 4, sfs.segment(), (long) r * scaleCols * 4, scaleCols * 4L);
+            if (token >= 0) xq.copyRow(token, gathered, r);
         }
         Tensor ys = buf.tensor(3, DType.BF16, rows, hidden);
         Context ctx = group.context(d);
         if (ctx.device().isCpu()) {
-            ExpertFfn.contiguous(
-                    ctx, new QuantizedTensor(xs, sfs, 1), w.gate(), w.up(), w.down(), layout, alignment, ys);
+            ExpertFfn.contiguous(ctx, gathered, w.gate(), w.up(), w.down(), layout, alignment, ys);
         } else {
             DeviceScratch on = deviceScratch[d];
             Tensor dxs = on.tensor(ctx, 0, xs), dsfs = on.tensor(ctx, 1, sfs), dlayout = on.tensor(ctx, 2, layout);
