@@ -14,27 +14,21 @@ __global__ void silu_mul_kernel(float *gate, const float *up, int64_t count) {
     if (i < count) gate[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
 }
 
-// Device buffers freed when the call returns.
-struct Scratch {
-    void *data = nullptr;
-    ~Scratch() { cudaFree(data); }
-};
-
 }  // namespace
 
 moe4j_status expert_ffn(const char *fn, moe4j_context *ctx, cpu::ExpertFfnArgs &args) {
     const int64_t rows = args.x->shape[0], inter = args.intermediate, blocks = inter / 128;
     if (rows == 0) return MOE4J_OK;
-    Scratch gate, up, h, h_scales;
+    DeviceBuffer gate, up, h, h_scales;
     const size_t values = static_cast<size_t>(rows * inter);
-    if (moe4j_status s = check(fn, cudaMalloc(&gate.data, values * 4))) return s;
-    if (moe4j_status s = check(fn, cudaMalloc(&up.data, values * 4))) return s;
-    if (moe4j_status s = check(fn, cudaMalloc(&h.data, values))) return s;
-    if (moe4j_status s = check(fn, cudaMalloc(&h_scales.data, static_cast<size_t>(rows * blocks) * 4))) return s;
-    const moe4j_tensor gate_t = dense_matrix(gate.data, MOE4J_F32, rows, inter, ctx->device);
-    const moe4j_tensor up_t = dense_matrix(up.data, MOE4J_F32, rows, inter, ctx->device);
-    const moe4j_tensor h_t = dense_matrix(h.data, MOE4J_E4M3, rows, inter, ctx->device);
-    const moe4j_tensor h_scales_t = dense_matrix(h_scales.data, MOE4J_F32, rows, blocks, ctx->device);
+    if (moe4j_status s = gate.allocate(fn, values * 4)) return s;
+    if (moe4j_status s = up.allocate(fn, values * 4)) return s;
+    if (moe4j_status s = h.allocate(fn, values)) return s;
+    if (moe4j_status s = h_scales.allocate(fn, static_cast<size_t>(rows * blocks) * 4)) return s;
+    const moe4j_tensor gate_t = dense_matrix(gate.data(), MOE4J_F32, rows, inter, ctx->device);
+    const moe4j_tensor up_t = dense_matrix(up.data(), MOE4J_F32, rows, inter, ctx->device);
+    const moe4j_tensor h_t = dense_matrix(h.data(), MOE4J_E4M3, rows, inter, ctx->device);
+    const moe4j_tensor h_scales_t = dense_matrix(h_scales.data(), MOE4J_F32, rows, blocks, ctx->device);
 
     args.gate.d = &gate_t;
     args.up.d = &up_t;
@@ -42,7 +36,7 @@ moe4j_status expert_ffn(const char *fn, moe4j_context *ctx, cpu::ExpertFfnArgs &
     if (moe4j_status s = fp8_gemm(fn, ctx, args.up)) return s;
     const int64_t count = rows * inter;
     silu_mul_kernel<<<static_cast<unsigned>((count + 255) / 256), 256, 0, ctx->cuda->stream>>>(
-        static_cast<float *>(gate.data), static_cast<const float *>(up.data), count);
+        gate.as<float>(), up.as<const float>(), count);
     if (moe4j_status s = finish(fn, ctx)) return s;
     if (moe4j_status s = quantize(fn, ctx, gate_t, h_t, h_scales_t, 1, false)) return s;
     args.down.a = &h_t;

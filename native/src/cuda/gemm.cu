@@ -77,18 +77,6 @@ __global__ void gemm_kernel(Rows a, Rows b, Rows c, bool has_c, Rows d, int64_t 
         store_float(d.row(row), col, d.dtype, (has_c ? reinterpret_cast<const float *>(c.row(row))[col] : 0.0f) + sum);
 }
 
-// Device copies of small host arrays for one call, freed when it goes out of scope.
-template <typename T>
-struct DeviceArray {
-    T *data = nullptr;
-    ~DeviceArray() { cudaFree(data); }
-    moe4j_status upload(const char *fn, const std::vector<T> &host) {
-        if (host.empty()) return MOE4J_OK;
-        if (moe4j_status s = check(fn, cudaMalloc(&data, host.size() * sizeof(T)))) return s;
-        return check(fn, cudaMemcpy(data, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice));
-    }
-};
-
 }  // namespace
 
 moe4j_status fp8_gemm(const char *fn, moe4j_context *ctx, const cpu::Fp8GemmArgs &args) {
@@ -105,13 +93,12 @@ moe4j_status fp8_gemm(const char *fn, moe4j_context *ctx, const cpu::Fp8GemmArgs
     }
     for (int64_t r : args.zero_rows) tasks.push_back({nullptr, nullptr, 0, d.row<char>(r), nullptr, -1});
     if (tasks.empty() || args.n == 0) return MOE4J_OK;
-    DeviceArray<RowTask> device_tasks;
-    DeviceArray<GroupWeights> device_groups;
+    DeviceBuffer device_tasks, device_groups;
     if (moe4j_status s = device_tasks.upload(fn, tasks)) return s;
     if (moe4j_status s = device_groups.upload(fn, groups)) return s;
     const dim3 grid(static_cast<unsigned>(tasks.size()), static_cast<unsigned>((args.n + kBlock - 1) / kBlock));
-    fp8_gemm_kernel<<<grid, kBlock, 0, ctx->cuda->stream>>>(device_tasks.data, device_groups.data, args.n, args.k,
-                                                            args.d->dtype);
+    fp8_gemm_kernel<<<grid, kBlock, 0, ctx->cuda->stream>>>(
+        device_tasks.as<RowTask>(), device_groups.as<GroupWeights>(), args.n, args.k, args.d->dtype);
     return finish(fn, ctx);
 }
 
