@@ -67,7 +67,12 @@ enum moe4j_context_flags {
     /* Each output row of the FP8 GEMMs and the expert FFN is computed with one fixed sequence of operations,
      * whatever the number of rows in its group: results do not depend on how rows are batched or placed
      * (expert parallelism relies on it). Costs large-batch speed on the CPU (no packed-panel kernel). */
-    MOE4J_CONTEXT_REPRODUCIBLE = 1
+    MOE4J_CONTEXT_REPRODUCIBLE = 1,
+    /* CUDA contexts only: run the simple kernels (one thread per GEMM output element, one thread block per MLA
+     * query head) instead of the tuned ones (warpgroup-MMA FP8 GEMM on sm_90a, tensor-core split-KV MLA decode).
+     * For checking the tuned kernels against a plain implementation and measuring what they gain. The CPU's
+     * plain path is max_isa = MOE4J_ISA_SCALAR; a CPU context rejects this flag. */
+    MOE4J_CONTEXT_SIMPLE_KERNELS = 2
 };
 
 /*

@@ -90,8 +90,10 @@ extern "C" moe4j_status moe4j_mla_decode(moe4j_context *ctx, const moe4j_tensor 
         if (moe4j_status s = staged_table.stage(fn, ctx, *block_table)) return s;
         const auto *lengths = static_cast<const int32_t *>(staged_lengths.tensor().data);
         const auto *table = static_cast<const int32_t *>(staged_table.tensor().data);
+        int64_t max_seqlen = 0;
         for (int64_t i = 0; i < batch; ++i) {
             const int64_t len = lengths[i * cache_seqlens->strides[0]];
+            max_seqlen = std::max(max_seqlen, len);
             if (len < 0)
                 return check.invalid("argument 'cache_seqlens': sequence " + std::to_string(i) + " has length " +
                                      std::to_string(len));
@@ -109,9 +111,9 @@ extern "C" moe4j_status moe4j_mla_decode(moe4j_context *ctx, const moe4j_tensor 
                                          std::to_string(num_blocks) + ")");
             }
         }
-        const cpu::MlaDecodeArgs args{q,           kcache, block_table, cache_seqlens, out, lse,  softmax_scale,
-                                      causal != 0, fp8,    batch,       s_q,           h_q, h_kv, d,
-                                      dv};
+        const cpu::MlaDecodeArgs args{q,           kcache,    block_table, cache_seqlens, out, lse,  softmax_scale,
+                                      causal != 0, fp8,       batch,       s_q,           h_q, h_kv, d,
+                                      dv,          max_seqlen};
 #if MOE4J_WITH_CUDA
         if (ctx->backend == MOE4J_BACKEND_CUDA) return cuda::mla_decode(fn, ctx, args);
 #endif

@@ -45,9 +45,14 @@ moe4j_status validate_options(const char *fn, const moe4j_context_options &o) {
     if (o.max_isa != MOE4J_ISA_BEST && (o.max_isa < MOE4J_ISA_SCALAR || o.max_isa > MOE4J_ISA_AVX512_BF16))
         return fail(MOE4J_ERROR_INVALID_ARGUMENT,
                     prefix + "max_isa " + std::to_string(o.max_isa) + " is not a moe4j_isa");
-    if ((o.flags & ~MOE4J_CONTEXT_REPRODUCIBLE) != 0)
+    if ((o.flags & ~(MOE4J_CONTEXT_REPRODUCIBLE | MOE4J_CONTEXT_SIMPLE_KERNELS)) != 0)
         return fail(MOE4J_ERROR_INVALID_ARGUMENT,
                     prefix + "flags " + std::to_string(o.flags) + " hold bits that are not moe4j_context_flags");
+    if (o.backend == MOE4J_BACKEND_CPU && (o.flags & MOE4J_CONTEXT_SIMPLE_KERNELS) != 0)
+        return fail(MOE4J_ERROR_INVALID_ARGUMENT,
+                    prefix +
+                        "MOE4J_CONTEXT_SIMPLE_KERNELS is for CUDA contexts; the CPU's plain path is max_isa = "
+                        "MOE4J_ISA_SCALAR");
     if (o.backend == MOE4J_BACKEND_CPU && o.device != 0)
         return fail(MOE4J_ERROR_INVALID_ARGUMENT, prefix + "device " + std::to_string(o.device) +
                                                       " given for the CPU backend, which has only device 0");

@@ -20,9 +20,10 @@ struct moe4j_context {
     std::unique_ptr<moe4j::ThreadPool> pool;
     moe4j::cuda::DeviceState *cuda = nullptr;
 
-    // The memory kernels of this context read and write: host memory or the context's CUDA device.
     bool reproducible() const { return (flags & MOE4J_CONTEXT_REPRODUCIBLE) != 0; }
+    bool simple_kernels() const { return (flags & MOE4J_CONTEXT_SIMPLE_KERNELS) != 0; }
 
+    // The memory kernels of this context read and write: host memory or the context's CUDA device.
     int32_t memory_device() const { return backend == MOE4J_BACKEND_CUDA ? device : MOE4J_HOST_MEMORY; }
 };
 

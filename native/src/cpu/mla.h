@@ -28,6 +28,7 @@ struct MlaDecodeArgs {
     bool causal;
     bool fp8_cache;  // kcache is the U8 [.., 656] FP8 layout
     int64_t batch, s_q, h_q, h_kv, d, dv;
+    int64_t max_seqlen;  // the longest sequence (the CUDA kernel sizes its split of the cache by it)
 };
 
 void mla_decode(moe4j_context *ctx, const MlaDecodeArgs &args);

@@ -23,7 +23,17 @@ moe4j_status attach(const char *function, moe4j_context *ctx) {
     cudaError_t err = cudaSetDevice(ctx->device);
     auto state = new DeviceState();
     if (err == cudaSuccess) err = cudaStreamCreateWithFlags(&state->stream, cudaStreamNonBlocking);
+    int major = 0, minor = 0;
+    if (err == cudaSuccess) err = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, ctx->device);
+    if (err == cudaSuccess) err = cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, ctx->device);
+    if (err == cudaSuccess)
+        err = cudaDeviceGetAttribute(&state->multiprocessors, cudaDevAttrMultiProcessorCount, ctx->device);
+    if (err == cudaSuccess)
+        err =
+            cudaDeviceGetAttribute(&state->max_shared_per_block, cudaDevAttrMaxSharedMemoryPerBlockOptin, ctx->device);
+    state->compute_capability = major * 10 + minor;
     if (err != cudaSuccess) {
+        if (state->stream != nullptr) cudaStreamDestroy(state->stream);
         delete state;
         return fail(MOE4J_ERROR_BACKEND, std::string(function) + ": CUDA device " + std::to_string(ctx->device) + ": " +
                                              cudaGetErrorString(err));

@@ -6,7 +6,6 @@ import dev.moe4j.kernels.Gemm;
 import dev.moe4j.kernels.Mla;
 import dev.moe4j.runtime.Capabilities;
 import dev.moe4j.runtime.Context;
-import dev.moe4j.runtime.Device;
 import dev.moe4j.runtime.NativeLibrary;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.DeviceMemory;
@@ -37,7 +36,7 @@ public final class GpuReport {
                     + (caps.cudaCompiled() ? "the driver reports none" : "run with -Dmoe4j.library=moe4j_cuda"));
             System.exit(2);
         }
-        try (Context ctx = Context.create(new Context.Options(Device.cuda(0), 0, null, false))) {
+        try (Context ctx = Context.create(Context.Options.cuda(0))) {
             new GpuReport(ctx).run();
         }
     }

@@ -281,6 +281,15 @@ public class moe4j_h {
     public static int MOE4J_CONTEXT_REPRODUCIBLE() {
         return MOE4J_CONTEXT_REPRODUCIBLE;
     }
+    private static final int MOE4J_CONTEXT_SIMPLE_KERNELS = (int)2L;
+    /**
+     * {@snippet lang=c :
+     * enum moe4j_context_flags.MOE4J_CONTEXT_SIMPLE_KERNELS = 2
+     * }
+     */
+    public static int MOE4J_CONTEXT_SIMPLE_KERNELS() {
+        return MOE4J_CONTEXT_SIMPLE_KERNELS;
+    }
 
     private static class moe4j_last_error {
         public static final FunctionDescriptor DESC = FunctionDescriptor.of(

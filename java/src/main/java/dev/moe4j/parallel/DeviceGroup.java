@@ -1,7 +1,6 @@
 package dev.moe4j.parallel;
 
 import dev.moe4j.runtime.Context;
-import dev.moe4j.runtime.Device;
 import dev.moe4j.runtime.NativeLibrary;
 import java.util.ArrayList;
 import java.util.List;
@@ -46,7 +45,7 @@ public final class DeviceGroup implements AutoCloseable {
      * @throws dev.moe4j.runtime.Moe4jException if a device does not exist
      */
     public static DeviceGroup cuda(int devices, int nodes) {
-        return create(devices, nodes, d -> new Context.Options(Device.cuda(d), 0, null, false));
+        return create(devices, nodes, d -> Context.Options.cuda(d));
     }
 
     private static DeviceGroup create(int devices, int nodes, IntFunction<Context.Options> options) {

@@ -28,28 +28,43 @@ public final class Context implements AutoCloseable {
      * @param reproducible compute each output row of the FP8 GEMMs and the expert FFN by one fixed sequence of
      *     operations, whatever the other rows of its group, so that results do not depend on how rows are batched
      *     or which device runs them (expert parallelism needs this); costs large-batch speed on the CPU
+     * @param simpleKernels CUDA devices only: run the simple kernels (one thread per GEMM output, one thread block
+     *     per MLA query head) instead of the tuned ones, to check the tuned ones or measure what they gain (the
+     *     CPU's plain path is {@code maxIsa = Isa.SCALAR})
      */
-    public record Options(Device device, int threads, Isa maxIsa, boolean reproducible) {
+    public record Options(Device device, int threads, Isa maxIsa, boolean reproducible, boolean simpleKernels) {
         public Options {
             if (device == null) throw new IllegalArgumentException("device is null");
             if (threads < 0) throw new IllegalArgumentException("threads " + threads + " is negative");
+            if (simpleKernels && device.isCpu())
+                throw new IllegalArgumentException(
+                        "simpleKernels is for CUDA devices; the CPU's plain path is maxIsa = Isa.SCALAR");
         }
 
         /** The CPU with all hardware threads and the best ISA path. */
         public static Options cpu() {
-            return new Options(Device.CPU, 0, null, false);
+            return new Options(Device.CPU, 0, null, false, false);
+        }
+
+        /** CUDA device {@code ordinal} with the tuned kernels. */
+        public static Options cuda(int ordinal) {
+            return new Options(Device.cuda(ordinal), 0, null, false, false);
         }
 
         public Options withThreads(int threads) {
-            return new Options(device, threads, maxIsa, reproducible);
+            return new Options(device, threads, maxIsa, reproducible, simpleKernels);
         }
 
         public Options withMaxIsa(Isa maxIsa) {
-            return new Options(device, threads, maxIsa, reproducible);
+            return new Options(device, threads, maxIsa, reproducible, simpleKernels);
         }
 
         public Options withReproducible(boolean reproducible) {
-            return new Options(device, threads, maxIsa, reproducible);
+            return new Options(device, threads, maxIsa, reproducible, simpleKernels);
+        }
+
+        public Options withSimpleKernels(boolean simpleKernels) {
+            return new Options(device, threads, maxIsa, reproducible, simpleKernels);
         }
     }
 
@@ -58,15 +73,15 @@ public final class Context implements AutoCloseable {
     private final Device device;
     private final int threads;
     private final Isa isa;
-    private final boolean reproducible;
+    private final int flags;
     private volatile boolean closed;
 
-    private Context(MemorySegment handle, Device device, int threads, Isa isa, boolean reproducible) {
+    private Context(MemorySegment handle, Device device, int threads, Isa isa, int flags) {
         this.handle = handle;
         this.device = device;
         this.threads = threads;
         this.isa = isa;
-        this.reproducible = reproducible;
+        this.flags = flags;
         long address = handle.address();
         this.cleanable = CLEANER.register(this, () -> moe4j_h.moe4j_context_destroy(MemorySegment.ofAddress(address)));
     }
@@ -95,7 +110,10 @@ public final class Context implements AutoCloseable {
                     options.maxIsa() == null
                             ? moe4j_h.MOE4J_ISA_BEST()
                             : options.maxIsa().code());
-            moe4j_context_options.flags(opts, options.reproducible() ? moe4j_h.MOE4J_CONTEXT_REPRODUCIBLE() : 0);
+            moe4j_context_options.flags(
+                    opts,
+                    (options.reproducible() ? moe4j_h.MOE4J_CONTEXT_REPRODUCIBLE() : 0)
+                            | (options.simpleKernels() ? moe4j_h.MOE4J_CONTEXT_SIMPLE_KERNELS() : 0));
             MemorySegment out = arena.allocate(ValueLayout.ADDRESS);
             NativeLibrary.check(moe4j_h.moe4j_context_create(opts, out), "moe4j_context_create");
             MemorySegment handle = out.get(ValueLayout.ADDRESS, 0);
@@ -111,7 +129,7 @@ public final class Context implements AutoCloseable {
                     options.device(),
                     moe4j_context_info.threads(info),
                     Isa.of(moe4j_context_info.isa(info)),
-                    (moe4j_context_info.flags(info) & moe4j_h.MOE4J_CONTEXT_REPRODUCIBLE()) != 0);
+                    moe4j_context_info.flags(info));
         }
     }
 
@@ -137,7 +155,12 @@ public final class Context implements AutoCloseable {
 
     /** Whether results are independent of batching (see {@link Options#reproducible}). */
     public boolean reproducible() {
-        return reproducible;
+        return (flags & moe4j_h.MOE4J_CONTEXT_REPRODUCIBLE()) != 0;
+    }
+
+    /** Whether this CUDA context runs the simple kernels (see {@link Options#simpleKernels}). */
+    public boolean simpleKernels() {
+        return (flags & moe4j_h.MOE4J_CONTEXT_SIMPLE_KERNELS()) != 0;
     }
 
     public boolean isClosed() {
@@ -154,6 +177,7 @@ public final class Context implements AutoCloseable {
     @Override
     public String toString() {
         return "Context[" + device + ", threads=" + threads + ", isa=" + isa.nativeName()
-                + (reproducible ? ", reproducible" : "") + (closed ? ", closed" : "") + "]";
+                + (reproducible() ? ", reproducible" : "") + (simpleKernels() ? ", simple kernels" : "")
+                + (closed ? ", closed" : "") + "]";
     }
 }

@@ -70,9 +70,23 @@ class ContextTest {
     }
 
     @Test
+    void simpleKernelsAreForCudaContextsOnly() {
+        var e = assertThrows(
+                IllegalArgumentException.class, () -> Context.Options.cpu().withSimpleKernels(true));
+        assertTrue(e.getMessage().contains("Isa.SCALAR"), e.getMessage());
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment opts = moe4j_context_options.allocate(arena);
+            MemorySegment out = arena.allocate(ValueLayout.ADDRESS);
+            moe4j_context_options.max_isa(opts, moe4j_h.MOE4J_ISA_BEST());
+            moe4j_context_options.flags(opts, moe4j_h.MOE4J_CONTEXT_SIMPLE_KERNELS());
+            assertEquals(moe4j_h.MOE4J_ERROR_INVALID_ARGUMENT(), moe4j_h.moe4j_context_create(opts, out));
+            assertTrue(NativeLibrary.lastError().contains("for CUDA contexts"), NativeLibrary.lastError());
+        }
+    }
+
+    @Test
     void cudaBackendNeedsTheCudaLibraryOrADevice() {
-        Moe4jException e = assertThrows(
-                Moe4jException.class, () -> Context.create(new Context.Options(Device.cuda(0), 0, null, false)));
+        Moe4jException e = assertThrows(Moe4jException.class, () -> Context.create(Context.Options.cuda(0)));
         System.out.println("rejected: " + e.getMessage());
         if (NativeLibrary.capabilities().cudaCompiled()) {
             if (NativeLibrary.capabilities().cudaDeviceCount() == 0)
