@@ -266,6 +266,24 @@ moe4j_status moe4j_mla_decode(moe4j_context *ctx, const moe4j_tensor *q, const m
 moe4j_status moe4j_mla_cache_append(moe4j_context *ctx, const moe4j_tensor *kv, const moe4j_tensor *slot_mapping,
                                     moe4j_tensor *kcache);
 
+/*
+ * Expert-parallel dispatch, the gather half (DeepEP dispatch's layout step): dst[r] = src[index[r]], or zeros where
+ * index[r] is -1. src [T, C] and dst [R, C] of one dtype (any), innermost stride 1; index I32 [R] with values in
+ * [-1, T). Copies bytes: FP8 codes and their F32 scales are gathered by two calls with the same index.
+ */
+moe4j_status moe4j_gather_rows(moe4j_context *ctx, const moe4j_tensor *src, const moe4j_tensor *index,
+                               moe4j_tensor *dst);
+
+/*
+ * Expert-parallel combine (DeepEP combine): out[t] = base[t] + sum over j = 0 .. k-1, in that order, of
+ * weights[t, j] * rows[index[t, j]], each term one fused multiply-add into an fp32 accumulator; index -1 adds
+ * nothing. rows [R, H] BF16 or F32, innermost stride 1; index I32 [T, k] with values in [-1, R); weights F32 [T, k];
+ * base null (zeros) or F32 [T, H]; out F32 [T, H], innermost stride 1, overlapping none of the inputs. The fixed
+ * order makes the result independent of where the rows were computed.
+ */
+moe4j_status moe4j_combine_rows(moe4j_context *ctx, const moe4j_tensor *rows, const moe4j_tensor *index,
+                                const moe4j_tensor *weights, const moe4j_tensor *base, moe4j_tensor *out);
+
 #ifdef __cplusplus
 }
 #endif

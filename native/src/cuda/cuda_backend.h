@@ -44,6 +44,12 @@ moe4j_status gemm_nt(const char *function, moe4j_context *ctx, const moe4j_tenso
 // expert_ffn.cu
 moe4j_status expert_ffn(const char *function, moe4j_context *ctx, cpu::ExpertFfnArgs &args);
 
+// dispatch.cu: index in device memory, validated.
+moe4j_status gather_rows(const char *function, moe4j_context *ctx, const moe4j_tensor &src, const moe4j_tensor &index,
+                         const moe4j_tensor &dst);
+moe4j_status combine_rows(const char *function, moe4j_context *ctx, const moe4j_tensor &rows, const moe4j_tensor &index,
+                          const moe4j_tensor &weights, const moe4j_tensor *base, const moe4j_tensor &out);
+
 // mla.cu
 moe4j_status mla_decode(const char *function, moe4j_context *ctx, const cpu::MlaDecodeArgs &args);
 moe4j_status mla_cache_append(const char *function, moe4j_context *ctx, const moe4j_tensor &kv,

@@ -1555,4 +1555,132 @@ public class moe4j_h {
            throw new AssertionError("should not reach here", ex$);
         }
     }
+
+    private static class moe4j_gather_rows {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            moe4j_h.C_INT,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = moe4j_h.findOrThrow("moe4j_gather_rows");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * moe4j_gather_rows(ctx, src, index, dst)
+     * }
+     */
+    public static FunctionDescriptor moe4j_gather_rows$descriptor() {
+        return moe4j_gather_rows.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * moe4j_gather_rows(ctx, src, index, dst)
+     * }
+     */
+    public static MethodHandle moe4j_gather_rows$handle() {
+        return moe4j_gather_rows.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * moe4j_gather_rows(ctx, src, index, dst)
+     * }
+     */
+    public static MemorySegment moe4j_gather_rows$address() {
+        return moe4j_gather_rows.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * moe4j_gather_rows(ctx, src, index, dst)
+     * }
+     */
+    public static int moe4j_gather_rows(MemorySegment ctx, MemorySegment src, MemorySegment index, MemorySegment dst) {
+        var mh$ = moe4j_gather_rows.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("moe4j_gather_rows", ctx, src, index, dst);
+            }
+            return (int)mh$.invokeExact(ctx, src, index, dst);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class moe4j_combine_rows {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            moe4j_h.C_INT,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = moe4j_h.findOrThrow("moe4j_combine_rows");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * moe4j_combine_rows(ctx, rows, index, weights, base, out)
+     * }
+     */
+    public static FunctionDescriptor moe4j_combine_rows$descriptor() {
+        return moe4j_combine_rows.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * moe4j_combine_rows(ctx, rows, index, weights, base, out)
+     * }
+     */
+    public static MethodHandle moe4j_combine_rows$handle() {
+        return moe4j_combine_rows.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * moe4j_combine_rows(ctx, rows, index, weights, base, out)
+     * }
+     */
+    public static MemorySegment moe4j_combine_rows$address() {
+        return moe4j_combine_rows.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * moe4j_combine_rows(ctx, rows, index, weights, base, out)
+     * }
+     */
+    public static int moe4j_combine_rows(MemorySegment ctx, MemorySegment rows, MemorySegment index, MemorySegment weights, MemorySegment base, MemorySegment out) {
+        var mh$ = moe4j_combine_rows.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("moe4j_combine_rows", ctx, rows, index, weights, base, out);
+            }
+            return (int)mh$.invokeExact(ctx, rows, index, weights, base, out);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
 }
