@@ -12,6 +12,7 @@
 // how rows are grouped (MOE4J_CONTEXT_REPRODUCIBLE holds for either).
 #include <cuda_runtime.h>
 
+#include <string>
 #include <vector>
 
 #include "../core/views.h"
@@ -191,6 +192,8 @@ __global__ void __launch_bounds__(kTunedThreads, 1)
         const int64_t col = n0 + 8 * (i / 4) + 2 * (lane % 4) + (i % 2);
         if (t != nullptr && col < n) store_float(t->d, col, d_dtype, (t->c != nullptr ? t->c[col] : 0.0f) + total[i]);
     }
+#else
+    __trap();  // the host launches this only where the sm_90a code exists (see tuned_fits)
 #endif
 }
 
@@ -199,6 +202,12 @@ bool tuned_fits(const moe4j_context *ctx, const std::vector<RowTask> &tasks, con
     if (ctx->simple_kernels() || ctx->cuda->compute_capability != 90 ||
         ctx->cuda->max_shared_per_block < kTunedSharedBytes)
         return false;
+    // the sm_90a code must be what this device loads (not a PTX or other-architecture build of the kernel)
+    cudaFuncAttributes attributes{};
+    if (cudaFuncGetAttributes(&attributes, fp8_gemm_wgmma_kernel) != cudaSuccess || attributes.binaryVersion != 90) {
+        cudaGetLastError();
+        return false;
+    }
     for (const RowTask &t : tasks)
         if (t.group >= 0 && reinterpret_cast<uintptr_t>(t.a) % 16 != 0) return false;
     for (const GroupWeights &g : groups)
@@ -267,7 +276,10 @@ moe4j_status fp8_gemm(const char *fn, moe4j_context *ctx, const cpu::Fp8GemmArgs
     DeviceBuffer device_tasks, device_groups;
     if (moe4j_status s = device_tasks.upload(fn, stream, tasks)) return s;
     if (moe4j_status s = device_groups.upload(fn, stream, groups)) return s;
-    const unsigned column_blocks = static_cast<unsigned>((args.n + kBlock - 1) / kBlock);
+    const int64_t column_blocks = (args.n + kBlock - 1) / kBlock;
+    if (column_blocks > 65535)  // CUDA's grid y limit
+        return fail(MOE4J_ERROR_UNSUPPORTED, std::string(fn) + ": N = " + std::to_string(args.n) +
+                                                 " exceeds the CUDA kernels' limit of 65535 x 128 columns");
     size_t simple_first = 0;  // the tasks the simple kernel takes
     if (row_tasks > 0 && tuned_fits(ctx, tasks, groups)) {
         if (moe4j_status s = launch_tuned(fn, ctx, tasks, row_tasks, device_tasks.as<RowTask>(),
@@ -276,7 +288,7 @@ moe4j_status fp8_gemm(const char *fn, moe4j_context *ctx, const cpu::Fp8GemmArgs
         simple_first = row_tasks;
     }
     if (simple_first == tasks.size()) return MOE4J_OK;
-    const dim3 grid(static_cast<unsigned>(tasks.size() - simple_first), column_blocks);
+    const dim3 grid(static_cast<unsigned>(tasks.size() - simple_first), static_cast<unsigned>(column_blocks));
     fp8_gemm_kernel<<<grid, kBlock, 0, stream>>>(device_tasks.as<RowTask>() + simple_first,
                                                  device_groups.as<GroupWeights>(), args.n, args.k, args.d->dtype);
     return finish(fn, ctx);

@@ -437,7 +437,8 @@ bool tuned_fits(const moe4j_context *ctx, const cpu::MlaDecodeArgs &a) {
     const int64_t row_blocks = (a.s_q * (a.h_q / a.h_kv) + kRowsPerBlock - 1) / kRowsPerBlock;
     return !ctx->simple_kernels() && ctx->cuda->compute_capability >= 80 && a.d % 16 == 0 && a.dv % 16 == 0 &&
            aligned && a.h_kv * row_blocks <= 65535 && a.batch * kMaxSplits <= 0x7FFFFFFF &&
-           tuned_shared_bytes(a.d) <= static_cast<size_t>(ctx->cuda->max_shared_per_block);
+           tuned_shared_bytes(a.d) + sizeof(float) * 4 * kRowsPerBlock <=  // + the static row maxima and sums
+               static_cast<size_t>(ctx->cuda->max_shared_per_block);
 }
 
 }  // namespace

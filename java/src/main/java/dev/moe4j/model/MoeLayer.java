@@ -1,5 +1,6 @@
 package dev.moe4j.model;
 
+import dev.moe4j.kernels.Dispatch;
 import dev.moe4j.kernels.ExpertFfn;
 import dev.moe4j.kernels.Quantization;
 import dev.moe4j.kernels.ScaleFormat;
@@ -21,12 +22,13 @@ import java.util.Objects;
  *
  * <p>One forward pass: route; quantize x per token to FP8 once; gather each (token, expert) pair's row into the
  * contiguous grouped layout (each expert's rows together, padded to {@code alignment}); run every routed expert's
- * FFN in one fused native call ({@link ExpertFfn}); then combine in token order, shared experts first and the
- * routed ones by rank, so the fp32 summation order is fixed whatever the expert placement. Dropped assignments
- * (expert -1, see {@link dev.moe4j.routing.Capacity}) are skipped.
+ * FFN in one fused native call ({@link ExpertFfn}); then combine ({@link Dispatch#combine}) per token, shared experts
+ * first and the routed ones by rank, so the fp32 summation order is fixed whatever the expert placement. Dropped
+ * assignments (expert -1, see {@link dev.moe4j.routing.Capacity}) are skipped.
  *
- * <p>Java-side work is per call, proportional to T·k row copies and T·k·H multiply-adds for the combine; nothing is
- * allocated per token, and the grouped buffers are reused across calls (grown when a step is larger than any before).
+ * <p>Java-side work is per call, proportional to T·k (the routing tables); the row gathers and the combine are native.
+ * Nothing is allocated per token, and the buffers are reused across calls (grown when a step is larger than any
+ * before).
  * Not thread-safe (the gate and those buffers are per layer): one layer instance per thread.
  */
 public final class MoeLayer implements MoeBlock {
@@ -35,7 +37,10 @@ public final class MoeLayer implements MoeBlock {
     private final DenseMlp shared;
     private final int alignment;
     private final int hidden, experts;
-    private final Workspace workspace = new Workspace(6); // xq data, xq scales, grouped rows, their scales, ys, layout
+    // xq data, xq scales, grouped rows, their scales, ys, token of each row, row of each (token, rank), routing
+    // weights,
+    // expert of each row, shared output
+    private final Workspace workspace = new Workspace(10);
 
     /**
      * @param expertGate E4M3 [E, I, H] with block scales [E, ceil(I/128), H/128] (every expert's {@code gate_proj})
@@ -144,63 +149,45 @@ public final class MoeLayer implements MoeBlock {
             first[e] = rows;
             rows += (count[e] + alignment - 1) / alignment * alignment;
         }
-        int[] rowOf = new int[t * k];
-        Arrays.fill(rowOf, -1);
-        Tensor ys = null;
-        if (rows > 0) {
-            int[] next = first.clone();
-            for (int i = 0; i < t; i++)
-                for (int j = 0; j < k; j++) {
-                    int e = routing.expert(i, j);
-                    if (e >= 0) rowOf[i * k + j] = next[e]++;
-                }
-            ys = runExperts(ctx, x, routing, rowOf, first, count, rows);
-        }
+        // the grouped-layout row of each (token, rank), and the token of each row (-1: padding)
+        Tensor rowOf = workspace.tensor(6, DType.I32, t, k), weights = workspace.tensor(7, DType.F32, t, k);
+        Tensor tokenOf = workspace.tensor(5, DType.I32, Math.max(rows, 1));
+        MemorySegment rowSeg = rowOf.segment(), tokenSeg = tokenOf.segment(), weightSeg = weights.segment();
+        tokenSeg.fill((byte) 0xFF);
+        int[] next = first.clone();
+        for (int i = 0; i < t; i++)
+            for (int j = 0; j < k; j++) {
+                int e = routing.expert(i, j), r = e >= 0 ? next[e]++ : -1;
+                rowSeg.setAtIndex(ValueLayout.JAVA_INT, (long) i * k + j, r);
+                weightSeg.setAtIndex(ValueLayout.JAVA_FLOAT, (long) i * k + j, routing.weight(i, j));
+                if (r >= 0) tokenSeg.setAtIndex(ValueLayout.JAVA_INT, r, i);
+            }
+        Tensor ys =
+                rows > 0 ? runExperts(ctx, x, tokenOf, first, count, rows) : workspace.tensor(4, DType.F32, 1, hidden);
 
-        if (shared != null) shared.apply(ctx, x, out);
-        else out.segment().fill((byte) 0);
-        combine(routing, rowOf, ys, out);
+        Tensor sharedOut = null;
+        if (shared != null) shared.apply(ctx, x, sharedOut = workspace.tensor(9, DType.F32, t, hidden));
+        Dispatch.combine(ctx, ys, rowOf, weights, sharedOut, out);
     }
 
     /** Gathers the quantized token rows into the grouped layout and runs the fused expert FFN: F32 [rows, H]. */
-    private Tensor runExperts(Context ctx, Tensor x, Routing routing, int[] rowOf, int[] first, int[] count, int rows) {
-        int t = routing.tokens(), k = routing.k(), scaleCols = hidden / QuantizedTensor.BLOCK;
+    private Tensor runExperts(Context ctx, Tensor x, Tensor tokenOf, int[] first, int[] count, int rows) {
+        int t = Math.toIntExact(x.shape(0)), scaleCols = hidden / QuantizedTensor.BLOCK;
         QuantizedTensor xq = new QuantizedTensor(
                 workspace.tensor(0, DType.E4M3, t, hidden), workspace.tensor(1, DType.F32, t, scaleCols), 1);
         Quantization.perToken(ctx, x, xq.data(), xq.scales(), ScaleFormat.FP32);
-        Tensor xs = workspace.tensor(2, DType.E4M3, rows, hidden);
-        Tensor sfs = workspace.tensor(3, DType.F32, rows, scaleCols);
-        Tensor layout = workspace.tensor(5, DType.I32, rows);
+        Tensor index = tokenOf.slice(0, 0, rows);
+        QuantizedTensor grouped = new QuantizedTensor(
+                workspace.tensor(2, DType.E4M3, rows, hidden), workspace.tensor(3, DType.F32, rows, scaleCols), 1);
+        Dispatch.gather(ctx, xq.data(), index, grouped.data());
+        Dispatch.gather(ctx, xq.scales(), index, grouped.scales());
+        Tensor layout = workspace.tensor(8, DType.I32, rows);
         MemorySegment lay = layout.segment();
-        for (int r = 0; r < rows; r++) lay.setAtIndex(ValueLayout.JAVA_INT, r, -1);
+        lay.fill((byte) 0xFF);
         for (int e = 0; e < experts; e++)
             for (int r = first[e]; r < first[e] + count[e]; r++) lay.setAtIndex(ValueLayout.JAVA_INT, r, e);
-        QuantizedTensor grouped = new QuantizedTensor(xs, sfs, 1);
-        for (int i = 0; i < t; i++)
-            for (int j = 0; j < k; j++) {
-                int r = rowOf[i * k + j];
-                if (r >= 0) xq.copyRow(i, grouped, r);
-            }
         Tensor ys = workspace.tensor(4, DType.F32, rows, hidden);
         ExpertFfn.contiguous(ctx, grouped, expertGate, expertUp, expertDown, layout, alignment, ys);
         return ys;
-    }
-
-    /** out[t] += Σ_j weight[t, j] · ys[row of (t, j)], ranks in order. */
-    private void combine(Routing routing, int[] rowOf, Tensor ys, Tensor out) {
-        int t = routing.tokens(), k = routing.k();
-        float[] acc = new float[hidden], row = new float[hidden];
-        MemorySegment o = out.segment();
-        for (int i = 0; i < t; i++) {
-            MemorySegment.copy(o, ValueLayout.JAVA_FLOAT, (long) i * hidden * 4, acc, 0, hidden);
-            for (int j = 0; j < k; j++) {
-                int r = rowOf[i * k + j];
-                if (r < 0) continue;
-                float w = routing.weight(i, j);
-                MemorySegment.copy(ys.segment(), ValueLayout.JAVA_FLOAT, (long) r * hidden * 4, row, 0, hidden);
-                for (int d = 0; d < hidden; d++) acc[d] += w * row[d];
-            }
-            MemorySegment.copy(acc, 0, o, ValueLayout.JAVA_FLOAT, (long) i * hidden * 4, hidden);
-        }
     }
 }

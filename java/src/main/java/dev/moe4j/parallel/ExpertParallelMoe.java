@@ -1,6 +1,7 @@
 package dev.moe4j.parallel;
 
 import dev.moe4j.kernels.Copy;
+import dev.moe4j.kernels.Dispatch;
 import dev.moe4j.kernels.ExpertFfn;
 import dev.moe4j.kernels.Quantization;
 import dev.moe4j.kernels.ScaleFormat;
@@ -10,13 +11,12 @@ import dev.moe4j.placement.Placement;
 import dev.moe4j.routing.Gate;
 import dev.moe4j.routing.Routing;
 import dev.moe4j.runtime.Context;
-import dev.moe4j.tensor.BFloat16;
+import dev.moe4j.runtime.Device;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.DeviceMemory;
 import dev.moe4j.tensor.QuantizedTensor;
 import dev.moe4j.tensor.Tensor;
 import dev.moe4j.tensor.Workspace;
-import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -87,9 +87,15 @@ public final class ExpertParallelMoe implements MoeBlock, AutoCloseable {
     private final QuantizedTensor hostGate, hostUp, hostDown;
     private final DenseMlp shared;
     private final int alignment, hidden;
+    // Per device: its own buffers (slots 0-3: gathered codes, scales, grouped layout, output rows), in host memory for
+    // a CPU device, else in its GPU's memory, where slots from DEVICE_SLOTS on serve a step whose home is that GPU.
+    // Home slots: x quantized (codes, scales), shared output, every device's output rows, the combine's index and
+    // weights, then per device its gathered codes, scales and gather index. Host tables: the combine's index and
+    // weights, then per device the gather index and the grouped layout.
+    private static final int DEVICE_SLOTS = 4;
     private final Workspace[] deviceBuffers;
     private final DeviceScratch[] deviceScratch;
-    private final Workspace buffers = new Workspace(3); // x quantized: data, scales; shared output
+    private final Workspace hostBuffers, tables;
     private volatile State state;
     private StepStats lastStep;
 
@@ -124,11 +130,14 @@ public final class ExpertParallelMoe implements MoeBlock, AutoCloseable {
             if (w.data().rank() != 3 || w.data().shape(0) != experts)
                 throw new IllegalArgumentException("expert weights must be [" + experts + ", N, K], got " + w.data());
         hidden = Math.toIntExact(hostGate.data().shape(2));
-        deviceBuffers = new Workspace[group.size()];
-        deviceScratch = new DeviceScratch[group.size()];
-        for (int d = 0; d < group.size(); d++) {
-            deviceBuffers[d] = new Workspace(5);
-            deviceScratch[d] = new DeviceScratch();
+        int devices = group.size(), homeSlots = 6 + 3 * devices;
+        hostBuffers = new Workspace(homeSlots);
+        tables = new Workspace(2 + 2 * devices);
+        deviceBuffers = new Workspace[devices];
+        deviceScratch = new DeviceScratch[devices];
+        for (int d = 0; d < devices; d++) {
+            deviceBuffers[d] = new Workspace(DEVICE_SLOTS);
+            deviceScratch[d] = new DeviceScratch(DEVICE_SLOTS + homeSlots);
         }
         state = install(placement, layer);
     }
@@ -166,49 +175,96 @@ public final class ExpertParallelMoe implements MoeBlock, AutoCloseable {
         forwardRouted(ctx, x, routing, out);
     }
 
-    /** Runs T tokens with routing already decided (possibly edited by a capacity limit). */
+    /**
+     * Runs T tokens with routing already decided (possibly edited by a capacity limit). x and out live in the memory
+     * of ctx's device, the step's home: host memory for a CPU context, or a CUDA device of the group. With a CUDA
+     * home the dispatch and the combine stay on the GPUs (device-to-device copies, peer-to-peer where the GPUs
+     * allow it); the shared experts run in host memory, so a layer with shared experts needs a CPU home.
+     *
+     * @throws IllegalArgumentException if x or out is not in the home memory, the home GPU is not in the group, or
+     *     the layer has shared experts and the home is a GPU
+     */
     public void forwardRouted(Context ctx, Tensor x, Routing routing, Tensor out) {
         Objects.requireNonNull(x, "x");
-        int t = routing.tokens();
+        int t = routing.tokens(), k = routing.k();
         if (x.rank() != 2 || x.shape(0) != t || x.shape(1) != hidden)
             throw new IllegalArgumentException("x must be [" + t + ", " + hidden + "], got " + x);
         if (out.dtype() != DType.F32 || !Arrays.equals(out.shape(), x.shape()) || !out.isContiguous())
             throw new IllegalArgumentException(
                     "out must be a contiguous F32 " + Arrays.toString(x.shape()) + ", got " + out);
+        Device home = ctx.device();
+        if (!x.device().equals(home) || !out.device().equals(home))
+            throw new IllegalArgumentException("x and out must be in the memory of " + home + " (ctx's device), got "
+                    + x.device() + " and " + out.device());
+        int homeMember = home.isCpu() ? -1 : member(home);
+        if (homeMember >= 0 && shared != null)
+            throw new IllegalArgumentException("the shared experts run in host memory: with x on " + home
+                    + ", build the layer without them and add them on the caller's side");
         long start = System.nanoTime();
         State s = state;
         int scaleCols = hidden / QuantizedTensor.BLOCK;
         QuantizedTensor xq = new QuantizedTensor(
-                buffers.tensor(0, DType.E4M3, t, hidden), buffers.tensor(1, DType.F32, t, scaleCols), 1);
+                home(homeMember, 0, DType.E4M3, t, hidden), home(homeMember, 1, DType.F32, t, scaleCols), 1);
         Quantization.perToken(ctx, x, xq.data(), xq.scales(), ScaleFormat.FP32);
         DispatchPlan plan = new DispatchPlan(routing, s.placement(), s.layer(), alignment);
 
+        // every device's output rows, one after another, in home memory
         int devices = group.size();
-        List<CompletableFuture<Tensor>> results = new ArrayList<>();
+        int[] offset = new int[devices + 1];
+        for (int d = 0; d < devices; d++) offset[d + 1] = offset[d] + plan.rows(d);
+        Tensor rows = home(homeMember, 3, DType.BF16, Math.max(1, offset[devices]), hidden);
+
+        // dispatch: gather each device's rows at home (into the device's own buffers when they share the memory),
+        // then hand the device its work; gathering device d + 1 overlaps device d's experts
+        List<CompletableFuture<Void>> results = new ArrayList<>();
         long[] nanos = new long[devices];
         for (int d = 0; d < devices; d++) {
+            int rowCount = plan.rows(d);
+            if (rowCount == 0) {
+                results.add(CompletableFuture.completedFuture(null));
+                continue;
+            }
+            Tensor tokens = tables.tensor(2 + 2 * d, DType.I32, rowCount),
+                    layout = tables.tensor(3 + 2 * d, DType.I32, rowCount);
+            for (int r = 0; r < rowCount; r++) {
+                tokens.segment().setAtIndex(ValueLayout.JAVA_INT, r, plan.rowToken(d, r));
+                layout.segment().setAtIndex(ValueLayout.JAVA_INT, r, plan.rowSlot(d, r));
+            }
+            boolean atHome = group.context(d).device().equals(home);
+            QuantizedTensor gathered = new QuantizedTensor(
+                    atHome
+                            ? local(d, 0, DType.E4M3, rowCount, hidden)
+                            : home(homeMember, 6 + 3 * d, DType.E4M3, rowCount, hidden),
+                    atHome
+                            ? local(d, 1, DType.F32, rowCount, scaleCols)
+                            : home(homeMember, 7 + 3 * d, DType.F32, rowCount, scaleCols),
+                    1);
+            Tensor index = toHome(ctx, homeMember, tokens, 8 + 3 * d);
+            Dispatch.gather(ctx, xq.data(), index, gathered.data());
+            Dispatch.gather(ctx, xq.scales(), index, gathered.scales());
+            Tensor target = rows.slice(0, offset[d], rowCount);
             int device = d;
-            results.add(
-                    plan.rows(d) == 0
-                            ? CompletableFuture.completedFuture(null)
-                            : group.submit(d, () -> runDevice(device, plan, xq, s.devices()[device], nanos)));
+            DeviceWeights weights = s.devices()[d];
+            results.add(group.submit(d, () -> {
+                runDevice(device, gathered, layout, target, weights, nanos);
+                return null;
+            }));
         }
         Tensor sharedOut = null;
         RuntimeException sharedFailure = null;
         if (shared != null) {
-            sharedOut = buffers.tensor(2, DType.F32, t, hidden);
+            sharedOut = home(homeMember, 2, DType.F32, t, hidden);
             try {
                 shared.apply(ctx, x, sharedOut);
             } catch (RuntimeException e) {
                 sharedFailure = e;
             }
         }
-        Tensor[] ys = new Tensor[devices];
         long waitStart = System.nanoTime();
         DeviceException failure = null;
         for (int d = 0; d < devices; d++) {
             try {
-                ys[d] = results.get(d).get();
+                results.get(d).get();
             } catch (ExecutionException e) {
                 if (failure == null) failure = new DeviceException(d, e.getCause());
             } catch (InterruptedException e) {
@@ -219,22 +275,33 @@ public final class ExpertParallelMoe implements MoeBlock, AutoCloseable {
         long waited = System.nanoTime() - waitStart;
         if (failure != null) throw failure;
         if (sharedFailure != null) throw sharedFailure;
-        combine(routing, plan, ys, sharedOut, out);
 
-        int[] rows = new int[devices];
+        // combine: out[t] = shared[t] + Σ_j weight[t, j] · rows[row of (t, j)], ranks in order, at home
+        Tensor index = tables.tensor(0, DType.I32, t, k), weights = tables.tensor(1, DType.F32, t, k);
+        for (int i = 0; i < t; i++)
+            for (int j = 0; j < k; j++) {
+                int d = plan.device(i, j);
+                index.segment()
+                        .setAtIndex(ValueLayout.JAVA_INT, (long) i * k + j, d < 0 ? -1 : offset[d] + plan.row(i, j));
+                weights.segment().setAtIndex(ValueLayout.JAVA_FLOAT, (long) i * k + j, routing.weight(i, j));
+            }
+        Dispatch.combine(
+                ctx, rows, toHome(ctx, homeMember, index, 4), toHome(ctx, homeMember, weights, 5), sharedOut, out);
+
+        int[] rowsPerDevice = new int[devices];
         long dispatched = 0, returned = 0;
         int[] tokensPerDevice = plan.tokensPerDevice();
         double maxRows = 0, sumRows = 0;
         for (int d = 0; d < devices; d++) {
-            rows[d] = plan.rows(d);
+            rowsPerDevice[d] = plan.rows(d);
             dispatched += (long) tokensPerDevice[d] * (hidden + 4L * scaleCols);
-            returned += 2L * rows[d] * hidden;
-            maxRows = Math.max(maxRows, rows[d]);
-            sumRows += rows[d];
+            returned += 2L * rowsPerDevice[d] * hidden;
+            maxRows = Math.max(maxRows, rowsPerDevice[d]);
+            sumRows += rowsPerDevice[d];
         }
         lastStep = new StepStats(
                 tokensPerDevice,
-                rows,
+                rowsPerDevice,
                 nanos,
                 dispatched,
                 returned,
@@ -243,79 +310,85 @@ public final class ExpertParallelMoe implements MoeBlock, AutoCloseable {
                 System.nanoTime() - start);
     }
 
-    /**
-     * On device d's worker: gather its rows (on the host), run its experts, return bf16 rows [rows, H] in host
-     * memory. A GPU device gets the gathered rows by one host-to-device copy per operand and returns its output by
-     * one device-to-host copy.
-     */
-    private Tensor runDevice(int d, DispatchPlan plan, QuantizedTensor xq, DeviceWeights w, long[] nanos) {
-        long t0 = System.nanoTime();
-        int rows = plan.rows(d), scaleCols = hidden / QuantizedTensor.BLOCK;
-        Workspace buf = deviceBuffers[d];
-        Tensor xs = buf.tensor(0, DType.E4M3, rows, hidden), sfs = buf.tensor(1, DType.F32, rows, scaleCols);
-        Tensor layout = buf.tensor(2, DType.I32, rows);
-        QuantizedTensor gathered = new QuantizedTensor(xs, sfs, 1);
-        for (int r = 0; r < rows; r++) {
-            int token = plan.rowToken(d, r);
-            layout.segment().setAtIndex(ValueLayout.JAVA_INT, r, plan.rowSlot(d, r));
-            if (token >= 0) xq.copyRow(token, gathered, r);
-        }
-        Tensor ys = buf.tensor(3, DType.BF16, rows, hidden);
-        Context ctx = group.context(d);
-        if (ctx.device().isCpu()) {
-            ExpertFfn.contiguous(ctx, gathered, w.gate(), w.up(), w.down(), layout, alignment, ys);
-        } else {
-            DeviceScratch on = deviceScratch[d];
-            Tensor dxs = on.tensor(ctx, 0, xs), dsfs = on.tensor(ctx, 1, sfs), dlayout = on.tensor(ctx, 2, layout);
-            Tensor dys = on.tensor(ctx, 3, ys);
-            Copy.apply(ctx, xs, dxs);
-            Copy.apply(ctx, sfs, dsfs);
-            Copy.apply(ctx, layout, dlayout);
-            ExpertFfn.contiguous(
-                    ctx, new QuantizedTensor(dxs, dsfs, 1), w.gate(), w.up(), w.down(), dlayout, alignment, dys);
-            Copy.apply(ctx, dys, ys);
-        }
-        nanos[d] = System.nanoTime() - t0;
-        return ys;
+    /** The group member whose device is home; a GPU home must be one of the group's devices. */
+    private int member(Device home) {
+        for (int d = 0; d < group.size(); d++) if (group.context(d).device().equals(home)) return d;
+        throw new IllegalArgumentException(home + " (the step's home: ctx's device) is not in the device group");
     }
 
-    /** Grow-only device buffers of one GPU device, shaped like host tensors on request. */
-    private static final class DeviceScratch {
-        private final DeviceMemory[] slots = new DeviceMemory[4];
+    /** Scratch in the step's home memory: host buffers, or slots of the home GPU's scratch beside the device's own. */
+    private Tensor home(int homeMember, int slot, DType dtype, long... shape) {
+        return homeMember < 0
+                ? hostBuffers.tensor(slot, dtype, shape)
+                : deviceScratch[homeMember].tensor(group.context(homeMember), DEVICE_SLOTS + slot, dtype, shape);
+    }
 
-        Tensor tensor(Context ctx, int slot, Tensor like) {
-            long bytes = Math.max(1, like.elementCount() * like.dtype().byteSize());
+    /** Scratch in device d's memory (slots below DEVICE_SLOTS). */
+    private Tensor local(int d, int slot, DType dtype, long... shape) {
+        Context c = group.context(d);
+        return c.device().isCpu()
+                ? deviceBuffers[d].tensor(slot, dtype, shape)
+                : deviceScratch[d].tensor(c, slot, dtype, shape);
+    }
+
+    /** A host table in home memory: itself for a CPU home, else copied into home slot {@code slot}. */
+    private Tensor toHome(Context ctx, int homeMember, Tensor table, int slot) {
+        if (homeMember < 0) return table;
+        Tensor t = home(homeMember, slot, table.dtype(), table.shape());
+        Copy.apply(ctx, table, t);
+        return t;
+    }
+
+    /**
+     * On device d's worker: bring the gathered rows and the grouped layout into the device's memory (unless they are
+     * there), run its experts, and leave the bf16 output rows in {@code target} (home memory) by one copy, or
+     * directly where the device's memory is home.
+     */
+    private void runDevice(
+            int d, QuantizedTensor gathered, Tensor layout, Tensor target, DeviceWeights w, long[] nanos) {
+        long t0 = System.nanoTime();
+        Context ctx = group.context(d);
+        Device device = ctx.device();
+        int rowCount = Math.toIntExact(layout.shape(0)), scaleCols = hidden / QuantizedTensor.BLOCK;
+        QuantizedTensor xs = gathered;
+        if (!gathered.data().device().equals(device)) {
+            xs = new QuantizedTensor(
+                    local(d, 0, DType.E4M3, rowCount, hidden), local(d, 1, DType.F32, rowCount, scaleCols), 1);
+            Copy.apply(ctx, gathered.data(), xs.data());
+            Copy.apply(ctx, gathered.scales(), xs.scales());
+        }
+        Tensor deviceLayout = layout;
+        if (!layout.device().equals(device)) {
+            deviceLayout = local(d, 2, DType.I32, rowCount);
+            Copy.apply(ctx, layout, deviceLayout);
+        }
+        Tensor ys = target.device().equals(device) ? target : local(d, 3, DType.BF16, rowCount, hidden);
+        ExpertFfn.contiguous(ctx, xs, w.gate(), w.up(), w.down(), deviceLayout, alignment, ys);
+        if (ys != target) Copy.apply(ctx, ys, target);
+        nanos[d] = System.nanoTime() - t0;
+    }
+
+    /** Grow-only buffers in one device's memory (any context of that device may use them). */
+    private static final class DeviceScratch {
+        private final DeviceMemory[] slots;
+
+        DeviceScratch(int slots) {
+            this.slots = new DeviceMemory[slots];
+        }
+
+        Tensor tensor(Context ctx, int slot, DType dtype, long... shape) {
+            long bytes = dtype.byteSize();
+            for (long extent : shape) bytes = Math.multiplyExact(bytes, extent);
+            bytes = Math.max(1, bytes);
             if (slots[slot] == null || slots[slot].byteSize() < bytes) {
                 if (slots[slot] != null) slots[slot].close();
                 slots[slot] = DeviceMemory.allocate(ctx, bytes + bytes / 4);
             }
-            return slots[slot].tensor(like.dtype(), like.shape());
+            return slots[slot].tensor(dtype, shape);
         }
 
         void close() {
             for (DeviceMemory m : slots) if (m != null) m.close();
-        }
-    }
-
-    /** out[t] = shared[t] + Σ_j weight[t, j] · y(t, j), ranks in order: the same sums for any placement. */
-    private void combine(Routing routing, DispatchPlan plan, Tensor[] ys, Tensor sharedOut, Tensor out) {
-        int t = routing.tokens(), k = routing.k();
-        float[] acc = new float[hidden];
-        MemorySegment o = out.segment();
-        for (int i = 0; i < t; i++) {
-            if (sharedOut != null)
-                MemorySegment.copy(sharedOut.segment(), ValueLayout.JAVA_FLOAT, (long) i * hidden * 4, acc, 0, hidden);
-            else Arrays.fill(acc, 0);
-            for (int j = 0; j < k; j++) {
-                int d = plan.device(i, j);
-                if (d < 0) continue;
-                float w = routing.weight(i, j);
-                MemorySegment y = ys[d].segment();
-                long base = (long) plan.row(i, j) * hidden;
-                for (int c = 0; c < hidden; c++)
-                    acc[c] += w * BFloat16.toFloat(y.getAtIndex(ValueLayout.JAVA_SHORT, base + c));
-            }
-            MemorySegment.copy(acc, 0, o, ValueLayout.JAVA_FLOAT, (long) i * hidden * 4, hidden);
         }
     }
 

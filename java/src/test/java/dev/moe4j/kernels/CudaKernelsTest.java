@@ -243,6 +243,27 @@ class CudaKernelsTest {
         assertClose(bf, down(gd2), 1e-5, "gemm_nt, " + name);
     }
 
+    @Test
+    void gatherAndCombineMatchTheCpuBitForBit() {
+        Tensor src = gaussian(DType.F32, 50, 7 * 128);
+        Tensor index = Tensor.allocate(arena, DType.I32, 77);
+        for (int r = 0; r < 77; r++) index.setInt(r % 9 == 4 ? -1 : random.nextInt(50), r);
+        Tensor expected = Tensor.allocate(arena, DType.F32, 77, 7 * 128);
+        Dispatch.gather(cpu, src, index, expected);
+        Tensor gathered = poisonedOnDevice(DType.F32, 77, 7 * 128);
+        Dispatch.gather(gpu, up(src), up(index), gathered);
+        assertSameBytes(expected, down(gathered), "gather, seed " + seed);
+
+        Tensor rows = gaussian(DType.BF16, 77, 300), base = gaussian(DType.F32, 20, 300);
+        Tensor ids = Tensor.allocate(arena, DType.I32, 20, 8), weights = gaussian(DType.F32, 20, 8);
+        for (int t = 0; t < 20; t++) for (int j = 0; j < 8; j++) ids.setInt(j == 5 ? -1 : random.nextInt(77), t, j);
+        Tensor combined = Tensor.allocate(arena, DType.F32, 20, 300);
+        Dispatch.combine(cpu, rows, ids, weights, base, combined);
+        Tensor out = poisonedOnDevice(DType.F32, 20, 300);
+        Dispatch.combine(gpu, up(rows), up(ids), up(weights), up(base), out);
+        assertSameBytes(combined, down(out), "combine, seed " + seed);
+    }
+
     QuantizedTensor onDevice(QuantizedTensor q) {
         return new QuantizedTensor(up(q.data()), up(q.scales()), q.blockRows());
     }

@@ -1,14 +1,17 @@
 package dev.moe4j.parallel;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
+import dev.moe4j.kernels.Copy;
 import dev.moe4j.placement.Eplb;
 import dev.moe4j.routing.Routing;
 import dev.moe4j.runtime.Context;
 import dev.moe4j.runtime.NativeLibrary;
 import dev.moe4j.tensor.DType;
+import dev.moe4j.tensor.DeviceMemory;
 import dev.moe4j.tensor.Tensor;
 import dev.moe4j.testing.Reference;
 import dev.moe4j.testing.TestSupport;
@@ -56,6 +59,67 @@ class CudaExpertParallelTest {
             double diff = Reference.calcDiff(
                     ExpertParallelMoeTest.toDouble(outs[0]), ExpertParallelMoeTest.toDouble(outs[2]));
             assertTrue(diff < 1e-4, "GPU vs CPU devices calc_diff " + diff + ", seed " + seed);
+        }
+    }
+
+    /**
+     * Tokens living on GPU 0 (the step's home): the dispatch gathers on GPU 0 and copies device to device, the
+     * combine runs on GPU 0; the result has the bits of the same step with a host home (the combine's arithmetic is
+     * the same on both backends, and the FFNs run on the same GPUs).
+     */
+    @Test
+    void aGpuHomeKeepsDispatchAndCombineOnTheGpusWithTheSameBits() {
+        assumeTrue(NO_GPU == null, NO_GPU);
+        int gpus = NativeLibrary.capabilities().cudaDeviceCount();
+        long seed = TestSupport.freshSeed();
+        SplittableRandom random = TestSupport.random(seed);
+        try (Arena arena = Arena.ofShared();
+                Context cpu = Context.create();
+                DeviceGroup group = DeviceGroup.cuda(gpus, 1)) {
+            var l = ExpertParallelMoeTest.layer(cpu, arena, random);
+            Tensor x = ExpertParallelMoeTest.inputs(arena, random, 1).getFirst();
+            int t = ExpertParallelMoeTest.T, h = ExpertParallelMoeTest.H;
+            try (ExpertParallelMoe moe = new ExpertParallelMoe(
+                            group,
+                            l.gate(),
+                            l.g(),
+                            l.u(),
+                            l.d(),
+                            null,
+                            Eplb.rebalance(new double[1][ExpertParallelMoeTest.E], 4 * gpus * 4, 4, 1, gpus),
+                            0,
+                            1);
+                    Context home = Context.create(Context.Options.cuda(0));
+                    DeviceMemory xMemory = DeviceMemory.allocate(
+                            home, x.elementCount() * x.dtype().byteSize());
+                    DeviceMemory outMemory = DeviceMemory.allocate(home, 4L * t * h)) {
+                Routing routing = new Routing(ExpertParallelMoeTest.K, t);
+                l.gate().route(cpu, x, routing);
+                Tensor hostOut = Tensor.allocate(arena, DType.F32, t, h);
+                moe.forwardRouted(cpu, x, routing, hostOut);
+
+                Tensor dx = xMemory.tensor(x.dtype(), x.shape()), dOut = outMemory.tensor(DType.F32, t, h);
+                Copy.apply(home, x, dx);
+                moe.forwardRouted(home, dx, routing, dOut);
+                Tensor back = Tensor.allocate(arena, DType.F32, t, h);
+                Copy.apply(home, dOut, back);
+                assertArrayEquals(hostOut.toFloatArray(), back.toFloatArray(), "GPU home vs host home, seed " + seed);
+
+                try (ExpertParallelMoe withShared = new ExpertParallelMoe(
+                        group,
+                        l.gate(),
+                        l.g(),
+                        l.u(),
+                        l.d(),
+                        l.shared(),
+                        Eplb.rebalance(new double[1][ExpertParallelMoeTest.E], 4 * gpus * 4, 4, 1, gpus),
+                        0,
+                        1)) {
+                    var sharedOnGpu = assertThrows(
+                            IllegalArgumentException.class, () -> withShared.forwardRouted(home, dx, routing, dOut));
+                    assertTrue(sharedOnGpu.getMessage().contains("host memory"), sharedOnGpu.getMessage());
+                }
+            }
         }
     }
 }
