@@ -1,8 +1,5 @@
 package dev.moe4j.tensor;
 
-import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
-
 /**
  * An FP8 tensor with its block scales: {@code value[.., r, c] = data[.., r, c] * scales[.., r / blockRows, c / 128]}.
  * Rank 2 for one matrix, rank 3 for a stack of matrices (one per expert, say) with a leading group dimension.
@@ -58,28 +55,5 @@ public record QuantizedTensor(Tensor data, Tensor scales, int blockRows) {
                 data.slice(0, g, 1).view(data.shape(1), data.shape(2)),
                 scales.slice(0, g, 1).view(scales.shape(1), scales.shape(2)),
                 blockRows);
-    }
-
-    /**
-     * Copies row {@code from} (its codes and its scales) of this per-token tensor into row {@code to} of dst: how
-     * tokens are gathered into the grouped expert layout. Both rank 2, per-token scales, the same column count,
-     * rows contiguous.
-     */
-    public void copyRow(int from, QuantizedTensor dst, int to) {
-        long cols = data.shape(1), scaleCols = scales.shape(1);
-        MemorySegment.copy(
-                data.segment(),
-                from * data.strides()[0],
-                dst.data.segment(),
-                to * dst.data.strides()[0],
-                cols);
-        MemorySegment.copy(
-                scales.segment(),
-                ValueLayout.JAVA_FLOAT,
-                4L * from * scales.strides()[0],
-                dst.scales.segment(),
-                ValueLayout.JAVA_FLOAT,
-                4L * to * dst.scales.strides()[0],
-                scaleCols);
     }
 }
