@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import dev.moe4j.kernels.Copy;
+import dev.moe4j.model.DenseMlp;
 import dev.moe4j.placement.Eplb;
 import dev.moe4j.routing.Routing;
 import dev.moe4j.runtime.Context;
@@ -40,16 +41,7 @@ class CudaExpertParallelTest {
             for (int run = 0; run < 3; run++) {
                 int devices = run == 2 ? 1 : counts[run];
                 try (DeviceGroup group = run == 2 ? DeviceGroup.cpu(1, 1) : DeviceGroup.cuda(devices, 1);
-                        ExpertParallelMoe moe = new ExpertParallelMoe(
-                                group,
-                                l.gate(),
-                                l.g(),
-                                l.u(),
-                                l.d(),
-                                l.shared(),
-                                Eplb.rebalance(new double[1][ExpertParallelMoeTest.E], 4 * devices * 4, 4, 1, devices),
-                                0,
-                                1)) {
+                        ExpertParallelMoe moe = moe(group, l, l.shared(), devices)) {
                     Tensor out = Tensor.allocate(arena, DType.F32, ExpertParallelMoeTest.T, ExpertParallelMoeTest.H);
                     moe.forward(ctx, x, new Routing(ExpertParallelMoeTest.K, ExpertParallelMoeTest.T), out);
                     outs[run] = out.toFloatArray();
@@ -79,16 +71,7 @@ class CudaExpertParallelTest {
             var l = ExpertParallelMoeTest.layer(cpu, arena, random);
             Tensor x = ExpertParallelMoeTest.inputs(arena, random, 1).getFirst();
             int t = ExpertParallelMoeTest.T, h = ExpertParallelMoeTest.H;
-            try (ExpertParallelMoe moe = new ExpertParallelMoe(
-                            group,
-                            l.gate(),
-                            l.g(),
-                            l.u(),
-                            l.d(),
-                            null,
-                            Eplb.rebalance(new double[1][ExpertParallelMoeTest.E], 4 * gpus * 4, 4, 1, gpus),
-                            0,
-                            1);
+            try (ExpertParallelMoe moe = moe(group, l, null, gpus);
                     Context home = Context.create(Context.Options.cuda(0));
                     DeviceMemory xMemory = DeviceMemory.allocate(
                             home, x.elementCount() * x.dtype().byteSize());
@@ -105,21 +88,26 @@ class CudaExpertParallelTest {
                 Copy.apply(home, dOut, back);
                 assertArrayEquals(hostOut.toFloatArray(), back.toFloatArray(), "GPU home vs host home, seed " + seed);
 
-                try (ExpertParallelMoe withShared = new ExpertParallelMoe(
-                        group,
-                        l.gate(),
-                        l.g(),
-                        l.u(),
-                        l.d(),
-                        l.shared(),
-                        Eplb.rebalance(new double[1][ExpertParallelMoeTest.E], 4 * gpus * 4, 4, 1, gpus),
-                        0,
-                        1)) {
+                try (ExpertParallelMoe withShared = moe(group, l, l.shared(), gpus)) {
                     var sharedOnGpu = assertThrows(
                             IllegalArgumentException.class, () -> withShared.forwardRouted(home, dx, routing, dOut));
                     assertTrue(sharedOnGpu.getMessage().contains("host memory"), sharedOnGpu.getMessage());
                 }
             }
         }
+    }
+
+    /** The test layer over `devices` devices, EPLB's placement for uniform load, alignment 1. */
+    static ExpertParallelMoe moe(DeviceGroup group, ExpertParallelMoeTest.Layer l, DenseMlp shared, int devices) {
+        return new ExpertParallelMoe(
+                group,
+                l.gate(),
+                l.g(),
+                l.u(),
+                l.d(),
+                shared,
+                Eplb.rebalance(new double[1][ExpertParallelMoeTest.E], 4 * devices * 4, 4, 1, devices),
+                0,
+                1);
     }
 }
