@@ -206,7 +206,7 @@ final class Demo {
         families.put("waiting for the devices' routed experts", waitNanos);
         families.put("live rebalancing (placement, weight moves)", rebalanceNanos);
         families.put(
-                "Java (routing selection, norms, RoPE, gather/combine)",
+                "Java (routing selection, norms, RoPE, dispatch tables)",
                 wallNanos - nativeNanos - waitNanos - rebalanceNanos);
         families.entrySet().stream()
                 .sorted((a, b) -> Long.compare(b.getValue(), a.getValue()))
@@ -224,6 +224,7 @@ final class Demo {
             case "moe4j_mla_decode" -> "MLA attention over the latent cache";
             case "moe4j_quantize_fp8_per_token", "moe4j_quantize_fp8_per_block" -> "FP8 quantization of activations";
             case "moe4j_mla_cache_append" -> "latent cache append";
+            case "moe4j_gather_rows", "moe4j_combine_rows" -> "dispatch gather and combine";
             default -> function;
         };
     }
@@ -241,7 +242,10 @@ final class Demo {
         if (moe == null) return;
         load.get(layer.index()).record(routing);
         waitNanos[0] += moe.lastStep().waitNanos();
-        LiveBalancer.Report r = balancers.get(layer.index()).afterStep(routing);
+        LiveBalancer.Report r;
+        try (Profiler ownCalls = Profiler.start()) { // the weight copies count as rebalancing, not twice
+            r = balancers.get(layer.index()).afterStep(routing);
+        }
         if (r != null) {
             rebalances.add(r);
             waitNanos[1] += r.nanos();
