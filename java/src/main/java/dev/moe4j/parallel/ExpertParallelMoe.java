@@ -29,11 +29,14 @@ import java.util.concurrent.ExecutionException;
  * One MoE layer with its routed experts spread over a {@link DeviceGroup} by a {@link Placement}.
  *
  * <p>A step: the gate routes on the caller's context; the tokens are quantized to FP8 once (per-token scales, as
- * DeepEP's FP8 dispatch sends them); a {@link DispatchPlan} assigns every (token, expert) pair to a replica, each
- * expert's pairs split evenly over its replicas; every device gathers its rows and runs all its experts in one
- * fused FFN call, concurrently, returning bf16 rows; meanwhile the caller's thread runs the shared experts; then
- * the combine adds, per token, the shared output and the routed outputs weighted by rank order. Device contexts are
- * reproducible and the combine order is fixed, so the output is the same bits for any device count and placement.
+ * DeepEP's FP8 dispatch sends them) in the memory of the caller's device, the step's home; a {@link DispatchPlan}
+ * assigns every (token, expert) pair to a replica, each expert's pairs split evenly over its replicas; the home
+ * gathers each device's rows ({@link Dispatch#gather}) and one copy per operand moves them to the device unless it
+ * shares the home's memory (device to device between GPUs); every device runs all its experts in one fused FFN call,
+ * concurrently, and returns bf16 rows into one home buffer; meanwhile the caller's thread runs the shared experts;
+ * then {@link Dispatch#combine} adds, per token, the shared output and the routed outputs weighted by rank order.
+ * Device contexts are reproducible and the combine order is fixed, so the output is the same bits for any device
+ * count and placement.
  *
  * <p>{@link #rebalance} installs a new placement between steps, copying only the expert weights that a device did
  * not hold before; a step always sees one whole placement. A device that fails fails the step with a
@@ -47,7 +50,7 @@ public final class ExpertParallelMoe implements MoeBlock, AutoCloseable {
      *
      * @param tokensPerDevice distinct tokens dispatched to each device
      * @param rowsPerDevice expert rows each device computed (one per assignment, plus alignment padding)
-     * @param nanosPerDevice time each device spent on its rows (gather and FFN)
+     * @param nanosPerDevice time each device spent on its rows (copies in and out, and the FFN)
      * @param bytesDispatched FP8 activations and scales sent to devices (a token counts once per device)
      * @param bytesReturned bf16 rows sent back
      * @param balance mean over max of the assignments per device (1 is perfect)
