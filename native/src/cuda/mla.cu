@@ -44,6 +44,15 @@ struct DecodeParams {
     int64_t rows;  // query rows per kv head: s_q * h_q / h_kv
     int64_t splits, tiles_per_split;
     float *partial_out, *partial_lse;
+
+    // The output row of (sequence seq, query j, query head h), and its lse entry.
+    __device__ char *out_row(int64_t seq, int64_t j, int64_t h) const {
+        return out +
+               (seq * out_strides[0] + j * out_strides[1] + h * out_strides[2]) * (out_dtype == MOE4J_F32 ? 4 : 2);
+    }
+    __device__ float &lse_at(int64_t seq, int64_t j, int64_t h) const {
+        return lse[seq * lse_strides[0] + h * lse_strides[1] + j * lse_strides[2]];
+    }
 };
 
 // The cache record of token t of sequence seq, kv head kv_head.
@@ -104,16 +113,13 @@ __global__ void decode_kernel(DecodeParams p) {
         }
         max_score = new_max;
     }
-    char *out_row = p.out + (seq * p.out_strides[0] + j * p.out_strides[1] + h * p.out_strides[2]) *
-                                (p.out_dtype == MOE4J_F32 ? 4 : 2);
+    char *out_row = p.out_row(seq, j, h);
     for (int r = 0; r < 4; ++r) {
         const int64_t i = threadIdx.x + r * kThreads;
         if (i < p.dv)
             store_float(out_row, i * p.out_strides[3], p.out_dtype, visible == 0 ? 0.0f : acc[r] / denominator);
     }
-    if (threadIdx.x == 0)
-        p.lse[seq * p.lse_strides[0] + h * p.lse_strides[1] + j * p.lse_strides[2]] =
-            visible == 0 ? INFINITY : max_score + logf(denominator);
+    if (threadIdx.x == 0) p.lse_at(seq, j, h) = visible == 0 ? INFINITY : max_score + logf(denominator);
 }
 
 // ---- the tuned decode (sm_80 and newer) ----
@@ -196,8 +202,8 @@ __global__ void __launch_bounds__(kTunedThreads, 1) decode_tuned_kernel(DecodePa
     // visibility grows with the query index, so the block's last row sees the most
     const int64_t last_row = (p.rows < first_row + kRowsPerBlock ? p.rows : first_row + kRowsPerBlock) - 1;
     const int64_t begin = split * p.tiles_per_split * kTileTokens;
-    int64_t end = begin + p.tiles_per_split * kTileTokens;
-    if (end > visible_tokens(p, last_row, len)) end = visible_tokens(p, last_row, len);
+    const int64_t split_end = begin + p.tiles_per_split * kTileTokens, block_visible = visible_tokens(p, last_row, len);
+    const int64_t end = split_end < block_visible ? split_end : block_visible;
     const int64_t tiles = end > begin ? (end - begin + kTileTokens - 1) / kTileTokens : 0;
 
     for (int64_t i = tid; i < kRowsPerBlock * p.d; i += kTunedThreads) {
@@ -341,6 +347,7 @@ __global__ void __launch_bounds__(kTunedThreads, 1) decode_tuned_kernel(DecodePa
         const float inverse = row_sum[r] > 0.0f ? 1.0f / row_sum[r] : 0.0f;
         const float lse = row_sum[r] > 0.0f ? (row_max[r] + log2f(row_sum[r])) * kLn2 : -INFINITY;
         const int64_t index = (seq * p.h_q + h) * p.s_q + j;  // over [b, h_q, s_q]
+        char *out_row = p.out_row(seq, j, h);
 #pragma unroll
         for (int n = 0; n < 32; ++n)
 #pragma unroll
@@ -348,18 +355,14 @@ __global__ void __launch_bounds__(kTunedThreads, 1) decode_tuned_kernel(DecodePa
                 const int64_t dim = 256 * half + 8 * n + 2 * (lane % 4) + e;
                 if (dim >= p.dv) continue;
                 const float v = o[n][2 * r + e] * inverse;
-                if (p.splits == 1) {
-                    char *out_row = p.out + (seq * p.out_strides[0] + j * p.out_strides[1] + h * p.out_strides[2]) *
-                                                (p.out_dtype == MOE4J_F32 ? 4 : 2);
+                if (p.splits == 1)
                     store_float(out_row, dim * p.out_strides[3], p.out_dtype, v);
-                } else {
+                else
                     p.partial_out[(split * p.batch * p.h_q * p.s_q + index) * p.dv + dim] = v;
-                }
             }
         if (half != 0 || lane % 4 != 0) continue;
         if (p.splits == 1)
-            p.lse[seq * p.lse_strides[0] + h * p.lse_strides[1] + j * p.lse_strides[2]] =
-                lse == -INFINITY ? INFINITY : lse;
+            p.lse_at(seq, j, h) = lse == -INFINITY ? INFINITY : lse;
         else
             p.partial_lse[split * p.batch * p.h_q * p.s_q + index] = lse;
     }
@@ -381,15 +384,12 @@ __global__ void combine_kernel(DecodeParams p) {
                 if (dim < p.dv) acc[r] = fmaf(weight, p.partial_out[(s * count + index) * p.dv + dim], acc[r]);
             }
         }
-    char *out_row = p.out + (seq * p.out_strides[0] + j * p.out_strides[1] + h * p.out_strides[2]) *
-                                (p.out_dtype == MOE4J_F32 ? 4 : 2);
+    char *out_row = p.out_row(seq, j, h);
     for (int r = 0; r < 4; ++r) {
         const int64_t dim = threadIdx.x + r * kThreads;
         if (dim < p.dv) store_float(out_row, dim * p.out_strides[3], p.out_dtype, total > 0.0f ? acc[r] / total : 0.0f);
     }
-    if (threadIdx.x == 0)
-        p.lse[seq * p.lse_strides[0] + h * p.lse_strides[1] + j * p.lse_strides[2]] =
-            total > 0.0f ? max_lse + logf(total) : INFINITY;
+    if (threadIdx.x == 0) p.lse_at(seq, j, h) = total > 0.0f ? max_lse + logf(total) : INFINITY;
 }
 
 // One block of 128 threads per (token, kv head): copies the bf16 record or quantizes the latent dims per 128.
