@@ -101,7 +101,7 @@ class RunLayerTest {
                     }
                     add(want, t, 1.0, ffn(c, p + "shared_experts.", xt));
                 }
-                double diff = Reference.calcDiff(toDouble(moe), want);
+                double diff = Reference.calcDiff(Reference.toDouble(moe), want);
                 assertTrue(diff < 1e-3, "MoE part calc_diff " + diff + " seed " + seed);
             }
 
@@ -123,7 +123,7 @@ class RunLayerTest {
             double[] composed = new double[T * H];
             for (int i = 0; i < composed.length; i++) composed[i] = h[i] + ffn[i];
             float[] layer = run(model, 1, "layer", input, "layer.safetensors", arena);
-            double diff = Reference.calcDiff(toDouble(layer), composed);
+            double diff = Reference.calcDiff(Reference.toDouble(layer), composed);
             assertTrue(diff < 1e-6, "layer vs composed parts calc_diff " + diff + " seed " + seed);
 
             // --- the dense layer 0 runs too, without routing outputs
@@ -218,7 +218,7 @@ class RunLayerTest {
                 try (Safetensors out = Safetensors.open(dir.resolve("q.safetensors"))) {
                     quantized = out.tensor("hidden_states").toFloatArray();
                 }
-                double diff = Reference.calcDiff(toDouble(quantized), toDouble(asStored));
+                double diff = Reference.calcDiff(Reference.toDouble(quantized), Reference.toDouble(asStored));
                 // the same layer, FP8 instead of BF16 projections: close but not equal
                 assertTrue(diff > 0 && diff < 1e-2, "layer " + layer + " FP8 vs BF16 calc_diff " + diff);
             }
@@ -287,11 +287,5 @@ class RunLayerTest {
 
     static void add(double[] acc, int t, double w, double[] y) {
         for (int d = 0; d < H; d++) acc[t * H + d] += w * y[d];
-    }
-
-    static double[] toDouble(float[] f) {
-        double[] d = new double[f.length];
-        for (int i = 0; i < f.length; i++) d[i] = f[i];
-        return d;
     }
 }

@@ -113,14 +113,8 @@ class CudaKernelsTest {
         for (int i = 0; i < e.length; i++)
             if (!(Math.abs(e[i] - a[i]) <= tolerance * Math.max(scale, 1e-30)))
                 throw new AssertionError(what + ": element " + i + " is " + a[i] + ", CPU " + e[i]);
-        double diff = Reference.calcDiff(toDoubles(a), toDoubles(e));
+        double diff = Reference.calcDiff(Reference.toDouble(a), Reference.toDouble(e));
         assertTrue(diff < 1e-5, what + ": calc_diff " + diff);
-    }
-
-    static double[] toDoubles(float[] v) {
-        double[] d = new double[v.length];
-        for (int i = 0; i < v.length; i++) d[i] = v[i];
-        return d;
     }
 
     /** The tuned and the simple CUDA contexts. */
@@ -279,12 +273,12 @@ class CudaKernelsTest {
         for (int r = 0; r < rows; r++) layout.setInt(r < 250 ? r * experts / 250 : -1, r);
         Tensor expected = Tensor.allocate(arena, DType.F32, rows, h);
         ExpertFfn.contiguous(cpu, x, gate, upW, downW, layout, 1, expected);
-        double[] e = toDoubles(expected.toFloatArray());
+        double[] e = Reference.toDouble(expected.toFloatArray());
         for (Context ctx : kernelVariants()) {
             Tensor d = poisonedOnDevice(DType.F32, rows, h);
             ExpertFfn.contiguous(ctx, onDevice(x), onDevice(gate), onDevice(upW), onDevice(downW), up(layout), 1, d);
             // the intermediate is re-quantized to FP8: a last-bit difference in fp32 can flip a code
-            double diff = Reference.calcDiff(toDoubles(down(d).toFloatArray()), e);
+            double diff = Reference.calcDiff(Reference.toDouble(down(d).toFloatArray()), e);
             assertTrue(diff < 1e-4, "expert FFN calc_diff vs CPU " + diff + ", " + variant(ctx) + ", seed " + seed);
         }
     }

@@ -138,13 +138,13 @@ class MlaAttentionTest {
             int w = 0;
             double[] q;
             if (qLora == 0) {
-                q = linear(m.dense().get(w++), toDouble(x), HEADS * (NOPE + ROPE));
+                q = linear(m.dense().get(w++), Reference.toDouble(x), HEADS * (NOPE + ROPE));
             } else {
-                double[] qa = linear(m.dense().get(w++), toDouble(x), qLora);
+                double[] qa = linear(m.dense().get(w++), Reference.toDouble(x), qLora);
                 rmsNorm(qa, 0, qLora, m.qNorm());
                 q = linear(m.dense().get(w++), qa, HEADS * (NOPE + ROPE));
             }
-            double[] kv = linear(m.dense().get(w++), toDouble(x), LATENT + ROPE);
+            double[] kv = linear(m.dense().get(w++), Reference.toDouble(x), LATENT + ROPE);
             float[] wkvB = m.dense().get(w++), wo = m.dense().get(w);
             int position = keys.get(sequence).size();
             rmsNorm(kv, 0, LATENT, m.kvNorm());
@@ -210,12 +210,6 @@ class MlaAttentionTest {
                 y[r] = s;
             }
             return y;
-        }
-
-        static double[] toDouble(float[] x) {
-            double[] d = new double[x.length];
-            for (int i = 0; i < x.length; i++) d[i] = x[i];
-            return d;
         }
     }
 

@@ -48,8 +48,7 @@ class CudaExpertParallelTest {
                 }
             }
             assertArrayEquals(outs[0], outs[1], "1 GPU vs " + gpus + " GPUs, seed " + seed);
-            double diff = Reference.calcDiff(
-                    ExpertParallelMoeTest.toDouble(outs[0]), ExpertParallelMoeTest.toDouble(outs[2]));
+            double diff = Reference.calcDiff(Reference.toDouble(outs[0]), Reference.toDouble(outs[2]));
             assertTrue(diff < 1e-4, "GPU vs CPU devices calc_diff " + diff + ", seed " + seed);
         }
     }

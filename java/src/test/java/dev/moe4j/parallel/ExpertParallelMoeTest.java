@@ -162,7 +162,8 @@ class ExpertParallelMoeTest {
             MoeLayer plain = new MoeLayer(l.gate(), l.g(), l.u(), l.d(), l.shared(), 1);
             Tensor out = Tensor.allocate(arena, DType.F32, T, H);
             plain.forward(ctx, xs.getFirst(), new Routing(K, T), out);
-            double diff = Reference.calcDiff(toDouble(out.toFloatArray()), toDouble(single.getFirst()));
+            double diff =
+                    Reference.calcDiff(Reference.toDouble(out.toFloatArray()), Reference.toDouble(single.getFirst()));
             assertTrue(diff < 1e-5, "vs MoeLayer: calc_diff " + diff);
         }
     }
@@ -288,11 +289,5 @@ class ExpertParallelMoeTest {
             weights[2 * t] = weights[2 * t + 1] = 0.5f;
         }
         r.assign(tokens, experts, weights);
-    }
-
-    static double[] toDouble(float[] f) {
-        double[] d = new double[f.length];
-        for (int i = 0; i < f.length; i++) d[i] = f[i];
-        return d;
     }
 }

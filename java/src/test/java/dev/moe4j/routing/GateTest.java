@@ -10,6 +10,7 @@ import dev.moe4j.model.Linear;
 import dev.moe4j.runtime.Context;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.Tensor;
+import dev.moe4j.testing.Reference;
 import dev.moe4j.testing.TestSupport;
 import java.lang.foreign.Arena;
 import java.util.Arrays;
@@ -33,7 +34,7 @@ public class GateTest {
         int e = c.experts();
         double[] scores = new double[e];
         if (c.scoring() == Scoring.SOFTMAX) {
-            double max = Arrays.stream(toDouble(logits)).max().orElseThrow(), sum = 0;
+            double max = Arrays.stream(Reference.toDouble(logits)).max().orElseThrow(), sum = 0;
             for (int i = 0; i < e; i++) sum += scores[i] = Math.exp(logits[i] - max);
             for (int i = 0; i < e; i++) scores[i] /= sum;
         } else {
@@ -74,12 +75,6 @@ public class GateTest {
         Integer[] order = IntStream.range(0, v.length).boxed().toArray(Integer[]::new);
         Arrays.sort(order, Comparator.comparingDouble((Integer i) -> -v[i])); // stable: equal values keep index order
         return order;
-    }
-
-    static double[] toDouble(float[] f) {
-        double[] d = new double[f.length];
-        for (int i = 0; i < f.length; i++) d[i] = f[i];
-        return d;
     }
 
     /**

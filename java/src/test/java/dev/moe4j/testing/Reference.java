@@ -71,6 +71,13 @@ public final class Reference {
         return (float) p;
     }
 
+    /** The values widened to double, for {@link #calcDiff}. */
+    public static double[] toDouble(float[] values) {
+        double[] d = new double[values.length];
+        for (int i = 0; i < values.length; i++) d[i] = values[i];
+        return d;
+    }
+
     /** 1 - 2 sum(xy) / sum(x^2 + y^2) in double: DeepGEMM's calc_diff. */
     public static double calcDiff(double[] x, double[] y) {
         double xy = 0, xx = 0, yy = 0;
