@@ -12,13 +12,13 @@ import java.util.Objects;
  *
  * <p><b>Reproducibility.</b> The random generator is SplitMix64 (Steele, Lea and Flood, OOPSLA 2014), seeded with
  * {@link SamplingParams#seed()}, one 53-bit uniform double per sampled token (none for greedy decoding), and every
- * exponential is {@link StrictMath#exp}: the same parameters, prompt and logits give the same tokens and log
- * probabilities on any JVM.
+ * exponential is computed from IEEE double arithmetic alone, not {@link Math#exp}: the same parameters, prompt and
+ * logits give the same tokens and log probabilities on any JVM.
  *
- * <p><b>Cost.</b> Each call is O(V) in the vocabulary size V plus: top-k selection O(V log k) with a k-element heap;
- * top-p O(m log n), where n tokens reach it and m are kept, popping a heap of them in descending order (no full sort);
- * reporting alternatives O(V log n) for n alternatives. The scratch arrays are allocated once, 25 bytes per
- * vocabulary entry (3.2 MB at V = 129,280); a call allocates only the returned {@link Choice}.
+ * <p><b>Cost.</b> Each call is O(V) in the vocabulary size V, plus O(V log k) for top-k (a k-element heap), O(c + m
+ * log c) for top-p over the c tokens that reach it of which it keeps m (a heap popped in descending order, no full
+ * sort), and O(V log a) for a reported alternatives. The scratch arrays are allocated once, 25 bytes per vocabulary
+ * entry (3.2 MB at V = 129,280); a call allocates only the returned {@link Choice}.
  *
  * <p>Not thread-safe: one thread at a time, which is natural for one request's decode loop.
  */
@@ -43,8 +43,8 @@ public final class Sampler {
             Objects.requireNonNull(topTokens, "topTokens");
             Objects.requireNonNull(topLogprobs, "topLogprobs");
             if (topTokens.length != topLogprobs.length)
-                throw new IllegalArgumentException("topTokens has " + topTokens.length + " entries but topLogprobs has "
-                        + topLogprobs.length);
+                throw new IllegalArgumentException(
+                        "topTokens has " + topTokens.length + " entries but topLogprobs has " + topLogprobs.length);
         }
     }
 
@@ -83,9 +83,8 @@ public final class Sampler {
                     "params.logprobs (" + params.logprobs() + ") exceeds vocabSize (" + vocabSize + ")");
         this.params = params;
         this.vocabSize = vocabSize;
-        this.penalised = params.repetitionPenalty() != 1
-                || params.presencePenalty() != 0
-                || params.frequencyPenalty() != 0;
+        this.penalised =
+                params.repetitionPenalty() != 1 || params.presencePenalty() != 0 || params.frequencyPenalty() != 0;
         this.rngState = params.seed();
         this.inPrompt = new boolean[vocabSize];
         this.generatedCount = new int[vocabSize];
@@ -131,8 +130,7 @@ public final class Sampler {
     public Choice sample(float[] logits) {
         Objects.requireNonNull(logits, "logits");
         if (logits.length != vocabSize)
-            throw new IllegalArgumentException(
-                    "logits has " + logits.length + " values but vocabSize is " + vocabSize);
+            throw new IllegalArgumentException("logits has " + logits.length + " values but vocabSize is " + vocabSize);
         return sample(logits, 0);
     }
 
@@ -168,7 +166,8 @@ public final class Sampler {
         float max = Float.NEGATIVE_INFINITY;
         for (int i = 0; i < vocabSize; i++) {
             float l = logits[offset + i];
-            if (Float.isNaN(l)) throw new IllegalArgumentException("logits[" + (offset + i) + "] (token " + i + ") is NaN");
+            if (Float.isNaN(l))
+                throw new IllegalArgumentException("logits[" + (offset + i) + "] (token " + i + ") is NaN");
             if (l == Float.POSITIVE_INFINITY)
                 throw new IllegalArgumentException("logits[" + (offset + i) + "] (token " + i + ") is +Infinity");
             if (l > max) {
@@ -176,8 +175,7 @@ public final class Sampler {
                 best = i;
             }
         }
-        if (best < 0)
-            throw new IllegalArgumentException("logits are all -Infinity: no token can be sampled");
+        if (best < 0) throw new IllegalArgumentException("logits are all -Infinity: no token can be sampled");
         return best;
     }
 
@@ -214,7 +212,7 @@ public final class Sampler {
         double total = 0;
         for (int j = 0; j < n; j++) {
             int t = candidates[j];
-            double w = StrictMath.exp((work[t] - max) / temperature);
+            double w = expNonPositive((work[t] - max) / temperature);
             weight[t] = w;
             total += w;
         }
@@ -272,7 +270,7 @@ public final class Sampler {
     /** The token chosen and the alternatives under the raw distribution log_softmax(logits). */
     private Choice describe(int token, float[] logits, int offset, float rawMax) {
         double sum = 0;
-        for (int i = 0; i < vocabSize; i++) sum += StrictMath.exp((double) logits[offset + i] - rawMax);
+        for (int i = 0; i < vocabSize; i++) sum += expNonPositive((double) logits[offset + i] - rawMax);
         double logNormaliser = rawMax + StrictMath.log(sum);
 
         int n = top.length;
@@ -343,6 +341,40 @@ public final class Sampler {
     private static boolean ranksBefore(int a, int b, float[] values, int offset) {
         float va = values[offset + a], vb = values[offset + b];
         return va > vb || (va == vb && a < b);
+    }
+
+    private static final double LOG2_E = 1.4426950408889634;
+    // ln 2 split as in fdlibm: the high part has 21 trailing zero bits, so k · LN2_HI is exact for |k| < 2^21
+    private static final double LN2_HI = 6.93147180369123816490e-01;
+    private static final double LN2_LO = 1.90821492927058770002e-10;
+
+    /**
+     * e^x for x ≤ 0 (the exponent of every weight here, taken relative to a maximum), within about two ulp of the exact
+     * value, computed with IEEE double arithmetic alone so that it is bit-identical on every JVM: {@link Math#exp} may
+     * differ by an ulp between platforms, and {@link StrictMath#exp} costs several times as much over a vocabulary.
+     * Below -708 it returns 0: such a weight is under 2^-1021 of the top token's and cannot change a draw or a log
+     * probability at double precision. -Infinity gives 0.
+     */
+    static double expNonPositive(double x) {
+        if (!(x >= -708)) return 0;
+        double k = Math.rint(x * LOG2_E); // in [-1022, 0]
+        double r = x - k * LN2_HI - k * LN2_LO; // |r| <= ln 2 / 2 (+ rounding)
+        // Taylor series to r^13: the next term is below 5e-18 for |r| <= 0.347
+        double p = 1.0 / 6227020800.0;
+        p = p * r + 1.0 / 479001600;
+        p = p * r + 1.0 / 39916800;
+        p = p * r + 1.0 / 3628800;
+        p = p * r + 1.0 / 362880;
+        p = p * r + 1.0 / 40320;
+        p = p * r + 1.0 / 5040;
+        p = p * r + 1.0 / 720;
+        p = p * r + 1.0 / 120;
+        p = p * r + 1.0 / 24;
+        p = p * r + 1.0 / 6;
+        p = p * r + 0.5;
+        p = p * r + 1;
+        p = p * r + 1;
+        return p * Double.longBitsToDouble(((long) k + 1023) << 52); // 2^k, a normal number
     }
 
     /** SplitMix64's next output as a uniform double in [0, 1) with 53 random bits. */

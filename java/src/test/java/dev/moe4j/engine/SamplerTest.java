@@ -42,11 +42,22 @@ class SamplerTest {
     void repetitionPenaltyDividesPositiveAndMultipliesNegativeLogitsOfPromptTokens() {
         SamplingParams p = SamplingParams.greedy().withRepetitionPenalty(1.1);
         // positive: 2.0 / 1.1 = 1.818 < 1.9
-        assertEquals(0, new Sampler(SamplingParams.greedy(), 3, new int[] {0}).sample(new float[] {2f, 1.9f, 0f})
-                .token());
-        assertEquals(1, new Sampler(p, 3, new int[] {0}).sample(new float[] {2f, 1.9f, 0f}).token());
+        assertEquals(
+                0,
+                new Sampler(SamplingParams.greedy(), 3, new int[] {0})
+                        .sample(new float[] {2f, 1.9f, 0f})
+                        .token());
+        assertEquals(
+                1,
+                new Sampler(p, 3, new int[] {0})
+                        .sample(new float[] {2f, 1.9f, 0f})
+                        .token());
         // negative: -1.0 · 1.1 = -1.1 < -1.05 (dividing would have raised it to -0.909 and kept token 0)
-        assertEquals(1, new Sampler(p, 3, new int[] {0, 0}).sample(new float[] {-1f, -1.05f, -5f}).token());
+        assertEquals(
+                1,
+                new Sampler(p, 3, new int[] {0, 0})
+                        .sample(new float[] {-1f, -1.05f, -5f})
+                        .token());
         // generated tokens count too: 2.0 first, then 1.818 < 1.9
         Sampler s = new Sampler(p, 3, NO_PROMPT);
         assertEquals(0, s.sample(new float[] {2f, 1.9f, 0f}).token());
@@ -86,11 +97,14 @@ class SamplerTest {
 
     @Test
     void extremePenaltiesNeitherOverflowNorEraseTokens() {
-        Sampler s = new Sampler(SamplingParams.defaults().withPresencePenalty(-1e300).withSeed(1), 2, NO_PROMPT);
+        Sampler s = new Sampler(
+                SamplingParams.defaults().withPresencePenalty(-1e300).withSeed(1), 2, NO_PROMPT);
         int first = s.sample(new float[] {0f, 0f}).token();
-        for (int i = 0; i < 10; i++) assertEquals(first, s.sample(new float[] {0f, 0f}).token());
+        for (int i = 0; i < 10; i++)
+            assertEquals(first, s.sample(new float[] {0f, 0f}).token());
         Sampler erase = new Sampler(SamplingParams.greedy().withFrequencyPenalty(1e300), 1, NO_PROMPT);
-        for (int i = 0; i < 3; i++) assertEquals(0, erase.sample(new float[] {5f}).token());
+        for (int i = 0; i < 3; i++)
+            assertEquals(0, erase.sample(new float[] {5f}).token());
     }
 
     // ---------------------------------------------------------------- distributions (chi-square at 99.9%)
@@ -103,7 +117,8 @@ class SamplerTest {
 
     @Test
     void temperatureHalfAndTwoDrawSoftmaxOfTheScaledLogits() {
-        Sampler cold = new Sampler(SamplingParams.defaults().withTemperature(0.5).withSeed(12), 8, NO_PROMPT);
+        Sampler cold =
+                new Sampler(SamplingParams.defaults().withTemperature(0.5).withSeed(12), 8, NO_PROMPT);
         assertFits("T=0.5", frequencies(cold, EIGHT), softmax(toDouble(EIGHT), 0.5));
         Sampler hot = new Sampler(SamplingParams.defaults().withTemperature(2.0).withSeed(13), 8, NO_PROMPT);
         long[] counts = frequencies(hot, EIGHT);
@@ -135,7 +150,8 @@ class SamplerTest {
                 .limit(6)
                 .mapToInt(Integer::intValue)
                 .toArray();
-        Sampler s = new Sampler(SamplingParams.defaults().withTopK(6).withTemperature(3).withSeed(22), vocab, NO_PROMPT);
+        Sampler s = new Sampler(
+                SamplingParams.defaults().withTopK(6).withTemperature(3).withSeed(22), vocab, NO_PROMPT);
         assertFits("top-k=6 of 2000, T=3", frequencies(s, logits, 20_000), renormalised(logits, 3.0, expected));
     }
 
@@ -146,9 +162,11 @@ class SamplerTest {
         float[] logits = {NEG_INF, 3f, 3f, NEG_INF, NEG_INF, 3f, NEG_INF, 3f};
         Sampler half = new Sampler(SamplingParams.defaults().withTopP(0.5).withSeed(31), 8, NO_PROMPT);
         assertFits("top-p=0.5 boundary", frequencies(half, logits), renormalised(logits, 1.0, 1, 2));
-        Sampler threeQuarters = new Sampler(SamplingParams.defaults().withTopP(0.75).withSeed(32), 8, NO_PROMPT);
+        Sampler threeQuarters =
+                new Sampler(SamplingParams.defaults().withTopP(0.75).withSeed(32), 8, NO_PROMPT);
         assertFits("top-p=0.75 boundary", frequencies(threeQuarters, logits), renormalised(logits, 1.0, 1, 2, 5));
-        Sampler justAbove = new Sampler(SamplingParams.defaults().withTopP(0.7500001).withSeed(33), 8, NO_PROMPT);
+        Sampler justAbove =
+                new Sampler(SamplingParams.defaults().withTopP(0.7500001).withSeed(33), 8, NO_PROMPT);
         assertFits("top-p=0.7500001", frequencies(justAbove, logits), renormalised(logits, 1.0, 1, 2, 5, 7));
     }
 
@@ -157,7 +175,8 @@ class SamplerTest {
         // T = 3: probabilities 0.385, 0.276, 0.198, 0.142 -> p = 0.7 keeps {0, 1, 2} (0.661 < 0.7 <= 0.859).
         // Applied before temperature, top-p would see 0.644, 0.237, ... and keep {0, 1}: token 2 would never appear.
         float[] logits = {2f, 1f, 0f, -1f};
-        Sampler s = new Sampler(SamplingParams.defaults().withTemperature(3).withTopP(0.7).withSeed(34), 4, NO_PROMPT);
+        Sampler s = new Sampler(
+                SamplingParams.defaults().withTemperature(3).withTopP(0.7).withSeed(34), 4, NO_PROMPT);
         assertFits("T=3 then top-p=0.7", frequencies(s, logits), renormalised(logits, 3.0, 0, 1, 2));
     }
 
@@ -166,7 +185,8 @@ class SamplerTest {
         // weights 1, 0.5, 0.3, 0.2. Top-k = 2 leaves masses 0.667, 1.0: p = 0.6 keeps token 0 alone.
         // (top-p on the whole distribution first would see 0.5 < 0.6 and keep {0, 1})
         float[] logits = logsOf(1, 0.5, 0.3, 0.2);
-        Sampler s = new Sampler(SamplingParams.defaults().withTopK(2).withTopP(0.6).withSeed(35), 4, NO_PROMPT);
+        Sampler s =
+                new Sampler(SamplingParams.defaults().withTopK(2).withTopP(0.6).withSeed(35), 4, NO_PROMPT);
         long[] counts = frequencies(s, logits);
         assertEquals(DRAWS, counts[0], "only token 0 survives: " + Arrays.toString(counts));
     }
@@ -178,7 +198,8 @@ class SamplerTest {
         Sampler t1 = new Sampler(SamplingParams.defaults().withMinP(0.2).withSeed(41), 4, NO_PROMPT);
         assertFits("min-p=0.2", frequencies(t1, logits), renormalised(logits, 1.0, 0, 1));
         // T = 2: ratios 1, 0.607, 0.368, 0.223 -> all kept
-        Sampler t2 = new Sampler(SamplingParams.defaults().withMinP(0.2).withTemperature(2).withSeed(42), 4, NO_PROMPT);
+        Sampler t2 = new Sampler(
+                SamplingParams.defaults().withMinP(0.2).withTemperature(2).withSeed(42), 4, NO_PROMPT);
         assertFits("T=2 then min-p=0.2", frequencies(t2, logits), renormalised(logits, 2.0, 0, 1, 2, 3));
     }
 
@@ -188,7 +209,8 @@ class SamplerTest {
         // three. In the other order min-p would drop 3 first, and top-p on the renormalised rest (0.556, 0.833) would
         // keep {0, 1} only.
         float[] logits = logsOf(1, 0.5, 0.3, 0.2);
-        Sampler s = new Sampler(SamplingParams.defaults().withTopP(0.8).withMinP(0.25).withSeed(43), 4, NO_PROMPT);
+        Sampler s = new Sampler(
+                SamplingParams.defaults().withTopP(0.8).withMinP(0.25).withSeed(43), 4, NO_PROMPT);
         assertFits("top-p=0.8 then min-p=0.25", frequencies(s, logits), renormalised(logits, 1.0, 0, 1, 2));
     }
 
@@ -196,7 +218,12 @@ class SamplerTest {
     void allFiltersTogetherAlwaysLeaveTheMostProbableToken() {
         float[] logits = {0f, 5f, 4.99f, -2f};
         Sampler s = new Sampler(
-                SamplingParams.defaults().withTopK(1).withTopP(1e-9).withMinP(0.999).withTemperature(1e-3).withSeed(44),
+                SamplingParams.defaults()
+                        .withTopK(1)
+                        .withTopP(1e-9)
+                        .withMinP(0.999)
+                        .withTemperature(1e-3)
+                        .withSeed(44),
                 4,
                 NO_PROMPT);
         for (int i = 0; i < 100; i++) assertEquals(1, s.sample(logits).token());
@@ -206,7 +233,11 @@ class SamplerTest {
 
     @Test
     void theSameSeedGivesTheSameSequenceAndDifferentSeedsDiffer() {
-        SamplingParams p = SamplingParams.defaults().withTopK(20).withTopP(0.95).withFrequencyPenalty(0.1).withSeed(7);
+        SamplingParams p = SamplingParams.defaults()
+                .withTopK(20)
+                .withTopP(0.95)
+                .withFrequencyPenalty(0.1)
+                .withSeed(7);
         SplittableRandom random = new SplittableRandom(1);
         float[] logits = new float[50];
         for (int i = 0; i < logits.length; i++) logits[i] = (float) random.nextGaussian();
@@ -225,7 +256,26 @@ class SamplerTest {
         assertEquals(0x6E789E6AA1B965F4L, reference[1]);
         assertEquals(0x06C45D188009454FL, reference[2]);
         Sampler s = new Sampler(SamplingParams.defaults(), 4, NO_PROMPT);
-        for (long z : reference) assertEquals((int) (z >>> 62), s.sample(new float[] {1f, 1f, 1f, 1f}).token());
+        for (long z : reference)
+            assertEquals(
+                    (int) (z >>> 62), s.sample(new float[] {1f, 1f, 1f, 1f}).token());
+    }
+
+    @Test
+    void theExponentialIsWithinTwoUlpOfStrictMath() {
+        SplittableRandom random = new SplittableRandom(6);
+        double worst = 0;
+        for (int i = 0; i < 1_000_000; i++) {
+            double x = i < 1000 ? -i * 0.001 : -random.nextDouble() * (i % 2 == 0 ? 1 : 708);
+            double exact = StrictMath.exp(x), ours = Sampler.expNonPositive(x);
+            worst = Math.max(worst, Math.abs(ours - exact) / Math.ulp(exact));
+        }
+        System.out.printf("expNonPositive: worst error %.2f ulp%n", worst);
+        assertTrue(worst <= 2, "worst error " + worst + " ulp");
+        assertEquals(1.0, Sampler.expNonPositive(0));
+        assertEquals(0.0, Sampler.expNonPositive(-708.5));
+        assertEquals(0.0, Sampler.expNonPositive(Double.NEGATIVE_INFINITY));
+        assertEquals(StrictMath.exp(-708), Sampler.expNonPositive(-708), Math.ulp(StrictMath.exp(-708)) * 2);
     }
 
     // ---------------------------------------------------------------- log probabilities
@@ -350,7 +400,8 @@ class SamplerTest {
         double stat = 0;
         for (int i = 0; i < counts.length; i++) {
             if (p[i] == 0) {
-                assertEquals(0, counts[i], "token " + i + " has probability 0 but was drawn: " + Arrays.toString(counts));
+                assertEquals(
+                        0, counts[i], "token " + i + " has probability 0 but was drawn: " + Arrays.toString(counts));
                 continue;
             }
             double expected = n * p[i];
@@ -367,8 +418,10 @@ class SamplerTest {
         double stat = chiSquare(counts, p);
         double critical = CHI2_999[df - 1];
         System.out.printf("%s: chi2=%.2f df=%d critical(99.9%%)=%.3f%n", label, stat, df, critical);
-        assertTrue(stat < critical, label + ": chi2 " + stat + " >= " + critical + " for counts " + Arrays.toString(counts)
-                + " against " + Arrays.toString(p));
+        assertTrue(
+                stat < critical,
+                label + ": chi2 " + stat + " >= " + critical + " for counts " + Arrays.toString(counts) + " against "
+                        + Arrays.toString(p));
     }
 
     private static double[] softmax(double[] logits, double temperature) {
