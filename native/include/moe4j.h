@@ -66,7 +66,10 @@ enum moe4j_limits {
 enum moe4j_context_flags {
     /* Each output row of the FP8 GEMMs and the expert FFN is computed with one fixed sequence of operations,
      * whatever the number of rows in its group: results do not depend on how rows are batched or placed
-     * (expert parallelism relies on it). Costs large-batch speed on the CPU (no packed-panel kernel). */
+     * (expert parallelism relies on it). MLA decode splits each sequence's cache at fixed positions (every 512
+     * tokens) and merges the splits in order, so a query row's output does not depend on the batch, the
+     * sequence's length past the row's last visible token, or s_q (chunked prefill gives the same rows as one
+     * pass). Costs large-batch speed on the CPU (no packed-panel kernel) and MLA parallelism on short contexts. */
     MOE4J_CONTEXT_REPRODUCIBLE = 1,
     /* CUDA contexts only: run the simple kernels (one thread per GEMM output element, one thread block per MLA
      * query head) instead of the tuned ones (warpgroup-MMA FP8 GEMM on sm_90a, tensor-core split-KV MLA decode).

@@ -186,15 +186,17 @@ struct Decoder {
     const RowCodec &codec;
     int64_t heads_per_kv, rows;  // rows of one task: s_q * heads_per_kv, row r = (query r / hpk, head r % hpk)
     int64_t splits;
+    int64_t split_blocks;  // > 0: split s covers blocks [s * split_blocks, (s + 1) * split_blocks); 0: even splits
     std::vector<float> partial_out;  // [seq][head][split][row][dv], partial_lse [seq][head][split][row]
     std::vector<float> partial_lse;
 
-    Decoder(const MlaDecodeArgs &args, const RowCodec &codec, int64_t splits)
+    Decoder(const MlaDecodeArgs &args, const RowCodec &codec, int64_t splits, int64_t split_blocks)
         : a(args),
           codec(codec),
           heads_per_kv(args.h_q / args.h_kv),
           rows(args.s_q * (args.h_q / args.h_kv)),
-          splits(splits) {
+          splits(splits),
+          split_blocks(split_blocks) {
         partial_out.resize(static_cast<size_t>(a.batch * a.h_kv * splits * rows * a.dv));
         partial_lse.resize(static_cast<size_t>(a.batch * a.h_kv * splits * rows));
     }
@@ -339,8 +341,13 @@ struct Decoder {
         for (int64_t seq = 0; seq < a.batch; ++seq) {
             const int64_t blocks = (length(seq) + kMlaBlockTokens - 1) / kMlaBlockTokens;
             for (int64_t head = 0; head < a.h_kv; ++head)
-                for (int64_t s = 0; s < splits; ++s)
-                    tasks.push_back({seq, head, s, blocks * s / splits, blocks * (s + 1) / splits});
+                for (int64_t s = 0; s < splits; ++s) {
+                    if (split_blocks > 0)
+                        tasks.push_back({seq, head, s, std::min(blocks, s * split_blocks),
+                                         std::min(blocks, (s + 1) * split_blocks)});
+                    else
+                        tasks.push_back({seq, head, s, blocks * s / splits, blocks * (s + 1) / splits});
+                }
         }
         const int64_t scratch_floats = rows * a.d + kMlaBlockTokens * a.d + rows * kMlaBlockTokens + rows * a.dv;
         parallel_for(pool, static_cast<int64_t>(tasks.size()), 1, [&](int64_t begin, int64_t end) {
@@ -355,10 +362,22 @@ struct Decoder {
 
 template <typename Ops>
 void run_path(moe4j_context *ctx, const MlaDecodeArgs &args) {
+    if (ctx->reproducible()) {
+        // Splits at fixed cache positions: a query row then meets the same splits, merged in the same order,
+        // whatever the batch, the sequence's length or the query chunk; splits a row cannot see add nothing.
+        int64_t splits = 1;
+        for (int64_t seq = 0; seq < args.batch; ++seq) {
+            const int64_t len = static_cast<const int32_t *>(args.seqlens->data)[seq * args.seqlens->strides[0]];
+            const int64_t blocks = (len + kMlaBlockTokens - 1) / kMlaBlockTokens;
+            splits = std::max(splits, (blocks + kMlaReproducibleSplitBlocks - 1) / kMlaReproducibleSplitBlocks);
+        }
+        Decoder<Ops>(args, row_codec(ctx->isa), splits, kMlaReproducibleSplitBlocks).execute(*ctx->pool);
+        return;
+    }
     // Split long sequences so every thread gets work even for a single sequence; the splits merge by lse.
     const int64_t units = args.batch * args.h_kv, threads = ctx->pool->size();
     const int64_t splits = units >= 2 * threads ? 1 : (2 * threads + units - 1) / units;
-    Decoder<Ops>(args, row_codec(ctx->isa), splits).execute(*ctx->pool);
+    Decoder<Ops>(args, row_codec(ctx->isa), splits, 0).execute(*ctx->pool);
 }
 
 }  // namespace

@@ -9,6 +9,8 @@
 namespace moe4j::cpu {
 
 constexpr int64_t kMlaBlockTokens = 64;  // tokens per cache block (FlashMLA's page block size)
+// Cache blocks per KV split in a reproducible context (512 tokens): fixed, so results do not depend on batching.
+constexpr int64_t kMlaReproducibleSplitBlocks = 8;
 
 // The FP8 latent cache's token record: 512 e4m3 latent dims, 4 fp32 scales (one per 128), 64 bf16 RoPE dims.
 constexpr int64_t kMlaLatentDims = 512, kMlaRopeDims = 64, kMlaScaleGroup = 128;

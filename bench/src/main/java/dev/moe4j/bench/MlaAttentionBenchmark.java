@@ -59,6 +59,7 @@ public class MlaAttentionBenchmark {
     private int prefillSequence;
     private Tensor x, out, prefillX, prefillOut, q, attended, lse;
     private PagedLatentCache.Batch decodeBatch;
+    private int[] oneEach;
 
     @Setup(Level.Trial)
     public void setUp() {
@@ -80,11 +81,11 @@ public class MlaAttentionBenchmark {
                 fp8(random, HIDDEN, HEADS * 128));
         mla = new MlaAttention(ctx, config, weights, arena);
         int blocksPerSequence = (context + PREFILL) / 64 + 2;
-        cache = new PagedLatentCache(arena, (batch + 1) * blocksPerSequence, 1, false);
+        cache = new PagedLatentCache(arena, 1, (batch + 1) * blocksPerSequence, 1, false);
         sequences = new int[batch];
         for (int i = 0; i < batch; i++) {
             sequences[i] = cache.newSequence();
-            cache.append(ctx, sequences[i], gaussian(arena, random, 1, DType.BF16, context, 1, 576));
+            cache.append(ctx, 0, sequences[i], gaussian(arena, random, 1, DType.BF16, context, 1, 576));
         }
         prefillSequence = cache.newSequence();
         x = gaussian(arena, random, 1, DType.BF16, batch, HIDDEN);
@@ -94,6 +95,8 @@ public class MlaAttentionBenchmark {
         q = gaussian(arena, random, 1, DType.BF16, batch, 1, HEADS, 576);
         attended = Tensor.allocate(arena, DType.BF16, batch, 1, HEADS, 512);
         lse = Tensor.allocate(arena, DType.F32, batch, HEADS, 1);
+        oneEach = new int[batch];
+        Arrays.fill(oneEach, 1);
         decodeBatch = cache.batch(arena, sequences);
     }
 
@@ -111,7 +114,7 @@ public class MlaAttentionBenchmark {
     /** One decode step: every sequence gains a token, then is cut back so the context stays fixed. */
     @Benchmark
     public Tensor decodeStep() {
-        mla.decode(ctx, cache, sequences, x, out);
+        mla.step(ctx, cache, 0, sequences, oneEach, x, out);
         for (int s : sequences) cache.truncate(s, context);
         return out;
     }
@@ -122,7 +125,7 @@ public class MlaAttentionBenchmark {
         Mla.decode(
                 ctx,
                 q,
-                cache.tensor(),
+                cache.tensor(0),
                 decodeBatch.blockTable(),
                 decodeBatch.lengths(),
                 mla.softmaxScale(),
@@ -134,7 +137,7 @@ public class MlaAttentionBenchmark {
 
     @Benchmark
     public Tensor prefill512() {
-        mla.prefill(ctx, cache, prefillSequence, prefillX, prefillOut);
+        mla.step(ctx, cache, 0, new int[] {prefillSequence}, new int[] {PREFILL}, prefillX, prefillOut);
         cache.truncate(prefillSequence, 0);
         return prefillOut;
     }

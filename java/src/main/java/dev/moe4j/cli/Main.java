@@ -17,6 +17,10 @@ public final class Main {
                 case "demo" -> Demo.run(rest);
                 case "make-model" -> MakeModel.run(rest);
                 case "run-layer" -> RunLayer.run(rest);
+                case "generate" -> GenerateCommand.run(rest);
+                case "score" -> ScoreCommand.run(rest);
+                case "tokenize" -> TokenizeCommand.run(rest);
+                case "chat" -> ChatCommand.run(rest);
                 case "eplb" -> EplbCommand.run(rest);
                 case "info" -> info();
                 case "help", "-h", "--help" -> usage(0);
@@ -25,7 +29,7 @@ public final class Main {
                     yield usage(2);
                 }
             };
-        } catch (IllegalArgumentException e) {
+        } catch (IllegalArgumentException | IllegalStateException e) {
             System.err.println("moe4j " + verb + ": " + e.getMessage());
             code = 2;
         }
@@ -48,7 +52,15 @@ public final class Main {
                 .println("""
                 usage: moe4j VERB [options]
                   %s
-                                                        prefill and decode on a synthetic DeepSeek-V2-Lite-shaped model
+                                                        chat prompts through a synthetic DeepSeek-V2-Lite-shaped model
+                  %s
+                                                        generate tokens (greedy at temperature 0) from prompts or token ids
+                  %s
+                                                        next-token logits at every position, and the perplexity
+                  %s
+                                                        token ids of texts (HF tokenizers, no special tokens added)
+                  %s
+                                                        an interactive chat through the model's chat template
                   info                                  the loaded native library, CPU path, CUDA devices
                   %s
                                                         write a synthetic DeepSeek checkpoint (HF layout, FP8 weights)
@@ -56,7 +68,8 @@ public final class Main {
                                                         run one part of one layer of a checkpoint on saved hidden states
                   %s
                                                         expert placement (DeepSeek EPLB, or refined) from a load file
-                """.formatted(Demo.USAGE, MakeModel.USAGE, RunLayer.USAGE, EplbCommand.USAGE));
+                """.formatted(Demo.USAGE, GenerateCommand.USAGE + " " + ModelLoading.USAGE, ScoreCommand.USAGE,
+                                TokenizeCommand.USAGE, ChatCommand.USAGE, MakeModel.USAGE, RunLayer.USAGE, EplbCommand.USAGE));
         return code;
     }
 }

@@ -1,6 +1,8 @@
 package dev.moe4j.cli;
 
 import dev.moe4j.model.Checkpoint;
+import dev.moe4j.tokenizer.Tokenizer;
+import dev.moe4j.tensor.BFloat16;
 import dev.moe4j.model.Json;
 import dev.moe4j.model.ModelConfig;
 import dev.moe4j.model.Rope;
@@ -16,6 +18,7 @@ import java.lang.foreign.ValueLayout;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.SplittableRandom;
@@ -25,13 +28,15 @@ import java.util.SplittableRandom;
  * shard per layer, model.safetensors.index.json) with random weights, FP8 with 128x128 {@code weight_scale_inv}
  * blocks like DeepSeek-V3's release (or BF16 with {@code --bf16}). Weights whose input width is not a multiple of
  * 128 (V2-Lite's dense MLP down projection) are written BF16 either way, since FP8 GEMMs tile K by 128. Only the
- * decoder layers are written: no embeddings, final norm or LM head.
+ * whole model is written: embeddings, the decoder layers, the final norm and the LM head (BF16, as HF ships them),
+ * with {@code bos_token_id}/{@code eos_token_id}. With {@code --tokenizer DIR} the tokenizer files are copied in and
+ * the vocabulary and special ids come from the tokenizer.
  */
 final class MakeModel {
     private MakeModel() {}
 
     static final String USAGE = "make-model --preset v2-lite|v3 --layers N --out DIR [--experts E --hidden H"
-            + " --moe-inter I --inter I --heads N --top-k K --first-dense N --seed S --bf16]";
+            + " --moe-inter I --inter I --heads N --top-k K --first-dense N --vocab V --tokenizer DIR --seed S --bf16]";
 
     static final Set<String> VALUED = Set.of(
             "--preset",
@@ -44,6 +49,8 @@ final class MakeModel {
             "--heads",
             "--top-k",
             "--first-dense",
+            "--vocab",
+            "--tokenizer",
             "--seed");
     static final Set<String> FLAGS = Set.of("--bf16");
 
@@ -53,6 +60,7 @@ final class MakeModel {
         Path out = Path.of(o.string("--out"));
         long t0 = System.nanoTime();
         write(c, out, o.positive("--seed", 1));
+        if (o.has("--tokenizer")) copyTokenizer(Path.of(o.string("--tokenizer")), out);
         System.out.printf(
                 "wrote %s: %s, %d layers, %d routed experts, %s weights, in %.1f s%n",
                 out,
@@ -79,6 +87,13 @@ final class MakeModel {
         int layers = o.positive("--layers", 0);
         if (layers == 0) throw new IllegalArgumentException("make-model needs --layers N");
         int experts = o.positive("--experts", v3 ? 256 : 64);
+        int vocab = o.positive("--vocab", v3 ? 129280 : 102400), bos = v3 ? 0 : 100000, eos = v3 ? 1 : 100001;
+        if (o.has("--tokenizer")) {
+            Tokenizer tokenizer = Tokenizer.load(Path.of(o.string("--tokenizer")));
+            vocab = tokenizer.vocabSize();
+            bos = tokenizer.bosId().orElse(-1);
+            eos = tokenizer.eosId().orElse(-1);
+        }
         int groups = v3 ? Math.min(8, experts) : 1;
         return new ModelConfig(
                 v3 ? "deepseek_v3" : "deepseek_v2",
@@ -107,8 +122,12 @@ final class MakeModel {
                 new Rope.Yarn(40, 4096, 32, 1, v3 ? 1 : 0.707, v3 ? 1 : 0.707),
                 1e-6,
                 163840,
-                v3 ? 129280 : 102400,
-                o.has("--bf16") ? 0 : 128);
+                vocab,
+                o.has("--bf16") ? 0 : 128,
+                false,
+                bos,
+                eos < 0 ? List.of() : List.of(eos),
+                0);
     }
 
     /** Writes the checkpoint; each layer's tensors are generated, written and freed before the next. */
@@ -126,10 +145,47 @@ final class MakeModel {
                     for (String name : tensors.keySet()) weightMap.put(name, file);
                 }
             }
+            String file = String.format("model-%05d-of-%05d.safetensors", 0, c.numHiddenLayers());
+            try (Arena arena = Arena.ofConfined()) {
+                Map<String, Tensor> tensors = outer(c, new SplittableRandom(seed * 1_000_003L - 1), arena);
+                Safetensors.write(dir.resolve(file), tensors, Map.of("format", "pt"));
+                for (String name : tensors.keySet()) weightMap.put(name, file);
+            }
             Files.writeString(
                     dir.resolve(Checkpoint.INDEX), Json.write(Map.of("metadata", Map.of(), "weight_map", weightMap)));
         } catch (IOException e) {
             throw new UncheckedIOException("cannot write the checkpoint to " + dir + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** Embeddings (unit Gaussians), the final norm and the LM head (outputs of unit variance), BF16. */
+    static Map<String, Tensor> outer(ModelConfig c, SplittableRandom random, Arena arena) {
+        Map<String, Tensor> t = new LinkedHashMap<>();
+        t.put("model.embed_tokens.weight", gaussian(c.vocabSize(), c.hiddenSize(), 1, random, arena));
+        norm(t, "model.norm", c.hiddenSize(), random, arena);
+        t.put("lm_head.weight", gaussian(c.vocabSize(), c.hiddenSize(), 1 / Math.sqrt(c.hiddenSize()), random, arena));
+        return t;
+    }
+
+    private static Tensor gaussian(int rows, int cols, double sigma, SplittableRandom r, Arena a) {
+        Tensor w = Tensor.allocate(a, DType.BF16, rows, cols);
+        MemorySegment s = w.segment();
+        for (long i = 0; i < (long) rows * cols; i++)
+            s.setAtIndex(ValueLayout.JAVA_SHORT, i, BFloat16.fromFloat((float) (r.nextGaussian() * sigma)));
+        return w;
+    }
+
+    /** Copies the tokenizer files HF keeps beside a model. */
+    static void copyTokenizer(Path from, Path to) {
+        try {
+            for (String name : List.of("tokenizer.json", "tokenizer_config.json")) {
+                Path source = from.resolve(name);
+                if (Files.exists(source))
+                    Files.copy(source, to.resolve(name), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+            }
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot copy the tokenizer from " + from + " to " + to + ": "
+                    + e.getMessage(), e);
         }
     }
 
@@ -202,13 +258,7 @@ final class MakeModel {
     static void linear(
             Map<String, Tensor> t, ModelConfig c, String name, int out, int in, SplittableRandom r, Arena a) {
         if (!c.isFp8() || in % 128 != 0) {
-            Tensor w = Tensor.allocate(a, DType.BF16, out, in);
-            MemorySegment s = w.segment();
-            double sigma = 1 / Math.sqrt(in);
-            for (long i = 0; i < (long) out * in; i++)
-                s.setAtIndex(ValueLayout.JAVA_SHORT, i, dev.moe4j.tensor.BFloat16.fromFloat((float)
-                        (r.nextGaussian() * sigma)));
-            t.put(name + ".weight", w);
+            t.put(name + ".weight", gaussian(out, in, 1 / Math.sqrt(in), r, a));
             return;
         }
         Tensor w = Tensor.allocate(a, DType.E4M3, out, in);

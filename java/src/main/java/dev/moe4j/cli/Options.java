@@ -57,6 +57,28 @@ final class Options {
         }
     }
 
+    double number(String name, double fallback) {
+        String v = values.get(name);
+        if (v == null) return fallback;
+        try {
+            double d = Double.parseDouble(v);
+            if (Double.isFinite(d)) return d;
+        } catch (NumberFormatException e) {
+            // reported below
+        }
+        throw new IllegalArgumentException(name + " must be a number, got '" + v + "'");
+    }
+
+    long longInteger(String name, long fallback) {
+        String v = values.get(name);
+        if (v == null) return fallback;
+        try {
+            return Long.parseLong(v);
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException(name + " must be an integer, got '" + v + "'");
+        }
+    }
+
     static int parsePositive(String name, String v) {
         try {
             int n = Integer.parseInt(v);

@@ -62,12 +62,18 @@ final class RunLayer {
                     : new Routing(layer.moe().gate().config().topK(), t);
             long t0 = System.nanoTime();
             switch (part) {
-                case "attention" -> layer.attention().prefill(ctx, cache(arena, t), 0, x, out);
+                case "attention" ->
+                    layer.attention().step(ctx, cache(arena, 1, t), 0, new int[] {0}, new int[] {t}, x, out);
                 case "moe" -> {
                     if (layer.moe() != null) layer.moe().forward(ctx, x, routing, out);
                     else layer.mlp().apply(ctx, x, out);
                 }
-                default -> layer.prefill(ctx, cache(arena, t), 0, x, routing, out);
+                default -> {
+                    PagedLatentCache cache = cache(arena, layer.index() + 1, t);
+                    PagedLatentCache.Step step = cache.reserve(arena, new int[] {0}, new int[] {t});
+                    layer.forward(ctx, cache, step, x, routing, out);
+                    cache.commit(step);
+                }
             }
             long t1 = System.nanoTime();
             Map<String, Tensor> result = new LinkedHashMap<>();
@@ -91,9 +97,9 @@ final class RunLayer {
         return 0;
     }
 
-    /** A cache with one empty sequence (id 0) of room for t tokens. */
-    private static PagedLatentCache cache(Arena arena, int t) {
-        PagedLatentCache cache = new PagedLatentCache(arena, (t + 63) / 64, 1, false);
+    /** A cache of {@code layers} layers with one empty sequence (id 0) of room for t tokens. */
+    private static PagedLatentCache cache(Arena arena, int layers, int t) {
+        PagedLatentCache cache = new PagedLatentCache(arena, layers, PagedLatentCache.blocksFor(t), 1, false);
         cache.newSequence();
         return cache;
     }

@@ -11,7 +11,9 @@ import dev.moe4j.tensor.Tensor;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.List;
 import java.util.Objects;
 
 /**
@@ -70,26 +72,15 @@ public final class DecoderLayer {
     }
 
     /**
-     * Runs T new tokens of one sequence (prefill).
+     * Runs one model step's new tokens through the layer (see {@link MlaAttention#forward}).
      *
-     * @param x F32 [T, hidden], the residual stream
+     * @param step the cache's pending step; layer {@link #index} of the cache is used
+     * @param x F32 [step tokens, hidden], the residual stream, rows in step order
      * @param routing receives the MoE routing (ignored by dense layers; may be null for them)
-     * @param out F32 [T, hidden]; may be x itself
+     * @param out F32 [step tokens, hidden]; may be x itself
      */
-    public void prefill(Context ctx, PagedLatentCache cache, int sequence, Tensor x, Routing routing, Tensor out) {
-        forward(ctx, x, routing, out, (normed, attnOut) -> attention.prefill(ctx, cache, sequence, normed, attnOut));
-    }
-
-    /** Runs one new token for each of several sequences (decode); arguments as in {@link #prefill}. */
-    public void decode(Context ctx, PagedLatentCache cache, int[] sequences, Tensor x, Routing routing, Tensor out) {
-        forward(ctx, x, routing, out, (normed, attnOut) -> attention.decode(ctx, cache, sequences, normed, attnOut));
-    }
-
-    private interface Attend {
-        void run(Tensor normed, Tensor out);
-    }
-
-    private void forward(Context ctx, Tensor x, Routing routing, Tensor out, Attend attend) {
+    public void forward(
+            Context ctx, PagedLatentCache cache, PagedLatentCache.Step step, Tensor x, Routing routing, Tensor out) {
         if (x.dtype() != DType.F32 || x.rank() != 2 || !x.isContiguous())
             throw new IllegalArgumentException("x must be a contiguous F32 [T, hidden], got " + x);
         if (!Arrays.equals(out.shape(), x.shape()) || out.dtype() != DType.F32 || !out.isContiguous())
@@ -100,26 +91,13 @@ public final class DecoderLayer {
             Tensor normed = Tensor.allocate(scratch, DType.BF16, t, h);
             Tensor branch = Tensor.allocate(scratch, DType.F32, t, h);
             Tensor residual = Tensor.allocate(scratch, DType.F32, t, h);
-            normalize(x, inputNorm, normed);
-            attend.run(normed, branch);
+            inputNorm.apply(x, normed);
+            attention.forward(ctx, cache, index, step, normed, branch);
             add(x, branch, residual);
-            normalize(residual, postNorm, normed);
+            postNorm.apply(residual, normed);
             if (moe != null) moe.forward(ctx, normed, routing, branch);
             else mlp.apply(ctx, normed, branch);
             add(residual, branch, out);
-        }
-    }
-
-    /** RMSNorm of each F32 row of x into BF16 rows of out. */
-    private static void normalize(Tensor x, RmsNorm norm, Tensor out) {
-        int t = Math.toIntExact(x.shape(0)), h = Math.toIntExact(x.shape(1));
-        float[] row = new float[h];
-        MemorySegment src = x.segment(), dst = out.segment();
-        for (int i = 0; i < t; i++) {
-            MemorySegment.copy(src, ValueLayout.JAVA_FLOAT, (long) i * h * 4, row, 0, h);
-            norm.apply(row, 0);
-            for (int d = 0; d < h; d++)
-                dst.setAtIndex(ValueLayout.JAVA_SHORT, (long) i * h + d, dev.moe4j.tensor.BFloat16.fromFloat(row[d]));
         }
     }
 
@@ -242,12 +220,29 @@ public final class DecoderLayer {
                     linear(prefix + ".down_proj", h, inter));
         }
 
-        /** Every expert's {@code proj} weight [n, k] in one FP8 stack [E, n, k] with scales [E, ceil(n/128), k/128]. */
+        /**
+         * Every expert's {@code proj} weight [n, k] in one FP8 stack [E, n, k] with scales [E, ceil(n/128), k/128]:
+         * a strided view of the mapping when the checkpoint stores the experts' FP8 weights (and scales) at equal
+         * spacing in one shard, else a copy in the arena.
+         */
         QuantizedTensor expertStack(String prefix, String proj, int experts, long n, long k) {
             if (k % QuantizedTensor.BLOCK != 0)
                 throw new IllegalArgumentException(prefix + "*." + proj + " has " + k
                         + " input features, not a multiple of 128 (the FP8 expert kernel's K blocks)");
             long nb = (n + 127) / 128, kb = k / 128;
+            List<String> weightNames = new ArrayList<>(), scaleNames = new ArrayList<>();
+            for (int e = 0; e < experts; e++) {
+                weightNames.add(prefix + e + "." + proj + ".weight");
+                scaleNames.add(prefix + e + "." + proj + ".weight_scale_inv");
+            }
+            Tensor mappedWeights = c.stack(weightNames), mappedScales = c.stack(scaleNames);
+            if (mappedWeights != null
+                    && mappedScales != null
+                    && mappedWeights.dtype() == DType.E4M3
+                    && mappedScales.dtype() == DType.F32
+                    && Arrays.equals(mappedWeights.shape(), new long[] {experts, n, k})
+                    && Arrays.equals(mappedScales.shape(), new long[] {experts, nb, kb}))
+                return new QuantizedTensor(mappedWeights, mappedScales, QuantizedTensor.BLOCK);
             Tensor data = Tensor.allocate(arena, DType.E4M3, experts, n, k);
             Tensor scales = Tensor.allocate(arena, DType.F32, experts, nb, kb);
             for (int e = 0; e < experts; e++) {

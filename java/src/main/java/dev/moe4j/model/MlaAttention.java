@@ -8,6 +8,7 @@ import dev.moe4j.tensor.Tensor;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.util.Arrays;
 import java.util.Objects;
 
 /**
@@ -29,9 +30,9 @@ import java.util.Objects;
  *   <li>{@code o[h] = (Σ p · c) · W_UV[h]ᵀ}; {@code y = wo(concat_h o[h])}.
  * </ol>
  *
- * <p>Two entry points: {@link #prefill} runs many tokens of one sequence (projections as one batched GEMM each,
- * attention in causal query chunks), {@link #decode} one new token for each of a batch of sequences. Both append to
- * the cache first and fail without changing it when it is full.
+ * <p>{@link #forward} runs one model step: any mix of prompt chunks and single decode tokens of several sequences,
+ * the projections as one GEMM each over all the step's tokens, the attention per prompt chunk (in causal query
+ * chunks) and for all single-token sequences together.
  *
  * <p>Thread-safety: the weights are immutable, but each call mutates the cache it is given; use one thread per
  * cache. Per-call scratch lives in a confined arena freed before returning.
@@ -94,8 +95,11 @@ public final class MlaAttention {
             Linear wq, Linear wqA, RmsNorm qNorm, Linear wqB, Linear wkvA, RmsNorm kvNorm, Linear wkvB, Linear wo) {}
 
     private static final int LATENT = PagedLatentCache.DIMS;
-    /** Query rows (tokens · heads) per attention call of a prefill, bounding the kernel's scratch. */
-    private static final int PREFILL_CHUNK_ROWS = 2048;
+    /**
+     * Query rows (tokens · heads) per attention call of a prompt chunk, bounding the kernel's scratch (in a
+     * reproducible context the kernel keeps partial results of every 512-token split of the cache per row).
+     */
+    private static final int PREFILL_CHUNK_ROWS = 1024;
 
     private final Config config;
     private final Weights weights;
@@ -140,73 +144,100 @@ public final class MlaAttention {
     }
 
     /**
-     * Runs T new tokens of one sequence at positions {@code cache.length(sequence) ..} (a whole prompt, or the next
-     * chunk of one): appends their latent rows to the cache, then attends causally.
+     * Runs one model step's new tokens through the block: projects them, writes their latent rows into layer
+     * {@code layer}'s cache at the step's slots, and attends causally, each token over its sequence up to itself.
+     * A sequence's tokens in the step may be a whole prompt, a chunk of one, or one decode token; sequences with one
+     * token are attended together in one kernel call.
      *
-     * @param x F32 or BF16 [T, hidden]
-     * @param out F32 or BF16 [T, hidden], rows contiguous
-     * @throws IllegalStateException if the cache cannot hold T more tokens (nothing changed)
+     * @param step the cache's pending step (see {@link PagedLatentCache#reserve})
+     * @param x F32 or BF16 [step tokens, hidden], rows in step order
+     * @param out F32 or BF16 [step tokens, hidden], rows contiguous
      */
-    public void prefill(Context ctx, PagedLatentCache cache, int sequence, Tensor x, Tensor out) {
+    public void forward(Context ctx, PagedLatentCache cache, int layer, PagedLatentCache.Step step, Tensor x, Tensor out) {
         int t = checkIo(x, out);
-        int start = cache.length(sequence);
-        int[] positions = new int[t];
-        for (int i = 0; i < t; i++) positions[i] = start + i;
+        if (t != step.tokens())
+            throw new IllegalArgumentException("x has " + t + " rows for a step of " + step.tokens() + " tokens");
+        int h = config.heads();
         try (Arena scratch = Arena.ofConfined()) {
-            Projected p = project(ctx, x, positions, scratch);
-            cache.append(ctx, sequence, p.kv());
-            Tensor attended = Tensor.allocate(scratch, DType.BF16, 1, t, config.heads(), config.kvLoraRank());
-            Tensor lse = Tensor.allocate(scratch, DType.F32, 1, config.heads(), t);
-            PagedLatentCache.Batch batch = cache.batch(scratch, sequence);
-            int chunk = Math.max(1, PREFILL_CHUNK_ROWS / config.heads());
-            for (int c0 = 0; c0 < t; c0 += chunk) {
-                int n = Math.min(chunk, t - c0);
-                batch.lengths().setInt(start + c0 + n, 0); // the chunk's queries see the tokens up to its last
-                Mla.decode(
-                        ctx,
-                        p.q().slice(1, c0, n),
-                        cache.tensor(),
-                        batch.blockTable(),
-                        batch.lengths(),
-                        softmaxScale,
-                        true,
-                        attended.slice(1, c0, n),
-                        lse.slice(2, c0, n));
+            Projected p = project(ctx, x, step.positions(), scratch);
+            cache.write(ctx, layer, step, p.kv());
+            Tensor attended = Tensor.allocate(scratch, DType.BF16, 1, t, h, config.kvLoraRank());
+            Tensor lse = Tensor.allocate(scratch, DType.F32, 1, h, t);
+            Tensor chunkLength = Tensor.allocate(scratch, DType.I32, 1);
+            Tensor cacheTensor = cache.tensor(layer);
+            int[] counts = step.counts();
+            for (int i = 0, row = 0; i < counts.length; ) {
+                if (counts[i] == 1) {
+                    int run = 1; // consecutive one-token sequences: one decode call
+                    while (i + run < counts.length && counts[i + run] == 1) run++;
+                    Mla.decode(
+                            ctx,
+                            asBatch(p.q().slice(1, row, run), 1),
+                            cacheTensor,
+                            step.blockTable().slice(0, i, run),
+                            step.lengths().slice(0, i, run),
+                            softmaxScale,
+                            false,
+                            asBatch(attended.slice(1, row, run), 1),
+                            asBatch(lse.slice(2, row, run), 2));
+                    i += run;
+                    row += run;
+                    continue;
+                }
+                // a prompt chunk: causal query chunks, each seeing the tokens up to its last
+                int n = counts[i], start = step.starts()[i];
+                int chunk = Math.max(1, PREFILL_CHUNK_ROWS / h);
+                for (int c0 = 0; c0 < n; c0 += chunk) {
+                    int m = Math.min(chunk, n - c0);
+                    chunkLength.setInt(start + c0 + m, 0);
+                    Mla.decode(
+                            ctx,
+                            p.q().slice(1, row + c0, m),
+                            cacheTensor,
+                            step.blockTable().slice(0, i, 1),
+                            chunkLength,
+                            softmaxScale,
+                            true,
+                            attended.slice(1, row + c0, m),
+                            lse.slice(2, row + c0, m));
+                }
+                i++;
+                row += n;
             }
-            output(ctx, attended.view(t, config.heads(), config.kvLoraRank()), out, scratch);
+            output(ctx, attended.view(t, h, config.kvLoraRank()), out, scratch);
         }
     }
 
+    /** A view of t (dim 0 of extent 1) with dim 0 and {@code tokens} swapped: one query per token as a batch. */
+    private static Tensor asBatch(Tensor t, int tokens) {
+        long[] shape = t.shape(), strides = t.strides();
+        long extent = shape[tokens], stride = strides[tokens];
+        shape[tokens] = shape[0];
+        strides[tokens] = strides[0];
+        shape[0] = extent;
+        strides[0] = stride;
+        return Tensor.of(t.segment(), t.dtype(), shape, strides);
+    }
+
     /**
-     * Runs one new token for each of b distinct sequences, each at position {@code cache.length(sequences[i])}.
+     * Runs new tokens of several sequences as a step of their own on layer {@code layer} of the cache (reserve,
+     * {@link #forward}, commit; on failure nothing changes), for a cache this block alone drives.
      *
-     * @param x F32 or BF16 [b, hidden]: row i belongs to sequences[i]
-     * @param out F32 or BF16 [b, hidden], rows contiguous
-     * @throws IllegalStateException if the cache cannot hold the new tokens (nothing changed)
+     * @param counts new tokens per sequence; x holds them in order
      */
-    public void decode(Context ctx, PagedLatentCache cache, int[] sequences, Tensor x, Tensor out) {
-        int b = checkIo(x, out);
-        if (sequences.length != b)
-            throw new IllegalArgumentException("x has " + b + " rows for " + sequences.length + " sequences");
-        int[] positions = new int[b];
-        for (int i = 0; i < b; i++) positions[i] = cache.length(sequences[i]);
-        try (Arena scratch = Arena.ofConfined()) {
-            Projected p = project(ctx, x, positions, scratch);
-            cache.appendEach(ctx, sequences, p.kv());
-            PagedLatentCache.Batch batch = cache.batch(scratch, sequences);
-            Tensor attended = Tensor.allocate(scratch, DType.BF16, b, 1, config.heads(), config.kvLoraRank());
-            Tensor lse = Tensor.allocate(scratch, DType.F32, b, config.heads(), 1);
-            Mla.decode(
-                    ctx,
-                    p.q().view(b, 1, config.heads(), LATENT),
-                    cache.tensor(),
-                    batch.blockTable(),
-                    batch.lengths(),
-                    softmaxScale,
-                    false,
-                    attended,
-                    lse);
-            output(ctx, attended.view(b, config.heads(), config.kvLoraRank()), out, scratch);
+    public void step(Context ctx, PagedLatentCache cache, int layer, int[] sequences, int[] counts, Tensor x, Tensor out) {
+        int t = checkIo(x, out);
+        if (Arrays.stream(counts).sum() != t)
+            throw new IllegalArgumentException("x has " + t + " rows but counts add up to " + Arrays.stream(counts).sum());
+        try (Arena call = Arena.ofConfined()) {
+            PagedLatentCache.Step step = cache.reserve(call, sequences, counts);
+            try {
+                forward(ctx, cache, layer, step, x, out);
+            } catch (RuntimeException e) {
+                cache.abort(step);
+                throw e;
+            }
+            cache.commit(step);
         }
     }
 

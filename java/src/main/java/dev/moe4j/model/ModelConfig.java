@@ -6,6 +6,7 @@ import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -19,6 +20,10 @@ import java.util.Map;
  *
  * @param weightBlockSize the FP8 checkpoint's {@code quantization_config.weight_block_size} (128) or 0 for a
  *     BF16 checkpoint
+ * @param tieWordEmbeddings whether the LM head reuses {@code model.embed_tokens.weight} (no {@code lm_head.weight})
+ * @param bosTokenId {@code bos_token_id}, or -1 when absent
+ * @param eosTokenIds {@code eos_token_id} (a number or a list in HF configs), empty when absent
+ * @param numNextnPredictLayers multi-token-prediction layers stored after the decoder layers (V3: 1); not run
  */
 public record ModelConfig(
         String modelType,
@@ -48,7 +53,15 @@ public record ModelConfig(
         double rmsNormEps,
         int maxPositionEmbeddings,
         int vocabSize,
-        int weightBlockSize) {
+        int weightBlockSize,
+        boolean tieWordEmbeddings,
+        int bosTokenId,
+        List<Integer> eosTokenIds,
+        int numNextnPredictLayers) {
+
+    public ModelConfig {
+        eosTokenIds = List.copyOf(eosTokenIds);
+    }
 
     /**
      * @throws IllegalArgumentException naming the file and key when a required key is missing or has the wrong
@@ -132,11 +145,27 @@ public record ModelConfig(
                 k.number("rms_norm_eps", 1e-6),
                 k.integer("max_position_embeddings", 4096),
                 k.integer("vocab_size", 0),
-                blockSize);
+                blockSize,
+                k.bool("tie_word_embeddings", false),
+                m.get("bos_token_id") == null ? -1 : k.integer("bos_token_id", null),
+                eosIds(m.get("eos_token_id")),
+                k.integer("num_nextn_predict_layers", 0));
         c.mla(); // validates the attention dims
         if (experts > 0) c.gate();
         if (c.moeLayerFreq() <= 0) throw new IllegalArgumentException("moe_layer_freq must be positive");
         return c;
+    }
+
+    private static List<Integer> eosIds(Object v) {
+        if (v == null) return List.of();
+        List<?> values = v instanceof List<?> l ? l : List.of(v);
+        List<Integer> ids = new ArrayList<>();
+        for (Object id : values) {
+            if (!(id instanceof Number n) || n.doubleValue() != Math.rint(n.doubleValue()) || n.longValue() < 0)
+                throw new IllegalArgumentException("\"eos_token_id\" must be a token id or a list of them, got " + v);
+            ids.add(n.intValue());
+        }
+        return ids;
     }
 
     /** Typed access to a JSON object's keys with HF defaults; a null default marks a required key. */
@@ -251,6 +280,10 @@ public record ModelConfig(
         m.put("rms_norm_eps", rmsNormEps);
         m.put("max_position_embeddings", maxPositionEmbeddings);
         m.put("vocab_size", vocabSize);
+        m.put("tie_word_embeddings", tieWordEmbeddings);
+        if (bosTokenId >= 0) m.put("bos_token_id", bosTokenId);
+        if (!eosTokenIds.isEmpty()) m.put("eos_token_id", eosTokenIds.size() == 1 ? eosTokenIds.get(0) : eosTokenIds);
+        if (numNextnPredictLayers > 0) m.put("num_nextn_predict_layers", numNextnPredictLayers);
         m.put("hidden_act", "silu");
         m.put("torch_dtype", "bfloat16");
         if (weightBlockSize > 0) {

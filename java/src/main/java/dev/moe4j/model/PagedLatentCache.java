@@ -10,28 +10,35 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Deque;
 import java.util.HashMap;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
 /**
- * A paged MLA latent cache with its block allocator: sequences grow 64 tokens per block, blocks come from a
- * shared pool and return to it when a sequence is freed. The cache memory is bf16 ({@code [blocks, 64, h_kv, 576]})
- * or the FP8 layout ({@code [blocks, 64, h_kv, 656]} bytes), allocated once in the given arena.
+ * The paged MLA latent cache of a whole model, with its block allocator: one pool of 64-token blocks, one block
+ * table per sequence, shared by every layer. Layer l's cache memory is bf16 ({@code [blocks, 64, h_kv, 576]}) or the
+ * FP8 layout ({@code [blocks, 64, h_kv, 656]} bytes), allocated once in the given arena; a block id names the same
+ * slot range in every layer.
  *
- * <p>Appending never overwrites: when the pool cannot hold a sequence's new tokens the call throws
- * {@link IllegalStateException} naming the sequence and the shortfall, and the cache and every sequence stay as they
- * were. Not thread-safe: one owner (a device's worker thread) drives it.
+ * <p>A model step appends tokens in three moves: {@link #reserve} takes the blocks the step's new tokens need (all or
+ * nothing) and returns a {@link Step} with their cache slots and the batch's block table; each layer writes its
+ * latent rows with {@link #write} and attends through the step's table; {@link #commit} then makes the tokens part of
+ * their sequences, or {@link #abort} gives the reserved blocks back when the step failed.
+ *
+ * <p>Appending never overwrites: when the pool cannot hold a step's new tokens, {@link #reserve} throws
+ * {@link IllegalStateException} naming the sequences and the shortfall, and nothing changes. Not thread-safe: one
+ * owner (the model's step thread) drives it.
  */
 public final class PagedLatentCache {
     public static final int BLOCK_TOKENS = 64;
     public static final int DIMS = 576;
 
-    private final Tensor cache;
+    private final Tensor[] layers;
     private final int kvHeads;
     private final int blocks;
+    private final boolean fp8;
     private final Deque<Integer> free = new ArrayDeque<>();
     private final Map<Integer, Sequence> sequences = new HashMap<>();
+    private Step pending;
     private int nextId;
 
     private static final class Sequence {
@@ -40,24 +47,49 @@ public final class PagedLatentCache {
     }
 
     /**
+     * @param layers decoder layers sharing the block tables (each gets its own cache memory)
      * @param blocks cache blocks of 64 tokens in the pool
      * @param kvHeads latent kv heads (1 for DeepSeek MLA)
      * @param fp8 the FP8 layout (656 B per token) instead of bf16 (1152 B per token)
      */
-    public PagedLatentCache(Arena arena, int blocks, int kvHeads, boolean fp8) {
+    public PagedLatentCache(Arena arena, int layers, int blocks, int kvHeads, boolean fp8) {
+        if (layers <= 0) throw new IllegalArgumentException("layers must be positive, got " + layers);
         if (blocks <= 0) throw new IllegalArgumentException("blocks must be positive, got " + blocks);
         if (kvHeads <= 0) throw new IllegalArgumentException("kvHeads must be positive, got " + kvHeads);
         this.blocks = blocks;
         this.kvHeads = kvHeads;
-        this.cache = fp8
-                ? Tensor.allocate(arena, DType.U8, blocks, BLOCK_TOKENS, kvHeads, Mla.FP8_TOKEN_BYTES)
-                : Tensor.allocate(arena, DType.BF16, blocks, BLOCK_TOKENS, kvHeads, DIMS);
+        this.fp8 = fp8;
+        this.layers = new Tensor[layers];
+        for (int l = 0; l < layers; l++)
+            this.layers[l] = fp8
+                    ? Tensor.allocate(arena, DType.U8, blocks, BLOCK_TOKENS, kvHeads, Mla.FP8_TOKEN_BYTES)
+                    : Tensor.allocate(arena, DType.BF16, blocks, BLOCK_TOKENS, kvHeads, DIMS);
         for (int b = 0; b < blocks; b++) free.add(b);
     }
 
-    /** The cache tensor, as {@link Mla#decode} takes it. */
-    public Tensor tensor() {
-        return cache;
+    /** Bytes of cache memory per token per layer: 1152 (bf16) or 656 (FP8), times h_kv. */
+    public static long bytesPerToken(boolean fp8, int kvHeads) {
+        return (long) kvHeads * (fp8 ? Mla.FP8_TOKEN_BYTES : DIMS * 2L);
+    }
+
+    /** Layer l's cache tensor, as {@link Mla#decode} takes it. */
+    public Tensor tensor(int layer) {
+        if (layer < 0 || layer >= layers.length)
+            throw new IllegalArgumentException("layer " + layer + " outside 0.." + (layers.length - 1));
+        return layers[layer];
+    }
+
+    public int layers() {
+        return layers.length;
+    }
+
+    public boolean isFp8() {
+        return fp8;
+    }
+
+    /** Cache memory of all layers, in bytes. */
+    public long bytes() {
+        return layers.length * (long) blocks * BLOCK_TOKENS * bytesPerToken(fp8, kvHeads);
     }
 
     /** Starts an empty sequence and returns its id. */
@@ -71,86 +103,161 @@ public final class PagedLatentCache {
         return sequence(sequence).length;
     }
 
+    /** Blocks in the pool. */
+    public int blocks() {
+        return blocks;
+    }
+
     /** Blocks not held by any sequence. */
     public int freeBlocks() {
         return free.size();
     }
 
-    /**
-     * Appends tokens to a sequence: reserves the blocks it needs, then writes the tokens with
-     * {@link Mla#appendToCache}.
-     *
-     * @param kv BF16 [n, h_kv, 576]: the new tokens' latent (512) and RoPE (64) dims
-     * @throws IllegalStateException if the pool lacks blocks; nothing is changed then
-     */
-    public void append(Context ctx, int sequence, Tensor kv) {
-        int n = checkKv(kv);
-        int[] sequenceOfRow = new int[n];
-        Arrays.fill(sequenceOfRow, sequence);
-        appendRows(ctx, sequenceOfRow, kv);
+    /** Blocks a sequence of {@code tokens} tokens holds. */
+    public static int blocksFor(long tokens) {
+        return Math.toIntExact((tokens + BLOCK_TOKENS - 1) / BLOCK_TOKENS);
     }
 
     /**
-     * Appends one token to each of several distinct sequences (a decode step), all or nothing.
+     * One model step's new tokens: {@code counts[i]} tokens of {@code sequences[i]}, at positions {@code starts[i] ..};
+     * token rows are ordered by sequence, then position.
      *
-     * @param kv BF16 [sequences.length, h_kv, 576]: row i goes to sequences[i]
-     * @throws IllegalStateException if the pool lacks blocks; nothing is changed then
-     * @throws IllegalArgumentException if a sequence is unknown or listed twice
+     * @param slots I32 [tokens]: each new token's cache slot (block · 64 + offset)
+     * @param blockTable I32 [sequences, max blocks] (unused entries 0, never read)
+     * @param lengths I32 [sequences]: each sequence's length once the step's tokens are in
      */
-    public void appendEach(Context ctx, int[] sequences, Tensor kv) {
-        if (checkKv(kv) != sequences.length)
+    public record Step(int[] sequences, int[] starts, int[] counts, Tensor slots, Tensor blockTable, Tensor lengths) {
+        /** New tokens in the step. */
+        public int tokens() {
+            return Math.toIntExact(slots.shape(0));
+        }
+
+        /** First token row of sequence i's tokens. */
+        public int firstRow(int i) {
+            int row = 0;
+            for (int j = 0; j < i; j++) row += counts[j];
+            return row;
+        }
+
+        /** Each token row's position in its sequence. */
+        public int[] positions() {
+            int[] p = new int[tokens()];
+            for (int i = 0, row = 0; i < sequences.length; i++)
+                for (int t = 0; t < counts[i]; t++) p[row++] = starts[i] + t;
+            return p;
+        }
+    }
+
+    /**
+     * Reserves the blocks for a step's new tokens and lays out their slots and the batch's block table in
+     * {@code arena}. Until {@link #commit} or {@link #abort}, no other step may be reserved.
+     *
+     * @param sequences distinct sequence ids
+     * @param counts new tokens per sequence, each ≥ 1
+     * @throws IllegalStateException if the pool lacks blocks (nothing changed) or a step is pending
+     * @throws IllegalArgumentException if a sequence is unknown or listed twice, or a count is not positive
+     */
+    public Step reserve(Arena arena, int[] sequences, int[] counts) {
+        if (pending != null) throw new IllegalStateException("a step is pending; commit or abort it first");
+        if (sequences.length != counts.length)
             throw new IllegalArgumentException(
-                    "kv has " + kv.shape(0) + " tokens for " + sequences.length + " sequences");
+                    sequences.length + " sequences but " + counts.length + " token counts");
+        if (sequences.length == 0) throw new IllegalArgumentException("a step needs at least one sequence");
         if (Arrays.stream(sequences).distinct().count() != sequences.length)
             throw new IllegalArgumentException("a sequence appears twice in " + Arrays.toString(sequences));
-        appendRows(ctx, sequences, kv);
-    }
-
-    private int checkKv(Tensor kv) {
-        if (kv.rank() != 3 || kv.shape(1) != kvHeads || kv.shape(2) != DIMS)
-            throw new IllegalArgumentException("kv must be [n, " + kvHeads + ", " + DIMS + "], got " + kv);
-        return Math.toIntExact(kv.shape(0));
-    }
-
-    /** Appends kv row i to sequenceOfRow[i] (rows of one sequence in order); reserves every block first. */
-    private void appendRows(Context ctx, int[] sequenceOfRow, Tensor kv) {
-        Map<Integer, Integer> added = new LinkedHashMap<>();
-        for (int id : sequenceOfRow) added.merge(id, 1, Integer::sum);
-        int needed = 0;
-        for (var e : added.entrySet()) needed += blocksNeeded(sequence(e.getKey()), e.getValue());
+        int needed = 0, tokens = 0;
+        for (int i = 0; i < sequences.length; i++) {
+            if (counts[i] <= 0)
+                throw new IllegalArgumentException(
+                        "sequence " + sequences[i] + " has " + counts[i] + " new tokens, expected at least 1");
+            needed += blocksNeeded(sequence(sequences[i]), counts[i]);
+            tokens += counts[i];
+        }
         if (needed > free.size())
-            throw new IllegalStateException("cache full: sequences " + added.keySet() + " need " + needed
-                    + " more blocks for " + sequenceOfRow.length + " tokens but " + free.size() + " of " + blocks
-                    + " are free");
-        List<Sequence> grown = new ArrayList<>();
-        for (var e : added.entrySet()) {
-            Sequence s = sequence(e.getKey());
-            for (int i = blocksNeeded(s, e.getValue()); i > 0; i--) {
-                s.blocks.add(free.poll());
-                grown.add(s);
-            }
+            throw new IllegalStateException("cache full: sequences " + Arrays.toString(sequences) + " need " + needed
+                    + " more blocks for " + tokens + " tokens but " + free.size() + " of " + blocks + " are free");
+        int[] starts = new int[sequences.length];
+        int maxBlocks = 1;
+        for (int i = 0; i < sequences.length; i++) {
+            Sequence s = sequence(sequences[i]);
+            for (int n = blocksNeeded(s, counts[i]); n > 0; n--) s.blocks.add(free.poll());
+            starts[i] = s.length;
+            maxBlocks = Math.max(maxBlocks, s.blocks.size());
         }
-        int n = sequenceOfRow.length;
+        Tensor slots = Tensor.allocate(arena, DType.I32, tokens);
+        Tensor table = Tensor.allocate(arena, DType.I32, sequences.length, maxBlocks);
+        Tensor lengths = Tensor.allocate(arena, DType.I32, sequences.length);
+        for (int i = 0, row = 0; i < sequences.length; i++) {
+            Sequence s = sequence(sequences[i]);
+            for (int t = 0; t < counts[i]; t++) {
+                int position = starts[i] + t;
+                slots.setInt(s.blocks.get(position / BLOCK_TOKENS) * BLOCK_TOKENS + position % BLOCK_TOKENS, row++);
+            }
+            lengths.setInt(starts[i] + counts[i], i);
+            for (int b = 0; b < s.blocks.size(); b++) table.setInt(s.blocks.get(b), i, b);
+        }
+        pending = new Step(sequences.clone(), starts, counts.clone(), slots, table, lengths);
+        return pending;
+    }
+
+    /**
+     * Writes layer l's latent rows of the pending step's new tokens into their slots.
+     *
+     * @param kv BF16 [step tokens, h_kv, 576]: the latent (512) and RoPE (64) dims, rows in step order
+     */
+    public void write(Context ctx, int layer, Step step, Tensor kv) {
+        checkPending(step);
+        if (kv.rank() != 3 || kv.shape(0) != step.tokens() || kv.shape(1) != kvHeads || kv.shape(2) != DIMS)
+            throw new IllegalArgumentException(
+                    "kv must be [" + step.tokens() + ", " + kvHeads + ", " + DIMS + "], got " + kv);
+        Mla.appendToCache(ctx, kv, step.slots(), tensor(layer));
+    }
+
+    /**
+     * Appends one sequence's tokens to one layer outright (reserve, write, commit), for a cache that layer alone
+     * uses (a benchmark's or a test's); a model step goes through {@link #reserve} for all its layers.
+     *
+     * @param kv BF16 [n, h_kv, 576]
+     * @throws IllegalStateException if the pool lacks blocks; nothing is changed then
+     */
+    public void append(Context ctx, int layer, int sequence, Tensor kv) {
         try (Arena call = Arena.ofConfined()) {
-            Tensor slots = Tensor.allocate(call, DType.I32, Math.max(n, 1));
-            slots.setInt(-1, 0);
-            Map<Integer, Integer> next = new HashMap<>();
-            for (int i = 0; i < n; i++) {
-                Sequence s = sequence(sequenceOfRow[i]);
-                int position = s.length + next.merge(sequenceOfRow[i], 1, Integer::sum) - 1;
-                slots.setInt(s.blocks.get(position / BLOCK_TOKENS) * BLOCK_TOKENS + position % BLOCK_TOKENS, i);
+            Step step = reserve(call, new int[] {sequence}, new int[] {Math.toIntExact(kv.shape(0))});
+            try {
+                write(ctx, layer, step, kv);
+            } catch (RuntimeException e) {
+                abort(step);
+                throw e;
             }
-            if (n > 0) Mla.appendToCache(ctx, kv, slots, cache);
-        } catch (RuntimeException e) {
-            for (int i = grown.size() - 1; i >= 0; i--)
-                free.addFirst(grown.get(i).blocks.removeLast());
-            throw e;
+            commit(step);
         }
-        for (var e : added.entrySet()) sequence(e.getKey()).length += e.getValue();
+    }
+
+    /** Makes the pending step's tokens part of their sequences. */
+    public void commit(Step step) {
+        checkPending(step);
+        for (int i = 0; i < step.sequences().length; i++) sequence(step.sequences()[i]).length += step.counts()[i];
+        pending = null;
+    }
+
+    /** Returns the pending step's reserved blocks; the sequences stay as they were before {@link #reserve}. */
+    public void abort(Step step) {
+        checkPending(step);
+        for (int i = step.sequences().length - 1; i >= 0; i--) {
+            Sequence s = sequences.get(step.sequences()[i]);
+            if (s == null) continue;
+            while (s.blocks.size() > blocksFor(s.length)) free.addFirst(s.blocks.removeLast());
+        }
+        pending = null;
+    }
+
+    private void checkPending(Step step) {
+        if (step == null || step != pending)
+            throw new IllegalStateException("step is not the pending step of this cache");
     }
 
     private static int blocksNeeded(Sequence s, int tokens) {
-        return (s.length + tokens + BLOCK_TOKENS - 1) / BLOCK_TOKENS - s.blocks.size();
+        return blocksFor(s.length + (long) tokens) - s.blocks.size();
     }
 
     /**
@@ -161,28 +268,30 @@ public final class PagedLatentCache {
      */
     public void truncate(int sequence, int length) {
         Sequence s = sequence(sequence);
+        if (pending != null) throw new IllegalStateException("a step is pending; commit or abort it first");
         if (length < 0 || length > s.length)
             throw new IllegalArgumentException(
                     "cannot truncate sequence " + sequence + " of " + s.length + " tokens to " + length);
         s.length = length;
-        while (s.blocks.size() > (length + BLOCK_TOKENS - 1) / BLOCK_TOKENS) free.add(s.blocks.removeLast());
+        while (s.blocks.size() > blocksFor(length)) free.add(s.blocks.removeLast());
     }
 
     /** Returns a sequence's blocks to the pool; its id is no longer valid. */
     public void free(int sequence) {
+        if (pending != null && Arrays.stream(pending.sequences()).anyMatch(id -> id == sequence))
+            throw new IllegalStateException("sequence " + sequence + " is in the pending step");
         Sequence s = sequences.remove(sequence);
         if (s == null) throw new IllegalArgumentException("unknown sequence " + sequence);
         free.addAll(s.blocks);
     }
 
     /**
-     * The block table and lengths of a batch of sequences, for {@link Mla#decode}: I32 [b, max blocks] (unused
-     * entries 0, never read) and I32 [b].
+     * The block table and lengths of sequences as they stand (between steps), for {@link Mla#decode}: I32
+     * [b, max blocks] (unused entries 0, never read) and I32 [b].
      */
     public Batch batch(Arena arena, int... batchSequences) {
         int maxBlocks = 1;
-        for (int id : batchSequences)
-            maxBlocks = Math.max(maxBlocks, sequence(id).blocks.size());
+        for (int id : batchSequences) maxBlocks = Math.max(maxBlocks, sequence(id).blocks.size());
         Tensor table = Tensor.allocate(arena, DType.I32, batchSequences.length, maxBlocks);
         Tensor lengths = Tensor.allocate(arena, DType.I32, batchSequences.length);
         for (int i = 0; i < batchSequences.length; i++) {
@@ -193,7 +302,7 @@ public final class PagedLatentCache {
         return new Batch(table, lengths);
     }
 
-    /** A decode batch: {@code blockTable} I32 [b, max_blocks] and {@code lengths} I32 [b]. */
+    /** A batch's {@code blockTable} I32 [b, max_blocks] and {@code lengths} I32 [b]. */
     public record Batch(Tensor blockTable, Tensor lengths) {}
 
     private Sequence sequence(int id) {

@@ -233,27 +233,35 @@ class MlaAttentionTest {
             Model m = model(ctx, arena, random, qLora, fp8);
             MlaAttention mla = new MlaAttention(ctx, m.config(), m.weights(), arena);
             Naive naive = new Naive(m, fp8);
-            PagedLatentCache cache = new PagedLatentCache(arena, 12, 1, fp8Cache);
+            PagedLatentCache cache = new PagedLatentCache(arena, 1, 12, 1, fp8Cache);
             int a = cache.newSequence(), b = cache.newSequence();
             naive.newSequence();
             naive.newSequence();
             List<Double> got = new ArrayList<>(), want = new ArrayList<>();
 
-            record Prefill(int sequence, int tokens) {}
-            List<Object> steps = List.of(
-                    new Prefill(a, 300), new Prefill(b, 5), "decode", "decode", "decode", new Prefill(a, 37), "decode");
-            for (Object step : steps) {
-                int[] seqs = step instanceof Prefill p ? new int[] {p.sequence()} : new int[] {a, b};
-                int tokens = step instanceof Prefill p ? p.tokens() : 2;
+            // steps of (sequences, new tokens each): prompts, decode tokens, and both mixed in one step
+            record Step(int[] seqs, int[] counts) {}
+            List<Step> steps = List.of(
+                    new Step(new int[] {a}, new int[] {300}),
+                    new Step(new int[] {b}, new int[] {5}),
+                    new Step(new int[] {a, b}, new int[] {1, 1}),
+                    new Step(new int[] {a, b}, new int[] {1, 1}),
+                    new Step(new int[] {b, a}, new int[] {7, 1}),
+                    new Step(new int[] {a}, new int[] {37}),
+                    new Step(new int[] {a, b}, new int[] {1, 1}));
+            for (Step step : steps) {
+                int tokens = java.util.Arrays.stream(step.counts()).sum();
+                int[] seqOfRow = new int[tokens];
+                for (int i = 0, row = 0; i < step.seqs().length; i++)
+                    for (int j = 0; j < step.counts()[i]; j++) seqOfRow[row++] = step.seqs()[i];
                 float[] x = hidden(random, tokens);
                 Tensor xt = Tensor.fromFloats(arena, DType.BF16, x, tokens, HIDDEN);
                 Tensor out = Tensor.allocate(arena, DType.F32, tokens, HIDDEN);
-                if (step instanceof Prefill p) mla.prefill(ctx, cache, p.sequence(), xt, out);
-                else mla.decode(ctx, cache, seqs, xt, out);
+                mla.step(ctx, cache, 0, step.seqs(), step.counts(), xt, out);
                 float[] xr = xt.toFloatArray(), o = out.toFloatArray();
                 for (int i = 0; i < tokens; i++) {
                     float[] row = java.util.Arrays.copyOfRange(xr, i * HIDDEN, (i + 1) * HIDDEN);
-                    double[] ref = naive.token(seqs[step instanceof Prefill ? 0 : i], row);
+                    double[] ref = naive.token(seqOfRow[i], row);
                     for (int d = 0; d < HIDDEN; d++) {
                         want.add(ref[d]);
                         got.add((double) o[i * HIDDEN + d]);
@@ -261,7 +269,7 @@ class MlaAttentionTest {
                 }
             }
             assertEquals(300 + 37 + 4, cache.length(a));
-            assertEquals(5 + 4, cache.length(b));
+            assertEquals(5 + 3 + 7, cache.length(b));
             double[] g = got.stream().mapToDouble(Double::doubleValue).toArray();
             double[] w = want.stream().mapToDouble(Double::doubleValue).toArray();
             double diff = Reference.calcDiff(g, w);
@@ -321,27 +329,27 @@ class MlaAttentionTest {
                     () -> new MlaAttention.Config(HIDDEN, HEADS, 0, 256, NOPE, ROPE, V, 1e-6f, 10000, null));
 
             MlaAttention mla = new MlaAttention(ctx, m.config(), w, arena);
-            PagedLatentCache cache = new PagedLatentCache(arena, 2, 1, false);
+            PagedLatentCache cache = new PagedLatentCache(arena, 1, 2, 1, false);
             int a = cache.newSequence(), b = cache.newSequence();
             Tensor x = Tensor.fromFloats(arena, DType.BF16, hidden(random, 100), 100, HIDDEN);
             Tensor out = Tensor.allocate(arena, DType.F32, 100, HIDDEN);
-            mla.prefill(ctx, cache, a, x, out);
+            mla.step(ctx, cache, 0, new int[] {a}, new int[] {100}, x, out);
             Tensor more = x.slice(0, 0, 30);
             var full = assertThrows(
-                    IllegalStateException.class, () -> mla.prefill(ctx, cache, a, more, out.slice(0, 0, 30)));
+                    IllegalStateException.class, () -> mla.step(ctx, cache, 0, new int[] {a}, new int[] {30}, more, out.slice(0, 0, 30)));
             assertTrue(full.getMessage().contains("cache full"), full.getMessage());
             assertEquals(100, cache.length(a));
             assertEquals(0, cache.freeBlocks());
 
             Tensor two = x.slice(0, 0, 2), twoOut = out.slice(0, 0, 2);
-            assertThrows(IllegalArgumentException.class, () -> mla.decode(ctx, cache, new int[] {a, a}, two, twoOut));
-            assertThrows(IllegalStateException.class, () -> mla.decode(ctx, cache, new int[] {a, b}, two, twoOut));
+            assertThrows(IllegalArgumentException.class, () -> mla.step(ctx, cache, 0, new int[] {a, a}, new int[] {1, 1}, two, twoOut));
+            assertThrows(IllegalStateException.class, () -> mla.step(ctx, cache, 0, new int[] {a, b}, new int[] {1, 1}, two, twoOut));
             assertEquals(100, cache.length(a));
             assertEquals(0, cache.length(b));
             var wrongWidth = Tensor.allocate(arena, DType.BF16, 2, HIDDEN + 1);
             assertTrue(assertThrows(
                             IllegalArgumentException.class,
-                            () -> mla.decode(ctx, cache, new int[] {a, b}, wrongWidth, twoOut))
+                            () -> mla.step(ctx, cache, 0, new int[] {a, b}, new int[] {1, 1}, wrongWidth, twoOut))
                     .getMessage()
                     .contains("x must be [T, 256]"));
         }

@@ -29,7 +29,7 @@ class PagedLatentCacheTest {
         SplittableRandom random = TestSupport.random(TestSupport.freshSeed());
         try (Arena arena = Arena.ofConfined();
                 Context ctx = Context.create()) {
-            PagedLatentCache cache = new PagedLatentCache(arena, 8, 1, false);
+            PagedLatentCache cache = new PagedLatentCache(arena, 1, 8, 1, false);
             int a = cache.newSequence(), b = cache.newSequence();
             Tensor all = tokens(arena, random, 150);
             // a grows in uneven steps across block boundaries, interleaved with b
@@ -42,8 +42,8 @@ class PagedLatentCacheTest {
                         step,
                         1,
                         PagedLatentCache.DIMS);
-                cache.append(ctx, a, part);
-                cache.append(ctx, b, tokens(arena, random, 5));
+                cache.append(ctx, 0, a, part);
+                cache.append(ctx, 0, b, tokens(arena, random, 5));
                 done += step;
             }
             assertEquals(150, cache.length(a));
@@ -57,33 +57,33 @@ class PagedLatentCacheTest {
                 for (int d = 0; d < PagedLatentCache.DIMS; d += 37)
                     assertEquals(
                             all.getFloat(t, 0, d),
-                            cache.tensor().getFloat(block, t % 64, 0, d),
+                            cache.tensor(0).getFloat(block, t % 64, 0, d),
                             "token " + t + " dim " + d);
             }
 
             // Decode through the fragmented tables equals decode over a cache filled in one append per sequence.
-            PagedLatentCache oneShot = new PagedLatentCache(arena, 8, 1, false);
+            PagedLatentCache oneShot = new PagedLatentCache(arena, 1, 8, 1, false);
             int a2 = oneShot.newSequence(), b2 = oneShot.newSequence();
-            oneShot.append(ctx, a2, all);
+            oneShot.append(ctx, 0, a2, all);
             Tensor bTokens = Tensor.allocate(arena, DType.BF16, 25, 1, PagedLatentCache.DIMS);
             PagedLatentCache.Batch bBatch = cache.batch(arena, b);
             for (int t = 0; t < 25; t++)
                 for (int d = 0; d < PagedLatentCache.DIMS; d++)
                     bTokens.setFloat(
-                            cache.tensor().getFloat(bBatch.blockTable().getInt(0, t / 64), t % 64, 0, d), t, 0, d);
-            oneShot.append(ctx, b2, bTokens);
+                            cache.tensor(0).getFloat(bBatch.blockTable().getInt(0, t / 64), t % 64, 0, d), t, 0, d);
+            oneShot.append(ctx, 0, b2, bTokens);
             Tensor q = Tensor.allocate(arena, DType.BF16, 2, 1, 16, 576);
             q.copyFrom(TestSupport.wideFloats(random, 2 * 16 * 576));
             Tensor out = Tensor.allocate(arena, DType.F32, 2, 1, 16, 512),
                     lse = Tensor.allocate(arena, DType.F32, 2, 16, 1);
             Tensor out2 = Tensor.allocate(arena, DType.F32, 2, 1, 16, 512),
                     lse2 = Tensor.allocate(arena, DType.F32, 2, 16, 1);
-            Mla.decode(ctx, q, cache.tensor(), batch.blockTable(), batch.lengths(), Mla.DEFAULT_SCALE, false, out, lse);
+            Mla.decode(ctx, q, cache.tensor(0), batch.blockTable(), batch.lengths(), Mla.DEFAULT_SCALE, false, out, lse);
             PagedLatentCache.Batch batch2 = oneShot.batch(arena, a2, b2);
             Mla.decode(
                     ctx,
                     q,
-                    oneShot.tensor(),
+                    oneShot.tensor(0),
                     batch2.blockTable(),
                     batch2.lengths(),
                     Mla.DEFAULT_SCALE,
@@ -100,12 +100,12 @@ class PagedLatentCacheTest {
         SplittableRandom random = TestSupport.random(3);
         try (Arena arena = Arena.ofConfined();
                 Context ctx = Context.create()) {
-            PagedLatentCache cache = new PagedLatentCache(arena, 3, 1, true);
+            PagedLatentCache cache = new PagedLatentCache(arena, 1, 3, 1, true);
             int a = cache.newSequence(), b = cache.newSequence();
-            cache.append(ctx, a, tokens(arena, random, 100)); // 2 blocks
-            byte[] before = cache.tensor().segment().toArray(java.lang.foreign.ValueLayout.JAVA_BYTE);
+            cache.append(ctx, 0, a, tokens(arena, random, 100)); // 2 blocks
+            byte[] before = cache.tensor(0).segment().toArray(java.lang.foreign.ValueLayout.JAVA_BYTE);
             IllegalStateException full =
-                    assertThrows(IllegalStateException.class, () -> cache.append(ctx, b, tokens(arena, random, 65)));
+                    assertThrows(IllegalStateException.class, () -> cache.append(ctx, 0, b, tokens(arena, random, 65)));
             System.out.println("rejected: " + full.getMessage());
             assertEquals(
                     "cache full: sequences [1] need 2 more blocks for 65 tokens but 1 of 3 are free",
@@ -114,16 +114,16 @@ class PagedLatentCacheTest {
             assertEquals(1, cache.freeBlocks());
             assertArrayEquals(
                     before,
-                    cache.tensor().segment().toArray(java.lang.foreign.ValueLayout.JAVA_BYTE),
+                    cache.tensor(0).segment().toArray(java.lang.foreign.ValueLayout.JAVA_BYTE),
                     "cache untouched");
             cache.free(a);
             assertEquals(3, cache.freeBlocks());
-            cache.append(ctx, b, tokens(arena, random, 65));
+            cache.append(ctx, 0, b, tokens(arena, random, 65));
             assertEquals(65, cache.length(b));
             assertThrows(IllegalArgumentException.class, () -> cache.length(a));
             assertThrows(
                     IllegalArgumentException.class,
-                    () -> cache.append(ctx, b, Tensor.allocate(arena, DType.BF16, 1, 2, 576)));
+                    () -> cache.append(ctx, 0, b, Tensor.allocate(arena, DType.BF16, 1, 2, 576)));
         }
     }
 
@@ -132,24 +132,24 @@ class PagedLatentCacheTest {
         SplittableRandom random = TestSupport.random(TestSupport.freshSeed());
         try (Arena arena = Arena.ofConfined();
                 Context ctx = Context.create()) {
-            PagedLatentCache cache = new PagedLatentCache(arena, 4, 1, false);
+            PagedLatentCache cache = new PagedLatentCache(arena, 1, 4, 1, false);
             int a = cache.newSequence();
             Tensor kv = tokens(arena, random, 150);
-            cache.append(ctx, a, kv);
+            cache.append(ctx, 0, a, kv);
             assertEquals(1, cache.freeBlocks());
             cache.truncate(a, 65); // 2 blocks still needed
             assertEquals(65, cache.length(a));
             assertEquals(2, cache.freeBlocks());
             assertThrows(IllegalArgumentException.class, () -> cache.truncate(a, 66));
             assertThrows(IllegalArgumentException.class, () -> cache.truncate(a, -1));
-            cache.append(ctx, a, tokens(arena, random, 3));
+            cache.append(ctx, 0, a, tokens(arena, random, 3));
             PagedLatentCache.Batch batch = cache.batch(arena, a);
             assertEquals(68, batch.lengths().getInt(0));
             // tokens before the cut are untouched
             for (int t = 0; t < 65; t += 7)
                 assertEquals(
                         kv.getFloat(t, 0, 5),
-                        cache.tensor().getFloat(batch.blockTable().getInt(0, t / 64), t % 64, 0, 5));
+                        cache.tensor(0).getFloat(batch.blockTable().getInt(0, t / 64), t % 64, 0, 5));
             cache.truncate(a, 0);
             assertEquals(4, cache.freeBlocks());
         }

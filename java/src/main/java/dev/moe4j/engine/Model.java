@@ -1,0 +1,448 @@
+package dev.moe4j.engine;
+
+import dev.moe4j.kernels.Cast;
+import dev.moe4j.kernels.Dispatch;
+import dev.moe4j.kernels.Gemm;
+import dev.moe4j.model.Checkpoint;
+import dev.moe4j.model.DecoderLayer;
+import dev.moe4j.model.ModelConfig;
+import dev.moe4j.model.MoeLayer;
+import dev.moe4j.model.PagedLatentCache;
+import dev.moe4j.model.RmsNorm;
+import dev.moe4j.parallel.DeviceGroup;
+import dev.moe4j.parallel.ExpertParallelMoe;
+import dev.moe4j.placement.Eplb;
+import dev.moe4j.placement.Placement;
+import dev.moe4j.routing.Routing;
+import dev.moe4j.runtime.Context;
+import dev.moe4j.tensor.DType;
+import dev.moe4j.tensor.Tensor;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.function.BiConsumer;
+import java.util.function.Consumer;
+
+/**
+ * A whole DeepSeek-V2 / V2-Lite / V3 model loaded from a Hugging Face checkpoint directory, with its KV cache: token
+ * ids in, next-token logits out.
+ *
+ * <p>{@link #load} reads {@code config.json}, the embeddings, every decoder layer (dense before
+ * {@code first_k_dense_replace}, MoE after, {@code moe_layer_freq} honoured), the final norm and the LM head (or the
+ * tied embedding). Weights whose stored dtype and layout the kernels take (FP8 linear weights with their block
+ * scales, BF16 embeddings and LM head, routed experts stored at equal spacing) are used from the checkpoint's memory
+ * map; the rest is converted once into memory the model owns ({@link #memory} tells both apart). Multi-token-prediction
+ * layers ({@code num_nextn_predict_layers}) are not run and not loaded.
+ *
+ * <p>A step ({@link #forward}) takes new tokens for several sequences at once — a whole prompt, a chunk of one, or one
+ * decode token each — and runs embeddings, all layers, the final norm and the LM head, returning logits of each
+ * sequence's last new token (or of every new token). The cache is the model's: one block table per sequence shared by
+ * all layers. A step that fails (the cache is full, a token id is out of range, a position is past the context)
+ * changes nothing.
+ *
+ * <p>Batch invariance: the model's context is created {@code reproducible} unless {@link Options#reproducible} says
+ * otherwise, so a sequence's logits do not depend on the other sequences in the step or on how its prompt was
+ * chunked.
+ *
+ * <p>Not thread-safe: one thread drives a model (its steps mutate the cache); {@link Generator} enforces this for
+ * generation. Close it to free its memory and unmap the checkpoint.
+ */
+public final class Model implements AutoCloseable {
+    /**
+     * How to load a model.
+     *
+     * @param cacheTokens KV cache capacity in tokens summed over all sequences (rounded up to 64-token blocks)
+     * @param fp8Cache the FP8 latent cache (656 B per token per layer) instead of bf16 (1152 B)
+     * @param reproducible batch-invariant kernels (see the class doc); false trades that for large-batch speed
+     * @param quantize quantize BF16 dense weights (input width a multiple of 128) to FP8 on load
+     * @param threads CPU threads for the kernels, 0 for all
+     * @param expertDevices 1: routed experts run on the model's context; more: each MoE layer's experts are spread
+     *     over that many CPU devices ({@link ExpertParallelMoe}, 25% redundant slots, EPLB placement), each with its
+     *     own context and worker thread
+     */
+    public record Options(
+            int cacheTokens, boolean fp8Cache, boolean reproducible, boolean quantize, int threads, int expertDevices) {
+        public Options {
+            if (cacheTokens <= 0)
+                throw new IllegalArgumentException("cacheTokens must be positive, got " + cacheTokens);
+            if (threads < 0) throw new IllegalArgumentException("threads must be >= 0, got " + threads);
+            if (expertDevices < 1)
+                throw new IllegalArgumentException("expertDevices must be >= 1, got " + expertDevices);
+        }
+
+        /** 16384 cache tokens, bf16 cache, reproducible, no load-time quantization, all threads, one device. */
+        public static Options defaults() {
+            return new Options(16384, false, true, false, 0, 1);
+        }
+
+        public Options withCacheTokens(int cacheTokens) {
+            return new Options(cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices);
+        }
+
+        public Options withFp8Cache(boolean fp8Cache) {
+            return new Options(cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices);
+        }
+
+        public Options withReproducible(boolean reproducible) {
+            return new Options(cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices);
+        }
+
+        public Options withQuantize(boolean quantize) {
+            return new Options(cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices);
+        }
+
+        public Options withThreads(int threads) {
+            return new Options(cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices);
+        }
+
+        public Options withExpertDevices(int expertDevices) {
+            return new Options(cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices);
+        }
+    }
+
+    /**
+     * Memory the model holds, in bytes.
+     *
+     * @param mappedWeights checkpoint bytes used in place through the memory map (resident as the OS pages them in)
+     * @param copiedWeights weights converted or copied into the model's own memory at load
+     * @param cache the KV cache of all layers
+     */
+    public record Memory(long mappedWeights, long copiedWeights, long cache) {
+        public long total() {
+            return mappedWeights + copiedWeights + cache;
+        }
+    }
+
+    private final ModelConfig config;
+    private final Checkpoint checkpoint;
+    private final Arena arena;
+    private final Context ctx;
+    private final Tensor embeddings; // BF16 [V, hidden]
+    private final List<DecoderLayer> layers;
+    private final RmsNorm norm;
+    private final Tensor lmHead; // BF16 [V, hidden]
+    private final PagedLatentCache cache;
+    private final long copiedBytes;
+    private final DeviceGroup group; // null without expert devices
+    private final Map<Integer, ExpertParallelMoe> parallel;
+    private BiConsumer<Integer, Routing> moeObserver;
+    private Routing routing;
+
+    private Model(
+            ModelConfig config,
+            Checkpoint checkpoint,
+            Arena arena,
+            Context ctx,
+            Tensor embeddings,
+            List<DecoderLayer> layers,
+            RmsNorm norm,
+            Tensor lmHead,
+            PagedLatentCache cache,
+            long copiedBytes,
+            DeviceGroup group,
+            Map<Integer, ExpertParallelMoe> parallel) {
+        this.config = config;
+        this.checkpoint = checkpoint;
+        this.arena = arena;
+        this.ctx = ctx;
+        this.embeddings = embeddings;
+        this.layers = layers;
+        this.norm = norm;
+        this.lmHead = lmHead;
+        this.cache = cache;
+        this.copiedBytes = copiedBytes;
+        this.group = group;
+        this.parallel = parallel;
+    }
+
+    /**
+     * Loads a checkpoint directory.
+     *
+     * @param progress receives one line per loaded layer (may be null)
+     * @throws IllegalArgumentException naming the file and tensor when the config is malformed, a tensor is missing,
+     *     or a tensor's dtype or shape contradicts the config
+     */
+    public static Model load(Path dir, Options options, Consumer<String> progress) {
+        Objects.requireNonNull(options, "options");
+        Checkpoint checkpoint = Checkpoint.open(dir);
+        CountingArena arena = new CountingArena(Arena.ofShared());
+        Context ctx = null;
+        DeviceGroup group = null;
+        try {
+            ModelConfig c = checkpoint.config();
+            if (c.vocabSize() <= 0)
+                throw new IllegalArgumentException(dir + "/config.json: vocab_size must be positive, got "
+                        + c.vocabSize());
+            ctx = Context.create(Context.Options.cpu()
+                    .withThreads(options.threads())
+                    .withReproducible(options.reproducible()));
+            Tensor embeddings = bf16Matrix(checkpoint, "model.embed_tokens.weight", c, arena);
+            List<DecoderLayer> layers = new ArrayList<>();
+            for (int l = 0; l < c.numHiddenLayers(); l++) {
+                layers.add(DecoderLayer.load(checkpoint, l, options.quantize(), ctx, arena));
+                if (progress != null) progress.accept("layer " + (l + 1) + " of " + c.numHiddenLayers());
+            }
+            if (progress != null && c.numNextnPredictLayers() > 0)
+                progress.accept("skipping " + c.numNextnPredictLayers()
+                        + " multi-token-prediction layer(s): not used for generation");
+            Tensor normWeight = checkpoint.tensor("model.norm.weight");
+            if (!Arrays.equals(normWeight.shape(), new long[] {c.hiddenSize()}))
+                throw new IllegalArgumentException("tensor 'model.norm.weight' in " + dir + " is "
+                        + Arrays.toString(normWeight.shape()) + ", expected [" + c.hiddenSize() + "]");
+            RmsNorm norm = new RmsNorm(normWeight.toFloatArray(), (float) c.rmsNormEps());
+            Tensor lmHead = c.tieWordEmbeddings() ? embeddings : bf16Matrix(checkpoint, "lm_head.weight", c, arena);
+            int blocks = PagedLatentCache.blocksFor(options.cacheTokens());
+            long weightsCopied = arena.allocated();
+            PagedLatentCache cache = new PagedLatentCache(arena, c.numHiddenLayers(), blocks, 1, options.fp8Cache());
+            Map<Integer, ExpertParallelMoe> parallel = new LinkedHashMap<>();
+            if (options.expertDevices() > 1 && c.nRoutedExperts() > 0) {
+                int devices = options.expertDevices();
+                group = DeviceGroup.cpu(devices, 1);
+                int replicas = (c.nRoutedExperts() * 5 / 4 + devices - 1) / devices * devices;
+                for (int l = 0; l < layers.size(); l++) {
+                    if (!(layers.get(l).moe() instanceof MoeLayer local)) continue;
+                    Placement start = Eplb.rebalance(new double[1][c.nRoutedExperts()], replicas, 1, 1, devices);
+                    ExpertParallelMoe moe = new ExpertParallelMoe(
+                            group, local.gate(), local.expertGate(), local.expertUp(), local.expertDown(),
+                            local.shared(), start, 0, 1);
+                    parallel.put(l, moe);
+                    layers.set(l, layers.get(l).withMoe(moe));
+                }
+            }
+            return new Model(
+                    c, checkpoint, arena, ctx, embeddings, layers, norm, lmHead, cache, weightsCopied, group,
+                    parallel);
+        } catch (RuntimeException e) {
+            if (group != null) group.close();
+            if (ctx != null) ctx.close();
+            arena.close();
+            checkpoint.close();
+            throw e;
+        }
+    }
+
+    /** A [vocab, hidden] matrix as BF16, used from the map when stored so. */
+    private static Tensor bf16Matrix(Checkpoint checkpoint, String name, ModelConfig c, Arena arena) {
+        Tensor t = checkpoint.tensor(name);
+        long[] expected = {c.vocabSize(), c.hiddenSize()};
+        if (!Arrays.equals(t.shape(), expected))
+            throw new IllegalArgumentException("tensor '" + name + "' in " + checkpoint.dir() + " is "
+                    + Arrays.toString(t.shape()) + ", expected " + Arrays.toString(expected)
+                    + " (vocab_size, hidden_size)");
+        return switch (t.dtype()) {
+            case BF16 -> t;
+            case F32, F16 -> Tensor.fromFloats(arena, DType.BF16, t.toFloatArray(), expected);
+            default ->
+                throw new IllegalArgumentException(
+                        "tensor '" + name + "' in " + checkpoint.dir() + " is " + t.dtype() + ", expected BF16");
+        };
+    }
+
+    public ModelConfig config() {
+        return config;
+    }
+
+    /** The checkpoint directory. */
+    public Path dir() {
+        return checkpoint.dir();
+    }
+
+    public int vocabSize() {
+        return config.vocabSize();
+    }
+
+    /** The longest sequence the model takes: {@code max_position_embeddings}. */
+    public int maxPositions() {
+        return config.maxPositionEmbeddings();
+    }
+
+    public Memory memory() {
+        return new Memory(checkpoint.mappedBytes(), copiedBytes, cache.bytes());
+    }
+
+    /** Whether steps are batch-invariant (the context is reproducible). */
+    public boolean reproducible() {
+        return ctx.reproducible();
+    }
+
+    // ---------------------------------------------------------------- sequences and their cache
+
+    /** Starts an empty sequence; returns its id. */
+    public int newSequence() {
+        return cache.newSequence();
+    }
+
+    /** Frees a sequence's cache blocks; its id is no longer valid. */
+    public void freeSequence(int sequence) {
+        cache.free(sequence);
+    }
+
+    /** Tokens of a sequence in the cache. */
+    public int length(int sequence) {
+        return cache.length(sequence);
+    }
+
+    /** Cache tokens not held by any sequence (whole free blocks). */
+    public long freeCacheTokens() {
+        return (long) cache.freeBlocks() * PagedLatentCache.BLOCK_TOKENS;
+    }
+
+    /** Cache capacity in tokens. */
+    public long cacheTokens() {
+        return (long) cache.blocks() * PagedLatentCache.BLOCK_TOKENS;
+    }
+
+    /** Cache blocks a sequence of this many tokens holds (for admission: compare with free blocks). */
+    public static int cacheBlocksFor(long tokens) {
+        return PagedLatentCache.blocksFor(tokens);
+    }
+
+    public int freeCacheBlocks() {
+        return cache.freeBlocks();
+    }
+
+    // ---------------------------------------------------------------- the step
+
+    /**
+     * Runs new tokens of several sequences through the model and appends them to the cache.
+     *
+     * @param sequences distinct sequence ids
+     * @param tokens tokens[i] are sequence i's new tokens (at least one), ids in [0, vocab)
+     * @param allPositions logits of every new token (scoring) instead of each sequence's last one
+     * @param arena owns the returned logits
+     * @return F32 [rows, vocab]: row i is sequence i's last new token, or with allPositions the rows of sequence 0's
+     *     tokens, then sequence 1's, ...
+     * @throws IllegalArgumentException if a token id is outside the vocabulary, a sequence is unknown or listed
+     *     twice, or a sequence would pass {@link #maxPositions}; nothing changed
+     * @throws IllegalStateException if the cache cannot hold the new tokens; nothing changed
+     */
+    public Tensor forward(int[] sequences, int[][] tokens, boolean allPositions, Arena arena) {
+        Objects.requireNonNull(sequences, "sequences");
+        Objects.requireNonNull(tokens, "tokens");
+        if (sequences.length != tokens.length)
+            throw new IllegalArgumentException(sequences.length + " sequences but " + tokens.length + " token lists");
+        int[] counts = new int[sequences.length];
+        int total = 0;
+        for (int i = 0; i < sequences.length; i++) {
+            if (tokens[i] == null || tokens[i].length == 0)
+                throw new IllegalArgumentException("sequence " + sequences[i] + " has no new tokens");
+            for (int j = 0; j < tokens[i].length; j++)
+                if (tokens[i][j] < 0 || tokens[i][j] >= config.vocabSize())
+                    throw new IllegalArgumentException("token id " + tokens[i][j] + " (sequence " + sequences[i]
+                            + ", token " + j + ") is outside the vocabulary [0, " + config.vocabSize() + ")");
+            long end = (long) cache.length(sequences[i]) + tokens[i].length;
+            if (end > config.maxPositionEmbeddings())
+                throw new IllegalArgumentException("sequence " + sequences[i] + " would reach " + end
+                        + " tokens, past the model's context of " + config.maxPositionEmbeddings()
+                        + " (max_position_embeddings)");
+            counts[i] = tokens[i].length;
+            total += counts[i];
+        }
+        int hidden = config.hiddenSize(), vocab = config.vocabSize();
+        try (Arena step = Arena.ofConfined()) {
+            PagedLatentCache.Step reserved = cache.reserve(step, sequences, counts);
+            try {
+                Tensor ids = Tensor.allocate(step, DType.I32, total);
+                for (int i = 0, row = 0; i < sequences.length; i++)
+                    for (int token : tokens[i]) ids.setInt(token, row++);
+                Tensor embedded = Tensor.allocate(step, DType.BF16, total, hidden);
+                Dispatch.gather(ctx, embeddings, ids, embedded);
+                Tensor x = Tensor.allocate(step, DType.F32, total, hidden);
+                Cast.apply(ctx, embedded, x);
+                if (routing == null || routing.maxTokens() < total)
+                    routing = new Routing(Math.max(1, config.numExpertsPerTok()), Math.max(total, 256));
+                for (DecoderLayer layer : layers) {
+                    layer.forward(ctx, cache, reserved, x, routing, x);
+                    if (moeObserver != null && layer.moe() != null) moeObserver.accept(layer.index(), routing);
+                }
+
+                int rows = allPositions ? total : sequences.length;
+                Tensor pick = Tensor.allocate(step, DType.I32, rows);
+                for (int i = 0, row = 0; i < rows; i++) {
+                    if (allPositions) pick.setInt(i, i);
+                    else {
+                        row += counts[i];
+                        pick.setInt(row - 1, i);
+                    }
+                }
+                Tensor last = Tensor.allocate(step, DType.F32, rows, hidden);
+                Dispatch.gather(ctx, x, pick, last);
+                Tensor normed = Tensor.allocate(step, DType.BF16, rows, hidden);
+                norm.apply(last, normed);
+                Tensor logits = Tensor.allocate(arena, DType.F32, rows, vocab);
+                Gemm.nt(ctx, normed, lmHead, null, logits);
+                cache.commit(reserved);
+                return logits;
+            } catch (RuntimeException e) {
+                cache.abort(reserved);
+                throw e;
+            }
+        }
+    }
+
+    /** Each MoE layer's experts spread over devices, by layer index (empty with one expert device). */
+    public Map<Integer, ExpertParallelMoe> expertParallel() {
+        return Collections.unmodifiableMap(parallel);
+    }
+
+    /**
+     * Calls observer after every MoE layer of every step with the layer index and its routing (valid during the
+     * call): for load statistics and live rebalancing. Null removes it.
+     */
+    public void onMoeLayer(BiConsumer<Integer, Routing> observer) {
+        this.moeObserver = observer;
+    }
+
+    @Override
+    public void close() {
+        for (ExpertParallelMoe moe : parallel.values()) moe.close();
+        if (group != null) group.close();
+        ctx.close();
+        arena.close();
+        checkpoint.close();
+    }
+
+    @Override
+    public String toString() {
+        return "Model[" + config.modelType() + ", " + config.numHiddenLayers() + " layers, hidden "
+                + config.hiddenSize() + ", vocab " + config.vocabSize() + ", " + dir() + "]";
+    }
+
+    /** An arena that counts the bytes allocated in it (the model's own weight memory). */
+    private static final class CountingArena implements Arena {
+        private final Arena inner;
+        private long allocated;
+
+        CountingArena(Arena inner) {
+            this.inner = inner;
+        }
+
+        long allocated() {
+            return allocated;
+        }
+
+        @Override
+        public MemorySegment allocate(long byteSize, long byteAlignment) {
+            MemorySegment s = inner.allocate(byteSize, byteAlignment);
+            allocated += byteSize;
+            return s;
+        }
+
+        @Override
+        public MemorySegment.Scope scope() {
+            return inner.scope();
+        }
+
+        @Override
+        public void close() {
+            inner.close();
+        }
+    }
+}
