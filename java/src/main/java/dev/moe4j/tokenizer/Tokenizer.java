@@ -79,12 +79,14 @@ public final class Tokenizer {
 
     private int specialId(String text, boolean added, String name, String flag, Path configFile) {
         if (text == null) {
-            if (added) throw new IllegalArgumentException(configFile + ": " + flag + " is true but " + name + " is not set");
+            if (added)
+                throw new IllegalArgumentException(configFile + ": " + flag + " is true but " + name + " is not set");
             return -1;
         }
         OptionalInt id = tokenId(text);
         if (id.isEmpty()) {
-            throw new IllegalArgumentException(configFile + ": " + name + " '" + text + "' is not a token of the vocabulary");
+            throw new IllegalArgumentException(
+                    configFile + ": " + name + " '" + text + "' is not a token of the vocabulary");
         }
         return id.getAsInt();
     }
@@ -103,9 +105,12 @@ public final class Tokenizer {
     public static Tokenizer load(Path dir) {
         if (dir == null) throw new IllegalArgumentException("dir is null");
         Path file = dir.resolve(TOKENIZER_FILE);
-        if (!Files.isRegularFile(file)) throw new IllegalArgumentException("no " + TOKENIZER_FILE + " in " + dir + " (" + file + " does not exist)");
+        if (!Files.isRegularFile(file))
+            throw new IllegalArgumentException(
+                    "no " + TOKENIZER_FILE + " in " + dir + " (" + file + " does not exist)");
         Path configFile = dir.resolve(TokenizerConfig.FILE);
-        TokenizerConfig config = Files.isRegularFile(configFile) ? TokenizerConfig.read(configFile) : TokenizerConfig.empty();
+        TokenizerConfig config =
+                Files.isRegularFile(configFile) ? TokenizerConfig.read(configFile) : TokenizerConfig.empty();
         String text;
         try {
             text = Files.readString(file, StandardCharsets.UTF_8);
@@ -155,7 +160,10 @@ public final class Tokenizer {
             if (space > 0 && space < s.length() - 1 && s.indexOf(' ', space + 1) < 0) {
                 return new String[] {s.substring(0, space), s.substring(space + 1)};
             }
-        } else if (merge instanceof List<?> pair && pair.size() == 2 && pair.get(0) instanceof String l && pair.get(1) instanceof String r) {
+        } else if (merge instanceof List<?> pair
+                && pair.size() == 2
+                && pair.get(0) instanceof String l
+                && pair.get(1) instanceof String r) {
             return new String[] {l, r};
         }
         throw new IllegalArgumentException("model.merges[" + rank + "] is not a pair of tokens: " + merge);
@@ -186,7 +194,8 @@ public final class Tokenizer {
     private static void checkNormalizer(Object json) {
         if (json == null) return;
         Map<?, ?> n = object(json, "normalizer");
-        if ("Sequence".equals(n.get("type")) && list(n.get("normalizers"), "normalizer.normalizers").isEmpty()) return;
+        if ("Sequence".equals(n.get("type"))
+                && list(n.get("normalizers"), "normalizer.normalizers").isEmpty()) return;
         throw unsupported("normalizer", Json.write(n));
     }
 
@@ -204,7 +213,8 @@ public final class Tokenizer {
             // With Isolated both matches and gaps become pieces, so invert changes nothing.
             Map<?, ?> pattern = object(p.get("pattern"), "Split.pattern");
             if (pattern.get("Regex") instanceof String regex) steps.add(PreTokenizer.splitStep(regex));
-            else if (pattern.get("String") instanceof String literal) steps.add(PreTokenizer.splitStep(java.util.regex.Pattern.quote(literal)));
+            else if (pattern.get("String") instanceof String literal)
+                steps.add(PreTokenizer.splitStep(java.util.regex.Pattern.quote(literal)));
             else throw unsupported("Split.pattern", Json.write(pattern));
         } else if ("ByteLevel".equals(type)) {
             steps.add(new PreTokenizer.ByteLevelStep(
@@ -328,7 +338,8 @@ public final class Tokenizer {
 
     private void checkId(int id) {
         if (id < 0 || id >= tokens.length || tokens[id] == null) {
-            throw new IllegalArgumentException("token id " + id + " is not in the vocabulary (size " + tokens.length + ")");
+            throw new IllegalArgumentException(
+                    "token id " + id + " is not in the vocabulary (size " + tokens.length + ")");
         }
     }
 
