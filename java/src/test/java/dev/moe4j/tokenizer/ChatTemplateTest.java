@@ -10,6 +10,9 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -50,6 +53,38 @@ class ChatTemplateTest {
         int bos = 0;
         for (int id : ids) if (id == 0) bos++;
         assertEquals(1, bos);
+    }
+
+    @Test
+    void rendersLongMessagesWhole() {
+        String longText = "你好 world {{ x }} ".repeat(20_000);
+        String rendered = ChatTemplate.from(tokenizer).render(List.of(new Message("user", longText)), false);
+        assertEquals("<｜begin▁of▁sentence｜><｜User｜>" + longText, rendered);
+    }
+
+    @Test
+    void rendersFromManyThreadsAlike() throws Exception {
+        ChatTemplate template = ChatTemplate.from(tokenizer);
+        List<Map<String, Object>> cases = DeepSeekFiles.cases("chat");
+        ExecutorService pool = Executors.newFixedThreadPool(4);
+        try {
+            List<Future<Boolean>> results = new ArrayList<>();
+            for (int t = 0; t < 4; t++) {
+                results.add(pool.submit(() -> {
+                    for (int round = 0; round < 5; round++) {
+                        for (Map<String, Object> c : cases) {
+                            String text = template.render(
+                                    messages(c.get("messages")), (Boolean) c.get("add_generation_prompt"));
+                            if (!text.equals(c.get("text"))) return false;
+                        }
+                    }
+                    return true;
+                }));
+            }
+            for (Future<Boolean> r : results) assertTrue(r.get());
+        } finally {
+            pool.shutdown();
+        }
     }
 
     @Test
