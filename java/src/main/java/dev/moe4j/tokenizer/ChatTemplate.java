@@ -12,6 +12,7 @@ import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.regex.Pattern;
 
 /**
  * A model's chat template (tokenizer_config.json's {@code chat_template}), rendered by the Jinja engine Jinjava set
@@ -39,6 +40,8 @@ public final class ChatTemplate {
     }
 
     private static final Jinjava JINJAVA = engine();
+
+    private static final Pattern LINE_START_BEFORE_TAG = Pattern.compile("(?md)^[ \t]+(?=\\{%(?![+])|\\{#)");
 
     private final String source;
     private final Map<String, String> specialTokens;
@@ -103,9 +106,14 @@ public final class ChatTemplate {
         context.put("add_generation_prompt", addGenerationPrompt);
         RenderResult result = JINJAVA.renderForResult(source, context);
         for (TemplateError error : result.getErrors()) {
-            if (error.getSeverity() == TemplateError.ErrorType.FATAL) {
-                throw new IllegalArgumentException("chat template failed on messages: " + error.getMessage());
+            if (error.getSeverity() != TemplateError.ErrorType.FATAL) continue;
+            for (Throwable t = error.getException(); t != null; t = t.getCause()) {
+                if (t instanceof TemplateFunctions.Raised raised) {
+                    throw new IllegalArgumentException(
+                            "the chat template rejects the messages: " + raised.getMessage());
+                }
             }
+            throw new IllegalArgumentException("the chat template failed on the messages: " + error.getMessage());
         }
         return result.getOutput();
     }
@@ -113,12 +121,17 @@ public final class ChatTemplate {
     private static Jinjava engine() {
         JinjavaConfig config = JinjavaConfig.newBuilder()
                 .withTrimBlocks(true)
-                .withLstripBlocks(true)
-                // The source is prepared as jinja2 reads it (see jinja2Source), so Jinjava keeps it as it is.
+                // lstrip_blocks is applied to the source (see jinja2Source): Jinjava's also strips spaces before a
+                // tag in the middle of a line ("a, {% endif %}" loses its space), which jinja2 does not.
+                .withLstripBlocks(false)
+                // The source is prepared as jinja2 reads it, so Jinjava keeps its last newline.
                 .withKeepTrailingNewline(true)
-                // Jinja's own semantics where Jinjava's defaults differ (operator precedence, whitespace control on
-                // comments and expressions, iterating a dict's keys, backslashes in strings).
-                .withLegacyOverrides(LegacyOverrides.ALL)
+                // Without this Jinjava renders template syntax found in the output, e.g. "{{" in a user's message.
+                .withNestedInterpretationEnabled(false)
+                // {{- x -}} and {#- c -#} trim whitespace as in Jinja.
+                .withLegacyOverrides(LegacyOverrides.newBuilder()
+                        .withUseTrimmingForNotesAndExpressions(true)
+                        .build())
                 .build();
         Jinjava jinjava = new Jinjava(config);
         jinjava.getGlobalContext()
@@ -127,9 +140,14 @@ public final class ChatTemplate {
         return jinjava;
     }
 
-    /** jinja2's lexer reads every newline as \n and, without keep_trailing_newline, drops one at the very end. */
+    /**
+     * The source as jinja2 lexes it in transformers' environment: every newline read as \n; lstrip_blocks, i.e. the
+     * spaces and tabs between a line's start and a block tag or comment removed (not before {@code {%+}); and,
+     * without keep_trailing_newline, one newline at the very end dropped.
+     */
     private static String jinja2Source(String template) {
         String source = template.replace("\r\n", "\n").replace('\r', '\n');
+        source = LINE_START_BEFORE_TAG.matcher(source).replaceAll("");
         return source.endsWith("\n") ? source.substring(0, source.length() - 1) : source;
     }
 }

@@ -11,6 +11,7 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.OptionalInt;
+import java.util.regex.Pattern;
 
 /**
  * A byte-level BPE tokenizer read from HF's {@code tokenizer.json} and {@code tokenizer_config.json}, as DeepSeek-V2
@@ -38,11 +39,12 @@ public final class Tokenizer {
     private final AddedVocabulary added;
     private final PreTokenizer preTokenizer;
     private final Map<String, Integer> addedIds;
-    /** Indexed by id: the token's text, its bytes for decoding and whether it is special; null where no token. */
-    private final String[] tokens;
 
+    // Indexed by id: the token's text, its bytes for decoding and whether it is special; null where no token.
+    private final String[] tokens;
     private final byte[][] tokenBytes;
     private final boolean[] special;
+
     private final TokenizerConfig config;
     private final int bosId;
     private final int eosId;
@@ -79,12 +81,15 @@ public final class Tokenizer {
 
     private int specialId(String text, boolean added, String name, String flag, Path configFile) {
         if (text == null) {
-            if (added) throw new IllegalArgumentException(configFile + ": " + flag + " is true but " + name + " is not set");
+            if (added) {
+                throw new IllegalArgumentException(configFile + ": " + flag + " is true but " + name + " is not set");
+            }
             return -1;
         }
         OptionalInt id = tokenId(text);
         if (id.isEmpty()) {
-            throw new IllegalArgumentException(configFile + ": " + name + " '" + text + "' is not a token of the vocabulary");
+            throw new IllegalArgumentException(
+                    configFile + ": " + name + " '" + text + "' is not a token of the vocabulary");
         }
         return id.getAsInt();
     }
@@ -103,26 +108,33 @@ public final class Tokenizer {
     public static Tokenizer load(Path dir) {
         if (dir == null) throw new IllegalArgumentException("dir is null");
         Path file = dir.resolve(TOKENIZER_FILE);
-        if (!Files.isRegularFile(file)) throw new IllegalArgumentException("no " + TOKENIZER_FILE + " in " + dir + " (" + file + " does not exist)");
+        if (!Files.isRegularFile(file)) {
+            throw new IllegalArgumentException(
+                    "no " + TOKENIZER_FILE + " in " + dir + " (" + file + " does not exist)");
+        }
         Path configFile = dir.resolve(TokenizerConfig.FILE);
-        TokenizerConfig config = Files.isRegularFile(configFile) ? TokenizerConfig.read(configFile) : TokenizerConfig.empty();
+        TokenizerConfig config =
+                Files.isRegularFile(configFile) ? TokenizerConfig.read(configFile) : TokenizerConfig.empty();
         String text;
         try {
             text = Files.readString(file, StandardCharsets.UTF_8);
         } catch (IOException e) {
             throw new UncheckedIOException("cannot read " + file + ": " + e.getMessage(), e);
         }
+        Bpe bpe;
+        List<AddedToken> addedTokens;
+        PreTokenizer preTokenizer;
         try {
             Map<?, ?> root = object(Json.parse(text), "the top level");
-            Bpe bpe = model(object(root.get("model"), "model"));
-            List<AddedToken> addedTokens = addedTokens(root.get("added_tokens"));
+            bpe = model(object(root.get("model"), "model"));
+            addedTokens = addedTokens(root.get("added_tokens"));
             checkNormalizer(root.get("normalizer"));
-            PreTokenizer preTokenizer = new PreTokenizer(preTokenizerSteps(root.get("pre_tokenizer")));
+            preTokenizer = new PreTokenizer(preTokenizerSteps(root.get("pre_tokenizer")));
             checkDecoder(root.get("decoder"));
-            return new Tokenizer(bpe, addedTokens, preTokenizer, config, configFile);
         } catch (IllegalArgumentException | ClassCastException e) {
             throw new IllegalArgumentException("bad tokenizer file " + file + ": " + e.getMessage(), e);
         }
+        return new Tokenizer(bpe, addedTokens, preTokenizer, config, configFile);
     }
 
     // ------------------------------------------------------------------ reading tokenizer.json
@@ -155,7 +167,10 @@ public final class Tokenizer {
             if (space > 0 && space < s.length() - 1 && s.indexOf(' ', space + 1) < 0) {
                 return new String[] {s.substring(0, space), s.substring(space + 1)};
             }
-        } else if (merge instanceof List<?> pair && pair.size() == 2 && pair.get(0) instanceof String l && pair.get(1) instanceof String r) {
+        } else if (merge instanceof List<?> pair
+                && pair.size() == 2
+                && pair.get(0) instanceof String l
+                && pair.get(1) instanceof String r) {
             return new String[] {l, r};
         }
         throw new IllegalArgumentException("model.merges[" + rank + "] is not a pair of tokens: " + merge);
@@ -186,8 +201,9 @@ public final class Tokenizer {
     private static void checkNormalizer(Object json) {
         if (json == null) return;
         Map<?, ?> n = object(json, "normalizer");
-        if ("Sequence".equals(n.get("type")) && list(n.get("normalizers"), "normalizer.normalizers").isEmpty()) return;
-        throw unsupported("normalizer", Json.write(n));
+        boolean empty = "Sequence".equals(n.get("type"))
+                && list(n.get("normalizers"), "normalizer.normalizers").isEmpty();
+        if (!empty) throw unsupported("normalizer", Json.write(n));
     }
 
     private static List<PreTokenizer.Step> preTokenizerSteps(Object json) {
@@ -203,9 +219,13 @@ public final class Tokenizer {
             if (!"Isolated".equals(p.get("behavior"))) throw unsupported("Split.behavior", p.get("behavior"));
             // With Isolated both matches and gaps become pieces, so invert changes nothing.
             Map<?, ?> pattern = object(p.get("pattern"), "Split.pattern");
-            if (pattern.get("Regex") instanceof String regex) steps.add(PreTokenizer.splitStep(regex));
-            else if (pattern.get("String") instanceof String literal) steps.add(PreTokenizer.splitStep(java.util.regex.Pattern.quote(literal)));
-            else throw unsupported("Split.pattern", Json.write(pattern));
+            if (pattern.get("Regex") instanceof String regex) {
+                steps.add(PreTokenizer.splitStep(regex));
+            } else if (pattern.get("String") instanceof String literal) {
+                steps.add(PreTokenizer.splitStep(Pattern.quote(literal)));
+            } else {
+                throw unsupported("Split.pattern", Json.write(pattern));
+            }
         } else if ("ByteLevel".equals(type)) {
             steps.add(new PreTokenizer.ByteLevelStep(
                     Boolean.TRUE.equals(p.get("add_prefix_space")), !Boolean.FALSE.equals(p.get("use_regex"))));
@@ -328,7 +348,8 @@ public final class Tokenizer {
 
     private void checkId(int id) {
         if (id < 0 || id >= tokens.length || tokens[id] == null) {
-            throw new IllegalArgumentException("token id " + id + " is not in the vocabulary (size " + tokens.length + ")");
+            throw new IllegalArgumentException(
+                    "token id " + id + " is not in the vocabulary (size " + tokens.length + ")");
         }
     }
 

@@ -120,7 +120,8 @@ class TokenizerTest {
             StringBuilder out = new StringBuilder();
             for (int id : ids) {
                 String piece = stream.push(id);
-                assertFalse(piece.indexOf('\uFFFD') >= 0 && text.indexOf('\uFFFD') < 0, () -> "U+FFFD in " + quoted(text));
+                assertFalse(
+                        piece.indexOf('\uFFFD') >= 0 && text.indexOf('\uFFFD') < 0, () -> "U+FFFD in " + quoted(text));
                 out.append(piece);
             }
             out.append(stream.flush());
@@ -198,7 +199,8 @@ class TokenizerTest {
         e = assertThrows(IllegalArgumentException.class, () -> Tokenizer.load(dir));
         assertTrue(e.getMessage().contains(file.toString()), e.getMessage());
 
-        Files.writeString(file, "{\"model\": {\"type\": \"WordPiece\", \"vocab\": {}}, \"decoder\": {\"type\": \"ByteLevel\"}}");
+        Files.writeString(
+                file, "{\"model\": {\"type\": \"WordPiece\", \"vocab\": {}}, \"decoder\": {\"type\": \"ByteLevel\"}}");
         e = assertThrows(IllegalArgumentException.class, () -> Tokenizer.load(dir));
         assertTrue(e.getMessage().contains("model.type") && e.getMessage().contains(file.toString()), e.getMessage());
     }
