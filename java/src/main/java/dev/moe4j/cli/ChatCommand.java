@@ -26,7 +26,8 @@ import java.util.Set;
 final class ChatCommand {
     private ChatCommand() {}
 
-    static final String USAGE = "chat --model DIR [--max-new-tokens N --temperature T --top-p P --seed S --system TEXT]";
+    static final String USAGE =
+            "chat --model DIR [--max-new-tokens N --temperature T --top-p P --seed S --system TEXT]";
 
     static int run(String[] args) {
         Set<String> valued = new HashSet<>(ModelLoading.VALUED);
@@ -59,15 +60,17 @@ final class ChatCommand {
                 }
                 messages.add(new ChatTemplate.Message("user", line));
                 int[] ids = tokenizer.encode(template.render(messages, true), false);
-                Request request = new Request(ids, null, sampling.withSeed(sampling.seed() + turn), maxNew,
-                        List.of(), List.of());
-                Result result = generator.generate(List.of(request), new Generator.Listener() {
-                    @Override
-                    public void onToken(int request, Sampler.Choice choice, String text) {
-                        System.out.print(text);
-                        System.out.flush();
-                    }
-                }).get(0);
+                Request request =
+                        new Request(ids, null, sampling.withSeed(sampling.seed() + turn), maxNew, List.of(), List.of());
+                Result result = generator
+                        .generate(List.of(request), new Generator.Listener() {
+                            @Override
+                            public void onToken(int request, Sampler.Choice choice, String text) {
+                                System.out.print(text);
+                                System.out.flush();
+                            }
+                        })
+                        .get(0);
                 System.out.println();
                 messages.add(new ChatTemplate.Message("assistant", result.text()));
             }

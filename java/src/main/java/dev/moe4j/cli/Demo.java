@@ -102,7 +102,10 @@ final class Demo {
             requests.add(new Request(
                     ids,
                     null,
-                    SamplingParams.defaults().withTemperature(0.8).withTopP(0.95).withSeed(b),
+                    SamplingParams.defaults()
+                            .withTemperature(0.8)
+                            .withTopP(0.95)
+                            .withSeed(b),
                     steps,
                     List.of(),
                     List.of()));
@@ -125,8 +128,8 @@ final class Demo {
 
             Map<Integer, LiveBalancer> balancers = new LinkedHashMap<>();
             model.expertParallel()
-                    .forEach((layer, moe) ->
-                            balancers.put(layer, new LiveBalancer(moe, 64, rebalanceEvery, 1, 1, Eplb.Policy.REFINED, true)));
+                    .forEach((layer, moe) -> balancers.put(
+                            layer, new LiveBalancer(moe, 64, rebalanceEvery, 1, 1, Eplb.Policy.REFINED, true)));
             if (!balancers.isEmpty())
                 System.out.printf(
                         "routed experts over %d CPU devices, refined EPLB with minimal moves every %d steps%n",
@@ -135,7 +138,8 @@ final class Demo {
             List<LiveBalancer.Report> rebalances = new ArrayList<>();
             long[] sideNanos = new long[2]; // [0] waiting for devices, [1] live rebalancing
             model.onMoeLayer((layer, routing) -> {
-                load.computeIfAbsent(layer, l -> new ExpertLoad(config.nRoutedExperts(), 1024)).record(routing);
+                load.computeIfAbsent(layer, l -> new ExpertLoad(config.nRoutedExperts(), 1024))
+                        .record(routing);
                 ExpertParallelMoe moe = model.expertParallel().get(layer);
                 if (moe == null) return;
                 sideNanos[0] += moe.lastStep().waitNanos();
@@ -150,7 +154,8 @@ final class Demo {
             });
 
             Generator generator = new Generator(model, tokenizer, 512);
-            int promptTokens = requests.stream().mapToInt(r -> r.inputIds().length).sum();
+            int promptTokens =
+                    requests.stream().mapToInt(r -> r.inputIds().length).sum();
             System.out.printf(
                     "%n%d chat prompts (%d tokens in all) through the chat template; streaming the first:%n%n",
                     batch, promptTokens);
@@ -186,7 +191,8 @@ final class Demo {
                 });
                 long g1 = System.nanoTime();
                 System.out.println("\n");
-                int generated = results.stream().mapToInt(Result::completionTokens).sum();
+                int generated =
+                        results.stream().mapToInt(Result::completionTokens).sum();
                 long prefillNanos = phase[0] - g0, decodeNanos = g1 - phase[0];
                 System.out.printf(
                         "prefill: %d tokens in %.2f s, %.0f tokens/s (the first token of each request included)%n",

@@ -74,8 +74,8 @@ final class GenerateCommand {
                 .withTopK(o.has("--top-k") ? o.integer("--top-k") : 0)
                 .withTopP(o.number("--top-p", 1))
                 .withSeed(o.longInteger("--seed", 0));
-        Request base = new Request(
-                new int[] {0}, null, sampling, o.positive("--max-new-tokens", 32), List.of(), List.of());
+        Request base =
+                new Request(new int[] {0}, null, sampling, o.positive("--max-new-tokens", 32), List.of(), List.of());
         List<Request> requests = new ArrayList<>();
         if (o.has("--prompt")) requests.add(textRequest(base, o.string("--prompt")));
         else if (o.has("--input-ids")) requests.add(idsRequest(base, ModelLoading.ids(o.string("--input-ids"))));
@@ -83,12 +83,14 @@ final class GenerateCommand {
 
         boolean json = o.has("--json");
         int cacheNeed = 0;
-        for (Request r : requests) cacheNeed += (r.inputIds() == null ? 4096 : r.inputIds().length) + r.maxNewTokens() + 64;
+        for (Request r : requests)
+            cacheNeed += (r.inputIds() == null ? 4096 : r.inputIds().length) + r.maxNewTokens() + 64;
         try (Model model = ModelLoading.load(o, cacheNeed)) {
             Tokenizer tokenizer = ModelLoading.tokenizer(model.dir());
             Generator generator = new Generator(model, tokenizer, 512);
             List<float[]> logits = new ArrayList<>();
             boolean stream = requests.size() == 1 && !json && tokenizer != null;
+            long t0 = System.nanoTime();
             List<Result> results = generator.generate(requests, new Generator.Listener() {
                 @Override
                 public void onToken(int request, Sampler.Choice choice, String text) {
@@ -103,7 +105,18 @@ final class GenerateCommand {
                     if (request == 0 && o.has("--logits-out")) logits.add(row.clone());
                 }
             });
+            long t1 = System.nanoTime();
             if (stream) System.out.println();
+            int prompts = results.stream().mapToInt(Result::promptTokens).sum();
+            int generated = results.stream().mapToInt(Result::completionTokens).sum();
+            System.err.printf(
+                    "%d request(s): %d prompt tokens, %d generated, in %.2f s (%.1f tokens/s overall)%s%n",
+                    results.size(),
+                    prompts,
+                    generated,
+                    (t1 - t0) / 1e9,
+                    (prompts + generated) / ((t1 - t0) / 1e9),
+                    model.reproducible() ? "" : ", --fast: not batch-invariant");
             for (Result r : results) {
                 if (json) System.out.println(Json.write(toJson(r)));
                 else if (!stream) System.out.println(r.text() != null ? r.text() : idList(r.outputIds()));
@@ -135,12 +148,11 @@ final class GenerateCommand {
             if (line.isEmpty()) continue;
             String where = file + " line " + (n + 1) + ": ";
             try {
-                if (!(Json.parse(line) instanceof Map<?, ?> m))
-                    throw new IllegalArgumentException("not a JSON object");
+                if (!(Json.parse(line) instanceof Map<?, ?> m)) throw new IllegalArgumentException("not a JSON object");
                 for (Object key : m.keySet())
                     if (!REQUEST_KEYS.contains(key))
-                        throw new IllegalArgumentException("unknown field \"" + key + "\" (fields: "
-                                + String.join(", ", REQUEST_KEYS) + ")");
+                        throw new IllegalArgumentException(
+                                "unknown field \"" + key + "\" (fields: " + String.join(", ", REQUEST_KEYS) + ")");
                 requests.add(request(m, base));
             } catch (IllegalArgumentException e) {
                 throw new IllegalArgumentException(where + e.getMessage(), e);
@@ -171,7 +183,8 @@ final class GenerateCommand {
             }
         else if (m.containsKey("stop")) throw new IllegalArgumentException("\"stop\" must be a string or a list");
         List<Integer> stopIds = new ArrayList<>();
-        if (m.containsKey("stop_token_ids")) for (int id : intList(m.get("stop_token_ids"), "stop_token_ids")) stopIds.add(id);
+        if (m.containsKey("stop_token_ids"))
+            for (int id : intList(m.get("stop_token_ids"), "stop_token_ids")) stopIds.add(id);
         if (m.containsKey("input_ids") == m.containsKey("prompt"))
             throw new IllegalArgumentException("a request needs exactly one of \"input_ids\" and \"prompt\"");
         if (m.containsKey("prompt") && !(m.get("prompt") instanceof String))
@@ -192,7 +205,8 @@ final class GenerateCommand {
     }
 
     private static int[] intList(Object v, String key) {
-        if (!(v instanceof List<?> list)) throw new IllegalArgumentException("\"" + key + "\" must be a list of integers");
+        if (!(v instanceof List<?> list))
+            throw new IllegalArgumentException("\"" + key + "\" must be a list of integers");
         int[] ids = new int[list.size()];
         for (int i = 0; i < ids.length; i++) {
             if (!(list.get(i) instanceof Number n) || n.doubleValue() != Math.rint(n.doubleValue()))

@@ -29,7 +29,7 @@ public final class Main {
                     yield usage(2);
                 }
             };
-        } catch (IllegalArgumentException | IllegalStateException e) {
+        } catch (IllegalArgumentException | IllegalStateException | java.io.UncheckedIOException e) {
             System.err.println("moe4j " + verb + ": " + e.getMessage());
             code = 2;
         }
@@ -48,8 +48,7 @@ public final class Main {
     }
 
     private static int usage(int code) {
-        (code == 0 ? System.out : System.err)
-                .println("""
+        (code == 0 ? System.out : System.err).println("""
                 usage: moe4j VERB [options]
                   %s
                                                         chat prompts through a synthetic DeepSeek-V2-Lite-shaped model
@@ -68,8 +67,15 @@ public final class Main {
                                                         run one part of one layer of a checkpoint on saved hidden states
                   %s
                                                         expert placement (DeepSeek EPLB, or refined) from a load file
-                """.formatted(Demo.USAGE, GenerateCommand.USAGE + " " + ModelLoading.USAGE, ScoreCommand.USAGE,
-                                TokenizeCommand.USAGE, ChatCommand.USAGE, MakeModel.USAGE, RunLayer.USAGE, EplbCommand.USAGE));
+                """.formatted(
+                        Demo.USAGE,
+                        GenerateCommand.USAGE + " " + ModelLoading.USAGE,
+                        ScoreCommand.USAGE,
+                        TokenizeCommand.USAGE,
+                        ChatCommand.USAGE,
+                        MakeModel.USAGE,
+                        RunLayer.USAGE,
+                        EplbCommand.USAGE));
         return code;
     }
 }

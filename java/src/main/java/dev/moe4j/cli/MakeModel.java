@@ -1,15 +1,15 @@
 package dev.moe4j.cli;
 
 import dev.moe4j.model.Checkpoint;
-import dev.moe4j.tokenizer.Tokenizer;
-import dev.moe4j.tensor.BFloat16;
 import dev.moe4j.model.Json;
 import dev.moe4j.model.ModelConfig;
 import dev.moe4j.model.Rope;
 import dev.moe4j.model.Safetensors;
 import dev.moe4j.routing.Scoring;
+import dev.moe4j.tensor.BFloat16;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.Tensor;
+import dev.moe4j.tokenizer.Tokenizer;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.lang.foreign.Arena;
@@ -184,8 +184,8 @@ final class MakeModel {
                     Files.copy(source, to.resolve(name), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
             }
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot copy the tokenizer from " + from + " to " + to + ": "
-                    + e.getMessage(), e);
+            throw new UncheckedIOException(
+                    "cannot copy the tokenizer from " + from + " to " + to + ": " + e.getMessage(), e);
         }
     }
 

@@ -38,7 +38,8 @@ final class ModelLoading {
             try {
                 ids[i] = Integer.parseInt(parts[i].trim());
             } catch (NumberFormatException e) {
-                throw new IllegalArgumentException("--input-ids must be comma-separated integers, got '" + parts[i] + "'");
+                throw new IllegalArgumentException(
+                        "--input-ids must be comma-separated integers, got '" + parts[i] + "'");
             }
         }
         return ids;

@@ -109,8 +109,8 @@ public final class Generator {
         try {
             checkIds(ids, "ids");
             if (ids.length > model.maxPositions())
-                throw new IllegalArgumentException(ids.length + " tokens exceed the model's context of "
-                        + model.maxPositions());
+                throw new IllegalArgumentException(
+                        ids.length + " tokens exceed the model's context of " + model.maxPositions());
             int blocks = Model.cacheBlocksFor(ids.length);
             if (blocks > model.freeCacheBlocks())
                 throw new IllegalStateException("scoring " + ids.length + " tokens needs " + blocks
@@ -146,8 +146,8 @@ public final class Generator {
     private void checkIds(int[] ids, String what) {
         for (int i = 0; i < ids.length; i++)
             if (ids[i] < 0 || ids[i] >= model.vocabSize())
-                throw new IllegalArgumentException(what + "[" + i + "] = " + ids[i] + " is outside the vocabulary [0, "
-                        + model.vocabSize() + ")");
+                throw new IllegalArgumentException(
+                        what + "[" + i + "] = " + ids[i] + " is outside the vocabulary [0, " + model.vocabSize() + ")");
     }
 
     /** One request's progress. */
@@ -253,7 +253,8 @@ public final class Generator {
             if (finish == null) {
                 for (String stop : request.stopStrings())
                     for (int k = Math.min(stop.length() - 1, text.length()); k > 0; k--)
-                        if (text.length() - k >= emitted && text.substring(text.length() - k).equals(stop.substring(0, k))) {
+                        if (text.length() - k >= emitted
+                                && text.substring(text.length() - k).equals(stop.substring(0, k))) {
                             end = Math.min(end, text.length() - k);
                             break;
                         }

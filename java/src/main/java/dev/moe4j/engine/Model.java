@@ -178,11 +178,10 @@ public final class Model implements AutoCloseable {
         try {
             ModelConfig c = checkpoint.config();
             if (c.vocabSize() <= 0)
-                throw new IllegalArgumentException(dir + "/config.json: vocab_size must be positive, got "
-                        + c.vocabSize());
-            ctx = Context.create(Context.Options.cpu()
-                    .withThreads(options.threads())
-                    .withReproducible(options.reproducible()));
+                throw new IllegalArgumentException(
+                        dir + "/config.json: vocab_size must be positive, got " + c.vocabSize());
+            ctx = Context.create(
+                    Context.Options.cpu().withThreads(options.threads()).withReproducible(options.reproducible()));
             Tensor embeddings = bf16Matrix(checkpoint, "model.embed_tokens.weight", c, arena);
             List<DecoderLayer> layers = new ArrayList<>();
             for (int l = 0; l < c.numHiddenLayers(); l++) {
@@ -210,15 +209,21 @@ public final class Model implements AutoCloseable {
                     if (!(layers.get(l).moe() instanceof MoeLayer local)) continue;
                     Placement start = Eplb.rebalance(new double[1][c.nRoutedExperts()], replicas, 1, 1, devices);
                     ExpertParallelMoe moe = new ExpertParallelMoe(
-                            group, local.gate(), local.expertGate(), local.expertUp(), local.expertDown(),
-                            local.shared(), start, 0, 1);
+                            group,
+                            local.gate(),
+                            local.expertGate(),
+                            local.expertUp(),
+                            local.expertDown(),
+                            local.shared(),
+                            start,
+                            0,
+                            1);
                     parallel.put(l, moe);
                     layers.set(l, layers.get(l).withMoe(moe));
                 }
             }
             return new Model(
-                    c, checkpoint, arena, ctx, embeddings, layers, norm, lmHead, cache, weightsCopied, group,
-                    parallel);
+                    c, checkpoint, arena, ctx, embeddings, layers, norm, lmHead, cache, weightsCopied, group, parallel);
         } catch (RuntimeException e) {
             if (group != null) group.close();
             if (ctx != null) ctx.close();

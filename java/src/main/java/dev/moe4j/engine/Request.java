@@ -42,8 +42,8 @@ public record Request(
 
     /** Text in, greedy, 16 new tokens. */
     public static Request ofText(String prompt) {
-        return new Request(null, Objects.requireNonNull(prompt, "prompt"), SamplingParams.greedy(), 16, List.of(),
-                List.of());
+        return new Request(
+                null, Objects.requireNonNull(prompt, "prompt"), SamplingParams.greedy(), 16, List.of(), List.of());
     }
 
     public Request withSampling(SamplingParams sampling) {

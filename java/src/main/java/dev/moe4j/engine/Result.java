@@ -11,7 +11,8 @@ import java.util.List;
  * @param finishReason why generation ended
  * @param choices each generated token's log-probabilities (and alternatives when {@link SamplingParams#logprobs} > 0)
  */
-public record Result(int[] promptIds, int[] outputIds, String text, FinishReason finishReason, List<Sampler.Choice> choices) {
+public record Result(
+        int[] promptIds, int[] outputIds, String text, FinishReason finishReason, List<Sampler.Choice> choices) {
     /** Why a request ended: a stop token or string ({@code STOP}), or its token limit or the context ({@code LENGTH}). */
     public enum FinishReason {
         STOP,

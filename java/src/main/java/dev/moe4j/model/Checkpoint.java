@@ -39,6 +39,8 @@ public final class Checkpoint implements AutoCloseable {
      */
     public static Checkpoint open(Path dir) {
         if (!Files.isDirectory(dir)) throw new IllegalArgumentException("checkpoint " + dir + " is not a directory");
+        if (!Files.isRegularFile(dir.resolve("config.json")))
+            throw new IllegalArgumentException("checkpoint " + dir + " has no config.json");
         ModelConfig config = ModelConfig.read(dir.resolve("config.json"));
         Map<String, String> weightMap = new LinkedHashMap<>();
         Path index = dir.resolve(INDEX);

@@ -153,7 +153,8 @@ public final class MlaAttention {
      * @param x F32 or BF16 [step tokens, hidden], rows in step order
      * @param out F32 or BF16 [step tokens, hidden], rows contiguous
      */
-    public void forward(Context ctx, PagedLatentCache cache, int layer, PagedLatentCache.Step step, Tensor x, Tensor out) {
+    public void forward(
+            Context ctx, PagedLatentCache cache, int layer, PagedLatentCache.Step step, Tensor x, Tensor out) {
         int t = checkIo(x, out);
         if (t != step.tokens())
             throw new IllegalArgumentException("x has " + t + " rows for a step of " + step.tokens() + " tokens");
@@ -225,10 +226,12 @@ public final class MlaAttention {
      *
      * @param counts new tokens per sequence; x holds them in order
      */
-    public void step(Context ctx, PagedLatentCache cache, int layer, int[] sequences, int[] counts, Tensor x, Tensor out) {
+    public void step(
+            Context ctx, PagedLatentCache cache, int layer, int[] sequences, int[] counts, Tensor x, Tensor out) {
         int t = checkIo(x, out);
         if (Arrays.stream(counts).sum() != t)
-            throw new IllegalArgumentException("x has " + t + " rows but counts add up to " + Arrays.stream(counts).sum());
+            throw new IllegalArgumentException("x has " + t + " rows but counts add up to "
+                    + Arrays.stream(counts).sum());
         try (Arena call = Arena.ofConfined()) {
             PagedLatentCache.Step step = cache.reserve(call, sequences, counts);
             try {

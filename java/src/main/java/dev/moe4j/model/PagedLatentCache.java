@@ -160,8 +160,7 @@ public final class PagedLatentCache {
     public Step reserve(Arena arena, int[] sequences, int[] counts) {
         if (pending != null) throw new IllegalStateException("a step is pending; commit or abort it first");
         if (sequences.length != counts.length)
-            throw new IllegalArgumentException(
-                    sequences.length + " sequences but " + counts.length + " token counts");
+            throw new IllegalArgumentException(sequences.length + " sequences but " + counts.length + " token counts");
         if (sequences.length == 0) throw new IllegalArgumentException("a step needs at least one sequence");
         if (Arrays.stream(sequences).distinct().count() != sequences.length)
             throw new IllegalArgumentException("a sequence appears twice in " + Arrays.toString(sequences));
@@ -291,7 +290,8 @@ public final class PagedLatentCache {
      */
     public Batch batch(Arena arena, int... batchSequences) {
         int maxBlocks = 1;
-        for (int id : batchSequences) maxBlocks = Math.max(maxBlocks, sequence(id).blocks.size());
+        for (int id : batchSequences)
+            maxBlocks = Math.max(maxBlocks, sequence(id).blocks.size());
         Tensor table = Tensor.allocate(arena, DType.I32, batchSequences.length, maxBlocks);
         Tensor lengths = Tensor.allocate(arena, DType.I32, batchSequences.length);
         for (int i = 0; i < batchSequences.length; i++) {

@@ -47,7 +47,10 @@ public final class RmsNorm {
     public void apply(Tensor x, Tensor out) {
         if (x.dtype() != DType.F32 || x.rank() != 2 || x.shape(1) != weight.length || !x.isContiguous())
             throw new IllegalArgumentException("x must be a contiguous F32 [T, " + weight.length + "], got " + x);
-        if (out.rank() != 2 || out.shape(0) != x.shape(0) || out.shape(1) != weight.length || !out.isContiguous()
+        if (out.rank() != 2
+                || out.shape(0) != x.shape(0)
+                || out.shape(1) != weight.length
+                || !out.isContiguous()
                 || (out.dtype() != DType.BF16 && out.dtype() != DType.F32))
             throw new IllegalArgumentException(
                     "out must be a contiguous BF16 or F32 [" + x.shape(0) + ", " + weight.length + "], got " + out);

@@ -170,9 +170,11 @@ public final class Tensor {
         return elementCount(shape);
     }
 
-    /** Whether the view is row-major with no gaps. */
+    /** Whether the elements are packed in row-major order (the stride of a dimension of extent 1 never matters). */
     public boolean isContiguous() {
-        return Arrays.equals(strides, rowMajorStrides(shape));
+        long[] packed = rowMajorStrides(shape);
+        for (int d = 0; d < shape.length; d++) if (shape[d] > 1 && strides[d] != packed[d]) return false;
+        return true;
     }
 
     /** Whether the memory is still usable from this thread (its arena is open and, if confined, owned here). */

@@ -34,7 +34,10 @@ class GeneratorTest {
             for (int i = 0; i < lengths.length; i++) {
                 SamplingParams sampling = i % 2 == 0
                         ? SamplingParams.greedy()
-                        : SamplingParams.defaults().withTemperature(0.9).withTopP(0.9).withSeed(100 + i);
+                        : SamplingParams.defaults()
+                                .withTemperature(0.9)
+                                .withTopP(0.9)
+                                .withSeed(100 + i);
                 requests.add(Request.ofIds(prompt(random, lengths[i], model.vocabSize()))
                         .withSampling(sampling)
                         .withMaxNewTokens(12));
@@ -57,7 +60,8 @@ class GeneratorTest {
             List<Request> reversed = new ArrayList<>(requests.reversed());
             List<Result> back = new Generator(model, null, 13).generate(reversed, null);
             for (int i = 0; i < requests.size(); i++)
-                assertArrayEquals(alone.get(requests.size() - 1 - i), back.get(i).outputIds());
+                assertArrayEquals(
+                        alone.get(requests.size() - 1 - i), back.get(i).outputIds());
             assertEquals(model.cacheTokens(), model.freeCacheTokens(), "every sequence freed");
         }
     }
@@ -75,7 +79,8 @@ class GeneratorTest {
             int firstStop = 0;
             while (free.outputIds()[firstStop] != stop) firstStop++;
             List<Integer> streamed = new ArrayList<>();
-            Result stopped = generator.generate(
+            Result stopped = generator
+                    .generate(
                             List.of(Request.ofIds(prompt).withMaxNewTokens(10).withStopTokenIds(List.of(stop))),
                             new Generator.Listener() {
                                 @Override
@@ -87,7 +92,9 @@ class GeneratorTest {
             assertEquals(Result.FinishReason.STOP, stopped.finishReason());
             assertEquals(firstStop + 1, stopped.completionTokens(), "the stop token ends the output and is kept");
             assertEquals(stop, stopped.outputIds()[firstStop]);
-            assertEquals(streamed, java.util.Arrays.stream(stopped.outputIds()).boxed().toList());
+            assertEquals(
+                    streamed,
+                    java.util.Arrays.stream(stopped.outputIds()).boxed().toList());
             assertTrue(stopped.text() == null, "no tokenizer, no text");
         }
     }
@@ -98,9 +105,9 @@ class GeneratorTest {
             Generator generator = new Generator(model, null, 64);
             long free = model.freeCacheTokens();
             var outside = assertThrows(
-                    IllegalArgumentException.class,
-                    () -> generator.generate(Request.ofIds(1, 2, model.vocabSize())));
-            assertTrue(outside.getMessage().contains("inputIds[2] = " + model.vocabSize() + " is outside the vocabulary"),
+                    IllegalArgumentException.class, () -> generator.generate(Request.ofIds(1, 2, model.vocabSize())));
+            assertTrue(
+                    outside.getMessage().contains("inputIds[2] = " + model.vocabSize() + " is outside the vocabulary"),
                     outside.getMessage());
             var text = assertThrows(IllegalArgumentException.class, () -> generator.generate(Request.ofText("hi")));
             assertTrue(text.getMessage().contains("no tokenizer"), text.getMessage());
@@ -113,15 +120,23 @@ class GeneratorTest {
                     () -> generator.generate(Request.ofIds(new int[model.maxPositions()])));
             assertTrue(context.getMessage().contains("context of " + model.maxPositions()), context.getMessage());
             assertThrows(IllegalArgumentException.class, () -> Request.ofIds(1).withMaxNewTokens(0));
-            assertThrows(IllegalArgumentException.class, () -> SamplingParams.defaults().withTopP(0));
-            assertThrows(IllegalArgumentException.class, () -> SamplingParams.defaults().withTemperature(-1));
+            assertThrows(
+                    IllegalArgumentException.class,
+                    () -> SamplingParams.defaults().withTopP(0));
+            assertThrows(
+                    IllegalArgumentException.class,
+                    () -> SamplingParams.defaults().withTemperature(-1));
             var step = assertThrows(
                     IllegalArgumentException.class,
                     () -> model.forward(new int[] {model.newSequence()}, new int[][] {{-1}}, false, null));
             assertTrue(step.getMessage().contains("token id -1"), step.getMessage());
             assertEquals(free, model.freeCacheTokens(), "nothing reserved by the failed calls");
             // the model still works
-            assertEquals(3, generator.generate(Request.ofIds(1, 2, 3).withMaxNewTokens(3)).completionTokens());
+            assertEquals(
+                    3,
+                    generator
+                            .generate(Request.ofIds(1, 2, 3).withMaxNewTokens(3))
+                            .completionTokens());
         }
     }
 
@@ -148,14 +163,18 @@ class GeneratorTest {
     void configThatContradictsTheWeightsIsNamed(@TempDir Path dir) throws IOException {
         for (String file : List.of("model.safetensors")) Files.copy(V3.resolve(file), dir.resolve(file));
         String config = Files.readString(V3.resolve("config.json"));
-        Files.writeString(dir.resolve("config.json"), config.replaceFirst("\"vocab_size\": *\\d+", "\"vocab_size\": 1000"));
-        var e = assertThrows(
-                IllegalArgumentException.class, () -> Model.load(dir, Model.Options.defaults(), null));
-        assertTrue(e.getMessage().contains("model.embed_tokens.weight") && e.getMessage().contains("1000"), e.getMessage());
         Files.writeString(
-                dir.resolve("config.json"), config.replaceFirst("\"num_hidden_layers\": *\\d+", "\"num_hidden_layers\": 4"));
-        var missing = assertThrows(
-                IllegalArgumentException.class, () -> Model.load(dir, Model.Options.defaults(), null));
+                dir.resolve("config.json"), config.replaceFirst("\"vocab_size\": *\\d+", "\"vocab_size\": 1000"));
+        var e = assertThrows(IllegalArgumentException.class, () -> Model.load(dir, Model.Options.defaults(), null));
+        assertTrue(
+                e.getMessage().contains("model.embed_tokens.weight")
+                        && e.getMessage().contains("1000"),
+                e.getMessage());
+        Files.writeString(
+                dir.resolve("config.json"),
+                config.replaceFirst("\"num_hidden_layers\": *\\d+", "\"num_hidden_layers\": 4"));
+        var missing =
+                assertThrows(IllegalArgumentException.class, () -> Model.load(dir, Model.Options.defaults(), null));
         assertTrue(missing.getMessage().contains("model.layers.3."), missing.getMessage());
     }
 }

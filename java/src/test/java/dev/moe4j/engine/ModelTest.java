@@ -65,13 +65,14 @@ class ModelTest {
 
                 // greedy generation, with the logits each token was chosen from
                 List<float[]> logits = new ArrayList<>();
-                Result r = generator.generate(
-                        List.of(Request.ofIds(prompt).withMaxNewTokens(want.length)), new Generator.Listener() {
-                            @Override
-                            public void onLogits(int request, float[] row) {
-                                logits.add(row.clone());
-                            }
-                        })
+                Result r = generator
+                        .generate(
+                                List.of(Request.ofIds(prompt).withMaxNewTokens(want.length)), new Generator.Listener() {
+                                    @Override
+                                    public void onLogits(int request, float[] row) {
+                                        logits.add(row.clone());
+                                    }
+                                })
                         .get(0);
                 int[] got = r.outputIds();
                 int same = 0;
@@ -82,9 +83,11 @@ class ModelTest {
                     System.out.printf(
                             "%s prompt %d: diverges at step %d, reference margin %.3f (its top-2 gap %.3f)%n",
                             name, i, same, margin, gaps[same]);
-                    assertTrue(margin < TIE_GAP, name + " prompt " + i + ": greedy ids diverge from the reference at"
-                            + " step " + same + " where the reference prefers its token by " + margin
-                            + "\n got  " + Arrays.toString(got) + "\n want " + Arrays.toString(want));
+                    assertTrue(
+                            margin < TIE_GAP,
+                            name + " prompt " + i + ": greedy ids diverge from the reference at"
+                                    + " step " + same + " where the reference prefers its token by " + margin
+                                    + "\n got  " + Arrays.toString(got) + "\n want " + Arrays.toString(want));
                 }
                 double[] g = new double[(same + (same < want.length ? 1 : 0)) * vocab];
                 double[] w = new double[g.length];
@@ -122,7 +125,8 @@ class ModelTest {
     @ParameterizedTest
     @ValueSource(strings = {"v2lite-tiny"})
     void reportsMemory(String name) {
-        try (Model model = Model.load(FIXTURES.resolve(name), Model.Options.defaults().withCacheTokens(640), null)) {
+        try (Model model =
+                Model.load(FIXTURES.resolve(name), Model.Options.defaults().withCacheTokens(640), null)) {
             Model.Memory m = model.memory();
             assertEquals(3L * 640 * 1152, m.cache(), "3 layers x 10 blocks x 64 tokens x 1152 B");
             assertTrue(m.mappedWeights() > 0);

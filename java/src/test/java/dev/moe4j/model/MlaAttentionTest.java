@@ -336,14 +336,19 @@ class MlaAttentionTest {
             mla.step(ctx, cache, 0, new int[] {a}, new int[] {100}, x, out);
             Tensor more = x.slice(0, 0, 30);
             var full = assertThrows(
-                    IllegalStateException.class, () -> mla.step(ctx, cache, 0, new int[] {a}, new int[] {30}, more, out.slice(0, 0, 30)));
+                    IllegalStateException.class,
+                    () -> mla.step(ctx, cache, 0, new int[] {a}, new int[] {30}, more, out.slice(0, 0, 30)));
             assertTrue(full.getMessage().contains("cache full"), full.getMessage());
             assertEquals(100, cache.length(a));
             assertEquals(0, cache.freeBlocks());
 
             Tensor two = x.slice(0, 0, 2), twoOut = out.slice(0, 0, 2);
-            assertThrows(IllegalArgumentException.class, () -> mla.step(ctx, cache, 0, new int[] {a, a}, new int[] {1, 1}, two, twoOut));
-            assertThrows(IllegalStateException.class, () -> mla.step(ctx, cache, 0, new int[] {a, b}, new int[] {1, 1}, two, twoOut));
+            assertThrows(
+                    IllegalArgumentException.class,
+                    () -> mla.step(ctx, cache, 0, new int[] {a, a}, new int[] {1, 1}, two, twoOut));
+            assertThrows(
+                    IllegalStateException.class,
+                    () -> mla.step(ctx, cache, 0, new int[] {a, b}, new int[] {1, 1}, two, twoOut));
             assertEquals(100, cache.length(a));
             assertEquals(0, cache.length(b));
             var wrongWidth = Tensor.allocate(arena, DType.BF16, 2, HIDDEN + 1);

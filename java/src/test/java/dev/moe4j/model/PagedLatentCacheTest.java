@@ -78,7 +78,8 @@ class PagedLatentCacheTest {
                     lse = Tensor.allocate(arena, DType.F32, 2, 16, 1);
             Tensor out2 = Tensor.allocate(arena, DType.F32, 2, 1, 16, 512),
                     lse2 = Tensor.allocate(arena, DType.F32, 2, 16, 1);
-            Mla.decode(ctx, q, cache.tensor(0), batch.blockTable(), batch.lengths(), Mla.DEFAULT_SCALE, false, out, lse);
+            Mla.decode(
+                    ctx, q, cache.tensor(0), batch.blockTable(), batch.lengths(), Mla.DEFAULT_SCALE, false, out, lse);
             PagedLatentCache.Batch batch2 = oneShot.batch(arena, a2, b2);
             Mla.decode(
                     ctx,

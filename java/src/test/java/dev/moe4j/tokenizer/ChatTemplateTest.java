@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.moe4j.testing.DeepSeekFiles;
 import dev.moe4j.tokenizer.ChatTemplate.Message;
 import java.nio.file.Files;
 import java.nio.file.Path;

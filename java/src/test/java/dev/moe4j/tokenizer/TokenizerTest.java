@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.moe4j.testing.DeepSeekFiles;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;

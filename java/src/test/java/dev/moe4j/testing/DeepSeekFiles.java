@@ -1,8 +1,9 @@
-package dev.moe4j.tokenizer;
+package dev.moe4j.testing;
 
 import static org.junit.jupiter.api.Assertions.fail;
 
 import dev.moe4j.model.Json;
+import dev.moe4j.tokenizer.Tokenizer;
 import java.io.IOException;
 import java.io.InputStream;
 import java.nio.charset.StandardCharsets;
@@ -15,18 +16,18 @@ import java.util.Map;
  * The real DeepSeek-V3 tokenizer files (fetched once into build/tokenizers/deepseek-v3 by tools/fetch-tokenizer.sh)
  * and the reference outputs recorded from HF tokenizers/transformers (fixtures/tokenizer/deepseek-v3.json).
  */
-final class DeepSeekFiles {
+public final class DeepSeekFiles {
     private static Tokenizer tokenizer;
     private static Map<String, Object> fixture;
 
     private DeepSeekFiles() {}
 
     /** Tests run in the java module folder; the repository root is its parent. */
-    static Path repoRoot() {
+    public static Path repoRoot() {
         return Path.of("..").toAbsolutePath().normalize();
     }
 
-    static synchronized Path dir() {
+    public static synchronized Path dir() {
         Path dir = repoRoot().resolve("build/tokenizers/deepseek-v3");
         if (Files.isRegularFile(dir.resolve(Tokenizer.TOKENIZER_FILE))) return dir;
         Path script = repoRoot().resolve("tools/fetch-tokenizer.sh");
@@ -46,13 +47,13 @@ final class DeepSeekFiles {
         return dir;
     }
 
-    static synchronized Tokenizer tokenizer() {
+    public static synchronized Tokenizer tokenizer() {
         if (tokenizer == null) tokenizer = Tokenizer.load(dir());
         return tokenizer;
     }
 
     @SuppressWarnings("unchecked")
-    static synchronized Map<String, Object> fixture() {
+    public static synchronized Map<String, Object> fixture() {
         if (fixture == null) {
             try (InputStream in = DeepSeekFiles.class.getResourceAsStream("/fixtures/tokenizer/deepseek-v3.json")) {
                 if (in == null) fail("fixtures/tokenizer/deepseek-v3.json is not on the test class path");
@@ -65,11 +66,11 @@ final class DeepSeekFiles {
     }
 
     @SuppressWarnings("unchecked")
-    static List<Map<String, Object>> cases(String section) {
+    public static List<Map<String, Object>> cases(String section) {
         return (List<Map<String, Object>>) fixture().get(section);
     }
 
-    static int[] ids(Object json) {
+    public static int[] ids(Object json) {
         List<?> list = (List<?>) json;
         int[] ids = new int[list.size()];
         for (int i = 0; i < ids.length; i++) ids[i] = (int) (long) (Long) list.get(i);

@@ -1,0 +1,177 @@
+package dev.moe4j.cli;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.moe4j.model.Json;
+import dev.moe4j.model.Safetensors;
+import dev.moe4j.testing.DeepSeekFiles;
+import dev.moe4j.tokenizer.Tokenizer;
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** The generate, score, tokenize and make-model verbs, end to end. */
+class GenerateCommandTest {
+    static final String V3 = "src/test/resources/fixtures/model/v3-tiny";
+
+    /** Runs a verb and returns what it printed. */
+    static String capture(Callable<Integer> verb) throws Exception {
+        PrintStream old = System.out;
+        ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+        System.setOut(new PrintStream(bytes, true, StandardCharsets.UTF_8));
+        try {
+            assertEquals(0, verb.call());
+        } finally {
+            System.setOut(old);
+        }
+        return bytes.toString(StandardCharsets.UTF_8);
+    }
+
+    static int[] ints(Object list) {
+        return ((List<?>) list).stream().mapToInt(x -> ((Number) x).intValue()).toArray();
+    }
+
+    @Test
+    void generateJsonLogitsAndScoreAgree(@TempDir Path tmp) throws Exception {
+        Path logitsFile = tmp.resolve("gen.safetensors"), scoreFile = tmp.resolve("score.safetensors");
+        String out = capture(() -> GenerateCommand.run(new String[] {
+            "--model",
+            V3,
+            "--input-ids",
+            "0,5,17,300,2",
+            "--max-new-tokens",
+            "6",
+            "--json",
+            "--logits-out",
+            logitsFile.toString()
+        }));
+        Map<?, ?> json = (Map<?, ?>) Json.parse(out.strip());
+        assertArrayEquals(new int[] {0, 5, 17, 300, 2}, ints(json.get("input_ids")));
+        int[] output = ints(json.get("output_ids"));
+        assertEquals(6, output.length);
+        assertEquals("length", json.get("finish_reason"));
+
+        int[] all = Arrays.copyOf(new int[] {0, 5, 17, 300, 2}, 5 + 5);
+        System.arraycopy(output, 0, all, 5, 5);
+        String ids =
+                String.join(",", Arrays.stream(all).mapToObj(String::valueOf).toList());
+        String scored = capture(() ->
+                ScoreCommand.run(new String[] {"--model", V3, "--input-ids", ids, "--output", scoreFile.toString()}));
+        assertTrue(scored.contains("perplexity"), scored);
+        try (Safetensors gen = Safetensors.open(logitsFile);
+                Safetensors score = Safetensors.open(scoreFile)) {
+            float[] g = gen.tensor("logits").toFloatArray(),
+                    s = score.tensor("logits").toFloatArray();
+            assertArrayEquals(new long[] {6, 512}, gen.tensor("logits").shape());
+            assertArrayEquals(new long[] {10, 512}, score.tensor("logits").shape());
+            // generation step i chose from the logits scoring has at position 4 + i
+            assertArrayEquals(Arrays.copyOfRange(s, 4 * 512, 10 * 512), g);
+        }
+    }
+
+    @Test
+    void requestsFileRunsInOneBatchInInputOrder(@TempDir Path tmp) throws Exception {
+        Path requests = tmp.resolve("r.jsonl");
+        Files.writeString(requests, """
+                {"input_ids": [0, 9, 8, 7], "max_new_tokens": 3}
+                {"input_ids": [0, 1, 2], "max_new_tokens": 4, "temperature": 0.8, "seed": 5}
+
+                {"input_ids": [0, 9, 8, 7], "max_new_tokens": 3, "stop_token_ids": [1]}
+                """);
+        String out = capture(
+                () -> GenerateCommand.run(new String[] {"--model", V3, "--requests", requests.toString(), "--json"}));
+        List<String> lines = out.strip().lines().toList();
+        assertEquals(3, lines.size(), out);
+        Map<?, ?> first = (Map<?, ?>) Json.parse(lines.get(0)), third = (Map<?, ?>) Json.parse(lines.get(2));
+        assertEquals(3, ints(first.get("output_ids")).length);
+        assertEquals(4, ints(((Map<?, ?>) Json.parse(lines.get(1))).get("output_ids")).length);
+        assertArrayEquals(ints(first.get("input_ids")), ints(third.get("input_ids")));
+
+        Files.writeString(requests, "{\"input_ids\": [1], \"temprature\": 1}\n");
+        var bad = assertThrows(
+                IllegalArgumentException.class,
+                () -> GenerateCommand.run(new String[] {"--model", V3, "--requests", requests.toString()}));
+        assertTrue(bad.getMessage().contains("line 1") && bad.getMessage().contains("temprature"), bad.getMessage());
+        var two = assertThrows(
+                IllegalArgumentException.class,
+                () -> GenerateCommand.run(new String[] {"--model", V3, "--prompt", "x", "--input-ids", "1"}));
+        assertTrue(two.getMessage().contains("exactly one"), two.getMessage());
+    }
+
+    @Test
+    void tokenizerModelsGenerateTextAndTokenizeMatches(@TempDir Path tmp) throws Exception {
+        Path tokenizerDir = DeepSeekFiles.dir();
+        Path model = tmp.resolve("model");
+        capture(() -> MakeModel.run(new String[] {
+            "--preset",
+            "v3",
+            "--layers",
+            "2",
+            "--first-dense",
+            "1",
+            "--experts",
+            "8",
+            "--hidden",
+            "128",
+            "--heads",
+            "1",
+            "--inter",
+            "256",
+            "--moe-inter",
+            "128",
+            "--top-k",
+            "2",
+            "--out",
+            model.toString(),
+            "--tokenizer",
+            tokenizerDir.toString()
+        }));
+        Tokenizer tokenizer = Tokenizer.load(tokenizerDir);
+        var config = dev.moe4j.model.ModelConfig.read(model.resolve("config.json"));
+        assertEquals(tokenizer.vocabSize(), config.vocabSize());
+        assertEquals(tokenizer.bosId().getAsInt(), config.bosTokenId());
+        assertTrue(Files.exists(model.resolve("tokenizer.json")));
+
+        String out = capture(() -> GenerateCommand.run(new String[] {
+            "--model",
+            model.toString(),
+            "--prompt",
+            "Hello, 世界",
+            "--max-new-tokens",
+            "5",
+            "--json",
+            "--cache-tokens",
+            "256"
+        }));
+        Map<?, ?> json = (Map<?, ?>) Json.parse(out.strip());
+        int[] input = ints(json.get("input_ids"));
+        assertEquals(tokenizer.bosId().getAsInt(), input[0], "BOS added per tokenizer_config.json");
+        assertEquals(tokenizer.decode(ints(json.get("output_ids")), true), json.get("text"));
+
+        String tokens = capture(() -> TokenizeCommand.run(
+                new String[] {"--tokenizer", tokenizerDir.toString(), "--text", "Hello, 世界 <｜User｜>"}));
+        Map<?, ?> t = (Map<?, ?>) Json.parse(tokens.strip());
+        assertArrayEquals(tokenizer.encode("Hello, 世界 <｜User｜>", false), ints(t.get("ids")));
+        assertEquals("Hello, 世界 <｜User｜>", t.get("decoded"));
+    }
+
+    @Test
+    void badModelDirectoriesAreNamed(@TempDir Path tmp) throws IOException {
+        var e = assertThrows(
+                IllegalArgumentException.class,
+                () -> GenerateCommand.run(new String[] {"--model", tmp.toString(), "--input-ids", "1"}));
+        assertTrue(e.getMessage().contains("config.json") || e.getMessage().contains(tmp.toString()), e.getMessage());
+    }
+}
