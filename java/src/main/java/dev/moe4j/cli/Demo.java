@@ -125,6 +125,10 @@ final class Demo {
                     "memory: %.0f MB of weights used from the checkpoint's map, %.0f MB copied or converted, %.0f MB"
                             + " KV cache%n",
                     m.mappedWeights() / 1e6, m.copiedWeights() / 1e6, m.cache() / 1e6);
+            System.out.printf(
+                    "process resident memory %.0f MB (mapped weights count as they are paged in; expert devices hold"
+                            + " copies of their experts)%n",
+                    residentBytes() / 1e6);
 
             Map<Integer, LiveBalancer> balancers = new LinkedHashMap<>();
             model.expertParallel()
@@ -212,6 +216,17 @@ final class Demo {
             System.out.println();
             stepReport(model.expertParallel(), rebalances);
             loadReport(load, config.nRoutedExperts());
+        }
+        return 0;
+    }
+
+    /** VmRSS of this process from /proc/self/status, or 0 where there is none. */
+    static long residentBytes() {
+        try {
+            for (String line : Files.readAllLines(Path.of("/proc/self/status")))
+                if (line.startsWith("VmRSS:")) return Long.parseLong(line.replaceAll("[^0-9]", "")) * 1024;
+        } catch (IOException | NumberFormatException e) {
+            return 0;
         }
         return 0;
     }

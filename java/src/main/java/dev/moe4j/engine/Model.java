@@ -27,6 +27,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
+import java.util.concurrent.locks.ReentrantLock;
 import java.util.function.BiConsumer;
 import java.util.function.Consumer;
 
@@ -134,6 +135,7 @@ public final class Model implements AutoCloseable {
     private final Map<Integer, ExpertParallelMoe> parallel;
     private BiConsumer<Integer, Routing> moeObserver;
     private Routing routing;
+    private final ReentrantLock stepLock = new ReentrantLock();
 
     private Model(
             ModelConfig config,
@@ -351,6 +353,9 @@ public final class Model implements AutoCloseable {
             total += counts[i];
         }
         int hidden = config.hiddenSize(), vocab = config.vocabSize();
+        if (!stepLock.tryLock())
+            throw new IllegalStateException(
+                    "the model is running a step on another thread; a model is driven by one" + " thread at a time");
         try (Arena step = Arena.ofConfined()) {
             PagedLatentCache.Step reserved = cache.reserve(step, sequences, counts);
             try {
@@ -389,6 +394,8 @@ public final class Model implements AutoCloseable {
                 cache.abort(reserved);
                 throw e;
             }
+        } finally {
+            stepLock.unlock();
         }
     }
 

@@ -27,7 +27,9 @@ public final class Context implements AutoCloseable {
      * @param maxIsa the highest CPU path to use, or null for the best the machine supports
      * @param reproducible compute each output row of the FP8 GEMMs and the expert FFN by one fixed sequence of
      *     operations, whatever the other rows of its group, so that results do not depend on how rows are batched
-     *     or which device runs them (expert parallelism needs this); costs large-batch speed on the CPU
+     *     or which device runs them (expert parallelism needs this); MLA decode splits each sequence's cache at
+     *     fixed 512-token positions, so a query row's output does not depend on the batch or on how a prompt was
+     *     chunked (batch-invariant generation needs this); costs large-batch speed on the CPU
      * @param simpleKernels CUDA devices only: run the simple kernels (one thread per GEMM output, one thread block
      *     per MLA query head) instead of the tuned ones, to check the tuned ones or measure what they gain (the
      *     CPU's plain path is {@code maxIsa = Isa.SCALAR})

@@ -5,6 +5,11 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.moe4j.engine.Generator;
+import dev.moe4j.engine.Model;
+import dev.moe4j.engine.Request;
+import dev.moe4j.engine.Result;
+import dev.moe4j.engine.Sampler;
 import dev.moe4j.model.Json;
 import dev.moe4j.model.Safetensors;
 import dev.moe4j.testing.DeepSeekFiles;
@@ -159,6 +164,27 @@ class GenerateCommandTest {
         int[] input = ints(json.get("input_ids"));
         assertEquals(tokenizer.bosId().getAsInt(), input[0], "BOS added per tokenizer_config.json");
         assertEquals(tokenizer.decode(ints(json.get("output_ids")), true), json.get("text"));
+
+        // stop strings through the Java API: the text is cut before the first one, and streaming never shows it
+        try (Model m = Model.load(model, Model.Options.defaults().withCacheTokens(512), null)) {
+            Generator generator = new Generator(m, tokenizer, 64);
+            Request free = Request.ofText("Hello, 世界").withMaxNewTokens(12);
+            String text = generator.generate(free).text();
+            assertTrue(text.length() > 6, text);
+            String stop = text.substring(3, 6);
+            StringBuilder streamed = new StringBuilder();
+            Result cut = generator
+                    .generate(List.of(free.withStopStrings(List.of(stop))), new Generator.Listener() {
+                        @Override
+                        public void onToken(int request, Sampler.Choice choice, String delta) {
+                            streamed.append(delta);
+                        }
+                    })
+                    .get(0);
+            assertEquals(text.substring(0, text.indexOf(stop)), cut.text());
+            assertEquals(Result.FinishReason.STOP, cut.finishReason());
+            assertEquals(cut.text(), streamed.toString());
+        }
 
         String tokens = capture(() -> TokenizeCommand.run(
                 new String[] {"--tokenizer", tokenizerDir.toString(), "--text", "Hello, 世界 <｜User｜>"}));
