@@ -26,6 +26,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.concurrent.atomic.AtomicReference;
 
 /**
  * The demo, text in and text out: a DeepSeek-V2-Lite-shaped model (a few layers, synthetic FP8 weights written by
@@ -167,7 +168,7 @@ final class Demo {
             System.out.print("  assistant: ");
             int[] firstTokens = new int[batch];
             long[] phase = new long[4]; // prefill end (ns), prefill native, wait, rebalance
-            Map<String, Profiler.Entry>[] prefillKernels = new Map[1];
+            AtomicReference<Map<String, Profiler.Entry>> prefillKernels = new AtomicReference<>();
             List<Result> results;
             long g0;
             try (Profiler profiler = Profiler.start()) {
@@ -184,7 +185,7 @@ final class Demo {
                         if (firstTokens[request]++ == 0 && ++started == batch) {
                             // every prompt is read: the rest is decode
                             phase[0] = System.nanoTime();
-                            prefillKernels[0] = profiler.entries();
+                            prefillKernels.set(profiler.entries());
                             phase[1] = profiler.totalNanos();
                             phase[2] = sideNanos[0];
                             phase[3] = sideNanos[1];
@@ -204,7 +205,7 @@ final class Demo {
                 System.out.printf(
                         "decode:  %d tokens in %.2f s, %.1f tokens/s (batch %d)%n%n",
                         generated - batch, decodeNanos / 1e9, (generated - batch) / (decodeNanos / 1e9), batch);
-                timeShare("prefill", prefillKernels[0], phase[1], phase[2], phase[3], prefillNanos);
+                timeShare("prefill", prefillKernels.get(), phase[1], phase[2], phase[3], prefillNanos);
                 timeShare("decode", profiler.entries(), profiler.totalNanos(), sideNanos[0], sideNanos[1], decodeNanos);
             }
             for (int b = 1; b < Math.min(batch, 3); b++)

@@ -1,5 +1,6 @@
 package dev.moe4j.engine;
 
+import dev.moe4j.model.PagedLatentCache;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.Tensor;
 import dev.moe4j.tokenizer.StreamDecoder;
@@ -277,10 +278,11 @@ public final class Generator {
         long blocks = 0;
         for (Active a : all) blocks += Model.cacheBlocksFor(a.cacheNeed());
         if (blocks > model.freeCacheBlocks())
-            throw new IllegalStateException(requests.size() + " requests need " + blocks + " cache blocks ("
-                    + Model.cacheBlocksFor(1) * 64 + " tokens each) but " + model.freeCacheBlocks() + " of "
-                    + model.cacheTokens() / 64 + " are free; run fewer requests, shorter prompts or fewer new"
-                    + " tokens, or load the model with more cache tokens");
+            throw new IllegalStateException(requests.size() + " request(s) need " + blocks + " cache blocks of "
+                    + PagedLatentCache.BLOCK_TOKENS + " tokens (each prompt plus its new tokens) but "
+                    + model.freeCacheBlocks() + " of " + model.cacheTokens() / PagedLatentCache.BLOCK_TOKENS
+                    + " are free; run fewer requests, shorter prompts or fewer new tokens, or load the model with more"
+                    + " cache tokens");
         float[] row = new float[model.vocabSize()];
         long rowBytes = (long) model.vocabSize() * 4;
         try {
