@@ -90,7 +90,10 @@ final class MakeModel {
         int vocab = o.positive("--vocab", v3 ? 129280 : 102400), bos = v3 ? 0 : 100000, eos = v3 ? 1 : 100001;
         if (o.has("--tokenizer")) {
             Tokenizer tokenizer = Tokenizer.load(Path.of(o.string("--tokenizer")));
-            vocab = tokenizer.vocabSize();
+            vocab = o.has("--vocab") ? vocab : tokenizer.vocabSize();
+            if (vocab < tokenizer.vocabSize())
+                throw new IllegalArgumentException(
+                        "--vocab " + vocab + " is smaller than the tokenizer's " + tokenizer.vocabSize() + " tokens");
             bos = tokenizer.bosId().orElse(-1);
             eos = tokenizer.eosId().orElse(-1);
         }

@@ -22,6 +22,9 @@ import java.util.concurrent.locks.ReentrantLock;
  * step). Results are the same whichever requests share the batch and however prompts are chunked, when the model is
  * {@linkplain Model#reproducible reproducible}.
  *
+ * <p>With a tokenizer whose vocabulary is smaller than the model's (DeepSeek-V3 pads 128815 tokens to 129280 logits),
+ * the padding ids are never chosen.
+ *
  * <p>Admission: the whole batch's cache need (each prompt plus its new tokens, up to the context) must fit in the
  * model's free cache before anything runs; otherwise {@link IllegalStateException} names the need and what is free.
  *
@@ -284,6 +287,7 @@ public final class Generator {
                     + " are free; run fewer requests, shorter prompts or fewer new tokens, or load the model with more"
                     + " cache tokens");
         float[] row = new float[model.vocabSize()];
+        int textVocab = tokenizer == null ? row.length : Math.min(row.length, tokenizer.vocabSize());
         long rowBytes = (long) model.vocabSize() * 4;
         try {
             for (Active a : all) a.sequence = model.newSequence();
@@ -315,6 +319,9 @@ public final class Generator {
                         if (a.read < a.prompt.length) continue; // mid-prompt: no token yet
                         MemorySegment.copy(logits.segment(), ValueLayout.JAVA_FLOAT, i * rowBytes, row, 0, row.length);
                         if (listener != null) listener.onLogits(a.index, row);
+                        // ids past the tokenizer's (a vocabulary padded for the GEMMs, as V3's 129280 over 128815)
+                        // have no text: never chosen
+                        for (int v = textVocab; v < row.length; v++) row[v] = Float.NEGATIVE_INFINITY;
                         a.accept(a.sampler.sample(row), listener);
                     }
                 }

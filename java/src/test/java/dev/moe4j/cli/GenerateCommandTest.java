@@ -186,6 +186,48 @@ class GenerateCommandTest {
             assertEquals(cut.text(), streamed.toString());
         }
 
+        // a vocabulary padded far past the tokenizer's: the padding ids are never chosen, so the text always decodes
+        Path padded = tmp.resolve("padded");
+        capture(() -> MakeModel.run(new String[] {
+            "--preset",
+            "v3",
+            "--layers",
+            "1",
+            "--first-dense",
+            "1",
+            "--hidden",
+            "128",
+            "--heads",
+            "1",
+            "--inter",
+            "256",
+            "--vocab",
+            String.valueOf(tokenizer.vocabSize() + 200_000),
+            "--out",
+            padded.toString(),
+            "--tokenizer",
+            tokenizerDir.toString()
+        }));
+        String paddedOut = capture(() -> GenerateCommand.run(new String[] {
+            "--model", padded.toString(), "--prompt", "Hi", "--max-new-tokens", "8", "--json", "--cache-tokens", "128"
+        }));
+        for (int id : ints(((Map<?, ?>) Json.parse(paddedOut.strip())).get("output_ids")))
+            assertTrue(id < tokenizer.vocabSize(), "padding id " + id + " chosen");
+        assertThrows(
+                IllegalArgumentException.class,
+                () -> MakeModel.run(new String[] {
+                    "--preset",
+                    "v3",
+                    "--layers",
+                    "1",
+                    "--vocab",
+                    "1000",
+                    "--out",
+                    padded.toString(),
+                    "--tokenizer",
+                    tokenizerDir.toString()
+                }));
+
         String tokens = capture(() -> TokenizeCommand.run(
                 new String[] {"--tokenizer", tokenizerDir.toString(), "--text", "Hello, 世界 <｜User｜>"}));
         Map<?, ?> t = (Map<?, ?>) Json.parse(tokens.strip());
