@@ -129,7 +129,7 @@ final class Demo {
             System.out.printf(
                     "process resident memory %.0f MB (mapped weights count as they are paged in; expert devices hold"
                             + " copies of their experts)%n",
-                    residentBytes() / 1e6);
+                    ModelLoading.residentBytes() / 1e6);
 
             Map<Integer, LiveBalancer> balancers = new LinkedHashMap<>();
             model.expertParallel()
@@ -217,17 +217,6 @@ final class Demo {
             System.out.println();
             stepReport(model.expertParallel(), rebalances);
             loadReport(load, config.nRoutedExperts());
-        }
-        return 0;
-    }
-
-    /** VmRSS of this process from /proc/self/status, or 0 where there is none. */
-    static long residentBytes() {
-        try {
-            for (String line : Files.readAllLines(Path.of("/proc/self/status")))
-                if (line.startsWith("VmRSS:")) return Long.parseLong(line.replaceAll("[^0-9]", "")) * 1024;
-        } catch (IOException | NumberFormatException e) {
-            return 0;
         }
         return 0;
     }

@@ -2,6 +2,7 @@ package dev.moe4j.cli;
 
 import dev.moe4j.engine.Model;
 import dev.moe4j.tokenizer.Tokenizer;
+import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Set;
@@ -22,7 +23,31 @@ final class ModelLoading {
                 .withReproducible(!o.has("--fast"))
                 .withThreads(o.positive("--threads", 0))
                 .withExpertDevices(o.positive("--devices", 1));
-        return Model.load(Path.of(o.string("--model")), options, null);
+        long t0 = System.nanoTime();
+        Model model = Model.load(Path.of(o.string("--model")), options, null);
+        Model.Memory m = model.memory();
+        System.err.printf(
+                "loaded %s in %.1f s: %.0f MB of weights used from the map, %.0f MB copied or converted, %.0f MB KV"
+                        + " cache (%d tokens), process resident %.0f MB%n",
+                model,
+                (System.nanoTime() - t0) / 1e9,
+                m.mappedWeights() / 1e6,
+                m.copiedWeights() / 1e6,
+                m.cache() / 1e6,
+                model.cacheTokens(),
+                residentBytes() / 1e6);
+        return model;
+    }
+
+    /** VmRSS of this process from /proc/self/status, or 0 where there is none. */
+    static long residentBytes() {
+        try {
+            for (String line : Files.readAllLines(Path.of("/proc/self/status")))
+                if (line.startsWith("VmRSS:")) return Long.parseLong(line.replaceAll("[^0-9]", "")) * 1024;
+        } catch (IOException | NumberFormatException e) {
+            return 0;
+        }
+        return 0;
     }
 
     /** The tokenizer beside the model's weights, or null when the directory has no tokenizer.json. */
