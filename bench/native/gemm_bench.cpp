@@ -270,7 +270,7 @@ struct GroupedOperands {
     AlignedBuffer a, sfa, layout, b, sfb, d;
     AlignedBuffer am, sfam, masked_m, dm;
     moe4j_tensor a_t{}, sfa_t{}, layout_t{}, d_t{};  // d_t only with c.contiguous
-    std::vector<moe4j_tensor> b_t, sfb_t;             // one view per group
+    std::vector<moe4j_tensor> b_t, sfb_t;            // one view per group
     moe4j_fp8_weight_groups b_groups{};
     moe4j_tensor am_t{}, sfam_t{}, masked_m_t{}, dm_t{};
 
@@ -374,8 +374,7 @@ GroupedMeasured measure_grouped(const Context &ctx, const GemmConfig &config, co
                   "moe4j_grouped_fp8_gemm_contiguous");
         });
     r.masked.moe4j = time_cold(config.fixed_reps, flush, [&] {
-        check(moe4j_grouped_fp8_gemm_masked(ctx.get(), &op.am_t, &op.sfam_t, &op.b_groups, &op.masked_m_t,
-                                            &op.dm_t),
+        check(moe4j_grouped_fp8_gemm_masked(ctx.get(), &op.am_t, &op.sfam_t, &op.b_groups, &op.masked_m_t, &op.dm_t),
               "moe4j_grouped_fp8_gemm_masked");
     });
     if (!blas::available()) return r;
@@ -410,7 +409,8 @@ GroupedMeasured measure_grouped(const Context &ctx, const GemmConfig &config, co
 
 bool run_grouped(const Context &ctx, const GemmConfig &config, const CacheFlusher &flush, const MachineFacts &facts) {
     std::printf(
-        "\nmoe4j_grouped_fp8_gemm_contiguous / _masked: G experts b[G, N, K] e4m3, about m rows each "
+        "\nmoe4j_grouped_fp8_gemm_contiguous / _masked: G experts [N, K] e4m3 (one stack, passed as G weight groups), "
+        "about m rows each "
         "(m x U(0.7, 1.3)), d bf16\n");
     const Table table(concat({{"case", 14, Align::Left},
                               {"layout", 6, Align::Left},

@@ -58,8 +58,8 @@ enum moe4j_scale_format { MOE4J_SCALE_FP32 = 0, MOE4J_SCALE_UE8M0 = 1 };
 
 enum moe4j_limits {
     MOE4J_MAX_RANK = 4,
-    MOE4J_HOST_MEMORY = -1, /* moe4j_tensor.device value for host memory */
-    MOE4J_ISA_BEST = -1,    /* moe4j_context_options.max_isa: no cap */
+    MOE4J_HOST_MEMORY = -1,         /* moe4j_tensor.device value for host memory */
+    MOE4J_ISA_BEST = -1,            /* moe4j_context_options.max_isa: no cap */
     MOE4J_MAX_WEIGHT_GROUPS = 65536 /* largest moe4j_fp8_weight_groups.count */
 };
 

@@ -36,9 +36,9 @@ extern "C" moe4j_status moe4j_fp8_expert_ffn_contiguous(moe4j_context *ctx, cons
         if (moe4j_status s = check_weight_groups(check, w_up, "w_up", hidden, groups, inter, "[I, H] as 'w_gate'",
                                                  &up_groups, &up_inter))
             return s;
-        if (moe4j_status s = check_weight_groups(check, w_down, "w_down", inter, groups, hidden,
-                                                 "[H, I] with the H of 'x' and the I of 'w_gate'", &down_groups,
-                                                 &down_n))
+        if (moe4j_status s =
+                check_weight_groups(check, w_down, "w_down", inter, groups, hidden,
+                                    "[H, I] with the H of 'x' and the I of 'w_gate'", &down_groups, &down_n))
             return s;
         if (moe4j_status s = check.tensor(grouped_layout, {"grouped_layout", {MOE4J_I32}, 1, Layout::Strided}))
             return s;
@@ -46,8 +46,7 @@ extern "C" moe4j_status moe4j_fp8_expert_ffn_contiguous(moe4j_context *ctx, cons
             return s;
         if (moe4j_status s = check.tensor(d, {"d", {MOE4J_F32, MOE4J_BF16}, 2, Layout::RowsDense})) return s;
         if (moe4j_status s = check.shape(*d, "d", {rows, hidden}, "[S, H]")) return s;
-        if (moe4j_status s =
-                check_output(check, *d, {{x, "x"}, {sfx, "sfx"}, {grouped_layout, "grouped_layout"}}))
+        if (moe4j_status s = check_output(check, *d, {{x, "x"}, {sfx, "sfx"}, {grouped_layout, "grouped_layout"}}))
             return s;
         if (moe4j_status s = check_output_groups(check, *d, *w_gate, "w_gate")) return s;
         if (moe4j_status s = check_output_groups(check, *d, *w_up, "w_up")) return s;

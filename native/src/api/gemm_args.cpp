@@ -50,7 +50,8 @@ moe4j_status check_weight_groups(const ArgCheck &check, const moe4j_fp8_weight_g
         if (moe4j_status s = weights.shape(b, name, {*n, k}, g == 0 ? n_why : "[N, K] as group 0")) return s;
         const moe4j_tensor &sf = w->scales[g];
         if (moe4j_status s = scales.tensor(&sf, {name, {MOE4J_F32}, 2, Layout::Strided})) return s;
-        if (moe4j_status s = scales.shape(sf, name, {ceil_div(*n, kScaleBlock), k / kScaleBlock}, "[ceil(N/128), K/128]"))
+        if (moe4j_status s =
+                scales.shape(sf, name, {ceil_div(*n, kScaleBlock), k / kScaleBlock}, "[ceil(N/128), K/128]"))
             return s;
     }
     return MOE4J_OK;

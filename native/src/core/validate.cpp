@@ -141,8 +141,8 @@ moe4j_status ArgCheck::same_shape(const moe4j_tensor &a, const char *a_name, con
     bool same = a.rank == b.rank;
     for (int i = 0; same && i < a.rank; ++i) same = a.shape[i] == b.shape[i];
     if (same) return MOE4J_OK;
-    return invalid(argument(b_name) + ": shape " + shape_string(b) + " differs from '" + a_name +
-                   "' shape " + shape_string(a));
+    return invalid(argument(b_name) + ": shape " + shape_string(b) + " differs from '" + a_name + "' shape " +
+                   shape_string(a));
 }
 
 moe4j_status ArgCheck::no_overlap(const moe4j_tensor &output, const char *output_name, const moe4j_tensor &other,
@@ -152,8 +152,10 @@ moe4j_status ArgCheck::no_overlap(const moe4j_tensor &output, const char *output
     const auto a = reinterpret_cast<uintptr_t>(output.data), b = reinterpret_cast<uintptr_t>(other.data);
     if (a < b + static_cast<uintptr_t>(b_len) && b < a + static_cast<uintptr_t>(a_len))
         return invalid(std::string("output '") + output_name + "' overlaps '" + other_name + "'" +
-                       (group_ >= 0 ? " (group " + std::to_string(group_) + (part_ != nullptr ? std::string(" ") + part_ : "") + ")"
-                                    : std::string()) + " in memory");
+                       (group_ >= 0 ? " (group " + std::to_string(group_) +
+                                          (part_ != nullptr ? std::string(" ") + part_ : "") + ")"
+                                    : std::string()) +
+                       " in memory");
     return MOE4J_OK;
 }
 

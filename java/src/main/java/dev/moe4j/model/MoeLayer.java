@@ -76,8 +76,8 @@ public final class MoeLayer implements MoeBlock {
             throw new IllegalArgumentException(
                     "expertUp must be shaped like expertGate " + expertGate + ", got " + expertUp);
         if (expertDown.count() != experts || expertDown.outFeatures() != hidden || expertDown.inFeatures() != inter)
-            throw new IllegalArgumentException("expertDown must hold " + experts + " experts [" + hidden + ", " + inter
-                    + "], got " + expertDown);
+            throw new IllegalArgumentException(
+                    "expertDown must hold " + experts + " experts [" + hidden + ", " + inter + "], got " + expertDown);
         if (shared != null && shared.hidden() != hidden)
             throw new IllegalArgumentException(
                     "shared experts take " + shared.hidden() + " features, the routed " + hidden);

@@ -514,7 +514,8 @@ public final class ExpertParallelMoe implements MoeBlock, AutoCloseable {
     }
 
     private static QuantizedGroups stack(Context ctx, QuantizedGroups like, int slots, List<DeviceMemory> owner) {
-        long[] shape = like.group(0).data().shape(), scaleShape = like.group(0).scales().shape();
+        long[] shape = like.group(0).data().shape(),
+                scaleShape = like.group(0).scales().shape();
         DeviceMemory data = DeviceMemory.allocate(ctx, slots * shape[0] * shape[1]);
         owner.add(data);
         DeviceMemory scales = DeviceMemory.allocate(ctx, 4L * slots * scaleShape[0] * scaleShape[1]);

@@ -61,15 +61,16 @@ public final class QuantizedGroups {
             if (w.data().shape(1) > 1 && w.data().strides()[1] != 1)
                 throw new IllegalArgumentException("group " + g + ": rows of " + w.data() + " are not contiguous");
             if (!Arrays.equals(w.data().shape(), first.data().shape()))
-                throw new IllegalArgumentException("group " + g + ": data " + w.data() + " differs in shape from group 0's "
-                        + first.data());
+                throw new IllegalArgumentException(
+                        "group " + g + ": data " + w.data() + " differs in shape from group 0's " + first.data());
             if (!Arrays.equals(w.scales().shape(), first.scales().shape()))
-                throw new IllegalArgumentException("group " + g + ": scales " + w.scales()
-                        + " differ in shape from group 0's " + first.scales());
+                throw new IllegalArgumentException(
+                        "group " + g + ": scales " + w.scales() + " differ in shape from group 0's " + first.scales());
             if (!w.data().device().equals(first.data().device())
                     || !w.scales().device().equals(first.data().device()))
-                throw new IllegalArgumentException("group " + g + ": lives on " + w.data().device() + " (scales on "
-                        + w.scales().device() + ") but group 0 on " + first.data().device());
+                throw new IllegalArgumentException("group " + g + ": lives on "
+                        + w.data().device() + " (scales on " + w.scales().device() + ") but group 0 on "
+                        + first.data().device());
         }
         return new QuantizedGroups(copy);
     }
@@ -84,7 +85,8 @@ public final class QuantizedGroups {
         Objects.requireNonNull(stack, "stack");
         if (stack.data().rank() != 3)
             throw new IllegalArgumentException("a stack must be rank 3 [G, N, K], got " + stack.data());
-        QuantizedTensor[] matrices = new QuantizedTensor[Math.toIntExact(stack.data().shape(0))];
+        QuantizedTensor[] matrices =
+                new QuantizedTensor[Math.toIntExact(stack.data().shape(0))];
         for (int g = 0; g < matrices.length; g++) matrices[g] = stack.group(g);
         return of(List.of(matrices));
     }

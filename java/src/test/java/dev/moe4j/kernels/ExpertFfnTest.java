@@ -155,8 +155,14 @@ class ExpertFfnTest {
             arena.allocate(64L * (g + 1)); // spacer
             Tensor data = Tensor.allocate(arena, DType.E4M3, from.data().shape());
             Tensor scales = Tensor.allocate(arena, DType.F32, from.scales().shape());
-            MemorySegment.copy(from.data().segment(), 0, data.segment(), 0, data.segment().byteSize());
-            MemorySegment.copy(from.scales().segment(), 0, scales.segment(), 0, scales.segment().byteSize());
+            MemorySegment.copy(
+                    from.data().segment(), 0, data.segment(), 0, data.segment().byteSize());
+            MemorySegment.copy(
+                    from.scales().segment(),
+                    0,
+                    scales.segment(),
+                    0,
+                    scales.segment().byteSize());
             copies[g] = new QuantizedTensor(data, scales, QuantizedTensor.BLOCK);
         }
         return QuantizedGroups.of(List.of(copies));

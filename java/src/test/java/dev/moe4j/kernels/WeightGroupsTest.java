@@ -87,13 +87,11 @@ class WeightGroupsTest {
     }
 
     private static MemorySegment weightsOf(MemorySegment struct, int g) {
-        return moe4j_tensor.asSlice(
-                moe4j_fp8_weight_groups.weights(struct).reinterpret(G * moe4j_tensor.sizeof()), g);
+        return moe4j_tensor.asSlice(moe4j_fp8_weight_groups.weights(struct).reinterpret(G * moe4j_tensor.sizeof()), g);
     }
 
     private static MemorySegment scalesOf(MemorySegment struct, int g) {
-        return moe4j_tensor.asSlice(
-                moe4j_fp8_weight_groups.scales(struct).reinterpret(G * moe4j_tensor.sizeof()), g);
+        return moe4j_tensor.asSlice(moe4j_fp8_weight_groups.scales(struct).reinterpret(G * moe4j_tensor.sizeof()), g);
     }
 
     /** The contiguous GEMM, the masked GEMM and the FFN (as its w_gate) with b; each must fail naming fragments. */
@@ -138,14 +136,12 @@ class WeightGroupsTest {
                 broken(weights, s -> moe4j_tensor.shape(weightsOf(s, 2), 0, 128)),
                 "group 2: shape [128, 256] but expected [256, 256]");
         rejectedEverywhere(
-                broken(weights, s -> moe4j_tensor.dtype(weightsOf(s, 1), DType.BF16.code())),
-                "group 1: dtype BF16");
+                broken(weights, s -> moe4j_tensor.dtype(weightsOf(s, 1), DType.BF16.code())), "group 1: dtype BF16");
         rejectedEverywhere(
                 broken(weights, s -> moe4j_tensor.data(weightsOf(s, 2), MemorySegment.NULL)),
                 "group 2: data pointer is null");
         rejectedEverywhere(
-                broken(weights, s -> moe4j_tensor.strides(weightsOf(s, 1), 1, 2)),
-                "group 1: innermost stride is 2");
+                broken(weights, s -> moe4j_tensor.strides(weightsOf(s, 1), 1, 2)), "group 1: innermost stride is 2");
         rejectedEverywhere(
                 broken(weights, s -> moe4j_tensor.device(weightsOf(s, 1), 0)),
                 "group 1: lives in CUDA device 0 but this call runs on host memory");
@@ -184,7 +180,13 @@ class WeightGroupsTest {
         inGroup.segment().fill((byte) 0xFF);
         expect(
                 moe4j_h.moe4j_grouped_fp8_gemm_contiguous(
-                        ctx.handle(), a, sfa, weights.descriptor(arena, "b"), layout, 1, inGroup.descriptor(arena, "d")),
+                        ctx.handle(),
+                        a,
+                        sfa,
+                        weights.descriptor(arena, "b"),
+                        layout,
+                        1,
+                        inGroup.descriptor(arena, "d")),
                 inGroup,
                 "'b'",
                 "output 'd' overlaps 'b' (group 1) in memory");

@@ -32,8 +32,7 @@ class DecoderLayerLoadTest {
                             w.data().segment().address(),
                             name + " is used in place");
                     assertTrue(
-                            w.data().segment().byteSize() >= w.data().elementCount(),
-                            name + " covers its own bytes");
+                            w.data().segment().byteSize() >= w.data().elementCount(), name + " covers its own bytes");
                 }
             }
         }

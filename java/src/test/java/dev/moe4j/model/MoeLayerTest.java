@@ -116,8 +116,8 @@ class MoeLayerTest {
                 }
                 mlp = new DenseMlp(l[0], l[1], l[2]);
             }
-            MoeLayer layer =
-                    new MoeLayer(new Gate(gc, Linear.bf16(gateWeight), bias), g.groups(), u.groups(), d.groups(), mlp, alignment);
+            MoeLayer layer = new MoeLayer(
+                    new Gate(gc, Linear.bf16(gateWeight), bias), g.groups(), u.groups(), d.groups(), mlp, alignment);
 
             float[] xs = new float[tokens * H];
             for (int i = 0; i < xs.length; i++) xs[i] = (float) random.nextGaussian();
@@ -209,11 +209,18 @@ class MoeLayerTest {
             Fp8 g = fp8(ctx, arena, random, E, I, H), d = fp8(ctx, arena, random, E, H, I);
             Fp8 wide = fp8(ctx, arena, random, E, H, 2 * I);
             var wrongDown = assertThrows(
-                    IllegalArgumentException.class, () -> new MoeLayer(gate, g.groups(), g.groups(), wide.groups(), null, 1));
-            assertTrue(wrongDown.getMessage().contains("expertDown must hold 16 experts [256, 256]"), wrongDown.getMessage());
+                    IllegalArgumentException.class,
+                    () -> new MoeLayer(gate, g.groups(), g.groups(), wide.groups(), null, 1));
+            assertTrue(
+                    wrongDown.getMessage().contains("expertDown must hold 16 experts [256, 256]"),
+                    wrongDown.getMessage());
             Fp8 small = fp8(ctx, arena, random, 8, I, H);
-            assertThrows(IllegalArgumentException.class, () -> new MoeLayer(gate, small.groups(), g.groups(), d.groups(), null, 1));
-            assertThrows(IllegalArgumentException.class, () -> new MoeLayer(gate, g.groups(), g.groups(), d.groups(), null, 0));
+            assertThrows(
+                    IllegalArgumentException.class,
+                    () -> new MoeLayer(gate, small.groups(), g.groups(), d.groups(), null, 1));
+            assertThrows(
+                    IllegalArgumentException.class,
+                    () -> new MoeLayer(gate, g.groups(), g.groups(), d.groups(), null, 0));
             MoeLayer layer = new MoeLayer(gate, g.groups(), g.groups(), d.groups(), null, 1);
             Tensor x = Tensor.allocate(arena, DType.BF16, 2, H);
             assertThrows(

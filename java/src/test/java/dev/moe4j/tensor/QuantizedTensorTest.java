@@ -22,7 +22,9 @@ class QuantizedTensorTest {
             QuantizedTensor second = stack.group(1);
             assertArrayEquals(new long[] {256, 384}, second.data().shape());
             assertEquals(6f, second.scales().getFloat(0, 0)); // scale row 2 of the flat tensor
-            assertEquals(256L * 384, second.data().segment().address() - data.segment().address());
+            assertEquals(
+                    256L * 384,
+                    second.data().segment().address() - data.segment().address());
             assertThrows(IllegalArgumentException.class, () -> second.group(0));
 
             QuantizedGroups groups = QuantizedGroups.of(stack);
@@ -51,8 +53,7 @@ class QuantizedTensorTest {
             var shape = assertThrows(
                     IllegalArgumentException.class, () -> QuantizedGroups.of(List.of(a, b, weight(arena, 128, 384))));
             assertTrue(shape.getMessage().startsWith("group 2: data"), shape.getMessage());
-            QuantizedTensor activations =
-                    new QuantizedTensor(a.data(), Tensor.allocate(arena, DType.F32, 256, 3), 1);
+            QuantizedTensor activations = new QuantizedTensor(a.data(), Tensor.allocate(arena, DType.F32, 256, 3), 1);
             var blocks =
                     assertThrows(IllegalArgumentException.class, () -> QuantizedGroups.of(List.of(a, activations)));
             assertTrue(blocks.getMessage().startsWith("group 1: scales cover 1 rows"), blocks.getMessage());
