@@ -27,16 +27,17 @@ moe4j_status check_output(const ArgCheck &check, const moe4j_tensor &d,
 moe4j_status check_weight_groups(const ArgCheck &check, const moe4j_fp8_weight_groups *w, const char *name, int64_t k,
                                  int64_t expected_count, int64_t expected_n, const char *n_why, int64_t *count,
                                  int64_t *n) {
-    const std::string arg = check.argument(name);
-    if (w == nullptr) return check.invalid(arg + " is null");
+    // Messages are built only on failure.
+    const auto arg = [&] { return check.argument(name); };
+    if (w == nullptr) return check.invalid(arg() + " is null");
     if (w->count < 1 || w->count > MOE4J_MAX_WEIGHT_GROUPS)
-        return check.invalid(arg + ": count " + std::to_string(w->count) + " is outside [1, " +
+        return check.invalid(arg() + ": count " + std::to_string(w->count) + " is outside [1, " +
                              std::to_string(MOE4J_MAX_WEIGHT_GROUPS) + "]");
     if (expected_count != -1 && w->count != expected_count)
-        return check.invalid(arg + ": count " + std::to_string(w->count) + " differs from the " +
+        return check.invalid(arg() + ": count " + std::to_string(w->count) + " differs from the " +
                              std::to_string(expected_count) + " groups of the other operands");
-    if (w->weights == nullptr) return check.invalid(arg + ": 'weights' array is null");
-    if (w->scales == nullptr) return check.invalid(arg + ": 'scales' array is null");
+    if (w->weights == nullptr) return check.invalid(arg() + ": 'weights' array is null");
+    if (w->scales == nullptr) return check.invalid(arg() + ": 'scales' array is null");
     *count = w->count;
     *n = expected_n;
     for (int64_t g = 0; g < w->count; ++g) {
