@@ -260,7 +260,7 @@ bool run_plain(const Context &ctx, const GemmConfig &config, const CacheFlusher 
 //  contiguous: a [S, K], each group's rows contiguous from offsets[g] and padded to a multiple of 128 rows,
 //              grouped_layout [S] (-1 for padding rows), d [S, N];
 //  masked:     a [G, M_max, K] with rows past counts[g] zero, masked_m [G] = counts, d [G, M_max, N].
-// Weights b [G, N, K] e4m3 with sfb [G, ceil(N/128), K/128] serve both.
+// Weights b [G, N, K] e4m3 with sfb [G, ceil(N/128), K/128] serve both, passed as G weight groups (views).
 struct GroupedOperands {
     const GroupedCase &c;
     int64_t kb, nb;
@@ -269,7 +269,9 @@ struct GroupedOperands {
     int64_t rows = 0, padded_rows = 0, m_max = 0, used_groups = 0;
     AlignedBuffer a, sfa, layout, b, sfb, d;
     AlignedBuffer am, sfam, masked_m, dm;
-    moe4j_tensor a_t{}, sfa_t{}, layout_t{}, b_t{}, sfb_t{}, d_t{};  // d_t only with c.contiguous
+    moe4j_tensor a_t{}, sfa_t{}, layout_t{}, d_t{};  // d_t only with c.contiguous
+    std::vector<moe4j_tensor> b_t, sfb_t;            // one view per group
+    moe4j_fp8_weight_groups b_groups{};
     moe4j_tensor am_t{}, sfam_t{}, masked_m_t{}, dm_t{};
 
     GroupedOperands(const GroupedCase &gc, uint64_t seed)
@@ -314,8 +316,11 @@ struct GroupedOperands {
         a_t = host_tensor(a.data(), MOE4J_E4M3, {padded_rows, c.k});
         sfa_t = host_tensor(sfa.data(), MOE4J_F32, {padded_rows, kb});
         layout_t = host_tensor(layout.data(), MOE4J_I32, {padded_rows});
-        b_t = host_tensor(b.data(), MOE4J_E4M3, {c.groups, c.n, c.k});
-        sfb_t = host_tensor(sfb.data(), MOE4J_F32, {c.groups, nb, kb});
+        for (int64_t g = 0; g < c.groups; ++g) {
+            b_t.push_back(host_tensor(b.as<uint8_t>() + g * c.n * c.k, MOE4J_E4M3, {c.n, c.k}));
+            sfb_t.push_back(host_tensor(sfb.as<float>() + g * nb * kb, MOE4J_F32, {nb, kb}));
+        }
+        b_groups = {c.groups, b_t.data(), sfb_t.data()};
         if (c.contiguous) d_t = host_tensor(d.data(), MOE4J_BF16, {padded_rows, c.n});
         am_t = host_tensor(am.data(), MOE4J_E4M3, {c.groups, m_max, c.k});
         sfam_t = host_tensor(sfam.data(), MOE4J_F32, {c.groups, m_max, kb});
@@ -364,13 +369,12 @@ GroupedMeasured measure_grouped(const Context &ctx, const GemmConfig &config, co
     let_blas_threads_sleep();
     if (c.contiguous)
         r.contiguous.moe4j = time_cold(config.fixed_reps, flush, [&] {
-            check(moe4j_grouped_fp8_gemm_contiguous(ctx.get(), &op.a_t, &op.sfa_t, &op.b_t, &op.sfb_t, &op.layout_t,
+            check(moe4j_grouped_fp8_gemm_contiguous(ctx.get(), &op.a_t, &op.sfa_t, &op.b_groups, &op.layout_t,
                                                     static_cast<int32_t>(kGroupAlign), &op.d_t),
                   "moe4j_grouped_fp8_gemm_contiguous");
         });
     r.masked.moe4j = time_cold(config.fixed_reps, flush, [&] {
-        check(moe4j_grouped_fp8_gemm_masked(ctx.get(), &op.am_t, &op.sfam_t, &op.b_t, &op.sfb_t, &op.masked_m_t,
-                                            &op.dm_t),
+        check(moe4j_grouped_fp8_gemm_masked(ctx.get(), &op.am_t, &op.sfam_t, &op.b_groups, &op.masked_m_t, &op.dm_t),
               "moe4j_grouped_fp8_gemm_masked");
     });
     if (!blas::available()) return r;
@@ -405,7 +409,8 @@ GroupedMeasured measure_grouped(const Context &ctx, const GemmConfig &config, co
 
 bool run_grouped(const Context &ctx, const GemmConfig &config, const CacheFlusher &flush, const MachineFacts &facts) {
     std::printf(
-        "\nmoe4j_grouped_fp8_gemm_contiguous / _masked: G experts b[G, N, K] e4m3, about m rows each "
+        "\nmoe4j_grouped_fp8_gemm_contiguous / _masked: G experts [N, K] e4m3 (one stack, passed as G weight groups), "
+        "about m rows each "
         "(m x U(0.7, 1.3)), d bf16\n");
     const Table table(concat({{"case", 14, Align::Left},
                               {"layout", 6, Align::Left},

@@ -58,8 +58,9 @@ enum moe4j_scale_format { MOE4J_SCALE_FP32 = 0, MOE4J_SCALE_UE8M0 = 1 };
 
 enum moe4j_limits {
     MOE4J_MAX_RANK = 4,
-    MOE4J_HOST_MEMORY = -1, /* moe4j_tensor.device value for host memory */
-    MOE4J_ISA_BEST = -1     /* moe4j_context_options.max_isa: no cap */
+    MOE4J_HOST_MEMORY = -1,         /* moe4j_tensor.device value for host memory */
+    MOE4J_ISA_BEST = -1,            /* moe4j_context_options.max_isa: no cap */
+    MOE4J_MAX_WEIGHT_GROUPS = 65536 /* largest moe4j_fp8_weight_groups.count */
 };
 
 /* moe4j_context_options.flags */
@@ -94,6 +95,21 @@ typedef struct moe4j_tensor {
     int64_t shape[4];
     int64_t strides[4];
 } moe4j_tensor;
+
+/*
+ * The weight matrices of a grouped FP8 GEMM, one per group (expert), each described on its own so that a group may
+ * live anywhere: experts used in place from a checkpoint's memory map (spread over shard files, in any order),
+ * copied one by one to a device, or rebalanced slot by slot. A stack [G, N, K] with scales [G, ceil(N/128), K/128]
+ * is passed as G views of it. count is in [1, MOE4J_MAX_WEIGHT_GROUPS]; weights and scales point to count
+ * descriptors each. weights[g] is E4M3 [N, K] with contiguous rows, N and K equal across groups; scales[g] is F32
+ * [ceil(N/128), K/128] with any strides (HF weight_scale_inv). All of them live on the call's device. The arrays
+ * are read only during the call.
+ */
+typedef struct moe4j_fp8_weight_groups {
+    int64_t count;
+    const moe4j_tensor *weights;
+    const moe4j_tensor *scales;
+} moe4j_fp8_weight_groups;
 
 typedef struct moe4j_context_options {
     int32_t backend; /* enum moe4j_backend */
@@ -200,21 +216,22 @@ moe4j_status moe4j_fp8_gemm_nt(moe4j_context *ctx, const moe4j_tensor *a, const 
  * Grouped FP8 GEMM, contiguous layout (DeepGEMM m_grouped_fp8_gemm_nt_contiguous). a [S, K] holds the rows
  * of all groups, each group's rows contiguous and padded to a multiple of `alignment` rows; grouped_layout
  * I32 [S] gives each row's group in [0, G), or -1 for a padding row. Every block of `alignment` rows belongs
- * to one group (padding rows aside). b [G, N, K]; sfb [G, ceil(N/128), K/128]; sfa [S, K/128];
- * d [S, N] F32 or BF16. Row r of d = row r of a times b[grouped_layout[r]]^T; padding rows of d are zero.
+ * to one group (padding rows aside). b: G = b->count weight groups, each [N, K] with scales [ceil(N/128), K/128];
+ * sfa [S, K/128]; d [S, N] F32 or BF16. Row r of d = row r of a times b group grouped_layout[r], transposed;
+ * padding rows of d are zero.
  */
 moe4j_status moe4j_grouped_fp8_gemm_contiguous(moe4j_context *ctx, const moe4j_tensor *a, const moe4j_tensor *sfa,
-                                               const moe4j_tensor *b, const moe4j_tensor *sfb,
-                                               const moe4j_tensor *grouped_layout, int32_t alignment, moe4j_tensor *d);
+                                               const moe4j_fp8_weight_groups *b, const moe4j_tensor *grouped_layout,
+                                               int32_t alignment, moe4j_tensor *d);
 
 /*
  * Grouped FP8 GEMM, masked layout (DeepGEMM m_grouped_fp8_gemm_nt_masked). a [G, M_max, K];
- * sfa [G, M_max, K/128]; b [G, N, K]; sfb [G, ceil(N/128), K/128]; masked_m I32 [G] with values in
- * [0, M_max]; d [G, M_max, N] F32 or BF16. For each g, rows i < masked_m[g] get a[g, i] times b[g]^T;
- * rows at or past masked_m[g] are neither read nor written.
+ * sfa [G, M_max, K/128]; b: G = b->count weight groups, each [N, K] with scales [ceil(N/128), K/128];
+ * masked_m I32 [G] with values in [0, M_max]; d [G, M_max, N] F32 or BF16. For each g, rows i < masked_m[g] get
+ * a[g, i] times group g of b, transposed; rows at or past masked_m[g] are neither read nor written.
  */
 moe4j_status moe4j_grouped_fp8_gemm_masked(moe4j_context *ctx, const moe4j_tensor *a, const moe4j_tensor *sfa,
-                                           const moe4j_tensor *b, const moe4j_tensor *sfb, const moe4j_tensor *masked_m,
+                                           const moe4j_fp8_weight_groups *b, const moe4j_tensor *masked_m,
                                            moe4j_tensor *d);
 
 /*
@@ -233,15 +250,15 @@ moe4j_status moe4j_gemm_nt(moe4j_context *ctx, const moe4j_tensor *a, const moe4
  *   h is quantized per token (1x128, as moe4j_quantize_fp8_per_token with fp32 scales), and
  *   d[r] = h · w_down[g]ᵀ;
  * padding rows (-1) of d are zero. The intermediate h stays in native scratch memory.
- * x [S, H] E4M3 with sfx [S, H/128]; w_gate and w_up [G, I, H] E4M3 with scales [G, ceil(I/128), H/128]
- * (HF weight_scale_inv); w_down [G, H, I] with [G, ceil(H/128), I/128]; H and I multiples of 128;
- * grouped_layout and alignment as in moe4j_grouped_fp8_gemm_contiguous; d [S, H] F32 or BF16.
+ * x [S, H] E4M3 with sfx [S, H/128]; w_gate and w_up: G weight groups each, [I, H] E4M3 with scales
+ * [ceil(I/128), H/128] (HF weight_scale_inv); w_down: G groups [H, I] with scales [ceil(H/128), I/128]; the three
+ * have the same count G; H and I multiples of 128; grouped_layout and alignment as in
+ * moe4j_grouped_fp8_gemm_contiguous; d [S, H] F32 or BF16.
  */
 moe4j_status moe4j_fp8_expert_ffn_contiguous(moe4j_context *ctx, const moe4j_tensor *x, const moe4j_tensor *sfx,
-                                             const moe4j_tensor *w_gate, const moe4j_tensor *s_gate,
-                                             const moe4j_tensor *w_up, const moe4j_tensor *s_up,
-                                             const moe4j_tensor *w_down, const moe4j_tensor *s_down,
-                                             const moe4j_tensor *grouped_layout, int32_t alignment, moe4j_tensor *d);
+                                             const moe4j_fp8_weight_groups *w_gate, const moe4j_fp8_weight_groups *w_up,
+                                             const moe4j_fp8_weight_groups *w_down, const moe4j_tensor *grouped_layout,
+                                             int32_t alignment, moe4j_tensor *d);
 
 /*
  * MLA decode over a paged latent cache (FlashMLA flash_mla_with_kvcache semantics).

@@ -14,11 +14,11 @@
 using namespace moe4j;
 
 extern "C" moe4j_status moe4j_fp8_expert_ffn_contiguous(moe4j_context *ctx, const moe4j_tensor *x,
-                                                        const moe4j_tensor *sfx, const moe4j_tensor *w_gate,
-                                                        const moe4j_tensor *s_gate, const moe4j_tensor *w_up,
-                                                        const moe4j_tensor *s_up, const moe4j_tensor *w_down,
-                                                        const moe4j_tensor *s_down, const moe4j_tensor *grouped_layout,
-                                                        int32_t alignment, moe4j_tensor *d) {
+                                                        const moe4j_tensor *sfx, const moe4j_fp8_weight_groups *w_gate,
+                                                        const moe4j_fp8_weight_groups *w_up,
+                                                        const moe4j_fp8_weight_groups *w_down,
+                                                        const moe4j_tensor *grouped_layout, int32_t alignment,
+                                                        moe4j_tensor *d) {
     return guarded(__func__, [&](const char *fn) -> moe4j_status {
         if (moe4j_status s = check_context(fn, ctx)) return s;
         const ArgCheck check(fn, ctx->memory_device());
@@ -28,48 +28,42 @@ extern "C" moe4j_status moe4j_fp8_expert_ffn_contiguous(moe4j_context *ctx, cons
         const int64_t rows = x->shape[0];
         if (moe4j_status s = check.tensor(sfx, {"sfx", {MOE4J_F32}, 2, Layout::Strided})) return s;
         if (moe4j_status s = check.shape(*sfx, "sfx", {rows, hidden / kScaleBlock}, "[S, H/128]")) return s;
-        if (moe4j_status s = check_grouped_weights(check, w_gate, "w_gate", s_gate, "s_gate", hidden, &groups, &inter))
+        if (moe4j_status s = check_weight_groups(check, w_gate, "w_gate", hidden, -1, -1, "", &groups, &inter))
             return s;
         if (inter % kScaleBlock != 0)
             return check.invalid("argument 'w_gate': intermediate size " + std::to_string(inter) +
                                  " is not a multiple of 128 (the down projection's K)");
-        if (moe4j_status s = check_grouped_weights(check, w_up, "w_up", s_up, "s_up", hidden, &up_groups, &up_inter))
+        if (moe4j_status s = check_weight_groups(check, w_up, "w_up", hidden, groups, inter, "[I, H] as 'w_gate'",
+                                                 &up_groups, &up_inter))
             return s;
-        if (moe4j_status s = check.same_shape(*w_gate, "w_gate", *w_up, "w_up")) return s;
         if (moe4j_status s =
-                check_grouped_weights(check, w_down, "w_down", s_down, "s_down", inter, &down_groups, &down_n))
+                check_weight_groups(check, w_down, "w_down", inter, groups, hidden,
+                                    "[H, I] with the H of 'x' and the I of 'w_gate'", &down_groups, &down_n))
             return s;
-        if (moe4j_status s = check.shape(*w_down, "w_down", {groups, hidden, inter}, "[G, H, I]")) return s;
         if (moe4j_status s = check.tensor(grouped_layout, {"grouped_layout", {MOE4J_I32}, 1, Layout::Strided}))
             return s;
         if (moe4j_status s = check.shape(*grouped_layout, "grouped_layout", {rows}, "one group id per row of 'x'"))
             return s;
         if (moe4j_status s = check.tensor(d, {"d", {MOE4J_F32, MOE4J_BF16}, 2, Layout::RowsDense})) return s;
         if (moe4j_status s = check.shape(*d, "d", {rows, hidden}, "[S, H]")) return s;
-        if (moe4j_status s = check_output(check, *d,
-                                          {{x, "x"},
-                                           {sfx, "sfx"},
-                                           {w_gate, "w_gate"},
-                                           {s_gate, "s_gate"},
-                                           {w_up, "w_up"},
-                                           {s_up, "s_up"},
-                                           {w_down, "w_down"},
-                                           {s_down, "s_down"},
-                                           {grouped_layout, "grouped_layout"}}))
+        if (moe4j_status s = check_output(check, *d, {{x, "x"}, {sfx, "sfx"}, {grouped_layout, "grouped_layout"}}))
             return s;
+        if (moe4j_status s = check_output_groups(check, *d, *w_gate, "w_gate")) return s;
+        if (moe4j_status s = check_output_groups(check, *d, *w_up, "w_up")) return s;
+        if (moe4j_status s = check_output_groups(check, *d, *w_down, "w_down")) return s;
 
         cpu::ExpertFfnArgs args{x, inter, {}, {}, {}};
         args.gate = {x, sfx, nullptr, nullptr, inter, hidden, {}, {}};
-        for (int64_t g = 0; g < groups; ++g) args.gate.groups.push_back(group_weights(*w_gate, *s_gate, g));
+        for (int64_t g = 0; g < groups; ++g) args.gate.groups.push_back(group_weights(*w_gate, g));
         HostStaged layout;
         if (moe4j_status s = layout.stage(fn, ctx, *grouped_layout)) return s;
         if (moe4j_status s = read_contiguous_layout(check, layout.tensor(), alignment, &args.gate)) return s;
         args.up = {x, sfx, nullptr, nullptr, inter, hidden, {}, args.gate.zero_rows};
         args.down = {nullptr, nullptr, nullptr, d, hidden, inter, {}, args.gate.zero_rows};
         for (int64_t g = 0; g < groups; ++g) {
-            args.up.groups.push_back(group_weights(*w_up, *s_up, g));
+            args.up.groups.push_back(group_weights(*w_up, g));
             args.up.groups.back().rows = args.gate.groups[g].rows;
-            args.down.groups.push_back(group_weights(*w_down, *s_down, g));
+            args.down.groups.push_back(group_weights(*w_down, g));
             args.down.groups.back().rows = args.gate.groups[g].rows;
         }
 #if MOE4J_WITH_CUDA

@@ -68,9 +68,9 @@ extern "C" moe4j_status moe4j_fp8_gemm_nt(moe4j_context *ctx, const moe4j_tensor
 }
 
 extern "C" moe4j_status moe4j_grouped_fp8_gemm_contiguous(moe4j_context *ctx, const moe4j_tensor *a,
-                                                          const moe4j_tensor *sfa, const moe4j_tensor *b,
-                                                          const moe4j_tensor *sfb, const moe4j_tensor *grouped_layout,
-                                                          int32_t alignment, moe4j_tensor *d) {
+                                                          const moe4j_tensor *sfa, const moe4j_fp8_weight_groups *b,
+                                                          const moe4j_tensor *grouped_layout, int32_t alignment,
+                                                          moe4j_tensor *d) {
     return guarded(__func__, [&](const char *fn) -> moe4j_status {
         if (moe4j_status s = check_context(fn, ctx)) return s;
         const ArgCheck check(fn, ctx->memory_device());
@@ -80,7 +80,7 @@ extern "C" moe4j_status moe4j_grouped_fp8_gemm_contiguous(moe4j_context *ctx, co
         const int64_t rows = a->shape[0];
         if (moe4j_status s = check.tensor(sfa, {"sfa", {MOE4J_F32}, 2, Layout::Strided})) return s;
         if (moe4j_status s = check.shape(*sfa, "sfa", {rows, k / kScaleBlock}, "[sum M, K/128]")) return s;
-        if (moe4j_status s = check_grouped_weights(check, b, "b", sfb, "sfb", k, &groups, &n)) return s;
+        if (moe4j_status s = check_weight_groups(check, b, "b", k, -1, -1, "", &groups, &n)) return s;
         if (moe4j_status s = check.tensor(grouped_layout, {"grouped_layout", {MOE4J_I32}, 1, Layout::Strided}))
             return s;
         if (moe4j_status s = check.shape(*grouped_layout, "grouped_layout", {rows}, "one group id per row of 'a'"))
@@ -92,12 +92,12 @@ extern "C" moe4j_status moe4j_grouped_fp8_gemm_contiguous(moe4j_context *ctx, co
                                  " rows are not a multiple of the alignment " + std::to_string(alignment));
         if (moe4j_status s = check.tensor(d, {"d", {MOE4J_F32, MOE4J_BF16}, 2, Layout::RowsDense})) return s;
         if (moe4j_status s = check.shape(*d, "d", {rows, n}, "[sum M, N]")) return s;
-        if (moe4j_status s = check_output(
-                check, *d, {{a, "a"}, {sfa, "sfa"}, {b, "b"}, {sfb, "sfb"}, {grouped_layout, "grouped_layout"}}))
+        if (moe4j_status s = check_output(check, *d, {{a, "a"}, {sfa, "sfa"}, {grouped_layout, "grouped_layout"}}))
             return s;
+        if (moe4j_status s = check_output_groups(check, *d, *b, "b")) return s;
 
         cpu::Fp8GemmArgs args{a, sfa, nullptr, d, n, k, {}, {}};
-        for (int64_t g = 0; g < groups; ++g) args.groups.push_back(group_weights(*b, *sfb, g));
+        for (int64_t g = 0; g < groups; ++g) args.groups.push_back(group_weights(*b, g));
         HostStaged layout;
         if (moe4j_status s = layout.stage(fn, ctx, *grouped_layout)) return s;
         if (moe4j_status s = read_contiguous_layout(check, layout.tensor(), alignment, &args)) return s;
@@ -106,27 +106,24 @@ extern "C" moe4j_status moe4j_grouped_fp8_gemm_contiguous(moe4j_context *ctx, co
 }
 
 extern "C" moe4j_status moe4j_grouped_fp8_gemm_masked(moe4j_context *ctx, const moe4j_tensor *a,
-                                                      const moe4j_tensor *sfa, const moe4j_tensor *b,
-                                                      const moe4j_tensor *sfb, const moe4j_tensor *masked_m,
-                                                      moe4j_tensor *d) {
+                                                      const moe4j_tensor *sfa, const moe4j_fp8_weight_groups *b,
+                                                      const moe4j_tensor *masked_m, moe4j_tensor *d) {
     return guarded(__func__, [&](const char *fn) -> moe4j_status {
         if (moe4j_status s = check_context(fn, ctx)) return s;
         const ArgCheck check(fn, ctx->memory_device());
         int64_t k = 0, groups = 0, n = 0;
         if (moe4j_status s = check.tensor(a, {"a", {MOE4J_E4M3}, 3, Layout::RowsDense})) return s;
         if (moe4j_status s = check_k(check, *a, "a", &k)) return s;
-        if (moe4j_status s = check_grouped_weights(check, b, "b", sfb, "sfb", k, &groups, &n)) return s;
+        if (moe4j_status s = check_weight_groups(check, b, "b", k, a->shape[0], -1, "", &groups, &n)) return s;
         const int64_t m_max = a->shape[1];
-        if (moe4j_status s = check.shape(*a, "a", {groups, m_max, k}, "[G, M_max, K] with the G of 'b'")) return s;
         if (moe4j_status s = check.tensor(sfa, {"sfa", {MOE4J_F32}, 3, Layout::Strided})) return s;
         if (moe4j_status s = check.shape(*sfa, "sfa", {groups, m_max, k / kScaleBlock}, "[G, M_max, K/128]")) return s;
         if (moe4j_status s = check.tensor(masked_m, {"masked_m", {MOE4J_I32}, 1, Layout::Strided})) return s;
         if (moe4j_status s = check.shape(*masked_m, "masked_m", {groups}, "one row count per group")) return s;
         if (moe4j_status s = check.tensor(d, {"d", {MOE4J_F32, MOE4J_BF16}, 3, Layout::RowsDense})) return s;
         if (moe4j_status s = check.shape(*d, "d", {groups, m_max, n}, "[G, M_max, N]")) return s;
-        if (moe4j_status s =
-                check_output(check, *d, {{a, "a"}, {sfa, "sfa"}, {b, "b"}, {sfb, "sfb"}, {masked_m, "masked_m"}}))
-            return s;
+        if (moe4j_status s = check_output(check, *d, {{a, "a"}, {sfa, "sfa"}, {masked_m, "masked_m"}})) return s;
+        if (moe4j_status s = check_output_groups(check, *d, *b, "b")) return s;
 
         cpu::Fp8GemmArgs args{a, sfa, nullptr, d, n, k, {}, {}};
         HostStaged counts;
@@ -136,7 +133,7 @@ extern "C" moe4j_status moe4j_grouped_fp8_gemm_masked(moe4j_context *ctx, const 
             if (count < 0 || count > m_max)
                 return check.invalid("argument 'masked_m': group " + std::to_string(g) + " has " +
                                      std::to_string(count) + " rows, outside [0, " + std::to_string(m_max) + "]");
-            cpu::GemmGroup group = group_weights(*b, *sfb, g);
+            cpu::GemmGroup group = group_weights(*b, g);
             for (int64_t i = 0; i < count; ++i) group.rows.push_back(g * m_max + i);
             args.groups.push_back(std::move(group));
         }

@@ -24,24 +24,56 @@ moe4j_status check_output(const ArgCheck &check, const moe4j_tensor &d,
     return MOE4J_OK;
 }
 
-moe4j_status check_grouped_weights(const ArgCheck &check, const moe4j_tensor *w, const char *w_name,
-                                   const moe4j_tensor *scales, const char *scales_name, int64_t k, int64_t *groups,
-                                   int64_t *n) {
-    if (moe4j_status s = check.tensor(w, {w_name, {MOE4J_E4M3}, 3, Layout::RowsDense})) return s;
-    *groups = w->shape[0];
-    *n = w->shape[1];
-    if (moe4j_status s = check.shape(*w, w_name, {*groups, *n, k}, "[G, N, K] with the K of the activations")) return s;
-    if (moe4j_status s = check.tensor(scales, {scales_name, {MOE4J_F32}, 3, Layout::Strided})) return s;
-    return check.shape(*scales, scales_name, {*groups, ceil_div(*n, kScaleBlock), k / kScaleBlock},
-                       "[G, ceil(N/128), K/128]");
+moe4j_status check_weight_groups(const ArgCheck &check, const moe4j_fp8_weight_groups *w, const char *name, int64_t k,
+                                 int64_t expected_count, int64_t expected_n, const char *n_why, int64_t *count,
+                                 int64_t *n) {
+    // Messages are built only on failure.
+    const auto arg = [&] { return check.argument(name); };
+    if (w == nullptr) return check.invalid(arg() + " is null");
+    if (w->count < 1 || w->count > MOE4J_MAX_WEIGHT_GROUPS)
+        return check.invalid(arg() + ": count " + std::to_string(w->count) + " is outside [1, " +
+                             std::to_string(MOE4J_MAX_WEIGHT_GROUPS) + "]");
+    if (expected_count != -1 && w->count != expected_count)
+        return check.invalid(arg() + ": count " + std::to_string(w->count) + " differs from the " +
+                             std::to_string(expected_count) + " groups of the other operands");
+    if (w->weights == nullptr) return check.invalid(arg() + ": 'weights' array is null");
+    if (w->scales == nullptr) return check.invalid(arg() + ": 'scales' array is null");
+    *count = w->count;
+    *n = expected_n;
+    for (int64_t g = 0; g < w->count; ++g) {
+        const ArgCheck weights = check.group(g), scales = check.group(g, "scales");
+        const moe4j_tensor &b = w->weights[g];
+        if (moe4j_status s = weights.tensor(&b, {name, {MOE4J_E4M3}, 2, Layout::RowsDense})) return s;
+        if (*n == -1) {
+            *n = b.shape[0];
+            n_why = "[N, K] with the K of the activations";
+        }
+        if (moe4j_status s = weights.shape(b, name, {*n, k}, g == 0 ? n_why : "[N, K] as group 0")) return s;
+        const moe4j_tensor &sf = w->scales[g];
+        if (moe4j_status s = scales.tensor(&sf, {name, {MOE4J_F32}, 2, Layout::Strided})) return s;
+        if (moe4j_status s =
+                scales.shape(sf, name, {ceil_div(*n, kScaleBlock), k / kScaleBlock}, "[ceil(N/128), K/128]"))
+            return s;
+    }
+    return MOE4J_OK;
 }
 
-cpu::GemmGroup group_weights(const moe4j_tensor &w, const moe4j_tensor &scales, int64_t g) {
-    return {static_cast<const uint8_t *>(w.data) + g * w.strides[0],
-            w.strides[1],
-            static_cast<const float *>(scales.data) + g * scales.strides[0],
-            scales.strides[1],
-            scales.strides[2],
+moe4j_status check_output_groups(const ArgCheck &check, const moe4j_tensor &d, const moe4j_fp8_weight_groups &w,
+                                 const char *name) {
+    for (int64_t g = 0; g < w.count; ++g) {
+        if (moe4j_status s = check.group(g).no_overlap(d, "d", w.weights[g], name)) return s;
+        if (moe4j_status s = check.group(g, "scales").no_overlap(d, "d", w.scales[g], name)) return s;
+    }
+    return MOE4J_OK;
+}
+
+cpu::GemmGroup group_weights(const moe4j_fp8_weight_groups &w, int64_t g) {
+    const moe4j_tensor &b = w.weights[g], &sf = w.scales[g];
+    return {static_cast<const uint8_t *>(b.data),
+            b.strides[0],
+            static_cast<const float *>(sf.data),
+            sf.strides[0],
+            sf.strides[1],
             {}};
 }
 

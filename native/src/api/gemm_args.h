@@ -21,13 +21,20 @@ moe4j_status check_k(const ArgCheck &check, const moe4j_tensor &t, const char *n
 moe4j_status check_output(const ArgCheck &check, const moe4j_tensor &d,
                           std::initializer_list<std::pair<const moe4j_tensor *, const char *>> inputs);
 
-// Stacked expert weights w [G, N, K] (E4M3) with scales [G, ceil(N/128), K/128], K given; returns G and N.
-moe4j_status check_grouped_weights(const ArgCheck &check, const moe4j_tensor *w, const char *w_name,
-                                   const moe4j_tensor *scales, const char *scales_name, int64_t k, int64_t *groups,
-                                   int64_t *n);
+// Weight groups `w` (named `name`), validated before any descriptor behind it is used: not null, count in
+// [1, MOE4J_MAX_WEIGHT_GROUPS] and equal to expected_count when that is not -1, non-null arrays, then each group's
+// weights E4M3 [N, K] with contiguous rows and scales F32 [ceil(N/128), K/128] on the call's device. N is group 0's
+// unless expected_n is not -1 (`n_why` says where that comes from). Returns the count and N.
+moe4j_status check_weight_groups(const ArgCheck &check, const moe4j_fp8_weight_groups *w, const char *name, int64_t k,
+                                 int64_t expected_count, int64_t expected_n, const char *n_why, int64_t *count,
+                                 int64_t *n);
 
-// Group g of stacked weights, with no rows yet.
-cpu::GemmGroup group_weights(const moe4j_tensor &w, const moe4j_tensor &scales, int64_t g);
+// d must not overlap any group's weights or scales of validated weight groups w.
+moe4j_status check_output_groups(const ArgCheck &check, const moe4j_tensor &d, const moe4j_fp8_weight_groups &w,
+                                 const char *name);
+
+// Group g of validated weight groups, with no rows yet.
+cpu::GemmGroup group_weights(const moe4j_fp8_weight_groups &w, int64_t g);
 
 // Reads a contiguous grouped layout (I32 [S], -1 = padding) into args: each row joins its group's row list
 // (args->groups must hold one entry per group), padding rows go to args->zero_rows. Rejects ids outside

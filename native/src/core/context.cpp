@@ -12,7 +12,7 @@
 
 namespace moe4j {
 
-constexpr int32_t kAbiVersion = 2;
+constexpr int32_t kAbiVersion = 3;
 constexpr int32_t kMaxThreads = 1024;
 
 moe4j_status check_context(const char *function, const moe4j_context *ctx) {
@@ -146,3 +146,6 @@ static_assert(sizeof(moe4j_tensor) == 96 && offsetof(moe4j_tensor, shape) == 32 
 static_assert(sizeof(moe4j_context_options) == 20 && sizeof(moe4j_context_info) == 20 &&
                   sizeof(moe4j_capabilities) == 32,
               "struct layout changed: regenerate the bindings");
+static_assert(sizeof(moe4j_fp8_weight_groups) == 24 && offsetof(moe4j_fp8_weight_groups, weights) == 8 &&
+                  offsetof(moe4j_fp8_weight_groups, scales) == 16,
+              "moe4j_fp8_weight_groups layout changed: regenerate the bindings");

@@ -74,9 +74,15 @@ moe4j_status ArgCheck::unsupported(const std::string &message) const {
     return fail(MOE4J_ERROR_UNSUPPORTED, std::string(function_) + ": " + message);
 }
 
+std::string ArgCheck::argument(const char *name) const {
+    std::string label = std::string("argument '") + name + "'";
+    if (group_ >= 0) label += ": group " + std::to_string(group_) + (part_ != nullptr ? std::string(" ") + part_ : "");
+    return label;
+}
+
 moe4j_status ArgCheck::tensor(const moe4j_tensor *t, const TensorRule &rule) const {
     // Messages are built only on failure: the happy path allocates nothing.
-    const auto arg = [&] { return std::string("argument '") + rule.name + "'"; };
+    const auto arg = [&] { return argument(rule.name); };
     if (t == nullptr) return invalid(arg() + " is null");
     if (t->reserved != 0) return invalid(arg() + ": reserved field is " + std::to_string(t->reserved) + ", must be 0");
     if (t->rank != rule.rank)
@@ -126,7 +132,7 @@ moe4j_status ArgCheck::shape(const moe4j_tensor &t, const char *name, std::initi
     i = 0;
     for (int64_t e : expected) want << (i++ ? ", " : "") << e;
     want << ']';
-    return invalid(std::string("argument '") + name + "': shape " + shape_string(t) + " but expected " + want.str() +
+    return invalid(argument(name) + ": shape " + shape_string(t) + " but expected " + want.str() +
                    (*why ? std::string(" (") + why + ")" : std::string()));
 }
 
@@ -135,8 +141,8 @@ moe4j_status ArgCheck::same_shape(const moe4j_tensor &a, const char *a_name, con
     bool same = a.rank == b.rank;
     for (int i = 0; same && i < a.rank; ++i) same = a.shape[i] == b.shape[i];
     if (same) return MOE4J_OK;
-    return invalid(std::string("argument '") + b_name + "': shape " + shape_string(b) + " differs from '" + a_name +
-                   "' shape " + shape_string(a));
+    return invalid(argument(b_name) + ": shape " + shape_string(b) + " differs from '" + a_name + "' shape " +
+                   shape_string(a));
 }
 
 moe4j_status ArgCheck::no_overlap(const moe4j_tensor &output, const char *output_name, const moe4j_tensor &other,
@@ -145,7 +151,11 @@ moe4j_status ArgCheck::no_overlap(const moe4j_tensor &output, const char *output
     if (a_len == 0 || b_len == 0 || output.device != other.device) return MOE4J_OK;
     const auto a = reinterpret_cast<uintptr_t>(output.data), b = reinterpret_cast<uintptr_t>(other.data);
     if (a < b + static_cast<uintptr_t>(b_len) && b < a + static_cast<uintptr_t>(a_len))
-        return invalid(std::string("output '") + output_name + "' overlaps '" + other_name + "' in memory");
+        return invalid(std::string("output '") + output_name + "' overlaps '" + other_name + "'" +
+                       (group_ >= 0 ? " (group " + std::to_string(group_) +
+                                          (part_ != nullptr ? std::string(" ") + part_ : "") + ")"
+                                    : std::string()) +
+                       " in memory");
     return MOE4J_OK;
 }
 

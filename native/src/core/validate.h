@@ -34,6 +34,15 @@ class ArgCheck {
   public:
     ArgCheck(const char *function, int32_t device) : function_(function), device_(device) {}
 
+    // The same checks for group g of a weight-groups argument: messages read "argument 'b': group 3: ...", or
+    // "argument 'b': group 3 scales: ..." with part "scales".
+    ArgCheck group(int64_t g, const char *part = nullptr) const {
+        ArgCheck scoped = *this;
+        scoped.group_ = g;
+        scoped.part_ = part;
+        return scoped;
+    }
+
     // Null, reserved field, rank, dtype, device, shape, strides, data pointer, alignment and buffer size.
     moe4j_status tensor(const moe4j_tensor *t, const TensorRule &rule) const;
     // t's shape equals expected; `why` explains where the expectation comes from (may be empty).
@@ -48,10 +57,14 @@ class ArgCheck {
     moe4j_status unsupported(const std::string &message) const;
 
     const char *function() const { return function_; }
+    // "argument 'name'", followed by ": group g" for a group-scoped check.
+    std::string argument(const char *name) const;
 
   private:
     const char *function_;
     int32_t device_;
+    int64_t group_ = -1;
+    const char *part_ = nullptr;
 };
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }

@@ -1,6 +1,6 @@
 package dev.moe4j.bench;
 
-import static dev.moe4j.bench.Inputs.fp8Weights;
+import static dev.moe4j.bench.Inputs.fp8Experts;
 import static dev.moe4j.bench.Inputs.gaussian;
 
 import dev.moe4j.model.Linear;
@@ -14,7 +14,7 @@ import dev.moe4j.routing.Routing;
 import dev.moe4j.routing.Scoring;
 import dev.moe4j.runtime.Context;
 import dev.moe4j.tensor.DType;
-import dev.moe4j.tensor.QuantizedTensor;
+import dev.moe4j.tensor.QuantizedGroups;
 import dev.moe4j.tensor.Tensor;
 import java.lang.foreign.Arena;
 import java.util.SplittableRandom;
@@ -76,9 +76,9 @@ public class ExpertParallelBenchmark {
                 new GateConfig(EXPERTS, TOP_K, 8, 4, Scoring.SIGMOID, true, 2.5),
                 Linear.bf16(gateWeight),
                 new float[EXPERTS]);
-        QuantizedTensor g = fp8Weights(arena, random, EXPERTS, INTER, HIDDEN);
-        QuantizedTensor u = fp8Weights(arena, random, EXPERTS, INTER, HIDDEN);
-        QuantizedTensor d = fp8Weights(arena, random, EXPERTS, HIDDEN, INTER);
+        QuantizedGroups g = fp8Experts(arena, random, EXPERTS, INTER, HIDDEN);
+        QuantizedGroups u = fp8Experts(arena, random, EXPERTS, INTER, HIDDEN);
+        QuantizedGroups d = fp8Experts(arena, random, EXPERTS, HIDDEN, INTER);
         x = gaussian(arena, random, 1, DType.BF16, tokens, HIDDEN);
         out = Tensor.allocate(arena, DType.F32, tokens, HIDDEN);
         routing = new Routing(TOP_K, tokens);

@@ -1,6 +1,7 @@
 package dev.moe4j.bench;
 
 import dev.moe4j.tensor.DType;
+import dev.moe4j.tensor.QuantizedGroups;
 import dev.moe4j.tensor.QuantizedTensor;
 import dev.moe4j.tensor.Tensor;
 import java.lang.foreign.Arena;
@@ -35,5 +36,10 @@ final class Inputs {
         float s = (float) (0.5 / Math.sqrt(k));
         for (long i = 0; i < scales.elementCount(); i++) scales.segment().setAtIndex(ValueLayout.JAVA_FLOAT, i, s);
         return new QuantizedTensor(data, scales, QuantizedTensor.BLOCK);
+    }
+
+    /** {@link #fp8Weights} as the kernels take experts: one group per matrix of the stack. */
+    static QuantizedGroups fp8Experts(Arena arena, SplittableRandom random, long groups, long n, long k) {
+        return QuantizedGroups.of(fp8Weights(arena, random, groups, n, k));
     }
 }

@@ -7,6 +7,7 @@ import dev.moe4j.kernels.Quantization;
 import dev.moe4j.kernels.ScaleFormat;
 import dev.moe4j.runtime.Context;
 import dev.moe4j.tensor.DType;
+import dev.moe4j.tensor.QuantizedGroups;
 import dev.moe4j.tensor.QuantizedTensor;
 import dev.moe4j.tensor.Tensor;
 import java.lang.foreign.Arena;
@@ -45,7 +46,8 @@ public class KernelsBenchmark {
     private final SplittableRandom random = new SplittableRandom(5);
 
     private Tensor gateX, gateW, gateOut;
-    private QuantizedTensor ffnX, ffnGate, ffnUp, ffnDown;
+    private QuantizedTensor ffnX;
+    private QuantizedGroups ffnGate, ffnUp, ffnDown;
     private Tensor ffnLayout, ffnOut;
     private Tensor mlaQ, mlaCache, mlaTable, mlaLengths, mlaOut, mlaLse;
 
@@ -83,8 +85,8 @@ public class KernelsBenchmark {
         return Inputs.gaussian(arena, random, 0.5, dtype, shape);
     }
 
-    /** EXPERTS stacked [n, k] weights, each block-quantized on its own. */
-    private QuantizedTensor experts(int n, int k) {
+    /** EXPERTS stacked [n, k] weights, each block-quantized on its own, one group each. */
+    private QuantizedGroups experts(int n, int k) {
         Tensor data = Tensor.allocate(arena, DType.E4M3, EXPERTS, n, k);
         Tensor scales = Tensor.allocate(arena, DType.F32, EXPERTS, (n + 127) / 128, k / 128);
         long scaleBytes = 4L * ((n + 127) / 128) * (k / 128);
@@ -94,7 +96,7 @@ public class KernelsBenchmark {
                     scales.segment().asSlice(e * scaleBytes, scaleBytes), DType.F32, (n + 127) / 128, k / 128);
             Quantization.perBlock(ctx, gaussian(DType.BF16, n, k), q, s, ScaleFormat.FP32);
         }
-        return new QuantizedTensor(data, scales, 128);
+        return QuantizedGroups.of(new QuantizedTensor(data, scales, 128));
     }
 
     @TearDown(Level.Trial)

@@ -1,5 +1,6 @@
 package dev.moe4j.bench;
 
+import static dev.moe4j.bench.Inputs.fp8Experts;
 import static dev.moe4j.bench.Inputs.fp8Weights;
 import static dev.moe4j.bench.Inputs.gaussian;
 
@@ -82,9 +83,9 @@ public class MoeLayerBenchmark {
         Gate router = new Gate(new GateConfig(EXPERTS, TOP_K, 1, 1, Scoring.SOFTMAX, false, 1.0), gateWeight, null);
         layer = new MoeLayer(
                 router,
-                fp8Weights(arena, random, EXPERTS, INTER, HIDDEN),
-                fp8Weights(arena, random, EXPERTS, INTER, HIDDEN),
-                fp8Weights(arena, random, EXPERTS, HIDDEN, INTER),
+                fp8Experts(arena, random, EXPERTS, INTER, HIDDEN),
+                fp8Experts(arena, random, EXPERTS, INTER, HIDDEN),
+                fp8Experts(arena, random, EXPERTS, HIDDEN, INTER),
                 shared,
                 1);
         x = gaussian(arena, random, 1, DType.BF16, tokens, HIDDEN);

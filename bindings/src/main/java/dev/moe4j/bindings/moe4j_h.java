@@ -272,6 +272,15 @@ public class moe4j_h {
     public static int MOE4J_ISA_BEST() {
         return MOE4J_ISA_BEST;
     }
+    private static final int MOE4J_MAX_WEIGHT_GROUPS = (int)65536L;
+    /**
+     * {@snippet lang=c :
+     * enum <anonymous>.MOE4J_MAX_WEIGHT_GROUPS = 65536
+     * }
+     */
+    public static int MOE4J_MAX_WEIGHT_GROUPS() {
+        return MOE4J_MAX_WEIGHT_GROUPS;
+    }
     private static final int MOE4J_CONTEXT_REPRODUCIBLE = (int)1L;
     /**
      * {@snippet lang=c :
@@ -1165,7 +1174,6 @@ public class moe4j_h {
             moe4j_h.C_POINTER,
             moe4j_h.C_POINTER,
             moe4j_h.C_POINTER,
-            moe4j_h.C_POINTER,
             moe4j_h.C_INT,
             moe4j_h.C_POINTER
         );
@@ -1178,7 +1186,7 @@ public class moe4j_h {
     /**
      * Function descriptor for:
      * {@snippet lang=c :
-     * moe4j_grouped_fp8_gemm_contiguous(ctx, a, sfa, b, sfb, grouped_layout, alignment, d)
+     * moe4j_grouped_fp8_gemm_contiguous(ctx, a, sfa, b, grouped_layout, alignment, d)
      * }
      */
     public static FunctionDescriptor moe4j_grouped_fp8_gemm_contiguous$descriptor() {
@@ -1188,7 +1196,7 @@ public class moe4j_h {
     /**
      * Downcall method handle for:
      * {@snippet lang=c :
-     * moe4j_grouped_fp8_gemm_contiguous(ctx, a, sfa, b, sfb, grouped_layout, alignment, d)
+     * moe4j_grouped_fp8_gemm_contiguous(ctx, a, sfa, b, grouped_layout, alignment, d)
      * }
      */
     public static MethodHandle moe4j_grouped_fp8_gemm_contiguous$handle() {
@@ -1198,7 +1206,7 @@ public class moe4j_h {
     /**
      * Address for:
      * {@snippet lang=c :
-     * moe4j_grouped_fp8_gemm_contiguous(ctx, a, sfa, b, sfb, grouped_layout, alignment, d)
+     * moe4j_grouped_fp8_gemm_contiguous(ctx, a, sfa, b, grouped_layout, alignment, d)
      * }
      */
     public static MemorySegment moe4j_grouped_fp8_gemm_contiguous$address() {
@@ -1207,16 +1215,16 @@ public class moe4j_h {
 
     /**
      * {@snippet lang=c :
-     * moe4j_grouped_fp8_gemm_contiguous(ctx, a, sfa, b, sfb, grouped_layout, alignment, d)
+     * moe4j_grouped_fp8_gemm_contiguous(ctx, a, sfa, b, grouped_layout, alignment, d)
      * }
      */
-    public static int moe4j_grouped_fp8_gemm_contiguous(MemorySegment ctx, MemorySegment a, MemorySegment sfa, MemorySegment b, MemorySegment sfb, MemorySegment grouped_layout, int alignment, MemorySegment d) {
+    public static int moe4j_grouped_fp8_gemm_contiguous(MemorySegment ctx, MemorySegment a, MemorySegment sfa, MemorySegment b, MemorySegment grouped_layout, int alignment, MemorySegment d) {
         var mh$ = moe4j_grouped_fp8_gemm_contiguous.HANDLE;
         try {
             if (TRACE_DOWNCALLS) {
-                traceDowncall("moe4j_grouped_fp8_gemm_contiguous", ctx, a, sfa, b, sfb, grouped_layout, alignment, d);
+                traceDowncall("moe4j_grouped_fp8_gemm_contiguous", ctx, a, sfa, b, grouped_layout, alignment, d);
             }
-            return (int)mh$.invokeExact(ctx, a, sfa, b, sfb, grouped_layout, alignment, d);
+            return (int)mh$.invokeExact(ctx, a, sfa, b, grouped_layout, alignment, d);
         } catch (Error | RuntimeException ex) {
            throw ex;
         } catch (Throwable ex$) {
@@ -1227,9 +1235,6 @@ public class moe4j_h {
     private static class moe4j_fp8_expert_ffn_contiguous {
         public static final FunctionDescriptor DESC = FunctionDescriptor.of(
             moe4j_h.C_INT,
-            moe4j_h.C_POINTER,
-            moe4j_h.C_POINTER,
-            moe4j_h.C_POINTER,
             moe4j_h.C_POINTER,
             moe4j_h.C_POINTER,
             moe4j_h.C_POINTER,
@@ -1249,7 +1254,7 @@ public class moe4j_h {
     /**
      * Function descriptor for:
      * {@snippet lang=c :
-     * moe4j_fp8_expert_ffn_contiguous(ctx, x, sfx, w_gate, s_gate, w_up, s_up, w_down, s_down, grouped_layout, alignment, d)
+     * moe4j_fp8_expert_ffn_contiguous(ctx, x, sfx, w_gate, w_up, w_down, grouped_layout, alignment, d)
      * }
      */
     public static FunctionDescriptor moe4j_fp8_expert_ffn_contiguous$descriptor() {
@@ -1259,7 +1264,7 @@ public class moe4j_h {
     /**
      * Downcall method handle for:
      * {@snippet lang=c :
-     * moe4j_fp8_expert_ffn_contiguous(ctx, x, sfx, w_gate, s_gate, w_up, s_up, w_down, s_down, grouped_layout, alignment, d)
+     * moe4j_fp8_expert_ffn_contiguous(ctx, x, sfx, w_gate, w_up, w_down, grouped_layout, alignment, d)
      * }
      */
     public static MethodHandle moe4j_fp8_expert_ffn_contiguous$handle() {
@@ -1269,7 +1274,7 @@ public class moe4j_h {
     /**
      * Address for:
      * {@snippet lang=c :
-     * moe4j_fp8_expert_ffn_contiguous(ctx, x, sfx, w_gate, s_gate, w_up, s_up, w_down, s_down, grouped_layout, alignment, d)
+     * moe4j_fp8_expert_ffn_contiguous(ctx, x, sfx, w_gate, w_up, w_down, grouped_layout, alignment, d)
      * }
      */
     public static MemorySegment moe4j_fp8_expert_ffn_contiguous$address() {
@@ -1278,16 +1283,16 @@ public class moe4j_h {
 
     /**
      * {@snippet lang=c :
-     * moe4j_fp8_expert_ffn_contiguous(ctx, x, sfx, w_gate, s_gate, w_up, s_up, w_down, s_down, grouped_layout, alignment, d)
+     * moe4j_fp8_expert_ffn_contiguous(ctx, x, sfx, w_gate, w_up, w_down, grouped_layout, alignment, d)
      * }
      */
-    public static int moe4j_fp8_expert_ffn_contiguous(MemorySegment ctx, MemorySegment x, MemorySegment sfx, MemorySegment w_gate, MemorySegment s_gate, MemorySegment w_up, MemorySegment s_up, MemorySegment w_down, MemorySegment s_down, MemorySegment grouped_layout, int alignment, MemorySegment d) {
+    public static int moe4j_fp8_expert_ffn_contiguous(MemorySegment ctx, MemorySegment x, MemorySegment sfx, MemorySegment w_gate, MemorySegment w_up, MemorySegment w_down, MemorySegment grouped_layout, int alignment, MemorySegment d) {
         var mh$ = moe4j_fp8_expert_ffn_contiguous.HANDLE;
         try {
             if (TRACE_DOWNCALLS) {
-                traceDowncall("moe4j_fp8_expert_ffn_contiguous", ctx, x, sfx, w_gate, s_gate, w_up, s_up, w_down, s_down, grouped_layout, alignment, d);
+                traceDowncall("moe4j_fp8_expert_ffn_contiguous", ctx, x, sfx, w_gate, w_up, w_down, grouped_layout, alignment, d);
             }
-            return (int)mh$.invokeExact(ctx, x, sfx, w_gate, s_gate, w_up, s_up, w_down, s_down, grouped_layout, alignment, d);
+            return (int)mh$.invokeExact(ctx, x, sfx, w_gate, w_up, w_down, grouped_layout, alignment, d);
         } catch (Error | RuntimeException ex) {
            throw ex;
         } catch (Throwable ex$) {
@@ -1498,7 +1503,6 @@ public class moe4j_h {
             moe4j_h.C_POINTER,
             moe4j_h.C_POINTER,
             moe4j_h.C_POINTER,
-            moe4j_h.C_POINTER,
             moe4j_h.C_POINTER
         );
 
@@ -1510,7 +1514,7 @@ public class moe4j_h {
     /**
      * Function descriptor for:
      * {@snippet lang=c :
-     * moe4j_grouped_fp8_gemm_masked(ctx, a, sfa, b, sfb, masked_m, d)
+     * moe4j_grouped_fp8_gemm_masked(ctx, a, sfa, b, masked_m, d)
      * }
      */
     public static FunctionDescriptor moe4j_grouped_fp8_gemm_masked$descriptor() {
@@ -1520,7 +1524,7 @@ public class moe4j_h {
     /**
      * Downcall method handle for:
      * {@snippet lang=c :
-     * moe4j_grouped_fp8_gemm_masked(ctx, a, sfa, b, sfb, masked_m, d)
+     * moe4j_grouped_fp8_gemm_masked(ctx, a, sfa, b, masked_m, d)
      * }
      */
     public static MethodHandle moe4j_grouped_fp8_gemm_masked$handle() {
@@ -1530,7 +1534,7 @@ public class moe4j_h {
     /**
      * Address for:
      * {@snippet lang=c :
-     * moe4j_grouped_fp8_gemm_masked(ctx, a, sfa, b, sfb, masked_m, d)
+     * moe4j_grouped_fp8_gemm_masked(ctx, a, sfa, b, masked_m, d)
      * }
      */
     public static MemorySegment moe4j_grouped_fp8_gemm_masked$address() {
@@ -1539,16 +1543,16 @@ public class moe4j_h {
 
     /**
      * {@snippet lang=c :
-     * moe4j_grouped_fp8_gemm_masked(ctx, a, sfa, b, sfb, masked_m, d)
+     * moe4j_grouped_fp8_gemm_masked(ctx, a, sfa, b, masked_m, d)
      * }
      */
-    public static int moe4j_grouped_fp8_gemm_masked(MemorySegment ctx, MemorySegment a, MemorySegment sfa, MemorySegment b, MemorySegment sfb, MemorySegment masked_m, MemorySegment d) {
+    public static int moe4j_grouped_fp8_gemm_masked(MemorySegment ctx, MemorySegment a, MemorySegment sfa, MemorySegment b, MemorySegment masked_m, MemorySegment d) {
         var mh$ = moe4j_grouped_fp8_gemm_masked.HANDLE;
         try {
             if (TRACE_DOWNCALLS) {
-                traceDowncall("moe4j_grouped_fp8_gemm_masked", ctx, a, sfa, b, sfb, masked_m, d);
+                traceDowncall("moe4j_grouped_fp8_gemm_masked", ctx, a, sfa, b, masked_m, d);
             }
-            return (int)mh$.invokeExact(ctx, a, sfa, b, sfb, masked_m, d);
+            return (int)mh$.invokeExact(ctx, a, sfa, b, masked_m, d);
         } catch (Error | RuntimeException ex) {
            throw ex;
         } catch (Throwable ex$) {

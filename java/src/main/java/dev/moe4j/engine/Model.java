@@ -38,7 +38,7 @@ import java.util.function.Consumer;
  * <p>{@link #load} reads {@code config.json}, the embeddings, every decoder layer (dense before
  * {@code first_k_dense_replace}, MoE after, {@code moe_layer_freq} honoured), the final norm and the LM head (or the
  * tied embedding). Weights whose stored dtype and layout the kernels take (FP8 linear weights with their block
- * scales, BF16 embeddings and LM head, routed experts stored at equal spacing) are used from the checkpoint's memory
+ * scales, BF16 embeddings and LM head, FP8 routed experts wherever each is stored) are used from the checkpoint's memory
  * map; the rest is converted once into memory the model owns ({@link #memory} tells both apart). Multi-token-prediction
  * layers ({@code num_nextn_predict_layers}) are not run and not loaded.
  *

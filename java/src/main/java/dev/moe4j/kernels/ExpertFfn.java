@@ -4,6 +4,7 @@ import dev.moe4j.bindings.moe4j_h;
 import dev.moe4j.runtime.Context;
 import dev.moe4j.runtime.NativeLibrary;
 import dev.moe4j.tensor.DType;
+import dev.moe4j.tensor.QuantizedGroups;
 import dev.moe4j.tensor.QuantizedTensor;
 import dev.moe4j.tensor.Tensor;
 import java.lang.foreign.Arena;
@@ -20,9 +21,10 @@ public final class ExpertFfn {
 
     /**
      * @param x E4M3 [S, H] with per-token scales [S, H/128]
-     * @param gate E4M3 [G, I, H] with block scales [G, ceil(I/128), H/128] ({@code gate_proj})
+     * @param gate G weight groups, each E4M3 [I, H] with block scales [ceil(I/128), H/128] ({@code gate_proj}),
+     *     anywhere in memory (a checkpoint's memory map, say)
      * @param up like {@code gate} ({@code up_proj})
-     * @param down E4M3 [G, H, I] with block scales [G, ceil(H/128), I/128] ({@code down_proj})
+     * @param down G weight groups, each E4M3 [H, I] with block scales [ceil(H/128), I/128] ({@code down_proj})
      * @param groupedLayout I32 [S]: each row's expert, -1 for padding rows
      * @param alignment rows per block of one expert
      * @param d F32 or BF16 [S, H]
@@ -30,17 +32,17 @@ public final class ExpertFfn {
     public static void contiguous(
             Context ctx,
             QuantizedTensor x,
-            QuantizedTensor gate,
-            QuantizedTensor up,
-            QuantizedTensor down,
+            QuantizedGroups gate,
+            QuantizedGroups up,
+            QuantizedGroups down,
             Tensor groupedLayout,
             int alignment,
             Tensor d) {
         Objects.requireNonNull(ctx, "ctx");
         Args.quantized(x, "x", 2, 1);
-        Args.quantized(gate, "gate", 3, QuantizedTensor.BLOCK);
-        Args.quantized(up, "up", 3, QuantizedTensor.BLOCK);
-        Args.quantized(down, "down", 3, QuantizedTensor.BLOCK);
+        Objects.requireNonNull(gate, "gate");
+        Objects.requireNonNull(up, "up");
+        Objects.requireNonNull(down, "down");
         Args.tensor(groupedLayout, "groupedLayout", 1, DType.I32);
         Args.output(d, 2);
         try (Arena call = Arena.ofConfined()) {
@@ -50,12 +52,9 @@ public final class ExpertFfn {
                             ctx.handle(),
                             x.data().descriptor(call, "x"),
                             x.scales().descriptor(call, "sfx"),
-                            gate.data().descriptor(call, "w_gate"),
-                            gate.scales().descriptor(call, "s_gate"),
-                            up.data().descriptor(call, "w_up"),
-                            up.scales().descriptor(call, "s_up"),
-                            down.data().descriptor(call, "w_down"),
-                            down.scales().descriptor(call, "s_down"),
+                            gate.descriptor(call, "w_gate"),
+                            up.descriptor(call, "w_up"),
+                            down.descriptor(call, "w_down"),
                             groupedLayout.descriptor(call, "grouped_layout"),
                             alignment,
                             d.descriptor(call, "d")));

@@ -4,6 +4,7 @@ import dev.moe4j.bindings.moe4j_h;
 import dev.moe4j.runtime.Context;
 import dev.moe4j.runtime.NativeLibrary;
 import dev.moe4j.tensor.DType;
+import dev.moe4j.tensor.QuantizedGroups;
 import dev.moe4j.tensor.QuantizedTensor;
 import dev.moe4j.tensor.Tensor;
 import java.lang.foreign.Arena;
@@ -70,16 +71,16 @@ public final class Fp8Gemm {
      * groups stacked in {@code a}, each group's rows contiguous and padded to a multiple of {@code alignment}.
      *
      * @param a E4M3 [S, K] with per-token scales [S, K/128]
-     * @param b E4M3 [G, N, K] with block scales [G, ceil(N/128), K/128]
+     * @param b G weight groups, each E4M3 [N, K] with block scales [ceil(N/128), K/128], anywhere in memory
      * @param groupedLayout I32 [S]: each row's group in [0, G), or -1 for a padding row
      * @param alignment rows per block (DeepGEMM uses 128); S is a multiple of it and every block holds one group
      * @param d F32 or BF16 [S, N]: row r is {@code a[r]·b[groupedLayout[r]]ᵀ}; padding rows are set to zero
      */
     public static void groupedContiguous(
-            Context ctx, QuantizedTensor a, QuantizedTensor b, Tensor groupedLayout, int alignment, Tensor d) {
+            Context ctx, QuantizedTensor a, QuantizedGroups b, Tensor groupedLayout, int alignment, Tensor d) {
         Objects.requireNonNull(ctx, "ctx");
         Args.quantized(a, "a", 2, 1);
-        Args.quantized(b, "b", 3, QuantizedTensor.BLOCK);
+        Objects.requireNonNull(b, "b");
         Args.tensor(groupedLayout, "groupedLayout", 1, DType.I32);
         Args.output(d, 2);
         try (Arena call = Arena.ofConfined()) {
@@ -89,8 +90,7 @@ public final class Fp8Gemm {
                             ctx.handle(),
                             a.data().descriptor(call, "a"),
                             a.scales().descriptor(call, "sfa"),
-                            b.data().descriptor(call, "b"),
-                            b.scales().descriptor(call, "sfb"),
+                            b.descriptor(call, "b"),
                             groupedLayout.descriptor(call, "grouped_layout"),
                             alignment,
                             d.descriptor(call, "d")));
@@ -101,14 +101,14 @@ public final class Fp8Gemm {
      * Grouped GEMM over the masked layout (DeepGEMM {@code m_grouped_fp8_gemm_nt_masked}).
      *
      * @param a E4M3 [G, M_max, K] with per-token scales [G, M_max, K/128]
-     * @param b E4M3 [G, N, K] with block scales [G, ceil(N/128), K/128]
+     * @param b G weight groups (the G of {@code a}), each E4M3 [N, K] with block scales [ceil(N/128), K/128]
      * @param maskedM I32 [G]: rows of each group to compute, in [0, M_max]
      * @param d F32 or BF16 [G, M_max, N]: rows at or past {@code maskedM[g]} are neither read nor written
      */
-    public static void groupedMasked(Context ctx, QuantizedTensor a, QuantizedTensor b, Tensor maskedM, Tensor d) {
+    public static void groupedMasked(Context ctx, QuantizedTensor a, QuantizedGroups b, Tensor maskedM, Tensor d) {
         Objects.requireNonNull(ctx, "ctx");
         Args.quantized(a, "a", 3, 1);
-        Args.quantized(b, "b", 3, QuantizedTensor.BLOCK);
+        Objects.requireNonNull(b, "b");
         Args.tensor(maskedM, "maskedM", 1, DType.I32);
         Args.output(d, 3);
         try (Arena call = Arena.ofConfined()) {
@@ -118,8 +118,7 @@ public final class Fp8Gemm {
                             ctx.handle(),
                             a.data().descriptor(call, "a"),
                             a.scales().descriptor(call, "sfa"),
-                            b.data().descriptor(call, "b"),
-                            b.scales().descriptor(call, "sfb"),
+                            b.descriptor(call, "b"),
                             maskedM.descriptor(call, "masked_m"),
                             d.descriptor(call, "d")));
         }

@@ -7,7 +7,6 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Collections;
 import java.util.LinkedHashMap;
-import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.TreeSet;
@@ -101,18 +100,6 @@ public final class Checkpoint implements AutoCloseable {
             throw new IllegalArgumentException(
                     INDEX + " of " + dir + " puts '" + name + "' in " + file + ", which does not contain it");
         return s.tensor(name);
-    }
-
-    /**
-     * Tensors of one dtype and shape stored one after another at equal spacing in one shard, as a strided view
-     * {@code [names.size(), shape...]} of the mapping (no copy); null when they are not (see
-     * {@link Safetensors#stack}).
-     */
-    public Tensor stack(List<String> names) {
-        String file = weightMap.get(names.get(0));
-        if (file == null) return null;
-        for (String name : names) if (!file.equals(weightMap.get(name))) return null;
-        return shard(file).stack(names);
     }
 
     /** Bytes of the shard files opened so far (the memory-mapped weights). */

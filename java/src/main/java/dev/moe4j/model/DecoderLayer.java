@@ -6,6 +6,7 @@ import dev.moe4j.routing.Gate;
 import dev.moe4j.routing.Routing;
 import dev.moe4j.runtime.Context;
 import dev.moe4j.tensor.DType;
+import dev.moe4j.tensor.QuantizedGroups;
 import dev.moe4j.tensor.QuantizedTensor;
 import dev.moe4j.tensor.Tensor;
 import java.lang.foreign.Arena;
@@ -151,14 +152,14 @@ public final class DecoderLayer {
                 ? l.checked(p + "mlp.gate.e_score_correction_bias", experts).toFloatArray()
                 : null;
         Gate gate = new Gate(cfg.gate(), Linear.bf16(gateWeight), bias);
-        QuantizedTensor[] stacks = {
-            l.expertStack(p + "mlp.experts.", "gate_proj", experts, inter, h),
-            l.expertStack(p + "mlp.experts.", "up_proj", experts, inter, h),
-            l.expertStack(p + "mlp.experts.", "down_proj", experts, h, inter)
+        QuantizedGroups[] groups = {
+            l.expertGroups(p + "mlp.experts.", "gate_proj", experts, inter, h),
+            l.expertGroups(p + "mlp.experts.", "up_proj", experts, inter, h),
+            l.expertGroups(p + "mlp.experts.", "down_proj", experts, h, inter)
         };
         DenseMlp shared =
                 cfg.nSharedExperts() > 0 ? l.mlp(p + "mlp.shared_experts", cfg.nSharedExperts() * inter, h) : null;
-        MoeLayer moe = new MoeLayer(gate, stacks[0], stacks[1], stacks[2], shared, 1);
+        MoeLayer moe = new MoeLayer(gate, groups[0], groups[1], groups[2], shared, 1);
         return new DecoderLayer(layer, inputNorm, attention, postNorm, moe, null);
     }
 
@@ -221,44 +222,24 @@ public final class DecoderLayer {
         }
 
         /**
-         * Every expert's {@code proj} weight [n, k] in one FP8 stack [E, n, k] with scales [E, ceil(n/128), k/128]:
-         * a strided view of the mapping when the checkpoint stores the experts' FP8 weights (and scales) at equal
-         * spacing in one shard, else a copy in the arena.
+         * Every expert's {@code proj} weight [n, k], one FP8 group per expert: FP8 experts are used where the
+         * checkpoint stores them (in the memory map, whatever shard and offset each is at; no copy), other experts are
+         * quantized into the arena one by one.
          */
-        QuantizedTensor expertStack(String prefix, String proj, int experts, long n, long k) {
+        QuantizedGroups expertGroups(String prefix, String proj, int experts, long n, long k) {
             if (k % QuantizedTensor.BLOCK != 0)
                 throw new IllegalArgumentException(prefix + "*." + proj + " has " + k
                         + " input features, not a multiple of 128 (the FP8 expert kernel's K blocks)");
-            long nb = (n + 127) / 128, kb = k / 128;
-            List<String> weightNames = new ArrayList<>(), scaleNames = new ArrayList<>();
-            for (int e = 0; e < experts; e++) {
-                weightNames.add(prefix + e + "." + proj + ".weight");
-                scaleNames.add(prefix + e + "." + proj + ".weight_scale_inv");
-            }
-            Tensor mappedWeights = c.stack(weightNames), mappedScales = c.stack(scaleNames);
-            if (mappedWeights != null
-                    && mappedScales != null
-                    && mappedWeights.dtype() == DType.E4M3
-                    && mappedScales.dtype() == DType.F32
-                    && Arrays.equals(mappedWeights.shape(), new long[] {experts, n, k})
-                    && Arrays.equals(mappedScales.shape(), new long[] {experts, nb, kb}))
-                return new QuantizedTensor(mappedWeights, mappedScales, QuantizedTensor.BLOCK);
-            Tensor data = Tensor.allocate(arena, DType.E4M3, experts, n, k);
-            Tensor scales = Tensor.allocate(arena, DType.F32, experts, nb, kb);
+            List<QuantizedTensor> groups = new ArrayList<>(experts);
             for (int e = 0; e < experts; e++) {
                 String name = prefix + e + "." + proj;
                 Tensor w = checked(name + ".weight", n, k);
-                Tensor dst = data.slice(0, e, 1).view(n, k),
-                        dstScales = scales.slice(0, e, 1).view(nb, kb);
-                if (w.dtype() == DType.E4M3) {
-                    QuantizedTensor q = fp8(name, w);
-                    MemorySegment.copy(w.segment(), 0, dst.segment(), 0, n * k);
-                    dstScales.copyFrom(q.scales().toFloatArray());
-                } else {
-                    Quantization.perBlock(ctx, floats(name + ".weight", w), dst, dstScales, ScaleFormat.FP32);
-                }
+                groups.add(
+                        w.dtype() == DType.E4M3
+                                ? fp8(name, w)
+                                : Quantization.perBlock(ctx, floats(name + ".weight", w), ScaleFormat.FP32, arena));
             }
-            return new QuantizedTensor(data, scales, QuantizedTensor.BLOCK);
+            return QuantizedGroups.of(groups);
         }
     }
 }

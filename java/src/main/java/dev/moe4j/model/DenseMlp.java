@@ -5,11 +5,13 @@ import dev.moe4j.kernels.Quantization;
 import dev.moe4j.kernels.ScaleFormat;
 import dev.moe4j.runtime.Context;
 import dev.moe4j.tensor.DType;
+import dev.moe4j.tensor.QuantizedGroups;
 import dev.moe4j.tensor.QuantizedTensor;
 import dev.moe4j.tensor.Tensor;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.util.List;
 import java.util.Objects;
 
 /**
@@ -25,7 +27,7 @@ import java.util.Objects;
  */
 public final class DenseMlp {
     private final Linear gate, up, down;
-    private final QuantizedTensor[] fused; // gate, up, down viewed as one-expert stacks, or null
+    private final QuantizedGroups[] fused; // gate, up, down as one-expert groups, or null
 
     /**
      * @param gate [I, H] ({@code gate_proj})
@@ -41,12 +43,12 @@ public final class DenseMlp {
             throw new IllegalArgumentException("MLP weights must be gate [I, H], up [I, H], down [H, I]; got gate ["
                     + i + ", " + h + "], up [" + up.outFeatures() + ", " + up.inFeatures() + "], down ["
                     + down.outFeatures() + ", " + down.inFeatures() + "]");
-        boolean fusable = stackable(gate) && stackable(up) && stackable(down) && i % QuantizedTensor.BLOCK == 0;
+        boolean fusable = fusable(gate) && fusable(up) && fusable(down) && i % QuantizedTensor.BLOCK == 0;
         fused = fusable
-                ? new QuantizedTensor[] {
-                    gate.fp8Weight().asGroups(1),
-                    up.fp8Weight().asGroups(1),
-                    down.fp8Weight().asGroups(1)
+                ? new QuantizedGroups[] {
+                    QuantizedGroups.of(List.of(gate.fp8Weight())),
+                    QuantizedGroups.of(List.of(up.fp8Weight())),
+                    QuantizedGroups.of(List.of(down.fp8Weight()))
                 }
                 : null;
     }
@@ -86,9 +88,9 @@ public final class DenseMlp {
         }
     }
 
-    private static boolean stackable(Linear w) {
-        return w.isFp8()
-                && w.fp8Weight().data().isContiguous()
-                && w.fp8Weight().scales().isContiguous();
+    private static boolean fusable(Linear w) {
+        if (!w.isFp8()) return false;
+        Tensor data = w.fp8Weight().data();
+        return data.shape(1) <= 1 || data.strides()[1] == 1;
     }
 }

@@ -8,6 +8,7 @@ import dev.moe4j.routing.Gate;
 import dev.moe4j.routing.Routing;
 import dev.moe4j.runtime.Context;
 import dev.moe4j.tensor.DType;
+import dev.moe4j.tensor.QuantizedGroups;
 import dev.moe4j.tensor.QuantizedTensor;
 import dev.moe4j.tensor.Tensor;
 import dev.moe4j.tensor.Workspace;
@@ -33,7 +34,7 @@ import java.util.Objects;
  */
 public final class MoeLayer implements MoeBlock {
     private final Gate gate;
-    private final QuantizedTensor expertGate, expertUp, expertDown;
+    private final QuantizedGroups expertGate, expertUp, expertDown;
     private final DenseMlp shared;
     private final int alignment;
     private final int hidden, experts;
@@ -43,18 +44,19 @@ public final class MoeLayer implements MoeBlock {
     private final Workspace workspace = new Workspace(10);
 
     /**
-     * @param expertGate E4M3 [E, I, H] with block scales [E, ceil(I/128), H/128] (every expert's {@code gate_proj})
+     * @param expertGate E groups (one per expert, each anywhere in memory), E4M3 [I, H] with block scales
+     *     [ceil(I/128), H/128] (every expert's {@code gate_proj})
      * @param expertUp like expertGate ({@code up_proj})
-     * @param expertDown E4M3 [E, H, I] with block scales [E, ceil(H/128), I/128] ({@code down_proj})
+     * @param expertDown E groups, E4M3 [H, I] with block scales [ceil(H/128), I/128] ({@code down_proj})
      * @param shared the shared experts as one MLP, or null
      * @param alignment rows per expert block in the grouped layout: 1 on CPUs (no padding), 128 for DeepGEMM-style
      *     GPU kernels
      */
     public MoeLayer(
             Gate gate,
-            QuantizedTensor expertGate,
-            QuantizedTensor expertUp,
-            QuantizedTensor expertDown,
+            QuantizedGroups expertGate,
+            QuantizedGroups expertUp,
+            QuantizedGroups expertDown,
             DenseMlp shared,
             int alignment) {
         this.gate = Objects.requireNonNull(gate, "gate");
@@ -65,16 +67,17 @@ public final class MoeLayer implements MoeBlock {
         if (alignment <= 0) throw new IllegalArgumentException("alignment must be positive, got " + alignment);
         this.alignment = alignment;
         experts = gate.config().experts();
-        if (expertGate.data().rank() != 3 || expertGate.data().shape(0) != experts)
-            throw new IllegalArgumentException("expertGate must be [" + experts + ", I, H], got " + expertGate.data());
-        hidden = Math.toIntExact(expertGate.data().shape(2));
-        long inter = expertGate.data().shape(1);
-        if (!Arrays.equals(expertUp.data().shape(), expertGate.data().shape()))
+        if (expertGate.count() != experts)
             throw new IllegalArgumentException(
-                    "expertUp must be shaped like expertGate " + expertGate.data() + ", got " + expertUp.data());
-        if (!Arrays.equals(expertDown.data().shape(), new long[] {experts, hidden, inter}))
+                    "expertGate must hold " + experts + " experts [I, H], got " + expertGate);
+        hidden = Math.toIntExact(expertGate.inFeatures());
+        long inter = expertGate.outFeatures();
+        if (expertUp.count() != experts || expertUp.outFeatures() != inter || expertUp.inFeatures() != hidden)
             throw new IllegalArgumentException(
-                    "expertDown must be [" + experts + ", " + hidden + ", " + inter + "], got " + expertDown.data());
+                    "expertUp must be shaped like expertGate " + expertGate + ", got " + expertUp);
+        if (expertDown.count() != experts || expertDown.outFeatures() != hidden || expertDown.inFeatures() != inter)
+            throw new IllegalArgumentException(
+                    "expertDown must hold " + experts + " experts [" + hidden + ", " + inter + "], got " + expertDown);
         if (shared != null && shared.hidden() != hidden)
             throw new IllegalArgumentException(
                     "shared experts take " + shared.hidden() + " features, the routed " + hidden);
@@ -85,17 +88,18 @@ public final class MoeLayer implements MoeBlock {
         return gate;
     }
 
-    /** Every expert's gate_proj [E, I, H] (FP8, block scales). */
-    public QuantizedTensor expertGate() {
+    /** Every expert's gate_proj [I, H] (FP8, block scales), one group per expert. */
+    public QuantizedGroups expertGate() {
         return expertGate;
     }
 
-    public QuantizedTensor expertUp() {
+    /** Every expert's up_proj [I, H], one group per expert. */
+    public QuantizedGroups expertUp() {
         return expertUp;
     }
 
-    /** Every expert's down_proj [E, H, I]. */
-    public QuantizedTensor expertDown() {
+    /** Every expert's down_proj [H, I], one group per expert. */
+    public QuantizedGroups expertDown() {
         return expertDown;
     }
 

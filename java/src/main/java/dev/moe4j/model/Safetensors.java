@@ -211,37 +211,6 @@ public final class Safetensors implements AutoCloseable {
         return Tensor.of(bytes, e.dtype(), shape);
     }
 
-    /**
-     * Tensors of one dtype and shape stored at equally spaced offsets (each expert's projection in a checkpoint that
-     * writes experts one after another), as one strided view {@code [names.size(), shape...]} of the mapping; null
-     * when they are not laid out that way.
-     */
-    public Tensor stack(List<String> names) {
-        Entry first = entries.get(names.get(0));
-        if (first == null) return null;
-        long bytes = first.end() - first.begin(), step = 0;
-        for (int i = 0; i < names.size(); i++) {
-            Entry e = entries.get(names.get(i));
-            if (e == null || e.dtype() != first.dtype() || !Arrays.equals(e.shape(), first.shape())) return null;
-            if (i == 1) step = e.begin() - first.begin();
-            if (i > 0 && (step < bytes || e.begin() != first.begin() + i * step)) return null;
-        }
-        long size = first.dtype().byteSize();
-        if (step % size != 0 || (data.address() + first.begin()) % size != 0) return null;
-        long[] shape = new long[first.shape().length + 1];
-        long[] strides = new long[shape.length];
-        shape[0] = names.size();
-        strides[0] = names.size() == 1 ? bytes / size : step / size;
-        long stride = 1;
-        for (int d = first.shape().length - 1; d >= 0; d--) {
-            shape[d + 1] = first.shape()[d];
-            strides[d + 1] = stride;
-            stride *= first.shape()[d];
-        }
-        long span = (names.size() - 1) * step + bytes;
-        return Tensor.of(data.asSlice(first.begin(), span), first.dtype(), shape, strides);
-    }
-
     /** Bytes of the tensor data region (the mapped file less its header). */
     public long byteSize() {
         return data.byteSize();

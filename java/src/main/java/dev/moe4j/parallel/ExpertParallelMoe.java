@@ -14,6 +14,7 @@ import dev.moe4j.runtime.Context;
 import dev.moe4j.runtime.Device;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.DeviceMemory;
+import dev.moe4j.tensor.QuantizedGroups;
 import dev.moe4j.tensor.QuantizedTensor;
 import dev.moe4j.tensor.Tensor;
 import dev.moe4j.tensor.Workspace;
@@ -77,7 +78,7 @@ public final class ExpertParallelMoe implements MoeBlock, AutoCloseable {
 
     /** The weights of one device's slots, in memory of that device. */
     private record DeviceWeights(
-            QuantizedTensor gate, QuantizedTensor up, QuantizedTensor down, List<DeviceMemory> memory) {
+            QuantizedGroups gate, QuantizedGroups up, QuantizedGroups down, List<DeviceMemory> memory) {
         void close() {
             for (DeviceMemory m : memory) m.close();
         }
@@ -87,7 +88,7 @@ public final class ExpertParallelMoe implements MoeBlock, AutoCloseable {
 
     private final DeviceGroup group;
     private final Gate gate;
-    private final QuantizedTensor hostGate, hostUp, hostDown;
+    private final QuantizedGroups hostGate, hostUp, hostDown;
     private final DenseMlp shared;
     private final int alignment, hidden;
     // Per device: its own buffers (slots 0-3: gathered codes, scales, grouped layout, output rows), in host memory for
@@ -103,36 +104,36 @@ public final class ExpertParallelMoe implements MoeBlock, AutoCloseable {
     private StepStats lastStep;
 
     /**
-     * @param hostGate every logical expert's gate_proj, E4M3 [E, I, H] with block scales (the source weights are
-     *     copied to devices from)
+     * @param hostGate every logical expert's gate_proj, one group per expert, E4M3 [I, H] with block scales, in host
+     *     memory (the source the devices' copies are made from, expert by expert; a checkpoint's memory map, say)
      * @param hostUp like hostGate
-     * @param hostDown E4M3 [E, H, I] with block scales
+     * @param hostDown one group per expert, E4M3 [H, I] with block scales
      * @param shared the shared experts, run on the calling thread's context, or null
      * @param placement the initial placement; {@code layer} selects its row
      */
     public ExpertParallelMoe(
             DeviceGroup group,
             Gate gate,
-            QuantizedTensor hostGate,
-            QuantizedTensor hostUp,
-            QuantizedTensor hostDown,
+            QuantizedGroups hostGate,
+            QuantizedGroups hostUp,
+            QuantizedGroups hostDown,
             DenseMlp shared,
             Placement placement,
             int layer,
             int alignment) {
         this.group = Objects.requireNonNull(group, "group");
         this.gate = Objects.requireNonNull(gate, "gate");
-        this.hostGate = hostGate;
-        this.hostUp = hostUp;
-        this.hostDown = hostDown;
+        this.hostGate = Objects.requireNonNull(hostGate, "hostGate");
+        this.hostUp = Objects.requireNonNull(hostUp, "hostUp");
+        this.hostDown = Objects.requireNonNull(hostDown, "hostDown");
         this.shared = shared;
         if (alignment <= 0) throw new IllegalArgumentException("alignment must be positive, got " + alignment);
         this.alignment = alignment;
         int experts = gate.config().experts();
-        for (QuantizedTensor w : List.of(hostGate, hostUp, hostDown))
-            if (w.data().rank() != 3 || w.data().shape(0) != experts)
-                throw new IllegalArgumentException("expert weights must be [" + experts + ", N, K], got " + w.data());
-        hidden = Math.toIntExact(hostGate.data().shape(2));
+        for (QuantizedGroups w : List.of(hostGate, hostUp, hostDown))
+            if (w.count() != experts)
+                throw new IllegalArgumentException("expert weights must hold " + experts + " experts, got " + w);
+        hidden = Math.toIntExact(hostGate.inFeatures());
         int devices = group.size(), homeSlots = 6 + 3 * devices;
         hostBuffers = new Workspace(homeSlots);
         tables = new Workspace(2 + 2 * devices);
@@ -502,7 +503,7 @@ public final class ExpertParallelMoe implements MoeBlock, AutoCloseable {
         return new State(p, layer, devices);
     }
 
-    /** Uninitialized stacks for {@code slots} experts in the memory of ctx's device. */
+    /** Uninitialized weights for {@code slots} experts in the memory of ctx's device (one stack per projection). */
     private DeviceWeights weights(Context ctx, int slots) {
         List<DeviceMemory> memory = new ArrayList<>();
         return new DeviceWeights(
@@ -512,23 +513,24 @@ public final class ExpertParallelMoe implements MoeBlock, AutoCloseable {
                 memory);
     }
 
-    private static QuantizedTensor stack(Context ctx, QuantizedTensor like, int slots, List<DeviceMemory> owner) {
-        long[] shape = like.data().shape(), scaleShape = like.scales().shape();
-        DeviceMemory data = DeviceMemory.allocate(ctx, slots * shape[1] * shape[2]);
+    private static QuantizedGroups stack(Context ctx, QuantizedGroups like, int slots, List<DeviceMemory> owner) {
+        long[] shape = like.group(0).data().shape(),
+                scaleShape = like.group(0).scales().shape();
+        DeviceMemory data = DeviceMemory.allocate(ctx, slots * shape[0] * shape[1]);
         owner.add(data);
-        DeviceMemory scales = DeviceMemory.allocate(ctx, 4L * slots * scaleShape[1] * scaleShape[2]);
+        DeviceMemory scales = DeviceMemory.allocate(ctx, 4L * slots * scaleShape[0] * scaleShape[1]);
         owner.add(scales);
-        return new QuantizedTensor(
-                data.tensor(DType.E4M3, slots, shape[1], shape[2]),
-                scales.tensor(DType.F32, slots, scaleShape[1], scaleShape[2]),
-                QuantizedTensor.BLOCK);
+        return QuantizedGroups.of(new QuantizedTensor(
+                data.tensor(DType.E4M3, slots, shape[0], shape[1]),
+                scales.tensor(DType.F32, slots, scaleShape[0], scaleShape[1]),
+                QuantizedTensor.BLOCK));
     }
 
     /**
-     * Copies matrix {@code from} of src into matrix {@code to} of dst (data and scales) with ctx (host to device,
+     * Copies group {@code from} of src into group {@code to} of dst (data and scales) with ctx (host to device,
      * or within a device); returns the bytes.
      */
-    private static long copy(Context ctx, QuantizedTensor src, int from, QuantizedTensor dst, int to) {
+    private static long copy(Context ctx, QuantizedGroups src, int from, QuantizedGroups dst, int to) {
         QuantizedTensor s = src.group(from), d = dst.group(to);
         Copy.apply(ctx, s.data(), d.data());
         Copy.apply(ctx, s.scales(), d.scales());

@@ -2,7 +2,8 @@ package dev.moe4j.tensor;
 
 /**
  * An FP8 tensor with its block scales: {@code value[.., r, c] = data[.., r, c] * scales[.., r / blockRows, c / 128]}.
- * Rank 2 for one matrix, rank 3 for a stack of matrices (one per expert, say) with a leading group dimension.
+ * Rank 2 for one matrix, rank 3 for a stack of matrices (one per expert, say) with a leading group dimension
+ * ({@link QuantizedGroups#of(QuantizedTensor)} passes a stack to the grouped kernels).
  *
  * @param data E4M3 [.., R, C]
  * @param scales F32 [.., ceil(R / blockRows), ceil(C / 128)], any strides
@@ -22,25 +23,6 @@ public record QuantizedTensor(Tensor data, Tensor scales, int blockRows) {
         if (data.rank() != scales.rank() || data.rank() < 2 || data.rank() > 3)
             throw new IllegalArgumentException(
                     "data " + data + " and scales " + scales + " must both have rank 2 or 3");
-    }
-
-    /**
-     * This rank-2 tensor's rows as a stack of {@code groups} equal matrices, [R, C] to [groups, R / groups, C],
-     * sharing its memory (a checkpoint's experts concatenated, say).
-     *
-     * @throws IllegalArgumentException if this is not rank 2, its rows do not split into groups of whole scale
-     *     blocks, or data or scales are not contiguous
-     */
-    public QuantizedTensor asGroups(int groups) {
-        if (data.rank() != 2) throw new IllegalArgumentException("asGroups needs a rank-2 tensor, got " + data);
-        long rows = data.shape(0);
-        if (groups <= 0 || rows % groups != 0 || (rows / groups) % blockRows != 0)
-            throw new IllegalArgumentException(
-                    rows + " rows do not split into " + groups + " groups of whole " + blockRows + "-row scale blocks");
-        return new QuantizedTensor(
-                data.view(groups, rows / groups, data.shape(1)),
-                scales.view(groups, scales.shape(0) / groups, scales.shape(1)),
-                blockRows);
     }
 
     /**

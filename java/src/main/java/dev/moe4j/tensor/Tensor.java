@@ -291,22 +291,28 @@ public final class Tensor {
      * @throws IllegalStateException if the memory is no longer accessible from this thread
      */
     public MemorySegment descriptor(SegmentAllocator allocator, String name) {
+        MemorySegment d = moe4j_tensor.allocate(allocator);
+        writeDescriptor(d, name);
+        return d;
+    }
+
+    /** Writes this tensor's {@code moe4j_tensor} descriptor into {@code d} (one struct, in an array, say). */
+    void writeDescriptor(MemorySegment d, String name) {
         if (!segment.scope().isAlive())
             throw new IllegalStateException(
                     "tensor '" + name + "' is no longer usable: the arena that owns its memory was closed");
         if (!segment.isAccessibleBy(Thread.currentThread()))
             throw new IllegalStateException("tensor '" + name + "' belongs to a confined arena of another thread");
-        MemorySegment d = moe4j_tensor.allocate(allocator);
         moe4j_tensor.data(d, segment);
         moe4j_tensor.size_bytes(d, segment.byteSize());
         moe4j_tensor.dtype(d, dtype.code());
         moe4j_tensor.rank(d, shape.length);
         moe4j_tensor.device(d, device.isCpu() ? moe4j_h.MOE4J_HOST_MEMORY() : device.ordinal());
+        moe4j_tensor.reserved(d, 0);
         for (int i = 0; i < shape.length; i++) {
             moe4j_tensor.shape(d, i, shape[i]);
             moe4j_tensor.strides(d, i, strides[i]);
         }
-        return d;
     }
 
     @Override

@@ -133,4 +133,34 @@ class ModelTest {
             assertEquals(m.mappedWeights() + m.copiedWeights() + m.cache(), m.total());
         }
     }
+
+    /**
+     * The fixture's routed experts are FP8, stored by name (expert 10 between 1 and 2, scales in between: no equal
+     * spacing): they run from the memory map. What the model copies at load is MLA's absorbed projections and
+     * converted small weights (2.25 MiB here, about 1.5x the experts); a copy of the experts would add all of their
+     * bytes on top, past twice the experts' size.
+     */
+    @org.junit.jupiter.api.Test
+    void fp8ExpertsAreUsedFromTheMap() {
+        Path dir = FIXTURES.resolve("v3-tiny");
+        long expertBytes = 0;
+        try (Safetensors file = Safetensors.open(dir.resolve("model.safetensors"))) {
+            for (String name : file.names())
+                if (name.contains(".mlp.experts.")) {
+                    Safetensors.Entry e = file.entry(name);
+                    expertBytes += e.end() - e.begin();
+                }
+        }
+        assertTrue(expertBytes > 1_000_000, "the fixture has " + expertBytes + " bytes of experts");
+        try (Model model = Model.load(dir, Model.Options.defaults().withCacheTokens(640), null)) {
+            Model.Memory m = model.memory();
+            System.out.printf(
+                    "v3-tiny: experts %d B, copied at load %d B, mapped %d B%n",
+                    expertBytes, m.copiedWeights(), m.mappedWeights());
+            assertTrue(
+                    m.copiedWeights() < 2 * expertBytes,
+                    "copied " + m.copiedWeights() + " B at load, the experts alone are " + expertBytes + " B");
+            assertTrue(m.mappedWeights() > expertBytes);
+        }
+    }
 }

@@ -10,6 +10,7 @@ import dev.moe4j.runtime.Context;
 import dev.moe4j.runtime.Moe4jException;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.DeviceMemory;
+import dev.moe4j.tensor.QuantizedGroups;
 import dev.moe4j.tensor.QuantizedTensor;
 import dev.moe4j.tensor.Tensor;
 import dev.moe4j.testing.Reference;
@@ -197,9 +198,7 @@ class CudaKernelsTest {
         // grouped contiguous: 3 groups in 128-row blocks with padding rows
         int kg = 512;
         QuantizedTensor ga = Quantization.perToken(cpu, gaussian(DType.BF16, 384, kg), ScaleFormat.FP32, arena);
-        Tensor stacked = gaussian(DType.BF16, groups * n, kg);
-        QuantizedTensor gw = Quantization.perBlock(cpu, stacked, ScaleFormat.FP32, arena);
-        gw = gw.asGroups(groups);
+        QuantizedGroups gw = experts(groups, n, kg);
         Tensor layout = Tensor.allocate(arena, DType.I32, 384);
         for (int r = 0; r < 384; r++) layout.setInt(r % 128 < 100 ? r / 128 : -1, r);
         Tensor gExpected = Tensor.allocate(arena, DType.BF16, 384, n);
@@ -210,7 +209,7 @@ class CudaKernelsTest {
 
         // grouped masked
         QuantizedTensor ma = Quantization.perToken(cpu, gaussian(DType.BF16, groups * 64, kg), ScaleFormat.FP32, arena);
-        ma = ma.asGroups(groups);
+        ma = new QuantizedTensor(ma.data().view(groups, 64, kg), ma.scales().view(groups, 64, kg / 128), 1);
         Tensor counts = Tensor.allocate(arena, DType.I32, groups);
         for (int g = 0; g < groups; g++) counts.setInt(10 + 20 * g, g);
         Tensor mExpected = Tensor.allocate(arena, DType.F32, groups, 64, n);
@@ -262,13 +261,18 @@ class CudaKernelsTest {
         return new QuantizedTensor(up(q.data()), up(q.scales()), q.blockRows());
     }
 
+    /** Each group copied to the GPU on its own (separate device allocations). */
+    QuantizedGroups onDevice(QuantizedGroups groups) {
+        return QuantizedGroups.of(groups.groups().stream().map(this::onDevice).toList());
+    }
+
     @Test
     void expertFfnMatchesTheCpu() {
         int experts = 4, h = 256, inter = 384, rows = 256;
         QuantizedTensor x = Quantization.perToken(cpu, gaussian(DType.BF16, rows, h), ScaleFormat.FP32, arena);
-        QuantizedTensor gate = stack(experts, inter, h),
-                upW = stack(experts, inter, h),
-                downW = stack(experts, h, inter);
+        QuantizedGroups gate = experts(experts, inter, h),
+                upW = experts(experts, inter, h),
+                downW = experts(experts, h, inter);
         Tensor layout = Tensor.allocate(arena, DType.I32, rows);
         for (int r = 0; r < rows; r++) layout.setInt(r < 250 ? r * experts / 250 : -1, r);
         Tensor expected = Tensor.allocate(arena, DType.F32, rows, h);
@@ -283,10 +287,12 @@ class CudaKernelsTest {
         }
     }
 
-    QuantizedTensor stack(int experts, int n, int k) {
-        QuantizedTensor q =
-                Quantization.perBlock(cpu, gaussian(DType.BF16, (long) experts * n, k), ScaleFormat.FP32, arena);
-        return q.asGroups(experts);
+    /** Weights [n, k] per expert, each quantized into its own host allocation. */
+    QuantizedGroups experts(int experts, int n, int k) {
+        List<QuantizedTensor> groups = new ArrayList<>();
+        for (int e = 0; e < experts; e++)
+            groups.add(Quantization.perBlock(cpu, gaussian(DType.BF16, n, k), ScaleFormat.FP32, arena));
+        return QuantizedGroups.of(groups);
     }
 
     @Test

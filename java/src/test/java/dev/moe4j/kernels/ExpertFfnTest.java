@@ -10,11 +10,14 @@ import dev.moe4j.runtime.Context;
 import dev.moe4j.runtime.Isa;
 import dev.moe4j.runtime.Moe4jException;
 import dev.moe4j.tensor.DType;
+import dev.moe4j.tensor.QuantizedGroups;
 import dev.moe4j.tensor.QuantizedTensor;
 import dev.moe4j.tensor.Tensor;
 import dev.moe4j.testing.Reference;
 import dev.moe4j.testing.TestSupport;
 import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.List;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -52,7 +55,27 @@ class ExpertFfnTest {
             QuantizedTensor x = Quantization.perToken(
                     ctx, Tensor.fromFloats(arena, DType.F32, xValues, rows, HIDDEN), ScaleFormat.FP32, arena);
             Tensor d = poisoned(arena, DType.F32, rows, HIDDEN);
-            ExpertFfn.contiguous(ctx, x, gate, up, down, layout, ALIGNMENT, d);
+            ExpertFfn.contiguous(
+                    ctx,
+                    x,
+                    QuantizedGroups.of(gate),
+                    QuantizedGroups.of(up),
+                    QuantizedGroups.of(down),
+                    layout,
+                    ALIGNMENT,
+                    d);
+            // The same experts as separate allocations, in another order and spacing, give the same bits.
+            Tensor scattered = poisoned(arena, DType.F32, rows, HIDDEN);
+            ExpertFfn.contiguous(
+                    ctx,
+                    x,
+                    separate(arena, gate),
+                    separate(arena, up),
+                    separate(arena, down),
+                    layout,
+                    ALIGNMENT,
+                    scattered);
+            assertEquals(-1L, d.segment().mismatch(scattered.segment()), "separate experts differ from the stack");
 
             double[] got = new double[rows * HIDDEN], want = new double[rows * HIDDEN];
             for (int r = 0; r < rows; r++) {
@@ -103,8 +126,10 @@ class ExpertFfnTest {
             QuantizedTensor down = weights(ctx, arena, random, 1, HIDDEN, 256);
             Tensor layout = Tensor.allocate(arena, DType.I32, 8);
             Tensor d = poisoned(arena, DType.F32, 8, HIDDEN);
+            QuantizedGroups gates = QuantizedGroups.of(gate), downs = QuantizedGroups.of(down);
             Moe4jException e = assertThrows(
-                    Moe4jException.class, () -> ExpertFfn.contiguous(ctx, x, gate, gate, down, layout, ALIGNMENT, d));
+                    Moe4jException.class,
+                    () -> ExpertFfn.contiguous(ctx, x, gates, gates, downs, layout, ALIGNMENT, d));
             System.out.println("rejected: " + e.getMessage());
             assertTrue(e.nativeMessage().contains("argument 'w_gate': intermediate size 200 is not a multiple of 128"));
         }
@@ -116,6 +141,31 @@ class ExpertFfnTest {
 
     static double value(QuantizedTensor q, long g, long row, long col) {
         return (double) q.data().getFloat(g, row, col) * q.scales().getFloat(g, row / 128, col / 128);
+    }
+
+    /**
+     * The matrices of a stack copied into separate allocations, the last group first, with spacers of different sizes
+     * between them: groups that share no base address, spacing or order.
+     */
+    static QuantizedGroups separate(Arena arena, QuantizedTensor stack) {
+        int groups = Math.toIntExact(stack.data().shape(0));
+        QuantizedTensor[] copies = new QuantizedTensor[groups];
+        for (int g = groups - 1; g >= 0; g--) {
+            QuantizedTensor from = stack.group(g);
+            arena.allocate(64L * (g + 1)); // spacer
+            Tensor data = Tensor.allocate(arena, DType.E4M3, from.data().shape());
+            Tensor scales = Tensor.allocate(arena, DType.F32, from.scales().shape());
+            MemorySegment.copy(
+                    from.data().segment(), 0, data.segment(), 0, data.segment().byteSize());
+            MemorySegment.copy(
+                    from.scales().segment(),
+                    0,
+                    scales.segment(),
+                    0,
+                    scales.segment().byteSize());
+            copies[g] = new QuantizedTensor(data, scales, QuantizedTensor.BLOCK);
+        }
+        return QuantizedGroups.of(List.of(copies));
     }
 
     /** G stacked [n, k] weights, each block-quantized on its own. */

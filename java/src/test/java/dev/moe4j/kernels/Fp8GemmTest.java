@@ -11,6 +11,7 @@ import dev.moe4j.runtime.Isa;
 import dev.moe4j.runtime.Moe4jException;
 import dev.moe4j.runtime.Status;
 import dev.moe4j.tensor.DType;
+import dev.moe4j.tensor.QuantizedGroups;
 import dev.moe4j.tensor.QuantizedTensor;
 import dev.moe4j.tensor.Tensor;
 import dev.moe4j.testing.Reference;
@@ -209,7 +210,7 @@ class Fp8GemmTest {
                 Context ctx = context(isa)) {
             List<Problem> problems = new ArrayList<>();
             for (int count : counts) problems.add(problem(ctx, arena, random, count, n, k));
-            QuantizedTensor b = stackWeights(arena, problems, n, k);
+            QuantizedGroups b = stackWeights(arena, problems, n, k);
             int rows = 0;
             for (int count : counts) rows += (count + alignment - 1) / alignment * alignment;
             Tensor a = Tensor.allocate(arena, DType.E4M3, rows, k);
@@ -239,6 +240,11 @@ class Fp8GemmTest {
             for (int r = 0; r < rows; r++)
                 if (layout.getInt(r) == -1)
                     for (int c = 0; c < n; c++) assertEquals(0f, d.getFloat(r, c), "padding row " + r + " is zero");
+            // The same weights as separate allocations (each problem's own tensors) give the same bits.
+            Tensor scattered = poisoned(arena, out, rows, n);
+            Fp8Gemm.groupedContiguous(
+                    ctx, new QuantizedTensor(a, sfa, 1), separateWeights(problems), layout, alignment, scattered);
+            assertEquals(-1L, d.segment().mismatch(scattered.segment()), "separate groups differ from the stack");
         }
     }
 
@@ -253,7 +259,7 @@ class Fp8GemmTest {
                 Context ctx = context(isa)) {
             List<Problem> problems = new ArrayList<>();
             for (int count : counts) problems.add(problem(ctx, arena, random, count, n, k));
-            QuantizedTensor b = stackWeights(arena, problems, n, k);
+            QuantizedGroups b = stackWeights(arena, problems, n, k);
             Tensor a = Tensor.allocate(arena, DType.E4M3, groups, mMax, k);
             a.segment().fill((byte) 0x7F); // rows past the mask are NaN: never read
             Tensor sfa = Tensor.allocate(arena, DType.F32, groups, mMax, k / 128);
@@ -278,11 +284,19 @@ class Fp8GemmTest {
                                 "row " + g + "," + i + " was written");
                 }
             }
+            Tensor scattered = poisoned(arena, out, groups, mMax, n);
+            Fp8Gemm.groupedMasked(ctx, new QuantizedTensor(a, sfa, 1), separateWeights(problems), maskedM, scattered);
+            assertEquals(-1L, d.segment().mismatch(scattered.segment()), "separate groups differ from the stack");
         }
     }
 
-    /** The groups' weights as one [G, N, K] tensor with [G, ceil(N/128), K/128] scales. */
-    static QuantizedTensor stackWeights(Arena arena, List<Problem> problems, int n, int k) {
+    /** Each problem's weights where they are: separate, unrelated allocations. */
+    static QuantizedGroups separateWeights(List<Problem> problems) {
+        return QuantizedGroups.of(problems.stream().map(Problem::qw).toList());
+    }
+
+    /** The groups' weights copied into one [G, N, K] tensor with [G, ceil(N/128), K/128] scales, as its views. */
+    static QuantizedGroups stackWeights(Arena arena, List<Problem> problems, int n, int k) {
         int groups = problems.size(), nb = (n + 127) / 128;
         Tensor b = Tensor.allocate(arena, DType.E4M3, groups, n, k);
         Tensor sfb = Tensor.allocate(arena, DType.F32, groups, nb, k / 128);
@@ -291,7 +305,7 @@ class Fp8GemmTest {
             MemorySegment.copy(w.data().segment(), 0, b.segment(), (long) g * n * k, (long) n * k);
             MemorySegment.copy(w.scales().segment(), 0, sfb.segment(), 4L * g * nb * (k / 128), 4L * nb * (k / 128));
         }
-        return new QuantizedTensor(b, sfb, 128);
+        return QuantizedGroups.of(new QuantizedTensor(b, sfb, 128));
     }
 
     @Test
@@ -316,7 +330,7 @@ class Fp8GemmTest {
             Tensor overlapping = Tensor.of(p.qa().data().segment().reinterpret(4L * 4 * 256), DType.F32, 4, 256);
             rejected(() -> Fp8Gemm.nt(ctx, p.qa(), p.qw(), null, overlapping), null, "output 'd' overlaps 'a'");
 
-            QuantizedTensor b = stackWeights(arena, List.of(p, p), 256, 256);
+            QuantizedGroups b = stackWeights(arena, List.of(p, p), 256, 256);
             Tensor a = Tensor.allocate(arena, DType.E4M3, 8, 256);
             QuantizedTensor qa = new QuantizedTensor(a, Tensor.allocate(arena, DType.F32, 8, 2), 1);
             Tensor layout = Tensor.allocate(arena, DType.I32, 8);

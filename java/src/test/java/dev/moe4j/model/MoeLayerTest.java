@@ -14,6 +14,7 @@ import dev.moe4j.routing.Routing;
 import dev.moe4j.routing.Scoring;
 import dev.moe4j.runtime.Context;
 import dev.moe4j.tensor.DType;
+import dev.moe4j.tensor.QuantizedGroups;
 import dev.moe4j.tensor.QuantizedTensor;
 import dev.moe4j.tensor.Tensor;
 import dev.moe4j.testing.Reference;
@@ -33,8 +34,15 @@ import org.junit.jupiter.params.provider.CsvSource;
 class MoeLayerTest {
     static final int H = 256, I = 256, E = 16;
 
-    /** Weights as floats [rows, cols] and as an FP8 block-quantized tensor (what the layer runs). */
-    record Fp8(QuantizedTensor q, float[] dense) {}
+    /**
+     * Weights as floats [groups · rows, cols] and as an FP8 block-quantized tensor of that shape; {@link #groups} is
+     * what the layer runs.
+     */
+    record Fp8(QuantizedTensor q, int count, float[] dense) {
+        QuantizedGroups groups() {
+            return TestSupport.split(q, count);
+        }
+    }
 
     static Fp8 fp8(Context ctx, Arena arena, SplittableRandom random, int groups, int rows, int cols) {
         float[] w = new float[groups * rows * cols];
@@ -42,7 +50,7 @@ class MoeLayerTest {
         Tensor f = Tensor.fromFloats(arena, DType.F32, w, (long) groups * rows, cols);
         QuantizedTensor q = Quantization.perBlock(ctx, f, ScaleFormat.FP32, arena);
         float[] dense = Quantization.dequantize(ctx, q, DType.F32, arena).toFloatArray();
-        return new Fp8(groups == 1 ? q : q.asGroups(groups), dense);
+        return new Fp8(q, groups, dense);
     }
 
     static double[] ffn(float[] g, float[] u, float[] d, int expert, int inter, double[] x) {
@@ -108,8 +116,8 @@ class MoeLayerTest {
                 }
                 mlp = new DenseMlp(l[0], l[1], l[2]);
             }
-            MoeLayer layer =
-                    new MoeLayer(new Gate(gc, Linear.bf16(gateWeight), bias), g.q(), u.q(), d.q(), mlp, alignment);
+            MoeLayer layer = new MoeLayer(
+                    new Gate(gc, Linear.bf16(gateWeight), bias), g.groups(), u.groups(), d.groups(), mlp, alignment);
 
             float[] xs = new float[tokens * H];
             for (int i = 0; i < xs.length; i++) xs[i] = (float) random.nextGaussian();
@@ -157,7 +165,7 @@ class MoeLayerTest {
             Gate gate = new Gate(gc, Linear.bf16(Tensor.fromFloats(arena, DType.BF16, gw, E, H)), null);
             Fp8 g = fp8(ctx, arena, random, E, I, H), u = fp8(ctx, arena, random, E, I, H);
             Fp8 d = fp8(ctx, arena, random, E, H, I);
-            MoeLayer layer = new MoeLayer(gate, g.q(), u.q(), d.q(), null, 1);
+            MoeLayer layer = new MoeLayer(gate, g.groups(), u.groups(), d.groups(), null, 1);
             int tokens = 24;
             float[] xs = new float[tokens * H];
             for (int i = 0; i < xs.length; i++) xs[i] = (float) random.nextGaussian();
@@ -201,12 +209,19 @@ class MoeLayerTest {
             Fp8 g = fp8(ctx, arena, random, E, I, H), d = fp8(ctx, arena, random, E, H, I);
             Fp8 wide = fp8(ctx, arena, random, E, H, 2 * I);
             var wrongDown = assertThrows(
-                    IllegalArgumentException.class, () -> new MoeLayer(gate, g.q(), g.q(), wide.q(), null, 1));
-            assertTrue(wrongDown.getMessage().contains("expertDown must be [16, 256, 256]"), wrongDown.getMessage());
+                    IllegalArgumentException.class,
+                    () -> new MoeLayer(gate, g.groups(), g.groups(), wide.groups(), null, 1));
+            assertTrue(
+                    wrongDown.getMessage().contains("expertDown must hold 16 experts [256, 256]"),
+                    wrongDown.getMessage());
             Fp8 small = fp8(ctx, arena, random, 8, I, H);
-            assertThrows(IllegalArgumentException.class, () -> new MoeLayer(gate, small.q(), g.q(), d.q(), null, 1));
-            assertThrows(IllegalArgumentException.class, () -> new MoeLayer(gate, g.q(), g.q(), d.q(), null, 0));
-            MoeLayer layer = new MoeLayer(gate, g.q(), g.q(), d.q(), null, 1);
+            assertThrows(
+                    IllegalArgumentException.class,
+                    () -> new MoeLayer(gate, small.groups(), g.groups(), d.groups(), null, 1));
+            assertThrows(
+                    IllegalArgumentException.class,
+                    () -> new MoeLayer(gate, g.groups(), g.groups(), d.groups(), null, 0));
+            MoeLayer layer = new MoeLayer(gate, g.groups(), g.groups(), d.groups(), null, 1);
             Tensor x = Tensor.allocate(arena, DType.BF16, 2, H);
             assertThrows(
                     IllegalArgumentException.class,

@@ -19,6 +19,7 @@ import dev.moe4j.routing.Routing;
 import dev.moe4j.routing.Scoring;
 import dev.moe4j.runtime.Context;
 import dev.moe4j.tensor.DType;
+import dev.moe4j.tensor.QuantizedGroups;
 import dev.moe4j.tensor.QuantizedTensor;
 import dev.moe4j.tensor.Tensor;
 import dev.moe4j.testing.Reference;
@@ -33,14 +34,14 @@ class ExpertParallelMoeTest {
     static final int H = 256, I = 256, E = 16, K = 4, T = 40;
 
     /** Expert weights, gate and shared experts of a small V3-style MoE layer. */
-    record Layer(Gate gate, QuantizedTensor g, QuantizedTensor u, QuantizedTensor d, DenseMlp shared) {}
+    record Layer(Gate gate, QuantizedGroups g, QuantizedGroups u, QuantizedGroups d, DenseMlp shared) {}
 
-    static QuantizedTensor experts(Context ctx, Arena arena, SplittableRandom random, int n, int k) {
+    static QuantizedGroups experts(Context ctx, Arena arena, SplittableRandom random, int n, int k) {
         float[] w = new float[E * n * k];
         for (int i = 0; i < w.length; i++) w[i] = (float) (random.nextGaussian() / Math.sqrt(k));
         QuantizedTensor q = Quantization.perBlock(
                 ctx, Tensor.fromFloats(arena, DType.F32, w, (long) E * n, k), ScaleFormat.FP32, arena);
-        return q.asGroups(E);
+        return TestSupport.split(q, E);
     }
 
     static Linear linear(Context ctx, Arena arena, SplittableRandom random, int n, int k) {

@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import dev.moe4j.bindings.moe4j_capabilities;
 import dev.moe4j.bindings.moe4j_context_info;
 import dev.moe4j.bindings.moe4j_context_options;
+import dev.moe4j.bindings.moe4j_fp8_weight_groups;
 import dev.moe4j.bindings.moe4j_h;
 import dev.moe4j.bindings.moe4j_tensor;
 import java.io.IOException;
@@ -59,6 +60,9 @@ class BindingsTest {
         assertEquals(20, moe4j_context_options.sizeof());
         assertEquals(20, moe4j_context_info.sizeof());
         assertEquals(32, moe4j_capabilities.sizeof());
+        assertEquals(24, moe4j_fp8_weight_groups.sizeof());
+        assertEquals(8, moe4j_fp8_weight_groups.weights$offset());
+        assertEquals(16, moe4j_fp8_weight_groups.scales$offset());
     }
 
     static Set<String> exportedSymbols(Path library) throws IOException, InterruptedException {

@@ -2,6 +2,8 @@ package dev.moe4j.testing;
 
 import dev.moe4j.runtime.Isa;
 import dev.moe4j.runtime.NativeLibrary;
+import dev.moe4j.tensor.QuantizedGroups;
+import dev.moe4j.tensor.QuantizedTensor;
 import java.util.Arrays;
 import java.util.List;
 import java.util.SplittableRandom;
@@ -41,6 +43,20 @@ public final class TestSupport {
     private static boolean gpuReasonPrinted;
 
     /** A fresh seed per call (printed by the caller in assertion messages) so runs explore new inputs. */
+    /**
+     * A rank-2 block-quantized weight [groups · R, C] as {@code groups} matrices [R, C] sharing its memory (R a
+     * multiple of 128, so that every matrix owns whole scale blocks).
+     */
+    public static QuantizedGroups split(QuantizedTensor q, int groups) {
+        long rows = q.data().shape(0) / groups, cols = q.data().shape(1);
+        if (rows * groups != q.data().shape(0) || rows % QuantizedTensor.BLOCK != 0)
+            throw new IllegalArgumentException(q.data() + " does not split into " + groups + " groups of whole blocks");
+        return QuantizedGroups.of(new QuantizedTensor(
+                q.data().view(groups, rows, cols),
+                q.scales().view(groups, rows / QuantizedTensor.BLOCK, q.scales().shape(1)),
+                QuantizedTensor.BLOCK));
+    }
+
     public static long freshSeed() {
         return System.nanoTime() ^ 0x5DEECE66DL;
     }
