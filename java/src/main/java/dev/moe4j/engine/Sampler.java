@@ -1,5 +1,6 @@
 package dev.moe4j.engine;
 
+import java.util.Arrays;
 import java.util.Objects;
 
 /**
@@ -65,6 +66,8 @@ public final class Sampler {
     private final double[] weight; // exp((work - max) / T), by token id, for the candidates only
     private final int[] candidates;
     private final int[] top; // the alternatives reported
+    private final long[] nucleusKeys; // top-p: the crossing octave's candidates as sortable keys (empty without top-p)
+    private final double[] octaveMass = new double[OCTAVES];
 
     /**
      * @param params the request's sampling parameters
@@ -103,6 +106,7 @@ public final class Sampler {
         this.weight = new double[vocabSize];
         this.candidates = new int[vocabSize];
         this.top = new int[params.logprobs()];
+        this.nucleusKeys = new long[params.topP() < 1 ? vocabSize : 0];
     }
 
     /** The parameters this sampler applies. */
@@ -217,7 +221,7 @@ public final class Sampler {
             total += w;
         }
 
-        if (params.topP() < 1) n = keepNucleus(n, total);
+        if (params.topP() < 1) n = keepNucleus(n, total, max, temperature);
 
         if (params.minP() > 0) {
             int kept = 0;
@@ -244,27 +248,55 @@ public final class Sampler {
         return lastPositive; // u rounded up to the total
     }
 
+    /** Octaves of weight top-p tells apart before sorting (2^-62 of the top weight and below share the last). */
+    private static final int OCTAVES = 64;
+
     /**
-     * Keeps the smallest set of most probable candidates whose mass, relative to {@code total}, reaches the top-p
-     * threshold; pops a heap of the n candidates in descending order until it does, then moves the kept ones to the
-     * front. Returns how many are kept.
+     * Keeps the smallest set of most probable candidates whose mass reaches the top-p share of {@code total} (the
+     * token that crosses it included), and returns how many, moved to the front. Rather than sorting the whole
+     * vocabulary, candidates are binned by octave of weight ({@code floor(log2(1 / weight))}, from their logits, so
+     * the bins follow the ranking exactly): whole octaves above the crossing one are kept as they are, and only the
+     * crossing octave is sorted (by logit, ties to the lower id) and walked to the crossing token.
      */
-    private int keepNucleus(int n, double total) {
-        for (int i = n / 2 - 1; i >= 0; i--) siftDown(candidates, n, i, work, 0, false);
-        double topP = params.topP();
-        double cumulative = 0;
-        int size = n;
-        while (size > 0) {
-            int best = candidates[0];
-            candidates[0] = candidates[--size];
-            candidates[size] = best;
-            siftDown(candidates, size, 0, work, 0, false);
-            cumulative += weight[best];
-            if (cumulative / total >= topP) break;
+    private int keepNucleus(int n, double total, double max, double temperature) {
+        double target = params.topP() * total;
+        Arrays.fill(octaveMass, 0);
+        for (int j = 0; j < n; j++) {
+            int t = candidates[j];
+            octaveMass[octave(work[t], max, temperature)] += weight[t];
         }
-        int kept = n - size;
-        System.arraycopy(candidates, size, candidates, 0, kept);
+        double cumulative = 0;
+        int crossing = 0;
+        while (crossing < OCTAVES && cumulative + octaveMass[crossing] < target) cumulative += octaveMass[crossing++];
+        if (crossing == OCTAVES) return n; // rounding left the target out of reach: keep everything
+        int kept = 0, inCrossing = 0;
+        for (int j = 0; j < n; j++) {
+            int t = candidates[j];
+            int o = octave(work[t], max, temperature);
+            if (o < crossing) candidates[kept++] = t;
+            else if (o == crossing) nucleusKeys[inCrossing++] = rankKey(work[t], t);
+        }
+        Arrays.sort(nucleusKeys, 0, inCrossing);
+        for (int i = 0; i < inCrossing; i++) {
+            int t = (int) nucleusKeys[i];
+            candidates[kept++] = t;
+            cumulative += weight[t];
+            if (cumulative >= target) break;
+        }
         return kept;
+    }
+
+    /** The octave of a candidate's weight exp((logit - max) / T): 0 for [1/2, 1], 1 for [1/4, 1/2), ... */
+    private static int octave(float logit, double max, double temperature) {
+        double octaves = (max - logit) / temperature * LOG2_E;
+        return octaves >= OCTAVES - 1 ? OCTAVES - 1 : (int) octaves;
+    }
+
+    /** A key whose ascending order is the ranking: the higher logit first, then the lower token id. */
+    private static long rankKey(float logit, int token) {
+        int bits = Float.floatToRawIntBits(logit == 0 ? 0f : logit); // -0 ranks as +0
+        int ordered = bits ^ ((bits >> 31) & 0x7fffffff); // ascending int order = ascending float order
+        return ((long) ~ordered << 32) | token;
     }
 
     /** The token chosen and the alternatives under the raw distribution log_softmax(logits). */
