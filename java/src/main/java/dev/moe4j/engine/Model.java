@@ -177,6 +177,7 @@ public final class Model implements AutoCloseable {
         CountingArena arena = new CountingArena(Arena.ofShared());
         Context ctx = null;
         DeviceGroup group = null;
+        Map<Integer, ExpertParallelMoe> parallel = new LinkedHashMap<>();
         try {
             ModelConfig c = checkpoint.config();
             if (c.vocabSize() <= 0)
@@ -202,7 +203,6 @@ public final class Model implements AutoCloseable {
             int blocks = PagedLatentCache.blocksFor(options.cacheTokens());
             long weightsCopied = arena.allocated();
             PagedLatentCache cache = new PagedLatentCache(arena, c.numHiddenLayers(), blocks, 1, options.fp8Cache());
-            Map<Integer, ExpertParallelMoe> parallel = new LinkedHashMap<>();
             if (options.expertDevices() > 1 && c.nRoutedExperts() > 0) {
                 int devices = options.expertDevices();
                 group = DeviceGroup.cpu(devices, 1);
@@ -227,6 +227,7 @@ public final class Model implements AutoCloseable {
             return new Model(
                     c, checkpoint, arena, ctx, embeddings, layers, norm, lmHead, cache, weightsCopied, group, parallel);
         } catch (RuntimeException e) {
+            for (ExpertParallelMoe moe : parallel.values()) moe.close();
             if (group != null) group.close();
             if (ctx != null) ctx.close();
             arena.close();
