@@ -1,5 +1,6 @@
 package dev.moe4j.model;
 
+import dev.moe4j.kernels.Dispatch;
 import dev.moe4j.kernels.Quantization;
 import dev.moe4j.kernels.ScaleFormat;
 import dev.moe4j.routing.Gate;
@@ -10,8 +11,6 @@ import dev.moe4j.tensor.QuantizedGroups;
 import dev.moe4j.tensor.QuantizedTensor;
 import dev.moe4j.tensor.Tensor;
 import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -94,22 +93,31 @@ public final class DecoderLayer {
             Tensor residual = Tensor.allocate(scratch, DType.F32, t, h);
             inputNorm.apply(x, normed);
             attention.forward(ctx, cache, index, step, normed, branch);
-            add(x, branch, residual);
+            Residual add = new Residual(scratch, t);
+            add.apply(ctx, x, branch, residual);
             postNorm.apply(residual, normed);
             if (moe != null) moe.forward(ctx, normed, routing, branch);
             else mlp.apply(ctx, normed, branch);
-            add(residual, branch, out);
+            add.apply(ctx, residual, branch, out);
         }
     }
 
-    /** out = a + b, element-wise over F32 tensors of one shape. */
-    private static void add(Tensor a, Tensor b, Tensor out) {
-        MemorySegment sa = a.segment(), sb = b.segment(), so = out.segment();
-        for (long e = 0; e < a.elementCount(); e++)
-            so.setAtIndex(
-                    ValueLayout.JAVA_FLOAT,
-                    e,
-                    sa.getAtIndex(ValueLayout.JAVA_FLOAT, e) + sb.getAtIndex(ValueLayout.JAVA_FLOAT, e));
+    /**
+     * {@code out = base + branch} over F32 [T, hidden] rows, natively: the dispatch combine with one term of weight 1
+     * per token, whose fused multiply-add {@code fma(1, branch, base)} rounds exactly as a plain add.
+     */
+    private record Residual(Tensor index, Tensor weights) {
+        Residual(Arena arena, int tokens) {
+            this(Tensor.allocate(arena, DType.I32, tokens, 1), Tensor.allocate(arena, DType.F32, tokens, 1));
+            for (int i = 0; i < tokens; i++) {
+                index.setInt(i, i, 0);
+                weights.setFloat(1f, i, 0);
+            }
+        }
+
+        void apply(Context ctx, Tensor base, Tensor branch, Tensor out) {
+            Dispatch.combine(ctx, branch, index, weights, base, out);
+        }
     }
 
     /**
