@@ -42,7 +42,7 @@ final class ChatCommand {
             Tokenizer tokenizer = ModelLoading.tokenizer(model.dir());
             if (tokenizer == null)
                 throw new IllegalArgumentException(model.dir() + " has no tokenizer.json; chat needs one");
-            ChatTemplate template = ChatTemplate.from(model.dir());
+            ChatTemplate template = ChatTemplate.from(tokenizer);
             Generator generator = new Generator(model, tokenizer, 512);
             List<ChatTemplate.Message> messages = new ArrayList<>();
             if (o.has("--system")) messages.add(new ChatTemplate.Message("system", o.string("--system")));

@@ -89,10 +89,9 @@ final class Demo {
                 + " (tokenizer, chat template, prefill, batched decode, streaming) and its speed.\n");
 
         Tokenizer tokenizer = Tokenizer.load(tokenizerDir);
-        ModelConfig config = MakeModel.preset(
-                "--preset", "v2-lite", "--layers", String.valueOf(layers), "--tokenizer", tokenizerDir.toString());
+        ModelConfig config = MakeModel.preset(tokenizer, "--preset", "v2-lite", "--layers", String.valueOf(layers));
         ensureCheckpoint(config, dir, tokenizerDir);
-        ChatTemplate template = ChatTemplate.from(tokenizerDir);
+        ChatTemplate template = ChatTemplate.from(tokenizer);
 
         List<Request> requests = new ArrayList<>();
         for (int b = 0; b < batch; b++) {

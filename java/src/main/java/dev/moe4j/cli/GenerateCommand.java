@@ -74,12 +74,16 @@ final class GenerateCommand {
                 .withTopK(o.has("--top-k") ? o.integer("--top-k") : 0)
                 .withTopP(o.number("--top-p", 1))
                 .withSeed(o.longInteger("--seed", 0));
-        Request base =
-                new Request(new int[] {0}, null, sampling, o.positive("--max-new-tokens", 32), List.of(), List.of());
+        int maxNew = o.positive("--max-new-tokens", 32);
         List<Request> requests = new ArrayList<>();
-        if (o.has("--prompt")) requests.add(textRequest(base, o.string("--prompt")));
-        else if (o.has("--input-ids")) requests.add(idsRequest(base, ModelLoading.ids(o.string("--input-ids"))));
-        else requests.addAll(readRequests(Path.of(o.string("--requests")), base));
+        if (o.has("--prompt"))
+            requests.add(
+                    Request.ofText(o.string("--prompt")).withSampling(sampling).withMaxNewTokens(maxNew));
+        else if (o.has("--input-ids"))
+            requests.add(Request.ofIds(ModelLoading.ids(o.string("--input-ids")))
+                    .withSampling(sampling)
+                    .withMaxNewTokens(maxNew));
+        else requests.addAll(readRequests(Path.of(o.string("--requests")), sampling, maxNew));
 
         boolean json = o.has("--json");
         int cacheNeed = 0;
@@ -126,16 +130,8 @@ final class GenerateCommand {
         return 0;
     }
 
-    private static Request textRequest(Request base, String prompt) {
-        return new Request(null, prompt, base.sampling(), base.maxNewTokens(), List.of(), List.of());
-    }
-
-    private static Request idsRequest(Request base, int[] ids) {
-        return new Request(ids, null, base.sampling(), base.maxNewTokens(), List.of(), List.of());
-    }
-
     /** One JSON object per line: input_ids or prompt, plus sampling fields overriding the command line's. */
-    static List<Request> readRequests(Path file, Request base) {
+    static List<Request> readRequests(Path file, SamplingParams sampling, int maxNewTokens) {
         List<String> lines;
         try {
             lines = Files.readAllLines(file);
@@ -153,7 +149,7 @@ final class GenerateCommand {
                     if (!REQUEST_KEYS.contains(key))
                         throw new IllegalArgumentException(
                                 "unknown field \"" + key + "\" (fields: " + String.join(", ", REQUEST_KEYS) + ")");
-                requests.add(request(m, base));
+                requests.add(request(m, sampling, maxNewTokens));
             } catch (IllegalArgumentException e) {
                 throw new IllegalArgumentException(where + e.getMessage(), e);
             }
@@ -162,8 +158,8 @@ final class GenerateCommand {
         return requests;
     }
 
-    private static Request request(Map<?, ?> m, Request base) {
-        SamplingParams s = base.sampling();
+    private static Request request(Map<?, ?> m, SamplingParams sampling, int maxNewTokens) {
+        SamplingParams s = sampling;
         if (m.containsKey("temperature")) s = s.withTemperature(number(m, "temperature"));
         if (m.containsKey("top_k")) s = s.withTopK((int) integer(m, "top_k"));
         if (m.containsKey("top_p")) s = s.withTopP(number(m, "top_p"));
@@ -173,7 +169,7 @@ final class GenerateCommand {
         if (m.containsKey("frequency_penalty")) s = s.withFrequencyPenalty(number(m, "frequency_penalty"));
         if (m.containsKey("seed")) s = s.withSeed(integer(m, "seed"));
         if (m.containsKey("logprobs")) s = s.withLogprobs((int) integer(m, "logprobs"));
-        int maxNew = m.containsKey("max_new_tokens") ? (int) integer(m, "max_new_tokens") : base.maxNewTokens();
+        int maxNew = m.containsKey("max_new_tokens") ? (int) integer(m, "max_new_tokens") : maxNewTokens;
         List<String> stop = new ArrayList<>();
         if (m.get("stop") instanceof String one) stop.add(one);
         else if (m.get("stop") instanceof List<?> many)

@@ -77,7 +77,17 @@ final class MakeModel {
         return preset(new Options("make-model", args, VALUED, FLAGS));
     }
 
+    /** The config for these options with a tokenizer already loaded (as --tokenizer would load it). */
+    static ModelConfig preset(Tokenizer tokenizer, String... args) {
+        return preset(new Options("make-model", args, VALUED, FLAGS), tokenizer);
+    }
+
     static ModelConfig preset(Options o) {
+        return preset(o, o.has("--tokenizer") ? Tokenizer.load(Path.of(o.string("--tokenizer"))) : null);
+    }
+
+    /** @param tokenizer sizes the vocabulary and gives the BOS/EOS ids, or null for the preset's */
+    private static ModelConfig preset(Options o, Tokenizer tokenizer) {
         String preset = o.string("--preset");
         boolean v3 = switch (preset) {
             case "v2-lite" -> false;
@@ -88,8 +98,7 @@ final class MakeModel {
         if (layers == 0) throw new IllegalArgumentException("make-model needs --layers N");
         int experts = o.positive("--experts", v3 ? 256 : 64);
         int vocab = o.positive("--vocab", v3 ? 129280 : 102400), bos = v3 ? 0 : 100000, eos = v3 ? 1 : 100001;
-        if (o.has("--tokenizer")) {
-            Tokenizer tokenizer = Tokenizer.load(Path.of(o.string("--tokenizer")));
+        if (tokenizer != null) {
             vocab = o.has("--vocab") ? vocab : tokenizer.vocabSize();
             if (vocab < tokenizer.vocabSize())
                 throw new IllegalArgumentException(

@@ -70,9 +70,10 @@ final class RunLayer {
                 }
                 default -> {
                     PagedLatentCache cache = cache(arena, layer.index() + 1, t);
-                    PagedLatentCache.Step step = cache.reserve(arena, new int[] {0}, new int[] {t});
-                    layer.forward(ctx, cache, step, x, routing, out);
-                    cache.commit(step);
+                    cache.inStep(arena, new int[] {0}, new int[] {t}, step -> {
+                        layer.forward(ctx, cache, step, x, routing, out);
+                        return null;
+                    });
                 }
             }
             long t1 = System.nanoTime();

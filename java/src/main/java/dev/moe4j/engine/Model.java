@@ -337,7 +337,6 @@ public final class Model implements AutoCloseable {
         if (sequences.length != tokens.length)
             throw new IllegalArgumentException(sequences.length + " sequences but " + tokens.length + " token lists");
         int[] counts = new int[sequences.length];
-        int total = 0;
         for (int i = 0; i < sequences.length; i++) {
             if (tokens[i] == null || tokens[i].length == 0)
                 throw new IllegalArgumentException("sequence " + sequences[i] + " has no new tokens");
@@ -351,15 +350,14 @@ public final class Model implements AutoCloseable {
                         + " tokens, past the model's context of " + config.maxPositionEmbeddings()
                         + " (max_position_embeddings)");
             counts[i] = tokens[i].length;
-            total += counts[i];
         }
+        int total = Arrays.stream(counts).sum();
         int hidden = config.hiddenSize(), vocab = config.vocabSize();
         if (!stepLock.tryLock())
             throw new IllegalStateException(
                     "the model is running a step on another thread; a model is driven by one" + " thread at a time");
         try (Arena step = Arena.ofConfined()) {
-            PagedLatentCache.Step reserved = cache.reserve(step, sequences, counts);
-            try {
+            return cache.inStep(step, sequences, counts, reserved -> {
                 Tensor ids = Tensor.allocate(step, DType.I32, total);
                 for (int i = 0, row = 0; i < sequences.length; i++)
                     for (int token : tokens[i]) ids.setInt(token, row++);
@@ -389,12 +387,8 @@ public final class Model implements AutoCloseable {
                 norm.apply(last, normed);
                 Tensor logits = Tensor.allocate(arena, DType.F32, rows, vocab);
                 Gemm.nt(ctx, normed, lmHead, null, logits);
-                cache.commit(reserved);
                 return logits;
-            } catch (RuntimeException e) {
-                cache.abort(reserved);
-                throw e;
-            }
+            });
         } finally {
             stepLock.unlock();
         }

@@ -74,7 +74,7 @@ public final class DecoderLayer {
     /**
      * Runs one model step's new tokens through the layer (see {@link MlaAttention#forward}).
      *
-     * @param step the cache's pending step; layer {@link #index} of the cache is used
+     * @param step the cache's running step ({@link PagedLatentCache#inStep}); layer {@link #index} of the cache is used
      * @param x F32 [step tokens, hidden], the residual stream, rows in step order
      * @param routing receives the MoE routing (ignored by dense layers; may be null for them)
      * @param out F32 [step tokens, hidden]; may be x itself

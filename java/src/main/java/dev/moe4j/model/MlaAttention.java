@@ -149,7 +149,7 @@ public final class MlaAttention {
      * A sequence's tokens in the step may be a whole prompt, a chunk of one, or one decode token; sequences with one
      * token are attended together in one kernel call.
      *
-     * @param step the cache's pending step (see {@link PagedLatentCache#reserve})
+     * @param step the cache's running step (see {@link PagedLatentCache#inStep})
      * @param x F32 or BF16 [step tokens, hidden], rows in step order
      * @param out F32 or BF16 [step tokens, hidden], rows contiguous
      */
@@ -221,8 +221,9 @@ public final class MlaAttention {
     }
 
     /**
-     * Runs new tokens of several sequences as a step of their own on layer {@code layer} of the cache (reserve,
-     * {@link #forward}, commit; on failure nothing changes), for a cache this block alone drives.
+     * Runs new tokens of several sequences as a step of their own on layer {@code layer} of the cache
+     * ({@link #forward} inside {@link PagedLatentCache#inStep}; on failure nothing changes), for a cache this block
+     * alone drives.
      *
      * @param counts new tokens per sequence; x holds them in order
      */
@@ -233,14 +234,10 @@ public final class MlaAttention {
             throw new IllegalArgumentException("x has " + t + " rows but counts add up to "
                     + Arrays.stream(counts).sum());
         try (Arena call = Arena.ofConfined()) {
-            PagedLatentCache.Step step = cache.reserve(call, sequences, counts);
-            try {
+            cache.inStep(call, sequences, counts, step -> {
                 forward(ctx, cache, layer, step, x, out);
-            } catch (RuntimeException e) {
-                cache.abort(step);
-                throw e;
-            }
-            cache.commit(step);
+                return null;
+            });
         }
     }
 

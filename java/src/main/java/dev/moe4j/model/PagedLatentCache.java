@@ -12,6 +12,7 @@ import java.util.Deque;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.function.Function;
 
 /**
  * The paged MLA latent cache of a whole model, with its block allocator: one pool of 64-token blocks, one block
@@ -19,12 +20,12 @@ import java.util.Map;
  * FP8 layout ({@code [blocks, 64, h_kv, 656]} bytes), allocated once in the given arena; a block id names the same
  * slot range in every layer.
  *
- * <p>A model step appends tokens in three moves: {@link #reserve} takes the blocks the step's new tokens need (all or
- * nothing) and returns a {@link Step} with their cache slots and the batch's block table; each layer writes its
- * latent rows with {@link #write} and attends through the step's table; {@link #commit} then makes the tokens part of
- * their sequences, or {@link #abort} gives the reserved blocks back when the step failed.
+ * <p>A model step appends tokens through {@link #inStep}: it reserves the blocks the step's new tokens need (all or
+ * nothing) and hands the body a {@link Step} with their cache slots and the batch's block table; each layer writes
+ * its latent rows with {@link #write} and attends through the step's table; when the body returns the tokens become
+ * part of their sequences, and when it throws the reserved blocks go back and the sequences stay as they were.
  *
- * <p>Appending never overwrites: when the pool cannot hold a step's new tokens, {@link #reserve} throws
+ * <p>Appending never overwrites: when the pool cannot hold a step's new tokens, {@link #inStep} throws
  * {@link IllegalStateException} naming the sequences and the shortfall, and nothing changes. Not thread-safe: one
  * owner (the model's step thread) drives it.
  */
@@ -67,11 +68,6 @@ public final class PagedLatentCache {
         for (int b = 0; b < blocks; b++) free.add(b);
     }
 
-    /** Bytes of cache memory per token per layer: 1152 (bf16) or 656 (FP8), times h_kv. */
-    public static long bytesPerToken(boolean fp8, int kvHeads) {
-        return (long) kvHeads * (fp8 ? Mla.FP8_TOKEN_BYTES : DIMS * 2L);
-    }
-
     /** Layer l's cache tensor, as {@link Mla#decode} takes it. */
     public Tensor tensor(int layer) {
         if (layer < 0 || layer >= layers.length)
@@ -79,17 +75,10 @@ public final class PagedLatentCache {
         return layers[layer];
     }
 
-    public int layers() {
-        return layers.length;
-    }
-
-    public boolean isFp8() {
-        return fp8;
-    }
-
     /** Cache memory of all layers, in bytes. */
     public long bytes() {
-        return layers.length * (long) blocks * BLOCK_TOKENS * bytesPerToken(fp8, kvHeads);
+        long bytesPerToken = kvHeads * (fp8 ? Mla.FP8_TOKEN_BYTES : DIMS * 2L);
+        return layers.length * (long) blocks * BLOCK_TOKENS * bytesPerToken;
     }
 
     /** Starts an empty sequence and returns its id. */
@@ -132,13 +121,6 @@ public final class PagedLatentCache {
             return Math.toIntExact(slots.shape(0));
         }
 
-        /** First token row of sequence i's tokens. */
-        public int firstRow(int i) {
-            int row = 0;
-            for (int j = 0; j < i; j++) row += counts[j];
-            return row;
-        }
-
         /** Each token row's position in its sequence. */
         public int[] positions() {
             int[] p = new int[tokens()];
@@ -149,16 +131,32 @@ public final class PagedLatentCache {
     }
 
     /**
-     * Reserves the blocks for a step's new tokens and lays out their slots and the batch's block table in
-     * {@code arena}. Until {@link #commit} or {@link #abort}, no other step may be reserved.
+     * Runs one step over new tokens of several sequences: reserves their blocks and lays out their slots and the
+     * batch's block table in {@code arena}, runs body with the step, then makes the tokens part of their sequences.
+     * When body throws, the reserved blocks go back and every sequence stays as it was. No step may start inside
+     * another.
      *
      * @param sequences distinct sequence ids
      * @param counts new tokens per sequence, each ≥ 1
-     * @throws IllegalStateException if the pool lacks blocks (nothing changed) or a step is pending
+     * @return what body returns
+     * @throws IllegalStateException if the pool lacks blocks (nothing changed) or a step is running
      * @throws IllegalArgumentException if a sequence is unknown or listed twice, or a count is not positive
      */
-    public Step reserve(Arena arena, int[] sequences, int[] counts) {
-        if (pending != null) throw new IllegalStateException("a step is pending; commit or abort it first");
+    public <T> T inStep(Arena arena, int[] sequences, int[] counts, Function<Step, T> body) {
+        Step step = reserve(arena, sequences, counts);
+        T result;
+        try {
+            result = body.apply(step);
+        } catch (RuntimeException e) {
+            abort(step);
+            throw e;
+        }
+        commit(step);
+        return result;
+    }
+
+    private Step reserve(Arena arena, int[] sequences, int[] counts) {
+        if (pending != null) throw new IllegalStateException("a step is already running on this cache");
         if (sequences.length != counts.length)
             throw new IllegalArgumentException(sequences.length + " sequences but " + counts.length + " token counts");
         if (sequences.length == 0) throw new IllegalArgumentException("a step needs at least one sequence");
@@ -176,15 +174,12 @@ public final class PagedLatentCache {
             throw new IllegalStateException("cache full: sequences " + Arrays.toString(sequences) + " need " + needed
                     + " more blocks for " + tokens + " tokens but " + free.size() + " of " + blocks + " are free");
         int[] starts = new int[sequences.length];
-        int maxBlocks = 1;
         for (int i = 0; i < sequences.length; i++) {
             Sequence s = sequence(sequences[i]);
             for (int n = blocksNeeded(s, counts[i]); n > 0; n--) s.blocks.add(free.poll());
             starts[i] = s.length;
-            maxBlocks = Math.max(maxBlocks, s.blocks.size());
         }
         Tensor slots = Tensor.allocate(arena, DType.I32, tokens);
-        Tensor table = Tensor.allocate(arena, DType.I32, sequences.length, maxBlocks);
         Tensor lengths = Tensor.allocate(arena, DType.I32, sequences.length);
         for (int i = 0, row = 0; i < sequences.length; i++) {
             Sequence s = sequence(sequences[i]);
@@ -193,19 +188,18 @@ public final class PagedLatentCache {
                 slots.setInt(s.blocks.get(position / BLOCK_TOKENS) * BLOCK_TOKENS + position % BLOCK_TOKENS, row++);
             }
             lengths.setInt(starts[i] + counts[i], i);
-            for (int b = 0; b < s.blocks.size(); b++) table.setInt(s.blocks.get(b), i, b);
         }
-        pending = new Step(sequences.clone(), starts, counts.clone(), slots, table, lengths);
+        pending = new Step(sequences.clone(), starts, counts.clone(), slots, blockTable(arena, sequences), lengths);
         return pending;
     }
 
     /**
-     * Writes layer l's latent rows of the pending step's new tokens into their slots.
+     * Writes layer l's latent rows of the running step's new tokens into their slots.
      *
      * @param kv BF16 [step tokens, h_kv, 576]: the latent (512) and RoPE (64) dims, rows in step order
      */
     public void write(Context ctx, int layer, Step step, Tensor kv) {
-        checkPending(step);
+        if (step == null || step != pending) throw new IllegalStateException("step is not this cache's running step");
         if (kv.rank() != 3 || kv.shape(0) != step.tokens() || kv.shape(1) != kvHeads || kv.shape(2) != DIMS)
             throw new IllegalArgumentException(
                     "kv must be [" + step.tokens() + ", " + kvHeads + ", " + DIMS + "], got " + kv);
@@ -214,45 +208,33 @@ public final class PagedLatentCache {
 
     /**
      * Appends one sequence's tokens to one layer outright (reserve, write, commit), for a cache that layer alone
-     * uses (a benchmark's or a test's); a model step goes through {@link #reserve} for all its layers.
+     * uses (a benchmark's or a test's); a model step goes through {@link #inStep} for all its layers.
      *
      * @param kv BF16 [n, h_kv, 576]
      * @throws IllegalStateException if the pool lacks blocks; nothing is changed then
      */
     public void append(Context ctx, int layer, int sequence, Tensor kv) {
         try (Arena call = Arena.ofConfined()) {
-            Step step = reserve(call, new int[] {sequence}, new int[] {Math.toIntExact(kv.shape(0))});
-            try {
+            inStep(call, new int[] {sequence}, new int[] {Math.toIntExact(kv.shape(0))}, step -> {
                 write(ctx, layer, step, kv);
-            } catch (RuntimeException e) {
-                abort(step);
-                throw e;
-            }
-            commit(step);
+                return null;
+            });
         }
     }
 
-    /** Makes the pending step's tokens part of their sequences. */
-    public void commit(Step step) {
-        checkPending(step);
+    private void commit(Step step) {
         for (int i = 0; i < step.sequences().length; i++) sequence(step.sequences()[i]).length += step.counts()[i];
         pending = null;
     }
 
-    /** Returns the pending step's reserved blocks; the sequences stay as they were before {@link #reserve}. */
-    public void abort(Step step) {
-        checkPending(step);
+    /** Returns a step's reserved blocks; the sequences stay as they were before it. */
+    private void abort(Step step) {
         for (int i = step.sequences().length - 1; i >= 0; i--) {
             Sequence s = sequences.get(step.sequences()[i]);
             if (s == null) continue;
             while (s.blocks.size() > blocksFor(s.length)) free.addFirst(s.blocks.removeLast());
         }
         pending = null;
-    }
-
-    private void checkPending(Step step) {
-        if (step == null || step != pending)
-            throw new IllegalStateException("step is not the pending step of this cache");
     }
 
     private static int blocksNeeded(Sequence s, int tokens) {
@@ -267,7 +249,7 @@ public final class PagedLatentCache {
      */
     public void truncate(int sequence, int length) {
         Sequence s = sequence(sequence);
-        if (pending != null) throw new IllegalStateException("a step is pending; commit or abort it first");
+        if (pending != null) throw new IllegalStateException("a step is running on this cache");
         if (length < 0 || length > s.length)
             throw new IllegalArgumentException(
                     "cannot truncate sequence " + sequence + " of " + s.length + " tokens to " + length);
@@ -278,7 +260,7 @@ public final class PagedLatentCache {
     /** Returns a sequence's blocks to the pool; its id is no longer valid. */
     public void free(int sequence) {
         if (pending != null && Arrays.stream(pending.sequences()).anyMatch(id -> id == sequence))
-            throw new IllegalStateException("sequence " + sequence + " is in the pending step");
+            throw new IllegalStateException("sequence " + sequence + " is in the running step");
         Sequence s = sequences.remove(sequence);
         if (s == null) throw new IllegalArgumentException("unknown sequence " + sequence);
         free.addAll(s.blocks);
@@ -289,17 +271,21 @@ public final class PagedLatentCache {
      * [b, max blocks] (unused entries 0, never read) and I32 [b].
      */
     public Batch batch(Arena arena, int... batchSequences) {
-        int maxBlocks = 1;
-        for (int id : batchSequences)
-            maxBlocks = Math.max(maxBlocks, sequence(id).blocks.size());
-        Tensor table = Tensor.allocate(arena, DType.I32, batchSequences.length, maxBlocks);
         Tensor lengths = Tensor.allocate(arena, DType.I32, batchSequences.length);
-        for (int i = 0; i < batchSequences.length; i++) {
-            Sequence s = sequence(batchSequences[i]);
-            lengths.setInt(s.length, i);
-            for (int b = 0; b < s.blocks.size(); b++) table.setInt(s.blocks.get(b), i, b);
+        for (int i = 0; i < batchSequences.length; i++) lengths.setInt(sequence(batchSequences[i]).length, i);
+        return new Batch(blockTable(arena, batchSequences), lengths);
+    }
+
+    /** The sequences' blocks as I32 [b, max blocks], unused entries 0. */
+    private Tensor blockTable(Arena arena, int[] ids) {
+        int maxBlocks = 1;
+        for (int id : ids) maxBlocks = Math.max(maxBlocks, sequence(id).blocks.size());
+        Tensor table = Tensor.allocate(arena, DType.I32, ids.length, maxBlocks);
+        for (int i = 0; i < ids.length; i++) {
+            List<Integer> blocksOf = sequence(ids[i]).blocks;
+            for (int b = 0; b < blocksOf.size(); b++) table.setInt(blocksOf.get(b), i, b);
         }
-        return new Batch(table, lengths);
+        return table;
     }
 
     /** A batch's {@code blockTable} I32 [b, max_blocks] and {@code lengths} I32 [b]. */
