@@ -50,21 +50,37 @@ Rate measure_read_bandwidth(int threads, SimdWidth width, size_t bytes, int reps
     return to_rate(width, threads, seconds, static_cast<double>(buffer.size()));
 }
 
-Rate measure_fma_peak(int threads, SimdWidth width, int reps, double seconds_per_rep) {
-    // Calibrate the round count on one thread; the second try runs at the clock the loop settles to.
+namespace {
+
+// Calibrates `chains(rounds)` to about seconds_per_rep on one thread (the second try runs at the clock the loop
+// settles to), then times it on `threads` threads at once.
+template <typename Chains, typename Flops>
+Rate measure_peak(int threads, SimdWidth width, int reps, double seconds_per_rep, Chains chains, Flops flops) {
     int64_t rounds = int64_t{1} << 20;
     for (int attempt = 0; attempt < 2; ++attempt) {
         const Timer t;
-        g_sink = fma_chains(width, rounds);
+        g_sink = chains(rounds);
         rounds = std::max<int64_t>(1024, static_cast<int64_t>(rounds * seconds_per_rep / t.seconds()));
     }
     std::vector<float> results(threads);
     RepPolicy policy;
     policy.fixed_reps = reps;
     const std::vector<double> seconds =
-        time_calls(policy, [&] { run_threads(threads, [&](int t) { results[t] = fma_chains(width, rounds); }); });
+        time_calls(policy, [&] { run_threads(threads, [&](int t) { results[t] = chains(rounds); }); });
     for (float r : results) g_sink = r;
-    return to_rate(width, threads, seconds, fma_chain_flops(width, rounds) * threads);
+    return to_rate(width, threads, seconds, flops(rounds) * threads);
+}
+
+}  // namespace
+
+Rate measure_fma_peak(int threads, SimdWidth width, int reps, double seconds_per_rep) {
+    return measure_peak(
+        threads, width, reps, seconds_per_rep, [width](int64_t rounds) { return fma_chains(width, rounds); },
+        [width](int64_t rounds) { return fma_chain_flops(width, rounds); });
+}
+
+Rate measure_bf16_dot_peak(int threads, int reps, double seconds_per_rep) {
+    return measure_peak(threads, SimdWidth::Avx512, reps, seconds_per_rep, bf16_dot_chains, bf16_dot_chain_flops);
 }
 
 MachineFacts measure_machine(int threads) {

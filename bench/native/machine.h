@@ -28,6 +28,9 @@ Rate measure_read_bandwidth(int threads, SimdWidth width, size_t bytes = kReadBa
 // `threads` threads each run independent FMA chains for about `seconds_per_rep` per repetition.
 Rate measure_fma_peak(int threads, SimdWidth width, int reps = 5, double seconds_per_rep = 0.1);
 
+// `threads` threads each run independent vdpbf16ps chains (requires has_bf16_dot()).
+Rate measure_bf16_dot_peak(int threads, int reps = 5, double seconds_per_rep = 0.1);
+
 // What every subcommand prints first: library capabilities and the machine's measured ceilings.
 struct MachineFacts {
     moe4j_capabilities caps{};

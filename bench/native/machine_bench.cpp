@@ -20,6 +20,17 @@ void print_rate(const Table &table, const char *measure, const Rate &r, const ch
 
 int run_machine(const Args &args) {
     const MachineFacts facts = measure_machine(static_cast<int>(args.get_int("threads", 0, 0, 1024)));
+    // The ceiling of bf16 matrix products: vdpbf16ps where the CPU has it, else the fp32 FMAs the kernels widen
+    // bf16 into.
+    const bool native_bf16 = has_bf16_dot();
+    const Rate bf16_dot = native_bf16 ? measure_bf16_dot_peak(facts.threads) : facts.fma_peak;
+    if (args.has("brief")) {
+        // One line of key=value for programs (./moe4j bench generate reads it).
+        std::printf("read_bw_gbs=%.2f fma_peak_gflops=%.1f bf16_dot_peak_gflops=%.1f bf16_dot=%s threads=%d\n",
+                    facts.read_bw.best, facts.fma_peak.best, bf16_dot.best, native_bf16 ? "vdpbf16ps" : "fp32_fma",
+                    facts.threads);
+        return 0;
+    }
     std::printf("%s\n\n", machine_summary(facts).c_str());
 
     const Table table({{"measure", 8, Align::Left},
@@ -41,10 +52,13 @@ int run_machine(const Args &args) {
     }
     print_rate(table, "fma_peak", facts.fma_peak, "GFLOP/s");
     if (threads > 1) print_rate(table, "fma_peak", measure_fma_peak(1, facts.fma_peak.width), "GFLOP/s");
+    if (native_bf16) print_rate(table, "bf16_dot", bf16_dot, "GFLOP/s");
     std::printf(
         "\nread_bw: %zu MiB buffer, each thread sums its own first-touched slice; "
-        "fma_peak: %d independent FMA chains per thread, 2 flops per lane (scalar: multiply + add).\n",
-        kReadBandwidthBytes >> 20, kFmaChains);
+        "fma_peak: %d independent FMA chains per thread, 2 flops per lane (scalar: multiply + add); bf16_dot: the\n"
+        "same chains of vdpbf16ps (64 flops each), %s.\n",
+        kReadBandwidthBytes >> 20, kFmaChains,
+        native_bf16 ? "measured" : "absent on this CPU (bf16 products run as fp32 FMAs: the fma_peak row)");
     return 0;
 }
 

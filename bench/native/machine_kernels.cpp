@@ -107,7 +107,39 @@ float fma_avx512(int64_t rounds) {
 
 #pragma GCC pop_options
 
+// ---------------------------------------------------------------- AVX-512 BF16 (vdpbf16ps)
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bf16")
+
+float bf16_dot_avx512(int64_t rounds) {
+    // Pairs of bf16 1.0 (0x3f80) against pairs of a tiny value: each chain grows slowly and stays finite.
+    const __m512bh ones = reinterpret_cast<__m512bh>(_mm512_set1_epi16(0x3f80));
+    const __m512bh tiny = reinterpret_cast<__m512bh>(_mm512_set1_epi16(0x3380));  // 2^-24
+    __m512 acc[kFmaChains];
+    for (int j = 0; j < kFmaChains; ++j) acc[j] = _mm512_set1_ps(0.01f * static_cast<float>(j));
+    for (int64_t r = 0; r < rounds; ++r)
+        for (int j = 0; j < kFmaChains; ++j) acc[j] = _mm512_dpbf16_ps(acc[j], ones, tiny);
+    for (int j = 1; j < kFmaChains; ++j) acc[0] = _mm512_add_ps(acc[0], acc[j]);
+    return reduce_avx512(acc[0]);
+}
+
+#pragma GCC pop_options
+
 }  // namespace
+
+bool has_bf16_dot() {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bf16");
+#else
+    return false;
+#endif
+}
+
+float bf16_dot_chains(int64_t rounds) { return bf16_dot_avx512(rounds); }
+
+double bf16_dot_chain_flops(int64_t rounds) { return 2.0 * 32 * static_cast<double>(rounds) * kFmaChains; }
 
 const char *simd_name(SimdWidth width) {
     switch (width) {

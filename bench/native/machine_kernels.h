@@ -28,4 +28,11 @@ float fma_chains(SimdWidth width, int64_t rounds);
 // Floating-point operations fma_chains(width, rounds) performs: 2 per FMA lane.
 double fma_chain_flops(SimdWidth width, int64_t rounds);
 
+// Whether the CPU has AVX-512 BF16's vdpbf16ps (bf16 pair dot products accumulated in fp32).
+bool has_bf16_dot();
+// Runs `rounds` rounds of kFmaChains independent vdpbf16ps on 512-bit registers (requires has_bf16_dot()).
+float bf16_dot_chains(int64_t rounds);
+// Floating-point operations bf16_dot_chains(rounds) performs: 32 bf16 products and 32 adds per instruction.
+double bf16_dot_chain_flops(int64_t rounds);
+
 }  // namespace bench

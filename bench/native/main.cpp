@@ -27,8 +27,9 @@ const std::vector<Subcommand> &subcommands() {
         {"machine",
          "measure memory read bandwidth (GB/s) and peak FP32 FMA throughput (GFLOP/s)",
          {"threads"},
-         {},
-         "    --threads N        threads to measure with (default: all hardware threads)\n",
+         {"brief"},
+         "    --threads N        threads to measure with (default: all hardware threads)\n"
+         "    --brief            one line of key=value: read_bw_gbs, fma_peak_gflops, bf16_dot_peak_gflops\n",
          bench::run_machine},
         {"quant",
          "time moe4j_quantize_fp8_per_token / _per_block against the measured read bandwidth",

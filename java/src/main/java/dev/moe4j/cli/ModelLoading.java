@@ -12,8 +12,9 @@ final class ModelLoading {
     private ModelLoading() {}
 
     static final Set<String> VALUED = Set.of("--model", "--cache-tokens", "--threads", "--devices");
-    static final Set<String> FLAGS = Set.of("--fp8-cache", "--quantize", "--fast");
-    static final String USAGE = "--model DIR [--cache-tokens N --fp8-cache --quantize --threads N --devices D --fast]";
+    static final Set<String> FLAGS = Set.of("--fp8-cache", "--quantize", "--fast", "--bf16-lm-head");
+    static final String USAGE =
+            "--model DIR [--cache-tokens N --fp8-cache --quantize --threads N --devices D --fast --bf16-lm-head]";
 
     static Model load(Options o, int minCacheTokens) {
         Model.Options options = Model.Options.defaults()
@@ -22,7 +23,8 @@ final class ModelLoading {
                 .withQuantize(o.has("--quantize"))
                 .withReproducible(!o.has("--fast"))
                 .withThreads(o.positive("--threads", 0))
-                .withExpertDevices(o.positive("--devices", 1));
+                .withExpertDevices(o.positive("--devices", 1))
+                .withFp8LmHead(!o.has("--bf16-lm-head"));
         long t0 = System.nanoTime();
         Model model = Model.load(Path.of(o.string("--model")), options, null);
         Model.Memory m = model.memory();

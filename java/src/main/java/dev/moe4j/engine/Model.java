@@ -2,9 +2,11 @@ package dev.moe4j.engine;
 
 import dev.moe4j.kernels.Cast;
 import dev.moe4j.kernels.Dispatch;
-import dev.moe4j.kernels.Gemm;
+import dev.moe4j.kernels.Quantization;
+import dev.moe4j.kernels.ScaleFormat;
 import dev.moe4j.model.Checkpoint;
 import dev.moe4j.model.DecoderLayer;
+import dev.moe4j.model.Linear;
 import dev.moe4j.model.ModelConfig;
 import dev.moe4j.model.MoeLayer;
 import dev.moe4j.model.PagedLatentCache;
@@ -16,6 +18,8 @@ import dev.moe4j.placement.Placement;
 import dev.moe4j.routing.Routing;
 import dev.moe4j.runtime.Context;
 import dev.moe4j.tensor.DType;
+import dev.moe4j.tensor.QuantizedGroups;
+import dev.moe4j.tensor.QuantizedTensor;
 import dev.moe4j.tensor.Tensor;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -67,9 +71,17 @@ public final class Model implements AutoCloseable {
      * @param expertDevices 1: routed experts run on the model's context; more: each MoE layer's experts are spread
      *     over that many CPU devices ({@link ExpertParallelMoe}, 25% redundant slots, EPLB placement), each with its
      *     own context and worker thread
+     * @param fp8LmHead quantize the LM head to FP8 (128x128 blocks) on load and run it as an FP8 GEMM: it is the
+     *     largest matrix a decode step reads, and FP8 halves its bytes; false keeps it BF16 as stored
      */
     public record Options(
-            int cacheTokens, boolean fp8Cache, boolean reproducible, boolean quantize, int threads, int expertDevices) {
+            int cacheTokens,
+            boolean fp8Cache,
+            boolean reproducible,
+            boolean quantize,
+            int threads,
+            int expertDevices,
+            boolean fp8LmHead) {
         public Options {
             if (cacheTokens <= 0)
                 throw new IllegalArgumentException("cacheTokens must be positive, got " + cacheTokens);
@@ -78,35 +90,54 @@ public final class Model implements AutoCloseable {
                 throw new IllegalArgumentException("expertDevices must be >= 1, got " + expertDevices);
         }
 
-        /** 16384 cache tokens, bf16 cache, reproducible, no load-time quantization, all threads, one device. */
+        /**
+         * 16384 cache tokens, bf16 cache, reproducible, no load-time quantization, all threads, one device, FP8 LM
+         * head.
+         */
         public static Options defaults() {
-            return new Options(16384, false, true, false, 0, 1);
+            return new Options(16384, false, true, false, 0, 1, true);
         }
 
         public Options withCacheTokens(int cacheTokens) {
-            return new Options(cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices);
+            return new Options(cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices, fp8LmHead);
         }
 
         public Options withFp8Cache(boolean fp8Cache) {
-            return new Options(cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices);
+            return new Options(cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices, fp8LmHead);
         }
 
         public Options withReproducible(boolean reproducible) {
-            return new Options(cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices);
+            return new Options(cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices, fp8LmHead);
         }
 
         public Options withQuantize(boolean quantize) {
-            return new Options(cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices);
+            return new Options(cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices, fp8LmHead);
         }
 
         public Options withThreads(int threads) {
-            return new Options(cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices);
+            return new Options(cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices, fp8LmHead);
         }
 
         public Options withExpertDevices(int expertDevices) {
-            return new Options(cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices);
+            return new Options(cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices, fp8LmHead);
+        }
+
+        public Options withFp8LmHead(boolean fp8LmHead) {
+            return new Options(cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices, fp8LmHead);
         }
     }
+
+    /**
+     * The weight bytes a step reads, for roofline accounting: a step reads {@code everyStep} bytes, one embedding
+     * row of {@code perToken} bytes per new token, and {@code perRoutedExpert} bytes for each distinct routed expert
+     * of each MoE layer that its tokens are routed to.
+     *
+     * @param everyStep attention (projections as stored, the BF16 wkv_b parts the absorbed path multiplies with),
+     *     dense MLPs, routers, shared experts, norms, the final norm and the LM head
+     * @param perToken one embedding row
+     * @param perRoutedExpert one routed expert's gate, up and down weights with their scales
+     */
+    public record WeightBytes(long everyStep, long perToken, long perRoutedExpert) {}
 
     /**
      * Memory the model holds, in bytes.
@@ -128,7 +159,8 @@ public final class Model implements AutoCloseable {
     private final Tensor embeddings; // BF16 [V, hidden]
     private final List<DecoderLayer> layers;
     private final RmsNorm norm;
-    private final Tensor lmHead; // BF16 [V, hidden]
+    private final Linear lmHead; // [V, hidden], FP8 or BF16
+    private final WeightBytes weightBytes;
     private final PagedLatentCache cache;
     private final long copiedBytes;
     private final DeviceGroup group; // null without expert devices
@@ -145,7 +177,8 @@ public final class Model implements AutoCloseable {
             Tensor embeddings,
             List<DecoderLayer> layers,
             RmsNorm norm,
-            Tensor lmHead,
+            Linear lmHead,
+            WeightBytes weightBytes,
             PagedLatentCache cache,
             long copiedBytes,
             DeviceGroup group,
@@ -158,6 +191,7 @@ public final class Model implements AutoCloseable {
         this.layers = layers;
         this.norm = norm;
         this.lmHead = lmHead;
+        this.weightBytes = weightBytes;
         this.cache = cache;
         this.copiedBytes = copiedBytes;
         this.group = group;
@@ -199,7 +233,12 @@ public final class Model implements AutoCloseable {
                 throw new IllegalArgumentException("tensor 'model.norm.weight' in " + dir + " is "
                         + Arrays.toString(normWeight.shape()) + ", expected [" + c.hiddenSize() + "]");
             RmsNorm norm = new RmsNorm(normWeight.toFloatArray(), (float) c.rmsNormEps());
-            Tensor lmHead = c.tieWordEmbeddings() ? embeddings : bf16Matrix(checkpoint, "lm_head.weight", c, arena);
+            Tensor lmHeadWeight =
+                    c.tieWordEmbeddings() ? embeddings : bf16Matrix(checkpoint, "lm_head.weight", c, arena);
+            Linear lmHead = options.fp8LmHead() && c.hiddenSize() % QuantizedTensor.BLOCK == 0
+                    ? Linear.fp8(Quantization.perBlock(ctx, lmHeadWeight, ScaleFormat.FP32, arena))
+                    : Linear.bf16(lmHeadWeight);
+            WeightBytes weightBytes = weightBytes(layers, norm, lmHead, c);
             int blocks = PagedLatentCache.blocksFor(options.cacheTokens());
             long weightsCopied = arena.allocated();
             PagedLatentCache cache = new PagedLatentCache(arena, c.numHiddenLayers(), blocks, 1, options.fp8Cache());
@@ -225,7 +264,19 @@ public final class Model implements AutoCloseable {
                 }
             }
             return new Model(
-                    c, checkpoint, arena, ctx, embeddings, layers, norm, lmHead, cache, weightsCopied, group, parallel);
+                    c,
+                    checkpoint,
+                    arena,
+                    ctx,
+                    embeddings,
+                    layers,
+                    norm,
+                    lmHead,
+                    weightBytes,
+                    cache,
+                    weightsCopied,
+                    group,
+                    parallel);
         } catch (RuntimeException e) {
             for (ExpertParallelMoe moe : parallel.values()) moe.close();
             if (group != null) group.close();
@@ -234,6 +285,22 @@ public final class Model implements AutoCloseable {
             checkpoint.close();
             throw e;
         }
+    }
+
+    private static WeightBytes weightBytes(List<DecoderLayer> layers, RmsNorm norm, Linear lmHead, ModelConfig c) {
+        long everyStep = 4L * norm.dim() + lmHead.weightBytes(), perExpert = 0;
+        for (DecoderLayer layer : layers) {
+            everyStep += layer.attention().weightBytes() + 8L * c.hiddenSize(); // two norms
+            if (layer.mlp() != null) everyStep += layer.mlp().weightBytes();
+            if (layer.moe() instanceof MoeLayer moe) {
+                everyStep += moe.gate().weightBytes()
+                        + (moe.shared() == null ? 0 : moe.shared().weightBytes());
+                QuantizedGroups[] experts = {moe.expertGate(), moe.expertUp(), moe.expertDown()};
+                perExpert = 0;
+                for (QuantizedGroups g : experts) perExpert += g.byteSize() / g.count();
+            }
+        }
+        return new WeightBytes(everyStep, 2L * c.hiddenSize(), perExpert);
     }
 
     /** A [vocab, hidden] matrix as BF16, used from the map when stored so. */
@@ -269,6 +336,11 @@ public final class Model implements AutoCloseable {
     /** The longest sequence the model takes: {@code max_position_embeddings}. */
     public int maxPositions() {
         return config.maxPositionEmbeddings();
+    }
+
+    /** The weight bytes a step reads (see {@link WeightBytes}). */
+    public WeightBytes weightBytes() {
+        return weightBytes;
     }
 
     public Memory memory() {
@@ -386,7 +458,7 @@ public final class Model implements AutoCloseable {
                 Tensor normed = Tensor.allocate(step, DType.BF16, rows, hidden);
                 norm.apply(last, normed);
                 Tensor logits = Tensor.allocate(arena, DType.F32, rows, vocab);
-                Gemm.nt(ctx, normed, lmHead, null, logits);
+                lmHead.apply(ctx, normed, logits);
                 return logits;
             });
         } finally {

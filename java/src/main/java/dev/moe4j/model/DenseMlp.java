@@ -61,6 +61,11 @@ public final class DenseMlp {
         return gate.outFeatures();
     }
 
+    /** Bytes of the three weights (with their scales): what one application reads. */
+    public long weightBytes() {
+        return gate.weightBytes() + up.weightBytes() + down.weightBytes();
+    }
+
     /**
      * @param x F32 or BF16 [T, H]
      * @param out F32 or BF16 [T, H], rows contiguous

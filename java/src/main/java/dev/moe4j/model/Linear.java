@@ -103,6 +103,15 @@ public final class Linear {
         return Quantization.dequantize(ctx, fp8, DType.BF16, arena);
     }
 
+    /** Bytes of the weight (and its scales): what one application reads. */
+    public long weightBytes() {
+        return fp8 != null ? bytes(fp8.data()) + bytes(fp8.scales()) : bytes(bf16);
+    }
+
+    private static long bytes(Tensor t) {
+        return t.elementCount() * t.dtype().byteSize();
+    }
+
     /** The FP8 weight, or null for a BF16 one. */
     QuantizedTensor fp8Weight() {
         return fp8;

@@ -138,6 +138,19 @@ public final class MlaAttention {
         return config;
     }
 
+    /**
+     * Bytes of the weights one step reads: the query and kv projections, both norms, the BF16 W_UK and W_UV parts of
+     * wkv_b the absorbed attention multiplies with (not the stored wkv_b), and wo.
+     */
+    public long weightBytes() {
+        Weights w = weights;
+        long q = config.qLoraRank() == 0
+                ? w.wq().weightBytes()
+                : w.wqA().weightBytes() + 4L * w.qNorm().dim() + w.wqB().weightBytes();
+        long absorbed = 2L * config.heads() * config.kvLoraRank() * (config.qkNopeHeadDim() + config.vHeadDim());
+        return q + w.wkvA().weightBytes() + 4L * w.kvNorm().dim() + absorbed + w.wo().weightBytes();
+    }
+
     /** The scale applied to q·k before the softmax: {@code (qk_nope + qk_rope)^-0.5} times YaRN's correction. */
     public float softmaxScale() {
         return softmaxScale;

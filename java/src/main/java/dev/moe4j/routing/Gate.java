@@ -63,6 +63,11 @@ public final class Gate {
         bestValues = new float[bestExperts.length];
     }
 
+    /** Bytes of the router's weight and bias: what routing a step reads. */
+    public long weightBytes() {
+        return weight.weightBytes() + (bias == null ? 0 : 4L * bias.length);
+    }
+
     public GateConfig config() {
         return config;
     }
