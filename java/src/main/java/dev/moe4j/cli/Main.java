@@ -22,6 +22,7 @@ public final class Main {
                 case "tokenize" -> TokenizeCommand.run(rest);
                 case "chat" -> ChatCommand.run(rest);
                 case "eplb" -> EplbCommand.run(rest);
+                case "bench-generate" -> BenchGenerateCommand.run(rest);
                 case "info" -> info();
                 case "help", "-h", "--help" -> usage(0);
                 default -> {
@@ -67,6 +68,8 @@ public final class Main {
                                                         run one part of one layer of a checkpoint on saved hidden states
                   %s
                                                         expert placement (DeepSeek EPLB, or refined) from a load file
+                  %s
+                                                        prefill and decode tokens/s against the machine's ceilings
                 """.formatted(
                         Demo.USAGE,
                         GenerateCommand.USAGE + " " + ModelLoading.USAGE,
@@ -75,7 +78,8 @@ public final class Main {
                         ChatCommand.USAGE,
                         MakeModel.USAGE,
                         RunLayer.USAGE,
-                        EplbCommand.USAGE));
+                        EplbCommand.USAGE,
+                        BenchGenerateCommand.USAGE + " " + ModelLoading.USAGE.replace("--model DIR ", "")));
         return code;
     }
 }

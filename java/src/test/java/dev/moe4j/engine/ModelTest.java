@@ -131,13 +131,15 @@ class ModelTest {
                 Arena arena = Arena.ofConfined()) {
             double[] diffs = new double[2];
             for (int fp8 = 0; fp8 < 2; fp8++) {
-                Model.Options options = Model.Options.defaults().withCacheTokens(1024).withFp8LmHead(fp8 == 1);
+                Model.Options options =
+                        Model.Options.defaults().withCacheTokens(1024).withFp8LmHead(fp8 == 1);
                 try (Model model = Model.load(dir, options, null)) {
                     Generator generator = new Generator(model, null, 16);
                     List<Double> got = new ArrayList<>(), want = new ArrayList<>();
                     for (int i = 0; expected.entry("prompt_" + i) != null; i++) {
-                        for (float v : generator.score(ints(expected.tensor("prompt_" + i)), arena).toFloatArray())
-                            got.add((double) v);
+                        for (float v : generator
+                                .score(ints(expected.tensor("prompt_" + i)), arena)
+                                .toFloatArray()) got.add((double) v);
                         for (float v : expected.tensor("score_logits_" + i).toFloatArray()) want.add((double) v);
                     }
                     diffs[fp8] = Reference.calcDiff(

@@ -1,0 +1,388 @@
+package dev.moe4j.cli;
+
+import dev.moe4j.engine.Model;
+import dev.moe4j.model.Json;
+import dev.moe4j.model.ModelConfig;
+import dev.moe4j.runtime.Profiler;
+import dev.moe4j.tensor.Tensor;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import java.util.Set;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * {@code ./moe4j bench generate}: what {@code llama-bench} and {@code llama-batched-bench} measure, for a whole
+ * model: prompt processing and decode tokens/s per batch size, set against the machine's ceilings measured in the
+ * same run (read bandwidth and bf16 dot-product peak, by the native harness {@code moe4j_bench machine}).
+ *
+ * <p>Per batch size B: B sequences of P random prompt tokens are prefilled in steps of up to {@code --step-tokens}
+ * tokens, then decode N tokens each, one token per sequence per step, each step fed the previous step's argmax.
+ * Timed are the model steps alone (the argmax between steps is not, as llama-bench times no sampling). The weight
+ * bytes of each decode step are counted from its actual routing: the weights every step reads, one embedding row per
+ * token, and each distinct routed expert of each MoE layer once ({@link Model#weightBytes}). The roofline fraction
+ * is those bytes per second over the read bandwidth (the higher of the measurements before and after the run); the
+ * prefill fraction is the model FLOPs per second (matrix products and attention, causal) over the bf16 dot peak.
+ * Java time is a step's time outside native calls ({@link Profiler}).
+ */
+final class BenchGenerateCommand {
+    private BenchGenerateCommand() {}
+
+    static final String USAGE = "bench generate --model DIR [--batch B[,B..]] [--prompt-tokens P] [--new-tokens N]"
+            + " [--step-tokens S] [--reps R] [--seed S] [--json]";
+
+    /** The machine's ceilings as {@code moe4j_bench machine --brief} measures them, or null values when absent. */
+    record Machine(double readGbs, double bf16DotGflops, String bf16Dot) {
+        static final Machine UNKNOWN = new Machine(Double.NaN, Double.NaN, "unmeasured");
+    }
+
+    /** One batch size's result (times in seconds, means over the repetitions). */
+    record Run(
+            int batch,
+            int promptTokens,
+            int newTokens,
+            double prefillSeconds,
+            double prefillFlops,
+            double decodeSeconds,
+            int decodeSteps,
+            double decodeBytesPerStep,
+            double decodeJavaShare) {
+        double prefillTokensPerS() {
+            return batch * promptTokens / prefillSeconds;
+        }
+
+        double decodeTokensPerS() {
+            return batch * decodeSteps / decodeSeconds;
+        }
+
+        double decodeGbs() {
+            return decodeBytesPerStep * decodeSteps / decodeSeconds / 1e9;
+        }
+    }
+
+    static int run(String[] args) {
+        Set<String> valued = new HashSet<>(ModelLoading.VALUED);
+        valued.addAll(Set.of("--batch", "--prompt-tokens", "--new-tokens", "--step-tokens", "--reps", "--seed"));
+        Set<String> flags = new HashSet<>(ModelLoading.FLAGS);
+        flags.add("--json");
+        Options o = new Options("bench generate", args, valued, flags);
+        int[] batches = batchSizes(o.string("--batch", "1"));
+        int prompt = o.positive("--prompt-tokens", 128), decode = o.positive("--new-tokens", 32);
+        int stepTokens = o.positive("--step-tokens", 512), reps = o.positive("--reps", 2);
+        long seed = o.positive("--seed", 1);
+        int maxBatch = Arrays.stream(batches).max().orElseThrow();
+        int threads = o.positive("--threads", 0);
+
+        Machine before = measureMachine(threads);
+        List<Run> runs = new ArrayList<>();
+        String description;
+        try (Model model = ModelLoading.load(o, maxBatch * (prompt + decode))) {
+            if (prompt + decode > model.maxPositions())
+                throw new IllegalArgumentException("--prompt-tokens + --new-tokens is " + (prompt + decode)
+                        + ", past the model's context of " + model.maxPositions());
+            description = model + (model.reproducible() ? ", reproducible" : ", --fast");
+            Random random = new Random(seed);
+            measure(model, 1, Math.min(prompt, 16), 2, stepTokens, random); // warm-up: pages in the weights
+            for (int b : batches) {
+                List<Run> each = new ArrayList<>();
+                for (int r = 0; r < reps; r++) each.add(measure(model, b, prompt, decode, stepTokens, random));
+                runs.add(mean(each));
+            }
+        }
+        Machine after = measureMachine(threads);
+        Machine machine =
+                new Machine(higher(before.readGbs(), after.readGbs()), before.bf16DotGflops(), before.bf16Dot());
+        if (o.has("--json")) System.out.println(Json.write(toJson(description, machine, before, after, runs)));
+        else print(description, machine, before, after, runs);
+        return 0;
+    }
+
+    /** The higher of two measurements, either of which may be missing (NaN). */
+    private static double higher(double a, double b) {
+        return Double.isNaN(a) ? b : Double.isNaN(b) ? a : Math.max(a, b);
+    }
+
+    private static int[] batchSizes(String list) {
+        String[] parts = list.split(",");
+        int[] sizes = new int[parts.length];
+        for (int i = 0; i < parts.length; i++) {
+            try {
+                sizes[i] = Integer.parseInt(parts[i].trim());
+            } catch (NumberFormatException e) {
+                sizes[i] = 0;
+            }
+            if (sizes[i] <= 0)
+                throw new IllegalArgumentException(
+                        "--batch must be comma-separated positive integers, got '" + parts[i] + "'");
+        }
+        return sizes;
+    }
+
+    /** Prefill and decode of b sequences; their cache is freed afterwards. */
+    private static Run measure(Model model, int b, int prompt, int decode, int stepTokens, Random random) {
+        ModelConfig c = model.config();
+        int[] sequences = new int[b];
+        int[][] prompts = new int[b][prompt];
+        for (int i = 0; i < b; i++) {
+            sequences[i] = model.newSequence();
+            for (int j = 0; j < prompt; j++) prompts[i][j] = random.nextInt(c.vocabSize());
+        }
+        Model.WeightBytes bytes = model.weightBytes();
+        int moeLayers = 0;
+        for (int l = 0; l < c.numHiddenLayers(); l++) if (c.isMoeLayer(l)) moeLayers++;
+        long[] expertsTouched = {0};
+        Set<Long> seen = new HashSet<>();
+        try (Arena arena = Arena.ofConfined()) {
+            // prefill: prompts packed into steps of up to stepTokens tokens, a prompt split across steps as needed
+            int[] next = new int[b];
+            int[] last = new int[b];
+            long prefillNanos = 0;
+            for (int done = 0; done < b; ) {
+                List<Integer> ids = new ArrayList<>();
+                List<int[]> chunks = new ArrayList<>();
+                int budget = stepTokens;
+                for (int i = done; i < b && budget > 0; i++) {
+                    int n = Math.min(budget, prompt - next[i]);
+                    ids.add(i);
+                    chunks.add(Arrays.copyOfRange(prompts[i], next[i], next[i] + n));
+                    budget -= n;
+                }
+                int[] seqs = ids.stream().mapToInt(i -> sequences[i]).toArray();
+                long t0 = System.nanoTime();
+                Tensor logits = model.forward(seqs, chunks.toArray(int[][]::new), false, arena);
+                prefillNanos += System.nanoTime() - t0;
+                for (int k = 0; k < ids.size(); k++) {
+                    int i = ids.get(k);
+                    next[i] += chunks.get(k).length;
+                    if (next[i] == prompt) {
+                        last[i] = argmax(logits, k);
+                        done++;
+                    }
+                }
+            }
+
+            // decode: every sequence one token per step
+            model.onMoeLayer((layer, routing) -> {
+                seen.clear();
+                for (int t = 0; t < routing.tokens(); t++)
+                    for (int r = 0; r < routing.k(); r++) {
+                        int e = routing.expert(t, r);
+                        if (e >= 0) seen.add((long) e);
+                    }
+                expertsTouched[0] += seen.size();
+            });
+            long decodeNanos = 0, nativeNanos = 0;
+            try (Profiler profiler = Profiler.start()) {
+                for (int s = 0; s < decode; s++) {
+                    int[][] tokens = new int[b][];
+                    for (int i = 0; i < b; i++) tokens[i] = new int[] {last[i]};
+                    long t0 = System.nanoTime();
+                    Tensor logits = model.forward(sequences, tokens, false, arena);
+                    decodeNanos += System.nanoTime() - t0;
+                    for (int i = 0; i < b; i++) last[i] = argmax(logits, i);
+                }
+                nativeNanos = profiler.totalNanos();
+            } finally {
+                model.onMoeLayer(null);
+            }
+            double bytesPerStep = bytes.everyStep()
+                    + (double) b * bytes.perToken()
+                    + (double) expertsTouched[0] / decode * bytes.perRoutedExpert();
+            return new Run(
+                    b,
+                    prompt,
+                    decode,
+                    prefillNanos / 1e9,
+                    b * prefillFlops(c, prompt),
+                    decodeNanos / 1e9,
+                    decode,
+                    bytesPerStep,
+                    Math.max(0, 1 - (double) nativeNanos / decodeNanos));
+        } finally {
+            for (int s : sequences) model.freeSequence(s);
+        }
+    }
+
+    private static int argmax(Tensor logits, int row) {
+        int vocab = Math.toIntExact(logits.shape(1));
+        float[] values = new float[vocab];
+        MemorySegment.copy(logits.segment(), ValueLayout.JAVA_FLOAT, (long) row * vocab * 4, values, 0, vocab);
+        int best = 0;
+        for (int v = 1; v < vocab; v++) if (values[v] > values[best]) best = v;
+        return best;
+    }
+
+    /**
+     * Model FLOPs of prefilling one prompt of p tokens: 2 per weight a token multiplies with (projections, the absorbed
+     * attention's per-head wkv_b parts, dense MLPs, router, shared and top-k routed experts), the LM head once, and
+     * causal attention over the latent cache (per head: 576-dim scores and 512-dim values at each earlier position).
+     */
+    static double prefillFlops(ModelConfig c, int p) {
+        double h = c.hiddenSize(), heads = c.numAttentionHeads();
+        var m = c.mla();
+        double qHead = m.qkNopeHeadDim() + m.qkRopeHeadDim();
+        double attention = (m.qLoraRank() == 0 ? h * heads * qHead : h * m.qLoraRank() + m.qLoraRank() * heads * qHead)
+                + h * (m.kvLoraRank() + m.qkRopeHeadDim())
+                + heads * m.kvLoraRank() * (m.qkNopeHeadDim() + m.vHeadDim())
+                + heads * m.vHeadDim() * h;
+        double perToken = 0;
+        for (int l = 0; l < c.numHiddenLayers(); l++) {
+            perToken += attention;
+            perToken += c.isMoeLayer(l)
+                    ? h * c.nRoutedExperts()
+                            + 3 * h * c.moeIntermediateSize() * (c.nSharedExperts() + c.numExpertsPerTok())
+                    : 3 * h * c.intermediateSize();
+        }
+        double causalPositions = (double) p * (p + 1) / 2;
+        double attentionScores = c.numHiddenLayers()
+                * heads
+                * (2.0 * (m.kvLoraRank() + m.qkRopeHeadDim()) + 2.0 * m.kvLoraRank())
+                * causalPositions;
+        return 2 * perToken * p + 2 * h * c.vocabSize() + attentionScores;
+    }
+
+    private static Run mean(List<Run> runs) {
+        Run f = runs.get(0);
+        double ps = 0, ds = 0, bytes = 0, java = 0;
+        for (Run r : runs) {
+            ps += r.prefillSeconds();
+            ds += r.decodeSeconds();
+            bytes += r.decodeBytesPerStep();
+            java += r.decodeJavaShare();
+        }
+        int n = runs.size();
+        return new Run(
+                f.batch(),
+                f.promptTokens(),
+                f.newTokens(),
+                ps / n,
+                f.prefillFlops(),
+                ds / n,
+                f.decodeSteps(),
+                bytes / n,
+                java / n);
+    }
+
+    /**
+     * Runs the native harness's machine measurement (its path in the system property {@code moe4j.bench.harness},
+     * which the launcher sets), or says why there is none.
+     */
+    static Machine measureMachine(int threads) {
+        String harness = System.getProperty("moe4j.bench.harness");
+        if (harness == null || !Files.isExecutable(Path.of(harness))) {
+            System.err.println("bench generate: the native harness (moe4j_bench) was not found"
+                    + (harness == null ? "" : " at " + harness)
+                    + "; read bandwidth and peak are not measured (build with MOE4J_BENCH=ON, run via ./moe4j)");
+            return Machine.UNKNOWN;
+        }
+        List<String> command = new ArrayList<>(List.of(harness, "machine", "--brief"));
+        if (threads > 0) command.addAll(List.of("--threads", Integer.toString(threads)));
+        try {
+            Process p = new ProcessBuilder(command).redirectErrorStream(true).start();
+            String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+            if (!p.waitFor(120, TimeUnit.SECONDS) || p.exitValue() != 0)
+                throw new IllegalStateException("moe4j_bench machine --brief failed: " + out.strip());
+            Map<String, String> kv = new LinkedHashMap<>();
+            for (String field : out.strip().split("\\s+")) {
+                int eq = field.indexOf('=');
+                if (eq > 0) kv.put(field.substring(0, eq), field.substring(eq + 1));
+            }
+            return new Machine(
+                    Double.parseDouble(kv.getOrDefault("read_bw_gbs", "NaN")),
+                    Double.parseDouble(kv.getOrDefault("bf16_dot_peak_gflops", "NaN")),
+                    kv.getOrDefault("bf16_dot", "unknown"));
+        } catch (IOException e) {
+            throw new UncheckedIOException("could not run " + harness, e);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException("interrupted while measuring the machine", e);
+        }
+    }
+
+    private static void print(String model, Machine machine, Machine before, Machine after, List<Run> runs) {
+        System.out.println("model: " + model);
+        System.out.printf(
+                "machine: read bandwidth %.1f GB/s (before %.1f, after %.1f), bf16 dot peak %.0f GFLOP/s (%s)%n",
+                machine.readGbs(), before.readGbs(), after.readGbs(), machine.bf16DotGflops(), machine.bf16Dot());
+        System.out.printf(
+                "%5s %6s %4s | %13s %8s %6s | %12s %8s %8s %6s %9s %6s%n",
+                "batch",
+                "prompt",
+                "new",
+                "prefill tok/s",
+                "GFLOP/s",
+                "%peak",
+                "decode tok/s",
+                "ms/step",
+                "MB/step",
+                "GB/s",
+                "%roofline",
+                "%java");
+        for (Run r : runs) {
+            double gflops = r.prefillFlops() / r.prefillSeconds() / 1e9;
+            System.out.printf(
+                    "%5d %6d %4d | %13.1f %8.1f %5.1f%% | %12.2f %8.2f %8.1f %6.1f %8.1f%% %5.1f%%%n",
+                    r.batch(),
+                    r.promptTokens(),
+                    r.newTokens(),
+                    r.prefillTokensPerS(),
+                    gflops,
+                    100 * gflops / machine.bf16DotGflops(),
+                    r.decodeTokensPerS(),
+                    1e3 * r.decodeSeconds() / r.decodeSteps(),
+                    r.decodeBytesPerStep() / 1e6,
+                    r.decodeGbs(),
+                    100 * r.decodeGbs() / machine.readGbs(),
+                    100 * r.decodeJavaShare());
+        }
+    }
+
+    private static Map<String, Object> toJson(
+            String model, Machine machine, Machine before, Machine after, List<Run> runs) {
+        List<Map<String, Object>> rows = new ArrayList<>();
+        for (Run r : runs) {
+            Map<String, Object> m = new LinkedHashMap<>();
+            double gflops = r.prefillFlops() / r.prefillSeconds() / 1e9;
+            m.put("batch", r.batch());
+            m.put("prompt_tokens", r.promptTokens());
+            m.put("new_tokens", r.newTokens());
+            m.put("prefill_tokens_per_s", num(r.prefillTokensPerS()));
+            m.put("prefill_gflops", num(gflops));
+            m.put("prefill_peak_fraction", num(gflops / machine.bf16DotGflops()));
+            m.put("decode_tokens_per_s", num(r.decodeTokensPerS()));
+            m.put("decode_ms_per_step", num(1e3 * r.decodeSeconds() / r.decodeSteps()));
+            m.put("decode_weight_bytes_per_step", num(r.decodeBytesPerStep()));
+            m.put("decode_gbs", num(r.decodeGbs()));
+            m.put("decode_roofline_fraction", num(r.decodeGbs() / machine.readGbs()));
+            m.put("decode_java_fraction", num(r.decodeJavaShare()));
+            rows.add(m);
+        }
+        Map<String, Object> top = new LinkedHashMap<>();
+        top.put("model", model);
+        top.put("read_bw_gbs", num(machine.readGbs()));
+        top.put("read_bw_gbs_before", num(before.readGbs()));
+        top.put("read_bw_gbs_after", num(after.readGbs()));
+        top.put("bf16_dot_peak_gflops", num(machine.bf16DotGflops()));
+        top.put("bf16_dot", machine.bf16Dot());
+        top.putAll(rows.get(0)); // the first batch size's fields at the top level
+        top.put("runs", rows);
+        return top;
+    }
+
+    /** A finite number, or null (JSON has no NaN: a ceiling that was not measured). */
+    private static Object num(double v) {
+        return Double.isFinite(v) ? v : null;
+    }
+}
