@@ -3,8 +3,8 @@ package dev.moe4j.kernels;
 import dev.moe4j.bindings.moe4j_h;
 import dev.moe4j.runtime.Context;
 import dev.moe4j.runtime.NativeLibrary;
+import dev.moe4j.runtime.Workspace;
 import dev.moe4j.tensor.Tensor;
-import java.lang.foreign.Arena;
 import java.util.Objects;
 
 /**
@@ -19,7 +19,7 @@ public final class Cast {
         Objects.requireNonNull(ctx, "ctx");
         Objects.requireNonNull(src, "src");
         Objects.requireNonNull(dst, "dst");
-        try (Arena call = Arena.ofConfined()) {
+        try (Workspace.Frame call = ctx.workspace().frame()) {
             NativeLibrary.call(
                     "moe4j_cast",
                     () -> moe4j_h.moe4j_cast(ctx.handle(), src.descriptor(call, "src"), dst.descriptor(call, "dst")));

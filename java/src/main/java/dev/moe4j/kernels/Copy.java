@@ -3,8 +3,8 @@ package dev.moe4j.kernels;
 import dev.moe4j.bindings.moe4j_h;
 import dev.moe4j.runtime.Context;
 import dev.moe4j.runtime.NativeLibrary;
+import dev.moe4j.runtime.Workspace;
 import dev.moe4j.tensor.Tensor;
-import java.lang.foreign.Arena;
 import java.util.Objects;
 
 /**
@@ -19,7 +19,7 @@ public final class Copy {
         Objects.requireNonNull(ctx, "ctx");
         Objects.requireNonNull(src, "src");
         Objects.requireNonNull(dst, "dst");
-        try (Arena call = Arena.ofConfined()) {
+        try (Workspace.Frame call = ctx.workspace().frame()) {
             var s = src.descriptor(call, "src");
             var d = dst.descriptor(call, "dst");
             NativeLibrary.call("moe4j_copy", () -> moe4j_h.moe4j_copy(ctx.handle(), s, d));

@@ -3,8 +3,8 @@ package dev.moe4j.kernels;
 import dev.moe4j.bindings.moe4j_h;
 import dev.moe4j.runtime.Context;
 import dev.moe4j.runtime.NativeLibrary;
+import dev.moe4j.runtime.Workspace;
 import dev.moe4j.tensor.Tensor;
-import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.util.Objects;
 
@@ -30,7 +30,7 @@ public final class Dispatch {
         Objects.requireNonNull(src, "src");
         Objects.requireNonNull(index, "index");
         Objects.requireNonNull(dst, "dst");
-        try (Arena call = Arena.ofConfined()) {
+        try (Workspace.Frame call = ctx.workspace().frame()) {
             NativeLibrary.call(
                     "moe4j_gather_rows",
                     () -> moe4j_h.moe4j_gather_rows(
@@ -57,7 +57,7 @@ public final class Dispatch {
         Objects.requireNonNull(index, "index");
         Objects.requireNonNull(weights, "weights");
         Objects.requireNonNull(out, "out");
-        try (Arena call = Arena.ofConfined()) {
+        try (Workspace.Frame call = ctx.workspace().frame()) {
             NativeLibrary.call(
                     "moe4j_combine_rows",
                     () -> moe4j_h.moe4j_combine_rows(

@@ -3,11 +3,11 @@ package dev.moe4j.kernels;
 import dev.moe4j.bindings.moe4j_h;
 import dev.moe4j.runtime.Context;
 import dev.moe4j.runtime.NativeLibrary;
+import dev.moe4j.runtime.Workspace;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.QuantizedGroups;
 import dev.moe4j.tensor.QuantizedTensor;
 import dev.moe4j.tensor.Tensor;
-import java.lang.foreign.Arena;
 import java.util.Objects;
 
 /**
@@ -45,7 +45,7 @@ public final class ExpertFfn {
         Objects.requireNonNull(down, "down");
         Args.tensor(groupedLayout, "groupedLayout", 1, DType.I32);
         Args.output(d, 2);
-        try (Arena call = Arena.ofConfined()) {
+        try (Workspace.Frame call = ctx.workspace().frame()) {
             NativeLibrary.call(
                     "moe4j_fp8_expert_ffn_contiguous",
                     () -> moe4j_h.moe4j_fp8_expert_ffn_contiguous(

@@ -3,6 +3,7 @@ package dev.moe4j.kernels;
 import dev.moe4j.bindings.moe4j_h;
 import dev.moe4j.runtime.Context;
 import dev.moe4j.runtime.NativeLibrary;
+import dev.moe4j.runtime.Workspace;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.QuantizedGroups;
 import dev.moe4j.tensor.QuantizedTensor;
@@ -42,7 +43,7 @@ public final class Fp8Gemm {
         Args.quantized(b, "b", 2, QuantizedTensor.BLOCK);
         if (c != null) Args.tensor(c, "c", 2, DType.F32);
         Args.output(d, 2);
-        try (Arena call = Arena.ofConfined()) {
+        try (Workspace.Frame call = ctx.workspace().frame()) {
             MemorySegment cd = c == null ? MemorySegment.NULL : c.descriptor(call, "c");
             NativeLibrary.call(
                     "moe4j_fp8_gemm_nt",
@@ -83,7 +84,7 @@ public final class Fp8Gemm {
         Objects.requireNonNull(b, "b");
         Args.tensor(groupedLayout, "groupedLayout", 1, DType.I32);
         Args.output(d, 2);
-        try (Arena call = Arena.ofConfined()) {
+        try (Workspace.Frame call = ctx.workspace().frame()) {
             NativeLibrary.call(
                     "moe4j_grouped_fp8_gemm_contiguous",
                     () -> moe4j_h.moe4j_grouped_fp8_gemm_contiguous(
@@ -111,7 +112,7 @@ public final class Fp8Gemm {
         Objects.requireNonNull(b, "b");
         Args.tensor(maskedM, "maskedM", 1, DType.I32);
         Args.output(d, 3);
-        try (Arena call = Arena.ofConfined()) {
+        try (Workspace.Frame call = ctx.workspace().frame()) {
             NativeLibrary.call(
                     "moe4j_grouped_fp8_gemm_masked",
                     () -> moe4j_h.moe4j_grouped_fp8_gemm_masked(

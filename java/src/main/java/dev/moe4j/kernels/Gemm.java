@@ -3,6 +3,7 @@ package dev.moe4j.kernels;
 import dev.moe4j.bindings.moe4j_h;
 import dev.moe4j.runtime.Context;
 import dev.moe4j.runtime.NativeLibrary;
+import dev.moe4j.runtime.Workspace;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.Tensor;
 import java.lang.foreign.Arena;
@@ -27,7 +28,7 @@ public final class Gemm {
         Args.tensor(b, "b", 2, a.dtype());
         if (c != null) Args.tensor(c, "c", 2, DType.F32);
         Args.output(d, 2);
-        try (Arena call = Arena.ofConfined()) {
+        try (Workspace.Frame call = ctx.workspace().frame()) {
             MemorySegment cd = c == null ? MemorySegment.NULL : c.descriptor(call, "c");
             NativeLibrary.call(
                     "moe4j_gemm_nt",

@@ -3,9 +3,9 @@ package dev.moe4j.kernels;
 import dev.moe4j.bindings.moe4j_h;
 import dev.moe4j.runtime.Context;
 import dev.moe4j.runtime.NativeLibrary;
+import dev.moe4j.runtime.Workspace;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.Tensor;
-import java.lang.foreign.Arena;
 import java.util.Objects;
 
 /**
@@ -57,7 +57,7 @@ public final class Mla {
         Args.tensor(cacheSeqlens, "cacheSeqlens", 1, DType.I32);
         Args.tensor(out, "out", 4, DType.BF16, DType.F32);
         Args.tensor(lse, "lse", 3, DType.F32);
-        try (Arena call = Arena.ofConfined()) {
+        try (Workspace.Frame call = ctx.workspace().frame()) {
             NativeLibrary.call(
                     "moe4j_mla_decode",
                     () -> moe4j_h.moe4j_mla_decode(
@@ -90,7 +90,7 @@ public final class Mla {
         Args.tensor(kv, "kv", 3, DType.BF16);
         Args.tensor(slotMapping, "slotMapping", 1, DType.I32);
         Args.tensor(kcache, "kcache", 4, DType.BF16, DType.U8);
-        try (Arena call = Arena.ofConfined()) {
+        try (Workspace.Frame call = ctx.workspace().frame()) {
             NativeLibrary.call(
                     "moe4j_mla_cache_append",
                     () -> moe4j_h.moe4j_mla_cache_append(

@@ -3,6 +3,7 @@ package dev.moe4j.kernels;
 import dev.moe4j.bindings.moe4j_h;
 import dev.moe4j.runtime.Context;
 import dev.moe4j.runtime.NativeLibrary;
+import dev.moe4j.runtime.Workspace;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.QuantizedTensor;
 import dev.moe4j.tensor.Tensor;
@@ -42,7 +43,7 @@ public final class Quantization {
         Args.tensor(x, "x", 2, DType.F32, DType.BF16);
         Args.tensor(q, "q", 2, DType.E4M3);
         Args.tensor(scales, "scales", 2, DType.F32);
-        try (Arena call = Arena.ofConfined()) {
+        try (Workspace.Frame call = ctx.workspace().frame()) {
             NativeLibrary.call(
                     "moe4j_quantize_fp8_per_token",
                     () -> moe4j_h.moe4j_quantize_fp8_per_token(
@@ -73,7 +74,7 @@ public final class Quantization {
         Args.tensor(w, "w", 2, DType.F32, DType.BF16);
         Args.tensor(q, "q", 2, DType.E4M3);
         Args.tensor(scaleInv, "scaleInv", 2, DType.F32);
-        try (Arena call = Arena.ofConfined()) {
+        try (Workspace.Frame call = ctx.workspace().frame()) {
             NativeLibrary.call(
                     "moe4j_quantize_fp8_per_block",
                     () -> moe4j_h.moe4j_quantize_fp8_per_block(
@@ -101,7 +102,7 @@ public final class Quantization {
         Objects.requireNonNull(ctx, "ctx");
         Objects.requireNonNull(q, "q");
         Args.tensor(out, "out", 2, DType.F32, DType.BF16);
-        try (Arena call = Arena.ofConfined()) {
+        try (Workspace.Frame call = ctx.workspace().frame()) {
             NativeLibrary.call(
                     "moe4j_dequantize_fp8",
                     () -> moe4j_h.moe4j_dequantize_fp8(

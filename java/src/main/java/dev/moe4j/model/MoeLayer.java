@@ -7,11 +7,11 @@ import dev.moe4j.kernels.ScaleFormat;
 import dev.moe4j.routing.Gate;
 import dev.moe4j.routing.Routing;
 import dev.moe4j.runtime.Context;
+import dev.moe4j.runtime.Workspace;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.QuantizedGroups;
 import dev.moe4j.tensor.QuantizedTensor;
 import dev.moe4j.tensor.Tensor;
-import dev.moe4j.tensor.Workspace;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.Arrays;
@@ -28,9 +28,8 @@ import java.util.Objects;
  * assignments (expert -1, see {@link dev.moe4j.routing.Capacity}) are skipped.
  *
  * <p>Java-side work is per call, proportional to T·k (the routing tables); the row gathers and the combine are native.
- * Nothing is allocated per token, and the buffers are reused across calls (grown when a step is larger than any
- * before).
- * Not thread-safe (the gate and those buffers are per layer): one layer instance per thread.
+ * Scratch comes from the context's {@link Workspace}: nothing is allocated once steps of a size have run.
+ * Not thread-safe (the gate's state is per layer): one layer instance per thread.
  */
 public final class MoeLayer implements MoeBlock {
     private final Gate gate;
@@ -38,10 +37,6 @@ public final class MoeLayer implements MoeBlock {
     private final DenseMlp shared;
     private final int alignment;
     private final int hidden, experts;
-    // xq data, xq scales, grouped rows, their scales, ys, token of each row, row of each (token, rank), routing
-    // weights,
-    // expert of each row, shared output
-    private final Workspace workspace = new Workspace(10);
 
     /**
      * @param expertGate E groups (one per expert, each anywhere in memory), E4M3 [I, H] with block scales
@@ -153,9 +148,25 @@ public final class MoeLayer implements MoeBlock {
             first[e] = rows;
             rows += (count[e] + alignment - 1) / alignment * alignment;
         }
+        try (Workspace.Frame frame = ctx.workspace().frame()) {
+            run(ctx, frame, x, routing, first, count, rows, out);
+        }
+    }
+
+    /** Runs the routed experts (rows of them in the grouped layout) and the shared ones, and combines. */
+    private void run(
+            Context ctx,
+            Workspace.Frame frame,
+            Tensor x,
+            Routing routing,
+            int[] first,
+            int[] count,
+            int rows,
+            Tensor out) {
+        int t = routing.tokens(), k = routing.k();
         // the grouped-layout row of each (token, rank), and the token of each row (-1: padding)
-        Tensor rowOf = workspace.tensor(6, DType.I32, t, k), weights = workspace.tensor(7, DType.F32, t, k);
-        Tensor tokenOf = workspace.tensor(5, DType.I32, Math.max(rows, 1));
+        Tensor rowOf = Tensor.hostScratch(frame, DType.I32, t, k), weights = Tensor.hostScratch(frame, DType.F32, t, k);
+        Tensor tokenOf = Tensor.hostScratch(frame, DType.I32, Math.max(rows, 1));
         MemorySegment rowSeg = rowOf.segment(), tokenSeg = tokenOf.segment(), weightSeg = weights.segment();
         tokenSeg.fill((byte) 0xFF);
         int[] next = first.clone();
@@ -166,31 +177,33 @@ public final class MoeLayer implements MoeBlock {
                 weightSeg.setAtIndex(ValueLayout.JAVA_FLOAT, (long) i * k + j, routing.weight(i, j));
                 if (r >= 0) tokenSeg.setAtIndex(ValueLayout.JAVA_INT, r, i);
             }
-        Tensor ys =
-                rows > 0 ? runExperts(ctx, x, tokenOf, first, count, rows) : workspace.tensor(4, DType.F32, 1, hidden);
+        Tensor ys = rows > 0
+                ? runExperts(ctx, frame, x, tokenOf, first, count, rows)
+                : Tensor.scratch(frame, DType.F32, 1, hidden);
 
         Tensor sharedOut = null;
-        if (shared != null) shared.apply(ctx, x, sharedOut = workspace.tensor(9, DType.F32, t, hidden));
+        if (shared != null) shared.apply(ctx, x, sharedOut = Tensor.scratch(frame, DType.F32, t, hidden));
         Dispatch.combine(ctx, ys, rowOf, weights, sharedOut, out);
     }
 
     /** Gathers the quantized token rows into the grouped layout and runs the fused expert FFN: F32 [rows, H]. */
-    private Tensor runExperts(Context ctx, Tensor x, Tensor tokenOf, int[] first, int[] count, int rows) {
+    private Tensor runExperts(
+            Context ctx, Workspace.Frame frame, Tensor x, Tensor tokenOf, int[] first, int[] count, int rows) {
         int t = Math.toIntExact(x.shape(0)), scaleCols = hidden / QuantizedTensor.BLOCK;
         QuantizedTensor xq = new QuantizedTensor(
-                workspace.tensor(0, DType.E4M3, t, hidden), workspace.tensor(1, DType.F32, t, scaleCols), 1);
+                Tensor.scratch(frame, DType.E4M3, t, hidden), Tensor.scratch(frame, DType.F32, t, scaleCols), 1);
         Quantization.perToken(ctx, x, xq.data(), xq.scales(), ScaleFormat.FP32);
         Tensor index = tokenOf.slice(0, 0, rows);
         QuantizedTensor grouped = new QuantizedTensor(
-                workspace.tensor(2, DType.E4M3, rows, hidden), workspace.tensor(3, DType.F32, rows, scaleCols), 1);
+                Tensor.scratch(frame, DType.E4M3, rows, hidden), Tensor.scratch(frame, DType.F32, rows, scaleCols), 1);
         Dispatch.gather(ctx, xq.data(), index, grouped.data());
         Dispatch.gather(ctx, xq.scales(), index, grouped.scales());
-        Tensor layout = workspace.tensor(8, DType.I32, rows);
+        Tensor layout = Tensor.hostScratch(frame, DType.I32, rows);
         MemorySegment lay = layout.segment();
         lay.fill((byte) 0xFF);
         for (int e = 0; e < experts; e++)
             for (int r = first[e]; r < first[e] + count[e]; r++) lay.setAtIndex(ValueLayout.JAVA_INT, r, e);
-        Tensor ys = workspace.tensor(4, DType.F32, rows, hidden);
+        Tensor ys = Tensor.scratch(frame, DType.F32, rows, hidden);
         ExpertFfn.contiguous(ctx, grouped, expertGate, expertUp, expertDown, layout, alignment, ys);
         return ys;
     }

@@ -12,12 +12,12 @@ import dev.moe4j.routing.Gate;
 import dev.moe4j.routing.Routing;
 import dev.moe4j.runtime.Context;
 import dev.moe4j.runtime.Device;
+import dev.moe4j.tensor.Buffers;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.DeviceMemory;
 import dev.moe4j.tensor.QuantizedGroups;
 import dev.moe4j.tensor.QuantizedTensor;
 import dev.moe4j.tensor.Tensor;
-import dev.moe4j.tensor.Workspace;
 import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -97,9 +97,8 @@ public final class ExpertParallelMoe implements MoeBlock, AutoCloseable {
     // weights, then per device its gathered codes, scales and gather index. Host tables: the combine's index and
     // weights, then per device the gather index and the grouped layout.
     private static final int DEVICE_SLOTS = 4;
-    private final Workspace[] deviceBuffers;
-    private final DeviceScratch[] deviceScratch;
-    private final Workspace hostBuffers, tables;
+    private final Buffers[] deviceBuffers;
+    private final Buffers hostBuffers, tables;
     private volatile State state;
     private StepStats lastStep;
 
@@ -135,14 +134,10 @@ public final class ExpertParallelMoe implements MoeBlock, AutoCloseable {
                 throw new IllegalArgumentException("expert weights must hold " + experts + " experts, got " + w);
         hidden = Math.toIntExact(hostGate.inFeatures());
         int devices = group.size(), homeSlots = 6 + 3 * devices;
-        hostBuffers = new Workspace(homeSlots);
-        tables = new Workspace(2 + 2 * devices);
-        deviceBuffers = new Workspace[devices];
-        deviceScratch = new DeviceScratch[devices];
-        for (int d = 0; d < devices; d++) {
-            deviceBuffers[d] = new Workspace(DEVICE_SLOTS);
-            deviceScratch[d] = new DeviceScratch(DEVICE_SLOTS + homeSlots);
-        }
+        hostBuffers = new Buffers(homeSlots);
+        tables = new Buffers(2 + 2 * devices);
+        deviceBuffers = new Buffers[devices];
+        for (int d = 0; d < devices; d++) deviceBuffers[d] = new Buffers(group.context(d), DEVICE_SLOTS + homeSlots);
         state = install(placement, layer);
     }
 
@@ -324,15 +319,12 @@ public final class ExpertParallelMoe implements MoeBlock, AutoCloseable {
     private Tensor home(int homeMember, int slot, DType dtype, long... shape) {
         return homeMember < 0
                 ? hostBuffers.tensor(slot, dtype, shape)
-                : deviceScratch[homeMember].tensor(group.context(homeMember), DEVICE_SLOTS + slot, dtype, shape);
+                : deviceBuffers[homeMember].tensor(DEVICE_SLOTS + slot, dtype, shape);
     }
 
     /** Scratch in device d's memory (slots below DEVICE_SLOTS). */
     private Tensor local(int d, int slot, DType dtype, long... shape) {
-        Context c = group.context(d);
-        return c.device().isCpu()
-                ? deviceBuffers[d].tensor(slot, dtype, shape)
-                : deviceScratch[d].tensor(c, slot, dtype, shape);
+        return deviceBuffers[d].tensor(slot, dtype, shape);
     }
 
     /** A host table in home memory: itself for a CPU home, else copied into home slot {@code slot}. */
@@ -370,30 +362,6 @@ public final class ExpertParallelMoe implements MoeBlock, AutoCloseable {
         ExpertFfn.contiguous(ctx, xs, w.gate(), w.up(), w.down(), deviceLayout, alignment, ys);
         if (ys != target) Copy.apply(ctx, ys, target);
         nanos[d] = System.nanoTime() - t0;
-    }
-
-    /** Grow-only buffers in one device's memory (any context of that device may use them). */
-    private static final class DeviceScratch {
-        private final DeviceMemory[] slots;
-
-        DeviceScratch(int slots) {
-            this.slots = new DeviceMemory[slots];
-        }
-
-        Tensor tensor(Context ctx, int slot, DType dtype, long... shape) {
-            long bytes = dtype.byteSize();
-            for (long extent : shape) bytes = Math.multiplyExact(bytes, extent);
-            bytes = Math.max(1, bytes);
-            if (slots[slot] == null || slots[slot].byteSize() < bytes) {
-                if (slots[slot] != null) slots[slot].close();
-                slots[slot] = DeviceMemory.allocate(ctx, bytes + bytes / 4);
-            }
-            return slots[slot].tensor(dtype, shape);
-        }
-
-        void close() {
-            for (DeviceMemory m : slots) if (m != null) m.close();
-        }
     }
 
     /**
@@ -547,7 +515,7 @@ public final class ExpertParallelMoe implements MoeBlock, AutoCloseable {
         for (int d = 0; d < group.size(); d++) {
             try {
                 state.devices()[d].close();
-                deviceScratch[d].close();
+                deviceBuffers[d].close();
             } catch (RuntimeException e) {
                 if (first == null) first = new DeviceException(d, e);
             }

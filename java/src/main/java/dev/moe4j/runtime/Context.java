@@ -76,6 +76,7 @@ public final class Context implements AutoCloseable {
     private final int threads;
     private final Isa isa;
     private final int flags;
+    private final Workspace workspace;
     private volatile boolean closed;
 
     private Context(MemorySegment handle, Device device, int threads, Isa isa, int flags) {
@@ -84,6 +85,7 @@ public final class Context implements AutoCloseable {
         this.threads = threads;
         this.isa = isa;
         this.flags = flags;
+        this.workspace = new Workspace(this);
         long address = handle.address();
         this.cleanable = CLEANER.register(this, () -> moe4j_h.moe4j_context_destroy(MemorySegment.ofAddress(address)));
     }
@@ -165,6 +167,12 @@ public final class Context implements AutoCloseable {
         return (flags & moe4j_h.MOE4J_CONTEXT_SIMPLE_KERNELS()) != 0;
     }
 
+    /** This context's scratch memory (see {@link Workspace}); used by kernel wrappers and layers. */
+    public Workspace workspace() {
+        if (closed) throw new IllegalStateException("context on " + device + " is closed");
+        return workspace;
+    }
+
     public boolean isClosed() {
         return closed;
     }
@@ -172,6 +180,7 @@ public final class Context implements AutoCloseable {
     @Override
     public void close() {
         if (closed) return;
+        workspace.release(); // device chunks are freed through the context, so before it goes
         closed = true;
         cleanable.clean();
     }

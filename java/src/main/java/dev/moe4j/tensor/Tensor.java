@@ -3,6 +3,7 @@ package dev.moe4j.tensor;
 import dev.moe4j.bindings.moe4j_h;
 import dev.moe4j.bindings.moe4j_tensor;
 import dev.moe4j.runtime.Device;
+import dev.moe4j.runtime.Workspace;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.SegmentAllocator;
@@ -51,6 +52,26 @@ public final class Tensor {
         long[] s = checkShape(shape);
         long bytes = Math.multiplyExact(elementCount(s), dtype.byteSize());
         return new Tensor(arena.allocate(bytes, ALIGNMENT), dtype, s, rowMajorStrides(s));
+    }
+
+    /**
+     * A contiguous (row-major) tensor in a workspace frame's memory on its context's device (host memory for a CPU
+     * context): not zeroed, valid until the frame closes.
+     */
+    public static Tensor scratch(Workspace.Frame frame, DType dtype, long... shape) {
+        long[] s = checkShape(shape);
+        MemorySegment memory = frame.device(Math.multiplyExact(elementCount(s), dtype.byteSize()));
+        Device device = frame.context().device();
+        return device.isCpu()
+                ? new Tensor(memory, dtype, s, rowMajorStrides(s))
+                : new Tensor(memory, dtype, s, rowMajorStrides(s), device);
+    }
+
+    /** A contiguous tensor in a workspace frame's host memory (for tables Java writes): not zeroed. */
+    public static Tensor hostScratch(Workspace.Frame frame, DType dtype, long... shape) {
+        long[] s = checkShape(shape);
+        MemorySegment memory = frame.host(Math.multiplyExact(elementCount(s), dtype.byteSize()), ALIGNMENT);
+        return new Tensor(memory, dtype, s, rowMajorStrides(s));
     }
 
     /** Allocates a contiguous tensor in arena holding values converted to dtype (rounded as in {@link #setFloat}). */
