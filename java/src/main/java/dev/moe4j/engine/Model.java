@@ -17,6 +17,7 @@ import dev.moe4j.placement.Eplb;
 import dev.moe4j.placement.Placement;
 import dev.moe4j.routing.Routing;
 import dev.moe4j.runtime.Context;
+import dev.moe4j.runtime.Workspace;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.QuantizedGroups;
 import dev.moe4j.tensor.QuantizedTensor;
@@ -428,7 +429,7 @@ public final class Model implements AutoCloseable {
         if (!stepLock.tryLock())
             throw new IllegalStateException(
                     "the model is running a step on another thread; a model is driven by one" + " thread at a time");
-        try (Arena step = Arena.ofConfined()) {
+        try (Workspace.Frame step = ctx.workspace().frame()) {
             return cache.inStep(step, sequences, counts, reserved -> {
                 Tensor ids = Tensor.allocate(step, DType.I32, total);
                 for (int i = 0, row = 0; i < sequences.length; i++)

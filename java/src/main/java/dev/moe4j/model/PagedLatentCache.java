@@ -5,6 +5,7 @@ import dev.moe4j.runtime.Context;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.Tensor;
 import java.lang.foreign.Arena;
+import java.lang.foreign.SegmentAllocator;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -142,7 +143,7 @@ public final class PagedLatentCache {
      * @throws IllegalStateException if the pool lacks blocks (nothing changed) or a step is running
      * @throws IllegalArgumentException if a sequence is unknown or listed twice, or a count is not positive
      */
-    public <T> T inStep(Arena arena, int[] sequences, int[] counts, Function<Step, T> body) {
+    public <T> T inStep(SegmentAllocator arena, int[] sequences, int[] counts, Function<Step, T> body) {
         Step step = reserve(arena, sequences, counts);
         T result;
         try {
@@ -155,7 +156,7 @@ public final class PagedLatentCache {
         return result;
     }
 
-    private Step reserve(Arena arena, int[] sequences, int[] counts) {
+    private Step reserve(SegmentAllocator arena, int[] sequences, int[] counts) {
         if (pending != null) throw new IllegalStateException("a step is already running on this cache");
         if (sequences.length != counts.length)
             throw new IllegalArgumentException(sequences.length + " sequences but " + counts.length + " token counts");
@@ -270,14 +271,14 @@ public final class PagedLatentCache {
      * The block table and lengths of sequences as they stand (between steps), for {@link Mla#decode}: I32
      * [b, max blocks] (unused entries 0, never read) and I32 [b].
      */
-    public Batch batch(Arena arena, int... batchSequences) {
+    public Batch batch(SegmentAllocator arena, int... batchSequences) {
         Tensor lengths = Tensor.allocate(arena, DType.I32, batchSequences.length);
         for (int i = 0; i < batchSequences.length; i++) lengths.setInt(sequence(batchSequences[i]).length, i);
         return new Batch(blockTable(arena, batchSequences), lengths);
     }
 
     /** The sequences' blocks as I32 [b, max blocks], unused entries 0. */
-    private Tensor blockTable(Arena arena, int[] ids) {
+    private Tensor blockTable(SegmentAllocator arena, int[] ids) {
         int maxBlocks = 1;
         for (int id : ids) maxBlocks = Math.max(maxBlocks, sequence(id).blocks.size());
         Tensor table = Tensor.allocate(arena, DType.I32, ids.length, maxBlocks);

@@ -47,11 +47,14 @@ public final class Tensor {
         this.strides = strides;
     }
 
-    /** Allocates a zero-filled, contiguous (row-major) tensor in arena. */
-    public static Tensor allocate(Arena arena, DType dtype, long... shape) {
+    /**
+     * Allocates a zero-filled, contiguous (row-major) tensor from allocator (an {@link Arena}, or a workspace
+     * frame).
+     */
+    public static Tensor allocate(SegmentAllocator allocator, DType dtype, long... shape) {
         long[] s = checkShape(shape);
         long bytes = Math.multiplyExact(elementCount(s), dtype.byteSize());
-        return new Tensor(arena.allocate(bytes, ALIGNMENT), dtype, s, rowMajorStrides(s));
+        return new Tensor(allocator.allocate(bytes, ALIGNMENT), dtype, s, rowMajorStrides(s));
     }
 
     /**
