@@ -239,6 +239,9 @@ moe4j_status moe4j_grouped_fp8_gemm_masked(moe4j_context *ctx, const moe4j_tenso
  * projections. a [M, K] and b [N, K] are both F32 or both BF16 (any K >= 1); c null or F32 [M, N];
  * d [M, N] F32 or BF16. bf16 products are exact in fp32, so the BF16 result differs from a float64 product
  * only by fp32 summation. d may be the very same F32 tensor as c and must not overlap anything else.
+ * Batched: all operands of rank 3 instead, a [B, M, K], b [B, N, K], c [B, M, N], d [B, M, N] with any strides
+ * but the innermost (MLA's per-head absorption: one call for all heads); batch i is the rank-2 product of the
+ * i-th matrices, bit for bit what a rank-2 call on them gives.
  */
 moe4j_status moe4j_gemm_nt(moe4j_context *ctx, const moe4j_tensor *a, const moe4j_tensor *b, const moe4j_tensor *c,
                            moe4j_tensor *d);
@@ -303,6 +306,44 @@ moe4j_status moe4j_gather_rows(moe4j_context *ctx, const moe4j_tensor *src, cons
  */
 moe4j_status moe4j_combine_rows(moe4j_context *ctx, const moe4j_tensor *rows, const moe4j_tensor *index,
                                 const moe4j_tensor *weights, const moe4j_tensor *base, moe4j_tensor *out);
+
+/*
+ * RMSNorm with the residual add before it and the cast after it (DeepSeek's RMSNorm on the residual stream), per
+ * row t of [T, D]: s = x[t] (+ residual[t]), y[t] = s * inv * weight with inv = 1 / sqrt(sum(s²) / D + eps), all
+ * in fp32. sum(s²) is one fixed sequence of operations on every path and backend: 16 lanes, lane l accumulating
+ * s[i]² for i = l, l + 16, ... with fused multiply-adds, then the lanes summed pairwise (l + 8, then + 4, + 2, + 1);
+ * inv is computed in double from the float mean and rounded to float. A row's result therefore depends on nothing
+ * but the row (batch invariance) and is the same on every CPU path and on CUDA.
+ * x [T, D] F32 or BF16; residual null or F32 [T, D]; weight F32 [D] (contiguous); eps > 0 and finite;
+ * sum_out null or F32 [T, D]: receives s, and may be the very same tensor as x or residual (in place);
+ * y [T, D] F32 or BF16, overlapping nothing. Rows may be strided (e.g. the first 512 dims of [T, 576] rows); the
+ * innermost stride of every [T, D] operand is 1.
+ */
+moe4j_status moe4j_rms_norm(moe4j_context *ctx, const moe4j_tensor *x, const moe4j_tensor *residual,
+                            const moe4j_tensor *weight, float eps, moe4j_tensor *sum_out, moe4j_tensor *y);
+
+/*
+ * Rotary position embedding of interleaved pairs (DeepSeek's apply_rotary_emb, YaRN frequencies precomputed by the
+ * caller): for token t, head h and pair i, with a = float(positions[t]) * freqs[i] (a float product),
+ * c = float(cos(double(a))) * rotation_scale and s = float(sin(double(a))) * rotation_scale (float products),
+ *   out[t, h, 2i]     = x[t, h, 2i] * c - x[t, h, 2i+1] * s,
+ *   out[t, h, 2i + 1] = x[t, h, 2i] * s + x[t, h, 2i+1] * c,
+ * every product and sum rounded to float on its own (no fused multiply-add), as Java's float arithmetic does.
+ * x [T, H, R] F32 or BF16 (R even); positions I32 [T], values >= 0; freqs F32 [R/2]; out [T, H, R] F32 or BF16,
+ * which may be the very same tensor as x (in place) and must not overlap anything else. Innermost strides 1.
+ */
+moe4j_status moe4j_rope(moe4j_context *ctx, const moe4j_tensor *x, const moe4j_tensor *positions,
+                        const moe4j_tensor *freqs, float rotation_scale, moe4j_tensor *out);
+
+/*
+ * The gated MLP's activation: out = silu(gate) * up with silu(a) = a / (1 + exp(-a)), in fp32. exp is one fixed
+ * polynomial on every path and backend (Cephes expf: n = rint(x·log2 e), r = x - n·ln 2 in two fused steps, a
+ * degree-7 polynomial by fused multiply-adds, times 2^n; x clamped to [-87, 88], which changes silu only where
+ * |silu| < 1e-35), so results are the same bits on every CPU path and on CUDA; within 2 ulp of the exact exp.
+ * gate, up [T, N] F32 or BF16 (each its own); out [T, N] F32 or BF16, which may be the very same tensor as gate
+ * or up (in place) and must not overlap anything else. Innermost strides 1.
+ */
+moe4j_status moe4j_silu_mul(moe4j_context *ctx, const moe4j_tensor *gate, const moe4j_tensor *up, moe4j_tensor *out);
 
 #ifdef __cplusplus
 }

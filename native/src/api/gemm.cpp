@@ -146,19 +146,31 @@ extern "C" moe4j_status moe4j_gemm_nt(moe4j_context *ctx, const moe4j_tensor *a,
     return guarded(__func__, [&](const char *fn) -> moe4j_status {
         if (moe4j_status s = check_context(fn, ctx)) return s;
         const ArgCheck check(fn, ctx->memory_device());
-        if (moe4j_status s = check.tensor(a, {"a", {MOE4J_F32, MOE4J_BF16}, 2, Layout::RowsDense})) return s;
-        const int64_t m = a->shape[0], k = a->shape[1];
+        if (a != nullptr && a->rank != 2 && a->rank != 3)
+            return check.invalid("argument 'a': rank " + std::to_string(a->rank) +
+                                 ", expected 2 ([M, K]) or 3 ([B, M, K], a batch)");
+        const int32_t rank = a != nullptr ? a->rank : 2;
+        if (moe4j_status s = check.tensor(a, {"a", {MOE4J_F32, MOE4J_BF16}, rank, Layout::RowsDense})) return s;
+        const bool batched = rank == 3;
+        const int64_t batch = batched ? a->shape[0] : 1, m = a->shape[rank - 2], k = a->shape[rank - 1];
         if (k <= 0) return check.invalid("argument 'a': K = " + std::to_string(k) + " must be positive");
-        // b must have a's dtype: the rule below accepts exactly that one.
-        if (moe4j_status s = check.tensor(b, {"b", {a->dtype}, 2, Layout::RowsDense})) return s;
-        const int64_t n = b->shape[0];
-        if (moe4j_status s = check.shape(*b, "b", {n, k}, "[N, K] with the K of 'a'")) return s;
+        // The shape [B, rows, cols], or [rows, cols] for rank 2.
+        const auto expect = [&](const moe4j_tensor &t, const char *name, int64_t rows, int64_t cols,
+                                const char *why) -> moe4j_status {
+            return batched ? check.shape(t, name, {batch, rows, cols}, why) : check.shape(t, name, {rows, cols}, why);
+        };
+        // b must have a's dtype and rank: the rule below accepts exactly those.
+        if (moe4j_status s = check.tensor(b, {"b", {a->dtype}, rank, Layout::RowsDense})) return s;
+        const int64_t n = b->shape[rank - 2];
+        if (moe4j_status s =
+                expect(*b, "b", n, k, batched ? "[B, N, K] with the B and K of 'a'" : "[N, K] with the K of 'a'"))
+            return s;
         if (c != nullptr) {
-            if (moe4j_status s = check.tensor(c, {"c", {MOE4J_F32}, 2, Layout::RowsDense})) return s;
-            if (moe4j_status s = check.shape(*c, "c", {m, n}, "[M, N]")) return s;
+            if (moe4j_status s = check.tensor(c, {"c", {MOE4J_F32}, rank, Layout::RowsDense})) return s;
+            if (moe4j_status s = expect(*c, "c", m, n, batched ? "[B, M, N]" : "[M, N]")) return s;
         }
-        if (moe4j_status s = check.tensor(d, {"d", {MOE4J_F32, MOE4J_BF16}, 2, Layout::RowsDense})) return s;
-        if (moe4j_status s = check.shape(*d, "d", {m, n}, "[M, N]")) return s;
+        if (moe4j_status s = check.tensor(d, {"d", {MOE4J_F32, MOE4J_BF16}, rank, Layout::RowsDense})) return s;
+        if (moe4j_status s = expect(*d, "d", m, n, batched ? "[B, M, N]" : "[M, N]")) return s;
         if (moe4j_status s = check_output(check, *d, {{a, "a"}, {b, "b"}, {c, "c"}})) return s;
 #if MOE4J_WITH_CUDA
         if (ctx->backend == MOE4J_BACKEND_CUDA) return cuda::gemm_nt(fn, ctx, *a, *b, c, *d);

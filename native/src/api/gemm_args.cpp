@@ -16,9 +16,7 @@ moe4j_status check_output(const ArgCheck &check, const moe4j_tensor &d,
                           std::initializer_list<std::pair<const moe4j_tensor *, const char *>> inputs) {
     for (const auto &[t, name] : inputs) {
         if (t == nullptr) continue;
-        const bool in_place = std::string(name) == "c" && t->data == d.data && t->dtype == d.dtype &&
-                              t->rank == d.rank && t->strides[0] == d.strides[0] && t->strides[1] == d.strides[1];
-        if (in_place) continue;
+        if (std::string(name) == "c" && same_view(*t, d)) continue;  // in-place accumulation
         if (moe4j_status s = check.no_overlap(d, "d", *t, name)) return s;
     }
     return MOE4J_OK;

@@ -159,4 +159,11 @@ moe4j_status ArgCheck::no_overlap(const moe4j_tensor &output, const char *output
     return MOE4J_OK;
 }
 
+bool same_view(const moe4j_tensor &a, const moe4j_tensor &b) {
+    if (a.data != b.data || a.dtype != b.dtype || a.rank != b.rank || a.device != b.device) return false;
+    for (int i = 0; i < a.rank; ++i)
+        if (a.shape[i] != b.shape[i] || a.strides[i] != b.strides[i]) return false;
+    return true;
+}
+
 }  // namespace moe4j

@@ -67,6 +67,9 @@ class ArgCheck {
     const char *part_ = nullptr;
 };
 
+// a and b describe the very same elements: data, dtype, rank, shape and strides equal (an in-place operand).
+bool same_view(const moe4j_tensor &a, const moe4j_tensor &b);
+
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 }  // namespace moe4j

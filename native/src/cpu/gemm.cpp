@@ -156,34 +156,40 @@ void dot_any(int isa, int32_t dtype, Tile &t, int rows, int cols, int64_t k) {
 
 void gemm_nt(moe4j_context *ctx, const moe4j_tensor &a_t, const moe4j_tensor &b_t, const moe4j_tensor *c_t,
              const moe4j_tensor &d_t) {
+    // Rank 3 is a batch of products: rows of a, c and d flatten to [B·M], rows of b to [B·N].
     const RowView a(a_t), b(b_t), d(d_t);
     const std::optional<RowView> c = c_t != nullptr ? std::optional<RowView>(*c_t) : std::nullopt;
-    const int64_t m_count = a.rows, n_count = b.rows, k = a.length;
-    const int64_t tasks = (n_count + kColumnsPerTask - 1) / kColumnsPerTask;
-    parallel_for(*ctx->pool, tasks, grain_for(m_count * kColumnsPerTask * k), [&](int64_t begin, int64_t end) {
-        Tile t{};
-        for (int64_t task = begin; task < end; ++task) {
-            const int64_t n0 = task * kColumnsPerTask, n1 = std::min(n_count, n0 + kColumnsPerTask);
-            for (int64_t r = 0; r < m_count; r += kTileM) {
-                const int rows = static_cast<int>(std::min<int64_t>(kTileM, m_count - r));
-                for (int m = 0; m < rows; ++m) t.a[m] = a.row<char>(r + m);
-                for (int64_t n = n0; n < n1; n += kTileN) {
-                    const int cols = static_cast<int>(std::min<int64_t>(kTileN, n1 - n));
-                    for (int j = 0; j < cols; ++j) t.b[j] = b.row<char>(n + j);
-                    dot_any(ctx->isa, a.dtype, t, rows, cols, k);
-                    for (int m = 0; m < rows; ++m)
-                        for (int j = 0; j < cols; ++j) {
-                            float value = t.out[m][j];
-                            if (c) value += c->row<float>(r + m)[n + j];
-                            if (d.dtype == MOE4J_F32)
-                                d.row<float>(r + m)[n + j] = value;
-                            else
-                                d.row<uint16_t>(r + m)[n + j] = bf16_encode(value);
-                        }
+    const int rank = a_t.rank;
+    const int64_t batches = rank == 3 ? a_t.shape[0] : 1;
+    const int64_t m_count = a_t.shape[rank - 2], n_count = b_t.shape[rank - 2], k = a.length;
+    const int64_t blocks = (n_count + kColumnsPerTask - 1) / kColumnsPerTask;
+    parallel_for(
+        *ctx->pool, batches * blocks, grain_for(m_count * kColumnsPerTask * k), [&](int64_t begin, int64_t end) {
+            Tile t{};
+            for (int64_t task = begin; task < end; ++task) {
+                const int64_t batch = task / blocks, first_row = batch * m_count, first_col = batch * n_count;
+                const int64_t n0 = (task % blocks) * kColumnsPerTask, n1 = std::min(n_count, n0 + kColumnsPerTask);
+                for (int64_t r = 0; r < m_count; r += kTileM) {
+                    const int rows = static_cast<int>(std::min<int64_t>(kTileM, m_count - r));
+                    for (int m = 0; m < rows; ++m) t.a[m] = a.row<char>(first_row + r + m);
+                    for (int64_t n = n0; n < n1; n += kTileN) {
+                        const int cols = static_cast<int>(std::min<int64_t>(kTileN, n1 - n));
+                        for (int j = 0; j < cols; ++j) t.b[j] = b.row<char>(first_col + n + j);
+                        dot_any(ctx->isa, a.dtype, t, rows, cols, k);
+                        for (int m = 0; m < rows; ++m)
+                            for (int j = 0; j < cols; ++j) {
+                                const int64_t row = first_row + r + m;
+                                float value = t.out[m][j];
+                                if (c) value += c->row<float>(row)[n + j];
+                                if (d.dtype == MOE4J_F32)
+                                    d.row<float>(row)[n + j] = value;
+                                else
+                                    d.row<uint16_t>(row)[n + j] = bf16_encode(value);
+                            }
+                    }
                 }
             }
-        }
-    });
+        });
 }
 
 }  // namespace moe4j::cpu

@@ -36,7 +36,8 @@ moe4j_status dequantize(const char *function, moe4j_context *ctx, const moe4j_te
                         int64_t block_rows, const moe4j_tensor &out);
 moe4j_status cast(const char *function, moe4j_context *ctx, const moe4j_tensor &src, const moe4j_tensor &dst);
 
-// gemm.cu: the FP8 GEMM family over the groups of rows the API layer built, and the unquantized GEMM.
+// gemm.cu: the FP8 GEMM family over the groups of rows the API layer built, and the unquantized GEMM (rank 2, or
+// rank 3 for a batch).
 moe4j_status fp8_gemm(const char *function, moe4j_context *ctx, const cpu::Fp8GemmArgs &args);
 moe4j_status gemm_nt(const char *function, moe4j_context *ctx, const moe4j_tensor &a, const moe4j_tensor &b,
                      const moe4j_tensor *c, const moe4j_tensor &d);
@@ -49,6 +50,14 @@ moe4j_status gather_rows(const char *function, moe4j_context *ctx, const moe4j_t
                          const moe4j_tensor &dst);
 moe4j_status combine_rows(const char *function, moe4j_context *ctx, const moe4j_tensor &rows, const moe4j_tensor &index,
                           const moe4j_tensor &weights, const moe4j_tensor *base, const moe4j_tensor &out);
+
+// norm.cu, rope.cu, activation.cu: the CPU kernels' operands and arithmetic (positions in device memory, validated).
+moe4j_status rms_norm(const char *function, moe4j_context *ctx, const moe4j_tensor &x, const moe4j_tensor *residual,
+                      const moe4j_tensor &weight, float eps, const moe4j_tensor *sum_out, const moe4j_tensor &y);
+moe4j_status rope(const char *function, moe4j_context *ctx, const moe4j_tensor &x, const moe4j_tensor &positions,
+                  const moe4j_tensor &freqs, float rotation_scale, const moe4j_tensor &out);
+moe4j_status silu_mul(const char *function, moe4j_context *ctx, const moe4j_tensor &gate, const moe4j_tensor &up,
+                      const moe4j_tensor &out);
 
 // mla.cu
 moe4j_status mla_decode(const char *function, moe4j_context *ctx, const cpu::MlaDecodeArgs &args);

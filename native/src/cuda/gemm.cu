@@ -237,7 +237,8 @@ moe4j_status launch_tuned(const char *fn, moe4j_context *ctx, const std::vector<
     return finish(fn, ctx);
 }
 
-__global__ void gemm_kernel(Rows a, Rows b, Rows c, bool has_c, Rows d, int64_t k) {
+// Row `row` of a (and c, d) flattened over [B, M]: batch row / m, whose b rows start at (row / m) * n.
+__global__ void gemm_kernel(Rows a, Rows b, Rows c, bool has_c, Rows d, int64_t m, int64_t n, int64_t k) {
     __shared__ float a_chunk[kBlock];
     const int64_t row = blockIdx.x, col = static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x;
     float sum = 0.0f;
@@ -245,13 +246,13 @@ __global__ void gemm_kernel(Rows a, Rows b, Rows c, bool has_c, Rows d, int64_t 
         __syncthreads();
         if (k0 + threadIdx.x < k) a_chunk[threadIdx.x] = load_float(a.row(row), k0 + threadIdx.x, a.dtype);
         __syncthreads();
-        if (col < b.rows) {
-            const char *brow = b.row(col);
+        if (col < n) {
+            const char *brow = b.row((row / m) * n + col);
             const int64_t end = k - k0 < kBlock ? k - k0 : kBlock;
             for (int64_t i = 0; i < end; ++i) sum = fmaf(a_chunk[i], load_float(brow, k0 + i, b.dtype), sum);
         }
     }
-    if (col < b.rows)
+    if (col < n)
         store_float(d.row(row), col, d.dtype, (has_c ? reinterpret_cast<const float *>(c.row(row))[col] : 0.0f) + sum);
 }
 
@@ -296,11 +297,13 @@ moe4j_status fp8_gemm(const char *fn, moe4j_context *ctx, const cpu::Fp8GemmArgs
 
 moe4j_status gemm_nt(const char *fn, moe4j_context *ctx, const moe4j_tensor &a, const moe4j_tensor &b,
                      const moe4j_tensor *c, const moe4j_tensor &d) {
-    const int64_t m = a.shape[0], n = b.shape[0], k = a.shape[1];
-    if (m == 0 || n == 0) return MOE4J_OK;
-    const dim3 grid(static_cast<unsigned>(m), static_cast<unsigned>((n + kBlock - 1) / kBlock));
+    const int rank = a.rank;
+    const int64_t batches = rank == 3 ? a.shape[0] : 1;
+    const int64_t m = a.shape[rank - 2], n = b.shape[rank - 2], k = a.shape[rank - 1];
+    if (batches == 0 || m == 0 || n == 0) return MOE4J_OK;
+    const dim3 grid(static_cast<unsigned>(batches * m), static_cast<unsigned>((n + kBlock - 1) / kBlock));
     gemm_kernel<<<grid, kBlock, 0, ctx->cuda->stream>>>(Rows::of(a), Rows::of(b), c != nullptr ? Rows::of(*c) : Rows{},
-                                                        c != nullptr, Rows::of(d), k);
+                                                        c != nullptr, Rows::of(d), m, n, k);
     return finish(fn, ctx);
 }
 

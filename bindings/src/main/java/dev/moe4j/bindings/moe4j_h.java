@@ -1687,4 +1687,198 @@ public class moe4j_h {
            throw new AssertionError("should not reach here", ex$);
         }
     }
+
+    private static class moe4j_rms_norm {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            moe4j_h.C_INT,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_FLOAT,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = moe4j_h.findOrThrow("moe4j_rms_norm");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * moe4j_rms_norm(ctx, x, residual, weight, eps, sum_out, y)
+     * }
+     */
+    public static FunctionDescriptor moe4j_rms_norm$descriptor() {
+        return moe4j_rms_norm.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * moe4j_rms_norm(ctx, x, residual, weight, eps, sum_out, y)
+     * }
+     */
+    public static MethodHandle moe4j_rms_norm$handle() {
+        return moe4j_rms_norm.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * moe4j_rms_norm(ctx, x, residual, weight, eps, sum_out, y)
+     * }
+     */
+    public static MemorySegment moe4j_rms_norm$address() {
+        return moe4j_rms_norm.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * moe4j_rms_norm(ctx, x, residual, weight, eps, sum_out, y)
+     * }
+     */
+    public static int moe4j_rms_norm(MemorySegment ctx, MemorySegment x, MemorySegment residual, MemorySegment weight, float eps, MemorySegment sum_out, MemorySegment y) {
+        var mh$ = moe4j_rms_norm.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("moe4j_rms_norm", ctx, x, residual, weight, eps, sum_out, y);
+            }
+            return (int)mh$.invokeExact(ctx, x, residual, weight, eps, sum_out, y);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class moe4j_rope {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            moe4j_h.C_INT,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_FLOAT,
+            moe4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = moe4j_h.findOrThrow("moe4j_rope");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * moe4j_rope(ctx, x, positions, freqs, rotation_scale, out)
+     * }
+     */
+    public static FunctionDescriptor moe4j_rope$descriptor() {
+        return moe4j_rope.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * moe4j_rope(ctx, x, positions, freqs, rotation_scale, out)
+     * }
+     */
+    public static MethodHandle moe4j_rope$handle() {
+        return moe4j_rope.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * moe4j_rope(ctx, x, positions, freqs, rotation_scale, out)
+     * }
+     */
+    public static MemorySegment moe4j_rope$address() {
+        return moe4j_rope.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * moe4j_rope(ctx, x, positions, freqs, rotation_scale, out)
+     * }
+     */
+    public static int moe4j_rope(MemorySegment ctx, MemorySegment x, MemorySegment positions, MemorySegment freqs, float rotation_scale, MemorySegment out) {
+        var mh$ = moe4j_rope.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("moe4j_rope", ctx, x, positions, freqs, rotation_scale, out);
+            }
+            return (int)mh$.invokeExact(ctx, x, positions, freqs, rotation_scale, out);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class moe4j_silu_mul {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            moe4j_h.C_INT,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = moe4j_h.findOrThrow("moe4j_silu_mul");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * moe4j_silu_mul(ctx, gate, up, out)
+     * }
+     */
+    public static FunctionDescriptor moe4j_silu_mul$descriptor() {
+        return moe4j_silu_mul.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * moe4j_silu_mul(ctx, gate, up, out)
+     * }
+     */
+    public static MethodHandle moe4j_silu_mul$handle() {
+        return moe4j_silu_mul.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * moe4j_silu_mul(ctx, gate, up, out)
+     * }
+     */
+    public static MemorySegment moe4j_silu_mul$address() {
+        return moe4j_silu_mul.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * moe4j_silu_mul(ctx, gate, up, out)
+     * }
+     */
+    public static int moe4j_silu_mul(MemorySegment ctx, MemorySegment gate, MemorySegment up, MemorySegment out) {
+        var mh$ = moe4j_silu_mul.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("moe4j_silu_mul", ctx, gate, up, out);
+            }
+            return (int)mh$.invokeExact(ctx, gate, up, out);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
 }

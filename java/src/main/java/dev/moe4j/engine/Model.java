@@ -457,7 +457,7 @@ public final class Model implements AutoCloseable {
                 Tensor last = Tensor.allocate(step, DType.F32, rows, hidden);
                 Dispatch.gather(ctx, x, pick, last);
                 Tensor normed = Tensor.allocate(step, DType.BF16, rows, hidden);
-                norm.apply(last, normed);
+                norm.apply(ctx, last, normed);
                 Tensor logits = Tensor.allocate(arena, DType.F32, rows, vocab);
                 lmHead.apply(ctx, normed, logits);
                 return logits;

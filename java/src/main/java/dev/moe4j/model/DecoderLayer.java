@@ -91,14 +91,12 @@ public final class DecoderLayer {
             Tensor normed = Tensor.allocate(scratch, DType.BF16, t, h);
             Tensor branch = Tensor.allocate(scratch, DType.F32, t, h);
             Tensor residual = Tensor.allocate(scratch, DType.F32, t, h);
-            inputNorm.apply(x, normed);
+            inputNorm.apply(ctx, x, normed);
             attention.forward(ctx, cache, index, step, normed, branch);
-            Residual add = new Residual(scratch, t);
-            add.apply(ctx, x, branch, residual);
-            postNorm.apply(residual, normed);
+            postNorm.apply(ctx, branch, x, residual, normed); // residual = x + branch, normed = norm(residual)
             if (moe != null) moe.forward(ctx, normed, routing, branch);
             else mlp.apply(ctx, normed, branch);
-            add.apply(ctx, residual, branch, out);
+            new Residual(scratch, t).apply(ctx, residual, branch, out);
         }
     }
 

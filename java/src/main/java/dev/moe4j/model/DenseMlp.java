@@ -1,5 +1,6 @@
 package dev.moe4j.model;
 
+import dev.moe4j.kernels.Activation;
 import dev.moe4j.kernels.ExpertFfn;
 import dev.moe4j.kernels.Quantization;
 import dev.moe4j.kernels.ScaleFormat;
@@ -9,8 +10,6 @@ import dev.moe4j.tensor.QuantizedGroups;
 import dev.moe4j.tensor.QuantizedTensor;
 import dev.moe4j.tensor.Tensor;
 import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
 import java.util.List;
 import java.util.Objects;
 
@@ -21,7 +20,7 @@ import java.util.Objects;
  * <p>With all three weights FP8 and the intermediate width a multiple of 128 it runs as one fused native call (the
  * routed experts' {@link ExpertFfn} with a single expert), the intermediate never leaving native memory. Otherwise
  * (BF16 weights, or V2-Lite's 10944-wide dense MLP that FP8 blocks cannot tile) it runs three {@link Linear} layers
- * with SiLU applied in fp32 between them.
+ * with SiLU·mul applied natively in fp32 between them ({@link Activation#siluMul}).
  *
  * <p>Immutable; {@link #apply} may run on several threads at once with their own outputs.
  */
@@ -83,12 +82,7 @@ public final class DenseMlp {
                 return;
             }
             Tensor g = gate.apply(ctx, x, DType.F32, scratch), u = up.apply(ctx, x, DType.F32, scratch);
-            MemorySegment gs = g.segment(), us = u.segment();
-            for (long e = 0; e < g.elementCount(); e++) {
-                float a = gs.getAtIndex(ValueLayout.JAVA_FLOAT, e);
-                float silu = (float) (a / (1 + Math.exp(-a)));
-                gs.setAtIndex(ValueLayout.JAVA_FLOAT, e, silu * us.getAtIndex(ValueLayout.JAVA_FLOAT, e));
-            }
+            Activation.siluMul(ctx, g, u, g);
             down.apply(ctx, g, out);
         }
     }

@@ -260,47 +260,39 @@ public final class MlaAttention {
     private Projected project(Context ctx, Tensor x, int[] positions, Arena scratch) {
         int t = positions.length, h = config.heads(), nope = config.qkNopeHeadDim(), qHead = config.qHeadDim();
         int latent = config.kvLoraRank(), ropeDim = config.qkRopeHeadDim();
+        Tensor position = Tensor.allocate(scratch, DType.I32, t);
+        position.segment().copyFrom(MemorySegment.ofArray(positions));
         Tensor q;
         if (config.qLoraRank() == 0) {
             q = weights.wq().apply(ctx, x, DType.BF16, scratch);
         } else {
             Tensor qa = weights.wqA().apply(ctx, x, DType.F32, scratch);
-            float[] rows = qa.toFloatArray();
-            for (int i = 0; i < t; i++) weights.qNorm().apply(rows, i * config.qLoraRank());
-            qa.copyFrom(rows);
-            q = weights.wqB().apply(ctx, qa, DType.BF16, scratch);
+            Tensor normed = Tensor.allocate(scratch, DType.F32, t, config.qLoraRank());
+            weights.qNorm().apply(ctx, qa, normed);
+            q = weights.wqB().apply(ctx, normed, DType.BF16, scratch);
         }
 
         // kv rows: normalized latent, rotated k_pe
-        float[] kv = weights.wkvA().apply(ctx, x, DType.F32, scratch).toFloatArray();
-        for (int i = 0; i < t; i++) {
-            weights.kvNorm().apply(kv, i * LATENT);
-            rope.apply(kv, i * LATENT + latent, positions[i]);
-        }
+        Tensor kv = weights.wkvA().apply(ctx, x, DType.F32, scratch); // [T, 576]
         Tensor kvRows = Tensor.allocate(scratch, DType.BF16, t, 1, LATENT);
-        kvRows.copyFrom(kv);
+        weights.kvNorm()
+                .apply(ctx, kv.slice(1, 0, latent), kvRows.view(t, LATENT).slice(1, 0, latent));
+        Tensor kPe = Tensor.of(
+                kv.segment().asSlice((long) latent * Float.BYTES), DType.F32, new long[] {t, 1, ropeDim}, new long[] {
+                    kv.strides()[0], ropeDim, 1
+                });
+        rope.apply(ctx, kPe, position, kvRows.slice(2, latent, ropeDim));
 
-        // absorbed queries: q_nope · W_UK[h] per head, then the rotated q_pe
+        // absorbed queries: q_nope · W_UK[h] for all heads in one call, then the rotated q_pe
         Tensor qAbs = Tensor.allocate(scratch, DType.BF16, 1, t, h, LATENT);
-        Tensor qAbsRows = qAbs.view(t, (long) h * LATENT);
-        for (int head = 0; head < h; head++) {
-            Gemm.nt(
-                    ctx,
-                    q.slice(1, (long) head * qHead, nope),
-                    wUkT.slice(0, (long) head * latent, latent),
-                    null,
-                    qAbsRows.slice(1, (long) head * LATENT, latent));
-        }
-        float[] qRows = q.toFloatArray();
-        float[] pe = new float[t * h * ropeDim];
-        for (int i = 0; i < t; i++) {
-            for (int head = 0; head < h; head++) {
-                int at = (i * h + head) * ropeDim;
-                System.arraycopy(qRows, (i * h + head) * qHead + nope, pe, at, ropeDim);
-                rope.apply(pe, at, positions[i]);
-            }
-        }
-        qAbs.view(t, h, LATENT).slice(2, latent, ropeDim).copyFrom(pe);
+        Gemm.nt(
+                ctx,
+                byHead(q, h, qHead, 0, nope),
+                wUkT.view(h, latent, nope),
+                null,
+                byHead(qAbs.view(t, (long) h * LATENT), h, LATENT, 0, latent));
+        Tensor heads = qAbs.view(t, h, LATENT);
+        rope.apply(ctx, q.view(t, h, qHead).slice(2, nope, ropeDim), position, heads.slice(2, latent, ropeDim));
         return new Projected(qAbs, kvRows);
     }
 
@@ -308,17 +300,32 @@ public final class MlaAttention {
     private void output(Context ctx, Tensor attended, Tensor out, Arena scratch) {
         int t = Math.toIntExact(attended.shape(0)), h = config.heads(), v = config.vHeadDim();
         int nope = config.qkNopeHeadDim(), latent = config.kvLoraRank();
-        Tensor rows = attended.view(t, (long) h * latent);
         Tensor o = Tensor.allocate(scratch, DType.BF16, t, (long) h * v);
-        for (int head = 0; head < h; head++) {
-            Gemm.nt(
-                    ctx,
-                    rows.slice(1, (long) head * latent, latent),
-                    wkvB.slice(0, (long) head * (nope + v) + nope, v),
-                    null,
-                    o.slice(1, (long) head * v, v));
-        }
+        long row = wkvB.strides()[0];
+        Tensor wUv = Tensor.of(
+                wkvB.segment().asSlice(nope * row * DType.BF16.byteSize()),
+                DType.BF16,
+                new long[] {h, v, latent},
+                new long[] {(nope + v) * row, row, 1});
+        Gemm.nt(
+                ctx,
+                byHead(attended.view(t, (long) h * latent), h, latent, 0, latent),
+                wUv,
+                null,
+                byHead(o, h, v, 0, v));
         weights.wo().apply(ctx, o, out);
+    }
+
+    /**
+     * Columns {@code offset .. offset + width} of each head's {@code headStride}-wide part of token rows [T, ·] (rows
+     * of any stride, innermost stride 1), as [heads, T, width]: one batch entry per head for {@link Gemm#nt}.
+     */
+    private static Tensor byHead(Tensor rows, int heads, long headStride, long offset, long width) {
+        return Tensor.of(
+                rows.segment().asSlice(offset * rows.dtype().byteSize()),
+                rows.dtype(),
+                new long[] {heads, rows.shape(0), width},
+                new long[] {headStride, rows.strides()[0], 1});
     }
 
     private int checkIo(Tensor x, Tensor out) {

@@ -1,18 +1,19 @@
 package dev.moe4j.model;
 
-import dev.moe4j.tensor.BFloat16;
+import dev.moe4j.kernels.Norm;
+import dev.moe4j.runtime.Context;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.Tensor;
-import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
+import java.lang.foreign.Arena;
 
 /**
- * RMSNorm as DeepSeek's models apply it: {@code y = x / sqrt(mean(x²) + eps) · weight}, in fp32.
+ * RMSNorm as DeepSeek's models apply it: {@code y = x / sqrt(mean(x²) + eps) · weight}, in fp32, run natively
+ * ({@link Norm#rms}: a row's result depends on the row alone).
  *
- * <p>Immutable and thread-safe; the weight array is copied.
+ * <p>Immutable and thread-safe; the weight is copied into host memory that lives as long as the norm is reachable.
  */
 public final class RmsNorm {
-    private final float[] weight;
+    private final Tensor weight;
     private final float eps;
 
     /**
@@ -21,52 +22,48 @@ public final class RmsNorm {
      */
     public RmsNorm(float[] weight, float eps) {
         if (weight.length == 0) throw new IllegalArgumentException("weight must not be empty");
-        if (!(eps > 0)) throw new IllegalArgumentException("eps must be positive, got " + eps);
-        this.weight = weight.clone();
+        if (!(eps > 0) || Float.isInfinite(eps))
+            throw new IllegalArgumentException("eps must be positive and finite, got " + eps);
+        this.weight = Tensor.fromFloats(Arena.ofAuto(), DType.F32, weight, weight.length);
         this.eps = eps;
     }
 
     public int dim() {
-        return weight.length;
-    }
-
-    /** Normalizes {@code x[offset .. offset + dim)} in place. */
-    public void apply(float[] x, int offset) {
-        float sum = 0;
-        for (int i = 0; i < weight.length; i++) sum += x[offset + i] * x[offset + i];
-        float inv = (float) (1 / Math.sqrt(sum / weight.length + eps));
-        for (int i = 0; i < weight.length; i++) x[offset + i] = x[offset + i] * inv * weight[i];
+        return Math.toIntExact(weight.shape(0));
     }
 
     /**
-     * Normalizes each row of x into out.
+     * Normalizes each row of x into y.
      *
-     * @param x F32 [T, dim], contiguous
-     * @param out BF16 or F32 [T, dim], contiguous
+     * @param x F32 or BF16 [T, dim], rows may be strided (innermost stride 1)
+     * @param y BF16 or F32 [T, dim], innermost stride 1, overlapping x nowhere
+     * @throws IllegalArgumentException if a width is not dim
+     * @throws dev.moe4j.runtime.Moe4jException if the native call rejects a shape, dtype or overlap
      */
-    public void apply(Tensor x, Tensor out) {
-        if (x.dtype() != DType.F32 || x.rank() != 2 || x.shape(1) != weight.length || !x.isContiguous())
-            throw new IllegalArgumentException("x must be a contiguous F32 [T, " + weight.length + "], got " + x);
-        if (out.rank() != 2
-                || out.shape(0) != x.shape(0)
-                || out.shape(1) != weight.length
-                || !out.isContiguous()
-                || (out.dtype() != DType.BF16 && out.dtype() != DType.F32))
-            throw new IllegalArgumentException(
-                    "out must be a contiguous BF16 or F32 [" + x.shape(0) + ", " + weight.length + "], got " + out);
-        int t = Math.toIntExact(x.shape(0)), h = weight.length;
-        float[] row = new float[h];
-        MemorySegment src = x.segment(), dst = out.segment();
-        boolean bf16 = out.dtype() == DType.BF16;
-        for (int i = 0; i < t; i++) {
-            MemorySegment.copy(src, ValueLayout.JAVA_FLOAT, (long) i * h * 4, row, 0, h);
-            apply(row, 0);
-            if (bf16) {
-                for (int d = 0; d < h; d++)
-                    dst.setAtIndex(ValueLayout.JAVA_SHORT, (long) i * h + d, BFloat16.fromFloat(row[d]));
-            } else {
-                MemorySegment.copy(row, 0, dst, ValueLayout.JAVA_FLOAT, (long) i * h * 4, h);
-            }
-        }
+    public void apply(Context ctx, Tensor x, Tensor y) {
+        checkWidth(x, "x");
+        checkWidth(y, "y");
+        Norm.rms(ctx, x, null, weight, eps, null, y);
+    }
+
+    /**
+     * The residual add and the norm in one pass: {@code sum = x + residual}, {@code y = norm(sum)}.
+     *
+     * @param x F32 or BF16 [T, dim]
+     * @param residual F32 [T, dim]
+     * @param sum F32 [T, dim], receives {@code x + residual}; may be x or residual itself
+     * @param y BF16 or F32 [T, dim], overlapping no other argument
+     * @throws IllegalArgumentException if a width is not dim
+     * @throws dev.moe4j.runtime.Moe4jException if the native call rejects a shape, dtype or overlap
+     */
+    public void apply(Context ctx, Tensor x, Tensor residual, Tensor sum, Tensor y) {
+        checkWidth(x, "x");
+        checkWidth(y, "y");
+        Norm.rms(ctx, x, residual, weight, eps, sum, y);
+    }
+
+    private void checkWidth(Tensor t, String name) {
+        if (t.rank() != 2 || t.shape(1) != weight.shape(0))
+            throw new IllegalArgumentException(name + " must be [T, " + weight.shape(0) + "], got " + t);
     }
 }

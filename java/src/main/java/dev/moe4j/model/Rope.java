@@ -1,5 +1,11 @@
 package dev.moe4j.model;
 
+import dev.moe4j.kernels.RotaryEmbedding;
+import dev.moe4j.runtime.Context;
+import dev.moe4j.tensor.DType;
+import dev.moe4j.tensor.Tensor;
+import java.lang.foreign.Arena;
+
 /**
  * Rotary position embedding of DeepSeek MLA's RoPE dims, with optional YaRN context extension, computed as
  * DeepSeek-V3's reference ({@code precompute_freqs_cis}, {@code apply_rotary_emb}) computes it: float32 inverse
@@ -10,6 +16,8 @@ package dev.moe4j.model;
  * {@code mscale(factor, mscale_all_dim)²}, {@code mscale(s, m) = 0.1·m·ln(s) + 1} (1 for {@code s ≤ 1}), and the
  * rotation by {@code mscale(factor, mscale) / mscale(factor, mscale_all_dim)} (1 in every DeepSeek config, where the
  * two are equal, which makes this HF's {@code DeepseekV2YarnRotaryEmbedding} and V3's reference at once).
+ *
+ * <p>The frequencies are computed here; the rotation runs natively ({@link RotaryEmbedding}).
  *
  * <p>Immutable and thread-safe.
  */
@@ -41,6 +49,7 @@ public final class Rope {
 
     private final int dim;
     private final float[] freqs;
+    private final Tensor freqTensor; // F32 [dim / 2], the kernel's copy of freqs
     private final float rotationScale;
     private final double softmaxScaleFactor;
 
@@ -59,6 +68,7 @@ public final class Rope {
         if (yarn == null) {
             rotationScale = 1;
             softmaxScaleFactor = 1;
+            freqTensor = Tensor.fromFloats(Arena.ofAuto(), DType.F32, freqs, half);
             return;
         }
         int low =
@@ -74,6 +84,7 @@ public final class Rope {
         double all = mscale(yarn.factor(), yarn.mscaleAllDim());
         rotationScale = (float) (mscale(yarn.factor(), yarn.mscale()) / all);
         softmaxScaleFactor = all * all;
+        freqTensor = Tensor.fromFloats(Arena.ofAuto(), DType.F32, freqs, half);
     }
 
     /** The dimension count whose rotation completes {@code rotations} turns over {@code positions}. */
@@ -99,19 +110,23 @@ public final class Rope {
         return softmaxScaleFactor;
     }
 
+    /** What cos and sin are multiplied by: YaRN's {@code mscale(factor, mscale) / mscale(factor, mscale_all_dim)}. */
+    public float rotationScale() {
+        return rotationScale;
+    }
+
     /**
-     * Rotates {@code x[offset .. offset + dim)} in place for a token at position.
+     * Rotates the pairs of each token's heads by the token's position ({@link RotaryEmbedding#apply}).
      *
-     * @throws IllegalArgumentException if position is negative
+     * @param x F32 or BF16 [T, H, dim], innermost stride 1
+     * @param positions I32 [T], values ≥ 0
+     * @param out F32 or BF16 [T, H, dim], innermost stride 1; may be x itself
+     * @throws IllegalArgumentException if x's last extent is not dim
+     * @throws dev.moe4j.runtime.Moe4jException if the native call rejects a shape, dtype, position or overlap
      */
-    public void apply(float[] x, int offset, int position) {
-        if (position < 0) throw new IllegalArgumentException("position must be >= 0, got " + position);
-        for (int i = 0; i < freqs.length; i++) {
-            float angle = position * freqs[i];
-            float cos = (float) Math.cos(angle) * rotationScale, sin = (float) Math.sin(angle) * rotationScale;
-            float re = x[offset + 2 * i], im = x[offset + 2 * i + 1];
-            x[offset + 2 * i] = re * cos - im * sin;
-            x[offset + 2 * i + 1] = re * sin + im * cos;
-        }
+    public void apply(Context ctx, Tensor x, Tensor positions, Tensor out) {
+        if (x.rank() != 3 || x.shape(2) != dim)
+            throw new IllegalArgumentException("x must be [T, H, " + dim + "], got " + x);
+        RotaryEmbedding.apply(ctx, x, positions, freqTensor, rotationScale, out);
     }
 }

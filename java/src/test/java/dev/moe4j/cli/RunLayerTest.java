@@ -9,7 +9,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import dev.moe4j.kernels.Gemm;
 import dev.moe4j.model.Checkpoint;
 import dev.moe4j.model.ModelConfig;
-import dev.moe4j.model.RmsNorm;
 import dev.moe4j.model.Safetensors;
 import dev.moe4j.routing.GateTest;
 import dev.moe4j.runtime.Context;
@@ -277,11 +276,16 @@ class RunLayerTest {
         return m;
     }
 
+    /** RMSNorm (eps 1e-6) of each H-wide row in fp32, rounded to bf16 as the layer's normalized activations are. */
     static float[] rmsNorm(float[] x, float[] w) {
-        float[] out = x.clone();
-        RmsNorm norm = new RmsNorm(w, 1e-6f);
-        for (int t = 0; t < x.length / H; t++) norm.apply(out, t * H);
-        for (int i = 0; i < out.length; i++) out[i] = BFloat16.toFloat(BFloat16.fromFloat(out[i]));
+        float[] out = new float[x.length];
+        for (int t = 0; t < x.length / H; t++) {
+            float sum = 0;
+            for (int i = 0; i < H; i++) sum += x[t * H + i] * x[t * H + i];
+            float inv = (float) (1 / Math.sqrt(sum / H + 1e-6f));
+            for (int i = 0; i < H; i++)
+                out[t * H + i] = BFloat16.toFloat(BFloat16.fromFloat(x[t * H + i] * inv * w[i]));
+        }
         return out;
     }
 

@@ -257,6 +257,54 @@ class CudaKernelsTest {
         assertSameBytes(combined, down(out), "combine, seed " + seed);
     }
 
+    @Test
+    void elementKernelsMatchTheCpuBitForBit() {
+        Tensor x = gaussian(DType.BF16, 9, 7168), residual = gaussian(DType.F32, 9, 7168);
+        Tensor weight = gaussian(DType.F32, 7168);
+        Tensor sum = Tensor.allocate(arena, DType.F32, 9, 7168), y = Tensor.allocate(arena, DType.BF16, 9, 7168);
+        Norm.rms(cpu, x, residual, weight, 1e-6f, sum, y);
+        Tensor gpuSum = poisonedOnDevice(DType.F32, 9, 7168), gpuY = poisonedOnDevice(DType.BF16, 9, 7168);
+        Norm.rms(gpu, up(x), up(residual), up(weight), 1e-6f, gpuSum, gpuY);
+        assertSameBytes(sum, down(gpuSum), "rms_norm sum, seed " + seed);
+        assertSameBytes(y, down(gpuY), "rms_norm y, seed " + seed);
+
+        Tensor pe = gaussian(DType.BF16, 11, 16, 64), freqs = Tensor.allocate(arena, DType.F32, 32);
+        for (int i = 0; i < 32; i++) freqs.setFloat((float) Math.pow(10000, -i / 32.0), i);
+        Tensor positions = Tensor.allocate(arena, DType.I32, 11);
+        for (int t = 0; t < 11; t++) positions.setInt(random.nextInt(163840), t);
+        Tensor rotated = Tensor.allocate(arena, DType.F32, 11, 16, 64);
+        RotaryEmbedding.apply(cpu, pe, positions, freqs, 0.9f, rotated);
+        Tensor gpuRotated = poisonedOnDevice(DType.F32, 11, 16, 64);
+        RotaryEmbedding.apply(gpu, up(pe), up(positions), up(freqs), 0.9f, gpuRotated);
+        assertSameBytes(rotated, down(gpuRotated), "rope, seed " + seed);
+
+        Tensor gate = gaussian(DType.F32, 5, 1408), upRows = gaussian(DType.BF16, 5, 1408);
+        for (int i = 0; i < 1408; i += 13) gate.setFloat((float) random.nextDouble(-120, 120), 2, i);
+        Tensor h = Tensor.allocate(arena, DType.BF16, 5, 1408);
+        Activation.siluMul(cpu, gate, upRows, h);
+        Tensor gpuH = poisonedOnDevice(DType.BF16, 5, 1408);
+        Activation.siluMul(gpu, up(gate), up(upRows), gpuH);
+        assertSameBytes(h, down(gpuH), "silu_mul, seed " + seed);
+    }
+
+    @Test
+    void batchedGemmMatchesTheCpuAndItsOwnPerMatrixCalls() {
+        Tensor a = gaussian(DType.BF16, 4, 7, 128), b = gaussian(DType.BF16, 4, 96, 128);
+        Tensor expected = Tensor.allocate(arena, DType.F32, 4, 7, 96);
+        Gemm.nt(cpu, a, b, null, expected);
+        Tensor da = up(a), db = up(b), batched = poisonedOnDevice(DType.F32, 4, 7, 96);
+        Gemm.nt(gpu, da, db, null, batched);
+        Tensor result = down(batched);
+        assertClose(expected, result, 1e-5, "batched gemm, seed " + seed);
+        for (int i = 0; i < 4; i++) {
+            Tensor single = poisonedOnDevice(DType.F32, 7, 96);
+            Gemm.nt(gpu, up(a.slice(0, i, 1).view(7, 128)), up(b.slice(0, i, 1).view(96, 128)), null, single);
+            Tensor part = Tensor.allocate(arena, DType.F32, 7, 96);
+            part.segment().copyFrom(result.segment().asSlice(i * 7L * 96 * 4, 7L * 96 * 4));
+            assertSameBytes(down(single), part, "batch entry " + i + ", seed " + seed);
+        }
+    }
+
     QuantizedTensor onDevice(QuantizedTensor q) {
         return new QuantizedTensor(up(q.data()), up(q.scales()), q.blockRows());
     }

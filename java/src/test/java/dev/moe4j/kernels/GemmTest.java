@@ -88,6 +88,68 @@ class GemmTest {
         }
     }
 
+    /** A batch over per-head column ranges of token rows (MLA's absorption) equals one rank-2 call per head. */
+    @ParameterizedTest(name = "{0} {1} -> {2}")
+    @MethodSource("cases")
+    void aBatchIsBitForBitTheCallsPerMatrix(Isa isa, DType in, DType out) {
+        long seed = TestSupport.freshSeed();
+        SplittableRandom random = TestSupport.random(seed);
+        int heads = 5, t = 7, k = 37, n = 19, headStride = k + 3;
+        try (Arena arena = Arena.ofConfined();
+                Context ctx = context(isa)) {
+            Tensor rows = Tensor.fromFloats(
+                    arena, in, TestSupport.wideFloats(random, t * heads * headStride), t, (long) heads * headStride);
+            Tensor weights = Tensor.fromFloats(arena, in, TestSupport.wideFloats(random, heads * n * k), heads, n, k);
+            Tensor base =
+                    Tensor.fromFloats(arena, DType.F32, TestSupport.wideFloats(random, t * heads * n), t, heads * n);
+            Tensor d = poisoned(arena, out, t, (long) heads * n);
+            Tensor a = Tensor.of(
+                    rows.segment(), in, new long[] {heads, t, k}, new long[] {headStride, (long) heads * headStride, 1
+                    });
+            Tensor c =
+                    Tensor.of(base.segment(), DType.F32, new long[] {heads, t, n}, new long[] {n, (long) heads * n, 1});
+            Gemm.nt(ctx, a, weights, c, Tensor.of(d.segment(), out, new long[] {heads, t, n}, new long[] {
+                n, (long) heads * n, 1
+            }));
+            for (int h = 0; h < heads; h++) {
+                Tensor single = poisoned(arena, out, t, n);
+                Gemm.nt(
+                        ctx,
+                        rows.slice(1, (long) h * headStride, k),
+                        weights.slice(0, h, 1).view(n, k),
+                        base.slice(1, (long) h * n, n),
+                        single);
+                for (int r = 0; r < t; r++)
+                    for (int col = 0; col < n; col++)
+                        assertEquals(
+                                Float.floatToRawIntBits(single.getFloat(r, col)),
+                                Float.floatToRawIntBits(d.getFloat(r, (long) h * n + col)),
+                                isa + " head " + h + " [" + r + ", " + col + "], seed " + seed);
+            }
+        }
+    }
+
+    @Test
+    void rejectsABatchOfMismatchedMatrices() {
+        try (Arena arena = Arena.ofConfined();
+                Context ctx = Context.create()) {
+            Tensor a = Tensor.allocate(arena, DType.BF16, 3, 2, 64), d = poisoned(arena, DType.F32, 3, 2, 5);
+            Moe4jException batch = assertThrows(
+                    Moe4jException.class, () -> Gemm.nt(ctx, a, Tensor.allocate(arena, DType.BF16, 4, 5, 64), null, d));
+            assertTrue(
+                    batch.nativeMessage().contains("argument 'b': shape [4, 5, 64] but expected [3, 5, 64]"),
+                    batch.nativeMessage());
+            IllegalArgumentException rank = assertThrows(
+                    IllegalArgumentException.class,
+                    () -> Gemm.nt(ctx, a, Tensor.allocate(arena, DType.BF16, 5, 64), null, d));
+            assertTrue(rank.getMessage().startsWith("b must have rank 3"), rank.getMessage());
+            assertThrows(
+                    IllegalArgumentException.class,
+                    () -> Gemm.nt(ctx, Tensor.allocate(arena, DType.BF16, 1, 1, 1, 64), a, null, d));
+            assertEquals(-1, d.segment().get(java.lang.foreign.ValueLayout.JAVA_INT, 0), "d untouched");
+        }
+    }
+
     @Test
     void rejectsMixedDtypesAndMismatchedK() {
         try (Arena arena = Arena.ofConfined();

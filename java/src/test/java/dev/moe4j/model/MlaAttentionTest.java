@@ -297,14 +297,17 @@ class MlaAttentionTest {
         // softmax: mscale = 0.1·ln 40 + 1 = 1.368888; squared 1.873854
         assertEquals(1.873854, rope.softmaxScaleFactor(), 1e-6);
         // position 0 is the identity; position 1 rotates pair 0 by one radian
-        float[] x = {1, 0, 3, 4};
-        Rope small = new Rope(4, 10000, null);
-        small.apply(x, 0, 0);
-        assertEquals(1f, x[0]);
-        assertEquals(4f, x[3]);
-        small.apply(x, 0, 1);
-        assertEquals(Math.cos(1), x[0], 1e-7);
-        assertEquals(Math.sin(1), x[1], 1e-7);
+        try (Arena arena = Arena.ofConfined();
+                Context ctx = Context.create()) {
+            Tensor x = Tensor.fromFloats(arena, DType.F32, new float[] {1, 0, 3, 4, 1, 0, 3, 4}, 2, 1, 4);
+            Tensor positions = Tensor.allocate(arena, DType.I32, 2);
+            positions.setInt(1, 1);
+            new Rope(4, 10000, null).apply(ctx, x, positions, x);
+            assertEquals(1f, x.getFloat(0, 0, 0));
+            assertEquals(4f, x.getFloat(0, 0, 3));
+            assertEquals(Math.cos(1), x.getFloat(1, 0, 0), 1e-7);
+            assertEquals(Math.sin(1), x.getFloat(1, 0, 1), 1e-7);
+        }
     }
 
     @Test
