@@ -8,8 +8,8 @@ import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.QuantizedGroups;
 import dev.moe4j.tensor.QuantizedTensor;
 import dev.moe4j.tensor.Tensor;
-import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.SegmentAllocator;
 import java.util.Objects;
 
 /**
@@ -59,7 +59,7 @@ public final class Fp8Gemm {
     }
 
     /** {@code a·bᵀ} into a new row-major [M, N] tensor of dtype (F32 or BF16) allocated in arena. */
-    public static Tensor nt(Context ctx, QuantizedTensor a, QuantizedTensor b, DType dtype, Arena arena) {
+    public static Tensor nt(Context ctx, QuantizedTensor a, QuantizedTensor b, DType dtype, SegmentAllocator arena) {
         Objects.requireNonNull(a, "a");
         Objects.requireNonNull(b, "b");
         Tensor d = Tensor.allocate(arena, dtype, a.data().shape(0), b.data().shape(0));

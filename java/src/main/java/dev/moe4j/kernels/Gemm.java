@@ -6,8 +6,8 @@ import dev.moe4j.runtime.NativeLibrary;
 import dev.moe4j.runtime.Workspace;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.Tensor;
-import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.SegmentAllocator;
 import java.util.Objects;
 
 /**
@@ -49,7 +49,7 @@ public final class Gemm {
     }
 
     /** {@code a·bᵀ} into a new row-major [M, N] tensor of dtype (F32 or BF16) allocated in arena. */
-    public static Tensor nt(Context ctx, Tensor a, Tensor b, DType dtype, Arena arena) {
+    public static Tensor nt(Context ctx, Tensor a, Tensor b, DType dtype, SegmentAllocator arena) {
         Objects.requireNonNull(a, "a");
         Objects.requireNonNull(b, "b");
         Tensor d = Tensor.allocate(arena, dtype, a.shape(0), b.shape(0));

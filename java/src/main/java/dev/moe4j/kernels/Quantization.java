@@ -7,7 +7,7 @@ import dev.moe4j.runtime.Workspace;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.QuantizedTensor;
 import dev.moe4j.tensor.Tensor;
-import java.lang.foreign.Arena;
+import java.lang.foreign.SegmentAllocator;
 import java.util.Objects;
 
 /**
@@ -56,7 +56,7 @@ public final class Quantization {
     }
 
     /** Per-token quantization into new row-major tensors allocated in arena. */
-    public static QuantizedTensor perToken(Context ctx, Tensor x, ScaleFormat format, Arena arena) {
+    public static QuantizedTensor perToken(Context ctx, Tensor x, ScaleFormat format, SegmentAllocator arena) {
         QuantizedTensor out = allocate(x, 1, arena);
         perToken(ctx, x, out.data(), out.scales(), format);
         return out;
@@ -87,7 +87,7 @@ public final class Quantization {
     }
 
     /** 128x128 block quantization into new row-major tensors allocated in arena. */
-    public static QuantizedTensor perBlock(Context ctx, Tensor w, ScaleFormat format, Arena arena) {
+    public static QuantizedTensor perBlock(Context ctx, Tensor w, ScaleFormat format, SegmentAllocator arena) {
         QuantizedTensor out = allocate(w, QuantizedTensor.BLOCK, arena);
         perBlock(ctx, w, out.data(), out.scales(), format);
         return out;
@@ -115,13 +115,13 @@ public final class Quantization {
     }
 
     /** Dequantizes into a new row-major tensor of dtype (F32 or BF16) allocated in arena. */
-    public static Tensor dequantize(Context ctx, QuantizedTensor q, DType dtype, Arena arena) {
+    public static Tensor dequantize(Context ctx, QuantizedTensor q, DType dtype, SegmentAllocator arena) {
         Tensor out = Tensor.allocate(arena, dtype, q.data().shape());
         dequantize(ctx, q, out);
         return out;
     }
 
-    private static QuantizedTensor allocate(Tensor x, int blockRows, Arena arena) {
+    private static QuantizedTensor allocate(Tensor x, int blockRows, SegmentAllocator arena) {
         Objects.requireNonNull(x, "x");
         Objects.requireNonNull(arena, "arena");
         if (x.rank() != 2) throw new IllegalArgumentException("expected a rank-2 tensor, got " + x);

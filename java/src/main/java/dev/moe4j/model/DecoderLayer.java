@@ -6,6 +6,7 @@ import dev.moe4j.kernels.ScaleFormat;
 import dev.moe4j.routing.Gate;
 import dev.moe4j.routing.Routing;
 import dev.moe4j.runtime.Context;
+import dev.moe4j.runtime.Workspace;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.QuantizedGroups;
 import dev.moe4j.tensor.QuantizedTensor;
@@ -26,7 +27,7 @@ import java.util.Objects;
  * {@code quantize} is set and their input width is a multiple of 128, and kept BF16 otherwise. Routed experts are
  * always FP8 (the grouped expert kernel is FP8), quantized on load when the checkpoint holds them in BF16.
  *
- * <p>Not thread-safe: one thread drives a layer (its MoE part holds reusable buffers).
+ * <p>Not thread-safe: one thread drives a layer (it and its MoE part hold reusable tables).
  */
 public final class DecoderLayer {
     private final int index;
@@ -34,6 +35,7 @@ public final class DecoderLayer {
     private final MlaAttention attention;
     private final MoeBlock moe;
     private final DenseMlp mlp;
+    private Residual residual = Residual.of(256);
 
     public DecoderLayer(
             int index, RmsNorm inputNorm, MlaAttention attention, RmsNorm postNorm, MoeBlock moe, DenseMlp mlp) {
@@ -87,7 +89,7 @@ public final class DecoderLayer {
             throw new IllegalArgumentException(
                     "out must be a contiguous F32 " + Arrays.toString(x.shape()) + ", got " + out);
         int t = Math.toIntExact(x.shape(0)), h = Math.toIntExact(x.shape(1));
-        try (Arena scratch = Arena.ofConfined()) {
+        try (Workspace.Frame scratch = ctx.workspace().frame()) {
             Tensor normed = Tensor.allocate(scratch, DType.BF16, t, h);
             Tensor branch = Tensor.allocate(scratch, DType.F32, t, h);
             Tensor residual = Tensor.allocate(scratch, DType.F32, t, h);
@@ -96,7 +98,8 @@ public final class DecoderLayer {
             postNorm.apply(ctx, branch, x, residual, normed); // residual = x + branch, normed = norm(residual)
             if (moe != null) moe.forward(ctx, normed, routing, branch);
             else mlp.apply(ctx, normed, branch);
-            new Residual(scratch, t).apply(ctx, residual, branch, out);
+            if (this.residual.capacity() < t) this.residual = Residual.of(t);
+            this.residual.apply(ctx, residual, branch, out);
         }
     }
 
@@ -105,16 +108,25 @@ public final class DecoderLayer {
      * per token, whose fused multiply-add {@code fma(1, branch, base)} rounds exactly as a plain add.
      */
     private record Residual(Tensor index, Tensor weights) {
-        Residual(Arena arena, int tokens) {
-            this(Tensor.allocate(arena, DType.I32, tokens, 1), Tensor.allocate(arena, DType.F32, tokens, 1));
+        /** Tables for up to {@code tokens} rows: row i's one term is row i with weight 1. */
+        static Residual of(int tokens) {
+            Arena arena = Arena.ofAuto();
+            Residual r = new Residual(
+                    Tensor.allocate(arena, DType.I32, tokens, 1), Tensor.allocate(arena, DType.F32, tokens, 1));
             for (int i = 0; i < tokens; i++) {
-                index.setInt(i, i, 0);
-                weights.setFloat(1f, i, 0);
+                r.index.setInt(i, i, 0);
+                r.weights.setFloat(1f, i, 0);
             }
+            return r;
+        }
+
+        long capacity() {
+            return index.shape(0);
         }
 
         void apply(Context ctx, Tensor base, Tensor branch, Tensor out) {
-            Dispatch.combine(ctx, branch, index, weights, base, out);
+            long t = base.shape(0);
+            Dispatch.combine(ctx, branch, index.slice(0, 0, t), weights.slice(0, 0, t), base, out);
         }
     }
 

@@ -5,11 +5,11 @@ import dev.moe4j.kernels.ExpertFfn;
 import dev.moe4j.kernels.Quantization;
 import dev.moe4j.kernels.ScaleFormat;
 import dev.moe4j.runtime.Context;
+import dev.moe4j.runtime.Workspace;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.QuantizedGroups;
 import dev.moe4j.tensor.QuantizedTensor;
 import dev.moe4j.tensor.Tensor;
-import java.lang.foreign.Arena;
 import java.util.List;
 import java.util.Objects;
 
@@ -74,7 +74,7 @@ public final class DenseMlp {
         if (x.rank() != 2 || x.shape(1) != hidden())
             throw new IllegalArgumentException("x must be [T, " + hidden() + "], got " + x);
         int t = Math.toIntExact(x.shape(0));
-        try (Arena scratch = Arena.ofConfined()) {
+        try (Workspace.Frame scratch = ctx.workspace().frame()) {
             if (fused != null) {
                 Tensor layout = Tensor.allocate(scratch, DType.I32, t); // every row: expert 0
                 QuantizedTensor xq = Quantization.perToken(ctx, x, ScaleFormat.FP32, scratch);

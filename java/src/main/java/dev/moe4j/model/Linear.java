@@ -6,10 +6,12 @@ import dev.moe4j.kernels.Gemm;
 import dev.moe4j.kernels.Quantization;
 import dev.moe4j.kernels.ScaleFormat;
 import dev.moe4j.runtime.Context;
+import dev.moe4j.runtime.Workspace;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.QuantizedTensor;
 import dev.moe4j.tensor.Tensor;
 import java.lang.foreign.Arena;
+import java.lang.foreign.SegmentAllocator;
 import java.util.Objects;
 
 /**
@@ -76,7 +78,7 @@ public final class Linear {
         Objects.requireNonNull(x, "x");
         if (x.rank() != 2 || x.shape(1) != inFeatures())
             throw new IllegalArgumentException("x must be [T, " + inFeatures() + "], got " + x);
-        try (Arena scratch = Arena.ofConfined()) {
+        try (Workspace.Frame scratch = ctx.workspace().frame()) {
             if (fp8 != null) {
                 Fp8Gemm.nt(ctx, Quantization.perToken(ctx, x, ScaleFormat.FP32, scratch), fp8, null, out);
             } else {
@@ -91,7 +93,7 @@ public final class Linear {
     }
 
     /** {@code x·Wᵀ} into a new F32 or BF16 [T, out] tensor allocated in arena. */
-    public Tensor apply(Context ctx, Tensor x, DType dtype, Arena arena) {
+    public Tensor apply(Context ctx, Tensor x, DType dtype, SegmentAllocator arena) {
         Tensor out = Tensor.allocate(arena, dtype, x.shape(0), outFeatures());
         apply(ctx, x, out);
         return out;

@@ -3,10 +3,12 @@ package dev.moe4j.model;
 import dev.moe4j.kernels.Gemm;
 import dev.moe4j.kernels.Mla;
 import dev.moe4j.runtime.Context;
+import dev.moe4j.runtime.Workspace;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.Tensor;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.SegmentAllocator;
 import java.lang.foreign.ValueLayout;
 import java.util.Arrays;
 import java.util.Objects;
@@ -35,7 +37,7 @@ import java.util.Objects;
  * chunks) and for all single-token sequences together.
  *
  * <p>Thread-safety: the weights are immutable, but each call mutates the cache it is given; use one thread per
- * cache. Per-call scratch lives in a confined arena freed before returning.
+ * cache. Per-call scratch comes from the context's {@link dev.moe4j.runtime.Workspace}.
  */
 public final class MlaAttention {
     /**
@@ -172,7 +174,7 @@ public final class MlaAttention {
         if (t != step.tokens())
             throw new IllegalArgumentException("x has " + t + " rows for a step of " + step.tokens() + " tokens");
         int h = config.heads();
-        try (Arena scratch = Arena.ofConfined()) {
+        try (Workspace.Frame scratch = ctx.workspace().frame()) {
             Projected p = project(ctx, x, step.positions(), scratch);
             cache.write(ctx, layer, step, p.kv());
             Tensor attended = Tensor.allocate(scratch, DType.BF16, 1, t, h, config.kvLoraRank());
@@ -257,7 +259,7 @@ public final class MlaAttention {
     /** Absorbed queries BF16 [1, T, heads, 576] and latent cache rows BF16 [T, 1, 576]. */
     private record Projected(Tensor q, Tensor kv) {}
 
-    private Projected project(Context ctx, Tensor x, int[] positions, Arena scratch) {
+    private Projected project(Context ctx, Tensor x, int[] positions, SegmentAllocator scratch) {
         int t = positions.length, h = config.heads(), nope = config.qkNopeHeadDim(), qHead = config.qHeadDim();
         int latent = config.kvLoraRank(), ropeDim = config.qkRopeHeadDim();
         Tensor position = Tensor.allocate(scratch, DType.I32, t);
@@ -297,7 +299,7 @@ public final class MlaAttention {
     }
 
     /** {@code out = wo(concat_h attended[:, h] · W_UV[h]ᵀ)}; attended BF16 [T, heads, 512]. */
-    private void output(Context ctx, Tensor attended, Tensor out, Arena scratch) {
+    private void output(Context ctx, Tensor attended, Tensor out, SegmentAllocator scratch) {
         int t = Math.toIntExact(attended.shape(0)), h = config.heads(), v = config.vHeadDim();
         int nope = config.qkNopeHeadDim(), latent = config.kvLoraRank();
         Tensor o = Tensor.allocate(scratch, DType.BF16, t, (long) h * v);

@@ -2,9 +2,9 @@ package dev.moe4j.routing;
 
 import dev.moe4j.model.Linear;
 import dev.moe4j.runtime.Context;
+import dev.moe4j.runtime.Workspace;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.Tensor;
-import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.Arrays;
@@ -91,7 +91,7 @@ public final class Gate {
                     "out holds " + out.k() + " experts per token, the gate picks " + config.topK());
         int t = Math.toIntExact(x.shape(0));
         out.reset(t);
-        try (Arena scratch = Arena.ofConfined()) {
+        try (Workspace.Frame scratch = ctx.workspace().frame()) {
             Tensor logits = weight.apply(ctx, x, DType.F32, scratch);
             MemorySegment rows = logits.segment();
             for (int i = 0; i < t; i++) {
