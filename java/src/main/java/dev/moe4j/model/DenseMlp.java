@@ -10,6 +10,7 @@ import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.QuantizedGroups;
 import dev.moe4j.tensor.QuantizedTensor;
 import dev.moe4j.tensor.Tensor;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Objects;
 
@@ -58,6 +59,34 @@ public final class DenseMlp {
 
     public long intermediate() {
         return gate.outFeatures();
+    }
+
+    /**
+     * The MLP as {@code parts} experts of width {@code intermediate / parts} (the shared experts of an MoE layer are
+     * such a concatenation, and the sum over parts of {@code down_p(SiLU(gate_p x) · up_p x)} is the MLP): gate, up and
+     * down slices per part as weight groups, views of this MLP's FP8 weights; null unless the weights are FP8 and each
+     * part's width is a multiple of 128.
+     */
+    QuantizedGroups[] asExperts(int parts) {
+        long width = intermediate() / parts;
+        if (fused == null || parts <= 0 || intermediate() % parts != 0 || width % QuantizedTensor.BLOCK != 0)
+            return null;
+        List<QuantizedTensor> g = new ArrayList<>(), u = new ArrayList<>(), d = new ArrayList<>();
+        for (int p = 0; p < parts; p++) {
+            g.add(rows(gate.fp8Weight(), p * width, width));
+            u.add(rows(up.fp8Weight(), p * width, width));
+            QuantizedTensor w = down.fp8Weight();
+            long block = QuantizedTensor.BLOCK;
+            d.add(new QuantizedTensor(
+                    w.data().slice(1, p * width, width), w.scales().slice(1, p * width / block, width / block), 128));
+        }
+        return new QuantizedGroups[] {QuantizedGroups.of(g), QuantizedGroups.of(u), QuantizedGroups.of(d)};
+    }
+
+    private static QuantizedTensor rows(QuantizedTensor w, long start, long count) {
+        long block = QuantizedTensor.BLOCK;
+        return new QuantizedTensor(
+                w.data().slice(0, start, count), w.scales().slice(0, start / block, count / block), 128);
     }
 
     /** Bytes of the three weights (with their scales): what one application reads. */

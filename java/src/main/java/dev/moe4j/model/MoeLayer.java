@@ -14,7 +14,9 @@ import dev.moe4j.tensor.QuantizedTensor;
 import dev.moe4j.tensor.Tensor;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.List;
 import java.util.Objects;
 
 /**
@@ -27,6 +29,12 @@ import java.util.Objects;
  * first and the routed ones by rank, so the fp32 summation order is fixed whatever the expert placement. Dropped
  * assignments (expert -1, see {@link dev.moe4j.routing.Capacity}) are skipped.
  *
+ * <p>Shared experts whose weights are FP8 run in the same native call as the routed ones: n_shared experts of
+ * moe_intermediate width each are concatenated in the checkpoint, and each becomes one more group (views of the
+ * stored weights) that every token goes to with weight 1. One call then streams all of a step's expert weights over
+ * all threads, with no second pass for the shared experts (the down projection sums per shared expert; the rounding
+ * differs from one 2·moe_intermediate-wide product, not the arithmetic).
+ *
  * <p>Java-side work is per call, proportional to T·k (the routing tables); the row gathers and the combine are native.
  * Scratch comes from the context's {@link Workspace}: nothing is allocated once steps of a size have run.
  * Not thread-safe (the gate's state is per layer): one layer instance per thread.
@@ -35,6 +43,11 @@ public final class MoeLayer implements MoeBlock {
     private final Gate gate;
     private final QuantizedGroups expertGate, expertUp, expertDown;
     private final DenseMlp shared;
+    // The groups the fused call runs: the routed experts, then the shared experts' parts when they run in the same
+    // call (sharedParts > 0: every token also goes to each part, with weight 1), so that one call streams all the
+    // layer's expert weights over all threads.
+    private final QuantizedGroups runGate, runUp, runDown;
+    private final int sharedParts;
     private final int alignment;
     private final int hidden, experts;
 
@@ -76,6 +89,26 @@ public final class MoeLayer implements MoeBlock {
         if (shared != null && shared.hidden() != hidden)
             throw new IllegalArgumentException(
                     "shared experts take " + shared.hidden() + " features, the routed " + hidden);
+        QuantizedGroups[] parts = shared == null || shared.intermediate() % inter != 0
+                ? null
+                : shared.asExperts(Math.toIntExact(shared.intermediate() / inter));
+        if (parts != null && experts + parts[0].count() <= QuantizedGroups.MAX_GROUPS) {
+            sharedParts = parts[0].count();
+            runGate = concat(expertGate, parts[0]);
+            runUp = concat(expertUp, parts[1]);
+            runDown = concat(expertDown, parts[2]);
+        } else {
+            sharedParts = 0;
+            runGate = expertGate;
+            runUp = expertUp;
+            runDown = expertDown;
+        }
+    }
+
+    private static QuantizedGroups concat(QuantizedGroups a, QuantizedGroups b) {
+        List<QuantizedTensor> all = new ArrayList<>(a.groups());
+        all.addAll(b.groups());
+        return QuantizedGroups.of(all);
     }
 
     @Override
@@ -136,15 +169,17 @@ public final class MoeLayer implements MoeBlock {
         if (x.shape(0) != t || out.shape(0) != t)
             throw new IllegalArgumentException(
                     "routing covers " + t + " tokens, x has " + x.shape(0) + ", out " + out.shape(0));
-        // rows of each expert in the grouped layout
-        int[] count = new int[experts], first = new int[experts];
+        // rows of each group in the grouped layout: routed experts, then the shared parts (every token)
+        int groups = experts + sharedParts;
+        int[] count = new int[groups], first = new int[groups];
         for (int i = 0; i < t; i++)
             for (int j = 0; j < k; j++) {
                 int e = routing.expert(i, j);
                 if (e >= 0) count[e]++;
             }
+        for (int p = 0; p < sharedParts; p++) count[experts + p] = t;
         int rows = 0;
-        for (int e = 0; e < experts; e++) {
+        for (int e = 0; e < groups; e++) {
             first[e] = rows;
             rows += (count[e] + alignment - 1) / alignment * alignment;
         }
@@ -153,7 +188,10 @@ public final class MoeLayer implements MoeBlock {
         }
     }
 
-    /** Runs the routed experts (rows of them in the grouped layout) and the shared ones, and combines. */
+    /**
+     * Runs the experts (rows of them in the grouped layout) and the shared ones, and combines: per token the shared
+     * parts first (weight 1), then the routed experts by rank.
+     */
     private void run(
             Context ctx,
             Workspace.Frame frame,
@@ -163,18 +201,23 @@ public final class MoeLayer implements MoeBlock {
             int[] count,
             int rows,
             Tensor out) {
-        int t = routing.tokens(), k = routing.k();
-        // the grouped-layout row of each (token, rank), and the token of each row (-1: padding)
-        Tensor rowOf = Tensor.hostScratch(frame, DType.I32, t, k), weights = Tensor.hostScratch(frame, DType.F32, t, k);
+        int t = routing.tokens(), k = routing.k(), terms = sharedParts + k;
+        // the grouped-layout row of each (token, term), and the token of each row (-1: padding)
+        Tensor rowOf = Tensor.hostScratch(frame, DType.I32, t, terms);
+        Tensor weights = Tensor.hostScratch(frame, DType.F32, t, terms);
         Tensor tokenOf = Tensor.hostScratch(frame, DType.I32, Math.max(rows, 1));
         MemorySegment rowSeg = rowOf.segment(), tokenSeg = tokenOf.segment(), weightSeg = weights.segment();
         tokenSeg.fill((byte) 0xFF);
         int[] next = first.clone();
         for (int i = 0; i < t; i++)
-            for (int j = 0; j < k; j++) {
-                int e = routing.expert(i, j), r = e >= 0 ? next[e]++ : -1;
-                rowSeg.setAtIndex(ValueLayout.JAVA_INT, (long) i * k + j, r);
-                weightSeg.setAtIndex(ValueLayout.JAVA_FLOAT, (long) i * k + j, routing.weight(i, j));
+            for (int j = 0; j < terms; j++) {
+                boolean sharedTerm = j < sharedParts;
+                int e = sharedTerm ? experts + j : routing.expert(i, j - sharedParts), r = e >= 0 ? next[e]++ : -1;
+                rowSeg.setAtIndex(ValueLayout.JAVA_INT, (long) i * terms + j, r);
+                weightSeg.setAtIndex(
+                        ValueLayout.JAVA_FLOAT,
+                        (long) i * terms + j,
+                        sharedTerm ? 1f : routing.weight(i, j - sharedParts));
                 if (r >= 0) tokenSeg.setAtIndex(ValueLayout.JAVA_INT, r, i);
             }
         Tensor ys = rows > 0
@@ -182,7 +225,8 @@ public final class MoeLayer implements MoeBlock {
                 : Tensor.scratch(frame, DType.F32, 1, hidden);
 
         Tensor sharedOut = null;
-        if (shared != null) shared.apply(ctx, x, sharedOut = Tensor.scratch(frame, DType.F32, t, hidden));
+        if (shared != null && sharedParts == 0)
+            shared.apply(ctx, x, sharedOut = Tensor.scratch(frame, DType.F32, t, hidden));
         Dispatch.combine(ctx, ys, rowOf, weights, sharedOut, out);
     }
 
@@ -201,10 +245,10 @@ public final class MoeLayer implements MoeBlock {
         Tensor layout = Tensor.hostScratch(frame, DType.I32, rows);
         MemorySegment lay = layout.segment();
         lay.fill((byte) 0xFF);
-        for (int e = 0; e < experts; e++)
+        for (int e = 0; e < first.length; e++)
             for (int r = first[e]; r < first[e] + count[e]; r++) lay.setAtIndex(ValueLayout.JAVA_INT, r, e);
         Tensor ys = Tensor.scratch(frame, DType.F32, rows, hidden);
-        ExpertFfn.contiguous(ctx, grouped, expertGate, expertUp, expertDown, layout, alignment, ys);
+        ExpertFfn.contiguous(ctx, grouped, runGate, runUp, runDown, layout, alignment, ys);
         return ys;
     }
 }
