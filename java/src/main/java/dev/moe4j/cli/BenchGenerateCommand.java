@@ -41,7 +41,7 @@ final class BenchGenerateCommand {
     private BenchGenerateCommand() {}
 
     static final String USAGE = "bench generate --model DIR [--batch B[,B..]] [--prompt-tokens P] [--new-tokens N]"
-            + " [--step-tokens S] [--reps R] [--seed S] [--json]";
+            + " [--step-tokens S] [--reps R] [--seed S] [--json] [--profile]";
 
     /** The machine's ceilings as {@code moe4j_bench machine --brief} measures them, or null values when absent. */
     record Machine(double readGbs, double bf16DotGflops, String bf16Dot) {
@@ -58,7 +58,8 @@ final class BenchGenerateCommand {
             double decodeSeconds,
             int decodeSteps,
             double decodeBytesPerStep,
-            double decodeJavaShare) {
+            double decodeJavaShare,
+            Map<String, Profiler.Entry> decodeKernels) {
         double prefillTokensPerS() {
             return batch * promptTokens / prefillSeconds;
         }
@@ -77,6 +78,7 @@ final class BenchGenerateCommand {
         valued.addAll(Set.of("--batch", "--prompt-tokens", "--new-tokens", "--step-tokens", "--reps", "--seed"));
         Set<String> flags = new HashSet<>(ModelLoading.FLAGS);
         flags.add("--json");
+        flags.add("--profile");
         Options o = new Options("bench generate", args, valued, flags);
         int[] batches = batchSizes(o.string("--batch", "1"));
         int prompt = o.positive("--prompt-tokens", 128), decode = o.positive("--new-tokens", 32);
@@ -106,6 +108,7 @@ final class BenchGenerateCommand {
                 new Machine(higher(before.readGbs(), after.readGbs()), before.bf16DotGflops(), before.bf16Dot());
         if (o.has("--json")) System.out.println(Json.write(toJson(description, machine, before, after, runs)));
         else print(description, machine, before, after, runs);
+        if (o.has("--profile")) for (Run r : runs) printProfile(r);
         return 0;
     }
 
@@ -184,6 +187,7 @@ final class BenchGenerateCommand {
                 expertsTouched[0] += seen.size();
             });
             long decodeNanos = 0, nativeNanos = 0;
+            Map<String, Profiler.Entry> kernels;
             try (Profiler profiler = Profiler.start()) {
                 for (int s = 0; s < decode; s++) {
                     int[][] tokens = new int[b][];
@@ -194,6 +198,7 @@ final class BenchGenerateCommand {
                     for (int i = 0; i < b; i++) last[i] = argmax(logits, i);
                 }
                 nativeNanos = profiler.totalNanos();
+                kernels = profiler.entries();
             } finally {
                 model.onMoeLayer(null);
             }
@@ -209,7 +214,8 @@ final class BenchGenerateCommand {
                     decodeNanos / 1e9,
                     decode,
                     bytesPerStep,
-                    Math.max(0, 1 - (double) nativeNanos / decodeNanos));
+                    Math.max(0, 1 - (double) nativeNanos / decodeNanos),
+                    kernels);
         } finally {
             for (int s : sequences) model.freeSequence(s);
         }
@@ -272,7 +278,8 @@ final class BenchGenerateCommand {
                 ds / n,
                 f.decodeSteps(),
                 bytes / n,
-                java / n);
+                java / n,
+                runs.get(n - 1).decodeKernels());
     }
 
     /**
@@ -347,6 +354,24 @@ final class BenchGenerateCommand {
                     100 * r.decodeGbs() / machine.readGbs(),
                     100 * r.decodeJavaShare());
         }
+    }
+
+    /** Time per native function in the last repetition's decode steps, largest first, as shares of the step. */
+    private static void printProfile(Run r) {
+        long total = Math.round(r.decodeSeconds() * 1e9);
+        System.out.printf(
+                "decode profile, batch %d (%d steps, %.2f ms per step):%n",
+                r.batch(), r.decodeSteps(), 1e3 * r.decodeSeconds() / r.decodeSteps());
+        r.decodeKernels().entrySet().stream()
+                .sorted((a, b) ->
+                        Long.compare(b.getValue().nanos(), a.getValue().nanos()))
+                .forEach(e -> System.out.printf(
+                        "  %-40s %6.1f%% %8.3f ms/step %6.1f calls/step%n",
+                        e.getKey(),
+                        100.0 * e.getValue().nanos() / total,
+                        e.getValue().nanos() / 1e6 / r.decodeSteps(),
+                        (double) e.getValue().calls() / r.decodeSteps()));
+        System.out.printf("  %-40s %6.1f%%%n", "Java (outside native calls)", 100 * r.decodeJavaShare());
     }
 
     private static Map<String, Object> toJson(
