@@ -12,6 +12,7 @@ import dev.moe4j.tensor.QuantizedGroups;
 import dev.moe4j.tensor.QuantizedTensor;
 import dev.moe4j.tensor.Tensor;
 import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -233,10 +234,49 @@ public final class DecoderLayer {
         }
 
         DenseMlp mlp(String prefix, long inter, long h) {
+            long block = QuantizedTensor.BLOCK;
+            if (quantize && inter % block != 0) return paddedMlp(prefix, inter, h, (inter + block - 1) / block * block);
             return new DenseMlp(
                     linear(prefix + ".gate_proj", inter, h),
                     linear(prefix + ".up_proj", inter, h),
                     linear(prefix + ".down_proj", h, inter));
+        }
+
+        /**
+         * With load-time quantization, an MLP whose intermediate width is not a multiple of 128 (V2-Lite's 10944-wide
+         * dense MLP: its down_proj cannot be FP8 in 128-column blocks) is widened to {@code padded} with zero gate and
+         * up rows and zero down columns: the extra intermediate values are SiLU(0)·0 = 0 and add nothing, so the MLP is
+         * the same function, now all FP8 and run as one fused call. Copies the weights (the widened ones).
+         */
+        private DenseMlp paddedMlp(String prefix, long inter, long h, long padded) {
+            Linear gate = padRows(prefix + ".gate_proj", inter, h, padded);
+            Linear up = padRows(prefix + ".up_proj", inter, h, padded);
+            Tensor down = checked(prefix + ".down_proj.weight", h, inter);
+            if (down.dtype() == DType.E4M3)
+                throw new IllegalArgumentException("tensor '" + prefix + ".down_proj.weight' is FP8 with " + inter
+                        + " input features, not a multiple of 128 (the FP8 GEMM's K blocks)");
+            Tensor wide = Tensor.allocate(arena, DType.F32, h, padded);
+            Tensor source = floats(prefix + ".down_proj.weight", down);
+            float[] row = new float[Math.toIntExact(inter)];
+            for (long r = 0; r < h; r++) {
+                float[] values = source.slice(0, r, 1).toFloatArray();
+                System.arraycopy(values, 0, row, 0, row.length);
+                wide.slice(0, r, 1).slice(1, 0, inter).copyFrom(row);
+            }
+            Linear downFp8 = Linear.fp8(Quantization.perBlock(ctx, wide, ScaleFormat.FP32, arena));
+            return new DenseMlp(gate, up, downFp8);
+        }
+
+        /** An [n, k] weight as FP8 [padded, k] with zero rows past n (quantized first when stored in BF16). */
+        private Linear padRows(String prefix, long n, long k, long padded) {
+            Tensor w = checked(prefix + ".weight", n, k);
+            QuantizedTensor q = w.dtype() == DType.E4M3
+                    ? fp8(prefix, w)
+                    : Quantization.perBlock(ctx, floats(prefix + ".weight", w), ScaleFormat.FP32, arena);
+            Tensor data = Tensor.allocate(arena, DType.E4M3, padded, k); // zero: e4m3 code 0 is 0.0
+            MemorySegment.copy(q.data().segment(), 0, data.segment(), 0, n * k);
+            // the scales already cover ceil(n/128) = padded/128 row blocks
+            return Linear.fp8(new QuantizedTensor(data, q.scales(), QuantizedTensor.BLOCK));
         }
 
         /**
