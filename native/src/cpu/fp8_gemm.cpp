@@ -23,6 +23,9 @@ constexpr int64_t kBlock = 128;         // K elements per scale; N rows per weig
 constexpr int64_t kRowsPerBlock = 16;   // weight rows widened together and kept in cache
 constexpr int64_t kRowsPerChunk = 256;  // activation rows one task streams over (stays in L3)
 constexpr int kTileM = 4, kTileN = 2;
+// Rows of one tile of the in-register (codes) kernel: a weight row widened in registers meets up to this many
+// activation rows; tiles of more than kTileM rows take one weight row (column) at a time.
+constexpr int kCodeTileM = 8;
 // Groups with at least this many rows use the packed-panel kernel (AVX-512): packing a weight panel costs
 // about as much as multiplying it by a few dozen rows, so smaller groups keep the row kernel.
 constexpr int64_t kPanelMinRows = 64;
@@ -33,10 +36,10 @@ constexpr int kPanelTileM = 6;
 // The dot products of one tile: out[m][j] = sum_kb s[m][kb] * sum_{k in kb} a[m][k] * b[j][k], for the
 // first `rows` rows and `cols` columns (at most kTileM x kTileN). All columns share one 128-row weight block.
 struct Tile {
-    const void *a[kTileM];
-    const float *s[kTileM];
+    const void *a[kCodeTileM];
+    const float *s[kCodeTileM];
     const void *b[kTileN];
-    float out[kTileM][kTileN];
+    float out[kCodeTileM][kTileN];
     int64_t prefetch;  // bytes from a weight row to the same place in the next tile's row (dot_codes only)
 };
 
@@ -45,10 +48,13 @@ struct Tile {
 struct ScalarPath {
     using Wide = float;
     static constexpr bool kWidensInRegisters = false;
+    static constexpr int kCodeRows = 0;
     static constexpr bool kPanels = false;
     static void widen(const RowCodec &, const uint8_t *q, int64_t n, float *out) {
         for (int64_t i = 0; i < n; ++i) out[i] = e4m3_decode(q[i]);
     }
+    static void widen_a(const RowCodec &codec, const uint8_t *q, int64_t n, float *out) { widen(codec, q, n, out); }
+    static void widen_b(const RowCodec &codec, const uint8_t *q, int64_t n, float *out) { widen(codec, q, n, out); }
     template <int MR, int NR>
     static void dot(Tile &t, int64_t k) {
         for (int m = 0; m < MR; ++m) {
@@ -71,13 +77,107 @@ struct ScalarPath {
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c")
 
+// Activation rows are widened times 2^8 and weights times 2^-8, both exact, so every product a * b is the one of
+// the e4m3 values themselves: the weights' 2^-8 is what the in-register decoding below gives for free.
+constexpr float kAvx2AScale = 256.0f, kAvx2BScale = 1.0f / 256.0f;
+
 struct Avx2Path {
     using Wide = float;
-    static constexpr bool kWidensInRegisters = false;
+    static constexpr bool kWidensInRegisters = true;
+    static constexpr int kCodeRows = kCodeTileM;
     static constexpr bool kPanels = false;
-    static void widen(const RowCodec &codec, const uint8_t *q, int64_t n, float *out) {
-        codec.decode_f32(q, n, 1.0f, out);  // exact: every e4m3 value is an fp32
+    static void widen_a(const RowCodec &codec, const uint8_t *q, int64_t n, float *out) {
+        codec.decode_f32(q, n, kAvx2AScale, out);  // exact: every e4m3 value times 2^8 is an fp32
     }
+    static void widen_b(const RowCodec &codec, const uint8_t *q, int64_t n, float *out) {
+        codec.decode_f32(q, n, kAvx2BScale, out);
+    }
+
+    // Eight e4m3 codes (the high bytes of the 16-bit lanes of `high`) -> their values times 2^-8, exactly: the
+    // code's sign and 7 magnitude bits placed as fp16 sign, exponent (top bit 0) and mantissa give value * 2^-8
+    // (exponent bias 15 against 7), subnormals included, and F16C widens fp16 to fp32 exactly. The NaN codes
+    // (0x7F, 0xFF) come out as +-1.875: nan_codes() finds them.
+    static __m256 decode8(__m128i high) {
+        return _mm256_cvtph_ps(_mm_and_si128(_mm_srai_epi16(high, 1), _mm_set1_epi16(static_cast<short>(0xBF80))));
+    }
+    // All-ones bytes where q[0..31] holds a NaN code.
+    static __m256i nan_codes(const uint8_t *q) {
+        const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(q));
+        return _mm256_cmpeq_epi8(_mm256_or_si256(c, _mm256_set1_epi8(static_cast<char>(0x80))),
+                                 _mm256_set1_epi8(static_cast<char>(0xFF)));
+    }
+
+    // dot() with t.b pointing at e4m3 weight codes, widened in registers: the same products, sums and order,
+    // so the same result. A tile whose weights hold a NaN code is recomputed through memory (widen_b, then dot).
+    template <int MR, int NR>
+    static void dot_codes(Tile &t, int64_t k) {
+        __m256 total[MR][NR];
+        for (int m = 0; m < MR; ++m)
+            for (int j = 0; j < NR; ++j) total[m][j] = _mm256_setzero_ps();
+        __m256i nan = _mm256_setzero_si256();
+        const __m128i zero = _mm_setzero_si128();
+        for (int64_t kb = 0; kb < k / kBlock; ++kb) {
+            __m256 part[MR][NR];
+            for (int m = 0; m < MR; ++m)
+                for (int j = 0; j < NR; ++j) part[m][j] = _mm256_setzero_ps();
+            for (int64_t i = kb * kBlock; i < (kb + 1) * kBlock; i += 32) {
+                for (int j = 0; j < NR; ++j) {
+                    const uint8_t *b = static_cast<const uint8_t *>(t.b[j]) + i;
+                    _mm_prefetch(reinterpret_cast<const char *>(b) + t.prefetch, _MM_HINT_T0);
+                    nan = _mm256_or_si256(nan, nan_codes(b));
+                }
+                for (int64_t h = 0; h < 32; h += 16) {
+                    __m256 bv[NR][2];
+                    for (int j = 0; j < NR; ++j) {
+                        const __m128i c = _mm_loadu_si128(
+                            reinterpret_cast<const __m128i *>(static_cast<const uint8_t *>(t.b[j]) + i + h));
+                        bv[j][0] = decode8(_mm_unpacklo_epi8(zero, c));
+                        bv[j][1] = decode8(_mm_unpackhi_epi8(zero, c));
+                    }
+                    for (int m = 0; m < MR; ++m) {
+                        const float *a = static_cast<const float *>(t.a[m]) + i + h;
+                        const __m256 a0 = _mm256_loadu_ps(a), a1 = _mm256_loadu_ps(a + 8);
+                        for (int j = 0; j < NR; ++j)
+                            part[m][j] = _mm256_fmadd_ps(a1, bv[j][1], _mm256_fmadd_ps(a0, bv[j][0], part[m][j]));
+                    }
+                }
+            }
+            for (int m = 0; m < MR; ++m) {
+                const __m256 scale = _mm256_set1_ps(t.s[m][kb]);
+                for (int j = 0; j < NR; ++j) total[m][j] = _mm256_fmadd_ps(part[m][j], scale, total[m][j]);
+            }
+        }
+        if (!_mm256_testz_si256(nan, nan)) return dot_nan_codes<MR, NR>(t, k);
+        reduce<MR, NR>(total, t);
+    }
+
+    template <int MR, int NR>
+    static void reduce(const __m256 (&total)[MR][NR], Tile &t) {
+        for (int m = 0; m < MR; ++m) {
+            for (int j = 0; j < NR; ++j) {
+                __m128 r = _mm_add_ps(_mm256_castps256_ps128(total[m][j]), _mm256_extractf128_ps(total[m][j], 1));
+                r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+                r = _mm_add_ss(r, _mm_shuffle_ps(r, r, 1));
+                t.out[m][j] = _mm_cvtss_f32(r);
+            }
+        }
+    }
+
+    // The rare tile with NaN weight codes: widens its weight rows through memory and runs dot().
+    template <int MR, int NR>
+    static void dot_nan_codes(Tile &t, int64_t k) {
+        std::vector<float> wide(static_cast<size_t>(NR * k));
+        Tile copy = t;
+        for (int j = 0; j < NR; ++j) {
+            const uint8_t *q = static_cast<const uint8_t *>(t.b[j]);
+            for (int64_t i = 0; i < k; ++i) wide[j * k + i] = e4m3_decode(q[i]) * kAvx2BScale;
+            copy.b[j] = wide.data() + j * k;
+        }
+        dot<MR, NR>(copy, k);
+        for (int m = 0; m < MR; ++m)
+            for (int j = 0; j < NR; ++j) t.out[m][j] = copy.out[m][j];
+    }
+
     template <int MR, int NR>
     static void dot(Tile &t, int64_t k) {
         __m256 total[MR][NR];
@@ -100,14 +200,7 @@ struct Avx2Path {
                 for (int j = 0; j < NR; ++j) total[m][j] = _mm256_fmadd_ps(part[m][j], scale, total[m][j]);
             }
         }
-        for (int m = 0; m < MR; ++m) {
-            for (int j = 0; j < NR; ++j) {
-                __m128 r = _mm_add_ps(_mm256_castps256_ps128(total[m][j]), _mm256_extractf128_ps(total[m][j], 1));
-                r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-                r = _mm_add_ss(r, _mm_shuffle_ps(r, r, 1));
-                t.out[m][j] = _mm_cvtss_f32(r);
-            }
-        }
+        reduce<MR, NR>(total, t);
     }
 };
 
@@ -164,6 +257,7 @@ struct Bf16Widener {
 struct Avx512Path {
     using Wide = uint16_t;
     static constexpr bool kWidensInRegisters = true;
+    static constexpr int kCodeRows = kTileM;
     static constexpr bool kPanels = true;
 
     // Widening in natural order (output i is code i), for the panel kernel, which broadcasts k-pairs of A and
@@ -228,6 +322,8 @@ struct Avx512Path {
         }
     }
 
+    static void widen_a(const RowCodec &codec, const uint8_t *q, int64_t n, uint16_t *out) { widen(codec, q, n, out); }
+    static void widen_b(const RowCodec &codec, const uint8_t *q, int64_t n, uint16_t *out) { widen(codec, q, n, out); }
     static void widen(const RowCodec &, const uint8_t *q, int64_t n, uint16_t *out) {
         const Bf16Widener widener;
         for (int64_t i = 0; i < n; i += 64) {
@@ -312,14 +408,35 @@ struct Task {
     int64_t block_begin, block_end;  // 16-row weight blocks
 };
 
+// Per-worker scratch of the fused gate/up pass, in floats, each part a multiple of 16 floats (64 bytes): the gate
+// and up tiles [rows][128], the combined scales [rows][K/128] and kRowsPerBlock widened weight rows (4 bytes per
+// element at most), for row chunks of up to kRowsPerChunk rows.
+struct GateUpScratch {
+    int64_t tile, scales, b_wide, per_worker;
+};
+
+int64_t round_up16(int64_t n) { return (n + 15) / 16 * 16; }
+
+GateUpScratch gate_up_scratch(const Fp8GemmArgs &gate) {
+    int64_t rows = 1;
+    for (const GemmGroup &group : gate.groups)
+        rows = std::max(rows, std::min<int64_t>(kRowsPerChunk, static_cast<int64_t>(group.rows.size())));
+    GateUpScratch s{};
+    s.tile = round_up16(rows * kBlock);
+    s.scales = round_up16(rows * (gate.k / kBlock));
+    s.b_wide = round_up16(kRowsPerBlock * gate.k);
+    s.per_worker = 2 * s.tile + s.scales + s.b_wide;
+    return s;
+}
+
 template <typename Path>
 struct Driver {
     using Wide = typename Path::Wide;
 
     const Fp8GemmArgs &args;
     const RowCodec &codec;
-    const RowView a, d, sfa;
-    const std::optional<RowView> c;
+    const RowView a, sfa;
+    const std::optional<RowView> d, c;  // d is absent in the fused gate/up pass, which writes no d
     int64_t k, kb_count;
     std::vector<std::vector<Wide>> a_wide;     // per group: widened rows, in the group's row order
     std::vector<std::vector<float>> a_scales;  // per group: [row][kb]
@@ -330,8 +447,8 @@ struct Driver {
         : args(args),
           codec(codec),
           a(*args.a),
-          d(*args.d),
           sfa(*args.sfa),
+          d(args.d != nullptr ? std::optional<RowView>(*args.d) : std::nullopt),
           c(args.c != nullptr ? std::optional<RowView>(*args.c) : std::nullopt),
           k(args.k),
           kb_count(args.k / kBlock),
@@ -362,10 +479,10 @@ struct Driver {
                     if (panel_group[g]) {
                         Path::widen_natural(a.row<uint8_t>(row), k, out);
                     } else {
-                        Path::widen(codec, a.row<uint8_t>(row), k, out);
+                        Path::widen_a(codec, a.row<uint8_t>(row), k, out);
                     }
                 } else {
-                    Path::widen(codec, a.row<uint8_t>(row), k, out);
+                    Path::widen_a(codec, a.row<uint8_t>(row), k, out);
                 }
                 const float *s = sfa.row<float>(row);
                 for (int64_t kb = 0; kb < kb_count; ++kb) a_scales[g][r * kb_count + kb] = s[kb * sfa_inner_stride];
@@ -375,14 +492,14 @@ struct Driver {
 
     void store(int64_t row, int64_t n, float value) const {
         if (c) value += c->row<float>(row)[n];
-        if (d.dtype == MOE4J_F32)
-            d.row<float>(row)[n] = value;
+        if (d->dtype == MOE4J_F32)
+            d->row<float>(row)[n] = value;
         else
-            d.row<uint16_t>(row)[n] = bf16_encode(value);
+            d->row<uint16_t>(row)[n] = bf16_encode(value);
     }
 
     template <int MR, int NR>
-    void tile(Tile &t, const GemmGroup &group, int64_t first_row, int64_t n, bool codes) const {
+    void tile(Tile &t, bool codes) const {
         if constexpr (Path::kWidensInRegisters) {
             if (codes) {
                 Path::template dot_codes<MR, NR>(t, k);
@@ -392,30 +509,41 @@ struct Driver {
         } else {
             Path::template dot<MR, NR>(t, k);
         }
-        for (int m = 0; m < MR; ++m)
-            for (int j = 0; j < NR; ++j) store(group.rows[first_row + m], n + j, t.out[m][j]);
     }
 
-    // Dispatches a tile of `rows` x `cols` (each at least 1, at most the tile size) to its instantiation.
-    void tile_any(Tile &t, int rows, int cols, const GemmGroup &group, int64_t first_row, int64_t n, bool codes) const {
+    // Computes a tile of `rows` x `cols` (each at least 1; at most kTileM x kTileN, or kCodeTileM x 1 with codes)
+    // into t.out through its instantiation.
+    void tile_any(Tile &t, int rows, int cols, bool codes) const {
+        if constexpr (Path::kCodeRows > kTileM) {
+            switch (rows) {
+                case 8: return tile<8, 1>(t, codes);
+                case 7: return tile<7, 1>(t, codes);
+                case 6: return tile<6, 1>(t, codes);
+                case 5: return tile<5, 1>(t, codes);
+                default: break;
+            }
+        }
         if (cols == 2) {
             switch (rows) {
-                case 4: return tile<4, 2>(t, group, first_row, n, codes);
-                case 3: return tile<3, 2>(t, group, first_row, n, codes);
-                case 2: return tile<2, 2>(t, group, first_row, n, codes);
-                default: return tile<1, 2>(t, group, first_row, n, codes);
+                case 4: return tile<4, 2>(t, codes);
+                case 3: return tile<3, 2>(t, codes);
+                case 2: return tile<2, 2>(t, codes);
+                default: return tile<1, 2>(t, codes);
             }
         }
         switch (rows) {
-            case 4: return tile<4, 1>(t, group, first_row, n, codes);
-            case 3: return tile<3, 1>(t, group, first_row, n, codes);
-            case 2: return tile<2, 1>(t, group, first_row, n, codes);
-            default: return tile<1, 1>(t, group, first_row, n, codes);
+            case 4: return tile<4, 1>(t, codes);
+            case 3: return tile<3, 1>(t, codes);
+            case 2: return tile<2, 1>(t, codes);
+            default: return tile<1, 1>(t, codes);
         }
     }
 
-    void run(const Task &task, std::vector<Wide> &b_wide, std::vector<float> &scales) const {
-        const GemmGroup &group = args.groups[task.group];
+    // The row kernel on the task's rows against its 16-row blocks of `weights` (the task's group's, or another
+    // matrix with the same N, K and rows): sink(m, n, value) receives each result, m the position in the task's rows.
+    // b_wide holds kRowsPerBlock * k widened weights, scales the task's rows * kb_count combined scales.
+    template <typename Sink>
+    void run_rows(const Task &task, const GemmGroup &weights, Wide *b_wide, float *scales, Sink &&sink) const {
         const int64_t rows = task.row_end - task.row_begin;
         const Wide *aw = a_wide[task.group].data();
         int64_t scale_block = -1;
@@ -423,35 +551,44 @@ struct Driver {
         for (int64_t blk = task.block_begin; blk < task.block_end; ++blk) {
             const int64_t n0 = blk * kRowsPerBlock, n1 = std::min(args.n, n0 + kRowsPerBlock);
             // Rows that fit one tile meet each weight row once: widen it in registers, not through memory.
-            const bool codes = Path::kWidensInRegisters && rows <= kTileM;
+            const bool codes = Path::kWidensInRegisters && rows <= Path::kCodeRows;
             if (!codes)
                 for (int64_t n = n0; n < n1; ++n)
-                    Path::widen(codec, group.b + n * group.ldb, k, b_wide.data() + (n - n0) * k);
+                    Path::widen_b(codec, weights.b + n * weights.ldb, k, b_wide + (n - n0) * k);
             if (n0 / kBlock != scale_block) {
                 scale_block = n0 / kBlock;
-                combine_scales(task, scale_block, scales.data());
+                combine_scales(task, weights, scale_block, scales);
             }
-            for (int64_t r = 0; r < rows; r += kTileM) {
-                const int tile_rows = static_cast<int>(std::min<int64_t>(kTileM, rows - r));
+            const int64_t tile_m = codes ? std::max<int64_t>(kTileM, Path::kCodeRows) : kTileM;
+            for (int64_t r = 0; r < rows; r += tile_m) {
+                const int tile_rows = static_cast<int>(std::min<int64_t>(tile_m, rows - r));
+                const int64_t tile_n = tile_rows > kTileM ? 1 : kTileN;
                 for (int m = 0; m < tile_rows; ++m) {
                     t.a[m] = aw + (task.row_begin + r + m) * k;
-                    t.s[m] = scales.data() + (r + m) * kb_count;
+                    t.s[m] = scales + (r + m) * kb_count;
                 }
-                t.prefetch = kTileN * group.ldb;
-                for (int64_t n = n0; n < n1; n += kTileN) {
-                    const int tile_cols = static_cast<int>(std::min<int64_t>(kTileN, n1 - n));
+                t.prefetch = tile_n * weights.ldb;
+                for (int64_t n = n0; n < n1; n += tile_n) {
+                    const int tile_cols = static_cast<int>(std::min<int64_t>(tile_n, n1 - n));
                     for (int j = 0; j < tile_cols; ++j)
-                        t.b[j] = codes ? static_cast<const void *>(group.b + (n + j) * group.ldb)
-                                       : static_cast<const void *>(b_wide.data() + (n - n0 + j) * k);
-                    tile_any(t, tile_rows, tile_cols, group, task.row_begin + r, n, codes);
+                        t.b[j] = codes ? static_cast<const void *>(weights.b + (n + j) * weights.ldb)
+                                       : static_cast<const void *>(b_wide + (n - n0 + j) * k);
+                    tile_any(t, tile_rows, tile_cols, codes);
+                    for (int m = 0; m < tile_rows; ++m)
+                        for (int j = 0; j < tile_cols; ++j) sink(r + m, n + j, t.out[m][j]);
                 }
             }
         }
     }
 
-    // scales[r][kb] = sfa of the task's row r times sfb of weight block (nb, kb): the factor of each partial sum.
-    void combine_scales(const Task &task, int64_t nb, float *scales) const {
+    void run(const Task &task, std::vector<Wide> &b_wide, std::vector<float> &scales) const {
         const GemmGroup &group = args.groups[task.group];
+        run_rows(task, group, b_wide.data(), scales.data(),
+                 [&](int64_t m, int64_t n, float value) { store(group.rows[task.row_begin + m], n, value); });
+    }
+
+    // scales[r][kb] = sfa of the task's row r times sfb of weight block (nb, kb): the factor of each partial sum.
+    void combine_scales(const Task &task, const GemmGroup &group, int64_t nb, float *scales) const {
         const float *as = a_scales[task.group].data();
         const float *sb = group.sfb + nb * group.sfb_stride0;
         for (int64_t r = 0; r < task.row_end - task.row_begin; ++r)
@@ -470,7 +607,7 @@ struct Driver {
             const GemmGroup &group = args.groups[task.group];
             const int64_t n0 = task.block_begin * kPanelRows, cols = std::min(kPanelRows, args.n - n0);
             Path::pack_panel(group.b + n0 * group.ldb, group.ldb, cols, k, scratch.panel.data(), scratch.row.data());
-            combine_scales(task, n0 / kBlock, scratch.scales.data());
+            combine_scales(task, group, n0 / kBlock, scratch.scales.data());
             const uint16_t *aw = a_wide[task.group].data();
             const int64_t rows = task.row_end - task.row_begin;
             for (int64_t r = 0; r < rows; r += kPanelTileM) {
@@ -497,6 +634,53 @@ struct Driver {
             (void)task;
             (void)scratch;
         }
+    }
+
+    // Whether prepare() would put some group on the packed-panel kernel.
+    bool uses_panels() const {
+        if (!Path::kPanels || !panels) return false;
+        for (const GemmGroup &group : args.groups)
+            if (static_cast<int64_t>(group.rows.size()) >= kPanelMinRows) return true;
+        return false;
+    }
+
+    // The expert FFN's gate/up half (fp8_gate_up_silu), after prepare(): `args` holds the gate weights, `up` the up
+    // weights with the same rows. One task per (group, row chunk, 128 intermediate columns) computes the gate and up
+    // tiles with the row kernel into its worker's scratch, then SiLU(gate) * up and its FP8 codes and scale.
+    void gate_up_silu(ThreadPool &pool, const Fp8GemmArgs &up, uint8_t *h, float *h_scales, float *scratch) const {
+        const int64_t inter = args.n, tiles = inter / kBlock,
+                      weight_blocks = (inter + kRowsPerBlock - 1) / kRowsPerBlock;
+        constexpr int64_t kBlocksPerTile = kBlock / kRowsPerBlock;
+        std::vector<Task> tasks;
+        for (size_t g = 0; g < args.groups.size(); ++g) {
+            const int64_t rows = static_cast<int64_t>(args.groups[g].rows.size());
+            for (int64_t r = 0; r < rows; r += kRowsPerChunk)
+                for (int64_t tile = 0; tile < tiles; ++tile)
+                    tasks.push_back({static_cast<int32_t>(g), false, r, std::min(rows, r + kRowsPerChunk),
+                                     tile * kBlocksPerTile, std::min(weight_blocks, (tile + 1) * kBlocksPerTile)});
+        }
+        const GateUpScratch layout = gate_up_scratch(args);
+        pool.run_indexed(static_cast<int64_t>(tasks.size()), [&](int64_t i, int worker) {
+            const Task &task = tasks[static_cast<size_t>(i)];
+            float *base = scratch + worker * layout.per_worker;
+            float *gate_tile = base, *up_tile = base + layout.tile, *scales = up_tile + layout.tile;
+            Wide *b_wide = reinterpret_cast<Wide *>(scales + layout.scales);
+            const int64_t c0 = task.block_begin * kRowsPerBlock, tile = c0 / kBlock;
+            run_rows(task, args.groups[task.group], b_wide, scales,
+                     [&](int64_t m, int64_t n, float value) { gate_tile[m * kBlock + n - c0] = value; });
+            run_rows(task, up.groups[task.group], b_wide, scales,
+                     [&](int64_t m, int64_t n, float value) { up_tile[m * kBlock + n - c0] = value; });
+            const std::vector<int64_t> &rows = args.groups[task.group].rows;
+            for (int64_t m = 0; m < task.row_end - task.row_begin; ++m) {
+                float *x = gate_tile + m * kBlock;
+                const float *u = up_tile + m * kBlock;
+                for (int64_t j = 0; j < kBlock; ++j) x[j] = silu_times(x[j], u[j]);
+                const int64_t row = rows[static_cast<size_t>(task.row_begin + m)];
+                const float scale = fp8_scale(codec.amax_f32(x, kBlock), false);
+                codec.encode_f32(x, kBlock, 1.0f / scale, h + row * inter + c0);
+                h_scales[row * tiles + tile] = scale;
+            }
+        });
     }
 
     void execute(ThreadPool &pool) {
@@ -536,10 +720,10 @@ struct Driver {
             }
         });
         for (int64_t row : args.zero_rows) {
-            if (d.dtype == MOE4J_F32)
-                std::fill_n(d.row<float>(row), args.n, 0.0f);
+            if (d->dtype == MOE4J_F32)
+                std::fill_n(d->row<float>(row), args.n, 0.0f);
             else
-                std::fill_n(d.row<uint16_t>(row), args.n, uint16_t{0});
+                std::fill_n(d->row<uint16_t>(row), args.n, uint16_t{0});
         }
     }
 };
@@ -551,7 +735,30 @@ void run_path(moe4j_context *ctx, const Fp8GemmArgs &args) {
     Driver<Path>(args, row_codec(ctx->isa), !ctx->reproducible()).execute(*ctx->pool);
 }
 
+template <typename Path>
+bool run_gate_up(moe4j_context *ctx, const Fp8GemmArgs &gate, const Fp8GemmArgs &up, uint8_t *h, float *h_scales,
+                 float *scratch) {
+    Driver<Path> driver(gate, row_codec(ctx->isa), !ctx->reproducible());
+    if (driver.uses_panels()) return false;
+    driver.prepare(*ctx->pool);
+    driver.gate_up_silu(*ctx->pool, up, h, h_scales, scratch);
+    return true;
+}
+
 }  // namespace
+
+int64_t fp8_gate_up_scratch_floats(const moe4j_context *ctx, const Fp8GemmArgs &gate) {
+    return gate_up_scratch(gate).per_worker * ctx->pool->size();
+}
+
+bool fp8_gate_up_silu(moe4j_context *ctx, const Fp8GemmArgs &gate, const Fp8GemmArgs &up, uint8_t *h, float *h_scales,
+                      float *scratch) {
+    switch (ctx->isa) {
+        case MOE4J_ISA_AVX512_BF16: return run_gate_up<Avx512Path>(ctx, gate, up, h, h_scales, scratch);
+        case MOE4J_ISA_AVX2: return run_gate_up<Avx2Path>(ctx, gate, up, h, h_scales, scratch);
+        default: return run_gate_up<ScalarPath>(ctx, gate, up, h, h_scales, scratch);
+    }
+}
 
 void fp8_gemm(moe4j_context *ctx, const Fp8GemmArgs &args) {
     switch (ctx->isa) {
