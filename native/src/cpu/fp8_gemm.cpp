@@ -7,7 +7,9 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstring>
+#include <new>
 #include <optional>
 #include <vector>
 
@@ -408,24 +410,43 @@ struct Task {
     int64_t block_begin, block_end;  // 16-row weight blocks
 };
 
-// Per-worker scratch of the fused gate/up pass, in floats, each part a multiple of 16 floats (64 bytes): the gate
-// and up tiles [rows][128], the combined scales [rows][K/128] and kRowsPerBlock widened weight rows (4 bytes per
-// element at most), for row chunks of up to kRowsPerChunk rows.
+// The fused gate/up pass's units: a row chunk of a group against one 128-column tile of the intermediate dimension,
+// computed by kBlocksPerTile tasks of kRowsPerBlock columns each, the last of which finishes the tile (SiLU, FP8).
+constexpr int64_t kBlocksPerTile = kBlock / kRowsPerBlock;
+
+struct GateUpUnit {
+    int32_t group;
+    int64_t row_begin, row_end;  // positions in the group's row list
+    int64_t tile;                // intermediate columns [tile * 128, tile * 128 + 128)
+    int64_t values;              // offset of the unit's gate tile [rows][128] in the value buffer; up follows it
+};
+
+// Scratch of the fused gate/up pass, in floats, each part a multiple of 16 floats (64 bytes): one counter per unit,
+// the gate and up values of every unit, then per worker the combined scales [rows][K/128] and kRowsPerBlock widened
+// weight rows (4 bytes per element at most), for row chunks of up to kRowsPerChunk rows.
 struct GateUpScratch {
-    int64_t tile, scales, b_wide, per_worker;
+    int64_t units, counters, values, scales, b_wide, per_worker, total;
 };
 
 int64_t round_up16(int64_t n) { return (n + 15) / 16 * 16; }
 
-GateUpScratch gate_up_scratch(const Fp8GemmArgs &gate) {
-    int64_t rows = 1;
-    for (const GemmGroup &group : gate.groups)
-        rows = std::max(rows, std::min<int64_t>(kRowsPerChunk, static_cast<int64_t>(group.rows.size())));
+GateUpScratch gate_up_scratch(const Fp8GemmArgs &gate, int workers) {
+    const int64_t tiles = gate.n / kBlock;
+    int64_t chunk_rows = 1, units = 0, rows = 0;
+    for (const GemmGroup &group : gate.groups) {
+        const int64_t n = static_cast<int64_t>(group.rows.size());
+        chunk_rows = std::max(chunk_rows, std::min(kRowsPerChunk, n));
+        units += (n + kRowsPerChunk - 1) / kRowsPerChunk * tiles;
+        rows += n;
+    }
     GateUpScratch s{};
-    s.tile = round_up16(rows * kBlock);
-    s.scales = round_up16(rows * (gate.k / kBlock));
+    s.units = units;
+    s.counters = round_up16(units);
+    s.values = round_up16(2 * rows * gate.n);
+    s.scales = round_up16(chunk_rows * (gate.k / kBlock));
     s.b_wide = round_up16(kRowsPerBlock * gate.k);
-    s.per_worker = 2 * s.tile + s.scales + s.b_wide;
+    s.per_worker = s.scales + s.b_wide;
+    s.total = s.counters + s.values + workers * s.per_worker;
     return s;
 }
 
@@ -645,42 +666,56 @@ struct Driver {
     }
 
     // The expert FFN's gate/up half (fp8_gate_up_silu), after prepare(): `args` holds the gate weights, `up` the up
-    // weights with the same rows. One task per (group, row chunk, 128 intermediate columns) computes the gate and up
-    // tiles with the row kernel into its worker's scratch, then SiLU(gate) * up and its FP8 codes and scale.
+    // weights with the same rows. Task (unit, block) computes 16 columns of the unit's gate and up values with the
+    // row kernel; the unit's last task to finish (a counter per unit) turns its tile into SiLU(gate) * up and that
+    // into FP8 codes and scales while the values are still in cache. Which thread finishes a tile changes nothing in
+    // the values, so results do not depend on the thread count.
     void gate_up_silu(ThreadPool &pool, const Fp8GemmArgs &up, uint8_t *h, float *h_scales, float *scratch) const {
-        const int64_t inter = args.n, tiles = inter / kBlock,
-                      weight_blocks = (inter + kRowsPerBlock - 1) / kRowsPerBlock;
-        constexpr int64_t kBlocksPerTile = kBlock / kRowsPerBlock;
-        std::vector<Task> tasks;
+        const int64_t inter = args.n, tiles = inter / kBlock;
+        const GateUpScratch layout = gate_up_scratch(args, pool.size());
+        std::vector<GateUpUnit> units;
+        units.reserve(static_cast<size_t>(layout.units));
+        int64_t values = 0;
         for (size_t g = 0; g < args.groups.size(); ++g) {
             const int64_t rows = static_cast<int64_t>(args.groups[g].rows.size());
-            for (int64_t r = 0; r < rows; r += kRowsPerChunk)
-                for (int64_t tile = 0; tile < tiles; ++tile)
-                    tasks.push_back({static_cast<int32_t>(g), false, r, std::min(rows, r + kRowsPerChunk),
-                                     tile * kBlocksPerTile, std::min(weight_blocks, (tile + 1) * kBlocksPerTile)});
+            for (int64_t r = 0; r < rows; r += kRowsPerChunk) {
+                const int64_t r1 = std::min(rows, r + kRowsPerChunk);
+                for (int64_t tile = 0; tile < tiles; ++tile) {
+                    units.push_back({static_cast<int32_t>(g), r, r1, tile, values});
+                    values += 2 * (r1 - r) * kBlock;
+                }
+            }
         }
-        const GateUpScratch layout = gate_up_scratch(args);
-        pool.run_indexed(static_cast<int64_t>(tasks.size()), [&](int64_t i, int worker) {
-            const Task &task = tasks[static_cast<size_t>(i)];
-            float *base = scratch + worker * layout.per_worker;
-            float *gate_tile = base, *up_tile = base + layout.tile, *scales = up_tile + layout.tile;
+        // The counters live in the scratch's first floats: storage reused for atomics, created here for this call.
+        static_assert(sizeof(std::atomic<int32_t>) == sizeof(float) && alignof(std::atomic<int32_t>) <= alignof(float));
+        std::atomic<int32_t> *done = reinterpret_cast<std::atomic<int32_t> *>(scratch);
+        for (size_t u = 0; u < units.size(); ++u) new (done + u) std::atomic<int32_t>(0);
+        float *value_base = scratch + layout.counters, *worker_base = value_base + layout.values;
+        pool.run_indexed(static_cast<int64_t>(units.size()) * kBlocksPerTile, [&](int64_t i, int worker) {
+            const GateUpUnit &unit = units[static_cast<size_t>(i / kBlocksPerTile)];
+            const int64_t rows = unit.row_end - unit.row_begin, c0 = unit.tile * kBlock;
+            const int64_t block = unit.tile * kBlocksPerTile + i % kBlocksPerTile;
+            float *scales = worker_base + worker * layout.per_worker;
             Wide *b_wide = reinterpret_cast<Wide *>(scales + layout.scales);
-            const int64_t c0 = task.block_begin * kRowsPerBlock, tile = c0 / kBlock;
-            run_rows(task, args.groups[task.group], b_wide, scales,
+            float *gate_tile = value_base + unit.values, *up_tile = gate_tile + rows * kBlock;
+            const Task task{unit.group, false, unit.row_begin, unit.row_end, block, block + 1};
+            run_rows(task, args.groups[unit.group], b_wide, scales,
                      [&](int64_t m, int64_t n, float value) { gate_tile[m * kBlock + n - c0] = value; });
-            run_rows(task, up.groups[task.group], b_wide, scales,
+            run_rows(task, up.groups[unit.group], b_wide, scales,
                      [&](int64_t m, int64_t n, float value) { up_tile[m * kBlock + n - c0] = value; });
-            const std::vector<int64_t> &rows = args.groups[task.group].rows;
-            for (int64_t m = 0; m < task.row_end - task.row_begin; ++m) {
+            if (done[i / kBlocksPerTile].fetch_add(1, std::memory_order_acq_rel) != kBlocksPerTile - 1) return;
+            const std::vector<int64_t> &group_rows = args.groups[unit.group].rows;
+            for (int64_t m = 0; m < rows; ++m) {
                 float *x = gate_tile + m * kBlock;
                 const float *u = up_tile + m * kBlock;
                 for (int64_t j = 0; j < kBlock; ++j) x[j] = silu_times(x[j], u[j]);
-                const int64_t row = rows[static_cast<size_t>(task.row_begin + m)];
+                const int64_t row = group_rows[static_cast<size_t>(unit.row_begin + m)];
                 const float scale = fp8_scale(codec.amax_f32(x, kBlock), false);
                 codec.encode_f32(x, kBlock, 1.0f / scale, h + row * inter + c0);
-                h_scales[row * tiles + tile] = scale;
+                h_scales[row * tiles + unit.tile] = scale;
             }
         });
+        for (size_t u = 0; u < units.size(); ++u) done[u].~atomic();
     }
 
     void execute(ThreadPool &pool) {
@@ -695,8 +730,12 @@ struct Driver {
                 for (int64_t blk = 0; blk < blocks; ++blk)
                     tasks.push_back({static_cast<int32_t>(g), panel, r, std::min(rows, r + chunk), blk, blk + 1});
         }
-        int64_t work = 0;  // multiply-adds
-        for (const Task &t : tasks) work += (t.row_end - t.row_begin) * (t.panel ? kPanelRows : kRowsPerBlock) * k;
+        // Multiply-adds, with weights streamed by few rows counted as kStreamRows rows: a weight byte read from
+        // memory costs about what that many multiply-adds do, and few-row calls must still spread over the threads.
+        constexpr int64_t kStreamRows = 8;
+        int64_t work = 0;
+        for (const Task &t : tasks)
+            work += std::max(kStreamRows, t.row_end - t.row_begin) * (t.panel ? kPanelRows : kRowsPerBlock) * k;
         const int64_t grain = tasks.empty() ? 1 : grain_for(work / static_cast<int64_t>(tasks.size()));
         parallel_for(pool, static_cast<int64_t>(tasks.size()), grain, [&](int64_t begin, int64_t end) {
             std::vector<Wide> b_wide;
@@ -748,7 +787,7 @@ bool run_gate_up(moe4j_context *ctx, const Fp8GemmArgs &gate, const Fp8GemmArgs 
 }  // namespace
 
 int64_t fp8_gate_up_scratch_floats(const moe4j_context *ctx, const Fp8GemmArgs &gate) {
-    return gate_up_scratch(gate).per_worker * ctx->pool->size();
+    return gate_up_scratch(gate, ctx->pool->size()).total;
 }
 
 bool fp8_gate_up_silu(moe4j_context *ctx, const Fp8GemmArgs &gate, const Fp8GemmArgs &up, uint8_t *h, float *h_scales,
