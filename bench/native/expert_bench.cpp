@@ -96,13 +96,13 @@ struct ExpertPool {
 };
 
 // The weight-group descriptors of every call in one cycle over the pool: call c uses experts c*E, c*E + 1, ...
-// (mod the pool size), all distinct within a call.
+// (mod the pool size), all distinct within a call; a cycle reads the whole pool, several times the last-level cache.
 struct CallGroups {
     std::vector<std::vector<moe4j_tensor>> gate, up, down, gate_s, up_s, down_s;
     std::vector<moe4j_fp8_weight_groups> g_gate, g_up, g_down;
 
     CallGroups(const ExpertPool &pool, int64_t e) {
-        const int64_t calls = pool.count;  // enough to touch every expert of the pool at least once
+        const int64_t calls = (pool.count + e - 1) / e;  // together they touch every expert of the pool
         for (int64_t c = 0; c < calls; ++c) {
             gate.emplace_back();
             up.emplace_back();
