@@ -36,7 +36,8 @@ constexpr int64_t kPanelRowChunk = 1024;  // activation rows per panel task (abo
 constexpr int kPanelTileM = 6;
 
 // The dot products of one tile: out[m][j] = sum_kb s[m][kb] * sum_{k in kb} a[m][k] * b[j][k], for the
-// first `rows` rows and `cols` columns (at most kTileM x kTileN). All columns share one 128-row weight block.
+// first `rows` rows and `cols` columns (at most kTileM x kTileN, or kCodeTileM x 1 for paths whose kCodeRows allow it).
+// All columns share one 128-row weight block.
 struct Tile {
     const void *a[kCodeTileM];
     const float *s[kCodeTileM];
