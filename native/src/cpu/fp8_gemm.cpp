@@ -25,9 +25,12 @@ constexpr int64_t kBlock = 128;         // K elements per scale; N rows per weig
 constexpr int64_t kRowsPerBlock = 16;   // weight rows widened together and kept in cache
 constexpr int64_t kRowsPerChunk = 256;  // activation rows one task streams over (stays in L3)
 constexpr int kTileM = 4, kTileN = 2;
-// Rows of one tile of the in-register (codes) kernel: a weight row widened in registers meets up to this many
-// activation rows; tiles of more than kTileM rows take one weight row (column) at a time.
+// Rows of one tile of the AVX2 in-register (codes) block kernel, which takes a whole 16-row weight block at once: a
+// weight row widened in registers meets up to this many activation rows.
 constexpr int kCodeTileM = 8;
+// Code tiles whose activation rows hold more elements than this (more than 16 KB as fp32, half of a 32 KB L1) take
+// the block kernel, whose A slices stay in L1; smaller ones stream weight rows a column pair at a time.
+constexpr int64_t kBlockCodesMinElements = 4096;
 // Groups with at least this many rows use the packed-panel kernel (AVX-512): packing a weight panel costs
 // about as much as multiplying it by a few dozen rows, so smaller groups keep the row kernel.
 constexpr int64_t kPanelMinRows = 64;
@@ -36,14 +39,14 @@ constexpr int64_t kPanelRowChunk = 1024;  // activation rows per panel task (abo
 constexpr int kPanelTileM = 6;
 
 // The dot products of one tile: out[m][j] = sum_kb s[m][kb] * sum_{k in kb} a[m][k] * b[j][k], for the
-// first `rows` rows and `cols` columns (at most kTileM x kTileN, or kCodeTileM x 1 for paths whose kCodeRows allow it).
-// All columns share one 128-row weight block.
+// first `rows` rows and `cols` columns (at most kTileM x kTileN; the AVX2 block kernel reads up to kCodeTileM rows
+// and uses out[m][0] for its NaN fallback). All columns share one 128-row weight block.
 struct Tile {
     const void *a[kCodeTileM];
     const float *s[kCodeTileM];
     const void *b[kTileN];
     float out[kCodeTileM][kTileN];
-    int64_t prefetch;  // bytes from a weight row to the same place in the next tile's row (dot_codes only)
+    int64_t prefetch;  // bytes from a weight row to the same place in the next tile's (block's) row (code kernels)
 };
 
 // ---------------------------------------------------------------- scalar reference path
@@ -52,6 +55,7 @@ struct ScalarPath {
     using Wide = float;
     static constexpr bool kWidensInRegisters = false;
     static constexpr int kCodeRows = 0;
+    static constexpr bool kBlockCodes = false;
     static constexpr bool kPanels = false;
     static void widen(const RowCodec &, const uint8_t *q, int64_t n, float *out) {
         for (int64_t i = 0; i < n; ++i) out[i] = e4m3_decode(q[i]);
@@ -88,6 +92,7 @@ struct Avx2Path {
     using Wide = float;
     static constexpr bool kWidensInRegisters = true;
     static constexpr int kCodeRows = kCodeTileM;
+    static constexpr bool kBlockCodes = true;  // dot_codes_block where A outgrows L1 (kBlockCodesMinElements)
     static constexpr bool kPanels = false;
     static void widen_a(const RowCodec &codec, const uint8_t *q, int64_t n, float *out) {
         codec.decode_f32(q, n, kAvx2AScale, out);  // exact: every e4m3 value times 2^8 is an fp32
@@ -152,6 +157,60 @@ struct Avx2Path {
         }
         if (!_mm256_testz_si256(nan, nan)) return dot_nan_codes<MR, NR>(t, k);
         reduce<MR, NR>(total, t);
+    }
+
+    // The code kernel over a whole block of up to kRowsPerBlock weight rows (columns) at once, 128-wide K slices
+    // outermost: the rows' slice of A (MR x 512 bytes) stays in L1 while every column of the block uses it, where a
+    // column at a time would stream all of A (MR x K x 4 bytes: past L1 from MR x K = 8K) per column. Per output the
+    // operations and their order are dot()'s: part over the slice lane by lane, total = fma(part, scale, total) in
+    // slice order, the same final reduction. out[m][j] for the block's columns j < cols; `prefetch` as in Tile.
+    template <int MR>
+    static void dot_codes_block(const Tile &t, const uint8_t *b, int64_t ldb, int cols, int64_t k,
+                                float (*out)[kRowsPerBlock]) {
+        __m256 total[kRowsPerBlock][MR];
+        for (int j = 0; j < cols; ++j)
+            for (int m = 0; m < MR; ++m) total[j][m] = _mm256_setzero_ps();
+        __m256i nan = _mm256_setzero_si256();
+        const __m128i zero = _mm_setzero_si128();
+        for (int64_t kb = 0; kb < k / kBlock; ++kb) {
+            __m256 scale[MR];
+            for (int m = 0; m < MR; ++m) scale[m] = _mm256_set1_ps(t.s[m][kb]);
+            for (int j = 0; j < cols; ++j) {
+                const uint8_t *bj = b + j * ldb;
+                __m256 part[MR];
+                for (int m = 0; m < MR; ++m) part[m] = _mm256_setzero_ps();
+                for (int64_t i = kb * kBlock; i < (kb + 1) * kBlock; i += 32) {
+                    _mm_prefetch(reinterpret_cast<const char *>(bj + i) + t.prefetch, _MM_HINT_T0);
+                    nan = _mm256_or_si256(nan, nan_codes(bj + i));
+                    for (int64_t h = 0; h < 32; h += 16) {
+                        const __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i *>(bj + i + h));
+                        const __m256 b0 = decode8(_mm_unpacklo_epi8(zero, c)), b1 = decode8(_mm_unpackhi_epi8(zero, c));
+                        for (int m = 0; m < MR; ++m) {
+                            const float *a = static_cast<const float *>(t.a[m]) + i + h;
+                            part[m] = _mm256_fmadd_ps(_mm256_loadu_ps(a + 8), b1,
+                                                      _mm256_fmadd_ps(_mm256_loadu_ps(a), b0, part[m]));
+                        }
+                    }
+                }
+                for (int m = 0; m < MR; ++m) total[j][m] = _mm256_fmadd_ps(part[m], scale[m], total[j][m]);
+            }
+        }
+        if (!_mm256_testz_si256(nan, nan)) {
+            for (int j = 0; j < cols; ++j) {
+                Tile column = t;
+                column.b[0] = b + j * ldb;
+                dot_nan_codes<MR, 1>(column, k);
+                for (int m = 0; m < MR; ++m) out[m][j] = column.out[m][0];
+            }
+            return;
+        }
+        for (int j = 0; j < cols; ++j) {
+            __m256 column[MR][1];
+            for (int m = 0; m < MR; ++m) column[m][0] = total[j][m];
+            Tile reduced;
+            reduce<MR, 1>(column, reduced);
+            for (int m = 0; m < MR; ++m) out[m][j] = reduced.out[m][0];
+        }
     }
 
     template <int MR, int NR>
@@ -261,6 +320,7 @@ struct Avx512Path {
     using Wide = uint16_t;
     static constexpr bool kWidensInRegisters = true;
     static constexpr int kCodeRows = kTileM;
+    static constexpr bool kBlockCodes = false;
     static constexpr bool kPanels = true;
 
     // Widening in natural order (output i is code i), for the panel kernel, which broadcasts k-pairs of A and
@@ -533,18 +593,9 @@ struct Driver {
         }
     }
 
-    // Computes a tile of `rows` x `cols` (each at least 1; at most kTileM x kTileN, or kCodeTileM x 1 with codes)
-    // into t.out through its instantiation.
+    // Computes a tile of `rows` x `cols` (each at least 1, at most kTileM x kTileN) into t.out through its
+    // instantiation.
     void tile_any(Tile &t, int rows, int cols, bool codes) const {
-        if constexpr (Path::kCodeRows > kTileM) {
-            switch (rows) {
-                case 8: return tile<8, 1>(t, codes);
-                case 7: return tile<7, 1>(t, codes);
-                case 6: return tile<6, 1>(t, codes);
-                case 5: return tile<5, 1>(t, codes);
-                default: break;
-            }
-        }
         if (cols == 2) {
             switch (rows) {
                 case 4: return tile<4, 2>(t, codes);
@@ -558,6 +609,25 @@ struct Driver {
             case 3: return tile<3, 1>(t, codes);
             case 2: return tile<2, 1>(t, codes);
             default: return tile<1, 1>(t, codes);
+        }
+    }
+
+    // Path::dot_codes_block for `rows` (1 to kCodeTileM) rows through its instantiation.
+    void block_any(const Tile &t, int rows, const uint8_t *b, int64_t ldb, int cols,
+                   float (*out)[kRowsPerBlock]) const {
+        if constexpr (Path::kBlockCodes) {
+            switch (rows) {
+                case 8: return Path::template dot_codes_block<8>(t, b, ldb, cols, k, out);
+                case 7: return Path::template dot_codes_block<7>(t, b, ldb, cols, k, out);
+                case 6: return Path::template dot_codes_block<6>(t, b, ldb, cols, k, out);
+                case 5: return Path::template dot_codes_block<5>(t, b, ldb, cols, k, out);
+                case 4: return Path::template dot_codes_block<4>(t, b, ldb, cols, k, out);
+                case 3: return Path::template dot_codes_block<3>(t, b, ldb, cols, k, out);
+                case 2: return Path::template dot_codes_block<2>(t, b, ldb, cols, k, out);
+                default: return Path::template dot_codes_block<1>(t, b, ldb, cols, k, out);
+            }
+        } else {
+            (void)t, (void)rows, (void)b, (void)ldb, (void)cols, (void)out;
         }
     }
 
@@ -581,13 +651,25 @@ struct Driver {
                 scale_block = n0 / kBlock;
                 combine_scales(task, weights, scale_block, scales);
             }
-            const int64_t tile_m = codes ? std::max<int64_t>(kTileM, Path::kCodeRows) : kTileM;
+            // Code tiles of many rows or long rows take the block kernel, whose A slices stay in L1.
+            const bool block = Path::kBlockCodes && codes && (rows > kTileM || rows * k > kBlockCodesMinElements);
+            const int64_t tile_m = block ? Path::kCodeRows : kTileM, tile_n = kTileN;
             for (int64_t r = 0; r < rows; r += tile_m) {
                 const int tile_rows = static_cast<int>(std::min<int64_t>(tile_m, rows - r));
-                const int64_t tile_n = tile_rows > kTileM ? 1 : kTileN;
                 for (int m = 0; m < tile_rows; ++m) {
                     t.a[m] = aw + (task.row_begin + r + m) * k;
                     t.s[m] = scales + (r + m) * kb_count;
+                }
+                if constexpr (Path::kBlockCodes) {
+                    if (block) {
+                        t.prefetch = kRowsPerBlock * weights.ldb;  // the next block's rows, one block ahead
+                        float out[kCodeTileM][kRowsPerBlock];
+                        block_any(t, tile_rows, weights.b + n0 * weights.ldb, weights.ldb, static_cast<int>(n1 - n0),
+                                  out);
+                        for (int m = 0; m < tile_rows; ++m)
+                            for (int64_t n = n0; n < n1; ++n) sink(r + m, n, out[m][n - n0]);
+                        continue;
+                    }
                 }
                 t.prefetch = tile_n * weights.ldb;
                 for (int64_t n = n0; n < n1; n += tile_n) {
