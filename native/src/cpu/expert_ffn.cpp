@@ -55,7 +55,7 @@ void expert_ffn(moe4j_context *ctx, ExpertFfnArgs &args) {
         work = h_scales + scale_floats;
     };
     reserve(fp8_gate_up_scratch_floats(ctx, args.gate));
-    bool fused = fp8_gate_up_silu(ctx, args.gate, args.up, h, h_scales, work);
+    const bool fused = fp8_gate_up_silu(ctx, args.gate, args.up, h, h_scales, work);
     if (!fused) reserve(2 * rows * inter);
     const moe4j_tensor h_t = dense_matrix(h, MOE4J_E4M3, rows, inter, MOE4J_HOST_MEMORY);
     const moe4j_tensor h_scales_t = dense_matrix(h_scales, MOE4J_F32, rows, blocks, MOE4J_HOST_MEMORY);
