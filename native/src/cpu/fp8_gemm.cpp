@@ -685,6 +685,7 @@ struct Driver {
         }
     }
 
+    // b_wide may be empty where the task's rows take code tiles; scales holds at least the task's rows * kb_count.
     void run(const Task &task, std::vector<Wide> &b_wide, std::vector<float> &scales) const {
         const GemmGroup &group = args.groups[task.group];
         run_rows(task, group, b_wide.data(), scales.data(),
@@ -833,10 +834,13 @@ struct Driver {
                     }
                     run_panel(tasks[i], panel);
                 } else {
-                    if (scales.empty()) {
+                    // Sized for this task: code tiles (few rows) widen no weights through memory, and a decode
+                    // call should not zero a 16-row widened block per chunk it never uses.
+                    const int64_t rows = tasks[i].row_end - tasks[i].row_begin;
+                    if (static_cast<int64_t>(scales.size()) < rows * kb_count)
+                        scales.resize(static_cast<size_t>(rows * kb_count));
+                    if (!(Path::kWidensInRegisters && rows <= Path::kCodeRows) && b_wide.empty())
                         b_wide.resize(static_cast<size_t>(kRowsPerBlock * k));
-                        scales.resize(static_cast<size_t>(kRowsPerChunk * kb_count));
-                    }
                     run(tasks[i], b_wide, scales);
                 }
             }
