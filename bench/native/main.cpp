@@ -77,6 +77,21 @@ const std::vector<Subcommand> &subcommands() {
          "    --fp8              decode from the FP8 latent cache (656 B per token) instead of bf16\n"
          "    --reps R           timed calls per row (default: >= 10 and >= 0.25 s; >= 3 for calls over 50 ms)\n",
          bench::run_mla},
+        {"expert",
+         "time the grouped FP8 GEMM and the fused expert FFN with a few rows per expert (decode) against read "
+         "bandwidth",
+         {"threads", "isa", "model", "experts", "rows", "op", "reps"},
+         {"fast"},
+         "    --threads N        context threads (default: all hardware threads)\n"
+         "    --isa NAME         scalar | avx2 | avx512_bf16 | best (default: best)\n"
+         "    --model M          v2lite | v3 expert shapes (default: v2lite: hidden 2048, moe_intermediate 1408)\n"
+         "    --experts E        active experts per call (default: a table of 1, 6, 8, 64)\n"
+         "    --rows R           token rows per expert (default: a table of 1, 2, 4, 8)\n"
+         "    --op OP            gemm | ffn | both (default: both)\n"
+         "    --fast             a context without MOE4J_CONTEXT_REPRODUCIBLE (default: reproducible, as the\n"
+         "                       library's models run)\n"
+         "    --reps R           timed calls per row (default: >= 10, >= one pool cycle and >= 0.3 s)\n",
+         bench::run_expert},
     };
     return kSubcommands;
 }

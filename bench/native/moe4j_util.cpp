@@ -85,12 +85,13 @@ moe4j_capabilities query_capabilities() {
     return caps;
 }
 
-Context::Context(int32_t threads, int32_t max_isa) {
+Context::Context(int32_t threads, int32_t max_isa, int32_t flags) {
     moe4j_context_options options{};
     options.backend = MOE4J_BACKEND_CPU;
     options.device = 0;
     options.threads = threads;
     options.max_isa = max_isa;
+    options.flags = flags;
     check(moe4j_context_create(&options, &ctx_), "moe4j_context_create");
 }
 

@@ -29,7 +29,7 @@ moe4j_capabilities query_capabilities();
 // Owns a CPU context; exits through check() when creation fails.
 class Context {
   public:
-    Context(int32_t threads, int32_t max_isa);
+    Context(int32_t threads, int32_t max_isa, int32_t flags = 0);  // flags: enum moe4j_context_flags
     ~Context();
     Context(const Context &) = delete;
     Context &operator=(const Context &) = delete;

@@ -9,5 +9,6 @@ int run_machine(const Args &args);  // memory read bandwidth and FP32 FMA peak
 int run_quant(const Args &args);    // FP8 quantization (per-token activations, per-block weights)
 int run_gemm(const Args &args);     // FP8 GEMM, plain and grouped, against OpenBLAS sgemm
 int run_mla(const Args &args);      // MLA decode over a paged latent cache, against a naive decompressed cache
+int run_expert(const Args &args);   // decode-shaped expert work: grouped GEMM and fused FFN, few rows per expert
 
 }  // namespace bench

@@ -252,7 +252,8 @@ moe4j_status moe4j_gemm_nt(moe4j_context *ctx, const moe4j_tensor *a, const moe4
  *   h = SiLU(x_r · w_gate[g]ᵀ) * (x_r · w_up[g]ᵀ)   (fp32),
  *   h is quantized per token (1x128, as moe4j_quantize_fp8_per_token with fp32 scales), and
  *   d[r] = h · w_down[g]ᵀ;
- * padding rows (-1) of d are zero. The intermediate h stays in native scratch memory.
+ * padding rows (-1) of d are zero. The intermediate h stays in native scratch memory (on the CPU: the context's, kept
+ * and reused by later calls, so a context's memory grows to what its largest call needed).
  * x [S, H] E4M3 with sfx [S, H/128]; w_gate and w_up: G weight groups each, [I, H] E4M3 with scales
  * [ceil(I/128), H/128] (HF weight_scale_inv); w_down: G groups [H, I] with scales [ceil(H/128), I/128]; the three
  * have the same count G; H and I multiples of 128; grouped_layout and alignment as in

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <memory>
+#include <vector>
 
 #include "moe4j.h"
 #include "thread_pool.h"
@@ -19,6 +20,10 @@ struct moe4j_context {
     int32_t flags = 0;
     std::unique_ptr<moe4j::ThreadPool> pool;
     moe4j::cuda::DeviceState *cuda = nullptr;
+    // Host scratch that CPU kernels reuse from call to call (the expert FFN's intermediate activations and its
+    // threads' tiles): grown when a call needs more, never shrunk, freed with the context. A context runs one call
+    // at a time (its thread pool is not re-entrant), so one buffer serves every kernel.
+    std::vector<float> host_scratch;
 
     bool reproducible() const { return (flags & MOE4J_CONTEXT_REPRODUCIBLE) != 0; }
     bool simple_kernels() const { return (flags & MOE4J_CONTEXT_SIMPLE_KERNELS) != 0; }

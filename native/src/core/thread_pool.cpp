@@ -5,7 +5,7 @@
 namespace moe4j {
 
 ThreadPool::ThreadPool(int threads) {
-    for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { worker_loop(); });
+    for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
 }
 
 ThreadPool::~ThreadPool() {
@@ -17,14 +17,18 @@ ThreadPool::~ThreadPool() {
     for (auto &worker : workers_) worker.join();
 }
 
-void ThreadPool::drain() {
-    for (int64_t i = next_task_.fetch_add(1); i < task_count_; i = next_task_.fetch_add(1)) (*task_)(i);
+void ThreadPool::drain(int worker) {
+    for (int64_t i = next_task_.fetch_add(1); i < task_count_; i = next_task_.fetch_add(1)) (*task_)(i, worker);
 }
 
 void ThreadPool::run(int64_t tasks, const std::function<void(int64_t)> &task) {
+    run_indexed(tasks, [&task](int64_t i, int) { task(i); });
+}
+
+void ThreadPool::run_indexed(int64_t tasks, const std::function<void(int64_t, int)> &task) {
     if (tasks <= 0) return;
     if (workers_.empty() || tasks == 1) {
-        for (int64_t i = 0; i < tasks; ++i) task(i);
+        for (int64_t i = 0; i < tasks; ++i) task(i, 0);
         return;
     }
     {
@@ -36,13 +40,13 @@ void ThreadPool::run(int64_t tasks, const std::function<void(int64_t)> &task) {
         ++generation_;
     }
     wake_.notify_all();
-    drain();
+    drain(0);
     std::unique_lock<std::mutex> lock(mutex_);
     done_.wait(lock, [this] { return busy_workers_ == 0; });
     task_ = nullptr;
 }
 
-void ThreadPool::worker_loop() {
+void ThreadPool::worker_loop(int worker) {
     uint64_t seen = 0;
     for (;;) {
         {
@@ -51,7 +55,7 @@ void ThreadPool::worker_loop() {
             if (stopping_) return;
             seen = generation_;
         }
-        drain();
+        drain(worker);
         std::lock_guard<std::mutex> lock(mutex_);
         if (--busy_workers_ == 0) done_.notify_one();
     }

@@ -24,16 +24,19 @@ class ThreadPool {
     // Calls task(i) for every i in [0, tasks), spread over the pool with the caller taking part,
     // and returns when all have finished. Not re-entrant: a task must not call run().
     void run(int64_t tasks, const std::function<void(int64_t)> &task);
+    // run() that also tells each task which thread runs it: worker in [0, size()), 0 for the caller. Tasks that
+    // share a worker run one after another, so per-worker scratch needs no locking.
+    void run_indexed(int64_t tasks, const std::function<void(int64_t task, int worker)> &task);
 
   private:
-    void worker_loop();
-    void drain();
+    void worker_loop(int worker);
+    void drain(int worker);
 
     std::vector<std::thread> workers_;
     std::mutex mutex_;
     std::condition_variable wake_;
     std::condition_variable done_;
-    const std::function<void(int64_t)> *task_ = nullptr;
+    const std::function<void(int64_t, int)> *task_ = nullptr;
     int64_t task_count_ = 0;
     std::atomic<int64_t> next_task_{0};
     uint64_t generation_ = 0;

@@ -7,7 +7,9 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstring>
+#include <new>
 #include <optional>
 #include <vector>
 
@@ -23,6 +25,12 @@ constexpr int64_t kBlock = 128;         // K elements per scale; N rows per weig
 constexpr int64_t kRowsPerBlock = 16;   // weight rows widened together and kept in cache
 constexpr int64_t kRowsPerChunk = 256;  // activation rows one task streams over (stays in L3)
 constexpr int kTileM = 4, kTileN = 2;
+// Rows of one tile of the AVX2 in-register (codes) block kernel, which takes a whole 16-row weight block at once: a
+// weight row widened in registers meets up to this many activation rows.
+constexpr int kCodeTileM = 8;
+// Code tiles whose activation rows hold more elements than this (more than 16 KB as fp32, half of a 32 KB L1) take
+// the block kernel, whose A slices stay in L1; smaller ones stream weight rows a column pair at a time.
+constexpr int64_t kBlockCodesMinElements = 4096;
 // Groups with at least this many rows use the packed-panel kernel (AVX-512): packing a weight panel costs
 // about as much as multiplying it by a few dozen rows, so smaller groups keep the row kernel.
 constexpr int64_t kPanelMinRows = 64;
@@ -31,13 +39,14 @@ constexpr int64_t kPanelRowChunk = 1024;  // activation rows per panel task (abo
 constexpr int kPanelTileM = 6;
 
 // The dot products of one tile: out[m][j] = sum_kb s[m][kb] * sum_{k in kb} a[m][k] * b[j][k], for the
-// first `rows` rows and `cols` columns (at most kTileM x kTileN). All columns share one 128-row weight block.
+// first `rows` rows and `cols` columns (at most kTileM x kTileN; the AVX2 block kernel reads up to kCodeTileM rows
+// and uses out[m][0] for its NaN fallback). All columns share one 128-row weight block.
 struct Tile {
-    const void *a[kTileM];
-    const float *s[kTileM];
+    const void *a[kCodeTileM];
+    const float *s[kCodeTileM];
     const void *b[kTileN];
-    float out[kTileM][kTileN];
-    int64_t prefetch;  // bytes from a weight row to the same place in the next tile's row (dot_codes only)
+    float out[kCodeTileM][kTileN];
+    int64_t prefetch;  // bytes from a weight row to the same place in the next tile's (block's) row (code kernels)
 };
 
 // ---------------------------------------------------------------- scalar reference path
@@ -45,10 +54,14 @@ struct Tile {
 struct ScalarPath {
     using Wide = float;
     static constexpr bool kWidensInRegisters = false;
+    static constexpr int kCodeRows = 0;
+    static constexpr bool kBlockCodes = false;
     static constexpr bool kPanels = false;
     static void widen(const RowCodec &, const uint8_t *q, int64_t n, float *out) {
         for (int64_t i = 0; i < n; ++i) out[i] = e4m3_decode(q[i]);
     }
+    static void widen_a(const RowCodec &codec, const uint8_t *q, int64_t n, float *out) { widen(codec, q, n, out); }
+    static void widen_b(const RowCodec &codec, const uint8_t *q, int64_t n, float *out) { widen(codec, q, n, out); }
     template <int MR, int NR>
     static void dot(Tile &t, int64_t k) {
         for (int m = 0; m < MR; ++m) {
@@ -71,13 +84,162 @@ struct ScalarPath {
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c")
 
+// Activation rows are widened times 2^8 and weights times 2^-8, both exact, so every product a * b is the one of
+// the e4m3 values themselves: the weights' 2^-8 is what the in-register decoding below gives for free.
+constexpr float kAvx2AScale = 256.0f, kAvx2BScale = 1.0f / 256.0f;
+
 struct Avx2Path {
     using Wide = float;
-    static constexpr bool kWidensInRegisters = false;
+    static constexpr bool kWidensInRegisters = true;
+    static constexpr int kCodeRows = kCodeTileM;
+    static constexpr bool kBlockCodes = true;  // dot_codes_block where A outgrows L1 (kBlockCodesMinElements)
     static constexpr bool kPanels = false;
-    static void widen(const RowCodec &codec, const uint8_t *q, int64_t n, float *out) {
-        codec.decode_f32(q, n, 1.0f, out);  // exact: every e4m3 value is an fp32
+    static void widen_a(const RowCodec &codec, const uint8_t *q, int64_t n, float *out) {
+        codec.decode_f32(q, n, kAvx2AScale, out);  // exact: every e4m3 value times 2^8 is an fp32
     }
+    static void widen_b(const RowCodec &codec, const uint8_t *q, int64_t n, float *out) {
+        codec.decode_f32(q, n, kAvx2BScale, out);
+    }
+
+    // Eight e4m3 codes (the high bytes of the 16-bit lanes of `high`) -> their values times 2^-8, exactly: the
+    // code's sign and 7 magnitude bits placed as fp16 sign, exponent (top bit 0) and mantissa give value * 2^-8
+    // (exponent bias 15 against 7), subnormals included, and F16C widens fp16 to fp32 exactly. The NaN codes
+    // (0x7F, 0xFF) come out as +-1.875: nan_codes() finds them.
+    static __m256 decode8(__m128i high) {
+        return _mm256_cvtph_ps(_mm_and_si128(_mm_srai_epi16(high, 1), _mm_set1_epi16(static_cast<short>(0xBF80))));
+    }
+    // All-ones bytes where q[0..31] holds a NaN code.
+    static __m256i nan_codes(const uint8_t *q) {
+        const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(q));
+        return _mm256_cmpeq_epi8(_mm256_or_si256(c, _mm256_set1_epi8(static_cast<char>(0x80))),
+                                 _mm256_set1_epi8(static_cast<char>(0xFF)));
+    }
+
+    // dot() with t.b pointing at e4m3 weight codes, widened in registers: the same products, sums and order,
+    // so the same result. A tile whose weights hold a NaN code is recomputed through memory (widen_b, then dot).
+    template <int MR, int NR>
+    static void dot_codes(Tile &t, int64_t k) {
+        __m256 total[MR][NR];
+        for (int m = 0; m < MR; ++m)
+            for (int j = 0; j < NR; ++j) total[m][j] = _mm256_setzero_ps();
+        __m256i nan = _mm256_setzero_si256();
+        const __m128i zero = _mm_setzero_si128();
+        for (int64_t kb = 0; kb < k / kBlock; ++kb) {
+            __m256 part[MR][NR];
+            for (int m = 0; m < MR; ++m)
+                for (int j = 0; j < NR; ++j) part[m][j] = _mm256_setzero_ps();
+            for (int64_t i = kb * kBlock; i < (kb + 1) * kBlock; i += 32) {
+                for (int j = 0; j < NR; ++j) {
+                    const uint8_t *b = static_cast<const uint8_t *>(t.b[j]) + i;
+                    _mm_prefetch(reinterpret_cast<const char *>(b) + t.prefetch, _MM_HINT_T0);
+                    nan = _mm256_or_si256(nan, nan_codes(b));
+                }
+                for (int64_t h = 0; h < 32; h += 16) {
+                    __m256 bv[NR][2];
+                    for (int j = 0; j < NR; ++j) {
+                        const __m128i c = _mm_loadu_si128(
+                            reinterpret_cast<const __m128i *>(static_cast<const uint8_t *>(t.b[j]) + i + h));
+                        bv[j][0] = decode8(_mm_unpacklo_epi8(zero, c));
+                        bv[j][1] = decode8(_mm_unpackhi_epi8(zero, c));
+                    }
+                    for (int m = 0; m < MR; ++m) {
+                        const float *a = static_cast<const float *>(t.a[m]) + i + h;
+                        const __m256 a0 = _mm256_loadu_ps(a), a1 = _mm256_loadu_ps(a + 8);
+                        for (int j = 0; j < NR; ++j)
+                            part[m][j] = _mm256_fmadd_ps(a1, bv[j][1], _mm256_fmadd_ps(a0, bv[j][0], part[m][j]));
+                    }
+                }
+            }
+            for (int m = 0; m < MR; ++m) {
+                const __m256 scale = _mm256_set1_ps(t.s[m][kb]);
+                for (int j = 0; j < NR; ++j) total[m][j] = _mm256_fmadd_ps(part[m][j], scale, total[m][j]);
+            }
+        }
+        if (!_mm256_testz_si256(nan, nan)) return dot_nan_codes<MR, NR>(t, k);
+        reduce<MR, NR>(total, t);
+    }
+
+    // The code kernel over a whole block of up to kRowsPerBlock weight rows (columns) at once, 128-wide K slices
+    // outermost: the rows' slice of A (MR x 512 bytes) stays in L1 while every column of the block uses it, where a
+    // column at a time would stream all of A (MR x K x 4 bytes: past L1 from MR x K = 8K) per column. Per output the
+    // operations and their order are dot()'s: part over the slice lane by lane, total = fma(part, scale, total) in
+    // slice order, the same final reduction. out[m][j] for the block's columns j < cols; `prefetch` as in Tile.
+    template <int MR>
+    static void dot_codes_block(const Tile &t, const uint8_t *b, int64_t ldb, int cols, int64_t k,
+                                float (*out)[kRowsPerBlock]) {
+        __m256 total[kRowsPerBlock][MR];
+        for (int j = 0; j < cols; ++j)
+            for (int m = 0; m < MR; ++m) total[j][m] = _mm256_setzero_ps();
+        __m256i nan = _mm256_setzero_si256();
+        const __m128i zero = _mm_setzero_si128();
+        for (int64_t kb = 0; kb < k / kBlock; ++kb) {
+            __m256 scale[MR];
+            for (int m = 0; m < MR; ++m) scale[m] = _mm256_set1_ps(t.s[m][kb]);
+            for (int j = 0; j < cols; ++j) {
+                const uint8_t *bj = b + j * ldb;
+                __m256 part[MR];
+                for (int m = 0; m < MR; ++m) part[m] = _mm256_setzero_ps();
+                for (int64_t i = kb * kBlock; i < (kb + 1) * kBlock; i += 32) {
+                    _mm_prefetch(reinterpret_cast<const char *>(bj + i) + t.prefetch, _MM_HINT_T0);
+                    nan = _mm256_or_si256(nan, nan_codes(bj + i));
+                    for (int64_t h = 0; h < 32; h += 16) {
+                        const __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i *>(bj + i + h));
+                        const __m256 b0 = decode8(_mm_unpacklo_epi8(zero, c)), b1 = decode8(_mm_unpackhi_epi8(zero, c));
+                        for (int m = 0; m < MR; ++m) {
+                            const float *a = static_cast<const float *>(t.a[m]) + i + h;
+                            part[m] = _mm256_fmadd_ps(_mm256_loadu_ps(a + 8), b1,
+                                                      _mm256_fmadd_ps(_mm256_loadu_ps(a), b0, part[m]));
+                        }
+                    }
+                }
+                for (int m = 0; m < MR; ++m) total[j][m] = _mm256_fmadd_ps(part[m], scale[m], total[j][m]);
+            }
+        }
+        if (!_mm256_testz_si256(nan, nan)) {
+            for (int j = 0; j < cols; ++j) {
+                Tile column = t;
+                column.b[0] = b + j * ldb;
+                dot_nan_codes<MR, 1>(column, k);
+                for (int m = 0; m < MR; ++m) out[m][j] = column.out[m][0];
+            }
+            return;
+        }
+        for (int j = 0; j < cols; ++j) {
+            __m256 column[MR][1];
+            for (int m = 0; m < MR; ++m) column[m][0] = total[j][m];
+            Tile reduced;
+            reduce<MR, 1>(column, reduced);
+            for (int m = 0; m < MR; ++m) out[m][j] = reduced.out[m][0];
+        }
+    }
+
+    template <int MR, int NR>
+    static void reduce(const __m256 (&total)[MR][NR], Tile &t) {
+        for (int m = 0; m < MR; ++m) {
+            for (int j = 0; j < NR; ++j) {
+                __m128 r = _mm_add_ps(_mm256_castps256_ps128(total[m][j]), _mm256_extractf128_ps(total[m][j], 1));
+                r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+                r = _mm_add_ss(r, _mm_shuffle_ps(r, r, 1));
+                t.out[m][j] = _mm_cvtss_f32(r);
+            }
+        }
+    }
+
+    // The rare tile with NaN weight codes: widens its weight rows through memory and runs dot().
+    template <int MR, int NR>
+    static void dot_nan_codes(Tile &t, int64_t k) {
+        std::vector<float> wide(static_cast<size_t>(NR * k));
+        Tile copy = t;
+        for (int j = 0; j < NR; ++j) {
+            const uint8_t *q = static_cast<const uint8_t *>(t.b[j]);
+            for (int64_t i = 0; i < k; ++i) wide[j * k + i] = e4m3_decode(q[i]) * kAvx2BScale;
+            copy.b[j] = wide.data() + j * k;
+        }
+        dot<MR, NR>(copy, k);
+        for (int m = 0; m < MR; ++m)
+            for (int j = 0; j < NR; ++j) t.out[m][j] = copy.out[m][j];
+    }
+
     template <int MR, int NR>
     static void dot(Tile &t, int64_t k) {
         __m256 total[MR][NR];
@@ -100,14 +262,7 @@ struct Avx2Path {
                 for (int j = 0; j < NR; ++j) total[m][j] = _mm256_fmadd_ps(part[m][j], scale, total[m][j]);
             }
         }
-        for (int m = 0; m < MR; ++m) {
-            for (int j = 0; j < NR; ++j) {
-                __m128 r = _mm_add_ps(_mm256_castps256_ps128(total[m][j]), _mm256_extractf128_ps(total[m][j], 1));
-                r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-                r = _mm_add_ss(r, _mm_shuffle_ps(r, r, 1));
-                t.out[m][j] = _mm_cvtss_f32(r);
-            }
-        }
+        reduce<MR, NR>(total, t);
     }
 };
 
@@ -164,6 +319,8 @@ struct Bf16Widener {
 struct Avx512Path {
     using Wide = uint16_t;
     static constexpr bool kWidensInRegisters = true;
+    static constexpr int kCodeRows = kTileM;
+    static constexpr bool kBlockCodes = false;
     static constexpr bool kPanels = true;
 
     // Widening in natural order (output i is code i), for the panel kernel, which broadcasts k-pairs of A and
@@ -228,6 +385,8 @@ struct Avx512Path {
         }
     }
 
+    static void widen_a(const RowCodec &codec, const uint8_t *q, int64_t n, uint16_t *out) { widen(codec, q, n, out); }
+    static void widen_b(const RowCodec &codec, const uint8_t *q, int64_t n, uint16_t *out) { widen(codec, q, n, out); }
     static void widen(const RowCodec &, const uint8_t *q, int64_t n, uint16_t *out) {
         const Bf16Widener widener;
         for (int64_t i = 0; i < n; i += 64) {
@@ -312,14 +471,54 @@ struct Task {
     int64_t block_begin, block_end;  // 16-row weight blocks
 };
 
+// The fused gate/up pass's units: a row chunk of a group against one 128-column tile of the intermediate dimension,
+// computed by kBlocksPerTile tasks of kRowsPerBlock columns each, the last of which finishes the tile (SiLU, FP8).
+constexpr int64_t kBlocksPerTile = kBlock / kRowsPerBlock;
+
+struct GateUpUnit {
+    int32_t group;
+    int64_t row_begin, row_end;  // positions in the group's row list
+    int64_t tile;                // intermediate columns [tile * 128, tile * 128 + 128)
+    int64_t values;              // offset of the unit's gate tile [rows][128] in the value buffer; up follows it
+};
+
+// Scratch of the fused gate/up pass, in floats, each part a multiple of 16 floats (64 bytes): one counter per unit,
+// the gate and up values of every unit, then per worker the combined scales [rows][K/128] and kRowsPerBlock widened
+// weight rows (4 bytes per element at most), for row chunks of up to kRowsPerChunk rows.
+struct GateUpScratch {
+    int64_t units, counters, values, scales, b_wide, per_worker, total;
+};
+
+int64_t round_up16(int64_t n) { return (n + 15) / 16 * 16; }
+
+GateUpScratch gate_up_scratch(const Fp8GemmArgs &gate, int workers) {
+    const int64_t tiles = gate.n / kBlock;
+    int64_t chunk_rows = 1, units = 0, rows = 0;
+    for (const GemmGroup &group : gate.groups) {
+        const int64_t n = static_cast<int64_t>(group.rows.size());
+        chunk_rows = std::max(chunk_rows, std::min(kRowsPerChunk, n));
+        units += (n + kRowsPerChunk - 1) / kRowsPerChunk * tiles;
+        rows += n;
+    }
+    GateUpScratch s{};
+    s.units = units;
+    s.counters = round_up16(units);
+    s.values = round_up16(2 * rows * gate.n);
+    s.scales = round_up16(chunk_rows * (gate.k / kBlock));
+    s.b_wide = round_up16(kRowsPerBlock * gate.k);
+    s.per_worker = s.scales + s.b_wide;
+    s.total = s.counters + s.values + workers * s.per_worker;
+    return s;
+}
+
 template <typename Path>
 struct Driver {
     using Wide = typename Path::Wide;
 
     const Fp8GemmArgs &args;
     const RowCodec &codec;
-    const RowView a, d, sfa;
-    const std::optional<RowView> c;
+    const RowView a, sfa;
+    const std::optional<RowView> d, c;  // d is absent in the fused gate/up pass, which writes no d
     int64_t k, kb_count;
     std::vector<std::vector<Wide>> a_wide;     // per group: widened rows, in the group's row order
     std::vector<std::vector<float>> a_scales;  // per group: [row][kb]
@@ -330,8 +529,8 @@ struct Driver {
         : args(args),
           codec(codec),
           a(*args.a),
-          d(*args.d),
           sfa(*args.sfa),
+          d(args.d != nullptr ? std::optional<RowView>(*args.d) : std::nullopt),
           c(args.c != nullptr ? std::optional<RowView>(*args.c) : std::nullopt),
           k(args.k),
           kb_count(args.k / kBlock),
@@ -362,10 +561,10 @@ struct Driver {
                     if (panel_group[g]) {
                         Path::widen_natural(a.row<uint8_t>(row), k, out);
                     } else {
-                        Path::widen(codec, a.row<uint8_t>(row), k, out);
+                        Path::widen_a(codec, a.row<uint8_t>(row), k, out);
                     }
                 } else {
-                    Path::widen(codec, a.row<uint8_t>(row), k, out);
+                    Path::widen_a(codec, a.row<uint8_t>(row), k, out);
                 }
                 const float *s = sfa.row<float>(row);
                 for (int64_t kb = 0; kb < kb_count; ++kb) a_scales[g][r * kb_count + kb] = s[kb * sfa_inner_stride];
@@ -375,14 +574,14 @@ struct Driver {
 
     void store(int64_t row, int64_t n, float value) const {
         if (c) value += c->row<float>(row)[n];
-        if (d.dtype == MOE4J_F32)
-            d.row<float>(row)[n] = value;
+        if (d->dtype == MOE4J_F32)
+            d->row<float>(row)[n] = value;
         else
-            d.row<uint16_t>(row)[n] = bf16_encode(value);
+            d->row<uint16_t>(row)[n] = bf16_encode(value);
     }
 
     template <int MR, int NR>
-    void tile(Tile &t, const GemmGroup &group, int64_t first_row, int64_t n, bool codes) const {
+    void tile(Tile &t, bool codes) const {
         if constexpr (Path::kWidensInRegisters) {
             if (codes) {
                 Path::template dot_codes<MR, NR>(t, k);
@@ -392,30 +591,51 @@ struct Driver {
         } else {
             Path::template dot<MR, NR>(t, k);
         }
-        for (int m = 0; m < MR; ++m)
-            for (int j = 0; j < NR; ++j) store(group.rows[first_row + m], n + j, t.out[m][j]);
     }
 
-    // Dispatches a tile of `rows` x `cols` (each at least 1, at most the tile size) to its instantiation.
-    void tile_any(Tile &t, int rows, int cols, const GemmGroup &group, int64_t first_row, int64_t n, bool codes) const {
+    // Computes a tile of `rows` x `cols` (each at least 1, at most kTileM x kTileN) into t.out through its
+    // instantiation.
+    void tile_any(Tile &t, int rows, int cols, bool codes) const {
         if (cols == 2) {
             switch (rows) {
-                case 4: return tile<4, 2>(t, group, first_row, n, codes);
-                case 3: return tile<3, 2>(t, group, first_row, n, codes);
-                case 2: return tile<2, 2>(t, group, first_row, n, codes);
-                default: return tile<1, 2>(t, group, first_row, n, codes);
+                case 4: return tile<4, 2>(t, codes);
+                case 3: return tile<3, 2>(t, codes);
+                case 2: return tile<2, 2>(t, codes);
+                default: return tile<1, 2>(t, codes);
             }
         }
         switch (rows) {
-            case 4: return tile<4, 1>(t, group, first_row, n, codes);
-            case 3: return tile<3, 1>(t, group, first_row, n, codes);
-            case 2: return tile<2, 1>(t, group, first_row, n, codes);
-            default: return tile<1, 1>(t, group, first_row, n, codes);
+            case 4: return tile<4, 1>(t, codes);
+            case 3: return tile<3, 1>(t, codes);
+            case 2: return tile<2, 1>(t, codes);
+            default: return tile<1, 1>(t, codes);
         }
     }
 
-    void run(const Task &task, std::vector<Wide> &b_wide, std::vector<float> &scales) const {
-        const GemmGroup &group = args.groups[task.group];
+    // Path::dot_codes_block for `rows` (1 to kCodeTileM) rows through its instantiation.
+    void block_any(const Tile &t, int rows, const uint8_t *b, int64_t ldb, int cols,
+                   float (*out)[kRowsPerBlock]) const {
+        if constexpr (Path::kBlockCodes) {
+            switch (rows) {
+                case 8: return Path::template dot_codes_block<8>(t, b, ldb, cols, k, out);
+                case 7: return Path::template dot_codes_block<7>(t, b, ldb, cols, k, out);
+                case 6: return Path::template dot_codes_block<6>(t, b, ldb, cols, k, out);
+                case 5: return Path::template dot_codes_block<5>(t, b, ldb, cols, k, out);
+                case 4: return Path::template dot_codes_block<4>(t, b, ldb, cols, k, out);
+                case 3: return Path::template dot_codes_block<3>(t, b, ldb, cols, k, out);
+                case 2: return Path::template dot_codes_block<2>(t, b, ldb, cols, k, out);
+                default: return Path::template dot_codes_block<1>(t, b, ldb, cols, k, out);
+            }
+        } else {
+            (void)t, (void)rows, (void)b, (void)ldb, (void)cols, (void)out;
+        }
+    }
+
+    // The row kernel on the task's rows against its 16-row blocks of `weights` (the task's group's, or another
+    // matrix with the same N, K and rows): sink(m, n, value) receives each result, m the position in the task's rows.
+    // b_wide holds kRowsPerBlock * k widened weights, scales the task's rows * kb_count combined scales.
+    template <typename Sink>
+    void run_rows(const Task &task, const GemmGroup &weights, Wide *b_wide, float *scales, Sink &&sink) const {
         const int64_t rows = task.row_end - task.row_begin;
         const Wide *aw = a_wide[task.group].data();
         int64_t scale_block = -1;
@@ -423,35 +643,57 @@ struct Driver {
         for (int64_t blk = task.block_begin; blk < task.block_end; ++blk) {
             const int64_t n0 = blk * kRowsPerBlock, n1 = std::min(args.n, n0 + kRowsPerBlock);
             // Rows that fit one tile meet each weight row once: widen it in registers, not through memory.
-            const bool codes = Path::kWidensInRegisters && rows <= kTileM;
+            const bool codes = Path::kWidensInRegisters && rows <= Path::kCodeRows;
             if (!codes)
                 for (int64_t n = n0; n < n1; ++n)
-                    Path::widen(codec, group.b + n * group.ldb, k, b_wide.data() + (n - n0) * k);
+                    Path::widen_b(codec, weights.b + n * weights.ldb, k, b_wide + (n - n0) * k);
             if (n0 / kBlock != scale_block) {
                 scale_block = n0 / kBlock;
-                combine_scales(task, scale_block, scales.data());
+                combine_scales(task, weights, scale_block, scales);
             }
-            for (int64_t r = 0; r < rows; r += kTileM) {
-                const int tile_rows = static_cast<int>(std::min<int64_t>(kTileM, rows - r));
+            // Code tiles of many rows or long rows take the block kernel, whose A slices stay in L1.
+            const bool block = Path::kBlockCodes && codes && (rows > kTileM || rows * k > kBlockCodesMinElements);
+            const int64_t tile_m = block ? Path::kCodeRows : kTileM, tile_n = kTileN;
+            for (int64_t r = 0; r < rows; r += tile_m) {
+                const int tile_rows = static_cast<int>(std::min<int64_t>(tile_m, rows - r));
                 for (int m = 0; m < tile_rows; ++m) {
                     t.a[m] = aw + (task.row_begin + r + m) * k;
-                    t.s[m] = scales.data() + (r + m) * kb_count;
+                    t.s[m] = scales + (r + m) * kb_count;
                 }
-                t.prefetch = kTileN * group.ldb;
-                for (int64_t n = n0; n < n1; n += kTileN) {
-                    const int tile_cols = static_cast<int>(std::min<int64_t>(kTileN, n1 - n));
+                if constexpr (Path::kBlockCodes) {
+                    if (block) {
+                        t.prefetch = kRowsPerBlock * weights.ldb;  // the next block's rows, one block ahead
+                        float out[kCodeTileM][kRowsPerBlock];
+                        block_any(t, tile_rows, weights.b + n0 * weights.ldb, weights.ldb, static_cast<int>(n1 - n0),
+                                  out);
+                        for (int m = 0; m < tile_rows; ++m)
+                            for (int64_t n = n0; n < n1; ++n) sink(r + m, n, out[m][n - n0]);
+                        continue;
+                    }
+                }
+                t.prefetch = tile_n * weights.ldb;
+                for (int64_t n = n0; n < n1; n += tile_n) {
+                    const int tile_cols = static_cast<int>(std::min<int64_t>(tile_n, n1 - n));
                     for (int j = 0; j < tile_cols; ++j)
-                        t.b[j] = codes ? static_cast<const void *>(group.b + (n + j) * group.ldb)
-                                       : static_cast<const void *>(b_wide.data() + (n - n0 + j) * k);
-                    tile_any(t, tile_rows, tile_cols, group, task.row_begin + r, n, codes);
+                        t.b[j] = codes ? static_cast<const void *>(weights.b + (n + j) * weights.ldb)
+                                       : static_cast<const void *>(b_wide + (n - n0 + j) * k);
+                    tile_any(t, tile_rows, tile_cols, codes);
+                    for (int m = 0; m < tile_rows; ++m)
+                        for (int j = 0; j < tile_cols; ++j) sink(r + m, n + j, t.out[m][j]);
                 }
             }
         }
     }
 
-    // scales[r][kb] = sfa of the task's row r times sfb of weight block (nb, kb): the factor of each partial sum.
-    void combine_scales(const Task &task, int64_t nb, float *scales) const {
+    // b_wide may be empty where the task's rows take code tiles; scales holds at least the task's rows * kb_count.
+    void run(const Task &task, std::vector<Wide> &b_wide, std::vector<float> &scales) const {
         const GemmGroup &group = args.groups[task.group];
+        run_rows(task, group, b_wide.data(), scales.data(),
+                 [&](int64_t m, int64_t n, float value) { store(group.rows[task.row_begin + m], n, value); });
+    }
+
+    // scales[r][kb] = sfa of the task's row r times sfb of weight block (nb, kb): the factor of each partial sum.
+    void combine_scales(const Task &task, const GemmGroup &group, int64_t nb, float *scales) const {
         const float *as = a_scales[task.group].data();
         const float *sb = group.sfb + nb * group.sfb_stride0;
         for (int64_t r = 0; r < task.row_end - task.row_begin; ++r)
@@ -470,7 +712,7 @@ struct Driver {
             const GemmGroup &group = args.groups[task.group];
             const int64_t n0 = task.block_begin * kPanelRows, cols = std::min(kPanelRows, args.n - n0);
             Path::pack_panel(group.b + n0 * group.ldb, group.ldb, cols, k, scratch.panel.data(), scratch.row.data());
-            combine_scales(task, n0 / kBlock, scratch.scales.data());
+            combine_scales(task, group, n0 / kBlock, scratch.scales.data());
             const uint16_t *aw = a_wide[task.group].data();
             const int64_t rows = task.row_end - task.row_begin;
             for (int64_t r = 0; r < rows; r += kPanelTileM) {
@@ -499,6 +741,67 @@ struct Driver {
         }
     }
 
+    // Whether prepare() would put some group on the packed-panel kernel.
+    bool uses_panels() const {
+        if (!Path::kPanels || !panels) return false;
+        for (const GemmGroup &group : args.groups)
+            if (static_cast<int64_t>(group.rows.size()) >= kPanelMinRows) return true;
+        return false;
+    }
+
+    // The expert FFN's gate/up half (fp8_gate_up_silu), after prepare(): `args` holds the gate weights, `up` the up
+    // weights with the same rows. Task (unit, block) computes 16 columns of the unit's gate and up values with the
+    // row kernel; the unit's last task to finish (a counter per unit) turns its tile into SiLU(gate) * up and that
+    // into FP8 codes and scales while the values are still in cache. Which thread finishes a tile changes nothing in
+    // the values, so results do not depend on the thread count.
+    void gate_up_silu(ThreadPool &pool, const Fp8GemmArgs &up, uint8_t *h, float *h_scales, float *scratch) const {
+        const int64_t inter = args.n, tiles = inter / kBlock;
+        const GateUpScratch layout = gate_up_scratch(args, pool.size());
+        std::vector<GateUpUnit> units;
+        units.reserve(static_cast<size_t>(layout.units));
+        int64_t values = 0;
+        for (size_t g = 0; g < args.groups.size(); ++g) {
+            const int64_t rows = static_cast<int64_t>(args.groups[g].rows.size());
+            for (int64_t r = 0; r < rows; r += kRowsPerChunk) {
+                const int64_t r1 = std::min(rows, r + kRowsPerChunk);
+                for (int64_t tile = 0; tile < tiles; ++tile) {
+                    units.push_back({static_cast<int32_t>(g), r, r1, tile, values});
+                    values += 2 * (r1 - r) * kBlock;
+                }
+            }
+        }
+        // The counters live in the scratch's first floats: storage reused for atomics, created here for this call.
+        static_assert(sizeof(std::atomic<int32_t>) == sizeof(float) && alignof(std::atomic<int32_t>) <= alignof(float));
+        std::atomic<int32_t> *done = reinterpret_cast<std::atomic<int32_t> *>(scratch);
+        for (size_t u = 0; u < units.size(); ++u) new (done + u) std::atomic<int32_t>(0);
+        float *value_base = scratch + layout.counters, *worker_base = value_base + layout.values;
+        pool.run_indexed(static_cast<int64_t>(units.size()) * kBlocksPerTile, [&](int64_t i, int worker) {
+            const GateUpUnit &unit = units[static_cast<size_t>(i / kBlocksPerTile)];
+            const int64_t rows = unit.row_end - unit.row_begin, c0 = unit.tile * kBlock;
+            const int64_t block = unit.tile * kBlocksPerTile + i % kBlocksPerTile;
+            float *scales = worker_base + worker * layout.per_worker;
+            Wide *b_wide = reinterpret_cast<Wide *>(scales + layout.scales);
+            float *gate_tile = value_base + unit.values, *up_tile = gate_tile + rows * kBlock;
+            const Task task{unit.group, false, unit.row_begin, unit.row_end, block, block + 1};
+            run_rows(task, args.groups[unit.group], b_wide, scales,
+                     [&](int64_t m, int64_t n, float value) { gate_tile[m * kBlock + n - c0] = value; });
+            run_rows(task, up.groups[unit.group], b_wide, scales,
+                     [&](int64_t m, int64_t n, float value) { up_tile[m * kBlock + n - c0] = value; });
+            if (done[i / kBlocksPerTile].fetch_add(1, std::memory_order_acq_rel) != kBlocksPerTile - 1) return;
+            const std::vector<int64_t> &group_rows = args.groups[unit.group].rows;
+            for (int64_t m = 0; m < rows; ++m) {
+                float *x = gate_tile + m * kBlock;
+                const float *u = up_tile + m * kBlock;
+                for (int64_t j = 0; j < kBlock; ++j) x[j] = silu_times(x[j], u[j]);
+                const int64_t row = group_rows[static_cast<size_t>(unit.row_begin + m)];
+                const float scale = fp8_scale(codec.amax_f32(x, kBlock), false);
+                codec.encode_f32(x, kBlock, 1.0f / scale, h + row * inter + c0);
+                h_scales[row * tiles + unit.tile] = scale;
+            }
+        });
+        for (size_t u = 0; u < units.size(); ++u) done[u].~atomic();
+    }
+
     void execute(ThreadPool &pool) {
         prepare(pool);
         std::vector<Task> tasks;
@@ -511,8 +814,12 @@ struct Driver {
                 for (int64_t blk = 0; blk < blocks; ++blk)
                     tasks.push_back({static_cast<int32_t>(g), panel, r, std::min(rows, r + chunk), blk, blk + 1});
         }
-        int64_t work = 0;  // multiply-adds
-        for (const Task &t : tasks) work += (t.row_end - t.row_begin) * (t.panel ? kPanelRows : kRowsPerBlock) * k;
+        // Multiply-adds, with weights streamed by few rows counted as kStreamRows rows: a weight byte read from
+        // memory costs about what that many multiply-adds do, and few-row calls must still spread over the threads.
+        constexpr int64_t kStreamRows = 8;
+        int64_t work = 0;
+        for (const Task &t : tasks)
+            work += std::max(kStreamRows, t.row_end - t.row_begin) * (t.panel ? kPanelRows : kRowsPerBlock) * k;
         const int64_t grain = tasks.empty() ? 1 : grain_for(work / static_cast<int64_t>(tasks.size()));
         parallel_for(pool, static_cast<int64_t>(tasks.size()), grain, [&](int64_t begin, int64_t end) {
             std::vector<Wide> b_wide;
@@ -527,19 +834,22 @@ struct Driver {
                     }
                     run_panel(tasks[i], panel);
                 } else {
-                    if (scales.empty()) {
+                    // Sized for this task: code tiles (few rows) widen no weights through memory, and a decode
+                    // call should not zero a 16-row widened block per chunk it never uses.
+                    const int64_t rows = tasks[i].row_end - tasks[i].row_begin;
+                    if (static_cast<int64_t>(scales.size()) < rows * kb_count)
+                        scales.resize(static_cast<size_t>(rows * kb_count));
+                    if (!(Path::kWidensInRegisters && rows <= Path::kCodeRows) && b_wide.empty())
                         b_wide.resize(static_cast<size_t>(kRowsPerBlock * k));
-                        scales.resize(static_cast<size_t>(kRowsPerChunk * kb_count));
-                    }
                     run(tasks[i], b_wide, scales);
                 }
             }
         });
         for (int64_t row : args.zero_rows) {
-            if (d.dtype == MOE4J_F32)
-                std::fill_n(d.row<float>(row), args.n, 0.0f);
+            if (d->dtype == MOE4J_F32)
+                std::fill_n(d->row<float>(row), args.n, 0.0f);
             else
-                std::fill_n(d.row<uint16_t>(row), args.n, uint16_t{0});
+                std::fill_n(d->row<uint16_t>(row), args.n, uint16_t{0});
         }
     }
 };
@@ -551,7 +861,30 @@ void run_path(moe4j_context *ctx, const Fp8GemmArgs &args) {
     Driver<Path>(args, row_codec(ctx->isa), !ctx->reproducible()).execute(*ctx->pool);
 }
 
+template <typename Path>
+bool run_gate_up(moe4j_context *ctx, const Fp8GemmArgs &gate, const Fp8GemmArgs &up, uint8_t *h, float *h_scales,
+                 float *scratch) {
+    Driver<Path> driver(gate, row_codec(ctx->isa), !ctx->reproducible());
+    if (driver.uses_panels()) return false;
+    driver.prepare(*ctx->pool);
+    driver.gate_up_silu(*ctx->pool, up, h, h_scales, scratch);
+    return true;
+}
+
 }  // namespace
+
+int64_t fp8_gate_up_scratch_floats(const moe4j_context *ctx, const Fp8GemmArgs &gate) {
+    return gate_up_scratch(gate, ctx->pool->size()).total;
+}
+
+bool fp8_gate_up_silu(moe4j_context *ctx, const Fp8GemmArgs &gate, const Fp8GemmArgs &up, uint8_t *h, float *h_scales,
+                      float *scratch) {
+    switch (ctx->isa) {
+        case MOE4J_ISA_AVX512_BF16: return run_gate_up<Avx512Path>(ctx, gate, up, h, h_scales, scratch);
+        case MOE4J_ISA_AVX2: return run_gate_up<Avx2Path>(ctx, gate, up, h, h_scales, scratch);
+        default: return run_gate_up<ScalarPath>(ctx, gate, up, h, h_scales, scratch);
+    }
+}
 
 void fp8_gemm(moe4j_context *ctx, const Fp8GemmArgs &args) {
     switch (ctx->isa) {

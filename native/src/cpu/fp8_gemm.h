@@ -2,6 +2,7 @@
 // contiguous and grouped masked layouts all reduce to a list of groups of rows sharing one weight matrix.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -28,5 +29,20 @@ struct Fp8GemmArgs {
 };
 
 void fp8_gemm(moe4j_context *ctx, const Fp8GemmArgs &args);
+
+// SiLU(gate) * up as the expert FFN computes it, in fp32.
+inline float silu_times(float gate, float up) { return gate / (1.0f + std::exp(-gate)) * up; }
+
+// The expert FFN's first half, fused per 128 intermediate columns: for every row of gate's groups (up has the same
+// groups, rows, a and sfa; N = I is a multiple of 128), h[row][c] = e4m3(x / s) for each 128-column block, where
+// x = silu_times(gate, up) of that row and block and s = fp8_scale(max |x|) goes to h_scales[row][block]: the values
+// fp8_gemm (f32 d), silu_times and quantize_fp8 (1x128) give one after another, bit for bit. h is [rows, I] with
+// row stride I, h_scales [rows, I/128]; rows not in any group are left alone. scratch holds
+// fp8_gate_up_scratch_floats() floats. Returns false, computing nothing, where ctx would run some group on the
+// packed-panel kernel (large groups in contexts that are not reproducible), whose sums the row kernel does not
+// reproduce.
+bool fp8_gate_up_silu(moe4j_context *ctx, const Fp8GemmArgs &gate, const Fp8GemmArgs &up, uint8_t *h, float *h_scales,
+                      float *scratch);
+int64_t fp8_gate_up_scratch_floats(const moe4j_context *ctx, const Fp8GemmArgs &gate);
 
 }  // namespace moe4j::cpu

@@ -77,42 +77,113 @@ class ExpertFfnTest {
                     scattered);
             assertEquals(-1L, d.segment().mismatch(scattered.segment()), "separate experts differ from the stack");
 
-            double[] got = new double[rows * HIDDEN], want = new double[rows * HIDDEN];
-            for (int r = 0; r < rows; r++) {
-                int g = layout.getInt(r);
-                if (g < 0) {
-                    for (int c = 0; c < HIDDEN; c++) assertEquals(0f, d.getFloat(r, c), "padding row " + r);
-                    continue;
-                }
-                double[] h = new double[INTER];
-                for (int i = 0; i < INTER; i++) {
-                    double gv = 0, uv = 0;
-                    for (int k = 0; k < HIDDEN; k++) {
-                        double xv = value(x, r, k);
-                        gv += xv * value(gate, g, i, k);
-                        uv += xv * value(up, g, i, k);
-                    }
-                    h[i] = gv / (1 + Math.exp(-gv)) * uv;
-                }
-                for (int c = 0; c < HIDDEN; c++) {
-                    double sum = 0, magnitude = 0;
-                    for (int i = 0; i < INTER; i++) {
-                        double p = h[i] * value(down, g, c, i);
-                        sum += p;
-                        magnitude += Math.abs(p);
-                    }
-                    double actual = d.getFloat(r, c);
-                    // FP8 rounding of h: at most 2^-4 relative per element, plus subnormal steps (tiny here).
-                    if (!(Math.abs(actual - sum) <= 0x1p-4 * magnitude + 1e-6))
-                        throw new AssertionError(
-                                isa + " seed " + seed + ": d[" + r + "," + c + "] = " + actual + ", float64 " + sum);
-                    got[r * HIDDEN + c] = actual;
-                    want[r * HIDDEN + c] = sum;
-                }
-            }
-            double diff = Reference.calcDiff(got, want);
-            assertTrue(diff < 1e-3, isa + " seed " + seed + ": calc_diff " + diff);
+            checkAgainstFloat64(isa + " seed " + seed, x, gate, up, down, layout, d, rows, INTER);
         }
+    }
+
+    /**
+     * Decode shapes: experts with 0 to 9 rows each (alignment 1) and an intermediate of ten 128-column tiles, whose
+     * gate/up columns are split over the threads, each tile finished (SiLU, FP8) by whichever thread ends it last. In a
+     * reproducible context every row's output has the same bits with 1, 2 or 3 threads and when its expert runs that
+     * row alone, and it matches the float64 FFN.
+     */
+    @ParameterizedTest
+    @MethodSource("dev.moe4j.kernels.CastTest#isaPaths")
+    void fewRowExpertsGiveTheSameBitsAtAnyThreadCountAndBatch(Isa isa) {
+        long seed = TestSupport.freshSeed();
+        SplittableRandom random = TestSupport.random(seed);
+        int inter = 1280;
+        int[] counts = {1, 9, 0, 4, 2};
+        Context.Options options = Context.Options.cpu().withMaxIsa(isa).withReproducible(true);
+        try (Arena arena = Arena.ofConfined();
+                Context one = Context.create(options.withThreads(1));
+                Context two = Context.create(options.withThreads(2));
+                Context three = Context.create(options.withThreads(3))) {
+            QuantizedTensor gateStack = weights(one, arena, random, counts.length, inter, HIDDEN);
+            QuantizedTensor upStack = weights(one, arena, random, counts.length, inter, HIDDEN);
+            QuantizedTensor downStack = weights(one, arena, random, counts.length, HIDDEN, inter);
+            QuantizedGroups gate = QuantizedGroups.of(gateStack),
+                    up = QuantizedGroups.of(upStack),
+                    down = QuantizedGroups.of(downStack);
+            int rows = 0;
+            for (int c : counts) rows += c;
+            Tensor layout = Tensor.allocate(arena, DType.I32, rows);
+            for (int g = 0, row = 0; g < counts.length; g++)
+                for (int i = 0; i < counts[g]; i++) layout.setInt(g, row++);
+            QuantizedTensor x = Quantization.perToken(
+                    one,
+                    Tensor.fromFloats(arena, DType.F32, Fp8GemmTest.gaussianRows(random, rows, HIDDEN), rows, HIDDEN),
+                    ScaleFormat.FP32,
+                    arena);
+            Tensor d = poisoned(arena, DType.F32, rows, HIDDEN);
+            ExpertFfn.contiguous(one, x, gate, up, down, layout, 1, d);
+            String where = isa + " seed " + seed;
+            checkAgainstFloat64(where, x, gateStack, upStack, downStack, layout, d, rows, inter);
+            for (Context ctx : new Context[] {two, three}) {
+                Tensor other = poisoned(arena, DType.F32, rows, HIDDEN);
+                ExpertFfn.contiguous(ctx, x, gate, up, down, layout, 1, other);
+                assertEquals(-1L, d.segment().mismatch(other.segment()), where + ": " + ctx.threads() + " threads");
+            }
+            for (int r = 0; r < rows; r++) {
+                QuantizedTensor alone =
+                        new QuantizedTensor(x.data().slice(0, r, 1), x.scales().slice(0, r, 1), 1);
+                Tensor oneLayout = Tensor.allocate(arena, DType.I32, 1);
+                oneLayout.setInt(layout.getInt(r), 0);
+                Tensor single = poisoned(arena, DType.F32, 1, HIDDEN);
+                ExpertFfn.contiguous(two, alone, gate, up, down, oneLayout, 1, single);
+                long bytes = 4L * HIDDEN;
+                assertEquals(
+                        -1L,
+                        d.segment().asSlice(r * bytes, bytes).mismatch(single.segment()),
+                        where + ": row " + r + " alone");
+            }
+        }
+    }
+
+    static void checkAgainstFloat64(
+            String where,
+            QuantizedTensor x,
+            QuantizedTensor gate,
+            QuantizedTensor up,
+            QuantizedTensor down,
+            Tensor layout,
+            Tensor d,
+            int rows,
+            int inter) {
+        double[] got = new double[rows * HIDDEN], want = new double[rows * HIDDEN];
+        for (int r = 0; r < rows; r++) {
+            int g = layout.getInt(r);
+            if (g < 0) {
+                for (int c = 0; c < HIDDEN; c++) assertEquals(0f, d.getFloat(r, c), "padding row " + r);
+                continue;
+            }
+            double[] h = new double[inter];
+            for (int i = 0; i < inter; i++) {
+                double gv = 0, uv = 0;
+                for (int k = 0; k < HIDDEN; k++) {
+                    double xv = value(x, r, k);
+                    gv += xv * value(gate, g, i, k);
+                    uv += xv * value(up, g, i, k);
+                }
+                h[i] = gv / (1 + Math.exp(-gv)) * uv;
+            }
+            for (int c = 0; c < HIDDEN; c++) {
+                double sum = 0, magnitude = 0;
+                for (int i = 0; i < inter; i++) {
+                    double p = h[i] * value(down, g, c, i);
+                    sum += p;
+                    magnitude += Math.abs(p);
+                }
+                double actual = d.getFloat(r, c);
+                // FP8 rounding of h: at most 2^-4 relative per element, plus subnormal steps (tiny here).
+                if (!(Math.abs(actual - sum) <= 0x1p-4 * magnitude + 1e-6))
+                    throw new AssertionError(where + ": d[" + r + "," + c + "] = " + actual + ", float64 " + sum);
+                got[r * HIDDEN + c] = actual;
+                want[r * HIDDEN + c] = sum;
+            }
+        }
+        double diff = Reference.calcDiff(got, want);
+        assertTrue(diff < 1e-3, where + ": calc_diff " + diff);
     }
 
     @Test

@@ -164,6 +164,42 @@ class Fp8GemmTest {
         }
     }
 
+    /**
+     * Decode shapes: 1 to 9 rows against many weight columns (tiles of up to 8 rows widening the weights in registers,
+     * N split over the threads). The 9-row product matches the float64 one, and in a reproducible context its first m
+     * rows, for every m, have the same bits as m rows alone with 1, 2 or 3 threads.
+     */
+    @ParameterizedTest
+    @MethodSource("dev.moe4j.kernels.CastTest#isaPaths")
+    void fewRowsGiveTheSameBitsAtAnyRowAndThreadCount(Isa isa) {
+        long seed = TestSupport.freshSeed();
+        SplittableRandom random = TestSupport.random(seed);
+        int n = 1040, k = 512; // 65 blocks of 16 weight rows, the last 128-row scale block partial
+        Context.Options options = Context.Options.cpu().withMaxIsa(isa).withReproducible(true);
+        try (Arena arena = Arena.ofConfined();
+                Context one = Context.create(options.withThreads(1));
+                Context two = Context.create(options.withThreads(2));
+                Context three = Context.create(options.withThreads(3))) {
+            Problem p = problem(one, arena, random, 9, n, k);
+            Tensor all = Fp8Gemm.nt(one, p.qa(), p.qw(), DType.F32, arena);
+            check(p, all, 0, isa + " 9 rows seed " + seed);
+            for (int m = 1; m <= 9; m++) {
+                QuantizedTensor part = new QuantizedTensor(
+                        p.qa().data().slice(0, 0, m), p.qa().scales().slice(0, 0, m), 1);
+                for (Context ctx : new Context[] {one, two, three}) {
+                    Tensor d = Fp8Gemm.nt(ctx, part, p.qw(), DType.F32, arena);
+                    for (int r = 0; r < m; r++)
+                        for (int c = 0; c < n; c++)
+                            assertEquals(
+                                    Float.floatToRawIntBits(all.getFloat(r, c)),
+                                    Float.floatToRawIntBits(d.getFloat(r, c)),
+                                    isa + " " + m + " rows, " + ctx.threads() + " threads: row " + r + " col " + c
+                                            + " seed " + seed);
+                }
+            }
+        }
+    }
+
     @ParameterizedTest
     @MethodSource("dev.moe4j.kernels.CastTest#isaPaths")
     void addsCSeparatelyOrInPlaceAndReadsColumnMajorScales(Isa isa) {
