@@ -96,7 +96,7 @@ final class BenchGenerateCommand {
                         + ", past the model's context of " + model.maxPositions());
             description = model + (model.reproducible() ? ", reproducible" : ", --fast");
             Random random = new Random(seed);
-            measure(model, 1, Math.min(prompt, 16), 2, stepTokens, random); // warm-up: pages in the weights
+            measure(model, 1, Math.min(prompt, 32), 8, stepTokens, random); // warm-up: weights paged in, Java compiled
             for (int b : batches) {
                 List<Run> each = new ArrayList<>();
                 for (int r = 0; r < reps; r++) each.add(measure(model, b, prompt, decode, stepTokens, random));
