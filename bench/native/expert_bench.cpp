@@ -47,7 +47,7 @@ struct ExpertConfig {
 ExpertConfig parse_config(const Args &args) {
     ExpertConfig config;
     config.threads = static_cast<int>(args.get_int("threads", 0, 0, 1024));
-    parse_isa(args.get_choice("isa", "best", {"scalar", "avx2", "avx512_bf16", "best"}), &config.isa);
+    parse_isa(args.get_choice("isa", "best", {"scalar", "avx2", "avx512", "avx512_bf16", "best"}), &config.isa);
     config.fixed_reps = static_cast<int>(args.get_int("reps", 0, 1, 1000000));
     if (args.get_choice("model", "v2lite", {"v2lite", "v3"}) == "v3") config.model = kV3;
     if (args.has("experts")) config.experts = {args.get_int("experts", 0, 1, config.model.experts)};

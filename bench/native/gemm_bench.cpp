@@ -69,7 +69,7 @@ std::vector<GroupedCase> grouped_cases() {
 GemmConfig parse_config(const Args &args) {
     GemmConfig config;
     config.threads = static_cast<int>(args.get_int("threads", 0, 0, 1024));
-    parse_isa(args.get_choice("isa", "best", {"scalar", "avx2", "avx512_bf16", "best"}), &config.isa);
+    parse_isa(args.get_choice("isa", "best", {"scalar", "avx2", "avx512", "avx512_bf16", "best"}), &config.isa);
     config.fixed_reps = static_cast<int>(args.get_int("reps", 0, 1, 1000000));
     config.cold = args.get_choice("cache", "cold", {"cold", "warm"}) == "cold";
 
@@ -470,7 +470,7 @@ int run_gemm(const Args &args) {
     std::printf(
         "\nbest_us/median_us: over `reps` timed calls after warm-up. TFLOP/s = 2*rows*N*K / best_us, rows = M or, "
         "grouped, the real rows (padding excluded);\n"
-        "%%fma compares it with fma_peak above (fp32 FMA; moe4j's AVX-512 path uses bf16 dot products and can pass "
+        "%%fma compares it with fma_peak above (fp32 FMA; moe4j's AVX512_BF16 path uses bf16 dot products and can pass "
         "100%%). wGB/s = e4m3 weight bytes read\n"
         "(N*K per weight matrix; grouped: per expert with at least one row) / best_us; %%read_bw compares it with "
         "read_bw above.\n");

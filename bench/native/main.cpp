@@ -36,7 +36,7 @@ const std::vector<Subcommand> &subcommands() {
          {"threads", "isa", "rows", "cols", "dtype", "reps", "op", "scale-format"},
          {},
          "    --threads N        context threads (default: all hardware threads)\n"
-         "    --isa NAME         scalar | avx2 | avx512_bf16 | best (default: best)\n"
+         "    --isa NAME         scalar | avx2 | avx512 | avx512_bf16 | best (default: best)\n"
          "    --rows M           rows (tokens, or weight rows N) (default: a table of 1, 128, 4096)\n"
          "    --cols K           columns (default: a table of 7168, 2048)\n"
          "    --dtype T          f32 | bf16 input (default: both)\n"
@@ -50,7 +50,7 @@ const std::vector<Subcommand> &subcommands() {
          {"threads", "isa", "m", "n", "k", "reps", "cache"},
          {"all", "grouped"},
          "    --threads N        context and OpenBLAS threads (default: all hardware threads)\n"
-         "    --isa NAME         scalar | avx2 | avx512_bf16 | best (default: best)\n"
+         "    --isa NAME         scalar | avx2 | avx512 | avx512_bf16 | best (default: best)\n"
          "    --m M              tokens; alone: M against the six DeepGEMM weights (N, K)\n"
          "    --n N --k K        one weight shape (K a multiple of 128); without --m: M in 1, 16, 64, 128, 4096\n"
          "    --all              the full grid: M in 1, 16, 64, 128, 4096 x six (N, K), then the grouped table\n"
@@ -66,7 +66,7 @@ const std::vector<Subcommand> &subcommands() {
          {"threads", "isa", "b", "sk", "hq", "hkv", "sq", "reps", "cache"},
          {"fp8"},
          "    --threads N        context and naive-baseline threads (default: all hardware threads)\n"
-         "    --isa NAME         scalar | avx2 | avx512_bf16 | best (default: best)\n"
+         "    --isa NAME         scalar | avx2 | avx512 | avx512_bf16 | best (default: best)\n"
          "    --b B --sk S       batch and tokens per sequence (default: b=64 s_k=4096, then b=8 s_k=1024;\n"
          "                       either alone: the other from the first pair)\n"
          "    --hq H             query heads (default: 16, then 128)\n"
@@ -83,7 +83,7 @@ const std::vector<Subcommand> &subcommands() {
          {"threads", "isa", "model", "experts", "rows", "op", "reps"},
          {"fast"},
          "    --threads N        context threads (default: all hardware threads)\n"
-         "    --isa NAME         scalar | avx2 | avx512_bf16 | best (default: best)\n"
+         "    --isa NAME         scalar | avx2 | avx512 | avx512_bf16 | best (default: best)\n"
          "    --model M          v2lite | v3 expert shapes (default: v2lite: hidden 2048, moe_intermediate 1408)\n"
          "    --experts E        active experts per call (default: a table of 1, 6, 8, 64)\n"
          "    --rows R           token rows per expert (default: a table of 1, 2, 4, 8)\n"

@@ -62,7 +62,7 @@ struct MlaConfig {
 MlaConfig parse_config(const Args &args) {
     MlaConfig config;
     config.threads = static_cast<int>(args.get_int("threads", 0, 0, 1024));
-    parse_isa(args.get_choice("isa", "best", {"scalar", "avx2", "avx512_bf16", "best"}), &config.isa);
+    parse_isa(args.get_choice("isa", "best", {"scalar", "avx2", "avx512", "avx512_bf16", "best"}), &config.isa);
     config.fixed_reps = static_cast<int>(args.get_int("reps", 0, 1, 1000000));
     config.cold = args.get_choice("cache", "cold", {"cold", "warm"}) == "cold";
     config.fp8 = args.has("fp8");

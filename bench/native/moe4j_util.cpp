@@ -16,6 +16,7 @@ const char *isa_name(int32_t isa) {
     switch (isa) {
         case MOE4J_ISA_SCALAR: return "scalar";
         case MOE4J_ISA_AVX2: return "avx2";
+        case MOE4J_ISA_AVX512: return "avx512";
         case MOE4J_ISA_AVX512_BF16: return "avx512_bf16";
         case MOE4J_ISA_BEST: return "best";
         default: return "unknown";
@@ -23,7 +24,8 @@ const char *isa_name(int32_t isa) {
 }
 
 bool parse_isa(const std::string &name, int32_t *isa) {
-    const int32_t candidates[] = {MOE4J_ISA_SCALAR, MOE4J_ISA_AVX2, MOE4J_ISA_AVX512_BF16, MOE4J_ISA_BEST};
+    const int32_t candidates[] = {MOE4J_ISA_SCALAR, MOE4J_ISA_AVX2, MOE4J_ISA_AVX512, MOE4J_ISA_AVX512_BF16,
+                                  MOE4J_ISA_BEST};
     for (int32_t candidate : candidates) {
         if (name == isa_name(candidate)) {
             *isa = candidate;

@@ -13,7 +13,7 @@ namespace bench {
 void check(moe4j_status status, const char *call);
 
 const char *isa_name(int32_t isa);
-// "scalar", "avx2", "avx512_bf16" or "best" (MOE4J_ISA_BEST); false for anything else.
+// "scalar", "avx2", "avx512", "avx512_bf16" or "best" (MOE4J_ISA_BEST); false for anything else.
 bool parse_isa(const std::string &name, int32_t *isa);
 
 const char *dtype_name(int32_t dtype);

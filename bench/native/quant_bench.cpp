@@ -87,7 +87,7 @@ std::vector<int64_t> list_or(const Args &args, const char *name, std::vector<int
 QuantConfig parse_config(const Args &args) {
     QuantConfig config;
     config.threads = static_cast<int>(args.get_int("threads", 0, 0, 1024));
-    const std::string isa = args.get_choice("isa", "best", {"scalar", "avx2", "avx512_bf16", "best"});
+    const std::string isa = args.get_choice("isa", "best", {"scalar", "avx2", "avx512", "avx512_bf16", "best"});
     parse_isa(isa, &config.isa);
     config.scale_format =
         args.get_choice("scale-format", "fp32", {"fp32", "ue8m0"}) == "fp32" ? MOE4J_SCALE_FP32 : MOE4J_SCALE_UE8M0;

@@ -46,11 +46,15 @@ enum moe4j_dtype {
 
 enum moe4j_backend { MOE4J_BACKEND_CPU = 0, MOE4J_BACKEND_CUDA = 1 };
 
-/* CPU instruction-set paths, ordered: a context may be capped to any path at or below the detected one. */
+/* CPU instruction-set paths, ordered: a context may be capped to any path at or below the detected one.
+ * MOE4J_ISA_AVX512 (Skylake-SP, Cascade Lake, Ice Lake: AVX-512 without AVX512_BF16) has its own 16-lane fp32 code
+ * in the FP8 GEMMs and the fused expert FFN gate/up pass (e4m3 widened in registers through F16C); every other
+ * kernel (BF16/F32 GEMM, MLA, RMSNorm, RoPE, SiLU, casts, quantization, dispatch) runs its AVX2 code there. */
 enum moe4j_isa {
     MOE4J_ISA_SCALAR = 0,     /* portable C++ reference path */
     MOE4J_ISA_AVX2 = 1,       /* AVX2 + FMA + F16C */
-    MOE4J_ISA_AVX512_BF16 = 2 /* AVX-512 F/BW/VL/DQ/VBMI + AVX512_BF16 (Zen 4, Sapphire Rapids and newer) */
+    MOE4J_ISA_AVX512 = 2,     /* AVX-512 F/BW/VL/DQ + FMA + F16C, no AVX512_BF16 */
+    MOE4J_ISA_AVX512_BF16 = 3 /* AVX-512 F/BW/VL/DQ/VBMI + AVX512_BF16 (Zen 4, Sapphire Rapids and newer) */
 };
 
 /* Scale encodings for FP8 quantization. UE8M0 rounds each fp32 scale up to a power of two. */

@@ -12,7 +12,7 @@
 
 namespace moe4j {
 
-constexpr int32_t kAbiVersion = 4;
+constexpr int32_t kAbiVersion = 5;
 constexpr int32_t kMaxThreads = 1024;
 
 moe4j_status check_context(const char *function, const moe4j_context *ctx) {

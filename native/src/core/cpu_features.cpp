@@ -15,6 +15,9 @@ int detect_cpu_isa() {
         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bf16") &&
         __builtin_cpu_supports("avx512vbmi"))
         return MOE4J_ISA_AVX512_BF16;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+        return MOE4J_ISA_AVX512;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
         return MOE4J_ISA_AVX2;
 #endif
@@ -32,13 +35,14 @@ moe4j_status available_cpu_isa(const char *function, int *isa) {
         }
     }
     return fail(MOE4J_ERROR_INVALID_ARGUMENT, std::string(function) + ": environment variable MOE4J_MAX_ISA='" + cap +
-                                                  "' is not one of scalar, avx2, avx512_bf16");
+                                                  "' is not one of scalar, avx2, avx512, avx512_bf16");
 }
 
 const char *isa_name(int isa) {
     switch (isa) {
         case MOE4J_ISA_SCALAR: return "scalar";
         case MOE4J_ISA_AVX2: return "avx2";
+        case MOE4J_ISA_AVX512: return "avx512";
         case MOE4J_ISA_AVX512_BF16: return "avx512_bf16";
         default: return "unknown";
     }

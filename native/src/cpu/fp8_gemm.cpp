@@ -31,7 +31,7 @@ constexpr int kCodeTileM = 8;
 // Code tiles whose activation rows hold more elements than this (more than 16 KB as fp32, half of a 32 KB L1) take
 // the block kernel, whose A slices stay in L1; smaller ones stream weight rows a column pair at a time.
 constexpr int64_t kBlockCodesMinElements = 4096;
-// Groups with at least this many rows use the packed-panel kernel (AVX-512): packing a weight panel costs
+// Groups with at least this many rows use the packed-panel kernel (AVX512_BF16): packing a weight panel costs
 // about as much as multiplying it by a few dozen rows, so smaller groups keep the row kernel.
 constexpr int64_t kPanelMinRows = 64;
 constexpr int64_t kPanelRows = 64;        // weight rows per packed panel: four 16-lane vectors
@@ -268,7 +268,185 @@ struct Avx2Path {
 
 #pragma GCC pop_options
 
-// ---------------------------------------------------------------- AVX-512 path: bf16 dot products
+// ---------------------------------------------------------------- AVX-512F path: the AVX2 scheme in 16 lanes
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c")
+
+// For AVX-512 without AVX512_BF16 (Skylake-SP, Cascade Lake, Ice Lake): the AVX2 path's arithmetic in 16 fp32
+// lanes. Activation rows are widened times 2^8 and weights times 2^-8 (the same row codec), so every product is the
+// exact one of the e4m3 values; lane l sums the products of elements l, l + 16, ... of a 128-wide K block in order,
+// the block's part sum meets its scale in fma(part, scale, total), and one fixed reduction adds the 16 lanes. The
+// sequence of operations per output depends on nothing but K, so results do not depend on the row count, the tiling
+// or the threads; they differ from the AVX2 path's (8 lanes) in rounding only.
+struct Avx512Path {
+    using Wide = float;
+    static constexpr bool kWidensInRegisters = true;
+    static constexpr int kCodeRows = kCodeTileM;
+    static constexpr bool kBlockCodes = true;  // dot_codes_block where A outgrows L1 (kBlockCodesMinElements)
+    static constexpr bool kPanels = false;
+    static constexpr int kLanes = 16;
+    static constexpr int64_t kStep = 64;  // codes per NaN check and prefetch: one cache line of a weight row
+
+    static void widen_a(const RowCodec &codec, const uint8_t *q, int64_t n, float *out) {
+        codec.decode_f32(q, n, kAvx2AScale, out);
+    }
+    static void widen_b(const RowCodec &codec, const uint8_t *q, int64_t n, float *out) {
+        codec.decode_f32(q, n, kAvx2BScale, out);
+    }
+
+    // Sixteen e4m3 codes q[0..15] -> their values times 2^-8, exactly, as Avx2Path::decode8 does with eight: one
+    // byte shuffle of the codes (broadcast to both 128-bit halves) puts code i in the high byte of 16-bit lane i, the
+    // arithmetic shift and mask make it fp16 sign, exponent and mantissa, and F16C widens the 16 fp16 values. The
+    // NaN codes (0x7F, 0xFF) come out as +-1.875: nan_max() finds them.
+    static __m512 decode16(const uint8_t *q) {
+        const __m256i codes = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i *>(q)));
+        const __m256i to_high =
+            _mm256_setr_epi8(-128, 0, -128, 1, -128, 2, -128, 3, -128, 4, -128, 5, -128, 6, -128, 7, -128, 8, -128, 9,
+                             -128, 10, -128, 11, -128, 12, -128, 13, -128, 14, -128, 15);
+        const __m256i high = _mm256_shuffle_epi8(codes, to_high);
+        return _mm512_cvtph_ps(
+            _mm256_and_si256(_mm256_srai_epi16(high, 1), _mm256_set1_epi16(static_cast<short>(0xBF80))));
+    }
+    // Folds the 64 codes at q into `seen`, the bytewise maximum of code | 0x80: a byte of `seen` is 0xFF exactly
+    // where some code folded into it is a NaN code (0x7F or 0xFF).
+    static __m512i nan_max(__m512i seen, const uint8_t *q) {
+        const __m512i c = _mm512_loadu_si512(q);
+        return _mm512_max_epu8(seen, _mm512_or_si512(c, _mm512_set1_epi8(static_cast<char>(0x80))));
+    }
+    static bool any_nan(__m512i seen) {
+        return _mm512_cmpeq_epi8_mask(seen, _mm512_set1_epi8(static_cast<char>(0xFF))) != 0;
+    }
+
+    // dot() with t.b pointing at e4m3 weight codes, widened in registers: the same products, sums and order,
+    // so the same result. A tile whose weights hold a NaN code is recomputed through memory (widen_b, then dot).
+    template <int MR, int NR>
+    static void dot_codes(Tile &t, int64_t k) {
+        __m512 total[MR][NR];
+        for (int m = 0; m < MR; ++m)
+            for (int j = 0; j < NR; ++j) total[m][j] = _mm512_setzero_ps();
+        __m512i nan = _mm512_setzero_si512();
+        for (int64_t kb = 0; kb < k / kBlock; ++kb) {
+            __m512 part[MR][NR];
+            for (int m = 0; m < MR; ++m)
+                for (int j = 0; j < NR; ++j) part[m][j] = _mm512_setzero_ps();
+            for (int64_t i = kb * kBlock; i < (kb + 1) * kBlock; i += kStep) {
+                for (int j = 0; j < NR; ++j) {
+                    const uint8_t *b = static_cast<const uint8_t *>(t.b[j]) + i;
+                    _mm_prefetch(reinterpret_cast<const char *>(b) + t.prefetch, _MM_HINT_T0);
+                    nan = nan_max(nan, b);
+                }
+                for (int64_t h = 0; h < kStep; h += kLanes) {
+                    __m512 bv[NR];
+                    for (int j = 0; j < NR; ++j) bv[j] = decode16(static_cast<const uint8_t *>(t.b[j]) + i + h);
+                    for (int m = 0; m < MR; ++m) {
+                        const __m512 av = _mm512_loadu_ps(static_cast<const float *>(t.a[m]) + i + h);
+                        for (int j = 0; j < NR; ++j) part[m][j] = _mm512_fmadd_ps(av, bv[j], part[m][j]);
+                    }
+                }
+            }
+            for (int m = 0; m < MR; ++m) {
+                const __m512 scale = _mm512_set1_ps(t.s[m][kb]);
+                for (int j = 0; j < NR; ++j) total[m][j] = _mm512_fmadd_ps(part[m][j], scale, total[m][j]);
+            }
+        }
+        if (any_nan(nan)) return dot_nan_codes<MR, NR>(t, k);
+        reduce<MR, NR>(total, t);
+    }
+
+    // Avx2Path::dot_codes_block in 16 lanes: a whole block of up to kRowsPerBlock weight rows (columns) at once,
+    // 128-wide K slices outermost, so the rows' slice of A stays in L1 while every column of the block uses it. Per
+    // output the operations and their order are dot()'s. out[m][j] for the block's columns j < cols.
+    template <int MR>
+    static void dot_codes_block(const Tile &t, const uint8_t *b, int64_t ldb, int cols, int64_t k,
+                                float (*out)[kRowsPerBlock]) {
+        __m512 total[kRowsPerBlock][MR];
+        for (int j = 0; j < cols; ++j)
+            for (int m = 0; m < MR; ++m) total[j][m] = _mm512_setzero_ps();
+        __m512i nan = _mm512_setzero_si512();
+        for (int64_t kb = 0; kb < k / kBlock; ++kb) {
+            __m512 scale[MR];
+            for (int m = 0; m < MR; ++m) scale[m] = _mm512_set1_ps(t.s[m][kb]);
+            for (int j = 0; j < cols; ++j) {
+                const uint8_t *bj = b + j * ldb;
+                __m512 part[MR];
+                for (int m = 0; m < MR; ++m) part[m] = _mm512_setzero_ps();
+                for (int64_t i = kb * kBlock; i < (kb + 1) * kBlock; i += kStep) {
+                    _mm_prefetch(reinterpret_cast<const char *>(bj + i) + t.prefetch, _MM_HINT_T0);
+                    nan = nan_max(nan, bj + i);
+                    for (int64_t h = 0; h < kStep; h += kLanes) {
+                        const __m512 bv = decode16(bj + i + h);
+                        for (int m = 0; m < MR; ++m)
+                            part[m] = _mm512_fmadd_ps(_mm512_loadu_ps(static_cast<const float *>(t.a[m]) + i + h), bv,
+                                                      part[m]);
+                    }
+                }
+                for (int m = 0; m < MR; ++m) total[j][m] = _mm512_fmadd_ps(part[m], scale[m], total[j][m]);
+            }
+        }
+        if (any_nan(nan)) {
+            for (int j = 0; j < cols; ++j) {
+                Tile column = t;
+                column.b[0] = b + j * ldb;
+                dot_nan_codes<MR, 1>(column, k);
+                for (int m = 0; m < MR; ++m) out[m][j] = column.out[m][0];
+            }
+            return;
+        }
+        for (int j = 0; j < cols; ++j)
+            for (int m = 0; m < MR; ++m) out[m][j] = _mm512_reduce_add_ps(total[j][m]);
+    }
+
+    template <int MR, int NR>
+    static void reduce(const __m512 (&total)[MR][NR], Tile &t) {
+        for (int m = 0; m < MR; ++m)
+            for (int j = 0; j < NR; ++j) t.out[m][j] = _mm512_reduce_add_ps(total[m][j]);
+    }
+
+    // The rare tile with NaN weight codes: widens its weight rows through memory and runs dot().
+    template <int MR, int NR>
+    static void dot_nan_codes(Tile &t, int64_t k) {
+        std::vector<float> wide(static_cast<size_t>(NR * k));
+        Tile copy = t;
+        for (int j = 0; j < NR; ++j) {
+            const uint8_t *q = static_cast<const uint8_t *>(t.b[j]);
+            for (int64_t i = 0; i < k; ++i) wide[j * k + i] = e4m3_decode(q[i]) * kAvx2BScale;
+            copy.b[j] = wide.data() + j * k;
+        }
+        dot<MR, NR>(copy, k);
+        for (int m = 0; m < MR; ++m)
+            for (int j = 0; j < NR; ++j) t.out[m][j] = copy.out[m][j];
+    }
+
+    template <int MR, int NR>
+    static void dot(Tile &t, int64_t k) {
+        __m512 total[MR][NR];
+        for (int m = 0; m < MR; ++m)
+            for (int j = 0; j < NR; ++j) total[m][j] = _mm512_setzero_ps();
+        for (int64_t kb = 0; kb < k / kBlock; ++kb) {
+            __m512 part[MR][NR];
+            for (int m = 0; m < MR; ++m)
+                for (int j = 0; j < NR; ++j) part[m][j] = _mm512_setzero_ps();
+            for (int64_t i = kb * kBlock; i < (kb + 1) * kBlock; i += kLanes) {
+                __m512 bv[NR];
+                for (int j = 0; j < NR; ++j) bv[j] = _mm512_loadu_ps(static_cast<const float *>(t.b[j]) + i);
+                for (int m = 0; m < MR; ++m) {
+                    const __m512 av = _mm512_loadu_ps(static_cast<const float *>(t.a[m]) + i);
+                    for (int j = 0; j < NR; ++j) part[m][j] = _mm512_fmadd_ps(av, bv[j], part[m][j]);
+                }
+            }
+            for (int m = 0; m < MR; ++m) {
+                const __m512 scale = _mm512_set1_ps(t.s[m][kb]);
+                for (int j = 0; j < NR; ++j) total[m][j] = _mm512_fmadd_ps(part[m][j], scale, total[m][j]);
+            }
+        }
+        reduce<MR, NR>(total, t);
+    }
+};
+
+#pragma GCC pop_options
+
+// ---------------------------------------------------------------- AVX512_BF16 path: bf16 dot products
 
 // e4m3 code (sign dropped) -> bf16 bits. Every e4m3 value is exact in bf16, subnormals included (they become
 // normal bf16 numbers), so the bf16 products and their fp32 sums are those of the e4m3 values themselves.
@@ -316,7 +494,7 @@ struct Bf16Widener {
     }
 };
 
-struct Avx512Path {
+struct Avx512Bf16Path {
     using Wide = uint16_t;
     static constexpr bool kWidensInRegisters = true;
     static constexpr int kCodeRows = kTileM;
@@ -880,7 +1058,8 @@ int64_t fp8_gate_up_scratch_floats(const moe4j_context *ctx, const Fp8GemmArgs &
 bool fp8_gate_up_silu(moe4j_context *ctx, const Fp8GemmArgs &gate, const Fp8GemmArgs &up, uint8_t *h, float *h_scales,
                       float *scratch) {
     switch (ctx->isa) {
-        case MOE4J_ISA_AVX512_BF16: return run_gate_up<Avx512Path>(ctx, gate, up, h, h_scales, scratch);
+        case MOE4J_ISA_AVX512_BF16: return run_gate_up<Avx512Bf16Path>(ctx, gate, up, h, h_scales, scratch);
+        case MOE4J_ISA_AVX512: return run_gate_up<Avx512Path>(ctx, gate, up, h, h_scales, scratch);
         case MOE4J_ISA_AVX2: return run_gate_up<Avx2Path>(ctx, gate, up, h, h_scales, scratch);
         default: return run_gate_up<ScalarPath>(ctx, gate, up, h, h_scales, scratch);
     }
@@ -888,7 +1067,8 @@ bool fp8_gate_up_silu(moe4j_context *ctx, const Fp8GemmArgs &gate, const Fp8Gemm
 
 void fp8_gemm(moe4j_context *ctx, const Fp8GemmArgs &args) {
     switch (ctx->isa) {
-        case MOE4J_ISA_AVX512_BF16: return run_path<Avx512Path>(ctx, args);
+        case MOE4J_ISA_AVX512_BF16: return run_path<Avx512Bf16Path>(ctx, args);
+        case MOE4J_ISA_AVX512: return run_path<Avx512Path>(ctx, args);
         case MOE4J_ISA_AVX2: return run_path<Avx2Path>(ctx, args);
         default: return run_path<ScalarPath>(ctx, args);
     }

@@ -130,6 +130,7 @@ void dot(int isa, int32_t dtype, Tile &t, int64_t k) {
     const bool bf16 = dtype == MOE4J_BF16;
     switch (isa) {
         case MOE4J_ISA_AVX512_BF16: return bf16 ? dot_avx512_bf16<MR, NR>(t, k) : dot_avx512_f32<MR, NR>(t, k);
+        case MOE4J_ISA_AVX512:  // no AVX-512F code of its own: the AVX2 path
         case MOE4J_ISA_AVX2: return bf16 ? dot_avx2<uint16_t, MR, NR>(t, k) : dot_avx2<float, MR, NR>(t, k);
         default: return bf16 ? dot_scalar<uint16_t, MR, NR>(t, k) : dot_scalar<float, MR, NR>(t, k);
     }

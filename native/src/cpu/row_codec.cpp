@@ -337,6 +337,7 @@ constexpr RowCodec kAvx512{amax_avx512,       amax_avx512,        encode_avx512<
 const RowCodec &row_codec(int isa) {
     switch (isa) {
         case MOE4J_ISA_AVX512_BF16: return kAvx512;
+        case MOE4J_ISA_AVX512:  // no AVX-512F code of its own: the AVX2 path
         case MOE4J_ISA_AVX2: return kAvx2;
         default: return kScalar;
     }

@@ -218,10 +218,19 @@ public class moe4j_h {
     public static int MOE4J_ISA_AVX2() {
         return MOE4J_ISA_AVX2;
     }
-    private static final int MOE4J_ISA_AVX512_BF16 = (int)2L;
+    private static final int MOE4J_ISA_AVX512 = (int)2L;
     /**
      * {@snippet lang=c :
-     * enum <anonymous>.MOE4J_ISA_AVX512_BF16 = 2
+     * enum <anonymous>.MOE4J_ISA_AVX512 = 2
+     * }
+     */
+    public static int MOE4J_ISA_AVX512() {
+        return MOE4J_ISA_AVX512;
+    }
+    private static final int MOE4J_ISA_AVX512_BF16 = (int)3L;
+    /**
+     * {@snippet lang=c :
+     * enum <anonymous>.MOE4J_ISA_AVX512_BF16 = 3
      * }
      */
     public static int MOE4J_ISA_AVX512_BF16() {

@@ -9,8 +9,13 @@ public enum Isa {
     SCALAR(0, "scalar"),
     /** AVX2 + FMA + F16C. */
     AVX2(1, "avx2"),
+    /**
+     * AVX-512 F/BW/VL/DQ without AVX512_BF16 (Skylake-SP, Cascade Lake, Ice Lake): 16-lane fp32 FP8 GEMMs and
+     * expert gate/up pass; the other kernels run their AVX2 code.
+     */
+    AVX512(2, "avx512"),
     /** AVX-512 F/BW/VL/DQ/VBMI with AVX512_BF16 dot products. */
-    AVX512_BF16(2, "avx512_bf16");
+    AVX512_BF16(3, "avx512_bf16");
 
     private final int code;
     private final String nativeName;
@@ -40,6 +45,6 @@ public enum Isa {
         for (Isa isa : values()) {
             if (isa.nativeName.equals(name) || isa.name().equalsIgnoreCase(name)) return isa;
         }
-        throw new IllegalArgumentException("unknown ISA '" + name + "': expected scalar, avx2 or avx512_bf16");
+        throw new IllegalArgumentException("unknown ISA '" + name + "': expected scalar, avx2, avx512 or avx512_bf16");
     }
 }

@@ -135,6 +135,52 @@ class Fp8GemmTest {
     }
 
     /**
+     * A NaN weight code (0x7F, 0xFF) makes its column NaN in every row, and leaves every other column's bits as they
+     * are without it, on each kernel of each path: few rows (codes widened in registers, column pairs), rows past a
+     * tile or long rows (the 16-column block kernel), and many rows (weights widened through memory).
+     */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("dev.moe4j.kernels.CastTest#isaPaths")
+    void nanWeightCodesGiveNanColumnsOnEveryKernel(Isa isa) {
+        long seed = TestSupport.freshSeed();
+        SplittableRandom random = TestSupport.random(seed);
+        int n = 40;
+        int[] nanColumns = {3, 18, 33};
+        try (Arena arena = Arena.ofConfined();
+                Context ctx = context(isa)) {
+            for (int k : new int[] {128, 1024}) {
+                for (int m : new int[] {1, 3, 6, 12}) {
+                    String where = isa + " m=" + m + " k=" + k + " seed " + seed;
+                    Problem p = problem(ctx, arena, random, m, n, k);
+                    Tensor clean = poisoned(arena, DType.F32, m, n), d = poisoned(arena, DType.F32, m, n);
+                    Fp8Gemm.nt(ctx, p.qa(), p.qw(), null, clean);
+                    MemorySegment codes = p.qw().data().segment();
+                    for (int i = 0; i < nanColumns.length; i++) {
+                        int col = nanColumns[i], kk = (i * 389 + 77) % k;
+                        codes.set(ValueLayout.JAVA_BYTE, (long) col * k + kk, (byte) (i % 2 == 0 ? 0x7F : 0xFF));
+                    }
+                    Fp8Gemm.nt(ctx, p.qa(), p.qw(), null, d);
+                    for (int r = 0; r < m; r++) {
+                        for (int c = 0; c < n; c++) {
+                            final int col = c;
+                            boolean nan = java.util.Arrays.stream(nanColumns).anyMatch(x -> x == col);
+                            float got = d.getFloat(r, c);
+                            if (nan) {
+                                assertTrue(Float.isNaN(got), where + ": d[" + r + "," + c + "] = " + got);
+                            } else {
+                                assertEquals(
+                                        Float.floatToRawIntBits(clean.getFloat(r, c)),
+                                        Float.floatToRawIntBits(got),
+                                        where + ": d[" + r + "," + c + "]");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /**
      * In a reproducible context a row's result is bit-for-bit the same whether it is multiplied alone, in a batch of
      * 4, or in a batch of 100 (where the default context may take the packed-panel kernel).
      */

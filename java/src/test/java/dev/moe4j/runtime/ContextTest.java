@@ -120,6 +120,33 @@ class ContextTest {
         }
     }
 
+    /** The detected path follows the CPU's flags (Linux /proc/cpuinfo), AVX-512 without BF16 included. */
+    @Test
+    void detectedIsaMatchesTheCpuFlags() throws java.io.IOException {
+        java.nio.file.Path cpuinfo = java.nio.file.Path.of("/proc/cpuinfo");
+        String cap = System.getenv("MOE4J_MAX_ISA");
+        org.junit.jupiter.api.Assumptions.assumeTrue(
+                java.nio.file.Files.isReadable(cpuinfo) && (cap == null || cap.isEmpty()),
+                "needs /proc/cpuinfo and no MOE4J_MAX_ISA cap");
+        java.util.Set<String> flags = java.nio.file.Files.readAllLines(cpuinfo).stream()
+                .filter(line -> line.startsWith("flags"))
+                .findFirst()
+                .map(line -> java.util.Set.of(
+                        line.substring(line.indexOf(':') + 1).trim().split("\\s+")))
+                .orElseThrow();
+        boolean avx512 =
+                flags.containsAll(java.util.List.of("avx512f", "avx512bw", "avx512vl", "avx512dq", "fma", "f16c"));
+        Isa expected = avx512 && flags.containsAll(java.util.List.of("avx512_bf16", "avx512vbmi"))
+                ? Isa.AVX512_BF16
+                : avx512
+                        ? Isa.AVX512
+                        : flags.containsAll(java.util.List.of("avx2", "fma", "f16c")) ? Isa.AVX2 : Isa.SCALAR;
+        assertEquals(expected, NativeLibrary.capabilities().cpuIsa(), "flags: " + flags);
+        assertEquals(Isa.AVX512, Isa.parse("avx512"));
+        assertEquals(Isa.AVX512, Isa.of(moe4j_h.MOE4J_ISA_AVX512()));
+        assertEquals(Isa.AVX512_BF16, Isa.of(moe4j_h.MOE4J_ISA_AVX512_BF16()));
+    }
+
     @Test
     void javaSideRejectsBadOptions() {
         assertThrows(IllegalArgumentException.class, () -> Context.Options.cpu().withThreads(-1));
