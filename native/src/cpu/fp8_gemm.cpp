@@ -57,6 +57,7 @@ struct ScalarPath {
     static constexpr int kCodeRows = 0;
     static constexpr bool kBlockCodes = false;
     static constexpr bool kPanels = false;
+    static constexpr bool kWideBlocks = false;
     static void widen(const RowCodec &, const uint8_t *q, int64_t n, float *out) {
         for (int64_t i = 0; i < n; ++i) out[i] = e4m3_decode(q[i]);
     }
@@ -94,6 +95,7 @@ struct Avx2Path {
     static constexpr int kCodeRows = kCodeTileM;
     static constexpr bool kBlockCodes = true;  // dot_codes_block where A outgrows L1 (kBlockCodesMinElements)
     static constexpr bool kPanels = false;
+    static constexpr bool kWideBlocks = false;
     static void widen_a(const RowCodec &codec, const uint8_t *q, int64_t n, float *out) {
         codec.decode_f32(q, n, kAvx2AScale, out);  // exact: every e4m3 value times 2^8 is an fp32
     }
@@ -285,6 +287,8 @@ struct Avx512Path {
     static constexpr int kCodeRows = kCodeTileM;
     static constexpr bool kBlockCodes = true;  // dot_codes_block where A outgrows L1 (kBlockCodesMinElements)
     static constexpr bool kPanels = false;
+    // Tasks of more than kCodeRows rows widen their weights through memory and take dot_wide_block.
+    static constexpr bool kWideBlocks = true;
     static constexpr int kLanes = 16;
     static constexpr int64_t kStep = 64;  // codes per NaN check and prefetch: one cache line of a weight row
 
@@ -397,6 +401,41 @@ struct Avx512Path {
             for (int m = 0; m < MR; ++m) out[m][j] = _mm512_reduce_add_ps(total[j][m]);
     }
 
+    // The kernel of many rows: dot() over a whole block of up to kRowsPerBlock weight rows (columns) widened through
+    // memory (bw, row j at bw + j * k), MR rows of A against column pairs, 128-wide K slices outermost so that the
+    // slices of A (MR x 512 bytes) and of the block (16 x 512 bytes) stay in L1. Per output the operations and their
+    // order are dot()'s and dot_codes()'s. out[m][j] for the block's columns j < cols.
+    template <int MR>
+    static void dot_wide_block(const Tile &t, const float *bw, int cols, int64_t k, float (*out)[kRowsPerBlock]) {
+        __m512 total[kRowsPerBlock][MR];
+        for (int j = 0; j < cols; ++j)
+            for (int m = 0; m < MR; ++m) total[j][m] = _mm512_setzero_ps();
+        for (int64_t kb = 0; kb < k / kBlock; ++kb) {
+            __m512 scale[MR];
+            for (int m = 0; m < MR; ++m) scale[m] = _mm512_set1_ps(t.s[m][kb]);
+            for (int j = 0; j < cols; j += 2) {
+                // A lone last column pairs with itself: its second sums are dropped.
+                const float *b0 = bw + j * k, *b1 = j + 1 < cols ? b0 + k : b0;
+                __m512 part[MR][2];
+                for (int m = 0; m < MR; ++m) part[m][0] = part[m][1] = _mm512_setzero_ps();
+                for (int64_t i = kb * kBlock; i < (kb + 1) * kBlock; i += kLanes) {
+                    const __m512 v0 = _mm512_loadu_ps(b0 + i), v1 = _mm512_loadu_ps(b1 + i);
+                    for (int m = 0; m < MR; ++m) {
+                        const __m512 av = _mm512_loadu_ps(static_cast<const float *>(t.a[m]) + i);
+                        part[m][0] = _mm512_fmadd_ps(av, v0, part[m][0]);
+                        part[m][1] = _mm512_fmadd_ps(av, v1, part[m][1]);
+                    }
+                }
+                for (int m = 0; m < MR; ++m) {
+                    total[j][m] = _mm512_fmadd_ps(part[m][0], scale[m], total[j][m]);
+                    if (j + 1 < cols) total[j + 1][m] = _mm512_fmadd_ps(part[m][1], scale[m], total[j + 1][m]);
+                }
+            }
+        }
+        for (int j = 0; j < cols; ++j)
+            for (int m = 0; m < MR; ++m) out[m][j] = _mm512_reduce_add_ps(total[j][m]);
+    }
+
     template <int MR, int NR>
     static void reduce(const __m512 (&total)[MR][NR], Tile &t) {
         for (int m = 0; m < MR; ++m)
@@ -500,6 +539,7 @@ struct Avx512Bf16Path {
     static constexpr int kCodeRows = kTileM;
     static constexpr bool kBlockCodes = false;
     static constexpr bool kPanels = true;
+    static constexpr bool kWideBlocks = false;
 
     // Widening in natural order (output i is code i), for the panel kernel, which broadcasts k-pairs of A and
     // packs B by k-pairs. Codes are zero-extended to 16 bits so one table lookup fills each byte of a bf16.
@@ -641,6 +681,25 @@ struct Avx512Bf16Path {
 
 // ---------------------------------------------------------------- the driver, shared by every path
 
+// Allocates on cache-line (64-byte) boundaries. Widened rows hold a multiple of 128 elements, so each then starts on
+// a cache line and a 64-byte (AVX-512) load of one never splits a line; malloc's 16-byte alignment would split three
+// loads in four.
+template <typename T>
+struct CacheLineAllocator {
+    using value_type = T;
+    static constexpr std::align_val_t kAlignment{64};
+    CacheLineAllocator() = default;
+    template <typename U>
+    CacheLineAllocator(const CacheLineAllocator<U> &) {}
+    T *allocate(size_t n) { return static_cast<T *>(::operator new(n * sizeof(T), kAlignment)); }
+    void deallocate(T *p, size_t) { ::operator delete(p, kAlignment); }
+    friend bool operator==(const CacheLineAllocator &, const CacheLineAllocator &) { return true; }
+    friend bool operator!=(const CacheLineAllocator &, const CacheLineAllocator &) { return false; }
+};
+
+template <typename T>
+using LineVector = std::vector<T, CacheLineAllocator<T>>;
+
 // One unit of work: a chunk of a group's rows against a run of 16-row weight blocks.
 struct Task {
     int32_t group;
@@ -698,7 +757,7 @@ struct Driver {
     const RowView a, sfa;
     const std::optional<RowView> d, c;  // d is absent in the fused gate/up pass, which writes no d
     int64_t k, kb_count;
-    std::vector<std::vector<Wide>> a_wide;     // per group: widened rows, in the group's row order
+    std::vector<LineVector<Wide>> a_wide;      // per group: widened rows, in the group's row order
     std::vector<std::vector<float>> a_scales;  // per group: [row][kb]
     std::vector<char> panel_group;             // per group: runs the packed-panel kernel
     bool panels;  // large groups may take the packed-panel kernel (its per-row sums differ from the row kernel's)
@@ -809,6 +868,24 @@ struct Driver {
         }
     }
 
+    // Path::dot_wide_block for `rows` (1 to kCodeTileM) rows through its instantiation.
+    void wide_block_any(const Tile &t, int rows, const Wide *bw, int cols, float (*out)[kRowsPerBlock]) const {
+        if constexpr (Path::kWideBlocks) {
+            switch (rows) {
+                case 8: return Path::template dot_wide_block<8>(t, bw, cols, k, out);
+                case 7: return Path::template dot_wide_block<7>(t, bw, cols, k, out);
+                case 6: return Path::template dot_wide_block<6>(t, bw, cols, k, out);
+                case 5: return Path::template dot_wide_block<5>(t, bw, cols, k, out);
+                case 4: return Path::template dot_wide_block<4>(t, bw, cols, k, out);
+                case 3: return Path::template dot_wide_block<3>(t, bw, cols, k, out);
+                case 2: return Path::template dot_wide_block<2>(t, bw, cols, k, out);
+                default: return Path::template dot_wide_block<1>(t, bw, cols, k, out);
+            }
+        } else {
+            (void)t, (void)rows, (void)bw, (void)cols, (void)out;
+        }
+    }
+
     // The row kernel on the task's rows against its 16-row blocks of `weights` (the task's group's, or another
     // matrix with the same N, K and rows): sink(m, n, value) receives each result, m the position in the task's rows.
     // b_wide holds kRowsPerBlock * k widened weights, scales the task's rows * kb_count combined scales.
@@ -831,12 +908,23 @@ struct Driver {
             }
             // Code tiles of many rows or long rows take the block kernel, whose A slices stay in L1.
             const bool block = Path::kBlockCodes && codes && (rows > kTileM || rows * k > kBlockCodesMinElements);
-            const int64_t tile_m = block ? Path::kCodeRows : kTileM, tile_n = kTileN;
+            // Many rows on paths with a widened-block kernel: kCodeTileM rows against the whole widened block.
+            const bool wide_block = Path::kWideBlocks && !codes;
+            const int64_t tile_m = block || wide_block ? kCodeTileM : kTileM, tile_n = kTileN;
             for (int64_t r = 0; r < rows; r += tile_m) {
                 const int tile_rows = static_cast<int>(std::min<int64_t>(tile_m, rows - r));
                 for (int m = 0; m < tile_rows; ++m) {
                     t.a[m] = aw + (task.row_begin + r + m) * k;
                     t.s[m] = scales + (r + m) * kb_count;
+                }
+                if constexpr (Path::kWideBlocks) {
+                    if (wide_block) {
+                        float out[kCodeTileM][kRowsPerBlock];
+                        wide_block_any(t, tile_rows, b_wide, static_cast<int>(n1 - n0), out);
+                        for (int m = 0; m < tile_rows; ++m)
+                            for (int64_t n = n0; n < n1; ++n) sink(r + m, n, out[m][n - n0]);
+                        continue;
+                    }
                 }
                 if constexpr (Path::kBlockCodes) {
                     if (block) {
@@ -864,7 +952,7 @@ struct Driver {
     }
 
     // b_wide may be empty where the task's rows take code tiles; scales holds at least the task's rows * kb_count.
-    void run(const Task &task, std::vector<Wide> &b_wide, std::vector<float> &scales) const {
+    void run(const Task &task, LineVector<Wide> &b_wide, std::vector<float> &scales) const {
         const GemmGroup &group = args.groups[task.group];
         run_rows(task, group, b_wide.data(), scales.data(),
                  [&](int64_t m, int64_t n, float value) { store(group.rows[task.row_begin + m], n, value); });
@@ -1000,7 +1088,7 @@ struct Driver {
             work += std::max(kStreamRows, t.row_end - t.row_begin) * (t.panel ? kPanelRows : kRowsPerBlock) * k;
         const int64_t grain = tasks.empty() ? 1 : grain_for(work / static_cast<int64_t>(tasks.size()));
         parallel_for(pool, static_cast<int64_t>(tasks.size()), grain, [&](int64_t begin, int64_t end) {
-            std::vector<Wide> b_wide;
+            LineVector<Wide> b_wide;
             std::vector<float> scales;
             PanelScratch panel;
             for (int64_t i = begin; i < end; ++i) {

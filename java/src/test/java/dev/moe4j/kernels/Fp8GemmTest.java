@@ -137,15 +137,16 @@ class Fp8GemmTest {
     /**
      * A NaN weight code (0x7F, 0xFF) makes its column NaN in every row, and leaves every other column's bits as they
      * are without it, on each kernel of each path: few rows (codes widened in registers, column pairs), rows past a
-     * tile or long rows (the 16-column block kernel), and many rows (weights widened through memory).
+     * tile or long rows (the 16-column block kernel), and many rows (weights widened through memory; on the AVX-512
+     * path the widened-block kernel, whose column pairs leave a lone last column here).
      */
     @ParameterizedTest(name = "{0}")
     @MethodSource("dev.moe4j.kernels.CastTest#isaPaths")
     void nanWeightCodesGiveNanColumnsOnEveryKernel(Isa isa) {
         long seed = TestSupport.freshSeed();
         SplittableRandom random = TestSupport.random(seed);
-        int n = 40;
-        int[] nanColumns = {3, 18, 33};
+        int n = 41; // three 16-column blocks, the last of 9: an odd column count
+        int[] nanColumns = {3, 18, 33, 40};
         try (Arena arena = Arena.ofConfined();
                 Context ctx = context(isa)) {
             for (int k : new int[] {128, 1024}) {
