@@ -371,21 +371,29 @@ struct Avx512Path {
         for (int64_t kb = 0; kb < k / kBlock; ++kb) {
             __m512 scale[MR];
             for (int m = 0; m < MR; ++m) scale[m] = _mm512_set1_ps(t.s[m][kb]);
-            for (int j = 0; j < cols; ++j) {
-                const uint8_t *bj = b + j * ldb;
-                __m512 part[MR];
-                for (int m = 0; m < MR; ++m) part[m] = _mm512_setzero_ps();
+            // Column pairs: each load of A serves two columns. A lone last column pairs with itself and its second
+            // sums are dropped.
+            for (int j = 0; j < cols; j += 2) {
+                const uint8_t *b0 = b + j * ldb, *b1 = j + 1 < cols ? b0 + ldb : b0;
+                __m512 part[MR][2];
+                for (int m = 0; m < MR; ++m) part[m][0] = part[m][1] = _mm512_setzero_ps();
                 for (int64_t i = kb * kBlock; i < (kb + 1) * kBlock; i += kStep) {
-                    _mm_prefetch(reinterpret_cast<const char *>(bj + i) + t.prefetch, _MM_HINT_T0);
-                    nan = nan_max(nan, bj + i);
+                    _mm_prefetch(reinterpret_cast<const char *>(b0 + i) + t.prefetch, _MM_HINT_T0);
+                    _mm_prefetch(reinterpret_cast<const char *>(b1 + i) + t.prefetch, _MM_HINT_T0);
+                    nan = nan_max(nan_max(nan, b0 + i), b1 + i);
                     for (int64_t h = 0; h < kStep; h += kLanes) {
-                        const __m512 bv = decode16(bj + i + h);
-                        for (int m = 0; m < MR; ++m)
-                            part[m] = _mm512_fmadd_ps(_mm512_loadu_ps(static_cast<const float *>(t.a[m]) + i + h), bv,
-                                                      part[m]);
+                        const __m512 v0 = decode16(b0 + i + h), v1 = decode16(b1 + i + h);
+                        for (int m = 0; m < MR; ++m) {
+                            const __m512 av = _mm512_loadu_ps(static_cast<const float *>(t.a[m]) + i + h);
+                            part[m][0] = _mm512_fmadd_ps(av, v0, part[m][0]);
+                            part[m][1] = _mm512_fmadd_ps(av, v1, part[m][1]);
+                        }
                     }
                 }
-                for (int m = 0; m < MR; ++m) total[j][m] = _mm512_fmadd_ps(part[m], scale[m], total[j][m]);
+                for (int m = 0; m < MR; ++m) {
+                    total[j][m] = _mm512_fmadd_ps(part[m][0], scale[m], total[j][m]);
+                    if (j + 1 < cols) total[j + 1][m] = _mm512_fmadd_ps(part[m][1], scale[m], total[j + 1][m]);
+                }
             }
         }
         if (any_nan(nan)) {
