@@ -265,7 +265,7 @@ final class Demo {
         families.put("waiting for the devices' routed experts", waitNanos);
         families.put("live rebalancing (placement, weight moves)", rebalanceNanos);
         families.put(
-                "Java (sampling, norms, RoPE, residual adds, routing selection, tables)",
+                "Java (sampling, routing selection, tables, descriptors)",
                 wallNanos - nativeNanos - waitNanos - rebalanceNanos);
         families.entrySet().stream()
                 .sorted((a, b) -> Long.compare(b.getValue(), a.getValue()))
@@ -277,14 +277,16 @@ final class Demo {
 
     private static String family(String function) {
         return switch (function) {
-            case "moe4j_fp8_expert_ffn_contiguous" -> "shared experts and dense MLP (FP8, fused)";
-            case "moe4j_fp8_gemm_nt" -> "FP8 GEMM (attention projections)";
-            case "moe4j_gemm_nt" -> "BF16 GEMM (gate, per-head absorption, LM head)";
+            case "moe4j_fp8_expert_ffn_contiguous" ->
+                "expert FFNs on this thread (shared, dense; routed too with one device)";
+            case "moe4j_fp8_gemm_nt" -> "FP8 GEMM (attention projections, LM head)";
+            case "moe4j_gemm_nt" -> "BF16 GEMM (gate, MLA absorption)";
             case "moe4j_mla_decode" -> "MLA attention over the latent cache";
             case "moe4j_quantize_fp8_per_token", "moe4j_quantize_fp8_per_block" -> "FP8 quantization of activations";
             case "moe4j_mla_cache_append" -> "latent cache append";
             case "moe4j_gather_rows", "moe4j_combine_rows" -> "embedding and dispatch gathers, combine";
             case "moe4j_cast" -> "casts";
+            case "moe4j_rms_norm", "moe4j_rope", "moe4j_silu_mul" -> "RMSNorm, RoPE, SiLU";
             default -> function;
         };
     }
