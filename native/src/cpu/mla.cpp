@@ -175,9 +175,11 @@ struct RowState {
     float sum = 0.0f;
 };
 
-// One unit of work: sequence `seq`, kv head `head`, cache blocks [block_begin, block_end).
+// One unit of work: sequence `seq`, kv head `head`, cache blocks [block_begin, block_end), the task's rows
+// [row_begin, row_end) (query rows of that kv head; all of them unless a task per kv head and split would leave
+// threads idle).
 struct Task {
-    int64_t seq, head, split, block_begin, block_end;
+    int64_t seq, head, split, block_begin, block_end, row_begin, row_end;
 };
 
 template <typename Ops>
@@ -226,9 +228,10 @@ struct Decoder {
         const int64_t d = a.d, dv = a.dv, len = length(task.seq);
         // scratch: q rows [rows][d] (pre-scaled), k block [64][d], probabilities [rows][64], accumulators [rows][dv]
         float *q = scratch.data(), *k = q + rows * d, *p = k + kMlaBlockTokens * d, *acc = p + rows * kMlaBlockTokens;
+        const int64_t r_begin = task.row_begin, r_end = task.row_end;
         std::vector<RowState> state(static_cast<size_t>(rows));
         std::fill_n(acc, rows * dv, 0.0f);
-        for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t r = r_begin; r < r_end; ++r) {
             float *qr = q + r * d;
             codec.bf16_to_f32(q_row(task.seq, r / heads_per_kv, task.head * heads_per_kv + r % heads_per_kv), d, qr);
             for (int64_t i = 0; i < d; ++i) qr[i] *= a.softmax_scale;
@@ -240,8 +243,8 @@ struct Decoder {
             for (int64_t t = 0; t < count; ++t)
                 mla_load_token(codec, k_token(id, t, task.head), a.fp8_cache, d, k + t * d);
             // Scores of every row against every token of the block, one register tile at a time.
-            for (int64_t r0 = 0; r0 < rows; r0 += kTile) {
-                const int tile_rows = static_cast<int>(std::min<int64_t>(kTile, rows - r0));
+            for (int64_t r0 = r_begin; r0 < r_end; r0 += kTile) {
+                const int tile_rows = static_cast<int>(std::min<int64_t>(kTile, r_end - r0));
                 const float *q_rows[kTile];
                 for (int m = 0; m < tile_rows; ++m) q_rows[m] = q + (r0 + m) * d;
                 for (int64_t t0 = 0; t0 < count; t0 += kTile) {
@@ -256,7 +259,7 @@ struct Decoder {
             }
             // Online softmax: rescale each row once per block, turn its visible scores into probabilities
             // (tokens a causal row may not see get 0; their V rows are real data, so 0 * V stays 0).
-            for (int64_t r = 0; r < rows; ++r) {
+            for (int64_t r = r_begin; r < r_end; ++r) {
                 float *pr = p + r * kMlaBlockTokens;
                 const int64_t seen = std::clamp<int64_t>(visible(len, r / heads_per_kv) - first, 0, count);
                 RowState &st = state[static_cast<size_t>(r)];
@@ -274,8 +277,8 @@ struct Decoder {
                     st.sum += pr[t];
                 }
             }
-            for (int64_t r0 = 0; r0 < rows; r0 += kTile) {
-                const int tile_rows = static_cast<int>(std::min<int64_t>(kTile, rows - r0));
+            for (int64_t r0 = r_begin; r0 < r_end; r0 += kTile) {
+                const int tile_rows = static_cast<int>(std::min<int64_t>(kTile, r_end - r0));
                 float *acc_rows[kTile];
                 const float *p_rows[kTile];
                 for (int m = 0; m < tile_rows; ++m) {
@@ -287,7 +290,7 @@ struct Decoder {
         }
 
         const int64_t slot = ((task.seq * a.h_kv + task.head) * splits + task.split) * rows;
-        for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t r = r_begin; r < r_end; ++r) {
             const RowState &s = state[static_cast<size_t>(r)];
             float *out = partial_out.data() + (slot + r) * dv;
             const float inv = s.sum > 0.0f ? 1.0f / s.sum : 0.0f;
@@ -337,16 +340,22 @@ struct Decoder {
     }
 
     void execute(ThreadPool &pool) {
+        // Fewer (sequence, kv head, split) units than threads: each unit's rows go to several tasks, each reading
+        // the unit's cache blocks itself. Groups are whole register tiles, so every row's operations are the same
+        // as in one task (results do not depend on the grouping, nor on the thread count that chooses it).
+        const int64_t units = a.batch * a.h_kv * splits, tiles = (rows + kTile - 1) / kTile;
+        const int64_t groups = std::clamp<int64_t>((pool.size() + units - 1) / units, 1, tiles);
+        const int64_t group_rows = (tiles + groups - 1) / groups * kTile;
         std::vector<Task> tasks;
         for (int64_t seq = 0; seq < a.batch; ++seq) {
             const int64_t blocks = (length(seq) + kMlaBlockTokens - 1) / kMlaBlockTokens;
             for (int64_t head = 0; head < a.h_kv; ++head)
                 for (int64_t s = 0; s < splits; ++s) {
-                    if (split_blocks > 0)
-                        tasks.push_back({seq, head, s, std::min(blocks, s * split_blocks),
-                                         std::min(blocks, (s + 1) * split_blocks)});
-                    else
-                        tasks.push_back({seq, head, s, blocks * s / splits, blocks * (s + 1) / splits});
+                    const int64_t begin = split_blocks > 0 ? std::min(blocks, s * split_blocks) : blocks * s / splits;
+                    const int64_t end =
+                        split_blocks > 0 ? std::min(blocks, (s + 1) * split_blocks) : blocks * (s + 1) / splits;
+                    for (int64_t r = 0; r < rows; r += group_rows)
+                        tasks.push_back({seq, head, s, begin, end, r, std::min(rows, r + group_rows)});
                 }
         }
         const int64_t scratch_floats = rows * a.d + kMlaBlockTokens * a.d + rows * kMlaBlockTokens + rows * a.dv;

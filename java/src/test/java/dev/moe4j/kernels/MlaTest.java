@@ -2,6 +2,7 @@ package dev.moe4j.kernels;
 
 import static dev.moe4j.kernels.CastTest.context;
 import static dev.moe4j.kernels.CastTest.poisoned;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -131,6 +132,45 @@ class MlaTest {
             float scale = Mla.DEFAULT_SCALE;
             Mla.decode(ctx, p.q, p.kcache, p.blockTable, p.seqlens, scale, c.causal(), out, lse);
             p.check(c, scale, out, lse, random, isa + " " + c + " seed " + seed);
+        }
+    }
+
+    /**
+     * Reproducible contexts: a sequence's rows come out with the same bits decoded alone (the kernel then spreads its
+     * query heads over several tasks to keep threads busy) or beside other sequences, with 1 or 2 threads.
+     */
+    @ParameterizedTest
+    @MethodSource("dev.moe4j.kernels.CastTest#isaPaths")
+    void reproducibleDecodeIsTheSameAloneInABatchAndAtAnyThreadCount(Isa isa) {
+        SplittableRandom random = TestSupport.random(TestSupport.freshSeed());
+        Case c = new Case(3, 1, 300, 16, 1, false, true);
+        try (Arena arena = Arena.ofConfined()) {
+            Problem p = Problem.random(arena, random, c, new int[] {300, 700, 90});
+            float[][] results = new float[3][];
+            int[] threads = {2, 1, 2};
+            for (int run = 0; run < 3; run++) {
+                int b = run == 2 ? 3 : 1; // runs 0 and 1: sequence 0 alone
+                try (Context ctx = Context.create(Context.Options.cpu()
+                        .withMaxIsa(isa)
+                        .withThreads(threads[run])
+                        .withReproducible(true))) {
+                    Tensor out = poisoned(arena, DType.F32, b, 1, c.hQ(), DV);
+                    Tensor lse = poisoned(arena, DType.F32, b, c.hQ(), 1);
+                    Mla.decode(
+                            ctx,
+                            p.q.slice(0, 0, b),
+                            p.kcache,
+                            p.blockTable.slice(0, 0, b),
+                            p.seqlens.slice(0, 0, b),
+                            Mla.DEFAULT_SCALE,
+                            true,
+                            out,
+                            lse);
+                    results[run] = out.slice(0, 0, 1).toFloatArray();
+                }
+            }
+            assertArrayEquals(results[0], results[1], isa + ": alone with 2 threads vs 1 thread");
+            assertArrayEquals(results[0], results[2], isa + ": alone vs in a batch of 3");
         }
     }
 
