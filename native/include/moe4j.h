@@ -48,8 +48,9 @@ enum moe4j_backend { MOE4J_BACKEND_CPU = 0, MOE4J_BACKEND_CUDA = 1 };
 
 /* CPU instruction-set paths, ordered: a context may be capped to any path at or below the detected one.
  * MOE4J_ISA_AVX512 (Skylake-SP, Cascade Lake, Ice Lake: AVX-512 without AVX512_BF16) has its own 16-lane fp32 code
- * in the FP8 GEMMs and the fused expert FFN gate/up pass (e4m3 widened in registers through F16C); every other
- * kernel (BF16/F32 GEMM, MLA, RMSNorm, RoPE, SiLU, casts, quantization, dispatch) runs its AVX2 code there. */
+ * in the FP8 GEMMs and the fused expert FFN gate/up pass (e4m3 widened in registers through F16C); RMSNorm, RoPE
+ * and SiLU run their AVX-512 code (it needs no BF16); every other kernel (BF16/F32 GEMM, MLA, casts, quantization,
+ * dispatch) runs its AVX2 code there. */
 enum moe4j_isa {
     MOE4J_ISA_SCALAR = 0,     /* portable C++ reference path */
     MOE4J_ISA_AVX2 = 1,       /* AVX2 + FMA + F16C */

@@ -110,8 +110,8 @@ using SiluMul = void (*)(const float *gate, const float *up, float *out, int64_t
 
 SiluMul silu_mul_path(int isa) {
     switch (isa) {
-        case MOE4J_ISA_AVX512_BF16: return silu_mul_avx512;
-        case MOE4J_ISA_AVX512:  // no AVX-512F code of its own: the AVX2 path
+        case MOE4J_ISA_AVX512_BF16:
+        case MOE4J_ISA_AVX512: return silu_mul_avx512;  // AVX-512 F/BW/VL/DQ only
         case MOE4J_ISA_AVX2: return silu_mul_avx2;
         default: return silu_mul_scalar;
     }

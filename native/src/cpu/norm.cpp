@@ -120,8 +120,8 @@ struct NormPath {
 
 NormPath norm_path(int isa) {
     switch (isa) {
-        case MOE4J_ISA_AVX512_BF16: return {sum_squares_avx512, scale_avx512};
-        case MOE4J_ISA_AVX512:  // no AVX-512F code of its own: the AVX2 path
+        case MOE4J_ISA_AVX512_BF16:
+        case MOE4J_ISA_AVX512: return {sum_squares_avx512, scale_avx512};  // AVX-512 F/BW/VL/DQ only
         case MOE4J_ISA_AVX2: return {sum_squares_avx2, scale_avx2};
         default: return {sum_squares_scalar, scale_scalar};
     }

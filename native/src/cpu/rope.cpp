@@ -68,8 +68,8 @@ using Rotate = void (*)(const float *x, const float *cos, const float *sin, floa
 
 Rotate rotate_path(int isa) {
     switch (isa) {
-        case MOE4J_ISA_AVX512_BF16: return rotate_avx512;
-        case MOE4J_ISA_AVX512:  // no AVX-512F code of its own: the AVX2 path
+        case MOE4J_ISA_AVX512_BF16:
+        case MOE4J_ISA_AVX512: return rotate_avx512;  // AVX-512 F/BW/VL/DQ only
         case MOE4J_ISA_AVX2: return rotate_avx2;
         default: return rotate_scalar;
     }

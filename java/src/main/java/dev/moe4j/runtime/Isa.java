@@ -11,7 +11,7 @@ public enum Isa {
     AVX2(1, "avx2"),
     /**
      * AVX-512 F/BW/VL/DQ without AVX512_BF16 (Skylake-SP, Cascade Lake, Ice Lake): 16-lane fp32 FP8 GEMMs and
-     * expert gate/up pass; the other kernels run their AVX2 code.
+     * expert gate/up pass, AVX-512 RMSNorm, RoPE and SiLU; the other kernels run their AVX2 code.
      */
     AVX512(2, "avx512"),
     /** AVX-512 F/BW/VL/DQ/VBMI with AVX512_BF16 dot products. */
