@@ -80,14 +80,30 @@ struct ScalarPath {
     }
 };
 
-// ---------------------------------------------------------------- AVX2 path: fp32 FMA on widened values
-
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c")
+// ---------------------------------------------------------------- AVX2 and AVX-512 paths: fp32 FMA on widened values
 
 // Activation rows are widened times 2^8 and weights times 2^-8, both exact, so every product a * b is the one of
 // the e4m3 values themselves: the weights' 2^-8 is what the in-register decoding below gives for free.
 constexpr float kAvx2AScale = 256.0f, kAvx2BScale = 1.0f / 256.0f;
+
+// The rare tile with NaN weight codes, for the fp32 paths' code kernels (Avx2Path, Avx512Path): widens its weight
+// rows through memory and runs the path's dot().
+template <typename Path, int MR, int NR>
+void dot_nan_codes(Tile &t, int64_t k) {
+    std::vector<float> wide(static_cast<size_t>(NR * k));
+    Tile copy = t;
+    for (int j = 0; j < NR; ++j) {
+        const uint8_t *q = static_cast<const uint8_t *>(t.b[j]);
+        for (int64_t i = 0; i < k; ++i) wide[j * k + i] = e4m3_decode(q[i]) * kAvx2BScale;
+        copy.b[j] = wide.data() + j * k;
+    }
+    Path::template dot<MR, NR>(copy, k);
+    for (int m = 0; m < MR; ++m)
+        for (int j = 0; j < NR; ++j) t.out[m][j] = copy.out[m][j];
+}
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
 
 struct Avx2Path {
     using Wide = float;
@@ -157,7 +173,7 @@ struct Avx2Path {
                 for (int j = 0; j < NR; ++j) total[m][j] = _mm256_fmadd_ps(part[m][j], scale, total[m][j]);
             }
         }
-        if (!_mm256_testz_si256(nan, nan)) return dot_nan_codes<MR, NR>(t, k);
+        if (!_mm256_testz_si256(nan, nan)) return dot_nan_codes<Avx2Path, MR, NR>(t, k);
         reduce<MR, NR>(total, t);
     }
 
@@ -201,7 +217,7 @@ struct Avx2Path {
             for (int j = 0; j < cols; ++j) {
                 Tile column = t;
                 column.b[0] = b + j * ldb;
-                dot_nan_codes<MR, 1>(column, k);
+                dot_nan_codes<Avx2Path, MR, 1>(column, k);
                 for (int m = 0; m < MR; ++m) out[m][j] = column.out[m][0];
             }
             return;
@@ -225,21 +241,6 @@ struct Avx2Path {
                 t.out[m][j] = _mm_cvtss_f32(r);
             }
         }
-    }
-
-    // The rare tile with NaN weight codes: widens its weight rows through memory and runs dot().
-    template <int MR, int NR>
-    static void dot_nan_codes(Tile &t, int64_t k) {
-        std::vector<float> wide(static_cast<size_t>(NR * k));
-        Tile copy = t;
-        for (int j = 0; j < NR; ++j) {
-            const uint8_t *q = static_cast<const uint8_t *>(t.b[j]);
-            for (int64_t i = 0; i < k; ++i) wide[j * k + i] = e4m3_decode(q[i]) * kAvx2BScale;
-            copy.b[j] = wide.data() + j * k;
-        }
-        dot<MR, NR>(copy, k);
-        for (int m = 0; m < MR; ++m)
-            for (int j = 0; j < NR; ++j) t.out[m][j] = copy.out[m][j];
     }
 
     template <int MR, int NR>
@@ -354,7 +355,7 @@ struct Avx512Path {
                 for (int j = 0; j < NR; ++j) total[m][j] = _mm512_fmadd_ps(part[m][j], scale, total[m][j]);
             }
         }
-        if (any_nan(nan)) return dot_nan_codes<MR, NR>(t, k);
+        if (any_nan(nan)) return dot_nan_codes<Avx512Path, MR, NR>(t, k);
         reduce<MR, NR>(total, t);
     }
 
@@ -400,7 +401,7 @@ struct Avx512Path {
             for (int j = 0; j < cols; ++j) {
                 Tile column = t;
                 column.b[0] = b + j * ldb;
-                dot_nan_codes<MR, 1>(column, k);
+                dot_nan_codes<Avx512Path, MR, 1>(column, k);
                 for (int m = 0; m < MR; ++m) out[m][j] = column.out[m][0];
             }
             return;
@@ -448,21 +449,6 @@ struct Avx512Path {
     static void reduce(const __m512 (&total)[MR][NR], Tile &t) {
         for (int m = 0; m < MR; ++m)
             for (int j = 0; j < NR; ++j) t.out[m][j] = _mm512_reduce_add_ps(total[m][j]);
-    }
-
-    // The rare tile with NaN weight codes: widens its weight rows through memory and runs dot().
-    template <int MR, int NR>
-    static void dot_nan_codes(Tile &t, int64_t k) {
-        std::vector<float> wide(static_cast<size_t>(NR * k));
-        Tile copy = t;
-        for (int j = 0; j < NR; ++j) {
-            const uint8_t *q = static_cast<const uint8_t *>(t.b[j]);
-            for (int64_t i = 0; i < k; ++i) wide[j * k + i] = e4m3_decode(q[i]) * kAvx2BScale;
-            copy.b[j] = wide.data() + j * k;
-        }
-        dot<MR, NR>(copy, k);
-        for (int m = 0; m < MR; ++m)
-            for (int j = 0; j < NR; ++j) t.out[m][j] = copy.out[m][j];
     }
 
     template <int MR, int NR>
