@@ -255,15 +255,16 @@ public final class DecoderLayer {
             if (down.dtype() == DType.E4M3)
                 throw new IllegalArgumentException("tensor '" + prefix + ".down_proj.weight' is FP8 with " + inter
                         + " input features, not a multiple of 128 (the FP8 GEMM's K blocks)");
-            Tensor wide = Tensor.allocate(arena, DType.F32, h, padded);
             Tensor source = floats(prefix + ".down_proj.weight", down);
-            float[] row = new float[Math.toIntExact(inter)];
-            for (long r = 0; r < h; r++) {
-                float[] values = source.slice(0, r, 1).toFloatArray();
-                System.arraycopy(values, 0, row, 0, row.length);
-                wide.slice(0, r, 1).slice(1, 0, inter).copyFrom(row);
+            Linear downFp8;
+            try (Arena temp = Arena.ofConfined()) { // the widened F32 copy only feeds the quantization
+                Tensor wide = Tensor.allocate(temp, DType.F32, h, padded);
+                for (long r = 0; r < h; r++)
+                    wide.slice(0, r, 1)
+                            .slice(1, 0, inter)
+                            .copyFrom(source.slice(0, r, 1).toFloatArray());
+                downFp8 = Linear.fp8(Quantization.perBlock(ctx, wide, ScaleFormat.FP32, arena));
             }
-            Linear downFp8 = Linear.fp8(Quantization.perBlock(ctx, wide, ScaleFormat.FP32, arena));
             return new DenseMlp(gate, up, downFp8);
         }
 
