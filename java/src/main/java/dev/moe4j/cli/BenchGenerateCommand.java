@@ -15,6 +15,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.BitSet;
 import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -117,20 +118,11 @@ final class BenchGenerateCommand {
         return Double.isNaN(a) ? b : Double.isNaN(b) ? a : Math.max(a, b);
     }
 
+    /** Comma-separated batch sizes, each a positive integer. */
     private static int[] batchSizes(String list) {
-        String[] parts = list.split(",");
-        int[] sizes = new int[parts.length];
-        for (int i = 0; i < parts.length; i++) {
-            try {
-                sizes[i] = Integer.parseInt(parts[i].trim());
-            } catch (NumberFormatException e) {
-                sizes[i] = 0;
-            }
-            if (sizes[i] <= 0)
-                throw new IllegalArgumentException(
-                        "--batch must be comma-separated positive integers, got '" + parts[i] + "'");
-        }
-        return sizes;
+        return Arrays.stream(list.split(","))
+                .mapToInt(part -> Options.parsePositive("--batch", part.trim()))
+                .toArray();
     }
 
     /** Prefill and decode of b sequences; their cache is freed afterwards. */
@@ -143,10 +135,8 @@ final class BenchGenerateCommand {
             for (int j = 0; j < prompt; j++) prompts[i][j] = random.nextInt(c.vocabSize());
         }
         Model.WeightBytes bytes = model.weightBytes();
-        int moeLayers = 0;
-        for (int l = 0; l < c.numHiddenLayers(); l++) if (c.isMoeLayer(l)) moeLayers++;
         long[] expertsTouched = {0};
-        Set<Long> seen = new HashSet<>();
+        BitSet seen = new BitSet(c.nRoutedExperts());
         try (Arena arena = Arena.ofConfined()) {
             // prefill: prompts packed into steps of up to stepTokens tokens, a prompt split across steps as needed
             int[] next = new int[b];
@@ -182,9 +172,9 @@ final class BenchGenerateCommand {
                 for (int t = 0; t < routing.tokens(); t++)
                     for (int r = 0; r < routing.k(); r++) {
                         int e = routing.expert(t, r);
-                        if (e >= 0) seen.add((long) e);
+                        if (e >= 0) seen.set(e);
                     }
-                expertsTouched[0] += seen.size();
+                expertsTouched[0] += seen.cardinality();
             });
             long decodeNanos = 0, nativeNanos = 0;
             Map<String, Profiler.Entry> kernels;
