@@ -1,22 +1,71 @@
 #!/usr/bin/env bash
-# One command for a machine with an NVIDIA GPU and a CUDA toolkit: builds everything (libmoe4j_cuda included), runs
-# all tests (the GPU tests run for real there), prints the CUDA kernels' resource use (registers, shared memory,
-# spills) and the speed table of bench GpuReport. Usage: bench/gpu.sh
+# One command for a machine with an NVIDIA GPU: runs the GPU tests (they must run, not skip), prints the CUDA
+# kernels' resource use (registers, shared memory, spills) and the speed table of bench GpuReport.
+#
+# Made for GPU machines without a JDK, Maven or network: `./moe4j gpu-bundle` on a development machine prepares
+# build/gpu-bundle (jars, a Java runtime) and build/gpu-native/lib (libmoe4j_cuda, portable x86-64); carry those two
+# folders along and run `bash bench/gpu.sh` there. The native libraries are rebuilt there (CMake + nvcc) only when
+# the native sources differ from the ones they were built from; jars built from other Java sources are refused.
+# With no bundle and a JDK + Maven at hand, the script makes the bundle first.
+# Usage: bench/gpu.sh [--skip-ptxas]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+say() { printf 'gpu.sh: %s\n' "$*" >&2; }
+die() {
+  say "$*"
+  exit 1
+}
+start=$(date +%s)
+elapsed() { echo "$(($(date +%s) - start)) s"; }
+ptxas=1
+[ "${1:-}" = "--skip-ptxas" ] && ptxas=0
 
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
-command -v nvcc >/dev/null || { echo "gpu.sh: nvcc not found: install a CUDA toolkit (12 or newer)" >&2; exit 1; }
 
-echo "== build and tests (GPU tests included)"
-./moe4j test
+bundle=build/gpu-bundle
+if [ ! -f "$bundle/jre.tar.xz" ]; then
+  say "no $bundle: making it (needs a JDK >= 22, Maven and nvcc)"
+  ./moe4j gpu-bundle
+fi
+[ "$(cat "$bundle/java-sources.sha256")" = "$(tools/sources-hash.sh java)" ] ||
+  die "$bundle was built from other Java sources than these: run ./moe4j gpu-bundle again before carrying it"
 
-echo "== resource use per kernel (nvcc -Xptxas -v), sm_90a"
-for f in native/src/cuda/*.cu; do
-  nvcc -std=c++17 -c "$f" -o /dev/null -Inative/include -DMOE4J_WITH_CUDA=1 -Xptxas -v \
-    -gencode=arch=compute_90a,code=sm_90a 2>&1 | grep -E "Compiling entry|registers|spill" |
-    sed -e 's/ptxas info    : //' -e 's/Compiling entry function //'
-done
+echo "== native build ($(elapsed))"
+native=build/gpu-native
+if [ "$(cat "$native/lib/sources.sha256" 2>/dev/null)" = "$(tools/sources-hash.sh native)" ] &&
+  [ -f "$native/lib/libmoe4j_cuda.so" ]; then
+  echo "reusing the carried $native/lib (built from these native sources)"
+else
+  command -v nvcc >/dev/null || die "the native libraries must be rebuilt and nvcc is not found"
+  cmake -S . -B "$native" -DCMAKE_BUILD_TYPE=Release -DMOE4J_NATIVE_ARCH=OFF -DMOE4J_BENCH=OFF >/dev/null
+  cmake --build "$native" -j "$(nproc)" >/dev/null
+  tools/sources-hash.sh native >"$native/lib/sources.sha256"
+fi
 
-echo "== speed"
-exec ./moe4j bench gpu
+jre=/tmp/moe4j-gpu-jre
+if [ ! -x "$jre/bin/java" ] || [ "$(cat "$jre/id" 2>/dev/null)" != "$(cat "$bundle/jre.id")" ]; then
+  rm -rf "$jre" /tmp/gpu-jre && tar -C /tmp -xJf "$bundle/jre.tar.xz" && mv /tmp/gpu-jre "$jre"
+  cp "$bundle/jre.id" "$jre/id"
+fi
+java=("$jre/bin/java" --enable-native-access=ALL-UNNAMED -Dmoe4j.library=moe4j_cuda
+  -Dmoe4j.library.path="$PWD/$native/lib" -cp "$bundle/jars/*")
+
+echo "== GPU tests ($(elapsed))"
+"${java[@]}" dev.moe4j.testing.TaggedTests gpu
+
+if [ "$ptxas" = 1 ]; then
+  echo "== resource use per kernel (nvcc -Xptxas -v), sm_90a ($(elapsed))"
+  for f in native/src/cuda/*.cu; do
+    nvcc -std=c++17 -c "$f" -o /dev/null -Inative/include -DMOE4J_WITH_CUDA=1 -Xptxas -v \
+      -gencode=arch=compute_90a,code=sm_90a >"/tmp/ptxas-$(basename "$f").log" 2>&1 &
+  done
+  wait
+  for f in native/src/cuda/*.cu; do
+    grep -E "Compiling entry|registers|spill" "/tmp/ptxas-$(basename "$f").log" |
+      sed -e 's/ptxas info    : //' -e 's/Compiling entry function //'
+  done
+fi
+
+echo "== speed ($(elapsed))"
+"${java[@]}" dev.moe4j.bench.GpuReport
+echo "== done in $(elapsed)"

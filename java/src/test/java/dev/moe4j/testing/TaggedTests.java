@@ -1,0 +1,42 @@
+package dev.moe4j.testing;
+
+import static org.junit.platform.engine.discovery.DiscoverySelectors.selectPackage;
+import static org.junit.platform.launcher.TagFilter.includeTags;
+
+import java.io.PrintWriter;
+import org.junit.platform.launcher.core.LauncherDiscoveryRequestBuilder;
+import org.junit.platform.launcher.core.LauncherFactory;
+import org.junit.platform.launcher.listeners.SummaryGeneratingListener;
+import org.junit.platform.launcher.listeners.TestExecutionSummary;
+
+/**
+ * Runs the tests of one tag without Maven: {@code java -cp <test classpath> dev.moe4j.testing.TaggedTests gpu}. For
+ * machines that have a JVM but no Maven or network, the GPU machines {@code bench/gpu.sh} runs on. Prints each
+ * failure and the counts; exits 1 when a test failed, when none ran, or when one was skipped (an aborted assumption:
+ * on a GPU machine a skipped GPU test means the GPU was not used, which is a failure of the run, not a pass).
+ */
+public final class TaggedTests {
+    private TaggedTests() {}
+
+    public static void main(String[] args) {
+        if (args.length != 1) {
+            System.err.println("usage: TaggedTests <tag>");
+            System.exit(2);
+        }
+        var request = LauncherDiscoveryRequestBuilder.request()
+                .selectors(selectPackage("dev.moe4j"))
+                .filters(includeTags(args[0]))
+                .build();
+        var summary = new SummaryGeneratingListener();
+        LauncherFactory.create().execute(request, summary);
+        TestExecutionSummary s = summary.getSummary();
+        PrintWriter out = new PrintWriter(System.out, true);
+        s.printFailuresTo(out, 25);
+        s.printTo(out);
+        boolean ok = s.getTotalFailureCount() == 0 && s.getTestsSucceededCount() > 0 && s.getTestsAbortedCount() == 0;
+        if (s.getTestsAbortedCount() > 0)
+            out.println(s.getTestsAbortedCount() + " test(s) of tag '" + args[0] + "' skipped: see the reasons above");
+        out.println(ok ? "tag '" + args[0] + "': all tests passed" : "tag '" + args[0] + "': FAILED");
+        System.exit(ok ? 0 : 1);
+    }
+}
