@@ -13,10 +13,14 @@ import java.util.List;
  */
 public record Result(
         int[] promptIds, int[] outputIds, String text, FinishReason finishReason, List<Sampler.Choice> choices) {
-    /** Why a request ended: a stop token or string ({@code STOP}), or its token limit or the context ({@code LENGTH}). */
+    /**
+     * Why a request ended: a stop token or string ({@code STOP}), its token limit or the context ({@code LENGTH}), or
+     * its caller or the engine's shutdown ended it early ({@code CANCELLED}, only from an {@link Engine}).
+     */
     public enum FinishReason {
         STOP,
-        LENGTH;
+        LENGTH,
+        CANCELLED;
 
         /** The OpenAI API's name: {@code "stop"} or {@code "length"}. */
         public String apiName() {

@@ -1,0 +1,87 @@
+package dev.moe4j.engine;
+
+import dev.moe4j.tensor.Tensor;
+import dev.moe4j.tokenizer.Tokenizer;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.function.Predicate;
+
+/**
+ * One model step over a set of requests, shared by {@link Generator} and {@link Engine}: decode tokens first (one per
+ * request that has one), then prompt chunks in the given order with what is left of the token budget (a prompt split
+ * across steps as needed); then each request past its prompt samples its next token. Not thread-safe.
+ */
+final class StepRunner {
+    /** Receives each logits row before sampling (the array is reused). */
+    interface LogitsSink {
+        void accept(RequestState state, float[] logits);
+    }
+
+    /** What a step ran: its requests and how many tokens each brought. */
+    record Step(List<RequestState> states, int[] tokens, int promptTokens, int decodeTokens) {}
+
+    private final Model model;
+    private final float[] row;
+    private final int textVocab;
+
+    StepRunner(Model model, Tokenizer tokenizer) {
+        this.model = model;
+        row = new float[model.vocabSize()];
+        textVocab = tokenizer == null ? row.length : Math.min(row.length, tokenizer.vocabSize());
+    }
+
+    /**
+     * Runs one step over the unfinished requests of {@code states}.
+     *
+     * @param budget the most tokens the step runs, ≥ 1
+     * @param mayDecode whether a request past its prompt takes part in this step (false holds it back, e.g. while
+     *     its reader is behind)
+     * @return what ran, or null when no request had anything to run
+     */
+    Step run(
+            List<RequestState> states,
+            int budget,
+            Predicate<RequestState> mayDecode,
+            LogitsSink logitsSink,
+            RequestState.TokenSink tokenSink) {
+        List<RequestState> step = new ArrayList<>();
+        List<int[]> tokens = new ArrayList<>();
+        int decode = 0, prompt = 0;
+        for (RequestState s : states)
+            if (s.decoding() && budget > 0 && mayDecode.test(s)) {
+                step.add(s);
+                tokens.add(s.nextTokens(1));
+                budget--;
+                decode++;
+            }
+        for (RequestState s : states)
+            if (!s.done() && s.readingPrompt() && budget > 0) {
+                int[] chunk = s.nextTokens(budget);
+                step.add(s);
+                tokens.add(chunk);
+                budget -= chunk.length;
+                prompt += chunk.length;
+            }
+        if (step.isEmpty()) return null;
+        int[] sequences = step.stream().mapToInt(s -> s.sequence).toArray();
+        long rowBytes = (long) row.length * Float.BYTES;
+        try (Arena arena = Arena.ofConfined()) {
+            Tensor logits = model.forward(sequences, tokens.toArray(int[][]::new), false, arena);
+            for (int i = 0; i < step.size(); i++) {
+                RequestState s = step.get(i);
+                s.consumed(tokens.get(i).length);
+                if (s.readingPrompt()) continue; // mid-prompt: no token yet
+                MemorySegment.copy(logits.segment(), ValueLayout.JAVA_FLOAT, i * rowBytes, row, 0, row.length);
+                if (logitsSink != null) logitsSink.accept(s, row);
+                // ids past the tokenizer's (a vocabulary padded for the GEMMs, as V3's 129280 over 128815) have no
+                // text: never chosen
+                for (int v = textVocab; v < row.length; v++) row[v] = Float.NEGATIVE_INFINITY;
+                s.accept(s.sampler.sample(row), tokenSink);
+            }
+        }
+        return new Step(step, tokens.stream().mapToInt(t -> t.length).toArray(), prompt, decode);
+    }
+}
