@@ -13,9 +13,11 @@ import java.util.stream.IntStream;
  * by weight, descending (stable), each into the lightest pack with room (lowest index on ties); replication gives
  * each extra slot to the expert with the highest load per replica (first on ties).
  *
- * <p>{@link Policy#REFINED} then swaps replicas between the most loaded device and another device of the same node
- * while that lowers the larger of the two loads, keeping every replica count (and, hierarchically, every group on
- * its node). It is never worse than DEEPSEEK in max device load.
+ * <p>{@link Policy#REFINED} keeps EPLB's constraint (hierarchically, each group's experts on one node) and chooses
+ * better within it: groups onto nodes by an exact search, and within each node the replica counts and their packing
+ * together, with a local search over all device pairs and over moves of replicas between experts (see {@code
+ * RefinedPolicy}). Per layer it keeps EPLB's result where that is not worse, so it is never worse than DEEPSEEK in max
+ * device load.
  *
  * <p>{@link #minimizeMoves} relabels the devices (and nodes) of a new placement, orders the slots within each device
  * and swaps replicas between devices where the balance allows, so that as many experts as possible stay where a
@@ -33,7 +35,7 @@ public final class Eplb {
         HIERARCHICAL,
         /** EPLB's global policy (one group, one node). */
         GLOBAL,
-        /** DEEPSEEK followed by the refinement pass. */
+        /** EPLB's constraint with better group, replica-count and packing choices; never worse than DEEPSEEK. */
         REFINED;
 
         public static Policy parse(String name) {
@@ -79,10 +81,12 @@ public final class Eplb {
         for (int l = 0; l < layers; l++) {
             float[] w = new float[experts];
             for (int e = 0; e < experts; e++) w[e] = (float) load[l][e];
-            Layer r = hierarchical
-                    ? hierarchical(w, replicas, groups, nodes, devices)
-                    : hierarchical(w, replicas, 1, 1, devices);
-            if (policy == Policy.REFINED) refine(load[l], r, devices, hierarchical ? nodes : 1);
+            int g = hierarchical ? groups : 1, n = hierarchical ? nodes : 1;
+            Layer r = hierarchical(w, replicas, g, n, devices);
+            if (policy == Policy.REFINED) {
+                Layer refined = RefinedPolicy.place(load[l], replicas, g, n, devices);
+                if (maxDeviceLoad(refined, load[l], devices) < maxDeviceLoad(r, load[l], devices)) r = refined;
+            }
             phy2log[l] = r.phy2log;
             phyrank[l] = r.phyrank;
             logcnt[l] = r.logcnt;
@@ -120,7 +124,7 @@ public final class Eplb {
     }
 
     /** One layer's result: physical slot -> logical expert, the replica's rank, replicas per expert. */
-    private record Layer(int[] phy2log, int[] phyrank, int[] logcnt) {}
+    record Layer(int[] phy2log, int[] phyrank, int[] logcnt) {}
 
     /** EPLB's rebalance_experts_hierarchical for one layer. */
     private static Layer hierarchical(float[] w, int replicas, int groups, int nodes, int devices) {
@@ -200,47 +204,11 @@ public final class Eplb {
         return new int[][] {phy2log, rank, logcnt};
     }
 
-    /**
-     * Swaps slots between the most loaded device and another device of its node while that lowers the larger of
-     * the two loads; replica counts and node membership are unchanged.
-     */
-    private static void refine(double[] load, Layer r, int devices, int nodes) {
-        int replicas = r.phy2log.length, per = replicas / devices, devicesPerNode = devices / nodes;
-        double[] slotLoad = new double[replicas], deviceLoad = new double[devices];
-        for (int p = 0; p < replicas; p++) {
-            slotLoad[p] = load[r.phy2log[p]] / r.logcnt[r.phy2log[p]];
-            deviceLoad[p / per] += slotLoad[p];
-        }
-        for (int iteration = 0; iteration < 4 * replicas; iteration++) {
-            int a = 0;
-            for (int d = 1; d < devices; d++) if (deviceLoad[d] > deviceLoad[a]) a = d;
-            double best = deviceLoad[a] * (1 - 1e-12);
-            int bestA = -1, bestB = -1;
-            int nodeStart = a / devicesPerNode * devicesPerNode;
-            for (int b = nodeStart; b < nodeStart + devicesPerNode; b++) {
-                if (b == a) continue;
-                for (int pa = a * per; pa < (a + 1) * per; pa++)
-                    for (int pb = b * per; pb < (b + 1) * per; pb++) {
-                        double delta = slotLoad[pa] - slotLoad[pb];
-                        if (delta <= 0) continue;
-                        double worse = Math.max(deviceLoad[a] - delta, deviceLoad[b] + delta);
-                        if (worse < best) {
-                            best = worse;
-                            bestA = pa;
-                            bestB = pb;
-                        }
-                    }
-            }
-            if (bestA < 0) return;
-            double delta = slotLoad[bestA] - slotLoad[bestB];
-            deviceLoad[bestA / per] -= delta;
-            deviceLoad[bestB / per] += delta;
-            swap(r.phy2log, bestA, bestB);
-            swap(r.phyrank, bestA, bestB);
-            double t = slotLoad[bestA];
-            slotLoad[bestA] = slotLoad[bestB];
-            slotLoad[bestB] = t;
-        }
+    private static double maxDeviceLoad(Layer r, double[] load, int devices) {
+        int per = r.phy2log.length / devices;
+        double[] device = new double[devices];
+        for (int p = 0; p < r.phy2log.length; p++) device[p / per] += load[r.phy2log[p]] / r.logcnt[r.phy2log[p]];
+        return Arrays.stream(device).max().orElse(0);
     }
 
     private static void swap(int[] v, int i, int j) {
