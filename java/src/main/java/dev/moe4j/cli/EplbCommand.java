@@ -23,24 +23,29 @@ final class EplbCommand {
     private EplbCommand() {}
 
     static final String USAGE = "eplb --load FILE --replicas R --groups G --nodes N --devices D"
-            + " [--policy deepseek|refined|hierarchical|global] [--json]";
+            + " [--policy deepseek|refined|hierarchical|global|balanced-locality] [--cross-node-cost C] [--json]";
 
     static int run(String[] args) {
         Options o = new Options(
                 "eplb",
                 args,
-                Set.of("--load", "--replicas", "--groups", "--nodes", "--devices", "--policy"),
+                Set.of("--load", "--replicas", "--groups", "--nodes", "--devices", "--policy", "--cross-node-cost"),
                 Set.of("--json"));
         Path file = Path.of(o.string("--load"));
         double[][] load = readLoad(file);
         Eplb.Policy policy = Eplb.Policy.parse(o.string("--policy", "deepseek"));
+        if (policy == Eplb.Policy.BALANCED_LOCALITY && !o.has("--cross-node-cost"))
+            throw new IllegalArgumentException("--policy balanced-locality needs --cross-node-cost C (the cost of one"
+                    + " token sent across nodes, in tokens of load on the most loaded device)");
+        int groups = o.positive("--groups", 1), nodes = o.positive("--nodes", 1);
         Placement p = Eplb.rebalance(
                 load,
                 o.positive("--replicas", 0),
-                o.positive("--groups", 1),
-                o.positive("--nodes", 1),
+                groups,
+                nodes,
                 o.positive("--devices", 0),
-                policy);
+                policy,
+                o.number("--cross-node-cost", 0));
         if (o.has("--json")) {
             Map<String, Object> out = new LinkedHashMap<>();
             out.put("phy2log", p.phy2log());
@@ -52,8 +57,11 @@ final class EplbCommand {
         for (int l = 0; l < p.layers(); l++) {
             double[] deviceLoad = p.deviceLoads(l, load[l]);
             System.out.printf(
-                    "layer %d: max/mean device load %.3f (%s policy)%n",
-                    l, p.imbalance(l, load[l]), policy.name().toLowerCase());
+                    "layer %d: max/mean device load %.3f, cross-node tokens %.1f (%s policy)%n",
+                    l,
+                    p.imbalance(l, load[l]),
+                    p.crossNodeTokens(l, load[l], groups, nodes),
+                    policy.name().toLowerCase().replace('_', '-'));
             int per = p.slotsPerDevice();
             for (int d = 0; d < p.devices(); d++) {
                 StringBuilder experts = new StringBuilder();

@@ -36,7 +36,12 @@ public final class Eplb {
         /** EPLB's global policy (one group, one node). */
         GLOBAL,
         /** EPLB's constraint with better group, replica-count and packing choices; never worse than DEEPSEEK. */
-        REFINED;
+        REFINED,
+        /**
+         * REFINED, then replicas of hot experts on other nodes where the balance gained outweighs the cross-node
+         * traffic at a given cost per token (groups must divide by nodes).
+         */
+        BALANCED_LOCALITY;
 
         public static Policy parse(String name) {
             return switch (name) {
@@ -44,9 +49,10 @@ public final class Eplb {
                 case "hierarchical" -> HIERARCHICAL;
                 case "global" -> GLOBAL;
                 case "refined" -> REFINED;
+                case "balanced-locality" -> BALANCED_LOCALITY;
                 default ->
-                    throw new IllegalArgumentException(
-                            "policy must be deepseek, hierarchical, global or refined, got '" + name + "'");
+                    throw new IllegalArgumentException("policy must be deepseek, hierarchical, global, refined or"
+                            + " balanced-locality, got '" + name + "'");
             };
         }
     }
@@ -65,12 +71,34 @@ public final class Eplb {
      */
     public static Placement rebalance(
             double[][] load, int replicas, int groups, int nodes, int devices, Policy policy) {
+        if (policy == Policy.BALANCED_LOCALITY)
+            throw new IllegalArgumentException("the balanced-locality policy needs a cross-node cost: use"
+                    + " rebalance(load, replicas, groups, nodes, devices, policy, crossNodeCost)");
+        return rebalance(load, replicas, groups, nodes, devices, policy, 0);
+    }
+
+    /**
+     * As {@link #rebalance(double[][], int, int, int, int, Policy)}, for any policy; only {@link
+     * Policy#BALANCED_LOCALITY} reads {@code crossNodeCost}: the cost of one token sent to a node other than its
+     * expert's home node, in units of one token of load on the most loaded device (see {@link
+     * Placement#crossNodeTokens}). A step's cost is its most loaded device's tokens plus crossNodeCost times the
+     * cross-node tokens per device; a replica moves off its home node only where that lowers the cost.
+     *
+     * @throws IllegalArgumentException naming the argument when the placement cannot exist, or when crossNodeCost is
+     *     negative or NaN
+     */
+    public static Placement rebalance(
+            double[][] load, int replicas, int groups, int nodes, int devices, Policy policy, double crossNodeCost) {
         int experts = check(load, replicas, groups, nodes, devices);
+        if (!(crossNodeCost >= 0))
+            throw new IllegalArgumentException("crossNodeCost must be >= 0, got " + crossNodeCost);
         boolean hierarchical = switch (policy) {
-            case HIERARCHICAL -> {
+            case HIERARCHICAL, BALANCED_LOCALITY -> {
                 if (groups % nodes != 0)
-                    throw new IllegalArgumentException("the hierarchical policy needs groups divisible by nodes, got "
-                            + groups + " groups on " + nodes + " nodes");
+                    throw new IllegalArgumentException(
+                            "the " + policy.name().toLowerCase().replace('_', '-')
+                                    + " policy needs groups divisible by nodes, got " + groups + " groups on " + nodes
+                                    + " nodes");
                 yield true;
             }
             case GLOBAL -> false;
@@ -86,6 +114,9 @@ public final class Eplb {
             if (policy == Policy.REFINED) {
                 Layer refined = RefinedPolicy.place(load[l], replicas, g, n, devices);
                 if (maxDeviceLoad(refined, load[l], devices) < maxDeviceLoad(r, load[l], devices)) r = refined;
+            } else if (policy == Policy.BALANCED_LOCALITY) {
+                r = LocalityPolicy.place(load[l], replicas, g, n, devices, crossNodeCost)
+                        .layer();
             }
             phy2log[l] = r.phy2log;
             phyrank[l] = r.phyrank;

@@ -49,6 +49,34 @@ public record Placement(int[][] phy2log, int[][][] log2phy, int[][] logcnt, int 
         return d;
     }
 
+    /**
+     * Tokens of one layer that go to a node other than their expert's home node, the home of an expert being the
+     * node that holds the largest share of its group's load (ties: the lowest node). 0 for a hierarchical placement
+     * (every group on one node). A replica's share of its expert's tokens is 1 / replicas.
+     *
+     * @param load tokens per logical expert in that layer
+     * @param groups expert groups (n_group), dividing the experts
+     * @param nodes nodes, dividing the devices
+     */
+    public double crossNodeTokens(int layer, double[] load, int groups, int nodes) {
+        int experts = experts(), groupSize = experts / groups, slotsPerNode = replicas() / nodes;
+        if (experts % groups != 0 || devices % nodes != 0)
+            throw new IllegalArgumentException(groups + " groups or " + nodes + " nodes do not divide " + experts
+                    + " experts, " + devices + " devices");
+        double[][] groupOnNode = new double[groups][nodes];
+        for (int p = 0; p < replicas(); p++) {
+            int e = phy2log[layer][p];
+            groupOnNode[e / groupSize][p / slotsPerNode] += load[e] / logcnt[layer][e];
+        }
+        double cross = 0;
+        for (int g = 0; g < groups; g++) {
+            int home = 0;
+            for (int n = 1; n < nodes; n++) if (groupOnNode[g][n] > groupOnNode[g][home]) home = n;
+            for (int n = 0; n < nodes; n++) if (n != home) cross += groupOnNode[g][n];
+        }
+        return cross;
+    }
+
     /** max / mean device load of one layer: 1 is perfect balance. */
     public double imbalance(int layer, double[] load) {
         double[] d = deviceLoads(layer, load);

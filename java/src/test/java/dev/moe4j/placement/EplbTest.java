@@ -112,10 +112,13 @@ class EplbTest {
         };
         for (int[] c : configs)
             for (Eplb.Policy policy : Eplb.Policy.values()) {
-                if (policy == Eplb.Policy.HIERARCHICAL && c[2] % c[3] != 0) continue;
+                boolean needsGroupsOnNodes =
+                        policy == Eplb.Policy.HIERARCHICAL || policy == Eplb.Policy.BALANCED_LOCALITY;
+                if (needsGroupsOnNodes && c[2] % c[3] != 0) continue;
                 double[][] load = zipf(random, 3, c[0], 1.0, 100_000);
-                Placement p = Eplb.rebalance(load, c[1], c[2], c[3], c[4], policy);
-                boolean hierarchical = policy != Eplb.Policy.GLOBAL && c[2] % c[3] == 0;
+                Placement p = Eplb.rebalance(load, c[1], c[2], c[3], c[4], policy, random.nextDouble(0, 4));
+                boolean hierarchical =
+                        policy != Eplb.Policy.GLOBAL && policy != Eplb.Policy.BALANCED_LOCALITY && c[2] % c[3] == 0;
                 checkInvariants(p, load, c[2], c[3], hierarchical);
             }
     }
@@ -191,6 +194,46 @@ class EplbTest {
                 "doubled replicas: refined " + duplicatesRefined + ", EPLB " + duplicatesEplb);
         assertTrue(refined <= 1.70, "refined " + refined);
         assertTrue(refined <= bound + 0.03, "refined " + refined + " vs bound " + bound);
+    }
+
+    /**
+     * The balanced-locality policy on the skewed loads: with a prohibitive cross-node cost it is the refined
+     * (hierarchical) placement; at cost 0 balance alone decides and it goes far below the node bound, sending hot
+     * experts' tokens across nodes; in between, traffic falls as the cost rises.
+     */
+    @Test
+    void balancedLocalityTradesTrafficForBalance() {
+        SplittableRandom random = new SplittableRandom(7);
+        for (int l = 0; l < 3; l++) {
+            double[][] load = zipf(random, 1, 256, 1.2, 1_000_000);
+            double total = Arrays.stream(load[0]).sum();
+            Placement refined = Eplb.rebalance(load, 288, 8, 4, 32, Eplb.Policy.REFINED);
+            double previousCross = Double.POSITIVE_INFINITY, previousBalance = 0;
+            for (double cost : new double[] {0, 0.5, 2, 1e9}) {
+                Placement p = Eplb.rebalance(load, 288, 8, 4, 32, Eplb.Policy.BALANCED_LOCALITY, cost);
+                checkInvariants(p, load, 8, 4, false);
+                double balance = p.imbalance(0, load[0]), cross = p.crossNodeTokens(0, load[0], 8, 4) / total;
+                assertTrue(cross <= previousCross + 1e-9, "traffic falls as the cost rises: " + cross);
+                assertTrue(balance >= previousBalance - 1e-9, "balance is what traffic buys: " + balance);
+                if (cost == 0) {
+                    assertTrue(
+                            balance < 1.2, "cost 0: " + balance + " (refined " + refined.imbalance(0, load[0]) + ")");
+                    assertTrue(cross > 0.05, "cost 0 moves hot replicas across nodes: " + cross);
+                }
+                previousCross = cross;
+                previousBalance = balance;
+            }
+            Placement prohibitive = Eplb.rebalance(load, 288, 8, 4, 32, Eplb.Policy.BALANCED_LOCALITY, 1e9);
+            assertEquals(0, prohibitive.crossNodeTokens(0, load[0], 8, 4));
+            assertEquals(refined.imbalance(0, load[0]), prohibitive.imbalance(0, load[0]), 1e-12);
+        }
+        assertThrows(
+                IllegalArgumentException.class,
+                () -> Eplb.rebalance(zipf(random, 1, 256, 1.2, 1000), 288, 8, 4, 32, Eplb.Policy.BALANCED_LOCALITY));
+        assertThrows(
+                IllegalArgumentException.class,
+                () -> Eplb.rebalance(
+                        zipf(random, 1, 256, 1.2, 1000), 288, 8, 4, 32, Eplb.Policy.BALANCED_LOCALITY, -1));
     }
 
     /** max/mean device load no hierarchical placement can beat: the best group-to-node assignment's heaviest node. */
