@@ -3,6 +3,7 @@ package dev.moe4j.bench;
 import dev.moe4j.placement.Eplb;
 import dev.moe4j.placement.Placement;
 import java.util.Arrays;
+import java.util.List;
 import java.util.SplittableRandom;
 
 /**
@@ -19,6 +20,7 @@ public final class PlacementReport {
     static final long EXPERT_BYTES = 3L * 2048 * 7168 + 3L * 4 * 16 * 56;
 
     public static void main(String[] args) {
+        skewed();
         double s = args.length > 0 ? Double.parseDouble(args[0]) : 1.0;
         SplittableRandom random = new SplittableRandom(2026);
         double[] popularity = zipf(random, s);
@@ -42,6 +44,120 @@ public final class PlacementReport {
             moved(windows, devices, nodes);
             System.out.println();
         }
+    }
+
+    static final int SKEWED_LAYERS = 16;
+    static final double SKEW = 1.2;
+
+    /** A policy of the skewed table: its name, and the placement of one layer's load. */
+    record Candidate(String name, java.util.function.Function<double[][], Placement> place) {}
+
+    /**
+     * The skewed workload of the placement issue: per layer, expert loads Zipf(1.2) over a random order of V3's 256
+     * experts (8 groups), so the hottest expert carries about a quarter of the tokens; 288 slots on 32 devices in 4
+     * nodes. Every policy side by side: mean and worst max/mean device load, cross-node tokens, weights moved from the
+     * previous layer's placement (as a rebalance from one load to the next would), time per layer; and the node-level
+     * bound no hierarchical placement can beat.
+     */
+    static void skewed() {
+        SplittableRandom random = new SplittableRandom(2026);
+        double[][] layers = new double[SKEWED_LAYERS][];
+        for (int l = 0; l < SKEWED_LAYERS; l++) {
+            double[] p = zipf(random, SKEW);
+            double total = Arrays.stream(p).sum();
+            layers[l] = new double[EXPERTS];
+            for (int e = 0; e < EXPERTS; e++) layers[l][e] = Math.round(p[e] / total * 1_000_000);
+        }
+        double hottest = 0, bound = 0;
+        for (double[] load : layers) {
+            double total = Arrays.stream(load).sum();
+            hottest += Arrays.stream(load).max().orElseThrow() / total / SKEWED_LAYERS;
+            bound += nodeBound(load) / SKEWED_LAYERS;
+        }
+        System.out.printf(
+                "Skewed loads: Zipf(%.1f) expert loads, hottest expert %.1f%% of the tokens, %d layers; 256 experts"
+                        + " in 8 groups, 288 slots, 32 devices in 4 nodes%n",
+                SKEW, 100 * hottest, SKEWED_LAYERS);
+        System.out.printf(
+                "  %-34s %9s %9s %12s %14s %10s%n",
+                "policy", "max/mean", "worst", "cross-node", "moved/layer", "ms/layer");
+        List<Candidate> policies = List.of(
+                new Candidate("EPLB (hierarchical)", l -> Eplb.rebalance(l, 288, GROUPS, 4, 32)),
+                new Candidate("refined", l -> Eplb.rebalance(l, 288, GROUPS, 4, 32, Eplb.Policy.REFINED)),
+                new Candidate(
+                        "balanced-locality, C = 8",
+                        l -> Eplb.rebalance(l, 288, GROUPS, 4, 32, Eplb.Policy.BALANCED_LOCALITY, 8)),
+                new Candidate(
+                        "balanced-locality, C = 2",
+                        l -> Eplb.rebalance(l, 288, GROUPS, 4, 32, Eplb.Policy.BALANCED_LOCALITY, 2)),
+                new Candidate(
+                        "balanced-locality, C = 0.5",
+                        l -> Eplb.rebalance(l, 288, GROUPS, 4, 32, Eplb.Policy.BALANCED_LOCALITY, 0.5)),
+                new Candidate(
+                        "balanced-locality, C = 0",
+                        l -> Eplb.rebalance(l, 288, GROUPS, 4, 32, Eplb.Policy.BALANCED_LOCALITY, 0)),
+                new Candidate(
+                        "EPLB global (no node rule)", l -> Eplb.rebalance(l, 288, GROUPS, 4, 32, Eplb.Policy.GLOBAL)));
+        for (Candidate c : policies) {
+            for (int warm = 0; warm < 2; warm++) c.place().apply(new double[][] {layers[warm]});
+            double mean = 0, worst = 0, cross = 0;
+            long moved = 0, nanos = 0;
+            Placement previous = null;
+            for (double[] load : layers) {
+                long t0 = System.nanoTime();
+                Placement p = c.place().apply(new double[][] {load});
+                nanos += System.nanoTime() - t0;
+                double imbalance = p.imbalance(0, load);
+                mean += imbalance / SKEWED_LAYERS;
+                worst = Math.max(worst, imbalance);
+                cross += p.crossNodeTokens(0, load, GROUPS, 4)
+                        / Arrays.stream(load).sum()
+                        / SKEWED_LAYERS;
+                if (previous != null)
+                    moved += Eplb.minimizeMoves(p, previous, new double[][] {load}, 4)
+                            .movedFrom(previous);
+                previous = p;
+            }
+            System.out.printf(
+                    "  %-34s %9.3f %9.3f %11.1f%% %8.1f GB %10.1f%n",
+                    c.name(),
+                    mean,
+                    worst,
+                    100 * cross,
+                    moved * EXPERT_BYTES / 1e9 / (SKEWED_LAYERS - 1),
+                    nanos / 1e6 / SKEWED_LAYERS);
+        }
+        System.out.printf(
+                "  %-34s %9.3f   (no placement that keeps each group on one node does better)%n%n",
+                "node-level bound", bound);
+    }
+
+    /** max/mean device load with each node's devices sharing its groups perfectly, groups best spread over nodes. */
+    static double nodeBound(double[] load) {
+        int groupSize = EXPERTS / GROUPS;
+        double[] groupLoad = new double[GROUPS];
+        for (int e = 0; e < EXPERTS; e++) groupLoad[e / groupSize] += load[e];
+        // 8 groups on 4 nodes, 2 each: every pairing (105) tried
+        double best = Double.POSITIVE_INFINITY;
+        int[] node = new int[GROUPS];
+        best = bestPairing(groupLoad, node, 0, new int[4], best);
+        return best * 4 / Arrays.stream(load).sum();
+    }
+
+    private static double bestPairing(double[] groupLoad, int[] node, int g, int[] used, double best) {
+        if (g == GROUPS) {
+            double[] nodeLoad = new double[4];
+            for (int i = 0; i < GROUPS; i++) nodeLoad[node[i]] += groupLoad[i];
+            return Math.min(best, Arrays.stream(nodeLoad).max().orElseThrow());
+        }
+        for (int n = 0; n < 4; n++) {
+            if (used[n] == 2 || (used[n] == 0 && n > 0 && used[n - 1] == 0)) continue;
+            used[n]++;
+            node[g] = n;
+            best = bestPairing(groupLoad, node, g + 1, used, best);
+            used[n]--;
+        }
+        return best;
     }
 
     static void report(String name, double[][] windows, int devices, Eplb.Policy policy, int nodes) {
