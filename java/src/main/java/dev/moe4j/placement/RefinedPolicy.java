@@ -126,9 +126,16 @@ final class RefinedPolicy {
         Packing start = pack(w, counts, devices, perDevice);
         // first the balance: moves to the experts with the most load per replica
         Packing balanced = moveReplicas(
-                w, start, devices, perDevice, Math.min(RECEIVERS, w.length), (p, best) -> p.max < best.max * (1 - EPS));
+                w,
+                start,
+                devices,
+                perDevice,
+                Math.min(RECEIVERS, w.length),
+                (e, best) -> best.counts[e] > 1,
+                (p, best) -> p.max < best.max * (1 - EPS));
         if (balanced.duplicates == 0) return balanced;
-        // then fewer doubled replicas at the same balance (within DUPLICATE_SLACK), any expert receiving
+        // then fewer doubled replicas at the same balance (within DUPLICATE_SLACK): a doubled expert gives a replica
+        // to any expert
         double bound = balanced.max * (1 + DUPLICATE_SLACK);
         return moveReplicas(
                 w,
@@ -136,7 +143,23 @@ final class RefinedPolicy {
                 devices,
                 perDevice,
                 w.length,
+                (e, best) -> doubled(best, e, perDevice),
                 (p, best) -> p.duplicates < best.duplicates && p.max <= bound);
+    }
+
+    /** Whether some device of the packing holds two replicas of expert e. */
+    private static boolean doubled(Packing p, int e, int perDevice) {
+        if (p.counts[e] < 2) return false;
+        for (int d = 0; d < p.slots.length / perDevice; d++) {
+            int held = 0;
+            for (int i = d * perDevice; i < (d + 1) * perDevice; i++) if (p.slots[i] == e) held++;
+            if (held > 1) return true;
+        }
+        return false;
+    }
+
+    private interface Giver {
+        boolean test(int expert, Packing best);
     }
 
     private interface Better {
@@ -144,11 +167,11 @@ final class RefinedPolicy {
     }
 
     /**
-     * Moves one replica at a time from an expert with several to one of the `receivers` experts with the most load per
-     * replica, re-packing each time, while a move gives a packing `better` than the best so far.
+     * Moves one replica at a time from a `giver` expert (one with several replicas) to one of the `receivers` experts
+     * with the most load per replica, re-packing each time, while a move gives a packing `better` than the best so far.
      */
     private static Packing moveReplicas(
-            double[] w, Packing best, int devices, int perDevice, int receivers, Better better) {
+            double[] w, Packing best, int devices, int perDevice, int receivers, Giver giver, Better better) {
         Integer[] byShare = new Integer[w.length];
         for (boolean improved = true; improved; ) {
             improved = false;
@@ -157,7 +180,7 @@ final class RefinedPolicy {
             Arrays.sort(byShare, (a, b) -> Double.compare(w[b] / c[b], w[a] / c[a]));
             search:
             for (int from = 0; from < w.length; from++) {
-                if (c[from] == 1) continue;
+                if (!giver.test(from, best)) continue;
                 for (int r = 0; r < receivers; r++) {
                     int to = byShare[r];
                     // a single replica of `from` heavier than the best maximum cannot pack below it
