@@ -23,6 +23,7 @@ public final class Main {
                 case "chat" -> ChatCommand.run(rest);
                 case "eplb" -> EplbCommand.run(rest);
                 case "bench-generate" -> BenchGenerateCommand.run(rest);
+                case "fuzz" -> FuzzCommand.run(rest);
                 case "info" -> info();
                 case "help", "-h", "--help" -> usage(0);
                 default -> {
@@ -67,7 +68,9 @@ public final class Main {
                   %s
                                                         run one part of one layer of a checkpoint on saved hidden states
                   %s
-                                                        expert placement (DeepSeek EPLB, or refined) from a load file
+                                                        expert placement (DeepSeek EPLB, refined, balanced-locality)
+                  %s
+                                                        fuzz checkpoint loading or the tokenizer; exit 1 on any finding
                   %s
                                                         prefill and decode tokens/s against the machine's ceilings
                 """.formatted(
@@ -79,6 +82,7 @@ public final class Main {
                         MakeModel.USAGE,
                         RunLayer.USAGE,
                         EplbCommand.USAGE,
+                        FuzzCommand.USAGE,
                         BenchGenerateCommand.USAGE + " " + ModelLoading.USAGE.replace("--model DIR ", "")));
         return code;
     }

@@ -150,10 +150,25 @@ public record ModelConfig(
                 m.get("bos_token_id") == null ? -1 : k.integer("bos_token_id", null),
                 eosIds(m.get("eos_token_id")),
                 k.integer("num_nextn_predict_layers", 0));
+        positive("hidden_size", c.hiddenSize());
+        positive("num_hidden_layers", c.numHiddenLayers());
+        positive("num_attention_heads", c.numAttentionHeads());
+        positive("max_position_embeddings", c.maxPositionEmbeddings());
+        if (!(c.ropeTheta() > 1) || Double.isInfinite(c.ropeTheta()))
+            throw new IllegalArgumentException("\"rope_theta\" must be a finite number > 1, got " + c.ropeTheta());
+        if (!(c.rmsNormEps() > 0) || Double.isInfinite(c.rmsNormEps()))
+            throw new IllegalArgumentException("\"rms_norm_eps\" must be a finite number > 0, got " + c.rmsNormEps());
+        if (!(c.routedScalingFactor() > 0) || Double.isInfinite(c.routedScalingFactor()))
+            throw new IllegalArgumentException(
+                    "\"routed_scaling_factor\" must be a finite number > 0, got " + c.routedScalingFactor());
         c.mla(); // validates the attention dims
         if (experts > 0) c.gate();
         if (c.moeLayerFreq() <= 0) throw new IllegalArgumentException("moe_layer_freq must be positive");
         return c;
+    }
+
+    private static void positive(String key, int value) {
+        if (value <= 0) throw new IllegalArgumentException("\"" + key + "\" must be positive, got " + value);
     }
 
     private static List<Integer> eosIds(Object v) {

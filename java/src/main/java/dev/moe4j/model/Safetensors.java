@@ -152,7 +152,11 @@ public final class Safetensors implements AutoCloseable {
                     file,
                     where + " has data_offsets [" + begin + ", " + end + "] outside the " + dataBytes + " data bytes");
         long bytes = dtype.byteSize();
-        for (long extent : shape) bytes = Math.multiplyExact(bytes, extent);
+        try {
+            for (long extent : shape) bytes = Math.multiplyExact(bytes, extent);
+        } catch (ArithmeticException overflow) {
+            throw bad(file, where + " has shape " + Arrays.toString(shape) + ", more bytes than a long counts");
+        }
         if (bytes != end - begin)
             throw bad(
                     file,

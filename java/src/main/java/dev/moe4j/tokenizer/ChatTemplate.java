@@ -45,10 +45,12 @@ public final class ChatTemplate {
 
     private final String source;
     private final Map<String, String> specialTokens;
+    private final String origin; // where the template came from, for error messages
 
-    ChatTemplate(String source, Map<String, String> specialTokens) {
+    ChatTemplate(String source, Map<String, String> specialTokens, String origin) {
         this.source = jinja2Source(source);
         this.specialTokens = Map.copyOf(specialTokens);
+        this.origin = origin;
     }
 
     /**
@@ -76,7 +78,7 @@ public final class ChatTemplate {
 
     private static ChatTemplate from(TokenizerConfig config, String where) {
         if (config.chatTemplate() == null) throw new IllegalArgumentException(where + " has no chat_template");
-        return new ChatTemplate(config.chatTemplate(), config.specialTokens());
+        return new ChatTemplate(config.chatTemplate(), config.specialTokens(), where);
     }
 
     /**
@@ -87,7 +89,7 @@ public final class ChatTemplate {
      * @return the text, special tokens written out (encode it with {@link Tokenizer#encode(String)}: the template
      *     already wrote the BOS token)
      * @throws IllegalArgumentException if messages is null, empty or holds null, or if the template rejects them
-     *     ({@code raise_exception}) or fails, with the template's message
+     *     ({@code raise_exception}) or fails, with the template's message and the file it came from
      */
     public String render(List<Message> messages, boolean addGenerationPrompt) {
         if (messages == null) throw new IllegalArgumentException("messages is null");
@@ -110,10 +112,11 @@ public final class ChatTemplate {
             for (Throwable t = error.getException(); t != null; t = t.getCause()) {
                 if (t instanceof TemplateFunctions.Raised raised) {
                     throw new IllegalArgumentException(
-                            "the chat template rejects the messages: " + raised.getMessage());
+                            "the chat template of " + origin + " rejects the messages: " + raised.getMessage());
                 }
             }
-            throw new IllegalArgumentException("the chat template failed on the messages: " + error.getMessage());
+            throw new IllegalArgumentException(
+                    "the chat template of " + origin + " failed on the messages: " + error.getMessage());
         }
         return result.getOutput();
     }

@@ -39,7 +39,8 @@ class ChatTemplateTest {
         for (Map<String, Object> c : DeepSeekFiles.cases("templates")) {
             String template = (String) c.get("template");
             boolean prompt = (Boolean) c.get("add_generation_prompt");
-            String rendered = new ChatTemplate(template, special).render(messages(c.get("messages")), prompt);
+            String rendered =
+                    new ChatTemplate(template, special, "fixture").render(messages(c.get("messages")), prompt);
             assertEquals(c.get("text"), rendered, () -> "template " + template.replace("\n", "\\n"));
         }
     }
@@ -92,11 +93,12 @@ class ChatTemplateTest {
     void raiseExceptionRejectsTheMessages() {
         ChatTemplate template = new ChatTemplate(
                 "{% if messages[0].role != 'user' %}{{ raise_exception('the first message must be the user') }}{% endif %}ok",
-                Map.of());
+                Map.of(), "a test template");
         assertEquals("ok", template.render(List.of(new Message("user", "x")), false));
         var e = assertThrows(
                 IllegalArgumentException.class, () -> template.render(List.of(new Message("system", "x")), false));
         assertTrue(e.getMessage().contains("the first message must be the user"), e.getMessage());
+        assertTrue(e.getMessage().contains("a test template"), e.getMessage());
     }
 
     @Test
