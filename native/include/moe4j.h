@@ -4,13 +4,37 @@
  * Rules every entry point follows:
  *  - Returns a moe4j_status; MOE4J_OK (0) is success.
  *  - Validates every argument (dtypes, ranks, shapes, strides, alignment, buffer sizes, index ranges,
- *    overlap of outputs with inputs) before it touches memory. A rejected call writes no output.
+ *    overlap of outputs with inputs) before it touches memory. A rejected call writes no output. (Index tables in
+ *    GPU memory are the exception: their kernels check them, see "Execution" below.)
  *  - On failure records a message naming the function, the argument and what was wrong; read it with
  *    moe4j_last_error() on the same thread, before the next moe4j call on that thread.
  *  - Never calls exit/abort on bad input and never throws across the boundary.
  *
  * Threading: a context must not be used by two threads at once; distinct contexts are independent.
  * Error messages are thread-local, so concurrent callers never see each other's messages.
+ *
+ * Execution (CUDA contexts; a CPU context runs every call to completion before it returns):
+ *  - A kernel call validates its descriptors on the host, enqueues its work on the context's stream (the context's
+ *    device is made current for the call and the thread's previous device restored after it) and returns without
+ *    waiting for the GPU. MOE4J_OK means "validated and enqueued"; a launch failure is returned by the call itself.
+ *  - Calls on one context execute in the order they were made. Nothing orders work of different contexts, even of
+ *    the same GPU: before another context reads memory that a call on context A writes (or writes memory that it
+ *    reads), call moe4j_synchronize(A).
+ *  - Index operands in device memory (group layouts, masked_m, block tables, sequence lengths, slot maps, gather and
+ *    combine indices, positions) are checked by the kernels themselves. An out-of-range entry is never
+ *    dereferenced: the kernel skips or zeroes what it would have addressed and records the first such fault in the
+ *    context. Outputs of a call that faults are unspecified.
+ *  - Errors that arise after a call returned (those faults, and CUDA errors of running kernels) are reported once
+ *    by the next moe4j_synchronize or moe4j_copy to host memory on the context (which wait for the GPU), or, without
+ *    waiting, by the first later call on the context that finds the failing work finished; that call then does not
+ *    run its own work. The status is MOE4J_ERROR_INVALID_ARGUMENT for a fault, with a message naming the call that
+ *    caused it and the argument ("moe4j_synchronize: an earlier call failed on the device: moe4j_gather_rows:
+ *    argument 'index': entry 3 is 50, outside [-1, 50) (rows of 'src')"), MOE4J_ERROR_BACKEND for a CUDA error.
+ *  - Host memory passed to a call (descriptors, weight-group arrays, the source of a copy) may be reused as soon as
+ *    the call returns. Device memory a call writes is readable once a later moe4j_copy to host memory on the same
+ *    context returns, or after moe4j_synchronize on it.
+ *  - Grow-only scratch: each context keeps device scratch (task tables, intermediates) that calls reuse in stream
+ *    order; a call that needs more than any earlier call replaces it (stream-ordered, see docs/ABI.md).
  *
  * Units: shapes and strides count elements, never bytes; size_bytes counts bytes.
  */
@@ -143,6 +167,27 @@ typedef struct moe4j_capabilities {
     int32_t cuda_device_count; /* CUDA devices usable now; 0 without driver or devices */
 } moe4j_capabilities;
 
+/*
+ * One entry of a context's kernel-variant counts (moe4j_context_kernel_variants): `calls` calls of `kernel` ran
+ * `variant` for `reason`. Strings are NUL-terminated (truncated to fit, which the names below never need).
+ *  - kernel: the entry point without its "moe4j_" prefix ("fp8_gemm_nt", "mla_decode"), followed by ":stage" for a
+ *    stage of an entry point that runs several kernels whose variants may differ
+ *    ("fp8_expert_ffn_contiguous:gate_up", "fp8_expert_ffn_contiguous:down").
+ *  - variant: on a CUDA context "tuned" or "simple" (see MOE4J_CONTEXT_SIMPLE_KERNELS; kernels with one CUDA
+ *    version count as "simple"); on a CPU context the code path that ran: "scalar", "avx2", "avx512" or
+ *    "avx512_bf16" (a kernel without AVX-512F code of its own runs "avx2" on an MOE4J_ISA_AVX512 context).
+ *  - reason: why a fallback ran where a better variant exists ("compute capability 8.9: the wgmma kernel needs 9.0",
+ *    "MOE4J_CONTEXT_SIMPLE_KERNELS", "rows of 'a' are not 16-byte aligned", ...) and, on the CPU, which sub-kernel
+ *    ran where the path alone does not say ("row kernel", "packed-panel kernel: groups of 64 or more rows"); "" when
+ *    there is nothing to add.
+ */
+typedef struct moe4j_kernel_variant {
+    char kernel[48];
+    char variant[24];
+    char reason[96];
+    int64_t calls;
+} moe4j_kernel_variant;
+
 typedef struct moe4j_context moe4j_context;
 
 /* The calling thread's message for its most recent failed call; "" if none. Valid until the next call. */
@@ -156,6 +201,20 @@ moe4j_status moe4j_context_destroy(moe4j_context *ctx);
 moe4j_status moe4j_context_query(const moe4j_context *ctx, moe4j_context_info *out);
 
 /*
+ * The context's kernel-variant counts since its creation or the last moe4j_context_reset_kernel_variants: one entry
+ * per distinct (kernel, variant, reason), in the order each was first seen. A call is counted once it has run (CPU)
+ * or been enqueued (CUDA); calls rejected by validation are not counted. *count receives the number of entries;
+ * with out null and capacity 0 nothing else is written (ask for the size, then call again). Otherwise out must hold
+ * capacity >= that number of entries, or the call fails with MOE4J_ERROR_INVALID_ARGUMENT naming 'capacity' and the
+ * number needed, writing nothing. Host bookkeeping only: it never waits for the device, and like every call on a
+ * context it must not run concurrently with another call on that context.
+ */
+moe4j_status moe4j_context_kernel_variants(const moe4j_context *ctx, moe4j_kernel_variant *out, int32_t capacity,
+                                           int32_t *count);
+/* Forgets the context's kernel-variant counts. */
+moe4j_status moe4j_context_reset_kernel_variants(moe4j_context *ctx);
+
+/*
  * Memory of the context's device: cudaMalloc'd (never managed) for a CUDA context, 64-byte aligned host memory for
  * a CPU context. bytes > 0. Free it with moe4j_free on a context of the same device.
  */
@@ -165,13 +224,20 @@ moe4j_status moe4j_free(moe4j_context *ctx, void *ptr);
 /*
  * Copies src into dst: same dtype and shape, both contiguous, each in host memory or on a CUDA device (either side
  * may be another GPU than the context's: device-to-device copies use peer access where the GPUs allow it and are
- * staged through host memory where not). The tensors must not overlap.
+ * staged through host memory where not). The tensors must not overlap. On a CUDA context the copy is ordered after
+ * the context's earlier calls, and:
+ *  - to host memory: returns when the data is in dst (it waits for the context's earlier work, and reports its
+ *    asynchronous errors, as moe4j_synchronize does);
+ *  - from host memory to a GPU: src may be reused when the call returns (pageable memory is staged by CUDA before
+ *    the call returns; for page-locked memory, which CUDA would read later, the call waits for the copy);
+ *  - between GPUs (or within one): enqueued; dst is written in stream order, like a kernel's output.
  */
 moe4j_status moe4j_copy(moe4j_context *ctx, const moe4j_tensor *src, moe4j_tensor *dst);
 /*
- * Waits until everything the context started has finished. Kernel calls of this ABI return only after their work
- * is complete (so that errors surface from the call that caused them); this is for callers that mix in their own
- * work on the context's stream.
+ * Waits until every call made on the context so far has finished on its device, then reports the first error that
+ * arose after an earlier call returned (a device-side argument fault or a CUDA error; see "Execution" above). After
+ * it returns, the outputs of those calls may be read by any context or thread. Returns MOE4J_OK at once on a CPU
+ * context.
  */
 moe4j_status moe4j_synchronize(moe4j_context *ctx);
 
@@ -257,8 +323,9 @@ moe4j_status moe4j_gemm_nt(moe4j_context *ctx, const moe4j_tensor *a, const moe4
  *   h = SiLU(x_r · w_gate[g]ᵀ) * (x_r · w_up[g]ᵀ)   (fp32),
  *   h is quantized per token (1x128, as moe4j_quantize_fp8_per_token with fp32 scales), and
  *   d[r] = h · w_down[g]ᵀ;
- * padding rows (-1) of d are zero. The intermediate h stays in native scratch memory (on the CPU: the context's, kept
- * and reused by later calls, so a context's memory grows to what its largest call needed).
+ * padding rows (-1) of d are zero. The intermediate h stays in the context's native scratch memory (host memory on the
+ * CPU, device memory on CUDA), kept and reused by later calls, so a context's memory grows to what its largest call
+ * needed.
  * x [S, H] E4M3 with sfx [S, H/128]; w_gate and w_up: G weight groups each, [I, H] E4M3 with scales
  * [ceil(I/128), H/128] (HF weight_scale_inv); w_down: G groups [H, I] with scales [ceil(H/128), I/128]; the three
  * have the same count G; H and I multiples of 128; grouped_layout and alignment as in

@@ -3,6 +3,7 @@
 #include "../core/context.h"
 #include "../core/error.h"
 #include "../core/validate.h"
+#include "../core/variants.h"
 #if MOE4J_WITH_CUDA
 #include "../cuda/cuda_backend.h"
 #endif
@@ -25,9 +26,11 @@ extern "C" moe4j_status moe4j_silu_mul(moe4j_context *ctx, const moe4j_tensor *g
         if (!same_view(*out, *up))
             if (moe4j_status s = check.no_overlap(*out, "out", *up, "up")) return s;
 #if MOE4J_WITH_CUDA
-        if (ctx->backend == MOE4J_BACKEND_CUDA) return cuda::silu_mul(fn, ctx, *gate, *up, *out);
+        if (ctx->backend == MOE4J_BACKEND_CUDA)
+            return cuda::run(fn, ctx, [&](const cuda::Call &on) { return cuda::silu_mul(on, *gate, *up, *out); });
 #endif
         cpu::silu_mul(ctx, *gate, *up, *out);
+        count_cpu(ctx, fn, CpuCode::EveryPath);
         return MOE4J_OK;
     });
 }

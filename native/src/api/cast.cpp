@@ -3,6 +3,7 @@
 #include "../core/context.h"
 #include "../core/error.h"
 #include "../core/validate.h"
+#include "../core/variants.h"
 #if MOE4J_WITH_CUDA
 #include "../cuda/cuda_backend.h"
 #endif
@@ -24,9 +25,11 @@ extern "C" moe4j_status moe4j_cast(moe4j_context *ctx, const moe4j_tensor *src, 
         if (moe4j_status s = check.same_shape(*src, "src", *dst, "dst")) return s;
         if (moe4j_status s = check.no_overlap(*dst, "dst", *src, "src")) return s;
 #if MOE4J_WITH_CUDA
-        if (ctx->backend == MOE4J_BACKEND_CUDA) return cuda::cast(fn, ctx, *src, *dst);
+        if (ctx->backend == MOE4J_BACKEND_CUDA)
+            return cuda::run(fn, ctx, [&](const cuda::Call &on) { return cuda::cast(on, *src, *dst); });
 #endif
         cpu::cast(ctx, *src, *dst);
+        count_cpu(ctx, fn, CpuCode::NoAvx512F);
         return MOE4J_OK;
     });
 }

@@ -1,12 +1,12 @@
-// Expert-parallel dispatch (gather) and combine entry points: validation shared by all backends (index values
-// included), then dispatch.
+// Expert-parallel dispatch (gather) and combine entry points: validation shared by all backends, then dispatch. Index
+// values are checked on the host for a CPU context and by the kernels for a CUDA one (the index stays on the GPU).
 #include <string>
 
 #include "../core/context.h"
 #include "../core/error.h"
 #include "../core/validate.h"
+#include "../core/variants.h"
 #include "../cpu/dispatch.h"
-#include "staging.h"
 #if MOE4J_WITH_CUDA
 #include "../cuda/cuda_backend.h"
 #endif
@@ -15,12 +15,9 @@ using namespace moe4j;
 
 namespace {
 
-// Every index value lies in [-1, limit); `what` names what the values count.
-moe4j_status check_index(const ArgCheck &check, moe4j_context *ctx, const moe4j_tensor &index, int64_t limit,
-                         const char *what, HostStaged *staged) {
-    if (moe4j_status s = staged->stage(check.function(), ctx, index)) return s;
-    const moe4j_tensor &host = staged->tensor();
-    const auto *ids = static_cast<const int32_t *>(host.data);
+// Every value of a host index lies in [-1, limit); `what` names what the values count.
+moe4j_status check_index(const ArgCheck &check, const moe4j_tensor &index, int64_t limit, const char *what) {
+    const auto *ids = static_cast<const int32_t *>(index.data);
     const int64_t cols = index.rank == 2 ? index.shape[1] : 1;
     for (int64_t i = 0; i < index.shape[0]; ++i)
         for (int64_t j = 0; j < cols; ++j) {
@@ -53,12 +50,13 @@ extern "C" moe4j_status moe4j_gather_rows(moe4j_context *ctx, const moe4j_tensor
         if (moe4j_status s = check.shape(*index, "index", {rows}, "one source row per row of 'dst'")) return s;
         if (moe4j_status s = check.no_overlap(*dst, "dst", *src, "src")) return s;
         if (moe4j_status s = check.no_overlap(*dst, "dst", *index, "index")) return s;
-        HostStaged staged;
-        if (moe4j_status s = check_index(check, ctx, *index, src->shape[0], "(rows of 'src')", &staged)) return s;
 #if MOE4J_WITH_CUDA
-        if (ctx->backend == MOE4J_BACKEND_CUDA) return cuda::gather_rows(fn, ctx, *src, *index, *dst);
+        if (ctx->backend == MOE4J_BACKEND_CUDA)
+            return cuda::run(fn, ctx, [&](const cuda::Call &on) { return cuda::gather_rows(on, *src, *index, *dst); });
 #endif
-        cpu::gather_rows(ctx, *src, staged.tensor(), *dst);
+        if (moe4j_status s = check_index(check, *index, src->shape[0], "(rows of 'src')")) return s;
+        cpu::gather_rows(ctx, *src, *index, *dst);
+        count_cpu(ctx, fn, CpuCode::NoAvx512F);
         return MOE4J_OK;
     });
 }
@@ -85,12 +83,15 @@ extern "C" moe4j_status moe4j_combine_rows(moe4j_context *ctx, const moe4j_tenso
         if (moe4j_status s = check.no_overlap(*out, "out", *rows, "rows")) return s;
         if (moe4j_status s = check.no_overlap(*out, "out", *index, "index")) return s;
         if (moe4j_status s = check.no_overlap(*out, "out", *weights, "weights")) return s;
-        HostStaged staged;
-        if (moe4j_status s = check_index(check, ctx, *index, rows->shape[0], "(rows of 'rows')", &staged)) return s;
 #if MOE4J_WITH_CUDA
-        if (ctx->backend == MOE4J_BACKEND_CUDA) return cuda::combine_rows(fn, ctx, *rows, *index, *weights, base, *out);
+        if (ctx->backend == MOE4J_BACKEND_CUDA)
+            return cuda::run(fn, ctx, [&](const cuda::Call &on) {
+                return cuda::combine_rows(on, *rows, *index, *weights, base, *out);
+            });
 #endif
-        cpu::combine_rows(ctx, *rows, staged.tensor(), *weights, base, *out);
+        if (moe4j_status s = check_index(check, *index, rows->shape[0], "(rows of 'rows')")) return s;
+        cpu::combine_rows(ctx, *rows, *index, *weights, base, *out);
+        count_cpu(ctx, fn, CpuCode::NoAvx512F);
         return MOE4J_OK;
     });
 }

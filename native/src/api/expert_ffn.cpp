@@ -4,9 +4,9 @@
 #include "../core/context.h"
 #include "../core/error.h"
 #include "../core/validate.h"
+#include "../core/variants.h"
 #include "../cpu/expert_ffn.h"
 #include "gemm_args.h"
-#include "staging.h"
 #if MOE4J_WITH_CUDA
 #include "../cuda/cuda_backend.h"
 #endif
@@ -52,12 +52,22 @@ extern "C" moe4j_status moe4j_fp8_expert_ffn_contiguous(moe4j_context *ctx, cons
         if (moe4j_status s = check_output_groups(check, *d, *w_up, "w_up")) return s;
         if (moe4j_status s = check_output_groups(check, *d, *w_down, "w_down")) return s;
 
+        if (alignment <= 0)
+            return check.invalid("argument 'alignment': " + std::to_string(alignment) + " is not positive");
+        if (rows % alignment != 0)
+            return check.invalid("argument 'grouped_layout': " + std::to_string(rows) +
+                                 " rows are not a multiple of the alignment " + std::to_string(alignment));
+#if MOE4J_WITH_CUDA
+        if (ctx->backend == MOE4J_BACKEND_CUDA) {
+            const cuda::ExpertFfnCall call{x,      sfx,   w_gate,         w_up,      w_down, groups,
+                                           hidden, inter, grouped_layout, alignment, d};
+            return cuda::run(fn, ctx, [&](const cuda::Call &on) { return cuda::expert_ffn(on, call); });
+        }
+#endif
         cpu::ExpertFfnArgs args{x, inter, {}, {}, {}};
         args.gate = {x, sfx, nullptr, nullptr, inter, hidden, {}, {}};
         for (int64_t g = 0; g < groups; ++g) args.gate.groups.push_back(group_weights(*w_gate, g));
-        HostStaged layout;
-        if (moe4j_status s = layout.stage(fn, ctx, *grouped_layout)) return s;
-        if (moe4j_status s = read_contiguous_layout(check, layout.tensor(), alignment, &args.gate)) return s;
+        if (moe4j_status s = read_contiguous_layout(check, *grouped_layout, alignment, &args.gate)) return s;
         args.up = {x, sfx, nullptr, nullptr, inter, hidden, {}, args.gate.zero_rows};
         args.down = {nullptr, nullptr, nullptr, d, hidden, inter, {}, args.gate.zero_rows};
         for (int64_t g = 0; g < groups; ++g) {
@@ -66,10 +76,9 @@ extern "C" moe4j_status moe4j_fp8_expert_ffn_contiguous(moe4j_context *ctx, cons
             args.down.groups.push_back(group_weights(*w_down, g));
             args.down.groups.back().rows = args.gate.groups[g].rows;
         }
-#if MOE4J_WITH_CUDA
-        if (ctx->backend == MOE4J_BACKEND_CUDA) return cuda::expert_ffn(fn, ctx, args);
-#endif
-        cpu::expert_ffn(ctx, args);
+        const cpu::ExpertFfnKernels kernels = cpu::expert_ffn(ctx, args);
+        count_cpu(ctx, fn, CpuCode::EveryPath, kernels.gate_up, "gate_up");
+        count_cpu(ctx, fn, CpuCode::EveryPath, kernels.down, "down");
         return MOE4J_OK;
     });
 }

@@ -1,14 +1,15 @@
-// FP8 GEMM entry points (plain, grouped contiguous, grouped masked): validation shared by all backends,
-// then dispatch. Every layout is reduced to groups of rows sharing one weight matrix.
+// FP8 GEMM entry points (plain, grouped contiguous, grouped masked): validation shared by all backends, then
+// dispatch. On the CPU every layout is reduced to groups of rows sharing one weight matrix, read from the host tables;
+// CUDA takes the layout tables as they are (in device memory) and its kernels check them.
 #include <string>
 
 #include "../core/context.h"
 #include "../core/error.h"
 #include "../core/validate.h"
+#include "../core/variants.h"
 #include "../cpu/fp8_gemm.h"
 #include "../cpu/gemm.h"
 #include "gemm_args.h"
-#include "staging.h"
 #if MOE4J_WITH_CUDA
 #include "../cuda/cuda_backend.h"
 #endif
@@ -17,13 +18,8 @@ using namespace moe4j;
 
 namespace {
 
-moe4j_status dispatch(const ArgCheck &check, moe4j_context *ctx, const cpu::Fp8GemmArgs &args) {
-#if MOE4J_WITH_CUDA
-    if (ctx->backend == MOE4J_BACKEND_CUDA) return cuda::fp8_gemm(check.function(), ctx, args);
-#else
-    (void)check;
-#endif
-    cpu::fp8_gemm(ctx, args);
+moe4j_status run_cpu(const char *fn, moe4j_context *ctx, const cpu::Fp8GemmArgs &args) {
+    count_cpu(ctx, fn, CpuCode::EveryPath, cpu::fp8_gemm(ctx, args));
     return MOE4J_OK;
 }
 
@@ -54,6 +50,12 @@ extern "C" moe4j_status moe4j_fp8_gemm_nt(moe4j_context *ctx, const moe4j_tensor
         if (moe4j_status s = check_output(check, *d, {{a, "a"}, {sfa, "sfa"}, {b, "b"}, {sfb, "sfb"}, {c, "c"}}))
             return s;
 
+#if MOE4J_WITH_CUDA
+        if (ctx->backend == MOE4J_BACKEND_CUDA) {
+            const cuda::Fp8GemmCall call{a, sfa, c, d, n, k, b, sfb, 1, cuda::RowLayout::Plain, nullptr, 0, nullptr};
+            return cuda::run(fn, ctx, [&](const cuda::Call &on) { return cuda::fp8_gemm(on, call); });
+        }
+#endif
         cpu::Fp8GemmArgs args{a, sfa, c, d, n, k, {}, {}};
         cpu::GemmGroup group{static_cast<const uint8_t *>(b->data),
                              b->strides[0],
@@ -63,7 +65,7 @@ extern "C" moe4j_status moe4j_fp8_gemm_nt(moe4j_context *ctx, const moe4j_tensor
                              {}};
         for (int64_t r = 0; r < m; ++r) group.rows.push_back(r);
         args.groups.push_back(std::move(group));
-        return dispatch(check, ctx, args);
+        return run_cpu(fn, ctx, args);
     });
 }
 
@@ -96,12 +98,28 @@ extern "C" moe4j_status moe4j_grouped_fp8_gemm_contiguous(moe4j_context *ctx, co
             return s;
         if (moe4j_status s = check_output_groups(check, *d, *b, "b")) return s;
 
+#if MOE4J_WITH_CUDA
+        if (ctx->backend == MOE4J_BACKEND_CUDA) {
+            const cuda::Fp8GemmCall call{a,
+                                         sfa,
+                                         nullptr,
+                                         d,
+                                         n,
+                                         k,
+                                         b->weights,
+                                         b->scales,
+                                         groups,
+                                         cuda::RowLayout::Contiguous,
+                                         grouped_layout,
+                                         alignment,
+                                         nullptr};
+            return cuda::run(fn, ctx, [&](const cuda::Call &on) { return cuda::fp8_gemm(on, call); });
+        }
+#endif
         cpu::Fp8GemmArgs args{a, sfa, nullptr, d, n, k, {}, {}};
         for (int64_t g = 0; g < groups; ++g) args.groups.push_back(group_weights(*b, g));
-        HostStaged layout;
-        if (moe4j_status s = layout.stage(fn, ctx, *grouped_layout)) return s;
-        if (moe4j_status s = read_contiguous_layout(check, layout.tensor(), alignment, &args)) return s;
-        return dispatch(check, ctx, args);
+        if (moe4j_status s = read_contiguous_layout(check, *grouped_layout, alignment, &args)) return s;
+        return run_cpu(fn, ctx, args);
     });
 }
 
@@ -125,11 +143,16 @@ extern "C" moe4j_status moe4j_grouped_fp8_gemm_masked(moe4j_context *ctx, const 
         if (moe4j_status s = check_output(check, *d, {{a, "a"}, {sfa, "sfa"}, {masked_m, "masked_m"}})) return s;
         if (moe4j_status s = check_output_groups(check, *d, *b, "b")) return s;
 
+#if MOE4J_WITH_CUDA
+        if (ctx->backend == MOE4J_BACKEND_CUDA) {
+            const cuda::Fp8GemmCall call{
+                a, sfa, nullptr, d, n, k, b->weights, b->scales, groups, cuda::RowLayout::Masked, nullptr, 0, masked_m};
+            return cuda::run(fn, ctx, [&](const cuda::Call &on) { return cuda::fp8_gemm(on, call); });
+        }
+#endif
         cpu::Fp8GemmArgs args{a, sfa, nullptr, d, n, k, {}, {}};
-        HostStaged counts;
-        if (moe4j_status s = counts.stage(fn, ctx, *masked_m)) return s;
         for (int64_t g = 0; g < groups; ++g) {
-            const int32_t count = read_i32(counts.tensor(), g);
+            const int32_t count = read_i32(*masked_m, g);
             if (count < 0 || count > m_max)
                 return check.invalid("argument 'masked_m': group " + std::to_string(g) + " has " +
                                      std::to_string(count) + " rows, outside [0, " + std::to_string(m_max) + "]");
@@ -137,7 +160,7 @@ extern "C" moe4j_status moe4j_grouped_fp8_gemm_masked(moe4j_context *ctx, const 
             for (int64_t i = 0; i < count; ++i) group.rows.push_back(g * m_max + i);
             args.groups.push_back(std::move(group));
         }
-        return dispatch(check, ctx, args);
+        return run_cpu(fn, ctx, args);
     });
 }
 
@@ -173,9 +196,11 @@ extern "C" moe4j_status moe4j_gemm_nt(moe4j_context *ctx, const moe4j_tensor *a,
         if (moe4j_status s = expect(*d, "d", m, n, batched ? "[B, M, N]" : "[M, N]")) return s;
         if (moe4j_status s = check_output(check, *d, {{a, "a"}, {b, "b"}, {c, "c"}})) return s;
 #if MOE4J_WITH_CUDA
-        if (ctx->backend == MOE4J_BACKEND_CUDA) return cuda::gemm_nt(fn, ctx, *a, *b, c, *d);
+        if (ctx->backend == MOE4J_BACKEND_CUDA)
+            return cuda::run(fn, ctx, [&](const cuda::Call &on) { return cuda::gemm_nt(on, *a, *b, c, *d); });
 #endif
         cpu::gemm_nt(ctx, *a, *b, c, *d);
+        count_cpu(ctx, fn, CpuCode::NoAvx512F);
         return MOE4J_OK;
     });
 }

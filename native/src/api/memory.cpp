@@ -64,7 +64,8 @@ extern "C" moe4j_status moe4j_alloc(moe4j_context *ctx, int64_t bytes, void **ou
         if (bytes <= 0) return check.invalid("argument 'bytes': " + std::to_string(bytes) + " is not positive");
         *out = nullptr;
 #if MOE4J_WITH_CUDA
-        if (ctx->backend == MOE4J_BACKEND_CUDA) return cuda::alloc(fn, ctx, bytes, out);
+        if (ctx->backend == MOE4J_BACKEND_CUDA)
+            return cuda::run(fn, ctx, [&](const cuda::Call &on) { return cuda::alloc(on, bytes, out); });
 #endif
         const int64_t rounded = (bytes + kHostAlignment - 1) / kHostAlignment * kHostAlignment;
         void *p = std::aligned_alloc(kHostAlignment, static_cast<size_t>(rounded));
@@ -81,7 +82,8 @@ extern "C" moe4j_status moe4j_free(moe4j_context *ctx, void *ptr) {
         if (moe4j_status s = check_context(fn, ctx)) return s;
         if (ptr == nullptr) return MOE4J_OK;
 #if MOE4J_WITH_CUDA
-        if (ctx->backend == MOE4J_BACKEND_CUDA) return cuda::free(fn, ctx, ptr);
+        if (ctx->backend == MOE4J_BACKEND_CUDA)
+            return cuda::run_keeping_earlier_errors(fn, ctx, [&](const cuda::Call &on) { return cuda::free(on, ptr); });
 #endif
         std::free(ptr);
         return MOE4J_OK;
@@ -104,7 +106,9 @@ extern "C" moe4j_status moe4j_copy(moe4j_context *ctx, const moe4j_tensor *src, 
         if (bytes == 0) return MOE4J_OK;
 #if MOE4J_WITH_CUDA
         if (ctx->backend == MOE4J_BACKEND_CUDA)
-            return cuda::copy(fn, ctx, dst->data, dst->device, src->data, src->device, bytes);
+            return cuda::run(fn, ctx, [&](const cuda::Call &on) {
+                return cuda::copy(on, dst->data, dst->device, src->data, src->device, bytes);
+            });
 #endif
         std::memcpy(dst->data, src->data, static_cast<size_t>(bytes));
         return MOE4J_OK;
@@ -115,7 +119,8 @@ extern "C" moe4j_status moe4j_synchronize(moe4j_context *ctx) {
     return guarded(__func__, [&](const char *fn) -> moe4j_status {
         if (moe4j_status s = check_context(fn, ctx)) return s;
 #if MOE4J_WITH_CUDA
-        if (ctx->backend == MOE4J_BACKEND_CUDA) return cuda::synchronize(fn, ctx);
+        if (ctx->backend == MOE4J_BACKEND_CUDA)
+            return cuda::run(fn, ctx, [&](const cuda::Call &on) { return cuda::synchronize(on); });
 #endif
         return MOE4J_OK;
     });

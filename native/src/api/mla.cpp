@@ -1,5 +1,6 @@
 // MLA entry points (decode over the paged latent cache, appending tokens to it): validation shared by all
-// backends (block ids, slots and sequence lengths included), then dispatch.
+// backends, then dispatch. Block ids, slots and sequence lengths are checked on the host for a CPU context and by the
+// kernels for a CUDA one (the tables stay on the GPU).
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -8,8 +9,8 @@
 #include "../core/context.h"
 #include "../core/error.h"
 #include "../core/validate.h"
+#include "../core/variants.h"
 #include "../cpu/mla.h"
-#include "staging.h"
 #if MOE4J_WITH_CUDA
 #include "../cuda/cuda_backend.h"
 #endif
@@ -84,12 +85,17 @@ extern "C" moe4j_status moe4j_mla_decode(moe4j_context *ctx, const moe4j_tensor 
                                       {cache_seqlens, "cache_seqlens"}})
             if (moe4j_status s = check.no_overlap(*lse, "lse", *t, name)) return s;
 
+#if MOE4J_WITH_CUDA
+        if (ctx->backend == MOE4J_BACKEND_CUDA) {
+            const cpu::MlaDecodeArgs args{q,           kcache, block_table, cache_seqlens, out, lse,  softmax_scale,
+                                          causal != 0, fp8,    batch,       s_q,           h_q, h_kv, d,
+                                          dv,          -1};
+            return cuda::run(fn, ctx, [&](const cuda::Call &on) { return cuda::mla_decode(on, args); });
+        }
+#endif
         // Every block a sequence reaches must exist: the kernel trusts the table after this.
-        HostStaged staged_lengths, staged_table;
-        if (moe4j_status s = staged_lengths.stage(fn, ctx, *cache_seqlens)) return s;
-        if (moe4j_status s = staged_table.stage(fn, ctx, *block_table)) return s;
-        const auto *lengths = static_cast<const int32_t *>(staged_lengths.tensor().data);
-        const auto *table = static_cast<const int32_t *>(staged_table.tensor().data);
+        const auto *lengths = static_cast<const int32_t *>(cache_seqlens->data);
+        const auto *table = static_cast<const int32_t *>(block_table->data);
         int64_t max_seqlen = 0;
         for (int64_t i = 0; i < batch; ++i) {
             const int64_t len = lengths[i * cache_seqlens->strides[0]];
@@ -114,10 +120,8 @@ extern "C" moe4j_status moe4j_mla_decode(moe4j_context *ctx, const moe4j_tensor 
         const cpu::MlaDecodeArgs args{q,           kcache,    block_table, cache_seqlens, out, lse,  softmax_scale,
                                       causal != 0, fp8,       batch,       s_q,           h_q, h_kv, d,
                                       dv,          max_seqlen};
-#if MOE4J_WITH_CUDA
-        if (ctx->backend == MOE4J_BACKEND_CUDA) return cuda::mla_decode(fn, ctx, args);
-#endif
         cpu::mla_decode(ctx, args);
+        count_cpu(ctx, fn, CpuCode::NoAvx512F, ctx->reproducible() ? "splits at fixed 512-token positions" : nullptr);
         return MOE4J_OK;
     });
 }
@@ -140,12 +144,15 @@ extern "C" moe4j_status moe4j_mla_cache_append(moe4j_context *ctx, const moe4j_t
                                  std::to_string(h_kv));
         if (moe4j_status s = check.no_overlap(*kcache, "kcache", *kv, "kv")) return s;
         if (moe4j_status s = check.no_overlap(*kcache, "kcache", *slot_mapping, "slot_mapping")) return s;
+#if MOE4J_WITH_CUDA
+        if (ctx->backend == MOE4J_BACKEND_CUDA)
+            return cuda::run(
+                fn, ctx, [&](const cuda::Call &on) { return cuda::mla_cache_append(on, *kv, *slot_mapping, *kcache); });
+#endif
         const int64_t slots = kcache->shape[0] * cpu::kMlaBlockTokens;
-        HostStaged staged_slots;
-        if (moe4j_status s = staged_slots.stage(fn, ctx, *slot_mapping)) return s;
         std::vector<int32_t> used;
         for (int64_t i = 0; i < tokens; ++i) {
-            const int32_t slot = static_cast<const int32_t *>(staged_slots.tensor().data)[i * slot_mapping->strides[0]];
+            const int32_t slot = static_cast<const int32_t *>(slot_mapping->data)[i * slot_mapping->strides[0]];
             if (slot < -1 || slot >= slots)
                 return check.invalid("argument 'slot_mapping': token " + std::to_string(i) + " maps to slot " +
                                      std::to_string(slot) + ", outside [-1, " + std::to_string(slots) + ")");
@@ -155,10 +162,8 @@ extern "C" moe4j_status moe4j_mla_cache_append(moe4j_context *ctx, const moe4j_t
         const auto twice = std::adjacent_find(used.begin(), used.end());
         if (twice != used.end())
             return check.invalid("argument 'slot_mapping': slot " + std::to_string(*twice) + " is given to two tokens");
-#if MOE4J_WITH_CUDA
-        if (ctx->backend == MOE4J_BACKEND_CUDA) return cuda::mla_cache_append(fn, ctx, *kv, *slot_mapping, *kcache);
-#endif
         cpu::mla_cache_append(ctx, *kv, *slot_mapping, *kcache);
+        count_cpu(ctx, fn, CpuCode::NoAvx512F);
         return MOE4J_OK;
     });
 }

@@ -5,6 +5,7 @@
 #include "../core/context.h"
 #include "../core/error.h"
 #include "../core/validate.h"
+#include "../core/variants.h"
 #include "../cpu/norm.h"
 #if MOE4J_WITH_CUDA
 #include "../cuda/cuda_backend.h"
@@ -46,9 +47,13 @@ extern "C" moe4j_status moe4j_rms_norm(moe4j_context *ctx, const moe4j_tensor *x
         if (sum_out != nullptr)
             if (moe4j_status s = check.no_overlap(*y, "y", *sum_out, "sum_out")) return s;
 #if MOE4J_WITH_CUDA
-        if (ctx->backend == MOE4J_BACKEND_CUDA) return cuda::rms_norm(fn, ctx, *x, residual, *weight, eps, sum_out, *y);
+        if (ctx->backend == MOE4J_BACKEND_CUDA)
+            return cuda::run(fn, ctx, [&](const cuda::Call &on) {
+                return cuda::rms_norm(on, *x, residual, *weight, eps, sum_out, *y);
+            });
 #endif
         cpu::rms_norm(ctx, *x, residual, *weight, eps, sum_out, *y);
+        count_cpu(ctx, fn, CpuCode::EveryPath);
         return MOE4J_OK;
     });
 }

@@ -4,6 +4,7 @@
 #include "../core/context.h"
 #include "../core/error.h"
 #include "../core/validate.h"
+#include "../core/variants.h"
 #include "../cpu/quantize.h"
 #if MOE4J_WITH_CUDA
 #include "../cuda/cuda_backend.h"
@@ -40,11 +41,14 @@ moe4j_status quantize(const char *fn, moe4j_context *ctx, const moe4j_tensor *x,
     if (moe4j_status s = check.no_overlap(*q, "q", *x, x_name)) return s;
     if (moe4j_status s = check.no_overlap(*scales, scales_name, *x, x_name)) return s;
     if (moe4j_status s = check.no_overlap(*scales, scales_name, *q, "q")) return s;
+    const bool ue8m0 = scale_format == MOE4J_SCALE_UE8M0;
 #if MOE4J_WITH_CUDA
     if (ctx->backend == MOE4J_BACKEND_CUDA)
-        return cuda::quantize(check.function(), ctx, *x, *q, *scales, block_rows, scale_format == MOE4J_SCALE_UE8M0);
+        return cuda::run(fn, ctx,
+                         [&](const cuda::Call &on) { return cuda::quantize(on, *x, *q, *scales, block_rows, ue8m0); });
 #endif
-    cpu::quantize_fp8(ctx, *x, *q, *scales, block_rows, scale_format == MOE4J_SCALE_UE8M0);
+    cpu::quantize_fp8(ctx, *x, *q, *scales, block_rows, ue8m0);
+    count_cpu(ctx, fn, CpuCode::NoAvx512F);
     return MOE4J_OK;
 }
 
@@ -82,9 +86,12 @@ extern "C" moe4j_status moe4j_dequantize_fp8(moe4j_context *ctx, const moe4j_ten
         if (moe4j_status s = check.no_overlap(*out, "out", *q, "q")) return s;
         if (moe4j_status s = check.no_overlap(*out, "out", *scales, "scales")) return s;
 #if MOE4J_WITH_CUDA
-        if (ctx->backend == MOE4J_BACKEND_CUDA) return cuda::dequantize(fn, ctx, *q, *scales, block_rows, *out);
+        if (ctx->backend == MOE4J_BACKEND_CUDA)
+            return cuda::run(fn, ctx,
+                             [&](const cuda::Call &on) { return cuda::dequantize(on, *q, *scales, block_rows, *out); });
 #endif
         cpu::dequantize_fp8(ctx, *q, *scales, block_rows, *out);
+        count_cpu(ctx, fn, CpuCode::NoAvx512F);
         return MOE4J_OK;
     });
 }

@@ -1,12 +1,13 @@
-// RoPE entry point: validation shared by all backends (position values included), then dispatch.
+// RoPE entry point: validation shared by all backends, then dispatch. Position values are checked on the host for a
+// CPU context and by the kernel for a CUDA one.
 #include <cmath>
 #include <string>
 
 #include "../core/context.h"
 #include "../core/error.h"
 #include "../core/validate.h"
+#include "../core/variants.h"
 #include "../cpu/rope.h"
-#include "staging.h"
 #if MOE4J_WITH_CUDA
 #include "../cuda/cuda_backend.h"
 #endif
@@ -34,18 +35,19 @@ extern "C" moe4j_status moe4j_rope(moe4j_context *ctx, const moe4j_tensor *x, co
             if (moe4j_status s = check.no_overlap(*out, "out", *x, "x")) return s;
         if (moe4j_status s = check.no_overlap(*out, "out", *positions, "positions")) return s;
         if (moe4j_status s = check.no_overlap(*out, "out", *freqs, "freqs")) return s;
-        HostStaged staged;
-        if (moe4j_status s = staged.stage(fn, ctx, *positions)) return s;
-        const auto *values = static_cast<const int32_t *>(staged.tensor().data);
+#if MOE4J_WITH_CUDA
+        if (ctx->backend == MOE4J_BACKEND_CUDA)
+            return cuda::run(fn, ctx, [&](const cuda::Call &on) {
+                return cuda::rope(on, *x, *positions, *freqs, rotation_scale, *out);
+            });
+#endif
+        const auto *values = static_cast<const int32_t *>(positions->data);
         for (int64_t t = 0; t < tokens; ++t)
             if (values[t * positions->strides[0]] < 0)
                 return check.invalid("argument 'positions': entry " + std::to_string(t) + " is " +
                                      std::to_string(values[t * positions->strides[0]]) + ", must be >= 0");
-#if MOE4J_WITH_CUDA
-        if (ctx->backend == MOE4J_BACKEND_CUDA)
-            return cuda::rope(fn, ctx, *x, *positions, *freqs, rotation_scale, *out);
-#endif
-        cpu::rope(ctx, *x, staged.tensor(), *freqs, rotation_scale, *out);
+        cpu::rope(ctx, *x, *positions, *freqs, rotation_scale, *out);
+        count_cpu(ctx, fn, CpuCode::EveryPath);
         return MOE4J_OK;
     });
 }

@@ -1,6 +1,8 @@
 #include "context.h"
 
+#include <algorithm>
 #include <cstddef>
+#include <cstring>
 #include <string>
 #include <thread>
 
@@ -12,7 +14,7 @@
 
 namespace moe4j {
 
-constexpr int32_t kAbiVersion = 5;
+constexpr int32_t kAbiVersion = 6;
 constexpr int32_t kMaxThreads = 1024;
 
 moe4j_status check_context(const char *function, const moe4j_context *ctx) {
@@ -139,6 +141,61 @@ extern "C" moe4j_status moe4j_context_query(const moe4j_context *ctx, moe4j_cont
     });
 }
 
+namespace {
+
+// Copies s into a fixed char array, truncated to fit, always NUL-terminated.
+template <size_t N>
+void copy_name(char (&to)[N], const std::string &s) {
+    const size_t n = std::min(N - 1, s.size());
+    std::memcpy(to, s.data(), n);
+    to[n] = '\0';
+}
+
+}  // namespace
+
+extern "C" moe4j_status moe4j_context_kernel_variants(const moe4j_context *ctx, moe4j_kernel_variant *out,
+                                                      int32_t capacity, int32_t *count) {
+    return guarded(__func__, [&](const char *fn) -> moe4j_status {
+        if (moe4j_status s = check_context(fn, ctx)) return s;
+        const std::string prefix = std::string(fn) + ": argument ";
+        if (count == nullptr) return fail(MOE4J_ERROR_INVALID_ARGUMENT, prefix + "'count' is null");
+        if (capacity < 0)
+            return fail(MOE4J_ERROR_INVALID_ARGUMENT,
+                        prefix + "'capacity': " + std::to_string(capacity) + " is negative");
+        const auto &entries = ctx->variants.entries();
+        const auto needed = static_cast<int32_t>(entries.size());
+        if (out == nullptr && capacity == 0) {
+            *count = needed;
+            return MOE4J_OK;
+        }
+        if (out == nullptr)
+            return fail(MOE4J_ERROR_INVALID_ARGUMENT, prefix + "'out' is null with capacity " +
+                                                          std::to_string(capacity) +
+                                                          " (pass null and 0 to ask for the number of entries)");
+        if (capacity < needed)
+            return fail(MOE4J_ERROR_INVALID_ARGUMENT, prefix + "'capacity': " + std::to_string(capacity) +
+                                                          " entries, but the context has " + std::to_string(needed));
+        for (int32_t i = 0; i < needed; ++i) {
+            moe4j_kernel_variant v{};
+            copy_name(v.kernel, entries[i].kernel);
+            copy_name(v.variant, entries[i].variant);
+            copy_name(v.reason, entries[i].reason);
+            v.calls = entries[i].calls;
+            out[i] = v;
+        }
+        *count = needed;
+        return MOE4J_OK;
+    });
+}
+
+extern "C" moe4j_status moe4j_context_reset_kernel_variants(moe4j_context *ctx) {
+    return guarded(__func__, [&](const char *fn) -> moe4j_status {
+        if (moe4j_status s = check_context(fn, ctx)) return s;
+        ctx->variants.reset();
+        return MOE4J_OK;
+    });
+}
+
 // The Java bindings hard-code these layouts (BindingsTest checks the same numbers on the Java side).
 static_assert(sizeof(moe4j_tensor) == 96 && offsetof(moe4j_tensor, shape) == 32 &&
                   offsetof(moe4j_tensor, strides) == 64,
@@ -149,3 +206,6 @@ static_assert(sizeof(moe4j_context_options) == 20 && sizeof(moe4j_context_info) 
 static_assert(sizeof(moe4j_fp8_weight_groups) == 24 && offsetof(moe4j_fp8_weight_groups, weights) == 8 &&
                   offsetof(moe4j_fp8_weight_groups, scales) == 16,
               "moe4j_fp8_weight_groups layout changed: regenerate the bindings");
+static_assert(sizeof(moe4j_kernel_variant) == 176 && offsetof(moe4j_kernel_variant, variant) == 48 &&
+                  offsetof(moe4j_kernel_variant, reason) == 72 && offsetof(moe4j_kernel_variant, calls) == 168,
+              "moe4j_kernel_variant layout changed: regenerate the bindings");

@@ -6,6 +6,7 @@
 
 #include "moe4j.h"
 #include "thread_pool.h"
+#include "variants.h"
 
 namespace moe4j {
 namespace cuda {
@@ -24,6 +25,8 @@ struct moe4j_context {
     // threads' tiles): grown when a call needs more, never shrunk, freed with the context. A context runs one call
     // at a time (its thread pool is not re-entrant), so one buffer serves every kernel.
     std::vector<float> host_scratch;
+    // Which kernel variant each call ran (moe4j_context_kernel_variants).
+    moe4j::VariantCounts variants;
 
     bool reproducible() const { return (flags & MOE4J_CONTEXT_REPRODUCIBLE) != 0; }
     bool simple_kernels() const { return (flags & MOE4J_CONTEXT_SIMPLE_KERNELS) != 0; }

@@ -15,15 +15,15 @@ int64_t round_up16(int64_t n) { return (n + 15) / 16 * 16; }
 // The unfused form, for calls fp8_gate_up_silu declines (groups on the packed-panel kernel): gate and up GEMMs into
 // f32 buffers, SiLU(gate) * up over the real rows, then quantize_fp8 into h. Buffers come from `gate_up`, which holds
 // 2 * rows * inter floats.
-void gate_up_unfused(moe4j_context *ctx, ExpertFfnArgs &args, float *gate_up, const moe4j_tensor &h_t,
-                     const moe4j_tensor &h_scales_t) {
+const char *gate_up_unfused(moe4j_context *ctx, ExpertFfnArgs &args, float *gate_up, const moe4j_tensor &h_t,
+                            const moe4j_tensor &h_scales_t) {
     const int64_t rows = args.x->shape[0], inter = args.intermediate;
     float *gate = gate_up, *up = gate_up + rows * inter;
     const moe4j_tensor gate_t = dense_matrix(gate, MOE4J_F32, rows, inter, MOE4J_HOST_MEMORY);
     const moe4j_tensor up_t = dense_matrix(up, MOE4J_F32, rows, inter, MOE4J_HOST_MEMORY);
     args.gate.d = &gate_t;
     args.up.d = &up_t;
-    fp8_gemm(ctx, args.gate);  // padding rows of gate and up are zeroed, so h is 0 there
+    const char *kernel = fp8_gemm(ctx, args.gate);  // padding rows of gate and up are zeroed, so h is 0 there
     fp8_gemm(ctx, args.up);
     for (const GemmGroup &group : args.gate.groups) {
         parallel_for(*ctx->pool, static_cast<int64_t>(group.rows.size()), grain_for(inter * 16),
@@ -36,11 +36,12 @@ void gate_up_unfused(moe4j_context *ctx, ExpertFfnArgs &args, float *gate_up, co
                      });
     }
     quantize_fp8(ctx, gate_t, h_t, h_scales_t, 1, false);
+    return kernel;
 }
 
 }  // namespace
 
-void expert_ffn(moe4j_context *ctx, ExpertFfnArgs &args) {
+ExpertFfnKernels expert_ffn(moe4j_context *ctx, ExpertFfnArgs &args) {
     const int64_t rows = args.x->shape[0], inter = args.intermediate, blocks = inter / 128;
     // Scratch from the context, reused across calls: h [rows, inter] e4m3, its scales [rows, inter / 128], then
     // `work` floats: the fused pass's per-worker tiles, or the unfused form's f32 gate and up.
@@ -59,12 +60,13 @@ void expert_ffn(moe4j_context *ctx, ExpertFfnArgs &args) {
     if (!fused) reserve(2 * rows * inter);
     const moe4j_tensor h_t = dense_matrix(h, MOE4J_E4M3, rows, inter, MOE4J_HOST_MEMORY);
     const moe4j_tensor h_scales_t = dense_matrix(h_scales, MOE4J_F32, rows, blocks, MOE4J_HOST_MEMORY);
-    if (!fused) gate_up_unfused(ctx, args, work, h_t, h_scales_t);
+    const char *gate_up = "fused gate/up pass, row kernel";
+    if (!fused) gate_up = gate_up_unfused(ctx, args, work, h_t, h_scales_t);
 
     // Rows outside every group (contiguous-layout padding) are never read: the down GEMM zeroes their outputs.
     args.down.a = &h_t;
     args.down.sfa = &h_scales_t;
-    fp8_gemm(ctx, args.down);
+    return {gate_up, fp8_gemm(ctx, args.down)};
 }
 
 }  // namespace moe4j::cpu

@@ -15,6 +15,12 @@ struct ExpertFfnArgs {
     Fp8GemmArgs gate, up, down;
 };
 
-void expert_ffn(moe4j_context *ctx, ExpertFfnArgs &args);
+// The sub-kernels an expert FFN call ran, for the context's variant counts.
+struct ExpertFfnKernels {
+    const char *gate_up;  // the fused gate/up pass on the row kernel, or the GEMMs' kernel where it declined
+    const char *down;     // fp8_gemm's
+};
+
+ExpertFfnKernels expert_ffn(moe4j_context *ctx, ExpertFfnArgs &args);
 
 }  // namespace moe4j::cpu

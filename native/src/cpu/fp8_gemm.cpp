@@ -1115,10 +1115,13 @@ struct Driver {
 };
 
 template <typename Path>
-void run_path(moe4j_context *ctx, const Fp8GemmArgs &args) {
+const char *run_path(moe4j_context *ctx, const Fp8GemmArgs &args) {
     // A reproducible context keeps every row on the row kernel, whose result for a row does not depend on the
     // other rows of its group.
-    Driver<Path>(args, row_codec(ctx->isa), !ctx->reproducible()).execute(*ctx->pool);
+    Driver<Path> driver(args, row_codec(ctx->isa), !ctx->reproducible());
+    const bool panels = driver.uses_panels();
+    driver.execute(*ctx->pool);
+    return panels ? kFp8PanelKernel : kFp8RowKernel;
 }
 
 template <typename Path>
@@ -1147,7 +1150,7 @@ bool fp8_gate_up_silu(moe4j_context *ctx, const Fp8GemmArgs &gate, const Fp8Gemm
     }
 }
 
-void fp8_gemm(moe4j_context *ctx, const Fp8GemmArgs &args) {
+const char *fp8_gemm(moe4j_context *ctx, const Fp8GemmArgs &args) {
     switch (ctx->isa) {
         case MOE4J_ISA_AVX512_BF16: return run_path<Avx512Bf16Path>(ctx, args);
         case MOE4J_ISA_AVX512: return run_path<Avx512Path>(ctx, args);

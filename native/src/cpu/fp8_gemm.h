@@ -28,7 +28,12 @@ struct Fp8GemmArgs {
     std::vector<int64_t> zero_rows;  // rows of d to set to zero (contiguous-layout padding)
 };
 
-void fp8_gemm(moe4j_context *ctx, const Fp8GemmArgs &args);
+// Which sub-kernel fp8_gemm ran, for the context's variant counts.
+constexpr const char *kFp8RowKernel = "row kernel";
+constexpr const char *kFp8PanelKernel = "packed-panel kernel: groups of 64 or more rows";
+
+// Returns kFp8RowKernel, or kFp8PanelKernel when some group ran on the packed-panel kernel.
+const char *fp8_gemm(moe4j_context *ctx, const Fp8GemmArgs &args);
 
 // SiLU(gate) * up as the expert FFN computes it, in fp32.
 inline float silu_times(float gate, float up) { return gate / (1.0f + std::exp(-gate)) * up; }

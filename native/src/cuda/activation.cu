@@ -41,17 +41,19 @@ __global__ void silu_mul_kernel(Rows gate, Rows up, Rows out) {
 
 }  // namespace
 
-moe4j_status silu_mul(const char *fn, moe4j_context *ctx, const moe4j_tensor &gate, const moe4j_tensor &up,
-                      const moe4j_tensor &out) {
+moe4j_status silu_mul(const Call &call, const moe4j_tensor &gate, const moe4j_tensor &up, const moe4j_tensor &out) {
     const int64_t rows = out.shape[0], width = out.shape[1];
-    if (rows == 0 || width == 0) return MOE4J_OK;
     const int64_t blocks = (width + kThreads - 1) / kThreads;
     if (blocks > 65535)  // CUDA's grid y limit
-        return fail(MOE4J_ERROR_UNSUPPORTED, std::string(fn) + ": N = " + std::to_string(width) +
+        return fail(MOE4J_ERROR_UNSUPPORTED, std::string(call.function()) + ": N = " + std::to_string(width) +
                                                  " exceeds the CUDA kernel's limit of 65535 x 256 columns");
-    const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>(blocks));
-    silu_mul_kernel<<<grid, kThreads, 0, ctx->cuda->stream>>>(Rows::of(gate), Rows::of(up), Rows::of(out));
-    return finish(fn, ctx);
+    if (rows > 0 && width > 0) {
+        const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>(blocks));
+        silu_mul_kernel<<<grid, kThreads, 0, stream(call)>>>(Rows::of(gate), Rows::of(up), Rows::of(out));
+        if (moe4j_status s = launched(call)) return s;
+    }
+    count_variant(call, "simple", "");
+    return MOE4J_OK;
 }
 
 }  // namespace moe4j::cuda

@@ -47,7 +47,9 @@ __device__ inline float fp8_scale(float amax, bool ue8m0) {
 }
 
 // max(|a|, |b|) that propagates NaN, as the CPU's block maximum does.
-__device__ inline float nan_max(float a, float b) { return (isnan(a) || isnan(b)) ? __int_as_float(0x7FC00000) : fmaxf(a, b); }
+__device__ inline float nan_max(float a, float b) {
+    return (isnan(a) || isnan(b)) ? __int_as_float(0x7FC00000) : fmaxf(a, b);
+}
 
 // Loads element i of a row of dtype F32 (0) or BF16 (1) as float.
 __device__ inline float load_float(const void *row, int64_t i, int32_t dtype) {

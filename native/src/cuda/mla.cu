@@ -6,14 +6,19 @@
 //    shared memory; bf16 tensor-core products with fp32 accumulation; the FP8 cache is dequantized to bf16 in shared
 //    memory. Long sequences are split over thread blocks and the partial results merged by their log-sum-exp.
 //    Like FlashMLA it rounds the softmax weights (and FP8 values) to bf16 before the P.V product.
+// The block table and the lengths stay in device memory: check_sequences_kernel checks them first (a sequence with a
+// bad length or block id is flagged and decoded as empty) and leaves the checked lengths and their maximum in the
+// context's scratch, from which the tuned kernel derives its split of the cache on the device.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <string>
 
 #include "async_copy.cuh"
 #include "cuda_backend.h"
 #include "cuda_state.h"
+#include "device_checks.cuh"
 #include "fp8_device.cuh"
 
 namespace moe4j::cuda {
@@ -21,6 +26,7 @@ namespace {
 
 constexpr int kThreads = 128;
 constexpr int kMaxDims = 576;
+constexpr int kRowsPerBlock = 64, kTileTokens = 32, kTunedThreads = 256, kMaxSplits = 64;  // the tuned kernel
 
 struct DecodeParams {
     const uint16_t *q;  // [b, s_q, h_q, d] bf16
@@ -29,9 +35,9 @@ struct DecodeParams {
     int64_t block_stride, slot_stride, head_stride;  // bytes
     const int32_t *block_table;
     int64_t table_stride0, table_stride1;
-    const int32_t *seqlens;
-    int64_t seqlens_stride;
-    char *out;  // [b, s_q, h_q, dv] F32 or BF16
+    const int32_t *lengths;     // [b]: checked by check_sequences_kernel (0 for a flagged sequence)
+    const int32_t *max_length;  // the longest checked length
+    char *out;                  // [b, s_q, h_q, dv] F32 or BF16
     int64_t out_strides[4];
     int32_t out_dtype;
     float *lse;  // [b, h_q, s_q]
@@ -39,10 +45,12 @@ struct DecodeParams {
     float softmax_scale;
     bool causal, fp8;
     int64_t batch, s_q, h_q, h_kv, d, dv;
-    // tuned kernel: the cache split into `splits` ranges of tiles_per_split 32-token tiles; with more than one split,
-    // each writes its normalized output and log-sum-exp to partial_out [splits, b, h_q, s_q, dv] and partial_lse
+    // tuned kernel: the cache split into ranges of 32-token tiles (schedule()); with more than one split, each writes
+    // its normalized output and log-sum-exp to partial_out [splits, b, h_q, s_q, dv] and partial_lse. The grid holds
+    // grid_splits blocks per sequence, at least the splits schedule() picks; the rest exit.
     int64_t rows;  // query rows per kv head: s_q * h_q / h_kv
-    int64_t splits, tiles_per_split;
+    int64_t grid_splits;
+    int64_t multiprocessors, blocks_per_split;  // blocks_per_split: b * h_kv * row blocks
     float *partial_out, *partial_lse;
 
     // The output row of (sequence seq, query j, query head h), and its lse entry.
@@ -54,6 +62,64 @@ struct DecodeParams {
         return lse[seq * lse_strides[0] + h * lse_strides[1] + j * lse_strides[2]];
     }
 };
+
+struct Schedule {
+    int64_t splits, tiles_per_split;
+};
+
+// Enough splits to give every multiprocessor a block, none shorter than one tile of the longest sequence (max_tiles
+// 32-token tiles); `blocks` thread blocks per split. The kernels compute it from the longest checked length; the host
+// sizes the grid by the same rule for the longest length the block table can hold, which never gives fewer splits.
+__host__ __device__ inline Schedule schedule(int64_t max_tiles, int64_t multiprocessors, int64_t blocks) {
+    const int64_t cap = kMaxSplits < max_tiles ? kMaxSplits : max_tiles;
+    int64_t wanted = (multiprocessors + blocks - 1) / blocks;
+    wanted = wanted < 1 ? 1 : (wanted > cap ? cap : wanted);
+    Schedule s{};
+    s.tiles_per_split = (max_tiles + wanted - 1) / wanted;
+    s.splits = (max_tiles + s.tiles_per_split - 1) / s.tiles_per_split;
+    return s;
+}
+
+__device__ inline Schedule schedule(const DecodeParams &p) {
+    const int64_t max_tiles = (*p.max_length + kTileTokens - 1) / kTileTokens;
+    return schedule(max_tiles < 1 ? 1 : max_tiles, p.multiprocessors, p.blocks_per_split);
+}
+
+// One block per sequence: its length within [0, 64 * max_blocks] and the block ids it reaches within
+// [0, num_blocks); a sequence that fails is flagged and decoded as empty. Leaves the checked lengths and their maximum.
+__global__ void check_sequences_kernel(const int32_t *seqlens, int64_t seqlens_stride, const int32_t *table,
+                                       int64_t table_stride0, int64_t table_stride1, int64_t max_blocks,
+                                       int64_t num_blocks, int32_t *lengths, int32_t *max_length, FaultSink faults) {
+    __shared__ int bad;
+    const int64_t seq = blockIdx.x;
+    const int32_t len = seqlens[seq * seqlens_stride];
+    if (threadIdx.x == 0) bad = 0;
+    __syncthreads();
+    if (len < 0) {
+        if (threadIdx.x == 0) {
+            report(faults, Fault::SeqlenNegative, seq, len);
+            bad = 1;
+        }
+    } else if ((len + cpu::kMlaBlockTokens - 1) / cpu::kMlaBlockTokens > max_blocks) {
+        if (threadIdx.x == 0) {
+            report(faults, Fault::SeqlenTooLong, seq, len, max_blocks);
+            bad = 1;
+        }
+    } else {
+        for (int64_t b = threadIdx.x; b < (len + cpu::kMlaBlockTokens - 1) / cpu::kMlaBlockTokens; b += blockDim.x) {
+            const int32_t id = table[seq * table_stride0 + b * table_stride1];
+            if (id < 0 || id >= num_blocks) {
+                report(faults, Fault::BlockId, seq, b, id, num_blocks);
+                atomicOr(&bad, 1);
+            }
+        }
+    }
+    __syncthreads();
+    if (threadIdx.x != 0) return;
+    const int32_t checked = bad ? 0 : len;
+    lengths[seq] = checked;
+    atomicMax(max_length, checked);
+}
 
 // The cache record of token t of sequence seq, kv head kv_head.
 __device__ inline const uint8_t *token_record(const DecodeParams &p, int64_t seq, int64_t t, int64_t kv_head) {
@@ -85,7 +151,7 @@ __device__ float block_sum(float v) {
 __global__ void decode_kernel(DecodeParams p) {
     const int64_t seq = blockIdx.x / (p.s_q * p.h_q), j = blockIdx.x / p.h_q % p.s_q, h = blockIdx.x % p.h_q;
     const int64_t kv_head = h / (p.h_q / p.h_kv);
-    const int64_t len = p.seqlens[seq * p.seqlens_stride];
+    const int64_t len = p.lengths[seq];
     int64_t visible = len;
     if (p.causal) {
         visible = len - p.s_q + j + 1;
@@ -124,7 +190,6 @@ __global__ void decode_kernel(DecodeParams p) {
 
 // ---- the tuned decode (sm_80 and newer) ----
 
-constexpr int kRowsPerBlock = 64, kTileTokens = 32, kTunedThreads = 256, kMaxSplits = 64;
 constexpr int kPPitch = kTileTokens + 8;  // bf16 per row of P: the 8 spread ldmatrix's rows over the banks
 constexpr float kLog2e = 1.4426950408889634f, kLn2 = 0.6931471805599453f;
 
@@ -192,17 +257,20 @@ __global__ void __launch_bounds__(kTunedThreads, 1) decode_tuned_kernel(DecodePa
     uint16_t *k_tiles = q_tile + kRowsPerBlock * pitch;             // [2][32][pitch], double-buffered
     uint16_t *p_tile = k_tiles + 2 * kTileTokens * pitch;           // [64][kPPitch]
 
-    const int64_t split = blockIdx.x % p.splits, seq = blockIdx.x / p.splits;
+    const Schedule sched = schedule(p);
+    const int64_t split = blockIdx.x % p.grid_splits, seq = blockIdx.x / p.grid_splits;
+    if (split >= sched.splits) return;  // the whole block: the sequences are shorter than the grid allowed for
     const int64_t row_blocks = (p.rows + kRowsPerBlock - 1) / kRowsPerBlock;
     const int64_t kv_head = blockIdx.y / row_blocks, first_row = (blockIdx.y % row_blocks) * kRowsPerBlock;
     const int64_t ratio = p.h_q / p.h_kv;
-    const int64_t len = p.seqlens[seq * p.seqlens_stride];
+    const int64_t len = p.lengths[seq];
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, group = warp % 4, half = warp / 4;
 
     // visibility grows with the query index, so the block's last row sees the most
     const int64_t last_row = (p.rows < first_row + kRowsPerBlock ? p.rows : first_row + kRowsPerBlock) - 1;
-    const int64_t begin = split * p.tiles_per_split * kTileTokens;
-    const int64_t split_end = begin + p.tiles_per_split * kTileTokens, block_visible = visible_tokens(p, last_row, len);
+    const int64_t begin = split * sched.tiles_per_split * kTileTokens;
+    const int64_t split_end = begin + sched.tiles_per_split * kTileTokens,
+                  block_visible = visible_tokens(p, last_row, len);
     const int64_t end = split_end < block_visible ? split_end : block_visible;
     const int64_t tiles = end > begin ? (end - begin + kTileTokens - 1) / kTileTokens : 0;
 
@@ -355,13 +423,13 @@ __global__ void __launch_bounds__(kTunedThreads, 1) decode_tuned_kernel(DecodePa
                 const int64_t dim = 256 * half + 8 * n + 2 * (lane % 4) + e;
                 if (dim >= p.dv) continue;
                 const float v = o[n][2 * r + e] * inverse;
-                if (p.splits == 1)
+                if (sched.splits == 1)
                     store_float(out_row, dim * p.out_strides[3], p.out_dtype, v);
                 else
                     p.partial_out[(split * p.batch * p.h_q * p.s_q + index) * p.dv + dim] = v;
             }
         if (half != 0 || lane % 4 != 0) continue;
-        if (p.splits == 1)
+        if (sched.splits == 1)
             p.lse_at(seq, j, h) = lse == -INFINITY ? INFINITY : lse;
         else
             p.partial_lse[split * p.batch * p.h_q * p.s_q + index] = lse;
@@ -369,14 +437,17 @@ __global__ void __launch_bounds__(kTunedThreads, 1) decode_tuned_kernel(DecodePa
 }
 
 // Merges the splits of one (sequence, query head, query): weights exp(lse_s - lse), lse = log sum exp(lse_s).
+// Launched when the grid allows several splits; with one, decode_tuned_kernel wrote the output itself.
 __global__ void combine_kernel(DecodeParams p) {
+    const Schedule sched = schedule(p);
+    if (sched.splits == 1) return;
     const int64_t index = blockIdx.x, count = p.batch * p.h_q * p.s_q;  // index over [b, h_q, s_q]
     const int64_t seq = index / (p.h_q * p.s_q), h = index / p.s_q % p.h_q, j = index % p.s_q;
     float max_lse = -INFINITY;
-    for (int64_t s = 0; s < p.splits; ++s) max_lse = fmaxf(max_lse, p.partial_lse[s * count + index]);
+    for (int64_t s = 0; s < sched.splits; ++s) max_lse = fmaxf(max_lse, p.partial_lse[s * count + index]);
     float acc[4] = {0, 0, 0, 0}, total = 0.0f;
     if (max_lse != -INFINITY)
-        for (int64_t s = 0; s < p.splits; ++s) {
+        for (int64_t s = 0; s < sched.splits; ++s) {
             const float weight = expf(p.partial_lse[s * count + index] - max_lse);
             total += weight;
             for (int r = 0; r < 4; ++r) {
@@ -392,13 +463,22 @@ __global__ void combine_kernel(DecodeParams p) {
     if (threadIdx.x == 0) p.lse_at(seq, j, h) = total > 0.0f ? max_lse + logf(total) : INFINITY;
 }
 
-// One block of 128 threads per (token, kv head): copies the bf16 record or quantizes the latent dims per 128.
+// One block of 128 threads per (token, kv head): copies the bf16 record or quantizes the latent dims per 128. The
+// slot is checked first: outside [-1, slots) it is flagged and the token skipped; head 0's block also compares it with
+// every earlier token's slot and flags a slot given twice (both tokens still write their own, valid, slot).
 __global__ void append_kernel(const uint16_t *kv, int64_t kv_stride0, int64_t kv_stride1, const int32_t *slots,
                               int64_t slot_stride, uint8_t *kcache, int64_t block_stride, int64_t slot_bytes,
-                              int64_t head_stride, int64_t heads, bool fp8) {
+                              int64_t head_stride, int64_t heads, bool fp8, int64_t cache_slots, FaultSink faults) {
     const int64_t token = blockIdx.x / heads, head = blockIdx.x % heads;
     const int32_t slot = slots[token * slot_stride];
+    if (slot < -1 || slot >= cache_slots) {
+        if (head == 0 && threadIdx.x == 0) report(faults, Fault::SlotRange, token, slot, cache_slots);
+        return;
+    }
     if (slot < 0) return;
+    if (head == 0)
+        for (int64_t earlier = threadIdx.x; earlier < token; earlier += kThreads)
+            if (slots[earlier * slot_stride] == slot) report(faults, Fault::SlotTwice, slot, earlier, token);
     const uint16_t *src = kv + token * kv_stride0 + head * kv_stride1;
     uint8_t *dst = kcache + (slot / cpu::kMlaBlockTokens) * block_stride + (slot % cpu::kMlaBlockTokens) * slot_bytes +
                    head * head_stride;
@@ -427,26 +507,40 @@ __global__ void append_kernel(const uint16_t *kv, int64_t kv_stride0, int64_t kv
         reinterpret_cast<uint16_t *>(dst + cpu::kMlaFp8RopeOffset)[i] = src[cpu::kMlaLatentDims + i];
 }
 
-// The tuned kernel needs tensor cores (sm_80), D and Dv in whole 16-wide MMA steps, 16-byte aligned cache records
-// (cp.async), a grid within CUDA's limits and the shared memory it asks for.
-bool tuned_fits(const moe4j_context *ctx, const cpu::MlaDecodeArgs &a) {
+// "" where the tuned kernel can take the call: tensor cores (sm_80), D and Dv in whole 16-wide MMA steps, 16-byte
+// aligned cache records (cp.async), a grid within CUDA's limits and the shared memory it asks for; otherwise why not.
+std::string tuned_refusal(const moe4j_context *ctx, const cpu::MlaDecodeArgs &a) {
+    const DeviceState &s = *ctx->cuda;
+    if (ctx->simple_kernels()) return "MOE4J_CONTEXT_SIMPLE_KERNELS";
+    if (s.compute_capability < 80)
+        return "compute capability " + std::to_string(s.compute_capability / 10) + "." +
+               std::to_string(s.compute_capability % 10) + ": the tensor-core kernel needs 8.0";
+    if (a.d % 16 != 0 || a.dv % 16 != 0)
+        return "D = " + std::to_string(a.d) + " or Dv = " + std::to_string(a.dv) + " is not a multiple of 16";
     const int64_t element = a.fp8_cache ? 1 : 2;
     const bool aligned = reinterpret_cast<uintptr_t>(a.kcache->data) % 16 == 0 &&
                          a.kcache->strides[0] * element % 16 == 0 && a.kcache->strides[1] * element % 16 == 0 &&
                          a.kcache->strides[2] * element % 16 == 0;
+    if (!aligned) return "cache records of 'kcache' are not 16-byte aligned";
     const int64_t row_blocks = (a.s_q * (a.h_q / a.h_kv) + kRowsPerBlock - 1) / kRowsPerBlock;
-    return !ctx->simple_kernels() && ctx->cuda->compute_capability >= 80 && a.d % 16 == 0 && a.dv % 16 == 0 &&
-           aligned && a.h_kv * row_blocks <= 65535 && a.batch * kMaxSplits <= 0x7FFFFFFF &&
-           tuned_shared_bytes(a.d) + sizeof(float) * 4 * kRowsPerBlock <=  // + the static row maxima and sums
-               static_cast<size_t>(ctx->cuda->max_shared_per_block);
+    if (a.h_kv * row_blocks > 65535 || a.batch * kMaxSplits > 0x7FFFFFFF)
+        return "the grid exceeds CUDA's limits (h_kv x query row blocks > 65535 or b x 64 splits > 2^31 - 1)";
+    const size_t shared = tuned_shared_bytes(a.d) + sizeof(float) * 4 * kRowsPerBlock;  // + the static maxima and sums
+    if (shared > static_cast<size_t>(s.max_shared_per_block))
+        return "needs " + std::to_string(shared) + " bytes of shared memory per block, the device allows " +
+               std::to_string(s.max_shared_per_block);
+    return "";
 }
 
 }  // namespace
 
-moe4j_status mla_decode(const char *fn, moe4j_context *ctx, const cpu::MlaDecodeArgs &a) {
+moe4j_status mla_decode(const Call &call, const cpu::MlaDecodeArgs &a) {
+    const char *fn = call.function();
     if (a.d > kMaxDims || a.dv > 4 * kThreads)
         return fail(MOE4J_ERROR_UNSUPPORTED, std::string(fn) + ": the CUDA kernel takes D <= 576 and Dv <= 512");
-    if (a.batch == 0 || a.s_q == 0 || a.h_q == 0) return MOE4J_OK;
+    if (a.batch * a.s_q * a.h_q > 0x7FFFFFFF)
+        return fail(MOE4J_ERROR_UNSUPPORTED,
+                    std::string(fn) + ": b x s_q x h_q exceeds the CUDA kernels' limit of 2^31 - 1 thread blocks");
     DecodeParams p{};
     p.q = static_cast<const uint16_t *>(a.q->data);
     for (int i = 0; i < 4; ++i) {
@@ -461,8 +555,6 @@ moe4j_status mla_decode(const char *fn, moe4j_context *ctx, const cpu::MlaDecode
     p.block_table = static_cast<const int32_t *>(a.block_table->data);
     p.table_stride0 = a.block_table->strides[0];
     p.table_stride1 = a.block_table->strides[1];
-    p.seqlens = static_cast<const int32_t *>(a.seqlens->data);
-    p.seqlens_stride = a.seqlens->strides[0];
     p.out = static_cast<char *>(a.out->data);
     p.out_dtype = a.out->dtype;
     p.lse = static_cast<float *>(a.lse->data);
@@ -477,49 +569,82 @@ moe4j_status mla_decode(const char *fn, moe4j_context *ctx, const cpu::MlaDecode
     p.d = a.d;
     p.dv = a.dv;
     p.rows = a.s_q * (a.h_q / a.h_kv);
-    cudaStream_t stream = ctx->cuda->stream;
-    if (!tuned_fits(ctx, a)) {
-        decode_kernel<<<static_cast<unsigned>(a.batch * a.s_q * a.h_q), kThreads, 0, stream>>>(p);
-        return finish(fn, ctx);
+    const std::string refusal = tuned_refusal(call.ctx(), a);
+    const bool tuned = refusal.empty();
+
+    // The grid's splits: the schedule of the longest sequence the block table can hold; the kernels pick theirs
+    // (never more) from the longest checked length.
+    const int64_t row_blocks = (p.rows + kRowsPerBlock - 1) / kRowsPerBlock;
+    p.multiprocessors = state(call).multiprocessors;
+    p.blocks_per_split = std::max<int64_t>(1, a.batch * a.h_kv * row_blocks);
+    const int64_t max_blocks = a.block_table->shape[1];
+    const int64_t bound_tiles = std::max<int64_t>(1, max_blocks * cpu::kMlaBlockTokens / kTileTokens);
+    p.grid_splits = tuned
+                        ? std::min<int64_t>(
+                              {kMaxSplits, bound_tiles,
+                               std::max<int64_t>(1, (p.multiprocessors + p.blocks_per_split - 1) / p.blocks_per_split)})
+                        : 1;
+    const int64_t outputs = a.batch * a.h_q * a.s_q;
+
+    Scratch scratch;
+    const size_t lengths = scratch.add<int32_t>(a.batch), max_length = scratch.add<int32_t>(1);
+    const size_t partials = tuned && p.grid_splits > 1 ? scratch.add<float>(p.grid_splits * outputs * (a.dv + 1)) : 0;
+    if (moe4j_status s = scratch.reserve(call)) return s;
+    p.lengths = scratch.at<int32_t>(lengths);
+    p.max_length = scratch.at<int32_t>(max_length);
+    if (tuned && p.grid_splits > 1) {
+        p.partial_out = scratch.at<float>(partials);
+        p.partial_lse = p.partial_out + p.grid_splits * outputs * a.dv;
     }
 
-    // Enough splits to give every multiprocessor a block, none shorter than one tile.
-    const int64_t row_blocks = (p.rows + kRowsPerBlock - 1) / kRowsPerBlock;
-    const int64_t blocks = a.batch * a.h_kv * row_blocks;
-    const int64_t max_tiles = std::max<int64_t>(1, (a.max_seqlen + kTileTokens - 1) / kTileTokens);
-    const int64_t wanted = std::clamp<int64_t>((ctx->cuda->multiprocessors + blocks - 1) / blocks, 1,
-                                               std::min<int64_t>(kMaxSplits, max_tiles));
-    p.tiles_per_split = (max_tiles + wanted - 1) / wanted;
-    p.splits = (max_tiles + p.tiles_per_split - 1) / p.tiles_per_split;
-    const int64_t outputs = a.batch * a.h_q * a.s_q;
-    if (p.splits > 1) {
-        const size_t floats = static_cast<size_t>(p.splits * outputs * (a.dv + 1));
-        if (moe4j_status s = ctx->cuda->workspace.reserve(fn, floats * sizeof(float))) return s;
-        p.partial_out = ctx->cuda->workspace.as<float>();
-        p.partial_lse = p.partial_out + p.splits * outputs * a.dv;
+    cudaStream_t stream = cuda::stream(call);
+    if (a.batch > 0) {
+        if (moe4j_status s = check(fn, cudaMemsetAsync(scratch.at<int32_t>(max_length), 0, sizeof(int32_t), stream)))
+            return s;
+        check_sequences_kernel<<<static_cast<unsigned>(a.batch), kThreads, 0, stream>>>(
+            static_cast<const int32_t *>(a.seqlens->data), a.seqlens->strides[0], p.block_table, p.table_stride0,
+            p.table_stride1, max_blocks, a.kcache->shape[0], scratch.at<int32_t>(lengths),
+            scratch.at<int32_t>(max_length), fault_sink(call));
+        if (moe4j_status s = launched(call)) return s;
     }
-    const size_t shared = tuned_shared_bytes(a.d);
-    if (moe4j_status s =
-            check(fn, cudaFuncSetAttribute(decode_tuned_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                           static_cast<int>(shared))))
-        return s;
-    const dim3 grid(static_cast<unsigned>(a.batch * p.splits), static_cast<unsigned>(a.h_kv * row_blocks));
-    decode_tuned_kernel<<<grid, kTunedThreads, shared, stream>>>(p);
-    if (p.splits > 1) combine_kernel<<<static_cast<unsigned>(outputs), kThreads, 0, stream>>>(p);
-    return finish(fn, ctx);
+    if (outputs > 0) {
+        if (!tuned) {
+            decode_kernel<<<static_cast<unsigned>(outputs), kThreads, 0, stream>>>(p);
+        } else {
+            const size_t shared = tuned_shared_bytes(a.d);
+            if (moe4j_status s =
+                    check(fn, cudaFuncSetAttribute(decode_tuned_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                   static_cast<int>(shared))))
+                return s;
+            const dim3 grid(static_cast<unsigned>(a.batch * p.grid_splits), static_cast<unsigned>(a.h_kv * row_blocks));
+            decode_tuned_kernel<<<grid, kTunedThreads, shared, stream>>>(p);
+            if (p.grid_splits > 1) combine_kernel<<<static_cast<unsigned>(outputs), kThreads, 0, stream>>>(p);
+        }
+        if (moe4j_status s = launched(call)) return s;
+    }
+    count_variant(call, tuned ? "tuned" : "simple", refusal);
+    return MOE4J_OK;
 }
 
-moe4j_status mla_cache_append(const char *fn, moe4j_context *ctx, const moe4j_tensor &kv,
-                              const moe4j_tensor &slot_mapping, const moe4j_tensor &kcache) {
+moe4j_status mla_cache_append(const Call &call, const moe4j_tensor &kv, const moe4j_tensor &slot_mapping,
+                              const moe4j_tensor &kcache) {
     const int64_t tokens = kv.shape[0], heads = kv.shape[1];
-    if (tokens == 0) return MOE4J_OK;
-    const bool fp8 = kcache.dtype == MOE4J_U8;
-    const int64_t element = fp8 ? 1 : 2;
-    append_kernel<<<static_cast<unsigned>(tokens * heads), kThreads, 0, ctx->cuda->stream>>>(
-        static_cast<const uint16_t *>(kv.data), kv.strides[0], kv.strides[1],
-        static_cast<const int32_t *>(slot_mapping.data), slot_mapping.strides[0], static_cast<uint8_t *>(kcache.data),
-        kcache.strides[0] * element, kcache.strides[1] * element, kcache.strides[2] * element, heads, fp8);
-    return finish(fn, ctx);
+    if (tokens * heads > 0x7FFFFFFF)
+        return fail(
+            MOE4J_ERROR_UNSUPPORTED,
+            std::string(call.function()) + ": n x h_kv exceeds the CUDA kernel's limit of 2^31 - 1 thread blocks");
+    if (tokens > 0 && heads > 0) {
+        const bool fp8 = kcache.dtype == MOE4J_U8;
+        const int64_t element = fp8 ? 1 : 2;
+        append_kernel<<<static_cast<unsigned>(tokens * heads), kThreads, 0, stream(call)>>>(
+            static_cast<const uint16_t *>(kv.data), kv.strides[0], kv.strides[1],
+            static_cast<const int32_t *>(slot_mapping.data), slot_mapping.strides[0],
+            static_cast<uint8_t *>(kcache.data), kcache.strides[0] * element, kcache.strides[1] * element,
+            kcache.strides[2] * element, heads, fp8, kcache.shape[0] * cpu::kMlaBlockTokens, fault_sink(call));
+        if (moe4j_status s = launched(call)) return s;
+    }
+    count_variant(call, "simple", "");
+    return MOE4J_OK;
 }
 
 }  // namespace moe4j::cuda

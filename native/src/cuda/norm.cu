@@ -42,15 +42,18 @@ __global__ void rms_norm_kernel(Rows x, Rows residual, bool has_residual, const 
 
 }  // namespace
 
-moe4j_status rms_norm(const char *fn, moe4j_context *ctx, const moe4j_tensor &x, const moe4j_tensor *residual,
-                      const moe4j_tensor &weight, float eps, const moe4j_tensor *sum_out, const moe4j_tensor &y) {
+moe4j_status rms_norm(const Call &call, const moe4j_tensor &x, const moe4j_tensor *residual, const moe4j_tensor &weight,
+                      float eps, const moe4j_tensor *sum_out, const moe4j_tensor &y) {
     const int64_t rows = x.shape[0];
-    if (rows == 0) return MOE4J_OK;
-    rms_norm_kernel<<<static_cast<unsigned>(rows), kWarp, 0, ctx->cuda->stream>>>(
-        Rows::of(x), residual != nullptr ? Rows::of(*residual) : Rows{}, residual != nullptr,
-        static_cast<const float *>(weight.data), eps, sum_out != nullptr ? Rows::of(*sum_out) : Rows{},
-        sum_out != nullptr, Rows::of(y));
-    return finish(fn, ctx);
+    if (rows > 0) {
+        rms_norm_kernel<<<static_cast<unsigned>(rows), kWarp, 0, stream(call)>>>(
+            Rows::of(x), residual != nullptr ? Rows::of(*residual) : Rows{}, residual != nullptr,
+            static_cast<const float *>(weight.data), eps, sum_out != nullptr ? Rows::of(*sum_out) : Rows{},
+            sum_out != nullptr, Rows::of(y));
+        if (moe4j_status s = launched(call)) return s;
+    }
+    count_variant(call, "simple", "");
+    return MOE4J_OK;
 }
 
 }  // namespace moe4j::cuda

@@ -72,30 +72,43 @@ unsigned groups_of(int64_t n) { return static_cast<unsigned>((n + kGroup - 1) / 
 
 }  // namespace
 
-moe4j_status quantize(const char *fn, moe4j_context *ctx, const moe4j_tensor &x, const moe4j_tensor &q,
-                      const moe4j_tensor &scales, int64_t block_rows, bool ue8m0) {
+void launch_quantize(cudaStream_t stream, const moe4j_tensor &x, const moe4j_tensor &q, const moe4j_tensor &scales,
+                     int64_t block_rows, bool ue8m0) {
     const Rows xv = Rows::of(x);
-    if (xv.rows == 0 || xv.length == 0) return MOE4J_OK;
+    if (xv.rows == 0 || xv.length == 0) return;
     const dim3 grid(static_cast<unsigned>((xv.rows + block_rows - 1) / block_rows), groups_of(xv.length));
-    quantize_kernel<<<grid, kGroup, 0, ctx->cuda->stream>>>(xv, Rows::of(q), Scales::of(scales), block_rows, ue8m0);
-    return finish(fn, ctx);
+    quantize_kernel<<<grid, kGroup, 0, stream>>>(xv, Rows::of(q), Scales::of(scales), block_rows, ue8m0);
 }
 
-moe4j_status dequantize(const char *fn, moe4j_context *ctx, const moe4j_tensor &q, const moe4j_tensor &scales,
-                        int64_t block_rows, const moe4j_tensor &out) {
+moe4j_status quantize(const Call &call, const moe4j_tensor &x, const moe4j_tensor &q, const moe4j_tensor &scales,
+                      int64_t block_rows, bool ue8m0) {
+    launch_quantize(stream(call), x, q, scales, block_rows, ue8m0);
+    if (moe4j_status s = launched(call)) return s;
+    count_variant(call, "simple", "");
+    return MOE4J_OK;
+}
+
+moe4j_status dequantize(const Call &call, const moe4j_tensor &q, const moe4j_tensor &scales, int64_t block_rows,
+                        const moe4j_tensor &out) {
     const Rows qv = Rows::of(q);
-    if (qv.rows == 0 || qv.length == 0) return MOE4J_OK;
-    const dim3 grid(static_cast<unsigned>(qv.rows), groups_of(qv.length));
-    dequantize_kernel<<<grid, kGroup, 0, ctx->cuda->stream>>>(qv, Scales::of(scales), block_rows, Rows::of(out));
-    return finish(fn, ctx);
+    if (qv.rows > 0 && qv.length > 0) {
+        const dim3 grid(static_cast<unsigned>(qv.rows), groups_of(qv.length));
+        dequantize_kernel<<<grid, kGroup, 0, stream(call)>>>(qv, Scales::of(scales), block_rows, Rows::of(out));
+        if (moe4j_status s = launched(call)) return s;
+    }
+    count_variant(call, "simple", "");
+    return MOE4J_OK;
 }
 
-moe4j_status cast(const char *fn, moe4j_context *ctx, const moe4j_tensor &src, const moe4j_tensor &dst) {
+moe4j_status cast(const Call &call, const moe4j_tensor &src, const moe4j_tensor &dst) {
     const Rows s = Rows::of(src);
-    if (s.rows == 0 || s.length == 0) return MOE4J_OK;
-    const dim3 grid(static_cast<unsigned>(s.rows), groups_of(s.length));
-    cast_kernel<<<grid, kGroup, 0, ctx->cuda->stream>>>(s, Rows::of(dst));
-    return finish(fn, ctx);
+    if (s.rows > 0 && s.length > 0) {
+        const dim3 grid(static_cast<unsigned>(s.rows), groups_of(s.length));
+        cast_kernel<<<grid, kGroup, 0, stream(call)>>>(s, Rows::of(dst));
+        if (moe4j_status st = launched(call)) return st;
+    }
+    count_variant(call, "simple", "");
+    return MOE4J_OK;
 }
 
 }  // namespace moe4j::cuda

@@ -14,10 +14,13 @@ namespace {
 
 constexpr int kThreads = 64;
 
+// A negative position is flagged (by the token's first head) and rotated as it is: it addresses no memory.
 __global__ void rope_kernel(Rows x, const int32_t *positions, int64_t position_stride, const float *freqs,
-                            int64_t freq_stride, float rotation_scale, Rows out, int64_t heads) {
+                            int64_t freq_stride, float rotation_scale, Rows out, int64_t heads, FaultSink faults) {
     const int64_t row = blockIdx.x, pairs = x.length / 2;
-    const auto position = static_cast<float>(positions[(row / heads) * position_stride]);
+    const int32_t p = positions[(row / heads) * position_stride];
+    if (p < 0 && row % heads == 0 && threadIdx.x == 0) report(faults, Fault::PositionNegative, row / heads, p);
+    const auto position = static_cast<float>(p);
     const char *xs = x.row(row);
     char *ys = out.row(row);
     for (int64_t i = threadIdx.x; i < pairs; i += kThreads) {
@@ -32,14 +35,18 @@ __global__ void rope_kernel(Rows x, const int32_t *positions, int64_t position_s
 
 }  // namespace
 
-moe4j_status rope(const char *fn, moe4j_context *ctx, const moe4j_tensor &x, const moe4j_tensor &positions,
-                  const moe4j_tensor &freqs, float rotation_scale, const moe4j_tensor &out) {
+moe4j_status rope(const Call &call, const moe4j_tensor &x, const moe4j_tensor &positions, const moe4j_tensor &freqs,
+                  float rotation_scale, const moe4j_tensor &out) {
     const int64_t rows = x.shape[0] * x.shape[1];
-    if (rows == 0 || x.shape[2] == 0) return MOE4J_OK;
-    rope_kernel<<<static_cast<unsigned>(rows), kThreads, 0, ctx->cuda->stream>>>(
-        Rows::of(x), static_cast<const int32_t *>(positions.data), positions.strides[0],
-        static_cast<const float *>(freqs.data), freqs.strides[0], rotation_scale, Rows::of(out), x.shape[1]);
-    return finish(fn, ctx);
+    if (rows > 0) {  // rows of zero pairs still check their positions
+        rope_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream(call)>>>(
+            Rows::of(x), static_cast<const int32_t *>(positions.data), positions.strides[0],
+            static_cast<const float *>(freqs.data), freqs.strides[0], rotation_scale, Rows::of(out), x.shape[1],
+            fault_sink(call));
+        if (moe4j_status s = launched(call)) return s;
+    }
+    count_variant(call, "simple", "");
+    return MOE4J_OK;
 }
 
 }  // namespace moe4j::cuda

@@ -6,6 +6,7 @@ import dev.moe4j.kernels.Gemm;
 import dev.moe4j.kernels.Mla;
 import dev.moe4j.runtime.Capabilities;
 import dev.moe4j.runtime.Context;
+import dev.moe4j.runtime.KernelVariant;
 import dev.moe4j.runtime.NativeLibrary;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.DeviceMemory;
@@ -16,6 +17,7 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Optional;
+import java.util.stream.Collectors;
 
 /**
  * The GPU speed table of {@code bench/gpu.sh}, on CUDA device 0. Baselines from the same run: the measured
@@ -23,7 +25,9 @@ import java.util.Optional;
  * simple GEMM where cuBLAS is missing, and the table says which). Then FP8 GEMMs on DeepGEMM's shapes (TFLOP/s) and
  * MLA decode on FlashMLA's (GB/s of cache read, TFLOP/s), each with the tuned kernels and the simple ones
  * ({@link Context.Options#simpleKernels}) and against the issue's targets (80% of DeepGEMM's and FlashMLA's published
- * H800 numbers). Device memory holds zeros: the timings do not depend on the values. Run with
+ * H800 numbers). Device memory holds zeros: the timings do not depend on the values. Each row says which variant the
+ * "tuned" context actually ran, from its kernel-variant counts (a fallback to the simple kernel prints its reason).
+ * CUDA calls return before their work is done, so every timed run ends with a synchronization. Run with
  * -Dmoe4j.library=moe4j_cuda.
  */
 public final class GpuReport {
@@ -66,33 +70,51 @@ public final class GpuReport {
                 Copy.apply(tuned, zeros.slice(0, 0, n), asBytes.slice(0, offset, n));
             }
         }
+        Copy.synchronize(tuned); // the simple context uses it too, and nothing orders the two contexts
         return m.tensor(dtype, shape);
     }
 
-    /** Median of reps timed runs after one warm-up, in seconds. */
-    static double time(int reps, Runnable r) {
+    /** Median of reps timed runs after one warm-up, in seconds; each run waits for ctx's work to finish. */
+    static double time(Context ctx, int reps, Runnable r) {
         r.run();
+        Copy.synchronize(ctx);
         double[] t = new double[reps];
         for (int i = 0; i < reps; i++) {
             long t0 = System.nanoTime();
             r.run();
+            Copy.synchronize(ctx);
             t[i] = (System.nanoTime() - t0) / 1e9;
         }
         Arrays.sort(t);
         return t[reps / 2];
     }
 
+    /** What ctx ran for kernel since its counts were last reset ("tuned", or "simple: why"); then resets them. */
+    static String ran(Context ctx, String kernel) {
+        String ran = ctx.kernelVariants().stream()
+                .filter(v -> v.kernel().equals(kernel))
+                .map(GpuReport::describe)
+                .distinct()
+                .collect(Collectors.joining(", "));
+        ctx.resetKernelVariants();
+        return ran.isEmpty() ? "(not counted)" : ran;
+    }
+
+    static String describe(KernelVariant v) {
+        return v.reason().isEmpty() ? v.variant() : v.variant() + ": " + v.reason();
+    }
+
     void run() {
         long bytes = 1L << 30;
         Tensor src = device(DType.U8, bytes), dst = device(DType.U8, bytes);
-        double copy = 2.0 * bytes / time(5, () -> Copy.apply(tuned, src, dst)) / 1e9;
+        double copy = 2.0 * bytes / time(tuned, 5, () -> Copy.apply(tuned, src, dst)) / 1e9;
         free();
         int big = 8192;
         Tensor a = device(DType.BF16, big, big), b = device(DType.BF16, big, big), c = device(DType.BF16, big, big);
         Optional<CublasBaseline> cublas = CublasBaseline.open();
         double seconds = cublas.isPresent()
-                ? time(5, () -> cublas.get().gemmNt(a, b, c))
-                : time(1, () -> Gemm.nt(tuned, a, b, null, c));
+                ? time(tuned, 5, () -> cublas.get().gemmNt(a, b, c))
+                : time(tuned, 1, () -> Gemm.nt(tuned, a, b, null, c));
         double bf16 = 2.0 * big * big * big / seconds / 1e12;
         cublas.ifPresent(CublasBaseline::close);
         System.out.printf(
@@ -101,8 +123,8 @@ public final class GpuReport {
         free();
 
         System.out.printf(
-                "%-30s %9s %9s %9s %9s %8s%n",
-                "FP8 GEMM (DeepGEMM shapes)", "tuned ms", "TFLOP/s", "simple ms", "speedup", "vs bf16");
+                "%-30s %9s %9s %9s %9s %8s  %s%n",
+                "FP8 GEMM (DeepGEMM shapes)", "tuned ms", "TFLOP/s", "simple ms", "speedup", "vs bf16", "tuned ran");
         int[][] shapes = {
             {64, 2112, 7168}, {128, 7168, 16384}, {4096, 4096, 7168}, {4096, 7168, 2048}, {4096, 7168, 16384}
         };
@@ -113,13 +135,15 @@ public final class GpuReport {
             QuantizedTensor qb =
                     new QuantizedTensor(device(DType.E4M3, n, k), device(DType.F32, (n + 127) / 128, k / 128), 128);
             Tensor d = device(DType.BF16, m, n);
-            double fast = time(5, () -> Fp8Gemm.nt(tuned, qa, qb, null, d));
-            double slow = time(1, () -> Fp8Gemm.nt(simple, qa, qb, null, d));
+            tuned.resetKernelVariants();
+            double fast = time(tuned, 5, () -> Fp8Gemm.nt(tuned, qa, qb, null, d));
+            String ran = ran(tuned, "fp8_gemm_nt");
+            double slow = time(simple, 1, () -> Fp8Gemm.nt(simple, qa, qb, null, d));
             double tflops = 2.0 * m * n * k / fast / 1e12;
             if (m == 4096 && k == 16384) bigShape = tflops;
             System.out.printf(
-                    "%-30s %9.3f %9.1f %9.3f %8.1fx %7.2fx%n",
-                    "M=" + m + " N=" + n + " K=" + k, fast * 1e3, tflops, slow * 1e3, slow / fast, tflops / bf16);
+                    "%-30s %9.3f %9.1f %9.3f %8.1fx %7.2fx  %s%n",
+                    "M=" + m + " N=" + n + " K=" + k, fast * 1e3, tflops, slow * 1e3, slow / fast, tflops / bf16, ran);
             free();
         }
         System.out.printf(
@@ -127,8 +151,8 @@ public final class GpuReport {
                 DEEPGEMM_TFLOPS, 100 * bigShape / DEEPGEMM_TFLOPS);
 
         System.out.printf(
-                "%n%-36s %9s %8s %8s %9s %8s%n",
-                "MLA decode (FlashMLA shapes)", "tuned ms", "GB/s", "TFLOP/s", "simple ms", "speedup");
+                "%n%-36s %9s %8s %8s %9s %8s  %s%n",
+                "MLA decode (FlashMLA shapes)", "tuned ms", "GB/s", "TFLOP/s", "simple ms", "speedup", "tuned ran");
         double bestGbs = 0, bestTflops = 0;
         for (int[] s :
                 new int[][] {{64, 1, 4096, 16, 0}, {64, 1, 4096, 128, 0}, {128, 2, 4096, 128, 0}, {64, 1, 4096, 128, 1}
@@ -149,24 +173,32 @@ public final class GpuReport {
                 Tensor dTable = device(DType.I32, batch, blocks), dLengths = device(DType.I32, batch);
                 Copy.apply(tuned, table, dTable);
                 Copy.apply(tuned, lengths, dLengths);
+                Copy.synchronize(tuned);
                 Tensor out = device(DType.BF16, batch, sq, hq, 512), lse = device(DType.F32, batch, hq, sq);
+                tuned.resetKernelVariants();
                 double fast = time(
-                        5, () -> Mla.decode(tuned, q, cache, dTable, dLengths, Mla.DEFAULT_SCALE, sq > 1, out, lse));
+                        tuned,
+                        5,
+                        () -> Mla.decode(tuned, q, cache, dTable, dLengths, Mla.DEFAULT_SCALE, sq > 1, out, lse));
+                String ran = ran(tuned, "mla_decode");
                 double slow = time(
-                        1, () -> Mla.decode(simple, q, cache, dTable, dLengths, Mla.DEFAULT_SCALE, sq > 1, out, lse));
+                        simple,
+                        1,
+                        () -> Mla.decode(simple, q, cache, dTable, dLengths, Mla.DEFAULT_SCALE, sq > 1, out, lse));
                 double gbs =
                         (double) batch * sk * cache.shape()[3] * cache.dtype().byteSize() / fast / 1e9;
                 double tflops = 2.0 * batch * sq * hq * sk * (576 + 512) / fast / 1e12;
                 bestGbs = Math.max(bestGbs, gbs);
                 bestTflops = Math.max(bestTflops, tflops);
                 System.out.printf(
-                        "%-36s %9.3f %8.0f %8.1f %9.3f %7.1fx%n",
+                        "%-36s %9.3f %8.0f %8.1f %9.3f %7.1fx  %s%n",
                         "b=" + batch + " s_q=" + sq + " s_k=" + sk + " h_q=" + hq + (fp8 ? " fp8" : ""),
                         fast * 1e3,
                         gbs,
                         tflops,
                         slow * 1e3,
-                        slow / fast);
+                        slow / fast,
+                        ran);
             }
             free();
         }

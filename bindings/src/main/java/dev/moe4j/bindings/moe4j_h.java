@@ -610,6 +610,129 @@ public class moe4j_h {
         }
     }
 
+    private static class moe4j_context_kernel_variants {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            moe4j_h.C_INT,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_INT,
+            moe4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = moe4j_h.findOrThrow("moe4j_context_kernel_variants");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * moe4j_context_kernel_variants(ctx, out, capacity, count)
+     * }
+     */
+    public static FunctionDescriptor moe4j_context_kernel_variants$descriptor() {
+        return moe4j_context_kernel_variants.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * moe4j_context_kernel_variants(ctx, out, capacity, count)
+     * }
+     */
+    public static MethodHandle moe4j_context_kernel_variants$handle() {
+        return moe4j_context_kernel_variants.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * moe4j_context_kernel_variants(ctx, out, capacity, count)
+     * }
+     */
+    public static MemorySegment moe4j_context_kernel_variants$address() {
+        return moe4j_context_kernel_variants.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * moe4j_context_kernel_variants(ctx, out, capacity, count)
+     * }
+     */
+    public static int moe4j_context_kernel_variants(MemorySegment ctx, MemorySegment out, int capacity, MemorySegment count) {
+        var mh$ = moe4j_context_kernel_variants.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("moe4j_context_kernel_variants", ctx, out, capacity, count);
+            }
+            return (int)mh$.invokeExact(ctx, out, capacity, count);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class moe4j_context_reset_kernel_variants {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            moe4j_h.C_INT,
+            moe4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = moe4j_h.findOrThrow("moe4j_context_reset_kernel_variants");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * moe4j_context_reset_kernel_variants(ctx)
+     * }
+     */
+    public static FunctionDescriptor moe4j_context_reset_kernel_variants$descriptor() {
+        return moe4j_context_reset_kernel_variants.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * moe4j_context_reset_kernel_variants(ctx)
+     * }
+     */
+    public static MethodHandle moe4j_context_reset_kernel_variants$handle() {
+        return moe4j_context_reset_kernel_variants.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * moe4j_context_reset_kernel_variants(ctx)
+     * }
+     */
+    public static MemorySegment moe4j_context_reset_kernel_variants$address() {
+        return moe4j_context_reset_kernel_variants.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * moe4j_context_reset_kernel_variants(ctx)
+     * }
+     */
+    public static int moe4j_context_reset_kernel_variants(MemorySegment ctx) {
+        var mh$ = moe4j_context_reset_kernel_variants.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("moe4j_context_reset_kernel_variants", ctx);
+            }
+            return (int)mh$.invokeExact(ctx);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
     private static class moe4j_alloc {
         public static final FunctionDescriptor DESC = FunctionDescriptor.of(
             moe4j_h.C_INT,

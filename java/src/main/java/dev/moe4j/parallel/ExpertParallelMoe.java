@@ -241,6 +241,10 @@ public final class ExpertParallelMoe implements MoeBlock, AutoCloseable {
             Tensor index = toHome(ctx, homeMember, tokens, 8 + 3 * d);
             Dispatch.gather(ctx, xq.data(), index, gathered.data());
             Dispatch.gather(ctx, xq.scales(), index, gathered.scales());
+            // Device d's context reads the gathered rows and (below) writes into home memory: on a GPU home, the home
+            // context's work so far (these gathers, the previous step's combine) must be done first, since nothing
+            // orders two contexts' streams. A no-op for a CPU home.
+            Copy.synchronize(ctx);
             Tensor target = rows.slice(0, offset[d], rowCount);
             int device = d;
             DeviceWeights weights = s.devices()[d];
@@ -361,6 +365,7 @@ public final class ExpertParallelMoe implements MoeBlock, AutoCloseable {
         Tensor ys = target.device().equals(device) ? target : local(d, 3, DType.BF16, rowCount, hidden);
         ExpertFfn.contiguous(ctx, xs, w.gate(), w.up(), w.down(), deviceLayout, alignment, ys);
         if (ys != target) Copy.apply(ctx, ys, target);
+        Copy.synchronize(ctx); // the home context reads target next: the device's work must be done
         nanos[d] = System.nanoTime() - t0;
     }
 

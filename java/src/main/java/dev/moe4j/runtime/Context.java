@@ -3,10 +3,13 @@ package dev.moe4j.runtime;
 import dev.moe4j.bindings.moe4j_context_info;
 import dev.moe4j.bindings.moe4j_context_options;
 import dev.moe4j.bindings.moe4j_h;
+import dev.moe4j.bindings.moe4j_kernel_variant;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.lang.ref.Cleaner;
+import java.util.ArrayList;
+import java.util.List;
 
 /**
  * A native execution context: one device, its worker threads and (for CUDA) its stream.
@@ -15,6 +18,15 @@ import java.lang.ref.Cleaner;
  * worker thread is the intended pattern); distinct contexts are fully independent. {@link #close()} is
  * idempotent; a context that is not closed is destroyed when it becomes unreachable, but closing it
  * explicitly releases its threads at a known time.
+ *
+ * <p>Execution: on the CPU every kernel call returns complete. On a CUDA device a kernel call validates its
+ * descriptors, enqueues its work on the context's stream and returns without waiting; calls on one context run in
+ * call order. Device memory a call writes may be read through this context at once (a copy to host memory waits for
+ * it), but by another context (another device's, or another context of the same device) only after
+ * {@link dev.moe4j.kernels.Copy#synchronize(Context)} on this one. Errors that arise on the device after a call
+ * returned (an out-of-range index in a device table, a CUDA fault) are thrown by the next synchronize or copy to host
+ * memory, or by a later call on this context once the failing work has finished, as a {@link Moe4jException} whose
+ * message names the earlier call and its argument.
  */
 public final class Context implements AutoCloseable {
     private static final Cleaner CLEANER = Cleaner.create();
@@ -165,6 +177,54 @@ public final class Context implements AutoCloseable {
     /** Whether this CUDA context runs the simple kernels (see {@link Options#simpleKernels}). */
     public boolean simpleKernels() {
         return (flags & moe4j_h.MOE4J_CONTEXT_SIMPLE_KERNELS()) != 0;
+    }
+
+    /**
+     * Which kernel variant this context's calls ran since its creation or the last {@link #resetKernelVariants()}:
+     * one entry per distinct (kernel, variant, reason), in the order each was first seen. A call counts once it has
+     * run (CPU) or been enqueued (CUDA); calls rejected by validation do not count. Observability for tests, reports
+     * and logs: a CUDA context that fell back from its tuned kernels says so here, with the reason.
+     *
+     * <p>Thread-safety: like a kernel call on this context, not concurrently with another call on it. Host
+     * bookkeeping only: it never waits for the device.
+     *
+     * @return an immutable list, empty when nothing ran
+     * @throws IllegalStateException if the context is closed
+     * @throws Moe4jException if the native call fails (it does not for a valid context)
+     */
+    public List<KernelVariant> kernelVariants() {
+        MemorySegment ctx = handle();
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment count = arena.allocate(ValueLayout.JAVA_INT);
+            NativeLibrary.check(
+                    moe4j_h.moe4j_context_kernel_variants(ctx, MemorySegment.NULL, 0, count),
+                    "moe4j_context_kernel_variants");
+            int n = count.get(ValueLayout.JAVA_INT, 0);
+            if (n == 0) return List.of();
+            MemorySegment out = moe4j_kernel_variant.allocateArray(n, arena);
+            NativeLibrary.check(
+                    moe4j_h.moe4j_context_kernel_variants(ctx, out, n, count), "moe4j_context_kernel_variants");
+            List<KernelVariant> variants = new ArrayList<>(n);
+            for (int i = 0; i < count.get(ValueLayout.JAVA_INT, 0); i++) {
+                MemorySegment v = moe4j_kernel_variant.asSlice(out, i);
+                variants.add(new KernelVariant(
+                        moe4j_kernel_variant.kernel(v).getString(0),
+                        moe4j_kernel_variant.variant(v).getString(0),
+                        moe4j_kernel_variant.reason(v).getString(0),
+                        moe4j_kernel_variant.calls(v)));
+            }
+            return List.copyOf(variants);
+        }
+    }
+
+    /**
+     * Forgets the counts {@link #kernelVariants()} reports. Thread-safety as for {@link #kernelVariants()}.
+     *
+     * @throws IllegalStateException if the context is closed
+     */
+    public void resetKernelVariants() {
+        NativeLibrary.check(
+                moe4j_h.moe4j_context_reset_kernel_variants(handle()), "moe4j_context_reset_kernel_variants");
     }
 
     /** This context's scratch memory (see {@link Workspace}); used by kernel wrappers and layers. */

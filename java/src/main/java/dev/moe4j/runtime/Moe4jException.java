@@ -2,7 +2,10 @@ package dev.moe4j.runtime;
 
 /**
  * A native moe4j call failed. Carries the status the call returned and the message the native side
- * recorded, which names the function and the offending argument. The failed call wrote no output.
+ * recorded, which names the function and the offending argument. The failed call wrote no output. On a CUDA context
+ * the failure may belong to an earlier call whose work failed on the device after it returned: the message then reads
+ * "an earlier call failed on the device: " followed by that call's name and argument, the outputs of that call are
+ * unspecified, and the call that threw did not run its own work.
  */
 public final class Moe4jException extends RuntimeException {
     private final Status status;

@@ -16,7 +16,11 @@ import java.util.Map;
  * }
  * }</pre>
  *
- * Confined to the thread that started it; {@link #close} restores the thread's previous profiler, if any.
+ * On a CUDA context kernel calls return once their work is enqueued, so a kernel's entry holds its host part
+ * (validation, launch) and the device time shows up in the next call that waits ({@code moe4j_synchronize}, a copy to
+ * host memory).
+ *
+ * <p>Confined to the thread that started it; {@link #close} restores the thread's previous profiler, if any.
  */
 public final class Profiler implements AutoCloseable {
     private static final ThreadLocal<Profiler> CURRENT = new ThreadLocal<>();

@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import dev.moe4j.runtime.Context;
+import dev.moe4j.runtime.KernelVariant;
 import dev.moe4j.runtime.Moe4jException;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.DeviceMemory;
@@ -34,6 +35,12 @@ import org.junit.jupiter.api.Test;
  * arithmetic: tensor-core FP8 products accumulate with fewer mantissa bits inside each 128-wide K block, and the MLA
  * kernel rounds softmax weights (and FP8 cache values) to bf16, as FlashMLA does. Runs in the GPU pass of the build
  * (libmoe4j_cuda loaded) and skips, saying why, without a CUDA device.
+ *
+ * <p>Which kernel ran is read from the contexts' {@link Context#kernelVariants() variant counts}, not assumed from
+ * the flags: the tuned context must have run its tuned kernels unless the device's compute capability rules them out
+ * (sm_90 for the wgmma GEMM, sm_80 for the tensor-core MLA decode), and the counts say so. CUDA calls return before
+ * their work is done and contexts are not ordered with each other, so every copy helper below synchronizes the
+ * contexts whose work it depends on.
  */
 @Tag("gpu")
 class CudaKernelsTest {
@@ -67,13 +74,17 @@ class CudaKernelsTest {
         arena.close();
     }
 
-    /** A device copy of a host tensor. */
+    /**
+     * A device copy of a host tensor, complete when this returns (the copy is enqueued on gpu's stream, and the
+     * kernel that reads it may run on another context's).
+     */
     Tensor up(Tensor host) {
         DeviceMemory m = DeviceMemory.allocate(
                 gpu, Math.max(1, host.elementCount() * host.dtype().byteSize()));
         memory.add(m);
         Tensor t = m.tensor(host.dtype(), host.shape());
         Copy.apply(gpu, host, t);
+        Copy.synchronize(gpu);
         return t;
     }
 
@@ -84,10 +95,34 @@ class CudaKernelsTest {
         return up(host);
     }
 
+    /** A host copy of a device tensor, after the work of both CUDA contexts (either may have written it). */
     Tensor down(Tensor device) {
+        Copy.synchronize(simple);
         Tensor host = Tensor.allocate(arena, device.dtype(), device.shape());
         Copy.apply(gpu, device, host);
         return host;
+    }
+
+    /**
+     * The variants ctx ran for kernel since its counts were last reset, then resets them. The simple context must
+     * have run the simple kernel because it asked to; the tuned one its tuned kernel, unless the device's compute
+     * capability rules it out: any other fallback (a library without sm_90a code, alignment, shared memory) fails.
+     */
+    List<KernelVariant> assertVariant(Context ctx, String kernel, String what) {
+        List<KernelVariant> ran = ctx.kernelVariants().stream()
+                .filter(v -> v.kernel().equals(kernel))
+                .toList();
+        ctx.resetKernelVariants();
+        assertTrue(!ran.isEmpty(), what + ": no " + kernel + " call was counted");
+        for (KernelVariant v : ran) {
+            if (ctx.simpleKernels())
+                assertEquals(new KernelVariant(kernel, "simple", "MOE4J_CONTEXT_SIMPLE_KERNELS", v.calls()), v, what);
+            else
+                assertTrue(
+                        v.variant().equals("tuned") || v.reason().startsWith("compute capability "),
+                        what + ": the tuned context fell back: " + v);
+        }
+        return ran;
     }
 
     Tensor gaussian(DType dtype, long... shape) {
@@ -192,8 +227,10 @@ class CudaKernelsTest {
         Tensor expected = Tensor.allocate(arena, DType.F32, m, n);
         Fp8Gemm.nt(cpu, a, w, c, expected);
         Tensor d = poisonedOnDevice(DType.F32, m, n);
+        ctx.resetKernelVariants();
         Fp8Gemm.nt(ctx, onDevice(a), onDevice(w), up(c), d);
         assertClose(expected, down(d), f32Tolerance, "fp8_gemm_nt, " + name);
+        assertVariant(ctx, "fp8_gemm_nt", name);
 
         // grouped contiguous: 3 groups in 128-row blocks with padding rows
         int kg = 512;
@@ -206,6 +243,18 @@ class CudaKernelsTest {
         Tensor gd = poisonedOnDevice(DType.BF16, 384, n);
         Fp8Gemm.groupedContiguous(ctx, onDevice(ga), onDevice(gw), up(layout), 128, gd);
         assertClose(gExpected, down(gd), 1e-2, "grouped contiguous (bf16 out), " + name);
+        assertVariant(ctx, "grouped_fp8_gemm_contiguous", name);
+
+        // the same rows with alignment 1 and groups changing inside 128-row windows (the tuned kernel's tiles are
+        // then (window, group) pairs)
+        Tensor mixed = Tensor.allocate(arena, DType.I32, 384);
+        for (int r = 0; r < 384; r++) mixed.setInt(r % 7 == 6 ? -1 : (r / 50) % groups, r);
+        Tensor mixedExpected = Tensor.allocate(arena, DType.F32, 384, n);
+        Fp8Gemm.groupedContiguous(cpu, ga, gw, mixed, 1, mixedExpected);
+        Tensor mixedD = poisonedOnDevice(DType.F32, 384, n);
+        Fp8Gemm.groupedContiguous(ctx, onDevice(ga), onDevice(gw), up(mixed), 1, mixedD);
+        assertClose(mixedExpected, down(mixedD), f32Tolerance, "grouped contiguous, alignment 1, " + name);
+        assertVariant(ctx, "grouped_fp8_gemm_contiguous", name);
 
         // grouped masked
         QuantizedTensor ma = Quantization.perToken(cpu, gaussian(DType.BF16, groups * 64, kg), ScaleFormat.FP32, arena);
@@ -218,6 +267,7 @@ class CudaKernelsTest {
         Tensor md = poisonedOnDevice(DType.F32, groups, 64, n);
         Fp8Gemm.groupedMasked(ctx, onDevice(ma), onDevice(gw), up(counts), md);
         Tensor mGot = down(md);
+        assertVariant(ctx, "grouped_fp8_gemm_masked", name);
         double scale = 0;
         for (float f : mExpected.toFloatArray()) if (!Float.isNaN(f)) scale = Math.max(scale, Math.abs(f));
         for (int g = 0; g < groups; g++)
@@ -328,10 +378,25 @@ class CudaKernelsTest {
         double[] e = Reference.toDouble(expected.toFloatArray());
         for (Context ctx : kernelVariants()) {
             Tensor d = poisonedOnDevice(DType.F32, rows, h);
+            ctx.resetKernelVariants();
             ExpertFfn.contiguous(ctx, onDevice(x), onDevice(gate), onDevice(upW), onDevice(downW), up(layout), 1, d);
             // the intermediate is re-quantized to FP8: a last-bit difference in fp32 can flip a code
             double diff = Reference.calcDiff(Reference.toDouble(down(d).toFloatArray()), e);
             assertTrue(diff < 1e-4, "expert FFN calc_diff vs CPU " + diff + ", " + variant(ctx) + ", seed " + seed);
+            // both stages counted by the one call
+            List<KernelVariant> ran = ctx.kernelVariants();
+            assertVariant(ctx, "fp8_expert_ffn_contiguous:gate_up", variant(ctx) + " " + ran);
+            for (KernelVariant v : ran) {
+                if (!v.kernel().equals("fp8_expert_ffn_contiguous:down")) continue;
+                assertTrue(
+                        ctx.simpleKernels()
+                                ? v.variant().equals("simple")
+                                : v.variant().equals("tuned") || v.reason().startsWith("compute capability "),
+                        "expert FFN down stage, " + variant(ctx) + ": " + v);
+            }
+            assertTrue(
+                    ran.stream().anyMatch(v -> v.kernel().equals("fp8_expert_ffn_contiguous:down")),
+                    "expert FFN down stage not counted: " + ran);
         }
     }
 
@@ -410,7 +475,9 @@ class CudaKernelsTest {
             String name = variant(ctx) + ", lengths " + Arrays.toString(lengths) + ", s_q " + sq + ", h_q " + hq
                     + ", h_kv " + hkv + ", fp8 " + fp8 + ", seed " + seed;
             Tensor gOut = poisonedOnDevice(outType, b, sq, hq, 512), gLse = poisonedOnDevice(DType.F32, b, hq, sq);
+            ctx.resetKernelVariants();
             Mla.decode(ctx, up(q), gpuCache, up(table), up(seqlens), Mla.DEFAULT_SCALE, causal, gOut, gLse);
+            assertVariant(ctx, "mla_decode", name);
             double tolerance = outType == DType.BF16 ? 1e-2 : ctx.simpleKernels() ? 1e-4 : 2e-2;
             assertClose(out, down(gOut), tolerance, "mla decode out, " + name);
             float[] gl = down(gLse).toFloatArray();
@@ -420,5 +487,45 @@ class CudaKernelsTest {
                 else assertEquals(el[i], gl[i], lseTolerance * Math.max(1, Math.abs(el[i])), "lse " + i + ", " + name);
             }
         }
+    }
+
+    /**
+     * Index tables in device memory are checked by the kernels: the call returns, the next synchronization throws
+     * a message naming the call and the argument, bad entries were never dereferenced, and the context works again.
+     */
+    @Test
+    void deviceTablesAreCheckedOnTheDeviceAndReportedAtTheNextSynchronization() {
+        Tensor src = gaussian(DType.F32, 8, 128);
+        Tensor index = Tensor.allocate(arena, DType.I32, 4);
+        for (int r = 0; r < 4; r++) index.setInt(r == 2 ? 8 : r, r);
+        Tensor dst = poisonedOnDevice(DType.F32, 4, 128);
+        Tensor deviceSrc = up(src), deviceIndex = up(index);
+        Dispatch.gather(gpu, deviceSrc, deviceIndex, dst); // returns: the index was not read on the host
+        var e = assertThrows(Moe4jException.class, () -> Copy.synchronize(gpu));
+        assertTrue(
+                e.getMessage()
+                        .contains("an earlier call failed on the device: moe4j_gather_rows: argument 'index': "
+                                + "entry 2 is 8, outside [-1, 8)"),
+                e.getMessage());
+        Tensor got = down(dst);
+        for (int c = 0; c < 128; c++) assertEquals(0f, got.getFloat(2, c), "a flagged row is zeroed");
+        Copy.synchronize(gpu); // reported once
+
+        // reported by the next copy to host, too; the copy's data still arrives
+        Tensor layout = Tensor.allocate(arena, DType.I32, 4);
+        for (int r = 0; r < 4; r++) layout.setInt(r == 1 ? 5 : 0, r);
+        QuantizedTensor a = Quantization.perToken(cpu, gaussian(DType.BF16, 4, 128), ScaleFormat.FP32, arena);
+        Tensor d = poisonedOnDevice(DType.F32, 4, 128);
+        Fp8Gemm.groupedContiguous(gpu, onDevice(a), onDevice(experts(2, 128, 128)), up(layout), 1, d);
+        Tensor host = Tensor.allocate(arena, DType.F32, 4, 128);
+        var later = assertThrows(Moe4jException.class, () -> Copy.apply(gpu, d, host));
+        assertTrue(
+                later.getMessage()
+                        .contains("moe4j_grouped_fp8_gemm_contiguous: argument 'grouped_layout': row 1 has "
+                                + "group 5, outside [-1, 2)"),
+                later.getMessage());
+
+        Dispatch.gather(gpu, deviceSrc, up(Tensor.allocate(arena, DType.I32, 4)), dst);
+        Copy.synchronize(gpu); // clean again
     }
 }

@@ -8,6 +8,7 @@ import dev.moe4j.bindings.moe4j_context_info;
 import dev.moe4j.bindings.moe4j_context_options;
 import dev.moe4j.bindings.moe4j_fp8_weight_groups;
 import dev.moe4j.bindings.moe4j_h;
+import dev.moe4j.bindings.moe4j_kernel_variant;
 import dev.moe4j.bindings.moe4j_tensor;
 import java.io.IOException;
 import java.lang.foreign.SymbolLookup;
@@ -63,6 +64,10 @@ class BindingsTest {
         assertEquals(24, moe4j_fp8_weight_groups.sizeof());
         assertEquals(8, moe4j_fp8_weight_groups.weights$offset());
         assertEquals(16, moe4j_fp8_weight_groups.scales$offset());
+        assertEquals(176, moe4j_kernel_variant.sizeof());
+        assertEquals(48, moe4j_kernel_variant.variant$offset());
+        assertEquals(72, moe4j_kernel_variant.reason$offset());
+        assertEquals(168, moe4j_kernel_variant.calls$offset());
     }
 
     static Set<String> exportedSymbols(Path library) throws IOException, InterruptedException {

@@ -1,0 +1,314 @@
+// Native unit tests that need no GPU, run by `./moe4j test` through ctest: the device guard's logic over a fake device
+// API, the structure that makes the guard unavoidable (every CUDA backend function takes a Call that only run_body can
+// make), and the kernel-variant counts. Usage: moe4j_native_tests NATIVE_SRC_DIR
+#include <algorithm>
+#include <fstream>
+#include <iostream>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "../src/core/device_guard.h"
+#include "../src/core/variants.h"
+
+namespace {
+
+int failures = 0;
+
+void expect(bool ok, const std::string &what) {
+    if (ok) return;
+    ++failures;
+    std::cerr << "FAILED: " << what << "\n";
+}
+
+template <typename A, typename B>
+void expect_equal(const A &actual, const B &expected, const std::string &what) {
+    std::ostringstream message;
+    message << what << ": got " << actual << ", expected " << expected;
+    expect(actual == expected, message.str());
+}
+
+// A device API in memory: the thread's current device, call counts, and errors to inject.
+struct FakeDevices {
+    using Error = int;
+    static constexpr Error kSuccess = 0;
+    int current = 0, count = 4;
+    int gets = 0, sets = 0;
+    Error get_error = 0, set_error = 0;
+    int fail_set_to = -1;  // set_device(fail_set_to) fails with set_error
+    std::vector<int> history;
+
+    Error get_device(int *device) {
+        ++gets;
+        if (get_error != 0) return get_error;
+        *device = current;
+        return kSuccess;
+    }
+    Error set_device(int device) {
+        ++sets;
+        if (set_error != 0 && (fail_set_to < 0 || device == fail_set_to)) return set_error;
+        if (device < 0 || device >= count) return 101;  // cudaErrorInvalidDevice
+        current = device;
+        history.push_back(device);
+        return kSuccess;
+    }
+};
+
+using Guard = moe4j::ScopedDevice<FakeDevices>;
+
+void guard_switches_and_restores() {
+    FakeDevices api;
+    {
+        Guard guard(api, 2);
+        expect_equal(guard.error(), 0, "switch: no error");
+        expect_equal(api.current, 2, "switch: device 2 current inside");
+    }
+    expect_equal(api.current, 0, "switch: device 0 restored");
+    expect_equal(api.gets, 1, "switch: one get");
+    expect_equal(api.sets, 2, "switch: set to 2, then back to 0");
+}
+
+void guard_skips_a_current_device() {
+    FakeDevices api;
+    api.current = 3;
+    {
+        Guard guard(api, 3);
+        expect_equal(guard.error(), 0, "same device: no error");
+    }
+    expect_equal(api.sets, 0, "same device: never set");
+    expect_equal(api.current, 3, "same device: unchanged");
+}
+
+void guard_reports_a_failed_get() {
+    FakeDevices api;
+    api.get_error = 3;  // cudaErrorInitializationError
+    {
+        Guard guard(api, 1);
+        expect_equal(guard.error(), 3, "get fails: the error");
+    }
+    expect_equal(api.sets, 0, "get fails: nothing set, nothing restored");
+}
+
+void guard_reports_a_failed_set() {
+    FakeDevices api;
+    {
+        Guard guard(api, 7);  // no such device
+        expect_equal(guard.error(), 101, "set fails: the error");
+        expect_equal(api.current, 0, "set fails: the previous device stays");
+    }
+    expect_equal(api.sets, 1, "set fails: no restore of a switch that did not happen");
+}
+
+void guards_nest() {
+    FakeDevices api;
+    api.current = 1;
+    {
+        Guard outer(api, 2);
+        {
+            Guard inner(api, 3);
+            expect_equal(api.current, 3, "nested: inner device");
+        }
+        expect_equal(api.current, 2, "nested: outer device after the inner guard");
+        {
+            Guard same(api, 2);
+            expect_equal(api.current, 2, "nested: same device");
+        }
+        expect_equal(api.current, 2, "nested: still the outer device");
+    }
+    expect_equal(api.current, 1, "nested: the thread's device restored");
+    const std::vector<int> expected{2, 3, 2, 1};
+    expect(api.history == expected, "nested: devices set 2, 3, 2, 1 in that order");
+}
+
+void explicit_restore_reports_and_happens_once() {
+    FakeDevices api;
+    Guard guard(api, 2);
+    api.set_error = 46;  // cudaErrorDevicesUnavailable on the way back
+    api.fail_set_to = 0;
+    expect_equal(guard.restore(), 46, "restore: its error is returned");
+    api.set_error = 0;
+    expect_equal(guard.restore(), 0, "restore: a second restore does nothing");
+    const int sets = api.sets;
+    { Guard other(api, 1); }
+    expect_equal(api.sets, sets + 2, "restore: a new guard still works");
+}
+
+int to_status(int error) { return 1000 + error; }
+
+void on_device_runs_the_body_on_the_device() {
+    FakeDevices api;
+    int seen = -1;
+    const int status = moe4j::on_device(
+        api, 3,
+        [&] {
+            seen = api.current;
+            return 0;
+        },
+        to_status);
+    expect_equal(status, 0, "on_device: body's status");
+    expect_equal(seen, 3, "on_device: the body runs with the device current");
+    expect_equal(api.current, 0, "on_device: restored after");
+}
+
+void on_device_propagates_errors() {
+    FakeDevices api;
+    bool ran = false;
+    int status = moe4j::on_device(
+        api, 9,
+        [&] {
+            ran = true;
+            return 0;
+        },
+        to_status);
+    expect_equal(status, 1101, "on_device: a device that cannot be made current is the call's error");
+    expect(!ran, "on_device: the body does not run without its device");
+
+    status = moe4j::on_device(
+        api, 2, [] { return 7; }, to_status);
+    expect_equal(status, 7, "on_device: the body's own error");
+    expect_equal(api.current, 0, "on_device: restored after a failing body");
+
+    api.set_error = 46;
+    api.fail_set_to = 0;
+    status = moe4j::on_device(
+        api, 2, [] { return 0; }, to_status);
+    expect_equal(status, 1046, "on_device: a failed restore after a good body is the call's error");
+    status = moe4j::on_device(
+        api, 2, [] { return 7; }, to_status);
+    expect_equal(status, 7, "on_device: a failed restore does not hide the body's error");
+}
+
+std::string read(const std::string &path) {
+    std::ifstream in(path);
+    if (!in) {
+        expect(false, "cannot read " + path);
+        return "";
+    }
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+}
+
+// Every function of the CUDA backend that can issue device work takes `const Call &` first, and Call can be made only
+// by run_body (its constructor is private, run_body its only friend): no API-layer call escapes the device guard.
+// attach and detach, which run before a Call can exist, use the guard themselves.
+void every_cuda_entry_point_is_guarded(const std::string &src) {
+    const std::string header = read(src + "/cuda/cuda_backend.h");
+    const std::set<std::string> without_call{"device_count", "attach", "detach", "run_body"};
+    int guarded = 0;
+    std::set<std::string> found;
+    // Declarations at namespace scope start a line with their return type (clang-format keeps them unindented).
+    for (size_t at = 0; at < header.size();) {
+        const size_t end = std::min(header.find('\n', at), header.size());
+        const std::string line = header.substr(at, end - at);
+        at = end + 1;
+        std::string name;
+        for (const char *type : {"moe4j_status ", "void ", "int "})
+            if (line.rfind(type, 0) == 0) name = line.substr(std::string(type).size());
+        const size_t open = name.find('(');
+        if (name.empty() || open == std::string::npos) continue;
+        const size_t declaration_end = header.find_first_of(";{", at - line.size() - 1);
+        if (declaration_end == std::string::npos || header[declaration_end] != ';') continue;  // a definition
+        const std::string parameters = name.substr(open + 1);
+        name = name.substr(0, open);
+        found.insert(name);
+        if (without_call.count(name) != 0) continue;
+        expect(parameters.rfind("const Call &", 0) == 0,
+               "cuda_backend.h: " + name + " must take `const Call &call` first (run() makes one)");
+        ++guarded;
+    }
+    for (const std::string &name : without_call) expect(found.count(name) != 0, "cuda_backend.h declares " + name);
+    expect(guarded >= 17,
+           "cuda_backend.h: at least the 17 kernel and memory functions take a Call, found " + std::to_string(guarded));
+
+    const size_t class_at = header.find("class Call {");
+    const std::string body =
+        class_at == std::string::npos ? "" : header.substr(class_at, header.find("};", class_at) - class_at);
+    expect(body.find("friend moe4j_status run_body(") != std::string::npos,
+           "cuda_backend.h: run_body must be Call's friend");
+    expect(body.find("friend") == body.rfind("friend"), "cuda_backend.h: run_body must be Call's only friend");
+    const size_t constructor = body.find("Call(const char *function, moe4j_context *ctx)");
+    const size_t private_at = body.rfind("private:", constructor);
+    expect(constructor != std::string::npos && private_at != std::string::npos &&
+               body.find("public:", private_at) > constructor,
+           "cuda_backend.h: Call's only constructor must be private");
+    expect(body.find("Call(") == constructor, "cuda_backend.h: Call has one constructor");
+
+    const std::string context = read(src + "/cuda/context.cu");
+    for (const char *name : {"moe4j_status attach(", "void detach(", "moe4j_status run_body("}) {
+        const size_t at = context.find(name);
+        expect(at != std::string::npos, std::string("context.cu defines ") + name);
+        if (at == std::string::npos) continue;
+        const size_t body_end = context.find("\n}\n", at);
+        expect(context.substr(at, body_end - at).find("on_device(") != std::string::npos,
+               std::string("context.cu: ") + name + "...) runs under on_device (the device guard)");
+    }
+    // The only CUDA runtime device switch is the guard's.
+    for (const char *file : {"context.cu", "memory.cu", "gemm.cu", "expert_ffn.cu", "mla.cu", "quantize.cu",
+                             "dispatch.cu", "norm.cu", "rope.cu", "activation.cu"}) {
+        const std::string text = read(src + "/cuda/" + file);
+        expect(text.find("cudaSetDevice(") == std::string::npos || std::string(file) == "context.cu",
+               std::string(file) + " calls cudaSetDevice outside the device guard");
+    }
+    expect(read(src + "/cuda/cuda_state.h").find("return cudaSetDevice(device)") != std::string::npos,
+           "cuda_state.h: CudaDevices::set_device is the guard's cudaSetDevice");
+}
+
+void variant_counts() {
+    moe4j::VariantCounts counts;
+    counts.count("fp8_gemm_nt", "tuned", "");
+    counts.count("mla_decode", "simple", "MOE4J_CONTEXT_SIMPLE_KERNELS");
+    counts.count("fp8_gemm_nt", "tuned", "");
+    counts.count("fp8_gemm_nt", "simple", "rows of 'a' are not 16-byte aligned");
+    const auto &e = counts.entries();
+    expect_equal(e.size(), size_t{3}, "variants: three distinct entries");
+    if (e.size() == 3) {
+        expect_equal(e[0].kernel, std::string("fp8_gemm_nt"), "variants: first seen first");
+        expect_equal(e[0].calls, int64_t{2}, "variants: repeated calls add up");
+        expect_equal(e[1].reason, std::string("MOE4J_CONTEXT_SIMPLE_KERNELS"), "variants: the reason kept");
+        expect_equal(e[2].variant, std::string("simple"), "variants: another reason is another entry");
+    }
+    counts.reset();
+    expect(counts.entries().empty(), "variants: reset forgets everything");
+
+    expect_equal(moe4j::kernel_name("moe4j_fp8_gemm_nt"), std::string("fp8_gemm_nt"), "kernel_name strips moe4j_");
+    expect_equal(moe4j::kernel_name("moe4j_fp8_expert_ffn_contiguous", "down"),
+                 std::string("fp8_expert_ffn_contiguous:down"), "kernel_name adds the stage");
+    using moe4j::CpuCode;
+    expect_equal(std::string(moe4j::cpu_variant(MOE4J_ISA_AVX512, CpuCode::EveryPath)), std::string("avx512"),
+                 "cpu_variant: AVX-512 code of its own");
+    expect_equal(std::string(moe4j::cpu_variant(MOE4J_ISA_AVX512, CpuCode::NoAvx512F)), std::string("avx2"),
+                 "cpu_variant: the AVX2 path at the avx512 level");
+    expect(*moe4j::cpu_fallback_reason(MOE4J_ISA_AVX512, CpuCode::NoAvx512F) != '\0',
+           "cpu_fallback_reason: says why avx2 ran");
+    expect_equal(std::string(moe4j::cpu_variant(MOE4J_ISA_SCALAR, CpuCode::NoAvx512F)), std::string("scalar"),
+                 "cpu_variant: scalar");
+    expect_equal(std::string(moe4j::cpu_variant(MOE4J_ISA_AVX512_BF16, CpuCode::NoAvx512F)), std::string("avx512_bf16"),
+                 "cpu_variant: avx512_bf16");
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+    if (argc != 2) {
+        std::cerr << "usage: moe4j_native_tests NATIVE_SRC_DIR (native/src)\n";
+        return 2;
+    }
+    guard_switches_and_restores();
+    guard_skips_a_current_device();
+    guard_reports_a_failed_get();
+    guard_reports_a_failed_set();
+    guards_nest();
+    explicit_restore_reports_and_happens_once();
+    on_device_runs_the_body_on_the_device();
+    on_device_propagates_errors();
+    every_cuda_entry_point_is_guarded(argv[1]);
+    variant_counts();
+    if (failures != 0) {
+        std::cerr << failures << " check(s) failed\n";
+        return 1;
+    }
+    std::cout << "moe4j native tests passed\n";
+    return 0;
+}
