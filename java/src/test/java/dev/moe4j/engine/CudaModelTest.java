@@ -19,8 +19,8 @@ import org.junit.jupiter.params.provider.ValueSource;
  * Whole models on GPUs against the same models on the CPU, on the reference fixtures: the same greedy tokens (a
  * different token is allowed only where the reference run rates it within {@link ModelTest#TIE_GAP} logits of its own
  * choice, and is reported), logits close, scoring close; and routed experts spread over every GPU of the machine
- * against all of them on the model's GPU. Requests are batched with prompts cut into chunks, so prefill and decode mix
- * in one step. Skips, saying why, without a CUDA device (and the multi-GPU test with fewer than two).
+ * against all of them on the model's GPU. Requests are batched, whole (a long prompt attended in two causal query
+ * chunks) or with prompts cut into chunks, so that prefill and decode mix in one step. Skips, saying why, without a CUDA device (and the multi-GPU test with fewer than two).
  */
 @Tag("gpu")
 class CudaModelTest {
@@ -39,7 +39,8 @@ class CudaModelTest {
                 Arena arena = Arena.ofConfined()) {
             assertEquals(Device.cuda(0), gpu.device());
             System.out.println(name + " on the GPU: " + gpu.memory());
-            compare(name + " GPU vs CPU", cpu, gpu, 7);
+            for (int stepTokens : new int[] {1024, 7})
+                compare(name + " GPU vs CPU, step " + stepTokens, cpu, gpu, stepTokens);
             int[] prompt =
                     Generations.requests(dir, cpu.vocabSize(), false).getFirst().inputIds();
             double scoreDiff = Reference.calcDiff(
@@ -63,7 +64,7 @@ class CudaModelTest {
         try (Model one = Model.load(dir, options, null);
                 Model all = Model.load(dir, options.withExpertDevices(gpus), null)) {
             assertEquals(2, all.expertParallel().size(), "both MoE layers spread over the GPUs");
-            compare(name + " " + gpus + " GPUs vs 1", one, all, 512);
+            compare(name + " " + gpus + " GPUs vs 1", one, all, 1024);
         }
     }
 
