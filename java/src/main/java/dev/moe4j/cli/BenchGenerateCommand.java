@@ -88,7 +88,12 @@ final class BenchGenerateCommand {
         int maxBatch = Arrays.stream(batches).max().orElseThrow();
         int threads = o.positive("--threads", 0);
 
-        Machine before = measureMachine(threads);
+        // the ceilings measured here are the CPU's: a model on a GPU is reported without them
+        boolean onCpu = ModelLoading.device(o).isCpu();
+        if (!onCpu)
+            System.err.println("bench generate --gpu: the CPU's bandwidth and peak are not the GPU's ceilings;"
+                    + " they are left out (bench/gpu.sh measures the GPU's)");
+        Machine before = onCpu ? measureMachine(threads) : Machine.UNKNOWN;
         List<Run> runs = new ArrayList<>();
         String description;
         try (Model model = ModelLoading.load(o, maxBatch * (prompt + decode))) {
@@ -104,7 +109,7 @@ final class BenchGenerateCommand {
                 runs.add(mean(each));
             }
         }
-        Machine after = measureMachine(threads);
+        Machine after = onCpu ? measureMachine(threads) : Machine.UNKNOWN;
         Machine machine =
                 new Machine(higher(before.readGbs(), after.readGbs()), before.bf16DotGflops(), before.bf16Dot());
         if (o.has("--json")) System.out.println(Json.write(toJson(description, machine, before, after, runs)));

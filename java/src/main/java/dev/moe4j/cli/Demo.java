@@ -13,6 +13,7 @@ import dev.moe4j.parallel.LiveBalancer;
 import dev.moe4j.placement.Eplb;
 import dev.moe4j.routing.ExpertLoad;
 import dev.moe4j.runtime.Capabilities;
+import dev.moe4j.runtime.Device;
 import dev.moe4j.runtime.NativeLibrary;
 import dev.moe4j.runtime.Profiler;
 import dev.moe4j.tokenizer.ChatTemplate;
@@ -41,7 +42,7 @@ final class Demo {
     private Demo() {}
 
     static final String USAGE = "demo [--layers N --prompt T --batch B --decode S --devices D --rebalance-every K"
-            + " --model-dir DIR --tokenizer DIR]";
+            + " --model-dir DIR --tokenizer DIR --gpu]";
 
     /** Where the launcher puts DeepSeek-V3's tokenizer (tools/fetch-tokenizer.sh). */
     static final String DEFAULT_TOKENIZER = "build/tokenizers/deepseek-v3";
@@ -72,10 +73,15 @@ final class Demo {
                         "--rebalance-every",
                         "--model-dir",
                         "--tokenizer"),
-                Set.of());
+                Set.of("--gpu"));
         int layers = o.positive("--layers", 4), prompt = o.positive("--prompt", 64);
         int batch = o.positive("--batch", 4), steps = o.positive("--decode", 32);
-        int devices = o.positive("--devices", 2), rebalanceEvery = o.positive("--rebalance-every", 16);
+        Device device = ModelLoading.device(o);
+        // on GPUs the experts spread over all of them by default; on the CPU over two CPU devices
+        int devices = o.positive(
+                "--devices",
+                device.isCpu() ? 2 : Math.max(1, NativeLibrary.capabilities().cudaDeviceCount()));
+        int rebalanceEvery = o.positive("--rebalance-every", 16);
         Path tokenizerDir = Path.of(o.string("--tokenizer", DEFAULT_TOKENIZER));
         if (!Files.exists(tokenizerDir.resolve("tokenizer.json")))
             throw new IllegalArgumentException("no tokenizer.json in " + tokenizerDir + " (./moe4j demo fetches"
@@ -115,16 +121,20 @@ final class Demo {
         for (Request r : requests) cacheTokens += r.inputIds().length + steps + 64;
         Model.Options options = Model.Options.defaults()
                 .withCacheTokens(Math.toIntExact(cacheTokens))
-                .withExpertDevices(devices);
+                .withExpertDevices(devices)
+                .withDevice(device);
         long t0 = System.nanoTime();
         try (Model model = Model.load(dir, options, line -> progress("loading " + line, 0, 1))) {
             progress("loading", 1, 1);
             System.out.printf(" %.1f s%n", (System.nanoTime() - t0) / 1e9);
             Model.Memory m = model.memory();
             System.out.printf(
-                    "memory: %.0f MB of weights used from the checkpoint's map, %.0f MB copied or converted, %.0f MB"
+                    "memory: %.0f MB of weights used from the checkpoint's map, %.0f MB copied or converted,%s %.0f MB"
                             + " KV cache%n",
-                    m.mappedWeights() / 1e6, m.copiedWeights() / 1e6, m.cache() / 1e6);
+                    m.mappedWeights() / 1e6,
+                    m.copiedWeights() / 1e6,
+                    device.isCpu() ? "" : String.format(" %.0f MB of weights on %s,", m.deviceWeights() / 1e6, device),
+                    m.cache() / 1e6);
             System.out.printf(
                     "process resident memory %.0f MB (mapped weights count as they are paged in; expert devices hold"
                             + " copies of their experts)%n",
@@ -136,8 +146,8 @@ final class Demo {
                             layer, new LiveBalancer(moe, 64, rebalanceEvery, 1, 1, Eplb.Policy.REFINED, true)));
             if (!balancers.isEmpty())
                 System.out.printf(
-                        "routed experts over %d CPU devices, refined EPLB with minimal moves every %d steps%n",
-                        devices, rebalanceEvery);
+                        "routed experts over %d %s, refined EPLB with minimal moves every %d steps%n",
+                        devices, device.isCpu() ? "CPU devices" : "GPUs", rebalanceEvery);
             Map<Integer, ExpertLoad> load = new LinkedHashMap<>();
             List<LiveBalancer.Report> rebalances = new ArrayList<>();
             long[] sideNanos = new long[2]; // [0] waiting for devices, [1] live rebalancing

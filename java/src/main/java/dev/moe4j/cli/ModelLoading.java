@@ -1,6 +1,7 @@
 package dev.moe4j.cli;
 
 import dev.moe4j.engine.Model;
+import dev.moe4j.runtime.Device;
 import dev.moe4j.tokenizer.Tokenizer;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -12,9 +13,17 @@ final class ModelLoading {
     private ModelLoading() {}
 
     static final Set<String> VALUED = Set.of("--model", "--cache-tokens", "--threads", "--devices");
-    static final Set<String> FLAGS = Set.of("--fp8-cache", "--quantize", "--fast", "--bf16-lm-head");
-    static final String USAGE =
-            "--model DIR [--cache-tokens N --fp8-cache --quantize --threads N --devices D --fast --bf16-lm-head]";
+    static final Set<String> FLAGS = Set.of("--fp8-cache", "--quantize", "--fast", "--bf16-lm-head", "--gpu");
+    static final String USAGE = "--model DIR [--cache-tokens N --fp8-cache --quantize --threads N --devices D --fast"
+            + " --bf16-lm-head --gpu]";
+
+    /**
+     * {@code --gpu}: the model on CUDA device 0 (libmoe4j_cuda, which the launcher loads for this flag); then
+     * {@code --devices D} spreads the routed experts over GPUs 0 .. D-1 instead of D CPU devices.
+     */
+    static Device device(Options o) {
+        return o.has("--gpu") ? Device.cuda(0) : Device.CPU;
+    }
 
     static Model load(Options o, int minCacheTokens) {
         Model.Options options = Model.Options.defaults()
@@ -24,17 +33,19 @@ final class ModelLoading {
                 .withReproducible(!o.has("--fast"))
                 .withThreads(o.positive("--threads", 0))
                 .withExpertDevices(o.positive("--devices", 1))
-                .withFp8LmHead(!o.has("--bf16-lm-head"));
+                .withFp8LmHead(!o.has("--bf16-lm-head"))
+                .withDevice(device(o));
         long t0 = System.nanoTime();
         Model model = Model.load(Path.of(o.string("--model")), options, null);
         Model.Memory m = model.memory();
         System.err.printf(
-                "loaded %s in %.1f s: %.0f MB of weights used from the map, %.0f MB copied or converted, %.0f MB KV"
+                "loaded %s in %.1f s: %.0f MB of weights used from the map, %.0f MB copied or converted,%s %.0f MB KV"
                         + " cache (%d tokens), process resident %.0f MB%n",
                 model,
                 (System.nanoTime() - t0) / 1e9,
                 m.mappedWeights() / 1e6,
                 m.copiedWeights() / 1e6,
+                model.device().isCpu() ? "" : String.format(" %.0f MB on %s,", m.deviceWeights() / 1e6, model.device()),
                 m.cache() / 1e6,
                 model.cacheTokens(),
                 residentBytes() / 1e6);

@@ -6,6 +6,7 @@ import dev.moe4j.model.PagedLatentCache;
 import dev.moe4j.model.Safetensors;
 import dev.moe4j.routing.Routing;
 import dev.moe4j.runtime.Context;
+import dev.moe4j.runtime.Workspace;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.Tensor;
 import java.lang.foreign.Arena;
@@ -70,10 +71,12 @@ final class RunLayer {
                 }
                 default -> {
                     PagedLatentCache cache = cache(arena, layer.index() + 1, t);
-                    cache.inStep(arena, new int[] {0}, new int[] {t}, step -> {
-                        layer.forward(ctx, cache, step, x, routing, out);
-                        return null;
-                    });
+                    try (Workspace.Frame frame = ctx.workspace().frame()) {
+                        cache.inStep(frame, new int[] {0}, new int[] {t}, step -> {
+                            layer.forward(ctx, cache, step, x, routing, out);
+                            return null;
+                        });
+                    }
                 }
             }
             long t1 = System.nanoTime();

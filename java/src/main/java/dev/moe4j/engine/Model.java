@@ -1,11 +1,13 @@
 package dev.moe4j.engine;
 
 import dev.moe4j.kernels.Cast;
+import dev.moe4j.kernels.Copy;
 import dev.moe4j.kernels.Dispatch;
 import dev.moe4j.kernels.Quantization;
 import dev.moe4j.kernels.ScaleFormat;
 import dev.moe4j.model.Checkpoint;
 import dev.moe4j.model.DecoderLayer;
+import dev.moe4j.model.DeviceStore;
 import dev.moe4j.model.Linear;
 import dev.moe4j.model.ModelConfig;
 import dev.moe4j.model.MoeLayer;
@@ -16,9 +18,13 @@ import dev.moe4j.parallel.ExpertParallelMoe;
 import dev.moe4j.placement.Eplb;
 import dev.moe4j.placement.Placement;
 import dev.moe4j.routing.Routing;
+import dev.moe4j.runtime.Capabilities;
 import dev.moe4j.runtime.Context;
+import dev.moe4j.runtime.Device;
+import dev.moe4j.runtime.NativeLibrary;
 import dev.moe4j.runtime.Workspace;
 import dev.moe4j.tensor.DType;
+import dev.moe4j.tensor.DeviceEmulation;
 import dev.moe4j.tensor.QuantizedGroups;
 import dev.moe4j.tensor.QuantizedTensor;
 import dev.moe4j.tensor.Tensor;
@@ -57,6 +63,14 @@ import java.util.function.Consumer;
  * otherwise, so a sequence's logits do not depend on the other sequences in the step or on how its prompt was
  * chunked.
  *
+ * <p>On a GPU ({@link Options#device} a CUDA device; libmoe4j_cuda must be loaded): the layers are loaded and converted
+ * on the host as for the CPU, then every weight is copied once to the GPU as it is (FP8 codes with their scales), the KV
+ * cache and all per-step scratch live there, and every step runs the same native kernels on the GPU's context. What
+ * crosses to the host is what Java decides on — each MoE layer's router logits [tokens, experts] and the returned
+ * logits — and what crosses to the GPU is index tables (token ids, cache slots and positions, block tables, routing
+ * tables), a copy each. With {@link Options#expertDevices} GPUs, each MoE layer's routed experts are spread over GPUs
+ * 0 .. n-1 (the model's GPU among them), tokens dispatched device to device; shared experts stay on the model's GPU.
+ *
  * <p>Not thread-safe: one thread drives a model (its steps mutate the cache); {@link Generator} enforces this for
  * generation. Close it to free its memory and unmap the checkpoint.
  */
@@ -68,12 +82,13 @@ public final class Model implements AutoCloseable {
      * @param fp8Cache the FP8 latent cache (656 B per token per layer) instead of bf16 (1152 B)
      * @param reproducible batch-invariant kernels (see the class doc); false trades that for large-batch speed
      * @param quantize quantize BF16 dense weights (input width a multiple of 128) to FP8 on load
-     * @param threads CPU threads for the kernels, 0 for all
+     * @param threads CPU threads for the kernels (on a GPU: for the conversions at load), 0 for all
      * @param expertDevices 1: routed experts run on the model's context; more: each MoE layer's experts are spread
-     *     over that many CPU devices ({@link ExpertParallelMoe}, 25% redundant slots, EPLB placement), each with its
-     *     own context and worker thread
+     *     over that many devices ({@link ExpertParallelMoe}, 25% redundant slots, EPLB placement), each with its own
+     *     context and worker thread: CPU devices for a CPU model, CUDA devices 0 .. expertDevices-1 for a GPU model
      * @param fp8LmHead quantize the LM head to FP8 (128x128 blocks) on load and run it as an FP8 GEMM: it is the
      *     largest matrix a decode step reads, and FP8 halves its bytes; false keeps it BF16 as stored
+     * @param device where the model runs: {@link Device#CPU}, or a CUDA device (weights, cache and steps on that GPU)
      */
     public record Options(
             int cacheTokens,
@@ -82,49 +97,66 @@ public final class Model implements AutoCloseable {
             boolean quantize,
             int threads,
             int expertDevices,
-            boolean fp8LmHead) {
+            boolean fp8LmHead,
+            Device device) {
         public Options {
             if (cacheTokens <= 0)
                 throw new IllegalArgumentException("cacheTokens must be positive, got " + cacheTokens);
             if (threads < 0) throw new IllegalArgumentException("threads must be >= 0, got " + threads);
             if (expertDevices < 1)
                 throw new IllegalArgumentException("expertDevices must be >= 1, got " + expertDevices);
+            Objects.requireNonNull(device, "device");
+            if (!device.isCpu() && expertDevices > 1 && device.ordinal() >= expertDevices)
+                throw new IllegalArgumentException("the model's GPU " + device + " must be one of the expert devices"
+                        + " cuda:0 .. cuda:" + (expertDevices - 1));
         }
 
         /**
          * 16384 cache tokens, bf16 cache, reproducible, no load-time quantization, all threads, one device, FP8 LM
-         * head.
+         * head, on the CPU.
          */
         public static Options defaults() {
-            return new Options(16384, false, true, false, 0, 1, true);
+            return new Options(16384, false, true, false, 0, 1, true, Device.CPU);
         }
 
         public Options withCacheTokens(int cacheTokens) {
-            return new Options(cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices, fp8LmHead);
+            return new Options(
+                    cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices, fp8LmHead, device);
         }
 
         public Options withFp8Cache(boolean fp8Cache) {
-            return new Options(cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices, fp8LmHead);
+            return new Options(
+                    cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices, fp8LmHead, device);
         }
 
         public Options withReproducible(boolean reproducible) {
-            return new Options(cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices, fp8LmHead);
+            return new Options(
+                    cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices, fp8LmHead, device);
         }
 
         public Options withQuantize(boolean quantize) {
-            return new Options(cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices, fp8LmHead);
+            return new Options(
+                    cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices, fp8LmHead, device);
         }
 
         public Options withThreads(int threads) {
-            return new Options(cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices, fp8LmHead);
+            return new Options(
+                    cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices, fp8LmHead, device);
         }
 
         public Options withExpertDevices(int expertDevices) {
-            return new Options(cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices, fp8LmHead);
+            return new Options(
+                    cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices, fp8LmHead, device);
         }
 
         public Options withFp8LmHead(boolean fp8LmHead) {
-            return new Options(cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices, fp8LmHead);
+            return new Options(
+                    cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices, fp8LmHead, device);
+        }
+
+        public Options withDevice(Device device) {
+            return new Options(
+                    cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices, fp8LmHead, device);
         }
     }
 
@@ -145,11 +177,14 @@ public final class Model implements AutoCloseable {
      *
      * @param mappedWeights checkpoint bytes used in place through the memory map (resident as the OS pages them in)
      * @param copiedWeights weights converted or copied into the model's own memory at load
-     * @param cache the KV cache of all layers
+     * @param cache the KV cache of all layers (on the model's device)
+     * @param deviceWeights weights copied to the model's GPU (0 on the CPU); the host copies they were made from are
+     *     counted above too
      */
-    public record Memory(long mappedWeights, long copiedWeights, long cache) {
+    public record Memory(long mappedWeights, long copiedWeights, long cache, long deviceWeights) {
+        /** Everything, host and device memory. */
         public long total() {
-            return mappedWeights + copiedWeights + cache;
+            return mappedWeights + copiedWeights + cache + deviceWeights;
         }
     }
 
@@ -163,7 +198,8 @@ public final class Model implements AutoCloseable {
     private final Linear lmHead; // [V, hidden], FP8 or BF16
     private final WeightBytes weightBytes;
     private final PagedLatentCache cache;
-    private final long copiedBytes;
+    private final long copiedBytes, deviceWeightBytes;
+    private final DeviceStore store; // the model's device memory; null on the CPU
     private final DeviceGroup group; // null without expert devices
     private final Map<Integer, ExpertParallelMoe> parallel;
     private BiConsumer<Integer, Routing> moeObserver;
@@ -182,6 +218,8 @@ public final class Model implements AutoCloseable {
             WeightBytes weightBytes,
             PagedLatentCache cache,
             long copiedBytes,
+            long deviceWeightBytes,
+            DeviceStore store,
             DeviceGroup group,
             Map<Integer, ExpertParallelMoe> parallel) {
         this.config = config;
@@ -195,6 +233,8 @@ public final class Model implements AutoCloseable {
         this.weightBytes = weightBytes;
         this.cache = cache;
         this.copiedBytes = copiedBytes;
+        this.deviceWeightBytes = deviceWeightBytes;
+        this.store = store;
         this.group = group;
         this.parallel = parallel;
     }
@@ -205,12 +245,32 @@ public final class Model implements AutoCloseable {
      * @param progress receives one line per loaded layer (may be null)
      * @throws IllegalArgumentException naming the file and tensor when the config is malformed, a tensor is missing,
      *     or a tensor's dtype or shape contradicts the config
+     * @throws IllegalStateException if the options ask for a GPU and the loaded native library has no CUDA backend or
+     *     the machine too few CUDA devices (saying which)
+     * @throws dev.moe4j.runtime.Moe4jException if a GPU runs out of memory
      */
     public static Model load(Path dir, Options options, Consumer<String> progress) {
+        return load(dir, options, progress, false);
+    }
+
+    /**
+     * {@link #load}, with the model's CPU context {@linkplain DeviceEmulation emulating a device}: the GPU model's code
+     * paths (weights copied to device memory, device scratch, the copies of tables and logits) run on the CPU, with
+     * the CPU model's results; a test mode for machines without a GPU. Experts on the model's context only.
+     */
+    static Model loadEmulatingDevice(Path dir, Options options, Consumer<String> progress) {
+        if (!options.device().isCpu() || options.expertDevices() > 1)
+            throw new IllegalArgumentException("device emulation runs a CPU model with its experts on its own context");
+        return load(dir, options, progress, true);
+    }
+
+    private static Model load(Path dir, Options options, Consumer<String> progress, boolean emulate) {
         Objects.requireNonNull(options, "options");
+        requireDevices(options);
         Checkpoint checkpoint = Checkpoint.open(dir);
         CountingArena arena = new CountingArena(Arena.ofShared());
-        Context ctx = null;
+        Context ctx = null, loader = null;
+        DeviceStore store = null;
         DeviceGroup group = null;
         Map<Integer, ExpertParallelMoe> parallel = new LinkedHashMap<>();
         try {
@@ -218,12 +278,20 @@ public final class Model implements AutoCloseable {
             if (c.vocabSize() <= 0)
                 throw new IllegalArgumentException(
                         dir + "/config.json: vocab_size must be positive, got " + c.vocabSize());
+            Device device = options.device();
+            Context.Options contextOptions =
+                    device.isCpu() ? Context.Options.cpu() : Context.Options.cuda(device.ordinal());
             ctx = Context.create(
-                    Context.Options.cpu().withThreads(options.threads()).withReproducible(options.reproducible()));
+                    contextOptions.withThreads(options.threads()).withReproducible(options.reproducible()));
+            if (emulate) DeviceEmulation.emulate(ctx);
+            boolean onDevice = !device.isCpu() || emulate;
+            // the layers are read and converted on the host (a CPU context), then copied to the device
+            loader = onDevice ? Context.create(Context.Options.cpu().withThreads(options.threads())) : ctx;
+            if (onDevice) store = new DeviceStore(ctx);
             Tensor embeddings = bf16Matrix(checkpoint, "model.embed_tokens.weight", c, arena);
             List<DecoderLayer> layers = new ArrayList<>();
             for (int l = 0; l < c.numHiddenLayers(); l++) {
-                layers.add(DecoderLayer.load(checkpoint, l, options.quantize(), ctx, arena));
+                layers.add(DecoderLayer.load(checkpoint, l, options.quantize(), loader, arena));
                 if (progress != null) progress.accept("layer " + (l + 1) + " of " + c.numHiddenLayers());
             }
             if (progress != null && c.numNextnPredictLayers() > 0)
@@ -237,26 +305,28 @@ public final class Model implements AutoCloseable {
             Tensor lmHeadWeight =
                     c.tieWordEmbeddings() ? embeddings : bf16Matrix(checkpoint, "lm_head.weight", c, arena);
             Linear lmHead = options.fp8LmHead() && c.hiddenSize() % QuantizedTensor.BLOCK == 0
-                    ? Linear.fp8(Quantization.perBlock(ctx, lmHeadWeight, ScaleFormat.FP32, arena))
+                    ? Linear.fp8(Quantization.perBlock(loader, lmHeadWeight, ScaleFormat.FP32, arena))
                     : Linear.bf16(lmHeadWeight);
             WeightBytes weightBytes = weightBytes(layers, norm, lmHead, c);
             int blocks = PagedLatentCache.blocksFor(options.cacheTokens());
             long weightsCopied = arena.allocated();
-            PagedLatentCache cache = new PagedLatentCache(arena, c.numHiddenLayers(), blocks, 1, options.fp8Cache());
             if (options.expertDevices() > 1 && c.nRoutedExperts() > 0) {
                 int devices = options.expertDevices();
-                group = DeviceGroup.cpu(devices, 1);
+                group = device.isCpu() ? DeviceGroup.cpu(devices, 1) : DeviceGroup.cuda(devices, 1);
                 int replicas = (c.nRoutedExperts() * 5 / 4 + devices - 1) / devices * devices;
                 for (int l = 0; l < layers.size(); l++) {
                     if (!(layers.get(l).moe() instanceof MoeLayer local)) continue;
                     Placement start = Eplb.rebalance(new double[1][c.nRoutedExperts()], replicas, 1, 1, devices);
+                    // the gate and the shared experts run on the model's context: in its memory
                     ExpertParallelMoe moe = new ExpertParallelMoe(
                             group,
-                            local.gate(),
+                            store == null ? local.gate() : local.gate().to(store),
                             local.expertGate(),
                             local.expertUp(),
                             local.expertDown(),
-                            local.shared(),
+                            store == null || local.shared() == null
+                                    ? local.shared()
+                                    : local.shared().to(store),
                             start,
                             0,
                             1);
@@ -264,6 +334,19 @@ public final class Model implements AutoCloseable {
                     layers.set(l, layers.get(l).withMoe(moe));
                 }
             }
+            if (store != null) {
+                for (int l = 0; l < layers.size(); l++)
+                    layers.set(l, layers.get(l).to(store));
+                Tensor hostEmbeddings = embeddings;
+                embeddings = store.upload(hostEmbeddings);
+                norm = norm.to(store);
+                lmHead = lmHead.isFp8() || lmHeadWeight != hostEmbeddings ? lmHead.to(store) : Linear.bf16(embeddings);
+            }
+            long deviceWeights = store == null ? 0 : store.bytes();
+            PagedLatentCache cache = store == null
+                    ? new PagedLatentCache(arena, c.numHiddenLayers(), blocks, 1, options.fp8Cache())
+                    : new PagedLatentCache(store, c.numHiddenLayers(), blocks, 1, options.fp8Cache());
+            if (loader != ctx) loader.close();
             return new Model(
                     c,
                     checkpoint,
@@ -276,16 +359,34 @@ public final class Model implements AutoCloseable {
                     weightBytes,
                     cache,
                     weightsCopied,
+                    deviceWeights,
+                    store,
                     group,
                     parallel);
         } catch (RuntimeException e) {
             for (ExpertParallelMoe moe : parallel.values()) moe.close();
             if (group != null) group.close();
+            if (store != null) store.close();
+            if (loader != null && loader != ctx) loader.close();
             if (ctx != null) ctx.close();
             arena.close();
             checkpoint.close();
             throw e;
         }
+    }
+
+    /** Says why a GPU model cannot load here, before anything is read. */
+    private static void requireDevices(Options options) {
+        if (options.device().isCpu()) return;
+        Capabilities caps = NativeLibrary.capabilities();
+        int needed = Math.max(options.device().ordinal() + 1, options.expertDevices());
+        if (!caps.cudaCompiled())
+            throw new IllegalStateException("a model on " + options.device() + " needs the CUDA backend, but "
+                    + caps.library() + " has none: load libmoe4j_cuda (-Dmoe4j.library=moe4j_cuda)");
+        if (caps.cudaDeviceCount() < needed)
+            throw new IllegalStateException("a model on " + options.device() + " with experts over "
+                    + options.expertDevices() + " GPU(s) needs " + needed + " CUDA device(s), this machine has "
+                    + caps.cudaDeviceCount());
     }
 
     private static WeightBytes weightBytes(List<DecoderLayer> layers, RmsNorm norm, Linear lmHead, ModelConfig c) {
@@ -345,7 +446,12 @@ public final class Model implements AutoCloseable {
     }
 
     public Memory memory() {
-        return new Memory(checkpoint.mappedBytes(), copiedBytes, cache.bytes());
+        return new Memory(checkpoint.mappedBytes(), copiedBytes, cache.bytes(), deviceWeightBytes);
+    }
+
+    /** The device the model runs on: the CPU or a GPU. */
+    public Device device() {
+        return ctx.device();
     }
 
     /** Whether steps are batch-invariant (the context is reproducible). */
@@ -431,12 +537,12 @@ public final class Model implements AutoCloseable {
                     "the model is running a step on another thread; a model is driven by one" + " thread at a time");
         try (Workspace.Frame step = ctx.workspace().frame()) {
             return cache.inStep(step, sequences, counts, reserved -> {
-                Tensor ids = Tensor.allocate(step, DType.I32, total);
+                Tensor ids = Tensor.hostScratch(step, DType.I32, total);
                 for (int i = 0, row = 0; i < sequences.length; i++)
                     for (int token : tokens[i]) ids.setInt(token, row++);
-                Tensor embedded = Tensor.allocate(step, DType.BF16, total, hidden);
-                Dispatch.gather(ctx, embeddings, ids, embedded);
-                Tensor x = Tensor.allocate(step, DType.F32, total, hidden);
+                Tensor embedded = Tensor.scratch(step, DType.BF16, total, hidden);
+                Dispatch.gather(ctx, embeddings, Copy.toDevice(step, ids), embedded);
+                Tensor x = Tensor.scratch(step, DType.F32, total, hidden);
                 Cast.apply(ctx, embedded, x);
                 if (routing == null || routing.maxTokens() < total)
                     routing = new Routing(Math.max(1, config.numExpertsPerTok()), Math.max(total, 256));
@@ -446,7 +552,7 @@ public final class Model implements AutoCloseable {
                 }
 
                 int rows = allPositions ? total : sequences.length;
-                Tensor pick = Tensor.allocate(step, DType.I32, rows);
+                Tensor pick = Tensor.hostScratch(step, DType.I32, rows);
                 for (int i = 0, row = 0; i < rows; i++) {
                     if (allPositions) pick.setInt(i, i);
                     else {
@@ -454,12 +560,14 @@ public final class Model implements AutoCloseable {
                         pick.setInt(row - 1, i);
                     }
                 }
-                Tensor last = Tensor.allocate(step, DType.F32, rows, hidden);
-                Dispatch.gather(ctx, x, pick, last);
-                Tensor normed = Tensor.allocate(step, DType.BF16, rows, hidden);
+                Tensor last = Tensor.scratch(step, DType.F32, rows, hidden);
+                Dispatch.gather(ctx, x, Copy.toDevice(step, pick), last);
+                Tensor normed = Tensor.scratch(step, DType.BF16, rows, hidden);
                 norm.apply(ctx, last, normed);
                 Tensor logits = Tensor.allocate(arena, DType.F32, rows, vocab);
-                lmHead.apply(ctx, normed, logits);
+                Tensor computed = logits.isInMemoryOf(ctx) ? logits : Tensor.scratch(step, DType.F32, rows, vocab);
+                lmHead.apply(ctx, normed, computed);
+                if (computed != logits) Copy.apply(ctx, computed, logits);
                 return logits;
             });
         } finally {
@@ -484,6 +592,7 @@ public final class Model implements AutoCloseable {
     public void close() {
         for (ExpertParallelMoe moe : parallel.values()) moe.close();
         if (group != null) group.close();
+        if (store != null) store.close();
         ctx.close();
         arena.close();
         checkpoint.close();
@@ -492,7 +601,7 @@ public final class Model implements AutoCloseable {
     @Override
     public String toString() {
         return "Model[" + config.modelType() + ", " + config.numHiddenLayers() + " layers, hidden "
-                + config.hiddenSize() + ", vocab " + config.vocabSize() + ", " + dir() + "]";
+                + config.hiddenSize() + ", vocab " + config.vocabSize() + ", on " + ctx.device() + ", " + dir() + "]";
     }
 
     /** An arena that counts the bytes allocated in it (the model's own weight memory). */

@@ -5,6 +5,7 @@ import dev.moe4j.runtime.Context;
 import dev.moe4j.runtime.NativeLibrary;
 import dev.moe4j.runtime.Workspace;
 import dev.moe4j.tensor.Tensor;
+import java.lang.foreign.SegmentAllocator;
 import java.util.Objects;
 
 /**
@@ -16,19 +17,60 @@ import java.util.Objects;
  * data is there (and throws an error that earlier calls on the context left on the device); a copy from host memory
  * has read the source when it returns; a copy between GPUs is enqueued like a kernel, so another context may read
  * its destination only after {@link #synchronize} on this one. On the CPU every copy is complete when it returns.
+ *
+ * <p>{@link #toDevice} and {@link #toHost} are the deliberate crossings of code that runs on any context (the model
+ * classes): a table Java wrote goes to the device's memory, a small result Java must read (router logits) comes back;
+ * where the memory is already the right one (every tensor of a CPU context) they return the tensor itself and copy
+ * nothing.
  */
 public final class Copy {
     private Copy() {}
 
+    /**
+     * Copies src into dst.
+     *
+     * @throws dev.moe4j.runtime.Moe4jException naming the argument if the dtypes or shapes differ, a tensor is not
+     *     contiguous, or a tensor lives on a GPU a CPU context cannot reach
+     */
     public static void apply(Context ctx, Tensor src, Tensor dst) {
         Objects.requireNonNull(ctx, "ctx");
         Objects.requireNonNull(src, "src");
         Objects.requireNonNull(dst, "dst");
         try (Workspace.Frame call = ctx.workspace().frame()) {
-            var s = src.descriptor(call, "src");
-            var d = dst.descriptor(call, "dst");
+            // the frame's host memory, not the frame as the allocator: a copy takes host tensors on any context, so
+            // it is exempt from the emulated-device check that descriptors from a frame get (see DeviceEmulation)
+            SegmentAllocator descriptors = call::allocate;
+            var s = src.descriptor(descriptors, "src");
+            var d = dst.descriptor(descriptors, "dst");
             NativeLibrary.call("moe4j_copy", () -> moe4j_h.moe4j_copy(ctx.handle(), s, d));
         }
+    }
+
+    /**
+     * t in the memory that kernels on the frame's context take ({@link Tensor#isInMemoryOf}): t itself when it is
+     * there already, else a copy in the frame's device memory, valid until the frame closes.
+     *
+     * @param t contiguous when a copy is needed
+     */
+    public static Tensor toDevice(Workspace.Frame frame, Tensor t) {
+        Context ctx = frame.context();
+        if (t.isInMemoryOf(ctx)) return t;
+        Tensor copy = Tensor.scratch(frame, t.dtype(), t.shape());
+        apply(ctx, t, copy);
+        return copy;
+    }
+
+    /**
+     * t in host memory, for Java to read: t itself when it is there already, else a copy in the frame's host memory,
+     * valid until the frame closes.
+     *
+     * @param t contiguous when a copy is needed, on the frame's context's device or in host memory
+     */
+    public static Tensor toHost(Workspace.Frame frame, Tensor t) {
+        if (t.isHostMemory()) return t;
+        Tensor copy = Tensor.hostScratch(frame, t.dtype(), t.shape());
+        apply(frame.context(), t, copy);
+        return copy;
     }
 
     /**

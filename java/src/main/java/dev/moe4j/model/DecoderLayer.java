@@ -1,5 +1,6 @@
 package dev.moe4j.model;
 
+import dev.moe4j.kernels.Copy;
 import dev.moe4j.kernels.Dispatch;
 import dev.moe4j.kernels.Quantization;
 import dev.moe4j.kernels.ScaleFormat;
@@ -27,6 +28,9 @@ import java.util.Objects;
  * {@code weight_scale_inv}) are used as stored; BF16 (or F32/F16) weights are quantized to FP8 128x128 blocks when
  * {@code quantize} is set and their input width is a multiple of 128, and kept BF16 otherwise. Routed experts are
  * always FP8 (the grouped expert kernel is FP8), quantized on load when the checkpoint holds them in BF16.
+ *
+ * <p>A loaded layer lives in host memory (FP8 weights in the checkpoint's map) and runs on a CPU context; {@link #to}
+ * copies it to a device, where it runs on a context of that device with the residual stream and the cache there.
  *
  * <p>Not thread-safe: one thread drives a layer (it and its MoE part hold reusable tables).
  */
@@ -69,6 +73,21 @@ public final class DecoderLayer {
         return new DecoderLayer(index, inputNorm, attention, postNorm, Objects.requireNonNull(replacement), null);
     }
 
+    /**
+     * This layer with its norms, attention, dense MLP and MoE part copied into store's device memory, for contexts of
+     * that device. An MoE part that is not a {@link MoeLayer} (experts spread over devices by
+     * {@link dev.moe4j.parallel.ExpertParallelMoe}) keeps its own placement and is taken as it is.
+     */
+    public DecoderLayer to(DeviceStore store) {
+        return new DecoderLayer(
+                index,
+                inputNorm.to(store),
+                attention.to(store),
+                postNorm.to(store),
+                moe instanceof MoeLayer local ? local.to(store) : moe,
+                mlp == null ? null : mlp.to(store));
+    }
+
     /** The dense MLP, or null for an MoE layer. */
     public DenseMlp mlp() {
         return mlp;
@@ -77,8 +96,9 @@ public final class DecoderLayer {
     /**
      * Runs one model step's new tokens through the layer (see {@link MlaAttention#forward}).
      *
+     * @param ctx a context of the device that holds the layer
      * @param step the cache's running step ({@link PagedLatentCache#inStep}); layer {@link #index} of the cache is used
-     * @param x F32 [step tokens, hidden], the residual stream, rows in step order
+     * @param x F32 [step tokens, hidden], the residual stream, rows in step order, in the memory of ctx's device
      * @param routing receives the MoE routing (ignored by dense layers; may be null for them)
      * @param out F32 [step tokens, hidden]; may be x itself
      */
@@ -91,16 +111,16 @@ public final class DecoderLayer {
                     "out must be a contiguous F32 " + Arrays.toString(x.shape()) + ", got " + out);
         int t = Math.toIntExact(x.shape(0)), h = Math.toIntExact(x.shape(1));
         try (Workspace.Frame scratch = ctx.workspace().frame()) {
-            Tensor normed = Tensor.allocate(scratch, DType.BF16, t, h);
-            Tensor branch = Tensor.allocate(scratch, DType.F32, t, h);
-            Tensor residual = Tensor.allocate(scratch, DType.F32, t, h);
+            Tensor normed = Tensor.scratch(scratch, DType.BF16, t, h);
+            Tensor branch = Tensor.scratch(scratch, DType.F32, t, h);
+            Tensor residual = Tensor.scratch(scratch, DType.F32, t, h);
             inputNorm.apply(ctx, x, normed);
             attention.forward(ctx, cache, index, step, normed, branch);
             postNorm.apply(ctx, branch, x, residual, normed); // residual = x + branch, normed = norm(residual)
             if (moe != null) moe.forward(ctx, normed, routing, branch);
             else mlp.apply(ctx, normed, branch);
             if (this.residual.capacity() < t) this.residual = Residual.of(t);
-            this.residual.apply(ctx, residual, branch, out);
+            this.residual.apply(ctx, residual, branch, out, scratch);
         }
     }
 
@@ -125,9 +145,16 @@ public final class DecoderLayer {
             return index.shape(0);
         }
 
-        void apply(Context ctx, Tensor base, Tensor branch, Tensor out) {
+        /** The tables are host memory; a device gets a copy of the rows it needs in the frame. */
+        void apply(Context ctx, Tensor base, Tensor branch, Tensor out, Workspace.Frame frame) {
             long t = base.shape(0);
-            Dispatch.combine(ctx, branch, index.slice(0, 0, t), weights.slice(0, 0, t), base, out);
+            Dispatch.combine(
+                    ctx,
+                    branch,
+                    Copy.toDevice(frame, index.slice(0, 0, t)),
+                    Copy.toDevice(frame, weights.slice(0, 0, t)),
+                    base,
+                    out);
         }
     }
 

@@ -1,9 +1,8 @@
 package dev.moe4j.model;
 
 import dev.moe4j.kernels.Activation;
+import dev.moe4j.kernels.Copy;
 import dev.moe4j.kernels.ExpertFfn;
-import dev.moe4j.kernels.Quantization;
-import dev.moe4j.kernels.ScaleFormat;
 import dev.moe4j.runtime.Context;
 import dev.moe4j.runtime.Workspace;
 import dev.moe4j.tensor.DType;
@@ -23,7 +22,10 @@ import java.util.Objects;
  * (BF16 weights, or V2-Lite's 10944-wide dense MLP that FP8 blocks cannot tile) it runs three {@link Linear} layers
  * with SiLU·mul applied natively in fp32 between them ({@link Activation#siluMul}).
  *
- * <p>Immutable; {@link #apply} may run on several threads at once with their own outputs.
+ * <p>The weights live in host memory or, after {@link #to}, in a device's; {@link #apply} runs on a context of that
+ * device with x and out in its memory.
+ *
+ * <p>Immutable; {@link #apply} may run on several threads at once with their own contexts and outputs.
  */
 public final class DenseMlp {
     private final Linear gate, up, down;
@@ -51,6 +53,16 @@ public final class DenseMlp {
                     QuantizedGroups.of(List.of(down.fp8Weight()))
                 }
                 : null;
+    }
+
+    /** This MLP with its weights copied into store's device memory, for contexts of that device. */
+    public DenseMlp to(DeviceStore store) {
+        return new DenseMlp(gate.to(store), up.to(store), down.to(store));
+    }
+
+    /** Whether the weights are in the memory that kernels on ctx take ({@link Tensor#isInMemoryOf}). */
+    public boolean isInMemoryOf(Context ctx) {
+        return gate.isInMemoryOf(ctx);
     }
 
     public long hidden() {
@@ -95,8 +107,9 @@ public final class DenseMlp {
     }
 
     /**
-     * @param x F32 or BF16 [T, H]
-     * @param out F32 or BF16 [T, H], rows contiguous
+     * @param ctx a context of the device that holds the weights
+     * @param x F32 or BF16 [T, H], in the memory of ctx's device
+     * @param out F32 or BF16 [T, H], rows contiguous, in the memory of ctx's device
      */
     public void apply(Context ctx, Tensor x, Tensor out) {
         Objects.requireNonNull(x, "x");
@@ -105,8 +118,8 @@ public final class DenseMlp {
         int t = Math.toIntExact(x.shape(0));
         try (Workspace.Frame scratch = ctx.workspace().frame()) {
             if (fused != null) {
-                Tensor layout = Tensor.allocate(scratch, DType.I32, t); // every row: expert 0
-                QuantizedTensor xq = Quantization.perToken(ctx, x, ScaleFormat.FP32, scratch);
+                Tensor layout = Copy.toDevice(scratch, Tensor.allocate(scratch, DType.I32, t)); // zeros: expert 0
+                QuantizedTensor xq = Linear.quantizeTokens(ctx, x, scratch);
                 ExpertFfn.contiguous(ctx, xq, fused[0], fused[1], fused[2], layout, 1, out);
                 return;
             }

@@ -11,7 +11,6 @@ import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.QuantizedTensor;
 import dev.moe4j.tensor.Tensor;
 import java.lang.foreign.Arena;
-import java.lang.foreign.SegmentAllocator;
 import java.util.Objects;
 
 /**
@@ -22,8 +21,11 @@ import java.util.Objects;
  * with {@link Fp8Gemm#nt}. BF16 weights take {@link Gemm#nt} on bf16 activations (F32 input is rounded to bf16
  * first, as the bf16 reference model would hold it). Either way products accumulate in fp32.
  *
- * <p>Immutable; the weight memory belongs to the caller's arena. {@link #apply} is safe to call from several threads
- * at once with their own outputs.
+ * <p>The weight lives in host memory (the caller's arena or a checkpoint's map) or, after {@link #to}, in a device's
+ * memory; {@link #apply} runs on a context of that device, its activations and scratch in the same memory.
+ *
+ * <p>Immutable; the weight memory belongs to the caller's arena (or {@link DeviceStore}). {@link #apply} is safe to
+ * call from several threads at once with their own contexts and outputs.
  */
 public final class Linear {
     private final Tensor bf16;
@@ -71,8 +73,8 @@ public final class Linear {
     /**
      * {@code out = x·Wᵀ}.
      *
-     * @param x F32 or BF16 [T, in], rows contiguous
-     * @param out F32 or BF16 [T, out], rows contiguous (a column slice of a wider tensor is fine)
+     * @param x F32 or BF16 [T, in], rows contiguous, in the memory of ctx's device (as the weight)
+     * @param out F32 or BF16 [T, out], rows contiguous (a column slice of a wider tensor is fine), in the same memory
      */
     public void apply(Context ctx, Tensor x, Tensor out) {
         Objects.requireNonNull(x, "x");
@@ -80,11 +82,11 @@ public final class Linear {
             throw new IllegalArgumentException("x must be [T, " + inFeatures() + "], got " + x);
         try (Workspace.Frame scratch = ctx.workspace().frame()) {
             if (fp8 != null) {
-                Fp8Gemm.nt(ctx, Quantization.perToken(ctx, x, ScaleFormat.FP32, scratch), fp8, null, out);
+                Fp8Gemm.nt(ctx, quantizeTokens(ctx, x, scratch), fp8, null, out);
             } else {
                 Tensor xb = x;
                 if (x.dtype() != DType.BF16) {
-                    xb = Tensor.allocate(scratch, DType.BF16, x.shape());
+                    xb = Tensor.scratch(scratch, DType.BF16, x.shape());
                     Cast.apply(ctx, x, xb);
                 }
                 Gemm.nt(ctx, xb, bf16, null, out);
@@ -92,11 +94,35 @@ public final class Linear {
         }
     }
 
-    /** {@code x·Wᵀ} into a new F32 or BF16 [T, out] tensor allocated in arena. */
-    public Tensor apply(Context ctx, Tensor x, DType dtype, SegmentAllocator arena) {
-        Tensor out = Tensor.allocate(arena, dtype, x.shape(0), outFeatures());
+    /** {@code x·Wᵀ} into a new F32 or BF16 [T, out] tensor in the frame's device memory. */
+    public Tensor apply(Context ctx, Tensor x, DType dtype, Workspace.Frame frame) {
+        Tensor out = Tensor.scratch(frame, dtype, x.shape(0), outFeatures());
         apply(ctx, x, out);
         return out;
+    }
+
+    /**
+     * x [T, K] (K a multiple of 128) quantized per token to FP8 with fp32 scales, in the frame's device memory: the
+     * activations of an FP8 GEMM.
+     */
+    static QuantizedTensor quantizeTokens(Context ctx, Tensor x, Workspace.Frame frame) {
+        long t = x.shape(0), k = x.shape(1);
+        QuantizedTensor q = new QuantizedTensor(
+                Tensor.scratch(frame, DType.E4M3, t, k),
+                Tensor.scratch(frame, DType.F32, t, k / QuantizedTensor.BLOCK),
+                1);
+        Quantization.perToken(ctx, x, q.data(), q.scales(), ScaleFormat.FP32);
+        return q;
+    }
+
+    /** This layer with its weight (and scales) copied into store's device memory. */
+    public Linear to(DeviceStore store) {
+        return new Linear(bf16 == null ? null : store.upload(bf16), fp8 == null ? null : store.upload(fp8));
+    }
+
+    /** Whether the weight is in the memory that kernels on ctx take ({@link Tensor#isInMemoryOf}). */
+    public boolean isInMemoryOf(Context ctx) {
+        return weight().isInMemoryOf(ctx);
     }
 
     /** The weight in BF16 [out, in] (FP8 weights dequantized), allocated in arena. */

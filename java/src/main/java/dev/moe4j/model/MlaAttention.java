@@ -1,5 +1,6 @@
 package dev.moe4j.model;
 
+import dev.moe4j.kernels.Copy;
 import dev.moe4j.kernels.Gemm;
 import dev.moe4j.kernels.Mla;
 import dev.moe4j.runtime.Context;
@@ -8,7 +9,6 @@ import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.Tensor;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.SegmentAllocator;
 import java.lang.foreign.ValueLayout;
 import java.util.Arrays;
 import java.util.Objects;
@@ -35,6 +35,10 @@ import java.util.Objects;
  * <p>{@link #forward} runs one model step: any mix of prompt chunks and single decode tokens of several sequences,
  * the projections as one GEMM each over all the step's tokens, the attention per prompt chunk (in causal query
  * chunks) and for all single-token sequences together.
+ *
+ * <p>The block is built from host weights ({@link #MlaAttention}) and runs on a CPU context, or is copied to a device
+ * ({@link #to}) and runs on a context of that device, with the cache and the activations in that device's memory; the
+ * only host data a step reads is the step's token counts (which sequences are prompt chunks).
  *
  * <p>Thread-safety: the weights are immutable, but each call mutates the cache it is given; use one thread per
  * cache. Per-call scratch comes from the context's {@link dev.moe4j.runtime.Workspace}.
@@ -111,9 +115,12 @@ public final class MlaAttention {
     private final Tensor wkvB; // BF16 [heads·(nope+v), 512]; head h's W_UV is rows h·(nope+v)+nope ..
 
     /**
+     * @param ctx a CPU context, for the load-time dequantization of wkv_b
+     * @param weights in host memory
      * @param arena owns the BF16 copies of wkv_b this block attends with (FP8 wkv_b is dequantized once, as V3's
      *     reference does for the absorbed path)
-     * @throws IllegalArgumentException if a weight is missing or its shape does not match the config
+     * @throws IllegalArgumentException if a weight is missing, not in host memory, or its shape does not match the
+     *     config
      */
     public MlaAttention(Context ctx, Config config, Weights weights, Arena arena) {
         this.config = Objects.requireNonNull(config, "config");
@@ -134,6 +141,33 @@ public final class MlaAttention {
         softmaxScale = (float) (rope.softmaxScaleFactor() / Math.sqrt(config.qHeadDim()));
         wkvB = weights.wkvB().toBf16(ctx, arena);
         wUkT = transposeKeyParts(wkvB, arena);
+    }
+
+    private MlaAttention(MlaAttention host, DeviceStore store) {
+        Weights w = host.weights;
+        config = host.config;
+        rope = host.rope.to(store);
+        softmaxScale = host.softmaxScale;
+        wkvB = store.upload(host.wkvB);
+        wUkT = store.upload(host.wUkT);
+        // wkv_b itself only feeds the two BF16 parts above: the device block keeps their copy in its place
+        weights = new Weights(
+                w.wq() == null ? null : w.wq().to(store),
+                w.wqA() == null ? null : w.wqA().to(store),
+                w.qNorm() == null ? null : w.qNorm().to(store),
+                w.wqB() == null ? null : w.wqB().to(store),
+                w.wkvA().to(store),
+                w.kvNorm().to(store),
+                Linear.bf16(wkvB),
+                w.wo().to(store));
+    }
+
+    /**
+     * This block with its weights (the projections as stored, the norms, the BF16 parts of wkv_b the absorbed attention
+     * multiplies with, RoPE's frequencies) copied into store's device memory, for contexts of that device.
+     */
+    public MlaAttention to(DeviceStore store) {
+        return new MlaAttention(this, store);
     }
 
     public Config config() {
@@ -164,9 +198,10 @@ public final class MlaAttention {
      * A sequence's tokens in the step may be a whole prompt, a chunk of one, or one decode token; sequences with one
      * token are attended together in one kernel call.
      *
+     * @param ctx a context of the device that holds this block's weights and the cache
      * @param step the cache's running step (see {@link PagedLatentCache#inStep})
-     * @param x F32 or BF16 [step tokens, hidden], rows in step order
-     * @param out F32 or BF16 [step tokens, hidden], rows contiguous
+     * @param x F32 or BF16 [step tokens, hidden], rows in step order, in the memory of ctx's device
+     * @param out F32 or BF16 [step tokens, hidden], rows contiguous, in the memory of ctx's device
      */
     public void forward(
             Context ctx, PagedLatentCache cache, int layer, PagedLatentCache.Step step, Tensor x, Tensor out) {
@@ -177,12 +212,12 @@ public final class MlaAttention {
         try (Workspace.Frame scratch = ctx.workspace().frame()) {
             Projected p = project(ctx, x, step.positions(), scratch);
             cache.write(ctx, layer, step, p.kv());
-            Tensor attended = Tensor.allocate(scratch, DType.BF16, 1, t, h, config.kvLoraRank());
-            Tensor lse = Tensor.allocate(scratch, DType.F32, 1, h, t);
-            Tensor chunkLength = Tensor.allocate(scratch, DType.I32, 1);
+            Tensor attended = Tensor.scratch(scratch, DType.BF16, 1, t, h, config.kvLoraRank());
+            Tensor lse = Tensor.scratch(scratch, DType.F32, 1, h, t);
+            Tensor chunkLengths = prefillLengths(step.counts(), step.starts(), scratch);
             Tensor cacheTensor = cache.tensor(layer);
             int[] counts = step.counts();
-            for (int i = 0, row = 0; i < counts.length; ) {
+            for (int i = 0, row = 0, chunkIndex = 0; i < counts.length; ) {
                 if (counts[i] == 1) {
                     int run = 1; // consecutive one-token sequences: one decode call
                     while (i + run < counts.length && counts[i + run] == 1) run++;
@@ -201,17 +236,15 @@ public final class MlaAttention {
                     continue;
                 }
                 // a prompt chunk: causal query chunks, each seeing the tokens up to its last
-                int n = counts[i], start = step.starts()[i];
-                int chunk = Math.max(1, PREFILL_CHUNK_ROWS / h);
+                int n = counts[i], chunk = prefillChunk();
                 for (int c0 = 0; c0 < n; c0 += chunk) {
                     int m = Math.min(chunk, n - c0);
-                    chunkLength.setInt(start + c0 + m, 0);
                     Mla.decode(
                             ctx,
                             p.q().slice(1, row + c0, m),
                             cacheTensor,
                             step.blockTable().slice(0, i, 1),
-                            chunkLength,
+                            chunkLengths.slice(0, chunkIndex++, 1),
                             softmaxScale,
                             true,
                             attended.slice(1, row + c0, m),
@@ -224,6 +257,29 @@ public final class MlaAttention {
         }
     }
 
+    /** Query tokens per attention call of a prompt chunk. */
+    private int prefillChunk() {
+        return Math.max(1, PREFILL_CHUNK_ROWS / config.heads());
+    }
+
+    /**
+     * The cache length each causal query chunk of the step's prompt chunks attends up to (the position after its last
+     * token), in order, as I32 [chunks] in the frame's device memory (one copy); null when the step is all decode
+     * tokens.
+     */
+    private Tensor prefillLengths(int[] counts, int[] starts, Workspace.Frame frame) {
+        int chunk = prefillChunk(), chunks = 0;
+        for (int n : counts) if (n > 1) chunks += (n + chunk - 1) / chunk;
+        if (chunks == 0) return null;
+        Tensor lengths = Tensor.hostScratch(frame, DType.I32, chunks);
+        for (int i = 0, c = 0; i < counts.length; i++) {
+            if (counts[i] == 1) continue;
+            for (int c0 = 0; c0 < counts[i]; c0 += chunk)
+                lengths.setInt(starts[i] + Math.min(c0 + chunk, counts[i]), c++);
+        }
+        return Copy.toDevice(frame, lengths);
+    }
+
     /** A view of t (dim 0 of extent 1) with dim 0 and {@code tokens} swapped: one query per token as a batch. */
     private static Tensor asBatch(Tensor t, int tokens) {
         long[] shape = t.shape(), strides = t.strides();
@@ -232,7 +288,7 @@ public final class MlaAttention {
         strides[tokens] = strides[0];
         shape[0] = extent;
         strides[0] = stride;
-        return Tensor.of(t.segment(), t.dtype(), shape, strides);
+        return t.asStrided(0, shape, strides);
     }
 
     /**
@@ -248,7 +304,7 @@ public final class MlaAttention {
         if (Arrays.stream(counts).sum() != t)
             throw new IllegalArgumentException("x has " + t + " rows but counts add up to "
                     + Arrays.stream(counts).sum());
-        try (Arena call = Arena.ofConfined()) {
+        try (Workspace.Frame call = ctx.workspace().frame()) {
             cache.inStep(call, sequences, counts, step -> {
                 forward(ctx, cache, layer, step, x, out);
                 return null;
@@ -259,34 +315,29 @@ public final class MlaAttention {
     /** Absorbed queries BF16 [1, T, heads, 576] and latent cache rows BF16 [T, 1, 576]. */
     private record Projected(Tensor q, Tensor kv) {}
 
-    private Projected project(Context ctx, Tensor x, int[] positions, SegmentAllocator scratch) {
-        int t = positions.length, h = config.heads(), nope = config.qkNopeHeadDim(), qHead = config.qHeadDim();
-        int latent = config.kvLoraRank(), ropeDim = config.qkRopeHeadDim();
-        Tensor position = Tensor.allocate(scratch, DType.I32, t);
-        position.segment().copyFrom(MemorySegment.ofArray(positions));
+    private Projected project(Context ctx, Tensor x, Tensor position, Workspace.Frame scratch) {
+        int t = Math.toIntExact(x.shape(0)), h = config.heads(), nope = config.qkNopeHeadDim();
+        int qHead = config.qHeadDim(), latent = config.kvLoraRank(), ropeDim = config.qkRopeHeadDim();
         Tensor q;
         if (config.qLoraRank() == 0) {
             q = weights.wq().apply(ctx, x, DType.BF16, scratch);
         } else {
             Tensor qa = weights.wqA().apply(ctx, x, DType.F32, scratch);
-            Tensor normed = Tensor.allocate(scratch, DType.F32, t, config.qLoraRank());
+            Tensor normed = Tensor.scratch(scratch, DType.F32, t, config.qLoraRank());
             weights.qNorm().apply(ctx, qa, normed);
             q = weights.wqB().apply(ctx, normed, DType.BF16, scratch);
         }
 
         // kv rows: normalized latent, rotated k_pe
         Tensor kv = weights.wkvA().apply(ctx, x, DType.F32, scratch); // [T, 576]
-        Tensor kvRows = Tensor.allocate(scratch, DType.BF16, t, 1, LATENT);
+        Tensor kvRows = Tensor.scratch(scratch, DType.BF16, t, 1, LATENT);
         weights.kvNorm()
                 .apply(ctx, kv.slice(1, 0, latent), kvRows.view(t, LATENT).slice(1, 0, latent));
-        Tensor kPe = Tensor.of(
-                kv.segment().asSlice((long) latent * Float.BYTES), DType.F32, new long[] {t, 1, ropeDim}, new long[] {
-                    kv.strides()[0], ropeDim, 1
-                });
+        Tensor kPe = kv.asStrided(latent, new long[] {t, 1, ropeDim}, new long[] {kv.strides()[0], ropeDim, 1});
         rope.apply(ctx, kPe, position, kvRows.slice(2, latent, ropeDim));
 
         // absorbed queries: q_nope · W_UK[h] for all heads in one call, then the rotated q_pe
-        Tensor qAbs = Tensor.allocate(scratch, DType.BF16, 1, t, h, LATENT);
+        Tensor qAbs = Tensor.scratch(scratch, DType.BF16, 1, t, h, LATENT);
         Gemm.nt(
                 ctx,
                 byHead(q, h, qHead, 0, nope),
@@ -299,16 +350,12 @@ public final class MlaAttention {
     }
 
     /** {@code out = wo(concat_h attended[:, h] · W_UV[h]ᵀ)}; attended BF16 [T, heads, 512]. */
-    private void output(Context ctx, Tensor attended, Tensor out, SegmentAllocator scratch) {
+    private void output(Context ctx, Tensor attended, Tensor out, Workspace.Frame scratch) {
         int t = Math.toIntExact(attended.shape(0)), h = config.heads(), v = config.vHeadDim();
         int nope = config.qkNopeHeadDim(), latent = config.kvLoraRank();
-        Tensor o = Tensor.allocate(scratch, DType.BF16, t, (long) h * v);
+        Tensor o = Tensor.scratch(scratch, DType.BF16, t, (long) h * v);
         long row = wkvB.strides()[0];
-        Tensor wUv = Tensor.of(
-                wkvB.segment().asSlice(nope * row * DType.BF16.byteSize()),
-                DType.BF16,
-                new long[] {h, v, latent},
-                new long[] {(nope + v) * row, row, 1});
+        Tensor wUv = wkvB.asStrided(nope * row, new long[] {h, v, latent}, new long[] {(nope + v) * row, row, 1});
         Gemm.nt(
                 ctx,
                 byHead(attended.view(t, (long) h * latent), h, latent, 0, latent),
@@ -323,11 +370,8 @@ public final class MlaAttention {
      * of any stride, innermost stride 1), as [heads, T, width]: one batch entry per head for {@link Gemm#nt}.
      */
     private static Tensor byHead(Tensor rows, int heads, long headStride, long offset, long width) {
-        return Tensor.of(
-                rows.segment().asSlice(offset * rows.dtype().byteSize()),
-                rows.dtype(),
-                new long[] {heads, rows.shape(0), width},
-                new long[] {headStride, rows.strides()[0], 1});
+        return rows.asStrided(
+                offset, new long[] {heads, rows.shape(0), width}, new long[] {headStride, rows.strides()[0], 1});
     }
 
     private int checkIo(Tensor x, Tensor out) {
@@ -342,8 +386,11 @@ public final class MlaAttention {
         return Math.toIntExact(x.shape(0));
     }
 
-    /** Head h's key part of wkv_b (rows h·(nope+v) .. + nope, [nope, 512]) transposed to [512, nope]. */
+    /** Head h's key part of wkv_b (rows h·(nope+v) .. + nope, [nope, 512]) transposed to [512, nope], on the host. */
     private Tensor transposeKeyParts(Tensor wkvB, Arena arena) {
+        if (!wkvB.isHostMemory())
+            throw new IllegalArgumentException("wkvB must be in host memory (build the block on the host, then copy it"
+                    + " with to(DeviceStore)), got " + wkvB);
         int h = config.heads(), nope = config.qkNopeHeadDim(), v = config.vHeadDim(), latent = config.kvLoraRank();
         Tensor t = Tensor.allocate(arena, DType.BF16, (long) h * latent, nope);
         MemorySegment src = wkvB.segment(), dst = t.segment();

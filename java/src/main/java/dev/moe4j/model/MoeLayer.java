@@ -1,5 +1,6 @@
 package dev.moe4j.model;
 
+import dev.moe4j.kernels.Copy;
 import dev.moe4j.kernels.Dispatch;
 import dev.moe4j.kernels.ExpertFfn;
 import dev.moe4j.kernels.Quantization;
@@ -36,7 +37,9 @@ import java.util.Objects;
  * differs from one 2·moe_intermediate-wide product, not the arithmetic).
  *
  * <p>Java-side work is per call, proportional to T·k (the routing tables); the row gathers and the combine are native.
- * Scratch comes from the context's {@link Workspace}: nothing is allocated once steps of a size have run.
+ * Scratch comes from the context's {@link Workspace}: nothing is allocated once steps of a size have run. On a device
+ * ({@link #to}) the weights, x, out and the scratch are in the device's memory; the router logits come to the host for
+ * the gate's decision and the four routing tables go back, one copy each.
  * Not thread-safe (the gate's state is per layer): one layer instance per thread.
  */
 public final class MoeLayer implements MoeBlock {
@@ -105,6 +108,20 @@ public final class MoeLayer implements MoeBlock {
         }
     }
 
+    /**
+     * This layer with the gate's weight, every routed expert (one stack per projection) and the shared experts copied
+     * into store's device memory, for contexts of that device; the gate's selection bias is shared with this layer's.
+     */
+    public MoeLayer to(DeviceStore store) {
+        return new MoeLayer(
+                gate.to(store),
+                store.upload(expertGate),
+                store.upload(expertUp),
+                store.upload(expertDown),
+                shared == null ? null : shared.to(store),
+                alignment);
+    }
+
     private static QuantizedGroups concat(QuantizedGroups a, QuantizedGroups b) {
         List<QuantizedTensor> all = new ArrayList<>(a.groups());
         all.addAll(b.groups());
@@ -143,9 +160,10 @@ public final class MoeLayer implements MoeBlock {
     /**
      * Routes and runs T tokens.
      *
-     * @param x F32 or BF16 [T, hidden]
+     * @param ctx a context of the device that holds the weights
+     * @param x F32 or BF16 [T, hidden], in the memory of ctx's device
      * @param routing receives the gate's decisions (its k must be the gate's topK, its size ≥ T)
-     * @param out F32 [T, hidden], contiguous
+     * @param out F32 [T, hidden], contiguous, in the memory of ctx's device
      */
     @Override
     public void forward(Context ctx, Tensor x, Routing routing, Tensor out) {
@@ -221,13 +239,13 @@ public final class MoeLayer implements MoeBlock {
                 if (r >= 0) tokenSeg.setAtIndex(ValueLayout.JAVA_INT, r, i);
             }
         Tensor ys = rows > 0
-                ? runExperts(ctx, frame, x, tokenOf, first, count, rows)
+                ? runExperts(ctx, frame, x, Copy.toDevice(frame, tokenOf), first, count, rows)
                 : Tensor.scratch(frame, DType.F32, 1, hidden);
 
         Tensor sharedOut = null;
         if (shared != null && sharedParts == 0)
             shared.apply(ctx, x, sharedOut = Tensor.scratch(frame, DType.F32, t, hidden));
-        Dispatch.combine(ctx, ys, rowOf, weights, sharedOut, out);
+        Dispatch.combine(ctx, ys, Copy.toDevice(frame, rowOf), Copy.toDevice(frame, weights), sharedOut, out);
     }
 
     /** Gathers the quantized token rows into the grouped layout and runs the fused expert FFN: F32 [rows, H]. */
@@ -248,7 +266,7 @@ public final class MoeLayer implements MoeBlock {
         for (int e = 0; e < first.length; e++)
             for (int r = first[e]; r < first[e] + count[e]; r++) lay.setAtIndex(ValueLayout.JAVA_INT, r, e);
         Tensor ys = Tensor.scratch(frame, DType.F32, rows, hidden);
-        ExpertFfn.contiguous(ctx, grouped, runGate, runUp, runDown, layout, alignment, ys);
+        ExpertFfn.contiguous(ctx, grouped, runGate, runUp, runDown, Copy.toDevice(frame, layout), alignment, ys);
         return ys;
     }
 }

@@ -1,7 +1,9 @@
 package dev.moe4j.model;
 
+import dev.moe4j.kernels.Copy;
 import dev.moe4j.kernels.Mla;
 import dev.moe4j.runtime.Context;
+import dev.moe4j.runtime.Workspace;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.Tensor;
 import java.lang.foreign.Arena;
@@ -13,13 +15,16 @@ import java.util.Deque;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Objects;
+import java.util.function.BiFunction;
 import java.util.function.Function;
 
 /**
  * The paged MLA latent cache of a whole model, with its block allocator: one pool of 64-token blocks, one block
  * table per sequence, shared by every layer. Layer l's cache memory is bf16 ({@code [blocks, 64, h_kv, 576]}) or the
- * FP8 layout ({@code [blocks, 64, h_kv, 656]} bytes), allocated once in the given arena; a block id names the same
- * slot range in every layer.
+ * FP8 layout ({@code [blocks, 64, h_kv, 656]} bytes), allocated once in host memory (an arena) or a device's
+ * ({@link DeviceStore}); a block id names the same slot range in every layer. The block allocator and the sequences'
+ * block lists are Java's, on the host; a step's tables go to the cache's memory once per step.
  *
  * <p>A model step appends tokens through {@link #inStep}: it reserves the blocks the step's new tokens need (all or
  * nothing) and hands the body a {@link Step} with their cache slots and the batch's block table; each layer writes
@@ -49,12 +54,32 @@ public final class PagedLatentCache {
     }
 
     /**
+     * A cache in host memory, zeroed.
+     *
      * @param layers decoder layers sharing the block tables (each gets its own cache memory)
      * @param blocks cache blocks of 64 tokens in the pool
      * @param kvHeads latent kv heads (1 for DeepSeek MLA)
      * @param fp8 the FP8 layout (656 B per token) instead of bf16 (1152 B per token)
      */
     public PagedLatentCache(Arena arena, int layers, int blocks, int kvHeads, boolean fp8) {
+        this(
+                (dtype, shape) -> Tensor.allocate(Objects.requireNonNull(arena, "arena"), dtype, shape),
+                layers,
+                blocks,
+                kvHeads,
+                fp8);
+    }
+
+    /**
+     * A cache in the memory of store's device, not initialized (slots past a sequence's length are never read); steps
+     * run on contexts of that device. Parameters as for the host cache.
+     */
+    public PagedLatentCache(DeviceStore store, int layers, int blocks, int kvHeads, boolean fp8) {
+        this(Objects.requireNonNull(store, "store")::allocate, layers, blocks, kvHeads, fp8);
+    }
+
+    private PagedLatentCache(
+            BiFunction<DType, long[], Tensor> allocate, int layers, int blocks, int kvHeads, boolean fp8) {
         if (layers <= 0) throw new IllegalArgumentException("layers must be positive, got " + layers);
         if (blocks <= 0) throw new IllegalArgumentException("blocks must be positive, got " + blocks);
         if (kvHeads <= 0) throw new IllegalArgumentException("kvHeads must be positive, got " + kvHeads);
@@ -64,8 +89,8 @@ public final class PagedLatentCache {
         this.layers = new Tensor[layers];
         for (int l = 0; l < layers; l++)
             this.layers[l] = fp8
-                    ? Tensor.allocate(arena, DType.U8, blocks, BLOCK_TOKENS, kvHeads, Mla.FP8_TOKEN_BYTES)
-                    : Tensor.allocate(arena, DType.BF16, blocks, BLOCK_TOKENS, kvHeads, DIMS);
+                    ? allocate.apply(DType.U8, new long[] {blocks, BLOCK_TOKENS, kvHeads, Mla.FP8_TOKEN_BYTES})
+                    : allocate.apply(DType.BF16, new long[] {blocks, BLOCK_TOKENS, kvHeads, DIMS});
         for (int b = 0; b < blocks; b++) free.add(b);
     }
 
@@ -110,30 +135,32 @@ public final class PagedLatentCache {
 
     /**
      * One model step's new tokens: {@code counts[i]} tokens of {@code sequences[i]}, at positions {@code starts[i] ..};
-     * token rows are ordered by sequence, then position.
+     * token rows are ordered by sequence, then position. The tables are in the memory of the step's context's device
+     * (for its kernels), the arrays on the host (for Java).
      *
      * @param slots I32 [tokens]: each new token's cache slot (block · 64 + offset)
      * @param blockTable I32 [sequences, max blocks] (unused entries 0, never read)
      * @param lengths I32 [sequences]: each sequence's length once the step's tokens are in
+     * @param positions I32 [tokens]: each token row's position in its sequence
      */
-    public record Step(int[] sequences, int[] starts, int[] counts, Tensor slots, Tensor blockTable, Tensor lengths) {
+    public record Step(
+            int[] sequences,
+            int[] starts,
+            int[] counts,
+            Tensor slots,
+            Tensor blockTable,
+            Tensor lengths,
+            Tensor positions) {
         /** New tokens in the step. */
         public int tokens() {
             return Math.toIntExact(slots.shape(0));
         }
-
-        /** Each token row's position in its sequence. */
-        public int[] positions() {
-            int[] p = new int[tokens()];
-            for (int i = 0, row = 0; i < sequences.length; i++)
-                for (int t = 0; t < counts[i]; t++) p[row++] = starts[i] + t;
-            return p;
-        }
     }
 
     /**
-     * Runs one step over new tokens of several sequences: reserves their blocks and lays out their slots and the
-     * batch's block table in {@code arena}, runs body with the step, then makes the tokens part of their sequences.
+     * Runs one step over new tokens of several sequences: reserves their blocks, lays out their slots, positions and
+     * the batch's block table in the frame's device memory (one copy each where that is not host memory), runs body
+     * with the step, then makes the tokens part of their sequences.
      * When body throws, the reserved blocks go back and every sequence stays as it was. No step may start inside
      * another.
      *
@@ -143,20 +170,20 @@ public final class PagedLatentCache {
      * @throws IllegalStateException if the pool lacks blocks (nothing changed) or a step is running
      * @throws IllegalArgumentException if a sequence is unknown or listed twice, or a count is not positive
      */
-    public <T> T inStep(SegmentAllocator arena, int[] sequences, int[] counts, Function<Step, T> body) {
-        Step step = reserve(arena, sequences, counts);
+    public <T> T inStep(Workspace.Frame frame, int[] sequences, int[] counts, Function<Step, T> body) {
+        Step step = reserve(frame, sequences, counts);
         T result;
         try {
             result = body.apply(step);
         } catch (RuntimeException e) {
-            abort(step);
+            giveBack(step.sequences());
             throw e;
         }
         commit(step);
         return result;
     }
 
-    private Step reserve(SegmentAllocator arena, int[] sequences, int[] counts) {
+    private Step reserve(Workspace.Frame frame, int[] sequences, int[] counts) {
         if (pending != null) throw new IllegalStateException("a step is already running on this cache");
         if (sequences.length != counts.length)
             throw new IllegalArgumentException(sequences.length + " sequences but " + counts.length + " token counts");
@@ -180,24 +207,45 @@ public final class PagedLatentCache {
             for (int n = blocksNeeded(s, counts[i]); n > 0; n--) s.blocks.add(free.poll());
             starts[i] = s.length;
         }
-        Tensor slots = Tensor.allocate(arena, DType.I32, tokens);
-        Tensor lengths = Tensor.allocate(arena, DType.I32, sequences.length);
+        try {
+            pending = layOut(frame, sequences.clone(), starts, counts.clone(), tokens);
+        } catch (RuntimeException e) { // a copy to the device failed
+            giveBack(sequences);
+            throw e;
+        }
+        return pending;
+    }
+
+    /** The step's tables, written on the host and copied to the frame's device memory. */
+    private Step layOut(Workspace.Frame frame, int[] sequences, int[] starts, int[] counts, int tokens) {
+        Tensor slots = Tensor.hostScratch(frame, DType.I32, tokens);
+        Tensor positions = Tensor.hostScratch(frame, DType.I32, tokens);
+        Tensor lengths = Tensor.hostScratch(frame, DType.I32, sequences.length);
         for (int i = 0, row = 0; i < sequences.length; i++) {
             Sequence s = sequence(sequences[i]);
-            for (int t = 0; t < counts[i]; t++) {
+            for (int t = 0; t < counts[i]; t++, row++) {
                 int position = starts[i] + t;
-                slots.setInt(s.blocks.get(position / BLOCK_TOKENS) * BLOCK_TOKENS + position % BLOCK_TOKENS, row++);
+                slots.setInt(s.blocks.get(position / BLOCK_TOKENS) * BLOCK_TOKENS + position % BLOCK_TOKENS, row);
+                positions.setInt(position, row);
             }
             lengths.setInt(starts[i] + counts[i], i);
         }
-        pending = new Step(sequences.clone(), starts, counts.clone(), slots, blockTable(arena, sequences), lengths);
-        return pending;
+        return new Step(
+                sequences,
+                starts,
+                counts,
+                Copy.toDevice(frame, slots),
+                Copy.toDevice(frame, blockTable(frame, sequences)),
+                Copy.toDevice(frame, lengths),
+                Copy.toDevice(frame, positions));
     }
 
     /**
      * Writes layer l's latent rows of the running step's new tokens into their slots.
      *
-     * @param kv BF16 [step tokens, h_kv, 576]: the latent (512) and RoPE (64) dims, rows in step order
+     * @param ctx a context of the cache's device (the step's)
+     * @param kv BF16 [step tokens, h_kv, 576]: the latent (512) and RoPE (64) dims, rows in step order, in the
+     *     cache's memory
      */
     public void write(Context ctx, int layer, Step step, Tensor kv) {
         if (step == null || step != pending) throw new IllegalStateException("step is not this cache's running step");
@@ -215,7 +263,7 @@ public final class PagedLatentCache {
      * @throws IllegalStateException if the pool lacks blocks; nothing is changed then
      */
     public void append(Context ctx, int layer, int sequence, Tensor kv) {
-        try (Arena call = Arena.ofConfined()) {
+        try (Workspace.Frame call = ctx.workspace().frame()) {
             inStep(call, new int[] {sequence}, new int[] {Math.toIntExact(kv.shape(0))}, step -> {
                 write(ctx, layer, step, kv);
                 return null;
@@ -229,9 +277,9 @@ public final class PagedLatentCache {
     }
 
     /** Returns a step's reserved blocks; the sequences stay as they were before it. */
-    private void abort(Step step) {
-        for (int i = step.sequences().length - 1; i >= 0; i--) {
-            Sequence s = sequences.get(step.sequences()[i]);
+    private void giveBack(int[] stepSequences) {
+        for (int i = stepSequences.length - 1; i >= 0; i--) {
+            Sequence s = sequences.get(stepSequences[i]);
             if (s == null) continue;
             while (s.blocks.size() > blocksFor(s.length)) free.addFirst(s.blocks.removeLast());
         }
@@ -269,7 +317,7 @@ public final class PagedLatentCache {
 
     /**
      * The block table and lengths of sequences as they stand (between steps), for {@link Mla#decode}: I32
-     * [b, max blocks] (unused entries 0, never read) and I32 [b].
+     * [b, max blocks] (unused entries 0, never read) and I32 [b], in host memory from arena.
      */
     public Batch batch(SegmentAllocator arena, int... batchSequences) {
         Tensor lengths = Tensor.allocate(arena, DType.I32, batchSequences.length);
@@ -277,7 +325,7 @@ public final class PagedLatentCache {
         return new Batch(blockTable(arena, batchSequences), lengths);
     }
 
-    /** The sequences' blocks as I32 [b, max blocks], unused entries 0. */
+    /** The sequences' blocks as I32 [b, max blocks] in host memory, unused entries 0. */
     private Tensor blockTable(SegmentAllocator arena, int[] ids) {
         int maxBlocks = 1;
         for (int id : ids) maxBlocks = Math.max(maxBlocks, sequence(id).blocks.size());

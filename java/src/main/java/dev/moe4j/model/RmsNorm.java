@@ -10,7 +10,8 @@ import java.lang.foreign.Arena;
  * RMSNorm as DeepSeek's models apply it: {@code y = x / sqrt(mean(x²) + eps) · weight}, in fp32, run natively
  * ({@link Norm#rms}: a row's result depends on the row alone).
  *
- * <p>Immutable and thread-safe; the weight is copied into host memory that lives as long as the norm is reachable.
+ * <p>Immutable and thread-safe; the weight is copied into host memory that lives as long as the norm is reachable, or
+ * into a device's memory by {@link #to}.
  */
 public final class RmsNorm {
     private final Tensor weight;
@@ -26,6 +27,16 @@ public final class RmsNorm {
             throw new IllegalArgumentException("eps must be positive and finite, got " + eps);
         this.weight = Tensor.fromFloats(Arena.ofAuto(), DType.F32, weight, weight.length);
         this.eps = eps;
+    }
+
+    private RmsNorm(Tensor weight, float eps) {
+        this.weight = weight;
+        this.eps = eps;
+    }
+
+    /** This norm with its weight in store's device memory, for contexts of that device. */
+    public RmsNorm to(DeviceStore store) {
+        return new RmsNorm(store.upload(weight), eps);
     }
 
     public int dim() {

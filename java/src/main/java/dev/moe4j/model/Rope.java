@@ -17,7 +17,8 @@ import java.lang.foreign.Arena;
  * rotation by {@code mscale(factor, mscale) / mscale(factor, mscale_all_dim)} (1 in every DeepSeek config, where the
  * two are equal, which makes this HF's {@code DeepseekV2YarnRotaryEmbedding} and V3's reference at once).
  *
- * <p>The frequencies are computed here; the rotation runs natively ({@link RotaryEmbedding}).
+ * <p>The frequencies are computed here; the rotation runs natively ({@link RotaryEmbedding}), with the frequency table
+ * in host memory or, after {@link #to}, in a device's.
  *
  * <p>Immutable and thread-safe.
  */
@@ -52,6 +53,19 @@ public final class Rope {
     private final Tensor freqTensor; // F32 [dim / 2], the kernel's copy of freqs
     private final float rotationScale;
     private final double softmaxScaleFactor;
+
+    private Rope(Rope host, Tensor freqTensor) {
+        this.dim = host.dim;
+        this.freqs = host.freqs;
+        this.freqTensor = freqTensor;
+        this.rotationScale = host.rotationScale;
+        this.softmaxScaleFactor = host.softmaxScaleFactor;
+    }
+
+    /** This embedding with its frequency table in store's device memory, for contexts of that device. */
+    public Rope to(DeviceStore store) {
+        return new Rope(this, store.upload(freqTensor));
+    }
 
     /**
      * @param dim rotated dims (even; 64 in DeepSeek MLA)
@@ -118,7 +132,7 @@ public final class Rope {
     /**
      * Rotates the pairs of each token's heads by the token's position ({@link RotaryEmbedding#apply}).
      *
-     * @param x F32 or BF16 [T, H, dim], innermost stride 1
+     * @param x F32 or BF16 [T, H, dim], innermost stride 1, in the memory of ctx's device (as positions and out)
      * @param positions I32 [T], values ≥ 0
      * @param out F32 or BF16 [T, H, dim], innermost stride 1; may be x itself
      * @throws IllegalArgumentException if x's last extent is not dim

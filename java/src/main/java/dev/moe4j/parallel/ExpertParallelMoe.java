@@ -37,7 +37,8 @@ import java.util.concurrent.ExecutionException;
  * concurrently, and returns bf16 rows into one home buffer; meanwhile the caller's thread runs the shared experts;
  * then {@link Dispatch#combine} adds, per token, the shared output and the routed outputs weighted by rank order.
  * Device contexts are reproducible and the combine order is fixed, so the output is the same bits for any device
- * count and placement.
+ * count and placement. Each device context and the caller's have their own stream: work handed from one to another
+ * waits for the producer's stream first (a synchronization per device and step where a GPU is involved).
  *
  * <p>{@link #rebalance} installs a new placement between steps, copying only the expert weights that a device did
  * not hold before; a step always sees one whole placement. A device that fails fails the step with a
@@ -107,7 +108,8 @@ public final class ExpertParallelMoe implements MoeBlock, AutoCloseable {
      *     memory (the source the devices' copies are made from, expert by expert; a checkpoint's memory map, say)
      * @param hostUp like hostGate
      * @param hostDown one group per expert, E4M3 [H, I] with block scales
-     * @param shared the shared experts, run on the calling thread's context, or null
+     * @param shared the shared experts, run on the calling thread's context (their weights in its memory: host memory
+     *     for a CPU home, the home GPU's for a GPU home, see {@link DenseMlp#to}), or null
      * @param placement the initial placement; {@code layer} selects its row
      */
     public ExpertParallelMoe(
@@ -178,10 +180,10 @@ public final class ExpertParallelMoe implements MoeBlock, AutoCloseable {
      * Runs T tokens with routing already decided (possibly edited by a capacity limit). x and out live in the memory
      * of ctx's device, the step's home: host memory for a CPU context, or a CUDA device of the group. With a CUDA
      * home the dispatch and the combine stay on the GPUs (device-to-device copies, peer-to-peer where the GPUs
-     * allow it); the shared experts run in host memory, so a layer with shared experts needs a CPU home.
+     * allow it), and the shared experts run on the home GPU.
      *
      * @throws IllegalArgumentException if x or out is not in the home memory, the home GPU is not in the group, or
-     *     the layer has shared experts and the home is a GPU
+     *     the shared experts' weights are not in the home memory
      */
     public void forwardRouted(Context ctx, Tensor x, Routing routing, Tensor out) {
         Objects.requireNonNull(x, "x");
@@ -196,9 +198,10 @@ public final class ExpertParallelMoe implements MoeBlock, AutoCloseable {
             throw new IllegalArgumentException("x and out must be in the memory of " + home + " (ctx's device), got "
                     + x.device() + " and " + out.device());
         int homeMember = home.isCpu() ? -1 : member(home);
-        if (homeMember >= 0 && shared != null)
-            throw new IllegalArgumentException("the shared experts run in host memory: with x on " + home
-                    + ", build the layer without them and add them on the caller's side");
+        if (shared != null && !shared.isInMemoryOf(ctx))
+            throw new IllegalArgumentException("the shared experts run on the step's home, " + home
+                    + ", but their weights are not in its memory (weights in host memory need a CPU home; for a GPU"
+                    + " home copy them there with DenseMlp.to)");
         long start = System.nanoTime();
         State s = state;
         int scaleCols = hidden / QuantizedTensor.BLOCK;

@@ -1,5 +1,7 @@
 package dev.moe4j.routing;
 
+import dev.moe4j.kernels.Copy;
+import dev.moe4j.model.DeviceStore;
 import dev.moe4j.model.Linear;
 import dev.moe4j.runtime.Context;
 import dev.moe4j.runtime.Workspace;
@@ -28,8 +30,11 @@ import java.util.Objects;
  * <p>Ties (equal scores, equal group scores) go to the lower index, so routing is deterministic. A NaN logit is an
  * error ({@link IllegalArgumentException} naming the token) rather than an arbitrary choice.
  *
+ * <p>The router weight lives in host memory or, after {@link #to}, in a device's; the logits come to the host (one copy
+ * of [T, experts] floats from a device) and the decisions are Java's.
+ *
  * <p>Thread-safety: {@link #route} keeps per-call scratch in this object; use one gate per thread, and do not call
- * {@link #adjustBias} while another thread routes.
+ * {@link #adjustBias} while another thread routes (a gate and its {@link #to} copy share the bias).
  */
 public final class Gate {
     private final GateConfig config;
@@ -63,6 +68,26 @@ public final class Gate {
         bestValues = new float[bestExperts.length];
     }
 
+    private Gate(Gate host, Linear weight) {
+        this.config = host.config;
+        this.weight = weight;
+        this.bias = host.bias;
+        scores = new float[config.experts()];
+        selection = new float[config.experts()];
+        groupScores = new float[config.groups()];
+        groupKept = new boolean[config.groups()];
+        bestExperts = new int[host.bestExperts.length];
+        bestValues = new float[bestExperts.length];
+    }
+
+    /**
+     * This gate with its weight copied into store's device memory, for contexts of that device; the selection bias is
+     * shared with this gate ({@link #adjustBias} on either changes both).
+     */
+    public Gate to(DeviceStore store) {
+        return new Gate(this, weight.to(store));
+    }
+
     /** Bytes of the router's weight and bias: what routing a step reads. */
     public long weightBytes() {
         return weight.weightBytes() + (bias == null ? 0 : 4L * bias.length);
@@ -80,7 +105,8 @@ public final class Gate {
     /**
      * Routes T tokens.
      *
-     * @param x F32 or BF16 [T, hidden]
+     * @param ctx a context of the device that holds the weight
+     * @param x F32 or BF16 [T, hidden], in the memory of ctx's device
      * @param out receives the decisions; T ≤ {@code out.maxTokens()}, {@code out.k()} = topK
      */
     public void route(Context ctx, Tensor x, Routing out) {
@@ -92,7 +118,7 @@ public final class Gate {
         int t = Math.toIntExact(x.shape(0));
         out.reset(t);
         try (Workspace.Frame scratch = ctx.workspace().frame()) {
-            Tensor logits = weight.apply(ctx, x, DType.F32, scratch);
+            Tensor logits = Copy.toHost(scratch, weight.apply(ctx, x, DType.F32, scratch));
             MemorySegment rows = logits.segment();
             for (int i = 0; i < t; i++) {
                 MemorySegment.copy(

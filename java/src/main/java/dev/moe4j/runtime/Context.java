@@ -89,6 +89,7 @@ public final class Context implements AutoCloseable {
     private final Isa isa;
     private final int flags;
     private final Workspace workspace;
+    private final Object lifecycle = new Object();
     private volatile boolean closed;
 
     private Context(MemorySegment handle, Device device, int threads, Isa isa, int flags) {
@@ -237,12 +238,28 @@ public final class Context implements AutoCloseable {
         return closed;
     }
 
+    /**
+     * Runs action with the native handle if this context is open, holding off {@link #close} until it returns: for
+     * cleanup that another thread does through the context (a cleaner freeing forgotten device memory).
+     *
+     * @return whether the context was open and action ran
+     */
+    public boolean whileOpen(java.util.function.Consumer<MemorySegment> action) {
+        synchronized (lifecycle) {
+            if (closed) return false;
+            action.accept(handle);
+            return true;
+        }
+    }
+
     @Override
     public void close() {
-        if (closed) return;
-        workspace.release(); // device chunks are freed through the context, so before it goes
-        closed = true;
-        cleanable.clean();
+        synchronized (lifecycle) {
+            if (closed) return;
+            workspace.release(); // device chunks are freed through the context, so before it goes
+            closed = true;
+            cleanable.clean();
+        }
     }
 
     @Override

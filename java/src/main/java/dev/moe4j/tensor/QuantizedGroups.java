@@ -142,6 +142,8 @@ public final class QuantizedGroups {
         MemorySegment scales = moe4j_tensor.allocateArray(groups.size(), allocator);
         for (int g = 0; g < groups.size(); g++) {
             QuantizedTensor w = groups.get(g);
+            w.data().checkKernelOperand(allocator, name + " group " + g);
+            w.scales().checkKernelOperand(allocator, name + " group " + g + " scales");
             w.data().writeDescriptor(moe4j_tensor.asSlice(weights, g), name + " group " + g);
             w.scales().writeDescriptor(moe4j_tensor.asSlice(scales, g), name + " group " + g + " scales");
         }

@@ -2,6 +2,7 @@ package dev.moe4j.tensor;
 
 import dev.moe4j.bindings.moe4j_h;
 import dev.moe4j.bindings.moe4j_tensor;
+import dev.moe4j.runtime.Context;
 import dev.moe4j.runtime.Device;
 import dev.moe4j.runtime.Workspace;
 import java.lang.foreign.Arena;
@@ -12,8 +13,11 @@ import java.util.Arrays;
 
 /**
  * A strided view of memory: a {@link MemorySegment}, an element type, a shape and strides. Host tensors (the usual
- * kind) live in host memory that Java can read and write; device tensors ({@link DeviceMemory#tensor}) live on a
- * CUDA device, where only kernels and {@link dev.moe4j.kernels.Copy} reach them, and Java element access throws.
+ * kind) live in host memory that Java can read and write; device tensors ({@link DeviceMemory#tensor},
+ * {@link #scratch} on a CUDA context) live on a CUDA device, where only kernels and {@link dev.moe4j.kernels.Copy}
+ * reach them, and Java element access throws {@link UnsupportedOperationException}. Views ({@link #slice},
+ * {@link #view}, {@link #asStrided}) keep their tensor's device. Memory of a CPU context that
+ * {@linkplain DeviceEmulation emulates a device} counts as device memory (on {@link Device#CPU}).
  *
  * <p>Element {@code (i0, i1, ...)} lives at byte {@code (i0*strides[0] + i1*strides[1] + ...) * dtype.byteSize()}
  * of the segment; shapes and strides count elements. Rank is 1 to {@value #MAX_RANK}. A tensor does not own
@@ -34,13 +38,16 @@ public final class Tensor {
     private final long[] shape;
     private final long[] strides;
     private final Device device;
+    private final boolean deviceMemory; // a device's memory (a GPU's, or an emulated device's): no Java access
 
     private Tensor(MemorySegment segment, DType dtype, long[] shape, long[] strides) {
-        this(segment, dtype, shape, strides, Device.CPU);
+        this(segment, dtype, shape, strides, Device.CPU, false);
     }
 
-    private Tensor(MemorySegment segment, DType dtype, long[] shape, long[] strides, Device device) {
+    private Tensor(
+            MemorySegment segment, DType dtype, long[] shape, long[] strides, Device device, boolean deviceMemory) {
         this.device = device;
+        this.deviceMemory = deviceMemory;
         this.segment = segment;
         this.dtype = dtype;
         this.shape = shape;
@@ -59,15 +66,13 @@ public final class Tensor {
 
     /**
      * A contiguous (row-major) tensor in a workspace frame's memory on its context's device (host memory for a CPU
-     * context): not zeroed, valid until the frame closes.
+     * context, unless it {@linkplain DeviceEmulation emulates a device}): not zeroed, valid until the frame closes.
      */
     public static Tensor scratch(Workspace.Frame frame, DType dtype, long... shape) {
         long[] s = checkShape(shape);
         MemorySegment memory = frame.device(Math.multiplyExact(elementCount(s), dtype.byteSize()));
-        Device device = frame.context().device();
-        return device.isCpu()
-                ? new Tensor(memory, dtype, s, rowMajorStrides(s))
-                : new Tensor(memory, dtype, s, rowMajorStrides(s), device);
+        Context ctx = frame.context();
+        return new Tensor(memory, dtype, s, rowMajorStrides(s), ctx.device(), DeviceEmulation.hasDeviceMemory(ctx));
     }
 
     /** A contiguous tensor in a workspace frame's host memory (for tables Java writes): not zeroed. */
@@ -132,8 +137,33 @@ public final class Tensor {
         long[] s = shape.clone();
         s[dim] = length;
         long offset = length == 0 ? 0 : start * strides[dim] * dtype.byteSize();
-        Tensor t = new Tensor(segment.asSlice(offset), dtype, s, strides.clone(), device);
+        Tensor t = new Tensor(segment.asSlice(offset), dtype, s, strides.clone(), device, deviceMemory);
         if (t.extentBytes() > t.segment.byteSize()) throw new IllegalArgumentException("slice outside the buffer");
+        return t;
+    }
+
+    /**
+     * A view of this tensor's memory with its own shape and strides (in elements) starting {@code offset} elements
+     * into it, on the same device: e.g. one head's columns of every token row as a batch entry.
+     *
+     * @throws IllegalArgumentException if offset or a stride is negative, the ranks differ, or an element would lie
+     *     outside this tensor's memory
+     */
+    public Tensor asStrided(long offset, long[] shape, long[] strides) {
+        long[] s = checkShape(shape);
+        if (strides.length != s.length)
+            throw new IllegalArgumentException(
+                    "strides " + Arrays.toString(strides) + " do not match rank " + s.length);
+        for (long stride : strides)
+            if (stride < 0) throw new IllegalArgumentException("negative stride in " + Arrays.toString(strides));
+        long start = Math.multiplyExact(offset, dtype.byteSize());
+        if (offset < 0 || start > segment.byteSize())
+            throw new IllegalArgumentException(
+                    "offset " + offset + " is outside " + this + " (" + segment.byteSize() + " bytes)");
+        Tensor t = new Tensor(segment.asSlice(start), dtype, s, strides.clone(), device, deviceMemory);
+        if (t.extentBytes() > t.segment.byteSize())
+            throw new IllegalArgumentException("shape " + Arrays.toString(s) + " with strides "
+                    + Arrays.toString(strides) + " at offset " + offset + " reaches past the memory of " + this);
         return t;
     }
 
@@ -148,7 +178,7 @@ public final class Tensor {
         if (elementCount(s) != elementCount())
             throw new IllegalArgumentException("view " + Arrays.toString(s) + " has " + elementCount(s) + " elements, "
                     + this + " has " + elementCount());
-        return of(segment, dtype, s);
+        return new Tensor(segment, dtype, s, rowMajorStrides(s), device, deviceMemory);
     }
 
     public DType dtype() {
@@ -176,10 +206,29 @@ public final class Tensor {
         return device;
     }
 
-    /** A contiguous tensor over device memory (used by {@link DeviceMemory}); the segment is never dereferenced. */
+    /**
+     * Whether the elements are in host memory that Java reads and writes (not a device's memory, and not an
+     * emulated device's).
+     */
+    public boolean isHostMemory() {
+        return !deviceMemory;
+    }
+
+    /**
+     * Whether this tensor is in the memory that kernels on ctx take for their operands: ctx's GPU's memory, an
+     * emulated device's memory for a context that {@linkplain DeviceEmulation emulates one}, else host memory.
+     */
+    public boolean isInMemoryOf(Context ctx) {
+        return DeviceEmulation.hasDeviceMemory(ctx) ? deviceMemory && device.equals(ctx.device()) : device.isCpu();
+    }
+
+    /**
+     * A contiguous tensor over a device's memory (used by {@link DeviceMemory}); the segment is never dereferenced.
+     * {@code device} is a CUDA device, or {@link Device#CPU} for an emulated device's memory.
+     */
     static Tensor onDevice(MemorySegment segment, Device device, DType dtype, long... shape) {
         long[] s = checkShape(shape);
-        Tensor t = new Tensor(segment, dtype, s, rowMajorStrides(s), device);
+        Tensor t = new Tensor(segment, dtype, s, rowMajorStrides(s), device, true);
         if (t.extentBytes() > segment.byteSize())
             throw new IllegalArgumentException("shape " + Arrays.toString(s) + " needs " + t.extentBytes()
                     + " bytes but the device buffer has " + segment.byteSize());
@@ -201,9 +250,12 @@ public final class Tensor {
         return true;
     }
 
-    /** Whether the memory is still usable from this thread (its arena is open and, if confined, owned here). */
+    /**
+     * Whether Java can read and write the elements from this thread: host memory whose arena is open and, if confined,
+     * owned here.
+     */
     public boolean isAccessible() {
-        return device.isCpu() && segment.scope().isAlive() && segment.isAccessibleBy(Thread.currentThread());
+        return !deviceMemory && segment.scope().isAlive() && segment.isAccessibleBy(Thread.currentThread());
     }
 
     public float getFloat(long... index) {
@@ -315,9 +367,21 @@ public final class Tensor {
      * @throws IllegalStateException if the memory is no longer accessible from this thread
      */
     public MemorySegment descriptor(SegmentAllocator allocator, String name) {
+        checkKernelOperand(allocator, name);
         MemorySegment d = moe4j_tensor.allocate(allocator);
         writeDescriptor(d, name);
         return d;
+    }
+
+    /**
+     * For a kernel call whose descriptors come from a frame of a context that emulates a device: throws if this tensor
+     * is in host memory, as the GPU kernel would ({@link dev.moe4j.kernels.Copy} takes host tensors on any context and
+     * writes its descriptors from elsewhere).
+     */
+    void checkKernelOperand(SegmentAllocator allocator, String name) {
+        if (!deviceMemory && allocator instanceof Workspace.Frame frame && DeviceEmulation.isEmulated(frame.context()))
+            throw new IllegalStateException("tensor '" + name + "' " + this + " is in host memory, but "
+                    + frame.context() + " emulates a device: a GPU kernel takes device memory only");
     }
 
     /** Writes this tensor's {@code moe4j_tensor} descriptor into {@code d} (one struct, in an array, say). */
@@ -342,13 +406,15 @@ public final class Tensor {
     @Override
     public String toString() {
         return "Tensor[" + dtype + " " + Arrays.toString(shape)
-                + (isContiguous() ? "" : " strides " + Arrays.toString(strides)) + " on " + device() + "]";
+                + (isContiguous() ? "" : " strides " + Arrays.toString(strides)) + " on " + device()
+                + (deviceMemory && device.isCpu() ? " (emulated device memory)" : "") + "]";
     }
 
     private void requireHost() {
-        if (!device.isCpu())
-            throw new UnsupportedOperationException(
-                    this + " lives on " + device + ": copy it to a host tensor (Copy.apply) to read or write it");
+        if (deviceMemory)
+            throw new UnsupportedOperationException(this + " lives in the memory of " + device
+                    + (device.isCpu() ? " (an emulated device)" : "")
+                    + ": copy it to a host tensor (Copy.apply) to read or write it");
     }
 
     private long byteOffset(long[] index) {

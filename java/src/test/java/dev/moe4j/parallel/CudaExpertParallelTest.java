@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import dev.moe4j.kernels.Copy;
 import dev.moe4j.model.DenseMlp;
+import dev.moe4j.model.DeviceStore;
 import dev.moe4j.placement.Eplb;
 import dev.moe4j.routing.Routing;
 import dev.moe4j.runtime.Context;
@@ -21,35 +22,56 @@ import java.util.SplittableRandom;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
-/** Expert parallelism on CUDA devices: the same bits on 1 and on every available GPU, and close to CPU devices. */
+/**
+ * Expert parallelism on CUDA devices: one GPU close to CPU devices, every available GPU the same bits as one (needs two
+ * or more GPUs), and a GPU home that keeps dispatch, shared experts and combine on the GPUs.
+ */
 @Tag("gpu")
 class CudaExpertParallelTest {
     private static final String NO_GPU = TestSupport.noGpuReason();
 
     @Test
-    void gpusGiveTheSameOutputAsOneGpuAndCloseToTheCpu() {
+    void oneGpuIsCloseToCpuDevices() {
         assumeTrue(NO_GPU == null, NO_GPU);
-        int gpus = NativeLibrary.capabilities().cudaDeviceCount();
         long seed = TestSupport.freshSeed();
         SplittableRandom random = TestSupport.random(seed);
         try (Arena arena = Arena.ofShared();
                 Context ctx = Context.create()) {
             var l = ExpertParallelMoeTest.layer(ctx, arena, random);
             Tensor x = ExpertParallelMoeTest.inputs(arena, random, 1).getFirst();
-            float[][] outs = new float[3][];
-            int[] counts = {1, gpus};
-            for (int run = 0; run < 3; run++) {
-                int devices = run == 2 ? 1 : counts[run];
-                try (DeviceGroup group = run == 2 ? DeviceGroup.cpu(1, 1) : DeviceGroup.cuda(devices, 1);
-                        ExpertParallelMoe moe = moe(group, l, l.shared(), devices)) {
-                    Tensor out = Tensor.allocate(arena, DType.F32, ExpertParallelMoeTest.T, ExpertParallelMoeTest.H);
-                    moe.forward(ctx, x, new Routing(ExpertParallelMoeTest.K, ExpertParallelMoeTest.T), out);
-                    outs[run] = out.toFloatArray();
-                }
-            }
-            assertArrayEquals(outs[0], outs[1], "1 GPU vs " + gpus + " GPUs, seed " + seed);
-            double diff = Reference.calcDiff(Reference.toDouble(outs[0]), Reference.toDouble(outs[2]));
+            float[] gpu = run(ctx, arena, l, x, DeviceGroup.cuda(1, 1), 1);
+            float[] cpu = run(ctx, arena, l, x, DeviceGroup.cpu(1, 1), 1);
+            double diff = Reference.calcDiff(Reference.toDouble(gpu), Reference.toDouble(cpu));
             assertTrue(diff < 1e-4, "GPU vs CPU devices calc_diff " + diff + ", seed " + seed);
+        }
+    }
+
+    /** The experts spread over every GPU of the machine give the bits of all of them on one GPU. */
+    @Test
+    void allGpusGiveTheSameBitsAsOneGpu() {
+        assumeTrue(NO_GPU == null, NO_GPU);
+        int gpus = NativeLibrary.capabilities().cudaDeviceCount();
+        assumeTrue(gpus >= 2, "expert parallelism over GPUs needs 2 or more GPUs, this machine has " + gpus);
+        long seed = TestSupport.freshSeed();
+        SplittableRandom random = TestSupport.random(seed);
+        try (Arena arena = Arena.ofShared();
+                Context ctx = Context.create()) {
+            var l = ExpertParallelMoeTest.layer(ctx, arena, random);
+            Tensor x = ExpertParallelMoeTest.inputs(arena, random, 1).getFirst();
+            float[] one = run(ctx, arena, l, x, DeviceGroup.cuda(1, 1), 1);
+            float[] all = run(ctx, arena, l, x, DeviceGroup.cuda(gpus, 1), gpus);
+            assertArrayEquals(one, all, "1 GPU vs " + gpus + " GPUs, seed " + seed);
+        }
+    }
+
+    /** One step of the test layer (shared experts on the host, tokens at home on the CPU) over a group it closes. */
+    private static float[] run(
+            Context ctx, Arena arena, ExpertParallelMoeTest.Layer l, Tensor x, DeviceGroup devices, int count) {
+        try (DeviceGroup group = devices;
+                ExpertParallelMoe moe = moe(group, l, l.shared(), count)) {
+            Tensor out = Tensor.allocate(arena, DType.F32, ExpertParallelMoeTest.T, ExpertParallelMoeTest.H);
+            moe.forward(ctx, x, new Routing(ExpertParallelMoeTest.K, ExpertParallelMoeTest.T), out);
+            return out.toFloatArray();
         }
     }
 
@@ -87,10 +109,23 @@ class CudaExpertParallelTest {
                 Copy.apply(home, dOut, back);
                 assertArrayEquals(hostOut.toFloatArray(), back.toFloatArray(), "GPU home vs host home, seed " + seed);
 
-                try (ExpertParallelMoe withShared = moe(group, l, l.shared(), gpus)) {
-                    var sharedOnGpu = assertThrows(
-                            IllegalArgumentException.class, () -> withShared.forwardRouted(home, dx, routing, dOut));
-                    assertTrue(sharedOnGpu.getMessage().contains("host memory"), sharedOnGpu.getMessage());
+                try (ExpertParallelMoe hostShared = moe(group, l, l.shared(), gpus)) {
+                    var sharedOnHost = assertThrows(
+                            IllegalArgumentException.class, () -> hostShared.forwardRouted(home, dx, routing, dOut));
+                    assertTrue(sharedOnHost.getMessage().contains("host memory"), sharedOnHost.getMessage());
+                }
+
+                // the shared experts on the home GPU: close to the same step with host home and host shared experts
+                try (DeviceStore store = new DeviceStore(home);
+                        ExpertParallelMoe gpuShared = moe(group, l, l.shared().to(store), gpus);
+                        ExpertParallelMoe cpuShared = moe(group, l, l.shared(), gpus)) {
+                    gpuShared.forwardRouted(home, dx, routing, dOut);
+                    Copy.apply(home, dOut, back);
+                    cpuShared.forwardRouted(cpu, x, routing, hostOut);
+                    double diff = Reference.calcDiff(
+                            Reference.toDouble(back.toFloatArray()), Reference.toDouble(hostOut.toFloatArray()));
+                    assertTrue(
+                            diff < 1e-3, "shared experts on the GPU vs the CPU: calc_diff " + diff + ", seed " + seed);
                 }
             }
         }
