@@ -8,14 +8,22 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Set;
 
-/** The options every verb that loads a model shares, and loading the model with its tokenizer. */
-final class ModelLoading {
+/**
+ * The options every verb that loads a model shares, and loading the model with its tokenizer. Public for the verbs that
+ * live in other modules (the server's {@code serve}), so that every verb reads a checkpoint the same way.
+ */
+public final class ModelLoading {
     private ModelLoading() {}
 
-    static final Set<String> VALUED = Set.of("--model", "--cache-tokens", "--threads", "--devices");
-    static final Set<String> FLAGS = Set.of("--fp8-cache", "--quantize", "--fast", "--bf16-lm-head", "--gpu");
-    static final String USAGE = "--model DIR [--cache-tokens N --fp8-cache --quantize --threads N --devices D --fast"
-            + " --bf16-lm-head --gpu]";
+    /** The model options that take a value. */
+    public static final Set<String> VALUED = Set.of("--model", "--cache-tokens", "--threads", "--devices");
+
+    /** The model options that take none. */
+    public static final Set<String> FLAGS = Set.of("--fp8-cache", "--quantize", "--fast", "--bf16-lm-head", "--gpu");
+
+    /** The model options as a usage line. */
+    public static final String USAGE = "--model DIR [--cache-tokens N --fp8-cache --quantize --threads N --devices D"
+            + " --fast --bf16-lm-head --gpu]";
 
     /**
      * {@code --gpu}: the model on CUDA device 0 (libmoe4j_cuda, which the launcher loads for this flag); then
@@ -25,7 +33,16 @@ final class ModelLoading {
         return o.has("--gpu") ? Device.cuda(0) : Device.CPU;
     }
 
-    static Model load(Options o, int minCacheTokens) {
+    /**
+     * Loads {@code --model} with the options given (16384 cache tokens unless {@code --cache-tokens} says otherwise),
+     * and says on standard error what it loaded and the memory it took.
+     *
+     * @param minCacheTokens the fewest cache tokens to allocate, whatever {@code --cache-tokens} says
+     * @throws IllegalArgumentException if {@code --model} is missing, an option is malformed or the checkpoint is
+     *     invalid
+     * @throws java.io.UncheckedIOException if the checkpoint cannot be read
+     */
+    public static Model load(Options o, int minCacheTokens) {
         Model.Options options = Model.Options.defaults()
                 .withCacheTokens(Math.max(minCacheTokens, o.positive("--cache-tokens", 16384)))
                 .withFp8Cache(o.has("--fp8-cache"))
@@ -64,7 +81,7 @@ final class ModelLoading {
     }
 
     /** The tokenizer beside the model's weights, or null when the directory has no tokenizer.json. */
-    static Tokenizer tokenizer(Path dir) {
+    public static Tokenizer tokenizer(Path dir) {
         return Files.exists(dir.resolve("tokenizer.json")) ? Tokenizer.load(dir) : null;
     }
 

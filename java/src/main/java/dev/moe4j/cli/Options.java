@@ -4,16 +4,21 @@ import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.Set;
 
-/** {@code --name value} command-line options, checked against the names a verb accepts. */
-final class Options {
+/**
+ * {@code --name value} command-line options, checked against the names a verb accepts. Public for the verbs that live
+ * in other modules (the server's {@code serve} and {@code bench serve}); not thread-safe.
+ */
+public final class Options {
     private final String verb;
     private final Map<String, String> values = new LinkedHashMap<>();
 
     /**
+     * @param verb names the command in messages
+     * @param valued options that take a value
      * @param flags options that take no value
      * @throws IllegalArgumentException on an unknown option or a missing value
      */
-    Options(String verb, String[] args, Set<String> valued, Set<String> flags) {
+    public Options(String verb, String[] args, Set<String> valued, Set<String> flags) {
         this.verb = verb;
         for (int i = 0; i < args.length; i++) {
             String name = args[i];
@@ -29,27 +34,44 @@ final class Options {
         }
     }
 
-    boolean has(String name) {
+    /** Whether the option was given. */
+    public boolean has(String name) {
         return values.containsKey(name);
     }
 
-    String string(String name) {
+    /**
+     * The option's value.
+     *
+     * @throws IllegalArgumentException if it was not given
+     */
+    public String string(String name) {
         String v = values.get(name);
         if (v == null) throw new IllegalArgumentException(verb + " needs " + name);
         return v;
     }
 
-    String string(String name, String fallback) {
+    /** The option's value, or {@code fallback} when it was not given. */
+    public String string(String name, String fallback) {
         return values.getOrDefault(name, fallback);
     }
 
-    int positive(String name, int fallback) {
+    /**
+     * The option's value as an integer ≥ 1, or {@code fallback} when it was not given.
+     *
+     * @throws IllegalArgumentException if the value is not a positive integer
+     */
+    public int positive(String name, int fallback) {
         String v = values.get(name);
         if (v == null) return fallback;
         return parsePositive(name, v);
     }
 
-    int integer(String name) {
+    /**
+     * The option's value as an integer.
+     *
+     * @throws IllegalArgumentException if it was not given or is not an integer
+     */
+    public int integer(String name) {
         try {
             return Integer.parseInt(string(name));
         } catch (NumberFormatException e) {
@@ -57,7 +79,12 @@ final class Options {
         }
     }
 
-    double number(String name, double fallback) {
+    /**
+     * The option's value as a finite number, or {@code fallback} when it was not given.
+     *
+     * @throws IllegalArgumentException if the value is not a finite number
+     */
+    public double number(String name, double fallback) {
         String v = values.get(name);
         if (v == null) return fallback;
         try {

@@ -449,6 +449,7 @@ public final class Engine implements AutoCloseable {
         synchronized (lock) {
             reservedBlocks -= s.state.cacheBlocks();
             admitted--;
+            wake = true; // the freed blocks may admit a waiting request: the loop must look before it sleeps
         }
     }
 

@@ -134,6 +134,29 @@ class EngineTest {
     }
 
     @Test
+    void aRequestWaitingForBlocksRunsWhenTheOnlyRunningOneEnds() throws Exception {
+        try (Model model = Model.load(V3, Model.Options.defaults().withCacheTokens(256), null)) {
+            int vocab = model.vocabSize();
+            try (Engine engine = new Engine(model, null, Engine.Options.defaults())) {
+                // all 4 blocks, then 1 block: the second waits until the first has finished or been cancelled
+                Request big = Request.ofIds(prompt(new SplittableRandom(3), 100, vocab))
+                        .withMaxNewTokens(100);
+                Request small = Request.ofIds(prompt(new SplittableRandom(4), 10, vocab))
+                        .withMaxNewTokens(5);
+                for (boolean cancelFirst : new boolean[] {false, true}) {
+                    Submission first = engine.submit(big, true);
+                    while (engine.metrics().running() == 0) Thread.sleep(1);
+                    Submission second = engine.submit(small, false);
+                    assertEquals(1, engine.metrics().queued(), "the second waits for cache blocks");
+                    if (cancelFirst) first.cancel();
+                    else while (!first.next(30, TimeUnit.SECONDS).terminal()) {}
+                    assertEquals(5, second.result().get(30, TimeUnit.SECONDS).completionTokens());
+                }
+            }
+        }
+    }
+
+    @Test
     void aReaderThatStopsReadingHoldsOnlyItsOwnRequestAndCancellingFreesIt() throws Exception {
         try (Model model = Model.load(V3, Model.Options.defaults().withCacheTokens(2048), null)) {
             int vocab = model.vocabSize();
