@@ -28,6 +28,9 @@ constexpr int kTileM = 4, kTileN = 2;
 // Rows of one tile of the AVX2 in-register (codes) block kernel, which takes a whole 16-row weight block at once: a
 // weight row widened in registers meets up to this many activation rows.
 constexpr int kCodeTileM = 8;
+// The most rows the block kernel takes in tiles of kCodeTileM (measured: 16 rows x 102400 x 2048 in 0.65x the time
+// of the widened-block kernel, 32 rows in 0.86x, 64 rows slower).
+constexpr int64_t kCodeRowsMax = 32;
 // Code tiles whose activation rows hold more elements than this (more than 16 KB as fp32, half of a 32 KB L1) take
 // the block kernel, whose A slices stay in L1; smaller ones stream weight rows a column pair at a time.
 constexpr int64_t kBlockCodesMinElements = 4096;
@@ -880,6 +883,14 @@ struct Driver {
         }
     }
 
+    // Whether a task of `rows` rows widens the weights' codes in registers. Rows that fit one tile meet each weight
+    // row once: widening through memory would only add work. Up to kCodeRowsMax rows the block kernel still wins: it
+    // widens a block's codes once per kCodeTileM rows while they sit in L1/L2, where widening through memory writes a
+    // float copy of the block that outgrows L1.
+    static bool takes_codes(int64_t rows) {
+        return Path::kWidensInRegisters && (rows <= Path::kCodeRows || (Path::kBlockCodes && rows <= kCodeRowsMax));
+    }
+
     // The row kernel on the task's rows against its 16-row blocks of `weights` (the task's group's, or another
     // matrix with the same N, K and rows): sink(m, n, value) receives each result, m the position in the task's rows.
     // b_wide holds kRowsPerBlock * k widened weights, scales the task's rows * kb_count combined scales.
@@ -891,8 +902,7 @@ struct Driver {
         Tile t{};
         for (int64_t blk = task.block_begin; blk < task.block_end; ++blk) {
             const int64_t n0 = blk * kRowsPerBlock, n1 = std::min(args.n, n0 + kRowsPerBlock);
-            // Rows that fit one tile meet each weight row once: widen it in registers, not through memory.
-            const bool codes = Path::kWidensInRegisters && rows <= Path::kCodeRows;
+            const bool codes = takes_codes(rows);
             if (!codes)
                 for (int64_t n = n0; n < n1; ++n)
                     Path::widen_b(codec, weights.b + n * weights.ldb, k, b_wide + (n - n0) * k);
@@ -1099,8 +1109,7 @@ struct Driver {
                     const int64_t rows = tasks[i].row_end - tasks[i].row_begin;
                     if (static_cast<int64_t>(scales.size()) < rows * kb_count)
                         scales.resize(static_cast<size_t>(rows * kb_count));
-                    if (!(Path::kWidensInRegisters && rows <= Path::kCodeRows) && b_wide.empty())
-                        b_wide.resize(static_cast<size_t>(kRowsPerBlock * k));
+                    if (!takes_codes(rows) && b_wide.empty()) b_wide.resize(static_cast<size_t>(kRowsPerBlock * k));
                     run(tasks[i], b_wide, scales);
                 }
             }
