@@ -26,6 +26,7 @@ import dev.moe4j.testing.Reference;
 import dev.moe4j.testing.TestSupport;
 import java.lang.foreign.Arena;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
@@ -167,6 +168,63 @@ class ExpertParallelMoeTest {
                     Reference.calcDiff(Reference.toDouble(out.toFloatArray()), Reference.toDouble(single.getFirst()));
             assertTrue(diff < 1e-5, "vs MoeLayer: calc_diff " + diff);
         }
+    }
+
+    /**
+     * Two replicas of one expert on the same device (EPLB can place them so): dispatch splits the expert's tokens over
+     * both, the device runs them as two groups, combine adds them back, and a rebalance between two such placements
+     * moves them; every step's output is still bit for bit the single-device output. Also the balanced-locality
+     * policy's placements, whose hot experts have replicas on other nodes.
+     */
+    @Test
+    void doubledReplicasAndCrossNodeReplicasGiveTheSingleDeviceBits() {
+        long seed = TestSupport.freshSeed();
+        SplittableRandom random = TestSupport.random(seed);
+        try (Arena arena = Arena.ofShared();
+                Context ctx = Context.create()) {
+            Layer l = layer(ctx, arena, random);
+            List<Tensor> xs = inputs(arena, random, 4);
+            List<float[]> single = run(
+                    ctx,
+                    arena,
+                    l,
+                    xs,
+                    1,
+                    1,
+                    Eplb.rebalance(randomLoad(random), E, 4, 1, 1),
+                    null,
+                    -1,
+                    new ArrayList<>());
+            // 20 slots on 2 devices: expert 0 three times (twice on device 0), expert 5 twice on device 1, expert 9
+            // twice on device 1
+            int[] a = {0, 0, 1, 2, 3, 4, 6, 7, 8, 0, /* device 1 */ 5, 5, 9, 9, 10, 11, 12, 13, 14, 15};
+            int[] b = {5, 5, 5, 1, 2, 3, 4, 6, 7, 8, /* device 1 */ 0, 0, 9, 10, 11, 12, 13, 14, 15, 9};
+            List<ExpertParallelMoe.RebalanceReport> reports = new ArrayList<>();
+            List<float[]> got = run(ctx, arena, l, xs, 2, 1, placement(a, 2), placement(b, 2), 2, reports);
+            for (int s = 0; s < xs.size(); s++)
+                assertArrayEquals(single.get(s), got.get(s), "doubled replicas, step " + s + ", seed " + seed);
+            assertTrue(reports.getFirst().movedExperts() > 0);
+            for (double cost : new double[] {0, 1}) {
+                Placement p = Eplb.rebalance(randomLoad(random), 32, 4, 2, 4, Eplb.Policy.BALANCED_LOCALITY, cost);
+                Placement q = Eplb.rebalance(randomLoad(random), 32, 4, 2, 4, Eplb.Policy.BALANCED_LOCALITY, cost);
+                got = run(ctx, arena, l, xs, 4, 2, p, q, 1, new ArrayList<>());
+                for (int s = 0; s < xs.size(); s++)
+                    assertArrayEquals(
+                            single.get(s), got.get(s), "balanced-locality " + cost + ", step " + s + ", seed " + seed);
+            }
+        }
+    }
+
+    /** A one-layer placement from its slots' experts (phy2log), replicas ranked in slot order. */
+    static Placement placement(int[] phy2log, int devices) {
+        int[] count = new int[E];
+        for (int e : phy2log) count[e]++;
+        int max = Arrays.stream(count).max().orElseThrow();
+        int[][] log2phy = new int[E][max];
+        for (int[] row : log2phy) Arrays.fill(row, -1);
+        int[] seen = new int[E];
+        for (int slot = 0; slot < phy2log.length; slot++) log2phy[phy2log[slot]][seen[phy2log[slot]]++] = slot;
+        return new Placement(new int[][] {phy2log.clone()}, new int[][][] {log2phy}, new int[][] {count}, devices);
     }
 
     @Test
