@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One command for a machine with an NVIDIA GPU: runs the GPU tests (they must run, not skip), prints the CUDA
-# kernels' resource use (registers, shared memory, spills) and the speed table of bench GpuReport.
+# kernels' resource use (registers, shared memory, spills), the speed table of bench GpuReport (copy bandwidth, cuBLAS
+# bf16, FP8 GEMMs, MLA decode, each with the kernel variant that ran) and whole-model generation tokens/s on the GPU.
 #
 # Made for GPU machines without a JDK, Maven or network: `./moe4j gpu-bundle` on a development machine prepares
 # build/gpu-bundle (jars, a Java runtime) and build/gpu-native/lib (libmoe4j_cuda, portable x86-64); carry those two
@@ -68,4 +69,13 @@ fi
 
 echo "== speed ($(elapsed))"
 "${java[@]}" dev.moe4j.bench.GpuReport
+
+# Whole-model generation on GPU 0: the V2-Lite-shaped 4-layer checkpoint of the CPU benchmarks (bench/RESULTS.md),
+# tokens/s and decode weight bytes per step, to set beside the copy bandwidth above.
+echo "== whole model on the GPU ($(elapsed))"
+model=/tmp/moe4j-gpu-model/v2-lite-4-layers-v102400
+[ -f "$model/config.json" ] ||
+  "${java[@]}" dev.moe4j.cli.Main make-model --preset v2-lite --layers 4 --vocab 102400 --out "$model"
+"${java[@]}" dev.moe4j.cli.Main bench-generate --model "$model" --gpu --quantize --batch 1,16 --prompt-tokens 128 \
+  --new-tokens 32 --reps 1
 echo "== done in $(elapsed)"
