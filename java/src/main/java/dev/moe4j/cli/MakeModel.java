@@ -107,7 +107,7 @@ final class MakeModel {
             eos = tokenizer.eosId().orElse(-1);
         }
         int groups = v3 ? Math.min(8, experts) : 1;
-        return new ModelConfig(
+        ModelConfig c = new ModelConfig(
                 v3 ? "deepseek_v3" : "deepseek_v2",
                 o.positive("--hidden", v3 ? 7168 : 2048),
                 o.positive("--inter", v3 ? 18432 : 10944),
@@ -140,6 +140,16 @@ final class MakeModel {
                 bos,
                 eos < 0 ? List.of() : List.of(eos),
                 0);
+        // the options must make a checkpoint moe4j can load: the loader's checks, naming the config key
+        try {
+            ModelConfig.parse(Json.write(c.toJson()));
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException(
+                    "make-model: these options give a config moe4j cannot load: " + e.getMessage()
+                            + " (--experts, --top-k and the preset's groups decide the routing)",
+                    e);
+        }
+        return c;
     }
 
     /** Writes the checkpoint; each layer's tensors are generated, written and freed before the next. */

@@ -148,7 +148,8 @@ public final class Engine implements AutoCloseable {
                     model.expertParallel().entrySet())
                 balancers.put(
                         e.getKey(),
-                        new LiveBalancer(e.getValue(), 64, options.rebalanceEvery(), 1, 1, Eplb.Policy.REFINED, true));
+                        new LiveBalancer(
+                                e.getValue(), 64, options.rebalanceEvery(), 1, 1, Eplb.Policy.REFINED, true, true));
         model.onMoeLayer(this::observeMoe);
         thread = Thread.ofPlatform().name("moe4j-engine").daemon(true).unstarted(this::loop);
         thread.start();

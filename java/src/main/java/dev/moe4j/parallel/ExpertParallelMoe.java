@@ -25,6 +25,9 @@ import java.util.List;
 import java.util.Objects;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.function.Supplier;
 
 /**
  * One MoE layer with its routed experts spread over a {@link DeviceGroup} by a {@link Placement}.
@@ -102,6 +105,10 @@ public final class ExpertParallelMoe implements MoeBlock, AutoCloseable {
     private final Buffers hostBuffers, tables;
     private volatile State state;
     private StepStats lastStep;
+    private CompletableFuture<Staged> pending; // a rebalance being staged (the driving thread's)
+    private long lastSwitchNanos;
+    private final Context[] staging;
+    private ExecutorService stager;
 
     /**
      * @param hostGate every logical expert's gate_proj, one group per expert, E4M3 [I, H] with block scales, in host
@@ -140,6 +147,7 @@ public final class ExpertParallelMoe implements MoeBlock, AutoCloseable {
         tables = new Buffers(2 + 2 * devices);
         deviceBuffers = new Buffers[devices];
         for (int d = 0; d < devices; d++) deviceBuffers[d] = new Buffers(group.context(d), DEVICE_SLOTS + homeSlots);
+        staging = new Context[devices];
         state = install(placement, layer);
     }
 
@@ -203,6 +211,7 @@ public final class ExpertParallelMoe implements MoeBlock, AutoCloseable {
                     + ", but their weights are not in its memory (weights in host memory need a CPU home; for a GPU"
                     + " home copy them there with DenseMlp.to)");
         long start = System.nanoTime();
+        switchIfStaged();
         State s = state;
         int scaleCols = hidden / QuantizedTensor.BLOCK;
         QuantizedTensor xq = new QuantizedTensor(
@@ -380,6 +389,7 @@ public final class ExpertParallelMoe implements MoeBlock, AutoCloseable {
      */
     public RebalanceReport rebalance(Placement next, int layer) {
         check(next, layer);
+        if (pending != null) throw new IllegalStateException("a rebalance is being staged (rebalanceAsync)");
         State old = state;
         int per = next.slotsPerDevice(), moved = 0;
         long bytes = 0;
@@ -433,6 +443,112 @@ public final class ExpertParallelMoe implements MoeBlock, AutoCloseable {
     private static int indexOfChanged(int[] after, int[] before, int e, int limit) {
         for (int i = 0; i < limit; i++) if (after[i] == e && after[i] != before[i]) return i;
         return -1;
+    }
+
+    /**
+     * Rebalances in the background: {@code next} is computed (on a staging thread) and the new placement's weights
+     * are staged in a second copy of every device's slots — from the device's current slots where it already holds
+     * an expert, from the host weights otherwise (which counts as moved) — through staging contexts of their own,
+     * while steps go on with the current placement. The first step that starts after the staging is done switches to
+     * the new placement and frees the old slots: a step runs wholly on one placement, bitwise as it would after
+     * {@link #rebalance}. Call it from the thread that drives the steps; one at a time.
+     *
+     * <p>Memory: each device holds two copies of its slots while a rebalance is staged.
+     *
+     * @param next supplies the new placement (run on the staging thread: computing it does not stall steps either)
+     * @return completes with what moved once the new placement is staged (it is switched to at the next step), or
+     *     exceptionally if staging failed (the current placement stays)
+     * @throws IllegalStateException if a rebalance is being staged already
+     */
+    public CompletableFuture<RebalanceReport> rebalanceAsync(Supplier<Placement> next, int layer) {
+        Objects.requireNonNull(next, "next");
+        if (pending != null) throw new IllegalStateException("a rebalance is being staged already");
+        State old = state;
+        pending = CompletableFuture.supplyAsync(() -> stage(old, next.get(), layer), stager());
+        return pending.thenApply(Staged::report);
+    }
+
+    /** Whether a rebalance is being staged and not yet switched to. */
+    public boolean rebalancing() {
+        return pending != null;
+    }
+
+    /** At the start of a step: switches to a staged placement once its staging is done. */
+    private void switchIfStaged() {
+        CompletableFuture<Staged> f = pending;
+        if (f == null || !f.isDone()) return;
+        long t0 = System.nanoTime();
+        pending = null;
+        if (f.isCompletedExceptionally()) return; // the caller's future reports it; the old placement stays
+        State old = state;
+        state = f.join().state();
+        for (DeviceWeights w : old.devices()) w.close();
+        lastSwitchNanos = System.nanoTime() - t0;
+    }
+
+    /** How long the last switch to a staged placement held the step that made it (freeing the old slots). */
+    public long lastSwitchNanos() {
+        return lastSwitchNanos;
+    }
+
+    private record Staged(State state, RebalanceReport report) {}
+
+    private Staged stage(State old, Placement next, int layer) {
+        check(next, layer);
+        int per = next.slotsPerDevice(), moved = 0;
+        long bytes = 0;
+        DeviceWeights[] devices = new DeviceWeights[group.size()];
+        try {
+            for (int d = 0; d < group.size(); d++) {
+                Context ctx = stagingContext(d);
+                devices[d] = weights(ctx, per);
+                int[] before = Arrays.copyOfRange(old.placement().phy2log()[old.layer()], d * per, (d + 1) * per);
+                int[] after = Arrays.copyOfRange(next.phy2log()[layer], d * per, (d + 1) * per);
+                for (int s = 0; s < per; s++) {
+                    int e = after[s], source = indexOf(before, e, per), earlier = indexOf(after, e, s);
+                    if (source >= 0) {
+                        copyExpert(ctx, old.devices()[d], source, devices[d], s);
+                    } else if (earlier >= 0) {
+                        copyExpert(ctx, devices[d], earlier, devices[d], s); // a second new replica: copy the first
+                    } else {
+                        bytes += copy(ctx, hostGate, e, devices[d].gate(), s)
+                                + copy(ctx, hostUp, e, devices[d].up(), s)
+                                + copy(ctx, hostDown, e, devices[d].down(), s);
+                        moved++;
+                    }
+                }
+                Copy.synchronize(ctx); // the step contexts read these next
+            }
+        } catch (RuntimeException e) {
+            for (DeviceWeights w : devices) if (w != null) w.close();
+            throw e;
+        }
+        return new Staged(new State(next, layer, devices), new RebalanceReport(moved, bytes));
+    }
+
+    // The staging thread's contexts, one per device (a context is used by one thread at a time: the device's worker
+    // has its own), and the thread itself; made at the first rebalanceAsync.
+    private Context stagingContext(int d) {
+        synchronized (staging) {
+            if (staging[d] == null) {
+                Device device = group.context(d).device();
+                staging[d] =
+                        Context.create((device.isCpu() ? Context.Options.cpu() : Context.Options.cuda(device.ordinal()))
+                                .withThreads(1)
+                                .withReproducible(true));
+            }
+            return staging[d];
+        }
+    }
+
+    private synchronized ExecutorService stager() {
+        if (stager == null)
+            stager = Executors.newSingleThreadExecutor(r -> {
+                Thread t = new Thread(r, "moe4j-rebalance-layer-" + state.layer());
+                t.setDaemon(true);
+                return t;
+            });
+        return stager;
     }
 
     private static void copyExpert(Context ctx, DeviceWeights from, int fromSlot, DeviceWeights to, int toSlot) {
@@ -520,10 +636,23 @@ public final class ExpertParallelMoe implements MoeBlock, AutoCloseable {
     @Override
     public void close() {
         RuntimeException first = null;
+        if (pending != null) {
+            // let the staging finish (it reads the current slots), then drop what it staged
+            try {
+                for (DeviceWeights w : pending.join().state().devices()) w.close();
+            } catch (RuntimeException e) {
+                // staging failed: it freed what it had made
+            }
+            pending = null;
+        }
+        synchronized (this) {
+            if (stager != null) stager.shutdown();
+        }
         for (int d = 0; d < group.size(); d++) {
             try {
                 state.devices()[d].close();
                 deviceBuffers[d].close();
+                if (staging[d] != null) staging[d].close(); // after the slots it may have allocated
             } catch (RuntimeException e) {
                 if (first == null) first = new DeviceException(d, e);
             }

@@ -215,6 +215,62 @@ class ExpertParallelMoeTest {
         }
     }
 
+    /**
+     * A rebalance staged in the background while steps run: every step is bit for bit the single-device output
+     * (whichever placement it ran on), the switch happens between steps once staging is done, it reports the same
+     * moves as the synchronous rebalance, and the calling thread is not held for the staging.
+     */
+    @Test
+    void asyncRebalanceGivesTheSynchronousBitsAndDoesNotHoldTheSteps() throws Exception {
+        long seed = TestSupport.freshSeed();
+        SplittableRandom random = TestSupport.random(seed);
+        try (Arena arena = Arena.ofShared();
+                Context ctx = Context.create()) {
+            Layer l = layer(ctx, arena, random);
+            List<Tensor> xs = inputs(arena, random, 6);
+            List<float[]> single = run(
+                    ctx,
+                    arena,
+                    l,
+                    xs,
+                    1,
+                    1,
+                    Eplb.rebalance(randomLoad(random), E, 4, 1, 1),
+                    null,
+                    -1,
+                    new ArrayList<>());
+            Placement a = Eplb.rebalance(randomLoad(random), 32, 4, 2, 4, Eplb.Policy.REFINED);
+            Placement b = Eplb.rebalance(randomLoad(random), 32, 4, 2, 4, Eplb.Policy.REFINED);
+            List<ExpertParallelMoe.RebalanceReport> synchronous = new ArrayList<>();
+            run(ctx, arena, l, xs, 4, 2, a, b, 1, synchronous);
+            try (DeviceGroup group = DeviceGroup.cpu(4, 2);
+                    ExpertParallelMoe moe =
+                            new ExpertParallelMoe(group, l.gate(), l.g(), l.u(), l.d(), l.shared(), a, 0, 1)) {
+                Routing routing = new Routing(K, T);
+                var report = new java.util.concurrent.CompletableFuture<ExpertParallelMoe.RebalanceReport>();
+                for (int s = 0; s < xs.size(); s++) {
+                    if (s == 1) {
+                        report = moe.rebalanceAsync(() -> b, 0);
+                        assertTrue(moe.rebalancing());
+                        var again = report;
+                        assertThrows(IllegalStateException.class, () -> moe.rebalanceAsync(() -> b, 0));
+                        assertThrows(IllegalStateException.class, () -> moe.rebalance(b, 0));
+                        assertNotNull(again);
+                    }
+                    if (s == 3) report.get(30, java.util.concurrent.TimeUnit.SECONDS); // staged by now
+                    Tensor out = Tensor.allocate(arena, DType.F32, T, H);
+                    moe.forward(ctx, xs.get(s), routing, out);
+                    assertArrayEquals(single.get(s), out.toFloatArray(), "step " + s + ", seed " + seed);
+                }
+                assertEquals(b, moe.placement(), "switched to the staged placement");
+                assertTrue(!moe.rebalancing());
+                ExpertParallelMoe.RebalanceReport r = report.get();
+                assertEquals(synchronous.getFirst().movedExperts(), r.movedExperts(), "the same experts move");
+                assertEquals(synchronous.getFirst().movedBytes(), r.movedBytes());
+            }
+        }
+    }
+
     /** A one-layer placement from its slots' experts (phy2log), replicas ranked in slot order. */
     static Placement placement(int[] phy2log, int devices) {
         int[] count = new int[E];
@@ -254,27 +310,34 @@ class ExpertParallelMoeTest {
     }
 
     @Test
-    void liveBalancerRebalancesEveryIntervalAndReports() {
+    void liveBalancerRebalancesEveryIntervalAndReports() throws Exception {
         SplittableRandom random = TestSupport.random(TestSupport.freshSeed());
         try (Arena arena = Arena.ofShared();
                 Context ctx = Context.create();
                 DeviceGroup group = DeviceGroup.cpu(2, 1)) {
             Layer l = layer(ctx, arena, random);
             Placement start = Eplb.rebalance(new double[1][E], 20, 4, 1, 2);
-            try (ExpertParallelMoe moe =
-                    new ExpertParallelMoe(group, l.gate(), l.g(), l.u(), l.d(), l.shared(), start, 0, 1)) {
-                LiveBalancer balancer = new LiveBalancer(moe, 4, 3, 4, 1, Eplb.Policy.REFINED, true);
-                Routing routing = new Routing(K, T);
-                List<LiveBalancer.Report> reports = new ArrayList<>();
-                for (Tensor x : inputs(arena, random, 6)) {
-                    moe.forward(ctx, x, routing, Tensor.allocate(arena, DType.F32, T, H));
-                    LiveBalancer.Report r = balancer.afterStep(routing);
-                    if (r != null) reports.add(r);
+            List<Tensor> xs = inputs(arena, random, 12);
+            for (boolean async : new boolean[] {false, true}) {
+                try (ExpertParallelMoe moe =
+                        new ExpertParallelMoe(group, l.gate(), l.g(), l.u(), l.d(), l.shared(), start, 0, 1)) {
+                    LiveBalancer balancer = new LiveBalancer(moe, 4, 3, 4, 1, Eplb.Policy.REFINED, true, async);
+                    Routing routing = new Routing(K, T);
+                    List<LiveBalancer.Report> reports = new ArrayList<>();
+                    for (Tensor x : xs) {
+                        moe.forward(ctx, x, routing, Tensor.allocate(arena, DType.F32, T, H));
+                        LiveBalancer.Report r = balancer.afterStep(routing);
+                        if (r != null) reports.add(r);
+                        if (async) Thread.sleep(20); // a step's length: staging has time to finish
+                    }
+                    assertTrue(reports.size() >= (async ? 2 : 4), async + ": " + reports);
+                    assertEquals(3, reports.getFirst().step());
+                    for (LiveBalancer.Report r : reports) {
+                        assertTrue(r.balanceAfter() >= r.balanceBefore() - 1e-12, r.toString());
+                        if (async) assertTrue(r.stallNanos() < r.nanos(), "the stepping thread waits less: " + r);
+                        else assertEquals(r.nanos(), r.stallNanos());
+                    }
                 }
-                assertEquals(2, reports.size());
-                assertEquals(3, reports.getFirst().step());
-                for (LiveBalancer.Report r : reports)
-                    assertTrue(r.balanceAfter() >= r.balanceBefore() - 1e-12, r.toString());
             }
         }
     }
