@@ -42,7 +42,7 @@ final class Demo {
     private Demo() {}
 
     static final String USAGE = "demo [--layers N --prompt T --batch B --decode S --devices D --rebalance-every K"
-            + " --model-dir DIR --tokenizer DIR --gpu]";
+            + " --model-dir DIR --tokenizer DIR --gpu --sync-rebalance]";
 
     /** Where the launcher puts DeepSeek-V3's tokenizer (tools/fetch-tokenizer.sh). */
     static final String DEFAULT_TOKENIZER = "build/tokenizers/deepseek-v3";
@@ -73,8 +73,10 @@ final class Demo {
                         "--rebalance-every",
                         "--model-dir",
                         "--tokenizer"),
-                Set.of("--gpu"));
+                Set.of("--gpu", "--sync-rebalance"));
         int layers = o.positive("--layers", 4), prompt = o.positive("--prompt", 64);
+        // --sync-rebalance: rebalance on the decode thread (the old way), to compare its stall with the default
+        boolean asyncRebalance = !o.has("--sync-rebalance");
         int batch = o.positive("--batch", 4), steps = o.positive("--decode", 32);
         Device device = ModelLoading.device(o);
         // on GPUs the experts spread over all of them by default; on the CPU over two CPU devices
@@ -143,11 +145,16 @@ final class Demo {
             Map<Integer, LiveBalancer> balancers = new LinkedHashMap<>();
             model.expertParallel()
                     .forEach((layer, moe) -> balancers.put(
-                            layer, new LiveBalancer(moe, 64, rebalanceEvery, 1, 1, Eplb.Policy.REFINED, true, true)));
+                            layer,
+                            new LiveBalancer(
+                                    moe, 64, rebalanceEvery, 1, 1, Eplb.Policy.REFINED, true, asyncRebalance)));
             if (!balancers.isEmpty())
                 System.out.printf(
-                        "routed experts over %d %s, refined EPLB with minimal moves every %d steps%n",
-                        devices, device.isCpu() ? "CPU devices" : "GPUs", rebalanceEvery);
+                        "routed experts over %d %s, refined EPLB with minimal moves every %d steps (%s)%n",
+                        devices,
+                        device.isCpu() ? "CPU devices" : "GPUs",
+                        rebalanceEvery,
+                        asyncRebalance ? "staged in the background" : "on the decode thread");
             Map<Integer, ExpertLoad> load = new LinkedHashMap<>();
             List<LiveBalancer.Report> rebalances = new ArrayList<>();
             long[] sideNanos = new long[2]; // [0] waiting for devices, [1] live rebalancing

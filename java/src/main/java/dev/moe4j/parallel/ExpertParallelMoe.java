@@ -482,11 +482,14 @@ public final class ExpertParallelMoe implements MoeBlock, AutoCloseable {
         if (f.isCompletedExceptionally()) return; // the caller's future reports it; the old placement stays
         State old = state;
         state = f.join().state();
-        for (DeviceWeights w : old.devices()) w.close();
+        // no step uses the old slots any more: the staging thread frees them (a large free is not free)
+        stager().execute(() -> {
+            for (DeviceWeights w : old.devices()) w.close();
+        });
         lastSwitchNanos = System.nanoTime() - t0;
     }
 
-    /** How long the last switch to a staged placement held the step that made it (freeing the old slots). */
+    /** How long the last switch to a staged placement held the step that made it. */
     public long lastSwitchNanos() {
         return lastSwitchNanos;
     }
@@ -598,11 +601,16 @@ public final class ExpertParallelMoe implements MoeBlock, AutoCloseable {
     /** Uninitialized weights for {@code slots} experts in the memory of ctx's device (one stack per projection). */
     private DeviceWeights weights(Context ctx, int slots) {
         List<DeviceMemory> memory = new ArrayList<>();
-        return new DeviceWeights(
-                stack(ctx, hostGate, slots, memory),
-                stack(ctx, hostUp, slots, memory),
-                stack(ctx, hostDown, slots, memory),
-                memory);
+        try {
+            return new DeviceWeights(
+                    stack(ctx, hostGate, slots, memory),
+                    stack(ctx, hostUp, slots, memory),
+                    stack(ctx, hostDown, slots, memory),
+                    memory);
+        } catch (RuntimeException e) {
+            for (DeviceMemory m : memory) m.close(); // what was allocated before the failure
+            throw e;
+        }
     }
 
     private static QuantizedGroups stack(Context ctx, QuantizedGroups like, int slots, List<DeviceMemory> owner) {
@@ -646,7 +654,14 @@ public final class ExpertParallelMoe implements MoeBlock, AutoCloseable {
             pending = null;
         }
         synchronized (this) {
-            if (stager != null) stager.shutdown();
+            if (stager != null) {
+                stager.shutdown(); // runs what was queued (frees of replaced slots) first
+                try {
+                    stager.awaitTermination(1, java.util.concurrent.TimeUnit.MINUTES);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            }
         }
         for (int d = 0; d < group.size(); d++) {
             try {
