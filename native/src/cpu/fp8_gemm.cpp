@@ -303,18 +303,18 @@ struct Avx512Path {
         codec.decode_f32(q, n, kAvx2BScale, out);
     }
 
-    // Sixteen e4m3 codes q[0..15] -> their values times 2^-8, exactly, as Avx2Path::decode8 does with eight: one
-    // byte shuffle of the codes (broadcast to both 128-bit halves) puts code i in the high byte of 16-bit lane i, the
-    // arithmetic shift and mask make it fp16 sign, exponent and mantissa, and F16C widens the 16 fp16 values. The
-    // NaN codes (0x7F, 0xFF) come out as +-1.875: nan_max() finds them.
-    static __m512 decode16(const uint8_t *q) {
-        const __m256i codes = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i *>(q)));
-        const __m256i to_high =
-            _mm256_setr_epi8(-128, 0, -128, 1, -128, 2, -128, 3, -128, 4, -128, 5, -128, 6, -128, 7, -128, 8, -128, 9,
-                             -128, 10, -128, 11, -128, 12, -128, 13, -128, 14, -128, 15);
-        const __m256i high = _mm256_shuffle_epi8(codes, to_high);
-        return _mm512_cvtph_ps(
-            _mm256_and_si256(_mm256_srai_epi16(high, 1), _mm256_set1_epi16(static_cast<short>(0xBF80))));
+    // Thirty-two e4m3 codes q[0..31] -> their values times 2^-8, exactly, in lo (codes 0-15) and hi (16-31), as
+    // Avx2Path::decode8 gives them eight at a time: sign extension to 16 bits and a shift by 7 put code i's sign in bit
+    // 15 of lane i and its exponent and mantissa in bits 13-7 (bit 14, a copy of the sign, is masked off), the fp16
+    // pattern of the value times 2^-8, and F16C widens each half. Three integer instructions per 32 codes: the
+    // few-row kernels are bound by this widening. The NaN codes (0x7F, 0xFF) come out as +-1.875: nan_max() finds
+    // them.
+    static void decode32(const uint8_t *q, __m512 &lo, __m512 &hi) {
+        const __m512i wide = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(q)));
+        const __m512i half =
+            _mm512_and_si512(_mm512_slli_epi16(wide, 7), _mm512_set1_epi16(static_cast<short>(0xBF80)));
+        lo = _mm512_cvtph_ps(_mm512_castsi512_si256(half));
+        hi = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(half, 1));
     }
     // Folds the 64 codes at q into `seen`, the bytewise maximum of code | 0x80: a byte of `seen` is 0xFF exactly
     // where some code folded into it is a NaN code (0x7F or 0xFF).
@@ -344,12 +344,14 @@ struct Avx512Path {
                     _mm_prefetch(reinterpret_cast<const char *>(b) + t.prefetch, _MM_HINT_T0);
                     nan = nan_max(nan, b);
                 }
-                for (int64_t h = 0; h < kStep; h += kLanes) {
-                    __m512 bv[NR];
-                    for (int j = 0; j < NR; ++j) bv[j] = decode16(static_cast<const uint8_t *>(t.b[j]) + i + h);
+                for (int64_t h = 0; h < kStep; h += 2 * kLanes) {
+                    __m512 lo[NR], hi[NR];
+                    for (int j = 0; j < NR; ++j) decode32(static_cast<const uint8_t *>(t.b[j]) + i + h, lo[j], hi[j]);
                     for (int m = 0; m < MR; ++m) {
-                        const __m512 av = _mm512_loadu_ps(static_cast<const float *>(t.a[m]) + i + h);
-                        for (int j = 0; j < NR; ++j) part[m][j] = _mm512_fmadd_ps(av, bv[j], part[m][j]);
+                        const float *a = static_cast<const float *>(t.a[m]) + i + h;
+                        const __m512 a0 = _mm512_loadu_ps(a), a1 = _mm512_loadu_ps(a + kLanes);
+                        for (int j = 0; j < NR; ++j) part[m][j] = _mm512_fmadd_ps(a0, lo[j], part[m][j]);
+                        for (int j = 0; j < NR; ++j) part[m][j] = _mm512_fmadd_ps(a1, hi[j], part[m][j]);
                     }
                 }
             }
@@ -385,12 +387,17 @@ struct Avx512Path {
                     _mm_prefetch(reinterpret_cast<const char *>(b0 + i) + t.prefetch, _MM_HINT_T0);
                     _mm_prefetch(reinterpret_cast<const char *>(b1 + i) + t.prefetch, _MM_HINT_T0);
                     nan = nan_max(nan_max(nan, b0 + i), b1 + i);
-                    for (int64_t h = 0; h < kStep; h += kLanes) {
-                        const __m512 v0 = decode16(b0 + i + h), v1 = decode16(b1 + i + h);
+                    for (int64_t h = 0; h < kStep; h += 2 * kLanes) {
+                        __m512 lo0, hi0, lo1, hi1;
+                        decode32(b0 + i + h, lo0, hi0);
+                        decode32(b1 + i + h, lo1, hi1);
                         for (int m = 0; m < MR; ++m) {
-                            const __m512 av = _mm512_loadu_ps(static_cast<const float *>(t.a[m]) + i + h);
-                            part[m][0] = _mm512_fmadd_ps(av, v0, part[m][0]);
-                            part[m][1] = _mm512_fmadd_ps(av, v1, part[m][1]);
+                            const float *a = static_cast<const float *>(t.a[m]) + i + h;
+                            const __m512 a0 = _mm512_loadu_ps(a), a1 = _mm512_loadu_ps(a + kLanes);
+                            part[m][0] = _mm512_fmadd_ps(a0, lo0, part[m][0]);
+                            part[m][1] = _mm512_fmadd_ps(a0, lo1, part[m][1]);
+                            part[m][0] = _mm512_fmadd_ps(a1, hi0, part[m][0]);
+                            part[m][1] = _mm512_fmadd_ps(a1, hi1, part[m][1]);
                         }
                     }
                 }
