@@ -291,7 +291,7 @@ struct Avx512Path {
     static constexpr int kCodeRows = kCodeTileM;
     static constexpr bool kBlockCodes = true;  // dot_codes_block where A outgrows L1 (kBlockCodesMinElements)
     static constexpr bool kPanels = false;
-    // Tasks of more than kCodeRows rows widen their weights through memory and take dot_wide_block.
+    // Tasks of more than kCodeRowsMax rows widen their weights through memory and take dot_wide_block.
     static constexpr bool kWideBlocks = true;
     static constexpr int kLanes = 16;
     static constexpr int64_t kStep = 64;  // codes per NaN check and prefetch: one cache line of a weight row

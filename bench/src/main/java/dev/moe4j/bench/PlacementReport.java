@@ -72,7 +72,7 @@ public final class PlacementReport {
         for (double[] load : layers) {
             double total = Arrays.stream(load).sum();
             hottest += Arrays.stream(load).max().orElseThrow() / total / SKEWED_LAYERS;
-            bound += nodeBound(load) / SKEWED_LAYERS;
+            bound += Eplb.nodeBound(load, GROUPS, 4) / SKEWED_LAYERS;
         }
         System.out.printf(
                 "Skewed loads: Zipf(%.1f) expert loads, hottest expert %.1f%% of the tokens, %d layers; 256 experts"
@@ -130,34 +130,6 @@ public final class PlacementReport {
         System.out.printf(
                 "  %-34s %9.3f   (no placement that keeps each group on one node does better)%n%n",
                 "node-level bound", bound);
-    }
-
-    /** max/mean device load with each node's devices sharing its groups perfectly, groups best spread over nodes. */
-    static double nodeBound(double[] load) {
-        int groupSize = EXPERTS / GROUPS;
-        double[] groupLoad = new double[GROUPS];
-        for (int e = 0; e < EXPERTS; e++) groupLoad[e / groupSize] += load[e];
-        // 8 groups on 4 nodes, 2 each: every pairing (105) tried
-        double best = Double.POSITIVE_INFINITY;
-        int[] node = new int[GROUPS];
-        best = bestPairing(groupLoad, node, 0, new int[4], best);
-        return best * 4 / Arrays.stream(load).sum();
-    }
-
-    private static double bestPairing(double[] groupLoad, int[] node, int g, int[] used, double best) {
-        if (g == GROUPS) {
-            double[] nodeLoad = new double[4];
-            for (int i = 0; i < GROUPS; i++) nodeLoad[node[i]] += groupLoad[i];
-            return Math.min(best, Arrays.stream(nodeLoad).max().orElseThrow());
-        }
-        for (int n = 0; n < 4; n++) {
-            if (used[n] == 2 || (used[n] == 0 && n > 0 && used[n - 1] == 0)) continue;
-            used[n]++;
-            node[g] = n;
-            best = bestPairing(groupLoad, node, g + 1, used, best);
-            used[n]--;
-        }
-        return best;
     }
 
     static void report(String name, double[][] windows, int devices, Eplb.Policy policy, int nodes) {

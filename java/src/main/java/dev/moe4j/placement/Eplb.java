@@ -115,14 +115,35 @@ public final class Eplb {
                 Layer refined = RefinedPolicy.place(load[l], replicas, g, n, devices);
                 if (maxDeviceLoad(refined, load[l], devices) < maxDeviceLoad(r, load[l], devices)) r = refined;
             } else if (policy == Policy.BALANCED_LOCALITY) {
-                r = LocalityPolicy.place(load[l], replicas, g, n, devices, crossNodeCost)
-                        .layer();
+                r = LocalityPolicy.place(load[l], replicas, g, n, devices, crossNodeCost);
             }
             phy2log[l] = r.phy2log;
             phyrank[l] = r.phyrank;
             logcnt[l] = r.logcnt;
         }
         return build(phy2log, phyrank, logcnt, devices);
+    }
+
+    /**
+     * The max / mean device load no hierarchical placement (each group's experts on one node) can go below for one
+     * layer's load: the most loaded node of the best assignment of groups to nodes (groups / nodes each), its load
+     * spread perfectly over the node's devices. The assignment is the exact one the refined policy uses.
+     *
+     * @param load tokens per logical expert of one layer
+     * @throws IllegalArgumentException if groups do not divide the experts or nodes do not divide the groups
+     */
+    public static double nodeBound(double[] load, int groups, int nodes) {
+        if (groups <= 0 || nodes <= 0 || load.length % groups != 0 || groups % nodes != 0)
+            throw new IllegalArgumentException(
+                    groups + " groups must divide " + load.length + " experts and divide by " + nodes + " nodes");
+        int groupSize = load.length / groups;
+        double[] groupLoad = new double[groups];
+        for (int e = 0; e < load.length; e++) groupLoad[e / groupSize] += load[e];
+        int[] node = RefinedPolicy.groupsOntoNodes(groupLoad, nodes, groups / nodes);
+        double[] nodeLoad = new double[nodes];
+        for (int g = 0; g < groups; g++) nodeLoad[node[g]] += groupLoad[g];
+        double total = Arrays.stream(load).sum();
+        return total == 0 ? 1 : Arrays.stream(nodeLoad).max().orElseThrow() * nodes / total;
     }
 
     private static int check(double[][] load, int replicas, int groups, int nodes, int devices) {

@@ -22,10 +22,7 @@ final class LocalityPolicy {
     // candidate experts to spread: the most loaded node's experts with the most load per replica
     private static final int CANDIDATES = 4;
 
-    /** One layer: the placement, its most loaded device and its cross-node tokens. */
-    record Result(Eplb.Layer layer, double maxLoad, double crossNodeTokens) {}
-
-    static Result place(double[] load, int replicas, int groups, int nodes, int devices, double crossNodeCost) {
+    static Eplb.Layer place(double[] load, int replicas, int groups, int nodes, int devices, double crossNodeCost) {
         Eplb.Layer start = RefinedPolicy.place(load, replicas, groups, nodes, devices);
         int experts = load.length;
         int slotsPerNode = replicas / nodes, devicesPerNode = devices / nodes, perDevice = replicas / devices;
@@ -60,7 +57,7 @@ final class LocalityPolicy {
                     count[n][e]--;
                 }
         }
-        if (best.cross == 0) return new Result(start, best.max, 0);
+        if (best.cross == 0) return start;
         int[] phy2log = new int[replicas], phyrank = new int[replicas], logcnt = best.total.clone();
         int[] rank = new int[experts];
         for (int n = 0; n < nodes; n++)
@@ -69,11 +66,11 @@ final class LocalityPolicy {
                 phy2log[n * slotsPerNode + s] = e;
                 phyrank[n * slotsPerNode + s] = rank[e]++;
             }
-        return new Result(new Eplb.Layer(phy2log, phyrank, logcnt), best.max, best.cross);
+        return new Eplb.Layer(phy2log, phyrank, logcnt);
     }
 
     /** A candidate: replicas per expert over all nodes, each node's packed slots (expert ids), its costs. */
-    private record State(int[] total, int[][] slots, double max, double cross, double cost, int heaviestNode) {}
+    private record State(int[] total, int[][] slots, double cross, double cost, int heaviestNode) {}
 
     private static State evaluate(
             double[] load, int[][] count, int[] home, int devicesPerNode, int perDevice, double crossNodeCost) {
@@ -108,7 +105,7 @@ final class LocalityPolicy {
             }
         }
         double cost = cross == 0 ? max : max + crossNodeCost * cross / (nodes * devicesPerNode);
-        return new State(total, slots, max, cross, cost, heaviest);
+        return new State(total, slots, cross, cost, heaviest);
     }
 
     /** Up to k experts present on a node, by load per replica, most first. */

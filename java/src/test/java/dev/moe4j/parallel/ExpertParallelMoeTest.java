@@ -82,6 +82,12 @@ class ExpertParallelMoeTest {
     }
 
     /** Runs the steps on a device group with a placement, optionally rebalancing before step `switchAt`. */
+    /** Each step's output with every expert on one device: what any other device count must give. */
+    static List<float[]> singleDevice(Context ctx, Arena arena, Layer l, List<Tensor> xs, SplittableRandom random) {
+        return run(
+                ctx, arena, l, xs, 1, 1, Eplb.rebalance(randomLoad(random), E, 4, 1, 1), null, -1, new ArrayList<>());
+    }
+
     static List<float[]> run(
             Context ctx,
             Arena arena,
@@ -130,17 +136,7 @@ class ExpertParallelMoeTest {
                 Context ctx = Context.create()) {
             Layer l = layer(ctx, arena, random);
             List<Tensor> xs = inputs(arena, random, 4);
-            List<float[]> single = run(
-                    ctx,
-                    arena,
-                    l,
-                    xs,
-                    1,
-                    1,
-                    Eplb.rebalance(randomLoad(random), E, 4, 1, 1),
-                    null,
-                    -1,
-                    new ArrayList<>());
+            List<float[]> single = singleDevice(ctx, arena, l, xs, random);
             int[][] shapes = {{2, 1, 16}, {4, 2, 16}, {4, 2, 32}, {8, 2, 16}, {8, 4, 32}, {2, 1, 20}};
             for (int[] shape : shapes) {
                 int devices = shape[0], nodes = shape[1], replicas = shape[2];
@@ -184,17 +180,7 @@ class ExpertParallelMoeTest {
                 Context ctx = Context.create()) {
             Layer l = layer(ctx, arena, random);
             List<Tensor> xs = inputs(arena, random, 4);
-            List<float[]> single = run(
-                    ctx,
-                    arena,
-                    l,
-                    xs,
-                    1,
-                    1,
-                    Eplb.rebalance(randomLoad(random), E, 4, 1, 1),
-                    null,
-                    -1,
-                    new ArrayList<>());
+            List<float[]> single = singleDevice(ctx, arena, l, xs, random);
             // 20 slots on 2 devices: expert 0 three times (twice on device 0), expert 5 twice on device 1, expert 9
             // twice on device 1
             int[] a = {0, 0, 1, 2, 3, 4, 6, 7, 8, 0, /* device 1 */ 5, 5, 9, 9, 10, 11, 12, 13, 14, 15};
@@ -228,17 +214,7 @@ class ExpertParallelMoeTest {
                 Context ctx = Context.create()) {
             Layer l = layer(ctx, arena, random);
             List<Tensor> xs = inputs(arena, random, 6);
-            List<float[]> single = run(
-                    ctx,
-                    arena,
-                    l,
-                    xs,
-                    1,
-                    1,
-                    Eplb.rebalance(randomLoad(random), E, 4, 1, 1),
-                    null,
-                    -1,
-                    new ArrayList<>());
+            List<float[]> single = singleDevice(ctx, arena, l, xs, random);
             Placement a = Eplb.rebalance(randomLoad(random), 32, 4, 2, 4, Eplb.Policy.REFINED);
             Placement b = Eplb.rebalance(randomLoad(random), 32, 4, 2, 4, Eplb.Policy.REFINED);
             List<ExpertParallelMoe.RebalanceReport> synchronous = new ArrayList<>();

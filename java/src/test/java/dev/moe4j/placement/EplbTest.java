@@ -177,7 +177,7 @@ class EplbTest {
             checkInvariants(better, load, 8, 4, true);
             eplb += plain.imbalance(0, load[0]);
             refined += better.imbalance(0, load[0]);
-            bound += nodeBound(load[0], 8, 4);
+            bound += Eplb.nodeBound(load[0], 8, 4);
             duplicatesEplb += duplicates(plain);
             duplicatesRefined += duplicates(better);
         }
@@ -236,17 +236,31 @@ class EplbTest {
                         zipf(random, 1, 256, 1.2, 1000), 288, 8, 4, 32, Eplb.Policy.BALANCED_LOCALITY, -1));
     }
 
-    /** max/mean device load no hierarchical placement can beat: the best group-to-node assignment's heaviest node. */
-    static double nodeBound(double[] load, int groups, int nodes) {
-        int groupSize = load.length / groups;
-        double[] groupLoad = new double[groups];
-        for (int e = 0; e < load.length; e++) groupLoad[e / groupSize] += load[e];
-        int[] node = RefinedPolicy.groupsOntoNodes(groupLoad, nodes, groups / nodes);
-        double[] nodeLoad = new double[nodes];
-        for (int g = 0; g < groups; g++) nodeLoad[node[g]] += groupLoad[g];
-        return Arrays.stream(nodeLoad).max().orElseThrow()
-                * nodes
-                / Arrays.stream(load).sum();
+    /** The node bound's group assignment is the best one: every assignment of 8 groups to 4 nodes, tried. */
+    @Test
+    void nodeBoundIsTheBestGroupAssignment() {
+        SplittableRandom random = new SplittableRandom(5);
+        for (int c = 0; c < 50; c++) {
+            double[] load = zipf(random, 1, 64, random.nextDouble(0.5, 1.5), 100_000)[0];
+            double[] group = new double[8];
+            for (int e = 0; e < 64; e++) group[e / 8] += load[e];
+            double best = bestAssignment(group, new int[4], 0, new double[4]);
+            assertEquals(best * 4 / Arrays.stream(load).sum(), Eplb.nodeBound(load, 8, 4), 1e-12);
+        }
+    }
+
+    private static double bestAssignment(double[] group, int[] count, int g, double[] nodeLoad) {
+        if (g == group.length) return Arrays.stream(nodeLoad).max().orElseThrow();
+        double best = Double.POSITIVE_INFINITY;
+        for (int n = 0; n < nodeLoad.length; n++) {
+            if (count[n] == group.length / nodeLoad.length) continue;
+            count[n]++;
+            nodeLoad[n] += group[g];
+            best = Math.min(best, bestAssignment(group, count, g + 1, nodeLoad));
+            nodeLoad[n] -= group[g];
+            count[n]--;
+        }
+        return best;
     }
 
     /** Devices holding two or more replicas of one expert. */
