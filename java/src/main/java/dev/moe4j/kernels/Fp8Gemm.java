@@ -10,6 +10,7 @@ import dev.moe4j.tensor.QuantizedTensor;
 import dev.moe4j.tensor.Tensor;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.SegmentAllocator;
+import java.lang.ref.Reference;
 import java.util.Objects;
 
 /**
@@ -95,6 +96,8 @@ public final class Fp8Gemm {
                             groupedLayout.descriptor(call, "grouped_layout"),
                             alignment,
                             d.descriptor(call, "d")));
+        } finally {
+            Reference.reachabilityFence(b); // its descriptor arrays live as long as it does
         }
     }
 
@@ -122,6 +125,8 @@ public final class Fp8Gemm {
                             b.descriptor(call, "b"),
                             maskedM.descriptor(call, "masked_m"),
                             d.descriptor(call, "d")));
+        } finally {
+            Reference.reachabilityFence(b);
         }
     }
 }
