@@ -51,7 +51,11 @@ final class HttpFuzzer {
     /** The longest an answer may take before the iteration counts as a hang. */
     static final int TIMEOUT_SECONDS = 60;
 
+    /** The server's default chat max_tokens: small, so that a request that leaves it out stays quick. */
+    static final int CHAT_MAX_TOKENS = 8;
+
     private static final int REPORTED = 20; // findings printed in full
+    private static final double SLOW_SECONDS = 1; // iterations reported as slow (not findings)
     private static final ObjectMapper JSON = new ObjectMapper();
     private static final JsonNodeFactory NODES = JsonNodeFactory.instance;
     /** A string value replaced, after serialization, by a JSON escape of a lone surrogate. */
@@ -166,7 +170,10 @@ final class HttpFuzzer {
         Model model = ModelLoading.load(o, 0);
         try (OpenAiServer server = new OpenAiServer(
                 new Engine(model, ModelLoading.tokenizer(model.dir()), Engine.Options.defaults()),
-                OpenAiServer.Options.defaults("fuzz").withPort(0).withIdleTimeout(Duration.ofSeconds(30)))) {
+                OpenAiServer.Options.defaults("fuzz")
+                        .withPort(0)
+                        .withIdleTimeout(Duration.ofSeconds(30))
+                        .withChatMaxTokens(CHAT_MAX_TOKENS))) {
             if (!server.servesChat())
                 throw new IllegalArgumentException("fuzz-http needs a model with a tokenizer and a chat template"
                         + " (make-model --tokenizer DIR), so that every endpoint runs");
@@ -184,7 +191,11 @@ final class HttpFuzzer {
         for (int i = from; i < to; i++) {
             tried++;
             try {
-                iteration(new SplittableRandom(seed * 0x9E3779B97F4A7C15L + i));
+                long i0 = System.nanoTime();
+                Probe p = iteration(new SplittableRandom(seed * 0x9E3779B97F4A7C15L + i));
+                double seconds = (System.nanoTime() - i0) / 1e9;
+                if (seconds > SLOW_SECONDS)
+                    System.out.printf("  slow: iteration %d took %.1f s: %s%n", i, seconds, describe(p));
             } catch (RuntimeException e) {
                 findings++;
                 if (findings <= REPORTED) {
@@ -213,8 +224,12 @@ final class HttpFuzzer {
         return findings == 0 ? 0 : 1;
     }
 
-    /** Sends one probe drawn from random and checks its answer; throws a {@link Finding} on misbehaviour. */
-    void iteration(SplittableRandom random) {
+    /**
+     * Sends one probe drawn from random and checks its answer; throws a {@link Finding} on misbehaviour.
+     *
+     * @return the probe sent
+     */
+    Probe iteration(SplittableRandom random) {
         Probe probe = probe(random);
         Answer answer;
         try {
@@ -232,6 +247,7 @@ final class HttpFuzzer {
                             + abbreviate(answer.text()),
                     null);
         }
+        return probe;
     }
 
     /** The server's state after fuzzing: healthy, serving, nothing left running or held. */
@@ -445,15 +461,16 @@ final class HttpFuzzer {
                 }
                 case 11 -> {
                     // prompts at the edges: the context (refused), the cache (refused), a long one that runs
-                    int length = pick(r, List.of(context, context - 1, (int) Math.min(context - 1, cacheTokens), 600));
+                    int length =
+                            pick(r, List.of(context, context - 1, (int) Math.min(context - 1, cacheTokens + 64), 200));
                     b.remove("messages");
                     ArrayNode prompt = b.putArray("prompt");
                     for (int t = 0; t < length; t++) prompt.add(r.nextInt(vocab));
                     b.put("max_tokens", 1);
                 }
                 case 12 -> {
-                    if (b.has("prompt")) b.put("prompt", randomText(r, 2000 + r.nextInt(2000)));
-                    else b.withArray("messages").addObject().put("role", "user").put("content", randomText(r, 3000));
+                    if (b.has("prompt")) b.put("prompt", randomText(r, 200 + r.nextInt(400)));
+                    else b.withArray("messages").addObject().put("role", "user").put("content", randomText(r, 400));
                 }
                 default -> {
                     b.put("stream", true);
@@ -484,7 +501,7 @@ final class HttpFuzzer {
             }
             case 2 -> {
                 ArrayNode messages = b.putArray("messages");
-                int count = pick(r, List.of(1000, 10_000));
+                int count = pick(r, List.of(10, 100, 300));
                 for (int i = 0; i < count; i++)
                     messages.addObject()
                             .put("role", i % 2 == 0 ? "user" : "assistant")

@@ -30,7 +30,10 @@ class HttpFuzzerTest {
         model = Model.load(TestServers.checkpoint(), Model.Options.defaults().withCacheTokens(4096), null);
         server = new OpenAiServer(
                 new Engine(model, TestServers.tokenizer(), Engine.Options.defaults()),
-                OpenAiServer.Options.defaults("tiny").withPort(0).withIdleTimeout(Duration.ofSeconds(30)));
+                OpenAiServer.Options.defaults("tiny")
+                        .withPort(0)
+                        .withIdleTimeout(Duration.ofSeconds(30))
+                        .withChatMaxTokens(HttpFuzzer.CHAT_MAX_TOKENS));
         fuzzer = new HttpFuzzer(server);
     }
 
@@ -43,7 +46,7 @@ class HttpFuzzerTest {
     @Test
     void fuzzedRequestsAreAnswered2xxOr4xxWithErrorObjectsAndTheServerStaysHealthy() throws Exception {
         List<String> findings = new ArrayList<>();
-        int iterations = 300;
+        int iterations = 200;
         for (int i = 0; i < iterations; i++) {
             try {
                 fuzzer.iteration(new SplittableRandom(0x5EEDL * 0x9E3779B97F4A7C15L + i));
