@@ -1,5 +1,6 @@
 package dev.moe4j.dashboard;
 
+import dev.moe4j.engine.EngineMetrics;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
@@ -91,9 +92,9 @@ public final class Dashboard {
 
     // ---------------------------------------------------------------- the parts
 
-    private static void heatmap(StringBuilder h, List<DashboardData.LayerLoad> layers) {
+    private static void heatmap(StringBuilder h, List<EngineMetrics.LayerLoad> layers) {
         int experts = 0;
-        for (DashboardData.LayerLoad l : layers) experts = Math.max(experts, l.tokensPerExpert().length);
+        for (EngineMetrics.LayerLoad l : layers) experts = Math.max(experts, l.tokensPerExpert().length);
         double cell = Math.max(3, Math.min(18, 900.0 / Math.max(1, experts)));
         int rowH = 16, left = 60, top = 16;
         double width = Math.max(420, left + experts * cell + 10);
@@ -106,7 +107,7 @@ public final class Dashboard {
         h.append("<text x=\"").append(left).append("\" y=\"11\">experts 0..").append(experts - 1);
         h.append(" (colour: share of the layer's busiest expert)</text>");
         for (int row = 0; row < layers.size(); row++) {
-            DashboardData.LayerLoad l = layers.get(row);
+            EngineMetrics.LayerLoad l = layers.get(row);
             long[] counts = l.tokensPerExpert();
             long max = 1;
             for (long c : counts) max = Math.max(max, c);

@@ -1,5 +1,6 @@
 package dev.moe4j.dashboard;
 
+import dev.moe4j.engine.EngineMetrics;
 import java.util.List;
 import java.util.Objects;
 
@@ -17,7 +18,7 @@ import java.util.Objects;
 public record DashboardData(
         String title,
         List<String> facts,
-        List<LayerLoad> expertLoad,
+        List<EngineMetrics.LayerLoad> expertLoad,
         List<Rebalance> rebalances,
         List<Chart> charts,
         List<Fraction> roofline) {
@@ -28,18 +29,6 @@ public record DashboardData(
         rebalances = List.copyOf(rebalances);
         charts = List.copyOf(charts);
         roofline = List.copyOf(roofline);
-    }
-
-    /** Tokens routed to each expert of one MoE layer. */
-    public record LayerLoad(int layer, long[] tokensPerExpert) {
-        public LayerLoad {
-            tokensPerExpert = tokensPerExpert.clone();
-        }
-
-        @Override
-        public long[] tokensPerExpert() {
-            return tokensPerExpert.clone();
-        }
     }
 
     /** One live rebalance of one layer at a step: balance in (0, 1] before and after. */

@@ -115,8 +115,8 @@ public final class Recorder {
 
     /** What the dashboard shows now. */
     public synchronized DashboardData data() {
-        List<DashboardData.LayerLoad> layers = new ArrayList<>();
-        load.forEach((layer, counts) -> layers.add(new DashboardData.LayerLoad(layer, counts)));
+        List<EngineMetrics.LayerLoad> layers = new ArrayList<>();
+        load.forEach((layer, counts) -> layers.add(new EngineMetrics.LayerLoad(layer, counts)));
         List<DashboardData.Chart> all = new ArrayList<>();
         charts.forEach((name, c) -> {
             List<TimeSeries.Samples> series = new ArrayList<>();

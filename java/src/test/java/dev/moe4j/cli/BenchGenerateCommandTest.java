@@ -21,10 +21,7 @@ class BenchGenerateCommandTest {
 
     @Test
     void reportsEveryBatchSizeAndCountsTheBytesOfTheExpertsTouched() throws Exception {
-        String old = System.clearProperty("moe4j.bench.harness"); // no harness: ceilings are reported as unmeasured
-        String out;
-        try {
-            out = GenerateCommandTest.capture(() -> BenchGenerateCommand.run(new String[] {
+        String out = withoutHarness(
                 "--model",
                 V3,
                 "--batch",
@@ -37,11 +34,7 @@ class BenchGenerateCommandTest {
                 "16",
                 "--reps",
                 "1",
-                "--json"
-            }));
-        } finally {
-            if (old != null) System.setProperty("moe4j.bench.harness", old);
-        }
+                "--json");
         Map<?, ?> json = (Map<?, ?>) Json.parse(out.strip());
         assertNull(json.get("read_bw_gbs"));
         assertNull(json.get("decode_roofline_fraction"));
@@ -87,10 +80,7 @@ class BenchGenerateCommandTest {
     void writesAnHtmlReportThatRendersInChromium() throws Exception {
         Chromium.require();
         Path report = Path.of("target/dashboard/bench-generate.html").toAbsolutePath();
-        String old = System.clearProperty("moe4j.bench.harness");
-        String out;
-        try {
-            out = GenerateCommandTest.capture(() -> BenchGenerateCommand.run(new String[] {
+        String out = withoutHarness(
                 "--model",
                 V3,
                 "--batch",
@@ -104,11 +94,7 @@ class BenchGenerateCommandTest {
                 "--reps",
                 "1",
                 "--report",
-                report.toString()
-            }));
-        } finally {
-            if (old != null) System.setProperty("moe4j.bench.harness", old);
-        }
+                report.toString());
         assertTrue(out.contains("report: " + report), out);
         ModelConfig c = ModelConfig.read(Path.of(V3, "config.json"));
         int moeLayers = 0;
@@ -123,6 +109,16 @@ class BenchGenerateCommandTest {
         assertEquals(2 * 3 + 1, Chromium.count(page.dom(), "series"), "a path per time series");
         assertEquals(2 * 2, Chromium.count(page.dom(), "roofline"), "decode and prefill fractions per batch size");
         assertEquals(0, Chromium.count(page.dom(), "bar before"), "bench generate does not rebalance");
+    }
+
+    /** Runs bench generate without the native harness: the ceilings are reported as unmeasured. */
+    private static String withoutHarness(String... args) throws Exception {
+        String old = System.clearProperty("moe4j.bench.harness");
+        try {
+            return GenerateCommandTest.capture(() -> BenchGenerateCommand.run(args));
+        } finally {
+            if (old != null) System.setProperty("moe4j.bench.harness", old);
+        }
     }
 
     @Test

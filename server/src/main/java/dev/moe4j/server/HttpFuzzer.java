@@ -55,7 +55,7 @@ final class HttpFuzzer {
     static final int CHAT_MAX_TOKENS = 8;
 
     private static final int REPORTED = 20; // findings printed in full
-    private static final double SLOW_SECONDS = 1; // iterations reported as slow (not findings)
+    private static final double SLOW_SECONDS = 5; // iterations reported as slow (not findings)
     private static final ObjectMapper JSON = new ObjectMapper();
     private static final JsonNodeFactory NODES = JsonNodeFactory.instance;
     /** A string value replaced, after serialization, by a JSON escape of a lone surrogate. */
