@@ -155,7 +155,7 @@ public final class Dashboard {
         int barW = 8, gap = 6, plotH = 120, left = 36, top = 10;
         int width = left + shown.size() * (2 * barW + gap) + 10;
         h.append("<div class=\"panel\"><svg class=\"balance\" xmlns=\"http://www.w3.org/2000/svg\" width=\"")
-                .append(Math.max(width, 260))
+                .append(Math.max(width, 380))
                 .append("\" height=\"")
                 .append(top + plotH + 34)
                 .append("\">");
