@@ -1,5 +1,6 @@
 package dev.moe4j.cli;
 
+import dev.moe4j.dashboard.Recorder;
 import dev.moe4j.engine.Model;
 import dev.moe4j.model.Json;
 import dev.moe4j.model.ModelConfig;
@@ -43,7 +44,7 @@ final class BenchGenerateCommand {
     private BenchGenerateCommand() {}
 
     static final String USAGE = "bench generate --model DIR [--batch B[,B..]] [--prompt-tokens P] [--new-tokens N]"
-            + " [--step-tokens S] [--reps R] [--seed S] [--json] [--profile]";
+            + " [--step-tokens S] [--reps R] [--seed S] [--json] [--profile] [--report FILE.html]";
 
     /** The machine's ceilings as {@code moe4j_bench machine --brief} measures them, or null values when absent. */
     record Machine(double readGbs, double bf16DotGflops, String bf16Dot) {
@@ -77,7 +78,8 @@ final class BenchGenerateCommand {
 
     static int run(String[] args) {
         Set<String> valued = new HashSet<>(ModelLoading.VALUED);
-        valued.addAll(Set.of("--batch", "--prompt-tokens", "--new-tokens", "--step-tokens", "--reps", "--seed"));
+        valued.addAll(
+                Set.of("--batch", "--prompt-tokens", "--new-tokens", "--step-tokens", "--reps", "--seed", "--report"));
         Set<String> flags = new HashSet<>(ModelLoading.FLAGS);
         flags.add("--json");
         flags.add("--profile");
@@ -97,16 +99,18 @@ final class BenchGenerateCommand {
         Machine before = onCpu ? measureMachine(threads) : Machine.UNKNOWN;
         List<Run> runs = new ArrayList<>();
         String description;
+        Recorder report = new Recorder("moe4j bench generate", Recorder.DEFAULT_CAPACITY);
         try (Model model = ModelLoading.load(o, maxBatch * (prompt + decode))) {
             if (prompt + decode > model.maxPositions())
                 throw new IllegalArgumentException("--prompt-tokens + --new-tokens is " + (prompt + decode)
                         + ", past the model's context of " + model.maxPositions());
             description = model + (model.reproducible() ? ", reproducible" : ", --fast");
             Random random = new Random(seed);
-            measure(model, 1, Math.min(prompt, 32), 8, stepTokens, random); // warm-up: weights paged in, Java compiled
+            // warm-up: weights paged in, Java compiled
+            measure(model, 1, Math.min(prompt, 32), 8, stepTokens, random, new Recorder("warm-up", 2));
             for (int b : batches) {
                 List<Run> each = new ArrayList<>();
-                for (int r = 0; r < reps; r++) each.add(measure(model, b, prompt, decode, stepTokens, random));
+                for (int r = 0; r < reps; r++) each.add(measure(model, b, prompt, decode, stepTokens, random, report));
                 runs.add(mean(each));
             }
         }
@@ -116,6 +120,23 @@ final class BenchGenerateCommand {
         if (o.has("--json")) System.out.println(Json.write(toJson(description, machine, before, after, runs)));
         else print(description, machine, before, after, runs);
         if (o.has("--profile")) for (Run r : runs) printProfile(r);
+        if (o.has("--report")) {
+            report.facts(List.of(
+                    "model: " + description,
+                    String.format(
+                            "machine: read bandwidth %.1f GB/s, bf16 dot peak %.0f GFLOP/s (%s)",
+                            machine.readGbs(), machine.bf16DotGflops(), machine.bf16Dot())));
+            for (Run r : runs) {
+                report.roofline(
+                        "decode, batch " + r.batch() + ": of the read bandwidth", r.decodeGbs() / machine.readGbs());
+                report.roofline(
+                        "prefill, batch " + r.batch() + ": of the bf16 peak",
+                        r.prefillFlops() / r.prefillSeconds() / 1e9 / machine.bf16DotGflops());
+            }
+            // beside --json on stdout, the path goes to stderr
+            (o.has("--json") ? System.err : System.out)
+                    .println("report: " + report.write(Path.of(o.string("--report"))));
+        }
         return 0;
     }
 
@@ -132,7 +153,8 @@ final class BenchGenerateCommand {
     }
 
     /** Prefill and decode of b sequences; their cache is freed afterwards. */
-    private static Run measure(Model model, int b, int prompt, int decode, int stepTokens, Random random) {
+    private static Run measure(
+            Model model, int b, int prompt, int decode, int stepTokens, Random random, Recorder report) {
         ModelConfig c = model.config();
         int[] sequences = new int[b];
         int[][] prompts = new int[b][prompt];
@@ -161,7 +183,12 @@ final class BenchGenerateCommand {
                 int[] seqs = ids.stream().mapToInt(i -> sequences[i]).toArray();
                 long t0 = System.nanoTime();
                 Tensor logits = model.forward(seqs, chunks.toArray(int[][]::new), false, arena);
-                prefillNanos += System.nanoTime() - t0;
+                long stepNanos = System.nanoTime() - t0;
+                prefillNanos += stepNanos;
+                int stepTokensRun =
+                        chunks.stream().mapToInt(chunk -> chunk.length).sum();
+                report.record(
+                        Recorder.THROUGHPUT, "tokens/s", "prefill, batch " + b, stepTokensRun / (stepNanos / 1e9));
                 for (int k = 0; k < ids.size(); k++) {
                     int i = ids.get(k);
                     next[i] += chunks.get(k).length;
@@ -181,6 +208,7 @@ final class BenchGenerateCommand {
                         if (e >= 0) seen.set(e);
                     }
                 expertsTouched[0] += seen.cardinality();
+                report.routed(layer, routing, c.nRoutedExperts());
             });
             long decodeNanos = 0, nativeNanos = 0;
             Map<String, Profiler.Entry> kernels;
@@ -191,7 +219,15 @@ final class BenchGenerateCommand {
                     for (int i = 0; i < b; i++) tokens[i] = new int[] {last[i]};
                     long t0 = System.nanoTime();
                     model.forward(sequences, tokens, false, logits);
-                    decodeNanos += System.nanoTime() - t0;
+                    long stepNanos = System.nanoTime() - t0;
+                    decodeNanos += stepNanos;
+                    report.record(Recorder.THROUGHPUT, "tokens/s", "decode, batch " + b, b / (stepNanos / 1e9));
+                    report.record(Recorder.LATENCY, "ms", "decode step, batch " + b, stepNanos / 1e6);
+                    report.record(
+                            Recorder.KV_CACHE,
+                            "% of tokens in use",
+                            "used",
+                            100.0 * (1 - (double) model.freeCacheTokens() / model.cacheTokens()));
                     for (int i = 0; i < b; i++) last[i] = argmax(logits, i);
                 }
                 nativeNanos = profiler.totalNanos();

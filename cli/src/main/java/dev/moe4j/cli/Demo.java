@@ -1,5 +1,6 @@
 package dev.moe4j.cli;
 
+import dev.moe4j.dashboard.Recorder;
 import dev.moe4j.engine.Generator;
 import dev.moe4j.engine.Model;
 import dev.moe4j.engine.Request;
@@ -42,7 +43,7 @@ final class Demo {
     private Demo() {}
 
     static final String USAGE = "demo [--layers N --prompt T --batch B --decode S --devices D --rebalance-every K"
-            + " --model-dir DIR --tokenizer DIR --gpu --sync-rebalance]";
+            + " --model-dir DIR --tokenizer DIR --gpu --sync-rebalance --report FILE.html]";
 
     /** Where the launcher puts DeepSeek-V3's tokenizer (tools/fetch-tokenizer.sh). */
     static final String DEFAULT_TOKENIZER = "build/tokenizers/deepseek-v3";
@@ -72,7 +73,8 @@ final class Demo {
                         "--devices",
                         "--rebalance-every",
                         "--model-dir",
-                        "--tokenizer"),
+                        "--tokenizer",
+                        "--report"),
                 Set.of("--gpu", "--sync-rebalance"));
         int layers = o.positive("--layers", 4), prompt = o.positive("--prompt", 64);
         // --sync-rebalance: rebalance on the decode thread (the old way), to compare its stall with the default
@@ -156,11 +158,13 @@ final class Demo {
                         rebalanceEvery,
                         asyncRebalance ? "staged in the background" : "on the decode thread");
             Map<Integer, ExpertLoad> load = new LinkedHashMap<>();
+            Recorder report = new Recorder("moe4j demo", Recorder.DEFAULT_CAPACITY);
             List<LiveBalancer.Report> rebalances = new ArrayList<>();
             long[] sideNanos = new long[2]; // [0] waiting for devices, [1] live rebalancing
             model.onMoeLayer((layer, routing) -> {
                 load.computeIfAbsent(layer, l -> new ExpertLoad(config.nRoutedExperts(), 1024))
                         .record(routing);
+                report.routed(layer, routing, config.nRoutedExperts());
                 ExpertParallelMoe moe = model.expertParallel().get(layer);
                 if (moe == null) return;
                 sideNanos[0] += moe.lastStep().waitNanos();
@@ -170,6 +174,7 @@ final class Demo {
                 }
                 if (r != null) {
                     rebalances.add(r);
+                    report.rebalance(layer, r.step(), r.balanceBefore(), r.balanceAfter());
                     sideNanos[1] += r.stallNanos(); // staged in the background: only this held the step
                 }
             });
@@ -186,14 +191,28 @@ final class Demo {
             long[] phase = new long[4]; // prefill end (ns), prefill native, wait, rebalance
             AtomicReference<Map<String, Profiler.Entry>> prefillKernels = new AtomicReference<>();
             List<Result> results;
-            long g0;
+            long g0 = System.nanoTime();
             try (Profiler profiler = Profiler.start()) {
-                g0 = System.nanoTime();
                 results = generator.generate(requests, new Generator.Listener() {
-                    int started;
+                    int started, tokens;
+                    long last = g0;
 
                     @Override
                     public void onToken(int request, Sampler.Choice choice, String text) {
+                        long now = System.nanoTime();
+                        tokens++;
+                        if (firstTokens[request] == 0) report.record(Recorder.LATENCY, "ms", "TTFT", (now - g0) / 1e6);
+                        if (request == 0) { // once per step
+                            report.record(Recorder.THROUGHPUT, "tokens/s", "generated", tokens / ((now - last) / 1e9));
+                            report.record(Recorder.LATENCY, "ms", "time per step", (now - last) / 1e6);
+                            report.record(
+                                    Recorder.KV_CACHE,
+                                    "% of tokens in use",
+                                    "used",
+                                    100.0 * (1 - (double) model.freeCacheTokens() / model.cacheTokens()));
+                            tokens = 0;
+                            last = now;
+                        }
                         if (request == 0 && text != null) {
                             System.out.print(text.replace("\n", "\n             "));
                             System.out.flush();
@@ -233,6 +252,13 @@ final class Demo {
             System.out.println();
             stepReport(model.expertParallel(), rebalances);
             loadReport(load, config.nRoutedExperts());
+            if (o.has("--report")) {
+                report.facts(List.of(
+                        "model: " + model,
+                        batch + " chat prompts, " + steps + " new tokens each, " + rebalances.size()
+                                + " live rebalances"));
+                System.out.println("\nreport: " + report.write(Path.of(o.string("--report"))));
+            }
         }
         return 0;
     }

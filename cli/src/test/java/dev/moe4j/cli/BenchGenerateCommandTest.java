@@ -9,6 +9,7 @@ import dev.moe4j.engine.Model;
 import dev.moe4j.model.Json;
 import dev.moe4j.model.ModelConfig;
 import dev.moe4j.model.Safetensors;
+import dev.moe4j.testing.Chromium;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Map;
@@ -20,10 +21,7 @@ class BenchGenerateCommandTest {
 
     @Test
     void reportsEveryBatchSizeAndCountsTheBytesOfTheExpertsTouched() throws Exception {
-        String old = System.clearProperty("moe4j.bench.harness"); // no harness: ceilings are reported as unmeasured
-        String out;
-        try {
-            out = GenerateCommandTest.capture(() -> BenchGenerateCommand.run(new String[] {
+        String out = withoutHarness(
                 "--model",
                 V3,
                 "--batch",
@@ -36,11 +34,7 @@ class BenchGenerateCommandTest {
                 "16",
                 "--reps",
                 "1",
-                "--json"
-            }));
-        } finally {
-            if (old != null) System.setProperty("moe4j.bench.harness", old);
-        }
+                "--json");
         Map<?, ?> json = (Map<?, ?>) Json.parse(out.strip());
         assertNull(json.get("read_bw_gbs"));
         assertNull(json.get("decode_roofline_fraction"));
@@ -78,6 +72,52 @@ class BenchGenerateCommandTest {
             assertTrue(
                     batchThree >= fixed + routedOne && batchThree <= fixed + 3 * routedOne,
                     "3 sequences touch between k and 3k distinct experts per layer: " + batchThree);
+        }
+    }
+
+    /** --report writes a page that renders in headless Chromium with every part the run has data for. */
+    @Test
+    void writesAnHtmlReportThatRendersInChromium() throws Exception {
+        Chromium.require();
+        Path report = Path.of("target/dashboard/bench-generate.html").toAbsolutePath();
+        String out = withoutHarness(
+                "--model",
+                V3,
+                "--batch",
+                "1,2",
+                "--prompt-tokens",
+                "12",
+                "--new-tokens",
+                "5",
+                "--step-tokens",
+                "8",
+                "--reps",
+                "1",
+                "--report",
+                report.toString());
+        assertTrue(out.contains("report: " + report), out);
+        ModelConfig c = ModelConfig.read(Path.of(V3, "config.json"));
+        int moeLayers = 0;
+        for (int l = 0; l < c.numHiddenLayers(); l++) if (c.isMoeLayer(l)) moeLayers++;
+
+        Chromium.Page page =
+                Chromium.render(report.toUri().toString(), Path.of("target/dashboard/bench-generate.png"), 1400, 1600);
+        System.out.println("bench generate report screenshot: " + page.screenshot());
+        assertTrue(Chromium.colours(page.screenshot()) > 10, "the screenshot is (nearly) one colour");
+        assertEquals(moeLayers * c.nRoutedExperts(), Chromium.count(page.dom(), "cell"), "a heatmap cell per expert");
+        // per batch size: prefill and decode tokens/s, decode step time; and the KV cache in use
+        assertEquals(2 * 3 + 1, Chromium.count(page.dom(), "series"), "a path per time series");
+        assertEquals(2 * 2, Chromium.count(page.dom(), "roofline"), "decode and prefill fractions per batch size");
+        assertEquals(0, Chromium.count(page.dom(), "bar before"), "bench generate does not rebalance");
+    }
+
+    /** Runs bench generate without the native harness: the ceilings are reported as unmeasured. */
+    private static String withoutHarness(String... args) throws Exception {
+        String old = System.clearProperty("moe4j.bench.harness");
+        try {
+            return GenerateCommandTest.capture(() -> BenchGenerateCommand.run(args));
+        } finally {
+            if (old != null) System.setProperty("moe4j.bench.harness", old);
         }
     }
 

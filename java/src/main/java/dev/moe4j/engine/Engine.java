@@ -128,6 +128,7 @@ public final class Engine implements AutoCloseable {
     private final double[] ttft = new double[EngineMetrics.Percentiles.SAMPLES];
     private final double[] tpot = new double[EngineMetrics.Percentiles.SAMPLES];
     private long ttftCount, tpotCount;
+    private final ArrayDeque<EngineMetrics.Rebalance> recentRebalances = new ArrayDeque<>();
     private final ArrayDeque<long[]> rateWindow = new ArrayDeque<>(); // {nanos, prompt tokens, generated tokens}
 
     /**
@@ -259,7 +260,8 @@ public final class Engine implements AutoCloseable {
                     percentiles(tpot, tpotCount),
                     loads,
                     balance,
-                    rebalances);
+                    rebalances,
+                    List.copyOf(recentRebalances));
         }
     }
 
@@ -478,9 +480,13 @@ public final class Engine implements AutoCloseable {
                 }
         }
         LiveBalancer balancer = balancers.get(layer);
-        if (balancer != null && balancer.afterStep(routing) != null) {
+        LiveBalancer.Report report = balancer == null ? null : balancer.afterStep(routing);
+        if (report != null) {
             synchronized (stats) {
                 rebalances++;
+                if (recentRebalances.size() == EngineMetrics.RECENT_REBALANCES) recentRebalances.pollFirst();
+                recentRebalances.add(new EngineMetrics.Rebalance(
+                        layer, report.step(), report.balanceBefore(), report.balanceAfter()));
             }
         }
     }

@@ -24,6 +24,7 @@ import java.util.List;
  * @param deviceBalance per MoE layer spread over several devices, mean over max of the last step's per-device work (1
  *     is perfect); empty with one expert device
  * @param rebalances expert placements changed by live rebalancing
+ * @param recentRebalances the last live rebalances (at most {@link #RECENT_REBALANCES}), oldest first
  */
 public record EngineMetrics(
         int queued,
@@ -43,7 +44,11 @@ public record EngineMetrics(
         Percentiles timePerOutputToken,
         List<LayerLoad> expertLoad,
         List<LayerBalance> deviceBalance,
-        long rebalances) {
+        long rebalances,
+        List<Rebalance> recentRebalances) {
+    /** The most rebalances {@link #recentRebalances} keeps. */
+    public static final int RECENT_REBALANCES = 64;
+
     /** The window of the per-second rates. */
     public static final int RATE_WINDOW_SECONDS = 10;
 
@@ -67,8 +72,18 @@ public record EngineMetrics(
     /** The last step's balance of one expert-parallel MoE layer. */
     public record LayerBalance(int layer, double balance) {}
 
+    /**
+     * One live rebalance of one MoE layer.
+     *
+     * @param step the layer's step count when it took effect
+     * @param balanceBefore mean over max of the per-device load under the old placement (1 is perfect)
+     * @param balanceAfter the same under the new placement
+     */
+    public record Rebalance(int layer, int step, double balanceBefore, double balanceAfter) {}
+
     public EngineMetrics {
         expertLoad = List.copyOf(expertLoad);
         deviceBalance = List.copyOf(deviceBalance);
+        recentRebalances = List.copyOf(recentRebalances);
     }
 }

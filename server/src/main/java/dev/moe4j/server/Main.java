@@ -3,8 +3,8 @@ package dev.moe4j.server;
 import java.util.Arrays;
 
 /**
- * The server module's command line, run by the launcher: {@code serve} ({@code ./moe4j serve}) and {@code bench-serve}
- * ({@code ./moe4j bench serve}).
+ * The server module's command line, run by the launcher: {@code serve} ({@code ./moe4j serve}), {@code bench-serve}
+ * ({@code ./moe4j bench serve}) and {@code fuzz-http} ({@code ./moe4j fuzz http}).
  */
 public final class Main {
     private Main() {}
@@ -17,6 +17,7 @@ public final class Main {
             code = switch (verb) {
                 case "serve" -> ServeCommand.run(rest);
                 case "bench-serve" -> ServeBenchmark.run(rest);
+                case "fuzz-http" -> HttpFuzzer.run(rest);
                 case "help", "-h", "--help" -> usage(0);
                 default -> {
                     System.err.println("moe4j: unknown verb '" + verb + "'");
@@ -34,13 +35,16 @@ public final class Main {
     }
 
     private static int usage(int code) {
-        (code == 0 ? System.out : System.err).println("""
+        (code == 0 ? System.out : System.err)
+                .println("""
                 usage: moe4j serve|bench-serve [options]
                   %s
                                                         an OpenAI-compatible HTTP server over the continuous-batching engine
                   %s
                                                         a load generator over HTTP: throughput, TTFT and TPOT percentiles
-                """.formatted(ServeCommand.USAGE, ServeBenchmark.USAGE));
+                  %s
+                                                        a seeded fuzzer of the HTTP API (mutated requests, every endpoint)
+                """.formatted(ServeCommand.USAGE, ServeBenchmark.USAGE, HttpFuzzer.USAGE));
         return code;
     }
 }

@@ -6,7 +6,10 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.json.JsonMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.moe4j.dashboard.Dashboard;
+import dev.moe4j.dashboard.Recorder;
 import dev.moe4j.engine.Engine;
+import dev.moe4j.engine.EngineMetrics;
 import dev.moe4j.engine.Result;
 import dev.moe4j.engine.Submission;
 import dev.moe4j.tokenizer.ChatTemplate;
@@ -18,6 +21,7 @@ import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.HexFormat;
+import java.util.List;
 import java.util.Objects;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutionException;
@@ -25,13 +29,16 @@ import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicReference;
+import org.eclipse.jetty.http.HttpFields;
 import org.eclipse.jetty.http.HttpHeader;
+import org.eclipse.jetty.http.HttpStatus;
 import org.eclipse.jetty.io.Content;
 import org.eclipse.jetty.server.Handler;
 import org.eclipse.jetty.server.Request;
 import org.eclipse.jetty.server.Response;
 import org.eclipse.jetty.server.Server;
 import org.eclipse.jetty.server.ServerConnector;
+import org.eclipse.jetty.server.handler.ErrorHandler;
 import org.eclipse.jetty.server.handler.GracefulHandler;
 import org.eclipse.jetty.util.Blocker;
 import org.eclipse.jetty.util.Callback;
@@ -43,7 +50,9 @@ import org.eclipse.jetty.util.thread.QueuedThreadPool;
  *
  * <p>Endpoints: {@code POST /v1/completions}, {@code POST /v1/chat/completions} (OpenAI's request and response bodies;
  * {@code stream: true} answers with server-sent events, one chunk per generated token, ending with {@code data:
- * [DONE]}), {@code GET /v1/models}, {@code GET /health} and {@code GET /metrics} (Prometheus text). Errors are OpenAI
+ * [DONE]}), {@code GET /v1/models}, {@code GET /health}, {@code GET /metrics} (Prometheus text) and {@code GET
+ * /dashboard} (an HTML page of the engine's history, sampled every {@link #DASHBOARD_SAMPLE_SECONDS}: see {@link
+ * Dashboard}). Errors are OpenAI
  * error objects: 400 for a malformed request (naming the field) or one larger than the KV cache, 404 for an unknown
  * path, 405 for a wrong method, 413 for a body over {@link #MAX_BODY_BYTES}, 429 when the engine's queue is full, 503
  * while shutting down, 500 when the model fails. A streaming client that disconnects cancels its request (the next
@@ -58,6 +67,9 @@ import org.eclipse.jetty.util.thread.QueuedThreadPool;
 public final class OpenAiServer implements AutoCloseable {
     /** The largest request body taken. */
     public static final int MAX_BODY_BYTES = 32 << 20;
+
+    /** How often the dashboard's time series sample the engine, and how often {@code /dashboard} reloads. */
+    public static final int DASHBOARD_SAMPLE_SECONDS = 1, DASHBOARD_REFRESH_SECONDS = 2;
 
     /**
      * @param host the address to listen on (a name or a literal address)
@@ -118,6 +130,8 @@ public final class OpenAiServer implements AutoCloseable {
     private final int port;
     private final AtomicBoolean closing = new AtomicBoolean();
     private final CountDownLatch stopped = new CountDownLatch(1);
+    private final Recorder dashboard;
+    private final Thread sampler;
 
     /**
      * Starts listening; requests are served from now on.
@@ -137,6 +151,9 @@ public final class OpenAiServer implements AutoCloseable {
                 engine.model().maxPositions(),
                 options.chatMaxTokens());
 
+        dashboard = new Recorder("moe4j serve: " + options.servedModelName(), Recorder.DEFAULT_CAPACITY);
+        sampler = Thread.ofVirtual().name("moe4j-dashboard-sampler").unstarted(this::sample);
+
         QueuedThreadPool threads = new QueuedThreadPool();
         threads.setName("moe4j-http");
         threads.setVirtualThreadsExecutor(VirtualThreads.getNamedVirtualThreadsExecutor("moe4j-request-"));
@@ -147,6 +164,7 @@ public final class OpenAiServer implements AutoCloseable {
         connector.setIdleTimeout(options.idleTimeout().toMillis());
         server.addConnector(connector);
         server.setHandler(new GracefulHandler(new Api()));
+        server.setErrorHandler(new JsonErrors());
         server.setStopTimeout(5_000); // what handlers get to write their last bytes once the engine has ended
         try {
             server.start();
@@ -159,6 +177,45 @@ public final class OpenAiServer implements AutoCloseable {
             throw new IllegalStateException("the HTTP server did not start: " + e.getMessage(), e);
         }
         port = connector.getLocalPort();
+        sampler.start();
+    }
+
+    /** The dashboard's sampler: the engine's metrics every {@link #DASHBOARD_SAMPLE_SECONDS} until shutdown. */
+    private void sample() {
+        while (!closing.get()) {
+            dashboard.sample(engine.metrics());
+            try {
+                Thread.sleep(DASHBOARD_SAMPLE_SECONDS * 1000L);
+            } catch (InterruptedException e) {
+                return;
+            }
+        }
+    }
+
+    /** The {@code /dashboard} page now: the engine's history and its state, reloading itself. */
+    private String dashboardPage() {
+        EngineMetrics m = engine.metrics();
+        dashboard.facts(List.of(
+                "model " + options.servedModelName() + ": " + engine.model(),
+                String.format(
+                        "up %.0f s; requests: %d running, %d waiting, %d finished (%d cancelled), %d failed, %d"
+                                + " rejected; %d engine steps",
+                        dashboard.seconds(),
+                        m.running(),
+                        m.queued(),
+                        m.finished(),
+                        m.cancelled(),
+                        m.failed(),
+                        m.rejected(),
+                        m.steps()),
+                String.format(
+                        "tokens: %d prompt, %d generated; KV cache: %d of %d blocks in use; %d live rebalances",
+                        m.promptTokens(),
+                        m.generatedTokens(),
+                        m.cacheBlocksUsed(),
+                        m.cacheBlocksTotal(),
+                        m.rebalances())));
+        return Dashboard.html(dashboard.data(), DASHBOARD_REFRESH_SECONDS);
     }
 
     /** The tokenizer's chat template, or null when its tokenizer_config.json has none (chat is then refused). */
@@ -201,6 +258,7 @@ public final class OpenAiServer implements AutoCloseable {
         Objects.requireNonNull(grace, "grace");
         if (!closing.compareAndSet(false, true)) return;
         try {
+            sampler.interrupt();
             connector.shutdown(); // closes the listening socket: no new connections
             engine.shutdown(grace);
             server.stop();
@@ -284,6 +342,12 @@ public final class OpenAiServer implements AutoCloseable {
                         byte[] text = PrometheusText.of(engine.metrics()).getBytes(StandardCharsets.UTF_8);
                         response.write(true, ByteBuffer.wrap(text), callback);
                     }
+                    case "/dashboard" -> {
+                        expect(request, response, "GET");
+                        response.getHeaders().put(HttpHeader.CONTENT_TYPE, "text/html; charset=utf-8");
+                        byte[] page = dashboardPage().getBytes(StandardCharsets.UTF_8);
+                        response.write(true, ByteBuffer.wrap(page), callback);
+                    }
                     default ->
                         throw new ApiException(
                                 404,
@@ -301,6 +365,36 @@ public final class OpenAiServer implements AutoCloseable {
                 writeJson(response, 500, Responses.error("server_error", null, e.toString()), callback);
             }
             return true;
+        }
+    }
+
+    /**
+     * The errors Jetty answers itself, before the API sees a request (a malformed URI or header, a request line too
+     * long, an ambiguous path): OpenAI error objects too, for every method, instead of Jetty's HTML page.
+     */
+    private static final class JsonErrors extends ErrorHandler {
+        @Override
+        public boolean errorPageForMethod(String method) {
+            return true;
+        }
+
+        @Override
+        protected void generateResponse(
+                Request request, Response response, int code, String message, Throwable cause, Callback callback) {
+            response.getHeaders().put(HttpHeader.CONTENT_TYPE, "application/json");
+            response.write(true, ByteBuffer.wrap(errorBody(code, message)), callback);
+        }
+
+        @Override
+        public ByteBuffer badMessageError(int status, String reason, HttpFields.Mutable fields) {
+            fields.put(HttpHeader.CONTENT_TYPE, "application/json");
+            return ByteBuffer.wrap(errorBody(status, reason));
+        }
+
+        private static byte[] errorBody(int status, String message) {
+            String text = message == null || message.isBlank() ? HttpStatus.getMessage(status) : message;
+            String type = status >= 500 ? "server_error" : "invalid_request_error";
+            return bytes(Responses.error(type, null, "HTTP " + status + ": " + text));
         }
     }
 
