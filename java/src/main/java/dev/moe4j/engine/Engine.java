@@ -128,6 +128,7 @@ public final class Engine implements AutoCloseable {
     private final double[] ttft = new double[EngineMetrics.Percentiles.SAMPLES];
     private final double[] tpot = new double[EngineMetrics.Percentiles.SAMPLES];
     private long ttftCount, tpotCount;
+    private double ttftSum, tpotSum; // seconds, over all requests (Prometheus summaries' _sum)
     private final ArrayDeque<EngineMetrics.Rebalance> recentRebalances = new ArrayDeque<>();
     private final ArrayDeque<long[]> rateWindow = new ArrayDeque<>(); // {nanos, prompt tokens, generated tokens}
 
@@ -256,12 +257,19 @@ public final class Engine implements AutoCloseable {
                     failed,
                     rejected,
                     steps,
-                    percentiles(ttft, ttftCount),
-                    percentiles(tpot, tpotCount),
+                    percentiles(ttft, ttftCount, ttftSum),
+                    percentiles(tpot, tpotCount, tpotSum),
                     loads,
                     balance,
                     rebalances,
                     List.copyOf(recentRebalances));
+        }
+    }
+
+    /** Whether {@link #submit} takes requests: false once {@link #shutdown} or {@link #close} began. */
+    public boolean accepting() {
+        synchronized (lock) {
+            return accepting;
         }
     }
 
@@ -423,7 +431,9 @@ public final class Engine implements AutoCloseable {
         if (s.firstTokenNanos < 0) {
             s.firstTokenNanos = now;
             synchronized (stats) {
-                ttft[(int) (ttftCount++ % ttft.length)] = (now - s.submittedNanos) / 1e9;
+                double seconds = (now - s.submittedNanos) / 1e9;
+                ttft[(int) (ttftCount++ % ttft.length)] = seconds;
+                ttftSum += seconds;
             }
         }
         s.lastTokenNanos = now;
@@ -464,7 +474,11 @@ public final class Engine implements AutoCloseable {
             finished++;
             if (r.finishReason() == Result.FinishReason.CANCELLED) cancelled++;
             int n = r.completionTokens();
-            if (n > 1) tpot[(int) (tpotCount++ % tpot.length)] = (s.lastTokenNanos - s.firstTokenNanos) / 1e9 / (n - 1);
+            if (n > 1) {
+                double seconds = (s.lastTokenNanos - s.firstTokenNanos) / 1e9 / (n - 1);
+                tpot[(int) (tpotCount++ % tpot.length)] = seconds;
+                tpotSum += seconds;
+            }
         }
         s.finish(r);
     }
@@ -496,12 +510,12 @@ public final class Engine implements AutoCloseable {
         while (!rateWindow.isEmpty() && now - rateWindow.peekFirst()[0] > window) rateWindow.pollFirst();
     }
 
-    private static EngineMetrics.Percentiles percentiles(double[] ring, long count) {
+    private static EngineMetrics.Percentiles percentiles(double[] ring, long count, double sum) {
         int n = (int) Math.min(count, ring.length);
-        if (n == 0) return new EngineMetrics.Percentiles(0, Double.NaN, Double.NaN, Double.NaN, Double.NaN);
+        if (n == 0) return new EngineMetrics.Percentiles(0, 0, Double.NaN, Double.NaN, Double.NaN, Double.NaN);
         double[] v = Arrays.copyOf(ring, n);
         Arrays.sort(v);
-        return new EngineMetrics.Percentiles((int) count, rank(v, 0.50), rank(v, 0.90), rank(v, 0.99), v[n - 1]);
+        return new EngineMetrics.Percentiles((int) count, sum, rank(v, 0.50), rank(v, 0.90), rank(v, 0.99), v[n - 1]);
     }
 
     private static double rank(double[] sorted, double q) {

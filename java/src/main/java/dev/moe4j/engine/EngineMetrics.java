@@ -52,8 +52,13 @@ public record EngineMetrics(
     /** The window of the per-second rates. */
     public static final int RATE_WINDOW_SECONDS = 10;
 
-    /** Percentiles of the last samples (at most {@link #SAMPLES}); NaN when there are none. */
-    public record Percentiles(int count, double p50, double p90, double p99, double max) {
+    /**
+     * Percentiles of the last samples (at most {@link #SAMPLES}); NaN when there are none.
+     *
+     * @param count samples ever taken
+     * @param sum their sum (seconds), over all of them
+     */
+    public record Percentiles(int count, double sum, double p50, double p90, double p99, double max) {
         public static final int SAMPLES = 1024;
     }
 

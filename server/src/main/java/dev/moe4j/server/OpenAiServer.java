@@ -329,11 +329,19 @@ public final class OpenAiServer implements AutoCloseable {
                     }
                     case "/health" -> {
                         expect(request, response, "GET");
-                        boolean up = !closing.get();
+                        boolean up = !closing.get() && engine.accepting();
+                        EngineMetrics m = engine.metrics();
                         writeJson(
                                 response,
                                 up ? 200 : 503,
-                                JSON.createObjectNode().put("status", up ? "ok" : "shutting down"),
+                                JSON.createObjectNode()
+                                        .put("status", up ? "ok" : "shutting down")
+                                        .put("model", options.servedModelName())
+                                        .put("running", m.running())
+                                        .put("queued", m.queued())
+                                        .put("kv_blocks_used", m.cacheBlocksUsed())
+                                        .put("kv_blocks_total", m.cacheBlocksTotal())
+                                        .put("failed_requests", m.failed()),
                                 callback);
                     }
                     case "/metrics" -> {

@@ -6,7 +6,7 @@ import java.util.Locale;
 /**
  * {@link EngineMetrics} in the Prometheus text exposition format (version 0.0.4): every metric named {@code moe4j_…}
  * with its HELP and TYPE lines; counters end in {@code _total}, times are in seconds; TTFT and TPOT are summaries
- * (quantiles 0.5, 0.9, 0.99 over the engine's last requests, and the count of all).
+ * (quantiles 0.5, 0.9, 0.99 over the engine's last requests, and the sum and count of all).
  */
 final class PrometheusText {
     /** The exposition format's content type. */
@@ -99,6 +99,7 @@ final class PrometheusText {
         sample(name + "{quantile=\"0.5\"}", p.p50());
         sample(name + "{quantile=\"0.9\"}", p.p90());
         sample(name + "{quantile=\"0.99\"}", p.p99());
+        sample(name + "_sum", p.sum());
         sample(name + "_count", p.count());
     }
 

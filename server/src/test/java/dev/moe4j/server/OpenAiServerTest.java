@@ -434,7 +434,13 @@ class OpenAiServerTest {
                 list.get("data").get(0).get("max_model_len").asInt());
         HttpResponse<String> health = get(server, "/health");
         assertEquals(200, health.statusCode());
-        assertEquals("ok", json(health.body()).get("status").asText());
+        JsonNode state = json(health.body());
+        assertEquals("ok", state.get("status").asText());
+        assertEquals("tiny", state.get("model").asText());
+        assertEquals(
+                engine.metrics().cacheBlocksTotal(),
+                state.get("kv_blocks_total").asLong());
+        assertTrue(state.has("running") && state.has("queued") && state.has("kv_blocks_used"), health.body());
     }
 
     @Test
@@ -485,7 +491,7 @@ class OpenAiServerTest {
             }
             Matcher m = SAMPLE.matcher(line);
             assertTrue(m.matches(), "not a sample line: " + line);
-            String name = m.group(1), family = name.replaceAll("_count$", "");
+            String name = m.group(1), family = name.replaceAll("_(count|sum)$", "");
             assertTrue(name.startsWith("moe4j_"), line);
             assertTrue(types.containsKey(family) || types.containsKey(name), "TYPE before sample: " + line);
             if (types.get(family).equals("counter")) assertTrue(name.endsWith("_total"), line);
@@ -516,6 +522,9 @@ class OpenAiServerTest {
                 values.get("moe4j_kv_cache_blocks_free") + values.get("moe4j_kv_cache_blocks_used"));
         assertTrue(values.get("moe4j_generation_tokens_total") >= 3);
         assertTrue(values.get("moe4j_time_to_first_token_seconds{quantile=\"0.99\"}") > 0);
+        double ttftSum = values.get("moe4j_time_to_first_token_seconds_sum"),
+                ttftCount = values.get("moe4j_time_to_first_token_seconds_count");
+        assertTrue(ttftCount >= 1 && ttftSum > 0, "sum " + ttftSum + " over " + ttftCount);
         assertTrue(values.get("moe4j_expert_tokens_total{layer=\"1\",expert=\"0\"}") >= 0);
     }
 }

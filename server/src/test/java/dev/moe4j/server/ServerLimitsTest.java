@@ -117,6 +117,7 @@ class ServerLimitsTest {
             JsonNode gone = error(post(server, "/v1/completions", "{\"model\": \"tiny\", \"prompt\": [1]}"), 503);
             assertEquals("service_unavailable", gone.get("type").asText());
             assertEquals(200, TestServers.get(server, "/v1/models").statusCode(), "the server itself still answers");
+            assertEquals(503, TestServers.get(server, "/health").statusCode(), "but is not healthy");
         }
     }
 }
