@@ -11,7 +11,7 @@ import java.util.Objects;
 /**
  * The gated MLP's activation ({@code moe4j_silu_mul}): {@code out = silu(gate) · up}, {@code silu(a) = a / (1 +
  * exp(-a))} in fp32. exp is one fixed polynomial (Cephes expf, within 2 ulp; its argument clamped to [-87, 88], which
- * changes silu only where |silu| < 1e-35), evaluated with the same operations on every CPU path and on CUDA, so
+ * changes silu only where |silu| &lt; 1e-35), evaluated with the same operations on every CPU path and on CUDA, so
  * results are the same bits everywhere.
  *
  * <p>All tensors live in the memory of ctx's device; innermost strides are 1. Errors:

@@ -10,7 +10,7 @@ import java.util.WeakHashMap;
  * memory (the model classes on a CUDA context) runs its device paths on the CPU, and its mistakes show.
  *
  * <p>For an emulated context, the memory its kernels work on — a workspace frame's device memory
- * ({@link Tensor#scratch}), {@link DeviceMemory}, a {@link DeviceStore} — is host memory that Java treats as a
+ * ({@link Tensor#scratch}), {@link DeviceMemory}, a {@link dev.moe4j.model.DeviceStore} — is host memory that Java treats as a
  * device's ({@link Tensor#isHostMemory} false): element access throws as on a GPU tensor, data moves in and out only
  * through {@link dev.moe4j.kernels.Copy}, and a kernel called on the context with a tensor in host memory (one a GPU
  * kernel would reject) throws {@link IllegalStateException} naming the argument. The kernels are the CPU's and copies

@@ -30,9 +30,9 @@ public final class ChatTemplate {
      *
      * @param role who speaks: "system", "user", "assistant" or "tool" for DeepSeek's template
      * @param content the text
-     * @throws IllegalArgumentException if role or content is null
      */
     public record Message(String role, String content) {
+        /** @throws IllegalArgumentException if role or content is null */
         public Message {
             if (role == null) throw new IllegalArgumentException("role is null");
             if (content == null) throw new IllegalArgumentException("content is null");
