@@ -27,4 +27,5 @@ module dev.moe4j {
     exports dev.moe4j.model;
     exports dev.moe4j.engine;
     exports dev.moe4j.tokenizer;
+    exports dev.moe4j.dashboard;
 }
