@@ -157,6 +157,8 @@ public final class Workspace {
 
         MemorySegment take(long bytes, long alignment) {
             if (bytes < 0) throw new IllegalArgumentException("bytes must be >= 0, got " + bytes);
+            if (used == 0 && !chunks.isEmpty() && chunks.getFirst().byteSize() < bytes + alignment)
+                free(); // nothing handed out: the chunks make way for one that holds the request
             long start = 0;
             for (MemorySegment chunk : chunks) {
                 long end = start + chunk.byteSize();
