@@ -9,6 +9,9 @@
  *  - On failure records a message naming the function, the argument and what was wrong; read it with
  *    moe4j_last_error() on the same thread, before the next moe4j call on that thread.
  *  - Never calls exit/abort on bad input and never throws across the boundary.
+ *  - A call that fails while it runs (MOE4J_ERROR_OUT_OF_MEMORY: an allocation failed, in a worker thread too;
+ *    MOE4J_ERROR_INTERNAL) may have written part of its outputs, never its inputs; the context stays usable and the
+ *    next call runs normally. See moe4j_context_inject_fault to provoke such failures in tests.
  *
  * Threading: a context must not be used by two threads at once; distinct contexts are independent.
  * Error messages are thread-local, so concurrent callers never see each other's messages.

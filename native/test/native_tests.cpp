@@ -19,6 +19,7 @@
 #include "../src/core/device_guard.h"
 #include "../src/core/thread_pool.h"
 #include "../src/core/variants.h"
+#include "../src/core/views.h"
 #include "moe4j.h"
 
 namespace {
@@ -297,7 +298,6 @@ void variant_counts() {
                  "cpu_variant: avx512_bf16");
 }
 
-
 // ---------------------------------------------------------------- thread pool: exceptions
 
 // Runs `threads` tasks that each wait until all of them have started, so that every thread of a pool of that size
@@ -351,8 +351,8 @@ void pool_keeps_the_first_exception_and_skips_the_rest() {
         what = e.what();
     }
     expect(what.rfind("task ", 0) == 0, "pool: one of the task exceptions is rethrown, got '" + what + "'");
-    expect(ran.load() < 100000, "pool: tasks not started when a task failed are skipped (" +
-                                    std::to_string(ran.load()) + " of 100000 ran)");
+    expect(ran.load() < 100000,
+           "pool: tasks not started when a task failed are skipped (" + std::to_string(ran.load()) + " of 100000 ran)");
 
     // bad_alloc from a worker arrives as bad_alloc (entry points map it to MOE4J_ERROR_OUT_OF_MEMORY)
     bool out_of_memory = false;
@@ -421,20 +421,6 @@ moe4j_context *cpu_context(int threads) {
     return ctx;
 }
 
-moe4j_tensor matrix(void *data, int32_t dtype, int64_t rows, int64_t cols, int64_t element_bytes) {
-    moe4j_tensor t{};
-    t.data = data;
-    t.size_bytes = rows * cols * element_bytes;
-    t.dtype = dtype;
-    t.rank = 2;
-    t.device = MOE4J_HOST_MEMORY;
-    t.shape[0] = rows;
-    t.shape[1] = cols;
-    t.strides[0] = cols;
-    t.strides[1] = 1;
-    return t;
-}
-
 bool contains(const char *text, const std::string &part) { return std::string(text).find(part) != std::string::npos; }
 
 void abi_task_faults_fail_one_call() {
@@ -445,13 +431,14 @@ void abi_task_faults_fail_one_call() {
     std::vector<float> src(static_cast<size_t>(rows * cols));
     for (size_t i = 0; i < src.size(); ++i) src[i] = static_cast<float>(i % 128) * 0.5f - 20.0f;  // exact in bf16
     std::vector<uint16_t> dst(src.size(), 0xFFFF);
-    moe4j_tensor s = matrix(src.data(), MOE4J_F32, rows, cols, 4), d = matrix(dst.data(), MOE4J_BF16, rows, cols, 2);
+    moe4j_tensor s = moe4j::dense_matrix(src.data(), MOE4J_F32, rows, cols, MOE4J_HOST_MEMORY),
+                 d = moe4j::dense_matrix(dst.data(), MOE4J_BF16, rows, cols, MOE4J_HOST_MEMORY);
     const std::vector<float> src_before = src;
 
     expect_equal(moe4j_context_inject_fault(ctx, MOE4J_FAULT_TASK_OUT_OF_MEMORY, 7), MOE4J_OK, "arm a task fault");
     expect_equal(moe4j_cast(ctx, &s, &d), MOE4J_ERROR_OUT_OF_MEMORY, "cast with task 7 failing: out of memory");
-    expect(contains(moe4j_last_error(), "moe4j_cast: out of host memory") &&
-               contains(moe4j_last_error(), "task 7") && contains(moe4j_last_error(), "injected fault"),
+    expect(contains(moe4j_last_error(), "moe4j_cast: out of host memory") && contains(moe4j_last_error(), "task 7") &&
+               contains(moe4j_last_error(), "injected fault"),
            std::string("task fault message names the call and the task: ") + moe4j_last_error());
     expect(src == src_before, "a failed cast leaves its input alone");
 

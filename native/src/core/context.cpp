@@ -209,8 +209,7 @@ extern "C" moe4j_status moe4j_context_inject_fault(moe4j_context *ctx, int32_t f
                 return MOE4J_OK;
             case MOE4J_FAULT_ALLOCATION:
                 if (n < 1)
-                    return fail(MOE4J_ERROR_INVALID_ARGUMENT,
-                                n_is + " is not positive (1 fails the next allocation)");
+                    return fail(MOE4J_ERROR_INVALID_ARGUMENT, n_is + " is not positive (1 fails the next allocation)");
                 ctx->allocation_faults.arm(n);
                 ctx->pool->inject_fault(TaskFault::None, -1);
                 return MOE4J_OK;
@@ -219,8 +218,9 @@ extern "C" moe4j_status moe4j_context_inject_fault(moe4j_context *ctx, int32_t f
                 if (n < 0) return fail(MOE4J_ERROR_INVALID_ARGUMENT, n_is + " is negative (tasks count from 0)");
                 if (ctx->backend != MOE4J_BACKEND_CPU)
                     return fail(MOE4J_ERROR_UNSUPPORTED,
-                                prefix + "'fault': task faults need a CPU context; a CUDA context's kernels run no "
-                                         "host tasks");
+                                prefix +
+                                    "'fault': task faults need a CPU context; a CUDA context's kernels run no "
+                                    "host tasks");
                 ctx->allocation_faults.arm(0);
                 ctx->pool->inject_fault(
                     fault == MOE4J_FAULT_TASK_OUT_OF_MEMORY ? TaskFault::OutOfMemory : TaskFault::Exception, n);

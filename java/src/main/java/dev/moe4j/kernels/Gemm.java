@@ -39,11 +39,7 @@ public final class Gemm {
             ctx.call(
                     "moe4j_gemm_nt",
                     ptr -> moe4j_h.moe4j_gemm_nt(
-                            ptr,
-                            a.descriptor(call, "a"),
-                            b.descriptor(call, "b"),
-                            cd,
-                            d.descriptor(call, "d")));
+                            ptr, a.descriptor(call, "a"), b.descriptor(call, "b"), cd, d.descriptor(call, "d")));
         }
     }
 

@@ -157,6 +157,7 @@ public final class Workspace {
 
         MemorySegment take(long bytes, long alignment) {
             if (bytes < 0) throw new IllegalArgumentException("bytes must be >= 0, got " + bytes);
+            long inUse = used;
             if (used == 0 && !chunks.isEmpty() && chunks.getFirst().byteSize() < bytes + alignment)
                 free(); // nothing handed out: the chunks make way for one that holds the request
             long start = 0;
@@ -177,10 +178,11 @@ public final class Workspace {
             long size = Math.max(MIN_CHUNK, Math.max(need, capacity));
             if (size > limit - capacity) {
                 size = limit - capacity; // what the limit leaves
-                if (size < need)
-                    throw outOfMemory(
-                            "cannot take " + bytes + " bytes: the region holds " + capacity + " bytes, "
-                                    + (used - start) + " of them in use, and its limit is " + limit);
+                if (size < need) {
+                    used = inUse; // as it was: smaller requests of the frame still fit where they did
+                    throw outOfMemory("cannot take " + bytes + " bytes: the region holds " + capacity + " bytes, "
+                            + inUse + " of them in use, and its limit is " + limit);
+                }
             }
             MemorySegment chunk = allocateChunk(size);
             long offset = align(chunk.address(), alignment) - chunk.address();

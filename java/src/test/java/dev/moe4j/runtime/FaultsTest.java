@@ -143,11 +143,10 @@ class FaultsTest {
                                     + ") tried moe4j_context_reset_kernel_variants"),
                     call.getMessage());
             // a kernel wrapper opens a workspace frame for its descriptors first
-            IllegalStateException kernel =
-                    assertThrows(IllegalStateException.class, () -> Cast.apply(ctx, src, dst));
+            IllegalStateException kernel = assertThrows(IllegalStateException.class, () -> Cast.apply(ctx, src, dst));
             assertTrue(kernel.getMessage().contains(me), kernel.getMessage());
-            IllegalStateException frame =
-                    assertThrows(IllegalStateException.class, () -> ctx.workspace().frame());
+            IllegalStateException frame = assertThrows(
+                    IllegalStateException.class, () -> ctx.workspace().frame());
             assertTrue(frame.getMessage().contains("tried to open a workspace frame"), frame.getMessage());
             IllegalStateException close = assertThrows(IllegalStateException.class, ctx::close);
             assertTrue(close.getMessage().contains("tried to close it"), close.getMessage());
