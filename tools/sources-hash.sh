@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 case "${1:-}" in
   native) paths=(CMakeLists.txt native) ;;
-  java) paths=(pom.xml bindings java bench/pom.xml bench/src) ;;
+  java) paths=(pom.xml bindings java cli bench/pom.xml bench/src) ;;
   *)
     echo "usage: tools/sources-hash.sh native|java" >&2
     exit 2

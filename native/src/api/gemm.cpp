@@ -200,7 +200,7 @@ extern "C" moe4j_status moe4j_gemm_nt(moe4j_context *ctx, const moe4j_tensor *a,
             return cuda::run(fn, ctx, [&](const cuda::Call &on) { return cuda::gemm_nt(on, *a, *b, c, *d); });
 #endif
         cpu::gemm_nt(ctx, *a, *b, c, *d);
-        count_cpu(ctx, fn, CpuCode::NoAvx512F);
+        count_cpu(ctx, fn, CpuCode::EveryPath);
         return MOE4J_OK;
     });
 }

@@ -121,7 +121,7 @@ extern "C" moe4j_status moe4j_mla_decode(moe4j_context *ctx, const moe4j_tensor 
                                       causal != 0, fp8,       batch,       s_q,           h_q, h_kv, d,
                                       dv,          max_seqlen};
         cpu::mla_decode(ctx, args);
-        count_cpu(ctx, fn, CpuCode::NoAvx512F, ctx->reproducible() ? "splits at fixed 512-token positions" : nullptr);
+        count_cpu(ctx, fn, CpuCode::EveryPath, ctx->reproducible() ? "splits at fixed 512-token positions" : nullptr);
         return MOE4J_OK;
     });
 }

@@ -80,7 +80,40 @@ void dot_avx2(Tile &t, int64_t k) {
 
 #pragma GCC pop_options
 
-// ---------------------------------------------------------------- AVX-512: bf16 dot products or fp32 FMA
+// ---------------------------------------------------------------- AVX-512F: fp32 FMA, 16 lanes, masked tail
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq")
+
+inline __m512 load16(__mmask16 mask, const float *x) { return _mm512_maskz_loadu_ps(mask, x); }
+inline __m512 load16(__mmask16 mask, const uint16_t *x) {
+    const __m512i wide = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask, x));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
+}
+
+// Without AVX512_BF16 (Skylake-SP to Ice Lake) bf16 inputs are widened to fp32 (exactly: a shift) before the FMA;
+// masked-off tail lanes load zeros and contribute nothing.
+template <typename T, int MR, int NR>
+void dot_avx512_f32(Tile &t, int64_t k) {
+    __m512 acc[MR][NR];
+    for (int m = 0; m < MR; ++m)
+        for (int j = 0; j < NR; ++j) acc[m][j] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < k; i += 16) {
+        const __mmask16 mask = k - i >= 16 ? __mmask16{0xFFFF} : static_cast<__mmask16>((1u << (k - i)) - 1);
+        __m512 bv[NR];
+        for (int j = 0; j < NR; ++j) bv[j] = load16(mask, static_cast<const T *>(t.b[j]) + i);
+        for (int m = 0; m < MR; ++m) {
+            const __m512 av = load16(mask, static_cast<const T *>(t.a[m]) + i);
+            for (int j = 0; j < NR; ++j) acc[m][j] = _mm512_fmadd_ps(av, bv[j], acc[m][j]);
+        }
+    }
+    for (int m = 0; m < MR; ++m)
+        for (int j = 0; j < NR; ++j) t.out[m][j] = _mm512_reduce_add_ps(acc[m][j]);
+}
+
+#pragma GCC pop_options
+
+// ---------------------------------------------------------------- AVX-512 BF16: bf16 dot products
 
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")
@@ -105,32 +138,15 @@ void dot_avx512_bf16(Tile &t, int64_t k) {
         for (int j = 0; j < NR; ++j) t.out[m][j] = _mm512_reduce_add_ps(acc[m][j]);
 }
 
-template <int MR, int NR>
-void dot_avx512_f32(Tile &t, int64_t k) {
-    __m512 acc[MR][NR];
-    for (int m = 0; m < MR; ++m)
-        for (int j = 0; j < NR; ++j) acc[m][j] = _mm512_setzero_ps();
-    for (int64_t i = 0; i < k; i += 16) {
-        const __mmask16 mask = k - i >= 16 ? __mmask16{0xFFFF} : static_cast<__mmask16>((1u << (k - i)) - 1);
-        __m512 bv[NR];
-        for (int j = 0; j < NR; ++j) bv[j] = _mm512_maskz_loadu_ps(mask, static_cast<const float *>(t.b[j]) + i);
-        for (int m = 0; m < MR; ++m) {
-            const __m512 av = _mm512_maskz_loadu_ps(mask, static_cast<const float *>(t.a[m]) + i);
-            for (int j = 0; j < NR; ++j) acc[m][j] = _mm512_fmadd_ps(av, bv[j], acc[m][j]);
-        }
-    }
-    for (int m = 0; m < MR; ++m)
-        for (int j = 0; j < NR; ++j) t.out[m][j] = _mm512_reduce_add_ps(acc[m][j]);
-}
-
 #pragma GCC pop_options
 
 template <int MR, int NR>
 void dot(int isa, int32_t dtype, Tile &t, int64_t k) {
     const bool bf16 = dtype == MOE4J_BF16;
     switch (isa) {
-        case MOE4J_ISA_AVX512_BF16: return bf16 ? dot_avx512_bf16<MR, NR>(t, k) : dot_avx512_f32<MR, NR>(t, k);
-        case MOE4J_ISA_AVX512:  // no AVX-512F code of its own: the AVX2 path
+        case MOE4J_ISA_AVX512_BF16: return bf16 ? dot_avx512_bf16<MR, NR>(t, k) : dot_avx512_f32<float, MR, NR>(t, k);
+        case MOE4J_ISA_AVX512:
+            return bf16 ? dot_avx512_f32<uint16_t, MR, NR>(t, k) : dot_avx512_f32<float, MR, NR>(t, k);
         case MOE4J_ISA_AVX2: return bf16 ? dot_avx2<uint16_t, MR, NR>(t, k) : dot_avx2<float, MR, NR>(t, k);
         default: return bf16 ? dot_scalar<uint16_t, MR, NR>(t, k) : dot_scalar<float, MR, NR>(t, k);
     }

@@ -438,8 +438,8 @@ void mla_cache_append(moe4j_context *ctx, const moe4j_tensor &kv, const moe4j_te
 
 void mla_decode(moe4j_context *ctx, const MlaDecodeArgs &args) {
     switch (ctx->isa) {
-        case MOE4J_ISA_AVX512_BF16: return run_path<Avx512Ops>(ctx, args);
-        case MOE4J_ISA_AVX512:  // no AVX-512F code of its own: the AVX2 path
+        case MOE4J_ISA_AVX512_BF16:
+        case MOE4J_ISA_AVX512: return run_path<Avx512Ops>(ctx, args);
         case MOE4J_ISA_AVX2: return run_path<Avx2Ops>(ctx, args);
         default: return run_path<ScalarOps>(ctx, args);
     }

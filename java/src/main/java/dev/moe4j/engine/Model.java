@@ -516,6 +516,80 @@ public final class Model implements AutoCloseable {
      * @throws IllegalStateException if the cache cannot hold the new tokens; nothing changed
      */
     public Tensor forward(int[] sequences, int[][] tokens, boolean allPositions, Arena arena) {
+        int[] counts = checkStep(sequences, tokens);
+        Objects.requireNonNull(arena, "arena");
+        int rows = allPositions ? Arrays.stream(counts).sum() : sequences.length;
+        Tensor logits = Tensor.allocate(arena, DType.F32, rows, config.vocabSize());
+        forward(sequences, tokens, allPositions, logits);
+        return logits;
+    }
+
+    /**
+     * {@link #forward(int[], int[][], boolean, Arena)} into a tensor the caller owns (and reuses from step to step:
+     * no allocation per step).
+     *
+     * @param logits F32 [rows, vocab], contiguous, in host memory: rows = sequences.length, or with allPositions the
+     *     total of new tokens
+     * @throws IllegalArgumentException as the other form does, and if logits has another shape or dtype; nothing
+     *     changed
+     */
+    public void forward(int[] sequences, int[][] tokens, boolean allPositions, Tensor logits) {
+        int[] counts = checkStep(sequences, tokens);
+        int total = Arrays.stream(counts).sum();
+        int hidden = config.hiddenSize(), vocab = config.vocabSize();
+        int rows = allPositions ? total : sequences.length;
+        Objects.requireNonNull(logits, "logits");
+        if (logits.dtype() != DType.F32
+                || logits.rank() != 2
+                || logits.shape(0) != rows
+                || logits.shape(1) != vocab
+                || !logits.isContiguous()
+                || !logits.device().isCpu())
+            throw new IllegalArgumentException(
+                    "logits must be a contiguous F32 [" + rows + ", " + vocab + "] in host memory, got " + logits);
+        if (!stepLock.tryLock())
+            throw new IllegalStateException(
+                    "the model is running a step on another thread; a model is driven by one" + " thread at a time");
+        try (Workspace.Frame step = ctx.workspace().frame()) {
+            cache.inStep(step, sequences, counts, reserved -> {
+                Tensor ids = Tensor.hostScratch(step, DType.I32, total);
+                for (int i = 0, row = 0; i < sequences.length; i++)
+                    for (int token : tokens[i]) ids.setInt(token, row++);
+                Tensor embedded = Tensor.scratch(step, DType.BF16, total, hidden);
+                Dispatch.gather(ctx, embeddings, Copy.toDevice(step, ids), embedded);
+                Tensor x = Tensor.scratch(step, DType.F32, total, hidden);
+                Cast.apply(ctx, embedded, x);
+                if (routing == null || routing.maxTokens() < total)
+                    routing = new Routing(Math.max(1, config.numExpertsPerTok()), Math.max(total, 256));
+                for (DecoderLayer layer : layers) {
+                    layer.forward(ctx, cache, reserved, x, routing, x);
+                    if (moeObserver != null && layer.moe() != null) moeObserver.accept(layer.index(), routing);
+                }
+
+                Tensor pick = Tensor.hostScratch(step, DType.I32, rows);
+                for (int i = 0, row = 0; i < rows; i++) {
+                    if (allPositions) pick.setInt(i, i);
+                    else {
+                        row += counts[i];
+                        pick.setInt(row - 1, i);
+                    }
+                }
+                Tensor last = Tensor.scratch(step, DType.F32, rows, hidden);
+                Dispatch.gather(ctx, x, Copy.toDevice(step, pick), last);
+                Tensor normed = Tensor.scratch(step, DType.BF16, rows, hidden);
+                norm.apply(ctx, last, normed);
+                Tensor computed = logits.isInMemoryOf(ctx) ? logits : Tensor.scratch(step, DType.F32, rows, vocab);
+                lmHead.apply(ctx, normed, computed);
+                if (computed != logits) Copy.apply(ctx, computed, logits);
+                return null;
+            });
+        } finally {
+            stepLock.unlock();
+        }
+    }
+
+    /** Checks a step's arguments (nothing changes when they are wrong); returns each sequence's new token count. */
+    private int[] checkStep(int[] sequences, int[][] tokens) {
         Objects.requireNonNull(sequences, "sequences");
         Objects.requireNonNull(tokens, "tokens");
         if (sequences.length != tokens.length)
@@ -535,49 +609,7 @@ public final class Model implements AutoCloseable {
                         + " (max_position_embeddings)");
             counts[i] = tokens[i].length;
         }
-        int total = Arrays.stream(counts).sum();
-        int hidden = config.hiddenSize(), vocab = config.vocabSize();
-        if (!stepLock.tryLock())
-            throw new IllegalStateException(
-                    "the model is running a step on another thread; a model is driven by one" + " thread at a time");
-        try (Workspace.Frame step = ctx.workspace().frame()) {
-            return cache.inStep(step, sequences, counts, reserved -> {
-                Tensor ids = Tensor.hostScratch(step, DType.I32, total);
-                for (int i = 0, row = 0; i < sequences.length; i++)
-                    for (int token : tokens[i]) ids.setInt(token, row++);
-                Tensor embedded = Tensor.scratch(step, DType.BF16, total, hidden);
-                Dispatch.gather(ctx, embeddings, Copy.toDevice(step, ids), embedded);
-                Tensor x = Tensor.scratch(step, DType.F32, total, hidden);
-                Cast.apply(ctx, embedded, x);
-                if (routing == null || routing.maxTokens() < total)
-                    routing = new Routing(Math.max(1, config.numExpertsPerTok()), Math.max(total, 256));
-                for (DecoderLayer layer : layers) {
-                    layer.forward(ctx, cache, reserved, x, routing, x);
-                    if (moeObserver != null && layer.moe() != null) moeObserver.accept(layer.index(), routing);
-                }
-
-                int rows = allPositions ? total : sequences.length;
-                Tensor pick = Tensor.hostScratch(step, DType.I32, rows);
-                for (int i = 0, row = 0; i < rows; i++) {
-                    if (allPositions) pick.setInt(i, i);
-                    else {
-                        row += counts[i];
-                        pick.setInt(row - 1, i);
-                    }
-                }
-                Tensor last = Tensor.scratch(step, DType.F32, rows, hidden);
-                Dispatch.gather(ctx, x, Copy.toDevice(step, pick), last);
-                Tensor normed = Tensor.scratch(step, DType.BF16, rows, hidden);
-                norm.apply(ctx, last, normed);
-                Tensor logits = Tensor.allocate(arena, DType.F32, rows, vocab);
-                Tensor computed = logits.isInMemoryOf(ctx) ? logits : Tensor.scratch(step, DType.F32, rows, vocab);
-                lmHead.apply(ctx, normed, computed);
-                if (computed != logits) Copy.apply(ctx, computed, logits);
-                return logits;
-            });
-        } finally {
-            stepLock.unlock();
-        }
+        return counts;
     }
 
     /** Each MoE layer's experts spread over devices, by layer index (empty with one expert device). */

@@ -1,5 +1,6 @@
 package dev.moe4j.engine;
 
+import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.Tensor;
 import dev.moe4j.tokenizer.Tokenizer;
 import java.lang.foreign.Arena;
@@ -51,6 +52,7 @@ final class StepRunner {
     private final Model model;
     private final float[] row;
     private final int textVocab;
+    private Tensor logits; // [most sequences of a step so far, vocab], reused by every step (grow-only)
 
     StepRunner(Model model, Tokenizer tokenizer) {
         this.model = model;
@@ -94,24 +96,23 @@ final class StepRunner {
         if (step.isEmpty()) return null;
         int[] sequences = step.stream().mapToInt(s -> s.sequence).toArray();
         long rowBytes = (long) row.length * Float.BYTES;
-        try (Arena arena = Arena.ofConfined()) {
-            Tensor logits;
-            try {
-                logits = model.forward(sequences, tokens.toArray(int[][]::new), false, arena);
-            } catch (RuntimeException e) {
-                throw new StepFailedException(step, e);
-            }
-            for (int i = 0; i < step.size(); i++) {
-                RequestState s = step.get(i);
-                s.consumed(tokens.get(i).length);
-                if (s.readingPrompt()) continue; // mid-prompt: no token yet
-                MemorySegment.copy(logits.segment(), ValueLayout.JAVA_FLOAT, i * rowBytes, row, 0, row.length);
-                if (logitsSink != null) logitsSink.accept(s, row);
-                // ids past the tokenizer's (a vocabulary padded for the GEMMs, as V3's 129280 over 128815) have no
-                // text: never chosen
-                for (int v = textVocab; v < row.length; v++) row[v] = Float.NEGATIVE_INFINITY;
-                s.accept(s.sampler.sample(row), tokenSink);
-            }
+        if (logits == null || logits.shape(0) < sequences.length)
+            logits = Tensor.allocate(Arena.ofAuto(), DType.F32, sequences.length, row.length);
+        try {
+            model.forward(sequences, tokens.toArray(int[][]::new), false, logits.slice(0, 0, sequences.length));
+        } catch (RuntimeException e) {
+            throw new StepFailedException(step, e);
+        }
+        for (int i = 0; i < step.size(); i++) {
+            RequestState s = step.get(i);
+            s.consumed(tokens.get(i).length);
+            if (s.readingPrompt()) continue; // mid-prompt: no token yet
+            MemorySegment.copy(logits.segment(), ValueLayout.JAVA_FLOAT, i * rowBytes, row, 0, row.length);
+            if (logitsSink != null) logitsSink.accept(s, row);
+            // ids past the tokenizer's (a vocabulary padded for the GEMMs, as V3's 129280 over 128815) have no
+            // text: never chosen
+            for (int v = textVocab; v < row.length; v++) row[v] = Float.NEGATIVE_INFINITY;
+            s.accept(s.sampler.sample(row), tokenSink);
         }
         return new Step(step, tokens.stream().mapToInt(t -> t.length).toArray(), prompt, decode);
     }

@@ -7,6 +7,7 @@ import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.QuantizedGroups;
 import dev.moe4j.tensor.QuantizedTensor;
 import dev.moe4j.tensor.Tensor;
+import java.lang.ref.Reference;
 import java.util.Objects;
 
 /**
@@ -57,6 +58,10 @@ public final class ExpertFfn {
                             groupedLayout.descriptor(call, "grouped_layout"),
                             alignment,
                             d.descriptor(call, "d")));
+        } finally {
+            Reference.reachabilityFence(gate); // their descriptor arrays live as long as they do
+            Reference.reachabilityFence(up);
+            Reference.reachabilityFence(down);
         }
     }
 }

@@ -9,6 +9,7 @@ import dev.moe4j.tensor.QuantizedTensor;
 import dev.moe4j.tensor.Tensor;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.SegmentAllocator;
+import java.lang.ref.Reference;
 import java.util.Objects;
 
 /**
@@ -94,6 +95,8 @@ public final class Fp8Gemm {
                             groupedLayout.descriptor(call, "grouped_layout"),
                             alignment,
                             d.descriptor(call, "d")));
+        } finally {
+            Reference.reachabilityFence(b); // its descriptor arrays live as long as it does
         }
     }
 
@@ -121,6 +124,8 @@ public final class Fp8Gemm {
                             b.descriptor(call, "b"),
                             maskedM.descriptor(call, "masked_m"),
                             d.descriptor(call, "d")));
+        } finally {
+            Reference.reachabilityFence(b);
         }
     }
 }

@@ -8,13 +8,16 @@ import java.util.concurrent.Callable;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
+import java.util.concurrent.Semaphore;
 import java.util.function.IntFunction;
 
 /**
  * N devices for expert parallelism, grouped into nodes (devices of one node share a fast interconnect; EPLB keeps
  * expert groups within a node). Each device has its own native context (reproducible, so results do not depend
  * on how tokens are spread) and one worker thread that runs everything submitted to it, in order. CPU devices each
- * get a share of the machine's hardware threads; their memory is host memory.
+ * get a share of the machine's hardware threads; their memory is host memory. CPU devices never oversubscribe the
+ * machine: work submitted to one holds as many of the hardware threads as its context uses while it runs, so with
+ * more CPU devices than hardware threads some wait their turn instead of sharing cores.
  *
  * <p>Thread-safety: {@link #submit} may be called from any thread; a device's context is used only on its worker.
  * {@link #close} waits for submitted work, then frees every context.
@@ -23,9 +26,11 @@ public final class DeviceGroup implements AutoCloseable {
     private final int nodes;
     private final List<Context> contexts = new ArrayList<>();
     private final List<ExecutorService> workers = new ArrayList<>();
+    private final Semaphore cores; // the machine's hardware threads, for CPU devices; null for CUDA devices
 
-    private DeviceGroup(int nodes) {
+    private DeviceGroup(int nodes, Semaphore cores) {
         this.nodes = nodes;
+        this.cores = cores;
     }
 
     /**
@@ -34,8 +39,13 @@ public final class DeviceGroup implements AutoCloseable {
      * @param nodes how many nodes the devices form (devices divide by it)
      */
     public static DeviceGroup cpu(int devices, int nodes) {
-        int threads = Math.max(1, NativeLibrary.capabilities().cpuThreads() / Math.max(1, devices));
-        return create(devices, nodes, d -> Context.Options.cpu().withThreads(threads));
+        int hardware = NativeLibrary.capabilities().cpuThreads();
+        int threads = Math.max(1, hardware / Math.max(1, devices));
+        return create(
+                devices,
+                nodes,
+                new Semaphore(hardware, true),
+                d -> Context.Options.cpu().withThreads(threads));
     }
 
     /**
@@ -45,14 +55,14 @@ public final class DeviceGroup implements AutoCloseable {
      * @throws dev.moe4j.runtime.Moe4jException if a device does not exist
      */
     public static DeviceGroup cuda(int devices, int nodes) {
-        return create(devices, nodes, d -> Context.Options.cuda(d));
+        return create(devices, nodes, null, d -> Context.Options.cuda(d));
     }
 
-    private static DeviceGroup create(int devices, int nodes, IntFunction<Context.Options> options) {
+    private static DeviceGroup create(int devices, int nodes, Semaphore cores, IntFunction<Context.Options> options) {
         if (devices <= 0 || nodes <= 0 || devices % nodes != 0)
             throw new IllegalArgumentException(
                     "devices (" + devices + ") must be a positive multiple of nodes (" + nodes + ")");
-        DeviceGroup group = new DeviceGroup(nodes);
+        DeviceGroup group = new DeviceGroup(nodes, cores);
         try {
             for (int d = 0; d < devices; d++) {
                 group.contexts.add(Context.create(options.apply(d).withReproducible(true)));
@@ -88,12 +98,26 @@ public final class DeviceGroup implements AutoCloseable {
         return contexts.get(device);
     }
 
-    /** Runs work on device d's worker thread. */
+    /** Whether the devices are CPU devices (their memory is host memory). */
+    public boolean isCpu() {
+        return cores != null;
+    }
+
+    /**
+     * Runs work on device d's worker thread; on a CPU device it first takes as many hardware threads as the device's
+     * context uses, and gives them back when the work ends.
+     */
     public <T> CompletableFuture<T> submit(int device, Callable<T> work) {
         CompletableFuture<T> result = new CompletableFuture<>();
+        int threads = cores == null ? 0 : contexts.get(device).threads();
         workers.get(device).execute(() -> {
             try {
-                result.complete(work.call());
+                if (threads > 0) cores.acquire(threads);
+                try {
+                    result.complete(work.call());
+                } finally {
+                    if (threads > 0) cores.release(threads);
+                }
             } catch (Throwable t) {
                 result.completeExceptionally(t);
             }

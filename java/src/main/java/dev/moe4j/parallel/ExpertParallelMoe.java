@@ -37,7 +37,8 @@ import java.util.function.Supplier;
  * assigns every (token, expert) pair to a replica, each expert's pairs split evenly over its replicas; the home
  * gathers each device's rows ({@link Dispatch#gather}) and one copy per operand moves them to the device unless it
  * shares the home's memory (device to device between GPUs); every device runs all its experts in one fused FFN call,
- * concurrently, and returns bf16 rows into one home buffer; meanwhile the caller's thread runs the shared experts;
+ * concurrently, and returns bf16 rows into one home buffer; meanwhile the shared experts run on the home GPU (or,
+ * with CPU devices and a CPU home, on the CPU device with the fewest rows, so the cores are not oversubscribed);
  * then {@link Dispatch#combine} adds, per token, the shared output and the routed outputs weighted by rank order.
  * Device contexts are reproducible and the combine order is fixed, so the output is the same bits for any device
  * count and placement. Each device context and the caller's have their own stream: work handed from one to another
@@ -115,8 +116,8 @@ public final class ExpertParallelMoe implements MoeBlock, AutoCloseable {
      *     memory (the source the devices' copies are made from, expert by expert; a checkpoint's memory map, say)
      * @param hostUp like hostGate
      * @param hostDown one group per expert, E4M3 [H, I] with block scales
-     * @param shared the shared experts, run on the calling thread's context (their weights in its memory: host memory
-     *     for a CPU home, the home GPU's for a GPU home, see {@link DenseMlp#to}), or null
+     * @param shared the shared experts, run on the home (their weights in its memory: host memory for a CPU home, the
+     *     home GPU's for a GPU home, see {@link DenseMlp#to}), or null
      * @param placement the initial placement; {@code layer} selects its row
      */
     public ExpertParallelMoe(
@@ -267,12 +268,26 @@ public final class ExpertParallelMoe implements MoeBlock, AutoCloseable {
         }
         Tensor sharedOut = null;
         RuntimeException sharedFailure = null;
+        CompletableFuture<Void> sharedOnDevice = null;
         if (shared != null) {
-            sharedOut = home(homeMember, 2, DType.F32, t, hidden);
-            try {
-                shared.apply(ctx, x, sharedOut);
-            } catch (RuntimeException e) {
-                sharedFailure = e;
+            Tensor sharedTarget = sharedOut = home(homeMember, 2, DType.F32, t, hidden);
+            if (home.isCpu() && group.isCpu()) {
+                // CPU devices hold the machine's cores: the shared experts (host weights, readable from any CPU
+                // context) queue behind the routed rows of the device with the fewest, rather than running on the
+                // caller's threads beside the devices and oversubscribing the cores
+                int lightest = 0;
+                for (int d = 1; d < devices; d++) if (plan.rows(d) < plan.rows(lightest)) lightest = d;
+                Context device = group.context(lightest);
+                sharedOnDevice = group.submit(lightest, () -> {
+                    shared.apply(device, x, sharedTarget);
+                    return null;
+                });
+            } else {
+                try {
+                    shared.apply(ctx, x, sharedOut);
+                } catch (RuntimeException e) {
+                    sharedFailure = e;
+                }
             }
         }
         long waitStart = System.nanoTime();
@@ -285,6 +300,17 @@ public final class ExpertParallelMoe implements MoeBlock, AutoCloseable {
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
                 throw new IllegalStateException("interrupted while waiting for device " + d, e);
+            }
+        }
+        if (sharedOnDevice != null) {
+            try {
+                sharedOnDevice.get();
+            } catch (ExecutionException e) {
+                sharedFailure =
+                        e.getCause() instanceof RuntimeException r ? r : new IllegalStateException(e.getCause());
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new IllegalStateException("interrupted while waiting for the shared experts", e);
             }
         }
         long waited = System.nanoTime() - waitStart;

@@ -4,8 +4,10 @@ import dev.moe4j.bindings.moe4j_fp8_weight_groups;
 import dev.moe4j.bindings.moe4j_h;
 import dev.moe4j.bindings.moe4j_tensor;
 import dev.moe4j.runtime.Device;
+import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.SegmentAllocator;
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Objects;
@@ -28,6 +30,11 @@ public final class QuantizedGroups {
     private final long outFeatures;
     private final long inFeatures;
     private final Device device;
+    // One segment per distinct memory scope among the groups' tensors (usually one: a checkpoint's map), checked on
+    // every call in place of each tensor; and the descriptor arrays, written at the first call and reused by every
+    // call after it (the groups never change). Kernel wrappers keep this object reachable while native code reads them.
+    private final List<MemorySegment> owners;
+    private volatile MemorySegment[] cached; // {weights, scales}
 
     private QuantizedGroups(List<QuantizedTensor> groups) {
         this.groups = groups;
@@ -35,6 +42,11 @@ public final class QuantizedGroups {
         this.outFeatures = first.data().shape(0);
         this.inFeatures = first.data().shape(1);
         this.device = first.data().device();
+        List<MemorySegment> distinct = new ArrayList<>();
+        for (QuantizedTensor w : groups)
+            for (MemorySegment m : List.of(w.data().segment(), w.scales().segment()))
+                if (distinct.stream().noneMatch(o -> o.scope().equals(m.scope()))) distinct.add(m);
+        owners = List.copyOf(distinct);
     }
 
     /**
@@ -131,27 +143,43 @@ public final class QuantizedGroups {
     }
 
     /**
-     * Writes the native {@code moe4j_fp8_weight_groups} struct and its two descriptor arrays into memory from
-     * allocator, for kernel wrappers. The result is valid while the allocator's memory is.
+     * Writes the native {@code moe4j_fp8_weight_groups} struct into memory from allocator, for kernel wrappers; its
+     * two descriptor arrays are written once, at the first call, and shared by every call after it. The result is
+     * valid while the allocator's memory is and this object is reachable.
      *
      * @param name the argument name used in error messages
      * @throws IllegalStateException if a group's memory is no longer accessible from this thread
      */
     public MemorySegment descriptor(SegmentAllocator allocator, String name) {
-        MemorySegment weights = moe4j_tensor.allocateArray(groups.size(), allocator);
-        MemorySegment scales = moe4j_tensor.allocateArray(groups.size(), allocator);
+        for (MemorySegment owner : owners) {
+            if (!owner.scope().isAlive())
+                throw new IllegalStateException(
+                        "weights '" + name + "' are no longer usable: the arena that owns their memory was closed");
+            if (!owner.isAccessibleBy(Thread.currentThread()))
+                throw new IllegalStateException("weights '" + name + "' belong to a confined arena of another thread");
+        }
+        QuantizedTensor first = groups.get(0);
+        first.data().checkKernelOperand(allocator, name + " group 0");
+        first.scales().checkKernelOperand(allocator, name + " group 0 scales");
+        MemorySegment[] arrays = cached;
+        if (arrays == null) cached = arrays = writeDescriptors(name);
+        MemorySegment struct = moe4j_fp8_weight_groups.allocate(allocator);
+        moe4j_fp8_weight_groups.count(struct, groups.size());
+        moe4j_fp8_weight_groups.weights(struct, arrays[0]);
+        moe4j_fp8_weight_groups.scales(struct, arrays[1]);
+        return struct;
+    }
+
+    private MemorySegment[] writeDescriptors(String name) {
+        Arena arena = Arena.ofAuto(); // freed with this object
+        MemorySegment weights = moe4j_tensor.allocateArray(groups.size(), arena);
+        MemorySegment scales = moe4j_tensor.allocateArray(groups.size(), arena);
         for (int g = 0; g < groups.size(); g++) {
             QuantizedTensor w = groups.get(g);
-            w.data().checkKernelOperand(allocator, name + " group " + g);
-            w.scales().checkKernelOperand(allocator, name + " group " + g + " scales");
             w.data().writeDescriptor(moe4j_tensor.asSlice(weights, g), name + " group " + g);
             w.scales().writeDescriptor(moe4j_tensor.asSlice(scales, g), name + " group " + g + " scales");
         }
-        MemorySegment struct = moe4j_fp8_weight_groups.allocate(allocator);
-        moe4j_fp8_weight_groups.count(struct, groups.size());
-        moe4j_fp8_weight_groups.weights(struct, weights);
-        moe4j_fp8_weight_groups.scales(struct, scales);
-        return struct;
+        return new MemorySegment[] {weights, scales};
     }
 
     @Override

@@ -5,7 +5,10 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.moe4j.tensor.DType;
+import dev.moe4j.tensor.Tensor;
 import java.io.IOException;
+import java.lang.foreign.Arena;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -128,8 +131,15 @@ class GeneratorTest {
                     () -> SamplingParams.defaults().withTemperature(-1));
             var step = assertThrows(
                     IllegalArgumentException.class,
-                    () -> model.forward(new int[] {model.newSequence()}, new int[][] {{-1}}, false, null));
+                    () -> model.forward(new int[] {model.newSequence()}, new int[][] {{-1}}, false, (Arena) null));
             assertTrue(step.getMessage().contains("token id -1"), step.getMessage());
+            try (Arena arena = Arena.ofConfined()) {
+                Tensor twoRows = Tensor.allocate(arena, DType.F32, 2, model.vocabSize());
+                var shape = assertThrows(
+                        IllegalArgumentException.class,
+                        () -> model.forward(new int[] {model.newSequence()}, new int[][] {{1}}, false, twoRows));
+                assertTrue(shape.getMessage().contains("logits must be a contiguous F32 [1, "), shape.getMessage());
+            }
             assertEquals(free, model.freeCacheTokens(), "nothing reserved by the failed calls");
             // the model still works
             assertEquals(

@@ -1,6 +1,7 @@
 package dev.moe4j.kernels;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.moe4j.bindings.moe4j_fp8_weight_groups;
@@ -79,11 +80,42 @@ class WeightGroupsTest {
         return QuantizedGroups.of(list);
     }
 
-    /** The descriptor of {@code groups} after {@code mutation} of the struct. */
+    /**
+     * The descriptor of {@code groups} after {@code mutation} of the struct; the descriptor arrays are copies (the
+     * groups' own are written once and shared by every call).
+     */
     private MemorySegment broken(QuantizedGroups groups, Consumer<MemorySegment> mutation) {
-        MemorySegment struct = groups.descriptor(arena, "b");
+        MemorySegment shared = groups.descriptor(arena, "b");
+        MemorySegment struct = moe4j_fp8_weight_groups.allocate(arena);
+        moe4j_fp8_weight_groups.count(struct, G);
+        moe4j_fp8_weight_groups.weights(struct, copyOf(moe4j_fp8_weight_groups.weights(shared)));
+        moe4j_fp8_weight_groups.scales(struct, copyOf(moe4j_fp8_weight_groups.scales(shared)));
         mutation.accept(struct);
         return struct;
+    }
+
+    private MemorySegment copyOf(MemorySegment descriptors) {
+        long bytes = G * moe4j_tensor.sizeof();
+        return arena.allocate(bytes, 8).copyFrom(descriptors.reinterpret(bytes));
+    }
+
+    @Test
+    void descriptorArraysAreWrittenOnceAndClosedMemoryIsStillRefused() {
+        MemorySegment first = weights.descriptor(arena, "b"), second = weights.descriptor(arena, "b");
+        assertEquals(moe4j_fp8_weight_groups.weights(first), moe4j_fp8_weight_groups.weights(second));
+        assertEquals(moe4j_fp8_weight_groups.scales(first), moe4j_fp8_weight_groups.scales(second));
+        Arena own = Arena.ofConfined();
+        List<QuantizedTensor> list = new ArrayList<>();
+        for (int g = 0; g < G; g++)
+            list.add(new QuantizedTensor(
+                    Tensor.allocate(own, DType.E4M3, N, K),
+                    Tensor.allocate(own, DType.F32, N / 128, K / 128),
+                    QuantizedTensor.BLOCK));
+        QuantizedGroups closing = QuantizedGroups.of(list);
+        closing.descriptor(arena, "b");
+        own.close();
+        IllegalStateException e = assertThrows(IllegalStateException.class, () -> closing.descriptor(arena, "w_gate"));
+        assertTrue(e.getMessage().contains("'w_gate'") && e.getMessage().contains("closed"), e.getMessage());
     }
 
     private static MemorySegment weightsOf(MemorySegment struct, int g) {

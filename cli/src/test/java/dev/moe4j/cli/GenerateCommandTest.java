@@ -29,7 +29,7 @@ import org.junit.jupiter.api.io.TempDir;
 
 /** The generate, score, tokenize and make-model verbs, end to end. */
 class GenerateCommandTest {
-    static final String V3 = "src/test/resources/fixtures/model/v3-tiny";
+    static final String V3 = "../java/src/test/resources/fixtures/model/v3-tiny";
 
     /** Runs a verb and returns what it printed. */
     static String capture(Callable<Integer> verb) throws Exception {

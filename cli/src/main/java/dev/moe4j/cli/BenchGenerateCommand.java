@@ -4,6 +4,7 @@ import dev.moe4j.engine.Model;
 import dev.moe4j.model.Json;
 import dev.moe4j.model.ModelConfig;
 import dev.moe4j.runtime.Profiler;
+import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.Tensor;
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -183,12 +184,13 @@ final class BenchGenerateCommand {
             });
             long decodeNanos = 0, nativeNanos = 0;
             Map<String, Profiler.Entry> kernels;
+            Tensor logits = Tensor.allocate(arena, DType.F32, b, model.vocabSize()); // every step's, as a server keeps
             try (Profiler profiler = Profiler.start()) {
                 for (int s = 0; s < decode; s++) {
                     int[][] tokens = new int[b][];
                     for (int i = 0; i < b; i++) tokens[i] = new int[] {last[i]};
                     long t0 = System.nanoTime();
-                    Tensor logits = model.forward(sequences, tokens, false, arena);
+                    model.forward(sequences, tokens, false, logits);
                     decodeNanos += System.nanoTime() - t0;
                     for (int i = 0; i < b; i++) last[i] = argmax(logits, i);
                 }
