@@ -9,6 +9,9 @@
  *  - On failure records a message naming the function, the argument and what was wrong; read it with
  *    moe4j_last_error() on the same thread, before the next moe4j call on that thread.
  *  - Never calls exit/abort on bad input and never throws across the boundary.
+ *  - A call that fails while it runs (MOE4J_ERROR_OUT_OF_MEMORY: an allocation failed, in a worker thread too;
+ *    MOE4J_ERROR_INTERNAL) may have written part of its outputs, never its inputs; the context stays usable and the
+ *    next call runs normally. See moe4j_context_inject_fault to provoke such failures in tests.
  *
  * Threading: a context must not be used by two threads at once; distinct contexts are independent.
  * Error messages are thread-local, so concurrent callers never see each other's messages.
@@ -213,6 +216,30 @@ moe4j_status moe4j_context_kernel_variants(const moe4j_context *ctx, moe4j_kerne
                                            int32_t *count);
 /* Forgets the context's kernel-variant counts. */
 moe4j_status moe4j_context_reset_kernel_variants(moe4j_context *ctx);
+
+/* What moe4j_context_inject_fault provokes. */
+enum moe4j_fault {
+    MOE4J_FAULT_NONE = 0, /* disarms the context's faults (n must be 0) */
+    /* The n-th allocation the context makes from the call on (n >= 1) fails once, as if memory were exhausted:
+     * moe4j_alloc, and the growth of the context's own scratch (a CPU context's host scratch, used by the fused expert
+     * FFN; a CUDA context's device scratch, used by most CUDA kernels). The call that makes it returns
+     * MOE4J_ERROR_OUT_OF_MEMORY with a message naming what it was allocating and "(injected fault)". */
+    MOE4J_FAULT_ALLOCATION = 1,
+    /* CPU contexts only: in the next parallel run of the context's thread pool that has more than n tasks (n >= 0),
+     * task n fails as an allocation inside it would (std::bad_alloc) instead of running, once: the entry point returns
+     * MOE4J_ERROR_OUT_OF_MEMORY. Which thread runs task n is not fixed. */
+    MOE4J_FAULT_TASK_OUT_OF_MEMORY = 2,
+    /* As MOE4J_FAULT_TASK_OUT_OF_MEMORY, with an unexpected exception instead: MOE4J_ERROR_INTERNAL. */
+    MOE4J_FAULT_TASK_EXCEPTION = 3
+};
+
+/*
+ * Arms one fault on the context, replacing any armed before: for tests of failure handling (the status a failing
+ * call returns, what it leaves behind, and that the context keeps working). A fault fires at most once, then the
+ * context behaves normally; MOE4J_FAULT_NONE disarms. A task fault on a CUDA context, whose kernels run no host tasks,
+ * is MOE4J_ERROR_UNSUPPORTED. Like every call on a context, not concurrently with another call on it.
+ */
+moe4j_status moe4j_context_inject_fault(moe4j_context *ctx, int32_t fault, int64_t n);
 
 /*
  * Memory of the context's device: cudaMalloc'd (never managed) for a CUDA context, 64-byte aligned host memory for

@@ -1,16 +1,26 @@
 // Native unit tests that need no GPU, run by `./moe4j test` through ctest: the device guard's logic over a fake device
 // API, the structure that makes the guard unavoidable (every CUDA backend function takes a Call that only run_body can
-// make), and the kernel-variant counts. Usage: moe4j_native_tests NATIVE_SRC_DIR
+// make), the kernel-variant counts, the thread pool's exception safety and injected faults through the C ABI
+// (the entry points are compiled in). Usage: moe4j_native_tests NATIVE_SRC_DIR
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstring>
 #include <fstream>
 #include <iostream>
+#include <new>
 #include <set>
 #include <sstream>
+#include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "../src/core/device_guard.h"
+#include "../src/core/thread_pool.h"
 #include "../src/core/variants.h"
+#include "../src/core/views.h"
+#include "moe4j.h"
 
 namespace {
 
@@ -288,6 +298,199 @@ void variant_counts() {
                  "cpu_variant: avx512_bf16");
 }
 
+// ---------------------------------------------------------------- thread pool: exceptions
+
+// Runs `threads` tasks that each wait until all of them have started, so that every thread of a pool of that size
+// runs exactly one (no thread can take a second task while its first waits); the task on thread `thrower` then throws.
+// Returns what the pool rethrew ("" if nothing) and counts the tasks that ran.
+std::string throw_on_thread(moe4j::ThreadPool &pool, int thrower, std::atomic<int> &ran) {
+    const int threads = pool.size();
+    std::atomic<int> arrived{0};
+    try {
+        pool.run_indexed(threads, [&](int64_t, int worker) {
+            ++arrived;
+            const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+            while (arrived.load() < threads && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
+            ++ran;
+            if (worker == thrower) throw std::runtime_error("task on thread " + std::to_string(worker));
+        });
+    } catch (const std::runtime_error &e) {
+        return e.what();
+    }
+    return "";
+}
+
+void pool_rethrows_a_task_exception_from_any_thread() {
+    moe4j::ThreadPool pool(4);
+    for (int thrower = 0; thrower < pool.size(); ++thrower) {
+        std::atomic<int> ran{0};
+        const std::string what = throw_on_thread(pool, thrower, ran);
+        expect_equal(what, "task on thread " + std::to_string(thrower),
+                     "pool: the exception of the task on thread " + std::to_string(thrower) + " reaches the caller");
+        expect_equal(ran.load(), pool.size(), "pool: tasks already running finish");
+        // The pool is usable afterwards: every task of the next run runs once.
+        std::vector<std::atomic<int>> hits(1000);
+        pool.run(1000, [&](int64_t i) { ++hits[static_cast<size_t>(i)]; });
+        int once = 0;
+        for (auto &h : hits) once += h.load() == 1;
+        expect_equal(once, 1000, "pool: after a failed run every task of the next one runs exactly once");
+    }
+}
+
+void pool_keeps_the_first_exception_and_skips_the_rest() {
+    moe4j::ThreadPool pool(4);
+    std::atomic<int> ran{0};
+    std::string what;
+    try {
+        pool.run(100000, [&](int64_t i) {
+            ++ran;
+            std::this_thread::sleep_for(std::chrono::microseconds(20));
+            throw std::runtime_error("task " + std::to_string(i));
+        });
+    } catch (const std::runtime_error &e) {
+        what = e.what();
+    }
+    expect(what.rfind("task ", 0) == 0, "pool: one of the task exceptions is rethrown, got '" + what + "'");
+    expect(ran.load() < 100000,
+           "pool: tasks not started when a task failed are skipped (" + std::to_string(ran.load()) + " of 100000 ran)");
+
+    // bad_alloc from a worker arrives as bad_alloc (entry points map it to MOE4J_ERROR_OUT_OF_MEMORY)
+    bool out_of_memory = false;
+    try {
+        pool.run_indexed(64, [&](int64_t, int worker) {
+            if (worker != 0) throw std::bad_alloc();
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        });
+    } catch (const std::bad_alloc &) {
+        out_of_memory = true;
+    } catch (...) {
+    }
+    // (a pool whose workers took no task throws nothing: with 64 tasks of 1 ms the workers always take some)
+    expect(out_of_memory, "pool: a worker's std::bad_alloc is rethrown as std::bad_alloc");
+
+    // the single-thread pool and single-task runs: the exception propagates, later tasks do not run
+    moe4j::ThreadPool alone(1);
+    ran = 0;
+    try {
+        alone.run(10, [&](int64_t i) {
+            ++ran;
+            if (i == 3) throw std::runtime_error("three");
+        });
+    } catch (const std::runtime_error &) {
+    }
+    expect_equal(ran.load(), 4, "pool of 1: tasks after the failing one are skipped");
+}
+
+void pool_injected_task_faults() {
+    moe4j::ThreadPool pool(3);
+    pool.inject_fault(moe4j::TaskFault::OutOfMemory, 5);
+    std::atomic<int> ran{0};
+    pool.run(5, [&](int64_t) { ++ran; });  // 5 tasks: task 5 does not exist, the fault stays armed
+    expect_equal(ran.load(), 5, "pool fault: a run without the task is not hit");
+    std::string what;
+    try {
+        pool.run(6, [&](int64_t) { ++ran; });
+    } catch (const std::bad_alloc &e) {
+        what = e.what();
+    }
+    expect(what.find("task 5") != std::string::npos && what.find("injected") != std::string::npos,
+           "pool fault: task 5 fails as an allocation naming the task, got '" + what + "'");
+    ran = 0;
+    pool.run(6, [&](int64_t) { ++ran; });
+    expect_equal(ran.load(), 6, "pool fault: fires once");
+
+    pool.inject_fault(moe4j::TaskFault::Exception, 0);
+    bool internal = false;
+    try {
+        pool.run(1, [&](int64_t) {});
+    } catch (const std::runtime_error &) {
+        internal = true;
+    }
+    expect(internal, "pool fault: an exception fault on a single-task run (the caller's inline path)");
+    pool.inject_fault(moe4j::TaskFault::Exception, 0);
+    pool.inject_fault(moe4j::TaskFault::None, -1);
+    pool.run(3, [&](int64_t) {});  // disarmed: nothing thrown
+}
+
+// ---------------------------------------------------------------- injected faults through the C ABI
+
+moe4j_context *cpu_context(int threads) {
+    moe4j_context_options options{MOE4J_BACKEND_CPU, 0, threads, MOE4J_ISA_BEST, 0};
+    moe4j_context *ctx = nullptr;
+    expect_equal(moe4j_context_create(&options, &ctx), MOE4J_OK, "create a CPU context");
+    return ctx;
+}
+
+bool contains(const char *text, const std::string &part) { return std::string(text).find(part) != std::string::npos; }
+
+void abi_task_faults_fail_one_call() {
+    moe4j_context *ctx = cpu_context(4);
+    if (ctx == nullptr) return;
+    // a cast of 256 rows spreads over the pool in 16 tasks
+    const int64_t rows = 256, cols = 4096;
+    std::vector<float> src(static_cast<size_t>(rows * cols));
+    for (size_t i = 0; i < src.size(); ++i) src[i] = static_cast<float>(i % 128) * 0.5f - 20.0f;  // exact in bf16
+    std::vector<uint16_t> dst(src.size(), 0xFFFF);
+    moe4j_tensor s = moe4j::dense_matrix(src.data(), MOE4J_F32, rows, cols, MOE4J_HOST_MEMORY),
+                 d = moe4j::dense_matrix(dst.data(), MOE4J_BF16, rows, cols, MOE4J_HOST_MEMORY);
+    const std::vector<float> src_before = src;
+
+    expect_equal(moe4j_context_inject_fault(ctx, MOE4J_FAULT_TASK_OUT_OF_MEMORY, 7), MOE4J_OK, "arm a task fault");
+    expect_equal(moe4j_cast(ctx, &s, &d), MOE4J_ERROR_OUT_OF_MEMORY, "cast with task 7 failing: out of memory");
+    expect(contains(moe4j_last_error(), "moe4j_cast: out of host memory") && contains(moe4j_last_error(), "task 7") &&
+               contains(moe4j_last_error(), "injected fault"),
+           std::string("task fault message names the call and the task: ") + moe4j_last_error());
+    expect(src == src_before, "a failed cast leaves its input alone");
+
+    expect_equal(moe4j_cast(ctx, &s, &d), MOE4J_OK, "the context works on the next call");
+    std::fill(dst.begin(), dst.end(), uint16_t{0xFFFF});
+    expect_equal(moe4j_cast(ctx, &s, &d), MOE4J_OK, "and on the one after");
+    int wrong = 0;
+    for (size_t i = 0; i < src.size(); ++i) {
+        uint32_t bits;
+        std::memcpy(&bits, &src[i], 4);
+        wrong += dst[i] != static_cast<uint16_t>(bits >> 16);  // these values are exact in bf16
+    }
+    expect_equal(wrong, 0, "cast after a failed call: every element right");
+
+    expect_equal(moe4j_context_inject_fault(ctx, MOE4J_FAULT_TASK_EXCEPTION, 0), MOE4J_OK, "arm an exception fault");
+    expect_equal(moe4j_cast(ctx, &s, &d), MOE4J_ERROR_INTERNAL, "cast with task 0 throwing: internal error");
+    expect(contains(moe4j_last_error(), "moe4j_cast: internal error"), moe4j_last_error());
+    expect_equal(moe4j_cast(ctx, &s, &d), MOE4J_OK, "the context works after an internal error");
+
+    expect_equal(moe4j_context_inject_fault(ctx, MOE4J_FAULT_TASK_OUT_OF_MEMORY, 1), MOE4J_OK, "arm, then");
+    expect_equal(moe4j_context_inject_fault(ctx, MOE4J_FAULT_NONE, 0), MOE4J_OK, "disarm");
+    expect_equal(moe4j_cast(ctx, &s, &d), MOE4J_OK, "a disarmed fault does not fire");
+    moe4j_context_destroy(ctx);
+}
+
+void abi_allocation_faults() {
+    moe4j_context *ctx = cpu_context(2);
+    if (ctx == nullptr) return;
+    void *p = nullptr;
+    expect_equal(moe4j_context_inject_fault(ctx, MOE4J_FAULT_ALLOCATION, 2), MOE4J_OK, "arm the second allocation");
+    expect_equal(moe4j_alloc(ctx, 1000, &p), MOE4J_OK, "first allocation succeeds");
+    expect_equal(moe4j_free(ctx, p), MOE4J_OK, "free it");
+    p = reinterpret_cast<void *>(1);
+    expect_equal(moe4j_alloc(ctx, 1000, &p), MOE4J_ERROR_OUT_OF_MEMORY, "second allocation fails");
+    expect(p == nullptr, "a failed allocation writes null");
+    expect(contains(moe4j_last_error(), "moe4j_alloc: cannot allocate 1000 bytes of host memory (injected fault)"),
+           moe4j_last_error());
+    expect_equal(moe4j_alloc(ctx, 1000, &p), MOE4J_OK, "the third succeeds: a fault fires once");
+    expect_equal(moe4j_free(ctx, p), MOE4J_OK, "free it");
+
+    expect_equal(moe4j_context_inject_fault(ctx, 9, 1), MOE4J_ERROR_INVALID_ARGUMENT, "unknown fault");
+    expect(contains(moe4j_last_error(), "argument 'fault': 9 is not a moe4j_fault"), moe4j_last_error());
+    expect_equal(moe4j_context_inject_fault(ctx, MOE4J_FAULT_ALLOCATION, 0), MOE4J_ERROR_INVALID_ARGUMENT,
+                 "allocation fault 0");
+    expect(contains(moe4j_last_error(), "argument 'n': 0 is not positive"), moe4j_last_error());
+    expect_equal(moe4j_context_inject_fault(ctx, MOE4J_FAULT_TASK_EXCEPTION, -1), MOE4J_ERROR_INVALID_ARGUMENT,
+                 "task -1");
+    expect_equal(moe4j_context_inject_fault(ctx, MOE4J_FAULT_NONE, 3), MOE4J_ERROR_INVALID_ARGUMENT, "none with n");
+    expect_equal(moe4j_context_inject_fault(nullptr, MOE4J_FAULT_NONE, 0), MOE4J_ERROR_INVALID_ARGUMENT, "null ctx");
+    moe4j_context_destroy(ctx);
+}
+
 }  // namespace
 
 int main(int argc, char **argv) {
@@ -305,6 +508,11 @@ int main(int argc, char **argv) {
     on_device_propagates_errors();
     every_cuda_entry_point_is_guarded(argv[1]);
     variant_counts();
+    pool_rethrows_a_task_exception_from_any_thread();
+    pool_keeps_the_first_exception_and_skips_the_rest();
+    pool_injected_task_faults();
+    abi_task_faults_fail_one_call();
+    abi_allocation_faults();
     if (failures != 0) {
         std::cerr << failures << " check(s) failed\n";
         return 1;

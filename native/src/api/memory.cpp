@@ -63,6 +63,10 @@ extern "C" moe4j_status moe4j_alloc(moe4j_context *ctx, int64_t bytes, void **ou
         if (out == nullptr) return check.invalid("argument 'out' is null");
         if (bytes <= 0) return check.invalid("argument 'bytes': " + std::to_string(bytes) + " is not positive");
         *out = nullptr;
+        if (ctx->allocation_faults.next_fails())
+            return fail(MOE4J_ERROR_OUT_OF_MEMORY,
+                        std::string(fn) + ": cannot allocate " + std::to_string(bytes) + " bytes of " +
+                            (ctx->backend == MOE4J_BACKEND_CUDA ? "device" : "host") + " memory (injected fault)");
 #if MOE4J_WITH_CUDA
         if (ctx->backend == MOE4J_BACKEND_CUDA)
             return cuda::run(fn, ctx, [&](const cuda::Call &on) { return cuda::alloc(on, bytes, out); });

@@ -14,7 +14,7 @@
 
 namespace moe4j {
 
-constexpr int32_t kAbiVersion = 6;
+constexpr int32_t kAbiVersion = 7;
 constexpr int32_t kMaxThreads = 1024;
 
 moe4j_status check_context(const char *function, const moe4j_context *ctx) {
@@ -193,6 +193,42 @@ extern "C" moe4j_status moe4j_context_reset_kernel_variants(moe4j_context *ctx) 
         if (moe4j_status s = check_context(fn, ctx)) return s;
         ctx->variants.reset();
         return MOE4J_OK;
+    });
+}
+
+extern "C" moe4j_status moe4j_context_inject_fault(moe4j_context *ctx, int32_t fault, int64_t n) {
+    return guarded(__func__, [&](const char *fn) -> moe4j_status {
+        if (moe4j_status s = check_context(fn, ctx)) return s;
+        const std::string prefix = std::string(fn) + ": argument ";
+        const std::string n_is = prefix + "'n': " + std::to_string(n);
+        switch (fault) {
+            case MOE4J_FAULT_NONE:
+                if (n != 0) return fail(MOE4J_ERROR_INVALID_ARGUMENT, n_is + " must be 0 with MOE4J_FAULT_NONE");
+                ctx->allocation_faults.arm(0);
+                ctx->pool->inject_fault(TaskFault::None, -1);
+                return MOE4J_OK;
+            case MOE4J_FAULT_ALLOCATION:
+                if (n < 1)
+                    return fail(MOE4J_ERROR_INVALID_ARGUMENT, n_is + " is not positive (1 fails the next allocation)");
+                ctx->allocation_faults.arm(n);
+                ctx->pool->inject_fault(TaskFault::None, -1);
+                return MOE4J_OK;
+            case MOE4J_FAULT_TASK_OUT_OF_MEMORY:
+            case MOE4J_FAULT_TASK_EXCEPTION:
+                if (n < 0) return fail(MOE4J_ERROR_INVALID_ARGUMENT, n_is + " is negative (tasks count from 0)");
+                if (ctx->backend != MOE4J_BACKEND_CPU)
+                    return fail(MOE4J_ERROR_UNSUPPORTED,
+                                prefix +
+                                    "'fault': task faults need a CPU context; a CUDA context's kernels run no "
+                                    "host tasks");
+                ctx->allocation_faults.arm(0);
+                ctx->pool->inject_fault(
+                    fault == MOE4J_FAULT_TASK_OUT_OF_MEMORY ? TaskFault::OutOfMemory : TaskFault::Exception, n);
+                return MOE4J_OK;
+            default:
+                return fail(MOE4J_ERROR_INVALID_ARGUMENT,
+                            prefix + "'fault': " + std::to_string(fault) + " is not a moe4j_fault");
+        }
     });
 }
 

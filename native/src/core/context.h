@@ -1,9 +1,15 @@
 // The state behind an opaque moe4j_context.
 #pragma once
 
+#include <atomic>
+#include <cstdint>
 #include <memory>
+#include <new>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
+#include "error.h"
 #include "moe4j.h"
 #include "thread_pool.h"
 #include "variants.h"
@@ -12,6 +18,26 @@ namespace moe4j {
 namespace cuda {
 struct DeviceState;  // defined by the CUDA backend; absent from CPU-only builds
 }
+
+// The allocation fault a test arms on a context (moe4j_context_inject_fault, MOE4J_FAULT_ALLOCATION): the n-th
+// allocation the context makes from then on fails, once. Atomic because moe4j_alloc may be called while another
+// thread runs a kernel on the context (Java frees and allocates device buffers from cleaner and staging threads).
+class AllocationFaults {
+  public:
+    // n >= 1 arms the n-th allocation from now; 0 disarms.
+    void arm(int64_t n) { countdown_.store(n); }
+
+    // Counts one allocation; true when it is the one that must fail.
+    bool next_fails() {
+        int64_t left = countdown_.load();
+        while (left > 0)
+            if (countdown_.compare_exchange_weak(left, left - 1)) return left == 1;
+        return false;
+    }
+
+  private:
+    std::atomic<int64_t> countdown_{0};
+};
 }  // namespace moe4j
 
 struct moe4j_context {
@@ -27,6 +53,24 @@ struct moe4j_context {
     std::vector<float> host_scratch;
     // Which kernel variant each call ran (moe4j_context_kernel_variants).
     moe4j::VariantCounts variants;
+    // The armed allocation fault (tests only; see moe4j_context_inject_fault).
+    moe4j::AllocationFaults allocation_faults;
+
+    // host_scratch with room for at least `floats` floats, grown if needed. When it cannot grow (or an injected fault
+    // says so) throws moe4j::OutOfMemory naming `what` and the size, and host_scratch stays as it was.
+    float *host_scratch_for(size_t floats, const char *what) {
+        if (host_scratch.size() >= floats) return host_scratch.data();
+        const std::string wanted = std::to_string(floats * sizeof(float)) + " bytes of host scratch for " + what;
+        if (allocation_faults.next_fails()) throw moe4j::OutOfMemory("cannot allocate " + wanted + " (injected fault)");
+        try {
+            host_scratch.resize(floats);
+        } catch (const std::bad_alloc &) {
+            throw moe4j::OutOfMemory("cannot allocate " + wanted);
+        } catch (const std::length_error &) {
+            throw moe4j::OutOfMemory("cannot allocate " + wanted + ": more than a vector holds");
+        }
+        return host_scratch.data();
+    }
 
     bool reproducible() const { return (flags & MOE4J_CONTEXT_REPRODUCIBLE) != 0; }
     bool simple_kernels() const { return (flags & MOE4J_CONTEXT_SIMPLE_KERNELS) != 0; }

@@ -1,6 +1,10 @@
 #include "thread_pool.h"
 
 #include <algorithm>
+#include <stdexcept>
+#include <string>
+
+#include "error.h"
 
 namespace moe4j {
 
@@ -17,8 +21,38 @@ ThreadPool::~ThreadPool() {
     for (auto &worker : workers_) worker.join();
 }
 
+void ThreadPool::inject_fault(TaskFault fault, int64_t task) {
+    fault_ = task >= 0 ? fault : TaskFault::None;
+    fault_task_ = task;
+}
+
+int64_t ThreadPool::take_fault(int64_t tasks) {
+    if (fault_ == TaskFault::None || fault_task_ >= tasks) return -1;
+    fault_ = TaskFault::None;
+    return fault_task_;
+}
+
+void ThreadPool::run_one(const std::function<void(int64_t, int)> &task, int64_t i, int worker, int64_t faulty) const {
+    if (i != faulty) {
+        task(i, worker);
+        return;
+    }
+    const std::string where = "task " + std::to_string(i) + " of a parallel run (injected fault)";
+    if (faulty_kind_ == TaskFault::OutOfMemory) throw OutOfMemory("an allocation in " + where + " failed");
+    throw std::runtime_error("an exception in " + where);
+}
+
 void ThreadPool::drain(int worker) {
-    for (int64_t i = next_task_.fetch_add(1); i < task_count_; i = next_task_.fetch_add(1)) (*task_)(i, worker);
+    for (int64_t i = next_task_.fetch_add(1); i < task_count_; i = next_task_.fetch_add(1)) {
+        try {
+            run_one(*task_, i, worker, faulty_task_);
+        } catch (...) {
+            std::lock_guard<std::mutex> lock(mutex_);
+            if (!error_) error_ = std::current_exception();
+            next_task_.store(task_count_);  // tasks not yet taken are skipped
+            return;
+        }
+    }
 }
 
 void ThreadPool::run(int64_t tasks, const std::function<void(int64_t)> &task) {
@@ -28,22 +62,34 @@ void ThreadPool::run(int64_t tasks, const std::function<void(int64_t)> &task) {
 void ThreadPool::run_indexed(int64_t tasks, const std::function<void(int64_t, int)> &task) {
     if (tasks <= 0) return;
     if (workers_.empty() || tasks == 1) {
-        for (int64_t i = 0; i < tasks; ++i) task(i, 0);
+        const TaskFault kind = fault_;
+        const int64_t faulty = take_fault(tasks);
+        faulty_kind_ = kind;
+        for (int64_t i = 0; i < tasks; ++i) run_one(task, i, 0, faulty);  // an exception ends the loop: the rest skip
         return;
     }
     {
         std::lock_guard<std::mutex> lock(mutex_);
         task_ = &task;
         task_count_ = tasks;
+        faulty_kind_ = fault_;
+        faulty_task_ = take_fault(tasks);
+        error_ = nullptr;
         next_task_.store(0);
         busy_workers_ = static_cast<int>(workers_.size());
         ++generation_;
     }
     wake_.notify_all();
-    drain(0);
-    std::unique_lock<std::mutex> lock(mutex_);
-    done_.wait(lock, [this] { return busy_workers_ == 0; });
-    task_ = nullptr;
+    drain(0);  // catches what the caller's tasks throw, so the join below always happens
+    std::exception_ptr error;
+    {
+        std::unique_lock<std::mutex> lock(mutex_);
+        done_.wait(lock, [this] { return busy_workers_ == 0; });
+        task_ = nullptr;
+        error = error_;
+        error_ = nullptr;
+    }
+    if (error) std::rethrow_exception(error);
 }
 
 void ThreadPool::worker_loop(int worker) {

@@ -4,12 +4,21 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <mutex>
 #include <thread>
 #include <vector>
 
 namespace moe4j {
+
+// A fault a test arms on a pool (moe4j_context_inject_fault): in the next run with more than `task` tasks, that task
+// throws instead of running.
+enum class TaskFault {
+    None,
+    OutOfMemory,  // as if an allocation inside the task failed (OutOfMemory, a std::bad_alloc)
+    Exception     // an unexpected exception (std::runtime_error)
+};
 
 class ThreadPool {
   public:
@@ -21,16 +30,29 @@ class ThreadPool {
 
     int size() const { return static_cast<int>(workers_.size()) + 1; }
 
-    // Calls task(i) for every i in [0, tasks), spread over the pool with the caller taking part,
-    // and returns when all have finished. Not re-entrant: a task must not call run().
+    // Calls task(i) for every i in [0, tasks), spread over the pool with the caller taking part, and returns when all
+    // have finished. Not re-entrant: a task must not call run().
+    //
+    // Exceptions: when a task throws (on a worker or on the caller), the first exception is kept, tasks not yet
+    // started are skipped (tasks already running finish), every worker goes back to waiting, and the exception is
+    // rethrown on the calling thread once no task runs any more. Later exceptions of the same run are dropped. The
+    // pool is usable again afterwards. What the skipped tasks would have written is not written.
     void run(int64_t tasks, const std::function<void(int64_t)> &task);
     // run() that also tells each task which thread runs it: worker in [0, size()), 0 for the caller. Tasks that
     // share a worker run one after another, so per-worker scratch needs no locking.
     void run_indexed(int64_t tasks, const std::function<void(int64_t task, int worker)> &task);
 
+    // Arms a fault for the next run with more than `task` tasks (task >= 0): that run's task `task` throws `fault`
+    // instead of running, once. TaskFault::None disarms. For tests of failure handling.
+    void inject_fault(TaskFault fault, int64_t task);
+
   private:
     void worker_loop(int worker);
     void drain(int worker);
+    // Runs task i unless it is the armed fault's task, in which case it throws.
+    void run_one(const std::function<void(int64_t, int)> &task, int64_t i, int worker, int64_t faulty) const;
+    // The task the armed fault hits in a run of `tasks` tasks (disarming it), or -1.
+    int64_t take_fault(int64_t tasks);
 
     std::vector<std::thread> workers_;
     std::mutex mutex_;
@@ -38,10 +60,17 @@ class ThreadPool {
     std::condition_variable done_;
     const std::function<void(int64_t, int)> *task_ = nullptr;
     int64_t task_count_ = 0;
+    int64_t faulty_task_ = -1;  // the task of this run that throws, or -1
+    TaskFault faulty_kind_ = TaskFault::None;
     std::atomic<int64_t> next_task_{0};
     uint64_t generation_ = 0;
     int busy_workers_ = 0;
     bool stopping_ = false;
+    // The first exception of the current run (guarded by mutex_).
+    std::exception_ptr error_;
+    // The armed fault; only the thread that calls run() touches them.
+    TaskFault fault_ = TaskFault::None;
+    int64_t fault_task_ = -1;
 };
 
 // Splits [0, n) into chunks of at least `grain` items, about four per thread, and calls body(begin, end).

@@ -50,9 +50,9 @@ ExpertFfnKernels expert_ffn(moe4j_context *ctx, ExpertFfnArgs &args) {
     float *h_scales = nullptr, *work = nullptr;
     const auto reserve = [&](int64_t work_floats) {
         const size_t needed = static_cast<size_t>(h_floats + scale_floats + work_floats);
-        if (ctx->host_scratch.size() < needed) ctx->host_scratch.resize(needed);
-        h = reinterpret_cast<uint8_t *>(ctx->host_scratch.data());
-        h_scales = ctx->host_scratch.data() + h_floats;
+        float *scratch = ctx->host_scratch_for(needed, "the expert FFN's intermediate activations");
+        h = reinterpret_cast<uint8_t *>(scratch);
+        h_scales = scratch + h_floats;
         work = h_scales + scale_floats;
     };
     reserve(fp8_gate_up_scratch_floats(ctx, args.gate));

@@ -251,6 +251,9 @@ moe4j_status Scratch::reserve(const Call &call) {
         const size_t grown = std::max(bytes_, s.scratch_bytes + s.scratch_bytes / 2);
         const size_t bytes = (grown + kGranule - 1) / kGranule * kGranule;
         const char *fn = call.function();
+        if (call.ctx()->allocation_faults.next_fails())
+            return fail(MOE4J_ERROR_OUT_OF_MEMORY, std::string(fn) + ": cannot allocate " + std::to_string(bytes) +
+                                                       " bytes of device scratch (injected fault)");
         if (s.memory_pools) {
             if (s.scratch != nullptr)
                 if (moe4j_status st = check(fn, cudaFreeAsync(s.scratch, s.stream))) return st;

@@ -732,6 +732,104 @@ public class moe4j_h {
            throw new AssertionError("should not reach here", ex$);
         }
     }
+    private static final int MOE4J_FAULT_NONE = (int)0L;
+    /**
+     * {@snippet lang=c :
+     * enum moe4j_fault.MOE4J_FAULT_NONE = 0
+     * }
+     */
+    public static int MOE4J_FAULT_NONE() {
+        return MOE4J_FAULT_NONE;
+    }
+    private static final int MOE4J_FAULT_ALLOCATION = (int)1L;
+    /**
+     * {@snippet lang=c :
+     * enum moe4j_fault.MOE4J_FAULT_ALLOCATION = 1
+     * }
+     */
+    public static int MOE4J_FAULT_ALLOCATION() {
+        return MOE4J_FAULT_ALLOCATION;
+    }
+    private static final int MOE4J_FAULT_TASK_OUT_OF_MEMORY = (int)2L;
+    /**
+     * {@snippet lang=c :
+     * enum moe4j_fault.MOE4J_FAULT_TASK_OUT_OF_MEMORY = 2
+     * }
+     */
+    public static int MOE4J_FAULT_TASK_OUT_OF_MEMORY() {
+        return MOE4J_FAULT_TASK_OUT_OF_MEMORY;
+    }
+    private static final int MOE4J_FAULT_TASK_EXCEPTION = (int)3L;
+    /**
+     * {@snippet lang=c :
+     * enum moe4j_fault.MOE4J_FAULT_TASK_EXCEPTION = 3
+     * }
+     */
+    public static int MOE4J_FAULT_TASK_EXCEPTION() {
+        return MOE4J_FAULT_TASK_EXCEPTION;
+    }
+
+    private static class moe4j_context_inject_fault {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            moe4j_h.C_INT,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_INT,
+            moe4j_h.C_LONG_LONG
+        );
+
+        public static final MemorySegment ADDR = moe4j_h.findOrThrow("moe4j_context_inject_fault");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * moe4j_context_inject_fault(ctx, fault, n)
+     * }
+     */
+    public static FunctionDescriptor moe4j_context_inject_fault$descriptor() {
+        return moe4j_context_inject_fault.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * moe4j_context_inject_fault(ctx, fault, n)
+     * }
+     */
+    public static MethodHandle moe4j_context_inject_fault$handle() {
+        return moe4j_context_inject_fault.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * moe4j_context_inject_fault(ctx, fault, n)
+     * }
+     */
+    public static MemorySegment moe4j_context_inject_fault$address() {
+        return moe4j_context_inject_fault.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * moe4j_context_inject_fault(ctx, fault, n)
+     * }
+     */
+    public static int moe4j_context_inject_fault(MemorySegment ctx, int fault, long n) {
+        var mh$ = moe4j_context_inject_fault.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("moe4j_context_inject_fault", ctx, fault, n);
+            }
+            return (int)mh$.invokeExact(ctx, fault, n);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
 
     private static class moe4j_alloc {
         public static final FunctionDescriptor DESC = FunctionDescriptor.of(

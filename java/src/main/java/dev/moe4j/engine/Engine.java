@@ -30,6 +30,17 @@ import java.util.TreeMap;
  * served. With a {@linkplain Model#reproducible reproducible} model a request's tokens are the same whatever runs
  * beside it (batch invariance): the same as {@link Generator} gives it alone.
  *
+ * <p>Failures: when the model fails a step (a native error such as {@link dev.moe4j.runtime.Status#OUT_OF_MEMORY}: a
+ * workspace that cannot grow past its {@linkplain dev.moe4j.runtime.Workspace#limit limit}, a native allocation that
+ * fails, a KV cache that cannot take the step's tokens), the step changes nothing, and the engine runs each of its
+ * requests again alone. A request that fails alone fails: its result completes exceptionally with the model's exception
+ * (a {@link dev.moe4j.runtime.Moe4jException} naming the status and what could not be had), its cache blocks return to
+ * the pool, and {@link EngineMetrics#failed} counts it. The others go on (with a reproducible model, with the tokens
+ * they get alone), and so does the engine: a failure that passes (one allocation that fails once) costs no request. A
+ * step too large for the memory whose requests each fit alone therefore runs as one step per request, slower but
+ * whole. A failure after the model ran (in sampling, say) fails the requests of that step's batch. Only a bug in the
+ * engine itself ends it, failing every request.
+ *
  * <p>The engine owns the model while it runs: nothing else may call the model (its {@code forward} fails on a second
  * thread), and the engine installs the model's MoE observer ({@link Model#onMoeLayer}) for its metrics.
  *
@@ -392,19 +403,46 @@ public final class Engine implements AutoCloseable {
         StepRunner.Step step;
         try {
             step = runner.run(runningStates, options.maxBatchTokens(), this::mayDecode, null, this::onToken);
+        } catch (StepRunner.StepFailedException e) {
+            isolate(e);
+            return;
         } catch (RuntimeException e) {
-            // a failure in the model (a native error): its cache state for the running requests is unknown, so they
-            // end; waiting requests and later ones run normally
-            for (Submission s : running)
-                if (!s.state.done()) {
-                    s.state.cancel();
-                    s.fail(e);
-                    synchronized (stats) {
-                        failed++;
-                    }
-                }
+            // a failure after the model ran (sampling, streaming): the requests' states are unknown, so they end;
+            // waiting requests and later ones run normally
+            for (Submission s : running) if (!s.state.done()) fail(s, e);
             return;
         }
+        count(step, t0);
+    }
+
+    /**
+     * After the model failed a step, which changed nothing: runs each of its requests again, alone (a step of one
+     * request too). One that fails alone fails (its blocks are freed when it is retired); the others take their step,
+     * so a request that the memory cannot serve (a workspace or cache that cannot grow) fails alone and a passing fault
+     * costs no request.
+     */
+    private void isolate(StepRunner.StepFailedException failure) {
+        for (RequestState state : failure.states()) {
+            long t0 = System.nanoTime();
+            try {
+                count(runner.run(List.of(state), options.maxBatchTokens(), this::mayDecode, null, this::onToken), t0);
+            } catch (StepRunner.StepFailedException e) {
+                fail(submissionOf(state), e.failure());
+            } catch (RuntimeException e) {
+                fail(submissionOf(state), e);
+            }
+        }
+    }
+
+    private void fail(Submission s, RuntimeException e) {
+        s.state.cancel();
+        s.fail(e);
+        synchronized (stats) {
+            failed++;
+        }
+    }
+
+    private void count(StepRunner.Step step, long t0) {
         if (step == null) return;
         synchronized (stats) {
             steps++;

@@ -166,6 +166,8 @@ public final class Generator {
         try {
             for (RequestState a : all) a.sequence = model.newSequence();
             while (runner.run(all, stepTokens, a -> true, logits, tokens) != null) {}
+        } catch (StepRunner.StepFailedException e) {
+            throw e.failure(); // a generator runs its batch as a whole: the model's failure is the call's
         } finally {
             for (RequestState a : all) if (a.sequence >= 0) model.freeSequence(a.sequence);
         }

@@ -450,6 +450,11 @@ public final class Model implements AutoCloseable {
     }
 
     /** The device the model runs on: the CPU or a GPU. */
+    /** The context steps run on (tests inject faults and limits through it, between steps). */
+    Context context() {
+        return ctx;
+    }
+
     public Device device() {
         return ctx.device();
     }

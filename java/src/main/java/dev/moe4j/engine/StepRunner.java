@@ -24,6 +24,31 @@ final class StepRunner {
     /** What a step ran: its requests and how many tokens each brought. */
     record Step(List<RequestState> states, int[] tokens, int promptTokens, int decodeTokens) {}
 
+    /**
+     * The model failed a step ({@link Model#forward} threw {@link #failure}): nothing of it happened, neither in the
+     * cache nor in the requests' states, so each of {@link #states} may run again (alone, to find which one fails).
+     */
+    static final class StepFailedException extends RuntimeException {
+        private final transient List<RequestState> states;
+        private final RuntimeException failure;
+
+        StepFailedException(List<RequestState> states, RuntimeException failure) {
+            super("a model step over " + states.size() + " request(s) failed: " + failure.getMessage(), failure);
+            this.states = List.copyOf(states);
+            this.failure = failure;
+        }
+
+        /** The requests the step would have run, in step order. */
+        List<RequestState> states() {
+            return states;
+        }
+
+        /** What the model threw. */
+        RuntimeException failure() {
+            return failure;
+        }
+    }
+
     private final Model model;
     private final float[] row;
     private final int textVocab;
@@ -42,6 +67,7 @@ final class StepRunner {
      * @param mayDecode whether a request past its prompt takes part in this step (false holds it back, e.g. while
      *     its reader is behind)
      * @return what ran, or null when no request had anything to run
+     * @throws StepFailedException if the model failed the step; no request's state changed then
      */
     Step run(
             List<RequestState> states,
@@ -72,7 +98,11 @@ final class StepRunner {
         long rowBytes = (long) row.length * Float.BYTES;
         if (logits == null || logits.shape(0) < sequences.length)
             logits = Tensor.allocate(Arena.ofAuto(), DType.F32, sequences.length, row.length);
-        model.forward(sequences, tokens.toArray(int[][]::new), false, logits.slice(0, 0, sequences.length));
+        try {
+            model.forward(sequences, tokens.toArray(int[][]::new), false, logits.slice(0, 0, sequences.length));
+        } catch (RuntimeException e) {
+            throw new StepFailedException(step, e);
+        }
         for (int i = 0; i < step.size(); i++) {
             RequestState s = step.get(i);
             s.consumed(tokens.get(i).length);

@@ -2,7 +2,6 @@ package dev.moe4j.kernels;
 
 import dev.moe4j.bindings.moe4j_h;
 import dev.moe4j.runtime.Context;
-import dev.moe4j.runtime.NativeLibrary;
 import dev.moe4j.runtime.Workspace;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.Tensor;
@@ -32,10 +31,10 @@ public final class Activation {
         Args.tensor(up, "up", 2, DType.F32, DType.BF16);
         Args.tensor(out, "out", 2, DType.F32, DType.BF16);
         try (Workspace.Frame call = ctx.workspace().frame()) {
-            NativeLibrary.call(
+            ctx.call(
                     "moe4j_silu_mul",
-                    () -> moe4j_h.moe4j_silu_mul(
-                            ctx.handle(),
+                    ptr -> moe4j_h.moe4j_silu_mul(
+                            ptr,
                             gate.descriptor(call, "gate"),
                             up.descriptor(call, "up"),
                             out.descriptor(call, "out")));

@@ -2,7 +2,6 @@ package dev.moe4j.kernels;
 
 import dev.moe4j.bindings.moe4j_h;
 import dev.moe4j.runtime.Context;
-import dev.moe4j.runtime.NativeLibrary;
 import dev.moe4j.runtime.Workspace;
 import dev.moe4j.tensor.Tensor;
 import java.util.Objects;
@@ -20,9 +19,9 @@ public final class Cast {
         Objects.requireNonNull(src, "src");
         Objects.requireNonNull(dst, "dst");
         try (Workspace.Frame call = ctx.workspace().frame()) {
-            NativeLibrary.call(
+            ctx.call(
                     "moe4j_cast",
-                    () -> moe4j_h.moe4j_cast(ctx.handle(), src.descriptor(call, "src"), dst.descriptor(call, "dst")));
+                    ptr -> moe4j_h.moe4j_cast(ptr, src.descriptor(call, "src"), dst.descriptor(call, "dst")));
         }
     }
 }

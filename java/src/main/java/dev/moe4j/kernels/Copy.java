@@ -2,7 +2,6 @@ package dev.moe4j.kernels;
 
 import dev.moe4j.bindings.moe4j_h;
 import dev.moe4j.runtime.Context;
-import dev.moe4j.runtime.NativeLibrary;
 import dev.moe4j.runtime.Workspace;
 import dev.moe4j.tensor.Tensor;
 import java.lang.foreign.SegmentAllocator;
@@ -42,7 +41,7 @@ public final class Copy {
             SegmentAllocator descriptors = call::allocate;
             var s = src.descriptor(descriptors, "src");
             var d = dst.descriptor(descriptors, "dst");
-            NativeLibrary.call("moe4j_copy", () -> moe4j_h.moe4j_copy(ctx.handle(), s, d));
+            ctx.call("moe4j_copy", ptr -> moe4j_h.moe4j_copy(ptr, s, d));
         }
     }
 
@@ -82,6 +81,6 @@ public final class Copy {
      */
     public static void synchronize(Context ctx) {
         Objects.requireNonNull(ctx, "ctx");
-        NativeLibrary.call("moe4j_synchronize", () -> moe4j_h.moe4j_synchronize(ctx.handle()));
+        ctx.call("moe4j_synchronize", ptr -> moe4j_h.moe4j_synchronize(ptr));
     }
 }

@@ -2,7 +2,6 @@ package dev.moe4j.kernels;
 
 import dev.moe4j.bindings.moe4j_h;
 import dev.moe4j.runtime.Context;
-import dev.moe4j.runtime.NativeLibrary;
 import dev.moe4j.runtime.Workspace;
 import dev.moe4j.tensor.Tensor;
 import java.lang.foreign.MemorySegment;
@@ -31,10 +30,10 @@ public final class Dispatch {
         Objects.requireNonNull(index, "index");
         Objects.requireNonNull(dst, "dst");
         try (Workspace.Frame call = ctx.workspace().frame()) {
-            NativeLibrary.call(
+            ctx.call(
                     "moe4j_gather_rows",
-                    () -> moe4j_h.moe4j_gather_rows(
-                            ctx.handle(),
+                    ptr -> moe4j_h.moe4j_gather_rows(
+                            ptr,
                             src.descriptor(call, "src"),
                             index.descriptor(call, "index"),
                             dst.descriptor(call, "dst")));
@@ -58,10 +57,10 @@ public final class Dispatch {
         Objects.requireNonNull(weights, "weights");
         Objects.requireNonNull(out, "out");
         try (Workspace.Frame call = ctx.workspace().frame()) {
-            NativeLibrary.call(
+            ctx.call(
                     "moe4j_combine_rows",
-                    () -> moe4j_h.moe4j_combine_rows(
-                            ctx.handle(),
+                    ptr -> moe4j_h.moe4j_combine_rows(
+                            ptr,
                             rows.descriptor(call, "rows"),
                             index.descriptor(call, "index"),
                             weights.descriptor(call, "weights"),

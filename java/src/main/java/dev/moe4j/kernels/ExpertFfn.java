@@ -2,7 +2,6 @@ package dev.moe4j.kernels;
 
 import dev.moe4j.bindings.moe4j_h;
 import dev.moe4j.runtime.Context;
-import dev.moe4j.runtime.NativeLibrary;
 import dev.moe4j.runtime.Workspace;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.QuantizedGroups;
@@ -47,10 +46,10 @@ public final class ExpertFfn {
         Args.tensor(groupedLayout, "groupedLayout", 1, DType.I32);
         Args.output(d, 2);
         try (Workspace.Frame call = ctx.workspace().frame()) {
-            NativeLibrary.call(
+            ctx.call(
                     "moe4j_fp8_expert_ffn_contiguous",
-                    () -> moe4j_h.moe4j_fp8_expert_ffn_contiguous(
-                            ctx.handle(),
+                    ptr -> moe4j_h.moe4j_fp8_expert_ffn_contiguous(
+                            ptr,
                             x.data().descriptor(call, "x"),
                             x.scales().descriptor(call, "sfx"),
                             gate.descriptor(call, "w_gate"),

@@ -2,7 +2,6 @@ package dev.moe4j.kernels;
 
 import dev.moe4j.bindings.moe4j_h;
 import dev.moe4j.runtime.Context;
-import dev.moe4j.runtime.NativeLibrary;
 import dev.moe4j.runtime.Workspace;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.QuantizedGroups;
@@ -46,10 +45,10 @@ public final class Fp8Gemm {
         Args.output(d, 2);
         try (Workspace.Frame call = ctx.workspace().frame()) {
             MemorySegment cd = c == null ? MemorySegment.NULL : c.descriptor(call, "c");
-            NativeLibrary.call(
+            ctx.call(
                     "moe4j_fp8_gemm_nt",
-                    () -> moe4j_h.moe4j_fp8_gemm_nt(
-                            ctx.handle(),
+                    ptr -> moe4j_h.moe4j_fp8_gemm_nt(
+                            ptr,
                             a.data().descriptor(call, "a"),
                             a.scales().descriptor(call, "sfa"),
                             b.data().descriptor(call, "b"),
@@ -86,10 +85,10 @@ public final class Fp8Gemm {
         Args.tensor(groupedLayout, "groupedLayout", 1, DType.I32);
         Args.output(d, 2);
         try (Workspace.Frame call = ctx.workspace().frame()) {
-            NativeLibrary.call(
+            ctx.call(
                     "moe4j_grouped_fp8_gemm_contiguous",
-                    () -> moe4j_h.moe4j_grouped_fp8_gemm_contiguous(
-                            ctx.handle(),
+                    ptr -> moe4j_h.moe4j_grouped_fp8_gemm_contiguous(
+                            ptr,
                             a.data().descriptor(call, "a"),
                             a.scales().descriptor(call, "sfa"),
                             b.descriptor(call, "b"),
@@ -116,10 +115,10 @@ public final class Fp8Gemm {
         Args.tensor(maskedM, "maskedM", 1, DType.I32);
         Args.output(d, 3);
         try (Workspace.Frame call = ctx.workspace().frame()) {
-            NativeLibrary.call(
+            ctx.call(
                     "moe4j_grouped_fp8_gemm_masked",
-                    () -> moe4j_h.moe4j_grouped_fp8_gemm_masked(
-                            ctx.handle(),
+                    ptr -> moe4j_h.moe4j_grouped_fp8_gemm_masked(
+                            ptr,
                             a.data().descriptor(call, "a"),
                             a.scales().descriptor(call, "sfa"),
                             b.descriptor(call, "b"),

@@ -2,7 +2,6 @@ package dev.moe4j.kernels;
 
 import dev.moe4j.bindings.moe4j_h;
 import dev.moe4j.runtime.Context;
-import dev.moe4j.runtime.NativeLibrary;
 import dev.moe4j.runtime.Workspace;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.Tensor;
@@ -37,14 +36,10 @@ public final class Gemm {
         Args.output(d, rank);
         try (Workspace.Frame call = ctx.workspace().frame()) {
             MemorySegment cd = c == null ? MemorySegment.NULL : c.descriptor(call, "c");
-            NativeLibrary.call(
+            ctx.call(
                     "moe4j_gemm_nt",
-                    () -> moe4j_h.moe4j_gemm_nt(
-                            ctx.handle(),
-                            a.descriptor(call, "a"),
-                            b.descriptor(call, "b"),
-                            cd,
-                            d.descriptor(call, "d")));
+                    ptr -> moe4j_h.moe4j_gemm_nt(
+                            ptr, a.descriptor(call, "a"), b.descriptor(call, "b"), cd, d.descriptor(call, "d")));
         }
     }
 

@@ -2,7 +2,6 @@ package dev.moe4j.kernels;
 
 import dev.moe4j.bindings.moe4j_h;
 import dev.moe4j.runtime.Context;
-import dev.moe4j.runtime.NativeLibrary;
 import dev.moe4j.runtime.Workspace;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.Tensor;
@@ -58,10 +57,10 @@ public final class Mla {
         Args.tensor(out, "out", 4, DType.BF16, DType.F32);
         Args.tensor(lse, "lse", 3, DType.F32);
         try (Workspace.Frame call = ctx.workspace().frame()) {
-            NativeLibrary.call(
+            ctx.call(
                     "moe4j_mla_decode",
-                    () -> moe4j_h.moe4j_mla_decode(
-                            ctx.handle(),
+                    ptr -> moe4j_h.moe4j_mla_decode(
+                            ptr,
                             q.descriptor(call, "q"),
                             kcache.descriptor(call, "kcache"),
                             blockTable.descriptor(call, "block_table"),
@@ -91,10 +90,10 @@ public final class Mla {
         Args.tensor(slotMapping, "slotMapping", 1, DType.I32);
         Args.tensor(kcache, "kcache", 4, DType.BF16, DType.U8);
         try (Workspace.Frame call = ctx.workspace().frame()) {
-            NativeLibrary.call(
+            ctx.call(
                     "moe4j_mla_cache_append",
-                    () -> moe4j_h.moe4j_mla_cache_append(
-                            ctx.handle(),
+                    ptr -> moe4j_h.moe4j_mla_cache_append(
+                            ptr,
                             kv.descriptor(call, "kv"),
                             slotMapping.descriptor(call, "slot_mapping"),
                             kcache.descriptor(call, "kcache")));

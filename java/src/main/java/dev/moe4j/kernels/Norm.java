@@ -2,7 +2,6 @@ package dev.moe4j.kernels;
 
 import dev.moe4j.bindings.moe4j_h;
 import dev.moe4j.runtime.Context;
-import dev.moe4j.runtime.NativeLibrary;
 import dev.moe4j.runtime.Workspace;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.Tensor;
@@ -40,10 +39,10 @@ public final class Norm {
         if (sumOut != null) Args.tensor(sumOut, "sumOut", 2, DType.F32);
         Args.tensor(y, "y", 2, DType.F32, DType.BF16);
         try (Workspace.Frame call = ctx.workspace().frame()) {
-            NativeLibrary.call(
+            ctx.call(
                     "moe4j_rms_norm",
-                    () -> moe4j_h.moe4j_rms_norm(
-                            ctx.handle(),
+                    ptr -> moe4j_h.moe4j_rms_norm(
+                            ptr,
                             x.descriptor(call, "x"),
                             residual == null ? MemorySegment.NULL : residual.descriptor(call, "residual"),
                             weight.descriptor(call, "weight"),

@@ -2,7 +2,6 @@ package dev.moe4j.kernels;
 
 import dev.moe4j.bindings.moe4j_h;
 import dev.moe4j.runtime.Context;
-import dev.moe4j.runtime.NativeLibrary;
 import dev.moe4j.runtime.Workspace;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.QuantizedTensor;
@@ -44,10 +43,10 @@ public final class Quantization {
         Args.tensor(q, "q", 2, DType.E4M3);
         Args.tensor(scales, "scales", 2, DType.F32);
         try (Workspace.Frame call = ctx.workspace().frame()) {
-            NativeLibrary.call(
+            ctx.call(
                     "moe4j_quantize_fp8_per_token",
-                    () -> moe4j_h.moe4j_quantize_fp8_per_token(
-                            ctx.handle(),
+                    ptr -> moe4j_h.moe4j_quantize_fp8_per_token(
+                            ptr,
                             x.descriptor(call, "x"),
                             q.descriptor(call, "q"),
                             scales.descriptor(call, "scales"),
@@ -75,10 +74,10 @@ public final class Quantization {
         Args.tensor(q, "q", 2, DType.E4M3);
         Args.tensor(scaleInv, "scaleInv", 2, DType.F32);
         try (Workspace.Frame call = ctx.workspace().frame()) {
-            NativeLibrary.call(
+            ctx.call(
                     "moe4j_quantize_fp8_per_block",
-                    () -> moe4j_h.moe4j_quantize_fp8_per_block(
-                            ctx.handle(),
+                    ptr -> moe4j_h.moe4j_quantize_fp8_per_block(
+                            ptr,
                             w.descriptor(call, "w"),
                             q.descriptor(call, "q"),
                             scaleInv.descriptor(call, "scale_inv"),
@@ -103,10 +102,10 @@ public final class Quantization {
         Objects.requireNonNull(q, "q");
         Args.tensor(out, "out", 2, DType.F32, DType.BF16);
         try (Workspace.Frame call = ctx.workspace().frame()) {
-            NativeLibrary.call(
+            ctx.call(
                     "moe4j_dequantize_fp8",
-                    () -> moe4j_h.moe4j_dequantize_fp8(
-                            ctx.handle(),
+                    ptr -> moe4j_h.moe4j_dequantize_fp8(
+                            ptr,
                             q.data().descriptor(call, "q"),
                             q.scales().descriptor(call, "scales"),
                             q.blockRows(),

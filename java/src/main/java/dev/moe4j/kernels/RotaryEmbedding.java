@@ -2,7 +2,6 @@ package dev.moe4j.kernels;
 
 import dev.moe4j.bindings.moe4j_h;
 import dev.moe4j.runtime.Context;
-import dev.moe4j.runtime.NativeLibrary;
 import dev.moe4j.runtime.Workspace;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.Tensor;
@@ -38,10 +37,10 @@ public final class RotaryEmbedding {
         Args.tensor(freqs, "freqs", 1, DType.F32);
         Args.tensor(out, "out", 3, DType.F32, DType.BF16);
         try (Workspace.Frame call = ctx.workspace().frame()) {
-            NativeLibrary.call(
+            ctx.call(
                     "moe4j_rope",
-                    () -> moe4j_h.moe4j_rope(
-                            ctx.handle(),
+                    ptr -> moe4j_h.moe4j_rope(
+                            ptr,
                             x.descriptor(call, "x"),
                             positions.descriptor(call, "positions"),
                             freqs.descriptor(call, "freqs"),

@@ -7,17 +7,34 @@ import dev.moe4j.bindings.moe4j_kernel_variant;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.VarHandle;
 import java.lang.ref.Cleaner;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.function.ToIntFunction;
 
 /**
  * A native execution context: one device, its worker threads and (for CUDA) its stream.
  *
  * <p>Thread-safety: a context runs one kernel at a time. Use it from one thread at a time (one context per
- * worker thread is the intended pattern); distinct contexts are fully independent. {@link #close()} is
- * idempotent; a context that is not closed is destroyed when it becomes unreachable, but closing it
- * explicitly releases its threads at a known time.
+ * worker thread is the intended pattern; handing it to another thread between calls is fine); distinct contexts are
+ * fully independent. The rule is enforced: while a thread is inside a call on the context ({@link #call}, which every
+ * kernel wrapper goes through) or holds a frame of its {@link Workspace} open, a call or frame from another thread
+ * throws {@link IllegalStateException} naming the context, the thread using it and the one that tried, and does
+ * nothing. The check is one compare-and-set per call. Memory allocation and freeing ({@link
+ * dev.moe4j.tensor.DeviceMemory}, {@link dev.moe4j.tensor.Buffers}) are exempt: they may run on any thread, also while
+ * a kernel runs. {@link #close()} is idempotent and fails the same way while another thread uses the context; a
+ * context that is not closed is destroyed when it becomes unreachable, but closing it explicitly releases its threads
+ * at a known time.
+ *
+ * <p>Failures: a kernel call that fails throws {@link Moe4jException} with the native status and message and leaves
+ * the context usable. Out of memory ({@link Status#OUT_OF_MEMORY}) is such a failure, whether the native side could
+ * not allocate (host or device memory, the context's native scratch, or an allocation inside one of the context's
+ * worker threads) or the {@link Workspace} could not grow past its {@linkplain Workspace#limit limit}: the failing
+ * call's outputs (in-place operands included) are unspecified, since a call that fails inside its parallel part may
+ * have written some of them, its inputs are untouched, and the next call on the context runs normally. Errors that
+ * are bugs in moe4j arrive as {@link Status#INTERNAL}, with the same guarantees.
  *
  * <p>Execution: on the CPU every kernel call returns complete. On a CUDA device a kernel call validates its
  * descriptors, enqueues its work on the context's stream and returns without waiting; calls on one context run in
@@ -91,6 +108,21 @@ public final class Context implements AutoCloseable {
     private final Workspace workspace;
     private final Object lifecycle = new Object();
     private volatile boolean closed;
+    // The thread inside a call on this context or holding a workspace frame open; null when none. Set by a
+    // compare-and-set from null, so two threads can never both hold it.
+    private volatile Thread user;
+    // How many calls and frames the user has open (nested: a kernel call inside a frame); only the user touches it.
+    private int userDepth;
+
+    private static final VarHandle USER;
+
+    static {
+        try {
+            USER = MethodHandles.lookup().findVarHandle(Context.class, "user", Thread.class);
+        } catch (ReflectiveOperationException e) {
+            throw new ExceptionInInitializerError(e);
+        }
+    }
 
     private Context(MemorySegment handle, Device device, int threads, Isa isa, int flags) {
         this.handle = handle;
@@ -150,7 +182,57 @@ public final class Context implements AutoCloseable {
         }
     }
 
-    /** The native {@code moe4j_context*}, for kernel wrappers. */
+    /**
+     * Makes a native call on this context: marks the calling thread as the context's user for the call's duration,
+     * hands {@code nativeCall} the native {@code moe4j_context*}, and {@linkplain NativeLibrary#check checks} the
+     * status it returns (timed when a {@link Profiler} is active). For kernel wrappers: every call of a kernel on a
+     * context goes through here.
+     *
+     * @param function the C function called, for messages
+     * @param nativeCall makes the downcall with the handle and returns its status
+     * @throws IllegalStateException if the context is closed, or another thread is using it (see the class doc)
+     * @throws Moe4jException if the native call fails
+     */
+    public void call(String function, ToIntFunction<MemorySegment> nativeCall) {
+        acquire(function);
+        try {
+            MemorySegment ctx = handle();
+            NativeLibrary.call(function, () -> nativeCall.applyAsInt(ctx));
+        } finally {
+            release();
+        }
+    }
+
+    /**
+     * Marks the calling thread as this context's user (again, when it is already: calls nest inside frames), or throws
+     * if another thread is. Every acquire is paired with one {@link #release} on the same thread.
+     */
+    void acquire(String what) {
+        Thread me = Thread.currentThread();
+        if (user == me) {
+            userDepth++;
+            return;
+        }
+        if (!USER.compareAndSet(this, null, me)) throw inUse(what, me);
+        userDepth = 1;
+    }
+
+    void release() {
+        if (--userDepth == 0) user = null;
+    }
+
+    private IllegalStateException inUse(String what, Thread me) {
+        Thread other = user;
+        String by = other == null ? "another thread (which has just let it go)" : describe(other);
+        return new IllegalStateException(this + " is in use by " + by + " while " + describe(me) + " tried " + what
+                + ": a context is used by one thread at a time (see Context's thread-safety)");
+    }
+
+    private static String describe(Thread t) {
+        return "thread \"" + t.getName() + "\" (id " + t.threadId() + ")";
+    }
+
+    /** The native {@code moe4j_context*}, for kernel wrappers (prefer {@link #call}, which checks the thread rule). */
     public MemorySegment handle() {
         if (closed) throw new IllegalStateException("context on " + device + " is closed");
         return handle;
@@ -195,6 +277,7 @@ public final class Context implements AutoCloseable {
      */
     public List<KernelVariant> kernelVariants() {
         MemorySegment ctx = handle();
+        acquire("moe4j_context_kernel_variants");
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment count = arena.allocate(ValueLayout.JAVA_INT);
             NativeLibrary.check(
@@ -215,6 +298,8 @@ public final class Context implements AutoCloseable {
                         moe4j_kernel_variant.calls(v)));
             }
             return List.copyOf(variants);
+        } finally {
+            release();
         }
     }
 
@@ -224,8 +309,7 @@ public final class Context implements AutoCloseable {
      * @throws IllegalStateException if the context is closed
      */
     public void resetKernelVariants() {
-        NativeLibrary.check(
-                moe4j_h.moe4j_context_reset_kernel_variants(handle()), "moe4j_context_reset_kernel_variants");
+        call("moe4j_context_reset_kernel_variants", moe4j_h::moe4j_context_reset_kernel_variants);
     }
 
     /** This context's scratch memory (see {@link Workspace}); used by kernel wrappers and layers. */
@@ -252,13 +336,34 @@ public final class Context implements AutoCloseable {
         }
     }
 
+    /**
+     * Arms a fault on the native context ({@code moe4j_context_inject_fault}): for tests of failure handling only, so
+     * not public; tests reach it through their own helper in this package.
+     *
+     * @param fault a {@code moe4j_fault} value
+     * @param n the allocation (from 1) or task (from 0) it hits; 0 with {@code MOE4J_FAULT_NONE}
+     */
+    void injectFault(int fault, long n) {
+        call("moe4j_context_inject_fault", h -> moe4j_h.moe4j_context_inject_fault(h, fault, n));
+    }
+
+    /**
+     * Destroys the native context and joins its threads; later calls throw {@link IllegalStateException}. Idempotent.
+     *
+     * @throws IllegalStateException if another thread is using the context (nothing is closed then)
+     */
     @Override
     public void close() {
         synchronized (lifecycle) {
             if (closed) return;
-            workspace.release(); // device chunks are freed through the context, so before it goes
-            closed = true;
-            cleanable.clean();
+            acquire("to close it");
+            try {
+                workspace.release(); // device chunks are freed through the context, so before it goes
+                closed = true;
+                cleanable.clean();
+            } finally {
+                release();
+            }
         }
     }
 

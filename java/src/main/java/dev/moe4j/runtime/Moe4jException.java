@@ -2,7 +2,11 @@ package dev.moe4j.runtime;
 
 /**
  * A native moe4j call failed. Carries the status the call returned and the message the native side
- * recorded, which names the function and the offending argument. The failed call wrote no output. On a CUDA context
+ * recorded, which names the function and the offending argument. A call rejected for its arguments wrote no output; a
+ * call that ran out of memory ({@link Status#OUT_OF_MEMORY}) or hit an internal error ({@link Status#INTERNAL}) may
+ * have written part of its outputs (it can fail inside its parallel part), never its inputs, and the context stays
+ * usable. A {@link Workspace} that cannot grow throws this too, with {@link Status#OUT_OF_MEMORY} and the function
+ * {@code workspace}. On a CUDA context
  * the failure may belong to an earlier call whose work failed on the device after it returned: the message then reads
  * "an earlier call failed on the device: " followed by that call's name and argument, the outputs of that call are
  * unspecified, and the call that threw did not run its own work.

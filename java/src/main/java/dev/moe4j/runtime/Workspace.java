@@ -21,7 +21,14 @@ import java.util.List;
  * step, so after the first step of a size nothing is allocated.
  *
  * <p>Contents are whatever the previous use left (not zeroed). Memory from a frame must not be used after the frame
- * closes. Thread-safety: like the context, one thread at a time.
+ * closes. Thread-safety: like the context, one thread at a time, enforced: a frame holds the context for the thread
+ * that opened it until it closes, so a frame or kernel call of another thread meanwhile throws
+ * {@link IllegalStateException} (see {@link Context}).
+ *
+ * <p>Growth can fail: past the {@linkplain #limit limit} set on it, or when the memory itself cannot be had. Then the
+ * request throws {@link Moe4jException} with {@link Status#OUT_OF_MEMORY} naming the context, the region and the sizes;
+ * memory taken earlier in the frame stays valid, and the workspace is usable once the frame is closed (a smaller step
+ * runs normally).
  */
 public final class Workspace {
     private static final long MIN_CHUNK = 1 << 16;
@@ -31,16 +38,40 @@ public final class Workspace {
     private final Region host = new Region(false);
     private final Region device;
     private int depth;
+    private long limit = Long.MAX_VALUE;
 
     Workspace(Context ctx) {
         this.ctx = ctx;
         this.device = ctx.device().isCpu() ? host : new Region(true);
     }
 
-    /** Opens a frame; close it to give back everything taken from it. */
+    /**
+     * Opens a frame; close it to give back everything taken from it.
+     *
+     * @throws IllegalStateException if another thread is using the context (see {@link Context})
+     */
     public Frame frame() {
+        ctx.acquire("to open a workspace frame");
         depth++;
         return new Frame(host.used, device.used);
+    }
+
+    /**
+     * Caps the workspace: each region (host memory; the device's, for a CUDA context) holds at most {@code bytes}
+     * from now on, and a frame request that would need more throws {@link Moe4jException} with {@link
+     * Status#OUT_OF_MEMORY}. Memory held already is kept even when it is more. For bounding a context's scratch on a
+     * machine short of memory, and for testing how callers handle a workspace that cannot grow.
+     *
+     * @param bytes the cap, positive; {@link Long#MAX_VALUE} for none (the default)
+     */
+    public void limit(long bytes) {
+        if (bytes <= 0) throw new IllegalArgumentException("bytes must be positive, got " + bytes);
+        limit = bytes;
+    }
+
+    /** The cap set by {@link #limit(long)}; {@link Long#MAX_VALUE} when none. */
+    public long limit() {
+        return limit;
     }
 
     /** Bytes the workspace holds now, host and device. */
@@ -97,11 +128,15 @@ public final class Workspace {
         public void close() {
             if (closed) return;
             closed = true;
-            host.used = hostMark;
-            device.used = deviceMark;
-            if (--depth == 0) {
-                host.settle();
-                if (device != host) device.settle();
+            try {
+                host.used = hostMark;
+                device.used = deviceMark;
+                if (--depth == 0) {
+                    host.settle();
+                    if (device != host) device.settle();
+                }
+            } finally {
+                ctx.release();
             }
         }
     }
@@ -122,6 +157,9 @@ public final class Workspace {
 
         MemorySegment take(long bytes, long alignment) {
             if (bytes < 0) throw new IllegalArgumentException("bytes must be >= 0, got " + bytes);
+            long inUse = used;
+            if (used == 0 && !chunks.isEmpty() && chunks.getFirst().byteSize() < bytes + alignment)
+                free(); // nothing handed out: the chunks make way for one that holds the request
             long start = 0;
             for (MemorySegment chunk : chunks) {
                 long end = start + chunk.byteSize();
@@ -136,7 +174,16 @@ public final class Workspace {
                 }
                 start = end;
             }
-            long size = Math.max(MIN_CHUNK, Math.max(bytes + alignment, capacity()));
+            long capacity = capacity(), need = bytes + alignment;
+            long size = Math.max(MIN_CHUNK, Math.max(need, capacity));
+            if (size > limit - capacity) {
+                size = limit - capacity; // what the limit leaves
+                if (size < need) {
+                    used = inUse; // as it was: smaller requests of the frame still fit where they did
+                    throw outOfMemory("cannot take " + bytes + " bytes: the region holds " + capacity + " bytes, "
+                            + inUse + " of them in use, and its limit is " + limit);
+                }
+            }
             MemorySegment chunk = allocateChunk(size);
             long offset = align(chunk.address(), alignment) - chunk.address();
             used = start + offset + bytes;
@@ -150,12 +197,26 @@ public final class Workspace {
             return sum;
         }
 
-        /** Between steps: several chunks become one that holds the largest step seen. */
+        /**
+         * Between steps: several chunks become one that holds the largest step seen (within the limit). If that one
+         * cannot be had, the region stays empty and the next request allocates what it needs.
+         */
         void settle() {
             if (chunks.size() <= 1) return;
-            long size = highWater + highWater / 4;
+            long size = Math.min(highWater + highWater / 4, Math.max(highWater, limit));
             free();
-            allocateChunk(size);
+            try {
+                allocateChunk(size);
+            } catch (Moe4jException e) {
+                // nothing held: the next take allocates (and reports a failure then, to the caller that needs memory)
+            }
+        }
+
+        private Moe4jException outOfMemory(String what) {
+            return new Moe4jException(
+                    Status.OUT_OF_MEMORY.code(),
+                    "workspace",
+                    "the " + (onDevice ? "device" : "host") + " workspace of " + ctx + " " + what);
         }
 
         /** Host chunks are freed by the garbage collector; device chunks when the region is freed. */
@@ -164,13 +225,22 @@ public final class Workspace {
             if (onDevice) {
                 Arena arena = Arena.ofShared();
                 MemorySegment out = arena.allocate(ValueLayout.ADDRESS);
-                NativeLibrary.call("moe4j_alloc", () -> moe4j_h.moe4j_alloc(ctx.handle(), size, out));
+                try {
+                    NativeLibrary.call("moe4j_alloc", () -> moe4j_h.moe4j_alloc(ctx.handle(), size, out));
+                } catch (Moe4jException e) {
+                    arena.close();
+                    throw e;
+                }
                 MemorySegment pointer = out.get(ValueLayout.ADDRESS, 0);
                 MemorySegment handle = ctx.handle();
                 chunk = pointer.reinterpret(size, arena, p -> moe4j_h.moe4j_free(handle, p));
                 arenas.add(arena);
             } else {
-                chunk = Arena.ofAuto().allocate(size, ALIGNMENT);
+                try {
+                    chunk = Arena.ofAuto().allocate(size, ALIGNMENT);
+                } catch (OutOfMemoryError e) { // malloc failed: native memory, not the Java heap
+                    throw outOfMemory("cannot grow by " + size + " bytes: " + e.getMessage());
+                }
             }
             chunks.add(chunk);
             return chunk;

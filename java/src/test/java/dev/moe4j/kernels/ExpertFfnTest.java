@@ -9,6 +9,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import dev.moe4j.runtime.Context;
 import dev.moe4j.runtime.Isa;
 import dev.moe4j.runtime.Moe4jException;
+import dev.moe4j.runtime.Status;
+import dev.moe4j.runtime.TestFaults;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.QuantizedGroups;
 import dev.moe4j.tensor.QuantizedTensor;
@@ -110,11 +112,7 @@ class ExpertFfnTest {
             Tensor layout = Tensor.allocate(arena, DType.I32, rows);
             for (int g = 0, row = 0; g < counts.length; g++)
                 for (int i = 0; i < counts[g]; i++) layout.setInt(g, row++);
-            QuantizedTensor x = Quantization.perToken(
-                    one,
-                    Tensor.fromFloats(arena, DType.F32, Fp8GemmTest.gaussianRows(random, rows, HIDDEN), rows, HIDDEN),
-                    ScaleFormat.FP32,
-                    arena);
+            QuantizedTensor x = gaussianTokens(one, arena, random, rows);
             Tensor d = poisoned(arena, DType.F32, rows, HIDDEN);
             ExpertFfn.contiguous(one, x, gate, up, down, layout, 1, d);
             String where = isa + " seed " + seed;
@@ -206,6 +204,51 @@ class ExpertFfnTest {
         }
     }
 
+    /**
+     * The context's expert-FFN scratch cannot grow (an injected allocation failure), then an allocation fails inside a
+     * worker task: each call fails with OUT_OF_MEMORY naming what it allocated, the first before writing anything, and
+     * the next call gives the bits of a context that never failed.
+     */
+    @Test
+    void outOfMemoryFailsOneCallAndTheNextGivesTheSameBits() {
+        long seed = TestSupport.freshSeed();
+        SplittableRandom random = TestSupport.random(seed);
+        Context.Options options = Context.Options.cpu().withThreads(3).withReproducible(true);
+        try (Arena arena = Arena.ofConfined();
+                Context failing = Context.create(options);
+                Context clean = Context.create(options)) {
+            int groups = 3, rows = 3 * ALIGNMENT;
+            QuantizedGroups gate = QuantizedGroups.of(weights(clean, arena, random, groups, INTER, HIDDEN));
+            QuantizedGroups up = QuantizedGroups.of(weights(clean, arena, random, groups, INTER, HIDDEN));
+            QuantizedGroups down = QuantizedGroups.of(weights(clean, arena, random, groups, HIDDEN, INTER));
+            Tensor layout = Tensor.allocate(arena, DType.I32, rows);
+            for (int r = 0; r < rows; r++) layout.setInt(r / ALIGNMENT, r);
+            QuantizedTensor x = gaussianTokens(clean, arena, random, rows);
+            Tensor want = poisoned(arena, DType.F32, rows, HIDDEN);
+            ExpertFfn.contiguous(clean, x, gate, up, down, layout, ALIGNMENT, want);
+
+            Tensor d = poisoned(arena, DType.F32, rows, HIDDEN), untouched = poisoned(arena, DType.F32, rows, HIDDEN);
+            TestFaults.failAllocation(failing, 1);
+            Moe4jException scratch = assertThrows(
+                    Moe4jException.class, () -> ExpertFfn.contiguous(failing, x, gate, up, down, layout, ALIGNMENT, d));
+            assertEquals(Status.OUT_OF_MEMORY, scratch.status());
+            assertTrue(
+                    scratch.nativeMessage()
+                            .contains("host scratch for the expert FFN's intermediate activations (injected fault)"),
+                    scratch.nativeMessage());
+            assertEquals(-1L, d.segment().mismatch(untouched.segment()), "nothing written before the scratch grew");
+
+            TestFaults.failTask(failing, 2);
+            Moe4jException task = assertThrows(
+                    Moe4jException.class, () -> ExpertFfn.contiguous(failing, x, gate, up, down, layout, ALIGNMENT, d));
+            assertEquals(Status.OUT_OF_MEMORY, task.status());
+            assertTrue(task.nativeMessage().contains("task 2"), task.nativeMessage());
+
+            ExpertFfn.contiguous(failing, x, gate, up, down, layout, ALIGNMENT, d);
+            assertEquals(-1L, d.segment().mismatch(want.segment()), "seed " + seed + ": the call after the failures");
+        }
+    }
+
     static double value(QuantizedTensor q, long row, long col) {
         return (double) q.data().getFloat(row, col) * q.scales().getFloat(row / q.blockRows(), col / 128);
     }
@@ -237,6 +280,12 @@ class ExpertFfnTest {
             copies[g] = new QuantizedTensor(data, scales, QuantizedTensor.BLOCK);
         }
         return QuantizedGroups.of(List.of(copies));
+    }
+
+    /** [rows, HIDDEN] Gaussian activations, quantized per token. */
+    static QuantizedTensor gaussianTokens(Context ctx, Arena arena, SplittableRandom random, int rows) {
+        Tensor x = Tensor.fromFloats(arena, DType.F32, Fp8GemmTest.gaussianRows(random, rows, HIDDEN), rows, HIDDEN);
+        return Quantization.perToken(ctx, x, ScaleFormat.FP32, arena);
     }
 
     /** G stacked [n, k] weights, each block-quantized on its own. */
