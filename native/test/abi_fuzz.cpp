@@ -114,8 +114,8 @@ bool contains(const std::vector<int32_t> &values, int32_t v) {
 
 // One tensor argument of a call: its documented rule, its descriptor, and the memory block its data points into.
 struct Arg {
-    std::string name;         // as in moe4j.h
-    int64_t group = -1;       // the group of a weight-groups member
+    std::string name;           // as in moe4j.h
+    int64_t group = -1;         // the group of a weight-groups member
     bool group_scales = false;  // the scales tensor of a group (else its weights)
     std::vector<int32_t> dtypes, ranks;
     Layout layout = Layout::Strided;
@@ -717,32 +717,34 @@ void build_mla_decode(Case &c, Rng &rng) {
                     j < used[i] || rng.chance(0.5) ? static_cast<int32_t>(rng.range(0, num_blocks - 1))
                                                    : static_cast<int32_t>(rng.next()));
     }
-    Arg &out = tensor(c, rng, {"out", kFloat, {4}, Layout::RowsDense}, pick_of(rng, kFloat), {batch, s_q, h_q, dv}, true);
+    Arg &out =
+        tensor(c, rng, {"out", kFloat, {4}, Layout::RowsDense}, pick_of(rng, kFloat), {batch, s_q, h_q, dv}, true);
     out.tied = 0b0111;
     Arg &lse = tensor(c, rng, {"lse", kF32, {3}, Layout::Strided}, MOE4J_F32, {batch, h_q, s_q}, true);
     float *scale = c.float_arg(1.0f / std::sqrt(static_cast<float>(dims)));
     int64_t *causal = c.int_arg(rng.pick<int64_t>({0, 1, 1, -7}));
     c.scalars.push_back(bad_float("softmax_scale", scale, false));
-    c.tables.push_back({"block_table", [&table, used, num_blocks](Rng &r, std::string *what) {
-                            std::vector<int64_t> seqs;
-                            for (size_t i = 0; i < used.size(); ++i)
-                                if (used[i] > 0) seqs.push_back(static_cast<int64_t>(i));
-                            if (seqs.empty()) return false;
-                            const int64_t i = seqs[r.next() % seqs.size()], j = r.range(0, used[i] - 1);
-                            *what = "block_table[" + std::to_string(i) + ", " + std::to_string(j) + "]";
-                            set_i32(table, {i, j}, bad_index(r, {-1, num_blocks, num_blocks + 9, kMin32, kMax32}, what));
-                            return true;
-                        }});
-    c.tables.push_back({"cache_seqlens", [&lengths, batch, max_blocks](Rng &r, std::string *what) {
-                            if (batch == 0) return false;
-                            const int64_t i = r.range(0, batch - 1);
-                            *what = "cache_seqlens[" + std::to_string(i) + "]";
-                            set_i32(lengths, {i},
-                                    bad_index(r, {-1, kMin32, max_blocks * kBlockTokens + 1, kMax32}, what));
-                            return true;
-                        }});
-    c.overlaps = {{&out, &q},     {&out, &kcache}, {&out, &table}, {&out, &lengths}, {&out, &lse},
-                  {&lse, &q},     {&lse, &kcache}, {&lse, &table}, {&lse, &lengths}};
+    c.tables.push_back(
+        {"block_table", [&table, used, num_blocks](Rng &r, std::string *what) {
+             std::vector<int64_t> seqs;
+             for (size_t i = 0; i < used.size(); ++i)
+                 if (used[i] > 0) seqs.push_back(static_cast<int64_t>(i));
+             if (seqs.empty()) return false;
+             const int64_t i = seqs[r.next() % seqs.size()], j = r.range(0, used[i] - 1);
+             *what = "block_table[" + std::to_string(i) + ", " + std::to_string(j) + "]";
+             set_i32(table, {i, j}, bad_index(r, {-1, num_blocks, num_blocks + 9, kMin32, kMax32}, what));
+             return true;
+         }});
+    c.tables.push_back(
+        {"cache_seqlens", [&lengths, batch, max_blocks](Rng &r, std::string *what) {
+             if (batch == 0) return false;
+             const int64_t i = r.range(0, batch - 1);
+             *what = "cache_seqlens[" + std::to_string(i) + "]";
+             set_i32(lengths, {i}, bad_index(r, {-1, kMin32, max_blocks * kBlockTokens + 1, kMax32}, what));
+             return true;
+         }});
+    c.overlaps = {{&out, &q}, {&out, &kcache}, {&out, &table}, {&out, &lengths}, {&out, &lse},
+                  {&lse, &q}, {&lse, &kcache}, {&lse, &table}, {&lse, &lengths}};
     c.call = [&c, &q, &kcache, &table, &lengths, &out, &lse, scale, causal](moe4j_context *ctx) {
         return moe4j_mla_decode(ctx, c.ptr(&q), c.ptr(&kcache), c.ptr(&table), c.ptr(&lengths), *scale,
                                 static_cast<int32_t>(*causal), c.out(&out), c.out(&lse));
@@ -874,8 +876,8 @@ void build_rms_norm(Case &c, Rng &rng) {
     float *eps = c.float_arg(1e-6f);
     c.scalars.push_back(bad_float("eps", eps, true));
     c.in_place = {{sum_out, &x}, {sum_out, &residual}};
-    c.overlaps = {{sum_out, &x}, {sum_out, &residual}, {sum_out, &weight}, {&y, &x},
-                  {&y, &residual}, {&y, &weight},      {&y, sum_out}};
+    c.overlaps = {{sum_out, &x},   {sum_out, &residual}, {sum_out, &weight}, {&y, &x},
+                  {&y, &residual}, {&y, &weight},        {&y, sum_out}};
     c.call = [&c, &x, &residual, &weight, eps, sum_out, &y](moe4j_context *ctx) {
         return moe4j_rms_norm(ctx, c.ptr(&x), c.ptr(&residual), c.ptr(&weight), *eps, c.out(sum_out), c.out(&y));
     };
@@ -1032,8 +1034,8 @@ Applied mutate_field(Case &c, Arg &a, Rng &rng) {
         case 5:
         case 6: {
             const int64_t old = t.shape[dim];
-            t.shape[dim] = rng.pick<int64_t>(
-                {-1, kMin64, 0, 1, wrapped(old, 1, 1), wrapped(old, 1, -1), wrapped(old, 2, 0), 1ll << 31, 1ll << 62, kMax64});
+            t.shape[dim] = rng.pick<int64_t>({-1, kMin64, 0, 1, wrapped(old, 1, 1), wrapped(old, 1, -1),
+                                              wrapped(old, 2, 0), 1ll << 31, 1ll << 62, kMax64});
             m.what += ".shape[" + std::to_string(dim) + "] = " + std::to_string(t.shape[dim]);
             if (t.shape[dim] != old && (a.tied >> dim & 1) && dim < t.rank) m.kind = Kind::Conditional;
             m.names.clear();  // a refusal may name whichever argument the new extent disagrees with
@@ -1041,8 +1043,8 @@ Applied mutate_field(Case &c, Arg &a, Rng &rng) {
         }
         case 7: {
             const int64_t old = t.strides[dim];
-            t.strides[dim] =
-                rng.pick<int64_t>({-1, kMin64, 0, 1, wrapped(old, 1, 1), wrapped(old, 2, 0), wrapped(old, 1, -1), 1ll << 40, kMax64});
+            t.strides[dim] = rng.pick<int64_t>(
+                {-1, kMin64, 0, 1, wrapped(old, 1, 1), wrapped(old, 2, 0), wrapped(old, 1, -1), 1ll << 40, kMax64});
             m.what += ".strides[" + std::to_string(dim) + "] = " + std::to_string(t.strides[dim]);
             break;
         }
@@ -1069,7 +1071,8 @@ Applied mutate_field(Case &c, Arg &a, Rng &rng) {
         }
         default: {  // a buffer shorter than the view: exactly size_bytes are allocated
             const int64_t extent = span_bytes(t);
-            const int64_t size = rng.pick<int64_t>({wrapped(extent, 1, -1), extent / 2, 0, -1, kMin64, wrapped(extent, 1, -4)});
+            const int64_t size =
+                rng.pick<int64_t>({wrapped(extent, 1, -1), extent / 2, 0, -1, kMin64, wrapped(extent, 1, -4)});
             if (size >= 0 && size < a.avail) c.relocate(a, 0, size);
             t.size_bytes = size;
             m.what += ".size_bytes = " + std::to_string(size) + " (extent " + std::to_string(extent) + ")";
@@ -1082,7 +1085,8 @@ Applied mutate_field(Case &c, Arg &a, Rng &rng) {
 bool mutate_overlap(Case &c, Rng &rng, Applied *m) {
     std::vector<std::pair<Arg *, Arg *>> usable;
     for (const auto &[out, other] : c.overlaps)
-        if (out->present && other->present && span_bytes(out->t) > 0 && span_bytes(other->t) > 0) usable.push_back({out, other});
+        if (out->present && other->present && span_bytes(out->t) > 0 && span_bytes(other->t) > 0)
+            usable.push_back({out, other});
     if (usable.empty()) return false;
     auto [out, other] = usable[rng.next() % usable.size()];
     const int64_t in_extent = span_bytes(other->t), out_extent = span_bytes(out->t);
@@ -1103,7 +1107,8 @@ bool mutate_overlap(Case &c, Rng &rng, Applied *m) {
     out->block = block;
     out->avail = total - delta;
     out->t.size_bytes = out_extent;
-    *m = {Kind::Conditional, out->label() + " overlaps " + other->label() + " at byte " + std::to_string(delta),
+    *m = {Kind::Conditional,
+          out->label() + " overlaps " + other->label() + " at byte " + std::to_string(delta),
           {names_of(*out), names_of(*other)}};
     return true;
 }
@@ -1225,7 +1230,13 @@ void run_kernel_case(Run &run, Rng &rng, const EntryPoint &entry, moe4j_context 
     std::vector<int> plan;
     for (int i = 0; i < mutations; ++i) {
         int kind = static_cast<int>(rng.range(0, 99));
-        plan.push_back(kind < 10 ? 0 : kind < 22 ? 1 : kind < 30 ? 2 : kind < 35 ? 3 : kind < 37 ? 4 : kind < 40 ? 5 : 6);
+        plan.push_back(kind < 10   ? 0
+                       : kind < 22 ? 1
+                       : kind < 30 ? 2
+                       : kind < 35 ? 3
+                       : kind < 37 ? 4
+                       : kind < 40 ? 5
+                                   : 6);
     }
     std::sort(plan.begin(), plan.end());
     std::vector<Applied> applied;
@@ -1334,7 +1345,8 @@ void run_kernel_case(Run &run, Rng &rng, const EntryPoint &entry, moe4j_context 
     if (!problem.empty()) report(run, c.fn, what, problem, s, message);
 }
 
-// ------------------------------------------------------------------------------------------------ the other entry points
+// ------------------------------------------------------------------------------------------------ the other entry
+// points
 
 // Calls fn through `call`, judges it, and checks that the bytes of `outputs` are unchanged when it was refused.
 void run_plain(Run &run, const char *fn, const std::vector<std::string> &documented, const std::string &what,
@@ -1367,18 +1379,30 @@ void fuzz_context_create(Run &run, Rng &rng) {
     std::string what = "valid options";
     Names names = {{"'options'"}};
     switch (rng.range(0, 8)) {
-        case 0: o.backend = static_cast<int32_t>(rng.pick<int64_t>({-1, 2, 99, kMin32})); what = "backend"; break;
+        case 0:
+            o.backend = static_cast<int32_t>(rng.pick<int64_t>({-1, 2, 99, kMin32}));
+            what = "backend";
+            break;
         case 1:  // libmoe4j has no CUDA backend: refused as unsupported (the CUDA backend itself cannot run here)
             o.backend = MOE4J_BACKEND_CUDA;
             what = "backend CUDA";
             break;
-        case 2: o.threads = static_cast<int32_t>(rng.pick<int64_t>({-1, 1025, kMin32, kMax32})); what = "threads"; break;
-        case 3: o.max_isa = static_cast<int32_t>(rng.pick<int64_t>({-2, 4, 99, kMin32})); what = "max_isa"; break;
+        case 2:
+            o.threads = static_cast<int32_t>(rng.pick<int64_t>({-1, 1025, kMin32, kMax32}));
+            what = "threads";
+            break;
+        case 3:
+            o.max_isa = static_cast<int32_t>(rng.pick<int64_t>({-2, 4, 99, kMin32}));
+            what = "max_isa";
+            break;
         case 4:
             o.flags = static_cast<int32_t>(rng.pick<int64_t>({4, 8, -1, kMin32, MOE4J_CONTEXT_SIMPLE_KERNELS}));
             what = "flags";
             break;
-        case 5: o.device = static_cast<int32_t>(rng.pick<int64_t>({1, -1, kMax32})); what = "device"; break;
+        case 5:
+            o.device = static_cast<int32_t>(rng.pick<int64_t>({1, -1, kMax32}));
+            what = "device";
+            break;
         case 6:
             null_options = true;
             what = "options = null";
@@ -1436,8 +1460,14 @@ void fuzz_misc(Run &run, Rng &rng, moe4j_context *ctx) {
             const int which = static_cast<int>(rng.range(0, 2));
             moe4j_context_info info;
             std::memset(&info, 0xA5, sizeof info);
-            run_plain(run, "moe4j_context_query", {"ctx", "out"}, which == 0 ? "ctx = null" : which == 1 ? "out = null" : "valid",
-                      which < 2, which == 0 ? Names{{"'ctx'"}} : which == 1 ? Names{{"'out'"}} : Names{},
+            run_plain(run, "moe4j_context_query", {"ctx", "out"},
+                      which == 0   ? "ctx = null"
+                      : which == 1 ? "out = null"
+                                   : "valid",
+                      which < 2,
+                      which == 0   ? Names{{"'ctx'"}}
+                      : which == 1 ? Names{{"'out'"}}
+                                   : Names{},
                       {{&info, sizeof info}},
                       [&] { return moe4j_context_query(which == 0 ? nullptr : ctx, which == 1 ? nullptr : &info); });
             break;
@@ -1477,7 +1507,8 @@ void fuzz_misc(Run &run, Rng &rng, moe4j_context *ctx) {
             // exactly `capacity` entries, so writing past them is caught
             const size_t entries = static_cast<size_t>(std::max(capacity, 0));
             std::unique_ptr<moe4j_kernel_variant, decltype(&std::free)> block(
-                static_cast<moe4j_kernel_variant *>(std::malloc(std::max<size_t>(entries, 1) * sizeof(moe4j_kernel_variant))),
+                static_cast<moe4j_kernel_variant *>(
+                    std::malloc(std::max<size_t>(entries, 1) * sizeof(moe4j_kernel_variant))),
                 &std::free);
             moe4j_kernel_variant *storage = block.get();
             std::memset(storage, 0xA5, entries * sizeof(moe4j_kernel_variant));
@@ -1492,8 +1523,8 @@ void fuzz_misc(Run &run, Rng &rng, moe4j_context *ctx) {
                 [&]() -> std::string {
                     if (written != needed) return "the count differs from the size asked before";
                     for (int32_t i = 0; i < written; ++i)
-                        if (storage[i].calls <= 0 || std::memchr(storage[i].kernel, 0, sizeof storage[i].kernel) ==
-                                                         nullptr)
+                        if (storage[i].calls <= 0 ||
+                            std::memchr(storage[i].kernel, 0, sizeof storage[i].kernel) == nullptr)
                             return "an implausible entry";
                     return "";
                 });
@@ -1532,8 +1563,7 @@ void fuzz_misc(Run &run, Rng &rng, moe4j_context *ctx) {
             std::vector<std::pair<void *, size_t>> outputs = {{&out, sizeof out}};
             std::vector<char> before(sizeof out);
             std::memcpy(before.data(), &out, sizeof out);
-            const moe4j_status s =
-                moe4j_alloc(which == 2 ? nullptr : ctx, bytes, which == 1 ? nullptr : &out);
+            const moe4j_status s = moe4j_alloc(which == 2 ? nullptr : ctx, bytes, which == 1 ? nullptr : &out);
             const std::string message = moe4j_last_error();
             count(run, "moe4j_alloc", s);
             std::string problem;
@@ -1548,8 +1578,8 @@ void fuzz_misc(Run &run, Rng &rng, moe4j_context *ctx) {
                     problem = "a refused call wrote its output";
                 }
             } else {
-                problem = judge("moe4j_alloc", {"ctx", "bytes", "out"}, s, !names.empty(), names.empty(), names,
-                                message);
+                problem =
+                    judge("moe4j_alloc", {"ctx", "bytes", "out"}, s, !names.empty(), names.empty(), names, message);
                 if (problem.empty() && s != MOE4J_OK && std::memcmp(before.data(), &out, sizeof out) != 0)
                     problem = "a refused call wrote its output";
                 if (problem.empty() && s == MOE4J_OK) {
@@ -1722,9 +1752,9 @@ void print_iteration(const char *why) {
         std::snprintf(line, sizeof line, "\nfuzz abi: %s in the regression checks (run_regressions)\n", why);
     else
         std::snprintf(line, sizeof line,
-                  "\nfuzz abi: %s at iteration %" PRId64 " (reproduce: ./moe4j fuzz abi --seed %" PRIu64
-                  " --from %" PRId64 " --iterations %" PRId64 ")\n",
-                  why, g_run->iteration, g_run->seed, g_run->iteration, g_run->iteration + 1);
+                      "\nfuzz abi: %s at iteration %" PRId64 " (reproduce: ./moe4j fuzz abi --seed %" PRIu64
+                      " --from %" PRId64 " --iterations %" PRId64 ")\n",
+                      why, g_run->iteration, g_run->seed, g_run->iteration, g_run->iteration + 1);
     write_text(line);
 }
 
@@ -1822,8 +1852,9 @@ int main(int argc, char **argv) {
                 from, iterations, build, caps.cpu_isa);
     std::printf("  entry points: %zu declared in moe4j.h, all called here%s\n", declared.size(),
                 unfuzzed.empty() ? "" : " EXCEPT the ones below");
-    std::printf("  not run here: the CUDA backend (libmoe4j has none: MOE4J_BACKEND_CUDA contexts are checked to be "
-                "refused as unsupported, descriptors on a CUDA device as invalid or unsupported)\n");
+    std::printf(
+        "  not run here: the CUDA backend (libmoe4j has none: MOE4J_BACKEND_CUDA contexts are checked to be "
+        "refused as unsupported, descriptors on a CUDA device as invalid or unsupported)\n");
     std::fflush(stdout);
     for (const std::string &name : unfuzzed) {
         ++run.findings;
