@@ -980,6 +980,7 @@ struct Applied {
     Kind kind;
     std::string what;
     Names names;
+    std::string category = "";  // for the run's tally of mutations
 };
 
 std::string quoted(const std::string &name) { return "'" + name + "'"; }
@@ -1012,24 +1013,29 @@ Applied mutate_field(Case &c, Arg &a, Rng &rng) {
             if (a.group < 0) {
                 a.present = false;
                 m.what += " = null";
+                m.category = "null descriptor";
                 break;
             }
             [[fallthrough]];
         case 1:
             t.reserved = static_cast<int32_t>(rng.pick<int64_t>({1, -1, kMax32}));
             m.what += ".reserved = " + std::to_string(t.reserved);
+            m.category = "reserved";
             break;
         case 2:
             t.rank = static_cast<int32_t>(rng.pick<int64_t>({-1, 0, 1, 2, 3, 4, 5, kMin32, kMax32}));
             m.what += ".rank = " + std::to_string(t.rank);
+            m.category = "rank";
             break;
         case 3:
             t.dtype = static_cast<int32_t>(rng.pick<int64_t>({-1, 0, 1, 2, 3, 4, 5, 6, 7, 1000}));
             m.what += ".dtype = " + std::to_string(t.dtype);
+            m.category = "dtype";
             break;
         case 4:
             t.device = static_cast<int32_t>(rng.pick<int64_t>({0, 1, -2, kMax32}));
             m.what += ".device = " + std::to_string(t.device);
+            m.category = "device";
             break;
         case 5:
         case 6: {
@@ -1037,6 +1043,7 @@ Applied mutate_field(Case &c, Arg &a, Rng &rng) {
             t.shape[dim] = rng.pick<int64_t>({-1, kMin64, 0, 1, wrapped(old, 1, 1), wrapped(old, 1, -1),
                                               wrapped(old, 2, 0), 1ll << 31, 1ll << 62, kMax64});
             m.what += ".shape[" + std::to_string(dim) + "] = " + std::to_string(t.shape[dim]);
+            m.category = "shape";
             if (t.shape[dim] != old && (a.tied >> dim & 1) && dim < t.rank) m.kind = Kind::Conditional;
             m.names.clear();  // a refusal may name whichever argument the new extent disagrees with
             break;
@@ -1046,6 +1053,7 @@ Applied mutate_field(Case &c, Arg &a, Rng &rng) {
             t.strides[dim] = rng.pick<int64_t>(
                 {-1, kMin64, 0, 1, wrapped(old, 1, 1), wrapped(old, 2, 0), wrapped(old, 1, -1), 1ll << 40, kMax64});
             m.what += ".strides[" + std::to_string(dim) + "] = " + std::to_string(t.strides[dim]);
+            m.category = "stride";
             break;
         }
         case 8:  // extreme extents: the byte offset arithmetic must not overflow
@@ -1057,16 +1065,19 @@ Applied mutate_field(Case &c, Arg &a, Rng &rng) {
                 t.strides[other] = rng.pick<int64_t>({1ll << 62, kMax64});
             }
             m.what += " shape " + dims_string(t, false) + " strides " + dims_string(t, true);
+            m.category = "extreme extent";
             m.names.clear();
             break;
         case 9:
             t.data = nullptr;
             m.what += ".data = null";
+            m.category = "null data";
             break;
         case 10: {  // misaligned: the same bytes, 1 to 3 bytes past an aligned address
             const int64_t offset = rng.range(1, 3);
             c.relocate(a, offset, a.avail);
             m.what += ".data misaligned by " + std::to_string(offset);
+            m.category = "misaligned data";
             break;
         }
         default: {  // a buffer shorter than the view: exactly size_bytes are allocated
@@ -1076,6 +1087,7 @@ Applied mutate_field(Case &c, Arg &a, Rng &rng) {
             if (size >= 0 && size < a.avail) c.relocate(a, 0, size);
             t.size_bytes = size;
             m.what += ".size_bytes = " + std::to_string(size) + " (extent " + std::to_string(extent) + ")";
+            m.category = "short buffer";
         }
     }
     return m;
@@ -1155,6 +1167,7 @@ struct Run {
     int64_t findings = 0;
     bool verbose = false;
     std::map<std::string, Tally> per_function;
+    std::map<std::string, int64_t> mutations, verdicts;  // kernel calls: mutations applied, what the ABI required
     Tally total;
 };
 
@@ -1280,7 +1293,12 @@ void run_kernel_case(Run &run, Rng &rng, const EntryPoint &entry, moe4j_context 
                 }
             }
         }
-        if (done) applied.push_back(std::move(m));
+        if (done) {
+            static const char *const kCategories[] = {"overlap",       "index value", "scalar",
+                                                      "weight groups", "null ctx",    "unused slots / optional"};
+            m.category = kCategories[kind];
+            applied.push_back(std::move(m));
+        }
     }
     // Field mutations last (also in place of a planned mutation this case has nothing for).
     while (static_cast<int>(applied.size()) < mutations) {
@@ -1333,6 +1351,8 @@ void run_kernel_case(Run &run, Rng &rng, const EntryPoint &entry, moe4j_context 
     const moe4j_status s = c.call(null_ctx ? nullptr : ctx);
     const std::string message = moe4j_last_error();
     count(run, c.fn, s);
+    for (const Applied &m : applied) ++run.mutations[m.category];
+    ++run.verdicts[active == 0 ? "valid, must succeed" : must_reject ? "must be refused" : "either"];
 
     std::string problem = judge(c.fn, c.names, s, must_reject, active == 0, names, message);
     for (size_t i = 0; problem.empty() && i < c.blocks.size(); ++i) {
@@ -1895,6 +1915,13 @@ int main(int argc, char **argv) {
     for (const std::string &name : fuzzed)
         if (!run.per_function.count(name) && iterations - from >= 10000)
             std::printf("  (%s was not called in this run)\n", name.c_str());
+    const auto print_tally = [](const char *title, const std::map<std::string, int64_t> &tally) {
+        std::string line;
+        for (const auto &[name, n] : tally) line += (line.empty() ? "" : ", ") + name + " " + std::to_string(n);
+        std::printf("  %s: %s\n", title, line.c_str());
+    };
+    print_tally("kernel calls", run.verdicts);
+    print_tally("mutations", run.mutations);
     std::printf("fuzz abi: seed %" PRIu64 ", %" PRId64 " calls, %" PRId64 " rejected, %" PRId64 " accepted, %" PRId64
                 " findings, %.1f s\n",
                 run.seed, run.total.calls, run.total.rejected, run.total.accepted, run.findings, seconds);
