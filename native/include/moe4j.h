@@ -114,7 +114,8 @@ enum moe4j_context_flags {
 /*
  * A strided view of memory. Element (i0, i1, ...) lives at
  * data + (i0 * strides[0] + i1 * strides[1] + ...) * element_size. Strides are non-negative element counts;
- * size_bytes is how many bytes are addressable from data, so every reachable element must lie below it.
+ * size_bytes is how many bytes are addressable from data, so every reachable element must lie below it. The
+ * number of elements (the product of the extents) must fit in int64, zero strides (broadcast views) included.
  * Unused shape/stride slots (index >= rank) are ignored. device is MOE4J_HOST_MEMORY or a CUDA ordinal.
  */
 typedef struct moe4j_tensor {

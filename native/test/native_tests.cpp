@@ -1,7 +1,8 @@
 // Native unit tests that need no GPU, run by `./moe4j test` through ctest: the device guard's logic over a fake device
 // API, the structure that makes the guard unavoidable (every CUDA backend function takes a Call that only run_body can
 // make), the kernel-variant counts, the thread pool's exception safety and injected faults through the C ABI
-// (the entry points are compiled in). Usage: moe4j_native_tests NATIVE_SRC_DIR
+// (the entry points are compiled in), and the overflow-free arithmetic validation relies on (extents, ceil_div, row
+// views). Usage: moe4j_native_tests NATIVE_SRC_DIR
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -18,6 +19,7 @@
 
 #include "../src/core/device_guard.h"
 #include "../src/core/thread_pool.h"
+#include "../src/core/validate.h"
 #include "../src/core/variants.h"
 #include "../src/core/views.h"
 #include "moe4j.h"
@@ -491,6 +493,49 @@ void abi_allocation_faults() {
     moe4j_context_destroy(ctx);
 }
 
+moe4j_tensor descriptor(int32_t dtype, std::initializer_list<int64_t> shape, std::initializer_list<int64_t> strides) {
+    moe4j_tensor t{};
+    t.dtype = dtype;
+    t.rank = static_cast<int32_t>(shape.size());
+    int i = 0;
+    for (int64_t s : shape) t.shape[i++] = s;
+    i = 0;
+    for (int64_t s : strides) t.strides[i++] = s;
+    return t;
+}
+
+// Regressions found by the C ABI fuzzer (native/test/abi_fuzz.cpp) in the arithmetic validation relies on.
+void validation_arithmetic() {
+    constexpr int64_t max = INT64_MAX;
+    // extent_bytes summed (shape - 1) * stride in __int128 unchecked: two such terms, or one times the element size,
+    // overflowed it (undefined behaviour; in practice a small extent, so an impossible view was accepted).
+    expect_equal(moe4j::extent_bytes(descriptor(MOE4J_F32, {max, 22}, {max, 1})), int64_t{-1},
+                 "extent_bytes: shape [MAX, 22] strides [MAX, 1] overflows");
+    expect_equal(moe4j::extent_bytes(descriptor(MOE4J_I64, {max, max, max, max}, {max, max, max, max})), int64_t{-1},
+                 "extent_bytes: four extreme terms overflow");
+    expect_equal(moe4j::extent_bytes(descriptor(MOE4J_I64, {max, 2}, {1, 0})), int64_t{-1},
+                 "extent_bytes: (MAX - 1) + 1 elements of 8 bytes overflow");
+    expect_equal(moe4j::extent_bytes(descriptor(MOE4J_BF16, {3, 5}, {7, 1})), int64_t{2 * (2 * 7 + 4 + 1)},
+                 "extent_bytes: a padded view");
+    expect_equal(moe4j::extent_bytes(descriptor(MOE4J_F32, {max, 0}, {max, max})), int64_t{0},
+                 "extent_bytes: an empty view spans nothing");
+    expect_equal(moe4j::extent_bytes(descriptor(MOE4J_F32, {1, 4}, {max, 1})), int64_t{16},
+                 "extent_bytes: the stride of an extent-1 dimension does not count");
+    // ceil_div(a, b) was (a + b - 1) / b: overflow for the extent of a zero-stride view near INT64_MAX.
+    expect_equal(moe4j::ceil_div(max, 128), max / 128 + 1, "ceil_div(INT64_MAX, 128)");
+    expect_equal(moe4j::ceil_div(256, 128), int64_t{2}, "ceil_div(256, 128)");
+    expect_equal(moe4j::ceil_div(0, 128), int64_t{0}, "ceil_div(0, 128)");
+    // RowView multiplied every stride by the element size: INT64_MAX strides of an empty tensor (or of an extent-1
+    // dimension) are valid and overflowed.
+    const moe4j::RowView empty(descriptor(MOE4J_F32, {3, 0, 28}, {max, 84, 1}));
+    expect_equal(empty.rows, int64_t{0}, "RowView: an empty tensor has no rows");
+    expect_equal(empty.byte_strides[0], int64_t{0}, "RowView: the strides of an empty tensor are not used");
+    const moe4j::RowView single(descriptor(MOE4J_F32, {1, 5, 8}, {max, 8, 1}));
+    expect_equal(single.rows, int64_t{5}, "RowView: rows of [1, 5, 8]");
+    expect_equal(single.byte_strides[0], int64_t{0}, "RowView: an extent-1 dimension never steps");
+    expect_equal(single.byte_strides[1], int64_t{32}, "RowView: byte stride of the row dimension");
+}
+
 }  // namespace
 
 int main(int argc, char **argv) {
@@ -513,6 +558,7 @@ int main(int argc, char **argv) {
     pool_injected_task_faults();
     abi_task_faults_fail_one_call();
     abi_allocation_faults();
+    validation_arithmetic();
     if (failures != 0) {
         std::cerr << failures << " check(s) failed\n";
         return 1;

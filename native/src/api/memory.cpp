@@ -1,4 +1,5 @@
 // Entry points for device memory: allocation, copies, synchronization. CPU contexts use host memory.
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -37,6 +38,9 @@ moe4j_status check_operand(const char *fn, const moe4j_context *ctx, const moe4j
                              t->rank,
                              Layout::Strided}))
         return s;
+    // An empty tensor has no element to be out of place (and a zero extent makes the running stride 0).
+    for (int i = 0; i < t->rank; ++i)
+        if (t->shape[i] == 0) return MOE4J_OK;
     int64_t stride = 1;
     for (int i = t->rank - 1; i >= 0; --i) {
         if (t->shape[i] > 1 && t->strides[i] != stride)
@@ -62,17 +66,23 @@ extern "C" moe4j_status moe4j_alloc(moe4j_context *ctx, int64_t bytes, void **ou
         const ArgCheck check(fn, ctx->memory_device());
         if (out == nullptr) return check.invalid("argument 'out' is null");
         if (bytes <= 0) return check.invalid("argument 'bytes': " + std::to_string(bytes) + " is not positive");
-        *out = nullptr;
+        // *out is written only on success: a failed call leaves the caller's pointer as it was.
+        void *p = nullptr;
         if (ctx->allocation_faults.next_fails())
             return fail(MOE4J_ERROR_OUT_OF_MEMORY,
                         std::string(fn) + ": cannot allocate " + std::to_string(bytes) + " bytes of " +
                             (ctx->backend == MOE4J_BACKEND_CUDA ? "device" : "host") + " memory (injected fault)");
 #if MOE4J_WITH_CUDA
-        if (ctx->backend == MOE4J_BACKEND_CUDA)
-            return cuda::run(fn, ctx, [&](const cuda::Call &on) { return cuda::alloc(on, bytes, out); });
+        if (ctx->backend == MOE4J_BACKEND_CUDA) {
+            const moe4j_status s = cuda::run(fn, ctx, [&](const cuda::Call &on) { return cuda::alloc(on, bytes, &p); });
+            if (s == MOE4J_OK) *out = p;
+            return s;
+        }
 #endif
-        const int64_t rounded = (bytes + kHostAlignment - 1) / kHostAlignment * kHostAlignment;
-        void *p = std::aligned_alloc(kHostAlignment, static_cast<size_t>(rounded));
+        // Rounded up to whole alignment units (aligned_alloc's rule); a size within one unit of INT64_MAX cannot be.
+        if (bytes <= INT64_MAX - (kHostAlignment - 1))
+            p = std::aligned_alloc(kHostAlignment,
+                                   static_cast<size_t>((bytes + kHostAlignment - 1) / kHostAlignment * kHostAlignment));
         if (p == nullptr)
             return fail(MOE4J_ERROR_OUT_OF_MEMORY,
                         std::string(fn) + ": cannot allocate " + std::to_string(bytes) + " bytes of host memory");

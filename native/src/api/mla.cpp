@@ -84,6 +84,9 @@ extern "C" moe4j_status moe4j_mla_decode(moe4j_context *ctx, const moe4j_tensor 
                                       {block_table, "block_table"},
                                       {cache_seqlens, "cache_seqlens"}})
             if (moe4j_status s = check.no_overlap(*lse, "lse", *t, name)) return s;
+        // No query row (b, s_q or h_q is 0): out and lse are empty and nothing is read. The kernels divide the work by
+        // these counts, so they do not run at all.
+        if (batch == 0 || s_q == 0 || h_q == 0) return MOE4J_OK;
 
 #if MOE4J_WITH_CUDA
         if (ctx->backend == MOE4J_BACKEND_CUDA) {

@@ -56,11 +56,15 @@ std::string hex_string(uintptr_t value) {
 }  // namespace
 
 // Bytes spanned from data to one past the last reachable element, or -1 on overflow; 0 for an empty tensor.
+// Shapes and strides are non-negative (checked first). One term (shape - 1) * stride is below 2^126, but four of
+// them, or one times the element size, overflow even __int128: the sum is bounded after every term.
 int64_t extent_bytes(const moe4j_tensor &t) {
+    for (int i = 0; i < t.rank; ++i)
+        if (t.shape[i] == 0) return 0;
     __int128 last = 0;
     for (int i = 0; i < t.rank; ++i) {
-        if (t.shape[i] == 0) return 0;
         last += static_cast<__int128>(t.shape[i] - 1) * t.strides[i];
+        if (last > INT64_MAX) return -1;
     }
     const __int128 bytes = (last + 1) * dtype_size(t.dtype);
     return bytes > INT64_MAX ? -1 : static_cast<int64_t>(bytes);
@@ -107,6 +111,10 @@ moe4j_status ArgCheck::tensor(const moe4j_tensor *t, const TensorRule &rule) con
     if (rule.layout == Layout::RowsDense && t->strides[t->rank - 1] != 1 && t->shape[t->rank - 1] > 1)
         return invalid(arg() + ": innermost stride is " + std::to_string(t->strides[t->rank - 1]) +
                        ", must be 1 (rows must be contiguous)");
+    int64_t elements = 1;  // broadcast (zero-stride) views are small in memory but must still be countable
+    for (int i = 0; i < t->rank; ++i)
+        if (__builtin_mul_overflow(elements, t->shape[i], &elements))
+            return invalid(arg() + ": shape " + shape_string(*t) + " has more than 2^63 - 1 elements");
     const int64_t extent = extent_bytes(*t);
     if (extent < 0) return invalid(arg() + ": shape and strides overflow 64-bit byte offsets");
     if (extent > 0 && t->data == nullptr)

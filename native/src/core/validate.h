@@ -70,6 +70,7 @@ class ArgCheck {
 // a and b describe the very same elements: data, dtype, rank, shape and strides equal (an in-place operand).
 bool same_view(const moe4j_tensor &a, const moe4j_tensor &b);
 
-inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+// a >= 0, b > 0; no overflow for any a (an extent of a zero-stride view may be near INT64_MAX).
+inline int64_t ceil_div(int64_t a, int64_t b) { return a / b + (a % b != 0 ? 1 : 0); }
 
 }  // namespace moe4j

@@ -20,11 +20,16 @@ struct RowView {
 
     explicit RowView(const moe4j_tensor &t)
         : base(static_cast<char *>(t.data)), dtype(t.dtype), leading_rank(t.rank - 1) {
-        rows = 1;
+        bool empty = false;
+        for (int i = 0; i < t.rank; ++i) empty |= t.shape[i] == 0;
+        rows = empty ? 0 : 1;
         for (int i = 0; i < t.rank; ++i) {
             shape[i] = t.shape[i];
-            byte_strides[i] = t.strides[i] * dtype_size(t.dtype);
-            if (i < leading_rank) rows *= t.shape[i];
+            // Only the dimensions that step (extent > 1) of a non-empty tensor address memory, and their strides lie
+            // within its checked extent; any other stride may be up to INT64_MAX and need not fit times the element
+            // size. The element count fits in int64 (checked), so rows does.
+            byte_strides[i] = !empty && t.shape[i] > 1 ? t.strides[i] * dtype_size(t.dtype) : 0;
+            if (!empty && i < leading_rank) rows *= t.shape[i];
         }
         length = t.shape[t.rank - 1];
     }
