@@ -1451,7 +1451,7 @@ void fuzz_context_create(Run &run, Rng &rng) {
 }
 
 void fuzz_misc(Run &run, Rng &rng, moe4j_context *ctx) {
-    switch (rng.range(0, 9)) {
+    switch (rng.range(0, 10)) {
         case 0: {
             moe4j_capabilities caps{};
             std::memset(&caps, 0xA5, sizeof caps);
@@ -1615,6 +1615,42 @@ void fuzz_misc(Run &run, Rng &rng, moe4j_context *ctx) {
             if (!problem.empty()) report(run, "moe4j_alloc", what, problem, s, message);
             break;
         }
+        case 9: {
+            // A refused fault names its argument; a valid one is armed and disarmed at once, so the calls after it
+            // run normally.
+            const int which = static_cast<int>(rng.range(0, 4));
+            int32_t fault =
+                rng.pick<int32_t>({MOE4J_FAULT_ALLOCATION, MOE4J_FAULT_TASK_OUT_OF_MEMORY, MOE4J_FAULT_TASK_EXCEPTION});
+            int64_t n = rng.range(1, 8);
+            Names names;
+            std::string what = "valid";
+            if (which == 0) {
+                names = {{"'ctx'"}};
+                what = "ctx = null";
+            } else if (which == 1) {
+                fault = rng.pick<int32_t>({-1, 4, 99, INT32_MIN});
+                names = {{"'fault'"}};
+                what = "fault = " + std::to_string(fault);
+            } else if (which == 2) {
+                n = fault == MOE4J_FAULT_ALLOCATION ? rng.pick<int64_t>({0, -1, kMin64})
+                                                    : rng.pick<int64_t>({-1, kMin64});
+                names = {{"'n'"}};
+                what = "n = " + std::to_string(n);
+            } else if (which == 3) {
+                fault = MOE4J_FAULT_NONE;
+                n = rng.pick<int64_t>({1, -1, kMax64});
+                names = {{"'n'"}};
+                what = "MOE4J_FAULT_NONE with n = " + std::to_string(n);
+            }
+            run_plain(run, "moe4j_context_inject_fault", {"ctx", "fault", "n"}, what, !names.empty(), names, {},
+                      [&] { return moe4j_context_inject_fault(which == 0 ? nullptr : ctx, fault, n); });
+            const moe4j_status off = moe4j_context_inject_fault(ctx, MOE4J_FAULT_NONE, 0);
+            count(run, "moe4j_context_inject_fault", off);
+            if (off != MOE4J_OK)
+                report(run, "moe4j_context_inject_fault", "MOE4J_FAULT_NONE, 0", "disarming failed", off,
+                       moe4j_last_error());
+            break;
+        }
         default: {
             const int which = static_cast<int>(rng.range(0, 3));
             if (which < 2) {
@@ -1728,6 +1764,7 @@ std::set<std::string> fuzzed_entry_points() {
                                  "moe4j_context_query",
                                  "moe4j_context_kernel_variants",
                                  "moe4j_context_reset_kernel_variants",
+                                 "moe4j_context_inject_fault",
                                  "moe4j_alloc",
                                  "moe4j_free",
                                  "moe4j_synchronize"};
