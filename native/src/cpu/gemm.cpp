@@ -180,33 +180,35 @@ void gemm_nt(moe4j_context *ctx, const moe4j_tensor &a_t, const moe4j_tensor &b_
     const int64_t batches = rank == 3 ? a_t.shape[0] : 1;
     const int64_t m_count = a_t.shape[rank - 2], n_count = b_t.shape[rank - 2], k = a.length;
     const int64_t blocks = (n_count + kColumnsPerTask - 1) / kColumnsPerTask;
-    parallel_for(
-        *ctx->pool, batches * blocks, grain_for(m_count * kColumnsPerTask * k), [&](int64_t begin, int64_t end) {
-            Tile t{};
-            for (int64_t task = begin; task < end; ++task) {
-                const int64_t batch = task / blocks, first_row = batch * m_count, first_col = batch * n_count;
-                const int64_t n0 = (task % blocks) * kColumnsPerTask, n1 = std::min(n_count, n0 + kColumnsPerTask);
-                for (int64_t r = 0; r < m_count; r += kTileM) {
-                    const int rows = static_cast<int>(std::min<int64_t>(kTileM, m_count - r));
-                    for (int m = 0; m < rows; ++m) t.a[m] = a.row<char>(first_row + r + m);
-                    for (int64_t n = n0; n < n1; n += kTileN) {
-                        const int cols = static_cast<int>(std::min<int64_t>(kTileN, n1 - n));
-                        for (int j = 0; j < cols; ++j) t.b[j] = b.row<char>(first_col + n + j);
-                        dot_any(ctx->isa, a.dtype, t, rows, cols, k);
-                        for (int m = 0; m < rows; ++m)
-                            for (int j = 0; j < cols; ++j) {
-                                const int64_t row = first_row + r + m;
-                                float value = t.out[m][j];
-                                if (c) value += c->row<float>(row)[n + j];
-                                if (d.dtype == MOE4J_F32)
-                                    d.row<float>(row)[n + j] = value;
-                                else
-                                    d.row<uint16_t>(row)[n + j] = bf16_encode(value);
-                            }
-                    }
+    // A task's work: its multiply-adds, and its block of b streamed from memory (counted as two multiply-adds per
+    // element), which is what a few-row product (MLA's absorption at decode) spends its time on.
+    const int64_t task_work = (m_count + 2) * kColumnsPerTask * k;
+    parallel_for(*ctx->pool, batches * blocks, grain_for(task_work), [&](int64_t begin, int64_t end) {
+        Tile t{};
+        for (int64_t task = begin; task < end; ++task) {
+            const int64_t batch = task / blocks, first_row = batch * m_count, first_col = batch * n_count;
+            const int64_t n0 = (task % blocks) * kColumnsPerTask, n1 = std::min(n_count, n0 + kColumnsPerTask);
+            for (int64_t r = 0; r < m_count; r += kTileM) {
+                const int rows = static_cast<int>(std::min<int64_t>(kTileM, m_count - r));
+                for (int m = 0; m < rows; ++m) t.a[m] = a.row<char>(first_row + r + m);
+                for (int64_t n = n0; n < n1; n += kTileN) {
+                    const int cols = static_cast<int>(std::min<int64_t>(kTileN, n1 - n));
+                    for (int j = 0; j < cols; ++j) t.b[j] = b.row<char>(first_col + n + j);
+                    dot_any(ctx->isa, a.dtype, t, rows, cols, k);
+                    for (int m = 0; m < rows; ++m)
+                        for (int j = 0; j < cols; ++j) {
+                            const int64_t row = first_row + r + m;
+                            float value = t.out[m][j];
+                            if (c) value += c->row<float>(row)[n + j];
+                            if (d.dtype == MOE4J_F32)
+                                d.row<float>(row)[n + j] = value;
+                            else
+                                d.row<uint16_t>(row)[n + j] = bf16_encode(value);
+                        }
                 }
             }
-        });
+        }
+    });
 }
 
 }  // namespace moe4j::cpu
