@@ -27,7 +27,15 @@ import org.junit.jupiter.api.Test;
 public class GateTest {
     static final int HIDDEN = 256, TOKENS = 64;
 
-    public record Expected(int[] experts, double[] weights) {}
+    /**
+     * @param nearTie whether a kept group or a chosen expert beats the first left out by less than float32 can tell
+     *     apart (relative 1e-6): the gate, computing in float32, may then choose the other one
+     */
+    public record Expected(int[] experts, double[] weights, boolean nearTie) {}
+
+    private static boolean closeCall(double kept, double left) {
+        return kept - left < 1e-6 * Math.max(1, Math.abs(kept));
+    }
 
     /** DeepSeek's gate in float64; ties to the lower index via a stable sort. */
     public static Expected reference(GateConfig c, float[] logits, float[] bias) {
@@ -42,6 +50,7 @@ public class GateTest {
         }
         double[] sel = new double[e];
         for (int i = 0; i < e; i++) sel[i] = scores[i] + (bias == null ? 0 : bias[i]);
+        boolean nearTie = false;
         if (c.groups() > 1) {
             int size = c.groupSize();
             double[] groupScore = new double[c.groups()];
@@ -53,9 +62,13 @@ public class GateTest {
             Integer[] order = sortedDescending(groupScore);
             boolean[] kept = new boolean[c.groups()];
             for (int j = 0; j < c.topkGroups(); j++) kept[order[j]] = true;
+            if (c.topkGroups() < c.groups())
+                nearTie = closeCall(groupScore[order[c.topkGroups() - 1]], groupScore[order[c.topkGroups()]]);
             for (int i = 0; i < e; i++) if (!kept[i / size]) sel[i] = Double.NEGATIVE_INFINITY;
         }
         Integer[] order = sortedDescending(sel);
+        if (c.topK() < e && sel[order[c.topK()]] != Double.NEGATIVE_INFINITY)
+            nearTie |= closeCall(sel[order[c.topK() - 1]], sel[order[c.topK()]]);
         int[] experts = new int[c.topK()];
         double[] weights = new double[c.topK()];
         double sum = 0;
@@ -68,7 +81,7 @@ public class GateTest {
             if (c.scoring() == Scoring.SIGMOID || c.normTopkProb()) w /= sum;
             weights[j] = w * c.routedScalingFactor();
         }
-        return new Expected(experts, weights);
+        return new Expected(experts, weights, nearTie);
     }
 
     static Integer[] sortedDescending(double[] v) {
@@ -111,6 +124,7 @@ public class GateTest {
             float[] logits = Gemm.nt(ctx, x, weight, DType.F32, arena).toFloatArray();
             for (int t = 0; t < TOKENS; t++) {
                 Expected e = reference(c, Arrays.copyOfRange(logits, t * c.experts(), (t + 1) * c.experts()), bias);
+                if (e.nearTie() && !duplicates) continue; // float32 rounding decides; exact ties are checked apart
                 int[] got = new int[c.topK()];
                 for (int j = 0; j < c.topK(); j++) {
                     got[j] = routing.expert(t, j);

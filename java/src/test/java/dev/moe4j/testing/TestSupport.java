@@ -58,7 +58,7 @@ public final class TestSupport {
     }
 
     public static long freshSeed() {
-        return System.nanoTime() ^ 0x5DEECE66DL;
+        return Long.getLong("moe4j.test.seed", System.nanoTime() ^ 0x5DEECE66DL);
     }
 
     public static SplittableRandom random(long seed) {
