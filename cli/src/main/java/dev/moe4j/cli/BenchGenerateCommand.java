@@ -62,7 +62,8 @@ final class BenchGenerateCommand {
             int decodeSteps,
             double decodeBytesPerStep,
             double decodeJavaShare,
-            Map<String, Profiler.Entry> decodeKernels) {
+            Map<String, Profiler.Entry> decodeKernels,
+            Map<String, Profiler.Entry> prefillKernels) {
         double prefillTokensPerS() {
             return batch * promptTokens / prefillSeconds;
         }
@@ -106,8 +107,10 @@ final class BenchGenerateCommand {
                         + ", past the model's context of " + model.maxPositions());
             description = model + (model.reproducible() ? ", reproducible" : ", --fast");
             Random random = new Random(seed);
-            // warm-up: weights paged in, Java compiled
-            measure(model, 1, Math.min(prompt, 32), 8, stepTokens, random, new Recorder("warm-up", 2));
+            // warm-up (as llama-bench's): weights paged in, Java compiled, and the workspace grown to the largest
+            // prefill step of the runs (a first 512-token step spends ~5% of its time faulting in fresh scratch pages)
+            int warmUpPrompt = (int) Math.min(Math.min(stepTokens, (long) maxBatch * prompt), model.maxPositions() - 8);
+            measure(model, 1, warmUpPrompt, 8, stepTokens, random, new Recorder("warm-up", 2));
             for (int b : batches) {
                 List<Run> each = new ArrayList<>();
                 for (int r = 0; r < reps; r++) each.add(measure(model, b, prompt, decode, stepTokens, random, report));
@@ -170,33 +173,37 @@ final class BenchGenerateCommand {
             int[] next = new int[b];
             int[] last = new int[b];
             long prefillNanos = 0;
-            for (int done = 0; done < b; ) {
-                List<Integer> ids = new ArrayList<>();
-                List<int[]> chunks = new ArrayList<>();
-                int budget = stepTokens;
-                for (int i = done; i < b && budget > 0; i++) {
-                    int n = Math.min(budget, prompt - next[i]);
-                    ids.add(i);
-                    chunks.add(Arrays.copyOfRange(prompts[i], next[i], next[i] + n));
-                    budget -= n;
-                }
-                int[] seqs = ids.stream().mapToInt(i -> sequences[i]).toArray();
-                long t0 = System.nanoTime();
-                Tensor logits = model.forward(seqs, chunks.toArray(int[][]::new), false, arena);
-                long stepNanos = System.nanoTime() - t0;
-                prefillNanos += stepNanos;
-                int stepTokensRun =
-                        chunks.stream().mapToInt(chunk -> chunk.length).sum();
-                report.record(
-                        Recorder.THROUGHPUT, "tokens/s", "prefill, batch " + b, stepTokensRun / (stepNanos / 1e9));
-                for (int k = 0; k < ids.size(); k++) {
-                    int i = ids.get(k);
-                    next[i] += chunks.get(k).length;
-                    if (next[i] == prompt) {
-                        last[i] = argmax(logits, k);
-                        done++;
+            Map<String, Profiler.Entry> prefillKernels;
+            try (Profiler profiler = Profiler.start()) {
+                for (int done = 0; done < b; ) {
+                    List<Integer> ids = new ArrayList<>();
+                    List<int[]> chunks = new ArrayList<>();
+                    int budget = stepTokens;
+                    for (int i = done; i < b && budget > 0; i++) {
+                        int n = Math.min(budget, prompt - next[i]);
+                        ids.add(i);
+                        chunks.add(Arrays.copyOfRange(prompts[i], next[i], next[i] + n));
+                        budget -= n;
+                    }
+                    int[] seqs = ids.stream().mapToInt(i -> sequences[i]).toArray();
+                    long t0 = System.nanoTime();
+                    Tensor logits = model.forward(seqs, chunks.toArray(int[][]::new), false, arena);
+                    long stepNanos = System.nanoTime() - t0;
+                    prefillNanos += stepNanos;
+                    int stepTokensRun =
+                            chunks.stream().mapToInt(chunk -> chunk.length).sum();
+                    report.record(
+                            Recorder.THROUGHPUT, "tokens/s", "prefill, batch " + b, stepTokensRun / (stepNanos / 1e9));
+                    for (int k = 0; k < ids.size(); k++) {
+                        int i = ids.get(k);
+                        next[i] += chunks.get(k).length;
+                        if (next[i] == prompt) {
+                            last[i] = argmax(logits, k);
+                            done++;
+                        }
                     }
                 }
+                prefillKernels = profiler.entries();
             }
 
             // decode: every sequence one token per step
@@ -248,7 +255,8 @@ final class BenchGenerateCommand {
                     decode,
                     bytesPerStep,
                     Math.max(0, 1 - (double) nativeNanos / decodeNanos),
-                    kernels);
+                    kernels,
+                    prefillKernels);
         } finally {
             for (int s : sequences) model.freeSequence(s);
         }
@@ -312,7 +320,8 @@ final class BenchGenerateCommand {
                 f.decodeSteps(),
                 bytes / n,
                 java / n,
-                runs.get(n - 1).decodeKernels());
+                runs.get(n - 1).decodeKernels(),
+                runs.get(n - 1).prefillKernels());
     }
 
     /**
@@ -391,6 +400,19 @@ final class BenchGenerateCommand {
 
     /** Time per native function in the last repetition's decode steps, largest first, as shares of the step. */
     private static void printProfile(Run r) {
+        long prefill = Math.round(r.prefillSeconds() * 1e9);
+        System.out.printf(
+                "prefill profile, batch %d (%d tokens each, %.1f ms in all):%n",
+                r.batch(), r.promptTokens(), 1e3 * r.prefillSeconds());
+        r.prefillKernels().entrySet().stream()
+                .sorted((a, b) ->
+                        Long.compare(b.getValue().nanos(), a.getValue().nanos()))
+                .forEach(e -> System.out.printf(
+                        "  %-40s %6.1f%% %8.3f ms %6d calls%n",
+                        e.getKey(),
+                        100.0 * e.getValue().nanos() / prefill,
+                        e.getValue().nanos() / 1e6,
+                        e.getValue().calls()));
         long total = Math.round(r.decodeSeconds() * 1e9);
         System.out.printf(
                 "decode profile, batch %d (%d steps, %.2f ms per step):%n",
