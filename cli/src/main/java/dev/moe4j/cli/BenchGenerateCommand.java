@@ -108,7 +108,8 @@ final class BenchGenerateCommand {
             description = model + (model.reproducible() ? ", reproducible" : ", --fast");
             Random random = new Random(seed);
             // warm-up (as llama-bench's): weights paged in, Java compiled, and the workspace grown to the largest
-            // prefill step of the runs (a first 512-token step spends ~5% of its time faulting in fresh scratch pages)
+            // prefill step of the runs. The embedding rows of each run's random prompt are still read from the
+            // checkpoint's memory map when first touched: after the page cache lost the file, from disk.
             int warmUpPrompt = (int) Math.min(Math.min(stepTokens, (long) maxBatch * prompt), model.maxPositions() - 8);
             measure(model, 1, warmUpPrompt, 8, stepTokens, random, new Recorder("warm-up", 2));
             for (int b : batches) {
@@ -400,33 +401,30 @@ final class BenchGenerateCommand {
 
     /** Time per native function in the last repetition's decode steps, largest first, as shares of the step. */
     private static void printProfile(Run r) {
-        long prefill = Math.round(r.prefillSeconds() * 1e9);
         System.out.printf(
                 "prefill profile, batch %d (%d tokens each, %.1f ms in all):%n",
                 r.batch(), r.promptTokens(), 1e3 * r.prefillSeconds());
-        r.prefillKernels().entrySet().stream()
-                .sorted((a, b) ->
-                        Long.compare(b.getValue().nanos(), a.getValue().nanos()))
-                .forEach(e -> System.out.printf(
-                        "  %-40s %6.1f%% %8.3f ms %6d calls%n",
-                        e.getKey(),
-                        100.0 * e.getValue().nanos() / prefill,
-                        e.getValue().nanos() / 1e6,
-                        e.getValue().calls()));
-        long total = Math.round(r.decodeSeconds() * 1e9);
+        printKernels(r.prefillKernels(), r.prefillSeconds(), 1, "");
         System.out.printf(
                 "decode profile, batch %d (%d steps, %.2f ms per step):%n",
                 r.batch(), r.decodeSteps(), 1e3 * r.decodeSeconds() / r.decodeSteps());
-        r.decodeKernels().entrySet().stream()
+        printKernels(r.decodeKernels(), r.decodeSeconds(), r.decodeSteps(), "/step");
+        System.out.printf("  %-40s %6.1f%%%n", "Java (outside native calls)", 100 * r.decodeJavaShare());
+    }
+
+    /** Time per native function, largest first: its share of {@code seconds}, per step over {@code steps} steps. */
+    private static void printKernels(Map<String, Profiler.Entry> kernels, double seconds, int steps, String unit) {
+        kernels.entrySet().stream()
                 .sorted((a, b) ->
                         Long.compare(b.getValue().nanos(), a.getValue().nanos()))
                 .forEach(e -> System.out.printf(
-                        "  %-40s %6.1f%% %8.3f ms/step %6.1f calls/step%n",
+                        "  %-40s %6.1f%% %8.3f ms%s %6.1f calls%s%n",
                         e.getKey(),
-                        100.0 * e.getValue().nanos() / total,
-                        e.getValue().nanos() / 1e6 / r.decodeSteps(),
-                        (double) e.getValue().calls() / r.decodeSteps()));
-        System.out.printf("  %-40s %6.1f%%%n", "Java (outside native calls)", 100 * r.decodeJavaShare());
+                        100.0 * e.getValue().nanos() / 1e9 / seconds,
+                        e.getValue().nanos() / 1e6 / steps,
+                        unit,
+                        (double) e.getValue().calls() / steps,
+                        unit));
     }
 
     private static Map<String, Object> toJson(

@@ -520,7 +520,7 @@ public final class Model implements AutoCloseable {
         Objects.requireNonNull(arena, "arena");
         int rows = allPositions ? Arrays.stream(counts).sum() : sequences.length;
         Tensor logits = Tensor.allocate(arena, DType.F32, rows, config.vocabSize());
-        forward(sequences, tokens, allPositions, logits);
+        step(sequences, tokens, counts, allPositions, logits);
         return logits;
     }
 
@@ -534,7 +534,11 @@ public final class Model implements AutoCloseable {
      *     changed
      */
     public void forward(int[] sequences, int[][] tokens, boolean allPositions, Tensor logits) {
-        int[] counts = checkStep(sequences, tokens);
+        step(sequences, tokens, checkStep(sequences, tokens), allPositions, logits);
+    }
+
+    /** The step, its arguments checked (counts: each sequence's new tokens) but for logits. */
+    private void step(int[] sequences, int[][] tokens, int[] counts, boolean allPositions, Tensor logits) {
         int total = Arrays.stream(counts).sum();
         int hidden = config.hiddenSize(), vocab = config.vocabSize();
         int rows = allPositions ? total : sequences.length;

@@ -30,10 +30,12 @@ public final class QuantizedGroups {
     private final long outFeatures;
     private final long inFeatures;
     private final Device device;
-    // One segment per distinct memory scope among the groups' tensors (usually one: a checkpoint's map), checked on
+    // One tensor per distinct memory scope among the groups' tensors (usually one: a checkpoint's map), checked on
     // every call in place of each tensor; and the descriptor arrays, written at the first call and reused by every
     // call after it (the groups never change). Kernel wrappers keep this object reachable while native code reads them.
-    private final List<MemorySegment> owners;
+    private record Owner(MemorySegment segment, String part) {}
+
+    private final List<Owner> owners;
     private volatile MemorySegment[] cached; // {weights, scales}
 
     private QuantizedGroups(List<QuantizedTensor> groups) {
@@ -42,10 +44,13 @@ public final class QuantizedGroups {
         this.outFeatures = first.data().shape(0);
         this.inFeatures = first.data().shape(1);
         this.device = first.data().device();
-        List<MemorySegment> distinct = new ArrayList<>();
-        for (QuantizedTensor w : groups)
-            for (MemorySegment m : List.of(w.data().segment(), w.scales().segment()))
-                if (distinct.stream().noneMatch(o -> o.scope().equals(m.scope()))) distinct.add(m);
+        List<Owner> distinct = new ArrayList<>();
+        for (int g = 0; g < groups.size(); g++)
+            for (Owner o : List.of(
+                    new Owner(groups.get(g).data().segment(), "group " + g),
+                    new Owner(groups.get(g).scales().segment(), "group " + g + " scales")))
+                if (distinct.stream()
+                        .noneMatch(d -> d.segment().scope().equals(o.segment().scope()))) distinct.add(o);
         owners = List.copyOf(distinct);
     }
 
@@ -151,13 +156,7 @@ public final class QuantizedGroups {
      * @throws IllegalStateException if a group's memory is no longer accessible from this thread
      */
     public MemorySegment descriptor(SegmentAllocator allocator, String name) {
-        for (MemorySegment owner : owners) {
-            if (!owner.scope().isAlive())
-                throw new IllegalStateException(
-                        "weights '" + name + "' are no longer usable: the arena that owns their memory was closed");
-            if (!owner.isAccessibleBy(Thread.currentThread()))
-                throw new IllegalStateException("weights '" + name + "' belong to a confined arena of another thread");
-        }
+        for (Owner owner : owners) Tensor.checkAccessible(owner.segment(), name + " " + owner.part());
         QuantizedTensor first = groups.get(0);
         first.data().checkKernelOperand(allocator, name + " group 0");
         first.scales().checkKernelOperand(allocator, name + " group 0 scales");

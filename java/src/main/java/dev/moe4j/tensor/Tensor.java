@@ -384,13 +384,18 @@ public final class Tensor {
                     + frame.context() + " emulates a device: a GPU kernel takes device memory only");
     }
 
-    /** Writes this tensor's {@code moe4j_tensor} descriptor into {@code d} (one struct, in an array, say). */
-    void writeDescriptor(MemorySegment d, String name) {
+    /** Throws if the memory of tensor {@code name} is freed or confined to another thread. */
+    static void checkAccessible(MemorySegment segment, String name) {
         if (!segment.scope().isAlive())
             throw new IllegalStateException(
                     "tensor '" + name + "' is no longer usable: the arena that owns its memory was closed");
         if (!segment.isAccessibleBy(Thread.currentThread()))
             throw new IllegalStateException("tensor '" + name + "' belongs to a confined arena of another thread");
+    }
+
+    /** Writes this tensor's {@code moe4j_tensor} descriptor into {@code d} (one struct, in an array, say). */
+    void writeDescriptor(MemorySegment d, String name) {
+        checkAccessible(segment, name);
         moe4j_tensor.data(d, segment);
         moe4j_tensor.size_bytes(d, segment.byteSize());
         moe4j_tensor.dtype(d, dtype.code());

@@ -115,7 +115,7 @@ class WeightGroupsTest {
         closing.descriptor(arena, "b");
         own.close();
         IllegalStateException e = assertThrows(IllegalStateException.class, () -> closing.descriptor(arena, "w_gate"));
-        assertTrue(e.getMessage().contains("'w_gate'") && e.getMessage().contains("closed"), e.getMessage());
+        assertTrue(e.getMessage().contains("'w_gate group 0'") && e.getMessage().contains("closed"), e.getMessage());
     }
 
     private static MemorySegment weightsOf(MemorySegment struct, int g) {
