@@ -41,6 +41,12 @@ constexpr int64_t kPanelRows = 64;        // weight rows per packed panel: four 
 constexpr int64_t kPanelRowChunk = 1024;  // activation rows per panel task (about 15 MB of bf16 at K = 7168)
 constexpr int kPanelTileM = 6;
 
+// The row stride, in elements, of rows widened through memory (A's rows, and a weight block's rows for the
+// widened-block kernel): K, or K + 128 where K / 128 is even. The kernels read 128-element slices of many such
+// rows at once; with an odd number of slices per stride, consecutive rows' slices fall into different L1 sets
+// (at K = 2048 a stride of K alone put every fp32 row's slice into the same 8 sets, more lines than the ways).
+constexpr int64_t wide_row_stride(int64_t k) { return (k / kBlock) % 2 == 1 ? k : k + kBlock; }
+
 // The dot products of one tile: out[m][j] = sum_kb s[m][kb] * sum_{k in kb} a[m][k] * b[j][k], for the
 // first `rows` rows and `cols` columns (at most kTileM x kTileN; the AVX2 block kernel reads up to kCodeTileM rows
 // and uses out[m][0] for its NaN fallback). All columns share one 128-row weight block.
@@ -297,10 +303,29 @@ struct Avx512Path {
     static constexpr int64_t kStep = 64;  // codes per NaN check and prefetch: one cache line of a weight row
 
     static void widen_a(const RowCodec &codec, const uint8_t *q, int64_t n, float *out) {
-        codec.decode_f32(q, n, kAvx2AScale, out);
+        widen(codec, q, n, kAvx2AScale, out);
     }
     static void widen_b(const RowCodec &codec, const uint8_t *q, int64_t n, float *out) {
-        codec.decode_f32(q, n, kAvx2BScale, out);
+        widen(codec, q, n, kAvx2BScale, out);
+    }
+    // out[i] = e4m3 value of q[i] times `scale` (a power of two), through decode32: the same values as
+    // codec.decode_f32 gives, without its general multiply. Rows holding a NaN code are redone by the codec, which
+    // widens NaN codes to NaN.
+    static void widen(const RowCodec &codec, const uint8_t *q, int64_t n, float scale, float *out) {
+        const __m512 rescale = _mm512_set1_ps(scale * 256.0f);
+        __m512i nan = _mm512_setzero_si512();
+        int64_t i = 0;
+        for (; i + kStep <= n; i += kStep) {
+            nan = nan_max(nan, q + i);
+            for (int64_t h = 0; h < kStep; h += 2 * kLanes) {
+                __m512 lo, hi;
+                decode32(q + i + h, lo, hi);
+                _mm512_storeu_ps(out + i + h, _mm512_mul_ps(lo, rescale));
+                _mm512_storeu_ps(out + i + h + kLanes, _mm512_mul_ps(hi, rescale));
+            }
+        }
+        if (any_nan(nan)) i = 0;
+        codec.decode_f32(q + i, n - i, scale, out + i);
     }
 
     // Thirty-two e4m3 codes q[0..31] -> their values times 2^-8, exactly, in lo (codes 0-15) and hi (16-31), as
@@ -421,11 +446,12 @@ struct Avx512Path {
     }
 
     // The kernel of many rows: dot() over a whole block of up to kRowsPerBlock weight rows (columns) widened through
-    // memory (bw, row j at bw + j * k), MR rows of A against column pairs, 128-wide K slices outermost so that the
+    // memory (bw, row j at bw + j * ldw), MR rows of A against column pairs, 128-wide K slices outermost so that the
     // slices of A (MR x 512 bytes) and of the block (16 x 512 bytes) stay in L1. Per output the operations and their
     // order are dot()'s and dot_codes()'s. out[m][j] for the block's columns j < cols.
     template <int MR>
-    static void dot_wide_block(const Tile &t, const float *bw, int cols, int64_t k, float (*out)[kRowsPerBlock]) {
+    static void dot_wide_block(const Tile &t, const float *bw, int64_t ldw, int cols, int64_t k,
+                               float (*out)[kRowsPerBlock]) {
         __m512 total[kRowsPerBlock][MR];
         for (int j = 0; j < cols; ++j)
             for (int m = 0; m < MR; ++m) total[j][m] = _mm512_setzero_ps();
@@ -434,10 +460,15 @@ struct Avx512Path {
             for (int m = 0; m < MR; ++m) scale[m] = _mm512_set1_ps(t.s[m][kb]);
             for (int j = 0; j < cols; j += 2) {
                 // A lone last column pairs with itself: its second sums are dropped.
-                const float *b0 = bw + j * k, *b1 = j + 1 < cols ? b0 + k : b0;
+                const float *b0 = bw + j * ldw, *b1 = j + 1 < cols ? b0 + ldw : b0;
+                // The next pair's slice (or the next slice's first pair) is fetched into L1 meanwhile: each slice of
+                // the block is read once per call from L2, where waiting for it stalled the multiply-adds.
+                const float *next = j + 2 < cols ? b0 + 2 * ldw : bw + kBlock;
                 __m512 part[MR][2];
                 for (int m = 0; m < MR; ++m) part[m][0] = part[m][1] = _mm512_setzero_ps();
                 for (int64_t i = kb * kBlock; i < (kb + 1) * kBlock; i += kLanes) {
+                    _mm_prefetch(reinterpret_cast<const char *>(next + i), _MM_HINT_T0);
+                    _mm_prefetch(reinterpret_cast<const char *>(next + ldw + i), _MM_HINT_T0);
                     const __m512 v0 = _mm512_loadu_ps(b0 + i), v1 = _mm512_loadu_ps(b1 + i);
                     for (int m = 0; m < MR; ++m) {
                         const __m512 av = _mm512_loadu_ps(static_cast<const float *>(t.a[m]) + i);
@@ -746,7 +777,7 @@ GateUpScratch gate_up_scratch(const Fp8GemmArgs &gate, int workers) {
     s.counters = round_up16(units);
     s.values = round_up16(2 * rows * gate.n);
     s.scales = round_up16(chunk_rows * (gate.k / kBlock));
-    s.b_wide = round_up16(kRowsPerBlock * gate.k);
+    s.b_wide = round_up16(kRowsPerBlock * wide_row_stride(gate.k));
     s.per_worker = s.scales + s.b_wide;
     s.total = s.counters + s.values + workers * s.per_worker;
     return s;
@@ -761,6 +792,7 @@ struct Driver {
     const RowView a, sfa;
     const std::optional<RowView> d, c;  // d is absent in the fused gate/up pass, which writes no d
     int64_t k, kb_count;
+    int64_t ld;                                // row stride of widened rows: wide_row_stride(k)
     std::vector<LineVector<Wide>> a_wide;      // per group: widened rows, in the group's row order
     std::vector<std::vector<float>> a_scales;  // per group: [row][kb]
     std::vector<char> panel_group;             // per group: runs the packed-panel kernel
@@ -775,6 +807,7 @@ struct Driver {
           c(args.c != nullptr ? std::optional<RowView>(*args.c) : std::nullopt),
           k(args.k),
           kb_count(args.k / kBlock),
+          ld(wide_row_stride(args.k)),
           panels(panels) {}
 
     // Widens every used row of A once per call; the GEMM reads each many times.
@@ -786,7 +819,7 @@ struct Driver {
             panel_group[g] =
                 Path::kPanels && panels && static_cast<int64_t>(args.groups[g].rows.size()) >= kPanelMinRows;
         for (size_t g = 0; g < args.groups.size(); ++g) {
-            a_wide[g].resize(args.groups[g].rows.size() * k);
+            a_wide[g].resize(args.groups[g].rows.size() * ld);
             a_scales[g].resize(args.groups[g].rows.size() * kb_count);
         }
         std::vector<std::pair<int32_t, int64_t>> all;
@@ -797,7 +830,7 @@ struct Driver {
             for (int64_t i = begin; i < end; ++i) {
                 const auto [g, r] = all[i];
                 const int64_t row = args.groups[g].rows[r];
-                Wide *out = a_wide[g].data() + r * k;
+                Wide *out = a_wide[g].data() + r * ld;
                 if constexpr (Path::kPanels) {
                     if (panel_group[g]) {
                         Path::widen_natural(a.row<uint8_t>(row), k, out);
@@ -876,14 +909,14 @@ struct Driver {
     void wide_block_any(const Tile &t, int rows, const Wide *bw, int cols, float (*out)[kRowsPerBlock]) const {
         if constexpr (Path::kWideBlocks) {
             switch (rows) {
-                case 8: return Path::template dot_wide_block<8>(t, bw, cols, k, out);
-                case 7: return Path::template dot_wide_block<7>(t, bw, cols, k, out);
-                case 6: return Path::template dot_wide_block<6>(t, bw, cols, k, out);
-                case 5: return Path::template dot_wide_block<5>(t, bw, cols, k, out);
-                case 4: return Path::template dot_wide_block<4>(t, bw, cols, k, out);
-                case 3: return Path::template dot_wide_block<3>(t, bw, cols, k, out);
-                case 2: return Path::template dot_wide_block<2>(t, bw, cols, k, out);
-                default: return Path::template dot_wide_block<1>(t, bw, cols, k, out);
+                case 8: return Path::template dot_wide_block<8>(t, bw, ld, cols, k, out);
+                case 7: return Path::template dot_wide_block<7>(t, bw, ld, cols, k, out);
+                case 6: return Path::template dot_wide_block<6>(t, bw, ld, cols, k, out);
+                case 5: return Path::template dot_wide_block<5>(t, bw, ld, cols, k, out);
+                case 4: return Path::template dot_wide_block<4>(t, bw, ld, cols, k, out);
+                case 3: return Path::template dot_wide_block<3>(t, bw, ld, cols, k, out);
+                case 2: return Path::template dot_wide_block<2>(t, bw, ld, cols, k, out);
+                default: return Path::template dot_wide_block<1>(t, bw, ld, cols, k, out);
             }
         } else {
             (void)t, (void)rows, (void)bw, (void)cols, (void)out;
@@ -900,7 +933,7 @@ struct Driver {
 
     // The row kernel on the task's rows against its 16-row blocks of `weights` (the task's group's, or another
     // matrix with the same N, K and rows): sink(m, n, value) receives each result, m the position in the task's rows.
-    // b_wide holds kRowsPerBlock * k widened weights, scales the task's rows * kb_count combined scales.
+    // b_wide holds kRowsPerBlock rows of ld widened weights, scales the task's rows * kb_count combined scales.
     template <typename Sink>
     void run_rows(const Task &task, const GemmGroup &weights, Wide *b_wide, float *scales, Sink &&sink) const {
         const int64_t rows = task.row_end - task.row_begin;
@@ -912,7 +945,7 @@ struct Driver {
             const bool codes = takes_codes(rows);
             if (!codes)
                 for (int64_t n = n0; n < n1; ++n)
-                    Path::widen_b(codec, weights.b + n * weights.ldb, k, b_wide + (n - n0) * k);
+                    Path::widen_b(codec, weights.b + n * weights.ldb, k, b_wide + (n - n0) * ld);
             if (n0 / kBlock != scale_block) {
                 scale_block = n0 / kBlock;
                 combine_scales(task, weights, scale_block, scales);
@@ -925,7 +958,7 @@ struct Driver {
             for (int64_t r = 0; r < rows; r += tile_m) {
                 const int tile_rows = static_cast<int>(std::min<int64_t>(tile_m, rows - r));
                 for (int m = 0; m < tile_rows; ++m) {
-                    t.a[m] = aw + (task.row_begin + r + m) * k;
+                    t.a[m] = aw + (task.row_begin + r + m) * ld;
                     t.s[m] = scales + (r + m) * kb_count;
                 }
                 if constexpr (Path::kWideBlocks) {
@@ -953,7 +986,7 @@ struct Driver {
                     const int tile_cols = static_cast<int>(std::min<int64_t>(tile_n, n1 - n));
                     for (int j = 0; j < tile_cols; ++j)
                         t.b[j] = codes ? static_cast<const void *>(weights.b + (n + j) * weights.ldb)
-                                       : static_cast<const void *>(b_wide + (n - n0 + j) * k);
+                                       : static_cast<const void *>(b_wide + (n - n0 + j) * ld);
                     tile_any(t, tile_rows, tile_cols, codes);
                     for (int m = 0; m < tile_rows; ++m)
                         for (int j = 0; j < tile_cols; ++j) sink(r + m, n + j, t.out[m][j]);
@@ -997,7 +1030,7 @@ struct Driver {
                 const uint16_t *a_rows[kPanelTileM];
                 const float *s_rows[kPanelTileM];
                 for (int m = 0; m < tile_rows; ++m) {
-                    a_rows[m] = aw + (task.row_begin + r + m) * k;
+                    a_rows[m] = aw + (task.row_begin + r + m) * ld;
                     s_rows[m] = scratch.scales.data() + (r + m) * kb_count;
                 }
                 float acc[kPanelTileM][kPanelRows] = {};
@@ -1116,7 +1149,7 @@ struct Driver {
                     const int64_t rows = tasks[i].row_end - tasks[i].row_begin;
                     if (static_cast<int64_t>(scales.size()) < rows * kb_count)
                         scales.resize(static_cast<size_t>(rows * kb_count));
-                    if (!takes_codes(rows) && b_wide.empty()) b_wide.resize(static_cast<size_t>(kRowsPerBlock * k));
+                    if (!takes_codes(rows) && b_wide.empty()) b_wide.resize(static_cast<size_t>(kRowsPerBlock * ld));
                     run(tasks[i], b_wide, scales);
                 }
             }

@@ -137,8 +137,9 @@ class Fp8GemmTest {
     /**
      * A NaN weight code (0x7F, 0xFF) makes its column NaN in every row, and leaves every other column's bits as they
      * are without it, on each kernel of each path: few rows (codes widened in registers, column pairs), rows past a
-     * tile or long rows (the 16-column block kernel), and many rows (weights widened through memory; on the AVX-512
-     * path the widened-block kernel, whose column pairs leave a lone last column here).
+     * tile or long rows (the 16-column block kernel), and many rows (40: weights widened through memory; on the AVX-512
+     * path the widened-block kernel, whose column pairs leave a lone last column here, at K = 128 and K = 1024, whose
+     * widened rows are padded).
      */
     @ParameterizedTest(name = "{0}")
     @MethodSource("dev.moe4j.kernels.CastTest#isaPaths")
@@ -150,7 +151,7 @@ class Fp8GemmTest {
         try (Arena arena = Arena.ofConfined();
                 Context ctx = context(isa)) {
             for (int k : new int[] {128, 1024}) {
-                for (int m : new int[] {1, 3, 6, 12}) {
+                for (int m : new int[] {1, 3, 6, 12, 40}) {
                     String where = isa + " m=" + m + " k=" + k + " seed " + seed;
                     Problem p = problem(ctx, arena, random, m, n, k);
                     Tensor clean = poisoned(arena, DType.F32, m, n), d = poisoned(arena, DType.F32, m, n);
