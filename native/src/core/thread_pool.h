@@ -75,6 +75,8 @@ class ThreadPool {
 
 // Splits [0, n) into chunks of at least `grain` items, about four per thread, and calls body(begin, end).
 void parallel_for(ThreadPool &pool, int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)> &body);
+// The same chunks, with the worker that runs each (as run_indexed gives it), for per-worker scratch.
+void parallel_for(ThreadPool &pool, int64_t n, int64_t grain, const std::function<void(int64_t, int64_t, int)> &body);
 
 // The grain for items of `work_per_item` units (multiply-adds, bytes) so that a chunk is worth waking a
 // thread for: below ~1M units a call runs on the caller alone, since a wake-up costs tens of microseconds.

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <optional>
+#include <type_traits>
 
 #include "../core/context.h"
 #include "../core/fp8.h"
@@ -91,6 +92,26 @@ inline __m512 load16(__mmask16 mask, const uint16_t *x) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
 }
 
+// The sums of 16 vectors' lanes, sum i in lane i, each added as _mm512_reduce_add_ps adds one vector's lanes (lane
+// l + lane l + 8, then + 4, + 2, + 1, GCC's order), so each sum is bitwise that of the one-vector reduction; 15
+// additions for the 16 where the one-vector form takes 4 each, and no scalar code.
+inline __m512 reduce16_avx512(const __m512 (&v)[16]) {
+    __m512 w[8], u[4], s[2];
+    for (int p = 0; p < 8; ++p)  // w[p]: lanes 0-7 sum pairs of v[2p] (l, l + 8), lanes 8-15 those of v[2p + 1]
+        w[p] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * p], v[2 * p + 1], _MM_SHUFFLE(3, 2, 3, 2)),
+                             _mm512_shuffle_f32x4(v[2 * p], v[2 * p + 1], _MM_SHUFFLE(1, 0, 1, 0)));
+    for (int q = 0; q < 4; ++q)  // u[q]: 128-bit quarter c holds sum 4q + c, four partial sums (l, l + 4)
+        u[q] = _mm512_add_ps(_mm512_shuffle_f32x4(w[2 * q], w[2 * q + 1], _MM_SHUFFLE(3, 1, 3, 1)),
+                             _mm512_shuffle_f32x4(w[2 * q], w[2 * q + 1], _MM_SHUFFLE(2, 0, 2, 0)));
+    for (int r = 0; r < 2; ++r)  // s[r], quarter c: two partials (l, l + 2) of sum 8r + c, then two of 8r + 4 + c
+        s[r] = _mm512_add_ps(_mm512_shuffle_ps(u[2 * r], u[2 * r + 1], _MM_SHUFFLE(3, 2, 3, 2)),
+                             _mm512_shuffle_ps(u[2 * r], u[2 * r + 1], _MM_SHUFFLE(1, 0, 1, 0)));
+    // quarter c, lane t: sum 4t + c; the permutation puts sum i in lane i
+    const __m512 sums = _mm512_add_ps(_mm512_shuffle_ps(s[0], s[1], _MM_SHUFFLE(3, 1, 3, 1)),
+                                      _mm512_shuffle_ps(s[0], s[1], _MM_SHUFFLE(2, 0, 2, 0)));
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), sums);
+}
+
 // Without AVX512_BF16 (Skylake-SP to Ice Lake) bf16 inputs are widened to fp32 (exactly: a shift) before the FMA;
 // masked-off tail lanes load zeros and contribute nothing.
 template <typename T, int MR, int NR>
@@ -109,6 +130,36 @@ void dot_avx512_f32(Tile &t, int64_t k) {
     }
     for (int m = 0; m < MR; ++m)
         for (int j = 0; j < NR; ++j) t.out[m][j] = _mm512_reduce_add_ps(acc[m][j]);
+}
+
+// Sixteen dot products at once, MR rows of A against NR columns (MR * NR = 16), for the fp32 FMA path: the B rows
+// b[0..NR) are fp32 (bf16 weights widened once per 16-column block, as A's rows are reused against many blocks),
+// A's rows a[0..MR) of T. Per output the operations and their order are dot_avx512_f32's: lane l sums the products
+// of k = l (mod 16) in order, masked tail lanes add zeros, and reduce16_avx512 adds the lanes in _mm512_reduce_add_ps's
+// order, so each output is bitwise what the tile kernel gives it. out[m * NR + j].
+// x[0..k) as fp32 in out[0..round_up(k, 16)), zeros past k.
+inline void widen_bf16_avx512(const uint16_t *x, int64_t k, float *out) {
+    for (int64_t i = 0; i < k; i += 16) {
+        const __mmask16 mask = k - i >= 16 ? __mmask16{0xFFFF} : static_cast<__mmask16>((1u << (k - i)) - 1);
+        _mm512_storeu_ps(out + i, load16(mask, x + i));
+    }
+}
+
+template <typename T, int MR, int NR>
+void dot16_avx512(const T *const *a, const float *const *b, int64_t k, float *out) {
+    static_assert(MR * NR == 16);
+    __m512 acc[16];
+    for (__m512 &x : acc) x = _mm512_setzero_ps();
+    for (int64_t i = 0; i < k; i += 16) {
+        const __mmask16 mask = k - i >= 16 ? __mmask16{0xFFFF} : static_cast<__mmask16>((1u << (k - i)) - 1);
+        __m512 av[MR];
+        for (int m = 0; m < MR; ++m) av[m] = load16(mask, a[m] + i);
+        for (int j = 0; j < NR; ++j) {
+            const __m512 bv = _mm512_maskz_loadu_ps(mask, b[j] + i);
+            for (int m = 0; m < MR; ++m) acc[m * NR + j] = _mm512_fmadd_ps(av[m], bv, acc[m * NR + j]);
+        }
+    }
+    _mm512_storeu_ps(out, reduce16_avx512(acc));
 }
 
 #pragma GCC pop_options
@@ -171,6 +222,78 @@ void dot_any(int isa, int32_t dtype, Tile &t, int rows, int cols, int64_t k) {
 
 }  // namespace
 
+// d's row `row`, columns [n, n + count): values[j] (+ c).
+void store_row(const RowView &d, const std::optional<RowView> &c, int64_t row, int64_t n, int count,
+               const float *values) {
+    for (int j = 0; j < count; ++j) {
+        float value = values[j];
+        if (c) value += c->row<float>(row)[n + j];
+        if (d.dtype == MOE4J_F32)
+            d.row<float>(row)[n + j] = value;
+        else
+            d.row<uint16_t>(row)[n + j] = bf16_encode(value);
+    }
+}
+
+// Whether gemm_nt takes the 16-output kernel: the fp32 FMA path of AVX-512, where widening bf16 operands costs as
+// much as the multiply-adds and short dot products (MLA's K = 128) as much again in their reductions.
+bool takes_dot16(int isa, int32_t dtype) {
+    return isa == MOE4J_ISA_AVX512 || (isa == MOE4J_ISA_AVX512_BF16 && dtype == MOE4J_F32);
+}
+
+// The product on dot16_avx512: each task's 16 columns of B (bf16 widened once into the worker's part of the
+// context's scratch), rows of A two at a time against 8 columns where 16 widened columns would not stay in L1
+// with A (K > 256), else one at a time against all 16.
+template <typename T>
+void gemm_dot16(moe4j_context *ctx, const RowView &a, const RowView &b, const std::optional<RowView> &c,
+                const RowView &d, int64_t batches, int64_t m_count, int64_t n_count, int64_t k) {
+    const int64_t blocks = (n_count + kColumnsPerTask - 1) / kColumnsPerTask;
+    const int64_t ldw = (k + 15) / 16 * 16 + 16;  // a line of padding: the rows' slices spread over the L1 sets
+    float *scratch = nullptr;
+    if constexpr (std::is_same_v<T, uint16_t>)
+        scratch = ctx->host_scratch_for(static_cast<size_t>(ctx->pool->size() * kColumnsPerTask * ldw),
+                                        "gemm_nt's widened bf16 columns");
+    const int64_t task_work = (m_count + 2) * kColumnsPerTask * k;
+    parallel_for(*ctx->pool, batches * blocks, grain_for(task_work), [&](int64_t begin, int64_t end, int worker) {
+        for (int64_t task = begin; task < end; ++task) {
+            const int64_t batch = task / blocks, first_row = batch * m_count, first_col = batch * n_count;
+            const int64_t n0 = (task % blocks) * kColumnsPerTask;
+            const int cols = static_cast<int>(std::min<int64_t>(kColumnsPerTask, n_count - n0));
+            // Missing columns of a last block repeat column 0; their sums are dropped.
+            const float *bw[kColumnsPerTask];
+            for (int j = 0; j < kColumnsPerTask; ++j) {
+                const int64_t col = first_col + n0 + (j < cols ? j : 0);
+                if constexpr (std::is_same_v<T, uint16_t>) {
+                    float *w = scratch + (worker * kColumnsPerTask + j) * ldw;
+                    if (j < cols) widen_bf16_avx512(b.row<uint16_t>(col), k, w);
+                    bw[j] = j < cols ? w : bw[0];
+                } else {
+                    bw[j] = b.row<float>(col);
+                }
+            }
+            float out[kColumnsPerTask];
+            if (k > 256) {
+                for (int64_t r = 0; r < m_count; r += 2) {
+                    const T *rows[2] = {a.row<T>(first_row + r), a.row<T>(first_row + std::min(r + 1, m_count - 1))};
+                    const int pair = r + 1 < m_count ? 2 : 1;
+                    for (int half = 0; half < kColumnsPerTask && half < cols; half += 8) {
+                        dot16_avx512<T, 2, 8>(rows, bw + half, k, out);
+                        const int count = std::min(8, cols - half);
+                        for (int m = 0; m < pair; ++m)
+                            store_row(d, c, first_row + r + m, n0 + half, count, out + m * 8);
+                    }
+                }
+            } else {
+                for (int64_t r = 0; r < m_count; ++r) {
+                    const T *row[1] = {a.row<T>(first_row + r)};
+                    dot16_avx512<T, 1, 16>(row, bw, k, out);
+                    store_row(d, c, first_row + r, n0, cols, out);
+                }
+            }
+        }
+    });
+}
+
 void gemm_nt(moe4j_context *ctx, const moe4j_tensor &a_t, const moe4j_tensor &b_t, const moe4j_tensor *c_t,
              const moe4j_tensor &d_t) {
     // Rank 3 is a batch of products: rows of a, c and d flatten to [B·M], rows of b to [B·N].
@@ -179,6 +302,10 @@ void gemm_nt(moe4j_context *ctx, const moe4j_tensor &a_t, const moe4j_tensor &b_
     const int rank = a_t.rank;
     const int64_t batches = rank == 3 ? a_t.shape[0] : 1;
     const int64_t m_count = a_t.shape[rank - 2], n_count = b_t.shape[rank - 2], k = a.length;
+    if (takes_dot16(ctx->isa, a.dtype)) {
+        if (a.dtype == MOE4J_BF16) return gemm_dot16<uint16_t>(ctx, a, b, c, d, batches, m_count, n_count, k);
+        return gemm_dot16<float>(ctx, a, b, c, d, batches, m_count, n_count, k);
+    }
     const int64_t blocks = (n_count + kColumnsPerTask - 1) / kColumnsPerTask;
     // A task's work: its multiply-adds, and its block of b streamed from memory (counted as two multiply-adds per
     // element), which is what a few-row product (MLA's absorption at decode) spends its time on.
@@ -195,16 +322,7 @@ void gemm_nt(moe4j_context *ctx, const moe4j_tensor &a_t, const moe4j_tensor &b_
                     const int cols = static_cast<int>(std::min<int64_t>(kTileN, n1 - n));
                     for (int j = 0; j < cols; ++j) t.b[j] = b.row<char>(first_col + n + j);
                     dot_any(ctx->isa, a.dtype, t, rows, cols, k);
-                    for (int m = 0; m < rows; ++m)
-                        for (int j = 0; j < cols; ++j) {
-                            const int64_t row = first_row + r + m;
-                            float value = t.out[m][j];
-                            if (c) value += c->row<float>(row)[n + j];
-                            if (d.dtype == MOE4J_F32)
-                                d.row<float>(row)[n + j] = value;
-                            else
-                                d.row<uint16_t>(row)[n + j] = bf16_encode(value);
-                        }
+                    for (int m = 0; m < rows; ++m) store_row(d, c, first_row + r + m, n, cols, t.out[m]);
                 }
             }
         }
