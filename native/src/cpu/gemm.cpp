@@ -18,6 +18,9 @@ namespace {
 
 constexpr int kTileM = 4, kTileN = 2;
 constexpr int64_t kColumnsPerTask = 16;
+// A task's work counts its block of b, streamed from memory, as this many rows of multiply-adds: a few-row product
+// (MLA's absorption at decode) spends its time reading b, and must still spread over the threads in even chunks.
+constexpr int64_t kStreamRows = 8;
 
 // out[m][j] = sum_k a[m][k] * b[j][k] for a tile of up to kTileM x kTileN; pointers are to rows of the input dtype.
 struct Tile {
@@ -220,20 +223,40 @@ void dot_any(int isa, int32_t dtype, Tile &t, int rows, int cols, int64_t k) {
     }
 }
 
-}  // namespace
+// One matrix of an operand of rank 2, or matrix `batch` of one of rank 3: its rows lie a fixed stride apart, so
+// their addresses need none of the divisions of RowView::row on rank 3.
+struct Matrix {
+    char *first;
+    int64_t step;  // bytes from a row to the next
+    Matrix(const RowView &v, int64_t batch)
+        : first(v.base + (v.leading_rank == 2 ? batch * v.byte_strides[0] : 0)),
+          step(v.byte_strides[v.leading_rank - 1]) {}
+    template <typename T>
+    T *row(int64_t i) const {
+        return reinterpret_cast<T *>(first + i * step);
+    }
+};
 
-// d's row `row`, columns [n, n + count): values[j] (+ c).
-void store_row(const RowView &d, const std::optional<RowView> &c, int64_t row, int64_t n, int count,
+// Row `row` of d, columns [n, n + count): values[j] (+ c's).
+void store_row(const Matrix &d, int32_t d_dtype, const std::optional<Matrix> &c, int64_t row, int64_t n, int count,
                const float *values) {
-    for (int j = 0; j < count; ++j) {
-        float value = values[j];
-        if (c) value += c->row<float>(row)[n + j];
-        if (d.dtype == MOE4J_F32)
-            d.row<float>(row)[n + j] = value;
-        else
-            d.row<uint16_t>(row)[n + j] = bf16_encode(value);
+    const float *add = c ? c->row<float>(row) + n : nullptr;
+    if (d_dtype == MOE4J_F32) {
+        float *out = d.row<float>(row) + n;
+        for (int j = 0; j < count; ++j) out[j] = add != nullptr ? values[j] + add[j] : values[j];
+    } else {
+        uint16_t *out = d.row<uint16_t>(row) + n;
+        for (int j = 0; j < count; ++j) out[j] = bf16_encode(add != nullptr ? values[j] + add[j] : values[j]);
     }
 }
+
+// The matrices of batch `batch`.
+struct Operands {
+    Matrix a, b, d;
+    std::optional<Matrix> c;
+    Operands(const RowView &a, const RowView &b, const std::optional<RowView> &c, const RowView &d, int64_t batch)
+        : a(a, batch), b(b, batch), d(d, batch), c(c ? std::optional<Matrix>(Matrix(*c, batch)) : std::nullopt) {}
+};
 
 // Whether gemm_nt takes the 16-output kernel: the fp32 FMA path of AVX-512, where widening bf16 operands costs as
 // much as the multiply-adds and short dot products (MLA's K = 128) as much again in their reductions.
@@ -253,46 +276,47 @@ void gemm_dot16(moe4j_context *ctx, const RowView &a, const RowView &b, const st
     if constexpr (std::is_same_v<T, uint16_t>)
         scratch = ctx->host_scratch_for(static_cast<size_t>(ctx->pool->size() * kColumnsPerTask * ldw),
                                         "gemm_nt's widened bf16 columns");
-    const int64_t task_work = (m_count + 2) * kColumnsPerTask * k;
+    const int64_t task_work = (m_count + kStreamRows) * kColumnsPerTask * k;
     parallel_for(*ctx->pool, batches * blocks, grain_for(task_work), [&](int64_t begin, int64_t end, int worker) {
         for (int64_t task = begin; task < end; ++task) {
-            const int64_t batch = task / blocks, first_row = batch * m_count, first_col = batch * n_count;
+            const Operands op(a, b, c, d, task / blocks);
             const int64_t n0 = (task % blocks) * kColumnsPerTask;
             const int cols = static_cast<int>(std::min<int64_t>(kColumnsPerTask, n_count - n0));
             // Missing columns of a last block repeat column 0; their sums are dropped.
             const float *bw[kColumnsPerTask];
             for (int j = 0; j < kColumnsPerTask; ++j) {
-                const int64_t col = first_col + n0 + (j < cols ? j : 0);
                 if constexpr (std::is_same_v<T, uint16_t>) {
                     float *w = scratch + (worker * kColumnsPerTask + j) * ldw;
-                    if (j < cols) widen_bf16_avx512(b.row<uint16_t>(col), k, w);
+                    if (j < cols) widen_bf16_avx512(op.b.row<uint16_t>(n0 + j), k, w);
                     bw[j] = j < cols ? w : bw[0];
                 } else {
-                    bw[j] = b.row<float>(col);
+                    bw[j] = op.b.row<float>(n0 + (j < cols ? j : 0));
                 }
             }
             float out[kColumnsPerTask];
             if (k > 256) {
                 for (int64_t r = 0; r < m_count; r += 2) {
-                    const T *rows[2] = {a.row<T>(first_row + r), a.row<T>(first_row + std::min(r + 1, m_count - 1))};
                     const int pair = r + 1 < m_count ? 2 : 1;
-                    for (int half = 0; half < kColumnsPerTask && half < cols; half += 8) {
+                    const T *rows[2] = {op.a.row<T>(r), op.a.row<T>(r + pair - 1)};
+                    for (int half = 0; half < cols; half += 8) {
                         dot16_avx512<T, 2, 8>(rows, bw + half, k, out);
                         const int count = std::min(8, cols - half);
                         for (int m = 0; m < pair; ++m)
-                            store_row(d, c, first_row + r + m, n0 + half, count, out + m * 8);
+                            store_row(op.d, d.dtype, op.c, r + m, n0 + half, count, out + m * 8);
                     }
                 }
             } else {
                 for (int64_t r = 0; r < m_count; ++r) {
-                    const T *row[1] = {a.row<T>(first_row + r)};
+                    const T *row[1] = {op.a.row<T>(r)};
                     dot16_avx512<T, 1, 16>(row, bw, k, out);
-                    store_row(d, c, first_row + r, n0, cols, out);
+                    store_row(op.d, d.dtype, op.c, r, n0, cols, out);
                 }
             }
         }
     });
 }
+
+}  // namespace
 
 void gemm_nt(moe4j_context *ctx, const moe4j_tensor &a_t, const moe4j_tensor &b_t, const moe4j_tensor *c_t,
              const moe4j_tensor &d_t) {
@@ -307,22 +331,20 @@ void gemm_nt(moe4j_context *ctx, const moe4j_tensor &a_t, const moe4j_tensor &b_
         return gemm_dot16<float>(ctx, a, b, c, d, batches, m_count, n_count, k);
     }
     const int64_t blocks = (n_count + kColumnsPerTask - 1) / kColumnsPerTask;
-    // A task's work: its multiply-adds, and its block of b streamed from memory (counted as two multiply-adds per
-    // element), which is what a few-row product (MLA's absorption at decode) spends its time on.
-    const int64_t task_work = (m_count + 2) * kColumnsPerTask * k;
+    const int64_t task_work = (m_count + kStreamRows) * kColumnsPerTask * k;
     parallel_for(*ctx->pool, batches * blocks, grain_for(task_work), [&](int64_t begin, int64_t end) {
         Tile t{};
         for (int64_t task = begin; task < end; ++task) {
-            const int64_t batch = task / blocks, first_row = batch * m_count, first_col = batch * n_count;
+            const Operands op(a, b, c, d, task / blocks);
             const int64_t n0 = (task % blocks) * kColumnsPerTask, n1 = std::min(n_count, n0 + kColumnsPerTask);
             for (int64_t r = 0; r < m_count; r += kTileM) {
                 const int rows = static_cast<int>(std::min<int64_t>(kTileM, m_count - r));
-                for (int m = 0; m < rows; ++m) t.a[m] = a.row<char>(first_row + r + m);
+                for (int m = 0; m < rows; ++m) t.a[m] = op.a.row<char>(r + m);
                 for (int64_t n = n0; n < n1; n += kTileN) {
                     const int cols = static_cast<int>(std::min<int64_t>(kTileN, n1 - n));
-                    for (int j = 0; j < cols; ++j) t.b[j] = b.row<char>(first_col + n + j);
+                    for (int j = 0; j < cols; ++j) t.b[j] = op.b.row<char>(n + j);
                     dot_any(ctx->isa, a.dtype, t, rows, cols, k);
-                    for (int m = 0; m < rows; ++m) store_row(d, c, first_row + r + m, n, cols, t.out[m]);
+                    for (int m = 0; m < rows; ++m) store_row(op.d, d.dtype, op.c, r + m, n, cols, t.out[m]);
                 }
             }
         }
