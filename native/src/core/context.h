@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "error.h"
+#include "line_vector.h"
 #include "moe4j.h"
 #include "thread_pool.h"
 #include "variants.h"
@@ -50,7 +51,7 @@ struct moe4j_context {
     // Host scratch that CPU kernels reuse from call to call (the expert FFN's intermediate activations and its
     // threads' tiles): grown when a call needs more, never shrunk, freed with the context. A context runs one call
     // at a time (its thread pool is not re-entrant), so one buffer serves every kernel.
-    std::vector<float> host_scratch;
+    moe4j::LineVector<float> host_scratch;  // on a cache line: kernels lay out rows of 64-byte multiples in it
     // Which kernel variant each call ran (moe4j_context_kernel_variants).
     moe4j::VariantCounts variants;
     // The armed allocation fault (tests only; see moe4j_context_inject_fault).

@@ -15,6 +15,7 @@
 
 #include "../core/context.h"
 #include "../core/fp8.h"
+#include "../core/line_vector.h"
 #include "../core/views.h"
 #include "row_codec.h"
 
@@ -715,25 +716,6 @@ struct Avx512Bf16Path {
 #pragma GCC pop_options
 
 // ---------------------------------------------------------------- the driver, shared by every path
-
-// Allocates on cache-line (64-byte) boundaries. Widened rows hold a multiple of 128 elements, so each then starts on
-// a cache line and a 64-byte (AVX-512) load of one never splits a line; malloc's 16-byte alignment would split three
-// loads in four.
-template <typename T>
-struct CacheLineAllocator {
-    using value_type = T;
-    static constexpr std::align_val_t kAlignment{64};
-    CacheLineAllocator() = default;
-    template <typename U>
-    CacheLineAllocator(const CacheLineAllocator<U> &) {}
-    T *allocate(size_t n) { return static_cast<T *>(::operator new(n * sizeof(T), kAlignment)); }
-    void deallocate(T *p, size_t) { ::operator delete(p, kAlignment); }
-    friend bool operator==(const CacheLineAllocator &, const CacheLineAllocator &) { return true; }
-    friend bool operator!=(const CacheLineAllocator &, const CacheLineAllocator &) { return false; }
-};
-
-template <typename T>
-using LineVector = std::vector<T, CacheLineAllocator<T>>;
 
 // One unit of work: a chunk of a group's rows against a run of 16-row weight blocks.
 struct Task {
