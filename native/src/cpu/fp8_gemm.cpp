@@ -32,6 +32,9 @@ constexpr int kCodeTileM = 8;
 // The most rows the block kernel takes in tiles of kCodeTileM (measured: 16 rows x 102400 x 2048 in 0.65x the time
 // of the widened-block kernel, 32 rows in 0.86x, 64 rows slower).
 constexpr int64_t kCodeRowsMax = 32;
+// Rows of one tile of the AVX-512 widened-block kernel (dot_wide_block), which takes four columns at a time: 6 x 4
+// accumulators, four weight vectors and one of A fill 29 of the 32 registers.
+constexpr int kWideTileM = 6;
 // Code tiles whose activation rows hold more elements than this (more than 16 KB as fp32, half of a 32 KB L1) take
 // the block kernel, whose A slices stay in L1; smaller ones stream weight rows a column pair at a time.
 constexpr int64_t kBlockCodesMinElements = 4096;
@@ -447,39 +450,37 @@ struct Avx512Path {
     }
 
     // The kernel of many rows: dot() over a whole block of up to kRowsPerBlock weight rows (columns) widened through
-    // memory (bw, row j at bw + j * ldw), MR rows of A against column pairs, 128-wide K slices outermost so that the
-    // slices of A (MR x 512 bytes) and of the block (16 x 512 bytes) stay in L1. Per output the operations and their
-    // order are dot()'s and dot_codes()'s. out[m][j] for the block's columns j < cols.
+    // memory (bw, row j at bw + j * ldw), MR (at most kWideTileM) rows of A against four columns at a time, 128-wide
+    // K slices outermost so that the slices of A (MR x 512 bytes) and of the block (16 x 512 bytes) stay in L1. Each
+    // step loads MR + 4 vectors for 4 * MR multiply-adds. Per output the operations and their order are dot()'s and
+    // dot_codes()'s. out[m][j] for the block's columns j < cols.
     template <int MR>
     static void dot_wide_block(const Tile &t, const float *bw, int64_t ldw, int cols, int64_t k,
                                float (*out)[kRowsPerBlock]) {
+        constexpr int NR = 4;
         __m512 total[kRowsPerBlock][MR];
         for (int j = 0; j < cols; ++j)
             for (int m = 0; m < MR; ++m) total[j][m] = _mm512_setzero_ps();
         for (int64_t kb = 0; kb < k / kBlock; ++kb) {
-            __m512 scale[MR];
-            for (int m = 0; m < MR; ++m) scale[m] = _mm512_set1_ps(t.s[m][kb]);
-            for (int j = 0; j < cols; j += 2) {
-                // A lone last column pairs with itself: its second sums are dropped.
-                const float *b0 = bw + j * ldw, *b1 = j + 1 < cols ? b0 + ldw : b0;
-                // The next pair's slice (or the next slice's first pair) is fetched into L1 meanwhile: each slice of
-                // the block is read once per call from L2, where waiting for it stalled the multiply-adds.
-                const float *next = j + 2 < cols ? b0 + 2 * ldw : bw + kBlock;
-                __m512 part[MR][2];
-                for (int m = 0; m < MR; ++m) part[m][0] = part[m][1] = _mm512_setzero_ps();
+            for (int j = 0; j < cols; j += NR) {
+                // Missing columns of a last group repeat its first: their sums are dropped.
+                const float *b[NR];
+                for (int c = 0; c < NR; ++c) b[c] = bw + (j + (j + c < cols ? c : 0)) * ldw;
+                __m512 part[MR][NR];
+                for (int m = 0; m < MR; ++m)
+                    for (int c = 0; c < NR; ++c) part[m][c] = _mm512_setzero_ps();
                 for (int64_t i = kb * kBlock; i < (kb + 1) * kBlock; i += kLanes) {
-                    _mm_prefetch(reinterpret_cast<const char *>(next + i), _MM_HINT_T0);
-                    _mm_prefetch(reinterpret_cast<const char *>(next + ldw + i), _MM_HINT_T0);
-                    const __m512 v0 = _mm512_loadu_ps(b0 + i), v1 = _mm512_loadu_ps(b1 + i);
+                    __m512 v[NR];
+                    for (int c = 0; c < NR; ++c) v[c] = _mm512_loadu_ps(b[c] + i);
                     for (int m = 0; m < MR; ++m) {
                         const __m512 av = _mm512_loadu_ps(static_cast<const float *>(t.a[m]) + i);
-                        part[m][0] = _mm512_fmadd_ps(av, v0, part[m][0]);
-                        part[m][1] = _mm512_fmadd_ps(av, v1, part[m][1]);
+                        for (int c = 0; c < NR; ++c) part[m][c] = _mm512_fmadd_ps(av, v[c], part[m][c]);
                     }
                 }
                 for (int m = 0; m < MR; ++m) {
-                    total[j][m] = _mm512_fmadd_ps(part[m][0], scale[m], total[j][m]);
-                    if (j + 1 < cols) total[j + 1][m] = _mm512_fmadd_ps(part[m][1], scale[m], total[j + 1][m]);
+                    const __m512 scale = _mm512_set1_ps(t.s[m][kb]);
+                    for (int c = 0; c < NR && j + c < cols; ++c)
+                        total[j + c][m] = _mm512_fmadd_ps(part[m][c], scale, total[j + c][m]);
                 }
             }
         }
@@ -887,12 +888,10 @@ struct Driver {
         }
     }
 
-    // Path::dot_wide_block for `rows` (1 to kCodeTileM) rows through its instantiation.
+    // Path::dot_wide_block for `rows` (1 to kWideTileM) rows through its instantiation.
     void wide_block_any(const Tile &t, int rows, const Wide *bw, int cols, float (*out)[kRowsPerBlock]) const {
         if constexpr (Path::kWideBlocks) {
             switch (rows) {
-                case 8: return Path::template dot_wide_block<8>(t, bw, ld, cols, k, out);
-                case 7: return Path::template dot_wide_block<7>(t, bw, ld, cols, k, out);
                 case 6: return Path::template dot_wide_block<6>(t, bw, ld, cols, k, out);
                 case 5: return Path::template dot_wide_block<5>(t, bw, ld, cols, k, out);
                 case 4: return Path::template dot_wide_block<4>(t, bw, ld, cols, k, out);
@@ -936,7 +935,7 @@ struct Driver {
             const bool block = Path::kBlockCodes && codes && (rows > kTileM || rows * k > kBlockCodesMinElements);
             // Many rows on paths with a widened-block kernel: kCodeTileM rows against the whole widened block.
             const bool wide_block = Path::kWideBlocks && !codes;
-            const int64_t tile_m = block || wide_block ? kCodeTileM : kTileM, tile_n = kTileN;
+            const int64_t tile_m = wide_block ? kWideTileM : block ? kCodeTileM : kTileM, tile_n = kTileN;
             for (int64_t r = 0; r < rows; r += tile_m) {
                 const int tile_rows = static_cast<int>(std::min<int64_t>(tile_m, rows - r));
                 for (int m = 0; m < tile_rows; ++m) {
