@@ -17,6 +17,7 @@
 #include "../core/fp8.h"
 #include "../core/line_vector.h"
 #include "../core/views.h"
+#include "reduce_avx512.h"
 #include "row_codec.h"
 
 namespace moe4j::cpu {
@@ -393,6 +394,17 @@ struct Avx512Path {
         reduce<MR, NR>(total, t);
     }
 
+    // out[m][j] = the lane sum of total[j][m] for the block's 16 columns (those past `cols` hold zeros and are not
+    // stored), in _mm512_reduce_add_ps's order: a row's 16 sums at once.
+    template <int MR>
+    static void store_sums(const __m512 (&total)[kRowsPerBlock][MR], int cols, float (*out)[kRowsPerBlock]) {
+        for (int m = 0; m < MR; ++m) {
+            __m512 column[kRowsPerBlock];
+            for (int j = 0; j < kRowsPerBlock; ++j) column[j] = total[j][m];
+            _mm512_mask_storeu_ps(out[m], static_cast<__mmask16>((1u << cols) - 1u), reduce16_avx512(column));
+        }
+    }
+
     // Avx2Path::dot_codes_block in 16 lanes: a whole block of up to kRowsPerBlock weight rows (columns) at once,
     // 128-wide K slices outermost, so the rows' slice of A stays in L1 while every column of the block uses it. Per
     // output the operations and their order are dot()'s. out[m][j] for the block's columns j < cols.
@@ -400,7 +412,7 @@ struct Avx512Path {
     static void dot_codes_block(const Tile &t, const uint8_t *b, int64_t ldb, int cols, int64_t k,
                                 float (*out)[kRowsPerBlock]) {
         __m512 total[kRowsPerBlock][MR];
-        for (int j = 0; j < cols; ++j)
+        for (int j = 0; j < kRowsPerBlock; ++j)
             for (int m = 0; m < MR; ++m) total[j][m] = _mm512_setzero_ps();
         __m512i nan = _mm512_setzero_si512();
         for (int64_t kb = 0; kb < k / kBlock; ++kb) {
@@ -445,8 +457,7 @@ struct Avx512Path {
             }
             return;
         }
-        for (int j = 0; j < cols; ++j)
-            for (int m = 0; m < MR; ++m) out[m][j] = _mm512_reduce_add_ps(total[j][m]);
+        store_sums<MR>(total, cols, out);
     }
 
     // The kernel of many rows: dot() over a whole block of up to kRowsPerBlock weight rows (columns) widened through
@@ -459,7 +470,7 @@ struct Avx512Path {
                                float (*out)[kRowsPerBlock]) {
         constexpr int NR = 4;
         __m512 total[kRowsPerBlock][MR];
-        for (int j = 0; j < cols; ++j)
+        for (int j = 0; j < kRowsPerBlock; ++j)
             for (int m = 0; m < MR; ++m) total[j][m] = _mm512_setzero_ps();
         for (int64_t kb = 0; kb < k / kBlock; ++kb) {
             for (int j = 0; j < cols; j += NR) {
@@ -484,8 +495,7 @@ struct Avx512Path {
                 }
             }
         }
-        for (int j = 0; j < cols; ++j)
-            for (int m = 0; m < MR; ++m) out[m][j] = _mm512_reduce_add_ps(total[j][m]);
+        store_sums<MR>(total, cols, out);
     }
 
     template <int MR, int NR>
