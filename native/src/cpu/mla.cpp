@@ -13,6 +13,7 @@
 
 #include "../core/context.h"
 #include "../core/fp8.h"
+#include "reduce_avx512.h"
 #include "row_codec.h"
 
 namespace moe4j::cpu {
@@ -103,8 +104,18 @@ struct Avx512Ops {
                 for (int t = 0; t < NT; ++t) acc[m][t] = _mm512_fmadd_ps(qv, kv[t], acc[m][t]);
             }
         }
-        for (int m = 0; m < MR; ++m)
-            for (int t = 0; t < NT; ++t) s[m][t] = _mm512_reduce_add_ps(acc[m][t]);
+        if constexpr (MR * NT == 16) {  // a full tile: its 16 sums at once, in the same order
+            __m512 all[16];
+            for (int m = 0; m < MR; ++m)
+                for (int t = 0; t < NT; ++t) all[m * NT + t] = acc[m][t];
+            alignas(64) float sums[16];
+            _mm512_store_ps(sums, reduce16_avx512(all));
+            for (int m = 0; m < MR; ++m)
+                for (int t = 0; t < NT; ++t) s[m][t] = sums[m * NT + t];
+        } else {
+            for (int m = 0; m < MR; ++m)
+                for (int t = 0; t < NT; ++t) s[m][t] = _mm512_reduce_add_ps(acc[m][t]);
+        }
     }
 
     template <int MR>
