@@ -116,11 +116,6 @@ void dot_avx512_f32(Tile &t, int64_t k) {
         for (int j = 0; j < NR; ++j) t.out[m][j] = _mm512_reduce_add_ps(acc[m][j]);
 }
 
-// Sixteen dot products at once, MR rows of A against NR columns (MR * NR = 16), for the fp32 FMA path: the B rows
-// b[0..NR) are fp32 (bf16 weights widened once per 16-column block, as A's rows are reused against many blocks),
-// A's rows a[0..MR) of T. Per output the operations and their order are dot_avx512_f32's: lane l sums the products
-// of k = l (mod 16) in order, masked tail lanes add zeros, and reduce16_avx512 adds the lanes in _mm512_reduce_add_ps's
-// order, so each output is bitwise what the tile kernel gives it. out[m * NR + j].
 // x[0..k) as fp32 in out[0..round_up(k, 16)), zeros past k.
 inline void widen_bf16_avx512(const uint16_t *x, int64_t k, float *out) {
     for (int64_t i = 0; i < k; i += 16) {
@@ -129,6 +124,11 @@ inline void widen_bf16_avx512(const uint16_t *x, int64_t k, float *out) {
     }
 }
 
+// Sixteen dot products at once, MR rows of A against NR columns (MR * NR = 16), for the fp32 FMA path: the B rows
+// b[0..NR) are fp32 (bf16 weights widened once per 16-column block, as A's rows are reused against many blocks),
+// A's rows a[0..MR) of T. Per output the operations and their order are dot_avx512_f32's: lane l sums the products
+// of k = l (mod 16) in order, masked tail lanes add zeros, and reduce16_avx512 adds the lanes in _mm512_reduce_add_ps's
+// order, so each output is bitwise what the tile kernel gives it. out[m * NR + j].
 template <typename T, int MR, int NR>
 void dot16_avx512(const T *const *a, const float *const *b, int64_t k, float *out) {
     static_assert(MR * NR == 16);
