@@ -96,26 +96,6 @@ inline __m512 load16(__mmask16 mask, const uint16_t *x) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
 }
 
-// Without AVX512_BF16 (Skylake-SP to Ice Lake) bf16 inputs are widened to fp32 (exactly: a shift) before the FMA;
-// masked-off tail lanes load zeros and contribute nothing.
-template <typename T, int MR, int NR>
-void dot_avx512_f32(Tile &t, int64_t k) {
-    __m512 acc[MR][NR];
-    for (int m = 0; m < MR; ++m)
-        for (int j = 0; j < NR; ++j) acc[m][j] = _mm512_setzero_ps();
-    for (int64_t i = 0; i < k; i += 16) {
-        const __mmask16 mask = k - i >= 16 ? __mmask16{0xFFFF} : static_cast<__mmask16>((1u << (k - i)) - 1);
-        __m512 bv[NR];
-        for (int j = 0; j < NR; ++j) bv[j] = load16(mask, static_cast<const T *>(t.b[j]) + i);
-        for (int m = 0; m < MR; ++m) {
-            const __m512 av = load16(mask, static_cast<const T *>(t.a[m]) + i);
-            for (int j = 0; j < NR; ++j) acc[m][j] = _mm512_fmadd_ps(av, bv[j], acc[m][j]);
-        }
-    }
-    for (int m = 0; m < MR; ++m)
-        for (int j = 0; j < NR; ++j) t.out[m][j] = _mm512_reduce_add_ps(acc[m][j]);
-}
-
 // x[0..k) as fp32 in out[0..round_up(k, 16)), zeros past k.
 inline void widen_bf16_avx512(const uint16_t *x, int64_t k, float *out) {
     for (int64_t i = 0; i < k; i += 16) {
@@ -124,11 +104,12 @@ inline void widen_bf16_avx512(const uint16_t *x, int64_t k, float *out) {
     }
 }
 
-// Sixteen dot products at once, MR rows of A against NR columns (MR * NR = 16), for the fp32 FMA path: the B rows
-// b[0..NR) are fp32 (bf16 weights widened once per 16-column block, as A's rows are reused against many blocks),
-// A's rows a[0..MR) of T. Per output the operations and their order are dot_avx512_f32's: lane l sums the products
-// of k = l (mod 16) in order, masked tail lanes add zeros, and reduce16_avx512 adds the lanes in _mm512_reduce_add_ps's
-// order, so each output is bitwise what the tile kernel gives it. out[m * NR + j].
+// Sixteen dot products at once, MR rows of A against NR columns (MR * NR = 16), for the fp32 FMA path of AVX-512
+// (without AVX512_BF16, bf16 inputs are widened to fp32 exactly, by a shift): the B rows b[0..NR) are fp32 (bf16
+// weights widened once per 16-column block, as A's rows are reused against many blocks), A's rows a[0..MR) of T.
+// Per output, lane l sums the products of k = l (mod 16) in order, masked tail lanes add zeros, and reduce16_avx512
+// adds the lanes in _mm512_reduce_add_ps's order (as the 4 x 2 tile kernel did before it, so results did not change).
+// out[m * NR + j].
 template <typename T, int MR, int NR>
 void dot16_avx512(const T *const *a, const float *const *b, int64_t k, float *out) {
     static_assert(MR * NR == 16);
@@ -179,9 +160,8 @@ template <int MR, int NR>
 void dot(int isa, int32_t dtype, Tile &t, int64_t k) {
     const bool bf16 = dtype == MOE4J_BF16;
     switch (isa) {
-        case MOE4J_ISA_AVX512_BF16: return bf16 ? dot_avx512_bf16<MR, NR>(t, k) : dot_avx512_f32<float, MR, NR>(t, k);
-        case MOE4J_ISA_AVX512:
-            return bf16 ? dot_avx512_f32<uint16_t, MR, NR>(t, k) : dot_avx512_f32<float, MR, NR>(t, k);
+        // F32 on AVX512_BF16, and everything on AVX512, take gemm_dot16 (takes_dot16) and never come here.
+        case MOE4J_ISA_AVX512_BF16: return dot_avx512_bf16<MR, NR>(t, k);
         case MOE4J_ISA_AVX2: return bf16 ? dot_avx2<uint16_t, MR, NR>(t, k) : dot_avx2<float, MR, NR>(t, k);
         default: return bf16 ? dot_scalar<uint16_t, MR, NR>(t, k) : dot_scalar<float, MR, NR>(t, k);
     }
