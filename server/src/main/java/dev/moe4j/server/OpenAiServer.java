@@ -27,12 +27,15 @@ import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicReference;
 import org.eclipse.jetty.http.HttpFields;
 import org.eclipse.jetty.http.HttpHeader;
 import org.eclipse.jetty.http.HttpStatus;
 import org.eclipse.jetty.io.Content;
+import org.eclipse.jetty.io.EndPoint;
+import org.eclipse.jetty.io.EofException;
 import org.eclipse.jetty.server.Handler;
 import org.eclipse.jetty.server.Request;
 import org.eclipse.jetty.server.Response;
@@ -41,6 +44,7 @@ import org.eclipse.jetty.server.ServerConnector;
 import org.eclipse.jetty.server.handler.ErrorHandler;
 import org.eclipse.jetty.server.handler.GracefulHandler;
 import org.eclipse.jetty.util.Blocker;
+import org.eclipse.jetty.util.BufferUtil;
 import org.eclipse.jetty.util.Callback;
 import org.eclipse.jetty.util.VirtualThreads;
 import org.eclipse.jetty.util.thread.QueuedThreadPool;
@@ -56,9 +60,8 @@ import org.eclipse.jetty.util.thread.QueuedThreadPool;
  * error objects: 400 for a malformed request (naming the field) or one larger than the KV cache, 404 for an unknown
  * path, 405 for a wrong method, 413 for a body over {@link #MAX_BODY_BYTES}, 429 when the engine's queue is full, 503
  * while shutting down, 500 when the model fails. A streaming client that disconnects cancels its request (the next
- * write fails), whose KV cache blocks return to the pool; a client waiting for a whole answer that disconnects is
- * noticed only when Jetty reports the connection failed, so its request may run to its end (at most its {@code
- * max_tokens}). A connection that stays silent past {@link Options#idleTimeout} is closed, except while its request
+ * write fails), whose KV cache blocks return to the pool; so does a client waiting for a whole answer, noticed within
+ * {@link #HANG_UP_PROBE_MILLIS} (the server reads its connection for the end of stream). A connection that stays silent past {@link Options#idleTimeout} is closed, except while its request
  * waits for the engine (queued, or generating a whole answer); a stream whose client stops reading fails after it.
  *
  * <p>The server drives the engine but does not own the model: {@link #shutdown} ends the engine, the caller closes the
@@ -67,6 +70,9 @@ import org.eclipse.jetty.util.thread.QueuedThreadPool;
 public final class OpenAiServer implements AutoCloseable {
     /** The largest request body taken. */
     public static final int MAX_BODY_BYTES = 32 << 20;
+
+    /** How often a connection waiting for a whole answer is checked for a client that has gone. */
+    static final long HANG_UP_PROBE_MILLIS = 200;
 
     /** How often the dashboard's time series sample the engine, and how often {@code /dashboard} reloads. */
     public static final int DASHBOARD_SAMPLE_SECONDS = 1, DASHBOARD_REFRESH_SECONDS = 2;
@@ -435,7 +441,7 @@ public final class OpenAiServer implements AutoCloseable {
         Responses answer =
                 new Responses(id, System.currentTimeMillis() / 1000, options.servedModelName(), g, engine.tokenizer());
         if (g.stream()) stream(submission, answer, g, response, callback, gone);
-        else whole(submission, answer, response, callback, gone);
+        else whole(submission, answer, request, response, callback, gone);
     }
 
     private static JsonNode readJson(Request request) throws IOException {
@@ -474,13 +480,14 @@ public final class OpenAiServer implements AutoCloseable {
     private void whole(
             Submission submission,
             Responses answer,
+            Request request,
             Response response,
             Callback callback,
             AtomicReference<Throwable> gone)
             throws InterruptedException {
         Result result;
         try {
-            result = submission.result().get();
+            result = awaitWhole(submission, request, response, gone);
         } catch (ExecutionException e) {
             throw new ApiException(
                     500,
@@ -497,6 +504,43 @@ public final class OpenAiServer implements AutoCloseable {
             throw shutDown(result);
         }
         writeJson(response, 200, answer.complete(result, submission.promptTokens()), callback);
+    }
+
+    /**
+     * Waits for a whole answer while watching the connection. HTTP/1.1 gives no notice of a client that closes its
+     * connection while the server is not reading, and Jetty stops reading once the request body is consumed; a client
+     * waiting for a whole answer sends nothing meanwhile (RFC 9112 9.3.2: no pipelining after a POST). So every {@link
+     * #HANG_UP_PROBE_MILLIS} the connection is read here: end of stream (or a failed read) means the client has gone,
+     * and its request is cancelled. Bytes instead mean a client pipelining anyway: they cannot be handed back to Jetty,
+     * so the answer closes the connection (the client resends what it pipelined) and the watching stops.
+     */
+    private static Result awaitWhole(
+            Submission submission, Request request, Response response, AtomicReference<Throwable> gone)
+            throws InterruptedException, ExecutionException {
+        EndPoint endPoint = request.getConnectionMetaData().getConnection().getEndPoint();
+        ByteBuffer probe = BufferUtil.allocate(1);
+        boolean watching = true;
+        while (true) {
+            try {
+                return submission.result().get(HANG_UP_PROBE_MILLIS, TimeUnit.MILLISECONDS);
+            } catch (TimeoutException e) {
+                if (!watching || gone.get() != null || endPoint.isFillInterested()) continue; // Jetty reads itself
+                int read;
+                try {
+                    BufferUtil.clear(probe);
+                    read = endPoint.fill(probe);
+                } catch (IOException failure) {
+                    read = -1;
+                }
+                if (read < 0) {
+                    gone.compareAndSet(null, new EofException("the client closed its connection"));
+                    submission.cancel();
+                } else if (read > 0) {
+                    response.getHeaders().put(HttpHeader.CONNECTION, "close");
+                    watching = false;
+                }
+            }
+        }
     }
 
     private static ApiException shutDown(Result result) {

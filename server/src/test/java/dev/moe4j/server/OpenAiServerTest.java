@@ -459,6 +459,43 @@ class OpenAiServerTest {
         assertEquals(200, next.statusCode(), next.body());
     }
 
+    @Test
+    void aClientHangingUpOnAWholeAnswerFreesItsSequenceAndTheServerKeepsServing() throws Exception {
+        long cancelled = engine.metrics().cancelled();
+        String body = "{\"model\": \"tiny\", \"prompt\": [5, 6, 7], \"max_tokens\": 900, \"temperature\": 0}";
+        try (Socket socket = TestServers.post(server, body)) {
+            TestServers.await(engine::metrics, x -> x.running() == 1, "the request runs");
+        }
+        EngineMetrics m = TestServers.await(
+                engine::metrics, x -> x.running() == 0 && x.cacheBlocksUsed() == 0, "the hung-up request ends");
+        assertEquals(cancelled + 1, m.cancelled(), "it was cancelled, not finished");
+        HttpResponse<String> next = post(server, "/v1/completions", "{\"model\": \"tiny\", \"prompt\": \"Hi\"}");
+        assertEquals(200, next.statusCode(), next.body());
+    }
+
+    @Test
+    void aRequestPipelinedBehindAWholeAnswerClosesTheConnectionAfterACompleteAnswer() throws Exception {
+        String first = "{\"model\": \"tiny\", \"prompt\": [5, 6, 7], \"max_tokens\": 120, \"temperature\": 0}";
+        String second = "{\"model\": \"tiny\", \"prompt\": [8], \"max_tokens\": 2}";
+        try (Socket socket = TestServers.post(server, first)) {
+            TestServers.await(engine::metrics, x -> x.running() == 1, "the first request runs");
+            byte[] bytes = second.getBytes(java.nio.charset.StandardCharsets.UTF_8);
+            socket.getOutputStream()
+                    .write(("POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: " + bytes.length
+                                    + "\r\n\r\n" + second)
+                            .getBytes(java.nio.charset.StandardCharsets.UTF_8));
+            byte[] all = socket.getInputStream().readAllBytes(); // to the end of stream: the server closes
+            String text = new String(all, java.nio.charset.StandardCharsets.UTF_8);
+            assertTrue(text.startsWith("HTTP/1.1 200"), text);
+            assertTrue(text.toLowerCase(java.util.Locale.ROOT).contains("connection: close"), text);
+            JsonNode answer = JSON.readTree(text.substring(text.indexOf("\r\n\r\n") + 4));
+            assertEquals(120, answer.get("usage").get("completion_tokens").asInt(), text);
+            assertEquals(1, text.split("HTTP/1.1 ", -1).length - 1, "one answer only: " + text);
+        }
+        HttpResponse<String> next = post(server, "/v1/completions", "{\"model\": \"tiny\", \"prompt\": \"Hi\"}");
+        assertEquals(200, next.statusCode(), next.body());
+    }
+
     private static final Pattern SAMPLE = Pattern.compile(
             "([a-zA-Z_:][a-zA-Z0-9_:]*)(\\{[a-zA-Z_][a-zA-Z0-9_]*=\"[^\"]*\"(,[a-zA-Z_][a-zA-Z0-9_]*=\"[^\"]*\")*})? (\\S+)");
 

@@ -159,8 +159,8 @@ final class TestServers {
         return error;
     }
 
-    /** Opens a raw connection, posts a streaming request and returns once {@code events} events have come. */
-    static Socket streamAndRead(OpenAiServer server, String body, int events) throws IOException {
+    /** Opens a raw connection and posts a request to /v1/completions on it; the answer is left unread. */
+    static Socket post(OpenAiServer server, String body) throws IOException {
         Socket socket = new Socket("127.0.0.1", server.port());
         byte[] bytes = body.getBytes(StandardCharsets.UTF_8);
         socket.getOutputStream()
@@ -168,6 +168,12 @@ final class TestServers {
                                 + "Content-Length: " + bytes.length + "\r\n\r\n")
                         .getBytes(StandardCharsets.US_ASCII));
         socket.getOutputStream().write(bytes);
+        return socket;
+    }
+
+    /** Opens a raw connection, posts a streaming request and returns once {@code events} events have come. */
+    static Socket streamAndRead(OpenAiServer server, String body, int events) throws IOException {
+        Socket socket = post(server, body);
         BufferedReader in = new BufferedReader(new InputStreamReader(socket.getInputStream(), StandardCharsets.UTF_8));
         int seen = 0;
         for (String line = in.readLine(); line != null && seen < events; line = in.readLine())
