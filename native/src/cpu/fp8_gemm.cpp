@@ -425,8 +425,13 @@ struct Avx512Path {
                 __m512 part[MR][2];
                 for (int m = 0; m < MR; ++m) part[m][0] = part[m][1] = _mm512_setzero_ps();
                 for (int64_t i = kb * kBlock; i < (kb + 1) * kBlock; i += kStep) {
-                    _mm_prefetch(reinterpret_cast<const char *>(b0 + i) + t.prefetch, _MM_HINT_T0);
-                    _mm_prefetch(reinterpret_cast<const char *>(b1 + i) + t.prefetch, _MM_HINT_T0);
+                    // The next block's lines come from memory into L2, a block ahead; the next K slice of these two
+                    // rows (used once the other columns have had this slice) from L2 into L1. Prefetching the far
+                    // lines into L1 instead had them evicted before use: 4-8 rows per expert ran ~5% slower.
+                    _mm_prefetch(reinterpret_cast<const char *>(b0 + i) + t.prefetch, _MM_HINT_T1);
+                    _mm_prefetch(reinterpret_cast<const char *>(b1 + i) + t.prefetch, _MM_HINT_T1);
+                    _mm_prefetch(reinterpret_cast<const char *>(b0 + i + kBlock), _MM_HINT_T0);
+                    _mm_prefetch(reinterpret_cast<const char *>(b1 + i + kBlock), _MM_HINT_T0);
                     nan = nan_max(nan_max(nan, b0 + i), b1 + i);
                     for (int64_t h = 0; h < kStep; h += 2 * kLanes) {
                         __m512 lo0, hi0, lo1, hi1;
