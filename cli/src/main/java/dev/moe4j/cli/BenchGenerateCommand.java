@@ -2,7 +2,7 @@ package dev.moe4j.cli;
 
 import dev.moe4j.dashboard.Recorder;
 import dev.moe4j.engine.Model;
-import dev.moe4j.model.Json;
+import dev.moe4j.internal.Json;
 import dev.moe4j.model.ModelConfig;
 import dev.moe4j.runtime.Profiler;
 import dev.moe4j.tensor.DType;

@@ -1,8 +1,8 @@
 package dev.moe4j.cli;
 
 import dev.moe4j.engine.Model;
+import dev.moe4j.internal.Json;
 import dev.moe4j.model.Checkpoint;
-import dev.moe4j.model.Json;
 import dev.moe4j.model.ModelConfig;
 import dev.moe4j.tensor.Tensor;
 import java.io.IOException;

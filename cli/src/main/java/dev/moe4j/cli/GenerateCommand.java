@@ -6,7 +6,7 @@ import dev.moe4j.engine.Request;
 import dev.moe4j.engine.Result;
 import dev.moe4j.engine.Sampler;
 import dev.moe4j.engine.SamplingParams;
-import dev.moe4j.model.Json;
+import dev.moe4j.internal.Json;
 import dev.moe4j.model.Safetensors;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.Tensor;

@@ -1,7 +1,7 @@
 package dev.moe4j.cli;
 
+import dev.moe4j.internal.Json;
 import dev.moe4j.model.Checkpoint;
-import dev.moe4j.model.Json;
 import dev.moe4j.model.ModelConfig;
 import dev.moe4j.model.Rope;
 import dev.moe4j.model.Safetensors;

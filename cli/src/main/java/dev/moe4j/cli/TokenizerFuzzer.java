@@ -1,6 +1,6 @@
 package dev.moe4j.cli;
 
-import dev.moe4j.model.Json;
+import dev.moe4j.internal.Json;
 import dev.moe4j.tokenizer.ChatTemplate;
 import dev.moe4j.tokenizer.Tokenizer;
 import java.io.IOException;

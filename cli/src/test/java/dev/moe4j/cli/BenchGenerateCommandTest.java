@@ -6,7 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.moe4j.engine.Model;
-import dev.moe4j.model.Json;
+import dev.moe4j.internal.Json;
 import dev.moe4j.model.ModelConfig;
 import dev.moe4j.model.Safetensors;
 import dev.moe4j.testing.Chromium;

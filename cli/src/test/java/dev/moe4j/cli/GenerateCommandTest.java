@@ -10,7 +10,7 @@ import dev.moe4j.engine.Model;
 import dev.moe4j.engine.Request;
 import dev.moe4j.engine.Result;
 import dev.moe4j.engine.Sampler;
-import dev.moe4j.model.Json;
+import dev.moe4j.internal.Json;
 import dev.moe4j.model.Safetensors;
 import dev.moe4j.testing.DeepSeekFiles;
 import dev.moe4j.tokenizer.Tokenizer;

@@ -1,5 +1,6 @@
 package dev.moe4j.model;
 
+import dev.moe4j.internal.Json;
 import dev.moe4j.routing.GateConfig;
 import dev.moe4j.routing.Scoring;
 import java.io.IOException;

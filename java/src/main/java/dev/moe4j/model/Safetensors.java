@@ -1,5 +1,6 @@
 package dev.moe4j.model;
 
+import dev.moe4j.internal.Json;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.Tensor;
 import java.io.IOException;

@@ -1,5 +1,6 @@
 package dev.moe4j.parallel;
 
+import dev.moe4j.internal.Buffers;
 import dev.moe4j.kernels.Copy;
 import dev.moe4j.kernels.Dispatch;
 import dev.moe4j.kernels.ExpertFfn;
@@ -12,7 +13,6 @@ import dev.moe4j.routing.Gate;
 import dev.moe4j.routing.Routing;
 import dev.moe4j.runtime.Context;
 import dev.moe4j.runtime.Device;
-import dev.moe4j.tensor.Buffers;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.DeviceMemory;
 import dev.moe4j.tensor.QuantizedGroups;

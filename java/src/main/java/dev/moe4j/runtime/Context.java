@@ -23,7 +23,7 @@ import java.util.function.ToIntFunction;
  * kernel wrapper goes through) or holds a frame of its {@link Workspace} open, a call or frame from another thread
  * throws {@link IllegalStateException} naming the context, the thread using it and the one that tried, and does
  * nothing. The check is one compare-and-set per call. Memory allocation and freeing ({@link
- * dev.moe4j.tensor.DeviceMemory}, {@link dev.moe4j.tensor.Buffers}) are exempt: they may run on any thread, also while
+ * dev.moe4j.tensor.DeviceMemory}, and the library's own grow-only buffers) are exempt: they may run on any thread, also while
  * a kernel runs. {@link #close()} is idempotent and fails the same way while another thread uses the context; a
  * context that is not closed is destroyed when it becomes unreachable, but closing it explicitly releases its threads
  * at a known time.

@@ -1,6 +1,6 @@
 package dev.moe4j.tokenizer;
 
-import dev.moe4j.model.Json;
+import dev.moe4j.internal.Json;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;

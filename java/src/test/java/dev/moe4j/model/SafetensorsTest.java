@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.moe4j.internal.Json;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.Tensor;
 import java.io.IOException;

@@ -2,7 +2,7 @@ package dev.moe4j.testing;
 
 import static org.junit.jupiter.api.Assertions.fail;
 
-import dev.moe4j.model.Json;
+import dev.moe4j.internal.Json;
 import dev.moe4j.tokenizer.Tokenizer;
 import java.io.IOException;
 import java.io.InputStream;

@@ -1,6 +1,9 @@
-package dev.moe4j.tensor;
+package dev.moe4j.internal;
 
 import dev.moe4j.runtime.Context;
+import dev.moe4j.tensor.DType;
+import dev.moe4j.tensor.DeviceMemory;
+import dev.moe4j.tensor.Tensor;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.util.Objects;

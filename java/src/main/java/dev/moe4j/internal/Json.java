@@ -1,4 +1,4 @@
-package dev.moe4j.model;
+package dev.moe4j.internal;
 
 import com.fasterxml.jackson.core.JacksonException;
 import com.fasterxml.jackson.core.StreamReadConstraints;
