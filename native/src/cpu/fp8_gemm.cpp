@@ -30,9 +30,6 @@ constexpr int kTileM = 4, kTileN = 2;
 // Rows of one tile of the AVX2 in-register (codes) block kernel, which takes a whole 16-row weight block at once: a
 // weight row widened in registers meets up to this many activation rows.
 constexpr int kCodeTileM = 8;
-// The most rows the block kernel takes in tiles of kCodeTileM (measured: 16 rows x 102400 x 2048 in 0.65x the time
-// of the widened-block kernel, 32 rows in 0.86x, 64 rows slower).
-constexpr int64_t kCodeRowsMax = 32;
 // Rows of one tile of the AVX-512 widened-block kernel (dot_wide_block), which takes four columns at a time: 6 x 4
 // accumulators, four weight vectors and one of A fill 29 of the 32 registers.
 constexpr int kWideTileM = 6;
@@ -70,6 +67,7 @@ struct ScalarPath {
     static constexpr bool kWidensInRegisters = false;
     static constexpr int kCodeRows = 0;
     static constexpr bool kBlockCodes = false;
+    static constexpr int64_t kCodeRowsMax = 0;
     static constexpr bool kPanels = false;
     static constexpr bool kWideBlocks = false;
     static void widen(const RowCodec &, const uint8_t *q, int64_t n, float *out) {
@@ -124,6 +122,9 @@ struct Avx2Path {
     static constexpr bool kWidensInRegisters = true;
     static constexpr int kCodeRows = kCodeTileM;
     static constexpr bool kBlockCodes = true;  // dot_codes_block where A outgrows L1 (kBlockCodesMinElements)
+    // The most rows the block kernel takes, in tiles of kCodeTileM (measured: 16 rows x 102400 x 2048 in 0.65x the
+    // time of widening through memory, 32 rows in 0.86x, 64 rows slower).
+    static constexpr int64_t kCodeRowsMax = 32;
     static constexpr bool kPanels = false;
     static constexpr bool kWideBlocks = false;
     static void widen_a(const RowCodec &codec, const uint8_t *q, int64_t n, float *out) {
@@ -301,6 +302,9 @@ struct Avx512Path {
     static constexpr bool kWidensInRegisters = true;
     static constexpr int kCodeRows = kCodeTileM;
     static constexpr bool kBlockCodes = true;  // dot_codes_block where A outgrows L1 (kBlockCodesMinElements)
+    // Measured on 102400 x 2048 (the LM head) against dot_wide_block with its 6 x 4 tiles: the same time at 12-16
+    // rows, 0-8% more at 20-32 rows (1.3-1.4x more at 24-32 rows while the machine ran slow).
+    static constexpr int64_t kCodeRowsMax = 16;
     static constexpr bool kPanels = false;
     // Tasks of more than kCodeRowsMax rows widen their weights through memory and take dot_wide_block.
     static constexpr bool kWideBlocks = true;
@@ -590,6 +594,7 @@ struct Avx512Bf16Path {
     static constexpr bool kWidensInRegisters = true;
     static constexpr int kCodeRows = kTileM;
     static constexpr bool kBlockCodes = false;
+    static constexpr int64_t kCodeRowsMax = 0;
     static constexpr bool kPanels = true;
     static constexpr bool kWideBlocks = false;
 
@@ -920,11 +925,12 @@ struct Driver {
     }
 
     // Whether a task of `rows` rows widens the weights' codes in registers. Rows that fit one tile meet each weight
-    // row once: widening through memory would only add work. Up to kCodeRowsMax rows the block kernel still wins: it
-    // widens a block's codes once per kCodeTileM rows while they sit in L1/L2, where widening through memory writes a
-    // float copy of the block that outgrows L1.
+    // row once: widening through memory would only add work. Up to Path::kCodeRowsMax rows the block kernel still wins:
+    // it widens a block's codes once per kCodeTileM rows while they sit in L1/L2, where widening through memory writes
+    // a float copy of the block that outgrows L1.
     static bool takes_codes(int64_t rows) {
-        return Path::kWidensInRegisters && (rows <= Path::kCodeRows || (Path::kBlockCodes && rows <= kCodeRowsMax));
+        return Path::kWidensInRegisters &&
+               (rows <= Path::kCodeRows || (Path::kBlockCodes && rows <= Path::kCodeRowsMax));
     }
 
     // The row kernel on the task's rows against its 16-row blocks of `weights` (the task's group's, or another

@@ -184,7 +184,8 @@ class Fp8GemmTest {
 
     /**
      * In a reproducible context a row's result is bit-for-bit the same whether it is multiplied alone, in a batch of
-     * 4, or in a batch of 100 (where the default context may take the packed-panel kernel).
+     * 4, 12 or 24 (the kernels that widen weights in registers, tile by tile or a block at a time, and through memory),
+     * or in a batch of 100 (where the default context may take the packed-panel kernel).
      */
     @ParameterizedTest
     @MethodSource("dev.moe4j.kernels.CastTest#isaPaths")
@@ -196,7 +197,7 @@ class Fp8GemmTest {
                         Context.create(Context.Options.cpu().withMaxIsa(isa).withReproducible(true))) {
             Problem p = problem(ctx, arena, random, 100, 256, 512);
             Tensor all = Fp8Gemm.nt(ctx, p.qa(), p.qw(), DType.F32, arena);
-            for (int[] range : new int[][] {{0, 1}, {37, 1}, {60, 4}, {96, 4}}) {
+            for (int[] range : new int[][] {{0, 1}, {37, 1}, {60, 4}, {96, 4}, {40, 12}, {70, 24}}) {
                 QuantizedTensor part = new QuantizedTensor(
                         p.qa().data().slice(0, range[0], range[1]),
                         p.qa().scales().slice(0, range[0], range[1]),
