@@ -30,6 +30,8 @@ struct ModelShape {
 
 const ModelShape kV2Lite{"v2lite", 2048, 1408, 64};
 const ModelShape kV3{"v3", 7168, 2048, 256};
+// V2-Lite's dense MLP (layer 0) as one expert, as --quantize runs it: 10944 padded to 11008 (86 blocks of 128).
+const ModelShape kV2LiteDense{"v2lite-dense", 2048, 11008, 1};
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -49,7 +51,9 @@ ExpertConfig parse_config(const Args &args) {
     config.threads = static_cast<int>(args.get_int("threads", 0, 0, 1024));
     parse_isa(args.get_choice("isa", "best", {"scalar", "avx2", "avx512", "avx512_bf16", "best"}), &config.isa);
     config.fixed_reps = static_cast<int>(args.get_int("reps", 0, 1, 1000000));
-    if (args.get_choice("model", "v2lite", {"v2lite", "v3"}) == "v3") config.model = kV3;
+    const std::string model = args.get_choice("model", "v2lite", {"v2lite", "v3", "v2lite-dense"});
+    if (model == "v3") config.model = kV3;
+    if (model == "v2lite-dense") config.model = kV2LiteDense;
     if (args.has("experts")) config.experts = {args.get_int("experts", 0, 1, config.model.experts)};
     if (args.has("rows")) config.rows = {args.get_int("rows", 0, 1, 4096)};
     const std::string op = args.get_choice("op", "both", {"gemm", "ffn", "both"});

@@ -84,7 +84,8 @@ const std::vector<Subcommand> &subcommands() {
          {"fast"},
          "    --threads N        context threads (default: all hardware threads)\n"
          "    --isa NAME         scalar | avx2 | avx512 | avx512_bf16 | best (default: best)\n"
-         "    --model M          v2lite | v3 expert shapes (default: v2lite: hidden 2048, moe_intermediate 1408)\n"
+         "    --model M          v2lite | v3 | v2lite-dense expert shapes (default: v2lite: hidden 2048,\n"
+         "                       moe_intermediate 1408; v2lite-dense: layer 0's MLP padded to 11008, 1 expert)\n"
          "    --experts E        active experts per call (default: a table of 1, 6, 8, 64)\n"
          "    --rows R           token rows per expert (default: a table of 1, 2, 4, 8)\n"
          "    --op OP            gemm | ffn | both (default: both)\n"

@@ -519,7 +519,9 @@ public final class OpenAiServer implements AutoCloseable {
             throws InterruptedException, ExecutionException {
         EndPoint endPoint = request.getConnectionMetaData().getConnection().getEndPoint();
         ByteBuffer probe = BufferUtil.allocate(1);
-        boolean watching = true;
+        // Only an HTTP/1 connection carries nothing but this request now (HTTP/2 multiplexes: reading would take
+        // another stream's frames); this server's connector speaks HTTP/1.1 only.
+        boolean watching = request.getConnectionMetaData().getHttpVersion().getVersion() < 20;
         while (true) {
             try {
                 return submission.result().get(HANG_UP_PROBE_MILLIS, TimeUnit.MILLISECONDS);

@@ -25,10 +25,12 @@ import dev.moe4j.tokenizer.ChatTemplate;
 import dev.moe4j.tokenizer.Tokenizer;
 import java.net.Socket;
 import java.net.http.HttpResponse;
+import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.LinkedHashSet;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.Set;
 import java.util.SplittableRandom;
@@ -452,11 +454,7 @@ class OpenAiServerTest {
             assertNotNull(socket);
             assertEquals(1, engine.metrics().running(), "the request runs");
         }
-        EngineMetrics m = TestServers.await(
-                engine::metrics, x -> x.running() == 0 && x.cacheBlocksUsed() == 0, "the hung-up request ends");
-        assertEquals(cancelled + 1, m.cancelled(), "it was cancelled, not finished");
-        HttpResponse<String> next = post(server, "/v1/completions", "{\"model\": \"tiny\", \"prompt\": \"Hi\"}");
-        assertEquals(200, next.statusCode(), next.body());
+        assertCancelledAndServing(cancelled);
     }
 
     @Test
@@ -466,9 +464,14 @@ class OpenAiServerTest {
         try (Socket socket = TestServers.post(server, body)) {
             TestServers.await(engine::metrics, x -> x.running() == 1, "the request runs");
         }
+        assertCancelledAndServing(cancelled);
+    }
+
+    /** The hung-up request ends cancelled (one more than {@code cancelledBefore}), its blocks free; the next is served. */
+    private static void assertCancelledAndServing(long cancelledBefore) throws InterruptedException {
         EngineMetrics m = TestServers.await(
                 engine::metrics, x -> x.running() == 0 && x.cacheBlocksUsed() == 0, "the hung-up request ends");
-        assertEquals(cancelled + 1, m.cancelled(), "it was cancelled, not finished");
+        assertEquals(cancelledBefore + 1, m.cancelled(), "it was cancelled, not finished");
         HttpResponse<String> next = post(server, "/v1/completions", "{\"model\": \"tiny\", \"prompt\": \"Hi\"}");
         assertEquals(200, next.statusCode(), next.body());
     }
@@ -479,15 +482,11 @@ class OpenAiServerTest {
         String second = "{\"model\": \"tiny\", \"prompt\": [8], \"max_tokens\": 2}";
         try (Socket socket = TestServers.post(server, first)) {
             TestServers.await(engine::metrics, x -> x.running() == 1, "the first request runs");
-            byte[] bytes = second.getBytes(java.nio.charset.StandardCharsets.UTF_8);
-            socket.getOutputStream()
-                    .write(("POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: " + bytes.length
-                                    + "\r\n\r\n" + second)
-                            .getBytes(java.nio.charset.StandardCharsets.UTF_8));
+            socket.getOutputStream().write(TestServers.completionRequest(second));
             byte[] all = socket.getInputStream().readAllBytes(); // to the end of stream: the server closes
-            String text = new String(all, java.nio.charset.StandardCharsets.UTF_8);
+            String text = new String(all, StandardCharsets.UTF_8);
             assertTrue(text.startsWith("HTTP/1.1 200"), text);
-            assertTrue(text.toLowerCase(java.util.Locale.ROOT).contains("connection: close"), text);
+            assertTrue(text.toLowerCase(Locale.ROOT).contains("connection: close"), text);
             JsonNode answer = JSON.readTree(text.substring(text.indexOf("\r\n\r\n") + 4));
             assertEquals(120, answer.get("usage").get("completion_tokens").asInt(), text);
             assertEquals(1, text.split("HTTP/1.1 ", -1).length - 1, "one answer only: " + text);

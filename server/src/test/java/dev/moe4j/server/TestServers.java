@@ -24,6 +24,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Comparator;
 import java.util.List;
 import java.util.function.Predicate;
@@ -162,13 +163,19 @@ final class TestServers {
     /** Opens a raw connection and posts a request to /v1/completions on it; the answer is left unread. */
     static Socket post(OpenAiServer server, String body) throws IOException {
         Socket socket = new Socket("127.0.0.1", server.port());
-        byte[] bytes = body.getBytes(StandardCharsets.UTF_8);
-        socket.getOutputStream()
-                .write(("POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                                + "Content-Length: " + bytes.length + "\r\n\r\n")
-                        .getBytes(StandardCharsets.US_ASCII));
-        socket.getOutputStream().write(bytes);
+        socket.getOutputStream().write(completionRequest(body));
         return socket;
+    }
+
+    /** The bytes of an HTTP/1.1 POST of {@code body} to /v1/completions. */
+    static byte[] completionRequest(String body) {
+        byte[] bytes = body.getBytes(StandardCharsets.UTF_8);
+        byte[] head = ("POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                        + "Content-Length: " + bytes.length + "\r\n\r\n")
+                .getBytes(StandardCharsets.US_ASCII);
+        byte[] request = Arrays.copyOf(head, head.length + bytes.length);
+        System.arraycopy(bytes, 0, request, head.length, bytes.length);
+        return request;
     }
 
     /** Opens a raw connection, posts a streaming request and returns once {@code events} events have come. */
