@@ -102,6 +102,18 @@ public final class Linear {
     }
 
     /**
+     * {@link #apply(Context, Tensor, DType, Workspace.Frame)} with x also given quantized per token ({@link
+     * #quantizeTokens}; null: not quantized), which an FP8 weight takes instead of quantizing x again: projections
+     * that read the same x quantize it once.
+     */
+    Tensor apply(Context ctx, Tensor x, QuantizedTensor xq, DType dtype, Workspace.Frame frame) {
+        if (xq == null || fp8 == null) return apply(ctx, x, dtype, frame);
+        Tensor out = Tensor.scratch(frame, dtype, x.shape(0), outFeatures());
+        Fp8Gemm.nt(ctx, xq, fp8, null, out);
+        return out;
+    }
+
+    /**
      * x [T, K] (K a multiple of 128) quantized per token to FP8 with fp32 scales, in the frame's device memory: the
      * activations of an FP8 GEMM.
      */

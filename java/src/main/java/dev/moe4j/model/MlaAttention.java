@@ -6,6 +6,7 @@ import dev.moe4j.kernels.Mla;
 import dev.moe4j.runtime.Context;
 import dev.moe4j.runtime.Workspace;
 import dev.moe4j.tensor.DType;
+import dev.moe4j.tensor.QuantizedTensor;
 import dev.moe4j.tensor.Tensor;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -318,18 +319,21 @@ public final class MlaAttention {
     private Projected project(Context ctx, Tensor x, Tensor position, Workspace.Frame scratch) {
         int t = Math.toIntExact(x.shape(0)), h = config.heads(), nope = config.qkNopeHeadDim();
         int qHead = config.qHeadDim(), latent = config.kvLoraRank(), ropeDim = config.qkRopeHeadDim();
+        // the query and kv projections read the same x: quantized once where both weights are FP8
+        Linear first = config.qLoraRank() == 0 ? weights.wq() : weights.wqA();
+        QuantizedTensor xq = first.isFp8() && weights.wkvA().isFp8() ? Linear.quantizeTokens(ctx, x, scratch) : null;
         Tensor q;
         if (config.qLoraRank() == 0) {
-            q = weights.wq().apply(ctx, x, DType.BF16, scratch);
+            q = weights.wq().apply(ctx, x, xq, DType.BF16, scratch);
         } else {
-            Tensor qa = weights.wqA().apply(ctx, x, DType.F32, scratch);
+            Tensor qa = weights.wqA().apply(ctx, x, xq, DType.F32, scratch);
             Tensor normed = Tensor.scratch(scratch, DType.F32, t, config.qLoraRank());
             weights.qNorm().apply(ctx, qa, normed);
             q = weights.wqB().apply(ctx, normed, DType.BF16, scratch);
         }
 
         // kv rows: normalized latent, rotated k_pe
-        Tensor kv = weights.wkvA().apply(ctx, x, DType.F32, scratch); // [T, 576]
+        Tensor kv = weights.wkvA().apply(ctx, x, xq, DType.F32, scratch); // [T, 576]
         Tensor kvRows = Tensor.scratch(scratch, DType.BF16, t, 1, LATENT);
         weights.kvNorm()
                 .apply(ctx, kv.slice(1, 0, latent), kvRows.view(t, LATENT).slice(1, 0, latent));

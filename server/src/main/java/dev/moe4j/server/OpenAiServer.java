@@ -61,8 +61,9 @@ import org.eclipse.jetty.util.thread.QueuedThreadPool;
  * path, 405 for a wrong method, 413 for a body over {@link #MAX_BODY_BYTES}, 429 when the engine's queue is full, 503
  * while shutting down, 500 when the model fails. A streaming client that disconnects cancels its request (the next
  * write fails), whose KV cache blocks return to the pool; so does a client waiting for a whole answer, noticed within
- * {@link #HANG_UP_PROBE_MILLIS} (the server reads its connection for the end of stream). A connection that stays silent past {@link Options#idleTimeout} is closed, except while its request
- * waits for the engine (queued, or generating a whole answer); a stream whose client stops reading fails after it.
+ * 200 ms (the server reads its connection for the end of stream). A connection that stays silent past {@link
+ * Options#idleTimeout} is closed, except while its request waits for the engine (queued, or generating a whole
+ * answer); a stream whose client stops reading fails after it.
  *
  * <p>The server drives the engine but does not own the model: {@link #shutdown} ends the engine, the caller closes the
  * model afterwards. Thread-safety: every method may be called from any thread.
