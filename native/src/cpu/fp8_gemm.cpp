@@ -954,7 +954,7 @@ struct Driver {
             }
             // Code tiles of many rows or long rows take the block kernel, whose A slices stay in L1.
             const bool block = Path::kBlockCodes && codes && (rows > kTileM || rows * k > kBlockCodesMinElements);
-            // Many rows on paths with a widened-block kernel: kCodeTileM rows against the whole widened block.
+            // Many rows on paths with a widened-block kernel: kWideTileM rows against the whole widened block.
             const bool wide_block = Path::kWideBlocks && !codes;
             const int64_t tile_m = wide_block ? kWideTileM : block ? kCodeTileM : kTileM, tile_n = kTileN;
             for (int64_t r = 0; r < rows; r += tile_m) {

@@ -96,9 +96,7 @@ public final class Linear {
 
     /** {@code x·Wᵀ} into a new F32 or BF16 [T, out] tensor in the frame's device memory. */
     public Tensor apply(Context ctx, Tensor x, DType dtype, Workspace.Frame frame) {
-        Tensor out = Tensor.scratch(frame, dtype, x.shape(0), outFeatures());
-        apply(ctx, x, out);
-        return out;
+        return apply(ctx, x, null, dtype, frame);
     }
 
     /**
@@ -107,9 +105,9 @@ public final class Linear {
      * that read the same x quantize it once.
      */
     Tensor apply(Context ctx, Tensor x, QuantizedTensor xq, DType dtype, Workspace.Frame frame) {
-        if (xq == null || fp8 == null) return apply(ctx, x, dtype, frame);
         Tensor out = Tensor.scratch(frame, dtype, x.shape(0), outFeatures());
-        Fp8Gemm.nt(ctx, xq, fp8, null, out);
+        if (xq != null && fp8 != null) Fp8Gemm.nt(ctx, xq, fp8, null, out);
+        else apply(ctx, x, out);
         return out;
     }
 
