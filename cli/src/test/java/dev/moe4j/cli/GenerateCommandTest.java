@@ -81,8 +81,20 @@ class GenerateCommandTest {
                     s = score.tensor("logits").toFloatArray();
             assertArrayEquals(new long[] {6, 512}, gen.tensor("logits").shape());
             assertArrayEquals(new long[] {10, 512}, score.tensor("logits").shape());
-            // generation step i chose from the logits scoring has at position 4 + i
-            assertArrayEquals(Arrays.copyOfRange(s, 4 * 512, 10 * 512), g);
+            // generation step i chose from the logits scoring has at position 4 + i: exactly at step 0 (both from
+            // the prompt read in one chunk), within rounding after it (decoded one token at a time, the absorbed
+            // way, against scored MHA-style in the chunk; this checkpoint's sigmoid routing turns rounding into
+            // flipped experts, so the bound is ModelTest's generation bound for it)
+            assertArrayEquals(Arrays.copyOfRange(s, 4 * 512, 5 * 512), Arrays.copyOfRange(g, 0, 512));
+            double xy = 0, xx = 0, yy = 0;
+            for (int i = 512; i < g.length; i++) {
+                double x = g[i], y = s[4 * 512 + i];
+                xy += x * y;
+                xx += x * x;
+                yy += y * y;
+            }
+            double calcDiff = 1 - 2 * xy / (xx + yy);
+            assertTrue(calcDiff < 1e-2, "decoded vs scored logits: calc_diff " + calcDiff);
         }
     }
 

@@ -24,7 +24,8 @@ import java.util.TreeMap;
  *
  * <p>Each model step runs one decode token of every running request (unless its stream is full: see {@link
  * Submission}) and then chunks of the prompts still being read, in admission order, up to {@code maxBatchTokens}
- * tokens — chunked prefill: a long prompt is read over several steps while the others keep decoding. A request is
+ * tokens (a chunk passes it by up to two tokens rather than hold a single token of a longer prompt, or leave one
+ * behind: see {@link Model}'s batch invariance) — chunked prefill: a long prompt is read over several steps while the others keep decoding. A request is
  * admitted when its whole cache need (prompt plus {@code maxNewTokens}, up to the context) fits beside the running
  * ones, so an admitted request never waits for memory; until then it waits in a bounded queue, first come first
  * served. With a {@linkplain Model#reproducible reproducible} model a request's tokens are the same whatever runs
@@ -48,7 +49,8 @@ import java.util.TreeMap;
  */
 public final class Engine implements AutoCloseable {
     /**
-     * @param maxBatchTokens the most tokens one model step runs (decode tokens and prompt chunks together), ≥ 1
+     * @param maxBatchTokens the most tokens one model step runs (decode tokens and prompt chunks together; a prompt
+     *     chunk may pass it by up to two tokens, see above), ≥ 1
      * @param maxQueue the most requests waiting for admission; a submission beyond it is rejected, ≥ 0
      * @param streamCapacity tokens a streaming request's buffer holds before the engine holds the request back, ≥ 1
      * @param rebalanceEvery with experts spread over several devices, steps between live rebalances of the expert

@@ -53,7 +53,8 @@ public final class Generator {
     /**
      * @param tokenizer encodes text prompts and decodes outputs; may be null (then requests must bring token ids and
      *     results have no text)
-     * @param stepTokens the most tokens one model step runs (prompt chunks are cut to fit), ≥ 1
+     * @param stepTokens the most tokens one model step runs (prompt chunks are cut to fit; a chunk passes it by up to
+     *     two tokens rather than hold a single token of a longer prompt, see {@link Model}), ≥ 1
      */
     public Generator(Model model, Tokenizer tokenizer, int stepTokens) {
         this.model = Objects.requireNonNull(model, "model");

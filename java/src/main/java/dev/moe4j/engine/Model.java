@@ -61,7 +61,11 @@ import java.util.function.Consumer;
  *
  * <p>Batch invariance: the model's context is created {@code reproducible} unless {@link Options#reproducible} says
  * otherwise, so a sequence's logits do not depend on the other sequences in the step or on how its prompt was
- * chunked.
+ * chunked into chunks of two or more tokens. (A sequence's one new token in a step is attended the absorbed way, over
+ * the latent cache; two or more are attended MHA-style, keys and values decompressed per head, which takes a third
+ * of the absorbed attention's work for a prompt: see {@link dev.moe4j.model.MlaAttention#forward}. The two differ by
+ * rounding, so a prompt fed one token at a time gives other logits than the same prompt in larger chunks; the
+ * engine never cuts a prompt that way.)
  *
  * <p>On a GPU ({@link Options#device} a CUDA device; libmoe4j_cuda must be loaded): the layers are loaded and converted
  * on the host as for the CPU, then every weight is copied once to the GPU as it is (FP8 codes with their scales), the KV

@@ -93,10 +93,14 @@ final class RequestState {
         return output.size();
     }
 
-    /** The tokens this request brings to the next step, at most budget of them. */
+    /** The tokens this request brings to the next step: its decode token, or the next prompt chunk of about budget. */
     int[] nextTokens(int budget) {
         if (readingPrompt()) {
-            int n = Math.min(budget, prompt.length - read);
+            // Never one token of a longer prompt, nor leaving one behind: the model attends a sequence's single new
+            // token another way than several (Model#forward), and a prompt's outputs must not depend on how it is
+            // chunked. Such a chunk passes the budget by up to two tokens.
+            int remaining = prompt.length - read, n = Math.min(remaining, Math.max(budget, 2));
+            if (remaining - n == 1) n = n >= 3 ? n - 1 : n + 1;
             return Arrays.copyOfRange(prompt, read, read + n);
         }
         return new int[] {next};

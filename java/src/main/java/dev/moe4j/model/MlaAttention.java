@@ -1,6 +1,7 @@
 package dev.moe4j.model;
 
 import dev.moe4j.kernels.Copy;
+import dev.moe4j.kernels.Dispatch;
 import dev.moe4j.kernels.Gemm;
 import dev.moe4j.kernels.Mla;
 import dev.moe4j.runtime.Context;
@@ -15,10 +16,12 @@ import java.util.Arrays;
 import java.util.Objects;
 
 /**
- * DeepSeek's multi-head latent attention block (V2, V2-Lite, V3), run the absorbed way: keys and values are never
- * decompressed per head. Each token stores one 576-dim latent row in a {@link PagedLatentCache} (the kv-normalized
- * 512-dim latent and 64 rotated RoPE dims); each query head folds wkv_b's key part into its query, attends over the
- * latent rows with {@link Mla#decode}, and applies wkv_b's value part to the 512-dim result before wo.
+ * DeepSeek's multi-head latent attention block (V2, V2-Lite, V3). Each token stores one 576-dim latent row in a
+ * {@link PagedLatentCache} (the kv-normalized 512-dim latent and 64 rotated RoPE dims). Decode tokens are attended the
+ * absorbed way, keys and values never decompressed per head: each query head folds wkv_b's key part into its query,
+ * attends over the latent rows with {@link Mla#decode}, and applies wkv_b's value part to the 512-dim result before
+ * wo. Prompt chunks may instead be attended MHA-style, the context's keys and values decompressed per head (see
+ * {@link #forward} for which way a token takes).
  *
  * <p>Per token, as DeepSeek-V3's reference ({@code MLA.forward}) computes it:
  *
@@ -101,7 +104,7 @@ public final class MlaAttention {
     public record Weights(
             Linear wq, Linear wqA, RmsNorm qNorm, Linear wqB, Linear wkvA, RmsNorm kvNorm, Linear wkvB, Linear wo) {}
 
-    private static final int LATENT = PagedLatentCache.DIMS;
+    private static final int LATENT = PagedLatentCache.DIMS, BLOCK = PagedLatentCache.BLOCK_TOKENS;
     /**
      * Query rows (tokens · heads) per attention call of a prompt chunk, bounding the kernel's scratch (in a
      * reproducible context the kernel keeps partial results of every 512-token split of the cache per row).
@@ -197,7 +200,16 @@ public final class MlaAttention {
      * Runs one model step's new tokens through the block: projects them, writes their latent rows into layer
      * {@code layer}'s cache at the step's slots, and attends causally, each token over its sequence up to itself.
      * A sequence's tokens in the step may be a whole prompt, a chunk of one, or one decode token; sequences with one
-     * token are attended together in one kernel call.
+     * token are attended together in one kernel call, the absorbed way. A sequence with several new tokens may instead
+     * be attended MHA-style: its whole context's latent rows decompressed into per-head keys and values (one GEMM per
+     * context token instead of the absorbed query and output GEMMs per new token), each head attending with
+     * {@code v + nope + rope} dims per key instead of the absorbed 1088. Both compute the same attention and differ by
+     * rounding only. With the FP8 cache every token is attended the absorbed way; with the bf16 cache a
+     * {@linkplain Context#reproducible reproducible} context takes MHA for every sequence with two or more new tokens
+     * (the choice depends on that count alone, so a token's output is the same whatever else is in the step and
+     * however its prompt is cut into chunks of two or more tokens), and another context takes whichever of the two is
+     * cheaper for the chunk's length and the context before it (MHA decompresses the whole context again for each
+     * chunk, so short chunks after long contexts stay absorbed).
      *
      * @param ctx a context of the device that holds this block's weights and the cache
      * @param step the cache's running step (see {@link PagedLatentCache#inStep})
@@ -209,53 +221,82 @@ public final class MlaAttention {
         int t = checkIo(x, out);
         if (t != step.tokens())
             throw new IllegalArgumentException("x has " + t + " rows for a step of " + step.tokens() + " tokens");
-        int h = config.heads();
         try (Workspace.Frame scratch = ctx.workspace().frame()) {
             Projected p = project(ctx, x, step.positions(), scratch);
             cache.write(ctx, layer, step, p.kv());
-            Tensor attended = Tensor.scratch(scratch, DType.BF16, 1, t, h, config.kvLoraRank());
-            Tensor lse = Tensor.scratch(scratch, DType.F32, 1, h, t);
+            Tensor o = Tensor.scratch(scratch, DType.BF16, t, (long) config.heads() * config.vHeadDim());
             Tensor chunkLengths = prefillLengths(step.counts(), step.starts(), scratch);
             Tensor cacheTensor = cache.tensor(layer);
             int[] counts = step.counts();
-            for (int i = 0, row = 0, chunkIndex = 0; i < counts.length; ) {
+            for (int i = 0, row = 0, chunkIndex = 0, context = 0; i < counts.length; ) {
                 if (counts[i] == 1) {
                     int run = 1; // consecutive one-token sequences: one decode call
                     while (i + run < counts.length && counts[i + run] == 1) run++;
+                    Absorbed a = absorb(
+                            ctx, p.q().slice(0, row, run), step.positions().slice(0, row, run), scratch);
                     Mla.decode(
                             ctx,
-                            asBatch(p.q().slice(1, row, run), 1),
+                            asBatch(a.q(), 1),
                             cacheTensor,
                             step.blockTable().slice(0, i, run),
                             step.lengths().slice(0, i, run),
                             softmaxScale,
                             false,
-                            asBatch(attended.slice(1, row, run), 1),
-                            asBatch(lse.slice(2, row, run), 2));
+                            asBatch(a.attended(), 1),
+                            asBatch(a.lse(), 2));
+                    unabsorb(ctx, a.attended(), o.slice(0, row, run));
                     i += run;
                     row += run;
                     continue;
                 }
-                // a prompt chunk: causal query chunks, each seeing the tokens up to its last
-                int n = counts[i], chunk = prefillChunk();
-                for (int c0 = 0; c0 < n; c0 += chunk) {
-                    int m = Math.min(chunk, n - c0);
-                    Mla.decode(
+                int n = counts[i], length = step.starts()[i] + n, chunks = (n + prefillChunk() - 1) / prefillChunk();
+                Tensor q = p.q().slice(0, row, n), positions = step.positions().slice(0, row, n);
+                Tensor lengths = chunkLengths.slice(0, chunkIndex, chunks);
+                if (attendsWhole(ctx, cache, n, step.starts()[i]))
+                    attendWhole(
                             ctx,
-                            p.q().slice(1, row + c0, m),
+                            cacheTensor,
+                            step.contextSlots().slice(0, context, length),
+                            q,
+                            positions,
+                            lengths,
+                            o.slice(0, row, n));
+                else
+                    attendAbsorbed(
+                            ctx,
                             cacheTensor,
                             step.blockTable().slice(0, i, 1),
-                            chunkLengths.slice(0, chunkIndex++, 1),
-                            softmaxScale,
-                            true,
-                            attended.slice(1, row + c0, m),
-                            lse.slice(2, row + c0, m));
-                }
+                            q,
+                            positions,
+                            lengths,
+                            o.slice(0, row, n),
+                            scratch);
+                chunkIndex += chunks;
+                context += length;
                 i++;
                 row += n;
             }
-            output(ctx, attended.view(t, h, config.kvLoraRank()), out, scratch);
+            weights.wo().apply(ctx, o, out);
         }
+    }
+
+    /**
+     * Whether n new tokens of a sequence after {@code prefix} cached ones are attended MHA-style (see {@link #forward}).
+     * Without reproducibility, by estimated time: multiply-adds of each way at the rates measured on an AVX-512 CPU
+     * (2 cores, V2-Lite's dims, 512- to 2048-token prompts): the absorbed attention kernel at 59 GFLOP/s, the MHA one
+     * at 42 (its queries' zeros against V counted as work), the per-head absorption GEMMs at 67 and the decompression
+     * GEMM (one large product) at 107. MHA wins whenever the chunk starts its sequence, and after a long context
+     * from about 160 new tokens on.
+     */
+    private boolean attendsWhole(Context ctx, PagedLatentCache cache, int n, int prefix) {
+        if (cache.fp8() || n < 2) return false;
+        if (ctx.reproducible()) return true;
+        int h = config.heads(), latent = config.kvLoraRank(), v = config.vHeadDim();
+        double pairs = n * (prefix + (n + 1) / 2.0) * h,
+                projection = (double) h * latent * (config.qkNopeHeadDim() + v);
+        double absorbed = pairs * (LATENT + latent) / 59 + n * projection / 67;
+        double whole = pairs * (v + config.qHeadDim() + v) / 42 + (prefix + n) * projection / 107;
+        return whole < absorbed;
     }
 
     /** Query tokens per attention call of a prompt chunk. */
@@ -293,6 +334,125 @@ public final class MlaAttention {
     }
 
     /**
+     * A prompt chunk's tokens attended the absorbed way, in causal query chunks over the latent cache.
+     *
+     * @param q BF16 [n, heads·(nope+rope)], the chunk's projected queries
+     * @param lengths I32 [query chunks]: the cache length each query chunk attends up to
+     * @param o BF16 [n, heads·v]: the attention's per-head outputs
+     */
+    private void attendAbsorbed(
+            Context ctx,
+            Tensor cacheTensor,
+            Tensor blockTable,
+            Tensor q,
+            Tensor positions,
+            Tensor lengths,
+            Tensor o,
+            Workspace.Frame scratch) {
+        int n = Math.toIntExact(q.shape(0)), chunk = prefillChunk();
+        Absorbed a = absorb(ctx, q, positions, scratch);
+        for (int c0 = 0, c = 0; c0 < n; c0 += chunk, c++) {
+            int m = Math.min(chunk, n - c0);
+            Mla.decode(
+                    ctx,
+                    a.q().slice(1, c0, m),
+                    cacheTensor,
+                    blockTable,
+                    lengths.slice(0, c, 1),
+                    softmaxScale,
+                    true,
+                    a.attended().slice(1, c0, m),
+                    a.lse().slice(2, c0, m));
+        }
+        unabsorb(ctx, a.attended(), o);
+    }
+
+    /**
+     * A prompt chunk's tokens attended MHA-style over their sequence's whole context: the context's latent rows are
+     * gathered from the cache and decompressed per head into keys {@code [v_h, k_nope_h, k_pe]} (V first, as the
+     * attention kernel takes it), the queries become {@code [0, q_nope_h, q_pe]}, and each head attends in causal
+     * query chunks; the kernel's output is then each head's value, what wo takes. Scratch holds the keys of the whole
+     * context ({@code heads·(v+nope+rope)} bf16 per token) until the call returns.
+     *
+     * @param contextSlots I32 [context tokens]: the cache slot of every token of the sequence, new ones included
+     * @param q BF16 [n, heads·(nope+rope)], the chunk's projected queries
+     * @param lengths I32 [query chunks]: the context length each query chunk attends up to
+     * @param o BF16 [n, heads·v]: the attention's per-head outputs
+     */
+    private void attendWhole(
+            Context ctx,
+            Tensor cacheTensor,
+            Tensor contextSlots,
+            Tensor q,
+            Tensor positions,
+            Tensor lengths,
+            Tensor o) {
+        int n = Math.toIntExact(q.shape(0)), length = Math.toIntExact(contextSlots.shape(0)), chunk = prefillChunk();
+        int h = config.heads(), nope = config.qkNopeHeadDim(), v = config.vHeadDim(), ropeDim = config.qkRopeHeadDim();
+        int latent = config.kvLoraRank(), qHead = config.qHeadDim(), dim = v + nope + ropeDim;
+        int blocks = PagedLatentCache.blocksFor(length);
+        try (Workspace.Frame f = ctx.workspace().frame()) {
+            Tensor latentRows = Tensor.scratch(f, DType.BF16, length, LATENT);
+            Dispatch.gather(
+                    ctx, cacheTensor.view((long) cacheTensor.shape(0) * BLOCK, LATENT), contextSlots, latentRows);
+
+            // keys as a cache of the context's blocks, one kv head per query head
+            Tensor keys = Tensor.scratch(f, DType.BF16, blocks, BLOCK, h, dim);
+            Tensor keyRows = keys.view((long) blocks * BLOCK, (long) h * dim).slice(0, 0, length);
+            Tensor c = latentRows.asStrided(0, new long[] {h, length, latent}, new long[] {0, LATENT, 1});
+            long row = wkvB.strides()[0];
+            Tensor wUk = wkvB.asStrided(0, new long[] {h, nope, latent}, new long[] {(nope + v) * row, row, 1});
+            Gemm.nt(ctx, c, wUv(), null, byHead(keyRows, h, dim, 0, v));
+            Gemm.nt(ctx, c, wUk, null, byHead(keyRows, h, dim, v, nope));
+            Tensor keyParts = keys.view((long) blocks * BLOCK * h, dim);
+            Tensor byToken = Tensor.hostScratch(f, DType.I32, (long) length * h); // key row r: token r / heads
+            for (int r = 0; r < length * h; r++) byToken.setInt(r / h, r);
+            Dispatch.gather(
+                    ctx,
+                    latentRows.slice(1, latent, ropeDim),
+                    Copy.toDevice(f, byToken),
+                    keyParts.slice(0, 0, (long) length * h).slice(1, v + nope, ropeDim));
+
+            // queries: zeros against V, q_nope, rotated q_pe
+            Tensor query = Tensor.scratch(f, DType.BF16, 1, n, h, dim);
+            Tensor queryRows = query.view((long) n * h, dim);
+            Tensor identity = Tensor.hostScratch(f, DType.I32, (long) n * h + 1);
+            for (int r = 0; r < n * h; r++) identity.setInt(r, r);
+            identity.setInt(-1, (long) n * h);
+            Tensor indices = Copy.toDevice(f, identity);
+            Tensor none = indices.asStrided(n * h, new long[] {(long) n * h}, new long[] {0});
+            Dispatch.gather(ctx, keyParts.slice(1, 0, v), none, queryRows.slice(1, 0, v)); // reads no row
+            Tensor qRows = q.view((long) n * h, qHead);
+            Dispatch.gather(
+                    ctx, qRows.slice(1, 0, nope), indices.slice(0, 0, (long) n * h), queryRows.slice(1, v, nope));
+            rope.apply(
+                    ctx,
+                    q.view(n, h, qHead).slice(2, nope, ropeDim),
+                    positions,
+                    query.view(n, h, dim).slice(2, v + nope, ropeDim));
+
+            Tensor table = Tensor.hostScratch(f, DType.I32, 1, blocks);
+            for (int b = 0; b < blocks; b++) table.setInt(b, 0, b);
+            Tensor blockTable = Copy.toDevice(f, table);
+            Tensor lse = Tensor.scratch(f, DType.F32, 1, h, n);
+            Tensor attended = o.view(1, n, h, v);
+            for (int c0 = 0, ci = 0; c0 < n; c0 += chunk, ci++) {
+                int m = Math.min(chunk, n - c0);
+                Mla.decode(
+                        ctx,
+                        query.slice(1, c0, m),
+                        keys,
+                        blockTable,
+                        lengths.slice(0, ci, 1),
+                        softmaxScale,
+                        true,
+                        attended.slice(1, c0, m),
+                        lse.slice(2, c0, m));
+            }
+        }
+    }
+
+    /**
      * Runs new tokens of several sequences as a step of their own on layer {@code layer} of the cache
      * ({@link #forward} inside {@link PagedLatentCache#inStep}; on failure nothing changes), for a cache this block
      * alone drives.
@@ -313,12 +473,11 @@ public final class MlaAttention {
         }
     }
 
-    /** Absorbed queries BF16 [1, T, heads, 576] and latent cache rows BF16 [T, 1, 576]. */
+    /** The projected queries BF16 [T, heads·(nope+rope)] (q_pe not yet rotated) and latent cache rows BF16 [T, 1, 576]. */
     private record Projected(Tensor q, Tensor kv) {}
 
     private Projected project(Context ctx, Tensor x, Tensor position, Workspace.Frame scratch) {
-        int t = Math.toIntExact(x.shape(0)), h = config.heads(), nope = config.qkNopeHeadDim();
-        int qHead = config.qHeadDim(), latent = config.kvLoraRank(), ropeDim = config.qkRopeHeadDim();
+        int t = Math.toIntExact(x.shape(0)), latent = config.kvLoraRank(), ropeDim = config.qkRopeHeadDim();
         // the query and kv projections read the same x: quantized once where both weights are FP8
         Linear first = config.qLoraRank() == 0 ? weights.wq() : weights.wqA();
         QuantizedTensor xq = first.isFp8() && weights.wkvA().isFp8() ? Linear.quantizeTokens(ctx, x, scratch) : null;
@@ -339,34 +498,55 @@ public final class MlaAttention {
                 .apply(ctx, kv.slice(1, 0, latent), kvRows.view(t, LATENT).slice(1, 0, latent));
         Tensor kPe = kv.asStrided(latent, new long[] {t, 1, ropeDim}, new long[] {kv.strides()[0], ropeDim, 1});
         rope.apply(ctx, kPe, position, kvRows.slice(2, latent, ropeDim));
+        return new Projected(q, kvRows);
+    }
 
-        // absorbed queries: q_nope · W_UK[h] for all heads in one call, then the rotated q_pe
-        Tensor qAbs = Tensor.scratch(scratch, DType.BF16, 1, t, h, LATENT);
+    /**
+     * Absorbed queries BF16 [1, n, heads, 576] of n token rows, and room for their attention: attended BF16
+     * [1, n, heads, 512] and lse F32 [1, heads, n].
+     */
+    private record Absorbed(Tensor q, Tensor attended, Tensor lse) {}
+
+    /** q_nope · W_UK[h] for all heads in one call, then the rotated q_pe; q BF16 [n, heads·(nope+rope)]. */
+    private Absorbed absorb(Context ctx, Tensor q, Tensor positions, Workspace.Frame scratch) {
+        int n = Math.toIntExact(q.shape(0)), h = config.heads(), nope = config.qkNopeHeadDim();
+        int qHead = config.qHeadDim(), latent = config.kvLoraRank(), ropeDim = config.qkRopeHeadDim();
+        Tensor qAbs = Tensor.scratch(scratch, DType.BF16, 1, n, h, LATENT);
         Gemm.nt(
                 ctx,
                 byHead(q, h, qHead, 0, nope),
                 wUkT.view(h, latent, nope),
                 null,
-                byHead(qAbs.view(t, (long) h * LATENT), h, LATENT, 0, latent));
-        Tensor heads = qAbs.view(t, h, LATENT);
-        rope.apply(ctx, q.view(t, h, qHead).slice(2, nope, ropeDim), position, heads.slice(2, latent, ropeDim));
-        return new Projected(qAbs, kvRows);
+                byHead(qAbs.view(n, (long) h * LATENT), h, LATENT, 0, latent));
+        rope.apply(
+                ctx,
+                q.view(n, h, qHead).slice(2, nope, ropeDim),
+                positions,
+                qAbs.view(n, h, LATENT).slice(2, latent, ropeDim));
+        return new Absorbed(
+                qAbs,
+                Tensor.scratch(scratch, DType.BF16, 1, n, h, latent),
+                Tensor.scratch(scratch, DType.F32, 1, h, n));
     }
 
-    /** {@code out = wo(concat_h attended[:, h] · W_UV[h]ᵀ)}; attended BF16 [T, heads, 512]. */
-    private void output(Context ctx, Tensor attended, Tensor out, Workspace.Frame scratch) {
-        int t = Math.toIntExact(attended.shape(0)), h = config.heads(), v = config.vHeadDim();
-        int nope = config.qkNopeHeadDim(), latent = config.kvLoraRank();
-        Tensor o = Tensor.scratch(scratch, DType.BF16, t, (long) h * v);
-        long row = wkvB.strides()[0];
-        Tensor wUv = wkvB.asStrided(nope * row, new long[] {h, v, latent}, new long[] {(nope + v) * row, row, 1});
+    /** o rows {@code [n, heads·v] = attended[:, h] · W_UV[h]ᵀ} for every head; attended BF16 [1, n, heads, 512]. */
+    private void unabsorb(Context ctx, Tensor attended, Tensor o) {
+        int n = Math.toIntExact(attended.shape(1)), h = config.heads(), v = config.vHeadDim();
+        int latent = config.kvLoraRank();
         Gemm.nt(
                 ctx,
-                byHead(attended.view(t, (long) h * latent), h, latent, 0, latent),
-                wUv,
+                byHead(attended.view(n, (long) h * latent), h, latent, 0, latent),
+                wUv(),
                 null,
                 byHead(o, h, v, 0, v));
-        weights.wo().apply(ctx, o, out);
+    }
+
+    /** W_UV of every head, [heads, v, 512]: rows h·(nope+v)+nope .. of wkv_b. */
+    private Tensor wUv() {
+        int h = config.heads(), nope = config.qkNopeHeadDim(), v = config.vHeadDim();
+        long row = wkvB.strides()[0];
+        return wkvB.asStrided(
+                nope * row, new long[] {h, v, config.kvLoraRank()}, new long[] {(nope + v) * row, row, 1});
     }
 
     /**

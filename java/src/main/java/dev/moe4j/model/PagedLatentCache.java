@@ -101,6 +101,11 @@ public final class PagedLatentCache {
         return layers[layer];
     }
 
+    /** Whether the cache holds the FP8 layout (else bf16). */
+    public boolean fp8() {
+        return fp8;
+    }
+
     /** Cache memory of all layers, in bytes. */
     public long bytes() {
         long bytesPerToken = kvHeads * (fp8 ? Mla.FP8_TOKEN_BYTES : DIMS * 2L);
@@ -142,6 +147,9 @@ public final class PagedLatentCache {
      * @param blockTable I32 [sequences, max blocks] (unused entries 0, never read)
      * @param lengths I32 [sequences]: each sequence's length once the step's tokens are in
      * @param positions I32 [tokens]: each token row's position in its sequence
+     * @param contextSlots I32: for each sequence with more than one new token, in step order, the slots of all its
+     *     tokens (positions 0 .. its length once the step's tokens are in), what an attention that reads a sequence's
+     *     whole context at once gathers; null when every sequence has one new token
      */
     public record Step(
             int[] sequences,
@@ -150,7 +158,8 @@ public final class PagedLatentCache {
             Tensor slots,
             Tensor blockTable,
             Tensor lengths,
-            Tensor positions) {
+            Tensor positions,
+            Tensor contextSlots) {
         /** New tokens in the step. */
         public int tokens() {
             return Math.toIntExact(slots.shape(0));
@@ -221,14 +230,27 @@ public final class PagedLatentCache {
         Tensor slots = Tensor.hostScratch(frame, DType.I32, tokens);
         Tensor positions = Tensor.hostScratch(frame, DType.I32, tokens);
         Tensor lengths = Tensor.hostScratch(frame, DType.I32, sequences.length);
+        int contextTokens = 0;
         for (int i = 0, row = 0; i < sequences.length; i++) {
             Sequence s = sequence(sequences[i]);
             for (int t = 0; t < counts[i]; t++, row++) {
                 int position = starts[i] + t;
-                slots.setInt(s.blocks.get(position / BLOCK_TOKENS) * BLOCK_TOKENS + position % BLOCK_TOKENS, row);
+                slots.setInt(slot(s, position), row);
                 positions.setInt(position, row);
             }
             lengths.setInt(starts[i] + counts[i], i);
+            if (counts[i] > 1) contextTokens += starts[i] + counts[i];
+        }
+        Tensor contexts = null;
+        if (contextTokens > 0) {
+            contexts = Tensor.hostScratch(frame, DType.I32, contextTokens);
+            for (int i = 0, row = 0; i < sequences.length; i++) {
+                if (counts[i] == 1) continue;
+                Sequence s = sequence(sequences[i]);
+                for (int position = 0; position < starts[i] + counts[i]; position++)
+                    contexts.setInt(slot(s, position), row++);
+            }
+            contexts = Copy.toDevice(frame, contexts);
         }
         return new Step(
                 sequences,
@@ -237,7 +259,12 @@ public final class PagedLatentCache {
                 Copy.toDevice(frame, slots),
                 Copy.toDevice(frame, blockTable(frame, sequences)),
                 Copy.toDevice(frame, lengths),
-                Copy.toDevice(frame, positions));
+                Copy.toDevice(frame, positions),
+                contexts);
+    }
+
+    private static int slot(Sequence s, int position) {
+        return s.blocks.get(position / BLOCK_TOKENS) * BLOCK_TOKENS + position % BLOCK_TOKENS;
     }
 
     /**

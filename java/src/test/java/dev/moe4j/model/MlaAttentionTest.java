@@ -1,9 +1,11 @@
 package dev.moe4j.model;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.moe4j.kernels.Copy;
 import dev.moe4j.kernels.Quantization;
 import dev.moe4j.kernels.ScaleFormat;
 import dev.moe4j.runtime.Context;
@@ -221,15 +223,24 @@ class MlaAttentionTest {
 
     /**
      * Prefill of a long prompt (several attention chunks, several cache blocks) and a short one, decode steps on both,
-     * then a second prefill chunk continuing the first sequence; every output row against the naive model.
+     * then a second prefill chunk continuing the first sequence; every output row against the naive model. Prompt
+     * chunks take the MHA-style path with the bf16 cache (in a reproducible context all of them; otherwise the 37-token
+     * chunk after 302 tokens stays absorbed, being cheaper so), the absorbed path with the FP8 cache; decode tokens
+     * always the absorbed one.
      */
-    @ParameterizedTest(name = "q_lora_rank={0} fp8={1} fp8Cache={2}")
-    @CsvSource({"0, false, false", "96, false, false", "0, true, false", "128, true, true"})
-    void absorbedEqualsNaive(int qLora, boolean fp8, boolean fp8Cache) {
+    @ParameterizedTest(name = "q_lora_rank={0} fp8={1} fp8Cache={2} reproducible={3}")
+    @CsvSource({
+        "0, false, false, true",
+        "0, false, false, false",
+        "96, false, false, true",
+        "0, true, false, false",
+        "128, true, true, true"
+    })
+    void absorbedAndMhaEqualNaive(int qLora, boolean fp8, boolean fp8Cache, boolean reproducible) {
         long seed = TestSupport.freshSeed();
         SplittableRandom random = TestSupport.random(seed);
         try (Arena arena = Arena.ofConfined();
-                Context ctx = Context.create()) {
+                Context ctx = Context.create(Context.Options.cpu().withReproducible(reproducible))) {
             Model m = model(ctx, arena, random, qLora, fp8);
             MlaAttention mla = new MlaAttention(ctx, m.config(), m.weights(), arena);
             Naive naive = new Naive(m, fp8);
@@ -277,9 +288,70 @@ class MlaAttentionTest {
             // FP8 weights: rare FP8 rounding flips of activations (~2e-4); FP8 cache: e4m3 latent (~1.3e-3)
             double limit = fp8Cache ? 3e-3 : fp8 ? 5e-4 : 5e-5;
             System.out.printf(
-                    "MLA absorbed vs naive (q_lora %d, fp8 %s, fp8 cache %s): calc_diff %.3g%n",
-                    qLora, fp8, fp8Cache, diff);
+                    "MLA vs naive (q_lora %d, fp8 %s, fp8 cache %s, reproducible %s): calc_diff %.3g%n",
+                    qLora, fp8, fp8Cache, reproducible, diff);
             assertTrue(diff < limit, "calc_diff " + diff + " >= " + limit + ", seed " + seed);
+        }
+    }
+
+    /**
+     * In a reproducible context a prompt's outputs are bit for bit the same in one step as cut into chunks of two or
+     * more tokens beside other sequences' decode tokens (MHA-style chunks over the decompressed context), and a decode
+     * token's output does not depend on its batch.
+     */
+    @Test
+    void promptOutputsDoNotDependOnChunkingInAReproducibleContext() {
+        SplittableRandom random = TestSupport.random(TestSupport.freshSeed());
+        try (Arena arena = Arena.ofConfined();
+                Context ctx = Context.create(Context.Options.cpu().withReproducible(true))) {
+            Model m = model(ctx, arena, random, 0, true);
+            MlaAttention mla = new MlaAttention(ctx, m.config(), m.weights(), arena);
+            PagedLatentCache cache = new PagedLatentCache(arena, 1, 24, 1, false);
+            int whole = cache.newSequence(), chunked = cache.newSequence(), other = cache.newSequence();
+            int tokens = 600, decode = 3;
+            Tensor x = Tensor.fromFloats(arena, DType.BF16, hidden(random, tokens + decode), tokens + decode, HIDDEN);
+            mla.step(
+                    ctx,
+                    cache,
+                    0,
+                    new int[] {other},
+                    new int[] {70},
+                    Tensor.fromFloats(arena, DType.BF16, hidden(random, 70), 70, HIDDEN),
+                    Tensor.allocate(arena, DType.F32, 70, HIDDEN));
+
+            Tensor alone = Tensor.allocate(arena, DType.F32, tokens + decode, HIDDEN);
+            mla.step(
+                    ctx,
+                    cache,
+                    0,
+                    new int[] {whole},
+                    new int[] {tokens},
+                    x.slice(0, 0, tokens),
+                    alone.slice(0, 0, tokens));
+            for (int d = 0; d < decode; d++)
+                mla.step(
+                        ctx,
+                        cache,
+                        0,
+                        new int[] {whole},
+                        new int[] {1},
+                        x.slice(0, tokens + d, 1),
+                        alone.slice(0, tokens + d, 1));
+
+            // the same rows in chunks of 2, 517 and 81, each step beside a decode token of another sequence
+            Tensor together = Tensor.allocate(arena, DType.F32, tokens + decode, HIDDEN);
+            Tensor otherX = Tensor.fromFloats(arena, DType.BF16, hidden(random, 1), 1, HIDDEN);
+            int start = 0;
+            for (int n : new int[] {2, 517, 81, 1, 1, 1}) {
+                Tensor stepX = Tensor.allocate(arena, DType.BF16, n + 1, HIDDEN);
+                Tensor stepOut = Tensor.allocate(arena, DType.F32, n + 1, HIDDEN);
+                Copy.apply(ctx, otherX, stepX.slice(0, 0, 1));
+                Copy.apply(ctx, x.slice(0, start, n), stepX.slice(0, 1, n));
+                mla.step(ctx, cache, 0, new int[] {other, chunked}, new int[] {1, n}, stepX, stepOut);
+                Copy.apply(ctx, stepOut.slice(0, 1, n), together.slice(0, start, n));
+                start += n;
+            }
+            assertArrayEquals(alone.toFloatArray(), together.toFloatArray());
         }
     }
 
