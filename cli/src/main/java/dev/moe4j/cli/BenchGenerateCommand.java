@@ -108,10 +108,13 @@ final class BenchGenerateCommand {
             description = model + (model.reproducible() ? ", reproducible" : ", --fast");
             Random random = new Random(seed);
             // warm-up (as llama-bench's): weights paged in, Java compiled, and the workspace grown to the largest
-            // prefill step of the runs. The embedding rows of each run's random prompt are still read from the
-            // checkpoint's memory map when first touched: after the page cache lost the file, from disk.
+            // prefill step of the runs. Twice: after one pass the JIT still compiles the step's code while the next
+            // runs (measured: the first 512-token prefill after a single warm-up took 15-30% longer than the ones
+            // after it). The embedding rows of each run's random prompt are still read from the checkpoint's memory
+            // map when first touched: after the page cache lost the file, from disk.
             int warmUpPrompt = (int) Math.min(Math.min(stepTokens, (long) maxBatch * prompt), model.maxPositions() - 8);
-            measure(model, 1, warmUpPrompt, 8, stepTokens, random, new Recorder("warm-up", 2));
+            for (int pass = 0; pass < 2; pass++)
+                measure(model, 1, warmUpPrompt, 8, stepTokens, random, new Recorder("warm-up", 2));
             for (int b : batches) {
                 List<Run> each = new ArrayList<>();
                 for (int r = 0; r < reps; r++) each.add(measure(model, b, prompt, decode, stepTokens, random, report));
@@ -273,9 +276,11 @@ final class BenchGenerateCommand {
     }
 
     /**
-     * Model FLOPs of prefilling one prompt of p tokens: 2 per weight a token multiplies with (projections, the absorbed
-     * attention's per-head wkv_b parts, dense MLPs, router, shared and top-k routed experts), the LM head once, and
-     * causal attention over the latent cache (per head: 576-dim scores and 512-dim values at each earlier position).
+     * Model FLOPs of prefilling one prompt of p tokens: 2 per weight a token multiplies with (projections, wkv_b's
+     * per-head key and value parts, dense MLPs, router, shared and top-k routed experts), the LM head once, and causal
+     * attention as a prompt is attended (MHA-style, see {@code MlaAttention#forward}): per head, scores over
+     * qk_nope + qk_rope dims and values over v dims at each earlier position. The absorbed attention's 576 + 512 dims
+     * per position, which decode tokens use, would count work a prompt no longer does.
      */
     static double prefillFlops(ModelConfig c, int p) {
         double h = c.hiddenSize(), heads = c.numAttentionHeads();
@@ -294,10 +299,7 @@ final class BenchGenerateCommand {
                     : 3 * h * c.intermediateSize();
         }
         double causalPositions = (double) p * (p + 1) / 2;
-        double attentionScores = c.numHiddenLayers()
-                * heads
-                * (2.0 * (m.kvLoraRank() + m.qkRopeHeadDim()) + 2.0 * m.kvLoraRank())
-                * causalPositions;
+        double attentionScores = c.numHiddenLayers() * heads * (2.0 * qHead + 2.0 * m.vHeadDim()) * causalPositions;
         return 2 * perToken * p + 2 * h * c.vocabSize() + attentionScores;
     }
 

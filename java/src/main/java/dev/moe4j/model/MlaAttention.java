@@ -1,5 +1,6 @@
 package dev.moe4j.model;
 
+import dev.moe4j.kernels.Cast;
 import dev.moe4j.kernels.Copy;
 import dev.moe4j.kernels.Dispatch;
 import dev.moe4j.kernels.Gemm;
@@ -117,6 +118,7 @@ public final class MlaAttention {
     private final float softmaxScale;
     private final Tensor wUkT; // BF16 [heads·512, nope]: head h's W_UK transposed
     private final Tensor wkvB; // BF16 [heads·(nope+v), 512]; head h's W_UV is rows h·(nope+v)+nope ..
+    private final Tensor zeros; // BF16 [v]: what MHA-style queries hold against each key's V part
 
     /**
      * @param ctx a CPU context, for the load-time dequantization of wkv_b
@@ -145,6 +147,7 @@ public final class MlaAttention {
         softmaxScale = (float) (rope.softmaxScaleFactor() / Math.sqrt(config.qHeadDim()));
         wkvB = weights.wkvB().toBf16(ctx, arena);
         wUkT = transposeKeyParts(wkvB, arena);
+        zeros = Tensor.allocate(arena, DType.BF16, config.vHeadDim());
     }
 
     private MlaAttention(MlaAttention host, DeviceStore store) {
@@ -154,6 +157,7 @@ public final class MlaAttention {
         softmaxScale = host.softmaxScale;
         wkvB = store.upload(host.wkvB);
         wUkT = store.upload(host.wUkT);
+        zeros = store.upload(host.zeros);
         // wkv_b itself only feeds the two BF16 parts above: the device block keeps their copy in its place
         weights = new Weights(
                 w.wq() == null ? null : w.wq().to(store),
@@ -168,7 +172,7 @@ public final class MlaAttention {
 
     /**
      * This block with its weights (the projections as stored, the norms, the BF16 parts of wkv_b the absorbed attention
-     * multiplies with, RoPE's frequencies) copied into store's device memory, for contexts of that device.
+     * multiplies with, RoPE's frequencies, the zero row MHA-style queries take) copied into store's device memory, for contexts of that device.
      */
     public MlaAttention to(DeviceStore store) {
         return new MlaAttention(this, store);
@@ -404,32 +408,22 @@ public final class MlaAttention {
             Tensor wUk = wkvB.asStrided(0, new long[] {h, nope, latent}, new long[] {(nope + v) * row, row, 1});
             Gemm.nt(ctx, c, wUv(), null, byHead(keyRows, h, dim, 0, v));
             Gemm.nt(ctx, c, wUk, null, byHead(keyRows, h, dim, v, nope));
-            Tensor keyParts = keys.view((long) blocks * BLOCK * h, dim);
-            Tensor byToken = Tensor.hostScratch(f, DType.I32, (long) length * h); // key row r: token r / heads
-            for (int r = 0; r < length * h; r++) byToken.setInt(r / h, r);
-            Dispatch.gather(
+            // every head's keys end in the token's rotated k_pe: one copy, broadcast over the heads
+            Cast.apply(
                     ctx,
-                    latentRows.slice(1, latent, ropeDim),
-                    Copy.toDevice(f, byToken),
-                    keyParts.slice(0, 0, (long) length * h).slice(1, v + nope, ropeDim));
+                    latentRows.asStrided(latent, new long[] {length, h, ropeDim}, new long[] {LATENT, 0, 1}),
+                    keys.asStrided(v + nope, new long[] {length, h, ropeDim}, new long[] {(long) h * dim, dim, 1}));
 
             // queries: zeros against V, q_nope, rotated q_pe
             Tensor query = Tensor.scratch(f, DType.BF16, 1, n, h, dim);
-            Tensor queryRows = query.view((long) n * h, dim);
-            Tensor identity = Tensor.hostScratch(f, DType.I32, (long) n * h + 1);
-            for (int r = 0; r < n * h; r++) identity.setInt(r, r);
-            identity.setInt(-1, (long) n * h);
-            Tensor indices = Copy.toDevice(f, identity);
-            Tensor none = indices.asStrided(n * h, new long[] {(long) n * h}, new long[] {0});
-            Dispatch.gather(ctx, keyParts.slice(1, 0, v), none, queryRows.slice(1, 0, v)); // reads no row
-            Tensor qRows = q.view((long) n * h, qHead);
-            Dispatch.gather(
-                    ctx, qRows.slice(1, 0, nope), indices.slice(0, 0, (long) n * h), queryRows.slice(1, v, nope));
+            Tensor queryHeads = query.view(n, h, dim);
+            Cast.apply(ctx, zeros.asStrided(0, new long[] {n, h, v}, new long[] {0, 0, 1}), queryHeads.slice(2, 0, v));
+            Cast.apply(ctx, q.view(n, h, qHead).slice(2, 0, nope), queryHeads.slice(2, v, nope));
             rope.apply(
                     ctx,
                     q.view(n, h, qHead).slice(2, nope, ropeDim),
                     positions,
-                    query.view(n, h, dim).slice(2, v + nope, ropeDim));
+                    queryHeads.slice(2, v + nope, ropeDim));
 
             Tensor table = Tensor.hostScratch(f, DType.I32, 1, blocks);
             for (int b = 0; b < blocks; b++) table.setInt(b, 0, b);
