@@ -96,14 +96,22 @@ final class RequestState {
     /** The tokens this request brings to the next step: its decode token, or the next prompt chunk of about budget. */
     int[] nextTokens(int budget) {
         if (readingPrompt()) {
-            // Never one token of a longer prompt, nor leaving one behind: the model attends a sequence's single new
-            // token another way than several (Model#forward), and a prompt's outputs must not depend on how it is
-            // chunked. Such a chunk passes the budget by up to two tokens.
-            int remaining = prompt.length - read, n = Math.min(remaining, Math.max(budget, 2));
-            if (remaining - n == 1) n = n >= 3 ? n - 1 : n + 1;
+            int n = promptChunk(prompt.length - read, budget);
             return Arrays.copyOfRange(prompt, read, read + n);
         }
         return new int[] {next};
+    }
+
+    /**
+     * The length of the next chunk of a prompt with {@code remaining} tokens left, for a step with room for
+     * {@code budget} more: all of them if they fit, else about budget, but never one token of a longer prompt nor
+     * leaving one behind. The model attends a sequence's single new token another way than several (Model#forward),
+     * and a prompt's outputs must not depend on how it is chunked; such a chunk passes the budget by up to two tokens.
+     */
+    static int promptChunk(int remaining, int budget) {
+        int n = Math.min(remaining, Math.max(budget, 2));
+        if (remaining - n == 1) n = n >= 3 ? n - 1 : n + 1;
+        return n;
     }
 
     void consumed(int n) {
