@@ -25,11 +25,11 @@ import java.util.TreeMap;
  * <p>Each model step runs one decode token of every running request (unless its stream is full: see {@link
  * Submission}) and then chunks of the prompts still being read, in admission order, up to {@code maxBatchTokens}
  * tokens (a chunk passes it by up to two tokens rather than hold a single token of a longer prompt, or leave one
- * behind: see {@link Model}'s batch invariance) — chunked prefill: a long prompt is read over several steps while the others keep decoding. A request is
- * admitted when its whole cache need (prompt plus {@code maxNewTokens}, up to the context) fits beside the running
- * ones, so an admitted request never waits for memory; until then it waits in a bounded queue, first come first
- * served. With a {@linkplain Model#reproducible reproducible} model a request's tokens are the same whatever runs
- * beside it (batch invariance): the same as {@link Generator} gives it alone.
+ * behind: see {@link Model}'s batch invariance) — chunked prefill: a long prompt is read over several steps while the
+ * others keep decoding. A request is admitted when its whole cache need (prompt plus {@code maxNewTokens}, up to the
+ * context) fits beside the running ones, so an admitted request never waits for memory; until then it waits in a
+ * bounded queue, first come first served. With a {@linkplain Model#reproducible reproducible} model a request's
+ * tokens are the same whatever runs beside it (batch invariance): the same as {@link Generator} gives it alone.
  *
  * <p>Failures: when the model fails a step (a native error such as {@link dev.moe4j.runtime.Status#OUT_OF_MEMORY}: a
  * workspace that cannot grow past its {@linkplain dev.moe4j.runtime.Workspace#limit limit}, a native allocation that

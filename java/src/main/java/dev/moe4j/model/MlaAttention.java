@@ -172,7 +172,8 @@ public final class MlaAttention {
 
     /**
      * This block with its weights (the projections as stored, the norms, the BF16 parts of wkv_b the absorbed attention
-     * multiplies with, RoPE's frequencies, the zero row MHA-style queries take) copied into store's device memory, for contexts of that device.
+     * multiplies with, RoPE's frequencies, the zero row MHA-style queries take) copied into store's device memory, for
+     * contexts of that device.
      */
     public MlaAttention to(DeviceStore store) {
         return new MlaAttention(this, store);
@@ -353,22 +354,37 @@ public final class MlaAttention {
             Tensor lengths,
             Tensor o,
             Workspace.Frame scratch) {
-        int n = Math.toIntExact(q.shape(0)), chunk = prefillChunk();
         Absorbed a = absorb(ctx, q, positions, scratch);
+        attendCausal(ctx, a.q(), cacheTensor, blockTable, lengths, a.attended(), a.lse());
+        unabsorb(ctx, a.attended(), o);
+    }
+
+    /**
+     * One sequence's n queries attended causally in query chunks of {@link #prefillChunk} tokens, each over the cache
+     * up to its last token ({@link Mla#decode} with causal masking).
+     *
+     * @param query BF16 [1, n, heads, D]
+     * @param blockTable I32 [1, blocks] of the sequence in cacheTensor
+     * @param lengths I32 [query chunks]: the cache length each query chunk attends up to
+     * @param out [1, n, heads, Dv]
+     * @param lse F32 [1, heads, n]
+     */
+    private void attendCausal(
+            Context ctx, Tensor query, Tensor cacheTensor, Tensor blockTable, Tensor lengths, Tensor out, Tensor lse) {
+        int n = Math.toIntExact(query.shape(1)), chunk = prefillChunk();
         for (int c0 = 0, c = 0; c0 < n; c0 += chunk, c++) {
             int m = Math.min(chunk, n - c0);
             Mla.decode(
                     ctx,
-                    a.q().slice(1, c0, m),
+                    query.slice(1, c0, m),
                     cacheTensor,
                     blockTable,
                     lengths.slice(0, c, 1),
                     softmaxScale,
                     true,
-                    a.attended().slice(1, c0, m),
-                    a.lse().slice(2, c0, m));
+                    out.slice(1, c0, m),
+                    lse.slice(2, c0, m));
         }
-        unabsorb(ctx, a.attended(), o);
     }
 
     /**
@@ -391,7 +407,7 @@ public final class MlaAttention {
             Tensor positions,
             Tensor lengths,
             Tensor o) {
-        int n = Math.toIntExact(q.shape(0)), length = Math.toIntExact(contextSlots.shape(0)), chunk = prefillChunk();
+        int n = Math.toIntExact(q.shape(0)), length = Math.toIntExact(contextSlots.shape(0));
         int h = config.heads(), nope = config.qkNopeHeadDim(), v = config.vHeadDim(), ropeDim = config.qkRopeHeadDim();
         int latent = config.kvLoraRank(), qHead = config.qHeadDim(), dim = v + nope + ropeDim;
         int blocks = PagedLatentCache.blocksFor(length);
@@ -404,10 +420,8 @@ public final class MlaAttention {
             Tensor keys = Tensor.scratch(f, DType.BF16, blocks, BLOCK, h, dim);
             Tensor keyRows = keys.view((long) blocks * BLOCK, (long) h * dim).slice(0, 0, length);
             Tensor c = latentRows.asStrided(0, new long[] {h, length, latent}, new long[] {0, LATENT, 1});
-            long row = wkvB.strides()[0];
-            Tensor wUk = wkvB.asStrided(0, new long[] {h, nope, latent}, new long[] {(nope + v) * row, row, 1});
             Gemm.nt(ctx, c, wUv(), null, byHead(keyRows, h, dim, 0, v));
-            Gemm.nt(ctx, c, wUk, null, byHead(keyRows, h, dim, v, nope));
+            Gemm.nt(ctx, c, wUk(), null, byHead(keyRows, h, dim, v, nope));
             // every head's keys end in the token's rotated k_pe: one copy, broadcast over the heads
             Cast.apply(
                     ctx,
@@ -428,21 +442,8 @@ public final class MlaAttention {
             Tensor table = Tensor.hostScratch(f, DType.I32, 1, blocks);
             for (int b = 0; b < blocks; b++) table.setInt(b, 0, b);
             Tensor blockTable = Copy.toDevice(f, table);
-            Tensor lse = Tensor.scratch(f, DType.F32, 1, h, n);
-            Tensor attended = o.view(1, n, h, v);
-            for (int c0 = 0, ci = 0; c0 < n; c0 += chunk, ci++) {
-                int m = Math.min(chunk, n - c0);
-                Mla.decode(
-                        ctx,
-                        query.slice(1, c0, m),
-                        keys,
-                        blockTable,
-                        lengths.slice(0, ci, 1),
-                        softmaxScale,
-                        true,
-                        attended.slice(1, c0, m),
-                        lse.slice(2, c0, m));
-            }
+            attendCausal(
+                    ctx, query, keys, blockTable, lengths, o.view(1, n, h, v), Tensor.scratch(f, DType.F32, 1, h, n));
         }
     }
 
@@ -467,7 +468,9 @@ public final class MlaAttention {
         }
     }
 
-    /** The projected queries BF16 [T, heads·(nope+rope)] (q_pe not yet rotated) and latent cache rows BF16 [T, 1, 576]. */
+    /**
+     * The projected queries BF16 [T, heads·(nope+rope)] (q_pe not yet rotated) and latent cache rows BF16 [T, 1, 576].
+     */
     private record Projected(Tensor q, Tensor kv) {}
 
     private Projected project(Context ctx, Tensor x, Tensor position, Workspace.Frame scratch) {
@@ -533,6 +536,13 @@ public final class MlaAttention {
                 wUv(),
                 null,
                 byHead(o, h, v, 0, v));
+    }
+
+    /** W_UK of every head, [heads, nope, 512]: rows h·(nope+v) .. of wkv_b. */
+    private Tensor wUk() {
+        int h = config.heads(), nope = config.qkNopeHeadDim(), v = config.vHeadDim();
+        long row = wkvB.strides()[0];
+        return wkvB.asStrided(0, new long[] {h, nope, config.kvLoraRank()}, new long[] {(nope + v) * row, row, 1});
     }
 
     /** W_UV of every head, [heads, v, 512]: rows h·(nope+v)+nope .. of wkv_b. */
