@@ -9,8 +9,10 @@
 #include <array>
 #include <atomic>
 #include <cstring>
+#include <limits>
 #include <new>
 #include <optional>
+#include <type_traits>
 #include <vector>
 
 #include "../core/context.h"
@@ -36,12 +38,9 @@ constexpr int kWideTileM = 6;
 // Code tiles whose activation rows hold more elements than this (more than 16 KB as fp32, half of a 32 KB L1) take
 // the block kernel, whose A slices stay in L1; smaller ones stream weight rows a column pair at a time.
 constexpr int64_t kBlockCodesMinElements = 4096;
-// Groups with at least this many rows use the packed-panel kernel (AVX512_BF16): packing a weight panel costs
-// about as much as multiplying it by a few dozen rows, so smaller groups keep the row kernel.
-constexpr int64_t kPanelMinRows = 64;
-constexpr int64_t kPanelRows = 64;        // weight rows per packed panel: four 16-lane vectors
+constexpr int64_t kPanelRows = 64;        // weight rows per packed panel of the bf16 path: four 16-lane vectors
 constexpr int64_t kPanelRowChunk = 1024;  // activation rows per panel task (about 15 MB of bf16 at K = 7168)
-constexpr int kPanelTileM = 6;
+constexpr int kPanelTileM = 6;            // activation rows per tile of the bf16 path's panel kernel
 
 // The row stride, in elements, of rows widened through memory (A's rows, and a weight block's rows for the
 // widened-block kernel): K, or K + 128 where K / 128 is even. The kernels read 128-element slices of many such
@@ -305,7 +304,17 @@ struct Avx512Path {
     // Measured on 102400 x 2048 (the LM head) against dot_wide_block with its 6 x 4 tiles: the same time at 12-16
     // rows, 0-8% more at 20-32 rows (1.3-1.4x more at 24-32 rows while the machine ran slow).
     static constexpr int64_t kCodeRowsMax = 16;
-    static constexpr bool kPanels = false;
+    // Contexts that are not reproducible give groups of at least kPanelMinRows rows to the packed-panel kernel
+    // (panel_tile), whose sums run along K in one order per output instead of 16 lanes: other rounding, more
+    // throughput than dot_wide_block (`moe4j_bench expert --rows R --op gemm [--fast]`, 8 V2-Lite experts, one
+    // thread: 16 rows 1.08x slower, 24 rows 1.09x faster, 64 rows 1.27x faster).
+    static constexpr bool kPanels = true;
+    static constexpr int64_t kPanelMinRows = 24;
+    static constexpr int64_t kPackRows = 16;  // weight rows widened together, then transposed into the panel
+    // Panels of 32 weight rows (two vectors) meet 12 activation rows at a time: 24 accumulators, and per element of
+    // K two panel loads and 12 broadcasts for 24 FMAs.
+    static constexpr int64_t kPanelCols = 32;
+    static constexpr int kPanelTileRows = 12;
     // Tasks of more than kCodeRowsMax rows widen their weights through memory and take dot_wide_block.
     static constexpr bool kWideBlocks = true;
     static constexpr int kLanes = 16;
@@ -482,18 +491,31 @@ struct Avx512Path {
         for (int j = 0; j < kRowsPerBlock; ++j)
             for (int m = 0; m < MR; ++m) total[j][m] = _mm512_setzero_ps();
         for (int64_t kb = 0; kb < k / kBlock; ++kb) {
+            const float *a[MR];
+            for (int m = 0; m < MR; ++m) a[m] = static_cast<const float *>(t.a[m]) + kb * kBlock;
             for (int j = 0; j < cols; j += NR) {
                 // Missing columns of a last group repeat its first: their sums are dropped.
                 const float *b[NR];
-                for (int c = 0; c < NR; ++c) b[c] = bw + (j + (j + c < cols ? c : 0)) * ldw;
+                for (int c = 0; c < NR; ++c) b[c] = bw + (j + (j + c < cols ? c : 0)) * ldw + kb * kBlock;
+                // The block's first products start the part sums (a multiply, not a multiply-add onto zeros: the
+                // same values, since a part sum that ends as -0 meets its scale in an fma onto a total that can only
+                // be +0 or nonzero), and the block's eight steps are unrolled: ~8% faster in L1 (a throwaway
+                // microbenchmark), the same results.
                 __m512 part[MR][NR];
-                for (int m = 0; m < MR; ++m)
-                    for (int c = 0; c < NR; ++c) part[m][c] = _mm512_setzero_ps();
-                for (int64_t i = kb * kBlock; i < (kb + 1) * kBlock; i += kLanes) {
+                {
+                    __m512 v[NR];
+                    for (int c = 0; c < NR; ++c) v[c] = _mm512_loadu_ps(b[c]);
+                    for (int m = 0; m < MR; ++m) {
+                        const __m512 av = _mm512_loadu_ps(a[m]);
+                        for (int c = 0; c < NR; ++c) part[m][c] = _mm512_mul_ps(av, v[c]);
+                    }
+                }
+#pragma GCC unroll 8
+                for (int i = kLanes; i < kBlock; i += kLanes) {
                     __m512 v[NR];
                     for (int c = 0; c < NR; ++c) v[c] = _mm512_loadu_ps(b[c] + i);
                     for (int m = 0; m < MR; ++m) {
-                        const __m512 av = _mm512_loadu_ps(static_cast<const float *>(t.a[m]) + i);
+                        const __m512 av = _mm512_loadu_ps(a[m] + i);
                         for (int c = 0; c < NR; ++c) part[m][c] = _mm512_fmadd_ps(av, v[c], part[m][c]);
                     }
                 }
@@ -505,6 +527,94 @@ struct Avx512Path {
             }
         }
         store_sums<MR>(total, cols, out);
+    }
+
+    // The packed-panel kernel's A: rows in natural order, times 2^8 as for the row kernel.
+    static void widen_natural(const RowCodec &codec, const uint8_t *q, int64_t n, float *out) {
+        widen_a(codec, q, n, out);
+    }
+
+    // Packs weight rows [n0, n0 + rows) into a panel of floats (values times 2^-8): panel[i * 32 + j] holds row
+    // n0 + j's element i, so one 64-byte load gives 16 rows' element i. Rows past `rows` are zero. `row` holds
+    // kPackRows rows of k floats: each 16 rows are widened, then moved into the panel by 16 x 16 transposes.
+    // `next_rows` weight rows at b + kPanelCols * ldb (the next panel's, 0 if none) are prefetched into L2 meanwhile:
+    // the panel's rows are too many streams for the hardware prefetcher, and the tiles that follow hide the fetch.
+    static void pack_panel(const RowCodec &codec, const uint8_t *b, int64_t ldb, int64_t rows, int64_t next_rows,
+                           int64_t k, float *panel, float *row) {
+        for (int64_t j = 0; j < next_rows; ++j)
+            for (int64_t i = 0; i < k; i += kStep)
+                _mm_prefetch(reinterpret_cast<const char *>(b + (kPanelCols + j) * ldb + i), _MM_HINT_T1);
+        for (int64_t j0 = 0; j0 < kPanelCols; j0 += kPackRows) {
+            for (int64_t j = 0; j < kPackRows; ++j) {
+                if (j0 + j < rows) {
+                    widen_b(codec, b + (j0 + j) * ldb, k, row + j * k);
+                } else {
+                    std::fill_n(row + j * k, k, 0.0f);
+                }
+            }
+            for (int64_t i = 0; i < k; i += kLanes) {
+                __m512 v[kLanes];
+                for (int j = 0; j < kLanes; ++j) v[j] = _mm512_loadu_ps(row + j * k + i);
+                transpose16(v);
+                for (int e = 0; e < kLanes; ++e) _mm512_storeu_ps(panel + (i + e) * kPanelCols + j0, v[e]);
+            }
+        }
+    }
+
+    // v[j] lane e -> v[e] lane j.
+    static void transpose16(__m512 (&v)[kLanes]) {
+        __m512 t[kLanes], u[kLanes];
+        for (int j = 0; j < kLanes; j += 2) {  // 128-bit lane L of t[j]: rows j, j + 1 of elements 4L, 4L + 1
+            t[j] = _mm512_unpacklo_ps(v[j], v[j + 1]);
+            t[j + 1] = _mm512_unpackhi_ps(v[j], v[j + 1]);  // ... of elements 4L + 2, 4L + 3
+        }
+        for (int g = 0; g < kLanes; g += 4) {  // 128-bit lane L of u[g + c]: rows g .. g + 3 of element 4L + c
+            u[g] = _mm512_shuffle_ps(t[g], t[g + 2], _MM_SHUFFLE(1, 0, 1, 0));
+            u[g + 1] = _mm512_shuffle_ps(t[g], t[g + 2], _MM_SHUFFLE(3, 2, 3, 2));
+            u[g + 2] = _mm512_shuffle_ps(t[g + 1], t[g + 3], _MM_SHUFFLE(1, 0, 1, 0));
+            u[g + 3] = _mm512_shuffle_ps(t[g + 1], t[g + 3], _MM_SHUFFLE(3, 2, 3, 2));
+        }
+        for (int c = 0; c < 4; ++c) {
+            // e*: 128-bit lanes 0 and 2 of u[c] and u[4 + c] (rows 0-7), o*: lanes 1 and 3; *1: rows 8-15
+            const __m512 e0 = _mm512_shuffle_f32x4(u[c], u[4 + c], _MM_SHUFFLE(2, 0, 2, 0));
+            const __m512 o0 = _mm512_shuffle_f32x4(u[c], u[4 + c], _MM_SHUFFLE(3, 1, 3, 1));
+            const __m512 e1 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], _MM_SHUFFLE(2, 0, 2, 0));
+            const __m512 o1 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], _MM_SHUFFLE(3, 1, 3, 1));
+            v[c] = _mm512_shuffle_f32x4(e0, e1, _MM_SHUFFLE(2, 0, 2, 0));
+            v[8 + c] = _mm512_shuffle_f32x4(e0, e1, _MM_SHUFFLE(3, 1, 3, 1));
+            v[4 + c] = _mm512_shuffle_f32x4(o0, o1, _MM_SHUFFLE(2, 0, 2, 0));
+            v[12 + c] = _mm512_shuffle_f32x4(o0, o1, _MM_SHUFFLE(3, 1, 3, 1));
+        }
+    }
+
+    // acc[m][j] += sum_kb s[m][kb] * sum_{k in kb} a[m][k] * panel row j [k], for MR rows and 32 panel rows: per
+    // element of K, two panel vectors meet MR broadcasts of A. Partial sums stay in 2 x MR registers for a whole
+    // 128-K block, then one FMA per 16 outputs applies the scale.
+    template <int MR>
+    static void panel_tile(const float *const *a, const float *const *s, const float *panel, int64_t k,
+                           float (*acc)[kPanelCols]) {
+        constexpr int NV = kPanelCols / kLanes;
+        for (int64_t kb = 0; kb < k / kBlock; ++kb) {
+            __m512 part[MR][NV];
+            for (int m = 0; m < MR; ++m)
+                for (int j = 0; j < NV; ++j) part[m][j] = _mm512_setzero_ps();
+            const float *pp = panel + kb * kBlock * kPanelCols;
+            for (int64_t i = 0; i < kBlock; ++i) {
+                __m512 bv[NV];
+                for (int j = 0; j < NV; ++j) bv[j] = _mm512_loadu_ps(pp + i * kPanelCols + kLanes * j);
+                for (int m = 0; m < MR; ++m) {
+                    const __m512 av = _mm512_set1_ps(a[m][kb * kBlock + i]);
+                    for (int j = 0; j < NV; ++j) part[m][j] = _mm512_fmadd_ps(av, bv[j], part[m][j]);
+                }
+            }
+            for (int m = 0; m < MR; ++m) {
+                const __m512 scale = _mm512_set1_ps(s[m][kb]);
+                for (int j = 0; j < NV; ++j) {
+                    float *out = acc[m] + kLanes * j;
+                    _mm512_storeu_ps(out, _mm512_fmadd_ps(part[m][j], scale, _mm512_loadu_ps(out)));
+                }
+            }
+        }
     }
 
     template <int MR, int NR>
@@ -595,12 +705,18 @@ struct Avx512Bf16Path {
     static constexpr int kCodeRows = kTileM;
     static constexpr bool kBlockCodes = false;
     static constexpr int64_t kCodeRowsMax = 0;
+    // Groups with at least this many rows use the packed-panel kernel: packing a weight panel costs about as much as
+    // multiplying it by a few dozen rows, so smaller groups keep the row kernel.
     static constexpr bool kPanels = true;
+    static constexpr int64_t kPanelMinRows = 64;
+    static constexpr int64_t kPackRows = 1;  // weight rows widened at a time while packing
+    static constexpr int64_t kPanelCols = kPanelRows;
+    static constexpr int kPanelTileRows = kPanelTileM;
     static constexpr bool kWideBlocks = false;
 
     // Widening in natural order (output i is code i), for the panel kernel, which broadcasts k-pairs of A and
     // packs B by k-pairs. Codes are zero-extended to 16 bits so one table lookup fills each byte of a bf16.
-    static void widen_natural(const uint8_t *q, int64_t n, uint16_t *out) {
+    static void widen_natural(const RowCodec &, const uint8_t *q, int64_t n, uint16_t *out) {
         const Bf16Widener w;
         const __m512i sign = _mm512_set1_epi16(static_cast<short>(0x8000));
         for (int64_t i = 0; i < n; i += 32) {
@@ -614,11 +730,12 @@ struct Avx512Bf16Path {
 
     // Packs weight rows [n0, n0 + rows) into a panel of bf16 pairs: panel[p * 64 + j] holds row n0 + j's
     // elements 2p and 2p + 1, so one 64-byte load gives 16 rows' pair p. Rows past `rows` are zero.
-    static void pack_panel(const uint8_t *b, int64_t ldb, int64_t rows, int64_t k, uint32_t *panel, uint16_t *row) {
+    static void pack_panel(const RowCodec &codec, const uint8_t *b, int64_t ldb, int64_t rows, int64_t /*next_rows*/,
+                           int64_t k, uint32_t *panel, uint16_t *row) {
         const int64_t pairs = k / 2;
         for (int64_t j = 0; j < kPanelRows; ++j) {
             if (j < rows) {
-                widen_natural(b + j * ldb, k, row);
+                widen_natural(codec, b + j * ldb, k, row);
             } else {
                 std::fill_n(row, k, uint16_t{0});
             }
@@ -741,7 +858,7 @@ struct Avx512Bf16Path {
 // One unit of work: a chunk of a group's rows against a run of 16-row weight blocks.
 struct Task {
     int32_t group;
-    bool panel;  // packed-panel kernel (blocks of kPanelRows weight rows) or row kernel (blocks of kRowsPerBlock)
+    bool panel;  // packed-panel kernel (blocks of Path::kPanelCols weight rows) or row kernel (of kRowsPerBlock)
     int64_t row_begin, row_end;      // positions in the group's row list
     int64_t block_begin, block_end;  // 16-row weight blocks
 };
@@ -819,8 +936,7 @@ struct Driver {
         a_scales.resize(args.groups.size());
         panel_group.resize(args.groups.size());
         for (size_t g = 0; g < args.groups.size(); ++g)
-            panel_group[g] =
-                Path::kPanels && panels && static_cast<int64_t>(args.groups[g].rows.size()) >= kPanelMinRows;
+            panel_group[g] = panels && static_cast<int64_t>(args.groups[g].rows.size()) >= panel_min_rows();
         for (size_t g = 0; g < args.groups.size(); ++g) {
             a_wide[g].resize(args.groups[g].rows.size() * ld);
             a_scales[g].resize(args.groups[g].rows.size() * kb_count);
@@ -836,7 +952,7 @@ struct Driver {
                 Wide *out = a_wide[g].data() + r * ld;
                 if constexpr (Path::kPanels) {
                     if (panel_group[g]) {
-                        Path::widen_natural(a.row<uint8_t>(row), k, out);
+                        Path::widen_natural(codec, a.row<uint8_t>(row), k, out);
                     } else {
                         Path::widen_a(codec, a.row<uint8_t>(row), k, out);
                     }
@@ -855,6 +971,18 @@ struct Driver {
             d->row<float>(row)[n] = value;
         else
             d->row<uint16_t>(row)[n] = bf16_encode(value);
+    }
+
+    // store() of `count` values for columns n0 ... of one row.
+    void store_run(int64_t row, int64_t n0, int64_t count, const float *values) const {
+        const float *add = c ? c->row<float>(row) + n0 : nullptr;
+        if (d->dtype == MOE4J_F32) {
+            float *out = d->row<float>(row) + n0;
+            for (int64_t j = 0; j < count; ++j) out[j] = add != nullptr ? values[j] + add[j] : values[j];
+        } else {
+            uint16_t *out = d->row<uint16_t>(row) + n0;
+            for (int64_t j = 0; j < count; ++j) out[j] = bf16_encode(add != nullptr ? values[j] + add[j] : values[j]);
+        }
     }
 
     template <int MR, int NR>
@@ -1013,39 +1141,74 @@ struct Driver {
                 scales[r * kb_count + kb] = as[(task.row_begin + r) * kb_count + kb] * sb[kb * group.sfb_stride1];
     }
 
+    // Panels of fp32 paths hold floats, those of the bf16 path pairs of bf16 values.
+    using PanelWord = std::conditional_t<std::is_same_v<Wide, float>, float, uint32_t>;
+    static constexpr int64_t kPanelElementsPerWord = sizeof(PanelWord) / sizeof(Wide);
+
+    // Groups of at least this many rows take the packed-panel kernel where the context allows it.
+    static constexpr int64_t panel_min_rows() {
+        if constexpr (Path::kPanels) {
+            return Path::kPanelMinRows;
+        } else {
+            return std::numeric_limits<int64_t>::max();
+        }
+    }
+
+    // Weight rows per panel and activation rows per panel tile.
+    static constexpr int64_t panel_cols() {
+        if constexpr (Path::kPanels) {
+            return Path::kPanelCols;
+        } else {
+            return kRowsPerBlock;
+        }
+    }
+    static constexpr int panel_tile_rows() {
+        if constexpr (Path::kPanels) {
+            return Path::kPanelTileRows;
+        } else {
+            return 1;
+        }
+    }
+
+    // Path::panel_tile for `rows` (1 to MR) rows through its instantiation.
+    template <int MR>
+    static void panel_rows(int rows, const Wide *const *a, const float *const *s, const PanelWord *panel, int64_t k,
+                           float (*acc)[panel_cols()]) {
+        if constexpr (MR > 1) {
+            if (rows < MR) return panel_rows<MR - 1>(rows, a, s, panel, k, acc);
+        }
+        Path::template panel_tile<MR>(a, s, panel, k, acc);
+    }
+
     struct PanelScratch {
-        std::vector<uint32_t> panel;
-        std::vector<uint16_t> row;
+        LineVector<PanelWord> panel;
+        std::vector<Wide> row;
         std::vector<float> scales;
     };
 
     void run_panel(const Task &task, PanelScratch &scratch) const {
         if constexpr (Path::kPanels) {
             const GemmGroup &group = args.groups[task.group];
-            const int64_t n0 = task.block_begin * kPanelRows, cols = std::min(kPanelRows, args.n - n0);
-            Path::pack_panel(group.b + n0 * group.ldb, group.ldb, cols, k, scratch.panel.data(), scratch.row.data());
+            constexpr int64_t kCols = panel_cols();
+            constexpr int kTileRows = panel_tile_rows();
+            const int64_t n0 = task.block_begin * kCols, cols = std::min(kCols, args.n - n0);
+            const int64_t next_cols = std::clamp<int64_t>(args.n - n0 - kCols, 0, kCols);
+            Path::pack_panel(codec, group.b + n0 * group.ldb, group.ldb, cols, next_cols, k, scratch.panel.data(),
+                             scratch.row.data());
             combine_scales(task, group, n0 / kBlock, scratch.scales.data());
-            const uint16_t *aw = a_wide[task.group].data();
+            const Wide *aw = a_wide[task.group].data();
             const int64_t rows = task.row_end - task.row_begin;
-            for (int64_t r = 0; r < rows; r += kPanelTileM) {
-                const int tile_rows = static_cast<int>(std::min<int64_t>(kPanelTileM, rows - r));
-                const uint16_t *a_rows[kPanelTileM];
-                const float *s_rows[kPanelTileM];
+            for (int64_t r = 0; r < rows; r += kTileRows) {
+                const int tile_rows = static_cast<int>(std::min<int64_t>(kTileRows, rows - r));
+                const Wide *a_rows[kTileRows];
+                const float *s_rows[kTileRows];
                 for (int m = 0; m < tile_rows; ++m) {
                     a_rows[m] = aw + (task.row_begin + r + m) * ld;
                     s_rows[m] = scratch.scales.data() + (r + m) * kb_count;
                 }
-                float acc[kPanelTileM][kPanelRows] = {};
-                switch (tile_rows) {
-                    case 6: Path::template panel_tile<6>(a_rows, s_rows, scratch.panel.data(), k, acc); break;
-                    case 5: Path::template panel_tile<5>(a_rows, s_rows, scratch.panel.data(), k, acc); break;
-                    case 4: Path::template panel_tile<4>(a_rows, s_rows, scratch.panel.data(), k, acc); break;
-                    case 3: Path::template panel_tile<3>(a_rows, s_rows, scratch.panel.data(), k, acc); break;
-                    case 2: Path::template panel_tile<2>(a_rows, s_rows, scratch.panel.data(), k, acc); break;
-                    default: Path::template panel_tile<1>(a_rows, s_rows, scratch.panel.data(), k, acc); break;
-                }
-                for (int m = 0; m < tile_rows; ++m)
-                    for (int64_t j = 0; j < cols; ++j) store(group.rows[task.row_begin + r + m], n0 + j, acc[m][j]);
+                float acc[kTileRows][kCols] = {};
+                panel_rows<kTileRows>(tile_rows, a_rows, s_rows, scratch.panel.data(), k, acc);
+                for (int m = 0; m < tile_rows; ++m) store_run(group.rows[task.row_begin + r + m], n0, cols, acc[m]);
             }
         } else {
             (void)task;
@@ -1057,7 +1220,7 @@ struct Driver {
     bool uses_panels() const {
         if (!Path::kPanels || !panels) return false;
         for (const GemmGroup &group : args.groups)
-            if (static_cast<int64_t>(group.rows.size()) >= kPanelMinRows) return true;
+            if (static_cast<int64_t>(group.rows.size()) >= panel_min_rows()) return true;
         return false;
     }
 
@@ -1120,7 +1283,7 @@ struct Driver {
         for (size_t g = 0; g < args.groups.size(); ++g) {
             const int64_t rows = static_cast<int64_t>(args.groups[g].rows.size());
             const bool panel = panel_group[g];
-            const int64_t chunk = panel ? kPanelRowChunk : kRowsPerChunk, block = panel ? kPanelRows : kRowsPerBlock;
+            const int64_t chunk = panel ? kPanelRowChunk : kRowsPerChunk, block = panel ? panel_cols() : kRowsPerBlock;
             const int64_t blocks = (args.n + block - 1) / block;
             for (int64_t r = 0; r < rows; r += chunk)
                 for (int64_t blk = 0; blk < blocks; ++blk)
@@ -1131,7 +1294,7 @@ struct Driver {
         constexpr int64_t kStreamRows = 8;
         int64_t work = 0;
         for (const Task &t : tasks)
-            work += std::max(kStreamRows, t.row_end - t.row_begin) * (t.panel ? kPanelRows : kRowsPerBlock) * k;
+            work += std::max(kStreamRows, t.row_end - t.row_begin) * (t.panel ? panel_cols() : kRowsPerBlock) * k;
         const int64_t grain = tasks.empty() ? 1 : grain_for(work / static_cast<int64_t>(tasks.size()));
         parallel_for(pool, static_cast<int64_t>(tasks.size()), grain, [&](int64_t begin, int64_t end) {
             LineVector<Wide> b_wide;
@@ -1139,10 +1302,12 @@ struct Driver {
             PanelScratch panel;
             for (int64_t i = begin; i < end; ++i) {
                 if (tasks[i].panel) {
-                    if (panel.panel.empty()) {
-                        panel.panel.resize(static_cast<size_t>(kPanelRows * k / 2));
-                        panel.row.resize(static_cast<size_t>(k));
-                        panel.scales.resize(static_cast<size_t>(kPanelRowChunk * kb_count));
+                    if constexpr (Path::kPanels) {
+                        if (panel.panel.empty()) {
+                            panel.panel.resize(static_cast<size_t>(panel_cols() * k / kPanelElementsPerWord));
+                            panel.row.resize(static_cast<size_t>(Path::kPackRows * k));
+                            panel.scales.resize(static_cast<size_t>(kPanelRowChunk * kb_count));
+                        }
                     }
                     run_panel(tasks[i], panel);
                 } else {

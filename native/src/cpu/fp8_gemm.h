@@ -30,7 +30,7 @@ struct Fp8GemmArgs {
 
 // Which sub-kernel fp8_gemm ran, for the context's variant counts.
 constexpr const char *kFp8RowKernel = "row kernel";
-constexpr const char *kFp8PanelKernel = "packed-panel kernel: groups of 64 or more rows";
+constexpr const char *kFp8PanelKernel = "packed-panel kernel: large groups";
 
 // Returns kFp8RowKernel, or kFp8PanelKernel when some group ran on the packed-panel kernel.
 const char *fp8_gemm(moe4j_context *ctx, const Fp8GemmArgs &args);

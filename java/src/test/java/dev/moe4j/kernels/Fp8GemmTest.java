@@ -137,9 +137,9 @@ class Fp8GemmTest {
     /**
      * A NaN weight code (0x7F, 0xFF) makes its column NaN in every row, and leaves every other column's bits as they
      * are without it, on each kernel of each path: few rows (codes widened in registers, column pairs), rows past a
-     * tile or long rows (the 16-column block kernel), and many rows (40: weights widened through memory; on the AVX-512
-     * path the widened-block kernel, whose column pairs leave a lone last column here, at K = 128 and K = 1024, whose
-     * widened rows are padded).
+     * tile or long rows (the 16-column block kernel), and many rows (40, in this context that is not reproducible: the
+     * packed-panel kernel on the AVX-512 paths, whose last 32-column panel here holds 9 columns; elsewhere weights
+     * widened through memory, at K = 128 and K = 1024, whose widened rows are padded).
      */
     @ParameterizedTest(name = "{0}")
     @MethodSource("dev.moe4j.kernels.CastTest#isaPaths")
