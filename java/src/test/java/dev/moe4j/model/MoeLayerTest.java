@@ -134,7 +134,10 @@ class MoeLayerTest {
                 double[] xt = new double[H];
                 for (int c = 0; c < H; c++) xt[c] = xr[t * H + c];
                 double[] xq = Reference.fp8RoundTrip(xt);
-                GateTest.Expected e = GateTest.reference(gc, Arrays.copyOfRange(logits, t * E, (t + 1) * E), bias);
+                int[] chosen = new int[gc.topK()];
+                for (int j = 0; j < gc.topK(); j++) chosen[j] = routing.expert(t, j);
+                GateTest.Expected e = GateTest.reference(gc, Arrays.copyOfRange(logits, t * E, (t + 1) * E), bias)
+                        .inOrderOf(chosen);
                 for (int j = 0; j < gc.topK(); j++) {
                     assertEquals(e.experts()[j], routing.expert(t, j), "token " + t + " seed " + seed);
                     double[] y = ffn(g.dense(), u.dense(), d.dense(), e.experts()[j], I, xq);
