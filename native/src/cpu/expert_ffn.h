@@ -6,9 +6,8 @@
 
 namespace moe4j::cpu {
 
-// Validated operands. gate and up come with a = x, sfa = sfx and their weights and row groups; down with its
-// weights, the same row groups and d = the output. expert_ffn points gate.d, up.d, down.a and down.sfa at
-// its scratch buffers.
+// Validated operands. gate and up come with a = x, sfa = sfx and their weights and row groups (no d); down with
+// its weights, the same row groups and d = the output. expert_ffn points down.a and down.sfa at its scratch buffers.
 struct ExpertFfnArgs {
     const moe4j_tensor *x;
     int64_t intermediate;
@@ -17,7 +16,7 @@ struct ExpertFfnArgs {
 
 // The sub-kernels an expert FFN call ran, for the context's variant counts.
 struct ExpertFfnKernels {
-    const char *gate_up;  // the fused gate/up pass on the row kernel, or the GEMMs' kernel where it declined
+    const char *gate_up;  // the fused gate/up pass and its sub-kernel
     const char *down;     // fp8_gemm's
 };
 

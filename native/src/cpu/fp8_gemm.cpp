@@ -306,11 +306,12 @@ struct Avx512Path {
     static constexpr int64_t kCodeRowsMax = 16;
     // Contexts that are not reproducible give groups of at least kPanelMinRows rows to the packed-panel kernel
     // (panel_tile), whose sums run along K in one order per output instead of 16 lanes: other rounding, more
-    // throughput than dot_wide_block (`moe4j_bench expert --rows R --op gemm [--fast]`, 8 V2-Lite experts, one
-    // thread: 16 rows 1.08x slower, 24 rows 1.09x faster, 64 rows 1.27x faster).
+    // throughput than the row kernels (`moe4j_bench expert --rows R --op gemm [--fast]`, 8 V2-Lite experts, one
+    // thread: 8 rows 1.35x slower, 12 rows 1.09x faster, 16 rows 1.05x, 20 rows 1.22x, 32 rows 1.27x, 64 rows 1.40x).
     static constexpr bool kPanels = true;
-    static constexpr int64_t kPanelMinRows = 24;
-    static constexpr int64_t kPackRows = 16;  // weight rows widened together, then transposed into the panel
+    static constexpr int64_t kPanelMinRows = 12;
+    // pack_panel's scratch, in rows of K floats: the panel's codes, transposed (32 bytes per element of K).
+    static constexpr int64_t kPackRows = 8;
     // Panels of 32 weight rows (two vectors) meet 12 activation rows at a time: 24 accumulators, and per element of
     // K two panel loads and 12 broadcasts for 24 FMAs.
     static constexpr int64_t kPanelCols = 32;
@@ -359,10 +360,16 @@ struct Avx512Path {
         lo = _mm512_cvtph_ps(_mm512_castsi512_si256(half));
         hi = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(half, 1));
     }
+    // decode32 for sixteen codes.
+    static __m512 decode16(const uint8_t *q) {
+        const __m256i wide = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i *>(q)));
+        return _mm512_cvtph_ps(
+            _mm256_and_si256(_mm256_slli_epi16(wide, 7), _mm256_set1_epi16(static_cast<short>(0xBF80))));
+    }
     // Folds the 64 codes at q into `seen`, the bytewise maximum of code | 0x80: a byte of `seen` is 0xFF exactly
     // where some code folded into it is a NaN code (0x7F or 0xFF).
-    static __m512i nan_max(__m512i seen, const uint8_t *q) {
-        const __m512i c = _mm512_loadu_si512(q);
+    static __m512i nan_max(__m512i seen, const uint8_t *q) { return nan_max(seen, _mm512_loadu_si512(q)); }
+    static __m512i nan_max(__m512i seen, __m512i c) {
         return _mm512_max_epu8(seen, _mm512_or_si512(c, _mm512_set1_epi8(static_cast<char>(0x80))));
     }
     static bool any_nan(__m512i seen) {
@@ -534,62 +541,93 @@ struct Avx512Path {
         widen_a(codec, q, n, out);
     }
 
-    // Packs weight rows [n0, n0 + rows) into a panel of floats (values times 2^-8): panel[i * 32 + j] holds row
-    // n0 + j's element i, so one 64-byte load gives 16 rows' element i. Rows past `rows` are zero. `row` holds
-    // kPackRows rows of k floats: each 16 rows are widened, then moved into the panel by 16 x 16 transposes.
-    // `next_rows` weight rows at b + kPanelCols * ldb (the next panel's, 0 if none) are prefetched into L2 meanwhile:
-    // the panel's rows are too many streams for the hardware prefetcher, and the tiles that follow hide the fetch.
-    static void pack_panel(const RowCodec &codec, const uint8_t *b, int64_t ldb, int64_t rows, int64_t next_rows,
-                           int64_t k, float *panel, float *row) {
+    // Packs weight rows [n0, n0 + rows) into a panel of floats (values times 2^-8) in two halves of 16 rows: half h
+    // at panel + h * 16 * k holds rows 16h .. 16h + 15, element i at i * 16, so one 64-byte load gives 16 rows'
+    // element i. Rows past `rows` are zero. The codes are transposed first (pack, into `scratch`), then widened:
+    // moving bytes costs a quarter of moving the floats. `next_rows` weight rows at b + kPanelCols * ldb (the next
+    // panel's, 0 if none) are prefetched into L2 meanwhile: the panel's rows are more streams than the hardware
+    // prefetcher follows, and the tiles that follow hide the fetch.
+    static void pack_panel(const RowCodec &, const uint8_t *b, int64_t ldb, int64_t rows, int64_t next_rows, int64_t k,
+                           float *panel, float *scratch) {
         for (int64_t j = 0; j < next_rows; ++j)
             for (int64_t i = 0; i < k; i += kStep)
                 _mm_prefetch(reinterpret_cast<const char *>(b + (kPanelCols + j) * ldb + i), _MM_HINT_T1);
-        for (int64_t j0 = 0; j0 < kPanelCols; j0 += kPackRows) {
-            for (int64_t j = 0; j < kPackRows; ++j) {
-                if (j0 + j < rows) {
-                    widen_b(codec, b + (j0 + j) * ldb, k, row + j * k);
-                } else {
-                    std::fill_n(row + j * k, k, 0.0f);
-                }
-            }
-            for (int64_t i = 0; i < k; i += kLanes) {
-                __m512 v[kLanes];
-                for (int j = 0; j < kLanes; ++j) v[j] = _mm512_loadu_ps(row + j * k + i);
-                transpose16(v);
-                for (int e = 0; e < kLanes; ++e) _mm512_storeu_ps(panel + (i + e) * kPanelCols + j0, v[e]);
-            }
-        }
+        uint8_t *codes = reinterpret_cast<uint8_t *>(scratch);
+        const bool nan = pack(b, ldb, rows, kPanelCols / kLanes, k, codes);
+        widen_packed(codes, kPanelCols * k, nan, panel);
     }
 
-    // v[j] lane e -> v[e] lane j.
-    static void transpose16(__m512 (&v)[kLanes]) {
-        __m512 t[kLanes], u[kLanes];
-        for (int j = 0; j < kLanes; j += 2) {  // 128-bit lane L of t[j]: rows j, j + 1 of elements 4L, 4L + 1
-            t[j] = _mm512_unpacklo_ps(v[j], v[j + 1]);
-            t[j + 1] = _mm512_unpackhi_ps(v[j], v[j + 1]);  // ... of elements 4L + 2, 4L + 3
+    // Transposes the codes of `rows` weight rows (row j at b + j * ldb) into `halves` halves of 16 rows, half h at
+    // out + h * 16 * k, element i at i * 16; rows past `rows` are zero codes (+0). Returns whether some code is a
+    // NaN code.
+    static bool pack(const uint8_t *b, int64_t ldb, int64_t rows, int64_t halves, int64_t k, uint8_t *out) {
+        __m512i nan = _mm512_setzero_si512();
+        for (int64_t h = 0; h < halves; ++h) {
+            const int64_t half_rows = std::clamp<int64_t>(rows - h * kLanes, 0, kLanes);
+            uint8_t *half = out + h * kLanes * k;
+            if (half_rows == 0) {
+                std::memset(half, 0, static_cast<size_t>(kLanes * k));
+                continue;
+            }
+            for (int64_t i = 0; i < k; i += kStep)
+                nan = transpose_codes(b + h * kLanes * ldb, ldb, half_rows, i, half + i * kLanes, nan);
         }
-        for (int g = 0; g < kLanes; g += 4) {  // 128-bit lane L of u[g + c]: rows g .. g + 3 of element 4L + c
-            u[g] = _mm512_shuffle_ps(t[g], t[g + 2], _MM_SHUFFLE(1, 0, 1, 0));
-            u[g + 1] = _mm512_shuffle_ps(t[g], t[g + 2], _MM_SHUFFLE(3, 2, 3, 2));
-            u[g + 2] = _mm512_shuffle_ps(t[g + 1], t[g + 3], _MM_SHUFFLE(1, 0, 1, 0));
-            u[g + 3] = _mm512_shuffle_ps(t[g + 1], t[g + 3], _MM_SHUFFLE(3, 2, 3, 2));
+        return any_nan(nan);
+    }
+
+    // Sixteen rows' codes i .. i + 63 (row j at b + j * ldb, rows past `rows` zero) into out[e * 16 + j], and
+    // folded into the NaN check. Each row is read a whole cache line at a time: a panel's rows lie K bytes apart,
+    // which at K = 2048 puts them all into two L1 sets, so a line read a quarter at a time would be evicted before
+    // its next quarter. A 4 x 4 transpose of 128-bit lanes turns rows g, 4 + g, 8 + g, 12 + g into r[c][g], lane l
+    // of which is row 4l + g's codes 16c .. 16c + 15; 32- and 64-bit unpacks interleave those into v[d], whose lane
+    // l holds rows 4l .. 4l + 3's codes 16c + 4d .. + 3; a byte shuffle transposes each lane's 4 x 4 codes and a
+    // dword permutation gathers into lane L the codes 16c + 4d + L of all 16 rows.
+    static __m512i transpose_codes(const uint8_t *b, int64_t ldb, int64_t rows, int64_t i, uint8_t *out, __m512i nan) {
+        __m512i x[kLanes];
+        for (int j = 0; j < kLanes; ++j) {
+            x[j] = j < rows ? _mm512_loadu_si512(b + j * ldb + i) : _mm512_setzero_si512();
+            nan = nan_max(nan, x[j]);
         }
+        __m512i r[4][4];
+        for (int g = 0; g < 4; ++g) {
+            const __m512i t0 = _mm512_shuffle_i32x4(x[g], x[4 + g], _MM_SHUFFLE(1, 0, 1, 0));
+            const __m512i t1 = _mm512_shuffle_i32x4(x[g], x[4 + g], _MM_SHUFFLE(3, 2, 3, 2));
+            const __m512i t2 = _mm512_shuffle_i32x4(x[8 + g], x[12 + g], _MM_SHUFFLE(1, 0, 1, 0));
+            const __m512i t3 = _mm512_shuffle_i32x4(x[8 + g], x[12 + g], _MM_SHUFFLE(3, 2, 3, 2));
+            r[0][g] = _mm512_shuffle_i32x4(t0, t2, _MM_SHUFFLE(2, 0, 2, 0));
+            r[1][g] = _mm512_shuffle_i32x4(t0, t2, _MM_SHUFFLE(3, 1, 3, 1));
+            r[2][g] = _mm512_shuffle_i32x4(t1, t3, _MM_SHUFFLE(2, 0, 2, 0));
+            r[3][g] = _mm512_shuffle_i32x4(t1, t3, _MM_SHUFFLE(3, 1, 3, 1));
+        }
+        // Byte 4e + c <- byte 4c + e in each lane; dword 4L + l <- dword 4l + L: the same index pattern.
+        const __m512i bytes = _mm512_set4_epi32(0x0F0B0703, 0x0E0A0602, 0x0D090501, 0x0C080400);
+        const __m512i dwords = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
         for (int c = 0; c < 4; ++c) {
-            // e*: 128-bit lanes 0 and 2 of u[c] and u[4 + c] (rows 0-7), o*: lanes 1 and 3; *1: rows 8-15
-            const __m512 e0 = _mm512_shuffle_f32x4(u[c], u[4 + c], _MM_SHUFFLE(2, 0, 2, 0));
-            const __m512 o0 = _mm512_shuffle_f32x4(u[c], u[4 + c], _MM_SHUFFLE(3, 1, 3, 1));
-            const __m512 e1 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], _MM_SHUFFLE(2, 0, 2, 0));
-            const __m512 o1 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], _MM_SHUFFLE(3, 1, 3, 1));
-            v[c] = _mm512_shuffle_f32x4(e0, e1, _MM_SHUFFLE(2, 0, 2, 0));
-            v[8 + c] = _mm512_shuffle_f32x4(e0, e1, _MM_SHUFFLE(3, 1, 3, 1));
-            v[4 + c] = _mm512_shuffle_f32x4(o0, o1, _MM_SHUFFLE(2, 0, 2, 0));
-            v[12 + c] = _mm512_shuffle_f32x4(o0, o1, _MM_SHUFFLE(3, 1, 3, 1));
+            const __m512i lo01 = _mm512_unpacklo_epi32(r[c][0], r[c][1]),
+                          hi01 = _mm512_unpackhi_epi32(r[c][0], r[c][1]);
+            const __m512i lo23 = _mm512_unpacklo_epi32(r[c][2], r[c][3]),
+                          hi23 = _mm512_unpackhi_epi32(r[c][2], r[c][3]);
+            const __m512i v[4] = {_mm512_unpacklo_epi64(lo01, lo23), _mm512_unpackhi_epi64(lo01, lo23),
+                                  _mm512_unpacklo_epi64(hi01, hi23), _mm512_unpackhi_epi64(hi01, hi23)};
+            for (int d = 0; d < 4; ++d)
+                _mm512_storeu_si512(out + (16 * c + 4 * d) * kLanes,
+                                    _mm512_permutexvar_epi32(dwords, _mm512_shuffle_epi8(v[d], bytes)));
         }
+        return nan;
+    }
+
+    // Widens `n` packed codes into floats (values times 2^-8); with `nan`, code by code, so that NaN codes become NaN.
+    static void widen_packed(const uint8_t *codes, int64_t n, bool nan, float *out) {
+        if (nan) {
+            for (int64_t i = 0; i < n; ++i) out[i] = e4m3_decode(codes[i]) * kAvx2BScale;
+            return;
+        }
+        for (int64_t i = 0; i < n; i += kLanes) _mm512_storeu_ps(out + i, decode16(codes + i));
     }
 
     // acc[m][j] += sum_kb s[m][kb] * sum_{k in kb} a[m][k] * panel row j [k], for MR rows and 32 panel rows: per
     // element of K, two panel vectors meet MR broadcasts of A. Partial sums stay in 2 x MR registers for a whole
-    // 128-K block, then one FMA per 16 outputs applies the scale.
+    // 128-K block, along K in order from +0, then one FMA per 16 outputs applies the scale.
     template <int MR>
     static void panel_tile(const float *const *a, const float *const *s, const float *panel, int64_t k,
                            float (*acc)[kPanelCols]) {
@@ -598,12 +636,11 @@ struct Avx512Path {
             __m512 part[MR][NV];
             for (int m = 0; m < MR; ++m)
                 for (int j = 0; j < NV; ++j) part[m][j] = _mm512_setzero_ps();
-            const float *pp = panel + kb * kBlock * kPanelCols;
-            for (int64_t i = 0; i < kBlock; ++i) {
+            for (int64_t i = kb * kBlock; i < (kb + 1) * kBlock; ++i) {
                 __m512 bv[NV];
-                for (int j = 0; j < NV; ++j) bv[j] = _mm512_loadu_ps(pp + i * kPanelCols + kLanes * j);
+                for (int j = 0; j < NV; ++j) bv[j] = _mm512_loadu_ps(panel + (j * k + i) * kLanes);
                 for (int m = 0; m < MR; ++m) {
-                    const __m512 av = _mm512_set1_ps(a[m][kb * kBlock + i]);
+                    const __m512 av = _mm512_set1_ps(a[m][i]);
                     for (int j = 0; j < NV; ++j) part[m][j] = _mm512_fmadd_ps(av, bv[j], part[m][j]);
                 }
             }
@@ -855,53 +892,33 @@ struct Avx512Bf16Path {
 
 // ---------------------------------------------------------------- the driver, shared by every path
 
-// One unit of work: a chunk of a group's rows against a run of 16-row weight blocks.
+// One unit of work: a chunk of a group's rows against a run of weight blocks: of kRowsPerBlock rows for the row
+// kernel, of Path::kPanelCols rows (one panel) for the packed-panel kernel.
 struct Task {
     int32_t group;
-    bool panel;  // packed-panel kernel (blocks of Path::kPanelCols weight rows) or row kernel (of kRowsPerBlock)
-    int64_t row_begin, row_end;      // positions in the group's row list
-    int64_t block_begin, block_end;  // 16-row weight blocks
+    bool panel;                  // packed-panel kernel or row kernel
+    int64_t row_begin, row_end;  // positions in the group's row list
+    int64_t block_begin, block_end;
 };
 
 // The fused gate/up pass's units: a row chunk of a group against one 128-column tile of the intermediate dimension,
-// computed by kBlocksPerTile tasks of kRowsPerBlock columns each, the last of which finishes the tile (SiLU, FP8).
-constexpr int64_t kBlocksPerTile = kBlock / kRowsPerBlock;
-
+// computed by one task per weight block of the tile, the last of which finishes the tile (SiLU, FP8).
 struct GateUpUnit {
     int32_t group;
     int64_t row_begin, row_end;  // positions in the group's row list
     int64_t tile;                // intermediate columns [tile * 128, tile * 128 + 128)
     int64_t values;              // offset of the unit's gate tile [rows][128] in the value buffer; up follows it
+    int64_t first_task;          // the unit's tasks are first_task .. first_task + blocks per tile - 1
 };
 
 // Scratch of the fused gate/up pass, in floats, each part a multiple of 16 floats (64 bytes): one counter per unit,
-// the gate and up values of every unit, then per worker the combined scales [rows][K/128] and kRowsPerBlock widened
-// weight rows (4 bytes per element at most), for row chunks of up to kRowsPerChunk rows.
+// the gate and up values of every unit, then per worker the combined scales [rows][K/128] for row chunks of up to
+// kRowsPerChunk rows and the weights' working copies (Driver::weight_scratch_floats).
 struct GateUpScratch {
-    int64_t units, counters, values, scales, b_wide, per_worker, total;
+    int64_t units, counters, values, scales, weights, per_worker, total;
 };
 
 int64_t round_up16(int64_t n) { return (n + 15) / 16 * 16; }
-
-GateUpScratch gate_up_scratch(const Fp8GemmArgs &gate, int workers) {
-    const int64_t tiles = gate.n / kBlock;
-    int64_t chunk_rows = 1, units = 0, rows = 0;
-    for (const GemmGroup &group : gate.groups) {
-        const int64_t n = static_cast<int64_t>(group.rows.size());
-        chunk_rows = std::max(chunk_rows, std::min(kRowsPerChunk, n));
-        units += (n + kRowsPerChunk - 1) / kRowsPerChunk * tiles;
-        rows += n;
-    }
-    GateUpScratch s{};
-    s.units = units;
-    s.counters = round_up16(units);
-    s.values = round_up16(2 * rows * gate.n);
-    s.scales = round_up16(chunk_rows * (gate.k / kBlock));
-    s.b_wide = round_up16(kRowsPerBlock * wide_row_stride(gate.k));
-    s.per_worker = s.scales + s.b_wide;
-    s.total = s.counters + s.values + workers * s.per_worker;
-    return s;
-}
 
 template <typename Path>
 struct Driver {
@@ -930,13 +947,31 @@ struct Driver {
           ld(wide_row_stride(args.k)),
           panels(panels) {}
 
+    // Whether a group of `rows` rows takes the packed-panel kernel: from Path::kPanelMinRows rows, where the context
+    // allows it.
+    bool panel_for(int64_t rows) const {
+        if constexpr (Path::kPanels) {
+            return panels && rows >= Path::kPanelMinRows;
+        } else {
+            (void)rows;
+            return false;
+        }
+    }
+
+    // Whether some group takes the packed-panel kernel.
+    bool uses_panels() const {
+        for (const GemmGroup &group : args.groups)
+            if (panel_for(static_cast<int64_t>(group.rows.size()))) return true;
+        return false;
+    }
+
     // Widens every used row of A once per call; the GEMM reads each many times.
     void prepare(ThreadPool &pool) {
         a_wide.resize(args.groups.size());
         a_scales.resize(args.groups.size());
         panel_group.resize(args.groups.size());
         for (size_t g = 0; g < args.groups.size(); ++g)
-            panel_group[g] = panels && static_cast<int64_t>(args.groups[g].rows.size()) >= panel_min_rows();
+            panel_group[g] = panel_for(static_cast<int64_t>(args.groups[g].rows.size()));
         for (size_t g = 0; g < args.groups.size(); ++g) {
             a_wide[g].resize(args.groups[g].rows.size() * ld);
             a_scales[g].resize(args.groups[g].rows.size() * kb_count);
@@ -1119,13 +1154,6 @@ struct Driver {
         }
     }
 
-    // b_wide may be empty where the task's rows take code tiles; scales holds at least the task's rows * kb_count.
-    void run(const Task &task, LineVector<Wide> &b_wide, std::vector<float> &scales) const {
-        const GemmGroup &group = args.groups[task.group];
-        run_rows(task, group, b_wide.data(), scales.data(),
-                 [&](int64_t m, int64_t n, float value) { store(group.rows[task.row_begin + m], n, value); });
-    }
-
     // scales[r][kb] = sfa of the task's row r times sfb of weight block (nb, kb): the factor of each partial sum.
     void combine_scales(const Task &task, const GemmGroup &group, int64_t nb, float *scales) const {
         const float *as = a_scales[task.group].data();
@@ -1138,15 +1166,6 @@ struct Driver {
     // Panels of fp32 paths hold floats, those of the bf16 path pairs of bf16 values.
     using PanelWord = std::conditional_t<std::is_same_v<Wide, float>, float, uint32_t>;
     static constexpr int64_t kPanelElementsPerWord = sizeof(PanelWord) / sizeof(Wide);
-
-    // Groups of at least this many rows take the packed-panel kernel where the context allows it.
-    static constexpr int64_t panel_min_rows() {
-        if constexpr (Path::kPanels) {
-            return Path::kPanelMinRows;
-        } else {
-            return std::numeric_limits<int64_t>::max();
-        }
-    }
 
     // Weight rows per panel and activation rows per panel tile.
     static constexpr int64_t panel_cols() {
@@ -1163,6 +1182,8 @@ struct Driver {
             return 1;
         }
     }
+    // Columns of one task of group g (after prepare()): a panel or a row-kernel block.
+    int64_t block_cols(int32_t g) const { return panel_group[g] ? panel_cols() : kRowsPerBlock; }
 
     // Path::panel_tile for `rows` (1 to MR) rows through its instantiation.
     template <int MR>
@@ -1174,68 +1195,117 @@ struct Driver {
         Path::template panel_tile<MR>(a, s, panel, k, acc);
     }
 
+    // Per worker: a panel and the path's packing scratch (Path::kPackRows rows of K).
     struct PanelScratch {
-        LineVector<PanelWord> panel;
-        std::vector<Wide> row;
-        std::vector<float> scales;
+        PanelWord *panel;
+        Wide *row;
     };
-
-    void run_panel(const Task &task, PanelScratch &scratch) const {
+    // The parts of the per-worker copies of weights, in floats, each a multiple of 16 floats (64 bytes): a
+    // row-kernel block of kRowsPerBlock widened rows, and on paths with panels a panel and its packing scratch.
+    int64_t row_block_floats() const { return round_up16((kRowsPerBlock * ld * bytes<Wide>() + 3) / 4); }
+    int64_t panel_floats() const {
         if constexpr (Path::kPanels) {
-            const GemmGroup &group = args.groups[task.group];
+            return round_up16(panel_cols() * k / kPanelElementsPerWord);
+        } else {
+            return 0;
+        }
+    }
+    int64_t packing_floats() const {
+        if constexpr (Path::kPanels) {
+            return round_up16((Path::kPackRows * k * bytes<Wide>() + 3) / 4);
+        } else {
+            return 0;
+        }
+    }
+    template <typename T>
+    static constexpr int64_t bytes() {
+        return static_cast<int64_t>(sizeof(T));
+    }
+    int64_t weight_scratch_floats() const { return row_block_floats() + panel_floats() + packing_floats(); }
+    // Splits `floats` (weight_scratch_floats() of them, 64-byte aligned) into a row-kernel block and panel buffers.
+    Wide *split_weight_scratch(float *floats, PanelScratch &panel) const {
+        panel.panel = reinterpret_cast<PanelWord *>(floats + row_block_floats());
+        panel.row = reinterpret_cast<Wide *>(floats + row_block_floats() + panel_floats());
+        return reinterpret_cast<Wide *>(floats);
+    }
+
+    // The packed-panel kernel on the task's rows against its panel of `weights` (the task's group's, or another
+    // matrix with the same N, K and rows): store(m, n0, count, values) receives each row's run of results, m the
+    // position in the task's rows. scales holds at least the task's rows * kb_count floats.
+    template <typename Store>
+    void run_panel(const Task &task, const GemmGroup &weights, const PanelScratch &scratch, float *scales,
+                   Store &&store) const {
+        if constexpr (Path::kPanels) {
             constexpr int64_t kCols = panel_cols();
             constexpr int kTileRows = panel_tile_rows();
             const int64_t n0 = task.block_begin * kCols, cols = std::min(kCols, args.n - n0);
             const int64_t next_cols = std::clamp<int64_t>(args.n - n0 - kCols, 0, kCols);
-            Path::pack_panel(codec, group.b + n0 * group.ldb, group.ldb, cols, next_cols, k, scratch.panel.data(),
-                             scratch.row.data());
-            combine_scales(task, group, n0 / kBlock, scratch.scales.data());
+            Path::pack_panel(codec, weights.b + n0 * weights.ldb, weights.ldb, cols, next_cols, k, scratch.panel,
+                             scratch.row);
+            combine_scales(task, weights, n0 / kBlock, scales);
+            // Tiles of equal size (26 rows: 9, 9 and 8, not 12, 12 and 2): a tile of few rows leaves the FMA latency
+            // bare.
+            const int64_t rows = task.row_end - task.row_begin, tiles = (rows + kTileRows - 1) / kTileRows;
+            const int64_t tile_m = (rows + tiles - 1) / tiles;
             const Wide *aw = a_wide[task.group].data();
-            const int64_t rows = task.row_end - task.row_begin;
-            for (int64_t r = 0; r < rows; r += kTileRows) {
-                const int tile_rows = static_cast<int>(std::min<int64_t>(kTileRows, rows - r));
+            for (int64_t r = 0; r < rows; r += tile_m) {
+                const int tile_rows = static_cast<int>(std::min<int64_t>(tile_m, rows - r));
                 const Wide *a_rows[kTileRows];
                 const float *s_rows[kTileRows];
                 for (int m = 0; m < tile_rows; ++m) {
                     a_rows[m] = aw + (task.row_begin + r + m) * ld;
-                    s_rows[m] = scratch.scales.data() + (r + m) * kb_count;
+                    s_rows[m] = scales + (r + m) * kb_count;
                 }
                 float acc[kTileRows][kCols] = {};
-                panel_rows<kTileRows>(tile_rows, a_rows, s_rows, scratch.panel.data(), k, acc);
-                for (int m = 0; m < tile_rows; ++m) store_run(group.rows[task.row_begin + r + m], n0, cols, acc[m]);
+                panel_rows<kTileRows>(tile_rows, a_rows, s_rows, scratch.panel, k, acc);
+                for (int m = 0; m < tile_rows; ++m) store(r + m, n0, cols, acc[m]);
             }
         } else {
-            (void)task;
-            (void)scratch;
+            (void)task, (void)weights, (void)scratch, (void)scales, (void)store;
         }
     }
 
-    // Whether prepare() would put some group on the packed-panel kernel.
-    bool uses_panels() const {
-        if (!Path::kPanels || !panels) return false;
-        for (const GemmGroup &group : args.groups)
-            if (static_cast<int64_t>(group.rows.size()) >= panel_min_rows()) return true;
-        return false;
+    // Scratch of gate_up_silu for `workers` workers.
+    GateUpScratch gate_up_scratch(int workers) const {
+        const int64_t tiles = args.n / kBlock;
+        int64_t chunk_rows = 1, units = 0, rows = 0;
+        for (const GemmGroup &group : args.groups) {
+            const int64_t n = static_cast<int64_t>(group.rows.size());
+            chunk_rows = std::max(chunk_rows, std::min(kRowsPerChunk, n));
+            units += (n + kRowsPerChunk - 1) / kRowsPerChunk * tiles;
+            rows += n;
+        }
+        GateUpScratch s{};
+        s.units = units;
+        s.counters = round_up16(units);
+        s.values = round_up16(2 * rows * args.n);
+        s.scales = round_up16(chunk_rows * kb_count);
+        s.weights = weight_scratch_floats();
+        s.per_worker = s.scales + s.weights;
+        s.total = s.counters + s.values + workers * s.per_worker;
+        return s;
     }
 
     // The expert FFN's gate/up half (fp8_gate_up_silu), after prepare(): `args` holds the gate weights, `up` the up
-    // weights with the same rows. Task (unit, block) computes 16 columns of the unit's gate and up values with the
-    // row kernel; the unit's last task to finish (a counter per unit) turns its tile into SiLU(gate) * up and that
-    // into FP8 codes and scales while the values are still in cache. Which thread finishes a tile changes nothing in
-    // the values, so results do not depend on the thread count.
+    // weights with the same rows. Task (unit, block) computes one weight block's columns (of the row kernel or a panel)
+    // of the unit's gate and up values; the unit's last task to finish (a counter per unit) turns its tile into
+    // SiLU(gate) * up and that into FP8 codes and scales while the values are still in cache. Which thread finishes a
+    // tile changes nothing in the values, so results do not depend on the thread count.
     void gate_up_silu(ThreadPool &pool, const Fp8GemmArgs &up, uint8_t *h, float *h_scales, float *scratch) const {
         const int64_t inter = args.n, tiles = inter / kBlock;
-        const GateUpScratch layout = gate_up_scratch(args, pool.size());
+        const GateUpScratch layout = gate_up_scratch(pool.size());
         std::vector<GateUpUnit> units;
         units.reserve(static_cast<size_t>(layout.units));
-        int64_t values = 0;
+        int64_t values = 0, tasks = 0;
         for (size_t g = 0; g < args.groups.size(); ++g) {
             const int64_t rows = static_cast<int64_t>(args.groups[g].rows.size());
+            const int64_t blocks = kBlock / block_cols(static_cast<int32_t>(g));
             for (int64_t r = 0; r < rows; r += kRowsPerChunk) {
                 const int64_t r1 = std::min(rows, r + kRowsPerChunk);
                 for (int64_t tile = 0; tile < tiles; ++tile) {
-                    units.push_back({static_cast<int32_t>(g), r, r1, tile, values});
+                    units.push_back({static_cast<int32_t>(g), r, r1, tile, values, tasks});
                     values += 2 * (r1 - r) * kBlock;
+                    tasks += blocks;
                 }
             }
         }
@@ -1244,24 +1314,42 @@ struct Driver {
         std::atomic<int32_t> *done = reinterpret_cast<std::atomic<int32_t> *>(scratch);
         for (size_t u = 0; u < units.size(); ++u) new (done + u) std::atomic<int32_t>(0);
         float *value_base = scratch + layout.counters, *worker_base = value_base + layout.values;
-        pool.run_indexed(static_cast<int64_t>(units.size()) * kBlocksPerTile, [&](int64_t i, int worker) {
-            const GateUpUnit &unit = units[static_cast<size_t>(i / kBlocksPerTile)];
+        pool.run_indexed(tasks, [&](int64_t i, int worker) {
+            // The unit whose tasks include i: the last with first_task <= i.
+            const auto it = std::upper_bound(units.begin(), units.end(), i,
+                                             [](int64_t task, const GateUpUnit &u) { return task < u.first_task; });
+            const size_t u = static_cast<size_t>(it - units.begin()) - 1;
+            const GateUpUnit &unit = units[u];
             const int64_t rows = unit.row_end - unit.row_begin, c0 = unit.tile * kBlock;
-            const int64_t block = unit.tile * kBlocksPerTile + i % kBlocksPerTile;
+            const int64_t cols = block_cols(unit.group), blocks = kBlock / cols;
+            const int64_t block = unit.tile * blocks + (i - unit.first_task);
             float *scales = worker_base + worker * layout.per_worker;
-            Wide *b_wide = reinterpret_cast<Wide *>(scales + layout.scales);
+            PanelScratch panel;
+            Wide *b_wide = split_weight_scratch(scales + layout.scales, panel);
             float *gate_tile = value_base + unit.values, *up_tile = gate_tile + rows * kBlock;
-            const Task task{unit.group, false, unit.row_begin, unit.row_end, block, block + 1};
-            run_rows(task, args.groups[unit.group], b_wide, scales,
-                     [&](int64_t m, int64_t n, float value) { gate_tile[m * kBlock + n - c0] = value; });
-            run_rows(task, up.groups[unit.group], b_wide, scales,
-                     [&](int64_t m, int64_t n, float value) { up_tile[m * kBlock + n - c0] = value; });
-            if (done[i / kBlocksPerTile].fetch_add(1, std::memory_order_acq_rel) != kBlocksPerTile - 1) return;
+            const Task task{unit.group, static_cast<bool>(panel_group[unit.group]), unit.row_begin, unit.row_end, block,
+                            block + 1};
+            if (task.panel) {
+                run_panel(task, args.groups[unit.group], panel, scales,
+                          [&](int64_t m, int64_t n0, int64_t count, const float *v) {
+                              std::copy_n(v, count, gate_tile + m * kBlock + n0 - c0);
+                          });
+                run_panel(task, up.groups[unit.group], panel, scales,
+                          [&](int64_t m, int64_t n0, int64_t count, const float *v) {
+                              std::copy_n(v, count, up_tile + m * kBlock + n0 - c0);
+                          });
+            } else {
+                run_rows(task, args.groups[unit.group], b_wide, scales,
+                         [&](int64_t m, int64_t n, float value) { gate_tile[m * kBlock + n - c0] = value; });
+                run_rows(task, up.groups[unit.group], b_wide, scales,
+                         [&](int64_t m, int64_t n, float value) { up_tile[m * kBlock + n - c0] = value; });
+            }
+            if (done[u].fetch_add(1, std::memory_order_acq_rel) != blocks - 1) return;
             const std::vector<int64_t> &group_rows = args.groups[unit.group].rows;
             for (int64_t m = 0; m < rows; ++m) {
                 float *x = gate_tile + m * kBlock;
-                const float *u = up_tile + m * kBlock;
-                for (int64_t j = 0; j < kBlock; ++j) x[j] = silu_times(x[j], u[j]);
+                const float *v = up_tile + m * kBlock;
+                for (int64_t j = 0; j < kBlock; ++j) x[j] = silu_times(x[j], v[j]);
                 const int64_t row = group_rows[static_cast<size_t>(unit.row_begin + m)];
                 const float scale = fp8_scale(codec.amax_f32(x, kBlock), false);
                 codec.encode_f32(x, kBlock, 1.0f / scale, h + row * inter + c0);
@@ -1277,7 +1365,7 @@ struct Driver {
         for (size_t g = 0; g < args.groups.size(); ++g) {
             const int64_t rows = static_cast<int64_t>(args.groups[g].rows.size());
             const bool panel = panel_group[g];
-            const int64_t chunk = panel ? kPanelRowChunk : kRowsPerChunk, block = panel ? panel_cols() : kRowsPerBlock;
+            const int64_t chunk = panel ? kPanelRowChunk : kRowsPerChunk, block = block_cols(static_cast<int32_t>(g));
             const int64_t blocks = (args.n + block - 1) / block;
             for (int64_t r = 0; r < rows; r += chunk)
                 for (int64_t blk = 0; blk < blocks; ++blk)
@@ -1287,31 +1375,36 @@ struct Driver {
         // memory costs about what that many multiply-adds do, and few-row calls must still spread over the threads.
         constexpr int64_t kStreamRows = 8;
         int64_t work = 0;
-        for (const Task &t : tasks)
-            work += std::max(kStreamRows, t.row_end - t.row_begin) * (t.panel ? panel_cols() : kRowsPerBlock) * k;
+        for (const Task &t : tasks) work += std::max(kStreamRows, t.row_end - t.row_begin) * block_cols(t.group) * k;
         const int64_t grain = tasks.empty() ? 1 : grain_for(work / static_cast<int64_t>(tasks.size()));
         parallel_for(pool, static_cast<int64_t>(tasks.size()), grain, [&](int64_t begin, int64_t end) {
+            // Sized for the tasks at hand: code tiles (few rows) widen no weights through memory, and a decode call
+            // should not zero a 16-row widened block per chunk it never uses.
             LineVector<Wide> b_wide;
+            LineVector<PanelWord> panel_words;
+            LineVector<Wide> pack_rows;
             std::vector<float> scales;
-            PanelScratch panel;
+            PanelScratch panel{};
             for (int64_t i = begin; i < end; ++i) {
-                if (tasks[i].panel) {
-                    if constexpr (Path::kPanels) {
-                        if (panel.panel.empty()) {
-                            panel.panel.resize(static_cast<size_t>(panel_cols() * k / kPanelElementsPerWord));
-                            panel.row.resize(static_cast<size_t>(Path::kPackRows * k));
-                            panel.scales.resize(static_cast<size_t>(kPanelRowChunk * kb_count));
-                        }
+                const Task &task = tasks[i];
+                const GemmGroup &group = args.groups[task.group];
+                const int64_t rows = task.row_end - task.row_begin;
+                if (static_cast<int64_t>(scales.size()) < rows * kb_count)
+                    scales.resize(static_cast<size_t>(rows * kb_count));
+                const auto row = [&](int64_t m) { return group.rows[task.row_begin + m]; };
+                if (task.panel) {
+                    if (panel_words.empty()) {
+                        panel_words.resize(static_cast<size_t>(panel_floats() * 4 / bytes<PanelWord>()));
+                        pack_rows.resize(static_cast<size_t>(packing_floats() * 4 / bytes<Wide>()));
+                        panel = {panel_words.data(), pack_rows.data()};
                     }
-                    run_panel(tasks[i], panel);
+                    run_panel(
+                        task, group, panel, scales.data(),
+                        [&](int64_t m, int64_t n0, int64_t count, const float *v) { store_run(row(m), n0, count, v); });
                 } else {
-                    // Sized for this task: code tiles (few rows) widen no weights through memory, and a decode
-                    // call should not zero a 16-row widened block per chunk it never uses.
-                    const int64_t rows = tasks[i].row_end - tasks[i].row_begin;
-                    if (static_cast<int64_t>(scales.size()) < rows * kb_count)
-                        scales.resize(static_cast<size_t>(rows * kb_count));
                     if (!takes_codes(rows) && b_wide.empty()) b_wide.resize(static_cast<size_t>(kRowsPerBlock * ld));
-                    run(tasks[i], b_wide, scales);
+                    run_rows(task, group, b_wide.data(), scales.data(),
+                             [&](int64_t m, int64_t n, float value) { store(row(m), n, value); });
                 }
             }
         });
@@ -1335,23 +1428,33 @@ const char *run_path(moe4j_context *ctx, const Fp8GemmArgs &args) {
 }
 
 template <typename Path>
-bool run_gate_up(moe4j_context *ctx, const Fp8GemmArgs &gate, const Fp8GemmArgs &up, uint8_t *h, float *h_scales,
-                 float *scratch) {
+const char *run_gate_up(moe4j_context *ctx, const Fp8GemmArgs &gate, const Fp8GemmArgs &up, uint8_t *h, float *h_scales,
+                        float *scratch) {
     Driver<Path> driver(gate, row_codec(ctx->isa), !ctx->reproducible());
-    if (driver.uses_panels()) return false;
+    const bool panels = driver.uses_panels();
     driver.prepare(*ctx->pool);
     driver.gate_up_silu(*ctx->pool, up, h, h_scales, scratch);
-    return true;
+    return panels ? kFp8PanelKernel : kFp8RowKernel;
+}
+
+template <typename Path>
+int64_t gate_up_scratch_floats(const moe4j_context *ctx, const Fp8GemmArgs &gate) {
+    return Driver<Path>(gate, row_codec(ctx->isa), !ctx->reproducible()).gate_up_scratch(ctx->pool->size()).total;
 }
 
 }  // namespace
 
 int64_t fp8_gate_up_scratch_floats(const moe4j_context *ctx, const Fp8GemmArgs &gate) {
-    return gate_up_scratch(gate, ctx->pool->size()).total;
+    switch (ctx->isa) {
+        case MOE4J_ISA_AVX512_BF16: return gate_up_scratch_floats<Avx512Bf16Path>(ctx, gate);
+        case MOE4J_ISA_AVX512: return gate_up_scratch_floats<Avx512Path>(ctx, gate);
+        case MOE4J_ISA_AVX2: return gate_up_scratch_floats<Avx2Path>(ctx, gate);
+        default: return gate_up_scratch_floats<ScalarPath>(ctx, gate);
+    }
 }
 
-bool fp8_gate_up_silu(moe4j_context *ctx, const Fp8GemmArgs &gate, const Fp8GemmArgs &up, uint8_t *h, float *h_scales,
-                      float *scratch) {
+const char *fp8_gate_up_silu(moe4j_context *ctx, const Fp8GemmArgs &gate, const Fp8GemmArgs &up, uint8_t *h,
+                             float *h_scales, float *scratch) {
     switch (ctx->isa) {
         case MOE4J_ISA_AVX512_BF16: return run_gate_up<Avx512Bf16Path>(ctx, gate, up, h, h_scales, scratch);
         case MOE4J_ISA_AVX512: return run_gate_up<Avx512Path>(ctx, gate, up, h, h_scales, scratch);

@@ -15,7 +15,7 @@ import java.util.Objects;
  * @param reason why a fallback ran where a better variant exists (e.g. {@code "compute capability 8.9: the wgmma
  *     kernel needs 9.0"}, {@code "MOE4J_CONTEXT_SIMPLE_KERNELS"}, {@code "rows of 'a' are not 16-byte aligned"}),
  *     and on the CPU which sub-kernel ran where the path alone does not say ({@code "row kernel"},
- *     {@code "packed-panel kernel: large groups"}); empty when there is nothing to add
+ *     {@code "packed-panel kernel"}); empty when there is nothing to add
  * @param calls how many calls, at least 1
  */
 public record KernelVariant(String kernel, String variant, String reason, long calls) {

@@ -179,6 +179,41 @@ class KernelVariantsTest {
         }
     }
 
+    /**
+     * Groups of 12 rows or more take the packed-panel kernel on the AVX-512F path in a context that is not
+     * reproducible, the fused gate/up pass included; a reproducible context keeps them on the row kernel.
+     */
+    @Test
+    void largeGroupsCountThePackedPanelKernel() {
+        int hidden = 256, inter = 256, rows = 16;
+        QuantizedTensor x = activations(rows, hidden);
+        QuantizedGroups gate = QuantizedGroups.of(List.of(weights(inter, hidden)));
+        QuantizedGroups up = QuantizedGroups.of(List.of(weights(inter, hidden)));
+        QuantizedGroups down = QuantizedGroups.of(List.of(weights(hidden, inter)));
+        Tensor layout = Tensor.allocate(arena, DType.I32, rows);
+        for (int r = 0; r < rows; r++) layout.setInt(0, r);
+        Tensor d = Tensor.allocate(arena, DType.F32, rows, hidden);
+        for (Isa isa : TestSupport.isaPaths()) {
+            for (boolean reproducible : new boolean[] {false, true}) {
+                try (Context ctx =
+                        Context.create(Context.Options.cpu().withMaxIsa(isa).withReproducible(reproducible))) {
+                    ExpertFfn.contiguous(ctx, x, gate, up, down, layout, 1, d);
+                    String kernel = isa == Isa.AVX512 && !reproducible ? "packed-panel kernel" : "row kernel";
+                    assertEquals(
+                            List.of(
+                                    new KernelVariant(
+                                            "fp8_expert_ffn_contiguous:gate_up",
+                                            isa.nativeName(),
+                                            "fused gate/up pass, " + kernel,
+                                            1),
+                                    new KernelVariant("fp8_expert_ffn_contiguous:down", isa.nativeName(), kernel, 1)),
+                            ctx.kernelVariants(),
+                            isa.nativeName() + (reproducible ? ", reproducible" : ""));
+                }
+            }
+        }
+    }
+
     @Test
     void closedContextsRefuse() {
         Context ctx = Context.create();
