@@ -21,9 +21,7 @@ ExpertFfnKernels expert_ffn(moe4j_context *ctx, ExpertFfnArgs &args) {
                                            "the expert FFN's intermediate activations");
     uint8_t *h = reinterpret_cast<uint8_t *>(scratch);
     float *h_scales = scratch + h_floats;
-    const char *kernel = fp8_gate_up_silu(ctx, args.gate, args.up, h, h_scales, h_scales + scale_floats);
-    const char *gate_up =
-        kernel == kFp8PanelKernel ? "fused gate/up pass, packed-panel kernel" : "fused gate/up pass, row kernel";
+    const char *gate_up = fp8_gate_up_silu(ctx, args.gate, args.up, h, h_scales, h_scales + scale_floats);
     const moe4j_tensor h_t = dense_matrix(h, MOE4J_E4M3, rows, inter, MOE4J_HOST_MEMORY);
     const moe4j_tensor h_scales_t = dense_matrix(h_scales, MOE4J_F32, rows, blocks, MOE4J_HOST_MEMORY);
 

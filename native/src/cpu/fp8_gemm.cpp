@@ -1434,7 +1434,7 @@ const char *run_gate_up(moe4j_context *ctx, const Fp8GemmArgs &gate, const Fp8Ge
     const bool panels = driver.uses_panels();
     driver.prepare(*ctx->pool);
     driver.gate_up_silu(*ctx->pool, up, h, h_scales, scratch);
-    return panels ? kFp8PanelKernel : kFp8RowKernel;
+    return panels ? kGateUpPanelKernel : kGateUpRowKernel;
 }
 
 template <typename Path>

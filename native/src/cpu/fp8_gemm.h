@@ -31,6 +31,8 @@ struct Fp8GemmArgs {
 // Which sub-kernel fp8_gemm ran, for the context's variant counts.
 constexpr const char *kFp8RowKernel = "row kernel";
 constexpr const char *kFp8PanelKernel = "packed-panel kernel";
+constexpr const char *kGateUpRowKernel = "fused gate/up pass, row kernel";
+constexpr const char *kGateUpPanelKernel = "fused gate/up pass, packed-panel kernel";
 
 // Returns kFp8RowKernel, or kFp8PanelKernel when some group ran on the packed-panel kernel (large groups, in
 // contexts that are not reproducible, on the AVX-512 paths).
@@ -44,7 +46,8 @@ inline float silu_times(float gate, float up) { return gate / (1.0f + std::exp(-
 // x = silu_times(gate, up) of that row and block and s = fp8_scale(max |x|) goes to h_scales[row][block]: the values
 // fp8_gemm (f32 d), silu_times and quantize_fp8 (1x128) give one after another, bit for bit. h is [rows, I] with
 // row stride I, h_scales [rows, I/128]; rows not in any group are left alone. scratch holds
-// fp8_gate_up_scratch_floats() floats, 64-byte aligned. Returns the sub-kernel, as fp8_gemm does.
+// fp8_gate_up_scratch_floats() floats, 64-byte aligned. Returns kGateUpRowKernel, or kGateUpPanelKernel when some
+// group ran on the packed-panel kernel.
 const char *fp8_gate_up_silu(moe4j_context *ctx, const Fp8GemmArgs &gate, const Fp8GemmArgs &up, uint8_t *h,
                              float *h_scales, float *scratch);
 int64_t fp8_gate_up_scratch_floats(const moe4j_context *ctx, const Fp8GemmArgs &gate);
