@@ -130,6 +130,7 @@ class MoeLayerTest {
             float[] logits = Gemm.nt(ctx, x, gateWeight, DType.F32, arena).toFloatArray();
             float[] xr = x.toFloatArray(), got = out.toFloatArray();
             double[] want = new double[tokens * H];
+            boolean[] skipped = new boolean[tokens];
             for (int t = 0; t < tokens; t++) {
                 double[] xt = new double[H];
                 for (int c = 0; c < H; c++) xt[c] = xr[t * H + c];
@@ -138,6 +139,10 @@ class MoeLayerTest {
                 for (int j = 0; j < gc.topK(); j++) chosen[j] = routing.expert(t, j);
                 GateTest.Expected e = GateTest.reference(gc, Arrays.copyOfRange(logits, t * E, (t + 1) * E), bias)
                         .inOrderOf(chosen);
+                if (e.nearTie()) { // float32 decides which expert makes the top K (GateTest checks exact ties apart)
+                    skipped[t] = true;
+                    continue;
+                }
                 for (int j = 0; j < gc.topK(); j++) {
                     assertEquals(e.experts()[j], routing.expert(t, j), "token " + t + " seed " + seed);
                     double[] y = ffn(g.dense(), u.dense(), d.dense(), e.experts()[j], I, xq);
@@ -150,7 +155,7 @@ class MoeLayerTest {
                 }
             }
             double[] gotD = new double[got.length];
-            for (int i = 0; i < got.length; i++) gotD[i] = got[i];
+            for (int i = 0; i < got.length; i++) gotD[i] = skipped[i / H] ? 0 : got[i];
             double diff = Reference.calcDiff(gotD, want);
             assertTrue(diff < 1e-3, "calc_diff " + diff + " seed " + seed);
         }
