@@ -1012,8 +1012,6 @@ struct Driver {
         }
     }
 
-    void store(int64_t row, int64_t n, float value) const { store_run(row, n, 1, &value); }
-
     template <int MR, int NR>
     void tile(Tile &t, bool codes) const {
         if constexpr (Path::kWidensInRegisters) {
@@ -1091,10 +1089,11 @@ struct Driver {
     }
 
     // The row kernel on the task's rows against its 16-row blocks of `weights` (the task's group's, or another
-    // matrix with the same N, K and rows): sink(m, n, value) receives each result, m the position in the task's rows.
-    // b_wide holds kRowsPerBlock rows of ld widened weights, scales the task's rows * kb_count combined scales.
-    template <typename Sink>
-    void run_rows(const Task &task, const GemmGroup &weights, Wide *b_wide, float *scales, Sink &&sink) const {
+    // matrix with the same N, K and rows): store(m, n0, count, values) receives each row's results for one block, m
+    // the position in the task's rows. b_wide holds kRowsPerBlock rows of ld widened weights, scales the task's
+    // rows * kb_count combined scales.
+    template <typename Store>
+    void run_rows(const Task &task, const GemmGroup &weights, Wide *b_wide, float *scales, Store &&store) const {
         const int64_t rows = task.row_end - task.row_begin;
         const Wide *aw = a_wide[task.group].data();
         int64_t scale_block = -1;
@@ -1120,36 +1119,25 @@ struct Driver {
                     t.a[m] = aw + (task.row_begin + r + m) * ld;
                     t.s[m] = scales + (r + m) * kb_count;
                 }
-                if constexpr (Path::kWideBlocks) {
-                    if (wide_block) {
-                        float out[kCodeTileM][kRowsPerBlock];
-                        wide_block_any(t, tile_rows, b_wide, static_cast<int>(n1 - n0), out);
+                float out[kCodeTileM][kRowsPerBlock];  // the tile's rows against the block's columns
+                if (wide_block) {
+                    wide_block_any(t, tile_rows, b_wide, static_cast<int>(n1 - n0), out);
+                } else if (block) {
+                    t.prefetch = kRowsPerBlock * weights.ldb;  // the next block's rows, one block ahead
+                    block_any(t, tile_rows, weights.b + n0 * weights.ldb, weights.ldb, static_cast<int>(n1 - n0), out);
+                } else {
+                    t.prefetch = tile_n * weights.ldb;
+                    for (int64_t n = n0; n < n1; n += tile_n) {
+                        const int tile_cols = static_cast<int>(std::min<int64_t>(tile_n, n1 - n));
+                        for (int j = 0; j < tile_cols; ++j)
+                            t.b[j] = codes ? static_cast<const void *>(weights.b + (n + j) * weights.ldb)
+                                           : static_cast<const void *>(b_wide + (n - n0 + j) * ld);
+                        tile_any(t, tile_rows, tile_cols, codes);
                         for (int m = 0; m < tile_rows; ++m)
-                            for (int64_t n = n0; n < n1; ++n) sink(r + m, n, out[m][n - n0]);
-                        continue;
+                            for (int j = 0; j < tile_cols; ++j) out[m][n - n0 + j] = t.out[m][j];
                     }
                 }
-                if constexpr (Path::kBlockCodes) {
-                    if (block) {
-                        t.prefetch = kRowsPerBlock * weights.ldb;  // the next block's rows, one block ahead
-                        float out[kCodeTileM][kRowsPerBlock];
-                        block_any(t, tile_rows, weights.b + n0 * weights.ldb, weights.ldb, static_cast<int>(n1 - n0),
-                                  out);
-                        for (int m = 0; m < tile_rows; ++m)
-                            for (int64_t n = n0; n < n1; ++n) sink(r + m, n, out[m][n - n0]);
-                        continue;
-                    }
-                }
-                t.prefetch = tile_n * weights.ldb;
-                for (int64_t n = n0; n < n1; n += tile_n) {
-                    const int tile_cols = static_cast<int>(std::min<int64_t>(tile_n, n1 - n));
-                    for (int j = 0; j < tile_cols; ++j)
-                        t.b[j] = codes ? static_cast<const void *>(weights.b + (n + j) * weights.ldb)
-                                       : static_cast<const void *>(b_wide + (n - n0 + j) * ld);
-                    tile_any(t, tile_rows, tile_cols, codes);
-                    for (int m = 0; m < tile_rows; ++m)
-                        for (int j = 0; j < tile_cols; ++j) sink(r + m, n + j, t.out[m][j]);
-                }
+                for (int m = 0; m < tile_rows; ++m) store(r + m, n0, n1 - n0, out[m]);
             }
         }
     }
@@ -1329,20 +1317,18 @@ struct Driver {
             float *gate_tile = value_base + unit.values, *up_tile = gate_tile + rows * kBlock;
             const Task task{unit.group, static_cast<bool>(panel_group[unit.group]), unit.row_begin, unit.row_end, block,
                             block + 1};
+            const auto gate_store = [&](int64_t m, int64_t n0, int64_t count, const float *v) {
+                std::copy_n(v, count, gate_tile + m * kBlock + n0 - c0);
+            };
+            const auto up_store = [&](int64_t m, int64_t n0, int64_t count, const float *v) {
+                std::copy_n(v, count, up_tile + m * kBlock + n0 - c0);
+            };
             if (task.panel) {
-                run_panel(task, args.groups[unit.group], panel, scales,
-                          [&](int64_t m, int64_t n0, int64_t count, const float *v) {
-                              std::copy_n(v, count, gate_tile + m * kBlock + n0 - c0);
-                          });
-                run_panel(task, up.groups[unit.group], panel, scales,
-                          [&](int64_t m, int64_t n0, int64_t count, const float *v) {
-                              std::copy_n(v, count, up_tile + m * kBlock + n0 - c0);
-                          });
+                run_panel(task, args.groups[unit.group], panel, scales, gate_store);
+                run_panel(task, up.groups[unit.group], panel, scales, up_store);
             } else {
-                run_rows(task, args.groups[unit.group], b_wide, scales,
-                         [&](int64_t m, int64_t n, float value) { gate_tile[m * kBlock + n - c0] = value; });
-                run_rows(task, up.groups[unit.group], b_wide, scales,
-                         [&](int64_t m, int64_t n, float value) { up_tile[m * kBlock + n - c0] = value; });
+                run_rows(task, args.groups[unit.group], b_wide, scales, gate_store);
+                run_rows(task, up.groups[unit.group], b_wide, scales, up_store);
             }
             if (done[u].fetch_add(1, std::memory_order_acq_rel) != blocks - 1) return;
             const std::vector<int64_t> &group_rows = args.groups[unit.group].rows;
@@ -1391,20 +1377,19 @@ struct Driver {
                 const int64_t rows = task.row_end - task.row_begin;
                 if (static_cast<int64_t>(scales.size()) < rows * kb_count)
                     scales.resize(static_cast<size_t>(rows * kb_count));
-                const auto row = [&](int64_t m) { return group.rows[task.row_begin + m]; };
+                const auto store = [&](int64_t m, int64_t n0, int64_t count, const float *v) {
+                    store_run(group.rows[task.row_begin + m], n0, count, v);
+                };
                 if (task.panel) {
                     if (panel_words.empty()) {
                         panel_words.resize(static_cast<size_t>(panel_floats() * 4 / bytes<PanelWord>()));
                         pack_rows.resize(static_cast<size_t>(packing_floats() * 4 / bytes<Wide>()));
                         panel = {panel_words.data(), pack_rows.data()};
                     }
-                    run_panel(
-                        task, group, panel, scales.data(),
-                        [&](int64_t m, int64_t n0, int64_t count, const float *v) { store_run(row(m), n0, count, v); });
+                    run_panel(task, group, panel, scales.data(), store);
                 } else {
                     if (!takes_codes(rows) && b_wide.empty()) b_wide.resize(static_cast<size_t>(kRowsPerBlock * ld));
-                    run_rows(task, group, b_wide.data(), scales.data(),
-                             [&](int64_t m, int64_t n, float value) { store(row(m), n, value); });
+                    run_rows(task, group, b_wide.data(), scales.data(), store);
                 }
             }
         });
