@@ -68,7 +68,12 @@ enum moe4j_dtype {
     MOE4J_E4M3 = 3, /* OCP float8 e4m3fn: max 448, no infinities, NaN = 0x7F / 0xFF */
     MOE4J_I32 = 4,
     MOE4J_I64 = 5,
-    MOE4J_U8 = 6
+    MOE4J_U8 = 6,
+    /* E4M3 weight codes packed in panels of 32 rows (moe4j_pack_fp8_weights): a [.., N, K] tensor with N a multiple
+     * of 32 and contiguous strides, whose byte (n / 32) * 32 * K + k * 32 + n % 32 (within each [N, K] matrix) is the
+     * code of element (n, k). Accepted by the FP8 GEMMs and the expert FFN wherever E4M3 weights are, on CPU
+     * contexts. */
+    MOE4J_E4M3_P32 = 7
 };
 
 enum moe4j_backend { MOE4J_BACKEND_CPU = 0, MOE4J_BACKEND_CUDA = 1 };
@@ -300,6 +305,15 @@ moe4j_status moe4j_quantize_fp8_per_block(moe4j_context *ctx, const moe4j_tensor
  */
 moe4j_status moe4j_dequantize_fp8(moe4j_context *ctx, const moe4j_tensor *q, const moe4j_tensor *scales,
                                   int32_t block_rows, moe4j_tensor *out);
+
+/*
+ * Packs FP8 weights for the CPU kernels: w [N, K] E4M3 with contiguous rows, N a multiple of 32; packed [N, K]
+ * E4M3_P32 (see the dtype), contiguous, not overlapping w. Packed weights give each output of the FP8 GEMMs and the
+ * expert FFN from one sequence of operations whatever the row count, on every context (docs/ABI.md, "Packed
+ * weights"): the AVX-512F path sums along K in order per output, the other CPU paths give the bits of the unpacked
+ * weights. CUDA contexts refuse packed weights (MOE4J_ERROR_UNSUPPORTED), this call included.
+ */
+moe4j_status moe4j_pack_fp8_weights(moe4j_context *ctx, const moe4j_tensor *w, moe4j_tensor *packed);
 
 /*
  * FP8 GEMM "NT" (DeepGEMM fp8_gemm_nt): D[M, N] = C + sum over 128-wide K blocks kb of

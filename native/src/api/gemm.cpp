@@ -25,6 +25,27 @@ moe4j_status run_cpu(const char *fn, moe4j_context *ctx, const cpu::Fp8GemmArgs 
 
 }  // namespace
 
+extern "C" moe4j_status moe4j_pack_fp8_weights(moe4j_context *ctx, const moe4j_tensor *w, moe4j_tensor *packed) {
+    return guarded(__func__, [&](const char *fn) -> moe4j_status {
+        if (moe4j_status s = check_context(fn, ctx)) return s;
+        const ArgCheck check(fn, ctx->memory_device());
+        int64_t k = 0;
+        if (moe4j_status s = check.tensor(w, {"w", {MOE4J_E4M3}, 2, Layout::RowsDense})) return s;
+        if (moe4j_status s = check_k(check, *w, "w", &k)) return s;
+        const int64_t n = w->shape[0];
+        if (n % 32 != 0)
+            return check.invalid("argument 'w': N = " + std::to_string(n) +
+                                 " is not a multiple of 32, the rows of a panel");
+        if (moe4j_status s = check.tensor(packed, {"packed", {MOE4J_E4M3_P32}, 2, Layout::RowsDense})) return s;
+        if (moe4j_status s = check.shape(*packed, "packed", {n, k}, "the shape of 'w'")) return s;
+        if (moe4j_status s = check.no_overlap(*packed, "packed", *w, "w")) return s;
+        count_cpu(ctx, fn, CpuCode::EveryPath,
+                  cpu::fp8_pack_weights(ctx, static_cast<const uint8_t *>(w->data), w->strides[0], n, k,
+                                        static_cast<uint8_t *>(packed->data)));
+        return MOE4J_OK;
+    });
+}
+
 extern "C" moe4j_status moe4j_fp8_gemm_nt(moe4j_context *ctx, const moe4j_tensor *a, const moe4j_tensor *sfa,
                                           const moe4j_tensor *b, const moe4j_tensor *sfb, const moe4j_tensor *c,
                                           moe4j_tensor *d) {
@@ -34,7 +55,7 @@ extern "C" moe4j_status moe4j_fp8_gemm_nt(moe4j_context *ctx, const moe4j_tensor
         int64_t k = 0;
         if (moe4j_status s = check.tensor(a, {"a", {MOE4J_E4M3}, 2, Layout::RowsDense})) return s;
         if (moe4j_status s = check_k(check, *a, "a", &k)) return s;
-        if (moe4j_status s = check.tensor(b, {"b", {MOE4J_E4M3}, 2, Layout::RowsDense})) return s;
+        if (moe4j_status s = check.tensor(b, {"b", {MOE4J_E4M3, MOE4J_E4M3_P32}, 2, Layout::RowsDense})) return s;
         const int64_t m = a->shape[0], n = b->shape[0], kb = k / kScaleBlock;
         if (moe4j_status s = check.shape(*b, "b", {n, k}, "[N, K] with the K of 'a'")) return s;
         if (moe4j_status s = check.tensor(sfa, {"sfa", {MOE4J_F32}, 2, Layout::Strided})) return s;
@@ -62,7 +83,8 @@ extern "C" moe4j_status moe4j_fp8_gemm_nt(moe4j_context *ctx, const moe4j_tensor
                              static_cast<const float *>(sfb->data),
                              sfb->strides[0],
                              sfb->strides[1],
-                             {}};
+                             {},
+                             b->dtype == MOE4J_E4M3_P32};
         for (int64_t r = 0; r < m; ++r) group.rows.push_back(r);
         args.groups.push_back(std::move(group));
         return run_cpu(fn, ctx, args);

@@ -41,7 +41,7 @@ moe4j_status check_weight_groups(const ArgCheck &check, const moe4j_fp8_weight_g
     for (int64_t g = 0; g < w->count; ++g) {
         const ArgCheck weights = check.group(g), scales = check.group(g, "scales");
         const moe4j_tensor &b = w->weights[g];
-        if (moe4j_status s = weights.tensor(&b, {name, {MOE4J_E4M3}, 2, Layout::RowsDense})) return s;
+        if (moe4j_status s = weights.tensor(&b, {name, {MOE4J_E4M3, MOE4J_E4M3_P32}, 2, Layout::RowsDense})) return s;
         if (*n == -1) {
             *n = b.shape[0];
             n_why = "[N, K] with the K of the activations";
@@ -72,7 +72,8 @@ cpu::GemmGroup group_weights(const moe4j_fp8_weight_groups &w, int64_t g) {
             static_cast<const float *>(sf.data),
             sf.strides[0],
             sf.strides[1],
-            {}};
+            {},
+            b.dtype == MOE4J_E4M3_P32};
 }
 
 int32_t read_i32(const moe4j_tensor &t, int64_t i) { return static_cast<const int32_t *>(t.data)[i * t.strides[0]]; }

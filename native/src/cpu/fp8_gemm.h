@@ -17,6 +17,8 @@ struct GemmGroup {
     const float *sfb;  // sfb(nb, kb) = sfb[nb * sfb_stride0 + kb * sfb_stride1]
     int64_t sfb_stride0, sfb_stride1;
     std::vector<int64_t> rows;  // row indices over the flattened leading dimensions of a, sfa, c and d
+    // b holds E4M3_P32 panels (ldb = K): element (n, k) at b[(n / 32) * 32 * K + k * 32 + n % 32]
+    bool packed = false;
 };
 
 // Validated operands. a and d are viewed as rows (leading dimensions flattened); sfa is viewed the same way
@@ -37,6 +39,10 @@ constexpr const char *kGateUpPanelKernel = "fused gate/up pass, packed-panel ker
 // Returns kFp8RowKernel, or kFp8PanelKernel when some group ran on the packed-panel kernel (large groups, in
 // contexts that are not reproducible, on the AVX-512 paths).
 const char *fp8_gemm(moe4j_context *ctx, const Fp8GemmArgs &args);
+
+// Packs w [N, K] (row n at w + n * ldw, N a multiple of 32) into E4M3_P32 panels at packed (N * K bytes). Returns
+// null, or at the AVX2 level, which transposes with the scalar code, a note saying so for the variant counts.
+const char *fp8_pack_weights(moe4j_context *ctx, const uint8_t *w, int64_t ldw, int64_t n, int64_t k, uint8_t *packed);
 
 // SiLU(gate) * up as the expert FFN computes it, in fp32.
 inline float silu_times(float gate, float up) { return gate / (1.0f + std::exp(-gate)) * up; }

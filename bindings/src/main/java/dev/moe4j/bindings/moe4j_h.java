@@ -182,6 +182,15 @@ public class moe4j_h {
     public static int MOE4J_U8() {
         return MOE4J_U8;
     }
+    private static final int MOE4J_E4M3_P32 = (int)7L;
+    /**
+     * {@snippet lang=c :
+     * enum <anonymous>.MOE4J_E4M3_P32 = 7
+     * }
+     */
+    public static int MOE4J_E4M3_P32() {
+        return MOE4J_E4M3_P32;
+    }
     private static final int MOE4J_BACKEND_CPU = (int)0L;
     /**
      * {@snippet lang=c :
@@ -1131,6 +1140,68 @@ public class moe4j_h {
                 traceDowncall("moe4j_cast", ctx, src, dst);
             }
             return (int)mh$.invokeExact(ctx, src, dst);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class moe4j_pack_fp8_weights {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            moe4j_h.C_INT,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = moe4j_h.findOrThrow("moe4j_pack_fp8_weights");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * moe4j_pack_fp8_weights(ctx, w, packed)
+     * }
+     */
+    public static FunctionDescriptor moe4j_pack_fp8_weights$descriptor() {
+        return moe4j_pack_fp8_weights.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * moe4j_pack_fp8_weights(ctx, w, packed)
+     * }
+     */
+    public static MethodHandle moe4j_pack_fp8_weights$handle() {
+        return moe4j_pack_fp8_weights.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * moe4j_pack_fp8_weights(ctx, w, packed)
+     * }
+     */
+    public static MemorySegment moe4j_pack_fp8_weights$address() {
+        return moe4j_pack_fp8_weights.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * moe4j_pack_fp8_weights(ctx, w, packed)
+     * }
+     */
+    public static int moe4j_pack_fp8_weights(MemorySegment ctx, MemorySegment w, MemorySegment packed) {
+        var mh$ = moe4j_pack_fp8_weights.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("moe4j_pack_fp8_weights", ctx, w, packed);
+            }
+            return (int)mh$.invokeExact(ctx, w, packed);
         } catch (Error | RuntimeException ex) {
            throw ex;
         } catch (Throwable ex$) {

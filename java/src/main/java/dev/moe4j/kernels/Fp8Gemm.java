@@ -58,6 +58,41 @@ public final class Fp8Gemm {
         }
     }
 
+    /**
+     * Weights packed for the CPU kernels ({@code moe4j_pack_fp8_weights}): the same values and scales, the data as
+     * {@link DType#E4M3_P32} panels of 32 rows in a new allocation from arena. Every FP8 GEMM and the expert FFN take
+     * packed weights wherever they take weights, on CPU contexts; with them each output row comes from one sequence
+     * of operations whatever the batch (on the AVX-512F path a sum along K in order, faster at every row count; on
+     * the other paths the bits of the unpacked weights). CUDA contexts refuse packed weights.
+     *
+     * @param w E4M3 [N, K] or a stack [G, N, K] with 128x128 block scales, rows contiguous, N a multiple of 32
+     * @return the packed weights, sharing w's scales
+     * @throws dev.moe4j.runtime.Moe4jException if the native side refuses (a CUDA context, N not a multiple of 32,
+     *     K not a multiple of 128)
+     */
+    public static QuantizedTensor packWeights(Context ctx, QuantizedTensor w, SegmentAllocator arena) {
+        Objects.requireNonNull(ctx, "ctx");
+        Objects.requireNonNull(w, "w");
+        Objects.requireNonNull(arena, "arena");
+        if (w.blockRows() != QuantizedTensor.BLOCK || w.data().dtype() != DType.E4M3)
+            throw new IllegalArgumentException("w must be E4M3 weights with 128x128 block scales, got " + w.data());
+        Tensor data = w.data();
+        long[] shape = data.shape();
+        Tensor packed = Tensor.allocate(arena, DType.E4M3_P32, shape);
+        int groups = data.rank() == 3 ? Math.toIntExact(shape[0]) : 1;
+        for (int g = 0; g < groups; g++) {
+            Tensor from = data.rank() == 3 ? data.slice(0, g, 1).view(shape[1], shape[2]) : data;
+            Tensor to = data.rank() == 3 ? packed.slice(0, g, 1).view(shape[1], shape[2]) : packed;
+            try (Workspace.Frame call = ctx.workspace().frame()) {
+                ctx.call(
+                        "moe4j_pack_fp8_weights",
+                        ptr -> moe4j_h.moe4j_pack_fp8_weights(
+                                ptr, from.descriptor(call, "w"), to.descriptor(call, "packed")));
+            }
+        }
+        return new QuantizedTensor(packed, w.scales(), QuantizedTensor.BLOCK);
+    }
+
     /** {@code a·bᵀ} into a new row-major [M, N] tensor of dtype (F32 or BF16) allocated in arena. */
     public static Tensor nt(Context ctx, QuantizedTensor a, QuantizedTensor b, DType dtype, SegmentAllocator arena) {
         Objects.requireNonNull(a, "a");

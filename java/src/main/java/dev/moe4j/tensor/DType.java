@@ -9,7 +9,13 @@ public enum DType {
     E4M3(3, 1),
     I32(4, 4),
     I64(5, 8),
-    U8(6, 1);
+    U8(6, 1),
+    /**
+     * E4M3 weight codes packed in panels of 32 rows ({@link dev.moe4j.kernels.Fp8Gemm#packWeights}): an [.., N, K]
+     * tensor, N a multiple of 32, contiguous, whose byte {@code (n / 32) * 32 * K + k * 32 + n % 32} of each [N, K]
+     * matrix is element (n, k). Elements are not addressable one by one; the FP8 kernels of CPU contexts read it.
+     */
+    E4M3_P32(7, 1);
 
     private final int code;
     private final int byteSize;

@@ -5,7 +5,7 @@ package dev.moe4j.tensor;
  * Rank 2 for one matrix, rank 3 for a stack of matrices (one per expert, say) with a leading group dimension
  * ({@link QuantizedGroups#of(QuantizedTensor)} passes a stack to the grouped kernels).
  *
- * @param data E4M3 [.., R, C]
+ * @param data E4M3 [.., R, C], or for weights (128x128 block scales) E4M3_P32 packed panels
  * @param scales F32 [.., ceil(R / blockRows), ceil(C / 128)], any strides
  * @param blockRows 1 for per-token activation scales, 128 for 128x128 weight block scales
  */
@@ -14,8 +14,8 @@ public record QuantizedTensor(Tensor data, Tensor scales, int blockRows) {
 
     public QuantizedTensor {
         if (data == null || scales == null) throw new IllegalArgumentException("data and scales must not be null");
-        if (data.dtype() != DType.E4M3)
-            throw new IllegalArgumentException("data is " + data.dtype() + ", expected E4M3");
+        if (data.dtype() != DType.E4M3 && !(data.dtype() == DType.E4M3_P32 && blockRows == BLOCK))
+            throw new IllegalArgumentException("data is " + data.dtype() + ", expected E4M3 (or E4M3_P32 for weights)");
         if (scales.dtype() != DType.F32)
             throw new IllegalArgumentException("scales are " + scales.dtype() + ", expected F32");
         if (blockRows != 1 && blockRows != BLOCK)

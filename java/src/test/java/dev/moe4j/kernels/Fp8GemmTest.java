@@ -183,6 +183,77 @@ class Fp8GemmTest {
     }
 
     /**
+     * Packed weights ({@link Fp8Gemm#packWeights}): every row count (1 to 40: the code kernel with 4, 2 and 1 panels at
+     * a time and a last task of 3 panels, and the widened panels from 13 rows) matches the float64 product, and each
+     * row has the same bits in any batch, with 1 or 3 threads, reproducible or not. On the paths without packed kernels
+     * the bits are those of the unpacked weights. A NaN code makes its column NaN and leaves the others' bits alone.
+     */
+    @ParameterizedTest
+    @MethodSource("dev.moe4j.kernels.CastTest#isaPaths")
+    void packedWeightsGiveEachRowOneResultAtAnyBatchSize(Isa isa) {
+        long seed = TestSupport.freshSeed();
+        SplittableRandom random = TestSupport.random(seed);
+        int n = 224, k = 256; // seven panels of 32 rows
+        try (Arena arena = Arena.ofConfined();
+                Context ctx = context(isa)) {
+            Problem p = problem(ctx, arena, random, 40, n, k);
+            QuantizedTensor packed = Fp8Gemm.packWeights(ctx, p.qw(), arena);
+            assertEquals(DType.E4M3_P32, packed.data().dtype());
+            Tensor all = Fp8Gemm.nt(ctx, p.qa(), packed, DType.F32, arena);
+            check(p, all, 0, isa + " packed seed " + seed);
+            if (isa != Isa.AVX512) {
+                Tensor unpacked = Fp8Gemm.nt(ctx, p.qa(), p.qw(), DType.F32, arena);
+                assertEquals(-1L, all.segment().mismatch(unpacked.segment()), isa + ": packed differs from unpacked");
+            }
+            for (boolean reproducible : new boolean[] {false, true}) {
+                for (int threads : new int[] {1, 3}) {
+                    try (Context other = Context.create(Context.Options.cpu()
+                            .withMaxIsa(isa)
+                            .withThreads(threads)
+                            .withReproducible(reproducible))) {
+                        for (int[] range : new int[][] {{0, 1}, {7, 2}, {9, 3}, {20, 5}, {3, 12}, {25, 13}}) {
+                            QuantizedTensor part = new QuantizedTensor(
+                                    p.qa().data().slice(0, range[0], range[1]),
+                                    p.qa().scales().slice(0, range[0], range[1]),
+                                    1);
+                            Tensor d = Fp8Gemm.nt(other, part, packed, DType.F32, arena);
+                            for (int r = 0; r < range[1]; r++)
+                                for (int c = 0; c < n; c++)
+                                    assertEquals(
+                                            Float.floatToRawIntBits(all.getFloat(range[0] + r, c)),
+                                            Float.floatToRawIntBits(d.getFloat(r, c)),
+                                            isa + " threads " + threads + (reproducible ? " reproducible" : "")
+                                                    + " row " + (range[0] + r) + " col " + c + " seed " + seed);
+                        }
+                    }
+                }
+            }
+            // A NaN code in weight row 70 (panel 2): column 70 NaN, every other column as before, at 1 row (the code
+            // kernel, redone on widened panels) and at 40 rows (widened panels).
+            MemorySegment codes = p.qw().data().segment();
+            codes.set(ValueLayout.JAVA_BYTE, 70L * k + 131, (byte) 0x7F);
+            QuantizedTensor withNan = Fp8Gemm.packWeights(ctx, p.qw(), arena);
+            for (int m : new int[] {1, 40}) {
+                QuantizedTensor part = new QuantizedTensor(
+                        p.qa().data().slice(0, 0, m), p.qa().scales().slice(0, 0, m), 1);
+                Tensor d = Fp8Gemm.nt(ctx, part, withNan, DType.F32, arena);
+                for (int r = 0; r < m; r++)
+                    for (int c = 0; c < n; c++) {
+                        float got = d.getFloat(r, c);
+                        if (c == 70) {
+                            assertTrue(Float.isNaN(got), isa + " m=" + m + ": d[" + r + ",70] = " + got);
+                        } else {
+                            assertEquals(
+                                    Float.floatToRawIntBits(all.getFloat(r, c)),
+                                    Float.floatToRawIntBits(got),
+                                    isa + " m=" + m + ": d[" + r + "," + c + "] seed " + seed);
+                        }
+                    }
+            }
+        }
+    }
+
+    /**
      * In a reproducible context a row's result is bit-for-bit the same whether it is multiplied alone, in a batch of
      * 4, 12 or 24 (the kernels that widen weights in registers, tile by tile or a block at a time, and through memory),
      * or in a batch of 100 (where the default context may take the packed-panel kernel).
