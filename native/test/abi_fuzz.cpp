@@ -75,13 +75,17 @@ struct Rng {
 
 // ------------------------------------------------------------------------------------------------ what the ABI says
 
-// Bytes per element of each moe4j_dtype, in enum order (F32, BF16, F16, E4M3, I32, I64, U8); 0 for an unknown one.
-// The fuzzer keeps its own model of the ABI: the library's helpers are neither exported nor to be trusted here.
+// Bytes per element of each moe4j_dtype, in enum order (F32, BF16, F16, E4M3, I32, I64, U8, E4M3_P32); 0 for an
+// unknown one. The fuzzer keeps its own model of the ABI: the library's helpers are neither exported nor to be
+// trusted here.
 int64_t element_size(int32_t dtype) {
-    static constexpr int64_t kSizes[] = {4, 2, 2, 1, 4, 8, 1};
-    static_assert(MOE4J_F32 == 0 && MOE4J_U8 == 6, "moe4j_dtype values changed: update kSizes");
-    return dtype >= 0 && dtype < 7 ? kSizes[dtype] : 0;
+    static constexpr int64_t kSizes[] = {4, 2, 2, 1, 4, 8, 1, 1};
+    static_assert(MOE4J_F32 == 0 && MOE4J_U8 == 6 && MOE4J_E4M3_P32 == 7, "moe4j_dtype values changed: update kSizes");
+    return dtype >= 0 && dtype < 8 ? kSizes[dtype] : 0;
 }
+
+// Weights of the FP8 GEMMs and the expert FFN: E4M3, or packed in panels (E4M3_P32).
+const std::vector<int32_t> kWeights = {MOE4J_E4M3, MOE4J_E4M3_P32};
 
 // Bytes from data to one past the last reachable element of t's first `rank` dimensions, 0 when empty, -1 when it
 // does not fit in int64 or the descriptor has no extent (a bad rank, a negative shape or stride): the fuzzer's own
@@ -131,6 +135,14 @@ struct Arg {
         if (t.device != MOE4J_HOST_MEMORY) return "device";
         for (int i = 0; i < t.rank; ++i)
             if (t.shape[i] < 0 || t.strides[i] < 0) return "negative shape or stride";
+        if (t.dtype == MOE4J_E4M3_P32) {  // packed panels: [.., N, K], N a multiple of 32, contiguous
+            if (t.rank < 2 || t.shape[t.rank - 2] % 32 != 0) return "packed panel rows";
+            int64_t expected = 1;
+            for (int i = t.rank - 1; i >= 0; --i) {
+                if (t.shape[i] > 1 && t.strides[i] != expected) return "packed not contiguous";
+                if (__builtin_mul_overflow(expected, t.shape[i], &expected)) return "element count overflows";
+            }
+        }
         if (layout == Layout::RowsDense && t.strides[t.rank - 1] != 1 && t.shape[t.rank - 1] > 1)
             return "innermost stride";
         if (layout == Layout::Contiguous && span_bytes(t) > 0) {  // an empty tensor has no element out of place
@@ -197,6 +209,8 @@ struct Case {
     std::vector<std::pair<Arg *, Arg *>> overlaps;  // (output, other) that must not overlap
     std::set<std::pair<Arg *, Arg *>> in_place;     // ... except as the very same view
     std::function<moe4j_status(moe4j_context *)> call;
+    // A rule between arguments the descriptors' own rules miss: the names a refusal must give, empty when it holds.
+    std::function<std::vector<std::vector<std::string>>()> cross;
 
     Case() = default;
     Case(const Case &) = delete;
@@ -381,7 +395,7 @@ Groups &weight_groups(Case &c, Rng &rng, const char *name, int64_t count, int64_
     const int64_t sn = (n + 127) / 128, sk = k / 128;
     if (rng.chance(0.5)) {
         for (int64_t i = 0; i < count; ++i) {
-            Arg &w = tensor(c, rng, {name, {MOE4J_E4M3}, {2}, Layout::RowsDense}, MOE4J_E4M3, {n, k});
+            Arg &w = tensor(c, rng, {name, kWeights, {2}, Layout::RowsDense}, MOE4J_E4M3, {n, k});
             Arg &s = tensor(c, rng, {name, {MOE4J_F32}, {2}, Layout::Strided}, MOE4J_F32, {sn, sk});
             fill(c, s, rng, true);
             w.group = s.group = i;
@@ -390,7 +404,7 @@ Groups &weight_groups(Case &c, Rng &rng, const char *name, int64_t count, int64_
             g.scales.push_back(&s);
         }
     } else {
-        Arg &ws = tensor(c, rng, {name, {MOE4J_E4M3}, {3}, Layout::RowsDense}, MOE4J_E4M3, {count, n, k});
+        Arg &ws = tensor(c, rng, {name, kWeights, {3}, Layout::RowsDense}, MOE4J_E4M3, {count, n, k});
         Arg &ss = tensor(c, rng, {name, {MOE4J_F32}, {3}, Layout::Strided}, MOE4J_F32, {count, sn, sk});
         fill(c, ss, rng, true);
         for (int64_t i = 0; i < count; ++i) {
@@ -539,7 +553,7 @@ void build_fp8_gemm(Case &c, Rng &rng) {
     Arg &a = tensor(c, rng, {"a", kE4M3, {2}, Layout::RowsDense}, MOE4J_E4M3, {m, k});
     Arg &sfa = tensor(c, rng, {"sfa", kF32, {2}, Layout::Strided}, MOE4J_F32, {m, k / 128});
     fill(c, sfa, rng, true);
-    Arg &b = tensor(c, rng, {"b", kE4M3, {2}, Layout::RowsDense}, MOE4J_E4M3, {n, k});
+    Arg &b = tensor(c, rng, {"b", kWeights, {2}, Layout::RowsDense}, MOE4J_E4M3, {n, k});
     Arg &sfb = tensor(c, rng, {"sfb", kF32, {2}, Layout::Strided}, MOE4J_F32, {ceil_div(n, 128), k / 128});
     fill(c, sfb, rng, true);
     auto [acc, d] = gemm_output(c, rng, {m, n}, {2});
@@ -660,6 +674,16 @@ void build_gemm(Case &c, Rng &rng) {
     };
 }
 
+void build_pack(Case &c, Rng &rng) {
+    c.fn = "moe4j_pack_fp8_weights";
+    c.names = {"ctx", "w", "packed"};
+    const int64_t n = 32 * rng.range(0, 3), k = 128 * rng.range(1, 2);
+    Arg &w = tensor(c, rng, {"w", kE4M3, {2}, Layout::RowsDense}, MOE4J_E4M3, {n, k});
+    Arg &packed = tensor(c, rng, {"packed", {MOE4J_E4M3_P32}, {2}, Layout::Contiguous}, MOE4J_E4M3_P32, {n, k}, true);
+    c.overlaps = {{&packed, &w}};
+    c.call = [&c, &w, &packed](moe4j_context *ctx) { return moe4j_pack_fp8_weights(ctx, c.ptr(&w), c.out(&packed)); };
+}
+
 void build_expert_ffn(Case &c, Rng &rng) {
     c.fn = "moe4j_fp8_expert_ffn_contiguous";
     c.names = {"ctx", "x", "sfx", "w_gate", "w_up", "w_down", "grouped_layout", "alignment", "d"};
@@ -678,6 +702,15 @@ void build_expert_ffn(Case &c, Rng &rng) {
     c.scalars.push_back(alignment_mutator(alignment));
     c.overlaps = {{&d, &x}, {&d, &sfx}, {&d, &layout}};
     for (const Groups *g : {&gate, &up, &down}) overlap_groups(c, &d, *g);
+    // Gate and up weights of a group are both packed or both not.
+    c.cross = [&gate, &up]() {
+        std::vector<std::vector<std::string>> names;
+        for (size_t g = 0; g < gate.weights.size() && g < up.weights.size(); ++g)
+            if (static_cast<int64_t>(g) < gate.count && static_cast<int64_t>(g) < up.count &&
+                gate.weights[g]->t.dtype != up.weights[g]->t.dtype)
+                names.push_back({"'w_up'", "'w_gate'", "group " + std::to_string(g)});
+        return names;
+    };
     c.call = [&c, &x, &sfx, &gate, &up, &down, &layout, &d, alignment](moe4j_context *ctx) {
         return moe4j_fp8_expert_ffn_contiguous(ctx, c.ptr(&x), c.ptr(&sfx), c.ptr(&gate), c.ptr(&up), c.ptr(&down),
                                                c.ptr(&layout), static_cast<int32_t>(*alignment), c.out(&d));
@@ -949,6 +982,7 @@ const std::vector<EntryPoint> &kernel_entry_points() {
         {"moe4j_grouped_fp8_gemm_masked", 7, build_grouped_masked},
         {"moe4j_gemm_nt", 6, build_gemm},
         {"moe4j_fp8_expert_ffn_contiguous", 7, build_expert_ffn},
+        {"moe4j_pack_fp8_weights", 2, build_pack},
         {"moe4j_mla_decode", 7, build_mla_decode},
         {"moe4j_mla_cache_append", 6, build_mla_append},
         {"moe4j_gather_rows", 6, build_gather},
@@ -1324,9 +1358,10 @@ void run_kernel_case(Run &run, Rng &rng, const EntryPoint &entry, moe4j_context 
     Names local;
     for (const Arg &a : c.args)
         if (!a.hidden && !ignored.count(&a) && !a.problem().empty()) local.push_back(names_of(a));
-    must_reject |= !local.empty() || (active == 1 && single->kind == Kind::Conditional);
+    const Names crossed = local.empty() && c.cross ? c.cross() : Names{};
+    must_reject |= !local.empty() || !crossed.empty() || (active == 1 && single->kind == Kind::Conditional);
     Names names;
-    if (active == 1) names = single->kind == Kind::Field ? local : single->names;
+    if (active == 1) names = single->kind == Kind::Field ? (local.empty() ? crossed : local) : single->names;
 
     for (Block &b : c.blocks) b.before.assign(b.raw, b.raw + b.size);
     std::set<int> written;

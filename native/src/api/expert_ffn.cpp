@@ -39,9 +39,9 @@ extern "C" moe4j_status moe4j_fp8_expert_ffn_contiguous(moe4j_context *ctx, cons
         for (int64_t g = 0; g < groups; ++g)  // both validated: same count
             if (w_up->weights[g].dtype != w_gate->weights[g].dtype)
                 return check.group(g).invalid(check.group(g).argument("w_up") + ": dtype " +
-                                              dtype_name(w_up->weights[g].dtype) + " differs from w_gate's " +
+                                              dtype_name(w_up->weights[g].dtype) + " differs from 'w_gate' (" +
                                               dtype_name(w_gate->weights[g].dtype) +
-                                              " (gate and up are both packed or both not)");
+                                              "): gate and up weights are both packed or both not");
         if (moe4j_status s =
                 check_weight_groups(check, w_down, "w_down", inter, groups, hidden,
                                     "[H, I] with the H of 'x' and the I of 'w_gate'", &down_groups, &down_n))

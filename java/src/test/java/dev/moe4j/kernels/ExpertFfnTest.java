@@ -138,6 +138,64 @@ class ExpertFfnTest {
         }
     }
 
+    /**
+     * Packed experts ({@link Fp8Gemm#packWeights}): groups of 1 to 30 rows (the code kernel up to 12 rows, widened
+     * panels above) match the float64 FFN, and every row has the same bits alone, with 1 or 3 threads, in a context
+     * that is reproducible or not.
+     */
+    @ParameterizedTest
+    @MethodSource("dev.moe4j.kernels.CastTest#isaPaths")
+    void packedExpertsGiveEachRowOneResult(Isa isa) {
+        long seed = TestSupport.freshSeed();
+        SplittableRandom random = TestSupport.random(seed);
+        int inter = 384;
+        int[] counts = {1, 9, 0, 4, 30};
+        try (Arena arena = Arena.ofConfined();
+                Context ctx = context(isa)) {
+            QuantizedTensor gateStack = weights(ctx, arena, random, counts.length, inter, HIDDEN);
+            QuantizedTensor upStack = weights(ctx, arena, random, counts.length, inter, HIDDEN);
+            QuantizedTensor downStack = weights(ctx, arena, random, counts.length, HIDDEN, inter);
+            QuantizedGroups gate = QuantizedGroups.of(Fp8Gemm.packWeights(ctx, gateStack, arena)),
+                    up = QuantizedGroups.of(Fp8Gemm.packWeights(ctx, upStack, arena)),
+                    down = QuantizedGroups.of(Fp8Gemm.packWeights(ctx, downStack, arena));
+            int rows = 0;
+            for (int c : counts) rows += c;
+            Tensor layout = Tensor.allocate(arena, DType.I32, rows);
+            for (int g = 0, row = 0; g < counts.length; g++)
+                for (int i = 0; i < counts[g]; i++) layout.setInt(g, row++);
+            QuantizedTensor x = gaussianTokens(ctx, arena, random, rows);
+            Tensor d = poisoned(arena, DType.F32, rows, HIDDEN);
+            ExpertFfn.contiguous(ctx, x, gate, up, down, layout, 1, d);
+            String where = isa + " packed seed " + seed;
+            checkAgainstFloat64(where, x, gateStack, upStack, downStack, layout, d, rows, inter);
+            for (boolean reproducible : new boolean[] {false, true}) {
+                for (int threads : new int[] {1, 3}) {
+                    try (Context other = Context.create(Context.Options.cpu()
+                            .withMaxIsa(isa)
+                            .withThreads(threads)
+                            .withReproducible(reproducible))) {
+                        Tensor again = poisoned(arena, DType.F32, rows, HIDDEN);
+                        ExpertFfn.contiguous(other, x, gate, up, down, layout, 1, again);
+                        assertEquals(-1L, d.segment().mismatch(again.segment()), where + ", " + threads + " threads");
+                        for (int r = 0; r < rows; r += 7) {
+                            QuantizedTensor alone = new QuantizedTensor(
+                                    x.data().slice(0, r, 1), x.scales().slice(0, r, 1), 1);
+                            Tensor oneLayout = Tensor.allocate(arena, DType.I32, 1);
+                            oneLayout.setInt(layout.getInt(r), 0);
+                            Tensor single = poisoned(arena, DType.F32, 1, HIDDEN);
+                            ExpertFfn.contiguous(other, alone, gate, up, down, oneLayout, 1, single);
+                            long bytes = 4L * HIDDEN;
+                            assertEquals(
+                                    -1L,
+                                    d.segment().asSlice(r * bytes, bytes).mismatch(single.segment()),
+                                    where + ": row " + r + " alone" + (reproducible ? ", reproducible" : ""));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     static void checkAgainstFloat64(
             String where,
             QuantizedTensor x,
