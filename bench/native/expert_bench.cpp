@@ -2,6 +2,7 @@
 // read bandwidth measured right before each row. Times the grouped FP8 GEMM (contiguous layout, the gate projection
 // [I, H]) and the fused expert FFN (gate, up, down) over a pool of distinct experts larger than the last-level
 // cache, cycled through so that every call streams its weights from memory, as decode does.
+#include <cstring>
 #include <algorithm>
 #include <cstdio>
 #include <string>
@@ -44,6 +45,7 @@ struct ExpertConfig {
     std::vector<int64_t> experts = {1, 6, 8, 64};
     std::vector<int64_t> rows = {1, 2, 4, 8};
     bool gemm = true, ffn = true;
+    bool packed = false;  // the experts packed in panels (moe4j_pack_fp8_weights) before timing
 };
 
 ExpertConfig parse_config(const Args &args) {
@@ -60,6 +62,7 @@ ExpertConfig parse_config(const Args &args) {
     config.gemm = op != "ffn";
     config.ffn = op != "gemm";
     if (args.has("fast")) config.flags = 0;
+    config.packed = args.has("packed");
     return config;
 }
 
@@ -75,7 +78,7 @@ struct ExpertPool {
     AlignedBuffer weights, scales;
     std::vector<ExpertWeights> experts;
 
-    ExpertPool(const ModelShape &shape, int64_t min_count)
+    ExpertPool(const ModelShape &shape, int64_t min_count, const Context *pack)
         : m(shape),
           count(std::max<int64_t>(min_count, ceil_div(kPoolMinBytes, 3 * shape.hidden * shape.inter))),
           matrix_bytes(shape.hidden * shape.inter),
@@ -96,6 +99,16 @@ struct ExpertPool {
                                host_tensor(s + scale_floats_gu, MOE4J_F32, {ib, m.hidden / kBlock}),
                                host_tensor(s + 2 * scale_floats_gu, MOE4J_F32, {hb, m.inter / kBlock})});
         }
+        if (pack == nullptr) return;
+        // Packed in place through one scratch matrix: the pool's memory then holds E4M3_P32 panels.
+        AlignedBuffer scratch(static_cast<size_t>(matrix_bytes), 4096);
+        for (ExpertWeights &e : experts)
+            for (moe4j_tensor *t : {&e.gate, &e.up, &e.down}) {
+                std::memcpy(scratch.data(), t->data, static_cast<size_t>(matrix_bytes));
+                const moe4j_tensor from = host_tensor(scratch.data(), MOE4J_E4M3, {t->shape[0], t->shape[1]});
+                t->dtype = MOE4J_E4M3_P32;
+                check(moe4j_pack_fp8_weights(pack->get(), &from, t), "moe4j_pack_fp8_weights");
+            }
     }
 };
 
@@ -183,7 +196,8 @@ int run_expert(const Args &args) {
     const Context ctx(facts.threads, config.isa, config.flags);
     const moe4j_context_info info = ctx.info();
     const ModelShape &m = config.model;
-    const ExpertPool pool(m, *std::max_element(config.experts.begin(), config.experts.end()));
+    const ExpertPool pool(m, *std::max_element(config.experts.begin(), config.experts.end()),
+                          config.packed ? &ctx : nullptr);
 
     std::printf("%s\n", machine_summary(facts).c_str());
     std::printf(

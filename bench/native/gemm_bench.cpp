@@ -54,6 +54,7 @@ struct GemmConfig {
     int32_t isa = MOE4J_ISA_BEST;
     int fixed_reps = 0;
     bool cold = true;
+    bool packed = false;  // moe4j_fp8_gemm_nt on weights packed in panels
     std::vector<GemmShape> shapes;
     std::vector<GroupedCase> grouped;
 };
@@ -72,6 +73,7 @@ GemmConfig parse_config(const Args &args) {
     parse_isa(args.get_choice("isa", "best", {"scalar", "avx2", "avx512", "avx512_bf16", "best"}), &config.isa);
     config.fixed_reps = static_cast<int>(args.get_int("reps", 0, 1, 1000000));
     config.cold = args.get_choice("cache", "cold", {"cold", "warm"}) == "cold";
+    config.packed = args.has("packed");
 
     const bool one_shape = args.has("m") || args.has("n") || args.has("k");
     const bool all = args.has("all"), grouped_only = args.has("grouped");
@@ -218,9 +220,15 @@ Measured measure_plain(const Context &ctx, const GemmConfig &config, const Cache
     Measured r;
     r.flops = 2.0 * s.m * s.n * s.k;
     r.weight_bytes = static_cast<double>(s.n) * s.k;
+    AlignedBuffer packed(config.packed ? static_cast<size_t>(s.n * s.k) : 1);
+    moe4j_tensor b_t = op.b_t;
+    if (config.packed) {
+        b_t = host_tensor_2d(packed.data(), MOE4J_E4M3_P32, s.n, s.k);
+        check(moe4j_pack_fp8_weights(ctx.get(), &op.b_t, &b_t), "moe4j_pack_fp8_weights");
+    }
     let_blas_threads_sleep();
     r.moe4j = time_cold(config.fixed_reps, flush, [&] {
-        check(moe4j_fp8_gemm_nt(ctx.get(), &op.a_t, &op.sfa_t, &op.b_t, &op.sfb_t, nullptr, &op.d_t),
+        check(moe4j_fp8_gemm_nt(ctx.get(), &op.a_t, &op.sfa_t, &b_t, &op.sfb_t, nullptr, &op.d_t),
               "moe4j_fp8_gemm_nt");
     });
     if (!blas::available()) return r;

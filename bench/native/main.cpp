@@ -48,7 +48,7 @@ const std::vector<Subcommand> &subcommands() {
         {"gemm",
          "time moe4j_fp8_gemm_nt and the grouped FP8 GEMMs against read bandwidth, FMA peak and OpenBLAS sgemm",
          {"threads", "isa", "m", "n", "k", "reps", "cache"},
-         {"all", "grouped"},
+         {"all", "grouped", "packed"},
          "    --threads N        context and OpenBLAS threads (default: all hardware threads)\n"
          "    --isa NAME         scalar | avx2 | avx512 | avx512_bf16 | best (default: best)\n"
          "    --m M              tokens; alone: M against the six DeepGEMM weights (N, K)\n"
@@ -59,7 +59,8 @@ const std::vector<Subcommand> &subcommands() {
          "                       then the grouped table\n"
          "    --cache MODE       cold | warm: evict the last-level cache before each timed call or not\n"
          "                       (default: cold)\n"
-         "    --reps R           timed calls per row (default: >= 10 and >= 0.25 s; >= 3 for calls over 50 ms)\n",
+         "    --reps R           timed calls per row (default: >= 10 and >= 0.25 s; >= 3 for calls over 50 ms)\n"
+         "    --packed           moe4j_fp8_gemm_nt on weights packed in panels (moe4j_pack_fp8_weights)\n",
          bench::run_gemm},
         {"mla",
          "time moe4j_mla_decode against read bandwidth, FMA peak and a naive decompressed-cache decode",
@@ -81,7 +82,7 @@ const std::vector<Subcommand> &subcommands() {
          "time the grouped FP8 GEMM and the fused expert FFN with a few rows per expert (decode) against read "
          "bandwidth",
          {"threads", "isa", "model", "experts", "rows", "op", "reps"},
-         {"fast"},
+         {"fast", "packed"},
          "    --threads N        context threads (default: all hardware threads)\n"
          "    --isa NAME         scalar | avx2 | avx512 | avx512_bf16 | best (default: best)\n"
          "    --model M          v2lite | v3 | v2lite-dense expert shapes (default: v2lite: hidden 2048,\n"

@@ -315,11 +315,12 @@ struct Avx512Path {
     // pack_panel's scratch, in rows of K floats: the panel's codes, transposed (32 bytes per element of K).
     static constexpr int64_t kPackRows = 8;
     // Packed weights (E4M3_P32) take the panel order for every row count: groups of up to kCodeRowsPacked rows
-    // widen the codes in registers (code_tile, up to kCodeCols weight rows at once), larger ones widen each panel
-    // once (widen_codes, panel_tile). Measured in a throwaway kernel against the row kernel (one thread, 2048 x 2048,
-    // warm): 1 row 1.09x faster, 4 rows 1.34x, 8 rows 1.41x.
+    // widen the codes in registers (code_tile, kCodeCols weight rows per task, tiles of up to 12 rows), larger ones
+    // widen each panel once (widen_codes, panel_tile). `moe4j_bench gemm --threads 1 --n 2048 --k 2048 --cache warm
+    // --m M [--packed]`: M = 1 342 us vs 369 for the row kernel on unpacked weights, 8 rows 877 vs 1149, 16 rows 1813
+    // vs 2335 (widening at 16 rows: 1932-2040), 24 rows widened 2118 (code tiles: 2528).
     static constexpr bool kPacked = true;
-    static constexpr int64_t kCodeRowsPacked = 12;
+    static constexpr int64_t kCodeRowsPacked = 16;
     static constexpr int64_t kCodeCols = 128;
     // Panels of 32 weight rows (two vectors) meet 12 activation rows at a time: 24 accumulators, and per element of
     // K two panel loads and 12 broadcasts for 24 FMAs.
@@ -648,17 +649,18 @@ struct Avx512Path {
     }
 
     // acc[m * ld + j] += s[m][kb] * sum_{i in block kb} a[m][i] * w(i, j) for MR rows and NV * 16 weight rows j,
-    // whose element i `load(i, v)` gives as v[0 .. NV-1]: one output per lane, its part sum along K in order from +0,
-    // then one FMA per 16 outputs applies the scale. The sequence per output depends on nothing but K.
+    // whose element i `load(i, v, nan)` gives as v[0 .. NV-1] (folding its codes into the NaN check `nan`, which it
+    // returns): one output per lane, its part sum along K in order from +0, then one FMA per 16 outputs applies the
+    // scale. The sequence per output depends on nothing but K.
     template <int MR, int NV, typename Load>
-    static void block_tile(const float *const *a, const float *const *s, int64_t kb, float *acc, int64_t ld,
-                           Load load) {
+    static __m512i block_tile(const float *const *a, const float *const *s, int64_t kb, float *acc, int64_t ld,
+                              __m512i nan, Load load) {
         __m512 part[MR][NV];
         for (int m = 0; m < MR; ++m)
             for (int j = 0; j < NV; ++j) part[m][j] = _mm512_setzero_ps();
         for (int64_t i = kb * kBlock; i < (kb + 1) * kBlock; ++i) {
             __m512 bv[NV];
-            load(i, bv);
+            load(i, bv, nan);
             for (int m = 0; m < MR; ++m) {
                 const __m512 av = _mm512_set1_ps(a[m][i]);
                 for (int j = 0; j < NV; ++j) part[m][j] = _mm512_fmadd_ps(av, bv[j], part[m][j]);
@@ -671,6 +673,7 @@ struct Avx512Path {
                 _mm512_storeu_ps(out, _mm512_fmadd_ps(part[m][j], scale, _mm512_loadu_ps(out)));
             }
         }
+        return nan;
     }
 
     // The packed-panel kernel: MR rows against a panel of 32 weight rows widened to floats.
@@ -678,10 +681,11 @@ struct Avx512Path {
     static void panel_tile(const float *const *a, const float *const *s, const float *panel, int64_t k,
                            float (*acc)[kPanelCols]) {
         for (int64_t kb = 0; kb < k / kBlock; ++kb)
-            block_tile<MR, 2>(a, s, kb, acc[0], kPanelCols, [panel](int64_t i, __m512(&bv)[2]) {
-                bv[0] = _mm512_loadu_ps(panel + i * kPanelCols);
-                bv[1] = _mm512_loadu_ps(panel + i * kPanelCols + kLanes);
-            });
+            block_tile<MR, 2>(a, s, kb, acc[0], kPanelCols, _mm512_setzero_si512(),
+                              [panel](int64_t i, __m512(&bv)[2], __m512i &) {
+                                  bv[0] = _mm512_loadu_ps(panel + i * kPanelCols);
+                                  bv[1] = _mm512_loadu_ps(panel + i * kPanelCols + kLanes);
+                              });
     }
 
     // The code kernel of packed weights: MR rows against NP panels of E4M3_P32 codes (panel p at codes + p * 32 * k)
@@ -693,15 +697,16 @@ struct Avx512Path {
                           int64_t ld) {
         const int64_t panel = kPanelCols * k;
         __m512i nan = _mm512_setzero_si512();
-        for (int64_t kb = 0; kb < k / kBlock; ++kb) {
-            // The NaN check takes two elements of K (64 codes) of each panel at a time.
-            for (int p = 0; p < NP; ++p)
-                for (int64_t i = kb * kBlock; i < (kb + 1) * kBlock; i += 2)
-                    nan = nan_max(nan, codes + p * panel + i * kPanelCols);
-            block_tile<MR, 2 * NP>(a, s, kb, acc, ld, [codes, panel](int64_t i, __m512(&bv)[2 * NP]) {
-                for (int p = 0; p < NP; ++p) decode32(codes + p * panel + i * kPanelCols, bv[2 * p], bv[2 * p + 1]);
-            });
-        }
+        for (int64_t kb = 0; kb < k / kBlock; ++kb)
+            nan = block_tile<MR, 2 * NP>(a, s, kb, acc, ld, nan,
+                                         [codes, panel](int64_t i, __m512 (&bv)[2 * NP], __m512i &seen) {
+                                             for (int p = 0; p < NP; ++p) {
+                                                 const uint8_t *q = codes + p * panel + i * kPanelCols;
+                                                 // Two elements of K (64 codes) of a panel per NaN check.
+                                                 if ((i & 1) == 0) seen = nan_max(seen, q);
+                                                 decode32(q, bv[2 * p], bv[2 * p + 1]);
+                                             }
+                                         });
         return !any_nan(nan);
     }
 
@@ -1376,26 +1381,33 @@ struct Driver {
     void run_codes(const Task &task, const GemmGroup &weights, const PanelScratch &scratch, float *scales,
                    Store &&store) const {
         if constexpr (Path::kPacked) {
-            constexpr int kRows = static_cast<int>(Path::kCodeRowsPacked);
+            constexpr int kTileRows = panel_tile_rows();
             constexpr int64_t kCols = code_cols(), kPanel = Path::kPanelCols;
             const int64_t n0 = task.block_begin * kCols, cols = std::min(kCols, args.n - n0);
-            const int rows = static_cast<int>(task.row_end - task.row_begin);
+            const int64_t rows = task.row_end - task.row_begin;
             combine_scales(task, weights, n0 / kBlock, scales);
-            const Wide *a_rows[kRows];
-            const float *s_rows[kRows];
-            tile_operands(task, 0, rows, scales, a_rows, s_rows);
-            float acc[kRows][kCols] = {};
             const uint8_t *codes = weights.b + n0 * k;
-            if (!code_rows<kRows>(rows, a_rows, s_rows, codes, cols / kPanel, acc)) {
-                for (int m = 0; m < rows; ++m) std::fill_n(acc[m], kCols, 0.0f);
-                for (int64_t p = 0; p < cols / kPanel; ++p) {
-                    Path::widen_codes(codes + p * kPanel * k, k, true, scratch.panel);
-                    float part[kRows][kPanel] = {};
-                    panel_rows<kRows>(rows, a_rows, s_rows, scratch.panel, k, part);
-                    for (int m = 0; m < rows; ++m) std::copy_n(part[m], kPanel, acc[m] + p * kPanel);
+            // Tiles of equal size, as in run_panel; each widens the codes again.
+            const int64_t tiles = (rows + kTileRows - 1) / kTileRows, tile_m = (rows + tiles - 1) / tiles;
+            for (int64_t r = 0; r < rows; r += tile_m) {
+                const int tile_rows = static_cast<int>(std::min<int64_t>(tile_m, rows - r));
+                const Wide *a_rows[kTileRows];
+                const float *s_rows[kTileRows];
+                tile_operands(task, r, tile_rows, scales, a_rows, s_rows);
+                float acc[kTileRows][kCols] = {};
+                if (!code_rows<kTileRows>(tile_rows, a_rows, s_rows, codes, cols / kPanel, acc)) {
+                    // Rare: the panel buffer is taken here, so that code tasks need none.
+                    LineVector<float> wide(static_cast<size_t>(kPanel * k));
+                    for (int m = 0; m < tile_rows; ++m) std::fill_n(acc[m], kCols, 0.0f);
+                    for (int64_t p = 0; p < cols / kPanel; ++p) {
+                        Path::widen_codes(codes + p * kPanel * k, k, true, wide.data());
+                        float part[kTileRows][kPanel] = {};
+                        panel_rows<kTileRows>(tile_rows, a_rows, s_rows, wide.data(), k, part);
+                        for (int m = 0; m < tile_rows; ++m) std::copy_n(part[m], kPanel, acc[m] + p * kPanel);
+                    }
                 }
+                for (int m = 0; m < tile_rows; ++m) store(r + m, n0, cols, acc[m]);
             }
-            for (int m = 0; m < rows; ++m) store(m, n0, cols, acc[m]);
         } else {
             (void)task, (void)weights, (void)scratch, (void)scales, (void)store;
         }
@@ -1558,7 +1570,7 @@ struct Driver {
                     store_run(group.rows[task.row_begin + m], n0, count, v);
                 };
                 if (task.panel) {
-                    if (panel_words.empty()) {
+                    if (panel_words.empty() && !code_group(task.group)) {
                         panel_words.resize(static_cast<size_t>(panel_floats() * 4 / bytes<PanelWord>()));
                         pack_rows.resize(static_cast<size_t>(packing_floats() * 4 / bytes<Wide>()));
                         panel.panel = panel_words.data();
