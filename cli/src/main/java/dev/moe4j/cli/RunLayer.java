@@ -56,7 +56,8 @@ final class RunLayer {
                         "'hidden_states' in " + input + " must be F32 or BF16 [T, " + hidden + "], got " + states);
             int t = Math.toIntExact(states.shape(0));
             Tensor x = Tensor.fromFloats(arena, DType.F32, states.toFloatArray(), t, hidden);
-            DecoderLayer layer = DecoderLayer.load(checkpoint, o.integer("--layer"), o.has("--quantize"), ctx, arena);
+            DecoderLayer layer =
+                    DecoderLayer.load(checkpoint, o.integer("--layer"), o.has("--quantize"), false, ctx, arena);
             Tensor out = Tensor.allocate(arena, DType.F32, t, hidden);
             Routing routing = layer.moe() == null
                     ? null

@@ -3,6 +3,7 @@ package dev.moe4j.engine;
 import dev.moe4j.kernels.Cast;
 import dev.moe4j.kernels.Copy;
 import dev.moe4j.kernels.Dispatch;
+import dev.moe4j.kernels.Fp8Gemm;
 import dev.moe4j.kernels.Quantization;
 import dev.moe4j.kernels.ScaleFormat;
 import dev.moe4j.model.Checkpoint;
@@ -21,6 +22,7 @@ import dev.moe4j.routing.Routing;
 import dev.moe4j.runtime.Capabilities;
 import dev.moe4j.runtime.Context;
 import dev.moe4j.runtime.Device;
+import dev.moe4j.runtime.Isa;
 import dev.moe4j.runtime.NativeLibrary;
 import dev.moe4j.runtime.Workspace;
 import dev.moe4j.tensor.DType;
@@ -92,6 +94,10 @@ public final class Model implements AutoCloseable {
      *     context and worker thread: CPU devices for a CPU model, CUDA devices 0 .. expertDevices-1 for a GPU model
      * @param fp8LmHead quantize the LM head to FP8 (128x128 blocks) on load and run it as an FP8 GEMM: it is the
      *     largest matrix a decode step reads, and FP8 halves its bytes; false keeps it BF16 as stored
+     * @param packWeights on an AVX-512F CPU (without AVX512_BF16), with one device: pack the FP8 weights the FP8 GEMMs
+     *     read into panels on load ({@link dev.moe4j.kernels.Fp8Gemm#packWeights}; copies, so FP8 weights are no
+     *     longer used from the checkpoint's map): faster kernels at every batch size, and results in another rounding
+     *     than unpacked weights give (each as batch-invariant); elsewhere ignored
      * @param device where the model runs: {@link Device#CPU}, or a CUDA device (weights, cache and steps on that GPU)
      */
     public record Options(
@@ -102,6 +108,7 @@ public final class Model implements AutoCloseable {
             int threads,
             int expertDevices,
             boolean fp8LmHead,
+            boolean packWeights,
             Device device) {
         public Options {
             if (cacheTokens <= 0)
@@ -117,50 +124,127 @@ public final class Model implements AutoCloseable {
 
         /**
          * 16384 cache tokens, bf16 cache, reproducible, no load-time quantization, all threads, one device, FP8 LM
-         * head, on the CPU.
+         * head, packed weights, on the CPU.
          */
         public static Options defaults() {
-            return new Options(16384, false, true, false, 0, 1, true, Device.CPU);
+            return new Options(16384, false, true, false, 0, 1, true, true, Device.CPU);
         }
 
         public Options withCacheTokens(int cacheTokens) {
             return new Options(
-                    cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices, fp8LmHead, device);
+                    cacheTokens,
+                    fp8Cache,
+                    reproducible,
+                    quantize,
+                    threads,
+                    expertDevices,
+                    fp8LmHead,
+                    packWeights,
+                    device);
         }
 
         public Options withFp8Cache(boolean fp8Cache) {
             return new Options(
-                    cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices, fp8LmHead, device);
+                    cacheTokens,
+                    fp8Cache,
+                    reproducible,
+                    quantize,
+                    threads,
+                    expertDevices,
+                    fp8LmHead,
+                    packWeights,
+                    device);
         }
 
         public Options withReproducible(boolean reproducible) {
             return new Options(
-                    cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices, fp8LmHead, device);
+                    cacheTokens,
+                    fp8Cache,
+                    reproducible,
+                    quantize,
+                    threads,
+                    expertDevices,
+                    fp8LmHead,
+                    packWeights,
+                    device);
         }
 
         public Options withQuantize(boolean quantize) {
             return new Options(
-                    cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices, fp8LmHead, device);
+                    cacheTokens,
+                    fp8Cache,
+                    reproducible,
+                    quantize,
+                    threads,
+                    expertDevices,
+                    fp8LmHead,
+                    packWeights,
+                    device);
         }
 
         public Options withThreads(int threads) {
             return new Options(
-                    cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices, fp8LmHead, device);
+                    cacheTokens,
+                    fp8Cache,
+                    reproducible,
+                    quantize,
+                    threads,
+                    expertDevices,
+                    fp8LmHead,
+                    packWeights,
+                    device);
         }
 
         public Options withExpertDevices(int expertDevices) {
             return new Options(
-                    cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices, fp8LmHead, device);
+                    cacheTokens,
+                    fp8Cache,
+                    reproducible,
+                    quantize,
+                    threads,
+                    expertDevices,
+                    fp8LmHead,
+                    packWeights,
+                    device);
         }
 
         public Options withFp8LmHead(boolean fp8LmHead) {
             return new Options(
-                    cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices, fp8LmHead, device);
+                    cacheTokens,
+                    fp8Cache,
+                    reproducible,
+                    quantize,
+                    threads,
+                    expertDevices,
+                    fp8LmHead,
+                    packWeights,
+                    device);
+        }
+
+        public Options withPackWeights(boolean packWeights) {
+            return new Options(
+                    cacheTokens,
+                    fp8Cache,
+                    reproducible,
+                    quantize,
+                    threads,
+                    expertDevices,
+                    fp8LmHead,
+                    packWeights,
+                    device);
         }
 
         public Options withDevice(Device device) {
             return new Options(
-                    cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices, fp8LmHead, device);
+                    cacheTokens,
+                    fp8Cache,
+                    reproducible,
+                    quantize,
+                    threads,
+                    expertDevices,
+                    fp8LmHead,
+                    packWeights,
+                    device);
         }
     }
 
@@ -293,9 +377,13 @@ public final class Model implements AutoCloseable {
             loader = onDevice ? Context.create(Context.Options.cpu().withThreads(options.threads())) : ctx;
             if (onDevice) store = new DeviceStore(ctx);
             Tensor embeddings = bf16Matrix(checkpoint, "model.embed_tokens.weight", c, arena);
+            // FP8 weights are packed for the CPU's AVX-512F kernels (faster at every batch size, one sum order for all)
+            // where the model runs on that one context: devices (GPUs, expert-parallel CPU devices) take E4M3.
+            boolean pack =
+                    options.packWeights() && !onDevice && ctx.isa() == Isa.AVX512 && options.expertDevices() <= 1;
             List<DecoderLayer> layers = new ArrayList<>();
             for (int l = 0; l < c.numHiddenLayers(); l++) {
-                layers.add(DecoderLayer.load(checkpoint, l, options.quantize(), loader, arena));
+                layers.add(DecoderLayer.load(checkpoint, l, options.quantize(), pack, loader, arena));
                 if (progress != null) progress.accept("layer " + (l + 1) + " of " + c.numHiddenLayers());
             }
             if (progress != null && c.numNextnPredictLayers() > 0)
@@ -309,7 +397,8 @@ public final class Model implements AutoCloseable {
             Tensor lmHeadWeight =
                     c.tieWordEmbeddings() ? embeddings : bf16Matrix(checkpoint, "lm_head.weight", c, arena);
             Linear lmHead = options.fp8LmHead() && c.hiddenSize() % QuantizedTensor.BLOCK == 0
-                    ? Linear.fp8(Quantization.perBlock(loader, lmHeadWeight, ScaleFormat.FP32, arena))
+                    ? Linear.fp8(packed(
+                            loader, pack, Quantization.perBlock(loader, lmHeadWeight, ScaleFormat.FP32, arena), arena))
                     : Linear.bf16(lmHeadWeight);
             WeightBytes weightBytes = weightBytes(layers, norm, lmHead, c);
             int blocks = PagedLatentCache.blocksFor(options.cacheTokens());
@@ -391,6 +480,10 @@ public final class Model implements AutoCloseable {
             throw new IllegalStateException("a model on " + options.device() + " with experts over "
                     + options.expertDevices() + " GPU(s) needs " + needed + " CUDA device(s), this machine has "
                     + caps.cudaDeviceCount());
+    }
+
+    private static QuantizedTensor packed(Context ctx, boolean pack, QuantizedTensor q, Arena arena) {
+        return pack && q.data().shape(0) % 32 == 0 ? Fp8Gemm.packWeights(ctx, q, arena) : q;
     }
 
     private static WeightBytes weightBytes(List<DecoderLayer> layers, RmsNorm norm, Linear lmHead, ModelConfig c) {

@@ -2,6 +2,7 @@ package dev.moe4j.model;
 
 import dev.moe4j.kernels.Copy;
 import dev.moe4j.kernels.Dispatch;
+import dev.moe4j.kernels.Fp8Gemm;
 import dev.moe4j.kernels.Quantization;
 import dev.moe4j.kernels.ScaleFormat;
 import dev.moe4j.routing.Gate;
@@ -162,16 +163,18 @@ public final class DecoderLayer {
      * Loads layer {@code layer} of a checkpoint.
      *
      * @param quantize quantize BF16 dense weights to FP8 on load (routed experts are quantized regardless)
+     * @param pack pack the FP8 weights that only the FP8 GEMMs read ({@link Fp8Gemm#packWeights}; copies): for a
+     *     CPU context, on whose AVX-512F path packed weights are faster at every batch size
      * @param arena owns every copied or quantized weight (FP8 weights used as stored stay in the checkpoint's
      *     mapping, which must outlive the layer)
      * @throws IllegalArgumentException naming the tensor when one is missing or has the wrong dtype or shape
      */
-    public static DecoderLayer load(Checkpoint c, int layer, boolean quantize, Context ctx, Arena arena) {
+    public static DecoderLayer load(Checkpoint c, int layer, boolean quantize, boolean pack, Context ctx, Arena arena) {
         ModelConfig cfg = c.config();
         if (layer < 0 || layer >= cfg.numHiddenLayers())
             throw new IllegalArgumentException(
                     "layer " + layer + " outside 0.." + (cfg.numHiddenLayers() - 1) + " of " + c.dir());
-        Loader l = new Loader(c, quantize, ctx, arena);
+        Loader l = new Loader(c, quantize, pack, ctx, arena);
         String p = "model.layers." + layer + ".";
         MlaAttention.Config mc = cfg.mla();
         int h = cfg.hiddenSize(), heads = cfg.numAttentionHeads(), qHead = mc.qkNopeHeadDim() + mc.qkRopeHeadDim();
@@ -183,7 +186,11 @@ public final class DecoderLayer {
                 mc.qLoraRank() == 0 ? null : l.linear(p + "self_attn.q_b_proj", heads * qHead, mc.qLoraRank()),
                 l.linear(p + "self_attn.kv_a_proj_with_mqa", mc.kvLoraRank() + mc.qkRopeHeadDim(), h),
                 l.norm(p + "self_attn.kv_a_layernorm", mc.kvLoraRank(), eps),
-                l.linear(p + "self_attn.kv_b_proj", heads * (mc.qkNopeHeadDim() + mc.vHeadDim()), mc.kvLoraRank()),
+                l.linear(
+                        p + "self_attn.kv_b_proj",
+                        heads * (mc.qkNopeHeadDim() + mc.vHeadDim()),
+                        mc.kvLoraRank(),
+                        false),
                 l.linear(p + "self_attn.o_proj", h, heads * mc.vHeadDim()));
         MlaAttention attention = new MlaAttention(ctx, mc, weights, arena);
         RmsNorm inputNorm = l.norm(p + "input_layernorm", h, eps),
@@ -210,7 +217,7 @@ public final class DecoderLayer {
     }
 
     /** Reads weights by name with shape and dtype checks. */
-    private record Loader(Checkpoint c, boolean quantize, Context ctx, Arena arena) {
+    private record Loader(Checkpoint c, boolean quantize, boolean pack, Context ctx, Arena arena) {
         Tensor checked(String name, long... shape) {
             Tensor t = c.tensor(name);
             long[] s = t.shape();
@@ -221,11 +228,23 @@ public final class DecoderLayer {
         }
 
         Linear linear(String prefix, long out, long in) {
+            return linear(prefix, out, in, true);
+        }
+
+        /** With packable false: for weights read otherwise than by the FP8 GEMMs (kv_b_proj, dequantized for MLA). */
+        Linear linear(String prefix, long out, long in, boolean packable) {
             Tensor w = checked(prefix + ".weight", out, in);
-            if (w.dtype() == DType.E4M3) return Linear.fp8(fp8(prefix, w));
-            if (quantize && in % QuantizedTensor.BLOCK == 0)
-                return Linear.fp8(Quantization.perBlock(ctx, floats(prefix + ".weight", w), ScaleFormat.FP32, arena));
-            return Linear.bf16(bf16(w));
+            QuantizedTensor q = null;
+            if (w.dtype() == DType.E4M3) q = fp8(prefix, w);
+            else if (quantize && in % QuantizedTensor.BLOCK == 0)
+                q = Quantization.perBlock(ctx, floats(prefix + ".weight", w), ScaleFormat.FP32, arena);
+            if (q == null) return Linear.bf16(bf16(w));
+            return Linear.fp8(packable ? packed(q) : q);
+        }
+
+        /** q packed into the arena when the loader packs and its rows make whole panels; q otherwise. */
+        QuantizedTensor packed(QuantizedTensor q) {
+            return pack && q.data().shape(q.data().rank() - 2) % 32 == 0 ? Fp8Gemm.packWeights(ctx, q, arena) : q;
         }
 
         QuantizedTensor fp8(String prefix, Tensor w) {
@@ -290,7 +309,7 @@ public final class DecoderLayer {
                     wide.slice(0, r, 1)
                             .slice(1, 0, inter)
                             .copyFrom(source.slice(0, r, 1).toFloatArray());
-                downFp8 = Linear.fp8(Quantization.perBlock(ctx, wide, ScaleFormat.FP32, arena));
+                downFp8 = Linear.fp8(packed(Quantization.perBlock(ctx, wide, ScaleFormat.FP32, arena)));
             }
             return new DenseMlp(gate, up, downFp8);
         }
@@ -304,7 +323,7 @@ public final class DecoderLayer {
             Tensor data = Tensor.allocate(arena, DType.E4M3, padded, k); // zero: e4m3 code 0 is 0.0
             MemorySegment.copy(q.data().segment(), 0, data.segment(), 0, n * k);
             // the scales already cover ceil(n/128) = padded/128 row blocks
-            return Linear.fp8(new QuantizedTensor(data, q.scales(), QuantizedTensor.BLOCK));
+            return Linear.fp8(packed(new QuantizedTensor(data, q.scales(), QuantizedTensor.BLOCK)));
         }
 
         /**
@@ -320,10 +339,10 @@ public final class DecoderLayer {
             for (int e = 0; e < experts; e++) {
                 String name = prefix + e + "." + proj;
                 Tensor w = checked(name + ".weight", n, k);
-                groups.add(
+                groups.add(packed(
                         w.dtype() == DType.E4M3
                                 ? fp8(name, w)
-                                : Quantization.perBlock(ctx, floats(name + ".weight", w), ScaleFormat.FP32, arena));
+                                : Quantization.perBlock(ctx, floats(name + ".weight", w), ScaleFormat.FP32, arena)));
             }
             return QuantizedGroups.of(groups);
         }
