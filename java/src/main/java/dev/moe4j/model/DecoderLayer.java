@@ -196,7 +196,7 @@ public final class DecoderLayer {
         RmsNorm inputNorm = l.norm(p + "input_layernorm", h, eps),
                 postNorm = l.norm(p + "post_attention_layernorm", h, eps);
         if (!cfg.isMoeLayer(layer)) {
-            DenseMlp mlp = l.mlp(p + "mlp", cfg.intermediateSize(), h);
+            DenseMlp mlp = l.mlp(p + "mlp", cfg.intermediateSize(), h, true);
             return new DecoderLayer(layer, inputNorm, attention, postNorm, null, mlp);
         }
         int experts = cfg.nRoutedExperts(), inter = cfg.moeIntermediateSize();
@@ -211,7 +211,10 @@ public final class DecoderLayer {
             l.expertGroups(p + "mlp.experts.", "down_proj", experts, h, inter)
         };
         DenseMlp shared =
-                cfg.nSharedExperts() > 0 ? l.mlp(p + "mlp.shared_experts", cfg.nSharedExperts() * inter, h) : null;
+                // unpacked: the MoE layer runs the shared experts as expert-shaped column slices of down_proj
+                cfg.nSharedExperts() > 0
+                        ? l.mlp(p + "mlp.shared_experts", cfg.nSharedExperts() * inter, h, false)
+                        : null;
         MoeLayer moe = new MoeLayer(gate, groups[0], groups[1], groups[2], shared, 1);
         return new DecoderLayer(layer, inputNorm, attention, postNorm, moe, null);
     }
@@ -279,13 +282,13 @@ public final class DecoderLayer {
             return new RmsNorm(checked(prefix + ".weight", dim).toFloatArray(), eps);
         }
 
-        DenseMlp mlp(String prefix, long inter, long h) {
+        DenseMlp mlp(String prefix, long inter, long h, boolean packable) {
             long block = QuantizedTensor.BLOCK;
             if (quantize && inter % block != 0) return paddedMlp(prefix, inter, h, (inter + block - 1) / block * block);
             return new DenseMlp(
-                    linear(prefix + ".gate_proj", inter, h),
-                    linear(prefix + ".up_proj", inter, h),
-                    linear(prefix + ".down_proj", h, inter));
+                    linear(prefix + ".gate_proj", inter, h, packable),
+                    linear(prefix + ".up_proj", inter, h, packable),
+                    linear(prefix + ".down_proj", h, inter, packable));
         }
 
         /**
