@@ -2,9 +2,9 @@
 // read bandwidth measured right before each row. Times the grouped FP8 GEMM (contiguous layout, the gate projection
 // [I, H]) and the fused expert FFN (gate, up, down) over a pool of distinct experts larger than the last-level
 // cache, cycled through so that every call streams its weights from memory, as decode does.
-#include <cstring>
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <vector>
 

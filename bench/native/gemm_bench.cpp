@@ -228,8 +228,7 @@ Measured measure_plain(const Context &ctx, const GemmConfig &config, const Cache
     }
     let_blas_threads_sleep();
     r.moe4j = time_cold(config.fixed_reps, flush, [&] {
-        check(moe4j_fp8_gemm_nt(ctx.get(), &op.a_t, &op.sfa_t, &b_t, &op.sfb_t, nullptr, &op.d_t),
-              "moe4j_fp8_gemm_nt");
+        check(moe4j_fp8_gemm_nt(ctx.get(), &op.a_t, &op.sfa_t, &b_t, &op.sfb_t, nullptr, &op.d_t), "moe4j_fp8_gemm_nt");
     });
     if (!blas::available()) return r;
 

@@ -699,7 +699,7 @@ struct Avx512Path {
         __m512i nan = _mm512_setzero_si512();
         for (int64_t kb = 0; kb < k / kBlock; ++kb)
             nan = block_tile<MR, 2 * NP>(a, s, kb, acc, ld, nan,
-                                         [codes, panel](int64_t i, __m512 (&bv)[2 * NP], __m512i &seen) {
+                                         [codes, panel](int64_t i, __m512(&bv)[2 * NP], __m512i &seen) {
                                              for (int p = 0; p < NP; ++p) {
                                                  const uint8_t *q = codes + p * panel + i * kPanelCols;
                                                  // Two elements of K (64 codes) of a panel per NaN check.

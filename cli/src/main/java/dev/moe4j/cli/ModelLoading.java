@@ -19,11 +19,12 @@ public final class ModelLoading {
     public static final Set<String> VALUED = Set.of("--model", "--cache-tokens", "--threads", "--devices");
 
     /** The model options that take none. */
-    public static final Set<String> FLAGS = Set.of("--fp8-cache", "--quantize", "--fast", "--bf16-lm-head", "--gpu");
+    public static final Set<String> FLAGS =
+            Set.of("--fp8-cache", "--quantize", "--fast", "--bf16-lm-head", "--unpacked", "--gpu");
 
     /** The model options as a usage line. */
     public static final String USAGE = "--model DIR [--cache-tokens N --fp8-cache --quantize --threads N --devices D"
-            + " --fast --bf16-lm-head --gpu]";
+            + " --fast --bf16-lm-head --unpacked --gpu]";
 
     /**
      * {@code --gpu}: the model on CUDA device 0 (libmoe4j_cuda, which the launcher loads for this flag); then
@@ -51,6 +52,7 @@ public final class ModelLoading {
                 .withThreads(o.positive("--threads", 0))
                 .withExpertDevices(o.positive("--devices", 1))
                 .withFp8LmHead(!o.has("--bf16-lm-head"))
+                .withPackWeights(!o.has("--unpacked"))
                 .withDevice(device(o));
         long t0 = System.nanoTime();
         Model model = Model.load(Path.of(o.string("--model")), options, null);
