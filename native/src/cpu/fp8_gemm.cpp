@@ -9,7 +9,6 @@
 #include <array>
 #include <atomic>
 #include <cstring>
-#include <limits>
 #include <new>
 #include <optional>
 #include <type_traits>
@@ -369,12 +368,6 @@ struct Avx512Path {
             _mm512_and_si512(_mm512_slli_epi16(wide, 7), _mm512_set1_epi16(static_cast<short>(0xBF80)));
         lo = _mm512_cvtph_ps(_mm512_castsi512_si256(half));
         hi = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(half, 1));
-    }
-    // decode32 for sixteen codes.
-    static __m512 decode16(const uint8_t *q) {
-        const __m256i wide = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i *>(q)));
-        return _mm512_cvtph_ps(
-            _mm256_and_si256(_mm256_slli_epi16(wide, 7), _mm256_set1_epi16(static_cast<short>(0xBF80))));
     }
     // Folds the 64 codes at q into `seen`, the bytewise maximum of code | 0x80: a byte of `seen` is 0xFF exactly
     // where some code folded into it is a NaN code (0x7F or 0xFF).
@@ -1327,7 +1320,7 @@ struct Driver {
                    Store &&store) const {
         if constexpr (Path::kPanels) {
             if constexpr (Path::kPacked) {
-                if (code_group(task.group)) return run_codes(task, weights, scratch, scales, store);
+                if (code_group(task.group)) return run_codes(task, weights, scales, store);
             }
             constexpr int64_t kCols = panel_cols();
             constexpr int kTileRows = panel_tile_rows();
@@ -1346,31 +1339,35 @@ struct Driver {
                                  scratch.row);
             }
             combine_scales(task, weights, n0 / kBlock, scales);
-            // Tiles of equal size (26 rows: 9, 9 and 8, not 12, 12 and 2): a tile of few rows leaves the FMA latency
-            // bare.
-            const int64_t rows = task.row_end - task.row_begin, tiles = (rows + kTileRows - 1) / kTileRows;
-            const int64_t tile_m = (rows + tiles - 1) / tiles;
-            for (int64_t r = 0; r < rows; r += tile_m) {
-                const int tile_rows = static_cast<int>(std::min<int64_t>(tile_m, rows - r));
-                const Wide *a_rows[kTileRows];
-                const float *s_rows[kTileRows];
-                tile_operands(task, r, tile_rows, scales, a_rows, s_rows);
-                float acc[kTileRows][kCols] = {};
-                panel_rows<kTileRows>(tile_rows, a_rows, s_rows, scratch.panel, k, acc);
-                for (int m = 0; m < tile_rows; ++m) store(r + m, n0, cols, acc[m]);
-            }
+            for_each_tile(task, scales,
+                          [&](int64_t r, int tile_rows, const Wide *const *a_rows, const float *const *s_rows) {
+                              float acc[kTileRows][kCols] = {};
+                              panel_rows<kTileRows>(tile_rows, a_rows, s_rows, scratch.panel, k, acc);
+                              for (int m = 0; m < tile_rows; ++m) store(r + m, n0, cols, acc[m]);
+                          });
         } else {
             (void)task, (void)weights, (void)scratch, (void)scales, (void)store;
         }
     }
 
-    // Rows r .. r + count - 1 of the task: their widened activations and combined scales.
-    void tile_operands(const Task &task, int64_t r, int count, const float *scales, const Wide **a_rows,
-                       const float **s_rows) const {
+    // The task's rows in tiles of equal size, at most panel_tile_rows() (26 rows: 9, 9 and 8, not 12, 12 and 2: a
+    // tile of few rows leaves the FMA latency bare): tile(r, rows, a_rows, s_rows) for the tile of rows r .. r + rows
+    // - 1, with their widened activations and combined scales (scales as combine_scales wrote them).
+    template <typename Visit>
+    void for_each_tile(const Task &task, const float *scales, Visit &&tile) const {
+        constexpr int kTileRows = panel_tile_rows();
         const Wide *aw = a_wide[task.group].data();
-        for (int m = 0; m < count; ++m) {
-            a_rows[m] = aw + (task.row_begin + r + m) * ld;
-            s_rows[m] = scales + (r + m) * kb_count;
+        const int64_t rows = task.row_end - task.row_begin, tiles = (rows + kTileRows - 1) / kTileRows;
+        const int64_t tile_m = (rows + tiles - 1) / tiles;
+        for (int64_t r = 0; r < rows; r += tile_m) {
+            const int tile_rows = static_cast<int>(std::min<int64_t>(tile_m, rows - r));
+            const Wide *a_rows[kTileRows];
+            const float *s_rows[kTileRows];
+            for (int m = 0; m < tile_rows; ++m) {
+                a_rows[m] = aw + (task.row_begin + r + m) * ld;
+                s_rows[m] = scales + (r + m) * kb_count;
+            }
+            tile(r, tile_rows, a_rows, s_rows);
         }
     }
 
@@ -1378,38 +1375,33 @@ struct Driver {
     // packed weight rows, the codes widened in registers. A task whose panels hold a NaN code is redone on panels
     // widened code by code (NaN codes to NaN): the same operations, so every other output keeps its bits.
     template <typename Store>
-    void run_codes(const Task &task, const GemmGroup &weights, const PanelScratch &scratch, float *scales,
-                   Store &&store) const {
+    void run_codes(const Task &task, const GemmGroup &weights, float *scales, Store &&store) const {
         if constexpr (Path::kPacked) {
             constexpr int kTileRows = panel_tile_rows();
             constexpr int64_t kCols = code_cols(), kPanel = Path::kPanelCols;
             const int64_t n0 = task.block_begin * kCols, cols = std::min(kCols, args.n - n0);
-            const int64_t rows = task.row_end - task.row_begin;
             combine_scales(task, weights, n0 / kBlock, scales);
             const uint8_t *codes = weights.b + n0 * k;
-            // Tiles of equal size, as in run_panel; each widens the codes again.
-            const int64_t tiles = (rows + kTileRows - 1) / kTileRows, tile_m = (rows + tiles - 1) / tiles;
-            for (int64_t r = 0; r < rows; r += tile_m) {
-                const int tile_rows = static_cast<int>(std::min<int64_t>(tile_m, rows - r));
-                const Wide *a_rows[kTileRows];
-                const float *s_rows[kTileRows];
-                tile_operands(task, r, tile_rows, scales, a_rows, s_rows);
-                float acc[kTileRows][kCols] = {};
-                if (!code_rows<kTileRows>(tile_rows, a_rows, s_rows, codes, cols / kPanel, acc)) {
-                    // Rare: the panel buffer is taken here, so that code tasks need none.
-                    LineVector<float> wide(static_cast<size_t>(kPanel * k));
-                    for (int m = 0; m < tile_rows; ++m) std::fill_n(acc[m], kCols, 0.0f);
-                    for (int64_t p = 0; p < cols / kPanel; ++p) {
-                        Path::widen_codes(codes + p * kPanel * k, k, true, wide.data());
-                        float part[kTileRows][kPanel] = {};
-                        panel_rows<kTileRows>(tile_rows, a_rows, s_rows, wide.data(), k, part);
-                        for (int m = 0; m < tile_rows; ++m) std::copy_n(part[m], kPanel, acc[m] + p * kPanel);
-                    }
-                }
-                for (int m = 0; m < tile_rows; ++m) store(r + m, n0, cols, acc[m]);
-            }
+            // Each tile widens the codes again.
+            for_each_tile(task, scales,
+                          [&](int64_t r, int tile_rows, const Wide *const *a_rows, const float *const *s_rows) {
+                              float acc[kTileRows][kCols] = {};
+                              if (!code_rows<kTileRows>(tile_rows, a_rows, s_rows, codes, cols / kPanel, acc)) {
+                                  // Rare: the panel buffer is taken here, so that code tasks need none.
+                                  LineVector<float> wide(static_cast<size_t>(kPanel * k));
+                                  for (int m = 0; m < tile_rows; ++m) std::fill_n(acc[m], kCols, 0.0f);
+                                  for (int64_t p = 0; p < cols / kPanel; ++p) {
+                                      Path::widen_codes(codes + p * kPanel * k, k, true, wide.data());
+                                      float part[kTileRows][kPanel] = {};
+                                      panel_rows<kTileRows>(tile_rows, a_rows, s_rows, wide.data(), k, part);
+                                      for (int m = 0; m < tile_rows; ++m)
+                                          std::copy_n(part[m], kPanel, acc[m] + p * kPanel);
+                                  }
+                              }
+                              for (int m = 0; m < tile_rows; ++m) store(r + m, n0, cols, acc[m]);
+                          });
         } else {
-            (void)task, (void)weights, (void)scratch, (void)scales, (void)store;
+            (void)task, (void)weights, (void)scales, (void)store;
         }
     }
 
