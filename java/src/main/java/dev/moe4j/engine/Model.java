@@ -483,7 +483,7 @@ public final class Model implements AutoCloseable {
     }
 
     private static QuantizedTensor packed(Context ctx, boolean pack, QuantizedTensor q, Arena arena) {
-        return pack && q.data().shape(0) % 32 == 0 ? Fp8Gemm.packWeights(ctx, q, arena) : q;
+        return pack && Fp8Gemm.packable(q) ? Fp8Gemm.packWeights(ctx, q, arena) : q;
     }
 
     private static WeightBytes weightBytes(List<DecoderLayer> layers, RmsNorm norm, Linear lmHead, ModelConfig c) {

@@ -58,6 +58,20 @@ public final class Fp8Gemm {
         }
     }
 
+    /** Rows per panel of packed weights ({@link DType#E4M3_P32}): N must be a multiple of it. */
+    public static final int PANEL_ROWS = 32;
+
+    /**
+     * Whether w can be packed ({@link #packWeights}): E4M3 weights with 128x128 block scales whose N is a multiple of
+     * {@link #PANEL_ROWS}.
+     */
+    public static boolean packable(QuantizedTensor w) {
+        Tensor data = w.data();
+        return data.dtype() == DType.E4M3
+                && w.blockRows() == QuantizedTensor.BLOCK
+                && data.shape(data.rank() - 2) % PANEL_ROWS == 0;
+    }
+
     /**
      * Weights packed for the CPU kernels ({@code moe4j_pack_fp8_weights}): the same values and scales, the data as
      * {@link DType#E4M3_P32} panels of 32 rows in a new allocation from arena. Every FP8 GEMM and the expert FFN take

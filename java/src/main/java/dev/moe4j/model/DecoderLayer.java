@@ -247,7 +247,7 @@ public final class DecoderLayer {
 
         /** q packed into the arena when the loader packs and its rows make whole panels; q otherwise. */
         QuantizedTensor packed(QuantizedTensor q) {
-            return pack && q.data().shape(q.data().rank() - 2) % 32 == 0 ? Fp8Gemm.packWeights(ctx, q, arena) : q;
+            return pack && Fp8Gemm.packable(q) ? Fp8Gemm.packWeights(ctx, q, arena) : q;
         }
 
         QuantizedTensor fp8(String prefix, Tensor w) {
