@@ -311,20 +311,23 @@ struct Avx512Path {
     // thread: 8 rows 1.35x slower, 12 rows 1.09x faster, 16 rows 1.05x, 20 rows 1.22x, 32 rows 1.27x, 64 rows 1.40x).
     static constexpr bool kPanels = true;
     static constexpr int64_t kPanelMinRows = 12;
-    // pack_panel's scratch, in rows of K floats: the panel's codes, transposed (32 bytes per element of K).
+    // transpose_panel's output, in rows of K floats: the panel's codes, transposed (32 bytes per element of K).
     static constexpr int64_t kPackRows = 8;
     // Packed weights (E4M3_P32) take the panel order for every row count: groups of up to kCodeRowsPacked rows
-    // widen the codes in registers (code_tile, kCodeCols weight rows per task, tiles of up to 12 rows), larger ones
-    // widen each panel once (widen_codes, panel_tile). `moe4j_bench gemm --threads 1 --n 2048 --k 2048 --cache warm
-    // --m M [--packed]`: M = 1 342 us vs 369 for the row kernel on unpacked weights, 8 rows 877 vs 1149, 16 rows 1813
-    // vs 2335 (widening at 16 rows: 1932-2040), 24 rows widened 2118 (code tiles: 2528).
+    // (one tile) widen the codes in registers (code_tile, kCodeCols weight rows per task), larger ones widen each K
+    // block of a panel once into L1 for all their tiles (panel_block_tile). A code tile pays the widening (8 uops per
+    // 32 codes, on the FMA ports) once per tile, the blocks once per block plus a store and reload. `moe4j_bench gemm
+    // --threads 1 --n 2048 --k 2048 --cache warm --m M --packed`, code tiles / blocks: M = 2 421 / 692 us, 8 894 /
+    // 942, 12 1157 / 1201, 16 (tiles of 8) 1750 / 1467, 24 (of 12) 2256 / 1972; 64 rows 4778 on blocks (74% of the
+    // FMA peak, as widening whole panels gave).
     static constexpr bool kPacked = true;
-    static constexpr int64_t kCodeRowsPacked = 16;
+    static constexpr int64_t kCodeRowsPacked = 12;
     static constexpr int64_t kCodeCols = 128;
     // Panels of 32 weight rows (two vectors) meet 12 activation rows at a time: 24 accumulators, and per element of
     // K two panel loads and 12 broadcasts for 24 FMAs.
     static constexpr int64_t kPanelCols = 32;
     static constexpr int kPanelTileRows = 12;
+    static_assert(kCodeRowsPacked <= kPanelTileRows, "a code group's rows form one tile");
     // Tasks of more than kCodeRowsMax rows widen their weights through memory and take dot_wide_block.
     static constexpr bool kWideBlocks = true;
     static constexpr int kLanes = 16;
@@ -544,19 +547,16 @@ struct Avx512Path {
         widen_a(codec, q, n, out);
     }
 
-    // Packs weight rows [n0, n0 + rows) into a panel of floats (values times 2^-8): panel[i * 32 + j] is row n0 + j's
-    // element i, so one 64-byte load gives 16 rows' element i. Rows past `rows` are zero. The codes are transposed
-    // first (pack_codes, into `scratch`, the layout of packed E4M3_P32 weights), then widened: moving bytes costs a
-    // quarter of moving the floats. `next_rows` weight rows at b + kPanelCols * ldb (the next panel's, 0 if none) are
+    // Transposes weight rows [n0, n0 + rows) into one panel of E4M3_P32 codes at `out` (pack_codes), returning whether
+    // some code is a NaN code. `next_rows` weight rows at b + kPanelCols * ldb (the next panel's, 0 if none) are
     // prefetched into L2 meanwhile: the panel's rows are more streams than the hardware prefetcher follows, and the
     // tiles that follow hide the fetch.
-    static void pack_panel(const RowCodec &, const uint8_t *b, int64_t ldb, int64_t rows, int64_t next_rows, int64_t k,
-                           float *panel, float *scratch) {
+    static bool transpose_panel(const uint8_t *b, int64_t ldb, int64_t rows, int64_t next_rows, int64_t k,
+                                uint8_t *out) {
         for (int64_t j = 0; j < next_rows; ++j)
             for (int64_t i = 0; i < k; i += kStep)
                 _mm_prefetch(reinterpret_cast<const char *>(b + (kPanelCols + j) * ldb + i), _MM_HINT_T1);
-        uint8_t *codes = reinterpret_cast<uint8_t *>(scratch);
-        widen_codes(codes, k, pack_codes(b, ldb, rows, k, codes), panel);
+        return pack_codes(b, ldb, rows, k, out);
     }
 
     // Transposes the codes of `rows` (at most 32) weight rows (row j at b + j * ldb) into out[i * 32 + j], the
@@ -669,22 +669,23 @@ struct Avx512Path {
         return nan;
     }
 
-    // The packed-panel kernel: MR rows against a panel of 32 weight rows widened to floats.
+    // The packed-panel kernel: MR rows against K block kb of a panel of 32 weight rows widened to floats (element i
+    // of weight row j at wide[(i - kb * 128) * 32 + j]), into acc[m][j].
     template <int MR>
-    static void panel_tile(const float *const *a, const float *const *s, const float *panel, int64_t k,
-                           float (*acc)[kPanelCols]) {
-        for (int64_t kb = 0; kb < k / kBlock; ++kb)
-            block_tile<MR, 2>(a, s, kb, acc[0], kPanelCols, _mm512_setzero_si512(),
-                              [panel](int64_t i, __m512(&bv)[2], __m512i &) {
-                                  bv[0] = _mm512_loadu_ps(panel + i * kPanelCols);
-                                  bv[1] = _mm512_loadu_ps(panel + i * kPanelCols + kLanes);
-                              });
+    static void panel_block_tile(const float *const *a, const float *const *s, int64_t kb, const float *wide,
+                                 float (*acc)[kPanelCols]) {
+        block_tile<MR, 2>(a, s, kb, acc[0], kPanelCols, _mm512_setzero_si512(),
+                          [wide, kb](int64_t i, __m512(&bv)[2], __m512i &) {
+                              const float *w = wide + (i - kb * kBlock) * kPanelCols;
+                              bv[0] = _mm512_loadu_ps(w);
+                              bv[1] = _mm512_loadu_ps(w + kLanes);
+                          });
     }
 
     // The code kernel of packed weights: MR rows against NP panels of E4M3_P32 codes (panel p at codes + p * 32 * k)
     // into acc[m * ld + p * 32 + j], widened in registers as the tile meets them: the products and sums of
-    // panel_tile, so the same bits. Returns false, leaving acc partly summed, where some code is a NaN code (the
-    // caller then redoes the tile on widened panels).
+    // panel_block_tile, so the same bits. Returns false, leaving acc partly summed, where some code is a NaN code
+    // (the caller then redoes the tile on widened blocks).
     template <int MR, int NP>
     static bool code_tile(const float *const *a, const float *const *s, const uint8_t *codes, int64_t k, float *acc,
                           int64_t ld) {
@@ -965,7 +966,7 @@ struct GateUpUnit {
 // the gate and up values of every unit, then per worker the combined scales [rows][K/128] for row chunks of up to
 // kRowsPerChunk rows and the weights' working copies (Driver::weight_scratch_floats).
 struct GateUpScratch {
-    int64_t units, counters, values, scales, weights, per_worker, total;
+    int64_t units, chunk_rows, counters, values, scales, weights, per_worker, total;
 };
 
 int64_t round_up16(int64_t n) { return (n + 15) / 16 * 16; }
@@ -1250,6 +1251,16 @@ struct Driver {
         }
     }
 
+    // Path::panel_block_tile for `rows` (1 to MR) rows through its instantiation.
+    template <int MR>
+    static void block_rows(int rows, const Wide *const *a, const float *const *s, int64_t kb, const float *wide,
+                           float (*acc)[panel_cols()]) {
+        if constexpr (MR > 1) {
+            if (rows < MR) return block_rows<MR - 1>(rows, a, s, kb, wide, acc);
+        }
+        Path::template panel_block_tile<MR>(a, s, kb, wide, acc);
+    }
+
     // Path::panel_tile for `rows` (1 to MR) rows through its instantiation.
     template <int MR>
     static void panel_rows(int rows, const Wide *const *a, const float *const *s, const PanelWord *panel, int64_t k,
@@ -1260,22 +1271,28 @@ struct Driver {
         Path::template panel_tile<MR>(a, s, panel, k, acc);
     }
 
-    // Per worker: a panel, the path's packing scratch (Path::kPackRows rows of K) and a block of kRowsPerBlock
-    // unpacked rows of packed weights (row kernels).
+    // Per worker: a panel (on paths that widen panels a K block at a time, one block of it and the sums of up to
+    // `rows` rows), the path's packing scratch (Path::kPackRows rows of K) and a block of kRowsPerBlock unpacked rows
+    // of packed weights (row kernels).
     struct PanelScratch {
         PanelWord *panel;
         Wide *row;
         uint8_t *unpacked;
+        float *acc;
     };
     // The parts of the per-worker copies of weights, in floats, each a multiple of 16 floats (64 bytes): a
-    // row-kernel block of kRowsPerBlock widened rows and one of codes, and on paths with panels a panel and its
-    // packing scratch.
+    // row-kernel block of kRowsPerBlock widened rows and one of codes, and on paths with panels a panel (for tasks
+    // of up to `rows` rows) and its packing scratch.
     int64_t row_block_floats() const { return round_up16((kRowsPerBlock * ld * bytes<Wide>() + 3) / 4); }
     int64_t unpacked_floats() const { return round_up16((kRowsPerBlock * k + 3) / 4); }
-    int64_t panel_floats() const {
-        if constexpr (Path::kPanels) {
+    int64_t panel_floats(int64_t rows) const {
+        if constexpr (Path::kPacked) {
+            return round_up16(kBlock * panel_cols()) + round_up16(rows * panel_cols());
+        } else if constexpr (Path::kPanels) {
+            (void)rows;
             return round_up16(panel_cols() * k / kPanelElementsPerWord);
         } else {
+            (void)rows;
             return 0;
         }
     }
@@ -1290,17 +1307,23 @@ struct Driver {
     static constexpr int64_t bytes() {
         return static_cast<int64_t>(sizeof(T));
     }
-    int64_t weight_scratch_floats() const {
-        return row_block_floats() + unpacked_floats() + panel_floats() + packing_floats();
+    int64_t weight_scratch_floats(int64_t rows) const {
+        return row_block_floats() + unpacked_floats() + panel_floats(rows) + packing_floats();
     }
-    // Splits `floats` (weight_scratch_floats() of them, 64-byte aligned) into a row-kernel block and panel buffers.
-    Wide *split_weight_scratch(float *floats, PanelScratch &panel) const {
+    // Splits `floats` (weight_scratch_floats(rows) of them, 64-byte aligned) into a row-kernel block and panel
+    // buffers.
+    Wide *split_weight_scratch(float *floats, int64_t rows, PanelScratch &panel) const {
         float *next = floats + row_block_floats();
         panel.unpacked = reinterpret_cast<uint8_t *>(next);
         next += unpacked_floats();
-        panel.panel = reinterpret_cast<PanelWord *>(next);
-        panel.row = reinterpret_cast<Wide *>(next + panel_floats());
+        split_panel_scratch(next, panel);
+        panel.row = reinterpret_cast<Wide *>(next + panel_floats(rows));
         return reinterpret_cast<Wide *>(floats);
+    }
+    // Points panel.panel and panel.acc into `floats` (panel_floats(rows) of them).
+    static void split_panel_scratch(float *floats, PanelScratch &panel) {
+        panel.panel = reinterpret_cast<PanelWord *>(floats);
+        panel.acc = floats + (Path::kPacked ? round_up16(kBlock * panel_cols()) : 0);
     }
 
     // Rows [n0, n1) of packed weights, unpacked into out (row n - n0 at out + (n - n0) * k).
@@ -1318,26 +1341,27 @@ struct Driver {
     template <typename Store>
     void run_panel(const Task &task, const GemmGroup &weights, const PanelScratch &scratch, float *scales,
                    Store &&store) const {
-        if constexpr (Path::kPanels) {
-            if constexpr (Path::kPacked) {
-                if (code_group(task.group)) return run_codes(task, weights, scales, store);
+        if constexpr (Path::kPacked) {
+            if (code_group(task.group)) return run_codes(task, weights, scratch, scales, store);
+            constexpr int64_t kCols = panel_cols();
+            const int64_t n0 = task.block_begin * kCols, cols = std::min(kCols, args.n - n0);
+            const uint8_t *codes = weights.b + n0 * k;
+            if (!weights.packed) {
+                uint8_t *transposed = reinterpret_cast<uint8_t *>(scratch.row);
+                Path::transpose_panel(weights.b + n0 * weights.ldb, weights.ldb, cols,
+                                      std::clamp<int64_t>(args.n - n0 - kCols, 0, kCols), k, transposed);
+                codes = transposed;
             }
+            combine_scales(task, weights, n0 / kBlock, scales);
+            panel_blocks(task, codes, scales, scratch);
+            for (int64_t m = 0; m < task.row_end - task.row_begin; ++m) store(m, n0, cols, scratch.acc + m * kCols);
+        } else if constexpr (Path::kPanels) {
             constexpr int64_t kCols = panel_cols();
             constexpr int kTileRows = panel_tile_rows();
             const int64_t n0 = task.block_begin * kCols, cols = std::min(kCols, args.n - n0);
             const int64_t next_cols = std::clamp<int64_t>(args.n - n0 - kCols, 0, kCols);
-            if constexpr (Path::kPacked) {
-                if (weights.packed) {
-                    const uint8_t *codes = weights.b + n0 * k;
-                    Path::widen_codes(codes, k, Path::has_nan(codes, kCols * k), scratch.panel);
-                } else {
-                    Path::pack_panel(codec, weights.b + n0 * weights.ldb, weights.ldb, cols, next_cols, k,
-                                     scratch.panel, scratch.row);
-                }
-            } else {
-                Path::pack_panel(codec, weights.b + n0 * weights.ldb, weights.ldb, cols, next_cols, k, scratch.panel,
-                                 scratch.row);
-            }
+            Path::pack_panel(codec, weights.b + n0 * weights.ldb, weights.ldb, cols, next_cols, k, scratch.panel,
+                             scratch.row);
             combine_scales(task, weights, n0 / kBlock, scales);
             for_each_tile(task, scales,
                           [&](int64_t r, int tile_rows, const Wide *const *a_rows, const float *const *s_rows) {
@@ -1347,6 +1371,31 @@ struct Driver {
                           });
         } else {
             (void)task, (void)weights, (void)scratch, (void)scales, (void)store;
+        }
+    }
+
+    // scratch.acc[m][j] = the task's row m against weight row j of one panel of E4M3_P32 codes (scales as
+    // combine_scales wrote them). K block by K block, the block's codes are widened into scratch.panel (16 KB, in
+    // L1) and every tile of rows meets them there: each code is widened once for all of the task's rows, and the
+    // tiles' sums take the same operations as the code tiles', so the same bits. A block holding a NaN code is
+    // widened code by code (NaN codes to NaN).
+    void panel_blocks(const Task &task, const uint8_t *codes, const float *scales, const PanelScratch &scratch) const {
+        if constexpr (Path::kPacked) {
+            constexpr int64_t kCols = panel_cols();
+            constexpr int kTileRows = panel_tile_rows();
+            float *wide = scratch.panel;
+            std::fill_n(scratch.acc, (task.row_end - task.row_begin) * kCols, 0.0f);
+            for (int64_t kb = 0; kb < kb_count; ++kb) {
+                const uint8_t *block = codes + kb * kBlock * kCols;
+                Path::widen_codes(block, kBlock, Path::has_nan(block, kBlock * kCols), wide);
+                for_each_tile(task, scales,
+                              [&](int64_t r, int tile_rows, const Wide *const *a_rows, const float *const *s_rows) {
+                                  block_rows<kTileRows>(tile_rows, a_rows, s_rows, kb, wide,
+                                                        reinterpret_cast<float(*)[kCols]>(scratch.acc + r * kCols));
+                              });
+            }
+        } else {
+            (void)task, (void)codes, (void)scales, (void)scratch;
         }
     }
 
@@ -1372,36 +1421,36 @@ struct Driver {
     }
 
     // run_panel for a code group: all of the task's rows (at most Path::kCodeRowsPacked) against up to code_cols()
-    // packed weight rows, the codes widened in registers. A task whose panels hold a NaN code is redone on panels
-    // widened code by code (NaN codes to NaN): the same operations, so every other output keeps its bits.
+    // packed weight rows, the codes widened in registers. A task whose panels hold a NaN code is redone panel by
+    // panel through panel_blocks, which widens NaN codes to NaN: the same operations, so every other output keeps its
+    // bits.
     template <typename Store>
-    void run_codes(const Task &task, const GemmGroup &weights, float *scales, Store &&store) const {
+    void run_codes(const Task &task, const GemmGroup &weights, const PanelScratch &scratch, float *scales,
+                   Store &&store) const {
         if constexpr (Path::kPacked) {
             constexpr int kTileRows = panel_tile_rows();
             constexpr int64_t kCols = code_cols(), kPanel = Path::kPanelCols;
             const int64_t n0 = task.block_begin * kCols, cols = std::min(kCols, args.n - n0);
             combine_scales(task, weights, n0 / kBlock, scales);
             const uint8_t *codes = weights.b + n0 * k;
-            // Each tile widens the codes again.
+            float acc[kTileRows][kCols] = {};
+            bool ok = true;
+            // One tile: a code group's rows fit in one.
             for_each_tile(task, scales,
-                          [&](int64_t r, int tile_rows, const Wide *const *a_rows, const float *const *s_rows) {
-                              float acc[kTileRows][kCols] = {};
-                              if (!code_rows<kTileRows>(tile_rows, a_rows, s_rows, codes, cols / kPanel, acc)) {
-                                  // Rare: the panel buffer is taken here, so that code tasks need none.
-                                  LineVector<float> wide(static_cast<size_t>(kPanel * k));
-                                  for (int m = 0; m < tile_rows; ++m) std::fill_n(acc[m], kCols, 0.0f);
-                                  for (int64_t p = 0; p < cols / kPanel; ++p) {
-                                      Path::widen_codes(codes + p * kPanel * k, k, true, wide.data());
-                                      float part[kTileRows][kPanel] = {};
-                                      panel_rows<kTileRows>(tile_rows, a_rows, s_rows, wide.data(), k, part);
-                                      for (int m = 0; m < tile_rows; ++m)
-                                          std::copy_n(part[m], kPanel, acc[m] + p * kPanel);
-                                  }
-                              }
-                              for (int m = 0; m < tile_rows; ++m) store(r + m, n0, cols, acc[m]);
+                          [&](int64_t, int tile_rows, const Wide *const *a_rows, const float *const *s_rows) {
+                              ok = code_rows<kTileRows>(tile_rows, a_rows, s_rows, codes, cols / kPanel, acc);
                           });
+            const int64_t rows = task.row_end - task.row_begin;
+            if (ok) {
+                for (int64_t m = 0; m < rows; ++m) store(m, n0, cols, acc[m]);
+                return;
+            }
+            for (int64_t p = 0; p < cols / kPanel; ++p) {
+                panel_blocks(task, codes + p * kPanel * k, scales, scratch);
+                for (int64_t m = 0; m < rows; ++m) store(m, n0 + p * kPanel, kPanel, scratch.acc + m * kPanel);
+            }
         } else {
-            (void)task, (void)weights, (void)scales, (void)store;
+            (void)task, (void)weights, (void)scratch, (void)scales, (void)store;
         }
     }
 
@@ -1445,10 +1494,11 @@ struct Driver {
         }
         GateUpScratch s{};
         s.units = units;
+        s.chunk_rows = chunk_rows;
         s.counters = round_up16(units);
         s.values = round_up16(2 * rows * args.n);
         s.scales = round_up16(chunk_rows * kb_count);
-        s.weights = weight_scratch_floats();
+        s.weights = weight_scratch_floats(chunk_rows);
         s.per_worker = s.scales + s.weights;
         s.total = s.counters + s.values + workers * s.per_worker;
         return s;
@@ -1493,7 +1543,7 @@ struct Driver {
             const int64_t block = unit.tile * blocks + (i - unit.first_task);
             float *scales = worker_base + worker * layout.per_worker;
             PanelScratch panel;
-            Wide *b_wide = split_weight_scratch(scales + layout.scales, panel);
+            Wide *b_wide = split_weight_scratch(scales + layout.scales, layout.chunk_rows, panel);
             float *gate_tile = value_base + unit.values, *up_tile = gate_tile + rows * kBlock;
             const Task task{unit.group, static_cast<bool>(panel_group[unit.group]), unit.row_begin, unit.row_end, block,
                             block + 1};
@@ -1543,12 +1593,14 @@ struct Driver {
         int64_t work = 0;
         for (const Task &t : tasks) work += std::max(kStreamRows, t.row_end - t.row_begin) * block_cols(t.group) * k;
         const int64_t grain = tasks.empty() ? 1 : grain_for(work / static_cast<int64_t>(tasks.size()));
+        int64_t panel_rows_max = 0;
+        for (const Task &t : tasks)
+            if (t.panel) panel_rows_max = std::max(panel_rows_max, t.row_end - t.row_begin);
         parallel_for(pool, static_cast<int64_t>(tasks.size()), grain, [&](int64_t begin, int64_t end) {
             // Sized for the tasks at hand: code tiles (few rows) widen no weights through memory, and a decode call
             // should not zero a 16-row widened block per chunk it never uses.
             LineVector<Wide> b_wide;
-            LineVector<PanelWord> panel_words;
-            LineVector<Wide> pack_rows;
+            LineVector<float> panel_buffer, packing;
             LineVector<uint8_t> unpacked;
             std::vector<float> scales;
             PanelScratch panel{};
@@ -1562,11 +1614,13 @@ struct Driver {
                     store_run(group.rows[task.row_begin + m], n0, count, v);
                 };
                 if (task.panel) {
-                    if (panel_words.empty() && !code_group(task.group)) {
-                        panel_words.resize(static_cast<size_t>(panel_floats() * 4 / bytes<PanelWord>()));
-                        pack_rows.resize(static_cast<size_t>(packing_floats() * 4 / bytes<Wide>()));
-                        panel.panel = panel_words.data();
-                        panel.row = pack_rows.data();
+                    if (panel_buffer.empty()) {
+                        panel_buffer.resize(static_cast<size_t>(panel_floats(panel_rows_max)));
+                        split_panel_scratch(panel_buffer.data(), panel);
+                    }
+                    if (!group.packed && packing.empty()) {
+                        packing.resize(static_cast<size_t>(packing_floats()));
+                        panel.row = reinterpret_cast<Wide *>(packing.data());
                     }
                     run_panel(task, group, panel, scales.data(), store);
                 } else {

@@ -184,7 +184,7 @@ class Fp8GemmTest {
 
     /**
      * Packed weights ({@link Fp8Gemm#packWeights}): every row count (1 to 40: the code kernel with 4, 2 and 1 panels at
-     * a time and a last task of 3 panels, and the widened panels from 13 rows) matches the float64 product, and each
+     * a time and a last task of 3 panels, and from 13 rows the panels' K blocks widened once for all tiles) matches the float64 product, and each
      * row has the same bits in any batch, with 1 or 3 threads, reproducible or not. On the paths without packed kernels
      * the bits are those of the unpacked weights. A NaN code makes its column NaN and leaves the others' bits alone.
      */
@@ -229,7 +229,7 @@ class Fp8GemmTest {
                 }
             }
             // A NaN code in weight row 70 (panel 2): column 70 NaN, every other column as before, at 1 row (the code
-            // kernel, redone on widened panels) and at 40 rows (widened panels).
+            // kernel, redone on widened blocks) and at 40 rows (widened blocks).
             MemorySegment codes = p.qw().data().segment();
             codes.set(ValueLayout.JAVA_BYTE, 70L * k + 131, (byte) 0x7F);
             QuantizedTensor withNan = Fp8Gemm.packWeights(ctx, p.qw(), arena);
