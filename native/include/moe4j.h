@@ -460,6 +460,22 @@ moe4j_status moe4j_rope(moe4j_context *ctx, const moe4j_tensor *x, const moe4j_t
  */
 moe4j_status moe4j_silu_mul(moe4j_context *ctx, const moe4j_tensor *gate, const moe4j_tensor *up, moe4j_tensor *out);
 
+/*
+ * What sampling needs of each row of logits (version 9 of the ABI): for row b of logits F32 [B, V] (V >= 1,
+ * innermost stride 1),
+ *   - a row holding NaN or +Infinity: argmax[b] = the index of the first such logit, sum_exp[b] = NaN;
+ *   - a row of -Infinity only: argmax[b] = 0, sum_exp[b] = 0;
+ *   - otherwise argmax[b] = the first index of the largest logit m, and sum_exp[b] = S rounded to float, where
+ *     S = sum over i of exp(double(logits[b][i]) - m) in double, so that log_softmax = logit - m - log(sum_exp).
+ * S is one fixed sequence of operations on every path and backend: 64 lanes, lane l adding the terms of elements
+ * l, l + 64, ... in order, the lanes then added pairwise (l + 32, + 16, ..., + 1); exp(x) for x <= 0 is
+ * k = rint(x·log2 e), r = x - k·ln 2 by two fused multiply-adds (ln 2 in two parts), the Taylor series of exp(r) to
+ * r^13 by fused multiply-adds, times 2^k, and 0 for x < -708. argmax I32 [B] and sum_exp F32 [B] (any stride)
+ * overlap nothing. Results depend on nothing but the row.
+ */
+moe4j_status moe4j_logits_stats(moe4j_context *ctx, const moe4j_tensor *logits, moe4j_tensor *argmax,
+                                moe4j_tensor *sum_exp);
+
 #ifdef __cplusplus
 }
 #endif

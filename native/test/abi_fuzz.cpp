@@ -952,6 +952,20 @@ void build_silu(Case &c, Rng &rng) {
     };
 }
 
+void build_logits(Case &c, Rng &rng) {
+    c.fn = "moe4j_logits_stats";
+    c.names = {"ctx", "logits", "argmax", "sum_exp"};
+    const int64_t rows = rng.range(0, 5), vocab = rng.range(1, 200);
+    Arg &logits = tensor(c, rng, {"logits", kF32, {2}, Layout::RowsDense}, MOE4J_F32, {rows, vocab});
+    logits.tied = 0b01;  // V is free: any V >= 1 that fits is a valid call
+    Arg &argmax = tensor(c, rng, {"argmax", kI32, {1}, Layout::Strided}, MOE4J_I32, {rows}, true);
+    Arg &sum_exp = tensor(c, rng, {"sum_exp", kF32, {1}, Layout::Strided}, MOE4J_F32, {rows}, true);
+    c.overlaps = {{&argmax, &logits}, {&sum_exp, &logits}, {&sum_exp, &argmax}};
+    c.call = [&c, &logits, &argmax, &sum_exp](moe4j_context *ctx) {
+        return moe4j_logits_stats(ctx, c.ptr(&logits), c.out(&argmax), c.out(&sum_exp));
+    };
+}
+
 void build_copy(Case &c, Rng &rng) {
     c.fn = "moe4j_copy";
     c.names = {"ctx", "src", "dst"};
@@ -990,6 +1004,7 @@ const std::vector<EntryPoint> &kernel_entry_points() {
         {"moe4j_rms_norm", 6, build_rms_norm},
         {"moe4j_rope", 6, build_rope},
         {"moe4j_silu_mul", 5, build_silu},
+        {"moe4j_logits_stats", 4, build_logits},
         {"moe4j_copy", 5, build_copy},
     };
     return all;

@@ -133,6 +133,10 @@ moe4j_status rope(const Call &call, const moe4j_tensor &x, const moe4j_tensor &p
                   float rotation_scale, const moe4j_tensor &out);
 moe4j_status silu_mul(const Call &call, const moe4j_tensor &gate, const moe4j_tensor &up, const moe4j_tensor &out);
 
+// ---- logits.cu: the CPU kernel's lanes and exponential, one block per row.
+moe4j_status logits_stats(const Call &call, const moe4j_tensor &logits, const moe4j_tensor &argmax,
+                          const moe4j_tensor &sum_exp);
+
 // ---- mla.cu: block table and lengths (args.max_seqlen is not used: the lengths stay on the device), slot mapping
 // checked by the kernels.
 moe4j_status mla_decode(const Call &call, const cpu::MlaDecodeArgs &args);

@@ -2182,4 +2182,67 @@ public class moe4j_h {
            throw new AssertionError("should not reach here", ex$);
         }
     }
+
+    private static class moe4j_logits_stats {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            moe4j_h.C_INT,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = moe4j_h.findOrThrow("moe4j_logits_stats");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * moe4j_logits_stats(ctx, logits, argmax, sum_exp)
+     * }
+     */
+    public static FunctionDescriptor moe4j_logits_stats$descriptor() {
+        return moe4j_logits_stats.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * moe4j_logits_stats(ctx, logits, argmax, sum_exp)
+     * }
+     */
+    public static MethodHandle moe4j_logits_stats$handle() {
+        return moe4j_logits_stats.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * moe4j_logits_stats(ctx, logits, argmax, sum_exp)
+     * }
+     */
+    public static MemorySegment moe4j_logits_stats$address() {
+        return moe4j_logits_stats.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * moe4j_logits_stats(ctx, logits, argmax, sum_exp)
+     * }
+     */
+    public static int moe4j_logits_stats(MemorySegment ctx, MemorySegment logits, MemorySegment argmax, MemorySegment sum_exp) {
+        var mh$ = moe4j_logits_stats.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("moe4j_logits_stats", ctx, logits, argmax, sum_exp);
+            }
+            return (int)mh$.invokeExact(ctx, logits, argmax, sum_exp);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
 }

@@ -4,6 +4,7 @@ import dev.moe4j.kernels.Cast;
 import dev.moe4j.kernels.Copy;
 import dev.moe4j.kernels.Dispatch;
 import dev.moe4j.kernels.Fp8Gemm;
+import dev.moe4j.kernels.Logits;
 import dev.moe4j.kernels.Quantization;
 import dev.moe4j.kernels.ScaleFormat;
 import dev.moe4j.model.Checkpoint;
@@ -280,6 +281,7 @@ public final class Model implements AutoCloseable {
     private final Checkpoint checkpoint;
     private final Arena arena;
     private final Context ctx;
+    private final Context host; // ctx on the CPU; a CPU context beside a device's (host-side work between steps)
     private final Tensor embeddings; // BF16 [V, hidden]
     private final List<DecoderLayer> layers;
     private final RmsNorm norm;
@@ -299,6 +301,7 @@ public final class Model implements AutoCloseable {
             Checkpoint checkpoint,
             Arena arena,
             Context ctx,
+            Context host,
             Tensor embeddings,
             List<DecoderLayer> layers,
             RmsNorm norm,
@@ -314,6 +317,7 @@ public final class Model implements AutoCloseable {
         this.checkpoint = checkpoint;
         this.arena = arena;
         this.ctx = ctx;
+        this.host = host;
         this.embeddings = embeddings;
         this.layers = layers;
         this.norm = norm;
@@ -373,7 +377,9 @@ public final class Model implements AutoCloseable {
                     contextOptions.withThreads(options.threads()).withReproducible(options.reproducible()));
             if (emulate) DeviceEmulation.emulate(ctx);
             boolean onDevice = !device.isCpu() || emulate;
-            // the layers are read and converted on the host (a CPU context), then copied to the device
+            // the layers are read and converted on the host (a CPU context, kept for host-side work between steps),
+            // then
+            // copied to the device
             loader = onDevice ? Context.create(Context.Options.cpu().withThreads(options.threads())) : ctx;
             if (onDevice) store = new DeviceStore(ctx);
             Tensor embeddings = bf16Matrix(checkpoint, "model.embed_tokens.weight", c, arena);
@@ -439,12 +445,12 @@ public final class Model implements AutoCloseable {
             PagedLatentCache cache = store == null
                     ? new PagedLatentCache(arena, c.numHiddenLayers(), blocks, 1, options.fp8Cache())
                     : new PagedLatentCache(store, c.numHiddenLayers(), blocks, 1, options.fp8Cache());
-            if (loader != ctx) loader.close();
             return new Model(
                     c,
                     checkpoint,
                     arena,
                     ctx,
+                    loader,
                     embeddings,
                     layers,
                     norm,
@@ -546,12 +552,20 @@ public final class Model implements AutoCloseable {
         return new Memory(checkpoint.mappedBytes(), copiedBytes, cache.bytes(), deviceWeightBytes);
     }
 
-    /** The device the model runs on: the CPU or a GPU. */
     /** The context steps run on (tests inject faults and limits through it, between steps). */
     Context context() {
         return ctx;
     }
 
+    /**
+     * {@link Logits#stats} of host logits (the rows of a {@link #forward} call) on a CPU context: the model's own, or
+     * one of the host's for a model on a device. Called by the thread that runs the steps.
+     */
+    void logitsStats(Tensor logits, Tensor argmax, Tensor sumExp) {
+        Logits.stats(host, logits, argmax, sumExp);
+    }
+
+    /** The device the model runs on: the CPU or a GPU. */
     public Device device() {
         return ctx.device();
     }
@@ -731,6 +745,7 @@ public final class Model implements AutoCloseable {
         for (ExpertParallelMoe moe : parallel.values()) moe.close();
         if (group != null) group.close();
         if (store != null) store.close();
+        if (host != ctx) host.close();
         ctx.close();
         arena.close();
         checkpoint.close();

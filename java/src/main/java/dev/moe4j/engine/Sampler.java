@@ -68,6 +68,7 @@ public final class Sampler {
     private final int[] top; // the alternatives reported
     private final long[] nucleusKeys; // top-p: the crossing octave's candidates as sortable keys (empty without top-p)
     private final double[] octaveMass = new double[OCTAVES];
+    private final double[] lanes = new double[SUM_LANES]; // sumExp's
 
     /**
      * @param params the request's sampling parameters
@@ -154,12 +155,30 @@ public final class Sampler {
             throw new IllegalArgumentException("logits[" + offset + " .. " + ((long) offset + vocabSize)
                     + ") does not fit in an array of " + logits.length);
         int rawMaxToken = validatedArgmax(logits, offset);
+        return pick(logits, offset, rawMaxToken, sumExp(logits, offset, vocabSize, logits[offset + rawMaxToken]));
+    }
 
+    /**
+     * {@link #sample(float[], int)} given what {@code moe4j_logits_stats} computed of the same logits (the engine's
+     * path: one native call per step instead of these loops per request): the first index of the largest logit, or of
+     * the first NaN or +Infinity with {@code sumExp} NaN, and {@code sumExp} as {@link #sumExp} gives it (0 where all
+     * logits are -Infinity). The same choice, bit for bit, and the same exceptions.
+     */
+    Choice sample(float[] logits, int offset, int rawArgmax, float sumExp) {
+        if (Float.isNaN(sumExp)) {
+            throw new IllegalArgumentException("logits[" + (offset + rawArgmax) + "] (token " + rawArgmax + ") is "
+                    + (Float.isNaN(logits[offset + rawArgmax]) ? "NaN" : "+Infinity"));
+        }
+        if (sumExp == 0) throw new IllegalArgumentException("logits are all -Infinity: no token can be sampled");
+        return pick(logits, offset, rawArgmax, sumExp);
+    }
+
+    private Choice pick(float[] logits, int offset, int rawArgmax, float sumExp) {
         System.arraycopy(logits, offset, work, 0, vocabSize);
         if (penalised) applyPenalties();
-        int token = params.isGreedy() ? argmax(work) : drawFiltered();
+        int token = params.isGreedy() ? (penalised ? argmax(work) : rawArgmax) : drawFiltered();
 
-        Choice choice = describe(token, logits, offset, logits[offset + rawMaxToken]);
+        Choice choice = describe(token, logits, offset, logits[offset + rawArgmax], sumExp);
         if (generatedCount[token]++ == 0 && !inPrompt[token]) seen[seenCount++] = token;
         return choice;
     }
@@ -300,10 +319,8 @@ public final class Sampler {
     }
 
     /** The token chosen and the alternatives under the raw distribution log_softmax(logits). */
-    private Choice describe(int token, float[] logits, int offset, float rawMax) {
-        double sum = 0;
-        for (int i = 0; i < vocabSize; i++) sum += expNonPositive((double) logits[offset + i] - rawMax);
-        double logNormaliser = rawMax + StrictMath.log(sum);
+    private Choice describe(int token, float[] logits, int offset, float rawMax, float sumExp) {
+        double logNormaliser = rawMax + StrictMath.log(sumExp);
 
         int n = top.length;
         int[] topTokens = new int[n];
@@ -323,6 +340,21 @@ public final class Sampler {
             for (int i = 0; i < n; i++) topLogprobs[i] = (float) (logits[offset + topTokens[i]] - logNormaliser);
         }
         return new Choice(token, (float) (logits[offset + token] - logNormaliser), topTokens, topLogprobs);
+    }
+
+    /** The lanes of {@link #sumExp}. */
+    static final int SUM_LANES = 64;
+
+    /**
+     * Σ_i exp(values[offset + i] - max) for i in [0, count), as {@code moe4j_logits_stats} computes it: in double, lane
+     * l adding the terms of elements l, l + 64, ... in order, the lanes then added pairwise (l + 32, + 16, ..., + 1),
+     * rounded to float.
+     */
+    private float sumExp(float[] values, int offset, int count, float max) {
+        Arrays.fill(lanes, 0);
+        for (int i = 0; i < count; i++) lanes[i % SUM_LANES] += expNonPositive((double) values[offset + i] - max);
+        for (int step = SUM_LANES / 2; step >= 1; step /= 2) for (int l = 0; l < step; l++) lanes[l] += lanes[l + step];
+        return (float) lanes[0];
     }
 
     /** The first index of the highest value. */
@@ -382,7 +414,8 @@ public final class Sampler {
 
     /**
      * e^x for x ≤ 0 (the exponent of every weight here, taken relative to a maximum), within about two ulp of the exact
-     * value, computed with IEEE double arithmetic alone so that it is bit-identical on every JVM: {@link Math#exp} may
+     * value, computed with IEEE double arithmetic alone (fused multiply-adds where {@code moe4j_logits_stats} fuses, so
+     * that its native twin gives the same bits) so that it is bit-identical on every JVM: {@link Math#exp} may
      * differ by an ulp between platforms, and {@link StrictMath#exp} costs several times as much over a vocabulary.
      * Below -708 it returns 0: such a weight is under 2^-1021 of the top token's and cannot change a draw or a log
      * probability at double precision. -Infinity gives 0.
@@ -390,22 +423,23 @@ public final class Sampler {
     static double expNonPositive(double x) {
         if (!(x >= -708)) return 0;
         double k = Math.rint(x * LOG2_E); // in [-1022, 0]
-        double r = x - k * LN2_HI - k * LN2_LO; // |r| <= ln 2 / 2 (+ rounding)
-        // Taylor series to r^13: the next term is below 5e-18 for |r| <= 0.347
+        double r = Math.fma(-k, LN2_HI, x);
+        r = Math.fma(-k, LN2_LO, r); // |r| <= ln 2 / 2 (+ rounding)
+        // Taylor series to r^13 by fused multiply-adds: the next term is below 5e-18 for |r| <= 0.347
         double p = 1.0 / 6227020800.0;
-        p = p * r + 1.0 / 479001600;
-        p = p * r + 1.0 / 39916800;
-        p = p * r + 1.0 / 3628800;
-        p = p * r + 1.0 / 362880;
-        p = p * r + 1.0 / 40320;
-        p = p * r + 1.0 / 5040;
-        p = p * r + 1.0 / 720;
-        p = p * r + 1.0 / 120;
-        p = p * r + 1.0 / 24;
-        p = p * r + 1.0 / 6;
-        p = p * r + 0.5;
-        p = p * r + 1;
-        p = p * r + 1;
+        p = Math.fma(p, r, 1.0 / 479001600);
+        p = Math.fma(p, r, 1.0 / 39916800);
+        p = Math.fma(p, r, 1.0 / 3628800);
+        p = Math.fma(p, r, 1.0 / 362880);
+        p = Math.fma(p, r, 1.0 / 40320);
+        p = Math.fma(p, r, 1.0 / 5040);
+        p = Math.fma(p, r, 1.0 / 720);
+        p = Math.fma(p, r, 1.0 / 120);
+        p = Math.fma(p, r, 1.0 / 24);
+        p = Math.fma(p, r, 1.0 / 6);
+        p = Math.fma(p, r, 0.5);
+        p = Math.fma(p, r, 1);
+        p = Math.fma(p, r, 1);
         return p * Double.longBitsToDouble(((long) k + 1023) << 52); // 2^k, a normal number
     }
 

@@ -52,7 +52,9 @@ final class StepRunner {
     private final Model model;
     private final float[] row;
     private final int textVocab;
-    private Tensor logits; // [most sequences of a step so far, vocab], reused by every step (grow-only)
+    // [most sequences of a step so far, vocab], and per row the first argmax and Σ exp(logit - max) over the text
+    // vocabulary (moe4j_logits_stats): reused by every step (grow-only)
+    private Tensor logits, argmax, sumExp;
 
     StepRunner(Model model, Tokenizer tokenizer) {
         this.model = model;
@@ -96,10 +98,19 @@ final class StepRunner {
         if (step.isEmpty()) return null;
         int[] sequences = step.stream().mapToInt(s -> s.sequence).toArray();
         long rowBytes = (long) row.length * Float.BYTES;
-        if (logits == null || logits.shape(0) < sequences.length)
-            logits = Tensor.allocate(Arena.ofAuto(), DType.F32, sequences.length, row.length);
+        int n = sequences.length;
+        if (logits == null || logits.shape(0) < n) {
+            Arena arena = Arena.ofAuto();
+            logits = Tensor.allocate(arena, DType.F32, n, row.length);
+            argmax = Tensor.allocate(arena, DType.I32, n);
+            sumExp = Tensor.allocate(arena, DType.F32, n);
+        }
         try {
-            model.forward(sequences, tokens.toArray(int[][]::new), false, logits.slice(0, 0, sequences.length));
+            model.forward(sequences, tokens.toArray(int[][]::new), false, logits.slice(0, 0, n));
+            // ids past the tokenizer's (a vocabulary padded for the GEMMs, as V3's 129280 over 128815) have no text:
+            // never chosen, and outside the distribution
+            model.logitsStats(
+                    logits.slice(0, 0, n).slice(1, 0, textVocab), argmax.slice(0, 0, n), sumExp.slice(0, 0, n));
         } catch (RuntimeException e) {
             throw new StepFailedException(step, e);
         }
@@ -109,10 +120,10 @@ final class StepRunner {
             if (s.readingPrompt()) continue; // mid-prompt: no token yet
             MemorySegment.copy(logits.segment(), ValueLayout.JAVA_FLOAT, i * rowBytes, row, 0, row.length);
             if (logitsSink != null) logitsSink.accept(s, row);
-            // ids past the tokenizer's (a vocabulary padded for the GEMMs, as V3's 129280 over 128815) have no
-            // text: never chosen
             for (int v = textVocab; v < row.length; v++) row[v] = Float.NEGATIVE_INFINITY;
-            s.accept(s.sampler.sample(row), tokenSink);
+            int best = argmax.segment().getAtIndex(ValueLayout.JAVA_INT, i);
+            float sum = sumExp.segment().getAtIndex(ValueLayout.JAVA_FLOAT, i);
+            s.accept(s.sampler.sample(row, 0, best, sum), tokenSink);
         }
         return new Step(step, tokens.stream().mapToInt(t -> t.length).toArray(), prompt, decode);
     }

@@ -6,6 +6,11 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.moe4j.kernels.Logits;
+import dev.moe4j.runtime.Context;
+import dev.moe4j.tensor.DType;
+import dev.moe4j.tensor.Tensor;
+import java.lang.foreign.Arena;
 import java.util.Arrays;
 import java.util.Comparator;
 import java.util.SplittableRandom;
@@ -332,6 +337,61 @@ class SamplerTest {
             assertEquals(b.logprob(), a.logprob());
             assertArrayEquals(b.topTokens(), a.topTokens());
             assertArrayEquals(b.topLogprobs(), a.topLogprobs());
+        }
+    }
+
+    /**
+     * The engine's path, {@code moe4j_logits_stats} once per step and its row's results handed to the sampler, picks
+     * the same tokens with the same log probabilities, bit for bit, as the sampler's own loops, and rejects the same
+     * rows with the same messages.
+     */
+    @Test
+    void theNativeLogitsStatisticsGiveTheSameChoices() {
+        SplittableRandom random = new SplittableRandom(11);
+        int vocab = 5000, rows = 4;
+        float[][] logits = new float[rows][vocab];
+        for (float[] row : logits) for (int i = 0; i < vocab; i++) row[i] = (float) (random.nextGaussian() * 4);
+        SamplingParams[] params = {
+            SamplingParams.greedy(),
+            SamplingParams.greedy().withRepetitionPenalty(1.4).withLogprobs(3),
+            SamplingParams.defaults().withTopP(0.9).withTopK(50).withLogprobs(5).withSeed(8),
+            SamplingParams.defaults().withTemperature(0.7).withMinP(0.05).withSeed(9)
+        };
+        try (Arena arena = Arena.ofConfined();
+                Context ctx = Context.create(Context.Options.cpu())) {
+            Tensor t = Tensor.allocate(arena, DType.F32, rows, vocab);
+            for (int b = 0; b < rows; b++) for (int i = 0; i < vocab; i++) t.setFloat(logits[b][i], b, i);
+            Tensor argmax = Tensor.allocate(arena, DType.I32, rows);
+            Tensor sumExp = Tensor.allocate(arena, DType.F32, rows);
+            Logits.stats(ctx, t, argmax, sumExp);
+            for (SamplingParams p : params) {
+                Sampler own = new Sampler(p, vocab, new int[] {3, 4});
+                Sampler viaStats = new Sampler(p, vocab, new int[] {3, 4});
+                for (int step = 0; step < 20; step++) {
+                    int b = step % rows;
+                    Sampler.Choice a = own.sample(logits[b]);
+                    Sampler.Choice c = viaStats.sample(logits[b], 0, argmax.getInt(b), sumExp.getFloat(b));
+                    assertEquals(a, new Sampler.Choice(c.token(), c.logprob(), a.topTokens(), a.topLogprobs()), p + "");
+                    assertArrayEquals(a.topTokens(), c.topTokens());
+                    assertArrayEquals(a.topLogprobs(), c.topLogprobs());
+                }
+            }
+            float[] bad = logits[0].clone();
+            bad[77] = Float.POSITIVE_INFINITY;
+            float[] masked = new float[vocab];
+            Arrays.fill(masked, NEG_INF);
+            for (float[] row : new float[][] {bad, masked}) {
+                for (int i = 0; i < vocab; i++) t.setFloat(row[i], 0, i);
+                Logits.stats(ctx, t, argmax, sumExp);
+                Sampler sampler = new Sampler(SamplingParams.greedy(), vocab, NO_PROMPT);
+                String expected = assertThrows(IllegalArgumentException.class, () -> sampler.sample(row))
+                        .getMessage();
+                String got = assertThrows(
+                                IllegalArgumentException.class,
+                                () -> sampler.sample(row, 0, argmax.getInt(0), sumExp.getFloat(0)))
+                        .getMessage();
+                assertEquals(expected, got);
+            }
         }
     }
 

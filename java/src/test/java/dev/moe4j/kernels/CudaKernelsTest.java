@@ -335,6 +335,20 @@ class CudaKernelsTest {
         Tensor gpuH = poisonedOnDevice(DType.BF16, 5, 1408);
         Activation.siluMul(gpu, up(gate), up(upRows), gpuH);
         assertSameBytes(h, down(gpuH), "silu_mul, seed " + seed);
+
+        // logits: a vocabulary of V3's size, a tie for the max, -Infinity entries, a NaN row and an all -Infinity row
+        Tensor logits = gaussian(DType.F32, 6, 129280);
+        logits.setFloat(40f, 0, 100000);
+        logits.setFloat(40f, 0, 200);
+        for (int i = 0; i < 129280; i += 7) logits.setFloat(Float.NEGATIVE_INFINITY, 1, i);
+        logits.setFloat(Float.NaN, 2, 77777);
+        for (int i = 0; i < 129280; i++) logits.setFloat(Float.NEGATIVE_INFINITY, 3, i);
+        Tensor argmax = Tensor.allocate(arena, DType.I32, 6), sumExp = Tensor.allocate(arena, DType.F32, 6);
+        Logits.stats(cpu, logits, argmax, sumExp);
+        Tensor gpuArgmax = poisonedOnDevice(DType.I32, 6), gpuSumExp = poisonedOnDevice(DType.F32, 6);
+        Logits.stats(gpu, up(logits), gpuArgmax, gpuSumExp);
+        assertSameBytes(argmax, down(gpuArgmax), "logits_stats argmax, seed " + seed);
+        assertSameBytes(sumExp, down(gpuSumExp), "logits_stats sum_exp, seed " + seed);
     }
 
     @Test
