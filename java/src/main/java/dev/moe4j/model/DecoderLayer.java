@@ -211,7 +211,8 @@ public final class DecoderLayer {
             l.expertGroups(p + "mlp.experts.", "down_proj", experts, h, inter)
         };
         DenseMlp shared =
-                // unpacked: the MoE layer runs the shared experts as expert-shaped column slices of down_proj
+                // down_proj unpacked: the MoE layer runs the shared experts as expert-shaped column slices of it
+                // (row slices of packed gate_proj and up_proj at multiples of 32 rows are packed weights too)
                 cfg.nSharedExperts() > 0
                         ? l.mlp(p + "mlp.shared_experts", cfg.nSharedExperts() * inter, h, false)
                         : null;
@@ -282,13 +283,14 @@ public final class DecoderLayer {
             return new RmsNorm(checked(prefix + ".weight", dim).toFloatArray(), eps);
         }
 
-        DenseMlp mlp(String prefix, long inter, long h, boolean packable) {
+        /** With packDown false, down_proj stays unpacked (its column slices are weights too). */
+        DenseMlp mlp(String prefix, long inter, long h, boolean packDown) {
             long block = QuantizedTensor.BLOCK;
             if (quantize && inter % block != 0) return paddedMlp(prefix, inter, h, (inter + block - 1) / block * block);
             return new DenseMlp(
-                    linear(prefix + ".gate_proj", inter, h, packable),
-                    linear(prefix + ".up_proj", inter, h, packable),
-                    linear(prefix + ".down_proj", h, inter, packable));
+                    linear(prefix + ".gate_proj", inter, h),
+                    linear(prefix + ".up_proj", inter, h),
+                    linear(prefix + ".down_proj", h, inter, packDown));
         }
 
         /**
