@@ -553,44 +553,38 @@ struct Avx512Path {
         widen_a(codec, q, n, out);
     }
 
-    // Transposes weight rows [n0, n0 + rows) into one panel of E4M3_P32 codes at `out` (pack_codes), returning whether
-    // some code is a NaN code. `next_rows` weight rows at b + kPanelCols * ldb (the next panel's, 0 if none) are
-    // prefetched into L2 meanwhile: the panel's rows are more streams than the hardware prefetcher follows, and the
-    // tiles that follow hide the fetch.
-    static bool transpose_panel(const uint8_t *b, int64_t ldb, int64_t rows, int64_t next_rows, int64_t k,
+    // Transposes weight rows [n0, n0 + rows) into one panel of E4M3_P32 codes at `out` (pack_codes; the kernel checks
+    // each K block for NaN codes as it widens it). `next_rows` weight rows at b + kPanelCols * ldb (the next panel's, 0
+    // if none) are prefetched into L2 meanwhile: the panel's rows are more streams than the hardware prefetcher
+    // follows, and the tiles that follow hide the fetch.
+    static void transpose_panel(const uint8_t *b, int64_t ldb, int64_t rows, int64_t next_rows, int64_t k,
                                 uint8_t *out) {
         for (int64_t j = 0; j < next_rows; ++j)
             for (int64_t i = 0; i < k; i += kStep)
                 _mm_prefetch(reinterpret_cast<const char *>(b + (kPanelCols + j) * ldb + i), _MM_HINT_T1);
-        return pack_codes(b, ldb, rows, k, out);
+        pack_codes(b, ldb, rows, k, out);
     }
 
     // Transposes the codes of `rows` (at most 32) weight rows (row j at b + j * ldb) into out[i * 32 + j], the
-    // layout of one panel of E4M3_P32 weights; rows past `rows` are zero codes (+0). Returns whether some code is a
-    // NaN code.
-    static bool pack_codes(const uint8_t *b, int64_t ldb, int64_t rows, int64_t k, uint8_t *out) {
-        __m512i nan = _mm512_setzero_si512();
+    // layout of one panel of E4M3_P32 weights; rows past `rows` are zero codes (+0).
+    static void pack_codes(const uint8_t *b, int64_t ldb, int64_t rows, int64_t k, uint8_t *out) {
         for (int64_t h = 0; h < kPanelCols / kLanes; ++h) {
             const int64_t half_rows = std::clamp<int64_t>(rows - h * kLanes, 0, kLanes);
             for (int64_t i = 0; i < k; i += kStep)
-                nan = transpose_codes(b + h * kLanes * ldb, ldb, half_rows, i, out + i * kPanelCols + h * kLanes, nan);
+                transpose_codes(b + h * kLanes * ldb, ldb, half_rows, i, out + i * kPanelCols + h * kLanes);
         }
-        return any_nan(nan);
     }
 
-    // Sixteen rows' codes i .. i + 63 (row j at b + j * ldb, rows past `rows` zero) into out[e * 32 + j], and
-    // folded into the NaN check. Each row is read a whole cache line at a time: a panel's rows lie K bytes apart,
-    // which at K = 2048 puts them all into two L1 sets, so a line read a quarter at a time would be evicted before
-    // its next quarter. A 4 x 4 transpose of 128-bit lanes turns rows g, 4 + g, 8 + g, 12 + g into r[c][g], lane l
-    // of which is row 4l + g's codes 16c .. 16c + 15; 32- and 64-bit unpacks interleave those into v[d], whose lane
-    // l holds rows 4l .. 4l + 3's codes 16c + 4d .. + 3; a byte shuffle transposes each lane's 4 x 4 codes and a
-    // dword permutation gathers into lane L the codes 16c + 4d + L of all 16 rows.
-    static __m512i transpose_codes(const uint8_t *b, int64_t ldb, int64_t rows, int64_t i, uint8_t *out, __m512i nan) {
+    // Sixteen rows' codes i .. i + 63 (row j at b + j * ldb, rows past `rows` zero) into out[e * 32 + j]. Each row is
+    // read a whole cache line at a time: a panel's rows lie K bytes apart, which at K = 2048 puts them all into two L1
+    // sets, so a line read a quarter at a time would be evicted before its next quarter. A 4 x 4 transpose of 128-bit
+    // lanes turns rows g, 4 + g, 8 + g, 12 + g into r[c][g], lane l of which is row 4l + g's codes 16c .. 16c + 15; 32-
+    // and 64-bit unpacks interleave those into v[d], whose lane l holds rows 4l .. 4l + 3's codes 16c + 4d .. + 3; a
+    // byte shuffle transposes each lane's 4 x 4 codes and a dword permutation gathers into lane L the codes 16c + 4d +
+    // L of all 16 rows.
+    static void transpose_codes(const uint8_t *b, int64_t ldb, int64_t rows, int64_t i, uint8_t *out) {
         __m512i x[kLanes];
-        for (int j = 0; j < kLanes; ++j) {
-            x[j] = j < rows ? _mm512_loadu_si512(b + j * ldb + i) : _mm512_setzero_si512();
-            nan = nan_max(nan, x[j]);
-        }
+        for (int j = 0; j < kLanes; ++j) x[j] = j < rows ? _mm512_loadu_si512(b + j * ldb + i) : _mm512_setzero_si512();
         __m512i r[4][4];
         for (int g = 0; g < 4; ++g) {
             const __m512i t0 = _mm512_shuffle_i32x4(x[g], x[4 + g], _MM_SHUFFLE(1, 0, 1, 0));
@@ -621,7 +615,6 @@ struct Avx512Path {
                 _mm_storeu_si128(reinterpret_cast<__m128i *>(o + 3 * kPanelCols), _mm512_extracti32x4_epi32(e, 3));
             }
         }
-        return nan;
     }
 
     // Whether n codes (a multiple of 64) hold a NaN code.
