@@ -107,24 +107,45 @@ final class StepRunner {
         }
         try {
             model.forward(sequences, tokens.toArray(int[][]::new), false, logits.slice(0, 0, n));
-            // ids past the tokenizer's (a vocabulary padded for the GEMMs, as V3's 129280 over 128815) have no text:
-            // never chosen, and outside the distribution
-            model.logitsStats(
-                    logits.slice(0, 0, n).slice(1, 0, textVocab), argmax.slice(0, 0, n), sumExp.slice(0, 0, n));
         } catch (RuntimeException e) {
             throw new StepFailedException(step, e);
         }
+        // What sampling needs of each row, in one native call; the sampler's own loops give the same choices where a
+        // listener sees (and may change) the rows first
+        boolean summarized = logitsSink == null && summarize(n);
         for (int i = 0; i < step.size(); i++) {
             RequestState s = step.get(i);
             s.consumed(tokens.get(i).length);
             if (s.readingPrompt()) continue; // mid-prompt: no token yet
             MemorySegment.copy(logits.segment(), ValueLayout.JAVA_FLOAT, i * rowBytes, row, 0, row.length);
             if (logitsSink != null) logitsSink.accept(s, row);
+            // ids past the tokenizer's (a vocabulary padded for the GEMMs, as V3's 129280 over 128815) have no text:
+            // never chosen, and outside the distribution
             for (int v = textVocab; v < row.length; v++) row[v] = Float.NEGATIVE_INFINITY;
-            int best = argmax.segment().getAtIndex(ValueLayout.JAVA_INT, i);
-            float sum = sumExp.segment().getAtIndex(ValueLayout.JAVA_FLOAT, i);
-            s.accept(s.sampler.sample(row, 0, best, sum), tokenSink);
+            Sampler.Choice choice = summarized
+                    ? s.sampler.sample(
+                            row,
+                            0,
+                            argmax.segment().getAtIndex(ValueLayout.JAVA_INT, i),
+                            sumExp.segment().getAtIndex(ValueLayout.JAVA_FLOAT, i))
+                    : s.sampler.sample(row);
+            s.accept(choice, tokenSink);
         }
         return new Step(step, tokens.stream().mapToInt(t -> t.length).toArray(), prompt, decode);
+    }
+
+    /**
+     * moe4j_logits_stats over the step's n rows, restricted to the text vocabulary. False if the call failed: the step
+     * has happened by then (its tokens are in the cache), and the sampler's own loops give the same choices, so the
+     * step goes on without it; a context that really broke fails the next step.
+     */
+    private boolean summarize(int n) {
+        try {
+            model.logitsStats(
+                    logits.slice(0, 0, n).slice(1, 0, textVocab), argmax.slice(0, 0, n), sumExp.slice(0, 0, n));
+            return true;
+        } catch (RuntimeException e) {
+            return false;
+        }
     }
 }
