@@ -160,7 +160,7 @@ public final class Generator {
                     + " are free; run fewer requests, shorter prompts or fewer new tokens, or load the model with more"
                     + " cache tokens");
         StepRunner runner = new StepRunner(model, tokenizer);
-        StepRunner.LogitsSink logits = listener == null ? null : (a, row) -> listener.onLogits(a.index, row);
+        StepRunner.LogitsSink logits = seesLogits(listener) ? (a, row) -> listener.onLogits(a.index, row) : null;
         RequestState.TokenSink tokens = (a, choice, text) -> {
             if (listener != null) listener.onToken(a.index, choice, text);
         };
@@ -175,5 +175,21 @@ public final class Generator {
         List<Result> results = new ArrayList<>();
         for (RequestState a : all) results.add(a.result());
         return results;
+    }
+
+    /**
+     * Whether the listener overrides {@link Listener#onLogits}: only then are the rows handed to it before sampling
+     * (which otherwise takes their statistics from one native call per step).
+     */
+    private static boolean seesLogits(Listener listener) {
+        if (listener == null) return false;
+        try {
+            return listener.getClass()
+                            .getMethod("onLogits", int.class, float[].class)
+                            .getDeclaringClass()
+                    != Listener.class;
+        } catch (NoSuchMethodException e) {
+            return true;
+        }
     }
 }
