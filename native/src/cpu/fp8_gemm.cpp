@@ -1344,7 +1344,7 @@ struct Driver {
     void run_panel(const Task &task, const GemmGroup &weights, const PanelScratch &scratch, float *scales,
                    Store &&store) const {
         if constexpr (Path::kPacked) {
-            if (code_group(task.group)) return run_codes(task, weights, scratch, scales, store);
+            if (code_group(task.group)) return run_codes(task, weights, scales, store);
             constexpr int64_t kCols = panel_cols();
             const int64_t n0 = task.block_begin * kCols, cols = std::min(kCols, args.n - n0);
             const uint8_t *codes = weights.b + n0 * k;
@@ -1427,8 +1427,7 @@ struct Driver {
     // panel through panel_blocks, which widens NaN codes to NaN: the same operations, so every other output keeps its
     // bits.
     template <typename Store>
-    void run_codes(const Task &task, const GemmGroup &weights, const PanelScratch &scratch, float *scales,
-                   Store &&store) const {
+    void run_codes(const Task &task, const GemmGroup &weights, float *scales, Store &&store) const {
         if constexpr (Path::kPacked) {
             constexpr int kTileRows = panel_tile_rows();
             constexpr int64_t kCols = code_cols(), kPanel = Path::kPanelCols;
@@ -1447,12 +1446,16 @@ struct Driver {
                 for (int64_t m = 0; m < rows; ++m) store(m, n0, cols, acc[m]);
                 return;
             }
+            // Rare: the block buffer and the sums are taken here, so that code tasks need none.
+            LineVector<float> buffer(static_cast<size_t>(panel_floats(rows)));
+            PanelScratch scratch{};
+            split_panel_scratch(buffer.data(), scratch);
             for (int64_t p = 0; p < cols / kPanel; ++p) {
                 panel_blocks(task, codes + p * kPanel * k, scales, scratch);
                 for (int64_t m = 0; m < rows; ++m) store(m, n0 + p * kPanel, kPanel, scratch.acc + m * kPanel);
             }
         } else {
-            (void)task, (void)weights, (void)scratch, (void)scales, (void)store;
+            (void)task, (void)weights, (void)scales, (void)store;
         }
     }
 
@@ -1597,7 +1600,7 @@ struct Driver {
         const int64_t grain = tasks.empty() ? 1 : grain_for(work / static_cast<int64_t>(tasks.size()));
         int64_t panel_rows_max = 0;
         for (const Task &t : tasks)
-            if (t.panel) panel_rows_max = std::max(panel_rows_max, t.row_end - t.row_begin);
+            if (t.panel && !code_group(t.group)) panel_rows_max = std::max(panel_rows_max, t.row_end - t.row_begin);
         parallel_for(pool, static_cast<int64_t>(tasks.size()), grain, [&](int64_t begin, int64_t end) {
             // Sized for the tasks at hand: code tiles (few rows) widen no weights through memory, and a decode call
             // should not zero a 16-row widened block per chunk it never uses.
@@ -1616,7 +1619,7 @@ struct Driver {
                     store_run(group.rows[task.row_begin + m], n0, count, v);
                 };
                 if (task.panel) {
-                    if (panel_buffer.empty()) {
+                    if (panel_buffer.empty() && !code_group(task.group)) {
                         panel_buffer.resize(static_cast<size_t>(panel_floats(panel_rows_max)));
                         split_panel_scratch(panel_buffer.data(), panel);
                     }

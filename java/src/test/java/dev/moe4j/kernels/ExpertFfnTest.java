@@ -107,11 +107,8 @@ class ExpertFfnTest {
             QuantizedGroups gate = QuantizedGroups.of(gateStack),
                     up = QuantizedGroups.of(upStack),
                     down = QuantizedGroups.of(downStack);
-            int rows = 0;
-            for (int c : counts) rows += c;
-            Tensor layout = Tensor.allocate(arena, DType.I32, rows);
-            for (int g = 0, row = 0; g < counts.length; g++)
-                for (int i = 0; i < counts[g]; i++) layout.setInt(g, row++);
+            Tensor layout = contiguousLayout(arena, counts);
+            int rows = Math.toIntExact(layout.shape(0));
             QuantizedTensor x = gaussianTokens(one, arena, random, rows);
             Tensor d = poisoned(arena, DType.F32, rows, HIDDEN);
             ExpertFfn.contiguous(one, x, gate, up, down, layout, 1, d);
@@ -138,9 +135,18 @@ class ExpertFfnTest {
         }
     }
 
+    /** The grouped layout of counts[g] rows of group g, groups in order: I32 [sum of counts]. */
+    static Tensor contiguousLayout(Arena arena, int[] counts) {
+        int rows = 0;
+        for (int c : counts) rows += c;
+        Tensor layout = Tensor.allocate(arena, DType.I32, rows);
+        for (int g = 0, row = 0; g < counts.length; g++) for (int i = 0; i < counts[g]; i++) layout.setInt(g, row++);
+        return layout;
+    }
+
     /**
-     * Packed experts ({@link Fp8Gemm#packWeights}): groups of 1 to 30 rows (the code kernel up to 12 rows, widened
-     * panels above) match the float64 FFN, and every row has the same bits alone, with 1 or 3 threads, in a context
+     * Packed experts ({@link Fp8Gemm#packWeights}): groups of 1 to 30 rows (the code kernel up to 12 rows, K blocks
+     * widened once for all tiles above) match the float64 FFN, and every row has the same bits alone, with 1 or 3 threads, in a context
      * that is reproducible or not.
      */
     @ParameterizedTest
@@ -158,11 +164,8 @@ class ExpertFfnTest {
             QuantizedGroups gate = QuantizedGroups.of(Fp8Gemm.packWeights(ctx, gateStack, arena)),
                     up = QuantizedGroups.of(Fp8Gemm.packWeights(ctx, upStack, arena)),
                     down = QuantizedGroups.of(Fp8Gemm.packWeights(ctx, downStack, arena));
-            int rows = 0;
-            for (int c : counts) rows += c;
-            Tensor layout = Tensor.allocate(arena, DType.I32, rows);
-            for (int g = 0, row = 0; g < counts.length; g++)
-                for (int i = 0; i < counts[g]; i++) layout.setInt(g, row++);
+            Tensor layout = contiguousLayout(arena, counts);
+            int rows = Math.toIntExact(layout.shape(0));
             QuantizedTensor x = gaussianTokens(ctx, arena, random, rows);
             Tensor d = poisoned(arena, DType.F32, rows, HIDDEN);
             ExpertFfn.contiguous(ctx, x, gate, up, down, layout, 1, d);
