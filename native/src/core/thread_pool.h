@@ -63,9 +63,10 @@ class ThreadPool {
     int64_t faulty_task_ = -1;  // the task of this run that throws, or -1
     TaskFault faulty_kind_ = TaskFault::None;
     std::atomic<int64_t> next_task_{0};
-    uint64_t generation_ = 0;
-    int busy_workers_ = 0;
-    bool stopping_ = false;
+    // Atomic so that a spinning thread sees them change; written under mutex_, for the threads that sleep.
+    std::atomic<uint64_t> generation_{0};
+    std::atomic<int> busy_workers_{0};
+    std::atomic<bool> stopping_{false};
     // The first exception of the current run (guarded by mutex_).
     std::exception_ptr error_;
     // The armed fault; only the thread that calls run() touches them.
