@@ -37,9 +37,7 @@ constexpr int kWideTileM = 6;
 // Code tiles whose activation rows hold more elements than this (more than 16 KB as fp32, half of a 32 KB L1) take
 // the block kernel, whose A slices stay in L1; smaller ones stream weight rows a column pair at a time.
 constexpr int64_t kBlockCodesMinElements = 4096;
-constexpr int64_t kPanelRows = 64;        // weight rows per packed panel of the bf16 path: four 16-lane vectors
 constexpr int64_t kPanelRowChunk = 1024;  // activation rows per panel task (about 15 MB of bf16 at K = 7168)
-constexpr int kPanelTileM = 6;            // activation rows per tile of the bf16 path's panel kernel
 
 // The row stride, in elements, of rows widened through memory (A's rows, and a weight block's rows for the
 // widened-block kernel): K, or K + 128 where K / 128 is even. The kernels read 128-element slices of many such
@@ -67,7 +65,6 @@ struct ScalarPath {
     static constexpr int kCodeRows = 0;
     static constexpr bool kBlockCodes = false;
     static constexpr int64_t kCodeRowsMax = 0;
-    static constexpr bool kPanels = false;
     static constexpr bool kWideBlocks = false;
     static void widen(const RowCodec &, const uint8_t *q, int64_t n, float *out) {
         for (int64_t i = 0; i < n; ++i) out[i] = e4m3_decode(q[i]);
@@ -125,7 +122,6 @@ struct Avx2Path {
     // The most rows the block kernel takes, in tiles of kCodeTileM (measured: 16 rows x 102400 x 2048 in 0.65x the
     // time of widening through memory, 32 rows in 0.86x, 64 rows slower).
     static constexpr int64_t kCodeRowsMax = 32;
-    static constexpr bool kPanels = false;
     static constexpr bool kWideBlocks = false;
     static void widen_a(const RowCodec &codec, const uint8_t *q, int64_t n, float *out) {
         codec.decode_f32(q, n, kAvx2AScale, out);  // exact: every e4m3 value times 2^8 is an fp32
@@ -309,7 +305,6 @@ struct Avx512Path {
     // (panel_tile), whose sums run along K in one order per output instead of 16 lanes: other rounding, more
     // throughput than the row kernels (`moe4j_bench expert --rows R --op gemm [--fast]`, 8 V2-Lite experts, one
     // thread: 8 rows 1.35x slower, 12 rows 1.09x faster, 16 rows 1.05x, 20 rows 1.22x, 32 rows 1.27x, 64 rows 1.40x).
-    static constexpr bool kPanels = true;
     static constexpr int64_t kPanelMinRows = 12;
     // transpose_panel's output, in rows of K floats: the panel's codes, transposed (32 bytes per element of K).
     static constexpr int64_t kPackRows = 8;
@@ -779,7 +774,9 @@ struct Bf16Widener {
           sign(_mm512_set1_epi8(static_cast<char>(0x80))) {}
 
     void widen64(const uint8_t *q, __m512bh &first, __m512bh &second) const {
-        const __m512i codes = _mm512_loadu_si512(q);
+        widen64(_mm512_loadu_si512(q), first, second);
+    }
+    void widen64(__m512i codes, __m512bh &first, __m512bh &second) const {
         const __m512i low = _mm512_permutex2var_epi8(low0, codes, low1);
         const __m512i high =
             _mm512_or_si512(_mm512_permutex2var_epi8(high0, codes, high1), _mm512_and_si512(codes, sign));
@@ -788,25 +785,48 @@ struct Bf16Widener {
     }
 };
 
+// widen64's word w of `first` comes from code 16 * (w / 8) + w % 8, of `second` from that + 8. This order of the 64
+// codes of one element pair of a panel (E4M3_P32: codes 0-31 element 2p of weight rows 0-31, codes 32-63 element 2p +
+// 1) makes `first` rows 0-15's pairs and `second` rows 16-31's, each 32-bit lane one row's elements 2p and 2p + 1.
+constexpr std::array<uint8_t, 64> pair_order() {
+    std::array<uint8_t, 64> order{};
+    for (int w = 0; w < 32; ++w) {
+        const int slot = 16 * (w / 8) + w % 8, source = (w % 2) * 32 + w / 2;
+        order[slot] = static_cast<uint8_t>(source);
+        order[slot + 8] = static_cast<uint8_t>(source + 16);
+    }
+    return order;
+}
+alignas(64) constexpr std::array<uint8_t, 64> kPairOrder = pair_order();
+
 struct Avx512Bf16Path {
     using Wide = uint16_t;
-    static constexpr bool kPacked = false;  // packed weights are unpacked a block at a time
     static constexpr bool kWidensInRegisters = true;
     static constexpr int kCodeRows = kTileM;
     static constexpr bool kBlockCodes = false;
     static constexpr int64_t kCodeRowsMax = 0;
-    // Groups with at least this many rows use the packed-panel kernel: packing a weight panel costs about as much as
-    // multiplying it by a few dozen rows, so smaller groups keep the row kernel.
-    static constexpr bool kPanels = true;
-    static constexpr int64_t kPanelMinRows = 64;
-    static constexpr int64_t kPackRows = 1;  // weight rows widened at a time while packing
-    static constexpr int64_t kPanelCols = kPanelRows;
-    static constexpr int kPanelTileRows = kPanelTileM;
+    // Packed weights (E4M3_P32) take the panel order for every row count, as on the AVX-512F path: one 16-lane
+    // vector holds 16 weight rows' sums, each lane adding the pairs of its row's elements along K in order (bf16 dot
+    // products), then the block's scale. Groups of up to kCodeRowsPacked rows widen the codes in registers
+    // (code_tile), larger ones widen each K block of a panel once into L1 for all their tiles (panel_block_tile).
+    // Contexts that are not reproducible give unpacked groups of at least kPanelMinRows rows to the same kernel,
+    // transposing each panel first.
+    static constexpr bool kPacked = true;
+    static constexpr int64_t kPanelMinRows = 16;
+    static constexpr int64_t kCodeRowsPacked = 8;
+    static constexpr int64_t kCodeCols = 128;
+    static constexpr int64_t kCodePrefetch = 1024;  // bytes ahead in a panel's codes that code tiles prefetch
+    // Panels of 32 weight rows (two vectors) meet 12 activation rows at a time: 24 accumulators, and per element pair
+    // two panel loads and 12 broadcasts for 24 dot products.
+    static constexpr int64_t kPanelCols = 32;
+    static constexpr int kPanelTileRows = 12;
+    static_assert(kCodeRowsPacked <= kPanelTileRows, "a code group's rows form one tile");
+    static constexpr int64_t kPackRows = kPanelCols / 2;  // transpose_panel's output, in rows of K bf16: 32 x K codes
     static constexpr bool kWideBlocks = false;
     static constexpr int64_t kCodeL2Tiles = 8;  // how many tiles ahead code tiles prefetch weight rows into L2
 
-    // Widening in natural order (output i is code i), for the panel kernel, which broadcasts k-pairs of A and
-    // packs B by k-pairs. Codes are zero-extended to 16 bits so one table lookup fills each byte of a bf16.
+    // Widening in natural order (output i is code i), for the panel kernels' A, whose element pairs they broadcast.
+    // Codes are zero-extended to 16 bits so one table lookup fills each byte of a bf16.
     static void widen_natural(const RowCodec &, const uint8_t *q, int64_t n, uint16_t *out) {
         const Bf16Widener w;
         const __m512i sign = _mm512_set1_epi16(static_cast<short>(0x8000));
@@ -819,53 +839,90 @@ struct Avx512Bf16Path {
         }
     }
 
-    // Packs weight rows [n0, n0 + rows) into a panel of bf16 pairs: panel[p * 64 + j] holds row n0 + j's
-    // elements 2p and 2p + 1, so one 64-byte load gives 16 rows' pair p. Rows past `rows` are zero.
-    static void pack_panel(const RowCodec &codec, const uint8_t *b, int64_t ldb, int64_t rows, int64_t /*next_rows*/,
-                           int64_t k, uint32_t *panel, uint16_t *row) {
-        const int64_t pairs = k / 2;
-        for (int64_t j = 0; j < kPanelRows; ++j) {
-            if (j < rows) {
-                widen_natural(codec, b + j * ldb, k, row);
-            } else {
-                std::fill_n(row, k, uint16_t{0});
+    // The codes of unpacked weight rows in E4M3_P32 panel order, as the AVX-512F path transposes them.
+    static void transpose_panel(const uint8_t *b, int64_t ldb, int64_t rows, int64_t next_rows, int64_t k,
+                                uint8_t *out) {
+        Avx512Path::transpose_panel(b, ldb, rows, next_rows, k, out);
+    }
+
+    // NaN codes widen to NaN bf16 values (the tables map them so), which the dot products carry into their sums:
+    // no block needs a second pass.
+    static bool has_nan(const uint8_t *, int64_t) { return false; }
+
+    // Element pair p of a panel's 32 rows (64 codes at q) as bf16 pairs: lo rows 0-15, hi rows 16-31.
+    static void widen_pair(const Bf16Widener &w, const __m512i order, const uint8_t *q, __m512bh &lo, __m512bh &hi) {
+        w.widen64(_mm512_permutexvar_epi8(order, _mm512_loadu_si512(q)), lo, hi);
+    }
+
+    // One K block (k elements) of a panel of E4M3_P32 codes widened to bf16 pairs: out[p * 32 + j] holds weight row
+    // j's elements 2p (low half) and 2p + 1.
+    static void widen_codes(const uint8_t *codes, int64_t k, bool /*nan*/, uint32_t *out) {
+        const Bf16Widener w;
+        const __m512i order = _mm512_load_si512(kPairOrder.data());
+        for (int64_t p = 0; p < k / 2; ++p) {
+            __m512bh lo, hi;
+            widen_pair(w, order, codes + p * 2 * kPanelCols, lo, hi);
+            _mm512_storeu_si512(out + p * kPanelCols, (__m512i)lo);
+            _mm512_storeu_si512(out + p * kPanelCols + 16, (__m512i)hi);
+        }
+    }
+
+    // acc[m * ld + 16 * j] += s[m][kb] * sum over the element pairs p of block kb of a[m]'s pair p times weight rows'
+    // pair p (load(p, bv) gives them, 16 rows per vector), for MR rows and NV * 16 weight rows: one output per lane,
+    // its part sum from +0 along K in pairs, then one FMA per 16 outputs applies the scale. The sequence per output
+    // depends on nothing but K.
+    template <int MR, int NV, typename Load>
+    static void block_tile(const uint16_t *const *a, const float *const *s, int64_t kb, float *acc, int64_t ld,
+                           Load load) {
+        __m512 part[MR][NV];
+        for (int m = 0; m < MR; ++m)
+            for (int j = 0; j < NV; ++j) part[m][j] = _mm512_setzero_ps();
+        for (int64_t p = 0; p < kBlock / 2; ++p) {
+            __m512bh bv[NV];
+            load(p, bv);
+            for (int m = 0; m < MR; ++m) {
+                int32_t pair;
+                std::memcpy(&pair, a[m] + kb * kBlock + 2 * p, sizeof pair);
+                const __m512bh av = (__m512bh)_mm512_set1_epi32(pair);
+                for (int j = 0; j < NV; ++j) part[m][j] = _mm512_dpbf16_ps(part[m][j], av, bv[j]);
             }
-            for (int64_t p = 0; p < pairs; ++p) {
-                uint32_t pair;
-                std::memcpy(&pair, row + 2 * p, sizeof pair);
-                panel[p * kPanelRows + j] = pair;
+        }
+        for (int m = 0; m < MR; ++m) {
+            const __m512 scale = _mm512_set1_ps(s[m][kb]);
+            for (int j = 0; j < NV; ++j) {
+                float *out = acc + m * ld + 16 * j;
+                _mm512_storeu_ps(out, _mm512_fmadd_ps(part[m][j], scale, _mm512_loadu_ps(out)));
             }
         }
     }
 
-    // acc[m][j] += sum_kb s[m][kb] * sum_{k in kb} a[m][k] * panel row j [k], for MR rows and 64 panel rows.
-    // Partial sums stay in 4 x MR registers for a whole 128-K block, then one FMA per output applies the scale.
+    // MR rows against K block kb of a panel widened by widen_codes, into acc[m][j].
     template <int MR>
-    static void panel_tile(const uint16_t *const *a, const float *const *s, const uint32_t *panel, int64_t k,
-                           float (*acc)[kPanelRows]) {
-        for (int64_t kb = 0; kb < k / kBlock; ++kb) {
-            __m512 part[MR][4];
-            for (int m = 0; m < MR; ++m)
-                for (int j = 0; j < 4; ++j) part[m][j] = _mm512_setzero_ps();
-            const uint32_t *pp = panel + kb * (kBlock / 2) * kPanelRows;
-            for (int64_t p = 0; p < kBlock / 2; ++p) {
-                __m512bh bv[4];
-                for (int j = 0; j < 4; ++j) bv[j] = (__m512bh)_mm512_loadu_si512(pp + p * kPanelRows + 16 * j);
-                for (int m = 0; m < MR; ++m) {
-                    int32_t pair;
-                    std::memcpy(&pair, a[m] + kb * kBlock + 2 * p, sizeof pair);
-                    const __m512bh av = (__m512bh)_mm512_set1_epi32(pair);
-                    for (int j = 0; j < 4; ++j) part[m][j] = _mm512_dpbf16_ps(part[m][j], av, bv[j]);
+    static void panel_block_tile(const uint16_t *const *a, const float *const *s, int64_t kb, const uint32_t *wide,
+                                 float (*acc)[kPanelCols]) {
+        block_tile<MR, 2>(a, s, kb, acc[0], kPanelCols, [wide](int64_t p, __m512bh(&bv)[2]) {
+            bv[0] = (__m512bh)_mm512_loadu_si512(wide + p * kPanelCols);
+            bv[1] = (__m512bh)_mm512_loadu_si512(wide + p * kPanelCols + 16);
+        });
+    }
+
+    // MR rows against NP panels of E4M3_P32 codes (panel q at codes + q * 32 * k) into acc[m * ld + q * 32 + j],
+    // widened in registers as the tile meets them: the products and sums of panel_block_tile, so the same bits.
+    template <int MR, int NP>
+    static bool code_tile(const uint16_t *const *a, const float *const *s, const uint8_t *codes, int64_t k, float *acc,
+                          int64_t ld) {
+        const Bf16Widener w;
+        const __m512i order = _mm512_load_si512(kPairOrder.data());
+        const int64_t panel = kPanelCols * k;
+        for (int64_t kb = 0; kb < k / kBlock; ++kb)
+            block_tile<MR, 2 * NP>(a, s, kb, acc, ld, [&](int64_t p, __m512bh(&bv)[2 * NP]) {
+                for (int q = 0; q < NP; ++q) {
+                    const uint8_t *c = codes + q * panel + (kb * kBlock + 2 * p) * kPanelCols;
+                    _mm_prefetch(reinterpret_cast<const char *>(c) + kCodePrefetch, _MM_HINT_T0);
+                    widen_pair(w, order, c, bv[2 * q], bv[2 * q + 1]);
                 }
-            }
-            for (int m = 0; m < MR; ++m) {
-                const __m512 scale = _mm512_set1_ps(s[m][kb]);
-                for (int j = 0; j < 4; ++j) {
-                    float *out = acc[m] + 16 * j;
-                    _mm512_storeu_ps(out, _mm512_fmadd_ps(part[m][j], scale, _mm512_loadu_ps(out)));
-                }
-            }
-        }
+            });
+        return true;
     }
 
     static void widen_a(const RowCodec &codec, const uint8_t *q, int64_t n, uint16_t *out) { widen(codec, q, n, out); }
@@ -1008,8 +1065,8 @@ struct Driver {
     // Whether a group takes the packed-panel kernel: packed weights on paths with packed kernels always (their sums
     // do not depend on the row count), others from Path::kPanelMinRows rows where the context allows it.
     bool panel_for(const GemmGroup &group) const {
-        if constexpr (Path::kPanels) {
-            if (group.packed) return Path::kPacked;
+        if constexpr (Path::kPacked) {
+            if (group.packed) return true;
             return panels && static_cast<int64_t>(group.rows.size()) >= Path::kPanelMinRows;
         } else {
             (void)group;
@@ -1043,7 +1100,7 @@ struct Driver {
                 const auto [g, r] = all[i];
                 const int64_t row = args.groups[g].rows[r];
                 Wide *out = a_wide[g].data() + r * ld;
-                if constexpr (Path::kPanels) {
+                if constexpr (Path::kPacked) {
                     if (panel_group[g]) {
                         Path::widen_natural(codec, a.row<uint8_t>(row), k, out);
                     } else {
@@ -1218,20 +1275,19 @@ struct Driver {
                 scales[r * kb_count + kb] = as[(task.row_begin + r) * kb_count + kb] * sb[kb * group.sfb_stride1];
     }
 
-    // Panels of fp32 paths hold floats, those of the bf16 path pairs of bf16 values.
+    // A widened panel block holds floats on fp32 paths, pairs of bf16 values on the bf16 path.
     using PanelWord = std::conditional_t<std::is_same_v<Wide, float>, float, uint32_t>;
-    static constexpr int64_t kPanelElementsPerWord = sizeof(PanelWord) / sizeof(Wide);
 
     // Weight rows per panel and activation rows per panel tile.
     static constexpr int64_t panel_cols() {
-        if constexpr (Path::kPanels) {
+        if constexpr (Path::kPacked) {
             return Path::kPanelCols;
         } else {
             return kRowsPerBlock;
         }
     }
     static constexpr int panel_tile_rows() {
-        if constexpr (Path::kPanels) {
+        if constexpr (Path::kPacked) {
             return Path::kPanelTileRows;
         } else {
             return 1;
@@ -1260,22 +1316,12 @@ struct Driver {
 
     // Path::panel_block_tile for `rows` (1 to MR) rows through its instantiation.
     template <int MR>
-    static void block_rows(int rows, const Wide *const *a, const float *const *s, int64_t kb, const float *wide,
+    static void block_rows(int rows, const Wide *const *a, const float *const *s, int64_t kb, const PanelWord *wide,
                            float (*acc)[panel_cols()]) {
         if constexpr (MR > 1) {
             if (rows < MR) return block_rows<MR - 1>(rows, a, s, kb, wide, acc);
         }
         Path::template panel_block_tile<MR>(a, s, kb, wide, acc);
-    }
-
-    // Path::panel_tile for `rows` (1 to MR) rows through its instantiation.
-    template <int MR>
-    static void panel_rows(int rows, const Wide *const *a, const float *const *s, const PanelWord *panel, int64_t k,
-                           float (*acc)[panel_cols()]) {
-        if constexpr (MR > 1) {
-            if (rows < MR) return panel_rows<MR - 1>(rows, a, s, panel, k, acc);
-        }
-        Path::template panel_tile<MR>(a, s, panel, k, acc);
     }
 
     // Per worker: a panel (on paths that widen panels a K block at a time, one block of it and the sums of up to
@@ -1295,16 +1341,13 @@ struct Driver {
     int64_t panel_floats(int64_t rows) const {
         if constexpr (Path::kPacked) {
             return round_up16(kBlock * panel_cols()) + round_up16(rows * panel_cols());
-        } else if constexpr (Path::kPanels) {
-            (void)rows;
-            return round_up16(panel_cols() * k / kPanelElementsPerWord);
         } else {
             (void)rows;
             return 0;
         }
     }
     int64_t packing_floats() const {
-        if constexpr (Path::kPanels) {
+        if constexpr (Path::kPacked) {
             return round_up16((Path::kPackRows * k * bytes<Wide>() + 3) / 4);
         } else {
             return 0;
@@ -1362,20 +1405,6 @@ struct Driver {
             combine_scales(task, weights, n0 / kBlock, scales);
             panel_blocks(task, codes, scales, scratch);
             for (int64_t m = 0; m < task.row_end - task.row_begin; ++m) store(m, n0, cols, scratch.acc + m * kCols);
-        } else if constexpr (Path::kPanels) {
-            constexpr int64_t kCols = panel_cols();
-            constexpr int kTileRows = panel_tile_rows();
-            const int64_t n0 = task.block_begin * kCols, cols = std::min(kCols, args.n - n0);
-            const int64_t next_cols = std::clamp<int64_t>(args.n - n0 - kCols, 0, kCols);
-            Path::pack_panel(codec, weights.b + n0 * weights.ldb, weights.ldb, cols, next_cols, k, scratch.panel,
-                             scratch.row);
-            combine_scales(task, weights, n0 / kBlock, scales);
-            for_each_tile(task, scales,
-                          [&](int64_t r, int tile_rows, const Wide *const *a_rows, const float *const *s_rows) {
-                              float acc[kTileRows][kCols] = {};
-                              panel_rows<kTileRows>(tile_rows, a_rows, s_rows, scratch.panel, k, acc);
-                              for (int m = 0; m < tile_rows; ++m) store(r + m, n0, cols, acc[m]);
-                          });
         } else {
             (void)task, (void)weights, (void)scratch, (void)scales, (void)store;
         }
@@ -1390,7 +1419,7 @@ struct Driver {
         if constexpr (Path::kPacked) {
             constexpr int64_t kCols = panel_cols();
             constexpr int kTileRows = panel_tile_rows();
-            float *wide = scratch.panel;
+            PanelWord *wide = scratch.panel;
             std::fill_n(scratch.acc, (task.row_end - task.row_begin) * kCols, 0.0f);
             for (int64_t kb = 0; kb < kb_count; ++kb) {
                 const uint8_t *block = codes + kb * kBlock * kCols;

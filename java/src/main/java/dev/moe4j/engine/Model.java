@@ -95,7 +95,7 @@ public final class Model implements AutoCloseable {
      *     context and worker thread: CPU devices for a CPU model, CUDA devices 0 .. expertDevices-1 for a GPU model
      * @param fp8LmHead quantize the LM head to FP8 (128x128 blocks) on load and run it as an FP8 GEMM: it is the
      *     largest matrix a decode step reads, and FP8 halves its bytes; false keeps it BF16 as stored
-     * @param packWeights on an AVX-512F CPU (without AVX512_BF16), with one device: pack the FP8 weights the FP8 GEMMs
+     * @param packWeights on an AVX-512 CPU ({@link Isa#hasPackedKernels}), with one device: pack the FP8 weights the FP8 GEMMs
      *     read into panels on load ({@link dev.moe4j.kernels.Fp8Gemm#packWeights}; copies, so FP8 weights are no
      *     longer used from the checkpoint's map): faster kernels at every batch size, and results in another rounding
      *     than unpacked weights give (each as batch-invariant); elsewhere ignored
@@ -383,10 +383,10 @@ public final class Model implements AutoCloseable {
             loader = onDevice ? Context.create(Context.Options.cpu().withThreads(options.threads())) : ctx;
             if (onDevice) store = new DeviceStore(ctx);
             Tensor embeddings = bf16Matrix(checkpoint, "model.embed_tokens.weight", c, arena);
-            // FP8 weights are packed for the CPU's AVX-512F kernels (faster at every batch size, one sum order for all)
+            // FP8 weights are packed for the CPU's AVX-512 kernels (faster at every batch size, one sum order for all)
             // where the model runs on that one context: devices (GPUs, expert-parallel CPU devices) take E4M3.
             boolean pack =
-                    options.packWeights() && !onDevice && ctx.isa() == Isa.AVX512 && options.expertDevices() <= 1;
+                    options.packWeights() && !onDevice && ctx.isa().hasPackedKernels() && options.expertDevices() <= 1;
             List<DecoderLayer> layers = new ArrayList<>();
             for (int l = 0; l < c.numHiddenLayers(); l++) {
                 layers.add(DecoderLayer.load(checkpoint, l, options.quantize(), pack, loader, arena));

@@ -14,7 +14,7 @@ public enum Isa {
      * expert gate/up pass, AVX-512 RMSNorm, RoPE and SiLU; the other kernels run their AVX2 code.
      */
     AVX512(2, "avx512"),
-    /** AVX-512 F/BW/VL/DQ/VBMI with AVX512_BF16 dot products. */
+    /** AVX-512 F/BW/VL/DQ/VBMI with AVX512_BF16: FP8 GEMMs and the expert FFN on bf16 dot products. */
     AVX512_BF16(3, "avx512_bf16");
 
     private final int code;
@@ -32,6 +32,15 @@ public enum Isa {
     /** The name the native side uses, also accepted by the MOE4J_MAX_ISA environment variable. */
     public String nativeName() {
         return nativeName;
+    }
+
+    /**
+     * Whether this path's FP8 GEMMs have kernels of their own for packed weights ({@code E4M3_P32}, from {@link
+     * dev.moe4j.kernels.Fp8Gemm#packWeights}), which sum in one order at every row count: the AVX-512 paths. The
+     * others unpack packed weights a block at a time, giving the bits of the unpacked weights.
+     */
+    public boolean hasPackedKernels() {
+        return this == AVX512 || this == AVX512_BF16;
     }
 
     public static Isa of(int code) {

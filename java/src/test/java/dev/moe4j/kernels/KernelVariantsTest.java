@@ -180,7 +180,7 @@ class KernelVariantsTest {
     }
 
     /**
-     * Groups of 12 rows or more take the packed-panel kernel on the AVX-512F path in a context that is not
+     * Groups of 16 rows or more take the packed-panel kernel on the AVX-512 paths in a context that is not
      * reproducible, the fused gate/up pass included; a reproducible context keeps them on the row kernel.
      */
     @Test
@@ -198,7 +198,7 @@ class KernelVariantsTest {
                 try (Context ctx =
                         Context.create(Context.Options.cpu().withMaxIsa(isa).withReproducible(reproducible))) {
                     ExpertFfn.contiguous(ctx, x, gate, up, down, layout, 1, d);
-                    String kernel = isa == Isa.AVX512 && !reproducible ? "packed-panel kernel" : "row kernel";
+                    String kernel = isa.hasPackedKernels() && !reproducible ? "packed-panel kernel" : "row kernel";
                     assertEquals(
                             List.of(
                                     new KernelVariant(
