@@ -16,9 +16,8 @@ final class Args {
     static Tensor tensor(Tensor t, String name, int rank, DType... dtypes) {
         Objects.requireNonNull(t, name);
         if (t.rank() != rank) throw new IllegalArgumentException(name + " must have rank " + rank + ", got " + t);
-        if (!Arrays.asList(dtypes).contains(t.dtype()))
-            throw new IllegalArgumentException(name + " must be " + Arrays.toString(dtypes) + ", got " + t);
-        return t;
+        for (DType dtype : dtypes) if (t.dtype() == dtype) return t;
+        throw new IllegalArgumentException(name + " must be " + Arrays.toString(dtypes) + ", got " + t);
     }
 
     /** Per-token (blockRows 1) or 128x128-block (blockRows 128) FP8 data of the given rank. */

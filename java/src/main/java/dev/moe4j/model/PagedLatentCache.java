@@ -197,8 +197,10 @@ public final class PagedLatentCache {
         if (sequences.length != counts.length)
             throw new IllegalArgumentException(sequences.length + " sequences but " + counts.length + " token counts");
         if (sequences.length == 0) throw new IllegalArgumentException("a step needs at least one sequence");
-        if (Arrays.stream(sequences).distinct().count() != sequences.length)
-            throw new IllegalArgumentException("a sequence appears twice in " + Arrays.toString(sequences));
+        for (int i = 1; i < sequences.length; i++)
+            for (int j = 0; j < i; j++)
+                if (sequences[i] == sequences[j])
+                    throw new IllegalArgumentException("a sequence appears twice in " + Arrays.toString(sequences));
         int needed = 0, tokens = 0;
         for (int i = 0; i < sequences.length; i++) {
             if (counts[i] <= 0)

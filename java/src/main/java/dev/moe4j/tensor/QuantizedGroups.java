@@ -156,10 +156,15 @@ public final class QuantizedGroups {
      * @throws IllegalStateException if a group's memory is no longer accessible from this thread
      */
     public MemorySegment descriptor(SegmentAllocator allocator, String name) {
-        for (Owner owner : owners) Tensor.checkAccessible(owner.segment(), name + " " + owner.part());
+        // messages built only on failure: this runs on every kernel call
+        for (Owner owner : owners)
+            if (!Tensor.isAccessible(owner.segment()))
+                Tensor.checkAccessible(owner.segment(), name + " " + owner.part());
         QuantizedTensor first = groups.get(0);
-        first.data().checkKernelOperand(allocator, name + " group 0");
-        first.scales().checkKernelOperand(allocator, name + " group 0 scales");
+        if (first.data().isHostOperandOfEmulatedDevice(allocator))
+            first.data().checkKernelOperand(allocator, name + " group 0");
+        if (first.scales().isHostOperandOfEmulatedDevice(allocator))
+            first.scales().checkKernelOperand(allocator, name + " group 0 scales");
         MemorySegment[] arrays = cached;
         if (arrays == null) cached = arrays = writeDescriptors(name);
         MemorySegment struct = moe4j_fp8_weight_groups.allocate(allocator);

@@ -379,9 +379,21 @@ public final class Tensor {
      * writes its descriptors from elsewhere).
      */
     void checkKernelOperand(SegmentAllocator allocator, String name) {
-        if (!deviceMemory && allocator instanceof Workspace.Frame frame && DeviceEmulation.isEmulated(frame.context()))
+        if (isHostOperandOfEmulatedDevice(allocator) && allocator instanceof Workspace.Frame frame)
             throw new IllegalStateException("tensor '" + name + "' " + this + " is in host memory, but "
                     + frame.context() + " emulates a device: a GPU kernel takes device memory only");
+    }
+
+    /** Whether {@link #checkKernelOperand} throws. */
+    boolean isHostOperandOfEmulatedDevice(SegmentAllocator allocator) {
+        return !deviceMemory
+                && allocator instanceof Workspace.Frame frame
+                && DeviceEmulation.isEmulated(frame.context());
+    }
+
+    /** Whether {@link #checkAccessible} passes. */
+    static boolean isAccessible(MemorySegment segment) {
+        return segment.scope().isAlive() && segment.isAccessibleBy(Thread.currentThread());
     }
 
     /** Throws if the memory of tensor {@code name} is freed or confined to another thread. */
