@@ -183,8 +183,9 @@ class Fp8GemmTest {
     }
 
     /**
-     * Packed weights ({@link Fp8Gemm#packWeights}): every row count (1 to 40: the code kernel with 4, 2 and 1 panels at
-     * a time and a last task of 3 panels, and from 13 rows the panels' K blocks widened once for all tiles) matches the float64 product, and each
+     * Packed weights ({@link Fp8Gemm#packWeights}): every row count (1 to 80: the code kernel with 4, 2 and 1 panels at
+     * a time and a last task of 3 panels, in one tile or several, and above its row limit, 12 or 64 rows, the panels' K
+     * blocks widened once for all tiles) matches the float64 product, and each
      * row has the same bits in any batch, with 1 or 3 threads, reproducible or not. On the paths without packed kernels
      * the bits are those of the unpacked weights. A NaN code makes its column NaN and leaves the others' bits alone.
      */
@@ -196,7 +197,7 @@ class Fp8GemmTest {
         int n = 224, k = 256; // seven panels of 32 rows
         try (Arena arena = Arena.ofConfined();
                 Context ctx = context(isa)) {
-            Problem p = problem(ctx, arena, random, 40, n, k);
+            Problem p = problem(ctx, arena, random, 80, n, k);
             QuantizedTensor packed = Fp8Gemm.packWeights(ctx, p.qw(), arena);
             assertEquals(DType.E4M3_P32, packed.data().dtype());
             Tensor all = Fp8Gemm.nt(ctx, p.qa(), packed, DType.F32, arena);
@@ -211,7 +212,7 @@ class Fp8GemmTest {
                             .withMaxIsa(isa)
                             .withThreads(threads)
                             .withReproducible(reproducible))) {
-                        for (int[] range : new int[][] {{0, 1}, {7, 2}, {9, 3}, {20, 5}, {3, 12}, {25, 13}}) {
+                        for (int[] range : new int[][] {{0, 1}, {7, 2}, {9, 3}, {20, 5}, {3, 12}, {25, 13}, {30, 40}}) {
                             QuantizedTensor part = new QuantizedTensor(
                                     p.qa().data().slice(0, range[0], range[1]),
                                     p.qa().scales().slice(0, range[0], range[1]),
@@ -229,11 +230,11 @@ class Fp8GemmTest {
                 }
             }
             // A NaN code in weight row 70 (panel 2): column 70 NaN, every other column as before, at 1 row (the code
-            // kernel, redone on widened blocks) and at 40 rows (widened blocks).
+            // kernel, redone on widened blocks), 40 and 80 rows.
             MemorySegment codes = p.qw().data().segment();
             codes.set(ValueLayout.JAVA_BYTE, 70L * k + 131, (byte) 0x7F);
             QuantizedTensor withNan = Fp8Gemm.packWeights(ctx, p.qw(), arena);
-            for (int m : new int[] {1, 40}) {
+            for (int m : new int[] {1, 40, 80}) {
                 QuantizedTensor part = new QuantizedTensor(
                         p.qa().data().slice(0, 0, m), p.qa().scales().slice(0, 0, m), 1);
                 Tensor d = Fp8Gemm.nt(ctx, part, withNan, DType.F32, arena);
