@@ -310,8 +310,9 @@ moe4j_status moe4j_dequantize_fp8(moe4j_context *ctx, const moe4j_tensor *q, con
  * Packs FP8 weights for the CPU kernels: w [N, K] E4M3 with contiguous rows, N a multiple of 32; packed [N, K]
  * E4M3_P32 (see the dtype), contiguous, not overlapping w. Packed weights give each output of the FP8 GEMMs and the
  * expert FFN from one sequence of operations whatever the row count, on every context (docs/ABI.md, "Packed
- * weights"): the AVX-512F path sums along K in order per output, the other CPU paths give the bits of the unpacked
- * weights. CUDA contexts refuse packed weights (MOE4J_ERROR_UNSUPPORTED), this call included.
+ * weights"): the AVX-512 paths sum along K in order per output (the AVX512_BF16 path by element pairs), the
+ * scalar and AVX2 paths give the bits of the unpacked weights. CUDA contexts refuse packed weights
+ * (MOE4J_ERROR_UNSUPPORTED), this call included.
  */
 moe4j_status moe4j_pack_fp8_weights(moe4j_context *ctx, const moe4j_tensor *w, moe4j_tensor *packed);
 

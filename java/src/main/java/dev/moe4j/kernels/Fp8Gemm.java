@@ -76,8 +76,9 @@ public final class Fp8Gemm {
      * Weights packed for the CPU kernels ({@code moe4j_pack_fp8_weights}): the same values and scales, the data as
      * {@link DType#E4M3_P32} panels of 32 rows in a new allocation from arena. Every FP8 GEMM and the expert FFN take
      * packed weights wherever they take weights, on CPU contexts; with them each output row comes from one sequence
-     * of operations whatever the batch (on the AVX-512F path a sum along K in order, faster at every row count; on
-     * the other paths the bits of the unpacked weights). CUDA contexts refuse packed weights.
+     * of operations whatever the batch (on the AVX-512 paths, {@link dev.moe4j.runtime.Isa#hasPackedKernels}, a sum
+     * along K in order, by single elements or by bf16 pairs, faster at every row count; on the other paths the bits of
+     * the unpacked weights). CUDA contexts refuse packed weights.
      *
      * @param w E4M3 [N, K] or a stack [G, N, K] with 128x128 block scales, rows contiguous, N a multiple of 32
      * @return the packed weights, sharing w's scales

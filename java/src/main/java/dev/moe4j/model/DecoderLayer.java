@@ -164,7 +164,7 @@ public final class DecoderLayer {
      *
      * @param quantize quantize BF16 dense weights to FP8 on load (routed experts are quantized regardless)
      * @param pack pack the FP8 weights that only the FP8 GEMMs read ({@link Fp8Gemm#packWeights}; copies): for a
-     *     CPU context, on whose AVX-512F path packed weights are faster at every batch size
+     *     CPU context, on whose AVX-512 paths packed weights are faster at every batch size
      * @param arena owns every copied or quantized weight (FP8 weights used as stored stay in the checkpoint's
      *     mapping, which must outlive the layer)
      * @throws IllegalArgumentException naming the tensor when one is missing or has the wrong dtype or shape
@@ -179,19 +179,27 @@ public final class DecoderLayer {
         MlaAttention.Config mc = cfg.mla();
         int h = cfg.hiddenSize(), heads = cfg.numAttentionHeads(), qHead = mc.qkNopeHeadDim() + mc.qkRopeHeadDim();
         float eps = (float) cfg.rmsNormEps();
+        // the query projection that reads the hidden state and kv_a_proj, stacked into one weight where both are FP8
+        Linear[] projections = l.stacked(
+                p + (mc.qLoraRank() == 0 ? "self_attn.q_proj" : "self_attn.q_a_proj"),
+                mc.qLoraRank() == 0 ? (long) heads * qHead : mc.qLoraRank(),
+                p + "self_attn.kv_a_proj_with_mqa",
+                mc.kvLoraRank() + mc.qkRopeHeadDim(),
+                h);
         var weights = new MlaAttention.Weights(
-                mc.qLoraRank() == 0 ? l.linear(p + "self_attn.q_proj", heads * qHead, h) : null,
-                mc.qLoraRank() == 0 ? null : l.linear(p + "self_attn.q_a_proj", mc.qLoraRank(), h),
+                mc.qLoraRank() == 0 ? projections[0] : null,
+                mc.qLoraRank() == 0 ? null : projections[0],
                 mc.qLoraRank() == 0 ? null : l.norm(p + "self_attn.q_a_layernorm", mc.qLoraRank(), eps),
                 mc.qLoraRank() == 0 ? null : l.linear(p + "self_attn.q_b_proj", heads * qHead, mc.qLoraRank()),
-                l.linear(p + "self_attn.kv_a_proj_with_mqa", mc.kvLoraRank() + mc.qkRopeHeadDim(), h),
+                projections[1],
                 l.norm(p + "self_attn.kv_a_layernorm", mc.kvLoraRank(), eps),
                 l.linear(
                         p + "self_attn.kv_b_proj",
                         heads * (mc.qkNopeHeadDim() + mc.vHeadDim()),
                         mc.kvLoraRank(),
                         false),
-                l.linear(p + "self_attn.o_proj", h, heads * mc.vHeadDim()));
+                l.linear(p + "self_attn.o_proj", h, heads * mc.vHeadDim()),
+                projections[2]);
         MlaAttention attention = new MlaAttention(ctx, mc, weights, arena);
         RmsNorm inputNorm = l.norm(p + "input_layernorm", h, eps),
                 postNorm = l.norm(p + "post_attention_layernorm", h, eps);
@@ -244,6 +252,29 @@ public final class DecoderLayer {
                 q = Quantization.perBlock(ctx, floats(prefix + ".weight", w), ScaleFormat.FP32, arena);
             if (q == null) return Linear.bf16(bf16(w));
             return Linear.fp8(packable ? packed(q) : q);
+        }
+
+        /**
+         * Projections a [nA, k] and b [nB, k] of one input as one FP8 weight [nA + nB, k] (a copy, packed when the
+         * loader packs) and its two row slices: {a, b, stacked}. Apart, {a, b, null}, where one would stay BF16 or b
+         * would not begin a scale block (nA not a multiple of 128).
+         */
+        Linear[] stacked(String a, long nA, String b, long nB, long k) {
+            long block = QuantizedTensor.BLOCK;
+            Tensor wa = checked(a + ".weight", nA, k), wb = checked(b + ".weight", nB, k);
+            boolean fp8 = k % block == 0 && (quantize || wa.dtype() == DType.E4M3 && wb.dtype() == DType.E4M3);
+            if (!fp8 || nA % block != 0) return new Linear[] {linear(a, nA, k), linear(b, nB, k), null};
+            try (Arena temp = Arena.ofConfined()) { // parts quantized here feed the stacked copy only
+                Linear stacked = Linear.stack(ctx, fp8Weight(a, wa, temp), fp8Weight(b, wb, temp), pack, arena);
+                return new Linear[] {stacked.rows(0, nA), stacked.rows(nA, nB), stacked};
+            }
+        }
+
+        /** An [n, k] weight as stored in FP8 (in the checkpoint's map), or quantized into allocator. */
+        private QuantizedTensor fp8Weight(String prefix, Tensor w, Arena allocator) {
+            return w.dtype() == DType.E4M3
+                    ? fp8(prefix, w)
+                    : Quantization.perBlock(ctx, floats(prefix + ".weight", w), ScaleFormat.FP32, allocator);
         }
 
         /** q packed into the arena when the loader packs and its rows make whole panels; q otherwise. */

@@ -85,20 +85,14 @@ public final class DenseMlp {
             return null;
         List<QuantizedTensor> g = new ArrayList<>(), u = new ArrayList<>(), d = new ArrayList<>();
         for (int p = 0; p < parts; p++) {
-            g.add(rows(gate.fp8Weight(), p * width, width));
-            u.add(rows(up.fp8Weight(), p * width, width));
+            g.add(gate.fp8Weight().rows(p * width, width));
+            u.add(up.fp8Weight().rows(p * width, width));
             QuantizedTensor w = down.fp8Weight();
             long block = QuantizedTensor.BLOCK;
             d.add(new QuantizedTensor(
                     w.data().slice(1, p * width, width), w.scales().slice(1, p * width / block, width / block), 128));
         }
         return new QuantizedGroups[] {QuantizedGroups.of(g), QuantizedGroups.of(u), QuantizedGroups.of(d)};
-    }
-
-    private static QuantizedTensor rows(QuantizedTensor w, long start, long count) {
-        long block = QuantizedTensor.BLOCK;
-        return new QuantizedTensor(
-                w.data().slice(0, start, count), w.scales().slice(0, start / block, count / block), 128);
     }
 
     /** Bytes of the three weights (with their scales): what one application reads. */

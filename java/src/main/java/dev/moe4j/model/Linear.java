@@ -11,6 +11,7 @@ import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.QuantizedTensor;
 import dev.moe4j.tensor.Tensor;
 import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
 import java.util.Objects;
 
 /**
@@ -123,6 +124,50 @@ public final class Linear {
                 1);
         Quantization.perToken(ctx, x, q.data(), q.scales(), ScaleFormat.FP32);
         return q;
+    }
+
+    /**
+     * a [nA, k] and b [nB, k] (FP8 with 128x128 block scales, data and scales contiguous) stacked into one FP8 layer
+     * [nA + nB, k] copied into arena, its data packed ({@link Fp8Gemm#packWeights}) where pack is set and the rows
+     * make whole panels; its row slices from 0 and from nA ({@link #rows}) hold a and b.
+     *
+     * @throws IllegalArgumentException if a part is packed, nA is not a multiple of 128 (b's rows must begin a scale
+     *     block) or the widths differ
+     */
+    static Linear stack(Context ctx, QuantizedTensor a, QuantizedTensor b, boolean pack, Arena arena) {
+        long block = QuantizedTensor.BLOCK,
+                nA = a.data().shape(0),
+                nB = b.data().shape(0),
+                k = a.data().shape(1);
+        if (a.data().dtype() != DType.E4M3 || b.data().dtype() != DType.E4M3)
+            throw new IllegalArgumentException(
+                    "parts to stack must be unpacked E4M3, got " + a.data() + " and " + b.data());
+        if (nA % block != 0)
+            throw new IllegalArgumentException("the first part's " + nA + " rows are not a multiple of " + block);
+        if (b.data().shape(1) != k)
+            throw new IllegalArgumentException(
+                    "parts of widths " + k + " and " + b.data().shape(1) + " do not stack");
+        long n = nA + nB,
+                aScales = 4 * a.scales().elementCount(),
+                bScales = 4 * b.scales().elementCount();
+        boolean packs = pack && n % Fp8Gemm.PANEL_ROWS == 0;
+        Tensor scales =
+                Tensor.allocate(arena, DType.F32, (nA + block - 1) / block + (nB + block - 1) / block, k / block);
+        MemorySegment.copy(a.scales().segment(), 0, scales.segment(), 0, aScales);
+        MemorySegment.copy(b.scales().segment(), 0, scales.segment(), aScales, bScales);
+        try (Arena temp = Arena.ofConfined()) { // the unpacked codes, where packing copies them again
+            Tensor data = Tensor.allocate(packs ? temp : arena, DType.E4M3, n, k);
+            MemorySegment.copy(a.data().segment(), 0, data.segment(), 0, nA * k);
+            MemorySegment.copy(b.data().segment(), 0, data.segment(), nA * k, nB * k);
+            QuantizedTensor q = new QuantizedTensor(data, scales, QuantizedTensor.BLOCK);
+            return fp8(packs ? Fp8Gemm.packWeights(ctx, q, arena) : q);
+        }
+    }
+
+    /** Output rows [start, start + count) of an FP8 layer ({@link QuantizedTensor#rows}), sharing its memory. */
+    Linear rows(long start, long count) {
+        if (fp8 == null) throw new IllegalStateException("row slices are of FP8 layers, this one is BF16");
+        return new Linear(null, fp8.rows(start, count));
     }
 
     /** This layer with its weight (and scales) copied into store's device memory. */

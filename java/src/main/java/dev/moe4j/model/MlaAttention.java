@@ -101,9 +101,31 @@ public final class MlaAttention {
      * @param kvNorm kv_lora wide
      * @param wkvB [heads·(nope+v), kv_lora]
      * @param wo [hidden, heads·v]
+     * @param wqKvA null, or the projections of the hidden state (wq, or wqA with q_lora, then wkvA) stacked into one FP8
+     *     weight [q rows + kv_lora + rope, hidden], of which those two are the row slices ({@code DecoderLayer.load}
+     *     stacks them where both are FP8): one GEMM then computes both, streaming one matrix instead of two
      */
     public record Weights(
-            Linear wq, Linear wqA, RmsNorm qNorm, Linear wqB, Linear wkvA, RmsNorm kvNorm, Linear wkvB, Linear wo) {}
+            Linear wq,
+            Linear wqA,
+            RmsNorm qNorm,
+            Linear wqB,
+            Linear wkvA,
+            RmsNorm kvNorm,
+            Linear wkvB,
+            Linear wo,
+            Linear wqKvA) {
+        /** The weights with the two projections of the hidden state apart. */
+        public Weights(
+                Linear wq, Linear wqA, RmsNorm qNorm, Linear wqB, Linear wkvA, RmsNorm kvNorm, Linear wkvB, Linear wo) {
+            this(wq, wqA, qNorm, wqB, wkvA, kvNorm, wkvB, wo, null);
+        }
+
+        /** wq, or wqA with q_lora: the query projection that reads the hidden state. */
+        Linear firstQuery() {
+            return wq != null ? wq : wqA;
+        }
+    }
 
     private static final int LATENT = PagedLatentCache.DIMS, BLOCK = PagedLatentCache.BLOCK_TOKENS;
     /**
@@ -143,6 +165,7 @@ public final class MlaAttention {
         check(weights.kvNorm(), "kvNorm", config.kvLoraRank());
         check(weights.wkvB(), "wkvB", (long) h * (config.qkNopeHeadDim() + config.vHeadDim()), config.kvLoraRank());
         check(weights.wo(), "wo", config.hidden(), (long) h * config.vHeadDim());
+        if (weights.wqKvA() != null) checkStacked(weights);
         rope = new Rope(config.qkRopeHeadDim(), config.ropeTheta(), config.yarn());
         softmaxScale = (float) (rope.softmaxScaleFactor() / Math.sqrt(config.qHeadDim()));
         wkvB = weights.wkvB().toBf16(ctx, arena);
@@ -158,16 +181,45 @@ public final class MlaAttention {
         wkvB = store.upload(host.wkvB);
         wUkT = store.upload(host.wUkT);
         zeros = store.upload(host.zeros);
-        // wkv_b itself only feeds the two BF16 parts above: the device block keeps their copy in its place
+        // wkv_b itself only feeds the two BF16 parts above: the device block keeps their copy in its place. A stacked
+        // weight is copied once, the two projections becoming its row slices there too.
+        Linear stacked = w.wqKvA() == null ? null : w.wqKvA().to(store);
+        long qRows = w.firstQuery().outFeatures();
+        Linear first = stacked != null ? stacked.rows(0, qRows) : w.firstQuery().to(store);
         weights = new Weights(
-                w.wq() == null ? null : w.wq().to(store),
-                w.wqA() == null ? null : w.wqA().to(store),
+                w.wq() == null ? null : first,
+                w.wqA() == null ? null : first,
                 w.qNorm() == null ? null : w.qNorm().to(store),
                 w.wqB() == null ? null : w.wqB().to(store),
-                w.wkvA().to(store),
+                stacked != null ? stacked.rows(qRows, LATENT) : w.wkvA().to(store),
                 w.kvNorm().to(store),
                 Linear.bf16(wkvB),
-                w.wo().to(store));
+                w.wo().to(store),
+                stacked);
+    }
+
+    /** Checks that w.wqKvA() stacks the first query projection and wkvA: both its row slices, in that order. */
+    private void checkStacked(Weights w) {
+        Linear first = w.firstQuery(), stacked = w.wqKvA();
+        long qRows = first.outFeatures();
+        check(stacked, "wqKvA", qRows + LATENT, config.hidden());
+        if (!stacked.isFp8() || !isRowSlice(first, stacked, 0) || !isRowSlice(w.wkvA(), stacked, qRows))
+            throw new IllegalArgumentException("wqKvA must be an FP8 weight whose rows 0.." + (qRows - 1) + " are "
+                    + (w.wq() != null ? "wq" : "wqA") + " and rows " + qRows + ".." + (qRows + LATENT - 1)
+                    + " wkvA (the same memory)");
+    }
+
+    private static boolean isRowSlice(Linear part, Linear whole, long start) {
+        if (!part.isFp8() || start % QuantizedTensor.BLOCK != 0) return false;
+        QuantizedTensor p = part.fp8Weight(), w = whole.fp8Weight().rows(start, part.outFeatures());
+        return sameView(p.data(), w.data()) && sameView(p.scales(), w.scales());
+    }
+
+    private static boolean sameView(Tensor a, Tensor b) {
+        return a.dtype() == b.dtype()
+                && a.segment().address() == b.segment().address()
+                && Arrays.equals(a.shape(), b.shape())
+                && Arrays.equals(a.strides(), b.strides());
     }
 
     /**
@@ -475,21 +527,32 @@ public final class MlaAttention {
 
     private Projected project(Context ctx, Tensor x, Tensor position, Workspace.Frame scratch) {
         int t = Math.toIntExact(x.shape(0)), latent = config.kvLoraRank(), ropeDim = config.qkRopeHeadDim();
-        // the query and kv projections read the same x: quantized once where both weights are FP8
-        Linear first = config.qLoraRank() == 0 ? weights.wq() : weights.wqA();
+        // the query and kv projections read the same x: quantized once where both weights are FP8, and multiplied
+        // with once where they are stacked
+        Linear first = weights.firstQuery();
+        long qRows = first.outFeatures();
         QuantizedTensor xq = first.isFp8() && weights.wkvA().isFp8() ? Linear.quantizeTokens(ctx, x, scratch) : null;
+        Tensor both = weights.wqKvA() == null ? null : weights.wqKvA().apply(ctx, x, xq, DType.F32, scratch);
         Tensor q;
         if (config.qLoraRank() == 0) {
-            q = weights.wq().apply(ctx, x, xq, DType.BF16, scratch);
+            if (both == null) {
+                q = weights.wq().apply(ctx, x, xq, DType.BF16, scratch);
+            } else {
+                // the same bits as the GEMM's own BF16 output: both round the fp32 sums to nearest even
+                q = Tensor.scratch(scratch, DType.BF16, t, qRows);
+                Cast.apply(ctx, both.slice(1, 0, qRows), q);
+            }
         } else {
-            Tensor qa = weights.wqA().apply(ctx, x, xq, DType.F32, scratch);
+            Tensor qa = both != null ? both.slice(1, 0, qRows) : weights.wqA().apply(ctx, x, xq, DType.F32, scratch);
             Tensor normed = Tensor.scratch(scratch, DType.F32, t, config.qLoraRank());
             weights.qNorm().apply(ctx, qa, normed);
             q = weights.wqB().apply(ctx, normed, DType.BF16, scratch);
         }
 
         // kv rows: normalized latent, rotated k_pe
-        Tensor kv = weights.wkvA().apply(ctx, x, xq, DType.F32, scratch); // [T, 576]
+        Tensor kv = both != null
+                ? both.slice(1, qRows, LATENT)
+                : weights.wkvA().apply(ctx, x, xq, DType.F32, scratch); // [T, 576]
         Tensor kvRows = Tensor.scratch(scratch, DType.BF16, t, 1, LATENT);
         weights.kvNorm()
                 .apply(ctx, kv.slice(1, 0, latent), kvRows.view(t, LATENT).slice(1, 0, latent));

@@ -26,6 +26,22 @@ public record QuantizedTensor(Tensor data, Tensor scales, int blockRows) {
     }
 
     /**
+     * Rows [start, start + count) of a rank-2 weight with 128x128 block scales, sharing its memory: the slice's scales
+     * are those of the row blocks it touches.
+     *
+     * @throws IllegalArgumentException if this is not a rank-2 weight, start is not a multiple of 128 (the slice's
+     *     rows must begin a scale block) or the rows fall outside
+     */
+    public QuantizedTensor rows(long start, long count) {
+        if (data.rank() != 2 || blockRows != BLOCK)
+            throw new IllegalArgumentException("rows needs a rank-2 weight with 128x128 block scales, got " + data);
+        if (start % BLOCK != 0)
+            throw new IllegalArgumentException("rows start " + start + " is not a multiple of " + BLOCK);
+        return new QuantizedTensor(
+                data.slice(0, start, count), scales.slice(0, start / BLOCK, (count + BLOCK - 1) / BLOCK), BLOCK);
+    }
+
+    /**
      * Matrix g of a rank-3 stack as a rank-2 tensor sharing its memory.
      *
      * @throws IllegalArgumentException if this is not rank 3, g is out of range, or data or scales are not

@@ -38,7 +38,7 @@ class ExpertFfnTest {
     void matchesAFloat64Ffn(Isa isa) {
         long seed = TestSupport.freshSeed();
         SplittableRandom random = TestSupport.random(seed);
-        int[] counts = {5, 0, 30}; // 30 rows: the packed-panel kernel on the AVX-512F path (default context)
+        int[] counts = {5, 0, 30}; // 30 rows: the packed-panel kernel on the AVX-512 paths (default context)
         try (Arena arena = Arena.ofConfined();
                 Context ctx = context(isa)) {
             QuantizedTensor gate = weights(ctx, arena, random, counts.length, INTER, HIDDEN);

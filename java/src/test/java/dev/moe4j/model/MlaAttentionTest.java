@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.moe4j.kernels.Copy;
+import dev.moe4j.kernels.Fp8Gemm;
 import dev.moe4j.kernels.Quantization;
 import dev.moe4j.kernels.ScaleFormat;
 import dev.moe4j.runtime.Context;
@@ -292,6 +293,74 @@ class MlaAttentionTest {
                     qLora, fp8, fp8Cache, reproducible, diff);
             assertTrue(diff < limit, "calc_diff " + diff + " >= " + limit + ", seed " + seed);
         }
+    }
+
+    /**
+     * The query projection and wkvA stacked into one FP8 weight (as {@code DecoderLayer.load} stacks them): the same
+     * bits as the two apart, for a prompt and decode steps, with q_lora or without, packed or not; a stacked weight
+     * whose row slices the two are not is refused.
+     */
+    @ParameterizedTest(name = "q_lora_rank={0} packed={1}")
+    @CsvSource({"0, false", "0, true", "128, false"})
+    void stackedProjectionsGiveTheSameBitsAsTheTwoApart(int qLora, boolean packed) {
+        SplittableRandom random = TestSupport.random(TestSupport.freshSeed());
+        try (Arena arena = Arena.ofConfined();
+                Context ctx = Context.create(Context.Options.cpu().withReproducible(true))) {
+            Model m = model(ctx, arena, random, qLora, true);
+            MlaAttention.Weights w = m.weights();
+            if (packed) // the two apart packed as well: packed weights sum in another order on the AVX-512 paths
+            w = new MlaAttention.Weights(
+                    packedCopy(ctx, w.wq(), arena),
+                    packedCopy(ctx, w.wqA(), arena),
+                    w.qNorm(),
+                    w.wqB(),
+                    packedCopy(ctx, w.wkvA(), arena),
+                    w.kvNorm(),
+                    w.wkvB(),
+                    w.wo());
+            MlaAttention.Weights stored = m.weights();
+            long qRows = stored.firstQuery().outFeatures();
+            Linear stacked = Linear.stack(
+                    ctx, stored.firstQuery().fp8Weight(), stored.wkvA().fp8Weight(), packed, arena);
+            Linear q = stacked.rows(0, qRows);
+            var together = new MlaAttention.Weights(
+                    qLora == 0 ? q : null,
+                    qLora == 0 ? null : q,
+                    w.qNorm(),
+                    w.wqB(),
+                    stacked.rows(qRows, LATENT + ROPE),
+                    w.kvNorm(),
+                    w.wkvB(),
+                    w.wo(),
+                    stacked);
+            Tensor[] outs = new Tensor[2];
+            int k = 0;
+            for (MlaAttention.Weights weights : List.of(w, together)) {
+                MlaAttention mla = new MlaAttention(ctx, m.config(), weights, arena);
+                PagedLatentCache cache = new PagedLatentCache(arena, 1, 4, 1, false);
+                int seq = cache.newSequence();
+                SplittableRandom inputs = TestSupport.random(7);
+                Tensor out = Tensor.allocate(arena, DType.F32, 43, HIDDEN);
+                int done = 0;
+                for (int n : new int[] {40, 1, 1, 1}) {
+                    Tensor x = Tensor.fromFloats(arena, DType.BF16, hidden(inputs, n), n, HIDDEN);
+                    mla.step(ctx, cache, 0, new int[] {seq}, new int[] {n}, x, out.slice(0, done, n));
+                    done += n;
+                }
+                outs[k++] = out;
+            }
+            assertArrayEquals(outs[0].toFloatArray(), outs[1].toFloatArray());
+
+            var notSlices = new MlaAttention.Weights(
+                    w.wq(), w.wqA(), w.qNorm(), w.wqB(), w.wkvA(), w.kvNorm(), w.wkvB(), w.wo(), stacked);
+            var e = assertThrows(
+                    IllegalArgumentException.class, () -> new MlaAttention(ctx, m.config(), notSlices, arena));
+            assertTrue(e.getMessage().contains("wqKvA"), e.getMessage());
+        }
+    }
+
+    private static Linear packedCopy(Context ctx, Linear l, Arena arena) {
+        return l == null ? null : Linear.fp8(Fp8Gemm.packWeights(ctx, l.fp8Weight(), arena));
     }
 
     /**
