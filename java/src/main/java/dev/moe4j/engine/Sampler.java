@@ -173,8 +173,17 @@ public final class Sampler {
         return pick(logits, offset, rawArgmax, sumExp);
     }
 
+    /**
+     * Whether {@link #sample(float[], int, int, float)} reads logits other than the one at {@code rawArgmax}: false
+     * for greedy choices without penalties or top log probabilities, whose caller may then fill that one alone.
+     */
+    boolean readsEveryLogit() {
+        return penalised || !params.isGreedy() || top.length > 0;
+    }
+
     private Choice pick(float[] logits, int offset, int rawArgmax, float sumExp) {
-        System.arraycopy(logits, offset, work, 0, vocabSize);
+        // the working copy is for penalties and draws: greedy choices without penalties are the raw argmax
+        if (penalised || !params.isGreedy()) System.arraycopy(logits, offset, work, 0, vocabSize);
         if (penalised) applyPenalties();
         int token = params.isGreedy() ? (penalised ? argmax(work) : rawArgmax) : drawFiltered();
 
