@@ -27,6 +27,7 @@ constexpr int kTile = 4;  // rows (query heads) and tokens per register tile
 //   scores: s[m][t] = q_m · k_t for up to kTile tokens, d dims;
 //   pv:     acc_m += sum_{t < count} p_m[t] * v_t over dv dims, v_t = row t of the block (first dv of ld dims).
 struct ScalarOps {
+    static constexpr bool kBf16Tokens = false;  // scores of a bf16 cache on bf16 dot products (Avx512Bf16Ops)
     static void scores(int rows, int tokens, const float *const *q, const float *const *k, int64_t d,
                        float (*s)[kTile]) {
         for (int m = 0; m < rows; ++m)
@@ -48,6 +49,7 @@ struct ScalarOps {
 #pragma GCC target("avx2,fma,f16c")
 
 struct Avx2Ops {
+    static constexpr bool kBf16Tokens = false;
     static void scores(int rows, int tokens, const float *const *q, const float *const *k, int64_t d,
                        float (*s)[kTile]) {
         for (int m = 0; m < rows; ++m)
@@ -85,6 +87,7 @@ struct Avx2Ops {
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq")
 
 struct Avx512Ops {
+    static constexpr bool kBf16Tokens = false;
     static __mmask16 mask(int64_t remaining) {
         return remaining >= 16 ? __mmask16{0xFFFF} : static_cast<__mmask16>((1u << remaining) - 1u);
     }
@@ -174,6 +177,106 @@ struct Avx512Ops {
 
 #pragma GCC pop_options
 
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")
+
+// The AVX-512 path with a bf16 cache read where it lies, as FlashMLA reads it: the scores on bf16 dot products (q and
+// the cached token as stored; every product exact in fp32, lanes summing pairs of dims along d), scaled after the
+// sum; P·V as Avx512Ops computes it (fp32 probabilities), each V row widened in registers instead of through a float
+// copy of the block. An FP8 cache takes the Avx512Ops functions.
+struct Avx512Bf16Ops : Avx512Ops {
+    static constexpr bool kBf16Tokens = true;
+
+    template <int MR, int NT>
+    static void scores_tile(const uint16_t *const *q, const uint16_t *const *k, int64_t d, float scale,
+                            float (*s)[kTile]) {
+        __m512 acc[MR][NT];
+        for (int m = 0; m < MR; ++m)
+            for (int t = 0; t < NT; ++t) acc[m][t] = _mm512_setzero_ps();
+        for (int64_t i = 0; i < d; i += 32) {
+            const __mmask32 km = d - i >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((uint64_t{1} << (d - i)) - 1);
+            __m512bh kv[NT];
+            for (int t = 0; t < NT; ++t) kv[t] = (__m512bh)_mm512_maskz_loadu_epi16(km, k[t] + i);
+            for (int m = 0; m < MR; ++m) {
+                const __m512bh qv = (__m512bh)_mm512_maskz_loadu_epi16(km, q[m] + i);
+                for (int t = 0; t < NT; ++t) acc[m][t] = _mm512_dpbf16_ps(acc[m][t], qv, kv[t]);
+            }
+        }
+        if constexpr (MR * NT == 16) {  // a full tile: its 16 sums at once, in the same order
+            __m512 all[16];
+            for (int m = 0; m < MR; ++m)
+                for (int t = 0; t < NT; ++t) all[m * NT + t] = acc[m][t];
+            alignas(64) float sums[16];
+            _mm512_store_ps(sums, reduce16_avx512(all));
+            for (int m = 0; m < MR; ++m)
+                for (int t = 0; t < NT; ++t) s[m][t] = sums[m * NT + t] * scale;
+        } else {
+            for (int m = 0; m < MR; ++m)
+                for (int t = 0; t < NT; ++t) s[m][t] = _mm512_reduce_add_ps(acc[m][t]) * scale;
+        }
+    }
+
+    template <int MR>
+    static void scores_rows(int tokens, const uint16_t *const *q, const uint16_t *const *k, int64_t d, float scale,
+                            float (*s)[kTile]) {
+        switch (tokens) {
+            case 4: return scores_tile<MR, 4>(q, k, d, scale, s);
+            case 3: return scores_tile<MR, 3>(q, k, d, scale, s);
+            case 2: return scores_tile<MR, 2>(q, k, d, scale, s);
+            default: return scores_tile<MR, 1>(q, k, d, scale, s);
+        }
+    }
+
+    // s[m][t] = (q_m · k_t) * scale, q and k bf16.
+    static void scores_bf16(int rows, int tokens, const uint16_t *const *q, const uint16_t *const *k, int64_t d,
+                            float scale, float (*s)[kTile]) {
+        switch (rows) {
+            case 4: return scores_rows<4>(tokens, q, k, d, scale, s);
+            case 3: return scores_rows<3>(tokens, q, k, d, scale, s);
+            case 2: return scores_rows<2>(tokens, q, k, d, scale, s);
+            default: return scores_rows<1>(tokens, q, k, d, scale, s);
+        }
+    }
+
+    // Avx512Ops::pv_tile with V bf16 rows at v + t * ld: the same floats, the same FMAs in the same order.
+    template <int MR>
+    static void pv_tile(float *const *acc, const float *const *p, const uint16_t *v, int64_t ld, int64_t count,
+                        int64_t dv) {
+        for (int64_t i0 = 0; i0 < dv; i0 += 64) {
+            __mmask16 km[4];
+            __m512 a[MR][4];
+            for (int c = 0; c < 4; ++c) km[c] = i0 + 16 * c < dv ? mask(dv - i0 - 16 * c) : __mmask16{0};
+            for (int m = 0; m < MR; ++m)
+                for (int c = 0; c < 4; ++c) a[m][c] = _mm512_maskz_loadu_ps(km[c], acc[m] + i0 + 16 * c);
+            for (int64_t t = 0; t < count; ++t) {
+                __m512 vv[4];
+                for (int c = 0; c < 4; ++c) {
+                    const __m256i bits = _mm256_maskz_loadu_epi16(km[c], v + t * ld + i0 + 16 * c);
+                    vv[c] = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bits), 16));
+                }
+                for (int m = 0; m < MR; ++m) {
+                    const __m512 pm = _mm512_set1_ps(p[m][t]);
+                    for (int c = 0; c < 4; ++c) a[m][c] = _mm512_fmadd_ps(pm, vv[c], a[m][c]);
+                }
+            }
+            for (int m = 0; m < MR; ++m)
+                for (int c = 0; c < 4; ++c) _mm512_mask_storeu_ps(acc[m] + i0 + 16 * c, km[c], a[m][c]);
+        }
+    }
+
+    static void pv_bf16(int rows, float *const *acc, const float *const *p, const uint16_t *v, int64_t ld,
+                        int64_t count, int64_t dv) {
+        switch (rows) {
+            case 4: return pv_tile<4>(acc, p, v, ld, count, dv);
+            case 3: return pv_tile<3>(acc, p, v, ld, count, dv);
+            case 2: return pv_tile<2>(acc, p, v, ld, count, dv);
+            default: return pv_tile<1>(acc, p, v, ld, count, dv);
+        }
+    }
+};
+
+#pragma GCC pop_options
+
 // ---------------------------------------------------------------- the decode itself
 
 int32_t read_i32(const moe4j_tensor &t, int64_t i, int64_t j) {
@@ -235,35 +338,53 @@ struct Decoder {
         return static_cast<const char *>(a.kcache->data) + element * (a.fp8_cache ? 1 : 2);
     }
 
+    const uint16_t *q_row(const Task &task, int64_t r) const {
+        return q_row(task.seq, r / heads_per_kv, task.head * heads_per_kv + r % heads_per_kv);
+    }
+
     void run(const Task &task, std::vector<float> &scratch) {
         const int64_t d = a.d, dv = a.dv, len = length(task.seq);
+        // A bf16 cache on a path with bf16 scores is read where it lies; otherwise each block's tokens are widened.
+        const bool direct = Ops::kBf16Tokens && !a.fp8_cache;
         // scratch: q rows [rows][d] (pre-scaled), k block [64][d], probabilities [rows][64], accumulators [rows][dv]
         float *q = scratch.data(), *k = q + rows * d, *p = k + kMlaBlockTokens * d, *acc = p + rows * kMlaBlockTokens;
         const int64_t r_begin = task.row_begin, r_end = task.row_end;
         std::vector<RowState> state(static_cast<size_t>(rows));
         std::fill_n(acc, rows * dv, 0.0f);
-        for (int64_t r = r_begin; r < r_end; ++r) {
+        for (int64_t r = r_begin; r < r_end && !direct; ++r) {
             float *qr = q + r * d;
-            codec.bf16_to_f32(q_row(task.seq, r / heads_per_kv, task.head * heads_per_kv + r % heads_per_kv), d, qr);
+            codec.bf16_to_f32(q_row(task, r), d, qr);
             for (int64_t i = 0; i < d; ++i) qr[i] *= a.softmax_scale;
         }
 
         for (int64_t blk = task.block_begin; blk < task.block_end; ++blk) {
             const int64_t first = blk * kMlaBlockTokens, count = std::min(kMlaBlockTokens, len - first);
             const int64_t id = read_i32(*a.block_table, task.seq, blk);
-            for (int64_t t = 0; t < count; ++t)
-                mla_load_token(codec, k_token(id, t, task.head), a.fp8_cache, d, k + t * d);
+            const auto *tokens = static_cast<const uint16_t *>(k_token(id, 0, task.head));  // bf16 cache only
+            const int64_t token_stride = a.kcache->strides[1];
+            if (!direct)
+                for (int64_t t = 0; t < count; ++t)
+                    mla_load_token(codec, k_token(id, t, task.head), a.fp8_cache, d, k + t * d);
             // Scores of every row against every token of the block, one register tile at a time.
             for (int64_t r0 = r_begin; r0 < r_end; r0 += kTile) {
                 const int tile_rows = static_cast<int>(std::min<int64_t>(kTile, r_end - r0));
-                const float *q_rows[kTile];
-                for (int m = 0; m < tile_rows; ++m) q_rows[m] = q + (r0 + m) * d;
                 for (int64_t t0 = 0; t0 < count; t0 += kTile) {
                     const int tile_tokens = static_cast<int>(std::min<int64_t>(kTile, count - t0));
-                    const float *k_rows[kTile];
-                    for (int t = 0; t < tile_tokens; ++t) k_rows[t] = k + (t0 + t) * d;
                     float s[kTile][kTile];
-                    Ops::scores(tile_rows, tile_tokens, q_rows, k_rows, d, s);
+                    if constexpr (Ops::kBf16Tokens) {
+                        if (direct) {
+                            const uint16_t *q_rows[kTile], *k_rows[kTile];
+                            for (int m = 0; m < tile_rows; ++m) q_rows[m] = q_row(task, r0 + m);
+                            for (int t = 0; t < tile_tokens; ++t) k_rows[t] = tokens + (t0 + t) * token_stride;
+                            Ops::scores_bf16(tile_rows, tile_tokens, q_rows, k_rows, d, a.softmax_scale, s);
+                        }
+                    }
+                    if (!direct) {
+                        const float *q_rows[kTile], *k_rows[kTile];
+                        for (int m = 0; m < tile_rows; ++m) q_rows[m] = q + (r0 + m) * d;
+                        for (int t = 0; t < tile_tokens; ++t) k_rows[t] = k + (t0 + t) * d;
+                        Ops::scores(tile_rows, tile_tokens, q_rows, k_rows, d, s);
+                    }
                     for (int m = 0; m < tile_rows; ++m)
                         for (int t = 0; t < tile_tokens; ++t) p[(r0 + m) * kMlaBlockTokens + t0 + t] = s[m][t];
                 }
@@ -296,7 +417,11 @@ struct Decoder {
                     acc_rows[m] = acc + (r0 + m) * dv;
                     p_rows[m] = p + (r0 + m) * kMlaBlockTokens;
                 }
-                Ops::pv(tile_rows, acc_rows, p_rows, k, d, count, dv);  // V = the first dv dims of each K row
+                // V = the first dv dims of each K row
+                if constexpr (Ops::kBf16Tokens) {
+                    if (direct) Ops::pv_bf16(tile_rows, acc_rows, p_rows, tokens, token_stride, count, dv);
+                }
+                if (!direct) Ops::pv(tile_rows, acc_rows, p_rows, k, d, count, dv);
             }
         }
 
@@ -449,7 +574,7 @@ void mla_cache_append(moe4j_context *ctx, const moe4j_tensor &kv, const moe4j_te
 
 void mla_decode(moe4j_context *ctx, const MlaDecodeArgs &args) {
     switch (ctx->isa) {
-        case MOE4J_ISA_AVX512_BF16:
+        case MOE4J_ISA_AVX512_BF16: return run_path<Avx512Bf16Ops>(ctx, args);
         case MOE4J_ISA_AVX512: return run_path<Avx512Ops>(ctx, args);
         case MOE4J_ISA_AVX2: return run_path<Avx2Ops>(ctx, args);
         default: return run_path<ScalarOps>(ctx, args);
