@@ -13,6 +13,7 @@
 
 #include "../core/context.h"
 #include "../core/fp8.h"
+#include "exp_simd.h"
 #include "reduce_avx512.h"
 #include "row_codec.h"
 
@@ -23,11 +24,15 @@ namespace {
 
 constexpr int kTile = 4;  // rows (query heads) and tokens per register tile
 
-// The two small matrix products of a cache block, for up to kTile rows:
+// The two small matrix products of a cache block, for up to kTile rows, and the softmax's exponentials:
 //   scores: s[m][t] = q_m · k_t for up to kTile tokens, d dims;
-//   pv:     acc_m += sum_{t < count} p_m[t] * v_t over dv dims, v_t = row t of the block (first dv of ld dims).
+//   pv:     acc_m += sum_{t < count} p_m[t] * v_t over dv dims, v_t = row t of the block (first dv of ld dims);
+//   exps:   p[t] = exp(p[t] - max) for t < count, exp_simd.h's polynomial: the same bits on every path.
 struct ScalarOps {
     static constexpr bool kBf16Tokens = false;  // scores of a bf16 cache on bf16 dot products (Avx512Bf16Ops)
+    static void exps(float *p, int64_t count, float max) {
+        for (int64_t t = 0; t < count; ++t) p[t] = exp_scalar(p[t] - max);
+    }
     static void scores(int rows, int tokens, const float *const *q, const float *const *k, int64_t d,
                        float (*s)[kTile]) {
         for (int m = 0; m < rows; ++m)
@@ -50,6 +55,12 @@ struct ScalarOps {
 
 struct Avx2Ops {
     static constexpr bool kBf16Tokens = false;
+    static void exps(float *p, int64_t count, float max) {
+        int64_t t = 0;
+        for (; t + 8 <= count; t += 8)
+            _mm256_storeu_ps(p + t, exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(p + t), _mm256_set1_ps(max))));
+        ScalarOps::exps(p + t, count - t, max);
+    }
     static void scores(int rows, int tokens, const float *const *q, const float *const *k, int64_t d,
                        float (*s)[kTile]) {
         for (int m = 0; m < rows; ++m)
@@ -90,6 +101,14 @@ struct Avx512Ops {
     static constexpr bool kBf16Tokens = false;
     static __mmask16 mask(int64_t remaining) {
         return remaining >= 16 ? __mmask16{0xFFFF} : static_cast<__mmask16>((1u << remaining) - 1u);
+    }
+
+    static void exps(float *p, int64_t count, float max) {
+        for (int64_t t = 0; t < count; t += 16) {
+            const __mmask16 m = mask(count - t);
+            const __m512 x = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, p + t), _mm512_set1_ps(max));
+            _mm512_mask_storeu_ps(p + t, m, exp_avx512(x));
+        }
     }
 
     // A rows x tokens tile of dot products with lanes over d: each q and k load feeds up to 4 FMAs.
@@ -404,8 +423,9 @@ struct Decoder {
                     for (int64_t i = 0; i < dv; ++i) acc[r * dv + i] *= correction;
                     st.max = new_max;
                 }
+                Ops::exps(pr, seen, st.max);
                 for (int64_t t = 0; t < count; ++t) {
-                    pr[t] = t < seen ? std::exp(pr[t] - st.max) : 0.0f;
+                    if (t >= seen) pr[t] = 0.0f;
                     st.sum += pr[t];
                 }
             }
