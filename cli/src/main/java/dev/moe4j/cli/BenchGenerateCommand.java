@@ -44,7 +44,7 @@ final class BenchGenerateCommand {
     private BenchGenerateCommand() {}
 
     /** Decode steps of one sequence run before the measured ones, for the JIT. */
-    private static final int WARM_UP_DECODE_STEPS = 300;
+    private static final int WARM_UP_DECODE_STEPS = 1000;
 
     static final String USAGE = "bench generate --model DIR [--batch B[,B..]] [--prompt-tokens P] [--new-tokens N]"
             + " [--step-tokens S] [--reps R] [--seed S] [--json] [--profile] [--report FILE.html]";
@@ -115,9 +115,10 @@ final class BenchGenerateCommand {
             // runs (measured: the first 512-token prefill after a single warm-up took 15-30% longer than the ones
             // after it). The embedding rows of each run's random prompt are still read from the checkpoint's memory
             // map when first touched: after the page cache lost the file, from disk.
-            // Then a few hundred decode steps: C2 compiles a method after thousands of calls, and a step calls each
-            // layer's Java a few times (measured at batch 1: Java 5.9% of a step in 32 steps after 16 warm-up steps,
-            // 2.9% over 1000 steps).
+            // Then a thousand decode steps, the steady state a server reaches: C2 compiles a method after thousands of
+            // calls, and a step calls each layer's Java a few times (measured at batch 1 on a Zen 4: Java 5.9% of a
+            // step in 32 steps after 16 warm-up steps, 3.1% after 300; the router's Java took 21 us a call over the
+            // first 600 steps of a process, 5.4 us over the next 1000, when the Java share was 1.6%).
             int warmUpPrompt = (int) Math.min(Math.min(stepTokens, (long) maxBatch * prompt), model.maxPositions() - 8);
             for (int pass = 0; pass < 2; pass++)
                 measure(model, 1, warmUpPrompt, 8, stepTokens, random, new Recorder("warm-up", 2));
