@@ -126,6 +126,12 @@ struct Avx512Ops {
                 for (int t = 0; t < NT; ++t) acc[m][t] = _mm512_fmadd_ps(qv, kv[t], acc[m][t]);
             }
         }
+        store_sums<MR, NT>(acc, 1.0f, s);
+    }
+
+    // s[m][t] = the sum of acc[m][t]'s lanes times scale (exact for 1).
+    template <int MR, int NT>
+    static void store_sums(const __m512 (&acc)[MR][NT], float scale, float (*s)[kTile]) {
         if constexpr (MR * NT == 16) {  // a full tile: its 16 sums at once, in the same order
             __m512 all[16];
             for (int m = 0; m < MR; ++m)
@@ -133,10 +139,10 @@ struct Avx512Ops {
             alignas(64) float sums[16];
             _mm512_store_ps(sums, reduce16_avx512(all));
             for (int m = 0; m < MR; ++m)
-                for (int t = 0; t < NT; ++t) s[m][t] = sums[m * NT + t];
+                for (int t = 0; t < NT; ++t) s[m][t] = sums[m * NT + t] * scale;
         } else {
             for (int m = 0; m < MR; ++m)
-                for (int t = 0; t < NT; ++t) s[m][t] = _mm512_reduce_add_ps(acc[m][t]);
+                for (int t = 0; t < NT; ++t) s[m][t] = _mm512_reduce_add_ps(acc[m][t]) * scale;
         }
     }
 
@@ -160,10 +166,16 @@ struct Avx512Ops {
         }
     }
 
-    // acc rows += p·V, 64 output dims at a time held in registers across all tokens of the block.
-    template <int MR>
-    static void pv_tile(float *const *acc, const float *const *p, const float *v, int64_t ld, int64_t count,
-                        int64_t dv) {
+    // Sixteen V elements as floats: fp32 loaded, bf16 widened exactly.
+    static __m512 load16(__mmask16 m, const float *v) { return _mm512_maskz_loadu_ps(m, v); }
+    static __m512 load16(__mmask16 m, const uint16_t *v) {
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, v)), 16));
+    }
+
+    // acc rows += p·V, 64 output dims at a time held in registers across all tokens of the block; V rows fp32 (a
+    // widened block) or bf16 (the cache itself), the same floats and FMAs either way.
+    template <int MR, typename T>
+    static void pv_tile(float *const *acc, const float *const *p, const T *v, int64_t ld, int64_t count, int64_t dv) {
         for (int64_t i0 = 0; i0 < dv; i0 += 64) {
             __mmask16 km[4];
             __m512 a[MR][4];
@@ -172,7 +184,7 @@ struct Avx512Ops {
                 for (int c = 0; c < 4; ++c) a[m][c] = _mm512_maskz_loadu_ps(km[c], acc[m] + i0 + 16 * c);
             for (int64_t t = 0; t < count; ++t) {
                 __m512 vv[4];
-                for (int c = 0; c < 4; ++c) vv[c] = _mm512_maskz_loadu_ps(km[c], v + t * ld + i0 + 16 * c);
+                for (int c = 0; c < 4; ++c) vv[c] = load16(km[c], v + t * ld + i0 + 16 * c);
                 for (int m = 0; m < MR; ++m) {
                     const __m512 pm = _mm512_set1_ps(p[m][t]);
                     for (int c = 0; c < 4; ++c) a[m][c] = _mm512_fmadd_ps(pm, vv[c], a[m][c]);
@@ -183,7 +195,8 @@ struct Avx512Ops {
         }
     }
 
-    static void pv(int rows, float *const *acc, const float *const *p, const float *v, int64_t ld, int64_t count,
+    template <typename T>
+    static void pv(int rows, float *const *acc, const float *const *p, const T *v, int64_t ld, int64_t count,
                    int64_t dv) {
         switch (rows) {
             case 4: return pv_tile<4>(acc, p, v, ld, count, dv);
@@ -201,8 +214,8 @@ struct Avx512Ops {
 
 // The AVX-512 path with a bf16 cache read where it lies, as FlashMLA reads it: the scores on bf16 dot products (q and
 // the cached token as stored; every product exact in fp32, lanes summing pairs of dims along d), scaled after the
-// sum; P·V as Avx512Ops computes it (fp32 probabilities), each V row widened in registers instead of through a float
-// copy of the block. An FP8 cache takes the Avx512Ops functions.
+// sum; P·V as Avx512Ops computes it (fp32 probabilities), the V rows widened in registers instead of through a float
+// copy of the block (Avx512Ops::pv on bf16 rows). An FP8 cache takes the Avx512Ops functions.
 struct Avx512Bf16Ops : Avx512Ops {
     static constexpr bool kBf16Tokens = true;
 
@@ -221,18 +234,7 @@ struct Avx512Bf16Ops : Avx512Ops {
                 for (int t = 0; t < NT; ++t) acc[m][t] = _mm512_dpbf16_ps(acc[m][t], qv, kv[t]);
             }
         }
-        if constexpr (MR * NT == 16) {  // a full tile: its 16 sums at once, in the same order
-            __m512 all[16];
-            for (int m = 0; m < MR; ++m)
-                for (int t = 0; t < NT; ++t) all[m * NT + t] = acc[m][t];
-            alignas(64) float sums[16];
-            _mm512_store_ps(sums, reduce16_avx512(all));
-            for (int m = 0; m < MR; ++m)
-                for (int t = 0; t < NT; ++t) s[m][t] = sums[m * NT + t] * scale;
-        } else {
-            for (int m = 0; m < MR; ++m)
-                for (int t = 0; t < NT; ++t) s[m][t] = _mm512_reduce_add_ps(acc[m][t]) * scale;
-        }
+        store_sums<MR, NT>(acc, scale, s);
     }
 
     template <int MR>
@@ -254,42 +256,6 @@ struct Avx512Bf16Ops : Avx512Ops {
             case 3: return scores_rows<3>(tokens, q, k, d, scale, s);
             case 2: return scores_rows<2>(tokens, q, k, d, scale, s);
             default: return scores_rows<1>(tokens, q, k, d, scale, s);
-        }
-    }
-
-    // Avx512Ops::pv_tile with V bf16 rows at v + t * ld: the same floats, the same FMAs in the same order.
-    template <int MR>
-    static void pv_tile(float *const *acc, const float *const *p, const uint16_t *v, int64_t ld, int64_t count,
-                        int64_t dv) {
-        for (int64_t i0 = 0; i0 < dv; i0 += 64) {
-            __mmask16 km[4];
-            __m512 a[MR][4];
-            for (int c = 0; c < 4; ++c) km[c] = i0 + 16 * c < dv ? mask(dv - i0 - 16 * c) : __mmask16{0};
-            for (int m = 0; m < MR; ++m)
-                for (int c = 0; c < 4; ++c) a[m][c] = _mm512_maskz_loadu_ps(km[c], acc[m] + i0 + 16 * c);
-            for (int64_t t = 0; t < count; ++t) {
-                __m512 vv[4];
-                for (int c = 0; c < 4; ++c) {
-                    const __m256i bits = _mm256_maskz_loadu_epi16(km[c], v + t * ld + i0 + 16 * c);
-                    vv[c] = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bits), 16));
-                }
-                for (int m = 0; m < MR; ++m) {
-                    const __m512 pm = _mm512_set1_ps(p[m][t]);
-                    for (int c = 0; c < 4; ++c) a[m][c] = _mm512_fmadd_ps(pm, vv[c], a[m][c]);
-                }
-            }
-            for (int m = 0; m < MR; ++m)
-                for (int c = 0; c < 4; ++c) _mm512_mask_storeu_ps(acc[m] + i0 + 16 * c, km[c], a[m][c]);
-        }
-    }
-
-    static void pv_bf16(int rows, float *const *acc, const float *const *p, const uint16_t *v, int64_t ld,
-                        int64_t count, int64_t dv) {
-        switch (rows) {
-            case 4: return pv_tile<4>(acc, p, v, ld, count, dv);
-            case 3: return pv_tile<3>(acc, p, v, ld, count, dv);
-            case 2: return pv_tile<2>(acc, p, v, ld, count, dv);
-            default: return pv_tile<1>(acc, p, v, ld, count, dv);
         }
     }
 };
@@ -439,7 +405,7 @@ struct Decoder {
                 }
                 // V = the first dv dims of each K row
                 if constexpr (Ops::kBf16Tokens) {
-                    if (direct) Ops::pv_bf16(tile_rows, acc_rows, p_rows, tokens, token_stride, count, dv);
+                    if (direct) Ops::pv(tile_rows, acc_rows, p_rows, tokens, token_stride, count, dv);
                 }
                 if (!direct) Ops::pv(tile_rows, acc_rows, p_rows, k, d, count, dv);
             }
