@@ -336,11 +336,12 @@ struct Decoder {
         const int64_t r_begin = task.row_begin, r_end = task.row_end;
         std::vector<RowState> state(static_cast<size_t>(rows));
         std::fill_n(acc, rows * dv, 0.0f);
-        for (int64_t r = r_begin; r < r_end && !direct; ++r) {
-            float *qr = q + r * d;
-            codec.bf16_to_f32(q_row(task, r), d, qr);
-            for (int64_t i = 0; i < d; ++i) qr[i] *= a.softmax_scale;
-        }
+        if (!direct)
+            for (int64_t r = r_begin; r < r_end; ++r) {
+                float *qr = q + r * d;
+                codec.bf16_to_f32(q_row(task, r), d, qr);
+                for (int64_t i = 0; i < d; ++i) qr[i] *= a.softmax_scale;
+            }
 
         for (int64_t blk = task.block_begin; blk < task.block_end; ++blk) {
             const int64_t first = blk * kMlaBlockTokens, count = std::min(kMlaBlockTokens, len - first);

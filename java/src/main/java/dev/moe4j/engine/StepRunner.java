@@ -117,26 +117,20 @@ final class StepRunner {
             RequestState s = step.get(i);
             s.consumed(tokens.get(i).length);
             if (s.readingPrompt()) continue; // mid-prompt: no token yet
-            Sampler.Choice choice;
+            int best = summarized ? argmax.segment().getAtIndex(ValueLayout.JAVA_INT, i) : -1;
             if (summarized && !s.sampler.readsEveryLogit()) {
                 // a greedy choice reads one logit: not worth copying the row (V floats) for
-                int best = argmax.segment().getAtIndex(ValueLayout.JAVA_INT, i);
                 row[best] = logits.segment().getAtIndex(ValueLayout.JAVA_FLOAT, (long) i * row.length + best);
-                choice = s.sampler.sample(row, 0, best, sumExp.segment().getAtIndex(ValueLayout.JAVA_FLOAT, i));
             } else {
                 MemorySegment.copy(logits.segment(), ValueLayout.JAVA_FLOAT, i * rowBytes, row, 0, row.length);
                 if (logitsSink != null) logitsSink.accept(s, row);
                 // ids past the tokenizer's (a vocabulary padded for the GEMMs, as V3's 129280 over 128815) have no
                 // text: never chosen, and outside the distribution
                 for (int v = textVocab; v < row.length; v++) row[v] = Float.NEGATIVE_INFINITY;
-                choice = summarized
-                        ? s.sampler.sample(
-                                row,
-                                0,
-                                argmax.segment().getAtIndex(ValueLayout.JAVA_INT, i),
-                                sumExp.segment().getAtIndex(ValueLayout.JAVA_FLOAT, i))
-                        : s.sampler.sample(row);
             }
+            Sampler.Choice choice = summarized
+                    ? s.sampler.sample(row, 0, best, sumExp.segment().getAtIndex(ValueLayout.JAVA_FLOAT, i))
+                    : s.sampler.sample(row);
             s.accept(choice, tokenSink);
         }
         return new Step(step, tokens.stream().mapToInt(t -> t.length).toArray(), prompt, decode);

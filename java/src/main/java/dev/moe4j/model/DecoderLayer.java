@@ -246,12 +246,14 @@ public final class DecoderLayer {
         /** With packable false: for weights read otherwise than by the FP8 GEMMs (kv_b_proj, dequantized for MLA). */
         Linear linear(String prefix, long out, long in, boolean packable) {
             Tensor w = checked(prefix + ".weight", out, in);
-            QuantizedTensor q = null;
-            if (w.dtype() == DType.E4M3) q = fp8(prefix, w);
-            else if (quantize && in % QuantizedTensor.BLOCK == 0)
-                q = Quantization.perBlock(ctx, floats(prefix + ".weight", w), ScaleFormat.FP32, arena);
-            if (q == null) return Linear.bf16(bf16(w));
+            if (!becomesFp8(w)) return Linear.bf16(bf16(w));
+            QuantizedTensor q = fp8Weight(prefix, w, arena);
             return Linear.fp8(packable ? packed(q) : q);
+        }
+
+        /** Whether a linear weight [out, in] loads as FP8: stored so, or quantized (in a multiple of 128). */
+        private boolean becomesFp8(Tensor w) {
+            return w.dtype() == DType.E4M3 || quantize && w.shape(1) % QuantizedTensor.BLOCK == 0;
         }
 
         /**
@@ -262,8 +264,8 @@ public final class DecoderLayer {
         Linear[] stacked(String a, long nA, String b, long nB, long k) {
             long block = QuantizedTensor.BLOCK;
             Tensor wa = checked(a + ".weight", nA, k), wb = checked(b + ".weight", nB, k);
-            boolean fp8 = k % block == 0 && (quantize || wa.dtype() == DType.E4M3 && wb.dtype() == DType.E4M3);
-            if (!fp8 || nA % block != 0) return new Linear[] {linear(a, nA, k), linear(b, nB, k), null};
+            if (!becomesFp8(wa) || !becomesFp8(wb) || nA % block != 0)
+                return new Linear[] {linear(a, nA, k), linear(b, nB, k), null};
             try (Arena temp = Arena.ofConfined()) { // parts quantized here feed the stacked copy only
                 Linear stacked = Linear.stack(ctx, fp8Weight(a, wa, temp), fp8Weight(b, wb, temp), pack, arena);
                 return new Linear[] {stacked.rows(0, nA), stacked.rows(nA, nB), stacked};
@@ -353,9 +355,7 @@ public final class DecoderLayer {
         /** An [n, k] weight as FP8 [padded, k] with zero rows past n (quantized first when stored in BF16). */
         private Linear padRows(String prefix, long n, long k, long padded) {
             Tensor w = checked(prefix + ".weight", n, k);
-            QuantizedTensor q = w.dtype() == DType.E4M3
-                    ? fp8(prefix, w)
-                    : Quantization.perBlock(ctx, floats(prefix + ".weight", w), ScaleFormat.FP32, arena);
+            QuantizedTensor q = fp8Weight(prefix, w, arena);
             Tensor data = Tensor.allocate(arena, DType.E4M3, padded, k); // zero: e4m3 code 0 is 0.0
             MemorySegment.copy(q.data().segment(), 0, data.segment(), 0, n * k);
             // the scales already cover ceil(n/128) = padded/128 row blocks
@@ -375,10 +375,7 @@ public final class DecoderLayer {
             for (int e = 0; e < experts; e++) {
                 String name = prefix + e + "." + proj;
                 Tensor w = checked(name + ".weight", n, k);
-                groups.add(packed(
-                        w.dtype() == DType.E4M3
-                                ? fp8(name, w)
-                                : Quantization.perBlock(ctx, floats(name + ".weight", w), ScaleFormat.FP32, arena)));
+                groups.add(packed(fp8Weight(name, w, arena)));
             }
             return QuantizedGroups.of(groups);
         }
