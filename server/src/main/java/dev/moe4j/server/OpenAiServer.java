@@ -524,10 +524,15 @@ public final class OpenAiServer implements AutoCloseable {
         // another stream's frames); this server's connector speaks HTTP/1.1 only.
         boolean watching = request.getConnectionMetaData().getHttpVersion().getVersion() < 20;
         while (true) {
+            Result result = null;
             try {
-                return submission.result().get(HANG_UP_PROBE_MILLIS, TimeUnit.MILLISECONDS);
+                result = submission.result().get(HANG_UP_PROBE_MILLIS, TimeUnit.MILLISECONDS);
             } catch (TimeoutException e) {
-                if (!watching || gone.get() != null || endPoint.isFillInterested()) continue; // Jetty reads itself
+                // not yet: probe the connection below
+            }
+            // The connection is probed once more when the answer is ready: bytes that came in meanwhile are a
+            // pipelined request whatever the timer's phase, so the close does not hinge on which came first.
+            if (watching && gone.get() == null && !endPoint.isFillInterested()) { // else Jetty reads itself
                 int read;
                 try {
                     BufferUtil.clear(probe);
@@ -537,12 +542,13 @@ public final class OpenAiServer implements AutoCloseable {
                 }
                 if (read < 0) {
                     gone.compareAndSet(null, new EofException("the client closed its connection"));
-                    submission.cancel();
+                    if (result == null) submission.cancel();
                 } else if (read > 0) {
                     response.getHeaders().put(HttpHeader.CONNECTION, "close");
                     watching = false;
                 }
             }
+            if (result != null) return result;
         }
     }
 

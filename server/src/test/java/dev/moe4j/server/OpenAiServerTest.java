@@ -478,11 +478,19 @@ class OpenAiServerTest {
 
     @Test
     void aRequestPipelinedBehindAWholeAnswerClosesTheConnectionAfterACompleteAnswer() throws Exception {
+        // A stream that its client stops reading holds 15 of the 16 KV blocks, so the first request (2 blocks) waits
+        // in the queue while the second is pipelined behind it: the bytes are there before it can finish, however
+        // fast the model runs.
+        String holding = "{\"model\": \"tiny\", \"prompt\": [5, 6, 7], \"max_tokens\": 900, \"temperature\": 0,"
+                + " \"stream\": true}";
         String first = "{\"model\": \"tiny\", \"prompt\": [5, 6, 7], \"max_tokens\": 120, \"temperature\": 0}";
         String second = "{\"model\": \"tiny\", \"prompt\": [8], \"max_tokens\": 2}";
+        Socket holder = TestServers.streamAndRead(server, holding, 2);
         try (Socket socket = TestServers.post(server, first)) {
-            TestServers.await(engine::metrics, x -> x.running() == 1, "the first request runs");
+            socket.setSoTimeout(60_000); // a connection left open fails the test instead of hanging it
+            TestServers.await(engine::metrics, x -> x.queued() == 1, "the first request waits");
             socket.getOutputStream().write(TestServers.completionRequest(second));
+            holder.close(); // its blocks free: the first request runs
             byte[] all = socket.getInputStream().readAllBytes(); // to the end of stream: the server closes
             String text = new String(all, StandardCharsets.UTF_8);
             assertTrue(text.startsWith("HTTP/1.1 200"), text);
@@ -490,7 +498,10 @@ class OpenAiServerTest {
             JsonNode answer = JSON.readTree(text.substring(text.indexOf("\r\n\r\n") + 4));
             assertEquals(120, answer.get("usage").get("completion_tokens").asInt(), text);
             assertEquals(1, text.split("HTTP/1.1 ", -1).length - 1, "one answer only: " + text);
+        } finally {
+            holder.close();
         }
+        TestServers.await(engine::metrics, x -> x.running() == 0 && x.cacheBlocksUsed() == 0, "both end");
         HttpResponse<String> next = post(server, "/v1/completions", "{\"model\": \"tiny\", \"prompt\": \"Hi\"}");
         assertEquals(200, next.statusCode(), next.body());
     }

@@ -14,6 +14,7 @@ import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.InputStreamReader;
 import java.io.UncheckedIOException;
+import java.net.InetSocketAddress;
 import java.net.Socket;
 import java.net.URI;
 import java.net.http.HttpClient;
@@ -180,7 +181,11 @@ final class TestServers {
 
     /** Opens a raw connection, posts a streaming request and returns once {@code events} events have come. */
     static Socket streamAndRead(OpenAiServer server, String body, int events) throws IOException {
-        Socket socket = post(server, body);
+        // a small receive window: once the client stops reading, the stream's backpressure holds the sequence soon
+        Socket socket = new Socket();
+        socket.setReceiveBufferSize(4096);
+        socket.connect(new InetSocketAddress("127.0.0.1", server.port()));
+        socket.getOutputStream().write(completionRequest(body));
         BufferedReader in = new BufferedReader(new InputStreamReader(socket.getInputStream(), StandardCharsets.UTF_8));
         int seen = 0;
         for (String line = in.readLine(); line != null && seen < events; line = in.readLine())
