@@ -95,14 +95,17 @@ const std::vector<Subcommand> &subcommands() {
          "    --reps R           timed calls per row (default: >= 10, >= one pool cycle and >= 0.3 s)\n",
          bench::run_expert},
         {"absorb",
-         "time moe4j_gemm_nt (bf16, batched over heads) at MLA's absorption shapes against read bandwidth and FMA peak",
-         {"threads", "isa", "heads", "m", "n", "k", "reps"},
+         "time moe4j_gemm_nt (bf16, batched over heads) at MLA's absorption shapes against read bandwidth and the "
+         "path's "
+         "peak",
+         {"threads", "isa", "heads", "m", "n", "k", "out", "reps"},
          {},
          "    --threads N        context threads (default: all hardware threads)\n"
          "    --isa NAME         scalar | avx2 | avx512 | avx512_bf16 | best (default: best)\n"
          "    --heads H --m M --n N --k K\n"
          "                       one shape [H, M, K] x [H, N, K] (defaults 16, 1, 512, 128); default: a table of\n"
          "                       V2-Lite's absorption (N 512, K 128) and un-absorption (N 128, K 512) at M 1, 16, 512\n"
+         "    --out bf16|f32     the output's dtype (default: bf16, as MLA writes it)\n"
          "    --reps R           timed calls per row (default: >= 10, >= one pool cycle and >= 0.3 s)\n",
          bench::run_absorb},
     };

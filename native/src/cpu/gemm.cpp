@@ -13,6 +13,7 @@
 #include "../core/fp8.h"
 #include "../core/views.h"
 #include "reduce_avx512.h"
+#include "row_codec.h"
 
 namespace moe4j::cpu {
 namespace {
@@ -134,24 +135,41 @@ void dot16_avx512(const T *const *a, const float *const *b, int64_t k, float *ou
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")
 
-// bf16: 32 elements per dot-product instruction, masked tail (zeros contribute nothing).
+// The first min(left, 32) of 32 bf16 elements.
+inline __mmask32 mask_pairs(int64_t left) {
+    return left >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((uint64_t{1} << left) - 1);
+}
+
+// Sixteen bf16 dot products at once on vdpbf16ps, MR rows of A against NR rows of B (MR * NR = 16), both bf16 as
+// they lie: per output, lane l sums the pair products of k = 2l, 2l + 1 (mod 32) in order, masked tail pairs add
+// zeros, and reduce16_avx512 adds the lanes as _mm512_reduce_add_ps would, so an output's bits do not depend on the
+// tile it was computed in (nor on how many rows A has). out[m * NR + j].
 template <int MR, int NR>
-void dot_avx512_bf16(Tile &t, int64_t k) {
-    __m512 acc[MR][NR];
-    for (int m = 0; m < MR; ++m)
-        for (int j = 0; j < NR; ++j) acc[m][j] = _mm512_setzero_ps();
-    for (int64_t i = 0; i < k; i += 32) {
-        const __mmask32 mask = k - i >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((uint64_t{1} << (k - i)) - 1);
-        __m512bh bv[NR];
+void dot16_avx512_bf16(const uint16_t *const *a, const uint16_t *const *b, int64_t k, float *out) {
+    static_assert(MR * NR == 16);
+    __m512 acc[16];
+    for (__m512 &x : acc) x = _mm512_setzero_ps();
+    if constexpr (MR == 1) {
+        // One row of A streams B (decode): B's rows one after another, in the order they lie in memory, where
+        // stepping all 16 along K at once defeats the hardware prefetcher (2x slower at K = 128).
         for (int j = 0; j < NR; ++j)
-            bv[j] = (__m512bh)_mm512_maskz_loadu_epi16(mask, static_cast<const uint16_t *>(t.b[j]) + i);
-        for (int m = 0; m < MR; ++m) {
-            const __m512bh av = (__m512bh)_mm512_maskz_loadu_epi16(mask, static_cast<const uint16_t *>(t.a[m]) + i);
-            for (int j = 0; j < NR; ++j) acc[m][j] = _mm512_dpbf16_ps(acc[m][j], av, bv[j]);
+            for (int64_t i = 0; i < k; i += 32) {
+                const __mmask32 mask = mask_pairs(k - i);
+                acc[j] = _mm512_dpbf16_ps(acc[j], (__m512bh)_mm512_maskz_loadu_epi16(mask, a[0] + i),
+                                          (__m512bh)_mm512_maskz_loadu_epi16(mask, b[j] + i));
+            }
+    } else {
+        for (int64_t i = 0; i < k; i += 32) {
+            const __mmask32 mask = mask_pairs(k - i);
+            __m512bh av[MR];
+            for (int m = 0; m < MR; ++m) av[m] = (__m512bh)_mm512_maskz_loadu_epi16(mask, a[m] + i);
+            for (int j = 0; j < NR; ++j) {
+                const __m512bh bv = (__m512bh)_mm512_maskz_loadu_epi16(mask, b[j] + i);
+                for (int m = 0; m < MR; ++m) acc[m * NR + j] = _mm512_dpbf16_ps(acc[m * NR + j], av[m], bv);
+            }
         }
     }
-    for (int m = 0; m < MR; ++m)
-        for (int j = 0; j < NR; ++j) t.out[m][j] = _mm512_reduce_add_ps(acc[m][j]);
+    _mm512_storeu_ps(out, reduce16_avx512(acc));
 }
 
 #pragma GCC pop_options
@@ -160,8 +178,7 @@ template <int MR, int NR>
 void dot(int isa, int32_t dtype, Tile &t, int64_t k) {
     const bool bf16 = dtype == MOE4J_BF16;
     switch (isa) {
-        // F32 on AVX512_BF16, and everything on AVX512, take gemm_dot16 (takes_dot16) and never come here.
-        case MOE4J_ISA_AVX512_BF16: return dot_avx512_bf16<MR, NR>(t, k);
+        // Both AVX-512 paths take gemm_dot16 (takes_dot16) and never come here.
         case MOE4J_ISA_AVX2: return bf16 ? dot_avx2<uint16_t, MR, NR>(t, k) : dot_avx2<float, MR, NR>(t, k);
         default: return bf16 ? dot_scalar<uint16_t, MR, NR>(t, k) : dot_scalar<float, MR, NR>(t, k);
     }
@@ -198,16 +215,20 @@ struct Matrix {
     }
 };
 
-// Row `row` of d, columns [n, n + count): values[j] (+ c's).
-void store_row(const Matrix &d, int32_t d_dtype, const std::optional<Matrix> &c, int64_t row, int64_t n, int count,
-               const float *values) {
-    const float *add = c ? c->row<float>(row) + n : nullptr;
+// Row `row` of d, columns [n, n + count <= 16): values[j] (+ c's), rounded to bf16 by the path's codec.
+void store_row(const RowCodec &codec, const Matrix &d, int32_t d_dtype, const std::optional<Matrix> &c, int64_t row,
+               int64_t n, int count, const float *values) {
+    float sums[kColumnsPerTask];
+    if (c) {
+        const float *add = c->row<float>(row) + n;
+        for (int j = 0; j < count; ++j) sums[j] = values[j] + add[j];
+        values = sums;
+    }
     if (d_dtype == MOE4J_F32) {
         float *out = d.row<float>(row) + n;
-        for (int j = 0; j < count; ++j) out[j] = add != nullptr ? values[j] + add[j] : values[j];
+        for (int j = 0; j < count; ++j) out[j] = values[j];
     } else {
-        uint16_t *out = d.row<uint16_t>(row) + n;
-        for (int j = 0; j < count; ++j) out[j] = bf16_encode(add != nullptr ? values[j] + add[j] : values[j]);
+        codec.f32_to_bf16(values, count, d.row<uint16_t>(row) + n);
     }
 }
 
@@ -219,22 +240,44 @@ struct Operands {
         : a(a, batch), b(b, batch), d(d, batch), c(c ? std::optional<Matrix>(Matrix(*c, batch)) : std::nullopt) {}
 };
 
-// Whether gemm_nt takes the 16-output kernel: the fp32 FMA path of AVX-512, where widening bf16 operands costs as
-// much as the multiply-adds and short dot products (MLA's K = 128) as much again in their reductions.
-bool takes_dot16(int isa, int32_t dtype) {
-    return isa == MOE4J_ISA_AVX512 || (isa == MOE4J_ISA_AVX512_BF16 && dtype == MOE4J_F32);
+// How gemm_dot16 multiplies: fp32 FMAs on fp32 operands; fp32 FMAs on bf16 operands widened exactly, by a shift
+// (AVX-512F); bf16 pair dot products on the bf16 operands as they lie (AVX512_BF16).
+enum class Dot16 { F32, WidenedBf16, Bf16Pairs };
+
+// Whether gemm_nt takes the 16-output kernels: the AVX-512 paths, where short dot products (MLA's K = 128) would
+// spend as long in one reduction per output as in their multiply-adds.
+bool takes_dot16(int isa) { return isa == MOE4J_ISA_AVX512 || isa == MOE4J_ISA_AVX512_BF16; }
+
+// Rows r .. r + MR of a bf16 product against a task's 16 columns of B, 16 / MR columns at a time, each row stored
+// once.
+template <int MR>
+void pair_rows(const RowCodec &codec, const Operands &op, int32_t d_dtype, int64_t r, int64_t n0, int cols,
+               const uint16_t *const *b, int64_t k) {
+    constexpr int NR = 16 / MR;
+    const uint16_t *rows[MR];
+    for (int m = 0; m < MR; ++m) rows[m] = op.a.row<uint16_t>(r + m);
+    float out[MR][kColumnsPerTask];  // whole rows, stored once each
+    for (int part = 0; part < cols; part += NR) {
+        float tile[16];
+        dot16_avx512_bf16<MR, NR>(rows, b + part, k, tile);
+        for (int m = 0; m < MR; ++m) std::copy(tile + m * NR, tile + (m + 1) * NR, out[m] + part);
+    }
+    for (int m = 0; m < MR; ++m) store_row(codec, op.d, d_dtype, op.c, r + m, n0, cols, out[m]);
 }
 
-// The product on dot16_avx512: each task's 16 columns of B (bf16 widened once into the worker's part of the
-// context's scratch), rows of A two at a time against 8 columns where 16 widened columns would not stay in L1
-// with A (K > 256), else one at a time against all 16.
-template <typename T>
-void gemm_dot16(moe4j_context *ctx, const RowView &a, const RowView &b, const std::optional<RowView> &c,
-                const RowView &d, int64_t batches, int64_t m_count, int64_t n_count, int64_t k) {
+// The product on the 16-output kernels, a task per 16 columns of B. Widened bf16 columns go into the worker's part of
+// the context's scratch, and rows of A are taken two at a time against 8 columns where 16 widened columns would not
+// stay in L1 with A (K > 256), else one at a time against all 16. Pair products take rows of A four at a time
+// against 4 columns (B's 16 bf16 rows stay in L1 up to K = 512).
+template <Dot16 kind>
+void gemm_dot16(moe4j_context *ctx, const RowCodec &codec, const RowView &a, const RowView &b,
+                const std::optional<RowView> &c, const RowView &d, int64_t batches, int64_t m_count, int64_t n_count,
+                int64_t k) {
+    using T = std::conditional_t<kind == Dot16::F32, float, uint16_t>;
     const int64_t blocks = (n_count + kColumnsPerTask - 1) / kColumnsPerTask;
     const int64_t ldw = (k + 15) / 16 * 16 + 16;  // a line of padding: the rows' slices spread over the L1 sets
     float *scratch = nullptr;
-    if constexpr (std::is_same_v<T, uint16_t>)
+    if constexpr (kind == Dot16::WidenedBf16)
         scratch = ctx->host_scratch_for(static_cast<size_t>(ctx->pool->size() * kColumnsPerTask * ldw),
                                         "gemm_nt's widened bf16 columns");
     const int64_t task_work = (m_count + kStreamRows) * kColumnsPerTask * k;
@@ -243,10 +286,22 @@ void gemm_dot16(moe4j_context *ctx, const RowView &a, const RowView &b, const st
             const Operands op(a, b, c, d, task / blocks);
             const int64_t n0 = (task % blocks) * kColumnsPerTask;
             const int cols = static_cast<int>(std::min<int64_t>(kColumnsPerTask, n_count - n0));
-            // Missing columns of a last block repeat column 0; their sums are dropped.
+            if constexpr (kind == Dot16::Bf16Pairs) {
+                // Missing columns of a last block repeat column 0; their sums are dropped.
+                const uint16_t *bp[kColumnsPerTask];
+                for (int j = 0; j < kColumnsPerTask; ++j) bp[j] = op.b.row<uint16_t>(n0 + (j < cols ? j : 0));
+                int64_t r = 0;
+                for (; r + 4 <= m_count; r += 4) pair_rows<4>(codec, op, d.dtype, r, n0, cols, bp, k);
+                if (r + 2 <= m_count) {
+                    pair_rows<2>(codec, op, d.dtype, r, n0, cols, bp, k);
+                    r += 2;
+                }
+                if (r < m_count) pair_rows<1>(codec, op, d.dtype, r, n0, cols, bp, k);
+                continue;
+            }
             const float *bw[kColumnsPerTask];
             for (int j = 0; j < kColumnsPerTask; ++j) {
-                if constexpr (std::is_same_v<T, uint16_t>) {
+                if constexpr (kind == Dot16::WidenedBf16) {
                     float *w = scratch + (worker * kColumnsPerTask + j) * ldw;
                     if (j < cols) widen_bf16_avx512(op.b.row<uint16_t>(n0 + j), k, w);
                     bw[j] = j < cols ? w : bw[0];
@@ -263,14 +318,14 @@ void gemm_dot16(moe4j_context *ctx, const RowView &a, const RowView &b, const st
                         dot16_avx512<T, 2, 8>(rows, bw + half, k, out);
                         const int count = std::min(8, cols - half);
                         for (int m = 0; m < pair; ++m)
-                            store_row(op.d, d.dtype, op.c, r + m, n0 + half, count, out + m * 8);
+                            store_row(codec, op.d, d.dtype, op.c, r + m, n0 + half, count, out + m * 8);
                     }
                 }
             } else {
                 for (int64_t r = 0; r < m_count; ++r) {
                     const T *row[1] = {op.a.row<T>(r)};
                     dot16_avx512<T, 1, 16>(row, bw, k, out);
-                    store_row(op.d, d.dtype, op.c, r, n0, cols, out);
+                    store_row(codec, op.d, d.dtype, op.c, r, n0, cols, out);
                 }
             }
         }
@@ -287,9 +342,12 @@ void gemm_nt(moe4j_context *ctx, const moe4j_tensor &a_t, const moe4j_tensor &b_
     const int rank = a_t.rank;
     const int64_t batches = rank == 3 ? a_t.shape[0] : 1;
     const int64_t m_count = a_t.shape[rank - 2], n_count = b_t.shape[rank - 2], k = a.length;
-    if (takes_dot16(ctx->isa, a.dtype)) {
-        if (a.dtype == MOE4J_BF16) return gemm_dot16<uint16_t>(ctx, a, b, c, d, batches, m_count, n_count, k);
-        return gemm_dot16<float>(ctx, a, b, c, d, batches, m_count, n_count, k);
+    const RowCodec &codec = row_codec(ctx->isa);
+    if (takes_dot16(ctx->isa)) {
+        if (a.dtype == MOE4J_F32) return gemm_dot16<Dot16::F32>(ctx, codec, a, b, c, d, batches, m_count, n_count, k);
+        if (ctx->isa == MOE4J_ISA_AVX512_BF16)
+            return gemm_dot16<Dot16::Bf16Pairs>(ctx, codec, a, b, c, d, batches, m_count, n_count, k);
+        return gemm_dot16<Dot16::WidenedBf16>(ctx, codec, a, b, c, d, batches, m_count, n_count, k);
     }
     const int64_t blocks = (n_count + kColumnsPerTask - 1) / kColumnsPerTask;
     const int64_t task_work = (m_count + kStreamRows) * kColumnsPerTask * k;
@@ -305,7 +363,7 @@ void gemm_nt(moe4j_context *ctx, const moe4j_tensor &a_t, const moe4j_tensor &b_
                     const int cols = static_cast<int>(std::min<int64_t>(kTileN, n1 - n));
                     for (int j = 0; j < cols; ++j) t.b[j] = op.b.row<char>(n + j);
                     dot_any(ctx->isa, a.dtype, t, rows, cols, k);
-                    for (int m = 0; m < rows; ++m) store_row(op.d, d.dtype, op.c, r + m, n, cols, t.out[m]);
+                    for (int m = 0; m < rows; ++m) store_row(codec, op.d, d.dtype, op.c, r + m, n, cols, t.out[m]);
                 }
             }
         }
