@@ -214,10 +214,70 @@ struct Avx512Ops {
 
 // The AVX-512 path with a bf16 cache read where it lies, as FlashMLA reads it: the scores on bf16 dot products (q and
 // the cached token as stored; every product exact in fp32, lanes summing pairs of dims along d), scaled after the
-// sum; P·V as Avx512Ops computes it (fp32 probabilities), the V rows widened in registers instead of through a float
-// copy of the block (Avx512Ops::pv on bf16 rows). An FP8 cache takes the Avx512Ops functions.
+// sum; P·V on bf16 dot products too, the probabilities rounded to bf16 as FlashMLA rounds them (the row sums stay
+// those of the fp32 probabilities), lanes summing pairs of tokens. An FP8 cache takes the Avx512Ops functions.
 struct Avx512Bf16Ops : Avx512Ops {
     static constexpr bool kBf16Tokens = true;
+    using Avx512Ops::pv;
+
+    // acc rows += p·V on vdpbf16ps, V the bf16 cache rows themselves: 64 output dims at a time held in registers
+    // across the block's tokens taken two by two, each pair's rows interleaved dim by dim (vpermt2w) against the
+    // pair's two probabilities broadcast. An odd last token pairs with zeros (the slot after it may hold anything).
+    template <int MR>
+    static void pv_pairs(float *const *acc, const float *const *p, const uint16_t *v, int64_t ld, int64_t count,
+                         int64_t dv) {
+        alignas(64) uint16_t pb[MR][kMlaBlockTokens];  // the probabilities in bf16, pairs of tokens as 32-bit words
+        for (int m = 0; m < MR; ++m)
+            for (int64_t t = 0; t < count; t += 16) {
+                const __mmask16 km = mask(count - t);
+                const __m256bh rounded = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(km, p[m] + t));
+                _mm256_store_si256(reinterpret_cast<__m256i *>(pb[m] + t), (__m256i)rounded);
+            }
+        // word 2j picks dim j of the first row (index j), word 2j + 1 dim j of the second (index 32 + j)
+        const __m512i low =
+            _mm512_add_epi32(_mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                                _mm512_set1_epi32(0x10001)),
+                             _mm512_set1_epi32(32 << 16));
+        const __m512i high = _mm512_add_epi16(low, _mm512_set1_epi16(16));
+        for (int64_t i0 = 0; i0 < dv; i0 += 64) {
+            __mmask16 km[4];
+            __m512 a[MR][4];
+            for (int c = 0; c < 4; ++c) km[c] = i0 + 16 * c < dv ? mask(dv - i0 - 16 * c) : __mmask16{0};
+            const __mmask32 k_lo = static_cast<__mmask32>(km[0]) | (static_cast<__mmask32>(km[1]) << 16);
+            const __mmask32 k_hi = static_cast<__mmask32>(km[2]) | (static_cast<__mmask32>(km[3]) << 16);
+            for (int m = 0; m < MR; ++m)
+                for (int c = 0; c < 4; ++c) a[m][c] = _mm512_maskz_loadu_ps(km[c], acc[m] + i0 + 16 * c);
+            for (int64_t t = 0; t < count; t += 2) {
+                const uint16_t *r0 = v + t * ld + i0, *r1 = r0 + ld;
+                const bool pair = t + 1 < count;
+                const __m512i x0 = _mm512_maskz_loadu_epi16(k_lo, r0), x1 = _mm512_maskz_loadu_epi16(k_hi, r0 + 32);
+                const __m512i y0 = _mm512_maskz_loadu_epi16(pair ? k_lo : 0, r1);
+                const __m512i y1 = _mm512_maskz_loadu_epi16(pair ? k_hi : 0, r1 + 32);
+                const __m512bh vv[4] = {(__m512bh)_mm512_permutex2var_epi16(x0, low, y0),
+                                        (__m512bh)_mm512_permutex2var_epi16(x0, high, y0),
+                                        (__m512bh)_mm512_permutex2var_epi16(x1, low, y1),
+                                        (__m512bh)_mm512_permutex2var_epi16(x1, high, y1)};
+                for (int m = 0; m < MR; ++m) {
+                    uint32_t word;
+                    std::memcpy(&word, pb[m] + t, sizeof word);  // pb[m][t + 1] past an odd end: multiplies zeros
+                    const __m512bh pm = (__m512bh)_mm512_set1_epi32(static_cast<int>(word));
+                    for (int c = 0; c < 4; ++c) a[m][c] = _mm512_dpbf16_ps(a[m][c], pm, vv[c]);
+                }
+            }
+            for (int m = 0; m < MR; ++m)
+                for (int c = 0; c < 4; ++c) _mm512_mask_storeu_ps(acc[m] + i0 + 16 * c, km[c], a[m][c]);
+        }
+    }
+
+    static void pv(int rows, float *const *acc, const float *const *p, const uint16_t *v, int64_t ld, int64_t count,
+                   int64_t dv) {
+        switch (rows) {
+            case 4: return pv_pairs<4>(acc, p, v, ld, count, dv);
+            case 3: return pv_pairs<3>(acc, p, v, ld, count, dv);
+            case 2: return pv_pairs<2>(acc, p, v, ld, count, dv);
+            default: return pv_pairs<1>(acc, p, v, ld, count, dv);
+        }
+    }
 
     template <int MR, int NT>
     static void scores_tile(const uint16_t *const *q, const uint16_t *const *k, int64_t d, float scale,
@@ -327,12 +387,20 @@ struct Decoder {
         return q_row(task.seq, r / heads_per_kv, task.head * heads_per_kv + r % heads_per_kv);
     }
 
+    // A bf16 cache on a path with bf16 dot products is read where it lies; otherwise each block's tokens are widened.
+    bool direct() const { return Ops::kBf16Tokens && !a.fp8_cache; }
+
+    // Floats of a task's scratch: q rows [rows][d] (pre-scaled) and the widened k block [64][d] unless direct, then
+    // probabilities [rows][64] and accumulators [rows][dv].
+    int64_t scratch_floats() const {
+        return (direct() ? 0 : rows * a.d + kMlaBlockTokens * a.d) + rows * kMlaBlockTokens + rows * a.dv;
+    }
+
     void run(const Task &task, std::vector<float> &scratch) {
         const int64_t d = a.d, dv = a.dv, len = length(task.seq);
-        // A bf16 cache on a path with bf16 scores is read where it lies; otherwise each block's tokens are widened.
-        const bool direct = Ops::kBf16Tokens && !a.fp8_cache;
-        // scratch: q rows [rows][d] (pre-scaled), k block [64][d], probabilities [rows][64], accumulators [rows][dv]
-        float *q = scratch.data(), *k = q + rows * d, *p = k + kMlaBlockTokens * d, *acc = p + rows * kMlaBlockTokens;
+        const bool direct = this->direct();
+        float *q = scratch.data(), *k = q + (direct ? 0 : rows * d), *p = k + (direct ? 0 : kMlaBlockTokens * d);
+        float *acc = p + rows * kMlaBlockTokens;
         const int64_t r_begin = task.row_begin, r_end = task.row_end;
         std::vector<RowState> state(static_cast<size_t>(rows));
         std::fill_n(acc, rows * dv, 0.0f);
@@ -481,9 +549,8 @@ struct Decoder {
                         tasks.push_back({seq, head, s, begin, end, r, std::min(rows, r + group_rows)});
                 }
         }
-        const int64_t scratch_floats = rows * a.d + kMlaBlockTokens * a.d + rows * kMlaBlockTokens + rows * a.dv;
         parallel_for(pool, static_cast<int64_t>(tasks.size()), 1, [&](int64_t begin, int64_t end) {
-            std::vector<float> scratch(static_cast<size_t>(scratch_floats));
+            std::vector<float> scratch(static_cast<size_t>(scratch_floats()));
             for (int64_t i = begin; i < end; ++i) run(tasks[static_cast<size_t>(i)], scratch);
         });
         parallel_for(pool, a.batch * a.h_kv, 1, [&](int64_t begin, int64_t end) {

@@ -22,6 +22,11 @@ import java.util.Objects;
  * that sees no token gets {@code out = 0} and {@code lse = +inf}. Cache slots past a sequence's length are never
  * read, so they may hold anything.
  *
+ * <p>Scores, the softmax and the accumulation of P·V are fp32 on every path. The probabilities multiplying V are fp32
+ * too, except on the AVX512_BF16 path with a bf16 cache, which computes P·V on bf16 dot products as FlashMLA does: each
+ * probability rounded to bf16 (relative error ≤ 2⁻⁹, so an output moves by at most 2⁻⁹ · Σₜ pₜ·|vₜ|; the softmax's
+ * denominator and lse stay those of the fp32 probabilities).
+ *
  * <p>Ranks and dtypes are checked here, shapes, block ids and lengths natively before anything is read
  * ({@link dev.moe4j.runtime.Moe4jException} naming the argument; out and lse untouched).
  */
