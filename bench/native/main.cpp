@@ -92,6 +92,8 @@ const std::vector<Subcommand> &subcommands() {
          "    --op OP            gemm | ffn | both (default: both)\n"
          "    --fast             a context without MOE4J_CONTEXT_REPRODUCIBLE (default: reproducible, as the\n"
          "                       library's models run)\n"
+         "    --packed           the experts packed in panels first (moe4j_pack_fp8_weights), as models on the\n"
+         "                       AVX-512 paths hold them (default: as stored)\n"
          "    --reps R           timed calls per row (default: >= 10, >= one pool cycle and >= 0.3 s)\n",
          bench::run_expert},
         {"absorb",

@@ -36,8 +36,8 @@ import java.util.concurrent.TimeUnit;
  * Timed are the model steps alone (the argmax between steps is not, as llama-bench times no sampling). The weight
  * bytes of each decode step are counted from its actual routing: the weights every step reads, one embedding row per
  * token, and each distinct routed expert of each MoE layer once ({@link Model#weightBytes}). The roofline fraction
- * is those bytes per second over the read bandwidth (the higher of the measurements before and after the run); the
- * prefill fraction is the model FLOPs per second (matrix products and attention, causal) over the bf16 dot peak.
+ * is those bytes per second over the read bandwidth (the higher of the measurements before and after the run,
+ * flagged when they differ by more than 15%); the prefill fraction is the model FLOPs per second (matrix products and attention, causal) over the bf16 dot peak.
  * Java time is a step's time outside native calls ({@link Profiler}).
  */
 final class BenchGenerateCommand {
@@ -154,6 +154,18 @@ final class BenchGenerateCommand {
                     .println("report: " + report.write(Path.of(o.string("--report"))));
         }
         return 0;
+    }
+
+    /**
+     * A spread of the two bandwidth readings above which the roofline fraction is flagged: some machines (VMs sharing
+     * a host) move between bandwidth levels (33 and 52 GB/s on one) from minute to minute.
+     */
+    private static final double UNSTEADY_BANDWIDTH = 0.15;
+
+    /** How much higher the higher bandwidth reading is than the lower (0.2 = 20%), NaN when one is missing. */
+    private static double spread(Machine before, Machine after) {
+        double a = before.readGbs(), b = after.readGbs();
+        return Math.max(a, b) / Math.min(a, b) - 1;
     }
 
     /** The higher of two measurements, either of which may be missing (NaN). */
@@ -377,6 +389,12 @@ final class BenchGenerateCommand {
         System.out.printf(
                 "machine: read bandwidth %.1f GB/s (before %.1f, after %.1f), bf16 dot peak %.0f GFLOP/s (%s)%n",
                 machine.readGbs(), before.readGbs(), after.readGbs(), machine.bf16DotGflops(), machine.bf16Dot());
+        double spread = spread(before, after);
+        if (spread > UNSTEADY_BANDWIDTH)
+            System.out.printf(
+                    "warning: the read bandwidth moved %.0f%% between the readings before and after the run: %%roofline"
+                            + " (against the higher) is uncertain; compare runs whose two readings agree%n",
+                    100 * spread);
         System.out.printf(
                 "%5s %6s %4s | %13s %8s %6s | %12s %8s %8s %6s %9s %6s%n",
                 "batch",
@@ -463,6 +481,7 @@ final class BenchGenerateCommand {
         top.put("read_bw_gbs", num(machine.readGbs()));
         top.put("read_bw_gbs_before", num(before.readGbs()));
         top.put("read_bw_gbs_after", num(after.readGbs()));
+        top.put("read_bw_spread", num(spread(before, after)));
         top.put("bf16_dot_peak_gflops", num(machine.bf16DotGflops()));
         top.put("bf16_dot", machine.bf16Dot());
         top.putAll(rows.get(0)); // the first batch size's fields at the top level
