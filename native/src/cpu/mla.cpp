@@ -358,8 +358,29 @@ struct Decoder {
           rows(args.s_q * (args.h_q / args.h_kv)),
           splits(splits),
           split_blocks(split_blocks) {
-        partial_out.resize(static_cast<size_t>(a.batch * a.h_kv * splits * rows * a.dv));
-        partial_lse.resize(static_cast<size_t>(a.batch * a.h_kv * splits * rows));
+        if (splits > 1) {
+            partial_out.resize(static_cast<size_t>(a.batch * a.h_kv * splits * rows * a.dv));
+            partial_lse.resize(static_cast<size_t>(a.batch * a.h_kv * splits * rows));
+        }
+    }
+
+    // Row r of (seq, kv head) in out (bf16 or f32: row_out writes it) and lse.
+    char *out_row(int64_t seq, int64_t head, int64_t r) const {
+        const int64_t j = r / heads_per_kv, h = head * heads_per_kv + r % heads_per_kv;
+        return static_cast<char *>(a.out->data) +
+               (seq * a.out->strides[0] + j * a.out->strides[1] + h * a.out->strides[2]) *
+                   (a.out->dtype == MOE4J_F32 ? 4 : 2);
+    }
+    float &lse(int64_t seq, int64_t head, int64_t r) const {
+        const int64_t j = r / heads_per_kv, h = head * heads_per_kv + r % heads_per_kv;
+        return static_cast<float *>(
+            a.lse->data)[seq * a.lse->strides[0] + h * a.lse->strides[1] + j * a.lse->strides[2]];
+    }
+    void row_out(const float *values, char *row) const {
+        if (a.out->dtype == MOE4J_F32)
+            std::memcpy(row, values, sizeof(float) * static_cast<size_t>(a.dv));
+        else
+            codec.f32_to_bf16(values, a.dv, reinterpret_cast<uint16_t *>(row));
     }
 
     int64_t length(int64_t seq) const {
@@ -480,22 +501,30 @@ struct Decoder {
             }
         }
 
+        // One split: the rows are final (the merge of one split would scale by exactly 1); else the split's partial
+        // rows and lses, for combine().
         const int64_t slot = ((task.seq * a.h_kv + task.head) * splits + task.split) * rows;
         for (int64_t r = r_begin; r < r_end; ++r) {
             const RowState &s = state[static_cast<size_t>(r)];
-            float *out = partial_out.data() + (slot + r) * dv;
+            float *row = acc + r * dv;
             const float inv = s.sum > 0.0f ? 1.0f / s.sum : 0.0f;
-            for (int64_t i = 0; i < dv; ++i) out[i] = acc[r * dv + i] * inv;
-            partial_lse[static_cast<size_t>(slot + r)] =
-                s.sum > 0.0f ? s.max + std::log(s.sum) : std::numeric_limits<float>::infinity();
+            for (int64_t i = 0; i < dv; ++i) row[i] *= inv;
+            const float row_lse = s.sum > 0.0f ? s.max + std::log(s.sum) : std::numeric_limits<float>::infinity();
+            if (splits == 1) {
+                row_out(row, out_row(task.seq, task.head, r));
+                lse(task.seq, task.head, r) = row_lse;
+            } else {
+                std::copy(row, row + dv, partial_out.data() + (slot + r) * dv);
+                partial_lse[static_cast<size_t>(slot + r)] = row_lse;
+            }
         }
     }
 
     // Merges the splits of every row with their log-sum-exps and writes out and lse.
-    void combine(int64_t seq, int64_t head) const {
+    void combine(int64_t seq, int64_t head, std::vector<float> &row) const {
         std::vector<float> weights(static_cast<size_t>(splits));
+        row.resize(static_cast<size_t>(a.dv));
         for (int64_t r = 0; r < rows; ++r) {
-            const int64_t j = r / heads_per_kv, h = head * heads_per_kv + r % heads_per_kv;
             const int64_t base = (seq * a.h_kv + head) * splits * rows + r;
             float best = -std::numeric_limits<float>::infinity();
             for (int64_t s = 0; s < splits; ++s) {
@@ -510,23 +539,17 @@ struct Decoder {
                 weights[static_cast<size_t>(s)] = std::exp(l - best);
                 total += weights[static_cast<size_t>(s)];
             }
-            const float lse = total > 0.0f ? best + std::log(total) : std::numeric_limits<float>::infinity();
-            static_cast<float *>(a.lse->data)[seq * a.lse->strides[0] + h * a.lse->strides[1] + j * a.lse->strides[2]] =
-                lse;
-            char *out_row = static_cast<char *>(a.out->data) +
-                            (seq * a.out->strides[0] + j * a.out->strides[1] + h * a.out->strides[2]) *
-                                (a.out->dtype == MOE4J_F32 ? 4 : 2);
-            for (int64_t i = 0; i < a.dv; ++i) {
-                float v = 0.0f;
-                for (int64_t s = 0; s < splits; ++s)
-                    if (weights[static_cast<size_t>(s)] != 0.0f)
-                        v += weights[static_cast<size_t>(s)] / total *
-                             partial_out[static_cast<size_t>((base + s * rows) * a.dv + i)];
-                if (a.out->dtype == MOE4J_F32)
-                    reinterpret_cast<float *>(out_row)[i] = v;
-                else
-                    reinterpret_cast<uint16_t *>(out_row)[i] = bf16_encode(v);
+            lse(seq, head, r) = total > 0.0f ? best + std::log(total) : std::numeric_limits<float>::infinity();
+            // each element sums its splits in split order, the same as one element at a time
+            std::fill(row.begin(), row.end(), 0.0f);
+            for (int64_t s = 0; s < splits; ++s) {
+                const float w = weights[static_cast<size_t>(s)];
+                if (w == 0.0f) continue;
+                const float share = w / total;
+                const float *part = partial_out.data() + (base + s * rows) * a.dv;
+                for (int64_t i = 0; i < a.dv; ++i) row[static_cast<size_t>(i)] += share * part[i];
             }
+            row_out(row.data(), out_row(seq, head, r));
         }
     }
 
@@ -553,8 +576,10 @@ struct Decoder {
             std::vector<float> scratch(static_cast<size_t>(scratch_floats()));
             for (int64_t i = begin; i < end; ++i) run(tasks[static_cast<size_t>(i)], scratch);
         });
+        if (splits == 1) return;
         parallel_for(pool, a.batch * a.h_kv, 1, [&](int64_t begin, int64_t end) {
-            for (int64_t i = begin; i < end; ++i) combine(i / a.h_kv, i % a.h_kv);
+            std::vector<float> row;
+            for (int64_t i = begin; i < end; ++i) combine(i / a.h_kv, i % a.h_kv, row);
         });
     }
 };
