@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "../core/context.h"
@@ -23,6 +24,17 @@ namespace {
 // ---------------------------------------------------------------- vector primitives per path
 
 constexpr int kTile = 4;  // rows (query heads) and tokens per register tile
+
+// f(std::integral_constant<int, n>{}) for a register tile's row or token count n (1 .. kTile) as a constant.
+template <typename F>
+void with_count(int n, F &&f) {
+    switch (n) {
+        case 4: return f(std::integral_constant<int, 4>{});
+        case 3: return f(std::integral_constant<int, 3>{});
+        case 2: return f(std::integral_constant<int, 2>{});
+        default: return f(std::integral_constant<int, 1>{});
+    }
+}
 
 // The two small matrix products of a cache block, for up to kTile rows, and the softmax's exponentials:
 //   scores: s[m][t] = q_m · k_t for up to kTile tokens, d dims;
@@ -146,24 +158,11 @@ struct Avx512Ops {
         }
     }
 
-    template <int MR>
-    static void scores_rows(int tokens, const float *const *q, const float *const *k, int64_t d, float (*s)[kTile]) {
-        switch (tokens) {
-            case 4: return scores_tile<MR, 4>(q, k, d, s);
-            case 3: return scores_tile<MR, 3>(q, k, d, s);
-            case 2: return scores_tile<MR, 2>(q, k, d, s);
-            default: return scores_tile<MR, 1>(q, k, d, s);
-        }
-    }
-
     static void scores(int rows, int tokens, const float *const *q, const float *const *k, int64_t d,
                        float (*s)[kTile]) {
-        switch (rows) {
-            case 4: return scores_rows<4>(tokens, q, k, d, s);
-            case 3: return scores_rows<3>(tokens, q, k, d, s);
-            case 2: return scores_rows<2>(tokens, q, k, d, s);
-            default: return scores_rows<1>(tokens, q, k, d, s);
-        }
+        with_count(rows, [&](auto mr) {
+            with_count(tokens, [&](auto nt) { scores_tile<decltype(mr)::value, decltype(nt)::value>(q, k, d, s); });
+        });
     }
 
     // Sixteen V elements as floats: fp32 loaded, bf16 widened exactly.
@@ -198,12 +197,7 @@ struct Avx512Ops {
     template <typename T>
     static void pv(int rows, float *const *acc, const float *const *p, const T *v, int64_t ld, int64_t count,
                    int64_t dv) {
-        switch (rows) {
-            case 4: return pv_tile<4>(acc, p, v, ld, count, dv);
-            case 3: return pv_tile<3>(acc, p, v, ld, count, dv);
-            case 2: return pv_tile<2>(acc, p, v, ld, count, dv);
-            default: return pv_tile<1>(acc, p, v, ld, count, dv);
-        }
+        with_count(rows, [&](auto mr) { pv_tile<decltype(mr)::value>(acc, p, v, ld, count, dv); });
     }
 };
 
@@ -271,12 +265,7 @@ struct Avx512Bf16Ops : Avx512Ops {
 
     static void pv(int rows, float *const *acc, const float *const *p, const uint16_t *v, int64_t ld, int64_t count,
                    int64_t dv) {
-        switch (rows) {
-            case 4: return pv_pairs<4>(acc, p, v, ld, count, dv);
-            case 3: return pv_pairs<3>(acc, p, v, ld, count, dv);
-            case 2: return pv_pairs<2>(acc, p, v, ld, count, dv);
-            default: return pv_pairs<1>(acc, p, v, ld, count, dv);
-        }
+        with_count(rows, [&](auto mr) { pv_pairs<decltype(mr)::value>(acc, p, v, ld, count, dv); });
     }
 
     template <int MR, int NT>
@@ -297,26 +286,13 @@ struct Avx512Bf16Ops : Avx512Ops {
         store_sums<MR, NT>(acc, scale, s);
     }
 
-    template <int MR>
-    static void scores_rows(int tokens, const uint16_t *const *q, const uint16_t *const *k, int64_t d, float scale,
-                            float (*s)[kTile]) {
-        switch (tokens) {
-            case 4: return scores_tile<MR, 4>(q, k, d, scale, s);
-            case 3: return scores_tile<MR, 3>(q, k, d, scale, s);
-            case 2: return scores_tile<MR, 2>(q, k, d, scale, s);
-            default: return scores_tile<MR, 1>(q, k, d, scale, s);
-        }
-    }
-
     // s[m][t] = (q_m · k_t) * scale, q and k bf16.
     static void scores_bf16(int rows, int tokens, const uint16_t *const *q, const uint16_t *const *k, int64_t d,
                             float scale, float (*s)[kTile]) {
-        switch (rows) {
-            case 4: return scores_rows<4>(tokens, q, k, d, scale, s);
-            case 3: return scores_rows<3>(tokens, q, k, d, scale, s);
-            case 2: return scores_rows<2>(tokens, q, k, d, scale, s);
-            default: return scores_rows<1>(tokens, q, k, d, scale, s);
-        }
+        with_count(rows, [&](auto mr) {
+            with_count(tokens,
+                       [&](auto nt) { scores_tile<decltype(mr)::value, decltype(nt)::value>(q, k, d, scale, s); });
+        });
     }
 };
 
