@@ -61,7 +61,7 @@ import org.eclipse.jetty.util.thread.QueuedThreadPool;
  * path, 405 for a wrong method, 413 for a body over {@link #MAX_BODY_BYTES}, 429 when the engine's queue is full, 503
  * while shutting down, 500 when the model fails. A streaming client that disconnects cancels its request (the next
  * write fails), whose KV cache blocks return to the pool; so does a client waiting for a whole answer, noticed within
- * 200 ms (the server reads its connection for the end of stream). A connection that stays silent past {@link
+ * 50 ms (the server reads its connection for the end of stream). A connection that stays silent past {@link
  * Options#idleTimeout} is closed, except while its request waits for the engine (queued, or generating a whole
  * answer); a stream whose client stops reading fails after it.
  *
@@ -72,8 +72,11 @@ public final class OpenAiServer implements AutoCloseable {
     /** The largest request body taken. */
     public static final int MAX_BODY_BYTES = 32 << 20;
 
-    /** How often a connection waiting for a whole answer is checked for a client that has gone. */
-    static final long HANG_UP_PROBE_MILLIS = 200;
+    /**
+     * How often a connection waiting for a whole answer is checked for a client that has gone: one non-blocking read
+     * each time, 20 a second per waiting connection, for KV blocks freed within a few decode steps.
+     */
+    static final long HANG_UP_PROBE_MILLIS = 50;
 
     /** How often the dashboard's time series sample the engine, and how often {@code /dashboard} reloads. */
     public static final int DASHBOARD_SAMPLE_SECONDS = 1, DASHBOARD_REFRESH_SECONDS = 2;
