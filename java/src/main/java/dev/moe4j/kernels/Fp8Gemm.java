@@ -78,7 +78,9 @@ public final class Fp8Gemm {
      * packed weights wherever they take weights, on CPU contexts; with them each output row comes from one sequence
      * of operations whatever the batch (on the AVX-512 paths, {@link dev.moe4j.runtime.Isa#hasPackedKernels}, a sum
      * along K in order, by single elements or by bf16 pairs, faster at every row count; on the other paths the bits of
-     * the unpacked weights). CUDA contexts refuse packed weights.
+     * the unpacked weights, but slower: those kernels unpack a block at a time, 6x the time of unpacked weights for
+     * an expert FFN of one row per expert on AVX2, so pack only where {@code hasPackedKernels}). CUDA contexts refuse
+     * packed weights.
      *
      * @param w E4M3 [N, K] or a stack [G, N, K] with 128x128 block scales, rows contiguous, N a multiple of 32
      * @return the packed weights, sharing w's scales
