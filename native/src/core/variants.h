@@ -33,8 +33,8 @@ std::string kernel_name(const char *function, const char *stage = nullptr);
 
 // What the CPU code of a kernel family runs at a context's ISA level.
 enum class CpuCode {
-    // Its own code on every path (the FP8 GEMMs and the expert FFN's GEMMs; RMSNorm, RoPE and SiLU, whose AVX-512
-    // code needs only AVX-512 F/BW/VL/DQ)
+    // Its own code on every path (the FP8 GEMMs and the expert FFN's GEMMs, the F32/BF16 GEMM, MLA decode, the logits
+    // statistics; RMSNorm, RoPE and SiLU, whose AVX-512 code needs only AVX-512 F/BW/VL/DQ)
     EveryPath,
     // scalar, AVX2 and AVX512_BF16 code; at MOE4J_ISA_AVX512 its AVX2 code (everything else)
     NoAvx512F
