@@ -27,7 +27,8 @@ import java.util.stream.Stream;
 
 /**
  * {@code bench serve}: a bounded load generator over real HTTP. {@code --clients} clients each send one streaming
- * completion at a time (random token-id prompts, greedy, {@code max_tokens} new tokens) until {@code --requests} have
+ * completion at a time (random token-id prompts, greedy or sampled at {@code --temperature} with a seed per request,
+ * {@code max_tokens} new tokens) until {@code --requests} have
  * been sent, and the run reports throughput (requests/s, generated tokens/s over all clients), time to first token and
  * time per output token (p50/p90/p99, measured at the client from the chunks) and errors. Every {@code --long-every}-th
  * request may carry a long prompt; TPOT is then reported over the short requests, which shows what chunked prefill
@@ -46,17 +47,24 @@ final class ServeBenchmark {
 
     /** What the clients send. */
     record Load(
-            String model, int vocab, int promptTokens, int maxTokens, int longPromptTokens, int longEvery, long seed) {
+            String model,
+            int vocab,
+            int promptTokens,
+            int maxTokens,
+            int longPromptTokens,
+            int longEvery,
+            double temperature,
+            long seed) {
         boolean isLong(int request) {
             return longEvery > 0 && (request + 1) % longEvery == 0;
         }
 
         Load decodeOnly() {
-            return new Load(model, vocab, promptTokens, maxTokens, longPromptTokens, 0, seed);
+            return new Load(model, vocab, promptTokens, maxTokens, longPromptTokens, 0, temperature, seed);
         }
 
         Load withMaxTokens(int maxTokens) {
-            return new Load(model, vocab, promptTokens, maxTokens, longPromptTokens, longEvery, seed);
+            return new Load(model, vocab, promptTokens, maxTokens, longPromptTokens, longEvery, temperature, seed);
         }
     }
 
@@ -118,6 +126,7 @@ final class ServeBenchmark {
                 "--long-every",
                 "--vocab",
                 "--seed",
+                "--temperature",
                 "--max-batch-tokens",
                 "--max-queue"));
         Set<String> flags = new HashSet<>(ModelLoading.FLAGS);
@@ -159,6 +168,7 @@ final class ServeBenchmark {
                     o.positive("--max-tokens", 64),
                     o.positive("--long-prompt-tokens", 0),
                     longEvery == Integer.MAX_VALUE ? 0 : longEvery,
+                    temperature(o),
                     o.has("--seed") ? o.integer("--seed") : 1);
             Sample warmUp = send(http, base, load.withMaxTokens(Math.min(8, load.maxTokens())), -1, false);
             if (warmUp.error() != null)
@@ -238,8 +248,9 @@ final class ServeBenchmark {
         ObjectNode body = JSON.createObjectNode()
                 .put("model", load.model())
                 .put("max_tokens", load.maxTokens())
-                .put("temperature", 0)
+                .put("temperature", load.temperature())
                 .put("stream", true);
+        if (load.temperature() > 0) body.put("seed", random.nextInt(1 << 30));
         ArrayNode prompt = body.putArray("prompt");
         for (int i = 0; i < (longPrompt ? load.longPromptTokens() : load.promptTokens()); i++)
             prompt.add(random.nextInt(load.vocab()));
@@ -285,13 +296,21 @@ final class ServeBenchmark {
         return new Sample(longPrompt, sent, -1, -1, 0, error);
     }
 
+    /** --temperature: 0 (greedy, the default) or a positive temperature; sampled requests get a seed each. */
+    private static double temperature(Options o) {
+        double t = o.number("--temperature", 0);
+        if (t < 0) throw new IllegalArgumentException("--temperature must be >= 0, got " + t);
+        return t;
+    }
+
     private static void print(Load load, List<Pass> passes) {
         System.out.printf(
-                "bench serve: %s, prompts of %d token ids%s, %d new tokens each, greedy, streamed%n",
+                "bench serve: %s, prompts of %d token ids%s, %d new tokens each, %s, streamed%n",
                 load.model(),
                 load.promptTokens(),
                 load.longEvery() > 0 ? " (every " + load.longEvery() + "th: " + load.longPromptTokens() + ")" : "",
-                load.maxTokens());
+                load.maxTokens(),
+                load.temperature() > 0 ? "sampled at temperature " + load.temperature() : "greedy");
         System.out.printf(
                 "%-30s %8s %6s %8s %10s   %-23s   %-23s%s%n",
                 "",
@@ -345,7 +364,8 @@ final class ServeBenchmark {
                 .put("prompt_tokens", load.promptTokens())
                 .put("max_tokens", load.maxTokens())
                 .put("long_prompt_tokens", load.longEvery() > 0 ? load.longPromptTokens() : 0)
-                .put("long_every", load.longEvery());
+                .put("long_every", load.longEvery())
+                .put("temperature", load.temperature());
         ArrayNode list = root.putArray("passes");
         for (Pass p : passes) {
             ObjectNode pass = list.addObject()
