@@ -260,8 +260,11 @@ public final class Sampler {
             n = kept;
         }
 
-        total = 0;
-        for (int j = 0; j < n; j++) total += weight[candidates[j]];
+        // what the filters kept, summed in its (possibly new) order; without filters that is the sum above
+        if (params.topP() < 1 || params.minP() > 0) {
+            total = 0;
+            for (int j = 0; j < n; j++) total += weight[candidates[j]];
+        }
         double u = nextDouble() * total;
         double cumulative = 0;
         int lastPositive = candidates[0];
