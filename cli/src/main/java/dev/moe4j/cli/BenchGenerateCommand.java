@@ -37,7 +37,8 @@ import java.util.concurrent.TimeUnit;
  * bytes of each decode step are counted from its actual routing: the weights every step reads, one embedding row per
  * token, and each distinct routed expert of each MoE layer once ({@link Model#weightBytes}). The roofline fraction
  * is those bytes per second over the read bandwidth (the higher of the measurements before and after the run,
- * flagged when they differ by more than 15%); the prefill fraction is the model FLOPs per second (matrix products and attention, causal) over the bf16 dot peak.
+ * flagged when they differ by more than 15%); the prefill fraction is the model FLOPs per second (matrix products and
+ * attention, causal) over the bf16 dot peak.
  * Java time is a step's time outside native calls ({@link Profiler}).
  */
 final class BenchGenerateCommand {
