@@ -110,6 +110,17 @@ const std::vector<Subcommand> &subcommands() {
          "    --out bf16|f32     the output's dtype (default: bf16, as MLA writes it)\n"
          "    --reps R           timed calls per row (default: >= 10, >= one pool cycle and >= 0.3 s)\n",
          bench::run_absorb},
+        {"q8",
+         "time moe4j_q8_gemm_nt at the LM head's shape against the FP8 head on the same weight bytes, the read "
+         "bandwidth and a float64 product",
+         {"threads", "isa", "m", "n", "k", "reps"},
+         {},
+         "    --threads N        context threads (default: all hardware threads)\n"
+         "    --isa NAME         scalar | avx2 | avx512 | avx512_bf16 | best (default: best)\n"
+         "    --m M              activation rows (default: a table of 1, 8, 16, 64)\n"
+         "    --n N --k K        weight shape (default: V2-Lite's LM head, 102400 x 2048)\n"
+         "    --reps R           timed calls per row (default: >= 5, >= one pool cycle and >= 0.3 s)\n",
+         bench::run_q8},
     };
     return kSubcommands;
 }

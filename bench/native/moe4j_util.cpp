@@ -44,6 +44,8 @@ const char *dtype_name(int32_t dtype) {
         case MOE4J_I32: return "i32";
         case MOE4J_I64: return "i64";
         case MOE4J_U8: return "u8";
+        case MOE4J_E4M3_P32: return "e4m3_p32";
+        case MOE4J_Q8_P16: return "q8_p16";
         default: return "unknown";
     }
 }

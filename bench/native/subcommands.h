@@ -11,5 +11,6 @@ int run_gemm(const Args &args);     // FP8 GEMM, plain and grouped, against Open
 int run_mla(const Args &args);      // MLA decode over a paged latent cache, against a naive decompressed cache
 int run_expert(const Args &args);   // decode-shaped expert work: grouped GEMM and fused FFN, few rows per expert
 int run_absorb(const Args &args);   // the unquantized GEMM at MLA's absorption shapes (strided batches of heads)
+int run_q8(const Args &args);       // the int8 GEMM at the LM head's shape, against the FP8 head
 
 }  // namespace bench

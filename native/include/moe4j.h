@@ -73,7 +73,12 @@ enum moe4j_dtype {
      * of 32 and contiguous strides, whose byte (n / 32) * 32 * K + k * 32 + n % 32 (within each [N, K] matrix) is the
      * code of element (n, k). Accepted by the FP8 GEMMs and the expert FFN wherever E4M3 weights are, on CPU
      * contexts. */
-    MOE4J_E4M3_P32 = 7
+    MOE4J_E4M3_P32 = 7,
+    /* Int8 weight codes q in [-127, 127] stored as the byte q + 128, in panels of 16 rows by 4 columns
+     * (moe4j_quantize_q8_weights): a [N, K] tensor with N a multiple of 16 and contiguous strides, whose byte
+     * (n / 16) * 16 * K + (k / 4) * 64 + (n % 16) * 4 + k % 4 holds element (n, k). Taken by moe4j_q8_gemm_nt on
+     * every backend. */
+    MOE4J_Q8_P16 = 8
 };
 
 enum moe4j_backend { MOE4J_BACKEND_CPU = 0, MOE4J_BACKEND_CUDA = 1 };
@@ -87,7 +92,7 @@ enum moe4j_isa {
     MOE4J_ISA_SCALAR = 0,     /* portable C++ reference path */
     MOE4J_ISA_AVX2 = 1,       /* AVX2 + FMA + F16C */
     MOE4J_ISA_AVX512 = 2,     /* AVX-512 F/BW/VL/DQ + FMA + F16C, no AVX512_BF16 */
-    MOE4J_ISA_AVX512_BF16 = 3 /* AVX-512 F/BW/VL/DQ/VBMI + AVX512_BF16 (Zen 4, Sapphire Rapids and newer) */
+    MOE4J_ISA_AVX512_BF16 = 3 /* AVX-512 F/BW/VL/DQ/VBMI/VNNI + AVX512_BF16 (Zen 4, Sapphire Rapids and newer) */
 };
 
 /* Scale encodings for FP8 quantization. UE8M0 rounds each fp32 scale up to a power of two. */
@@ -347,6 +352,31 @@ moe4j_status moe4j_grouped_fp8_gemm_contiguous(moe4j_context *ctx, const moe4j_t
 moe4j_status moe4j_grouped_fp8_gemm_masked(moe4j_context *ctx, const moe4j_tensor *a, const moe4j_tensor *sfa,
                                            const moe4j_fp8_weight_groups *b, const moe4j_tensor *masked_m,
                                            moe4j_tensor *d);
+
+/*
+ * Quantizes weights for moe4j_q8_gemm_nt, one scale per row (the LM head's vocabulary entry): with
+ * amax = max_k |w[n, k]|, q[n, k] = rint(w[n, k] * (127 / amax)) clamped to [-127, 127] and scales[n] = amax / 127
+ * (float operations, rint to nearest even); a row of zeros gets codes 0 and scale 0, a row holding NaN or an infinity
+ * codes 0 and scale NaN (its outputs are NaN). w [N, K] F32 or BF16, innermost stride 1, N a multiple of 16 and K a
+ * positive multiple of 128; q [N, K] Q8_P16, contiguous; scales F32 [N], contiguous; neither overlaps w or the other.
+ */
+moe4j_status moe4j_quantize_q8_weights(moe4j_context *ctx, const moe4j_tensor *w, moe4j_tensor *q,
+                                       moe4j_tensor *scales);
+
+/*
+ * Int8 GEMM "NT" (W8A8 with int32 products, llama.cpp's Q8_0 arithmetic at DeepSeek's 1x128 activation blocks):
+ * each row of a is quantized per 128-wide block kb as moe4j_quantize_q8_weights quantizes a row (codes x[m, k],
+ * scale sa[m, kb]), then
+ *   D[m, n] = sfb[n] * sum over kb, in order, of sa[m, kb] * I(m, n, kb)
+ * with I the exact int32 sum of x[m, k] * q[n, k] over the block and the sum one fused multiply-add per block into
+ * an fp32 accumulator that starts at 0, then one float product. Every CPU path and CUDA give the same bits, and a row's
+ * result depends on nothing but the row (batch invariance). The quantized activations live in the context's scratch.
+ * a [M, K] F32 or BF16, innermost stride 1, K a positive multiple of 128; b [N, K] Q8_P16 (N a multiple of 16), as
+ * moe4j_quantize_q8_weights writes it; sfb F32 [N], contiguous; d [M, N] F32, innermost stride 1, overlapping none of
+ * the inputs. M >= 0.
+ */
+moe4j_status moe4j_q8_gemm_nt(moe4j_context *ctx, const moe4j_tensor *a, const moe4j_tensor *b, const moe4j_tensor *sfb,
+                              moe4j_tensor *d);
 
 /*
  * Unquantized GEMM "NT": D[M, N] = C + A·Bᵀ with fp32 accumulation, for the router gate and bf16

@@ -75,13 +75,14 @@ struct Rng {
 
 // ------------------------------------------------------------------------------------------------ what the ABI says
 
-// Bytes per element of each moe4j_dtype, in enum order (F32, BF16, F16, E4M3, I32, I64, U8, E4M3_P32); 0 for an
+// Bytes per element of each moe4j_dtype, in enum order (F32, BF16, F16, E4M3, I32, I64, U8, E4M3_P32, Q8_P16); 0 for an
 // unknown one. The fuzzer keeps its own model of the ABI: the library's helpers are neither exported nor to be
 // trusted here.
 int64_t element_size(int32_t dtype) {
-    static constexpr int64_t kSizes[] = {4, 2, 2, 1, 4, 8, 1, 1};
-    static_assert(MOE4J_F32 == 0 && MOE4J_U8 == 6 && MOE4J_E4M3_P32 == 7, "moe4j_dtype values changed: update kSizes");
-    return dtype >= 0 && dtype < 8 ? kSizes[dtype] : 0;
+    static constexpr int64_t kSizes[] = {4, 2, 2, 1, 4, 8, 1, 1, 1};
+    static_assert(MOE4J_F32 == 0 && MOE4J_U8 == 6 && MOE4J_E4M3_P32 == 7 && MOE4J_Q8_P16 == 8,
+                  "moe4j_dtype values changed: update kSizes");
+    return dtype >= 0 && dtype < 9 ? kSizes[dtype] : 0;
 }
 
 // Weights of the FP8 GEMMs and the expert FFN: E4M3, or packed in panels (E4M3_P32).
@@ -135,8 +136,9 @@ struct Arg {
         if (t.device != MOE4J_HOST_MEMORY) return "device";
         for (int i = 0; i < t.rank; ++i)
             if (t.shape[i] < 0 || t.strides[i] < 0) return "negative shape or stride";
-        if (t.dtype == MOE4J_E4M3_P32) {  // packed panels: [.., N, K], N a multiple of 32, contiguous
-            if (t.rank < 2 || t.shape[t.rank - 2] % 32 != 0) return "packed panel rows";
+        if (t.dtype == MOE4J_E4M3_P32 || t.dtype == MOE4J_Q8_P16) {  // panels of 32 or 16 rows, contiguous
+            const int64_t panel_rows = t.dtype == MOE4J_E4M3_P32 ? 32 : 16;
+            if (t.rank < 2 || t.shape[t.rank - 2] % panel_rows != 0) return "packed panel rows";
             int64_t expected = 1;
             for (int i = t.rank - 1; i >= 0; --i) {
                 if (t.shape[i] > 1 && t.strides[i] != expected) return "packed not contiguous";
@@ -684,6 +686,33 @@ void build_pack(Case &c, Rng &rng) {
     c.call = [&c, &w, &packed](moe4j_context *ctx) { return moe4j_pack_fp8_weights(ctx, c.ptr(&w), c.out(&packed)); };
 }
 
+void build_quantize_q8(Case &c, Rng &rng) {
+    c.fn = "moe4j_quantize_q8_weights";
+    c.names = {"ctx", "w", "q", "scales"};
+    const int64_t n = 16 * rng.range(0, 3), k = 128 * rng.range(1, 2);
+    Arg &w = tensor(c, rng, {"w", kFloat, {2}, Layout::RowsDense}, pick_of(rng, kFloat), {n, k});
+    Arg &q = tensor(c, rng, {"q", {MOE4J_Q8_P16}, {2}, Layout::Contiguous}, MOE4J_Q8_P16, {n, k}, true);
+    Arg &scales = tensor(c, rng, {"scales", kF32, {1}, Layout::RowsDense}, MOE4J_F32, {n}, true);
+    c.overlaps = {{&q, &w}, {&scales, &w}, {&scales, &q}};
+    c.call = [&c, &w, &q, &scales](moe4j_context *ctx) {
+        return moe4j_quantize_q8_weights(ctx, c.ptr(&w), c.out(&q), c.out(&scales));
+    };
+}
+
+void build_q8_gemm(Case &c, Rng &rng) {
+    c.fn = "moe4j_q8_gemm_nt";
+    c.names = {"ctx", "a", "b", "sfb", "d"};
+    const int64_t m = rng.range(0, 5), n = 16 * rng.range(0, 3), k = 128 * rng.range(1, 2);
+    Arg &a = tensor(c, rng, {"a", kFloat, {2}, Layout::RowsDense}, pick_of(rng, kFloat), {m, k});
+    Arg &b = tensor(c, rng, {"b", {MOE4J_Q8_P16}, {2}, Layout::Contiguous}, MOE4J_Q8_P16, {n, k});
+    Arg &sfb = tensor(c, rng, {"sfb", kF32, {1}, Layout::RowsDense}, MOE4J_F32, {n});
+    Arg &d = tensor(c, rng, {"d", kF32, {2}, Layout::RowsDense}, MOE4J_F32, {m, n}, true);
+    c.overlaps = {{&d, &a}, {&d, &b}, {&d, &sfb}};
+    c.call = [&c, &a, &b, &sfb, &d](moe4j_context *ctx) {
+        return moe4j_q8_gemm_nt(ctx, c.ptr(&a), c.ptr(&b), c.ptr(&sfb), c.out(&d));
+    };
+}
+
 void build_expert_ffn(Case &c, Rng &rng) {
     c.fn = "moe4j_fp8_expert_ffn_contiguous";
     c.names = {"ctx", "x", "sfx", "w_gate", "w_up", "w_down", "grouped_layout", "alignment", "d"};
@@ -997,6 +1026,8 @@ const std::vector<EntryPoint> &kernel_entry_points() {
         {"moe4j_gemm_nt", 6, build_gemm},
         {"moe4j_fp8_expert_ffn_contiguous", 7, build_expert_ffn},
         {"moe4j_pack_fp8_weights", 2, build_pack},
+        {"moe4j_quantize_q8_weights", 3, build_quantize_q8},
+        {"moe4j_q8_gemm_nt", 5, build_q8_gemm},
         {"moe4j_mla_decode", 7, build_mla_decode},
         {"moe4j_mla_cache_append", 6, build_mla_append},
         {"moe4j_gather_rows", 6, build_gather},

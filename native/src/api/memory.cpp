@@ -32,11 +32,11 @@ moe4j_status check_operand(const char *fn, const moe4j_context *ctx, const moe4j
         return plain.invalid(std::string("argument '") + name + "': rank " + std::to_string(t->rank) +
                              " is outside 1.." + std::to_string(MOE4J_MAX_RANK));
     const ArgCheck check(fn, t->device);
-    if (moe4j_status s =
-            check.tensor(t, {name,
-                             {MOE4J_F32, MOE4J_BF16, MOE4J_F16, MOE4J_E4M3, MOE4J_I32, MOE4J_I64, MOE4J_U8},
-                             t->rank,
-                             Layout::Strided}))
+    if (moe4j_status s = check.tensor(
+            t, {name,
+                {MOE4J_F32, MOE4J_BF16, MOE4J_F16, MOE4J_E4M3, MOE4J_I32, MOE4J_I64, MOE4J_U8, MOE4J_Q8_P16},
+                t->rank,
+                Layout::Strided}))
         return s;
     // An empty tensor has no element to be out of place (and a zero extent makes the running stride 0).
     for (int i = 0; i < t->rank; ++i)

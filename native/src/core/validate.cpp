@@ -17,6 +17,7 @@ const char *dtype_name(int32_t dtype) {
         case MOE4J_I64: return "I64";
         case MOE4J_U8: return "U8";
         case MOE4J_E4M3_P32: return "E4M3_P32";
+        case MOE4J_Q8_P16: return "Q8_P16";
         default: return "unknown";
     }
 }
@@ -29,6 +30,7 @@ int64_t dtype_size(int32_t dtype) {
         case MOE4J_F16: return 2;
         case MOE4J_E4M3:
         case MOE4J_E4M3_P32:
+        case MOE4J_Q8_P16:
         case MOE4J_U8: return 1;
         case MOE4J_I64: return 8;
         default: return 0;
@@ -110,19 +112,20 @@ moe4j_status ArgCheck::tensor(const moe4j_tensor *t, const TensorRule &rule) con
             return invalid(arg() + ": negative stride " + std::to_string(t->strides[i]) + " in dimension " +
                            std::to_string(i));
     }
-    if (t->dtype == MOE4J_E4M3_P32) {  // the panels' byte layout is the dtype's: N % 32 == 0, contiguous strides
-        if (device_ != MOE4J_HOST_MEMORY)
-            return unsupported(arg() +
-                               ": E4M3_P32 (packed weights) is a layout of the CPU kernels; CUDA contexts take "
-                               "E4M3 weights");
-        if (t->rank < 2) return invalid(arg() + ": E4M3_P32 needs [.., N, K], got rank " + std::to_string(t->rank));
-        if (t->shape[t->rank - 2] % 32 != 0)
-            return invalid(arg() + ": E4M3_P32 needs N (" + std::to_string(t->shape[t->rank - 2]) +
-                           ") to be a multiple of 32, the rows of a panel");
+    if (t->dtype == MOE4J_E4M3_P32 && device_ != MOE4J_HOST_MEMORY)
+        return unsupported(
+            arg() + ": E4M3_P32 (packed weights) is a layout of the CPU kernels; CUDA contexts take E4M3 weights");
+    if (t->dtype == MOE4J_E4M3_P32 || t->dtype == MOE4J_Q8_P16) {  // the panels' byte layout is the dtype's
+        const char *name = dtype_name(t->dtype);
+        const int64_t panel_rows = t->dtype == MOE4J_E4M3_P32 ? 32 : 16;
+        if (t->rank < 2) return invalid(arg() + ": " + name + " needs [.., N, K], got rank " + std::to_string(t->rank));
+        if (t->shape[t->rank - 2] % panel_rows != 0)
+            return invalid(arg() + ": " + name + " needs N (" + std::to_string(t->shape[t->rank - 2]) +
+                           ") to be a multiple of " + std::to_string(panel_rows) + ", the rows of a panel");
         int64_t dense = 1;
         for (int i = t->rank - 1; i >= 0; --i) {
             if (t->shape[i] > 1 && t->strides[i] != dense)
-                return invalid(arg() + ": E4M3_P32 needs contiguous strides; dimension " + std::to_string(i) +
+                return invalid(arg() + ": " + name + " needs contiguous strides; dimension " + std::to_string(i) +
                                " has stride " + std::to_string(t->strides[i]) + ", expected " + std::to_string(dense));
             if (__builtin_mul_overflow(dense, t->shape[i], &dense))
                 return invalid(arg() + ": shape " + shape_string(*t) + " has more than 2^63 - 1 elements");

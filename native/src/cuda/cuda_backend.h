@@ -109,6 +109,12 @@ moe4j_status fp8_gemm(const Call &call, const Fp8GemmCall &args);
 moe4j_status gemm_nt(const Call &call, const moe4j_tensor &a, const moe4j_tensor &b, const moe4j_tensor *c,
                      const moe4j_tensor &d);
 
+// ---- q8_gemm.cu: the CPU kernels' operands, quantization and sums.
+moe4j_status quantize_q8_weights(const Call &call, const moe4j_tensor &w, const moe4j_tensor &q,
+                                 const moe4j_tensor &scales);
+moe4j_status q8_gemm(const Call &call, const moe4j_tensor &a, const moe4j_tensor &b, const moe4j_tensor &sfb,
+                     const moe4j_tensor &d);
+
 // ---- expert_ffn.cu: validated operands of the fused expert FFN over the contiguous layout.
 struct ExpertFfnCall {
     const moe4j_tensor *x, *sfx;

@@ -191,6 +191,15 @@ public class moe4j_h {
     public static int MOE4J_E4M3_P32() {
         return MOE4J_E4M3_P32;
     }
+    private static final int MOE4J_Q8_P16 = (int)8L;
+    /**
+     * {@snippet lang=c :
+     * enum <anonymous>.MOE4J_Q8_P16 = 8
+     * }
+     */
+    public static int MOE4J_Q8_P16() {
+        return MOE4J_Q8_P16;
+    }
     private static final int MOE4J_BACKEND_CPU = (int)0L;
     /**
      * {@snippet lang=c :
@@ -1725,6 +1734,133 @@ public class moe4j_h {
                 traceDowncall("moe4j_mla_cache_append", ctx, kv, slot_mapping, kcache);
             }
             return (int)mh$.invokeExact(ctx, kv, slot_mapping, kcache);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class moe4j_quantize_q8_weights {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            moe4j_h.C_INT,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = moe4j_h.findOrThrow("moe4j_quantize_q8_weights");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * moe4j_quantize_q8_weights(ctx, w, q, scales)
+     * }
+     */
+    public static FunctionDescriptor moe4j_quantize_q8_weights$descriptor() {
+        return moe4j_quantize_q8_weights.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * moe4j_quantize_q8_weights(ctx, w, q, scales)
+     * }
+     */
+    public static MethodHandle moe4j_quantize_q8_weights$handle() {
+        return moe4j_quantize_q8_weights.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * moe4j_quantize_q8_weights(ctx, w, q, scales)
+     * }
+     */
+    public static MemorySegment moe4j_quantize_q8_weights$address() {
+        return moe4j_quantize_q8_weights.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * moe4j_quantize_q8_weights(ctx, w, q, scales)
+     * }
+     */
+    public static int moe4j_quantize_q8_weights(MemorySegment ctx, MemorySegment w, MemorySegment q, MemorySegment scales) {
+        var mh$ = moe4j_quantize_q8_weights.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("moe4j_quantize_q8_weights", ctx, w, q, scales);
+            }
+            return (int)mh$.invokeExact(ctx, w, q, scales);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class moe4j_q8_gemm_nt {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            moe4j_h.C_INT,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = moe4j_h.findOrThrow("moe4j_q8_gemm_nt");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * moe4j_q8_gemm_nt(ctx, a, b, sfb, d)
+     * }
+     */
+    public static FunctionDescriptor moe4j_q8_gemm_nt$descriptor() {
+        return moe4j_q8_gemm_nt.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * moe4j_q8_gemm_nt(ctx, a, b, sfb, d)
+     * }
+     */
+    public static MethodHandle moe4j_q8_gemm_nt$handle() {
+        return moe4j_q8_gemm_nt.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * moe4j_q8_gemm_nt(ctx, a, b, sfb, d)
+     * }
+     */
+    public static MemorySegment moe4j_q8_gemm_nt$address() {
+        return moe4j_q8_gemm_nt.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * moe4j_q8_gemm_nt(ctx, a, b, sfb, d)
+     * }
+     */
+    public static int moe4j_q8_gemm_nt(MemorySegment ctx, MemorySegment a, MemorySegment b, MemorySegment sfb, MemorySegment d) {
+        var mh$ = moe4j_q8_gemm_nt.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("moe4j_q8_gemm_nt", ctx, a, b, sfb, d);
+            }
+            return (int)mh$.invokeExact(ctx, a, b, sfb, d);
         } catch (Error | RuntimeException ex) {
            throw ex;
         } catch (Throwable ex$) {

@@ -16,15 +16,14 @@ public final class ModelLoading {
     private ModelLoading() {}
 
     /** The model options that take a value. */
-    public static final Set<String> VALUED = Set.of("--model", "--cache-tokens", "--threads", "--devices");
+    public static final Set<String> VALUED = Set.of("--model", "--cache-tokens", "--threads", "--devices", "--lm-head");
 
     /** The model options that take none. */
-    public static final Set<String> FLAGS =
-            Set.of("--fp8-cache", "--quantize", "--fast", "--bf16-lm-head", "--unpacked", "--gpu");
+    public static final Set<String> FLAGS = Set.of("--fp8-cache", "--quantize", "--fast", "--unpacked", "--gpu");
 
     /** The model options as a usage line. */
     public static final String USAGE = "--model DIR [--cache-tokens N --fp8-cache --quantize --threads N --devices D"
-            + " --fast --bf16-lm-head --unpacked --gpu]";
+            + " --fast --lm-head q8|fp8|bf16 --unpacked --gpu]";
 
     /**
      * {@code --gpu}: the model on CUDA device 0 (libmoe4j_cuda, which the launcher loads for this flag); then
@@ -32,6 +31,20 @@ public final class ModelLoading {
      */
     static Device device(Options o) {
         return o.has("--gpu") ? Device.cuda(0) : Device.CPU;
+    }
+
+    /**
+     * {@code --lm-head}: the LM head's format; by default int8 on the CPU (int8 dot products) and FP8 on a GPU (the
+     * tuned FP8 kernels).
+     */
+    static Model.LmHead lmHead(Options o) {
+        String given = o.has("--lm-head") ? o.string("--lm-head") : o.has("--gpu") ? "fp8" : "q8";
+        return switch (given) {
+            case "q8" -> Model.LmHead.Q8;
+            case "fp8" -> Model.LmHead.FP8;
+            case "bf16" -> Model.LmHead.BF16;
+            default -> throw new IllegalArgumentException("--lm-head must be q8, fp8 or bf16, got '" + given + "'");
+        };
     }
 
     /**
@@ -51,7 +64,7 @@ public final class ModelLoading {
                 .withReproducible(!o.has("--fast"))
                 .withThreads(o.positive("--threads", 0))
                 .withExpertDevices(o.positive("--devices", 1))
-                .withFp8LmHead(!o.has("--bf16-lm-head"))
+                .withLmHead(lmHead(o))
                 .withPackWeights(!o.has("--unpacked"))
                 .withDevice(device(o));
         long t0 = System.nanoTime();

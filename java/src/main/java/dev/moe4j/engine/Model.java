@@ -5,6 +5,7 @@ import dev.moe4j.kernels.Copy;
 import dev.moe4j.kernels.Dispatch;
 import dev.moe4j.kernels.Fp8Gemm;
 import dev.moe4j.kernels.Logits;
+import dev.moe4j.kernels.Q8Gemm;
 import dev.moe4j.kernels.Quantization;
 import dev.moe4j.kernels.ScaleFormat;
 import dev.moe4j.model.Checkpoint;
@@ -83,6 +84,27 @@ import java.util.function.Consumer;
  */
 public final class Model implements AutoCloseable {
     /**
+     * The LM head's weight format, chosen at load. Whatever the checkpoint stores (BF16, or the tied embeddings), FP8
+     * and Q8 are quantized from it on load; a head whose shape does not allow the format (hidden size not a multiple
+     * of 128, for Q8 a vocabulary not a multiple of 16) stays BF16.
+     */
+    public enum LmHead {
+        /** As stored: {@link dev.moe4j.kernels.Gemm#nt} on bf16 activations; twice the bytes of the others. */
+        BF16,
+        /**
+         * E4M3 with 128x128 block scales, run as an FP8 GEMM ({@link dev.moe4j.kernels.Fp8Gemm#nt}): the fast head on
+         * GPUs (the tuned FP8 kernels).
+         */
+        FP8,
+        /**
+         * Int8 with a scale per vocabulary row, run as {@link dev.moe4j.kernels.Q8Gemm#nt}: the fast head on CPUs (int8
+         * dot products, no widening; at the same bytes as FP8 and closer to the bf16 head, see {@code ModelTest}), on
+         * GPUs a simple kernel.
+         */
+        Q8
+    }
+
+    /**
      * How to load a model.
      *
      * @param cacheTokens KV cache capacity in tokens summed over all sequences (rounded up to 64-token blocks)
@@ -93,8 +115,7 @@ public final class Model implements AutoCloseable {
      * @param expertDevices 1: routed experts run on the model's context; more: each MoE layer's experts are spread
      *     over that many devices ({@link ExpertParallelMoe}, 25% redundant slots, EPLB placement), each with its own
      *     context and worker thread: CPU devices for a CPU model, CUDA devices 0 .. expertDevices-1 for a GPU model
-     * @param fp8LmHead quantize the LM head to FP8 (128x128 blocks) on load and run it as an FP8 GEMM: it is the
-     *     largest matrix a decode step reads, and FP8 halves its bytes; false keeps it BF16 as stored
+     * @param lmHead the LM head's weight format ({@link LmHead}): the largest matrix a decode step reads
      * @param packWeights on an AVX-512 CPU ({@link Isa#hasPackedKernels}), with one device: pack the FP8 weights the FP8 GEMMs
      *     read into panels on load ({@link dev.moe4j.kernels.Fp8Gemm#packWeights}; copies, so FP8 weights are no
      *     longer used from the checkpoint's map): faster kernels at every batch size, and results in another rounding
@@ -108,7 +129,7 @@ public final class Model implements AutoCloseable {
             boolean quantize,
             int threads,
             int expertDevices,
-            boolean fp8LmHead,
+            LmHead lmHead,
             boolean packWeights,
             Device device) {
         public Options {
@@ -117,6 +138,7 @@ public final class Model implements AutoCloseable {
             if (threads < 0) throw new IllegalArgumentException("threads must be >= 0, got " + threads);
             if (expertDevices < 1)
                 throw new IllegalArgumentException("expertDevices must be >= 1, got " + expertDevices);
+            Objects.requireNonNull(lmHead, "lmHead");
             Objects.requireNonNull(device, "device");
             if (!device.isCpu() && expertDevices > 1 && device.ordinal() >= expertDevices)
                 throw new IllegalArgumentException("the model's GPU " + device + " must be one of the expert devices"
@@ -124,128 +146,56 @@ public final class Model implements AutoCloseable {
         }
 
         /**
-         * 16384 cache tokens, bf16 cache, reproducible, no load-time quantization, all threads, one device, FP8 LM
+         * 16384 cache tokens, bf16 cache, reproducible, no load-time quantization, all threads, one device, int8 LM
          * head, packed weights, on the CPU.
          */
         public static Options defaults() {
-            return new Options(16384, false, true, false, 0, 1, true, true, Device.CPU);
+            return new Options(16384, false, true, false, 0, 1, LmHead.Q8, true, Device.CPU);
         }
 
         public Options withCacheTokens(int cacheTokens) {
             return new Options(
-                    cacheTokens,
-                    fp8Cache,
-                    reproducible,
-                    quantize,
-                    threads,
-                    expertDevices,
-                    fp8LmHead,
-                    packWeights,
-                    device);
+                    cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices, lmHead, packWeights, device);
         }
 
         public Options withFp8Cache(boolean fp8Cache) {
             return new Options(
-                    cacheTokens,
-                    fp8Cache,
-                    reproducible,
-                    quantize,
-                    threads,
-                    expertDevices,
-                    fp8LmHead,
-                    packWeights,
-                    device);
+                    cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices, lmHead, packWeights, device);
         }
 
         public Options withReproducible(boolean reproducible) {
             return new Options(
-                    cacheTokens,
-                    fp8Cache,
-                    reproducible,
-                    quantize,
-                    threads,
-                    expertDevices,
-                    fp8LmHead,
-                    packWeights,
-                    device);
+                    cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices, lmHead, packWeights, device);
         }
 
         public Options withQuantize(boolean quantize) {
             return new Options(
-                    cacheTokens,
-                    fp8Cache,
-                    reproducible,
-                    quantize,
-                    threads,
-                    expertDevices,
-                    fp8LmHead,
-                    packWeights,
-                    device);
+                    cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices, lmHead, packWeights, device);
         }
 
         public Options withThreads(int threads) {
             return new Options(
-                    cacheTokens,
-                    fp8Cache,
-                    reproducible,
-                    quantize,
-                    threads,
-                    expertDevices,
-                    fp8LmHead,
-                    packWeights,
-                    device);
+                    cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices, lmHead, packWeights, device);
         }
 
         public Options withExpertDevices(int expertDevices) {
             return new Options(
-                    cacheTokens,
-                    fp8Cache,
-                    reproducible,
-                    quantize,
-                    threads,
-                    expertDevices,
-                    fp8LmHead,
-                    packWeights,
-                    device);
+                    cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices, lmHead, packWeights, device);
         }
 
-        public Options withFp8LmHead(boolean fp8LmHead) {
+        public Options withLmHead(LmHead lmHead) {
             return new Options(
-                    cacheTokens,
-                    fp8Cache,
-                    reproducible,
-                    quantize,
-                    threads,
-                    expertDevices,
-                    fp8LmHead,
-                    packWeights,
-                    device);
+                    cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices, lmHead, packWeights, device);
         }
 
         public Options withPackWeights(boolean packWeights) {
             return new Options(
-                    cacheTokens,
-                    fp8Cache,
-                    reproducible,
-                    quantize,
-                    threads,
-                    expertDevices,
-                    fp8LmHead,
-                    packWeights,
-                    device);
+                    cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices, lmHead, packWeights, device);
         }
 
         public Options withDevice(Device device) {
             return new Options(
-                    cacheTokens,
-                    fp8Cache,
-                    reproducible,
-                    quantize,
-                    threads,
-                    expertDevices,
-                    fp8LmHead,
-                    packWeights,
-                    device);
+                    cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices, lmHead, packWeights, device);
         }
     }
 
@@ -402,10 +352,7 @@ public final class Model implements AutoCloseable {
             RmsNorm norm = new RmsNorm(normWeight.toFloatArray(), (float) c.rmsNormEps());
             Tensor lmHeadWeight =
                     c.tieWordEmbeddings() ? embeddings : bf16Matrix(checkpoint, "lm_head.weight", c, arena);
-            Linear lmHead = options.fp8LmHead() && c.hiddenSize() % QuantizedTensor.BLOCK == 0
-                    ? Linear.fp8(packed(
-                            loader, pack, Quantization.perBlock(loader, lmHeadWeight, ScaleFormat.FP32, arena), arena))
-                    : Linear.bf16(lmHeadWeight);
+            Linear lmHead = lmHead(options.lmHead(), lmHeadWeight, loader, pack, arena);
             WeightBytes weightBytes = weightBytes(layers, norm, lmHead, c);
             int blocks = PagedLatentCache.blocksFor(options.cacheTokens());
             long weightsCopied = arena.allocated();
@@ -439,7 +386,8 @@ public final class Model implements AutoCloseable {
                 Tensor hostEmbeddings = embeddings;
                 embeddings = store.upload(hostEmbeddings);
                 norm = norm.to(store);
-                lmHead = lmHead.isFp8() || lmHeadWeight != hostEmbeddings ? lmHead.to(store) : Linear.bf16(embeddings);
+                lmHead =
+                        !lmHead.isBf16() || lmHeadWeight != hostEmbeddings ? lmHead.to(store) : Linear.bf16(embeddings);
             }
             long deviceWeights = store == null ? 0 : store.bytes();
             PagedLatentCache cache = store == null
@@ -490,6 +438,22 @@ public final class Model implements AutoCloseable {
 
     private static QuantizedTensor packed(Context ctx, boolean pack, QuantizedTensor q, Arena arena) {
         return pack && Fp8Gemm.packable(q) ? Fp8Gemm.packWeights(ctx, q, arena) : q;
+    }
+
+    /** The LM head in the format asked for where its shape allows it, else BF16 as stored. */
+    private static Linear lmHead(LmHead format, Tensor weight, Context loader, boolean pack, Arena arena) {
+        return switch (format) {
+            case Q8 ->
+                Q8Gemm.quantizable(weight)
+                        ? Linear.q8(Q8Gemm.quantizeWeights(loader, weight, arena))
+                        : Linear.bf16(weight);
+            case FP8 ->
+                weight.shape(1) % QuantizedTensor.BLOCK == 0
+                        ? Linear.fp8(packed(
+                                loader, pack, Quantization.perBlock(loader, weight, ScaleFormat.FP32, arena), arena))
+                        : Linear.bf16(weight);
+            case BF16 -> Linear.bf16(weight);
+        };
     }
 
     private static WeightBytes weightBytes(List<DecoderLayer> layers, RmsNorm norm, Linear lmHead, ModelConfig c) {

@@ -3,6 +3,7 @@ package dev.moe4j.model;
 import dev.moe4j.kernels.Cast;
 import dev.moe4j.kernels.Fp8Gemm;
 import dev.moe4j.kernels.Gemm;
+import dev.moe4j.kernels.Q8Gemm;
 import dev.moe4j.kernels.Quantization;
 import dev.moe4j.kernels.ScaleFormat;
 import dev.moe4j.runtime.Context;
@@ -16,11 +17,13 @@ import java.util.Objects;
 
 /**
  * A bias-free linear layer {@code y = x·Wᵀ} with W [out, in] stored the way DeepSeek checkpoints store it: FP8 with
- * 128x128 block scales (V3's {@code weight} + {@code weight_scale_inv}) or BF16 (V2).
+ * 128x128 block scales (V3's {@code weight} + {@code weight_scale_inv}) or BF16 (V2), or int8 with a scale per row
+ * (the LM head's option, quantized on load: {@link #q8}).
  *
  * <p>FP8 weights take the DeepGEMM path: x is quantized per token (128-wide groups, fp32 scales) and multiplied
  * with {@link Fp8Gemm#nt}. BF16 weights take {@link Gemm#nt} on bf16 activations (F32 input is rounded to bf16
- * first, as the bf16 reference model would hold it). Either way products accumulate in fp32.
+ * first, as the bf16 reference model would hold it). Int8 weights take {@link Q8Gemm#nt}. Products accumulate in
+ * fp32.
  *
  * <p>The weight lives in host memory (the caller's arena or a checkpoint's map) or, after {@link #to}, in a device's
  * memory; {@link #apply} runs on a context of that device, its activations and scratch in the same memory.
@@ -31,10 +34,12 @@ import java.util.Objects;
 public final class Linear {
     private final Tensor bf16;
     private final QuantizedTensor fp8;
+    private final Q8Gemm.Weights q8;
 
-    private Linear(Tensor bf16, QuantizedTensor fp8) {
+    private Linear(Tensor bf16, QuantizedTensor fp8, Q8Gemm.Weights q8) {
         this.bf16 = bf16;
         this.fp8 = fp8;
+        this.q8 = q8;
     }
 
     /** A BF16 weight [out, in]. */
@@ -42,7 +47,7 @@ public final class Linear {
         Objects.requireNonNull(weight, "weight");
         if (weight.dtype() != DType.BF16 || weight.rank() != 2)
             throw new IllegalArgumentException("weight must be BF16 [out, in], got " + weight);
-        return new Linear(weight, null);
+        return new Linear(weight, null, null);
     }
 
     /**
@@ -56,7 +61,13 @@ public final class Linear {
         if (weight.data().shape(1) % QuantizedTensor.BLOCK != 0)
             throw new IllegalArgumentException(
                     "an FP8 weight's input features must be a multiple of 128, got " + weight.data());
-        return new Linear(null, weight);
+        return new Linear(null, weight, null);
+    }
+
+    /** Int8 weights ({@link Q8Gemm#quantizeWeights}). */
+    public static Linear q8(Q8Gemm.Weights weight) {
+        Objects.requireNonNull(weight, "weight");
+        return new Linear(null, null, weight);
     }
 
     public long inFeatures() {
@@ -71,18 +82,25 @@ public final class Linear {
         return fp8 != null;
     }
 
+    public boolean isBf16() {
+        return bf16 != null;
+    }
+
     /**
      * {@code out = x·Wᵀ}.
      *
      * @param x F32 or BF16 [T, in], rows contiguous, in the memory of ctx's device (as the weight)
      * @param out F32 or BF16 [T, out], rows contiguous (a column slice of a wider tensor is fine), in the same memory
+     *     (F32 only for int8 weights)
      */
     public void apply(Context ctx, Tensor x, Tensor out) {
         Objects.requireNonNull(x, "x");
         if (x.rank() != 2 || x.shape(1) != inFeatures())
             throw new IllegalArgumentException("x must be [T, " + inFeatures() + "], got " + x);
         try (Workspace.Frame scratch = ctx.workspace().frame()) {
-            if (fp8 != null) {
+            if (q8 != null) {
+                Q8Gemm.nt(ctx, x, q8, out);
+            } else if (fp8 != null) {
                 Fp8Gemm.nt(ctx, quantizeTokens(ctx, x, scratch), fp8, null, out);
             } else {
                 Tensor xb = x;
@@ -166,13 +184,16 @@ public final class Linear {
 
     /** Output rows [start, start + count) of an FP8 layer ({@link QuantizedTensor#rows}), sharing its memory. */
     Linear rows(long start, long count) {
-        if (fp8 == null) throw new IllegalStateException("row slices are of FP8 layers, this one is BF16");
-        return new Linear(null, fp8.rows(start, count));
+        if (fp8 == null) throw new IllegalStateException("row slices are of FP8 layers, this one is not");
+        return new Linear(null, fp8.rows(start, count), null);
     }
 
     /** This layer with its weight (and scales) copied into store's device memory. */
     public Linear to(DeviceStore store) {
-        return new Linear(bf16 == null ? null : store.upload(bf16), fp8 == null ? null : store.upload(fp8));
+        return new Linear(
+                bf16 == null ? null : store.upload(bf16),
+                fp8 == null ? null : store.upload(fp8),
+                q8 == null ? null : new Q8Gemm.Weights(store.upload(q8.codes()), store.upload(q8.scales())));
     }
 
     /** Whether the weight is in the memory that kernels on ctx take ({@link Tensor#isInMemoryOf}). */
@@ -180,14 +201,16 @@ public final class Linear {
         return weight().isInMemoryOf(ctx);
     }
 
-    /** The weight in BF16 [out, in] (FP8 weights dequantized), allocated in arena. */
+    /** The weight in BF16 [out, in] (FP8 weights dequantized), allocated in arena; not for int8 weights. */
     public Tensor toBf16(Context ctx, Arena arena) {
         if (bf16 != null) return bf16;
+        if (fp8 == null) throw new IllegalStateException("int8 weights are not dequantized");
         return Quantization.dequantize(ctx, fp8, DType.BF16, arena);
     }
 
     /** Bytes of the weight (and its scales): what one application reads. */
     public long weightBytes() {
+        if (q8 != null) return q8.bytes();
         return fp8 != null ? bytes(fp8.data()) + bytes(fp8.scales()) : bytes(bf16);
     }
 
@@ -201,6 +224,6 @@ public final class Linear {
     }
 
     private Tensor weight() {
-        return bf16 != null ? bf16 : fp8.data();
+        return bf16 != null ? bf16 : fp8 != null ? fp8.data() : q8.codes();
     }
 }

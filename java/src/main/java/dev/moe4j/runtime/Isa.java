@@ -14,7 +14,7 @@ public enum Isa {
      * expert gate/up pass, AVX-512 RMSNorm, RoPE and SiLU; the other kernels run their AVX2 code.
      */
     AVX512(2, "avx512"),
-    /** AVX-512 F/BW/VL/DQ/VBMI with AVX512_BF16: FP8 GEMMs and the expert FFN on bf16 dot products. */
+    /** AVX-512 F/BW/VL/DQ/VBMI/VNNI with AVX512_BF16: FP8 GEMMs and the expert FFN on bf16 dot products, the Q8 GEMM on int8 ones. */
     AVX512_BF16(3, "avx512_bf16");
 
     private final int code;

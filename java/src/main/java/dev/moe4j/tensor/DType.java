@@ -15,7 +15,14 @@ public enum DType {
      * tensor, N a multiple of 32, contiguous, whose byte {@code (n / 32) * 32 * K + k * 32 + n % 32} of each [N, K]
      * matrix is element (n, k). Elements are not addressable one by one; the FP8 kernels of CPU contexts read it.
      */
-    E4M3_P32(7, 1);
+    E4M3_P32(7, 1),
+    /**
+     * Int8 weight codes in panels of 16 rows by 4 columns ({@link dev.moe4j.kernels.Q8Gemm#quantizeWeights}): an [N,
+     * K] tensor, N a multiple of 16, contiguous, whose byte {@code (n / 16) * 16 * K + (k / 4) * 64 + (n % 16) * 4 + k
+     * % 4} holds code(n, k) + 128, the code in [-127, 127]. Elements are not addressable one by one; {@link
+     * dev.moe4j.kernels.Q8Gemm#nt} reads it.
+     */
+    Q8_P16(8, 1);
 
     private final int code;
     private final int byteSize;

@@ -20,13 +20,13 @@ import org.junit.jupiter.params.provider.CsvSource;
  */
 class EmulatedDeviceModelTest {
     @ParameterizedTest
-    @CsvSource({"v2lite-tiny, false, true", "v3-tiny, true, false"})
-    void deviceCodePathsGiveTheCpuModelsBits(String name, boolean fp8Cache, boolean fp8LmHead) {
+    @CsvSource({"v2lite-tiny, false, FP8", "v3-tiny, true, BF16", "v2lite-tiny, true, Q8"})
+    void deviceCodePathsGiveTheCpuModelsBits(String name, boolean fp8Cache, Model.LmHead lmHead) {
         Path dir = ModelTest.FIXTURES.resolve(name);
         Model.Options options = Model.Options.defaults()
                 .withCacheTokens(2048)
                 .withFp8Cache(fp8Cache)
-                .withFp8LmHead(fp8LmHead);
+                .withLmHead(lmHead);
         // The device paths take unpacked FP8 weights, whose rounding the CPU model gives with packing off.
         try (Model cpu = Model.load(dir, options.withPackWeights(false), null);
                 Model emulated = Model.loadEmulatingDevice(dir, options, null);

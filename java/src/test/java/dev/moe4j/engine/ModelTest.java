@@ -45,8 +45,8 @@ class ModelTest {
     @CsvSource({"v2lite-tiny, 6e-4, 6e-4", "v3-tiny, 3e-3, 1e-2"})
     void matchesDeepSeekReference(String name, double scoreBound, double generationBound) {
         Path dir = FIXTURES.resolve(name);
-        // the reference runs a bf16 LM head; the FP8 one (the default) is measured on its own below
-        Model.Options options = Model.Options.defaults().withCacheTokens(1024).withFp8LmHead(false);
+        // the reference runs a bf16 LM head; the quantized ones (Q8 the default) are measured on their own below
+        Model.Options options = Model.Options.defaults().withCacheTokens(1024).withLmHead(Model.LmHead.BF16);
         try (Model model = Model.load(dir, options, null);
                 Safetensors expected = Safetensors.open(dir.resolve("expected.safetensors"));
                 Arena arena = Arena.ofConfined()) {
@@ -130,20 +130,21 @@ class ModelTest {
     }
 
     /**
-     * The FP8 LM head's accuracy cost, scored against the reference over every prompt position: the calc_diff of all
-     * prompts' logits, beside the bf16 head's. Measured: v2lite-tiny 8.3e-4 (bf16 head 1.4e-4), v3-tiny 2.0e-3 (bf16 head
-     * 1.3e-3): the bounds allow about 1.5x that.
+     * The quantized LM heads' accuracy cost, scored against the reference over every prompt position: the calc_diff of
+     * all prompts' logits with each head format. Measured: v2lite-tiny bf16 head 1.4e-4, FP8 8.2e-4, Q8 (int8) 1.8e-4;
+     * v3-tiny bf16 1.6e-3, FP8 2.2e-3, Q8 1.6e-3: the bounds allow about 1.5x the quantized heads' costs.
      */
     @ParameterizedTest
-    @CsvSource({"v2lite-tiny, 1.3e-3", "v3-tiny, 3e-3"})
-    void fp8LmHeadCost(String name, double bound) {
+    @CsvSource({"v2lite-tiny, 1.3e-3, 3e-4", "v3-tiny, 3.3e-3, 2.5e-3"})
+    void quantizedLmHeadCost(String name, double fp8Bound, double q8Bound) {
         Path dir = FIXTURES.resolve(name);
         try (Safetensors expected = Safetensors.open(dir.resolve("expected.safetensors"));
                 Arena arena = Arena.ofConfined()) {
-            double[] diffs = new double[2];
-            for (int fp8 = 0; fp8 < 2; fp8++) {
+            Model.LmHead[] formats = Model.LmHead.values();
+            double[] diffs = new double[formats.length];
+            for (Model.LmHead format : formats) {
                 Model.Options options =
-                        Model.Options.defaults().withCacheTokens(1024).withFp8LmHead(fp8 == 1);
+                        Model.Options.defaults().withCacheTokens(1024).withLmHead(format);
                 try (Model model = Model.load(dir, options, null)) {
                     Generator generator = new Generator(model, null, 16);
                     List<Double> got = new ArrayList<>(), want = new ArrayList<>();
@@ -153,13 +154,19 @@ class ModelTest {
                                 .toFloatArray()) got.add((double) v);
                         for (float v : expected.tensor("score_logits_" + i).toFloatArray()) want.add((double) v);
                     }
-                    diffs[fp8] = Reference.calcDiff(
+                    diffs[format.ordinal()] = Reference.calcDiff(
                             got.stream().mapToDouble(d -> d).toArray(),
                             want.stream().mapToDouble(d -> d).toArray());
                 }
             }
-            System.out.printf("%s: score calc_diff with a bf16 LM head %.3g, FP8 %.3g%n", name, diffs[0], diffs[1]);
-            assertTrue(diffs[1] < bound, name + ": FP8 LM head score calc_diff " + diffs[1]);
+            System.out.printf(
+                    "%s: score calc_diff with a bf16 LM head %.3g, FP8 %.3g, Q8 %.3g%n",
+                    name,
+                    diffs[Model.LmHead.BF16.ordinal()],
+                    diffs[Model.LmHead.FP8.ordinal()],
+                    diffs[Model.LmHead.Q8.ordinal()]);
+            assertTrue(diffs[Model.LmHead.FP8.ordinal()] < fp8Bound, name + ": FP8 LM head " + diffs[1]);
+            assertTrue(diffs[Model.LmHead.Q8.ordinal()] < q8Bound, name + ": Q8 LM head " + diffs[2]);
         }
     }
 
