@@ -115,8 +115,7 @@ int run_q8(const Args &args) {
             next = (next + 1) % copies;
         };
         const auto fp8_call = [&] {
-            const moe4j_tensor p_t =
-                host_tensor_2d(fp8.as<uint8_t>() + next * weight_elems, MOE4J_E4M3_P32, s.n, s.k);
+            const moe4j_tensor p_t = host_tensor_2d(fp8.as<uint8_t>() + next * weight_elems, MOE4J_E4M3_P32, s.n, s.k);
             const moe4j_tensor ps_t = host_tensor_2d(fp8_scales.as<float>() + next * fp8_scale_count, MOE4J_F32,
                                                      (s.n + kBlock - 1) / kBlock, blocks);
             check(moe4j_quantize_fp8_per_token(ctx.get(), &x_t, &xq_t, &xs_t, MOE4J_SCALE_FP32),
@@ -161,7 +160,8 @@ int run_q8(const Args &args) {
                          fp8_err});
     }
     std::printf(
-        "\nwGB/s: Q8 weight and scale bytes per call / q8_us (best); %%bw against the read bandwidth measured right after "
+        "\nwGB/s: Q8 weight and scale bytes per call / q8_us (best); %%bw against the read bandwidth measured right "
+        "after "
         "each row (best of 3); vs_fp8 = fp8_us / q8_us (best of each; the FP8 head reads the same weight bytes plus "
         "its block scales); q8_err, fp8_err: relative RMS error of row 0's first %lld outputs against the float64 "
         "product of the bf16 weights and f32 activations.\n",

@@ -53,7 +53,8 @@ extern "C" moe4j_status moe4j_quantize_q8_weights(moe4j_context *ctx, const moe4
         if (moe4j_status s = check.no_overlap(*scales, "scales", *q, "q")) return s;
 #if MOE4J_WITH_CUDA
         if (ctx->backend == MOE4J_BACKEND_CUDA)
-            return cuda::run(fn, ctx, [&](const cuda::Call &on) { return cuda::quantize_q8_weights(on, *w, *q, *scales); });
+            return cuda::run(fn, ctx,
+                             [&](const cuda::Call &on) { return cuda::quantize_q8_weights(on, *w, *q, *scales); });
 #endif
         cpu::quantize_q8_weights(ctx, *w, *q, *scales);
         count_cpu(ctx, fn, CpuCode::EveryPath, "portable");  // one loop for every path: it runs once, at load

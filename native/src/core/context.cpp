@@ -14,7 +14,7 @@
 
 namespace moe4j {
 
-constexpr int32_t kAbiVersion = 9;
+constexpr int32_t kAbiVersion = 10;
 constexpr int32_t kMaxThreads = 1024;
 
 moe4j_status check_context(const char *function, const moe4j_context *ctx) {

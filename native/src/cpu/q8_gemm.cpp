@@ -20,9 +20,9 @@
 namespace moe4j::cpu {
 namespace {
 
-constexpr int64_t kBlock = 128;                 // K per activation scale
-constexpr int64_t kPanel = 16;                  // weight rows per panel
-constexpr int64_t kGroup = 64;                  // bytes of one panel's codes for 4 consecutive k
+constexpr int64_t kBlock = 128;                  // K per activation scale
+constexpr int64_t kPanel = 16;                   // weight rows per panel
+constexpr int64_t kGroup = 64;                   // bytes of one panel's codes for 4 consecutive k
 constexpr int64_t kGroupsPerBlock = kBlock / 4;  // 32
 // How far ahead of the codes it reads a tile prefetches each panel's stream (one core streaming alone needs more lines
 // in flight than the hardware prefetcher keeps).
@@ -156,8 +156,7 @@ void tile_vnni(const Operands &op, int64_t m0, int64_t p) {
         }
         for (int m = 0; m < MR; ++m) {
             const __m512 scale = _mm512_set1_ps(op.a.scale(m0 + m, b));
-            for (int j = 0; j < NR; ++j)
-                acc[m][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum[m][j]), scale, acc[m][j]);
+            for (int j = 0; j < NR; ++j) acc[m][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum[m][j]), scale, acc[m][j]);
         }
     }
     for (int j = 0; j < NR; ++j) {
@@ -210,10 +209,12 @@ void quantize_rows(const RowView &x, const Activations &a, int64_t begin, int64_
             float scale;
             if (x.dtype == MOE4J_F32) {
                 const float *row = x.row<float>(m) + b * kBlock;
-                scale = quantize_q8(kBlock, [&](int64_t i) { return row[i]; }, put);
+                scale = quantize_q8(
+                    kBlock, [&](int64_t i) { return row[i]; }, put);
             } else {
                 const uint16_t *row = x.row<uint16_t>(m) + b * kBlock;
-                scale = quantize_q8(kBlock, [&](int64_t i) { return bf16_decode(row[i]); }, put);
+                scale = quantize_q8(
+                    kBlock, [&](int64_t i) { return bf16_decode(row[i]); }, put);
             }
             a.scales[m * a.blocks + b] = scale;
             a.offsets[m * a.blocks + b] = -128 * sum;
@@ -235,10 +236,12 @@ void quantize_q8_weights(moe4j_context *ctx, const moe4j_tensor &w_t, const moe4
             float scale;
             if (w.dtype == MOE4J_F32) {
                 const float *row = w.row<float>(n);
-                scale = quantize_q8(k, [&](int64_t i) { return row[i]; }, put);
+                scale = quantize_q8(
+                    k, [&](int64_t i) { return row[i]; }, put);
             } else {
                 const uint16_t *row = w.row<uint16_t>(n);
-                scale = quantize_q8(k, [&](int64_t i) { return bf16_decode(row[i]); }, put);
+                scale = quantize_q8(
+                    k, [&](int64_t i) { return bf16_decode(row[i]); }, put);
             }
             scales[n] = scale;
         }

@@ -46,6 +46,6 @@ void quantize_q8_weights(moe4j_context *ctx, const moe4j_tensor &w, const moe4j_
 // Arguments validated: a F32/BF16 [M, K] rows (K a multiple of 128); b Q8_P16 [N, K] contiguous (N a multiple of 16);
 // sfb F32 [N] contiguous; d F32 [M, N] rows.
 void q8_gemm(moe4j_context *ctx, const moe4j_tensor &a, const moe4j_tensor &b, const moe4j_tensor &sfb,
-                    const moe4j_tensor &d);
+             const moe4j_tensor &d);
 
 }  // namespace moe4j::cpu

@@ -119,8 +119,8 @@ moe4j_status q8_gemm(const Call &call, const moe4j_tensor &a, const moe4j_tensor
                                   stream(call)>>>(Rows::of(a), xq, sa);
     if (moe4j_status s = launched(call)) return s;
     q8_gemm_kernel<<<dim3(static_cast<unsigned>(ceil_div(n, kThreads)), static_cast<unsigned>(m)), kThreads, 0,
-                     stream(call)>>>(xq, sa, static_cast<const uint8_t *>(b.data),
-                                     static_cast<const float *>(sfb.data), Rows::of(d), n, k);
+                     stream(call)>>>(xq, sa, static_cast<const uint8_t *>(b.data), static_cast<const float *>(sfb.data),
+                                     Rows::of(d), n, k);
     if (moe4j_status s = launched(call)) return s;
     count_variant(call, "simple", "");
     return MOE4J_OK;

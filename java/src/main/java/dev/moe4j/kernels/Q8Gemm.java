@@ -66,13 +66,12 @@ public final class Q8Gemm {
     }
 
     /**
-     * w quantized to int8 with one scale per row, into new tensors from allocator (in the memory of ctx's device).
+     * w quantized to int8 with one scale per row, into new host tensors from allocator.
      *
-     * @param w F32 or BF16 [N, K], rows contiguous, N a multiple of 16, K a positive multiple of 128
+     * @param w F32 or BF16 [N, K] in host memory, rows contiguous, N a multiple of 16, K a positive multiple of 128
      */
     public static Weights quantizeWeights(Context ctx, Tensor w, SegmentAllocator allocator) {
-        Objects.requireNonNull(ctx, "ctx");
-        Args.tensor(w, "w", 2, DType.F32, DType.BF16);
+        Objects.requireNonNull(w, "w");
         Objects.requireNonNull(allocator, "allocator");
         if (!quantizable(w))
             throw new IllegalArgumentException(
@@ -80,16 +79,29 @@ public final class Q8Gemm {
         Weights q = new Weights(
                 Tensor.allocate(allocator, DType.Q8_P16, w.shape(0), w.shape(1)),
                 Tensor.allocate(allocator, DType.F32, w.shape(0)));
+        quantizeWeights(ctx, w, q);
+        return q;
+    }
+
+    /**
+     * w quantized to int8 with one scale per row into out, all in the memory of ctx's device.
+     *
+     * @param w F32 or BF16 [N, K], rows contiguous, N a multiple of 16, K a positive multiple of 128
+     * @param out weights of w's shape, overlapping neither w nor each other
+     */
+    public static void quantizeWeights(Context ctx, Tensor w, Weights out) {
+        Objects.requireNonNull(ctx, "ctx");
+        Args.tensor(w, "w", 2, DType.F32, DType.BF16);
+        Objects.requireNonNull(out, "out");
         try (Workspace.Frame call = ctx.workspace().frame()) {
             ctx.call(
                     "moe4j_quantize_q8_weights",
                     ptr -> moe4j_h.moe4j_quantize_q8_weights(
                             ptr,
                             w.descriptor(call, "w"),
-                            q.codes().descriptor(call, "q"),
-                            q.scales().descriptor(call, "scales")));
+                            out.codes().descriptor(call, "q"),
+                            out.scales().descriptor(call, "scales")));
         }
-        return q;
     }
 
     /**

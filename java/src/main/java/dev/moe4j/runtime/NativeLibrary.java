@@ -31,7 +31,7 @@ import java.util.List;
  */
 public final class NativeLibrary {
     /** The C ABI version this Java layer was written against. */
-    public static final int ABI_VERSION = 9;
+    public static final int ABI_VERSION = 10;
 
     private static final String RESOURCE_DIR = "/native/linux-x86_64/";
 

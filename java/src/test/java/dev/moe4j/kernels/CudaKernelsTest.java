@@ -352,6 +352,22 @@ class CudaKernelsTest {
     }
 
     @Test
+    void q8GemmMatchesTheCpuBitForBit() {
+        Tensor w = gaussian(DType.BF16, 80, 384), x = gaussian(DType.F32, 5, 384);
+        w.setFloat(Float.NaN, 17, 3); // a NaN weight row: NaN scale, NaN outputs in its column
+        Q8Gemm.Weights cpuWeights = Q8Gemm.quantizeWeights(cpu, w, arena);
+        Q8Gemm.Weights gpuWeights =
+                new Q8Gemm.Weights(poisonedOnDevice(DType.Q8_P16, 80, 384), poisonedOnDevice(DType.F32, 80));
+        Q8Gemm.quantizeWeights(gpu, up(w), gpuWeights);
+        assertSameBytes(cpuWeights.codes(), down(gpuWeights.codes()), "q8 weight codes, seed " + seed);
+        assertSameBytes(cpuWeights.scales(), down(gpuWeights.scales()), "q8 weight scales, seed " + seed);
+        Tensor expected = Tensor.allocate(arena, DType.F32, 5, 80), got = poisonedOnDevice(DType.F32, 5, 80);
+        Q8Gemm.nt(cpu, x, cpuWeights, expected);
+        Q8Gemm.nt(gpu, up(x), gpuWeights, got);
+        assertSameBytes(expected, down(got), "q8 gemm, seed " + seed);
+    }
+
+    @Test
     void batchedGemmMatchesTheCpuAndItsOwnPerMatrixCalls() {
         Tensor a = gaussian(DType.BF16, 4, 7, 128), b = gaussian(DType.BF16, 4, 96, 128);
         Tensor expected = Tensor.allocate(arena, DType.F32, 4, 7, 96);
