@@ -73,7 +73,7 @@ void tile_scalar(const Operands &op, int64_t m, int64_t p) {
 #pragma GCC target("avx2,fma")
 
 // Four activation codes as 16-bit values, repeated over the register: the multiplier of 4 outputs x 4 k.
-inline __m256i four_codes(const int8_t *x) {
+inline __m256i four_codes_avx2(const int8_t *x) {
     int32_t bits;
     std::memcpy(&bits, x, sizeof bits);
     return _mm256_broadcastq_epi64(_mm_cvtepi8_epi16(_mm_cvtsi32_si128(bits)));
@@ -93,7 +93,7 @@ void tile_avx2(const Operands &op, int64_t m0, int64_t p, int half) {
             const __m256i w1 =
                 _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i *>(w + g * kGroup + 16)));
             for (int m = 0; m < MR; ++m) {
-                const __m256i x = four_codes(op.a.row(m0 + m) + b * kBlock + g * 4);
+                const __m256i x = four_codes_avx2(op.a.row(m0 + m) + b * kBlock + g * 4);
                 lo[m] = _mm256_add_epi32(lo[m], _mm256_madd_epi16(w0, x));
                 hi[m] = _mm256_add_epi32(hi[m], _mm256_madd_epi16(w1, x));
             }
@@ -128,7 +128,7 @@ void rows_avx2(const Operands &op, int64_t m0, int64_t rows, int64_t p) {
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")
 
 template <int MR, int NR>
-void tile_vnni(const Operands &op, int64_t m0, int64_t p) {
+void tile_avx512(const Operands &op, int64_t m0, int64_t p) {
     __m512 acc[MR][NR];
     for (int m = 0; m < MR; ++m)
         for (int j = 0; j < NR; ++j) acc[m][j] = _mm512_setzero_ps();
@@ -170,23 +170,23 @@ void tile_vnni(const Operands &op, int64_t m0, int64_t p) {
 constexpr int panels_for(int rows) { return rows <= 2 ? 4 : rows <= 4 ? 2 : 1; }
 
 template <int MR>
-void rows_vnni_mr(const Operands &op, int64_t m0, int64_t p, int64_t panels) {
+void rows_avx512_mr(const Operands &op, int64_t m0, int64_t p, int64_t panels) {
     constexpr int NR = panels_for(MR);
     int64_t q = 0;
-    for (; q + NR <= panels; q += NR) tile_vnni<MR, NR>(op, m0, p + q);
-    for (; q < panels; ++q) tile_vnni<MR, 1>(op, m0, p + q);
+    for (; q + NR <= panels; q += NR) tile_avx512<MR, NR>(op, m0, p + q);
+    for (; q < panels; ++q) tile_avx512<MR, 1>(op, m0, p + q);
 }
 
-void rows_vnni(const Operands &op, int64_t m0, int64_t rows, int64_t p, int64_t panels) {
+void rows_avx512(const Operands &op, int64_t m0, int64_t rows, int64_t p, int64_t panels) {
     switch (rows) {
-        case 1: rows_vnni_mr<1>(op, m0, p, panels); break;
-        case 2: rows_vnni_mr<2>(op, m0, p, panels); break;
-        case 3: rows_vnni_mr<3>(op, m0, p, panels); break;
-        case 4: rows_vnni_mr<4>(op, m0, p, panels); break;
-        case 5: rows_vnni_mr<5>(op, m0, p, panels); break;
-        case 6: rows_vnni_mr<6>(op, m0, p, panels); break;
-        case 7: rows_vnni_mr<7>(op, m0, p, panels); break;
-        default: rows_vnni_mr<8>(op, m0, p, panels); break;
+        case 1: rows_avx512_mr<1>(op, m0, p, panels); break;
+        case 2: rows_avx512_mr<2>(op, m0, p, panels); break;
+        case 3: rows_avx512_mr<3>(op, m0, p, panels); break;
+        case 4: rows_avx512_mr<4>(op, m0, p, panels); break;
+        case 5: rows_avx512_mr<5>(op, m0, p, panels); break;
+        case 6: rows_avx512_mr<6>(op, m0, p, panels); break;
+        case 7: rows_avx512_mr<7>(op, m0, p, panels); break;
+        default: rows_avx512_mr<8>(op, m0, p, panels); break;
     }
 }
 
@@ -267,7 +267,7 @@ void q8_gemm(moe4j_context *ctx, const moe4j_tensor &a_t, const moe4j_tensor &b_
         for (int64_t item = begin; item < end; ++item) {
             const int64_t p = item * kPanelsPerItem, count = std::min(kPanelsPerItem, panels - p);
             if (isa == MOE4J_ISA_AVX512_BF16) {
-                for (int64_t r = 0; r < m; r += 8) rows_vnni(op, r, std::min<int64_t>(8, m - r), p, count);
+                for (int64_t r = 0; r < m; r += 8) rows_avx512(op, r, std::min<int64_t>(8, m - r), p, count);
             } else if (isa >= MOE4J_ISA_AVX2) {
                 for (int64_t q = p; q < p + count; ++q)
                     for (int64_t r = 0; r < m; r += 4) rows_avx2(op, r, std::min<int64_t>(4, m - r), q);
