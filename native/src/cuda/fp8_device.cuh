@@ -1,5 +1,6 @@
 // The numeric codecs of core/fp8.h for device code, bit for bit: e4m3 (round half to even, saturating, NaN ->
-// 0x7F), bf16 (round half to even, quiet NaN) and DeepGEMM's scale. The GPU tests compare against the CPU path.
+// 0x7F), bf16 (round half to even, quiet NaN), DeepGEMM's scale and the block-wide amax scales come from. The GPU
+// tests compare against the CPU path.
 #pragma once
 
 #include <cstdint>
@@ -49,6 +50,19 @@ __device__ inline float fp8_scale(float amax, bool ue8m0) {
 // max(|a|, |b|) that propagates NaN, as the CPU's block maximum does.
 __device__ inline float nan_max(float a, float b) {
     return (isnan(a) || isnan(b)) ? __int_as_float(0x7FC00000) : fmaxf(a, b);
+}
+
+// Block-wide NaN-propagating maximum of one value per thread, for blocks of Threads threads (a multiple of 32).
+template <int Threads>
+__device__ float block_max(float v) {
+    __shared__ float partial[Threads / 32];
+    for (int offset = 16; offset > 0; offset /= 2) v = nan_max(v, __shfl_xor_sync(0xFFFFFFFFu, v, offset));
+    if (threadIdx.x % 32 == 0) partial[threadIdx.x / 32] = v;
+    __syncthreads();
+    float m = partial[0];
+    for (int w = 1; w < Threads / 32; ++w) m = nan_max(m, partial[w]);
+    __syncthreads();
+    return m;
 }
 
 // Loads element i of a row of dtype F32 (0) or BF16 (1) as float.

@@ -17,18 +17,6 @@ namespace {
 constexpr int kThreads = 128;
 constexpr int64_t kBlock = 128;
 
-// Block-wide NaN-propagating maximum of one value per thread (blockDim.x == kThreads).
-__device__ float segment_max(float v) {
-    __shared__ float partial[kThreads / 32];
-    for (int offset = 16; offset > 0; offset /= 2) v = nan_max(v, __shfl_xor_sync(0xFFFFFFFFu, v, offset));
-    if (threadIdx.x % 32 == 0) partial[threadIdx.x / 32] = v;
-    __syncthreads();
-    float m = partial[0];
-    for (int w = 1; w < kThreads / 32; ++w) m = nan_max(m, partial[w]);
-    __syncthreads();
-    return m;
-}
-
 // The code of v in a segment of largest magnitude amax, as the CPU's quantize_q8 computes it.
 __device__ int q8_code(float v, float amax) {
     if (!isfinite(amax) || amax == 0.0f) return 0;
@@ -46,7 +34,7 @@ __global__ void quantize_weights_kernel(Rows w, uint8_t *q, float *scales) {
     const void *row = w.row(n);
     float amax = 0.0f;
     for (int64_t i = threadIdx.x; i < k; i += kThreads) amax = nan_max(amax, fabsf(load_float(row, i, w.dtype)));
-    amax = segment_max(amax);
+    amax = block_max<kThreads>(amax);
     uint8_t *panel = q + (n / 16) * 16 * k + (n % 16) * 4;
     for (int64_t i = threadIdx.x; i < k; i += kThreads)
         panel[(i / 4) * 64 + i % 4] = static_cast<uint8_t>(q8_code(load_float(row, i, w.dtype), amax) + 128);
@@ -57,7 +45,7 @@ __global__ void quantize_weights_kernel(Rows w, uint8_t *q, float *scales) {
 __global__ void quantize_activations_kernel(Rows a, int8_t *xq, float *sa) {
     const int64_t m = blockIdx.x, b = blockIdx.y, k = b * kBlock + threadIdx.x, blocks = a.length / kBlock;
     const float v = load_float(a.row(m), k, a.dtype);
-    const float amax = segment_max(fabsf(v));
+    const float amax = block_max<kThreads>(fabsf(v));
     xq[m * a.length + k] = static_cast<int8_t>(q8_code(v, amax));
     if (threadIdx.x == 0) sa[m * blocks + b] = q8_scale(amax);
 }

@@ -13,18 +13,6 @@ namespace {
 
 constexpr int kGroup = 128;
 
-// Block-wide NaN-propagating maximum of one value per thread (blockDim.x == kGroup).
-__device__ float block_max(float v) {
-    __shared__ float partial[kGroup / 32];
-    for (int offset = 16; offset > 0; offset /= 2) v = nan_max(v, __shfl_xor_sync(0xFFFFFFFFu, v, offset));
-    if (threadIdx.x % 32 == 0) partial[threadIdx.x / 32] = v;
-    __syncthreads();
-    float m = partial[0];
-    for (int w = 1; w < kGroup / 32; ++w) m = nan_max(m, partial[w]);
-    __syncthreads();
-    return m;
-}
-
 // One CUDA block per (row block, 128-column group): row blocks on x (up to 2^31 - 1), groups on y; thread t owns
 // column group * 128 + t.
 __global__ void quantize_kernel(Rows x, Rows q, Scales scales, int64_t block_rows, bool ue8m0) {
@@ -35,7 +23,7 @@ __global__ void quantize_kernel(Rows x, Rows q, Scales scales, int64_t block_row
     float amax = 0.0f;
     if (live)
         for (int64_t r = r0; r < r1; ++r) amax = nan_max(amax, fabsf(load_float(x.row(r), col, x.dtype)));
-    amax = block_max(amax);
+    amax = block_max<kGroup>(amax);
     const float scale = fp8_scale(amax, ue8m0), mul = 1.0f / scale;
     if (threadIdx.x == 0) scales.at(blockIdx.x, blockIdx.y) = scale;
     if (!live) return;
