@@ -719,7 +719,8 @@ public final class Model implements AutoCloseable {
     public String toString() {
         return "Model[" + config.modelType() + ", " + config.numHiddenLayers() + " layers, hidden "
                 + config.hiddenSize() + ", vocab " + config.vocabSize() + ", LM head "
-                + (lmHead.isBf16() ? "bf16" : lmHead.isFp8() ? "fp8" : "q8") + ", on " + ctx.device() + ", " + dir() + "]";
+                + (lmHead.isBf16() ? "bf16" : lmHead.isFp8() ? "fp8" : "q8") + ", on " + ctx.device() + ", " + dir()
+                + "]";
     }
 
     /** An arena that counts the bytes allocated in it (the model's own weight memory). */

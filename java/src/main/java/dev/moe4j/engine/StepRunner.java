@@ -8,6 +8,8 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.ForkJoinPool;
+import java.util.concurrent.ForkJoinTask;
 import java.util.function.Predicate;
 
 /**
@@ -49,8 +51,13 @@ final class StepRunner {
         }
     }
 
+    /** Helpers that draw beside the stepping thread: one per other CPU. */
+    private static final int HELPERS = Math.min(
+            ForkJoinPool.getCommonPoolParallelism(), Runtime.getRuntime().availableProcessors() - 1);
+
     private final Model model;
     private final float[] row;
+    private final float[][] helperRows = new float[Math.max(HELPERS, 0)][];
     private final int textVocab;
     // [most sequences of a step so far, vocab], and per row the first argmax and Σ exp(logit - max) over the text
     // vocabulary (moe4j_logits_stats): reused by every step (grow-only)
@@ -97,7 +104,6 @@ final class StepRunner {
             }
         if (step.isEmpty()) return null;
         int[] sequences = step.stream().mapToInt(s -> s.sequence).toArray();
-        long rowBytes = (long) row.length * Float.BYTES;
         int n = sequences.length;
         if (logits == null || logits.shape(0) < n) {
             Arena arena = Arena.ofAuto();
@@ -113,27 +119,112 @@ final class StepRunner {
         // What sampling needs of each row, in one native call; the sampler's own loops give the same choices where a
         // listener sees (and may change) the rows first
         boolean summarized = logitsSink == null && summarize(n);
-        for (int i = 0; i < step.size(); i++) {
-            RequestState s = step.get(i);
-            s.consumed(tokens.get(i).length);
-            if (s.readingPrompt()) continue; // mid-prompt: no token yet
-            int best = summarized ? argmax.segment().getAtIndex(ValueLayout.JAVA_INT, i) : -1;
-            if (summarized && !s.sampler.readsEveryLogit()) {
-                // a greedy choice reads one logit: not worth copying the row (V floats) for
-                row[best] = logits.segment().getAtIndex(ValueLayout.JAVA_FLOAT, (long) i * row.length + best);
-            } else {
-                MemorySegment.copy(logits.segment(), ValueLayout.JAVA_FLOAT, i * rowBytes, row, 0, row.length);
+        if (!summarized) {
+            for (int i = 0; i < step.size(); i++) {
+                RequestState s = step.get(i);
+                s.consumed(tokens.get(i).length);
+                if (s.readingPrompt()) continue; // mid-prompt: no token yet
+                copyRow(i, row);
                 if (logitsSink != null) logitsSink.accept(s, row);
-                // ids past the tokenizer's (a vocabulary padded for the GEMMs, as V3's 129280 over 128815) have no
-                // text: never chosen, and outside the distribution
-                for (int v = textVocab; v < row.length; v++) row[v] = Float.NEGATIVE_INFINITY;
+                s.accept(s.sampler.sample(row), tokenSink);
             }
-            Sampler.Choice choice = summarized
-                    ? s.sampler.sample(row, 0, best, sumExp.segment().getAtIndex(ValueLayout.JAVA_FLOAT, i))
-                    : s.sampler.sample(row);
-            s.accept(choice, tokenSink);
+        } else {
+            for (int i = 0; i < step.size(); i++) step.get(i).consumed(tokens.get(i).length);
+            Sampler.Choice[] choices = new Sampler.Choice[step.size()];
+            RuntimeException[] failures = new RuntimeException[step.size()];
+            drawAll(step, choices, failures);
+            for (int i = 0; i < step.size(); i++) {
+                if (failures[i] != null) throw failures[i];
+                if (choices[i] != null) step.get(i).accept(choices[i], tokenSink);
+            }
         }
         return new Step(step, tokens.stream().mapToInt(t -> t.length).toArray(), prompt, decode);
+    }
+
+    /** Row i of the step's logits into buffer, the ids past the text vocabulary masked. */
+    private void copyRow(int i, float[] buffer) {
+        MemorySegment.copy(
+                logits.segment(),
+                ValueLayout.JAVA_FLOAT,
+                (long) i * buffer.length * Float.BYTES,
+                buffer,
+                0,
+                buffer.length);
+        // ids past the tokenizer's (a vocabulary padded for the GEMMs, as V3's 129280 over 128815) have no text: never
+        // chosen, and outside the distribution
+        for (int v = textVocab; v < buffer.length; v++) buffer[v] = Float.NEGATIVE_INFINITY;
+    }
+
+    /**
+     * The next token of every request of the step past its prompt, from the summarized rows: greedy choices (one logit
+     * each) on this thread, draws that read whole rows spread over this thread and helpers of the common
+     * {@link ForkJoinPool} (at most one per CPU, none for a single draw). Between steps the kernels' threads are idle,
+     * and each sampler is one request's own, so the choices are the same whoever draws them. A sampler's exception is
+     * kept for its request (the step's caller sees the first, in step order).
+     */
+    private void drawAll(List<RequestState> step, Sampler.Choice[] choices, RuntimeException[] failures) {
+        int[] draws = new int[step.size()];
+        int count = 0;
+        for (int i = 0; i < step.size(); i++) {
+            RequestState s = step.get(i);
+            if (s.readingPrompt()) continue; // mid-prompt: no token yet
+            if (s.sampler.readsEveryLogit()) {
+                draws[count++] = i;
+                continue;
+            }
+            int best = argmax.segment().getAtIndex(ValueLayout.JAVA_INT, i);
+            // a greedy choice reads one logit: not worth copying the row (V floats) for
+            row[best] = logits.segment().getAtIndex(ValueLayout.JAVA_FLOAT, (long) i * row.length + best);
+            try {
+                choices[i] = s.sampler.sample(row, 0, best, sumExp.segment().getAtIndex(ValueLayout.JAVA_FLOAT, i));
+            } catch (RuntimeException e) {
+                failures[i] = e;
+            }
+        }
+        int workers = Math.min(count, HELPERS + 1);
+        ForkJoinTask<?>[] helpers = new ForkJoinTask<?>[Math.max(workers - 1, 0)];
+        for (int w = 1; w < workers; w++) {
+            int worker = w, stride = workers, total = count;
+            helpers[w - 1] = ForkJoinPool.commonPool()
+                    .submit(() -> draw(step, draws, worker, stride, total, buffer(worker), choices, failures));
+        }
+        draw(step, draws, 0, Math.max(workers, 1), count, row, choices, failures);
+        for (ForkJoinTask<?> helper : helpers) helper.join();
+    }
+
+    /** Draws draws[j] for j = first, first + stride, ... below count, each row copied into buffer first. */
+    private void draw(
+            List<RequestState> step,
+            int[] draws,
+            int first,
+            int stride,
+            int count,
+            float[] buffer,
+            Sampler.Choice[] choices,
+            RuntimeException[] failures) {
+        for (int j = first; j < count; j += stride) {
+            int i = draws[j];
+            try {
+                copyRow(i, buffer);
+                choices[i] = step.get(i)
+                        .sampler
+                        .sample(
+                                buffer,
+                                0,
+                                argmax.segment().getAtIndex(ValueLayout.JAVA_INT, i),
+                                sumExp.segment().getAtIndex(ValueLayout.JAVA_FLOAT, i));
+            } catch (RuntimeException e) {
+                failures[i] = e;
+            }
+        }
+    }
+
+    /** Helper w's row buffer (allocated on first use, kept). */
+    private float[] buffer(int w) {
+        synchronized (helperRows) {
+            if (helperRows[w - 1] == null) helperRows[w - 1] = new float[row.length];
+            return helperRows[w - 1];
+        }
     }
 
     /**

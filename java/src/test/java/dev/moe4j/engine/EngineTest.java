@@ -47,7 +47,8 @@ class EngineTest {
             SplittableRandom random = new SplittableRandom(5);
             List<Request> requests = new ArrayList<>();
             for (int i = 0; i < 12; i++) {
-                SamplingParams sampling = i % 3 == 0
+                // two of three sampled: steps draw several rows at once, spread over threads
+                SamplingParams sampling = i % 3 != 1
                         ? SamplingParams.defaults().withTemperature(0.8).withSeed(7 + i)
                         : SamplingParams.greedy();
                 requests.add(Request.ofIds(prompt(random, 1 + random.nextInt(90), model.vocabSize()))
