@@ -147,7 +147,8 @@ public final class Model implements AutoCloseable {
 
         /**
          * 16384 cache tokens, bf16 cache, reproducible, no load-time quantization, all threads, one device, int8 LM
-         * head, packed weights, on the CPU.
+         * head, packed weights, on the CPU. For a model on a GPU, {@code withLmHead(LmHead.FP8)} runs the head on the
+         * tuned FP8 kernels (the CLI's {@code --gpu} does so).
          */
         public static Options defaults() {
             return new Options(16384, false, true, false, 0, 1, LmHead.Q8, true, Device.CPU);
