@@ -62,7 +62,10 @@ __global__ void q8_gemm_kernel(const int8_t *xq, const float *sa, const uint8_t 
     for (int64_t b = 0; b < blocks; ++b) {
         int sum = 0;
         for (int64_t g = b * (kBlock / 4); g < (b + 1) * (kBlock / 4); ++g) {
-            const int codes = static_cast<int>(*reinterpret_cast<const unsigned *>(panel + g * 64) ^ 0x80808080u);
+            // byte loads: the ABI does not ask b for more than byte alignment
+            const uint8_t *c = panel + g * 64;
+            const unsigned stored = c[0] | c[1] << 8 | c[2] << 16 | static_cast<unsigned>(c[3]) << 24;
+            const int codes = static_cast<int>(stored ^ 0x80808080u);
             sum = __dp4a(codes, *reinterpret_cast<const int *>(x + g * 4), sum);
         }
         acc = __fmaf_rn(__int2float_rn(sum), sa[m * blocks + b], acc);
