@@ -83,6 +83,12 @@ Rate measure_bf16_dot_peak(int threads, int reps, double seconds_per_rep) {
     return measure_peak(threads, SimdWidth::Avx512, reps, seconds_per_rep, bf16_dot_chains, bf16_dot_chain_flops);
 }
 
+Rate measure_int8_dot_peak(int threads, int reps, double seconds_per_rep) {
+    return measure_peak(
+        threads, SimdWidth::Avx512, reps, seconds_per_rep,
+        [](int64_t rounds) { return static_cast<float>(int8_dot_chains(rounds)); }, int8_dot_chain_ops);
+}
+
 MachineFacts measure_machine(int threads) {
     MachineFacts facts;
     facts.caps = query_capabilities();

@@ -30,6 +30,8 @@ Rate measure_fma_peak(int threads, SimdWidth width, int reps = 5, double seconds
 
 // `threads` threads each run independent vdpbf16ps chains (requires has_bf16_dot()).
 Rate measure_bf16_dot_peak(int threads, int reps = 5, double seconds_per_rep = 0.1);
+// `threads` threads each run independent vpdpbusd chains (requires has_int8_dot()); the rate counts int8 operations.
+Rate measure_int8_dot_peak(int threads, int reps = 5, double seconds_per_rep = 0.1);
 
 // What every subcommand prints first: library capabilities and the machine's measured ceilings.
 struct MachineFacts {

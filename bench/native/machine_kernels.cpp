@@ -126,7 +126,42 @@ float bf16_dot_avx512(int64_t rounds) {
 
 #pragma GCC pop_options
 
+// ---------------------------------------------------------------- AVX-512 VNNI (vpdpbusd)
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512vnni")
+
+int32_t int8_dot_avx512(int64_t rounds) {
+    // Bytes 1 against bytes 1: each lane grows by 4 a round, wrapping harmlessly.
+    const __m512i ones = _mm512_set1_epi8(1);
+    __m512i acc[kFmaChains];
+    for (int j = 0; j < kFmaChains; ++j) acc[j] = _mm512_set1_epi32(j);
+    for (int64_t r = 0; r < rounds; ++r)
+        for (int j = 0; j < kFmaChains; ++j) acc[j] = _mm512_dpbusd_epi32(acc[j], ones, ones);
+    for (int j = 1; j < kFmaChains; ++j) acc[0] = _mm512_add_epi32(acc[0], acc[j]);
+    alignas(64) int32_t lanes[16];
+    _mm512_store_si512(lanes, acc[0]);
+    int32_t sum = 0;
+    for (const int32_t lane : lanes) sum += lane;
+    return sum;
+}
+
+#pragma GCC pop_options
+
 }  // namespace
+
+bool has_int8_dot() {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512f");
+#else
+    return false;
+#endif
+}
+
+int32_t int8_dot_chains(int64_t rounds) { return int8_dot_avx512(rounds); }
+
+double int8_dot_chain_ops(int64_t rounds) { return 2.0 * 64 * static_cast<double>(rounds) * kFmaChains; }
 
 bool has_bf16_dot() {
 #if defined(__x86_64__)

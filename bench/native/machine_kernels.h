@@ -34,5 +34,11 @@ bool has_bf16_dot();
 float bf16_dot_chains(int64_t rounds);
 // Floating-point operations bf16_dot_chains(rounds) performs: 32 bf16 products and 32 adds per instruction.
 double bf16_dot_chain_flops(int64_t rounds);
+// Whether the CPU has AVX-512 VNNI's vpdpbusd (4 u8 x s8 products summed into each 32-bit lane).
+bool has_int8_dot();
+// Runs `rounds` rounds of kFmaChains independent vpdpbusd on 512-bit registers (requires has_int8_dot()).
+int32_t int8_dot_chains(int64_t rounds);
+// Integer operations int8_dot_chains(rounds) performs: 64 products and 64 adds per instruction.
+double int8_dot_chain_ops(int64_t rounds);
 
 }  // namespace bench

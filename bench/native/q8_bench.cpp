@@ -57,12 +57,15 @@ int run_q8(const Args &args) {
     const int fixed_reps = static_cast<int>(args.get_int("reps", 0, 1, 1000000));
     const MachineFacts facts = measure_machine(threads);
     const Context ctx(facts.threads, isa, MOE4J_CONTEXT_REPRODUCIBLE);
+    // the path's own ceiling for many rows: int8 dot products where it runs them, else fp32 FMAs
+    const bool vnni = has_int8_dot() && ctx.info().isa == MOE4J_ISA_AVX512_BF16;
+    const Rate peak = vnni ? measure_int8_dot_peak(facts.threads) : facts.fma_peak;
     std::printf("%s\n", machine_summary(facts).c_str());
     std::printf(
         "q8: moe4j_q8_gemm_nt (int8 weights, one scale per row; activations int8 per 128) against "
         "moe4j_quantize_fp8_per_token + moe4j_fp8_gemm_nt on E4M3_P32 weights (the FP8 head), context=%s threads=%d, "
-        "f32 out; weights cycled from a pool of %zu MiB or more\n",
-        isa_name(ctx.info().isa), facts.threads, kPoolMinBytes >> 20);
+        "f32 out; weights cycled from a pool of %zu MiB or more; path peak (%s) %.1f GOP/s\n",
+        isa_name(ctx.info().isa), facts.threads, kPoolMinBytes >> 20, vnni ? "vpdpbusd" : "fp32 FMA", peak.best);
     const Table table({{"M", 5, Align::Right},
                        {"N", 6, Align::Right},
                        {"K", 5, Align::Right},
@@ -71,6 +74,8 @@ int run_q8(const Args &args) {
                        {"q8_med", 9, Align::Right},
                        {"wGB/s", 6, Align::Right},
                        {"%bw", 5, Align::Right},
+                       {"GOP/s", 6, Align::Right},
+                       {"%peak", 5, Align::Right},
                        {"fp8_us", 9, Align::Right},
                        {"fp8_med", 9, Align::Right},
                        {"vs_fp8", 6, Align::Right},
@@ -150,19 +155,21 @@ int run_q8(const Args &args) {
         const Stats q8_stats = summarize(time_calls(policy, q8_call));
         const Rate bw = measure_read_bandwidth(facts.threads, facts.read_bw.width, kBandwidthBytes, 3);
         const double gbs = static_cast<double>(weight_elems + 4 * s.n) / q8_stats.best / 1e9;
+        const double gops = 2.0 * static_cast<double>(s.m * weight_elems) / q8_stats.best / 1e9;
         char q8_err[16], fp8_err[16];
         std::snprintf(q8_err, sizeof q8_err, "%.1e", q8_error);
         std::snprintf(fp8_err, sizeof fp8_err, "%.1e", fp8_error);
         table.print_row({std::to_string(s.m), std::to_string(s.n), std::to_string(s.k), std::to_string(q8_stats.count),
                          fixed(q8_stats.best * 1e6, 1), fixed(q8_stats.median * 1e6, 1), fixed(gbs, 2),
-                         fixed(100.0 * gbs / bw.best, 1), fixed(fp8_stats.best * 1e6, 1),
-                         fixed(fp8_stats.median * 1e6, 1), fixed(fp8_stats.best / q8_stats.best, 2) + "x", q8_err,
-                         fp8_err});
+                         fixed(100.0 * gbs / bw.best, 1), fixed(gops, 1), fixed(100.0 * gops / peak.best, 1),
+                         fixed(fp8_stats.best * 1e6, 1), fixed(fp8_stats.median * 1e6, 1),
+                         fixed(fp8_stats.best / q8_stats.best, 2) + "x", q8_err, fp8_err});
     }
     std::printf(
         "\nwGB/s: Q8 weight and scale bytes per call / q8_us (best); %%bw against the read bandwidth measured right "
         "after "
-        "each row (best of 3); vs_fp8 = fp8_us / q8_us (best of each; the FP8 head reads the same weight bytes plus "
+        "each row (best of 3); GOP/s = 2*M*N*K / q8_us, %%peak against the path peak above; vs_fp8 = fp8_us / q8_us "
+        "(best of each; the FP8 head reads the same weight bytes plus "
         "its block scales); q8_err, fp8_err: relative RMS error of row 0's first %lld outputs against the float64 "
         "product of the bf16 weights and f32 activations.\n",
         static_cast<long long>(kErrorColumns));
