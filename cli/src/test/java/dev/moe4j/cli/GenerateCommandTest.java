@@ -49,6 +49,28 @@ class GenerateCommandTest {
     }
 
     @Test
+    void lmHeadFormatsAreChosenByName() {
+        for (String format : new String[] {"q8", "fp8", "bf16"}) {
+            Options o = new Options(
+                    "generate",
+                    new String[] {"--model", V3, "--lm-head", format},
+                    ModelLoading.VALUED,
+                    ModelLoading.FLAGS);
+            try (Model model = ModelLoading.load(o, 64)) {
+                assertTrue(model.toString().contains("LM head " + format), model.toString());
+            }
+        }
+        assertEquals(Model.LmHead.Q8, ModelLoading.lmHead(options()));
+        assertEquals(Model.LmHead.FP8, ModelLoading.lmHead(options("--gpu")));
+        var bad = assertThrows(IllegalArgumentException.class, () -> ModelLoading.lmHead(options("--lm-head", "int4")));
+        assertTrue(bad.getMessage().contains("--lm-head") && bad.getMessage().contains("int4"), bad.getMessage());
+    }
+
+    static Options options(String... args) {
+        return new Options("generate", args, ModelLoading.VALUED, ModelLoading.FLAGS);
+    }
+
+    @Test
     void generateJsonLogitsAndScoreAgree(@TempDir Path tmp) throws Exception {
         Path logitsFile = tmp.resolve("gen.safetensors"), scoreFile = tmp.resolve("score.safetensors");
         String out = capture(() -> GenerateCommand.run(new String[] {
