@@ -60,7 +60,7 @@ void tile_scalar(const Operands &op, int64_t m, int64_t p) {
         for (int64_t b = 0; b < op.a.blocks; ++b) {
             int32_t sum = 0;
             for (int64_t k = b * kBlock; k < (b + 1) * kBlock; ++k)
-                sum += int32_t{x[k]} * (int32_t{panel[(k / 4) * kGroup + j * 4 + k % 4]} - 128);
+                sum += int32_t{x[k]} * (int32_t{panel[q8_offset(j, k, op.a.k)]} - 128);
             acc = std::fma(static_cast<float>(sum), op.a.scale(m, b), acc);
         }
         out[j] = acc * op.sw[p * kPanel + j];
@@ -196,6 +196,19 @@ void rows_avx512(const Operands &op, int64_t m0, int64_t rows, int64_t p, int64_
 
 constexpr int64_t kPanelsPerItem = 4;  // panels a work item covers (NR's largest value)
 
+// quantize_q8 over elements [from, from + n) of row r of x (F32 or BF16).
+template <typename Put>
+float quantize_segment(const RowView &x, int64_t r, int64_t from, int64_t n, Put put) {
+    if (x.dtype == MOE4J_F32) {
+        const float *v = x.row<float>(r) + from;
+        return quantize_q8(
+            n, [v](int64_t i) { return v[i]; }, put);
+    }
+    const uint16_t *v = x.row<uint16_t>(r) + from;
+    return quantize_q8(
+        n, [v](int64_t i) { return bf16_decode(v[i]); }, put);
+}
+
 // Activation rows [begin, end) quantized per 128-wide block into `a` (whose arrays the caller laid out).
 void quantize_rows(const RowView &x, const Activations &a, int64_t begin, int64_t end) {
     for (int64_t m = begin; m < end; ++m) {
@@ -206,17 +219,7 @@ void quantize_rows(const RowView &x, const Activations &a, int64_t begin, int64_
                 q[i] = static_cast<int8_t>(code);
                 sum += code;
             };
-            float scale;
-            if (x.dtype == MOE4J_F32) {
-                const float *row = x.row<float>(m) + b * kBlock;
-                scale = quantize_q8(
-                    kBlock, [&](int64_t i) { return row[i]; }, put);
-            } else {
-                const uint16_t *row = x.row<uint16_t>(m) + b * kBlock;
-                scale = quantize_q8(
-                    kBlock, [&](int64_t i) { return bf16_decode(row[i]); }, put);
-            }
-            a.scales[m * a.blocks + b] = scale;
+            a.scales[m * a.blocks + b] = quantize_segment(x, m, b * kBlock, kBlock, put);
             a.offsets[m * a.blocks + b] = -128 * sum;
         }
     }
@@ -233,17 +236,7 @@ void quantize_q8_weights(moe4j_context *ctx, const moe4j_tensor &w_t, const moe4
     parallel_for(*ctx->pool, w.rows, grain_for(k), [&](int64_t begin, int64_t end) {
         for (int64_t n = begin; n < end; ++n) {
             const auto put = [&](int64_t i, int code) { codes[q8_offset(n, i, k)] = static_cast<uint8_t>(code + 128); };
-            float scale;
-            if (w.dtype == MOE4J_F32) {
-                const float *row = w.row<float>(n);
-                scale = quantize_q8(
-                    k, [&](int64_t i) { return row[i]; }, put);
-            } else {
-                const uint16_t *row = w.row<uint16_t>(n);
-                scale = quantize_q8(
-                    k, [&](int64_t i) { return bf16_decode(row[i]); }, put);
-            }
-            scales[n] = scale;
+            scales[n] = quantize_segment(w, n, 0, k, put);
         }
     });
 }
