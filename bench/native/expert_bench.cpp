@@ -46,6 +46,7 @@ struct ExpertConfig {
     std::vector<int64_t> rows = {1, 2, 4, 8};
     bool gemm = true, ffn = true;
     bool packed = false;  // the experts packed in panels (moe4j_pack_fp8_weights) before timing
+    int64_t shared = 0, shared_rows = 8;  // experts appended to every call's groups, each with shared_rows rows
 };
 
 ExpertConfig parse_config(const Args &args) {
@@ -63,6 +64,8 @@ ExpertConfig parse_config(const Args &args) {
     config.ffn = op != "gemm";
     if (args.has("fast")) config.flags = 0;
     config.packed = args.has("packed");
+    config.shared = args.get_int("shared", 0, 0, 16);
+    config.shared_rows = args.get_int("shared-rows", 8, 1, 4096);
     return config;
 }
 
@@ -114,6 +117,8 @@ struct ExpertPool {
 
 // The weight-group descriptors of every call in one cycle over the pool: call c uses experts c*E, c*E + 1, ...
 // (mod the pool size), all distinct within a call; a cycle reads the whole pool, several times the last-level cache.
+// With e counting a layer's shared experts too (as the library's MoE layer appends them to the routed groups), the
+// last ones of a call stand for them.
 struct CallGroups {
     std::vector<std::vector<moe4j_tensor>> gate, up, down, gate_s, up_s, down_s;
     std::vector<moe4j_fp8_weight_groups> g_gate, g_up, g_down;
@@ -146,15 +151,16 @@ struct CallGroups {
     int64_t calls() const { return static_cast<int64_t>(g_gate.size()); }
 };
 
-// Activations of E experts with r rows each, contiguous layout with alignment 1 (what the library's MoE layer
-// passes on CPUs): x [E*r, H] e4m3 with sfx, layout [E*r], outputs [E*r, I] (GEMM) and [E*r, H] (FFN) in bf16.
+// Activations of E experts with r rows each, then S shared experts with rs rows each, contiguous layout with
+// alignment 1 (what the library's MoE layer passes on CPUs): x [E*r + S*rs, H] e4m3 with sfx, layout [rows], outputs
+// [rows, I] (GEMM) and [rows, H] (FFN) in bf16.
 struct Activations {
     int64_t rows;
     AlignedBuffer x, sfx, layout, d_gemm, d_ffn;
     moe4j_tensor x_t, sfx_t, layout_t, d_gemm_t, d_ffn_t;
 
-    Activations(const ModelShape &m, int64_t e, int64_t r)
-        : rows(e * r),
+    Activations(const ModelShape &m, int64_t e, int64_t r, int64_t s, int64_t rs)
+        : rows(e * r + s * rs),
           x(static_cast<size_t>(rows * m.hidden)),
           sfx(static_cast<size_t>(rows * (m.hidden / kBlock)) * sizeof(float)),
           layout(static_cast<size_t>(rows) * sizeof(int32_t)),
@@ -167,7 +173,8 @@ struct Activations {
           d_ffn_t(host_tensor(d_ffn.data(), MOE4J_BF16, {rows, m.hidden})) {
         fill_random_e4m3(x.as<uint8_t>(), x.size(), 11);
         fill_random_range_f32(sfx.as<float>(), sfx.size() / sizeof(float), 12, kScaleLo, kScaleHi);
-        for (int64_t i = 0; i < rows; ++i) layout.as<int32_t>()[i] = static_cast<int32_t>(i / r);
+        for (int64_t i = 0; i < rows; ++i)
+            layout.as<int32_t>()[i] = static_cast<int32_t>(i < e * r ? i / r : e + (i - e * r) / rs);
     }
 };
 
@@ -196,7 +203,7 @@ int run_expert(const Args &args) {
     const Context ctx(facts.threads, config.isa, config.flags);
     const moe4j_context_info info = ctx.info();
     const ModelShape &m = config.model;
-    const ExpertPool pool(m, *std::max_element(config.experts.begin(), config.experts.end()),
+    const ExpertPool pool(m, *std::max_element(config.experts.begin(), config.experts.end()) + config.shared,
                           config.packed ? &ctx : nullptr);
 
     std::printf("%s\n", machine_summary(facts).c_str());
@@ -219,12 +226,16 @@ int run_expert(const Args &args) {
                        {"bw_GB/s", 7, Align::Right},
                        {"%bw", 5, Align::Right},
                        {"med_%bw", 7, Align::Right}});
+    if (config.shared > 0)
+        std::printf("every call also runs %lld shared experts of %lld rows each after the routed ones (E counts "
+                    "the routed)\n",
+                    static_cast<long long>(config.shared), static_cast<long long>(config.shared_rows));
     table.print_header();
     const SimdWidth width = facts.read_bw.width;
     for (int64_t e : config.experts) {
-        const CallGroups groups(pool, e);
+        const CallGroups groups(pool, e + config.shared);
         for (int64_t r : config.rows) {
-            Activations act(m, e, r);
+            Activations act(m, e, r, config.shared, config.shared_rows);
             const auto report = [&](const char *op, double bytes, const Stats &s) {
                 const Rate bw = measure_read_bandwidth(facts.threads, width, kBandwidthBytes, 3);
                 const double gbps = bytes / s.best * 1e-9, med = bytes / s.median * 1e-9;
@@ -241,7 +252,7 @@ int run_expert(const Args &args) {
                                                             &act.layout_t, 1, &act.d_gemm_t),
                           "moe4j_grouped_fp8_gemm_contiguous");
                 });
-                report("gemm.gate", static_cast<double>(e) * (static_cast<double>(pool.matrix_bytes) + scale_bytes), s);
+                report("gemm.gate", static_cast<double>(e + config.shared) * (static_cast<double>(pool.matrix_bytes) + scale_bytes), s);
             }
             if (config.ffn) {
                 const Stats s = time_cycling(config.fixed_reps, groups.calls(), [&](int64_t c) {
@@ -253,12 +264,12 @@ int run_expert(const Args &args) {
                 const double per_expert =
                     3.0 * static_cast<double>(pool.matrix_bytes) +
                     sizeof(float) * static_cast<double>(2 * pool.scale_floats_gu + pool.scale_floats_d);
-                report("ffn", static_cast<double>(e) * per_expert, s);
+                report("ffn", static_cast<double>(e + config.shared) * per_expert, s);
             }
         }
     }
     std::printf(
-        "\nwMB/call: e4m3 weight and scale bytes one call reads (gemm.gate: E x [I, H]; ffn: E x (gate, up, down)).\n"
+        "\nwMB/call: e4m3 weight and scale bytes one call reads (gemm.gate: E x [I, H]; ffn: E x (gate, up, down), shared experts included).\n"
         "wGB/s = wMB/call / best_us (med_: / median_us). bw_GB/s: read bandwidth measured (%zu MiB, best of 3) right\n"
         "after each row's calls; %%bw and med_%%bw compare with it. Every call reads experts no earlier call of its\n"
         "cycle read, from a pool larger than the last-level cache.\n",

@@ -81,7 +81,7 @@ const std::vector<Subcommand> &subcommands() {
         {"expert",
          "time the grouped FP8 GEMM and the fused expert FFN with a few rows per expert (decode) against read "
          "bandwidth",
-         {"threads", "isa", "model", "experts", "rows", "op", "reps"},
+         {"threads", "isa", "model", "experts", "rows", "shared", "shared-rows", "op", "reps"},
          {"fast", "packed"},
          "    --threads N        context threads (default: all hardware threads)\n"
          "    --isa NAME         scalar | avx2 | avx512 | avx512_bf16 | best (default: best)\n"
@@ -89,6 +89,9 @@ const std::vector<Subcommand> &subcommands() {
          "                       moe_intermediate 1408; v2lite-dense: layer 0's MLP padded to 11008, 1 expert)\n"
          "    --experts E        active experts per call (default: a table of 1, 6, 8, 64)\n"
          "    --rows R           token rows per expert (default: a table of 1, 2, 4, 8)\n"
+         "    --shared S         S more experts in every call after the routed ones, as a MoE layer runs its\n"
+         "                       shared experts (default: 0)\n"
+         "    --shared-rows R    token rows of each shared expert (default: 8)\n"
          "    --op OP            gemm | ffn | both (default: both)\n"
          "    --fast             a context without MOE4J_CONTEXT_REPRODUCIBLE (default: reproducible, as the\n"
          "                       library's models run)\n"
