@@ -45,7 +45,7 @@ struct ExpertConfig {
     std::vector<int64_t> experts = {1, 6, 8, 64};
     std::vector<int64_t> rows = {1, 2, 4, 8};
     bool gemm = true, ffn = true;
-    bool packed = false;  // the experts packed in panels (moe4j_pack_fp8_weights) before timing
+    bool packed = false;                  // the experts packed in panels (moe4j_pack_fp8_weights) before timing
     int64_t shared = 0, shared_rows = 8;  // experts appended to every call's groups, each with shared_rows rows
 };
 
@@ -227,9 +227,10 @@ int run_expert(const Args &args) {
                        {"%bw", 5, Align::Right},
                        {"med_%bw", 7, Align::Right}});
     if (config.shared > 0)
-        std::printf("every call also runs %lld shared experts of %lld rows each after the routed ones (E counts "
-                    "the routed)\n",
-                    static_cast<long long>(config.shared), static_cast<long long>(config.shared_rows));
+        std::printf(
+            "every call also runs %lld shared experts of %lld rows each after the routed ones (E counts "
+            "the routed)\n",
+            static_cast<long long>(config.shared), static_cast<long long>(config.shared_rows));
     table.print_header();
     const SimdWidth width = facts.read_bw.width;
     for (int64_t e : config.experts) {
@@ -252,7 +253,9 @@ int run_expert(const Args &args) {
                                                             &act.layout_t, 1, &act.d_gemm_t),
                           "moe4j_grouped_fp8_gemm_contiguous");
                 });
-                report("gemm.gate", static_cast<double>(e + config.shared) * (static_cast<double>(pool.matrix_bytes) + scale_bytes), s);
+                report("gemm.gate",
+                       static_cast<double>(e + config.shared) * (static_cast<double>(pool.matrix_bytes) + scale_bytes),
+                       s);
             }
             if (config.ffn) {
                 const Stats s = time_cycling(config.fixed_reps, groups.calls(), [&](int64_t c) {
@@ -269,7 +272,8 @@ int run_expert(const Args &args) {
         }
     }
     std::printf(
-        "\nwMB/call: e4m3 weight and scale bytes one call reads (gemm.gate: E x [I, H]; ffn: E x (gate, up, down), shared experts included).\n"
+        "\nwMB/call: e4m3 weight and scale bytes one call reads (gemm.gate: E x [I, H]; ffn: E x (gate, up, down), "
+        "shared experts included).\n"
         "wGB/s = wMB/call / best_us (med_: / median_us). bw_GB/s: read bandwidth measured (%zu MiB, best of 3) right\n"
         "after each row's calls; %%bw and med_%%bw compare with it. Every call reads experts no earlier call of its\n"
         "cycle read, from a pool larger than the last-level cache.\n",

@@ -143,9 +143,10 @@ inline __mmask32 mask_pairs(int64_t left) {
 // Sixteen bf16 dot products at once on vdpbf16ps, MR rows of A against NR rows of B (MR * NR = 16), both bf16 as
 // they lie: per output, lane l sums the pair products of k = 2l, 2l + 1 (mod 32) in order, masked tail pairs add
 // zeros, and reduce16_avx512 adds the lanes as _mm512_reduce_add_ps would, so an output's bits do not depend on the
-// tile it was computed in (nor on how many rows A has). out[m * NR + j].
+// tile it was computed in (nor on how many rows A has). out[m * NR + j]. Tiles of several rows also prefetch, into
+// L2, what lies `ahead` bytes past each B element they read (0: nothing ahead).
 template <int MR, int NR>
-void dot16_avx512_bf16(const uint16_t *const *a, const uint16_t *const *b, int64_t k, float *out) {
+void dot16_avx512_bf16(const uint16_t *const *a, const uint16_t *const *b, int64_t k, float *out, int64_t ahead) {
     static_assert(MR * NR == 16);
     __m512 acc[16];
     for (__m512 &x : acc) x = _mm512_setzero_ps();
@@ -164,6 +165,7 @@ void dot16_avx512_bf16(const uint16_t *const *a, const uint16_t *const *b, int64
             __m512bh av[MR];
             for (int m = 0; m < MR; ++m) av[m] = (__m512bh)_mm512_maskz_loadu_epi16(mask, a[m] + i);
             for (int j = 0; j < NR; ++j) {
+                _mm_prefetch(reinterpret_cast<const char *>(b[j] + i) + ahead, _MM_HINT_T1);
                 const __m512bh bv = (__m512bh)_mm512_maskz_loadu_epi16(mask, b[j] + i);
                 for (int m = 0; m < MR; ++m) acc[m * NR + j] = _mm512_dpbf16_ps(acc[m * NR + j], av[m], bv);
             }
@@ -252,14 +254,14 @@ bool takes_dot16(int isa) { return isa == MOE4J_ISA_AVX512 || isa == MOE4J_ISA_A
 // once.
 template <int MR>
 void pair_rows(const RowCodec &codec, const Operands &op, int32_t d_dtype, int64_t r, int64_t n0, int cols,
-               const uint16_t *const *b, int64_t k) {
+               const uint16_t *const *b, int64_t k, int64_t ahead) {
     constexpr int NR = 16 / MR;
     const uint16_t *rows[MR];
     for (int m = 0; m < MR; ++m) rows[m] = op.a.row<uint16_t>(r + m);
     float out[MR][kColumnsPerTask];  // whole rows, stored once each
     for (int part = 0; part < cols; part += NR) {
         float tile[16];
-        dot16_avx512_bf16<MR, NR>(rows, b + part, k, tile);
+        dot16_avx512_bf16<MR, NR>(rows, b + part, k, tile, ahead);
         for (int m = 0; m < MR; ++m) std::copy(tile + m * NR, tile + (m + 1) * NR, out[m] + part);
     }
     for (int m = 0; m < MR; ++m) store_row(codec, op.d, d_dtype, op.c, r + m, n0, cols, out[m]);
@@ -290,13 +292,18 @@ void gemm_dot16(moe4j_context *ctx, const RowCodec &codec, const RowView &a, con
                 // Missing columns of a last block repeat column 0; their sums are dropped.
                 const uint16_t *bp[kColumnsPerTask];
                 for (int j = 0; j < kColumnsPerTask; ++j) bp[j] = op.b.row<uint16_t>(n0 + (j < cols ? j : 0));
+                // The first rows' pass also prefetches the next task's columns of the same matrix (the next 16 rows
+                // of B): B comes from memory once per call (MLA's absorption at decode), and a task's 16 short rows
+                // stepped along K together are too short a stream for the hardware prefetcher.
+                int64_t ahead = n0 + kColumnsPerTask < n_count ? kColumnsPerTask * op.b.step : 0;
                 int64_t r = 0;
-                for (; r + 4 <= m_count; r += 4) pair_rows<4>(codec, op, d.dtype, r, n0, cols, bp, k);
+                for (; r + 4 <= m_count; r += 4, ahead = 0) pair_rows<4>(codec, op, d.dtype, r, n0, cols, bp, k, ahead);
                 if (r + 2 <= m_count) {
-                    pair_rows<2>(codec, op, d.dtype, r, n0, cols, bp, k);
+                    pair_rows<2>(codec, op, d.dtype, r, n0, cols, bp, k, ahead);
                     r += 2;
+                    ahead = 0;
                 }
-                if (r < m_count) pair_rows<1>(codec, op, d.dtype, r, n0, cols, bp, k);
+                if (r < m_count) pair_rows<1>(codec, op, d.dtype, r, n0, cols, bp, k, ahead);
                 continue;
             }
             const float *bw[kColumnsPerTask];
