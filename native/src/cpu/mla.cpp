@@ -270,14 +270,17 @@ struct Avx512Bf16Ops : Avx512Ops {
 
     template <int MR, int NT>
     static void scores_tile(const uint16_t *const *q, const uint16_t *const *k, int64_t d, float scale,
-                            float (*s)[kTile]) {
+                            float (*s)[kTile], int64_t ahead) {
         __m512 acc[MR][NT];
         for (int m = 0; m < MR; ++m)
             for (int t = 0; t < NT; ++t) acc[m][t] = _mm512_setzero_ps();
         for (int64_t i = 0; i < d; i += 32) {
             const __mmask32 km = d - i >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((uint64_t{1} << (d - i)) - 1);
             __m512bh kv[NT];
-            for (int t = 0; t < NT; ++t) kv[t] = (__m512bh)_mm512_maskz_loadu_epi16(km, k[t] + i);
+            for (int t = 0; t < NT; ++t) {
+                _mm_prefetch(reinterpret_cast<const char *>(k[t] + i) + ahead, _MM_HINT_T1);
+                kv[t] = (__m512bh)_mm512_maskz_loadu_epi16(km, k[t] + i);
+            }
             for (int m = 0; m < MR; ++m) {
                 const __m512bh qv = (__m512bh)_mm512_maskz_loadu_epi16(km, q[m] + i);
                 for (int t = 0; t < NT; ++t) acc[m][t] = _mm512_dpbf16_ps(acc[m][t], qv, kv[t]);
@@ -286,12 +289,14 @@ struct Avx512Bf16Ops : Avx512Ops {
         store_sums<MR, NT>(acc, scale, s);
     }
 
-    // s[m][t] = (q_m · k_t) * scale, q and k bf16.
+    // s[m][t] = (q_m · k_t) * scale, q and k bf16. Also prefetches, into L2, what lies `ahead` bytes past each
+    // element of k it reads (0: nothing ahead).
     static void scores_bf16(int rows, int tokens, const uint16_t *const *q, const uint16_t *const *k, int64_t d,
-                            float scale, float (*s)[kTile]) {
+                            float scale, float (*s)[kTile], int64_t ahead) {
         with_count(rows, [&](auto mr) {
-            with_count(tokens,
-                       [&](auto nt) { scores_tile<decltype(mr)::value, decltype(nt)::value>(q, k, d, scale, s); });
+            with_count(tokens, [&](auto nt) {
+                scores_tile<decltype(mr)::value, decltype(nt)::value>(q, k, d, scale, s, ahead);
+            });
         });
     }
 };
@@ -416,6 +421,14 @@ struct Decoder {
             if (!direct)
                 for (int64_t t = 0; t < count; ++t)
                     mla_load_token(codec, k_token(id, t, task.head), a.fp8_cache, d, k + t * d);
+            // The first row tile's scores also prefetch the task's next block, token for token: blocks lie anywhere in
+            // the cache, so each is a new stream to the hardware prefetcher, and the tiles step several tokens along d
+            // at once.
+            int64_t next_block = 0;
+            if (direct && blk + 1 < task.block_end)
+                next_block =
+                    static_cast<const char *>(k_token(read_i32(*a.block_table, task.seq, blk + 1), 0, task.head)) -
+                    reinterpret_cast<const char *>(tokens);
             // Scores of every row against every token of the block, one register tile at a time.
             for (int64_t r0 = r_begin; r0 < r_end; r0 += kTile) {
                 const int tile_rows = static_cast<int>(std::min<int64_t>(kTile, r_end - r0));
@@ -427,7 +440,8 @@ struct Decoder {
                             const uint16_t *q_rows[kTile], *k_rows[kTile];
                             for (int m = 0; m < tile_rows; ++m) q_rows[m] = q_row(task, r0 + m);
                             for (int t = 0; t < tile_tokens; ++t) k_rows[t] = tokens + (t0 + t) * token_stride;
-                            Ops::scores_bf16(tile_rows, tile_tokens, q_rows, k_rows, d, a.softmax_scale, s);
+                            Ops::scores_bf16(tile_rows, tile_tokens, q_rows, k_rows, d, a.softmax_scale, s,
+                                             r0 == r_begin ? next_block : 0);
                         }
                     }
                     if (!direct) {
