@@ -295,15 +295,15 @@ void gemm_dot16(moe4j_context *ctx, const RowCodec &codec, const RowView &a, con
                 // The first rows' pass also prefetches the next task's columns of the same matrix (the next 16 rows
                 // of B): B comes from memory once per call (MLA's absorption at decode), and a task's 16 short rows
                 // stepped along K together are too short a stream for the hardware prefetcher.
-                int64_t ahead = n0 + kColumnsPerTask < n_count ? kColumnsPerTask * op.b.step : 0;
+                const int64_t next = n0 + kColumnsPerTask < n_count ? kColumnsPerTask * op.b.step : 0;
                 int64_t r = 0;
-                for (; r + 4 <= m_count; r += 4, ahead = 0) pair_rows<4>(codec, op, d.dtype, r, n0, cols, bp, k, ahead);
+                for (; r + 4 <= m_count; r += 4)
+                    pair_rows<4>(codec, op, d.dtype, r, n0, cols, bp, k, r == 0 ? next : 0);
                 if (r + 2 <= m_count) {
-                    pair_rows<2>(codec, op, d.dtype, r, n0, cols, bp, k, ahead);
+                    pair_rows<2>(codec, op, d.dtype, r, n0, cols, bp, k, r == 0 ? next : 0);
                     r += 2;
-                    ahead = 0;
                 }
-                if (r < m_count) pair_rows<1>(codec, op, d.dtype, r, n0, cols, bp, k, ahead);
+                if (r < m_count) pair_rows<1>(codec, op, d.dtype, r, n0, cols, bp, k, 0);  // one row takes no prefetch
                 continue;
             }
             const float *bw[kColumnsPerTask];
