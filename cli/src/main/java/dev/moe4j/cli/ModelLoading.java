@@ -16,14 +16,15 @@ public final class ModelLoading {
     private ModelLoading() {}
 
     /** The model options that take a value. */
-    public static final Set<String> VALUED = Set.of("--model", "--cache-tokens", "--threads", "--devices", "--lm-head");
+    public static final Set<String> VALUED =
+            Set.of("--model", "--cache-tokens", "--threads", "--devices", "--lm-head", "--dense");
 
     /** The model options that take none. */
     public static final Set<String> FLAGS = Set.of("--fp8-cache", "--quantize", "--fast", "--unpacked", "--gpu");
 
     /** The model options as a usage line. */
     public static final String USAGE = "--model DIR [--cache-tokens N --fp8-cache --quantize --threads N --devices D"
-            + " --fast --lm-head q8|fp8|bf16 --unpacked --gpu]";
+            + " --fast --lm-head q8|fp8|bf16 --dense q8|stored --unpacked --gpu]";
 
     /**
      * {@code --gpu}: the model on CUDA device 0 (libmoe4j_cuda, which the launcher loads for this flag); then
@@ -48,6 +49,19 @@ public final class ModelLoading {
     }
 
     /**
+     * {@code --dense}: the attention projections and dense MLPs as int8 ({@code q8}, the default; a CPU model only) or
+     * as the checkpoint stores them ({@code stored}; FP8 with {@code --quantize}).
+     */
+    static boolean q8Dense(Options o) {
+        String given = o.has("--dense") ? o.string("--dense") : "q8";
+        return switch (given) {
+            case "q8" -> true;
+            case "stored" -> false;
+            default -> throw new IllegalArgumentException("--dense must be q8 or stored, got '" + given + "'");
+        };
+    }
+
+    /**
      * Loads {@code --model} with the options given (16384 cache tokens unless {@code --cache-tokens} says otherwise),
      * and says on standard error what it loaded and the memory it took.
      *
@@ -65,6 +79,7 @@ public final class ModelLoading {
                 .withThreads(o.positive("--threads", 0))
                 .withExpertDevices(o.positive("--devices", 1))
                 .withLmHead(lmHead(o))
+                .withQ8Dense(q8Dense(o))
                 .withPackWeights(!o.has("--unpacked"))
                 .withDevice(device(o));
         long t0 = System.nanoTime();

@@ -57,7 +57,7 @@ final class RunLayer {
             int t = Math.toIntExact(states.shape(0));
             Tensor x = Tensor.fromFloats(arena, DType.F32, states.toFloatArray(), t, hidden);
             DecoderLayer layer =
-                    DecoderLayer.load(checkpoint, o.integer("--layer"), o.has("--quantize"), false, ctx, arena);
+                    DecoderLayer.load(checkpoint, o.integer("--layer"), o.has("--quantize"), false, false, ctx, arena);
             Tensor out = Tensor.allocate(arena, DType.F32, t, hidden);
             Routing routing = layer.moe() == null
                     ? null

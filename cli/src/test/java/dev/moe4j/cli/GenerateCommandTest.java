@@ -66,6 +66,18 @@ class GenerateCommandTest {
         assertTrue(bad.getMessage().contains("--lm-head") && bad.getMessage().contains("int4"), bad.getMessage());
     }
 
+    @Test
+    void denseWeightsAreChosenByName() {
+        for (String format : new String[] {"q8", "stored"}) {
+            try (Model model = ModelLoading.load(options("--model", V3, "--dense", format), 64)) {
+                assertEquals(format.equals("q8"), model.toString().contains("int8 dense weights"), model.toString());
+            }
+        }
+        assertTrue(ModelLoading.q8Dense(options()));
+        var bad = assertThrows(IllegalArgumentException.class, () -> ModelLoading.q8Dense(options("--dense", "fp4")));
+        assertTrue(bad.getMessage().contains("--dense") && bad.getMessage().contains("fp4"), bad.getMessage());
+    }
+
     static Options options(String... args) {
         return new Options("generate", args, ModelLoading.VALUED, ModelLoading.FLAGS);
     }

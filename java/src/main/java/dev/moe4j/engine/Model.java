@@ -116,6 +116,15 @@ public final class Model implements AutoCloseable {
      *     over that many devices ({@link ExpertParallelMoe}, 25% redundant slots, EPLB placement), each with its own
      *     context and worker thread: CPU devices for a CPU model, CUDA devices 0 .. expertDevices-1 for a GPU model
      * @param lmHead the LM head's weight format ({@link LmHead}): the largest matrix a decode step reads
+     * @param q8Dense for a model on the CPU, the weights every token's row reads outside the experts (the attention
+     *     projections of the hidden state and of the attention output; the dense layers' MLPs) as int8 with a scale per
+     *     row, quantized on load from whatever the checkpoint stores (copies) and run on int8 dot products ({@link
+     *     dev.moe4j.kernels.Q8Gemm}, as the int8 LM head): twice the products per instruction of the FP8 GEMM's bf16
+     *     dot products, which is what limits those GEMMs at 8 and more rows (batched decode, prefill); at one row they
+     *     stream the same bytes. The routed and shared experts stay FP8. Scored against DeepSeek's reference ({@code
+     *     ModelTest}) this costs about what the int8 LM head does, less than the FP8 activations of the reference
+     *     itself; false keeps the checkpoint's FP8 (or BF16, or with quantize FP8) weights and the reference's
+     *     arithmetic. Ignored for a model on a GPU, whose FP8 kernels are the fast ones
      * @param packWeights on an AVX-512 CPU ({@link Isa#hasPackedKernels}), with one device: pack the FP8 weights the FP8 GEMMs
      *     read into panels on load ({@link dev.moe4j.kernels.Fp8Gemm#packWeights}; copies, so FP8 weights are no
      *     longer used from the checkpoint's map): faster kernels at every batch size, and results in another rounding
@@ -130,6 +139,7 @@ public final class Model implements AutoCloseable {
             int threads,
             int expertDevices,
             LmHead lmHead,
+            boolean q8Dense,
             boolean packWeights,
             Device device) {
         public Options {
@@ -147,56 +157,151 @@ public final class Model implements AutoCloseable {
 
         /**
          * 16384 cache tokens, bf16 cache, reproducible, no load-time quantization, all threads, one device, int8 LM
-         * head, packed weights, on the CPU. For a model on a GPU, {@code withLmHead(LmHead.FP8)} runs the head on the
+         * head, int8 dense weights, packed weights, on the CPU. For a model on a GPU, {@code withLmHead(LmHead.FP8)} runs the head on the
          * tuned FP8 kernels (the CLI's {@code --gpu} does so).
          */
         public static Options defaults() {
-            return new Options(16384, false, true, false, 0, 1, LmHead.Q8, true, Device.CPU);
+            return new Options(16384, false, true, false, 0, 1, LmHead.Q8, true, true, Device.CPU);
         }
 
         public Options withCacheTokens(int cacheTokens) {
             return new Options(
-                    cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices, lmHead, packWeights, device);
+                    cacheTokens,
+                    fp8Cache,
+                    reproducible,
+                    quantize,
+                    threads,
+                    expertDevices,
+                    lmHead,
+                    q8Dense,
+                    packWeights,
+                    device);
         }
 
         public Options withFp8Cache(boolean fp8Cache) {
             return new Options(
-                    cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices, lmHead, packWeights, device);
+                    cacheTokens,
+                    fp8Cache,
+                    reproducible,
+                    quantize,
+                    threads,
+                    expertDevices,
+                    lmHead,
+                    q8Dense,
+                    packWeights,
+                    device);
         }
 
         public Options withReproducible(boolean reproducible) {
             return new Options(
-                    cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices, lmHead, packWeights, device);
+                    cacheTokens,
+                    fp8Cache,
+                    reproducible,
+                    quantize,
+                    threads,
+                    expertDevices,
+                    lmHead,
+                    q8Dense,
+                    packWeights,
+                    device);
         }
 
         public Options withQuantize(boolean quantize) {
             return new Options(
-                    cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices, lmHead, packWeights, device);
+                    cacheTokens,
+                    fp8Cache,
+                    reproducible,
+                    quantize,
+                    threads,
+                    expertDevices,
+                    lmHead,
+                    q8Dense,
+                    packWeights,
+                    device);
         }
 
         public Options withThreads(int threads) {
             return new Options(
-                    cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices, lmHead, packWeights, device);
+                    cacheTokens,
+                    fp8Cache,
+                    reproducible,
+                    quantize,
+                    threads,
+                    expertDevices,
+                    lmHead,
+                    q8Dense,
+                    packWeights,
+                    device);
         }
 
         public Options withExpertDevices(int expertDevices) {
             return new Options(
-                    cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices, lmHead, packWeights, device);
+                    cacheTokens,
+                    fp8Cache,
+                    reproducible,
+                    quantize,
+                    threads,
+                    expertDevices,
+                    lmHead,
+                    q8Dense,
+                    packWeights,
+                    device);
         }
 
         public Options withLmHead(LmHead lmHead) {
             return new Options(
-                    cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices, lmHead, packWeights, device);
+                    cacheTokens,
+                    fp8Cache,
+                    reproducible,
+                    quantize,
+                    threads,
+                    expertDevices,
+                    lmHead,
+                    q8Dense,
+                    packWeights,
+                    device);
+        }
+
+        public Options withQ8Dense(boolean q8Dense) {
+            return new Options(
+                    cacheTokens,
+                    fp8Cache,
+                    reproducible,
+                    quantize,
+                    threads,
+                    expertDevices,
+                    lmHead,
+                    q8Dense,
+                    packWeights,
+                    device);
         }
 
         public Options withPackWeights(boolean packWeights) {
             return new Options(
-                    cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices, lmHead, packWeights, device);
+                    cacheTokens,
+                    fp8Cache,
+                    reproducible,
+                    quantize,
+                    threads,
+                    expertDevices,
+                    lmHead,
+                    q8Dense,
+                    packWeights,
+                    device);
         }
 
         public Options withDevice(Device device) {
             return new Options(
-                    cacheTokens, fp8Cache, reproducible, quantize, threads, expertDevices, lmHead, packWeights, device);
+                    cacheTokens,
+                    fp8Cache,
+                    reproducible,
+                    quantize,
+                    threads,
+                    expertDevices,
+                    lmHead,
+                    q8Dense,
+                    packWeights,
+                    device);
         }
     }
 
@@ -236,7 +341,7 @@ public final class Model implements AutoCloseable {
     private final Tensor embeddings; // BF16 [V, hidden]
     private final List<DecoderLayer> layers;
     private final RmsNorm norm;
-    private final Linear lmHead; // [V, hidden], FP8 or BF16
+    private final Linear lmHead; // [V, hidden], FP8, int8 or BF16
     private final WeightBytes weightBytes;
     private final PagedLatentCache cache;
     private final long copiedBytes, deviceWeightBytes;
@@ -338,9 +443,10 @@ public final class Model implements AutoCloseable {
             // where the model runs on that one context: devices (GPUs, expert-parallel CPU devices) take E4M3.
             boolean pack =
                     options.packWeights() && !onDevice && ctx.isa().hasPackedKernels() && options.expertDevices() <= 1;
+            boolean q8Dense = options.q8Dense() && !onDevice;
             List<DecoderLayer> layers = new ArrayList<>();
             for (int l = 0; l < c.numHiddenLayers(); l++) {
-                layers.add(DecoderLayer.load(checkpoint, l, options.quantize(), pack, loader, arena));
+                layers.add(DecoderLayer.load(checkpoint, l, options.quantize(), q8Dense, pack, loader, arena));
                 if (progress != null) progress.accept("layer " + (l + 1) + " of " + c.numHiddenLayers());
             }
             if (progress != null && c.numNextnPredictLayers() > 0)
@@ -720,7 +826,9 @@ public final class Model implements AutoCloseable {
     public String toString() {
         return "Model[" + config.modelType() + ", " + config.numHiddenLayers() + " layers, hidden "
                 + config.hiddenSize() + ", vocab " + config.vocabSize() + ", LM head "
-                + (lmHead.isBf16() ? "bf16" : lmHead.isFp8() ? "fp8" : "q8") + ", on " + ctx.device() + ", " + dir()
+                + (lmHead.isBf16() ? "bf16" : lmHead.isFp8() ? "fp8" : "q8")
+                + (layers.getFirst().attention().weights().wo().isQ8() ? ", int8 dense weights" : "") + ", on "
+                + ctx.device() + ", " + dir()
                 + "]";
     }
 

@@ -54,6 +54,23 @@ public final class Q8Gemm {
             return codes.shape(1);
         }
 
+        /**
+         * Rows [start, start + count) as weights of their own, sharing this memory (the panels of 16 rows lie one after
+         * another, so whole panels are a slice of codes).
+         *
+         * @throws IllegalArgumentException if start or count is not a multiple of {@link #PANEL_ROWS}, count is not
+         *     positive, or the rows are out of range
+         */
+        public Weights rows(long start, long count) {
+            if (start % PANEL_ROWS != 0 || count % PANEL_ROWS != 0 || count <= 0)
+                throw new IllegalArgumentException("int8 weight rows must start at and count a positive multiple of "
+                        + PANEL_ROWS + ", got start " + start + ", count " + count);
+            if (start < 0 || start + count > rows())
+                throw new IllegalArgumentException(
+                        "rows [" + start + ", " + (start + count) + ") out of range for " + codes);
+            return new Weights(codes.slice(0, start, count), scales.slice(0, start, count));
+        }
+
         /** Bytes a product reads: codes and scales. */
         public long bytes() {
             return codes.elementCount() + 4 * scales.elementCount();

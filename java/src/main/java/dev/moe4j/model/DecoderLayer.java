@@ -1,8 +1,10 @@
 package dev.moe4j.model;
 
+import dev.moe4j.kernels.Cast;
 import dev.moe4j.kernels.Copy;
 import dev.moe4j.kernels.Dispatch;
 import dev.moe4j.kernels.Fp8Gemm;
+import dev.moe4j.kernels.Q8Gemm;
 import dev.moe4j.kernels.Quantization;
 import dev.moe4j.kernels.ScaleFormat;
 import dev.moe4j.routing.Gate;
@@ -163,23 +165,29 @@ public final class DecoderLayer {
      * Loads layer {@code layer} of a checkpoint.
      *
      * @param quantize quantize BF16 dense weights to FP8 on load (routed experts are quantized regardless)
+     * @param q8Dense the attention projections that read the hidden state or the attention output (q or q_a, kv_a, o;
+     *     not q_b, which reads the small q_lora rank, nor kv_b, which MLA absorbs in bf16) and the dense MLPs as int8
+     *     with a scale per row ({@link Linear#q8}), quantized on load from whatever the checkpoint stores; the routed and
+     *     shared experts stay FP8
      * @param pack pack the FP8 weights that only the FP8 GEMMs read ({@link Fp8Gemm#packWeights}; copies): for a
      *     CPU context, on whose AVX-512 paths packed weights are faster at every batch size
      * @param arena owns every copied or quantized weight (FP8 weights used as stored stay in the checkpoint's
      *     mapping, which must outlive the layer)
      * @throws IllegalArgumentException naming the tensor when one is missing or has the wrong dtype or shape
      */
-    public static DecoderLayer load(Checkpoint c, int layer, boolean quantize, boolean pack, Context ctx, Arena arena) {
+    public static DecoderLayer load(
+            Checkpoint c, int layer, boolean quantize, boolean q8Dense, boolean pack, Context ctx, Arena arena) {
         ModelConfig cfg = c.config();
         if (layer < 0 || layer >= cfg.numHiddenLayers())
             throw new IllegalArgumentException(
                     "layer " + layer + " outside 0.." + (cfg.numHiddenLayers() - 1) + " of " + c.dir());
-        Loader l = new Loader(c, quantize, pack, ctx, arena);
+        Loader l = new Loader(c, quantize, q8Dense, pack, ctx, arena);
         String p = "model.layers." + layer + ".";
         MlaAttention.Config mc = cfg.mla();
         int h = cfg.hiddenSize(), heads = cfg.numAttentionHeads(), qHead = mc.qkNopeHeadDim() + mc.qkRopeHeadDim();
         float eps = (float) cfg.rmsNormEps();
-        // the query projection that reads the hidden state and kv_a_proj, stacked into one weight where both are FP8
+        // the query projection that reads the hidden state and kv_a_proj, stacked into one weight where both are FP8 or
+        // both int8
         Linear[] projections = l.stacked(
                 p + (mc.qLoraRank() == 0 ? "self_attn.q_proj" : "self_attn.q_a_proj"),
                 mc.qLoraRank() == 0 ? (long) heads * qHead : mc.qLoraRank(),
@@ -198,13 +206,13 @@ public final class DecoderLayer {
                         heads * (mc.qkNopeHeadDim() + mc.vHeadDim()),
                         mc.kvLoraRank(),
                         false),
-                l.linear(p + "self_attn.o_proj", h, heads * mc.vHeadDim()),
+                l.dense(p + "self_attn.o_proj", h, heads * mc.vHeadDim()),
                 projections[2]);
         MlaAttention attention = new MlaAttention(ctx, mc, weights, arena);
         RmsNorm inputNorm = l.norm(p + "input_layernorm", h, eps),
                 postNorm = l.norm(p + "post_attention_layernorm", h, eps);
         if (!cfg.isMoeLayer(layer)) {
-            DenseMlp mlp = l.mlp(p + "mlp", cfg.intermediateSize(), h, true);
+            DenseMlp mlp = l.denseMlp(p + "mlp", cfg.intermediateSize(), h);
             return new DecoderLayer(layer, inputNorm, attention, postNorm, null, mlp);
         }
         int experts = cfg.nRoutedExperts(), inter = cfg.moeIntermediateSize();
@@ -229,7 +237,7 @@ public final class DecoderLayer {
     }
 
     /** Reads weights by name with shape and dtype checks. */
-    private record Loader(Checkpoint c, boolean quantize, boolean pack, Context ctx, Arena arena) {
+    private record Loader(Checkpoint c, boolean quantize, boolean q8Dense, boolean pack, Context ctx, Arena arena) {
         Tensor checked(String name, long... shape) {
             Tensor t = c.tensor(name);
             long[] s = t.shape();
@@ -251,19 +259,46 @@ public final class DecoderLayer {
             return Linear.fp8(packable ? packed(q) : q);
         }
 
+        /**
+         * A weight that every token's row reads (see {@link DecoderLayer#load}'s q8Dense): int8 where the loader makes
+         * them so and the shape allows it ({@link Q8Gemm#quantizable}), else as {@link #linear}.
+         */
+        Linear dense(String prefix, long out, long in) {
+            Tensor w = checked(prefix + ".weight", out, in);
+            if (!q8Dense || !Q8Gemm.quantizable(w)) return linear(prefix, out, in);
+            try (Arena temp = Arena.ofConfined()) {
+                return Linear.q8(Q8Gemm.quantizeWeights(ctx, real(prefix, w, temp), arena));
+            }
+        }
+
+        /**
+         * A weight as F32 or BF16 for a quantization: as stored, FP8 dequantized (F32) or F16 widened into allocator.
+         */
+        private Tensor real(String prefix, Tensor w, Arena allocator) {
+            if (w.dtype() != DType.E4M3) return floats(prefix + ".weight", w);
+            return Quantization.dequantize(ctx, fp8(prefix, w), DType.F32, allocator);
+        }
+
         /** Whether a linear weight [out, in] loads as FP8: stored so, or quantized (in a multiple of 128). */
         private boolean becomesFp8(Tensor w) {
             return w.dtype() == DType.E4M3 || quantize && w.shape(1) % QuantizedTensor.BLOCK == 0;
         }
 
         /**
-         * Projections a [nA, k] and b [nB, k] of one input as one FP8 weight [nA + nB, k] (a copy, packed when the
-         * loader packs) and its two row slices: {a, b, stacked}. Apart, {a, b, null}, where one would stay BF16 or b
-         * would not begin a scale block (nA not a multiple of 128).
+         * Projections a [nA, k] and b [nB, k] of one input as one weight [nA + nB, k] and its two row slices: {a, b,
+         * stacked}. Int8 where the loader makes dense weights so ({@link Linear#stackQ8}), else FP8 (a copy, packed when
+         * the loader packs). Apart, {a, b, null}, where one would stay BF16 or b would not begin a scale block (nA not a
+         * multiple of 128).
          */
         Linear[] stacked(String a, long nA, String b, long nB, long k) {
             long block = QuantizedTensor.BLOCK;
             Tensor wa = checked(a + ".weight", nA, k), wb = checked(b + ".weight", nB, k);
+            if (q8Dense && Q8Gemm.quantizable(wa) && Q8Gemm.quantizable(wb)) {
+                try (Arena temp = Arena.ofConfined()) {
+                    Linear stacked = Linear.stackQ8(ctx, real(a, wa, temp), real(b, wb, temp), arena);
+                    return new Linear[] {stacked.rows(0, nA), stacked.rows(nA, nB), stacked};
+                }
+            }
             if (!becomesFp8(wa) || !becomesFp8(wb) || nA % block != 0)
                 return new Linear[] {linear(a, nA, k), linear(b, nB, k), null};
             try (Arena temp = Arena.ofConfined()) { // parts quantized here feed the stacked copy only
@@ -314,6 +349,43 @@ public final class DecoderLayer {
 
         RmsNorm norm(String prefix, int dim, float eps) {
             return new RmsNorm(checked(prefix + ".weight", dim).toFloatArray(), eps);
+        }
+
+        /**
+         * A dense layer's MLP (not the shared experts'): with int8 dense weights, gate and up stacked into one int8
+         * weight and down int8 (the intermediate width padded to a multiple of 128 with zero gate and up rows and zero
+         * down columns, which add SiLU(0)·0 = 0), run as two GEMMs ({@link DenseMlp#stacked}); else as {@link #mlp}.
+         */
+        DenseMlp denseMlp(String prefix, long inter, long h) {
+            Tensor gate = checked(prefix + ".gate_proj.weight", inter, h),
+                    up = checked(prefix + ".up_proj.weight", inter, h),
+                    down = checked(prefix + ".down_proj.weight", h, inter);
+            long padded = (inter + 127) / 128 * 128;
+            if (!q8Dense || !Q8Gemm.quantizable(gate) || h % 128 != 0) return mlp(prefix, inter, h, true);
+            try (Arena temp = Arena.ofConfined()) {
+                Q8Gemm.Weights gateUp = new Q8Gemm.Weights(
+                        Tensor.allocate(arena, DType.Q8_P16, 2 * padded, h),
+                        Tensor.allocate(arena, DType.F32, 2 * padded));
+                // rows past inter keep scale 0 (the arena's zeros): they compute 0
+                Q8Gemm.quantizeWeights(ctx, real(prefix + ".gate_proj", gate, temp), gateUp.rows(0, inter));
+                Q8Gemm.quantizeWeights(ctx, real(prefix + ".up_proj", up, temp), gateUp.rows(padded, inter));
+                Tensor downF32 = f32(real(prefix + ".down_proj", down, temp), temp);
+                Tensor wide = downF32;
+                if (padded != inter) {
+                    wide = Tensor.allocate(temp, DType.F32, h, padded);
+                    for (long r = 0; r < h; r++)
+                        MemorySegment.copy(downF32.segment(), 4 * r * inter, wide.segment(), 4 * r * padded, 4 * inter);
+                }
+                return DenseMlp.stacked(Linear.q8(gateUp), Linear.q8(Q8Gemm.quantizeWeights(ctx, wide, arena)));
+            }
+        }
+
+        /** w (F32 or BF16, contiguous) as F32: itself, or widened into allocator. */
+        private Tensor f32(Tensor w, Arena allocator) {
+            if (w.dtype() == DType.F32) return w;
+            Tensor out = Tensor.allocate(allocator, DType.F32, w.shape());
+            Cast.apply(ctx, w, out);
+            return out;
         }
 
         /** With packDown false, down_proj stays unpacked (its column slices are weights too). */

@@ -20,7 +20,8 @@ import java.util.Objects;
  * <p>With all three weights FP8 and the intermediate width a multiple of 128 it runs as one fused native call (the
  * routed experts' {@link ExpertFfn} with a single expert), the intermediate never leaving native memory. Otherwise
  * (BF16 weights, or V2-Lite's 10944-wide dense MLP that FP8 blocks cannot tile) it runs three {@link Linear} layers
- * with SiLU·mul applied natively in fp32 between them ({@link Activation#siluMul}).
+ * with SiLU·mul applied natively in fp32 between them ({@link Activation#siluMul}). With gate and up stacked into one
+ * weight ({@link #stacked}: the int8 dense MLP) the first two are one GEMM.
  *
  * <p>The weights live in host memory or, after {@link #to}, in a device's; {@link #apply} runs on a context of that
  * device with x and out in its memory.
@@ -30,6 +31,7 @@ import java.util.Objects;
 public final class DenseMlp {
     private final Linear gate, up, down;
     private final QuantizedGroups[] fused; // gate, up, down as one-expert groups, or null
+    private final Linear gateUp; // gate and up as one weight, or null
 
     /**
      * @param gate [I, H] ({@code gate_proj})
@@ -37,6 +39,11 @@ public final class DenseMlp {
      * @param down [H, I] ({@code down_proj})
      */
     public DenseMlp(Linear gate, Linear up, Linear down) {
+        this(gate, up, down, null);
+    }
+
+    private DenseMlp(Linear gate, Linear up, Linear down, Linear gateUp) {
+        this.gateUp = gateUp;
         this.gate = Objects.requireNonNull(gate, "gate");
         this.up = Objects.requireNonNull(up, "up");
         this.down = Objects.requireNonNull(down, "down");
@@ -55,9 +62,20 @@ public final class DenseMlp {
                 : null;
     }
 
+    /**
+     * An MLP whose gate and up weights are stacked into one [2I, H] (rows 0..I-1 gate, I..2I-1 up; FP8 or int8, as
+     * {@link Linear#rows} slices them), down [H, I]: gate and up then take one GEMM.
+     */
+    static DenseMlp stacked(Linear gateUp, Linear down) {
+        long i = gateUp.outFeatures() / 2;
+        return new DenseMlp(gateUp.rows(0, i), gateUp.rows(i, i), down, gateUp);
+    }
+
     /** This MLP with its weights copied into store's device memory, for contexts of that device. */
     public DenseMlp to(DeviceStore store) {
-        return new DenseMlp(gate.to(store), up.to(store), down.to(store));
+        return gateUp != null
+                ? stacked(gateUp.to(store), down.to(store))
+                : new DenseMlp(gate.to(store), up.to(store), down.to(store));
     }
 
     /** Whether the weights are in the memory that kernels on ctx take ({@link Tensor#isInMemoryOf}). */
@@ -115,6 +133,16 @@ public final class DenseMlp {
                 Tensor layout = Copy.toDevice(scratch, Tensor.allocate(scratch, DType.I32, t)); // zeros: expert 0
                 QuantizedTensor xq = Linear.quantizeTokens(ctx, x, scratch);
                 ExpertFfn.contiguous(ctx, xq, fused[0], fused[1], fused[2], layout, 1, out);
+                return;
+            }
+            if (gateUp != null) {
+                // the halves' rows interleave in memory, which the kernels take for an overlap: h is a tensor of its
+                // own
+                Tensor both = gateUp.apply(ctx, x, DType.F32, scratch);
+                Tensor h = Tensor.scratch(scratch, DType.F32, t, intermediate());
+                Activation.siluMul(
+                        ctx, both.slice(1, 0, intermediate()), both.slice(1, intermediate(), intermediate()), h);
+                down.apply(ctx, h, out);
                 return;
             }
             Tensor g = gate.apply(ctx, x, DType.F32, scratch), u = up.apply(ctx, x, DType.F32, scratch);

@@ -13,12 +13,13 @@ import dev.moe4j.tensor.QuantizedTensor;
 import dev.moe4j.tensor.Tensor;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.util.Arrays;
 import java.util.Objects;
 
 /**
  * A bias-free linear layer {@code y = x·Wᵀ} with W [out, in] stored the way DeepSeek checkpoints store it: FP8 with
  * 128x128 block scales (V3's {@code weight} + {@code weight_scale_inv}) or BF16 (V2), or int8 with a scale per row
- * (the LM head's option, quantized on load: {@link #q8}).
+ * (quantized on load, {@link #q8}: the LM head's option, and the dense weights' with {@code Model.Options#q8Dense}).
  *
  * <p>FP8 weights take the DeepGEMM path: x is quantized per token (128-wide groups, fp32 scales) and multiplied
  * with {@link Fp8Gemm#nt}. BF16 weights take {@link Gemm#nt} on bf16 activations (F32 input is rounded to bf16
@@ -86,19 +87,28 @@ public final class Linear {
         return bf16 != null;
     }
 
+    public boolean isQ8() {
+        return q8 != null;
+    }
+
     /**
      * {@code out = x·Wᵀ}.
      *
      * @param x F32 or BF16 [T, in], rows contiguous, in the memory of ctx's device (as the weight)
      * @param out F32 or BF16 [T, out], rows contiguous (a column slice of a wider tensor is fine), in the same memory
-     *     (F32 only for int8 weights)
+     *     (int8 weights write F32, then round to a BF16 out in a second pass)
      */
     public void apply(Context ctx, Tensor x, Tensor out) {
         Objects.requireNonNull(x, "x");
+        Objects.requireNonNull(out, "out");
         if (x.rank() != 2 || x.shape(1) != inFeatures())
             throw new IllegalArgumentException("x must be [T, " + inFeatures() + "], got " + x);
         try (Workspace.Frame scratch = ctx.workspace().frame()) {
-            if (q8 != null) {
+            if (q8 != null && out.dtype() == DType.BF16) {
+                Tensor sums = Tensor.scratch(scratch, DType.F32, out.shape());
+                Q8Gemm.nt(ctx, x, q8, sums);
+                Cast.apply(ctx, sums, out);
+            } else if (q8 != null) {
                 Q8Gemm.nt(ctx, x, q8, out);
             } else if (fp8 != null) {
                 Fp8Gemm.nt(ctx, quantizeTokens(ctx, x, scratch), fp8, null, out);
@@ -182,10 +192,60 @@ public final class Linear {
         }
     }
 
-    /** Output rows [start, start + count) of an FP8 layer ({@link QuantizedTensor#rows}), sharing its memory. */
+    /**
+     * a [nA, k] and b [nB, k] (F32 or BF16, rows contiguous, host memory) quantized to int8 as one layer [nA + nB, k]
+     * in arena ({@link Q8Gemm#quantizeWeights}: each row's scale its own, so the rows are those of a and b quantized
+     * apart); its row slices from 0 and from nA ({@link #rows}) hold a and b.
+     *
+     * @throws IllegalArgumentException if nA or nB is not a multiple of {@link Q8Gemm#PANEL_ROWS}, k not a positive
+     *     multiple of 128, or the widths differ
+     */
+    static Linear stackQ8(Context ctx, Tensor a, Tensor b, Arena arena) {
+        long nA = a.shape(0), nB = b.shape(0), k = a.shape(1);
+        if (b.shape(1) != k)
+            throw new IllegalArgumentException("parts of widths " + k + " and " + b.shape(1) + " do not stack");
+        if (!Q8Gemm.quantizable(a) || !Q8Gemm.quantizable(b))
+            throw new IllegalArgumentException("parts to stack as int8 must be [N, K] with N a multiple of "
+                    + Q8Gemm.PANEL_ROWS + " and K of 128, got " + a + " and " + b);
+        Q8Gemm.Weights q = new Q8Gemm.Weights(
+                Tensor.allocate(arena, DType.Q8_P16, nA + nB, k), Tensor.allocate(arena, DType.F32, nA + nB));
+        Q8Gemm.quantizeWeights(ctx, a, q.rows(0, nA));
+        Q8Gemm.quantizeWeights(ctx, b, q.rows(nA, nB));
+        return q8(q);
+    }
+
+    /**
+     * Output rows [start, start + count) of an FP8 layer ({@link QuantizedTensor#rows}: start a multiple of 128) or an
+     * int8 one ({@link Q8Gemm.Weights#rows}: start and count multiples of 16), sharing its memory.
+     */
     Linear rows(long start, long count) {
-        if (fp8 == null) throw new IllegalStateException("row slices are of FP8 layers, this one is not");
-        return new Linear(null, fp8.rows(start, count), null);
+        if (fp8 != null) return new Linear(null, fp8.rows(start, count), null);
+        if (q8 != null) return new Linear(null, null, q8.rows(start, count));
+        throw new IllegalStateException("row slices are of FP8 or int8 layers, this one is BF16");
+    }
+
+    /**
+     * Whether this layer is rows [start, start + outFeatures) of whole ({@link #rows}): the same format and the same
+     * memory, scales included.
+     */
+    boolean isRowsOf(Linear whole, long start) {
+        try {
+            Linear slice = whole.rows(start, outFeatures());
+            if (fp8 != null && slice.fp8 != null)
+                return sameView(fp8.data(), slice.fp8.data()) && sameView(fp8.scales(), slice.fp8.scales());
+            if (q8 != null && slice.q8 != null)
+                return sameView(q8.codes(), slice.q8.codes()) && sameView(q8.scales(), slice.q8.scales());
+            return false;
+        } catch (IllegalArgumentException | IllegalStateException e) {
+            return false; // no such slice
+        }
+    }
+
+    private static boolean sameView(Tensor a, Tensor b) {
+        return a.dtype() == b.dtype()
+                && a.segment().address() == b.segment().address()
+                && Arrays.equals(a.shape(), b.shape())
+                && Arrays.equals(a.strides(), b.strides());
     }
 
     /** This layer with its weight (and scales) copied into store's device memory. */

@@ -102,8 +102,9 @@ public final class MlaAttention {
      * @param wkvB [heads·(nope+v), kv_lora]
      * @param wo [hidden, heads·v]
      * @param wqKvA null, or the projections of the hidden state (wq, or wqA with q_lora, then wkvA) stacked into one FP8
-     *     weight [q rows + kv_lora + rope, hidden], of which those two are the row slices ({@code DecoderLayer.load}
-     *     stacks them where both are FP8): one GEMM then computes both, streaming one matrix instead of two
+     *     or int8 weight [q rows + kv_lora + rope, hidden], of which those two are the row slices ({@code
+     *     DecoderLayer.load} stacks them where both are FP8 or both int8): one GEMM then computes both, streaming one
+     *     matrix instead of two
      */
     public record Weights(
             Linear wq,
@@ -203,23 +204,11 @@ public final class MlaAttention {
         Linear first = w.firstQuery(), stacked = w.wqKvA();
         long qRows = first.outFeatures();
         check(stacked, "wqKvA", qRows + LATENT, config.hidden());
-        if (!stacked.isFp8() || !isRowSlice(first, stacked, 0) || !isRowSlice(w.wkvA(), stacked, qRows))
-            throw new IllegalArgumentException("wqKvA must be an FP8 weight whose rows 0.." + (qRows - 1) + " are "
-                    + (w.wq() != null ? "wq" : "wqA") + " and rows " + qRows + ".." + (qRows + LATENT - 1)
-                    + " wkvA (the same memory)");
-    }
-
-    private static boolean isRowSlice(Linear part, Linear whole, long start) {
-        if (!part.isFp8() || start % QuantizedTensor.BLOCK != 0) return false;
-        QuantizedTensor p = part.fp8Weight(), w = whole.fp8Weight().rows(start, part.outFeatures());
-        return sameView(p.data(), w.data()) && sameView(p.scales(), w.scales());
-    }
-
-    private static boolean sameView(Tensor a, Tensor b) {
-        return a.dtype() == b.dtype()
-                && a.segment().address() == b.segment().address()
-                && Arrays.equals(a.shape(), b.shape())
-                && Arrays.equals(a.strides(), b.strides());
+        if (!first.isRowsOf(stacked, 0) || !w.wkvA().isRowsOf(stacked, qRows))
+            throw new IllegalArgumentException(
+                    "wqKvA must be an FP8 or int8 weight whose rows 0.." + (qRows - 1) + " are "
+                            + (w.wq() != null ? "wq" : "wqA") + " and rows " + qRows + ".." + (qRows + LATENT - 1)
+                            + " wkvA (the same memory)");
     }
 
     /**
@@ -233,6 +222,11 @@ public final class MlaAttention {
 
     public Config config() {
         return config;
+    }
+
+    /** The projections and norms as this block holds them (on its device after {@link #to}). */
+    public Weights weights() {
+        return weights;
     }
 
     /**

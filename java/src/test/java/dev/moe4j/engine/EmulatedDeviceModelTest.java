@@ -27,8 +27,9 @@ class EmulatedDeviceModelTest {
                 .withCacheTokens(2048)
                 .withFp8Cache(fp8Cache)
                 .withLmHead(lmHead);
-        // The device paths take unpacked FP8 weights, whose rounding the CPU model gives with packing off.
-        try (Model cpu = Model.load(dir, options.withPackWeights(false), null);
+        // The device paths take unpacked FP8 weights, whose rounding the CPU model gives with packing off, and keep
+        // the dense weights as stored (int8 ones are for CPU models).
+        try (Model cpu = Model.load(dir, options.withPackWeights(false).withQ8Dense(false), null);
                 Model emulated = Model.loadEmulatingDevice(dir, options, null);
                 Arena arena = Arena.ofConfined()) {
             assertEquals(Device.CPU, emulated.device());

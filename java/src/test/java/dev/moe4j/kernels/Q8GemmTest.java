@@ -234,6 +234,47 @@ class Q8GemmTest {
         }
     }
 
+    /**
+     * Row slices of int8 weights are weights: quantized into (two matrices stacked, as the model stacks its projections)
+     * they hold what each quantized apart holds, and a product with a slice gives the same bits as those columns of the
+     * product with the whole.
+     */
+    @Test
+    void rowSlicesAreWeightsOfTheirOwn() {
+        SplittableRandom random = TestSupport.random(11);
+        int k = 256;
+        try (Arena arena = Arena.ofConfined();
+                Context ctx = Context.create(Context.Options.cpu())) {
+            Tensor a = tensor(arena, DType.F32, gaussian(random, 48, k, 0.05)),
+                    b = tensor(arena, DType.F32, gaussian(random, 16, k, 0.05));
+            Q8Gemm.Weights whole = new Q8Gemm.Weights(
+                    Tensor.allocate(arena, DType.Q8_P16, 64, k), Tensor.allocate(arena, DType.F32, 64));
+            Q8Gemm.quantizeWeights(ctx, a, whole.rows(0, 48));
+            Q8Gemm.quantizeWeights(ctx, b, whole.rows(48, 16));
+            Q8Gemm.Weights apart = Q8Gemm.quantizeWeights(ctx, b, arena);
+            assertEquals(
+                    -1,
+                    apart.codes().segment().mismatch(whole.rows(48, 16).codes().segment()));
+            assertEquals(
+                    -1,
+                    apart.scales()
+                            .segment()
+                            .mismatch(whole.rows(48, 16).scales().segment()));
+
+            Tensor x = tensor(arena, DType.F32, gaussian(random, 3, k, 1));
+            Tensor all = Tensor.allocate(arena, DType.F32, 3, 64), part = Tensor.allocate(arena, DType.F32, 3, 16);
+            Q8Gemm.nt(ctx, x, whole, all);
+            Q8Gemm.nt(ctx, x, whole.rows(32, 16), part);
+            for (int r = 0; r < 3; r++)
+                for (int c = 0; c < 16; c++) assertEquals(all.getFloat(r, 32 + c), part.getFloat(r, c), "row " + r);
+
+            var e = assertThrows(IllegalArgumentException.class, () -> whole.rows(8, 16));
+            assertTrue(e.getMessage().contains("multiple of 16"), e.getMessage());
+            e = assertThrows(IllegalArgumentException.class, () -> whole.rows(48, 32));
+            assertTrue(e.getMessage().contains("out of range"), e.getMessage());
+        }
+    }
+
     @Test
     void badArgumentsAreNamed() {
         try (Arena arena = Arena.ofConfined();

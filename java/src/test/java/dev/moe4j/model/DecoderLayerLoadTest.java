@@ -18,7 +18,7 @@ class DecoderLayerLoadTest {
         try (Checkpoint checkpoint = Checkpoint.open(dir);
                 Context ctx = Context.create();
                 Arena arena = Arena.ofConfined()) {
-            DecoderLayer layer = DecoderLayer.load(checkpoint, 1, false, false, ctx, arena);
+            DecoderLayer layer = DecoderLayer.load(checkpoint, 1, false, false, false, ctx, arena);
             MoeLayer moe = (MoeLayer) layer.moe();
             String[] projections = {"gate_proj", "up_proj", "down_proj"};
             QuantizedGroups[] groups = {moe.expertGate(), moe.expertUp(), moe.expertDown()};

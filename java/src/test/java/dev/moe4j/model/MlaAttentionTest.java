@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.moe4j.kernels.Copy;
 import dev.moe4j.kernels.Fp8Gemm;
+import dev.moe4j.kernels.Q8Gemm;
 import dev.moe4j.kernels.Quantization;
 import dev.moe4j.kernels.ScaleFormat;
 import dev.moe4j.runtime.Context;
@@ -296,13 +297,14 @@ class MlaAttentionTest {
     }
 
     /**
-     * The query projection and wkvA stacked into one FP8 weight (as {@code DecoderLayer.load} stacks them): the same
-     * bits as the two apart, for a prompt and decode steps, with q_lora or without, packed or not; a stacked weight
-     * whose row slices the two are not is refused.
+     * The query projection and wkvA stacked into one FP8 or int8 weight (as {@code DecoderLayer.load} stacks them): the
+     * same bits as the two apart, for a prompt and decode steps, with q_lora or without, FP8 packed or not, int8; a
+     * stacked weight whose row slices the two are not is refused.
      */
-    @ParameterizedTest(name = "q_lora_rank={0} packed={1}")
-    @CsvSource({"0, false", "0, true", "128, false"})
-    void stackedProjectionsGiveTheSameBitsAsTheTwoApart(int qLora, boolean packed) {
+    @ParameterizedTest(name = "q_lora_rank={0} format={1}")
+    @CsvSource({"0, fp8", "0, packed", "128, fp8", "0, int8", "128, int8"})
+    void stackedProjectionsGiveTheSameBitsAsTheTwoApart(int qLora, String format) {
+        boolean packed = format.equals("packed"), int8 = format.equals("int8");
         SplittableRandom random = TestSupport.random(TestSupport.freshSeed());
         try (Arena arena = Arena.ofConfined();
                 Context ctx = Context.create(Context.Options.cpu().withReproducible(true))) {
@@ -320,8 +322,22 @@ class MlaAttentionTest {
                     w.wo());
             MlaAttention.Weights stored = m.weights();
             long qRows = stored.firstQuery().outFeatures();
-            Linear stacked = Linear.stack(
-                    ctx, stored.firstQuery().fp8Weight(), stored.wkvA().fp8Weight(), packed, arena);
+            Tensor realQ = Quantization.dequantize(ctx, stored.firstQuery().fp8Weight(), DType.F32, arena),
+                    realKvA = Quantization.dequantize(ctx, stored.wkvA().fp8Weight(), DType.F32, arena);
+            if (int8)
+                w = new MlaAttention.Weights(
+                        qLora == 0 ? Linear.q8(Q8Gemm.quantizeWeights(ctx, realQ, arena)) : null,
+                        qLora == 0 ? null : Linear.q8(Q8Gemm.quantizeWeights(ctx, realQ, arena)),
+                        w.qNorm(),
+                        w.wqB(),
+                        Linear.q8(Q8Gemm.quantizeWeights(ctx, realKvA, arena)),
+                        w.kvNorm(),
+                        w.wkvB(),
+                        w.wo());
+            Linear stacked = int8
+                    ? Linear.stackQ8(ctx, realQ, realKvA, arena)
+                    : Linear.stack(
+                            ctx, stored.firstQuery().fp8Weight(), stored.wkvA().fp8Weight(), packed, arena);
             Linear q = stacked.rows(0, qRows);
             var together = new MlaAttention.Weights(
                     qLora == 0 ? q : null,
