@@ -361,7 +361,7 @@ public final class DecoderLayer {
                     up = checked(prefix + ".up_proj.weight", inter, h),
                     down = checked(prefix + ".down_proj.weight", h, inter);
             long padded = (inter + 127) / 128 * 128;
-            if (!q8Dense || !Q8Gemm.quantizable(gate) || h % 128 != 0) return mlp(prefix, inter, h, true);
+            if (!q8Dense || !Q8Gemm.quantizable(gate)) return mlp(prefix, inter, h, true);
             try (Arena temp = Arena.ofConfined()) {
                 Q8Gemm.Weights gateUp = new Q8Gemm.Weights(
                         Tensor.allocate(arena, DType.Q8_P16, 2 * padded, h),
