@@ -60,9 +60,12 @@ class ServerLimitsTest {
         // an idle timeout of 1 s: waiting in the queue is not idleness
         try (OpenAiServer server = start(Engine.Options.defaults().withMaxQueue(1), Duration.ofSeconds(1))) {
             Engine engine = server.engine();
-            // 15 of the 16 blocks
+            // 15 of the 16 blocks; its events carry logprobs, so that the stream fills the socket's buffers within a
+            // few
+            // dozen tokens and holds the sequence (900 short events could all fit in a grown send buffer, and a fast
+            // machine would then finish the request before the sleep below ends)
             String big = "{\"model\": \"tiny\", \"prompt\": [5, 6, 7], \"max_tokens\": 900, \"temperature\": 0,"
-                    + " \"stream\": true}";
+                    + " \"logprobs\": 5, \"stream\": true}";
             String small = "{\"model\": \"tiny\", \"prompt\": [8, 9], \"max_tokens\": 100, \"temperature\": 0}";
             CompletableFuture<HttpResponse<String>> waiting;
             try (Socket holder = TestServers.streamAndRead(server, big, 2)) {
