@@ -369,23 +369,27 @@ public final class DecoderLayer {
                 // rows past inter keep scale 0 (the arena's zeros): they compute 0
                 Q8Gemm.quantizeWeights(ctx, real(prefix + ".gate_proj", gate, temp), gateUp.rows(0, inter));
                 Q8Gemm.quantizeWeights(ctx, real(prefix + ".up_proj", up, temp), gateUp.rows(padded, inter));
-                Tensor downF32 = f32(real(prefix + ".down_proj", down, temp), temp);
-                Tensor wide = downF32;
-                if (padded != inter) {
-                    wide = Tensor.allocate(temp, DType.F32, h, padded);
-                    for (long r = 0; r < h; r++)
-                        MemorySegment.copy(downF32.segment(), 4 * r * inter, wide.segment(), 4 * r * padded, 4 * inter);
-                }
+                Tensor wide = widened(real(prefix + ".down_proj", down, temp), padded, temp);
                 return DenseMlp.stacked(Linear.q8(gateUp), Linear.q8(Q8Gemm.quantizeWeights(ctx, wide, arena)));
             }
         }
 
-        /** w (F32 or BF16, contiguous) as F32: itself, or widened into allocator. */
-        private Tensor f32(Tensor w, Arena allocator) {
-            if (w.dtype() == DType.F32) return w;
-            Tensor out = Tensor.allocate(allocator, DType.F32, w.shape());
-            Cast.apply(ctx, w, out);
-            return out;
+        /**
+         * w (F32 or BF16 [n, k], contiguous) as F32 [n, padded] with zero columns past k, in allocator (w itself where
+         * it is F32 and padded is k).
+         */
+        private Tensor widened(Tensor w, long padded, Arena allocator) {
+            long n = w.shape(0), k = w.shape(1);
+            Tensor f32 = w;
+            if (w.dtype() != DType.F32) {
+                f32 = Tensor.allocate(allocator, DType.F32, n, k);
+                Cast.apply(ctx, w, f32);
+            }
+            if (padded == k) return f32;
+            Tensor wide = Tensor.allocate(allocator, DType.F32, n, padded);
+            for (long r = 0; r < n; r++)
+                MemorySegment.copy(f32.segment(), 4 * r * k, wide.segment(), 4 * r * padded, 4 * k);
+            return wide;
         }
 
         /** With packDown false, down_proj stays unpacked (its column slices are weights too). */
@@ -411,14 +415,9 @@ public final class DecoderLayer {
             if (down.dtype() == DType.E4M3)
                 throw new IllegalArgumentException("tensor '" + prefix + ".down_proj.weight' is FP8 with " + inter
                         + " input features, not a multiple of 128 (the FP8 GEMM's K blocks)");
-            Tensor source = floats(prefix + ".down_proj.weight", down);
             Linear downFp8;
             try (Arena temp = Arena.ofConfined()) { // the widened F32 copy only feeds the quantization
-                Tensor wide = Tensor.allocate(temp, DType.F32, h, padded);
-                for (long r = 0; r < h; r++)
-                    wide.slice(0, r, 1)
-                            .slice(1, 0, inter)
-                            .copyFrom(source.slice(0, r, 1).toFloatArray());
+                Tensor wide = widened(floats(prefix + ".down_proj.weight", down), padded, temp);
                 downFp8 = Linear.fp8(packed(Quantization.perBlock(ctx, wide, ScaleFormat.FP32, arena)));
             }
             return new DenseMlp(gate, up, downFp8);
