@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "machine.h"
+#include "moe4j_util.h"
 #include "subcommands.h"
 #include "table.h"
 
@@ -19,7 +20,16 @@ void print_rate(const Table &table, const char *measure, const Rate &r, const ch
 }  // namespace
 
 int run_machine(const Args &args) {
-    const MachineFacts facts = measure_machine(static_cast<int>(args.get_int("threads", 0, 0, 1024)));
+    const int thread_arg = static_cast<int>(args.get_int("threads", 0, 0, 1024));
+    if (args.has("read-bw")) {
+        // ./moe4j bench generate reads this right before and after each timed decode: on machines whose bandwidth
+        // moves from minute to minute, only a reading next to the steps says what they could have streamed.
+        const int threads = thread_arg > 0 ? thread_arg : query_capabilities().cpu_threads;
+        const Rate bw = measure_read_bandwidth(threads, widest_simd_width());
+        std::printf("read_bw_gbs=%.2f threads=%d\n", bw.best, threads);
+        return 0;
+    }
+    const MachineFacts facts = measure_machine(thread_arg);
     // The ceiling of bf16 matrix products: vdpbf16ps where the CPU has it, else the fp32 FMAs the kernels widen
     // bf16 into.
     const bool native_bf16 = has_bf16_dot();

@@ -27,9 +27,10 @@ const std::vector<Subcommand> &subcommands() {
         {"machine",
          "measure memory read bandwidth (GB/s) and peak FP32 FMA throughput (GFLOP/s)",
          {"threads"},
-         {"brief"},
+         {"brief", "read-bw"},
          "    --threads N        threads to measure with (default: all hardware threads)\n"
-         "    --brief            one line of key=value: read_bw_gbs, fma_peak_gflops, bf16_dot_peak_gflops\n",
+         "    --brief            one line of key=value: read_bw_gbs, fma_peak_gflops, bf16_dot_peak_gflops\n"
+         "    --read-bw          one line of key=value: read_bw_gbs alone (a quick probe between timed runs)\n",
          bench::run_machine},
         {"quant",
          "time moe4j_quantize_fp8_per_token / _per_block against the measured read bandwidth",

@@ -25,6 +25,7 @@ import java.util.Map;
 import java.util.Random;
 import java.util.Set;
 import java.util.concurrent.TimeUnit;
+import java.util.function.DoubleSupplier;
 
 /**
  * {@code ./moe4j bench generate}: what {@code llama-bench} and {@code llama-batched-bench} measure, for a whole
@@ -36,9 +37,10 @@ import java.util.concurrent.TimeUnit;
  * Timed are the model steps alone (the argmax between steps is not, as llama-bench times no sampling). The weight
  * bytes of each decode step are counted from its actual routing: the weights every step reads, one embedding row per
  * token, and each distinct routed expert of each MoE layer once ({@link Model#weightBytes}). The roofline fraction
- * is those bytes per second over the read bandwidth (the higher of the measurements before and after the run,
- * flagged when they differ by more than 15%); the prefill fraction is the model FLOPs per second (matrix products and
- * attention, causal) over the bf16 dot peak.
+ * is those bytes per second over the read bandwidth measured right before and right after each repetition's decode
+ * steps (the higher of the two; a row is flagged when they differ by more than 15%): on machines whose bandwidth moves
+ * from minute to minute (VMs sharing a host), readings at the start and end of a run say little about the steps. The
+ * prefill fraction is the model FLOPs per second (matrix products and attention, causal) over the bf16 dot peak.
  * Java time is a step's time outside native calls ({@link Profiler}).
  */
 final class BenchGenerateCommand {
@@ -55,7 +57,11 @@ final class BenchGenerateCommand {
         static final Machine UNKNOWN = new Machine(Double.NaN, Double.NaN, "unmeasured");
     }
 
-    /** One batch size's result (times in seconds, means over the repetitions). */
+    /**
+     * One batch size's result (times in seconds, means over the repetitions). {@code decodeReadGbs} is the read
+     * bandwidth beside the decode steps (per repetition the higher of the readings right before and after them, NaN
+     * when unmeasured), {@code decodeReadSpread} the largest spread of such a pair (see {@link #spread}).
+     */
     record Run(
             int batch,
             int promptTokens,
@@ -65,6 +71,8 @@ final class BenchGenerateCommand {
             double decodeSeconds,
             int decodeSteps,
             double decodeBytesPerStep,
+            double decodeReadGbs,
+            double decodeReadSpread,
             double decodeJavaShare,
             Map<String, Profiler.Entry> decodeKernels,
             Map<String, Profiler.Entry> prefillKernels) {
@@ -78,6 +86,11 @@ final class BenchGenerateCommand {
 
         double decodeGbs() {
             return decodeBytesPerStep * decodeSteps / decodeSeconds / 1e9;
+        }
+
+        /** The decode steps' bytes per second over the bandwidth read beside them (NaN when unmeasured). */
+        double decodeRooflineFraction() {
+            return decodeGbs() / decodeReadGbs;
         }
     }
 
@@ -102,6 +115,7 @@ final class BenchGenerateCommand {
             System.err.println("bench generate --gpu: the CPU's bandwidth and peak are not the GPU's ceilings;"
                     + " they are left out (bench/gpu.sh measures the GPU's)");
         Machine before = onCpu ? measureMachine(threads) : Machine.UNKNOWN;
+        DoubleSupplier readBandwidth = onCpu && harness() != null ? () -> readBandwidth(threads) : () -> Double.NaN;
         List<Run> runs = new ArrayList<>();
         String description;
         Recorder report = new Recorder("moe4j bench generate", Recorder.DEFAULT_CAPACITY);
@@ -122,33 +136,27 @@ final class BenchGenerateCommand {
             // first 600 steps of a process, 5.4 us over the next 1000, when the Java share was 1.6%).
             int warmUpPrompt = (int) Math.min(Math.min(stepTokens, (long) maxBatch * prompt), model.maxPositions() - 8);
             for (int pass = 0; pass < 2; pass++)
-                measure(model, 1, warmUpPrompt, 8, stepTokens, random, new Recorder("warm-up", 2));
+                measure(model, 1, warmUpPrompt, 8, stepTokens, random, new Recorder("warm-up", 2), () -> Double.NaN);
             int warmUpSteps = Math.max(1, Math.min(WARM_UP_DECODE_STEPS, model.maxPositions() - 16));
-            measure(model, 1, 16, warmUpSteps, stepTokens, random, new Recorder("warm-up", 2));
+            measure(model, 1, 16, warmUpSteps, stepTokens, random, new Recorder("warm-up", 2), () -> Double.NaN);
             for (int b : batches) {
                 List<Run> each = new ArrayList<>();
-                for (int r = 0; r < reps; r++) each.add(measure(model, b, prompt, decode, stepTokens, random, report));
+                for (int r = 0; r < reps; r++)
+                    each.add(measure(model, b, prompt, decode, stepTokens, random, report, readBandwidth));
                 runs.add(mean(each));
             }
         }
         Machine after = onCpu ? measureMachine(threads) : Machine.UNKNOWN;
-        Machine machine =
-                new Machine(higher(before.readGbs(), after.readGbs()), before.bf16DotGflops(), before.bf16Dot());
-        if (o.has("--json")) System.out.println(Json.write(toJson(description, machine, before, after, runs)));
-        else print(description, machine, before, after, runs);
+        if (o.has("--json")) System.out.println(Json.write(toJson(description, before, after, runs)));
+        else print(description, before, after, runs);
         if (o.has("--profile")) for (Run r : runs) printProfile(r);
         if (o.has("--report")) {
-            report.facts(List.of(
-                    "model: " + description,
-                    String.format(
-                            "machine: read bandwidth %.1f GB/s, bf16 dot peak %.0f GFLOP/s (%s)",
-                            machine.readGbs(), machine.bf16DotGflops(), machine.bf16Dot())));
+            report.facts(List.of("model: " + description, machineLine(before, after)));
             for (Run r : runs) {
-                report.roofline(
-                        "decode, batch " + r.batch() + ": of the read bandwidth", r.decodeGbs() / machine.readGbs());
+                report.roofline("decode, batch " + r.batch() + ": of the read bandwidth", r.decodeRooflineFraction());
                 report.roofline(
                         "prefill, batch " + r.batch() + ": of the bf16 peak",
-                        r.prefillFlops() / r.prefillSeconds() / 1e9 / machine.bf16DotGflops());
+                        r.prefillFlops() / r.prefillSeconds() / 1e9 / before.bf16DotGflops());
             }
             // beside --json on stdout, the path goes to stderr
             (o.has("--json") ? System.err : System.out)
@@ -158,14 +166,13 @@ final class BenchGenerateCommand {
     }
 
     /**
-     * A spread of the two bandwidth readings above which the roofline fraction is flagged: some machines (VMs sharing
+     * A spread of two bandwidth readings above which the roofline fraction is flagged: some machines (VMs sharing
      * a host) move between bandwidth levels (33 and 52 GB/s on one) from minute to minute.
      */
     private static final double UNSTEADY_BANDWIDTH = 0.15;
 
-    /** How much higher the higher bandwidth reading is than the lower (0.2 = 20%), NaN when one is missing. */
-    private static double spread(Machine before, Machine after) {
-        double a = before.readGbs(), b = after.readGbs();
+    /** How much higher the higher of two bandwidth readings is than the lower (0.2 = 20%), NaN when one is missing. */
+    private static double spread(double a, double b) {
         return Math.max(a, b) / Math.min(a, b) - 1;
     }
 
@@ -183,7 +190,14 @@ final class BenchGenerateCommand {
 
     /** Prefill and decode of b sequences; their cache is freed afterwards. */
     private static Run measure(
-            Model model, int b, int prompt, int decode, int stepTokens, Random random, Recorder report) {
+            Model model,
+            int b,
+            int prompt,
+            int decode,
+            int stepTokens,
+            Random random,
+            Recorder report,
+            DoubleSupplier readBandwidth) {
         ModelConfig c = model.config();
         int[] sequences = new int[b];
         int[][] prompts = new int[b][prompt];
@@ -246,6 +260,7 @@ final class BenchGenerateCommand {
             long decodeNanos = 0, nativeNanos = 0;
             Map<String, Profiler.Entry> kernels;
             Tensor logits = Tensor.allocate(arena, DType.F32, b, model.vocabSize()); // every step's, as a server keeps
+            double readBefore = readBandwidth.getAsDouble();
             try (Profiler profiler = Profiler.start()) {
                 for (int s = 0; s < decode; s++) {
                     int[][] tokens = new int[b][];
@@ -268,6 +283,7 @@ final class BenchGenerateCommand {
             } finally {
                 model.onMoeLayer(null);
             }
+            double readAfter = readBandwidth.getAsDouble();
             double bytesPerStep = bytes.everyStep()
                     + (double) b * bytes.perToken()
                     + (double) expertsTouched[0] / decode * bytes.perRoutedExpert();
@@ -280,6 +296,8 @@ final class BenchGenerateCommand {
                     decodeNanos / 1e9,
                     decode,
                     bytesPerStep,
+                    higher(readBefore, readAfter),
+                    spread(readBefore, readAfter),
                     Math.max(0, 1 - (double) nativeNanos / decodeNanos),
                     kernels,
                     prefillKernels);
@@ -327,11 +345,13 @@ final class BenchGenerateCommand {
 
     private static Run mean(List<Run> runs) {
         Run f = runs.get(0);
-        double ps = 0, ds = 0, bytes = 0, java = 0;
+        double ps = 0, ds = 0, bytes = 0, readGbs = 0, readSpread = 0, java = 0;
         for (Run r : runs) {
             ps += r.prefillSeconds();
             ds += r.decodeSeconds();
             bytes += r.decodeBytesPerStep();
+            readGbs += r.decodeReadGbs();
+            readSpread = Math.max(readSpread, r.decodeReadSpread());
             java += r.decodeJavaShare();
         }
         int n = runs.size();
@@ -344,39 +364,59 @@ final class BenchGenerateCommand {
                 ds / n,
                 f.decodeSteps(),
                 bytes / n,
+                readGbs / n,
+                readSpread, // NaN when any repetition's was (Math.max keeps NaN)
                 java / n,
                 runs.get(n - 1).decodeKernels(),
                 runs.get(n - 1).prefillKernels());
     }
 
     /**
-     * Runs the native harness's machine measurement (its path in the system property {@code moe4j.bench.harness},
-     * which the launcher sets), or says why there is none.
+     * The native harness (its path in the system property {@code moe4j.bench.harness}, which the launcher sets), or
+     * null when there is none.
      */
-    static Machine measureMachine(int threads) {
+    private static String harness() {
         String harness = System.getProperty("moe4j.bench.harness");
-        if (harness == null || !Files.isExecutable(Path.of(harness))) {
+        return harness != null && Files.isExecutable(Path.of(harness)) ? harness : null;
+    }
+
+    /** Runs the native harness's machine measurement, or says why there is none. */
+    private static Machine measureMachine(int threads) {
+        if (harness() == null) {
+            String harness = System.getProperty("moe4j.bench.harness");
             System.err.println("bench generate: the native harness (moe4j_bench) was not found"
                     + (harness == null ? "" : " at " + harness)
                     + "; read bandwidth and peak are not measured (build with MOE4J_BENCH=ON, run via ./moe4j)");
             return Machine.UNKNOWN;
         }
-        List<String> command = new ArrayList<>(List.of(harness, "machine", "--brief"));
+        Map<String, String> kv = machine(threads, "--brief");
+        return new Machine(
+                Double.parseDouble(kv.getOrDefault("read_bw_gbs", "NaN")),
+                Double.parseDouble(kv.getOrDefault("bf16_dot_peak_gflops", "NaN")),
+                kv.getOrDefault("bf16_dot", "unknown"));
+    }
+
+    /** The read bandwidth alone, in GB/s (about half a second): the reading beside each repetition's decode. */
+    private static double readBandwidth(int threads) {
+        return Double.parseDouble(machine(threads, "--read-bw").getOrDefault("read_bw_gbs", "NaN"));
+    }
+
+    /** The key=value fields that {@code moe4j_bench machine <mode>} prints. */
+    private static Map<String, String> machine(int threads, String mode) {
+        String harness = harness();
+        List<String> command = new ArrayList<>(List.of(harness, "machine", mode));
         if (threads > 0) command.addAll(List.of("--threads", Integer.toString(threads)));
         try {
             Process p = new ProcessBuilder(command).redirectErrorStream(true).start();
             String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
             if (!p.waitFor(120, TimeUnit.SECONDS) || p.exitValue() != 0)
-                throw new IllegalStateException("moe4j_bench machine --brief failed: " + out.strip());
+                throw new IllegalStateException("moe4j_bench machine " + mode + " failed: " + out.strip());
             Map<String, String> kv = new LinkedHashMap<>();
             for (String field : out.strip().split("\\s+")) {
                 int eq = field.indexOf('=');
                 if (eq > 0) kv.put(field.substring(0, eq), field.substring(eq + 1));
             }
-            return new Machine(
-                    Double.parseDouble(kv.getOrDefault("read_bw_gbs", "NaN")),
-                    Double.parseDouble(kv.getOrDefault("bf16_dot_peak_gflops", "NaN")),
-                    kv.getOrDefault("bf16_dot", "unknown"));
+            return kv;
         } catch (IOException e) {
             throw new UncheckedIOException("could not run " + harness, e);
         } catch (InterruptedException e) {
@@ -385,19 +425,18 @@ final class BenchGenerateCommand {
         }
     }
 
-    private static void print(String model, Machine machine, Machine before, Machine after, List<Run> runs) {
+    /** The ceilings measured at the start of the run, and the bandwidth again at its end. */
+    private static String machineLine(Machine before, Machine after) {
+        return String.format(
+                "machine: read bandwidth %.1f GB/s at the start, %.1f at the end; bf16 dot peak %.0f GFLOP/s (%s)",
+                before.readGbs(), after.readGbs(), before.bf16DotGflops(), before.bf16Dot());
+    }
+
+    private static void print(String model, Machine before, Machine after, List<Run> runs) {
         System.out.println("model: " + model);
+        System.out.println(machineLine(before, after));
         System.out.printf(
-                "machine: read bandwidth %.1f GB/s (before %.1f, after %.1f), bf16 dot peak %.0f GFLOP/s (%s)%n",
-                machine.readGbs(), before.readGbs(), after.readGbs(), machine.bf16DotGflops(), machine.bf16Dot());
-        double spread = spread(before, after);
-        if (spread > UNSTEADY_BANDWIDTH)
-            System.out.printf(
-                    "warning: the read bandwidth moved %.0f%% between the readings before and after the run: %%roofline"
-                            + " (against the higher) is uncertain; compare runs whose two readings agree%n",
-                    100 * spread);
-        System.out.printf(
-                "%5s %6s %4s | %13s %8s %6s | %12s %8s %8s %6s %9s %6s%n",
+                "%5s %6s %4s | %13s %8s %6s | %12s %8s %8s %6s %7s %9s %6s%n",
                 "batch",
                 "prompt",
                 "new",
@@ -408,25 +447,36 @@ final class BenchGenerateCommand {
                 "ms/step",
                 "MB/step",
                 "GB/s",
+                "read bw",
                 "%roofline",
                 "%java");
+        boolean unsteady = false;
         for (Run r : runs) {
             double gflops = r.prefillFlops() / r.prefillSeconds() / 1e9;
+            boolean flagged = r.decodeReadSpread() > UNSTEADY_BANDWIDTH;
+            unsteady |= flagged;
             System.out.printf(
-                    "%5d %6d %4d | %13.1f %8.1f %5.1f%% | %12.2f %8.2f %8.1f %6.1f %8.1f%% %5.1f%%%n",
+                    "%5d %6d %4d | %13.1f %8.1f %5.1f%% | %12.2f %8.2f %8.1f %6.1f %7.1f %8.1f%%%s %5.1f%%%n",
                     r.batch(),
                     r.promptTokens(),
                     r.newTokens(),
                     r.prefillTokensPerS(),
                     gflops,
-                    100 * gflops / machine.bf16DotGflops(),
+                    100 * gflops / before.bf16DotGflops(),
                     r.decodeTokensPerS(),
                     1e3 * r.decodeSeconds() / r.decodeSteps(),
                     r.decodeBytesPerStep() / 1e6,
                     r.decodeGbs(),
-                    100 * r.decodeGbs() / machine.readGbs(),
+                    r.decodeReadGbs(),
+                    100 * r.decodeRooflineFraction(),
+                    flagged ? "*" : " ",
                     100 * r.decodeJavaShare());
         }
+        if (unsteady)
+            System.out.printf(
+                    "*: the read bandwidth moved more than %.0f%% between the readings right before and after the decode"
+                            + " steps; %%roofline (against the higher) is uncertain%n",
+                    100 * UNSTEADY_BANDWIDTH);
     }
 
     /** Time per native function in the last repetition's decode steps, largest first, as shares of the step. */
@@ -457,8 +507,7 @@ final class BenchGenerateCommand {
                         unit));
     }
 
-    private static Map<String, Object> toJson(
-            String model, Machine machine, Machine before, Machine after, List<Run> runs) {
+    private static Map<String, Object> toJson(String model, Machine before, Machine after, List<Run> runs) {
         List<Map<String, Object>> rows = new ArrayList<>();
         for (Run r : runs) {
             Map<String, Object> m = new LinkedHashMap<>();
@@ -468,24 +517,24 @@ final class BenchGenerateCommand {
             m.put("new_tokens", r.newTokens());
             m.put("prefill_tokens_per_s", num(r.prefillTokensPerS()));
             m.put("prefill_gflops", num(gflops));
-            m.put("prefill_peak_fraction", num(gflops / machine.bf16DotGflops()));
+            m.put("prefill_peak_fraction", num(gflops / before.bf16DotGflops()));
             m.put("decode_tokens_per_s", num(r.decodeTokensPerS()));
             m.put("decode_ms_per_step", num(1e3 * r.decodeSeconds() / r.decodeSteps()));
             m.put("decode_weight_bytes_per_step", num(r.decodeBytesPerStep()));
             m.put("decode_gbs", num(r.decodeGbs()));
-            m.put("decode_roofline_fraction", num(r.decodeGbs() / machine.readGbs()));
+            m.put("read_bw_gbs", num(r.decodeReadGbs()));
+            m.put("read_bw_spread", num(r.decodeReadSpread()));
+            m.put("decode_roofline_fraction", num(r.decodeRooflineFraction()));
             m.put("decode_java_fraction", num(r.decodeJavaShare()));
             rows.add(m);
         }
         Map<String, Object> top = new LinkedHashMap<>();
         top.put("model", model);
-        top.put("read_bw_gbs", num(machine.readGbs()));
-        top.put("read_bw_gbs_before", num(before.readGbs()));
+        top.put("read_bw_gbs_before", num(before.readGbs())); // at the start and end of the whole run
         top.put("read_bw_gbs_after", num(after.readGbs()));
-        top.put("read_bw_spread", num(spread(before, after)));
-        top.put("bf16_dot_peak_gflops", num(machine.bf16DotGflops()));
-        top.put("bf16_dot", machine.bf16Dot());
-        top.putAll(rows.get(0)); // the first batch size's fields at the top level
+        top.put("bf16_dot_peak_gflops", num(before.bf16DotGflops()));
+        top.put("bf16_dot", before.bf16Dot());
+        top.putAll(rows.get(0)); // the first batch size's fields at the top level, read_bw_gbs among them
         top.put("runs", rows);
         return top;
     }

@@ -10,10 +10,13 @@ import dev.moe4j.internal.Json;
 import dev.moe4j.model.ModelConfig;
 import dev.moe4j.model.Safetensors;
 import dev.moe4j.testing.Chromium;
+import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermissions;
 import java.util.List;
 import java.util.Map;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
 /** {@code ./moe4j bench generate} on the tiny V3 fixture: its fields, and the decode step's weight bytes. */
 class BenchGenerateCommandTest {
@@ -73,6 +76,54 @@ class BenchGenerateCommandTest {
                     batchThree >= fixed + routedOne && batchThree <= fixed + 3 * routedOne,
                     "3 sequences touch between k and 3k distinct experts per layer: " + batchThree);
         }
+    }
+
+    /**
+     * The roofline fraction is taken against the bandwidth read right before and after each repetition's decode steps
+     * (the higher of the pair, averaged over repetitions), not against the readings at the run's start and end. A
+     * stand-in harness answers every probe with a higher bandwidth than the last: 10, 20, 30... GB/s.
+     */
+    @Test
+    void theRooflineIsTakenAgainstTheBandwidthReadBesideEachRepetition(@TempDir Path dir) throws Exception {
+        Path harness = dir.resolve("moe4j_bench");
+        Files.writeString(harness, """
+                #!/bin/sh
+                case "$2" in
+                  --brief) echo "read_bw_gbs=5.00 fma_peak_gflops=100.0 bf16_dot_peak_gflops=200.0 bf16_dot=vdpbf16ps" ;;
+                  --read-bw) n=$(cat "$0.count" 2>/dev/null || echo 0); n=$((n + 1)); echo $n > "$0.count"
+                             echo "read_bw_gbs=${n}0.00 threads=2" ;;
+                  *) exit 2 ;;
+                esac
+                """);
+        Files.setPosixFilePermissions(harness, PosixFilePermissions.fromString("rwx------"));
+        String old = System.setProperty("moe4j.bench.harness", harness.toString());
+        String out;
+        try {
+            out = GenerateCommandTest.capture(() -> BenchGenerateCommand.run(new String[] {
+                "--model", V3, "--batch", "1,2", "--prompt-tokens", "8", "--new-tokens", "3", "--reps", "2", "--json"
+            }));
+        } finally {
+            if (old == null) System.clearProperty("moe4j.bench.harness");
+            else System.setProperty("moe4j.bench.harness", old);
+        }
+        Map<?, ?> json = (Map<?, ?>) Json.parse(out.strip());
+        assertEquals(5.0, number(json, "read_bw_gbs_before"));
+        assertEquals(5.0, number(json, "read_bw_gbs_after"));
+        List<?> runs = (List<?>) json.get("runs");
+        // batch 1: readings 10 and 20, then 30 and 40; batch 2: 50 and 60, then 70 and 80
+        double[][] expected = {{(20 + 40) / 2.0, 20 / 10.0 - 1}, {(60 + 80) / 2.0, 60 / 50.0 - 1}};
+        for (int i = 0; i < 2; i++) {
+            Map<?, ?> run = (Map<?, ?>) runs.get(i);
+            assertEquals(expected[i][0], number(run, "read_bw_gbs"), 1e-9, run.toString());
+            assertEquals(expected[i][1], number(run, "read_bw_spread"), 1e-9, run.toString());
+            assertEquals(number(run, "decode_gbs") / expected[i][0], number(run, "decode_roofline_fraction"), 1e-9);
+            assertEquals(number(run, "prefill_gflops") / 200.0, number(run, "prefill_peak_fraction"), 1e-9);
+        }
+        assertEquals(20 + 40, 2 * number(json, "read_bw_gbs"), 1e-9, "top level = first batch size");
+    }
+
+    private static double number(Map<?, ?> json, String key) {
+        return ((Number) json.get(key)).doubleValue();
     }
 
     /** --report writes a page that renders in headless Chromium with every part the run has data for. */
