@@ -116,12 +116,13 @@ public final class Model implements AutoCloseable {
      *     over that many devices ({@link ExpertParallelMoe}, 25% redundant slots, EPLB placement), each with its own
      *     context and worker thread: CPU devices for a CPU model, CUDA devices 0 .. expertDevices-1 for a GPU model
      * @param lmHead the LM head's weight format ({@link LmHead}): the largest matrix a decode step reads
-     * @param q8Dense for a model on the CPU, the weights every token's row reads outside the experts (the attention
-     *     projections of the hidden state and of the attention output; the dense layers' MLPs) as int8 with a scale per
+     * @param q8Dense for a model on the CPU, the weights every token's row reads outside the routed experts (the
+     *     attention projections of the hidden state and of the attention output; the dense layers' MLPs; the MoE layers'
+     *     shared experts, which then run as a dense MLP beside the routed experts' call) as int8 with a scale per
      *     row, quantized on load from whatever the checkpoint stores (copies) and run on int8 dot products ({@link
      *     dev.moe4j.kernels.Q8Gemm}, as the int8 LM head): twice the products per instruction of the FP8 GEMM's bf16
      *     dot products, which is what limits those GEMMs at 8 and more rows (batched decode, prefill); at one row they
-     *     stream the same bytes. The routed and shared experts stay FP8. Scored against DeepSeek's reference ({@code
+     *     stream the same bytes. The routed experts stay FP8. Scored against DeepSeek's reference ({@code
      *     ModelTest}) this costs about what the int8 LM head does, less than the FP8 activations of the reference
      *     itself; false keeps the checkpoint's FP8 (or BF16, or with quantize FP8) weights and the reference's
      *     arithmetic. Ignored for a model on a GPU, whose FP8 kernels are the fast ones

@@ -166,9 +166,9 @@ public final class DecoderLayer {
      *
      * @param quantize quantize BF16 dense weights to FP8 on load (routed experts are quantized regardless)
      * @param q8Dense the attention projections that read the hidden state or the attention output (q or q_a, kv_a, o;
-     *     not q_b, which reads the small q_lora rank, nor kv_b, which MLA absorbs in bf16) and the dense MLPs as int8
-     *     with a scale per row ({@link Linear#q8}), quantized on load from whatever the checkpoint stores; the routed and
-     *     shared experts stay FP8
+     *     not q_b, which reads the small q_lora rank, nor kv_b, which MLA absorbs in bf16), the dense MLPs and the MoE
+     *     layers' shared experts as int8 with a scale per row ({@link Linear#q8}), quantized on load from whatever the
+     *     checkpoint stores; the routed experts stay FP8
      * @param pack pack the FP8 weights that only the FP8 GEMMs read ({@link Fp8Gemm#packWeights}; copies): for a
      *     CPU context, on whose AVX-512 paths packed weights are faster at every batch size
      * @param arena owns every copied or quantized weight (FP8 weights used as stored stay in the checkpoint's
@@ -226,12 +226,17 @@ public final class DecoderLayer {
             l.expertGroups(p + "mlp.experts.", "up_proj", experts, inter, h),
             l.expertGroups(p + "mlp.experts.", "down_proj", experts, h, inter)
         };
-        DenseMlp shared =
-                // down_proj unpacked: the MoE layer runs the shared experts as expert-shaped column slices of it
-                // (row slices of packed gate_proj and up_proj at multiples of 32 rows are packed weights too)
-                cfg.nSharedExperts() > 0
-                        ? l.mlp(p + "mlp.shared_experts", cfg.nSharedExperts() * inter, h, false)
-                        : null;
+        // Int8, the shared experts run beside the routed ones as a dense MLP: every token's row meets them, so at 8 and
+        // more rows their FP8 GEMMs were bound by bf16 dot products (in the routed experts' fused call they cost
+        // 0.6-0.9
+        // ms a layer more than their bytes at batch 8). FP8, the MoE layer runs them in the routed experts' call as
+        // expert-shaped column slices of down_proj, which therefore stays unpacked (row slices of packed gate_proj and
+        // up_proj at multiples of 32 rows are packed weights too).
+        String sharedPrefix = p + "mlp.shared_experts";
+        long sharedInter = (long) cfg.nSharedExperts() * inter;
+        DenseMlp shared = cfg.nSharedExperts() == 0
+                ? null
+                : q8Dense ? l.denseMlp(sharedPrefix, sharedInter, h) : l.mlp(sharedPrefix, sharedInter, h, false);
         MoeLayer moe = new MoeLayer(gate, groups[0], groups[1], groups[2], shared, 1);
         return new DecoderLayer(layer, inputNorm, attention, postNorm, moe, null);
     }
@@ -352,7 +357,7 @@ public final class DecoderLayer {
         }
 
         /**
-         * A dense layer's MLP (not the shared experts'): with int8 dense weights, gate and up stacked into one int8
+         * A dense layer's MLP or an MoE layer's shared experts: with int8 dense weights, gate and up stacked into one int8
          * weight and down int8 (the intermediate width padded to a multiple of 128 with zero gate and up rows and zero
          * down columns, which add SiLU(0)·0 = 0), run as two GEMMs ({@link DenseMlp#stacked}); else as {@link #mlp}.
          */

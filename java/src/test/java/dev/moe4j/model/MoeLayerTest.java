@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.moe4j.kernels.Gemm;
+import dev.moe4j.kernels.Q8Gemm;
 import dev.moe4j.kernels.Quantization;
 import dev.moe4j.kernels.ScaleFormat;
 import dev.moe4j.routing.Gate;
@@ -29,7 +30,8 @@ import org.junit.jupiter.params.provider.CsvSource;
  * The MoE layer against a float64 dense reference: every expert's FFN applied to every token with the dequantized
  * weights, weighted by the reference gate's choice (zero for experts not chosen), plus the shared experts. The
  * reference quantizes the FP8 experts' input per token as the layer does, so what remains is the FFN's own FP8
- * rounding of its intermediate (DeepGEMM's calc_diff bound, 1e-3).
+ * rounding of its intermediate (DeepGEMM's calc_diff bound, 1e-3). Int8 shared experts are compared with their
+ * float weights before quantization: their weights' and activations' int8 rounding is part of what the bound covers.
  */
 class MoeLayerTest {
     static final int H = 256, I = 256, E = 16;
@@ -73,6 +75,7 @@ class MoeLayerTest {
         "SIGMOID, 1, fp8, 40",
         "SIGMOID, 128, fp8, 40",
         "SOFTMAX, 1, bf16, 40",
+        "SIGMOID, 1, int8, 40",
         "SOFTMAX, 1, none, 1",
         "SIGMOID, 1, fp8, 300"
     })
@@ -115,6 +118,23 @@ class MoeLayerTest {
                     sharedDense[m] = wb.toFloatArray();
                 }
                 mlp = new DenseMlp(l[0], l[1], l[2]);
+            } else if (shared.equals("int8")) {
+                // as the CPU's int8 dense weights hold them (Model.Options#q8Dense): gate and up stacked into one
+                // weight, run beside the routed experts' call
+                sharedDense = new float[3][];
+                int[][] shapes = {{sharedI, H}, {sharedI, H}, {H, sharedI}};
+                for (int m = 0; m < 3; m++) {
+                    sharedDense[m] = new float[shapes[m][0] * shapes[m][1]];
+                    for (int i = 0; i < sharedDense[m].length; i++)
+                        sharedDense[m][i] = (float) (random.nextGaussian() / Math.sqrt(shapes[m][1]));
+                }
+                float[] gateUp = Arrays.copyOf(sharedDense[0], 2 * sharedI * H);
+                System.arraycopy(sharedDense[1], 0, gateUp, sharedI * H, sharedI * H);
+                mlp = DenseMlp.stacked(
+                        Linear.q8(Q8Gemm.quantizeWeights(
+                                ctx, Tensor.fromFloats(arena, DType.F32, gateUp, 2 * sharedI, H), arena)),
+                        Linear.q8(Q8Gemm.quantizeWeights(
+                                ctx, Tensor.fromFloats(arena, DType.F32, sharedDense[2], H, sharedI), arena)));
             }
             MoeLayer layer = new MoeLayer(
                     new Gate(gc, Linear.bf16(gateWeight), bias), g.groups(), u.groups(), d.groups(), mlp, alignment);
