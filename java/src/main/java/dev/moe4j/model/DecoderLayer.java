@@ -212,7 +212,7 @@ public final class DecoderLayer {
         RmsNorm inputNorm = l.norm(p + "input_layernorm", h, eps),
                 postNorm = l.norm(p + "post_attention_layernorm", h, eps);
         if (!cfg.isMoeLayer(layer)) {
-            DenseMlp mlp = l.denseMlp(p + "mlp", cfg.intermediateSize(), h);
+            DenseMlp mlp = l.denseMlp(p + "mlp", cfg.intermediateSize(), h, true);
             return new DecoderLayer(layer, inputNorm, attention, postNorm, null, mlp);
         }
         int experts = cfg.nRoutedExperts(), inter = cfg.moeIntermediateSize();
@@ -226,17 +226,14 @@ public final class DecoderLayer {
             l.expertGroups(p + "mlp.experts.", "up_proj", experts, inter, h),
             l.expertGroups(p + "mlp.experts.", "down_proj", experts, h, inter)
         };
-        // Int8, the shared experts run beside the routed ones as a dense MLP: every token's row meets them, so at 8 and
-        // more rows their FP8 GEMMs were bound by bf16 dot products (in the routed experts' fused call they cost
-        // 0.6-0.9
-        // ms a layer more than their bytes at batch 8). FP8, the MoE layer runs them in the routed experts' call as
-        // expert-shaped column slices of down_proj, which therefore stays unpacked (row slices of packed gate_proj and
-        // up_proj at multiples of 32 rows are packed weights too).
-        String sharedPrefix = p + "mlp.shared_experts";
-        long sharedInter = (long) cfg.nSharedExperts() * inter;
+        // Int8, the shared experts run beside the routed ones as a dense MLP: every token's row meets them, so at 8
+        // and more rows their FP8 GEMMs were bound by bf16 dot products (in the routed experts' fused call they cost
+        // 0.6-0.9 ms a layer more than their bytes at batch 8). FP8, the MoE layer runs them in the routed experts'
+        // call as expert-shaped column slices of down_proj, which therefore stays unpacked (row slices of packed
+        // gate_proj and up_proj at multiples of 32 rows are packed weights too).
         DenseMlp shared = cfg.nSharedExperts() == 0
                 ? null
-                : q8Dense ? l.denseMlp(sharedPrefix, sharedInter, h) : l.mlp(sharedPrefix, sharedInter, h, false);
+                : l.denseMlp(p + "mlp.shared_experts", (long) cfg.nSharedExperts() * inter, h, false);
         MoeLayer moe = new MoeLayer(gate, groups[0], groups[1], groups[2], shared, 1);
         return new DecoderLayer(layer, inputNorm, attention, postNorm, moe, null);
     }
@@ -359,14 +356,15 @@ public final class DecoderLayer {
         /**
          * A dense layer's MLP or an MoE layer's shared experts: with int8 dense weights, gate and up stacked into one int8
          * weight and down int8 (the intermediate width padded to a multiple of 128 with zero gate and up rows and zero
-         * down columns, which add SiLU(0)·0 = 0), run as two GEMMs ({@link DenseMlp#stacked}); else as {@link #mlp}.
+         * down columns, which add SiLU(0)·0 = 0), run as two GEMMs ({@link DenseMlp#stacked}); else as {@link #mlp}
+         * (packDown: see there).
          */
-        DenseMlp denseMlp(String prefix, long inter, long h) {
+        DenseMlp denseMlp(String prefix, long inter, long h, boolean packDown) {
             Tensor gate = checked(prefix + ".gate_proj.weight", inter, h),
                     up = checked(prefix + ".up_proj.weight", inter, h),
                     down = checked(prefix + ".down_proj.weight", h, inter);
             long padded = (inter + 127) / 128 * 128;
-            if (!q8Dense || !Q8Gemm.quantizable(gate)) return mlp(prefix, inter, h, true);
+            if (!q8Dense || !Q8Gemm.quantizable(gate)) return mlp(prefix, inter, h, packDown);
             try (Arena temp = Arena.ofConfined()) {
                 Q8Gemm.Weights gateUp = new Q8Gemm.Weights(
                         Tensor.allocate(arena, DType.Q8_P16, 2 * padded, h),
