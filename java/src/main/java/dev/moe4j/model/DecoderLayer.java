@@ -297,7 +297,7 @@ public final class DecoderLayer {
             Tensor wa = checked(a + ".weight", nA, k), wb = checked(b + ".weight", nB, k);
             if (q8Dense && Q8Gemm.quantizable(wa) && Q8Gemm.quantizable(wb)) {
                 try (Arena temp = Arena.ofConfined()) {
-                    Linear stacked = Linear.stackQ8(ctx, real(a, wa, temp), real(b, wb, temp), arena);
+                    Linear stacked = Linear.stackQ8(ctx, real(a, wa, temp), nA, real(b, wb, temp), nB, arena);
                     return new Linear[] {stacked.rows(0, nA), stacked.rows(nA, nB), stacked};
                 }
             }
@@ -366,14 +366,15 @@ public final class DecoderLayer {
             long padded = (inter + 127) / 128 * 128;
             if (!q8Dense || !Q8Gemm.quantizable(gate)) return mlp(prefix, inter, h, packDown);
             try (Arena temp = Arena.ofConfined()) {
-                Q8Gemm.Weights gateUp = new Q8Gemm.Weights(
-                        Tensor.allocate(arena, DType.Q8_P16, 2 * padded, h),
-                        Tensor.allocate(arena, DType.F32, 2 * padded));
-                // rows past inter keep scale 0 (the arena's zeros): they compute 0
-                Q8Gemm.quantizeWeights(ctx, real(prefix + ".gate_proj", gate, temp), gateUp.rows(0, inter));
-                Q8Gemm.quantizeWeights(ctx, real(prefix + ".up_proj", up, temp), gateUp.rows(padded, inter));
+                Linear gateUp = Linear.stackQ8(
+                        ctx,
+                        real(prefix + ".gate_proj", gate, temp),
+                        padded,
+                        real(prefix + ".up_proj", up, temp),
+                        padded,
+                        arena);
                 Tensor wide = widened(real(prefix + ".down_proj", down, temp), padded, temp);
-                return DenseMlp.stacked(Linear.q8(gateUp), Linear.q8(Q8Gemm.quantizeWeights(ctx, wide, arena)));
+                return DenseMlp.stacked(gateUp, Linear.q8(Q8Gemm.quantizeWeights(ctx, wide, arena)));
             }
         }
 

@@ -193,24 +193,29 @@ public final class Linear {
     }
 
     /**
-     * a [nA, k] and b [nB, k] (F32 or BF16, rows contiguous, host memory) quantized to int8 as one layer [nA + nB, k]
-     * in arena ({@link Q8Gemm#quantizeWeights}: each row's scale its own, so the rows are those of a and b quantized
-     * apart); its row slices from 0 and from nA ({@link #rows}) hold a and b.
+     * a [nA, k] and b [nB, k] (F32 or BF16, rows contiguous, host memory) quantized to int8 as one layer [aRows +
+     * bRows, k] in arena ({@link Q8Gemm#quantizeWeights}: each row's scale its own, so the rows are those of a and b
+     * quantized apart): a in the rows from 0, b in those from aRows ({@link #rows} slices them). Rows past a part's own
+     * (aRows > nA, bRows > nB: room to pad a width to a multiple of 128) have scale 0 and compute 0.
      *
-     * @throws IllegalArgumentException if nA or nB is not a multiple of {@link Q8Gemm#PANEL_ROWS}, k not a positive
-     *     multiple of 128, or the widths differ
+     * @throws IllegalArgumentException if nA, nB, aRows or bRows is not a multiple of {@link Q8Gemm#PANEL_ROWS}, a part
+     *     is larger than its rows, k is not a positive multiple of 128, or the widths differ
      */
-    static Linear stackQ8(Context ctx, Tensor a, Tensor b, Arena arena) {
+    static Linear stackQ8(Context ctx, Tensor a, long aRows, Tensor b, long bRows, Arena arena) {
         long nA = a.shape(0), nB = b.shape(0), k = a.shape(1);
         if (b.shape(1) != k)
             throw new IllegalArgumentException("parts of widths " + k + " and " + b.shape(1) + " do not stack");
         if (!Q8Gemm.quantizable(a) || !Q8Gemm.quantizable(b))
             throw new IllegalArgumentException("parts to stack as int8 must be [N, K] with N a multiple of "
                     + Q8Gemm.PANEL_ROWS + " and K of 128, got " + a + " and " + b);
+        if (aRows < nA || bRows < nB || aRows % Q8Gemm.PANEL_ROWS != 0 || bRows % Q8Gemm.PANEL_ROWS != 0)
+            throw new IllegalArgumentException("the parts' rows must be multiples of " + Q8Gemm.PANEL_ROWS
+                    + " that hold them, got aRows " + aRows + " for " + a + ", bRows " + bRows + " for " + b);
         Q8Gemm.Weights q = new Q8Gemm.Weights(
-                Tensor.allocate(arena, DType.Q8_P16, nA + nB, k), Tensor.allocate(arena, DType.F32, nA + nB));
+                Tensor.allocate(arena, DType.Q8_P16, aRows + bRows, k),
+                Tensor.allocate(arena, DType.F32, aRows + bRows)); // zeros: unused rows keep scale 0
         Q8Gemm.quantizeWeights(ctx, a, q.rows(0, nA));
-        Q8Gemm.quantizeWeights(ctx, b, q.rows(nA, nB));
+        Q8Gemm.quantizeWeights(ctx, b, q.rows(aRows, nB));
         return q8(q);
     }
 

@@ -335,7 +335,7 @@ class MlaAttentionTest {
                         w.wkvB(),
                         w.wo());
             Linear stacked = int8
-                    ? Linear.stackQ8(ctx, realQ, realKvA, arena)
+                    ? Linear.stackQ8(ctx, realQ, realQ.shape(0), realKvA, realKvA.shape(0), arena)
                     : Linear.stack(
                             ctx, stored.firstQuery().fp8Weight(), stored.wkvA().fp8Weight(), packed, arena);
             Linear q = stacked.rows(0, qRows);
