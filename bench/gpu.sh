@@ -8,7 +8,9 @@
 # folders along and run `bash bench/gpu.sh` there. The native libraries are rebuilt there (CMake + nvcc) only when
 # the native sources differ from the ones they were built from; jars built from other Java sources are refused.
 # With no bundle and a JDK + Maven at hand, the script makes the bundle first.
-# Usage: bench/gpu.sh [--skip-ptxas]
+# Each section runs under a time limit and a failing or hanging one does not stop the next (a first run on a new card
+# should show everything it can); the script exits 1 at the end when any failed, naming them.
+# Usage: bench/gpu.sh [section...]   sections: tests ptxas speed model (default: all four, in that order)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 say() { printf 'gpu.sh: %s\n' "$*" >&2; }
@@ -18,8 +20,30 @@ die() {
 }
 start=$(date +%s)
 elapsed() { echo "$(($(date +%s) - start)) s"; }
-ptxas=1
-[ "${1:-}" = "--skip-ptxas" ] && ptxas=0
+sections=("$@")
+[ ${#sections[@]} -eq 0 ] && sections=(tests ptxas speed model)
+for s in "${sections[@]}"; do
+  case "$s" in tests | ptxas | speed | model) ;; *) die "unknown section '$s' (tests, ptxas, speed, model)" ;; esac
+done
+wanted() { [[ " ${sections[*]} " == *" $1 "* ]]; }
+failed=()
+# section NAME SECONDS COMMAND...: runs COMMAND under a time limit, records a failure and goes on
+section() {
+  local name=$1 limit=$2
+  shift 2
+  wanted "$name" || return 0
+  echo "== $name ($(elapsed), limit ${limit} s)"
+  local rc=0
+  if declare -F "$1" >/dev/null; then # a function of this script: timeout needs a program, so a bash that has it
+    timeout --kill-after=10 "$limit" bash -c "set -euo pipefail; $(declare -p java); $(declare -f "$1"); $*" || rc=$?
+  else
+    timeout --kill-after=10 "$limit" "$@" || rc=$?
+  fi
+  if [ "$rc" -ne 0 ]; then
+    if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then say "$name: stopped at its ${limit} s limit"; else say "$name: failed (exit $rc)"; fi
+    failed+=("$name")
+  fi
+}
 
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
 
@@ -51,31 +75,37 @@ fi
 java=("$jre/bin/java" --enable-native-access=ALL-UNNAMED -Dmoe4j.library=moe4j_cuda
   -Dmoe4j.library.path="$PWD/$native/lib" -cp "$bundle/jars/*")
 
-echo "== GPU tests ($(elapsed))"
-"${java[@]}" dev.moe4j.testing.TaggedTests gpu
+section tests 240 "${java[@]}" dev.moe4j.testing.TaggedTests gpu
 
-if [ "$ptxas" = 1 ]; then
-  echo "== resource use per kernel (nvcc -Xptxas -v), sm_90a ($(elapsed))"
+ptxas_report() {
   for f in native/src/cuda/*.cu; do
     nvcc -std=c++17 -c "$f" -o /dev/null -Inative/include -DMOE4J_WITH_CUDA=1 -Xptxas -v \
       -gencode=arch=compute_90a,code=sm_90a >"/tmp/ptxas-$(basename "$f").log" 2>&1 &
   done
   wait
   for f in native/src/cuda/*.cu; do
-    grep -E "Compiling entry|registers|spill" "/tmp/ptxas-$(basename "$f").log" |
+    # files without kernels (context.cu, memory.cu) print nothing
+    { grep -E "Compiling entry|registers|spill" "/tmp/ptxas-$(basename "$f").log" || true; } |
       sed -e 's/ptxas info    : //' -e 's/Compiling entry function //'
   done
-fi
+}
+section ptxas 120 ptxas_report
 
-echo "== speed ($(elapsed))"
-"${java[@]}" dev.moe4j.bench.GpuReport
+section speed 180 "${java[@]}" dev.moe4j.bench.GpuReport
 
 # Whole-model generation on GPU 0: the V2-Lite-shaped 4-layer checkpoint of the CPU benchmarks (bench/RESULTS.md),
 # tokens/s and decode weight bytes per step, to set beside the copy bandwidth above.
-echo "== whole model on the GPU ($(elapsed))"
-model=/tmp/moe4j-gpu-model/v2-lite-4-layers-v102400
-[ -f "$model/config.json" ] ||
-  "${java[@]}" dev.moe4j.cli.Main make-model --preset v2-lite --layers 4 --vocab 102400 --out "$model"
-"${java[@]}" dev.moe4j.cli.Main bench-generate --model "$model" --gpu --quantize --batch 1,16 --prompt-tokens 128 \
-  --new-tokens 32 --reps 1
+whole_model() {
+  local model=/tmp/moe4j-gpu-model/v2-lite-4-layers-v102400
+  [ -f "$model/config.json" ] ||
+    "${java[@]}" dev.moe4j.cli.Main make-model --preset v2-lite --layers 4 --vocab 102400 --out "$model"
+  "${java[@]}" dev.moe4j.cli.Main bench-generate --model "$model" --gpu --quantize --batch 1,16 --prompt-tokens 128 \
+    --new-tokens 32 --reps 1
+}
+section model 240 whole_model
+
+if [ ${#failed[@]} -gt 0 ]; then
+  say "done in $(elapsed); FAILED: ${failed[*]}"
+  exit 1
+fi
 echo "== done in $(elapsed)"

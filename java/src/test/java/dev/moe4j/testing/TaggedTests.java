@@ -4,6 +4,9 @@ import static org.junit.platform.engine.discovery.DiscoverySelectors.selectPacka
 import static org.junit.platform.launcher.TagFilter.includeTags;
 
 import java.io.PrintWriter;
+import org.junit.platform.engine.TestExecutionResult;
+import org.junit.platform.launcher.TestExecutionListener;
+import org.junit.platform.launcher.TestIdentifier;
 import org.junit.platform.launcher.core.LauncherDiscoveryRequestBuilder;
 import org.junit.platform.launcher.core.LauncherFactory;
 import org.junit.platform.launcher.listeners.SummaryGeneratingListener;
@@ -28,7 +31,7 @@ public final class TaggedTests {
                 .filters(includeTags(args[0]))
                 .build();
         var summary = new SummaryGeneratingListener();
-        LauncherFactory.create().execute(request, summary);
+        LauncherFactory.create().execute(request, summary, new Progress());
         TestExecutionSummary s = summary.getSummary();
         PrintWriter out = new PrintWriter(System.out, true);
         s.printFailuresTo(out, 25);
@@ -38,5 +41,39 @@ public final class TaggedTests {
             out.println(s.getTestsAbortedCount() + " test(s) of tag '" + args[0] + "' skipped: see the reasons above");
         out.println(ok ? "tag '" + args[0] + "': all tests passed" : "tag '" + args[0] + "': FAILED");
         System.exit(ok ? 0 : 1);
+    }
+
+    /** One line per test when it starts and one when it ends, flushed at once. */
+    private static final class Progress implements TestExecutionListener {
+        private long started;
+
+        @Override
+        public void executionStarted(TestIdentifier test) {
+            if (!test.isTest()) return;
+            started = System.nanoTime();
+            System.out.println("start " + name(test));
+            System.out.flush();
+        }
+
+        @Override
+        public void executionFinished(TestIdentifier test, TestExecutionResult result) {
+            if (!test.isTest()) return;
+            System.out.printf(
+                    "%s %s (%.1f s)%n",
+                    result.getStatus().name().toLowerCase(), name(test), (System.nanoTime() - started) / 1e9);
+            System.out.flush();
+        }
+
+        @Override
+        public void executionSkipped(TestIdentifier test, String reason) {
+            if (test.isTest()) System.out.println("skipped " + name(test) + ": " + reason);
+        }
+
+        private static String name(TestIdentifier test) {
+            String id = test.getUniqueId();
+            int cls = id.indexOf("[class:");
+            return (cls < 0 ? "" : id.substring(cls + 7, id.indexOf(']', cls)).replaceFirst(".*\\.", "") + ".")
+                    + test.getDisplayName();
+        }
     }
 }
