@@ -52,8 +52,15 @@ if [ ! -f "$bundle/jre.tar.xz" ]; then
   say "no $bundle: making it (needs a JDK >= 22, Maven and nvcc)"
   ./moe4j gpu-bundle
 fi
-[ "$(cat "$bundle/java-sources.sha256")" = "$(tools/sources-hash.sh java)" ] ||
-  die "$bundle was built from other Java sources than these: run ./moe4j gpu-bundle again before carrying it"
+# the files whose hash differs from the record RECORDED (tools/sources-hash.sh PART --files), at most ten
+changed_sources() {
+  diff <(cat "$2" 2>/dev/null) <(tools/sources-hash.sh "$1" --files) | grep '^[<>]' | awk '{print $3}' | sort -u |
+    head -10 | sed 's/^/  /' || true
+}
+if [ "$(cat "$bundle/java-sources.sha256")" != "$(tools/sources-hash.sh java)" ]; then
+  changed_sources java "$bundle/java-sources.files" >&2
+  die "$bundle was built from other Java sources than these (above): run ./moe4j gpu-bundle again before carrying it"
+fi
 
 echo "== native build ($(elapsed))"
 native=build/gpu-native
@@ -61,10 +68,13 @@ if [ "$(cat "$native/lib/sources.sha256" 2>/dev/null)" = "$(tools/sources-hash.s
   [ -f "$native/lib/libmoe4j_cuda.so" ]; then
   echo "reusing the carried $native/lib (built from these native sources)"
 else
+  say "rebuilding $native: the carried one is missing or was built from other native sources:"
+  changed_sources native "$native/lib/sources.files" >&2
   command -v nvcc >/dev/null || die "the native libraries must be rebuilt and nvcc is not found"
   cmake -S . -B "$native" -DCMAKE_BUILD_TYPE=Release -DMOE4J_NATIVE_ARCH=OFF -DMOE4J_BENCH=OFF >/dev/null
   cmake --build "$native" -j "$(nproc)" >/dev/null
   tools/sources-hash.sh native >"$native/lib/sources.sha256"
+  tools/sources-hash.sh native --files >"$native/lib/sources.files"
 fi
 
 jre=/tmp/moe4j-gpu-jre
@@ -73,9 +83,16 @@ if [ ! -x "$jre/bin/java" ] || [ "$(cat "$jre/id" 2>/dev/null)" != "$(cat "$bund
   cp "$bundle/jre.id" "$jre/id"
 fi
 java=("$jre/bin/java" --enable-native-access=ALL-UNNAMED -Dmoe4j.library=moe4j_cuda
-  -Dmoe4j.library.path="$PWD/$native/lib" -cp "$bundle/jars/*")
+  -Dmoe4j.library.path="$PWD/$native/lib" -cp "$PWD/$bundle/jars/*")
 
-section tests 240 "${java[@]}" dev.moe4j.testing.TaggedTests gpu
+# From java/, as Maven runs them (the fixtures' paths are relative to it); the multi-GPU tests only where they can run.
+gpu_tests() {
+  local gpus exclude=()
+  gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+  [ "$gpus" -ge 2 ] || exclude=(--exclude multi-gpu)
+  cd java && "${java[@]}" dev.moe4j.testing.TaggedTests gpu "${exclude[@]}"
+}
+section tests 240 gpu_tests
 
 ptxas_report() {
   for f in native/src/cuda/*.cu; do

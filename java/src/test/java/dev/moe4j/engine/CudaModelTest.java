@@ -53,6 +53,7 @@ class CudaModelTest {
         }
     }
 
+    @Tag("multi-gpu") // bench/gpu.sh leaves it out on a one-GPU machine
     @ParameterizedTest
     @ValueSource(strings = {"v2lite-tiny", "v3-tiny"})
     void expertsOverAllGpusGenerateWhatOneGpuDoes(String name) {

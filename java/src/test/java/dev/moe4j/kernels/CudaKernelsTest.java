@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import dev.moe4j.runtime.Context;
+import dev.moe4j.runtime.Isa;
 import dev.moe4j.runtime.KernelVariant;
 import dev.moe4j.runtime.Moe4jException;
 import dev.moe4j.tensor.DType;
@@ -364,7 +365,8 @@ class CudaKernelsTest {
         Tensor expected = Tensor.allocate(arena, DType.F32, 5, 80), got = poisonedOnDevice(DType.F32, 5, 80);
         Q8Gemm.nt(cpu, x, cpuWeights, expected);
         Q8Gemm.nt(gpu, up(x), gpuWeights, got);
-        assertSameBytes(expected, down(got), "q8 gemm, seed " + seed);
+        // the NaN column's payload is the device's own (CUDA's canonical NaN is 0x7fffffff, x86's 0x7fc00000)
+        assertArrayEquals(expected.toFloatArray(), down(got).toFloatArray(), "q8 gemm, seed " + seed);
     }
 
     @Test
@@ -508,7 +510,11 @@ class CudaKernelsTest {
             ctx.resetKernelVariants();
             Mla.decode(ctx, up(q), gpuCache, up(table), up(seqlens), Mla.DEFAULT_SCALE, causal, gOut, gLse);
             assertVariant(ctx, "mla_decode", name);
-            double tolerance = outType == DType.BF16 ? 1e-2 : ctx.simpleKernels() ? 1e-4 : 2e-2;
+            // The simple kernel is fp32 throughout; the tuned one, and the CPU on bf16 dot products, round the
+            // softmax weights to bf16 as FlashMLA does (a relative 2^-9 per weight).
+            boolean cpuRoundsWeights = cpu.isa() == Isa.AVX512_BF16;
+            double tolerance =
+                    outType == DType.BF16 ? 1e-2 : ctx.simpleKernels() ? (cpuRoundsWeights ? 5e-3 : 1e-4) : 2e-2;
             assertClose(out, down(gOut), tolerance, "mla decode out, " + name);
             float[] gl = down(gLse).toFloatArray();
             double lseTolerance = ctx.simpleKernels() ? 1e-5 : 5e-3;

@@ -47,6 +47,7 @@ class CudaExpertParallelTest {
     }
 
     /** The experts spread over every GPU of the machine give the bits of all of them on one GPU. */
+    @Tag("multi-gpu") // bench/gpu.sh leaves it out on a one-GPU machine
     @Test
     void allGpusGiveTheSameBitsAsOneGpu() {
         assumeTrue(NO_GPU == null, NO_GPU);
