@@ -144,6 +144,11 @@ class CudaKernelsTest {
 
     /** Each element within tolerance x the largest |expected|, and FlashMLA's / DeepGEMM's calc_diff below 1e-5. */
     static void assertClose(Tensor expected, Tensor actual, double tolerance, String what) {
+        assertClose(expected, actual, tolerance, 1e-5, what);
+    }
+
+    /** Each element within tolerance x the largest |expected|, and calc_diff below calcDiffBound. */
+    static void assertClose(Tensor expected, Tensor actual, double tolerance, double calcDiffBound, String what) {
         float[] e = expected.toFloatArray(), a = actual.toFloatArray();
         double scale = 0;
         for (float f : e) scale = Math.max(scale, Math.abs(f));
@@ -151,7 +156,7 @@ class CudaKernelsTest {
             if (!(Math.abs(e[i] - a[i]) <= tolerance * Math.max(scale, 1e-30)))
                 throw new AssertionError(what + ": element " + i + " is " + a[i] + ", CPU " + e[i]);
         double diff = Reference.calcDiff(Reference.toDouble(a), Reference.toDouble(e));
-        assertTrue(diff < 1e-5, what + ": calc_diff " + diff);
+        assertTrue(diff < calcDiffBound, what + ": calc_diff " + diff);
     }
 
     /** The tuned and the simple CUDA contexts. */
@@ -515,7 +520,10 @@ class CudaKernelsTest {
             boolean cpuRoundsWeights = cpu.isa() == Isa.AVX512_BF16;
             double tolerance =
                     outType == DType.BF16 ? 1e-2 : ctx.simpleKernels() ? (cpuRoundsWeights ? 5e-3 : 1e-4) : 2e-2;
-            assertClose(out, down(gOut), tolerance, "mla decode out, " + name);
+            // From an FP8 cache the tuned kernel also rounds the dequantized values to bf16 for its tensor cores,
+            // which the CPU does not (calc_diff 1.4e-5 seen on an H200 at 1000 tokens x 128 heads)
+            double calcDiffBound = fp8 && !ctx.simpleKernels() ? 1e-4 : 1e-5;
+            assertClose(out, down(gOut), tolerance, calcDiffBound, "mla decode out, " + name);
             float[] gl = down(gLse).toFloatArray();
             double lseTolerance = ctx.simpleKernels() ? 1e-5 : 5e-3;
             for (int i = 0; i < el.length; i++) {
