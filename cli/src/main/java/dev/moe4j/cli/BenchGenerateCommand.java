@@ -427,9 +427,19 @@ final class BenchGenerateCommand {
 
     /** The ceilings measured at the start of the run, and the bandwidth again at its end. */
     private static String machineLine(Machine before, Machine after) {
+        if (Double.isNaN(before.readGbs()) && Double.isNaN(before.bf16DotGflops()))
+            return "machine: the CPU's ceilings are not measured on a GPU run (bench/gpu.sh reports the GPU's)";
         return String.format(
-                "machine: read bandwidth %.1f GB/s at the start, %.1f at the end; bf16 dot peak %.0f GFLOP/s (%s)",
-                before.readGbs(), after.readGbs(), before.bf16DotGflops(), before.bf16Dot());
+                "machine: read bandwidth %s GB/s at the start, %s at the end; bf16 dot peak %s GFLOP/s (%s)",
+                orDash("%.1f", before.readGbs()),
+                orDash("%.1f", after.readGbs()),
+                orDash("%.0f", before.bf16DotGflops()),
+                before.bf16Dot());
+    }
+
+    /** The value formatted, or "-" where it was not measured (NaN). */
+    private static String orDash(String format, double value) {
+        return Double.isNaN(value) ? "-" : String.format(format, value);
     }
 
     private static void print(String model, Machine before, Machine after, List<Run> runs) {
@@ -456,19 +466,19 @@ final class BenchGenerateCommand {
             boolean flagged = r.decodeReadSpread() > UNSTEADY_BANDWIDTH;
             unsteady |= flagged;
             System.out.printf(
-                    "%5d %6d %4d | %13.1f %8.1f %5.1f%% | %12.2f %8.2f %8.1f %6.1f %7.1f %8.1f%%%s %5.1f%%%n",
+                    "%5d %6d %4d | %13.1f %8.1f %6s | %12.2f %8.2f %8.1f %6.1f %7s %9s%s %5.1f%%%n",
                     r.batch(),
                     r.promptTokens(),
                     r.newTokens(),
                     r.prefillTokensPerS(),
                     gflops,
-                    100 * gflops / before.bf16DotGflops(),
+                    orDash("%.1f%%", 100 * gflops / before.bf16DotGflops()),
                     r.decodeTokensPerS(),
                     1e3 * r.decodeSeconds() / r.decodeSteps(),
                     r.decodeBytesPerStep() / 1e6,
                     r.decodeGbs(),
-                    r.decodeReadGbs(),
-                    100 * r.decodeRooflineFraction(),
+                    orDash("%.1f", r.decodeReadGbs()),
+                    orDash("%.1f%%", 100 * r.decodeRooflineFraction()),
                     flagged ? "*" : " ",
                     100 * r.decodeJavaShare());
         }
