@@ -176,12 +176,41 @@ moe4j_status ArgCheck::same_shape(const moe4j_tensor &a, const char *a_name, con
                    shape_string(a));
 }
 
+namespace {
+
+// Whether two views of rows (rank 2, innermost stride 1) with the same positive row pitch in bytes share a byte: row i
+// of a spans [i·pitch, i·pitch + wa) and row j of b [d + j·pitch, d + j·pitch + wb), d = b - a. They meet iff some
+// k = i - j in [-(rows_b - 1), rows_a - 1] has d - wa < k·pitch < d + wb. Such views interleave when gate and up are
+// the two halves of one stacked [T, 2N] buffer.
+bool rows_overlap(const moe4j_tensor &a, const moe4j_tensor &b) {
+    const __int128 pitch = static_cast<__int128>(a.strides[0]) * dtype_size(a.dtype);
+    const __int128 wa = static_cast<__int128>(a.shape[1]) * dtype_size(a.dtype);
+    const __int128 wb = static_cast<__int128>(b.shape[1]) * dtype_size(b.dtype);
+    const __int128 d = static_cast<__int128>(reinterpret_cast<uintptr_t>(b.data)) -
+                       static_cast<__int128>(reinterpret_cast<uintptr_t>(a.data));
+    // the smallest k with k·pitch > d - wa (floor division rounding toward minus infinity), then within the range
+    const __int128 low = d - wa;
+    __int128 k = low / pitch;
+    if (k * pitch > low) --k;
+    k = std::max<__int128>(k + 1, -(static_cast<__int128>(b.shape[0]) - 1));
+    return k <= a.shape[0] - 1 && k * pitch < d + wb;
+}
+
+bool same_row_pitch(const moe4j_tensor &a, const moe4j_tensor &b) {
+    return a.rank == 2 && b.rank == 2 && a.strides[1] == 1 && b.strides[1] == 1 && a.strides[0] > 0 &&
+           static_cast<__int128>(a.strides[0]) * dtype_size(a.dtype) ==
+               static_cast<__int128>(b.strides[0]) * dtype_size(b.dtype);
+}
+
+}  // namespace
+
 moe4j_status ArgCheck::no_overlap(const moe4j_tensor &output, const char *output_name, const moe4j_tensor &other,
                                   const char *other_name) const {
     const int64_t a_len = extent_bytes(output), b_len = extent_bytes(other);
     if (a_len == 0 || b_len == 0 || output.device != other.device) return MOE4J_OK;
     const auto a = reinterpret_cast<uintptr_t>(output.data), b = reinterpret_cast<uintptr_t>(other.data);
-    if (a < b + static_cast<uintptr_t>(b_len) && b < a + static_cast<uintptr_t>(a_len))
+    const bool ranges_meet = a < b + static_cast<uintptr_t>(b_len) && b < a + static_cast<uintptr_t>(a_len);
+    if (ranges_meet && (!same_row_pitch(output, other) || rows_overlap(output, other)))
         return invalid(std::string("output '") + output_name + "' overlaps '" + other_name + "'" +
                        (group_ >= 0 ? " (group " + std::to_string(group_) +
                                           (part_ != nullptr ? std::string(" ") + part_ : "") + ")"

@@ -50,7 +50,8 @@ class ArgCheck {
                        const char *why) const;
     // a and b have the same rank and extents.
     moe4j_status same_shape(const moe4j_tensor &a, const char *a_name, const moe4j_tensor &b, const char *b_name) const;
-    // Output's bytes must not overlap other's bytes (conservative: compares address ranges).
+    // Output's bytes must not overlap other's bytes: exact for two views of rows with the same row pitch (interleaved
+    // halves of one buffer pass), conservative otherwise (the address ranges must not meet).
     moe4j_status no_overlap(const moe4j_tensor &output, const char *output_name, const moe4j_tensor &other,
                             const char *other_name) const;
     moe4j_status invalid(const std::string &message) const;

@@ -136,12 +136,10 @@ public final class DenseMlp {
                 return;
             }
             if (gateUp != null) {
-                // the halves' rows interleave in memory, which the kernels take for an overlap: h is a tensor of its
-                // own
+                // SiLU·up into the gate half in place: the halves' rows interleave but share no element
                 Tensor both = gateUp.apply(ctx, x, DType.F32, scratch);
-                Tensor h = Tensor.scratch(scratch, DType.F32, t, intermediate());
-                Activation.siluMul(
-                        ctx, both.slice(1, 0, intermediate()), both.slice(1, intermediate(), intermediate()), h);
+                Tensor h = both.slice(1, 0, intermediate());
+                Activation.siluMul(ctx, h, both.slice(1, intermediate(), intermediate()), h);
                 down.apply(ctx, h, out);
                 return;
             }

@@ -15,6 +15,7 @@ import dev.moe4j.tensor.Tensor;
 import dev.moe4j.testing.TestSupport;
 import java.lang.foreign.Arena;
 import java.lang.foreign.ValueLayout;
+import java.util.Arrays;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -121,6 +122,53 @@ class ActivationTest {
                             Float.floatToRawIntBits(out.getFloat(i / n, i % n)),
                             isa + " over gate " + overGate + ", seed " + seed);
             }
+        }
+    }
+
+    /**
+     * gate and up as the two halves of one stacked [T, 2N] buffer (the dense MLP's gate/up GEMM output): their address
+     * ranges interleave without sharing an element, so the result may go into the gate half in place; an output
+     * straddling the halves, or the gate rows shifted by one, shares elements and is refused.
+     */
+    @Test
+    void interleavedHalvesOfOneBufferAreNotAnOverlap() {
+        long seed = TestSupport.freshSeed();
+        SplittableRandom random = TestSupport.random(seed);
+        int t = 5, n = 48;
+        try (Arena arena = Arena.ofConfined();
+                Context ctx = Context.create()) {
+            Tensor stacked = Tensor.fromFloats(arena, DType.F32, TestSupport.wideFloats(random, t * 2 * n), t, 2 * n);
+            Tensor gate = stacked.slice(1, 0, n), up = stacked.slice(1, n, n);
+            Tensor expected = poisoned(arena, DType.F32, t, n);
+            Activation.siluMul(ctx, gate, up, expected);
+            Tensor bf16 = Tensor.allocate(arena, DType.BF16, t, 2 * n);
+            Tensor bf16Expected = poisoned(arena, DType.BF16, t, n);
+            Cast.apply(ctx, stacked, bf16);
+            Activation.siluMul(ctx, bf16.slice(1, 0, n), bf16.slice(1, n, n), bf16Expected);
+
+            Activation.siluMul(ctx, gate, up, gate);
+            Activation.siluMul(ctx, bf16.slice(1, 0, n), bf16.slice(1, n, n), bf16.slice(1, 0, n));
+            for (int r = 0; r < t; r++)
+                for (int c = 0; c < n; c++) {
+                    assertEquals(
+                            Float.floatToRawIntBits(expected.getFloat(r, c)),
+                            Float.floatToRawIntBits(gate.getFloat(r, c)),
+                            "in place at " + r + "," + c + ", seed " + seed);
+                    assertEquals(
+                            Float.floatToRawIntBits(bf16Expected.getFloat(r, c)),
+                            Float.floatToRawIntBits(bf16.getFloat(r, c)),
+                            "bf16 in place at " + r + "," + c + ", seed " + seed);
+                }
+            float[] before = stacked.toFloatArray();
+            var e = assertThrows(
+                    Moe4jException.class, () -> Activation.siluMul(ctx, gate, up, stacked.slice(1, n / 2, n)));
+            assertTrue(e.getMessage().contains("output 'out' overlaps 'gate'"), e.getMessage());
+            e = assertThrows(
+                    Moe4jException.class,
+                    () -> Activation.siluMul(
+                            ctx, gate.slice(0, 1, t - 1), up.slice(0, 0, t - 1), gate.slice(0, 0, t - 1)));
+            assertTrue(e.getMessage().contains("output 'out' overlaps 'gate'"), e.getMessage());
+            assertEquals(Arrays.toString(before), Arrays.toString(stacked.toFloatArray()), "written");
         }
     }
 
