@@ -30,6 +30,8 @@ import java.util.Map;
 import java.util.Set;
 import java.util.SplittableRandom;
 import java.util.TreeMap;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
 
 /**
  * {@code fuzz-http} ({@code ./moe4j fuzz http}): a seeded fuzzer of the HTTP API. Each iteration sends one request over
@@ -119,8 +121,23 @@ final class HttpFuzzer {
             "*/*",
             ";;;");
 
-    /** One request as sent; {@code what} says how it was made, for the report. */
-    record Probe(String method, String path, String contentType, byte[] body, String what) {}
+    /**
+     * One request as sent; {@code what} says how it was made, for the report. {@code marker} (or null), unique to the
+     * iteration, travels in a header and, where the body starts as JSON, as its {@code user} field: an answer that
+     * carries another request's marker received bytes of that request (a leak between connections).
+     */
+    record Probe(String method, String path, String contentType, byte[] body, String what, String marker) {
+        Probe(String method, String path, String contentType, byte[] body, String what) {
+            this(method, path, contentType, body, what, null);
+        }
+    }
+
+    /** Where a marker appears in an answer: the iteration it was made for in group 1. */
+    private static final Pattern MARKER = Pattern.compile("fuzzmark(\\d+)x");
+
+    static String marker(int iteration) {
+        return "fuzzmark" + iteration + "x";
+    }
 
     /** One answer as read: status, lower-cased header names, the body (de-chunked). */
     record Answer(int status, Map<String, String> headers, byte[] body) {
@@ -192,7 +209,7 @@ final class HttpFuzzer {
             tried++;
             try {
                 long i0 = System.nanoTime();
-                Probe p = iteration(new SplittableRandom(seed * 0x9E3779B97F4A7C15L + i));
+                Probe p = iteration(i, new SplittableRandom(seed * 0x9E3779B97F4A7C15L + i));
                 double seconds = (System.nanoTime() - i0) / 1e9;
                 if (seconds > SLOW_SECONDS)
                     System.out.printf("  slow: iteration %d took %.1f s: %s%n", i, seconds, describe(p));
@@ -225,12 +242,13 @@ final class HttpFuzzer {
     }
 
     /**
-     * Sends one probe drawn from random and checks its answer; throws a {@link Finding} on misbehaviour.
+     * Sends one probe drawn from random, marked as iteration {@code index}'s, and checks its answer; throws a
+     * {@link Finding} on misbehaviour.
      *
      * @return the probe sent
      */
-    Probe iteration(SplittableRandom random) {
-        Probe probe = probe(random);
+    Probe iteration(int index, SplittableRandom random) {
+        Probe probe = probe(random, marker(index));
         Answer answer;
         try {
             answer = exchange(probe);
@@ -280,7 +298,8 @@ final class HttpFuzzer {
 
     // ---------------------------------------------------------------- checking answers
 
-    private void check(Probe probe, Answer a) {
+    void check(Probe probe, Answer a) {
+        checkNoOtherMarker(probe, a);
         int status = a.status();
         if (status >= 500 || status < 200 || (status >= 300 && status < 400))
             throw new IllegalStateException("status " + status + " (only 2xx and 4xx are acceptable)");
@@ -324,6 +343,16 @@ final class HttpFuzzer {
         }
     }
 
+    /** The answer's headers and body name no request's marker but the probe's own. */
+    private static void checkNoOtherMarker(Probe probe, Answer a) {
+        String text = a.headers() + "\n" + new String(a.body(), StandardCharsets.ISO_8859_1);
+        Matcher m = MARKER.matcher(text);
+        while (m.find())
+            if (!m.group().equals(probe.marker()))
+                throw new IllegalStateException("the answer carries " + m.group() + ", the marker of iteration "
+                        + m.group(1) + "'s request: bytes leaked from another connection");
+    }
+
     /** A stream: event lines only, each a JSON object without an error, ending with [DONE]. */
     private static void checkStream(String stream) {
         List<String> lines = stream.lines().filter(l -> !l.isEmpty()).toList();
@@ -350,12 +379,12 @@ final class HttpFuzzer {
 
     // ---------------------------------------------------------------- making probes
 
-    Probe probe(SplittableRandom r) {
+    Probe probe(SplittableRandom r, String marker) {
         int kind = r.nextInt(100);
-        if (kind < 10) return wrongMethodOrPath(r);
+        if (kind < 10) return wrongMethodOrPath(r, marker);
         boolean chat = r.nextBoolean();
         String path = chat ? "/v1/chat/completions" : "/v1/completions";
-        ObjectNode body = base(r, chat);
+        ObjectNode body = base(r, chat).put("user", marker);
         List<String> what = new ArrayList<>();
         String contentType = "application/json";
         if (r.nextInt(100) < 10) {
@@ -364,14 +393,15 @@ final class HttpFuzzer {
         }
         if (kind < 20) {
             extreme(r, body, what);
-            return new Probe("POST", path, contentType, utf8(write(body)), String.join(", ", what));
+            return new Probe("POST", path, contentType, utf8(write(body)), String.join(", ", what), marker);
         }
-        if (kind < 30) return new Probe("POST", path, contentType, structural(r, body, what), String.join(", ", what));
+        if (kind < 30)
+            return new Probe("POST", path, contentType, structural(r, body, what), String.join(", ", what), marker);
         int mutations = 1 + r.nextInt(3);
         for (int m = 0; m < mutations; m++) mutateTree(r, body, what);
         byte[] bytes = utf8(write(body));
         if (kind >= 85) bytes = mutateBytes(r, bytes, what);
-        return new Probe("POST", path, contentType, bytes, String.join(", ", what));
+        return new Probe("POST", path, contentType, bytes, String.join(", ", what), marker);
     }
 
     /** A valid body to start from. */
@@ -407,7 +437,7 @@ final class HttpFuzzer {
     }
 
     /** A wrong method on an endpoint, or an unknown, odd or malformed path. */
-    private Probe wrongMethodOrPath(SplittableRandom r) {
+    private Probe wrongMethodOrPath(SplittableRandom r, String marker) {
         String method = pick(r, List.of("GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD", "TRACE", "FOO"));
         String path = switch (r.nextInt(10)) {
             case 0 -> "/v1/completion";
@@ -421,9 +451,11 @@ final class HttpFuzzer {
             case 8 -> "/ü/\u00ff";
             default -> pick(r, PATHS);
         };
-        byte[] body =
-                r.nextBoolean() ? utf8("{\"model\": \"" + model + "\", \"prompt\": \"hi\", \"max_tokens\": 1}") : null;
-        return new Probe(method, path, body == null ? null : "application/json", body, method + " " + path);
+        byte[] body = r.nextBoolean()
+                ? utf8("{\"model\": \"" + model + "\", \"prompt\": \"hi\", \"max_tokens\": 1, \"user\": \"" + marker
+                        + "\"}")
+                : null;
+        return new Probe(method, path, body == null ? null : "application/json", body, method + " " + path, marker);
     }
 
     /** Valid fields set to extreme values (each may be accepted or refused, but never fail the server). */
@@ -706,6 +738,8 @@ final class HttpFuzzer {
                 head.append("Content-Type: ").append(p.contentType()).append("\r\n");
             if (p.body() != null)
                 head.append("Content-Length: ").append(p.body().length).append("\r\n");
+            if (p.marker() != null)
+                head.append("X-Fuzz-Marker: ").append(p.marker()).append("\r\n");
             head.append("\r\n");
             OutputStream out = socket.getOutputStream();
             try {

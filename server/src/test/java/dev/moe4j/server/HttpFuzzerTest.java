@@ -1,6 +1,7 @@
 package dev.moe4j.server;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.moe4j.engine.Engine;
@@ -9,6 +10,7 @@ import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -49,7 +51,7 @@ class HttpFuzzerTest {
         int iterations = 100;
         for (int i = 0; i < iterations; i++) {
             try {
-                fuzzer.iteration(new SplittableRandom(0x5EEDL * 0x9E3779B97F4A7C15L + i));
+                fuzzer.iteration(i, new SplittableRandom(0x5EEDL * 0x9E3779B97F4A7C15L + i));
             } catch (HttpFuzzer.Finding e) {
                 findings.add("iteration " + i + ": " + e.getMessage());
             }
@@ -59,6 +61,28 @@ class HttpFuzzerTest {
         assertEquals(List.of(), findings);
         assertTrue(fuzzer.outcomes().contains("200"), "some fuzzed requests were valid: " + fuzzer.outcomes());
         assertTrue(fuzzer.outcomes().contains("400"), "some were refused: " + fuzzer.outcomes());
+    }
+
+    /**
+     * An answer that carries another request's marker is a finding, whatever its status and shape: the fuzzer sees a
+     * request's bytes leaking into another connection's answer (as Jetty 12.1's 414 answers once did), its own marker
+     * echoed back is fine.
+     */
+    @Test
+    void anAnswerCarryingAnotherRequestsMarkerIsAFinding() throws Exception {
+        HttpFuzzer.Probe probe = new HttpFuzzer.Probe("GET", "/v1/models", null, null, "models", HttpFuzzer.marker(7));
+        fuzzer.check(probe, fuzzer.exchange(probe));
+        String leaked = "{\"error\": {\"message\": \"HTTP 414: GET /" + HttpFuzzer.marker(6)
+                + "\", \"type\": \"invalid_request_error\", \"param\": null, \"code\": null}}";
+        HttpFuzzer.Answer contaminated = new HttpFuzzer.Answer(
+                414, Map.of("content-type", "application/json"), leaked.getBytes(StandardCharsets.UTF_8));
+        var e = assertThrows(IllegalStateException.class, () -> fuzzer.check(probe, contaminated));
+        assertTrue(e.getMessage().contains("fuzzmark6x, the marker of iteration 6's request"), e.getMessage());
+        HttpFuzzer.Answer ownEchoed = new HttpFuzzer.Answer(
+                414,
+                Map.of("content-type", "application/json"),
+                leaked.replace(HttpFuzzer.marker(6), HttpFuzzer.marker(7)).getBytes(StandardCharsets.UTF_8));
+        fuzzer.check(probe, ownEchoed);
     }
 
     /** The answers Jetty gives itself, before the API sees the request, are OpenAI error objects, not HTML pages. */
