@@ -74,7 +74,7 @@ final class BenchGenerateCommand {
             double decodeReadGbs,
             double decodeReadSpread,
             double decodeJavaShare,
-            Map<String, Profiler.Entry> decodeKernels,
+            DecodeProfile decodeProfile,
             Map<String, Profiler.Entry> prefillKernels) {
         double prefillTokensPerS() {
             return batch * promptTokens / prefillSeconds;
@@ -93,6 +93,16 @@ final class BenchGenerateCommand {
             return decodeGbs() / decodeReadGbs;
         }
     }
+
+    /**
+     * Time per native function over {@code steps} decode steps that took {@code seconds}: the timed steps' own, or,
+     * for a model on a GPU with {@code --profile}, {@link #DEVICE_PROFILE_STEPS} more steps after them in which every
+     * call waited for the GPU ({@link Profiler#startWaitingForDevice}), so that each kernel's entry is its device time.
+     */
+    record DecodeProfile(Map<String, Profiler.Entry> kernels, int steps, double seconds, boolean waitedForDevice) {}
+
+    /** Decode steps profiled with device waits after the timed ones, on a GPU with --profile. */
+    static final int DEVICE_PROFILE_STEPS = 8;
 
     static int run(String[] args) {
         Set<String> valued = new HashSet<>(ModelLoading.VALUED);
@@ -115,13 +125,17 @@ final class BenchGenerateCommand {
             System.err.println("bench generate --gpu: the CPU's bandwidth and peak are not the GPU's ceilings;"
                     + " they are left out (bench/gpu.sh measures the GPU's)");
         Machine before = onCpu ? measureMachine(threads) : Machine.UNKNOWN;
+        boolean deviceProfile = o.has("--profile") && !onCpu;
+        int profileSteps = deviceProfile ? DEVICE_PROFILE_STEPS : 0;
         DoubleSupplier readBandwidth = onCpu && harness() != null ? () -> readBandwidth(threads) : () -> Double.NaN;
         List<Run> runs = new ArrayList<>();
         String description;
         Recorder report = new Recorder("moe4j bench generate", Recorder.DEFAULT_CAPACITY);
-        try (Model model = ModelLoading.load(o, Math.max(maxBatch * (prompt + decode), 16 + WARM_UP_DECODE_STEPS))) {
-            if (prompt + decode > model.maxPositions())
+        int tokens = prompt + decode + profileSteps;
+        try (Model model = ModelLoading.load(o, Math.max(maxBatch * tokens, 16 + WARM_UP_DECODE_STEPS))) {
+            if (tokens > model.maxPositions())
                 throw new IllegalArgumentException("--prompt-tokens + --new-tokens is " + (prompt + decode)
+                        + (profileSteps > 0 ? " (+ " + profileSteps + " device-profiled steps)" : "")
                         + ", past the model's context of " + model.maxPositions());
             description = model + (model.reproducible() ? ", reproducible" : ", --fast");
             Random random = new Random(seed);
@@ -136,13 +150,14 @@ final class BenchGenerateCommand {
             // first 600 steps of a process, 5.4 us over the next 1000, when the Java share was 1.6%).
             int warmUpPrompt = (int) Math.min(Math.min(stepTokens, (long) maxBatch * prompt), model.maxPositions() - 8);
             for (int pass = 0; pass < 2; pass++)
-                measure(model, 1, warmUpPrompt, 8, stepTokens, random, new Recorder("warm-up", 2), () -> Double.NaN);
+                measure(model, 1, warmUpPrompt, 8, 0, stepTokens, random, new Recorder("warm-up", 2), () -> Double.NaN);
             int warmUpSteps = Math.max(1, Math.min(WARM_UP_DECODE_STEPS, model.maxPositions() - 16));
-            measure(model, 1, 16, warmUpSteps, stepTokens, random, new Recorder("warm-up", 2), () -> Double.NaN);
+            measure(model, 1, 16, warmUpSteps, 0, stepTokens, random, new Recorder("warm-up", 2), () -> Double.NaN);
             for (int b : batches) {
                 List<Run> each = new ArrayList<>();
                 for (int r = 0; r < reps; r++)
-                    each.add(measure(model, b, prompt, decode, stepTokens, random, report, readBandwidth));
+                    each.add(
+                            measure(model, b, prompt, decode, profileSteps, stepTokens, random, report, readBandwidth));
                 runs.add(mean(each));
             }
         }
@@ -188,12 +203,16 @@ final class BenchGenerateCommand {
                 .toArray();
     }
 
-    /** Prefill and decode of b sequences; their cache is freed afterwards. */
+    /**
+     * Prefill and decode of b sequences, then {@code profileSteps} decode steps profiled with device waits (see
+     * {@link DecodeProfile}); their cache is freed afterwards.
+     */
     private static Run measure(
             Model model,
             int b,
             int prompt,
             int decode,
+            int profileSteps,
             int stepTokens,
             Random random,
             Recorder report,
@@ -284,6 +303,19 @@ final class BenchGenerateCommand {
                 model.onMoeLayer(null);
             }
             double readAfter = readBandwidth.getAsDouble();
+            DecodeProfile profile = new DecodeProfile(kernels, decode, decodeNanos / 1e9, false);
+            if (profileSteps > 0) {
+                long t0 = System.nanoTime();
+                try (Profiler profiler = Profiler.startWaitingForDevice()) {
+                    for (int s = 0; s < profileSteps; s++) {
+                        int[][] tokens = new int[b][];
+                        for (int i = 0; i < b; i++) tokens[i] = new int[] {last[i]};
+                        model.forward(sequences, tokens, false, logits);
+                        for (int i = 0; i < b; i++) last[i] = argmax(logits, i);
+                    }
+                    profile = new DecodeProfile(profiler.entries(), profileSteps, (System.nanoTime() - t0) / 1e9, true);
+                }
+            }
             double bytesPerStep = bytes.everyStep()
                     + (double) b * bytes.perToken()
                     + (double) expertsTouched[0] / decode * bytes.perRoutedExpert();
@@ -299,7 +331,7 @@ final class BenchGenerateCommand {
                     higher(readBefore, readAfter),
                     spread(readBefore, readAfter),
                     Math.max(0, 1 - (double) nativeNanos / decodeNanos),
-                    kernels,
+                    profile,
                     prefillKernels);
         } finally {
             for (int s : sequences) model.freeSequence(s);
@@ -367,7 +399,7 @@ final class BenchGenerateCommand {
                 readGbs / n,
                 readSpread, // NaN when any repetition's was (Math.max keeps NaN)
                 java / n,
-                runs.get(n - 1).decodeKernels(),
+                runs.get(n - 1).decodeProfile(),
                 runs.get(n - 1).prefillKernels());
     }
 
@@ -495,11 +527,22 @@ final class BenchGenerateCommand {
                 "prefill profile, batch %d (%d tokens each, %.1f ms in all):%n",
                 r.batch(), r.promptTokens(), 1e3 * r.prefillSeconds());
         printKernels(r.prefillKernels(), r.prefillSeconds(), 1, "");
+        DecodeProfile d = r.decodeProfile();
+        if (d.waitedForDevice())
+            System.out.printf(
+                    "decode profile, batch %d (%d steps after the timed ones, each native call waiting for the GPU: the"
+                            + " kernels' device times, launches serialized; %.2f ms per step):%n",
+                    r.batch(), d.steps(), 1e3 * d.seconds() / d.steps());
+        else
+            System.out.printf(
+                    "decode profile, batch %d (%d steps, %.2f ms per step):%n",
+                    r.batch(), d.steps(), 1e3 * d.seconds() / d.steps());
+        printKernels(d.kernels(), d.seconds(), d.steps(), "/step");
         System.out.printf(
-                "decode profile, batch %d (%d steps, %.2f ms per step):%n",
-                r.batch(), r.decodeSteps(), 1e3 * r.decodeSeconds() / r.decodeSteps());
-        printKernels(r.decodeKernels(), r.decodeSeconds(), r.decodeSteps(), "/step");
-        System.out.printf("  %-40s %6.1f%%%n", "Java (outside native calls)", 100 * r.decodeJavaShare());
+                "  %-40s %6.1f%%%s%n",
+                "Java (outside native calls)",
+                100 * r.decodeJavaShare(),
+                d.waitedForDevice() ? " (of the timed steps)" : "");
     }
 
     /** Time per native function, largest first: its share of {@code seconds}, per step over {@code steps} steps. */

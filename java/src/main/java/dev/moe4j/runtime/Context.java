@@ -197,7 +197,13 @@ public final class Context implements AutoCloseable {
         acquire(function);
         try {
             MemorySegment ctx = handle();
-            NativeLibrary.call(function, () -> nativeCall.applyAsInt(ctx));
+            Profiler profiler = Profiler.current();
+            if (profiler != null && profiler.waitsForDevice() && !device.isCpu())
+                NativeLibrary.call(function, () -> {
+                    int status = nativeCall.applyAsInt(ctx);
+                    return status == moe4j_h.MOE4J_OK() ? moe4j_h.moe4j_synchronize(ctx) : status;
+                });
+            else NativeLibrary.call(function, () -> nativeCall.applyAsInt(ctx));
         } finally {
             release();
         }

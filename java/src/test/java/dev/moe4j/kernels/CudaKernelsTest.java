@@ -10,6 +10,7 @@ import dev.moe4j.runtime.Context;
 import dev.moe4j.runtime.Isa;
 import dev.moe4j.runtime.KernelVariant;
 import dev.moe4j.runtime.Moe4jException;
+import dev.moe4j.runtime.Profiler;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.DeviceMemory;
 import dev.moe4j.tensor.QuantizedGroups;
@@ -571,5 +572,27 @@ class CudaKernelsTest {
 
         Dispatch.gather(gpu, deviceSrc, up(Tensor.allocate(arena, DType.I32, 4)), dst);
         Copy.synchronize(gpu); // clean again
+    }
+
+    /**
+     * Under {@link Profiler#startWaitingForDevice} a call returns only once its device work is done: the bad table entry
+     * above is reported by the gather itself, and the profile holds the gather (its device time) and no separate wait.
+     */
+    @Test
+    void aProfilerWaitingForTheDeviceReportsDeviceFailuresAtTheCall() {
+        Tensor src = up(gaussian(DType.F32, 8, 128)), dst = poisonedOnDevice(DType.F32, 4, 128);
+        Tensor index = Tensor.allocate(arena, DType.I32, 4);
+        for (int r = 0; r < 4; r++) index.setInt(r == 2 ? 8 : r, r);
+        Tensor deviceIndex = up(index);
+        try (Profiler profiler = Profiler.startWaitingForDevice()) {
+            var e = assertThrows(Moe4jException.class, () -> Dispatch.gather(gpu, src, deviceIndex, dst));
+            assertTrue(e.getMessage().contains("entry 2 is 8, outside [-1, 8)"), e.getMessage());
+            Dispatch.gather(gpu, src, up(Tensor.allocate(arena, DType.I32, 4)), dst);
+            assertEquals(2, profiler.entries().get("moe4j_gather_rows").calls());
+            assertTrue(
+                    !profiler.entries().containsKey("moe4j_synchronize"),
+                    profiler.entries().toString());
+        }
+        Copy.synchronize(gpu); // nothing left to report
     }
 }

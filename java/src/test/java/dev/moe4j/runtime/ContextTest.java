@@ -13,6 +13,31 @@ import java.lang.foreign.ValueLayout;
 import org.junit.jupiter.api.Test;
 
 class ContextTest {
+    /** Profilers nest per thread; one waiting for the device times CPU calls as any other (there is nothing to wait). */
+    @Test
+    void profilersNestAndTimeEveryCall() {
+        try (Context ctx = Context.create();
+                Profiler outer = Profiler.start()) {
+            ctx.resetKernelVariants();
+            try (Profiler inner = Profiler.startWaitingForDevice()) {
+                assertTrue(inner.waitsForDevice());
+                ctx.resetKernelVariants();
+                ctx.resetKernelVariants();
+                assertEquals(
+                        2,
+                        inner.entries()
+                                .get("moe4j_context_reset_kernel_variants")
+                                .calls());
+            }
+            ctx.resetKernelVariants();
+            assertFalse(outer.waitsForDevice());
+            assertEquals(
+                    2,
+                    outer.entries().get("moe4j_context_reset_kernel_variants").calls());
+            assertFalse(outer.entries().containsKey("moe4j_synchronize"));
+        }
+    }
+
     @Test
     void capabilitiesDescribeTheLoadedLibrary() {
         Capabilities caps = NativeLibrary.capabilities();
