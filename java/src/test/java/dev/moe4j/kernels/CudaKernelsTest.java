@@ -526,7 +526,9 @@ class CudaKernelsTest {
             double calcDiffBound = fp8 && !ctx.simpleKernels() ? 1e-4 : 1e-5;
             assertClose(out, down(gOut), tolerance, calcDiffBound, "mla decode out, " + name);
             float[] gl = down(gLse).toFloatArray();
-            double lseTolerance = ctx.simpleKernels() ? 1e-5 : 5e-3;
+            // tuned from an FP8 cache: the scores carry the bf16 rounding of the dequantized keys too (0.015 at
+            // lse -2.76 seen on an H200, s_q 3 with two kv heads)
+            double lseTolerance = ctx.simpleKernels() ? 1e-5 : fp8 ? 2e-2 : 5e-3;
             for (int i = 0; i < el.length; i++) {
                 if (Float.isInfinite(el[i])) assertEquals(el[i], gl[i], "empty sequence lse, " + name);
                 else assertEquals(el[i], gl[i], lseTolerance * Math.max(1, Math.abs(el[i])), "lse " + i + ", " + name);
@@ -583,11 +585,11 @@ class CudaKernelsTest {
         Tensor src = up(gaussian(DType.F32, 8, 128)), dst = poisonedOnDevice(DType.F32, 4, 128);
         Tensor index = Tensor.allocate(arena, DType.I32, 4);
         for (int r = 0; r < 4; r++) index.setInt(r == 2 ? 8 : r, r);
-        Tensor deviceIndex = up(index);
+        Tensor deviceIndex = up(index), zeros = up(Tensor.allocate(arena, DType.I32, 4));
         try (Profiler profiler = Profiler.startWaitingForDevice()) {
             var e = assertThrows(Moe4jException.class, () -> Dispatch.gather(gpu, src, deviceIndex, dst));
             assertTrue(e.getMessage().contains("entry 2 is 8, outside [-1, 8)"), e.getMessage());
-            Dispatch.gather(gpu, src, up(Tensor.allocate(arena, DType.I32, 4)), dst);
+            Dispatch.gather(gpu, src, zeros, dst);
             assertEquals(2, profiler.entries().get("moe4j_gather_rows").calls());
             assertTrue(
                     !profiler.entries().containsKey("moe4j_synchronize"),
