@@ -184,6 +184,32 @@ class CudaKernelsTest {
         assertTrue(hostOnGpu.getMessage().contains("host memory"), hostOnGpu.getMessage());
     }
 
+    /**
+     * Copies from pageable host memory to the device are staged through the context's page-locked ring instead of
+     * synchronizing the stream: the source is overwritten as soon as each copy returns, over three turns of the 4 MiB
+     * ring, and every destination still gets what the source held at its call; a copy too large to stage (2 MiB)
+     * goes directly.
+     */
+    @Test
+    void stagedCopiesToTheDeviceKeepWhatTheSourceHeldAtTheCall() {
+        int copies = 3000, width = 1024; // 4 KiB each, 12 MB in all
+        Tensor source = Tensor.allocate(arena, DType.I32, width);
+        Tensor device = poisonedOnDevice(DType.I32, copies, width);
+        for (int i = 0; i < copies; i++) {
+            for (int j = 0; j < width; j++) source.setInt(i * width + j, j);
+            Copy.apply(gpu, source, device.slice(0, i, 1).view(width));
+        }
+        Tensor large = Tensor.allocate(arena, DType.I32, 512 * 1024);
+        for (int j = 0; j < 512 * 1024; j++) large.setInt(-j, j);
+        Tensor deviceLarge = poisonedOnDevice(DType.I32, 512 * 1024);
+        Copy.apply(gpu, large, deviceLarge);
+        large.segment().fill((byte) 0);
+        Tensor back = down(device), backLarge = down(deviceLarge);
+        for (int i = 0; i < copies; i++)
+            for (int j = 0; j < width; j++) assertEquals(i * width + j, back.getInt(i, j), "copy " + i + ", int " + j);
+        for (int j = 0; j < 512 * 1024; j++) assertEquals(-j, backLarge.getInt(j), "the large copy, int " + j);
+    }
+
     @Test
     void quantizationDequantizationAndCastsAreBitExact() {
         for (DType in : new DType[] {DType.F32, DType.BF16})
