@@ -38,9 +38,6 @@ void release(DeviceState *state) {
         cudaStreamDestroy(state->stream);
     }
     if (state->done != nullptr) cudaEventDestroy(state->done);
-    release_staged(*state);  // the stream was synchronized above
-    for (cudaEvent_t e : state->spare_events) cudaEventDestroy(e);
-    if (state->staging != nullptr) cudaFreeHost(state->staging);
     if (state->fault != nullptr) cudaFree(state->fault);
     if (state->fault_host != nullptr) cudaFreeHost(state->fault_host);
     cudaGetLastError();
@@ -244,7 +241,6 @@ moe4j_status wait_and_report(const Call &call) {
                     std::string(call.function()) +
                         ": an earlier call on this context failed on the device: CUDA: " + cudaGetErrorString(err));
     }
-    release_staged(state(call));                        // every staged copy has run
     return check_earlier(call.function(), call.ctx());  // `done` is complete now: never NotReady
 }
 

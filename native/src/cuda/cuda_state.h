@@ -6,9 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <string>
-#include <vector>
 
 #include "../core/context.h"
 #include "../core/error.h"
@@ -54,18 +52,6 @@ struct DeviceState {
     DeviceFault *fault = nullptr;
     DeviceFault *fault_host = nullptr;
     bool fault_used = false;
-
-    // Page-locked staging for host-to-device copies from pageable memory (copy_to_device), a ring allocated on first
-    // use: `staged` holds its regions whose copy may not have run yet, oldest first, each with the event recorded
-    // after its copy; events of finished regions wait in `spare_events` for reuse.
-    struct StagedRegion {
-        size_t begin, end;
-        cudaEvent_t event;
-    };
-    uint8_t *staging = nullptr;
-    size_t staging_head = 0;
-    std::deque<StagedRegion> staged;
-    std::vector<cudaEvent_t> spare_events;
 };
 
 inline DeviceState &state(const Call &call) { return *call.ctx()->cuda; }
@@ -80,16 +66,6 @@ inline FaultSink fault_sink(const Call &call) {
 
 // Waits for all work of the context (this call's too), then reports what earlier calls left behind (check_earlier).
 moe4j_status wait_and_report(const Call &call);
-
-// Copies `bytes` of pageable host memory at `src` to device memory at `dst` in stream order, without waiting for the
-// device: src is first copied into the context's page-locked staging ring, since CUDA synchronizes the stream before
-// every copy from pageable memory (a decode step makes dozens of small ones: positions, block tables, routing). src may
-// be reused when this returns. Copies over a quarter of the ring, or when page-locked memory cannot be had, go
-// directly.
-moe4j_status copy_to_device(const Call &call, void *dst, const void *src, size_t bytes);
-
-// The staging ring's regions are all free (the stream has been synchronized): their events go back for reuse.
-void release_staged(DeviceState &s);
 
 // The launch error of the kernels just launched, if any.
 inline moe4j_status launched(const Call &call) { return check(call.function(), cudaGetLastError()); }

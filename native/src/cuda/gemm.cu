@@ -329,8 +329,10 @@ moe4j_status upload_groups(const Call &call, const moe4j_tensor *weights, const 
         return MOE4J_OK;
     }
     op->groups = scratch.at<GroupWeights>(offset);
-    // Staged: `table` may go when we return.
-    return copy_to_device(call, scratch.at<GroupWeights>(offset), table.data(), table.size() * sizeof(GroupWeights));
+    // From pageable memory: CUDA stages the table before returning, so `table` may go when we return.
+    return check(call.function(),
+                 cudaMemcpyAsync(scratch.at<GroupWeights>(offset), table.data(), table.size() * sizeof(GroupWeights),
+                                 cudaMemcpyHostToDevice, stream(call)));
 }
 
 std::string tuned_refusal(const Call &call, const moe4j_tensor &a, const char *a_name, const moe4j_tensor *weights,

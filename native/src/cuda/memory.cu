@@ -1,7 +1,6 @@
 // Device memory and copies for CUDA contexts.
 #include <cuda_runtime.h>
 
-#include <cstring>
 #include <string>
 
 #include "../core/context.h"
@@ -52,64 +51,6 @@ static bool page_locked(const void *p) {
     return attributes.type == cudaMemoryTypeHost;
 }
 
-// The staging ring's size; copies up to a quarter of it are staged.
-constexpr size_t kStagingBytes = size_t{4} << 20;
-// Regions in flight at most: past this many the oldest is waited for (in steady decode it finished long ago).
-constexpr size_t kMaxStagedRegions = 256;
-
-void release_staged(DeviceState &s) {
-    for (const auto &r : s.staged) s.spare_events.push_back(r.event);
-    s.staged.clear();
-}
-
-// Waits until no region in flight overlaps [begin, end): for the newest that does, and so for all before it (the
-// copies run in stream order); their events go back for reuse.
-static moe4j_status wait_for_staged(const Call &call, size_t begin, size_t end) {
-    DeviceState &s = state(call);
-    size_t last = s.staged.size();
-    for (size_t i = 0; i < s.staged.size(); ++i)
-        if (s.staged[i].begin < end && begin < s.staged[i].end) last = i;
-    if (s.staged.size() >= kMaxStagedRegions && last == s.staged.size()) last = 0;
-    if (last == s.staged.size()) return MOE4J_OK;
-    if (moe4j_status st = check(call.function(), cudaEventSynchronize(s.staged[last].event))) return st;
-    for (size_t i = 0; i <= last; ++i) s.spare_events.push_back(s.staged[i].event);
-    s.staged.erase(s.staged.begin(), s.staged.begin() + static_cast<std::ptrdiff_t>(last) + 1);
-    return MOE4J_OK;
-}
-
-moe4j_status copy_to_device(const Call &call, void *dst, const void *src, size_t bytes) {
-    DeviceState &s = state(call);
-    const char *fn = call.function();
-    if (bytes == 0) return MOE4J_OK;
-    if (s.staging == nullptr && bytes <= kStagingBytes / 4 &&
-        cudaMallocHost(reinterpret_cast<void **>(&s.staging), kStagingBytes) != cudaSuccess) {
-        cudaGetLastError();  // no page-locked memory to be had: copy directly, as CUDA does
-        s.staging = nullptr;
-    }
-    if (s.staging == nullptr || bytes > kStagingBytes / 4)
-        return check(fn, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream(call)));
-    size_t begin = (s.staging_head + 255) / 256 * 256;
-    if (begin + bytes > kStagingBytes) begin = 0;
-    if (moe4j_status st = wait_for_staged(call, begin, begin + bytes)) return st;
-    cudaEvent_t event = nullptr;
-    if (!s.spare_events.empty()) {
-        event = s.spare_events.back();
-        s.spare_events.pop_back();
-    } else if (moe4j_status st = check(fn, cudaEventCreateWithFlags(&event, cudaEventDisableTiming))) {
-        return st;
-    }
-    std::memcpy(s.staging + begin, src, bytes);
-    cudaError_t err = cudaMemcpyAsync(dst, s.staging + begin, bytes, cudaMemcpyHostToDevice, stream(call));
-    if (err == cudaSuccess) err = cudaEventRecord(event, stream(call));
-    if (err != cudaSuccess) {
-        s.spare_events.push_back(event);
-        return check(fn, err);
-    }
-    s.staged.push_back({begin, begin + bytes, event});
-    s.staging_head = begin + bytes;
-    return MOE4J_OK;
-}
-
 moe4j_status copy(const Call &call, void *dst, int32_t dst_device, const void *src, int32_t src_device, int64_t bytes) {
     const int device = call.ctx()->device;
     const size_t n = static_cast<size_t>(bytes);
@@ -117,8 +58,6 @@ moe4j_status copy(const Call &call, void *dst, int32_t dst_device, const void *s
     if (dst_device >= 0 && src_device >= 0 && dst_device != src_device) {
         enable_peer(device, dst_device == device ? src_device : dst_device);
         err = cudaMemcpyPeerAsync(dst, dst_device, src, src_device, n, stream(call));
-    } else if (src_device == MOE4J_HOST_MEMORY && dst_device >= 0 && !page_locked(src)) {
-        return copy_to_device(call, dst, src, n);
     } else {
         err = cudaMemcpyAsync(dst, src, n, cudaMemcpyDefault, stream(call));
     }
