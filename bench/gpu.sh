@@ -40,7 +40,11 @@ section() {
     timeout --kill-after=10 "$limit" "$@" || rc=$?
   fi
   if [ "$rc" -ne 0 ]; then
-    if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then say "$name: stopped at its ${limit} s limit"; else say "$name: failed (exit $rc)"; fi
+    if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+      say "$name: stopped at its ${limit} s limit"
+    else
+      say "$name: failed (exit $rc)"
+    fi
     failed+=("$name")
   fi
 }

@@ -97,7 +97,8 @@ final class BenchGenerateCommand {
     /**
      * Time per native function over {@code steps} decode steps that took {@code seconds}: the timed steps' own, or,
      * for a model on a GPU with {@code --profile}, {@link #DEVICE_PROFILE_STEPS} more steps after them in which every
-     * call waited for the GPU ({@link Profiler#startWaitingForDevice}), so that each kernel's entry is its device time.
+     * call waited for the GPU ({@link Profiler#startWaitingForDevice}), so that each kernel's entry is its device time
+     * (and one host-device round trip).
      */
     record DecodeProfile(Map<String, Profiler.Entry> kernels, int steps, double seconds, boolean waitedForDevice) {}
 
