@@ -283,8 +283,7 @@ final class BenchGenerateCommand {
             double readBefore = readBandwidth.getAsDouble();
             try (Profiler profiler = Profiler.start()) {
                 for (int s = 0; s < decode; s++) {
-                    int[][] tokens = new int[b][];
-                    for (int i = 0; i < b; i++) tokens[i] = new int[] {last[i]};
+                    int[][] tokens = oneEach(last);
                     long t0 = System.nanoTime();
                     model.forward(sequences, tokens, false, logits);
                     long stepNanos = System.nanoTime() - t0;
@@ -309,9 +308,7 @@ final class BenchGenerateCommand {
                 long t0 = System.nanoTime();
                 try (Profiler profiler = Profiler.startWaitingForDevice()) {
                     for (int s = 0; s < profileSteps; s++) {
-                        int[][] tokens = new int[b][];
-                        for (int i = 0; i < b; i++) tokens[i] = new int[] {last[i]};
-                        model.forward(sequences, tokens, false, logits);
+                        model.forward(sequences, oneEach(last), false, logits);
                         for (int i = 0; i < b; i++) last[i] = argmax(logits, i);
                     }
                     profile = new DecodeProfile(profiler.entries(), profileSteps, (System.nanoTime() - t0) / 1e9, true);
@@ -337,6 +334,13 @@ final class BenchGenerateCommand {
         } finally {
             for (int s : sequences) model.freeSequence(s);
         }
+    }
+
+    /** A decode step's tokens: each sequence's last one. */
+    private static int[][] oneEach(int[] last) {
+        int[][] tokens = new int[last.length][];
+        for (int i = 0; i < last.length; i++) tokens[i] = new int[] {last[i]};
+        return tokens;
     }
 
     private static int argmax(Tensor logits, int row) {

@@ -197,13 +197,13 @@ public final class Context implements AutoCloseable {
         acquire(function);
         try {
             MemorySegment ctx = handle();
-            Profiler profiler = Profiler.current();
-            if (profiler != null && profiler.waitsForDevice() && !device.isCpu())
-                NativeLibrary.call(function, () -> {
-                    int status = nativeCall.applyAsInt(ctx);
-                    return status == moe4j_h.MOE4J_OK() ? moe4j_h.moe4j_synchronize(ctx) : status;
-                });
-            else NativeLibrary.call(function, () -> nativeCall.applyAsInt(ctx));
+            // a CPU context's calls have no device work to wait for: no second look at the thread's profiler
+            Profiler profiler = device.isCpu() ? null : Profiler.current();
+            boolean wait = profiler != null && profiler.waitsForDevice();
+            NativeLibrary.call(function, () -> {
+                int status = nativeCall.applyAsInt(ctx);
+                return wait && status == moe4j_h.MOE4J_OK() ? moe4j_h.moe4j_synchronize(ctx) : status;
+            });
         } finally {
             release();
         }

@@ -42,14 +42,16 @@ public final class Profiler implements AutoCloseable {
 
     /** Starts profiling the calling thread's native calls. */
     public static Profiler start() {
-        Profiler p = new Profiler(CURRENT.get(), false);
-        CURRENT.set(p);
-        return p;
+        return begin(false);
     }
 
     /** Starts profiling the calling thread's native calls, each call on a CUDA context waiting for its device work. */
     public static Profiler startWaitingForDevice() {
-        Profiler p = new Profiler(CURRENT.get(), true);
+        return begin(true);
+    }
+
+    private static Profiler begin(boolean waitsForDevice) {
+        Profiler p = new Profiler(CURRENT.get(), waitsForDevice);
         CURRENT.set(p);
         return p;
     }
