@@ -253,8 +253,11 @@ enum moe4j_fault {
 moe4j_status moe4j_context_inject_fault(moe4j_context *ctx, int32_t fault, int64_t n);
 
 /*
- * Memory of the context's device: cudaMalloc'd (never managed) for a CUDA context, 64-byte aligned host memory for
- * a CPU context. bytes > 0. Free it with moe4j_free on a context of the same device.
+ * Memory of the context's device: cudaMalloc'd (never managed) for a CUDA context, its contents undefined; zeroed
+ * host memory for a CPU context, 64-byte aligned, and from 8 MiB on aligned to 2 MiB and advised for transparent huge
+ * pages (model weights that kernels stream), zeroed on as many threads as the context has (the first touch faults
+ * the pages in). bytes > 0. Free it with moe4j_free on a context of the same device. May be called while another
+ * thread runs a kernel on the context (it uses none of the context's threads).
  */
 moe4j_status moe4j_alloc(moe4j_context *ctx, int64_t bytes, void **out);
 /* Frees memory from moe4j_alloc; null is accepted and does nothing. */

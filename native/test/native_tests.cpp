@@ -493,6 +493,31 @@ void abi_allocation_faults() {
     moe4j_context_destroy(ctx);
 }
 
+// CPU memory from moe4j_alloc is zeroed even where the allocator hands back memory just freed, 64-byte aligned, and
+// 2 MiB aligned from 8 MiB on (the blocks advised for huge pages).
+void abi_host_allocations() {
+    moe4j_context *ctx = cpu_context(2);
+    if (ctx == nullptr) return;
+    const int64_t mib = int64_t{1} << 20;
+    for (const int64_t bytes : {int64_t{1}, int64_t{1000}, 8 * mib - 1, 8 * mib, 9 * mib + 5}) {
+        const std::string what = std::to_string(bytes) + " bytes";
+        for (int round = 0; round < 2; ++round) {  // the second round may get the first one's dirtied memory back
+            void *p = nullptr;
+            expect_equal(moe4j_alloc(ctx, bytes, &p), MOE4J_OK, what + ": allocated");
+            if (p == nullptr) break;
+            const auto address = reinterpret_cast<uintptr_t>(p);
+            expect(address % (bytes >= 8 * mib ? 2 * mib : 64) == 0, what + ": aligned");
+            const auto *bytes_at = static_cast<const unsigned char *>(p);
+            int64_t nonzero = 0;
+            for (int64_t i = 0; i < bytes; ++i) nonzero += bytes_at[i] != 0;
+            expect_equal(nonzero, int64_t{0}, what + ": zeroed, round " + std::to_string(round));
+            std::memset(p, 0xab, static_cast<size_t>(bytes));
+            expect_equal(moe4j_free(ctx, p), MOE4J_OK, what + ": freed");
+        }
+    }
+    moe4j_context_destroy(ctx);
+}
+
 moe4j_tensor descriptor(int32_t dtype, std::initializer_list<int64_t> shape, std::initializer_list<int64_t> strides) {
     moe4j_tensor t{};
     t.dtype = dtype;
@@ -558,6 +583,7 @@ int main(int argc, char **argv) {
     pool_injected_task_faults();
     abi_task_faults_fail_one_call();
     abi_allocation_faults();
+    abi_host_allocations();
     validation_arithmetic();
     if (failures != 0) {
         std::cerr << failures << " check(s) failed\n";

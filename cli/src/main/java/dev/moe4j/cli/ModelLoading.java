@@ -87,7 +87,7 @@ public final class ModelLoading {
         Model.Memory m = model.memory();
         System.err.printf(
                 "loaded %s in %.1f s: %.0f MB of weights used from the map, %.0f MB copied or converted,%s %.0f MB KV"
-                        + " cache (%d tokens), process resident %.0f MB%n",
+                        + " cache (%d tokens), process resident %.0f MB (%.0f MB in 2 MiB pages)%n",
                 model,
                 (System.nanoTime() - t0) / 1e9,
                 m.mappedWeights() / 1e6,
@@ -95,15 +95,24 @@ public final class ModelLoading {
                 model.device().isCpu() ? "" : String.format(" %.0f MB on %s,", m.deviceWeights() / 1e6, model.device()),
                 m.cache() / 1e6,
                 model.cacheTokens(),
-                residentBytes() / 1e6);
+                residentBytes() / 1e6,
+                procBytes("smaps_rollup", "AnonHugePages:") / 1e6);
         return model;
     }
 
     /** VmRSS of this process from /proc/self/status, or 0 where there is none. */
     static long residentBytes() {
+        return procBytes("status", "VmRSS:");
+    }
+
+    /**
+     * The {@code key: N kB} line of /proc/self/file in bytes, or 0 where there is none (another OS, an older kernel):
+     * the model's weights in 2 MiB pages are {@code AnonHugePages} of {@code smaps_rollup}.
+     */
+    static long procBytes(String file, String key) {
         try {
-            for (String line : Files.readAllLines(Path.of("/proc/self/status")))
-                if (line.startsWith("VmRSS:")) return Long.parseLong(line.replaceAll("[^0-9]", "")) * 1024;
+            for (String line : Files.readAllLines(Path.of("/proc/self", file)))
+                if (line.startsWith(key)) return Long.parseLong(line.replaceAll("[^0-9]", "")) * 1024;
         } catch (IOException | NumberFormatException e) {
             return 0;
         }

@@ -33,7 +33,6 @@ import dev.moe4j.tensor.QuantizedGroups;
 import dev.moe4j.tensor.QuantizedTensor;
 import dev.moe4j.tensor.Tensor;
 import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -417,8 +416,8 @@ public final class Model implements AutoCloseable {
         Objects.requireNonNull(options, "options");
         requireDevices(options);
         Checkpoint checkpoint = Checkpoint.open(dir);
-        CountingArena arena = new CountingArena(Arena.ofShared());
         Context ctx = null, loader = null;
+        WeightArena arena = null;
         DeviceStore store = null;
         DeviceGroup group = null;
         Map<Integer, ExpertParallelMoe> parallel = new LinkedHashMap<>();
@@ -438,6 +437,7 @@ public final class Model implements AutoCloseable {
             // then
             // copied to the device
             loader = onDevice ? Context.create(Context.Options.cpu().withThreads(options.threads())) : ctx;
+            arena = new WeightArena(loader);
             if (onDevice) store = new DeviceStore(ctx);
             Tensor embeddings = bf16Matrix(checkpoint, "model.embed_tokens.weight", c, arena);
             // FP8 weights are packed for the CPU's AVX-512 kernels (faster at every batch size, one sum order for all)
@@ -522,9 +522,9 @@ public final class Model implements AutoCloseable {
             for (ExpertParallelMoe moe : parallel.values()) moe.close();
             if (group != null) group.close();
             if (store != null) store.close();
+            if (arena != null) arena.close();
             if (loader != null && loader != ctx) loader.close();
             if (ctx != null) ctx.close();
-            arena.close();
             checkpoint.close();
             throw e;
         }
@@ -817,9 +817,9 @@ public final class Model implements AutoCloseable {
         for (ExpertParallelMoe moe : parallel.values()) moe.close();
         if (group != null) group.close();
         if (store != null) store.close();
+        arena.close(); // before the contexts: its large blocks are freed through host
         if (host != ctx) host.close();
         ctx.close();
-        arena.close();
         checkpoint.close();
     }
 
@@ -831,36 +831,5 @@ public final class Model implements AutoCloseable {
                 + (layers.getFirst().attention().weights().wo().isQ8() ? ", int8 dense weights" : "") + ", on "
                 + ctx.device() + ", " + dir()
                 + "]";
-    }
-
-    /** An arena that counts the bytes allocated in it (the model's own weight memory). */
-    private static final class CountingArena implements Arena {
-        private final Arena inner;
-        private long allocated;
-
-        CountingArena(Arena inner) {
-            this.inner = inner;
-        }
-
-        long allocated() {
-            return allocated;
-        }
-
-        @Override
-        public MemorySegment allocate(long byteSize, long byteAlignment) {
-            MemorySegment s = inner.allocate(byteSize, byteAlignment);
-            allocated += byteSize;
-            return s;
-        }
-
-        @Override
-        public MemorySegment.Scope scope() {
-            return inner.scope();
-        }
-
-        @Override
-        public void close() {
-            inner.close();
-        }
     }
 }

@@ -12,8 +12,9 @@ import java.util.Objects;
 import java.util.concurrent.atomic.AtomicLong;
 
 /**
- * Memory on a context's device, from {@code moe4j_alloc}: {@code cudaMalloc}'d for a CUDA context, 64-byte aligned
- * host memory for a CPU context. Tensors over it ({@link #tensor}) go to kernels on contexts of the same device and
+ * Memory on a context's device, from {@code moe4j_alloc}: {@code cudaMalloc}'d for a CUDA context (contents
+ * undefined), zeroed 64-byte aligned host memory for a CPU context (from 8 MiB on in 2 MiB pages where the operating
+ * system gives them). Tensors over it ({@link #tensor}) go to kernels on contexts of the same device and
  * to {@link dev.moe4j.kernels.Copy}; Java cannot read device memory directly.
  *
  * <p>{@link #close} frees the memory; tensors over it then fail in kernels with {@link IllegalStateException}
