@@ -4,6 +4,8 @@
 #include <cstring>
 #include <new>
 
+#include <sys/mman.h>
+
 namespace bench {
 
 namespace {
@@ -31,9 +33,13 @@ uint16_t bf16_round(float value) {
 }  // namespace
 
 AlignedBuffer::AlignedBuffer(size_t bytes, size_t alignment) : bytes_(bytes) {
+    constexpr size_t kHugePage = size_t{2} << 20;
+    const bool huge = bytes >= 4 * kHugePage && alignment <= kHugePage;
+    if (huge) alignment = kHugePage;
     const size_t rounded = (bytes + alignment - 1) / alignment * alignment;
     data_ = std::aligned_alloc(alignment, rounded == 0 ? alignment : rounded);
     if (data_ == nullptr) throw std::bad_alloc();
+    if (huge) madvise(data_, rounded, MADV_HUGEPAGE);  // advice: without huge pages the buffer works as it is
 }
 
 AlignedBuffer::~AlignedBuffer() { std::free(data_); }
