@@ -6,8 +6,8 @@
 
 namespace bench {
 
-// An uninitialized, aligned heap buffer. Throws std::bad_alloc when the allocation fails. From 8 MiB on it is aligned to
-// 2 MiB and advised for transparent huge pages, as moe4j_alloc does for a model's weights: weight pools and the
+// An uninitialized, aligned heap buffer. Throws std::bad_alloc when the allocation fails. From 8 MiB on it is aligned
+// to 2 MiB and advised for transparent huge pages, as moe4j_alloc does for a model's weights: weight pools and the
 // read-bandwidth probe then stream memory through the pages the library's models read.
 class AlignedBuffer {
   public:

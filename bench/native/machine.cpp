@@ -30,24 +30,41 @@ Rate to_rate(SimdWidth width, int threads, const std::vector<double> &seconds, d
 
 }  // namespace
 
-Rate measure_read_bandwidth(int threads, SimdWidth width, size_t bytes, int reps) {
-    constexpr size_t kPageFloats = 4096 / sizeof(float);
-    const size_t slice = std::max(kPageFloats, bytes / sizeof(float) / threads / kPageFloats * kPageFloats);
-    AlignedBuffer buffer(slice * sizeof(float) * threads, 4096);
-    float *base = buffer.as<float>();
-    std::vector<float> sums(threads);
+namespace {
 
+size_t read_slice_floats(int threads, size_t bytes) {
+    constexpr size_t kPageFloats = 4096 / sizeof(float);
+    return std::max(kPageFloats, bytes / sizeof(float) / threads / kPageFloats * kPageFloats);
+}
+
+}  // namespace
+
+ReadProbe::ReadProbe(int threads, SimdWidth width, size_t bytes)
+    : threads_(threads),
+      width_(width),
+      slice_(read_slice_floats(threads, bytes)),
+      buffer_(slice_ * sizeof(float) * threads, 4096) {
+    float *base = buffer_.as<float>();
     // First touch by the thread that reads the slice, so its pages are local to it.
-    run_threads(threads, [&](int t) { std::fill(base + t * slice, base + (t + 1) * slice, 1.0f); });
+    run_threads(threads_, [&](int t) { std::fill(base + t * slice_, base + (t + 1) * slice_, 1.0f); });
+}
+
+Rate ReadProbe::measure(int reps) {
+    const float *base = buffer_.as<float>();
+    std::vector<float> sums(threads_);
     const auto read_all = [&] {
-        run_threads(threads, [&](int t) { sums[t] = sum_floats(width, base + t * slice, slice); });
+        run_threads(threads_, [&](int t) { sums[t] = sum_floats(width_, base + t * slice_, slice_); });
     };
     read_all();  // warm-up
     RepPolicy policy;
     policy.fixed_reps = reps;
     const std::vector<double> seconds = time_calls(policy, read_all);
     for (float s : sums) g_sink = s;
-    return to_rate(width, threads, seconds, static_cast<double>(buffer.size()));
+    return to_rate(width_, threads_, seconds, static_cast<double>(buffer_.size()));
+}
+
+Rate measure_read_bandwidth(int threads, SimdWidth width, size_t bytes, int reps) {
+    return ReadProbe(threads, width, bytes).measure(reps);
 }
 
 namespace {

@@ -6,6 +6,7 @@
 #include <thread>
 #include <vector>
 
+#include "buffers.h"
 #include "machine_kernels.h"
 #include "moe4j.h"
 
@@ -22,7 +23,22 @@ struct Rate {
 
 constexpr size_t kReadBandwidthBytes = size_t{1} << 30;
 
-// `threads` threads each first-touch, then repeatedly sum, a disjoint slice of a `bytes` buffer.
+// A buffer of about `bytes` that `threads` threads each first-touch a disjoint slice of, then sum again at every
+// measure(): the read bandwidth, as often as asked, without allocating or touching new memory each time.
+class ReadProbe {
+  public:
+    ReadProbe(int threads, SimdWidth width, size_t bytes = kReadBandwidthBytes);
+    // One untimed pass, then `reps` timed ones.
+    Rate measure(int reps);
+
+  private:
+    int threads_;
+    SimdWidth width_;
+    size_t slice_;  // floats per thread
+    AlignedBuffer buffer_;
+};
+
+// ReadProbe(threads, width, bytes).measure(reps).
 Rate measure_read_bandwidth(int threads, SimdWidth width, size_t bytes = kReadBandwidthBytes, int reps = 7);
 
 // `threads` threads each run independent FMA chains for about `seconds_per_rep` per repetition.

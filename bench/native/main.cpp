@@ -27,10 +27,12 @@ const std::vector<Subcommand> &subcommands() {
         {"machine",
          "measure memory read bandwidth (GB/s) and peak FP32 FMA throughput (GFLOP/s)",
          {"threads"},
-         {"brief", "read-bw"},
+         {"brief", "read-bw", "read-bw-per-line"},
          "    --threads N        threads to measure with (default: all hardware threads)\n"
          "    --brief            one line of key=value: read_bw_gbs, fma_peak_gflops, bf16_dot_peak_gflops\n"
-         "    --read-bw          one line of key=value: read_bw_gbs alone (a quick probe between timed runs)\n",
+         "    --read-bw          one line of key=value: read_bw_gbs alone (a quick probe between timed runs)\n"
+         "    --read-bw-per-line after a line 'ready ...', one line read_bw_gbs=X (256 MiB, best of 3) for\n"
+         "                       each line read from stdin, until end of input (a probe between timed steps)\n",
          bench::run_machine},
         {"quant",
          "time moe4j_quantize_fp8_per_token / _per_block against the measured read bandwidth",

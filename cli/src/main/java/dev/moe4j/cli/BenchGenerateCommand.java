@@ -7,8 +7,10 @@ import dev.moe4j.model.ModelConfig;
 import dev.moe4j.runtime.Profiler;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.Tensor;
+import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.UncheckedIOException;
+import java.io.Writer;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -37,9 +39,12 @@ import java.util.function.DoubleSupplier;
  * Timed are the model steps alone (the argmax between steps is not, as llama-bench times no sampling). The weight
  * bytes of each decode step are counted from its actual routing: the weights every step reads, one embedding row per
  * token, and each distinct routed expert of each MoE layer once ({@link Model#weightBytes}). The roofline fraction
- * is those bytes per second over the read bandwidth measured right before and right after each repetition's decode
- * steps (the higher of the two; a row is flagged when they differ by more than 15%): on machines whose bandwidth moves
- * from minute to minute (VMs sharing a host), readings at the start and end of a run say little about the steps. The
+ * is those bytes over the bytes the machine could have read meanwhile: the decode steps run in chunks of
+ * {@link #PROBE_EVERY_STEPS}, the read bandwidth is measured between every two chunks (and before the first, by a
+ * {@code moe4j_bench machine --read-bw-per-line} that runs beside the model), and each chunk's time counts at the
+ * higher of the two readings around it. A row is flagged when in more than a quarter of the decode time those two
+ * differ by more than 15%. On machines whose bandwidth moves from second to second (VMs sharing a host: 30 and 60
+ * GB/s on one), readings at the start and end of a run, or even of one repetition, say little about the steps. The
  * prefill fraction is the model FLOPs per second (matrix products and attention, causal) over the bf16 dot peak.
  * Java time is a step's time outside native calls ({@link Profiler}).
  */
@@ -59,8 +64,9 @@ final class BenchGenerateCommand {
 
     /**
      * One batch size's result (times in seconds, means over the repetitions). {@code decodeReadGbs} is the read
-     * bandwidth beside the decode steps (per repetition the higher of the readings right before and after them, NaN
-     * when unmeasured), {@code decodeReadSpread} the largest spread of such a pair (see {@link #spread}).
+     * bandwidth beside the decode steps (each chunk of steps at the higher of the readings around it, weighted by the
+     * chunk's time; NaN when unmeasured), {@code decodeUnsteadyShare} the share of the decode time in chunks whose two
+     * readings differ by more than {@link #UNSTEADY_BANDWIDTH} (see {@link #spread}).
      */
     record Run(
             int batch,
@@ -72,7 +78,7 @@ final class BenchGenerateCommand {
             int decodeSteps,
             double decodeBytesPerStep,
             double decodeReadGbs,
-            double decodeReadSpread,
+            double decodeUnsteadyShare,
             double decodeJavaShare,
             DecodeProfile decodeProfile,
             Map<String, Profiler.Entry> prefillKernels) {
@@ -128,12 +134,13 @@ final class BenchGenerateCommand {
         Machine before = onCpu ? measureMachine(threads) : Machine.UNKNOWN;
         boolean deviceProfile = o.has("--profile") && !onCpu;
         int profileSteps = deviceProfile ? DEVICE_PROFILE_STEPS : 0;
-        DoubleSupplier readBandwidth = onCpu && harness() != null ? () -> readBandwidth(threads) : () -> Double.NaN;
         List<Run> runs = new ArrayList<>();
         String description;
         Recorder report = new Recorder("moe4j bench generate", Recorder.DEFAULT_CAPACITY);
         int tokens = prompt + decode + profileSteps;
-        try (Model model = ModelLoading.load(o, Math.max(maxBatch * tokens, 16 + WARM_UP_DECODE_STEPS))) {
+        try (ReadProbe probe = onCpu && harness() != null ? ReadProbe.start(harness(), threads) : null;
+                Model model = ModelLoading.load(o, Math.max(maxBatch * tokens, 16 + WARM_UP_DECODE_STEPS))) {
+            DoubleSupplier readBandwidth = probe != null ? probe::read : () -> Double.NaN;
             if (tokens > model.maxPositions())
                 throw new IllegalArgumentException("--prompt-tokens + --new-tokens is " + (prompt + decode)
                         + (profileSteps > 0 ? " (+ " + profileSteps + " device-profiled steps)" : "")
@@ -181,11 +188,17 @@ final class BenchGenerateCommand {
         return 0;
     }
 
+    /** Decode steps between two readings of the read bandwidth (about 80 ms at batch 1 on the 4-layer model). */
+    static final int PROBE_EVERY_STEPS = 4;
+
     /**
-     * A spread of two bandwidth readings above which the roofline fraction is flagged: some machines (VMs sharing
-     * a host) move between bandwidth levels (33 and 52 GB/s on one) from minute to minute.
+     * A spread of two bandwidth readings above which a chunk of decode steps counts as unsteady: some machines (VMs
+     * sharing a host) move between bandwidth levels (33 and 52 GB/s on one) from second to second.
      */
     private static final double UNSTEADY_BANDWIDTH = 0.15;
+
+    /** The share of the decode time in unsteady chunks above which a row's roofline fraction is flagged. */
+    private static final double UNSTEADY_SHARE = 0.25;
 
     /** How much higher the higher of two bandwidth readings is than the lower (0.2 = 20%), NaN when one is missing. */
     private static double spread(double a, double b) {
@@ -280,7 +293,9 @@ final class BenchGenerateCommand {
             long decodeNanos = 0, nativeNanos = 0;
             Map<String, Profiler.Entry> kernels;
             Tensor logits = Tensor.allocate(arena, DType.F32, b, model.vocabSize()); // every step's, as a server keeps
-            double readBefore = readBandwidth.getAsDouble();
+            // the chunks' time at the bandwidth read around them (seconds x GB/s), and the time of unsteady ones
+            double readBefore = readBandwidth.getAsDouble(), capacity = 0, unsteadySeconds = 0;
+            long chunkNanos = 0;
             try (Profiler profiler = Profiler.start()) {
                 for (int s = 0; s < decode; s++) {
                     int[][] tokens = oneEach(last);
@@ -296,13 +311,21 @@ final class BenchGenerateCommand {
                             "used",
                             100.0 * (1 - (double) model.freeCacheTokens() / model.cacheTokens()));
                     for (int i = 0; i < b; i++) last[i] = argmax(logits, i);
+                    chunkNanos += stepNanos;
+                    if ((s + 1) % PROBE_EVERY_STEPS == 0 || s + 1 == decode) {
+                        double readAfter = readBandwidth.getAsDouble();
+                        capacity += chunkNanos / 1e9 * higher(readBefore, readAfter);
+                        if (spread(readBefore, readAfter) > UNSTEADY_BANDWIDTH) unsteadySeconds += chunkNanos / 1e9;
+                        readBefore = readAfter;
+                        chunkNanos = 0;
+                    }
                 }
                 nativeNanos = profiler.totalNanos();
                 kernels = profiler.entries();
             } finally {
                 model.onMoeLayer(null);
             }
-            double readAfter = readBandwidth.getAsDouble();
+            double readGbs = capacity / (decodeNanos / 1e9);
             DecodeProfile profile = new DecodeProfile(kernels, decode, decodeNanos / 1e9, false);
             if (profileSteps > 0) {
                 long t0 = System.nanoTime();
@@ -326,8 +349,8 @@ final class BenchGenerateCommand {
                     decodeNanos / 1e9,
                     decode,
                     bytesPerStep,
-                    higher(readBefore, readAfter),
-                    spread(readBefore, readAfter),
+                    readGbs,
+                    Double.isNaN(readGbs) ? Double.NaN : unsteadySeconds / (decodeNanos / 1e9),
                     Math.max(0, 1 - (double) nativeNanos / decodeNanos),
                     profile,
                     prefillKernels);
@@ -382,13 +405,13 @@ final class BenchGenerateCommand {
 
     private static Run mean(List<Run> runs) {
         Run f = runs.get(0);
-        double ps = 0, ds = 0, bytes = 0, readGbs = 0, readSpread = 0, java = 0;
+        double ps = 0, ds = 0, bytes = 0, readGbs = 0, unsteady = 0, java = 0;
         for (Run r : runs) {
             ps += r.prefillSeconds();
             ds += r.decodeSeconds();
             bytes += r.decodeBytesPerStep();
             readGbs += r.decodeReadGbs();
-            readSpread = Math.max(readSpread, r.decodeReadSpread());
+            unsteady += r.decodeUnsteadyShare();
             java += r.decodeJavaShare();
         }
         int n = runs.size();
@@ -402,7 +425,7 @@ final class BenchGenerateCommand {
                 f.decodeSteps(),
                 bytes / n,
                 readGbs / n,
-                readSpread, // NaN when any repetition's was (Math.max keeps NaN)
+                unsteady / n,
                 java / n,
                 runs.get(n - 1).decodeProfile(),
                 runs.get(n - 1).prefillKernels());
@@ -431,11 +454,6 @@ final class BenchGenerateCommand {
                 Double.parseDouble(kv.getOrDefault("read_bw_gbs", "NaN")),
                 Double.parseDouble(kv.getOrDefault("bf16_dot_peak_gflops", "NaN")),
                 kv.getOrDefault("bf16_dot", "unknown"));
-    }
-
-    /** The read bandwidth alone, in GB/s (about half a second): the reading beside each repetition's decode. */
-    private static double readBandwidth(int threads) {
-        return Double.parseDouble(machine(threads, "--read-bw").getOrDefault("read_bw_gbs", "NaN"));
     }
 
     /** The key=value fields that {@code moe4j_bench machine <mode>} prints. */
@@ -500,7 +518,7 @@ final class BenchGenerateCommand {
         boolean unsteady = false;
         for (Run r : runs) {
             double gflops = r.prefillFlops() / r.prefillSeconds() / 1e9;
-            boolean flagged = r.decodeReadSpread() > UNSTEADY_BANDWIDTH;
+            boolean flagged = r.decodeUnsteadyShare() > UNSTEADY_SHARE;
             unsteady |= flagged;
             System.out.printf(
                     "%5d %6d %4d | %13.1f %8.1f %6s | %12.2f %8.2f %8.1f %6.1f %7s %9s%s %5.1f%%%n",
@@ -521,9 +539,9 @@ final class BenchGenerateCommand {
         }
         if (unsteady)
             System.out.printf(
-                    "*: the read bandwidth moved more than %.0f%% between the readings right before and after the decode"
-                            + " steps; %%roofline (against the higher) is uncertain%n",
-                    100 * UNSTEADY_BANDWIDTH);
+                    "*: in more than %.0f%% of the decode time the read bandwidth moved more than %.0f%% between the two"
+                            + " readings around a chunk of %d steps; %%roofline (against the higher) is uncertain%n",
+                    100 * UNSTEADY_SHARE, 100 * UNSTEADY_BANDWIDTH, PROBE_EVERY_STEPS);
     }
 
     /** Time per native function in the last repetition's decode steps, largest first, as shares of the step. */
@@ -581,7 +599,7 @@ final class BenchGenerateCommand {
             m.put("decode_weight_bytes_per_step", num(r.decodeBytesPerStep()));
             m.put("decode_gbs", num(r.decodeGbs()));
             m.put("read_bw_gbs", num(r.decodeReadGbs()));
-            m.put("read_bw_spread", num(r.decodeReadSpread()));
+            m.put("read_bw_unsteady_fraction", num(r.decodeUnsteadyShare()));
             m.put("decode_roofline_fraction", num(r.decodeRooflineFraction()));
             m.put("decode_java_fraction", num(r.decodeJavaShare()));
             rows.add(m);
@@ -600,5 +618,73 @@ final class BenchGenerateCommand {
     /** A finite number, or null (JSON has no NaN: a ceiling that was not measured). */
     private static Object num(double v) {
         return Double.isFinite(v) ? v : null;
+    }
+
+    /**
+     * {@code moe4j_bench machine --read-bw-per-line}, running beside the model for the whole run: a reading of the
+     * read bandwidth (about 25 ms) whenever asked, from memory it allocated and touched once.
+     */
+    private static final class ReadProbe implements AutoCloseable {
+        private final Process process;
+        private final BufferedReader out;
+        private final Writer in;
+
+        private ReadProbe(Process process) {
+            this.process = process;
+            this.out = process.inputReader(StandardCharsets.UTF_8);
+            this.in = process.outputWriter(StandardCharsets.UTF_8);
+        }
+
+        static ReadProbe start(String harness, int threads) {
+            List<String> command = new ArrayList<>(List.of(harness, "machine", "--read-bw-per-line"));
+            if (threads > 0) command.addAll(List.of("--threads", Integer.toString(threads)));
+            try {
+                ReadProbe probe = new ReadProbe(
+                        new ProcessBuilder(command).redirectErrorStream(true).start());
+                probe.answer("ready");
+                return probe;
+            } catch (IOException e) {
+                throw new UncheckedIOException("could not run " + harness, e);
+            }
+        }
+
+        /** A reading in GB/s. */
+        double read() {
+            try {
+                in.write('\n');
+                in.flush();
+            } catch (IOException e) {
+                throw new UncheckedIOException("the read-bandwidth probe (moe4j_bench) stopped", e);
+            }
+            String line = answer("read_bw_gbs=");
+            return Double.parseDouble(line.substring("read_bw_gbs=".length()).strip());
+        }
+
+        /** The probe's next line, which must start with prefix. */
+        private String answer(String prefix) {
+            try {
+                String line = out.readLine();
+                if (line == null || !line.startsWith(prefix))
+                    throw new IllegalStateException("the read-bandwidth probe (moe4j_bench machine --read-bw-per-line)"
+                            + " answered " + (line == null ? "nothing" : "'" + line + "'") + ", expected " + prefix
+                            + "...");
+                return line;
+            } catch (IOException e) {
+                throw new UncheckedIOException("the read-bandwidth probe (moe4j_bench) stopped", e);
+            }
+        }
+
+        @Override
+        public void close() {
+            try {
+                in.close();
+                if (!process.waitFor(10, TimeUnit.SECONDS)) process.destroyForcibly();
+            } catch (IOException e) {
+                process.destroyForcibly();
+            } catch (InterruptedException e) {
+                process.destroyForcibly();
+                Thread.currentThread().interrupt();
+            }
+        }
     }
 }

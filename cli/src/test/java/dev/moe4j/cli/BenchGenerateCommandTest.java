@@ -79,47 +79,78 @@ class BenchGenerateCommandTest {
     }
 
     /**
-     * The roofline fraction is taken against the bandwidth read right before and after each repetition's decode steps
-     * (the higher of the pair, averaged over repetitions), not against the readings at the run's start and end. A
-     * stand-in harness answers every probe with a higher bandwidth than the last: 10, 20, 30... GB/s.
+     * The roofline fraction is taken against the bandwidth read around each chunk of decode steps, not against the
+     * readings at the run's start and end. A stand-in harness answers each probe with a higher bandwidth than the last:
+     * 10, 20, 30... GB/s, from one process for the whole run.
      */
     @Test
-    void theRooflineIsTakenAgainstTheBandwidthReadBesideEachRepetition(@TempDir Path dir) throws Exception {
+    void theRooflineIsTakenAgainstTheBandwidthReadAroundEachChunkOfSteps(@TempDir Path dir) throws Exception {
+        // 3 new tokens: one chunk per repetition, read before and after; batch 1: readings 10 and 20, then 30 and
+        // 40 (each chunk at the higher); batch 2: 50 and 60, then 70 and 80. Every pair but the last (+14%) differs by
+        // more than 15%.
+        Map<?, ?> json = withProbe(dir, "3");
+        assertEquals(5.0, number(json, "read_bw_gbs_before"));
+        assertEquals(5.0, number(json, "read_bw_gbs_after"));
+        List<?> runs = (List<?>) json.get("runs");
+        double[] expected = {(20 + 40) / 2.0, (60 + 80) / 2.0}, unsteady = {1, 0.5};
+        for (int i = 0; i < 2; i++) {
+            Map<?, ?> run = (Map<?, ?>) runs.get(i);
+            assertEquals(expected[i], number(run, "read_bw_gbs"), 1e-9, run.toString());
+            assertEquals(unsteady[i], number(run, "read_bw_unsteady_fraction"), 1e-9, run.toString());
+            assertEquals(number(run, "decode_gbs") / expected[i], number(run, "decode_roofline_fraction"), 1e-9);
+            assertEquals(number(run, "prefill_gflops") / 200.0, number(run, "prefill_peak_fraction"), 1e-9);
+        }
+        assertEquals(20 + 40, 2 * number(json, "read_bw_gbs"), 1e-9, "top level = first batch size");
+    }
+
+    /**
+     * Decode steps past {@link BenchGenerateCommand#PROBE_EVERY_STEPS} run in chunks, each read around: with 9 steps,
+     * chunks of 4, 4 and 1 at 20, 30 and 40 GB/s (the first repetition), weighted by their time.
+     */
+    @Test
+    void longerDecodesAreReadEveryFewSteps(@TempDir Path dir) throws Exception {
+        assertEquals(4, BenchGenerateCommand.PROBE_EVERY_STEPS, "the chunks below");
+        Map<?, ?> json = withProbe(dir, "9");
+        Map<?, ?> first = (Map<?, ?>) ((List<?>) json.get("runs")).get(0);
+        // repetition 1 reads 10..40, repetition 2 reads 40..70: its chunks at 50, 60, 70
+        double read = number(first, "read_bw_gbs");
+        assertTrue(read > (20 + 50) / 2.0 && read < (40 + 70) / 2.0, "a time-weighted mean of the chunks: " + read);
+        assertEquals(number(first, "decode_gbs") / read, number(first, "decode_roofline_fraction"), 1e-9);
+    }
+
+    /** bench generate --json on the V3-shaped model with a stand-in harness that counts its bandwidth readings. */
+    private static Map<?, ?> withProbe(Path dir, String newTokens) throws Exception {
         Path harness = dir.resolve("moe4j_bench");
         Files.writeString(harness, """
                 #!/bin/sh
                 case "$2" in
                   --brief) echo "read_bw_gbs=5.00 fma_peak_gflops=100.0 bf16_dot_peak_gflops=200.0 bf16_dot=vdpbf16ps" ;;
-                  --read-bw) n=$(cat "$0.count" 2>/dev/null || echo 0); n=$((n + 1)); echo $n > "$0.count"
-                             echo "read_bw_gbs=${n}0.00 threads=2" ;;
+                  --read-bw-per-line) echo "ready threads=2"; n=0
+                             while read line; do n=$((n + 1)); echo "read_bw_gbs=${n}0.00"; done ;;
                   *) exit 2 ;;
                 esac
                 """);
         Files.setPosixFilePermissions(harness, PosixFilePermissions.fromString("rwx------"));
         String old = System.setProperty("moe4j.bench.harness", harness.toString());
-        String out;
         try {
-            out = GenerateCommandTest.capture(() -> BenchGenerateCommand.run(new String[] {
-                "--model", V3, "--batch", "1,2", "--prompt-tokens", "8", "--new-tokens", "3", "--reps", "2", "--json"
+            String out = GenerateCommandTest.capture(() -> BenchGenerateCommand.run(new String[] {
+                "--model",
+                V3,
+                "--batch",
+                "1,2",
+                "--prompt-tokens",
+                "8",
+                "--new-tokens",
+                newTokens,
+                "--reps",
+                "2",
+                "--json"
             }));
+            return (Map<?, ?>) Json.parse(out.strip());
         } finally {
             if (old == null) System.clearProperty("moe4j.bench.harness");
             else System.setProperty("moe4j.bench.harness", old);
         }
-        Map<?, ?> json = (Map<?, ?>) Json.parse(out.strip());
-        assertEquals(5.0, number(json, "read_bw_gbs_before"));
-        assertEquals(5.0, number(json, "read_bw_gbs_after"));
-        List<?> runs = (List<?>) json.get("runs");
-        // batch 1: readings 10 and 20, then 30 and 40; batch 2: 50 and 60, then 70 and 80
-        double[][] expected = {{(20 + 40) / 2.0, 20 / 10.0 - 1}, {(60 + 80) / 2.0, 60 / 50.0 - 1}};
-        for (int i = 0; i < 2; i++) {
-            Map<?, ?> run = (Map<?, ?>) runs.get(i);
-            assertEquals(expected[i][0], number(run, "read_bw_gbs"), 1e-9, run.toString());
-            assertEquals(expected[i][1], number(run, "read_bw_spread"), 1e-9, run.toString());
-            assertEquals(number(run, "decode_gbs") / expected[i][0], number(run, "decode_roofline_fraction"), 1e-9);
-            assertEquals(number(run, "prefill_gflops") / 200.0, number(run, "prefill_peak_fraction"), 1e-9);
-        }
-        assertEquals(20 + 40, 2 * number(json, "read_bw_gbs"), 1e-9, "top level = first batch size");
     }
 
     private static double number(Map<?, ?> json, String key) {
