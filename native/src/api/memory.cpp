@@ -5,7 +5,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
-#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -44,12 +43,11 @@ void zero_in_parallel(char *p, size_t size, int threads) {
         }
     };
     std::vector<std::thread> helpers;
-    for (int t = 1; t < threads; ++t) {
-        try {
-            helpers.emplace_back(zero_pages);
-        } catch (const std::system_error &) {
-            break;
-        }
+    try {
+        helpers.reserve(static_cast<size_t>(std::max(threads - 1, 0)));  // no reallocation with threads running
+        for (int t = 1; t < threads; ++t) helpers.emplace_back(zero_pages);
+    } catch (const std::exception &) {
+        // no room for the list, or no thread to be had: the threads started so far and this one do the rest
     }
     zero_pages();
     for (std::thread &h : helpers) h.join();
