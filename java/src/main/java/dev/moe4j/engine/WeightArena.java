@@ -45,6 +45,7 @@ final class WeightArena implements Arena {
 
     @Override
     public MemorySegment allocate(long byteSize, long byteAlignment) {
+        if (!scope.scope().isAlive()) throw new IllegalStateException("the model's weight arena is closed");
         if (byteSize < 0) throw new IllegalArgumentException("byteSize must not be negative, got " + byteSize);
         if (byteAlignment <= 0 || Long.bitCount(byteAlignment) != 1)
             throw new IllegalArgumentException("byteAlignment must be a power of two, got " + byteAlignment);

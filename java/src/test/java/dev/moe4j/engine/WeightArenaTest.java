@@ -58,6 +58,7 @@ class WeightArenaTest {
             arena.close();
             assertThrows(IllegalStateException.class, () -> a.get(ValueLayout.JAVA_BYTE, 0), "freed with the arena");
             assertThrows(IllegalStateException.class, () -> big.get(ValueLayout.JAVA_BYTE, 0));
+            assertThrows(IllegalStateException.class, () -> arena.allocate(WeightArena.SLAB_BYTES, 64), "closed");
         }
     }
 
