@@ -25,10 +25,10 @@ void print_rate(const Table &table, const char *measure, const Rate &r, const ch
 
 int run_machine(const Args &args) {
     const int thread_arg = static_cast<int>(args.get_int("threads", 0, 0, 1024));
+    const int threads = thread_arg > 0 ? thread_arg : query_capabilities().cpu_threads;
     if (args.has("read-bw-per-line")) {
         // ./moe4j bench generate keeps this running beside its decode steps and asks for a reading every few steps:
         // one line in, one reading out, from a buffer allocated and touched once.
-        const int threads = thread_arg > 0 ? thread_arg : query_capabilities().cpu_threads;
         ReadProbe probe(threads, widest_simd_width(), kProbeBytes);
         std::printf("ready threads=%d bytes=%zu\n", threads, kProbeBytes);
         std::fflush(stdout);
@@ -40,14 +40,13 @@ int run_machine(const Args &args) {
         return 0;
     }
     if (args.has("read-bw")) {
-        // ./moe4j bench generate reads this right before and after each timed decode: on machines whose bandwidth
-        // moves from minute to minute, only a reading next to the steps says what they could have streamed.
-        const int threads = thread_arg > 0 ? thread_arg : query_capabilities().cpu_threads;
+        // One reading from fresh memory, for a person or a script between timed runs (bench generate reads
+        // --read-bw-per-line between its decode steps instead).
         const Rate bw = measure_read_bandwidth(threads, widest_simd_width());
         std::printf("read_bw_gbs=%.2f threads=%d\n", bw.best, threads);
         return 0;
     }
-    const MachineFacts facts = measure_machine(thread_arg);
+    const MachineFacts facts = measure_machine(threads);
     // The ceiling of bf16 matrix products: vdpbf16ps where the CPU has it, else the fp32 FMAs the kernels widen
     // bf16 into.
     const bool native_bf16 = has_bf16_dot();
@@ -70,7 +69,6 @@ int run_machine(const Args &args) {
                        {"per_thread", 10, Align::Right},
                        {"unit", 7, Align::Left}});
     table.print_header();
-    const int threads = facts.threads;
     const SimdWidth widest = facts.read_bw.width;
     print_rate(table, "read_bw", facts.read_bw, "GB/s");
     if (threads > 1) print_rate(table, "read_bw", measure_read_bandwidth(1, widest), "GB/s");
