@@ -258,8 +258,13 @@ void q8_gemm(moe4j_context *ctx, const moe4j_tensor &a_t, const moe4j_tensor &b_
 
     const Operands op{a, static_cast<const uint8_t *>(b_t.data), static_cast<const float *>(sfb_t.data), RowView(d_t)};
     const int isa = ctx->isa;
+    // Tasks of the smallest worthwhile size (about 1 MB of weights at one row), not parallel_for's four chunks per
+    // thread: a thread that finished its share early waited up to a whole chunk for the other (one LM head call in a
+    // decode step: 0.37 ms of both threads' busy time apart, 0.11 ms with these tasks).
     const int64_t items = ceil_div(panels, kPanelsPerItem);
-    parallel_for(*ctx->pool, items, grain_for(m * k * kPanel * kPanelsPerItem), [&](int64_t begin, int64_t end) {
+    const int64_t per_task = std::min(items, grain_for(m * k * kPanel * kPanelsPerItem));
+    ctx->pool->run(ceil_div(items, per_task), [&](int64_t task) {
+        const int64_t begin = task * per_task, end = std::min(items, begin + per_task);
         for (int64_t item = begin; item < end; ++item) {
             const int64_t p = item * kPanelsPerItem, count = std::min(kPanelsPerItem, panels - p);
             if (isa == MOE4J_ISA_AVX512_BF16) {

@@ -28,8 +28,8 @@ public class GateTest {
     static final int HIDDEN = 256, TOKENS = 64;
 
     /**
-     * @param nearTie whether a kept group or a chosen expert beats the first left out by less than float32 can tell
-     *     apart (relative 1e-6): the gate, computing in float32, may then choose the other one
+     * @param nearTie whether a kept group or a chosen expert beats the first left out, not tied exactly, by less than
+     *     float32 can tell apart (relative 1e-6): the gate, computing in float32, may then choose the other one
      * @param closeToNext per rank: whether its expert beats the next rank's, not tied exactly, by less than float32 can
      *     tell apart, so the gate may list the two the other way round
      */
@@ -51,8 +51,9 @@ public class GateTest {
         }
     }
 
+    /** Whether kept beats left, not tied exactly, by less than float32 can tell apart. */
     private static boolean closeCall(double kept, double left) {
-        return kept - left < 1e-6 * Math.max(1, Math.abs(kept));
+        return kept != left && kept - left < 1e-6 * Math.max(1, Math.abs(kept));
     }
 
     /** DeepSeek's gate in float64; ties to the lower index via a stable sort. */
@@ -89,7 +90,7 @@ public class GateTest {
             nearTie |= closeCall(sel[order[c.topK() - 1]], sel[order[c.topK()]]);
         boolean[] closeToNext = new boolean[c.topK()];
         for (int j = 0; j + 1 < c.topK(); j++) // exact ties excepted: the lower index first is the gate's rule
-        closeToNext[j] = sel[order[j]] != sel[order[j + 1]] && closeCall(sel[order[j]], sel[order[j + 1]]);
+        closeToNext[j] = closeCall(sel[order[j]], sel[order[j + 1]]);
         int[] experts = new int[c.topK()];
         double[] weights = new double[c.topK()];
         double sum = 0;
@@ -146,7 +147,8 @@ public class GateTest {
             for (int t = 0; t < TOKENS; t++) {
                 Expected reference =
                         reference(c, Arrays.copyOfRange(logits, t * c.experts(), (t + 1) * c.experts()), bias);
-                if (reference.nearTie() && !duplicates) continue; // float32 decides; exact ties are checked apart
+                // float32 decides a near tie; exact ones (duplicates) are the tie rule's, and checked
+                if (reference.nearTie()) continue;
                 int[] got = new int[c.topK()];
                 for (int j = 0; j < c.topK(); j++) got[j] = routing.expert(t, j);
                 Expected e = reference.inOrderOf(got);
