@@ -232,9 +232,9 @@ moe4j_status moe4j_context_reset_kernel_variants(moe4j_context *ctx);
 enum moe4j_fault {
     MOE4J_FAULT_NONE = 0, /* disarms the context's faults (n must be 0) */
     /* The n-th allocation the context makes from the call on (n >= 1) fails once, as if memory were exhausted:
-     * moe4j_alloc, and the growth of the context's own scratch (a CPU context's host scratch, used by the fused expert
-     * FFN; a CUDA context's device scratch, used by most CUDA kernels). The call that makes it returns
-     * MOE4J_ERROR_OUT_OF_MEMORY with a message naming what it was allocating and "(injected fault)". */
+     * moe4j_alloc, and the growth of the context's own scratch (a CPU context's host scratch, where CPU kernels stage
+     * rows, tiles and intermediates; a CUDA context's device scratch, used by most CUDA kernels). The call that makes
+     * it returns MOE4J_ERROR_OUT_OF_MEMORY with a message naming what it was allocating and "(injected fault)". */
     MOE4J_FAULT_ALLOCATION = 1,
     /* CPU contexts only: in the next parallel run of the context's thread pool that has more than n tasks (n >= 0),
      * task n fails as an allocation inside it would (std::bad_alloc) instead of running, once: the entry point returns

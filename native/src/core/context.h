@@ -49,7 +49,8 @@ struct moe4j_context {
     std::unique_ptr<moe4j::ThreadPool> pool;
     moe4j::cuda::DeviceState *cuda = nullptr;
     // Host scratch that CPU kernels reuse from call to call (the expert FFN's intermediate activations and its
-    // threads' tiles): grown when a call needs more, never shrunk, freed with the context. A context runs one call
+    // threads' tiles, the int8 GEMM's quantized activations, rows staged as floats): grown when a call needs more,
+    // never shrunk, freed with the context: no call allocates once its sizes have been seen. A context runs one call
     // at a time (its thread pool is not re-entrant), so one buffer serves every kernel.
     moe4j::LineVector<float> host_scratch;  // on a cache line: kernels lay out rows of 64-byte multiples in it
     // Which kernel variant each call ran (moe4j_context_kernel_variants).
@@ -71,6 +72,18 @@ struct moe4j_context {
             throw moe4j::OutOfMemory("cannot allocate " + wanted + ": more than a vector holds");
         }
         return host_scratch.data();
+    }
+
+    // host_scratch as `floats` floats for each of the pool's threads (whole cache lines each): thread w's (the worker
+    // index parallel_for gives) at .of(w). Taken before the parallel run, like host_scratch_for, whose failures it has.
+    struct WorkerScratch {
+        float *base;
+        size_t stride;
+        float *of(int worker) const { return base + static_cast<size_t>(worker) * stride; }
+    };
+    WorkerScratch worker_scratch_for(size_t floats, const char *what) {
+        const size_t stride = (floats + 15) / 16 * 16;
+        return {host_scratch_for(stride * static_cast<size_t>(pool->size()), what), stride};
     }
 
     bool reproducible() const { return (flags & MOE4J_CONTEXT_REPRODUCIBLE) != 0; }

@@ -83,23 +83,23 @@ void silu_mul(moe4j_context *ctx, const moe4j_tensor &gate_t, const moe4j_tensor
     const int64_t n = out.length;
     const SiluMul kernel = silu_mul_path(ctx->isa);
     const RowCodec &codec = row_codec(ctx->isa);
-    parallel_for(*ctx->pool, out.rows, grain_for(16 * n), [&](int64_t begin, int64_t end) {
-        const auto size = static_cast<size_t>(n);
-        std::vector<float> g(gate.dtype == MOE4J_BF16 ? size : 0), u(up.dtype == MOE4J_BF16 ? size : 0),
-            o(out.dtype == MOE4J_BF16 ? size : 0);
+    // per thread: BF16 gate and up rows as floats, an output row before its BF16 encoding
+    const auto scratch = ctx->worker_scratch_for(static_cast<size_t>(3 * n), "SiLU·mul's rows as floats");
+    parallel_for(*ctx->pool, out.rows, grain_for(16 * n), [&](int64_t begin, int64_t end, int worker) {
+        float *const g = scratch.of(worker), *const u = g + n, *const o = u + n;
         for (int64_t t = begin; t < end; ++t) {
             const float *gs = gate.row<float>(t), *us = up.row<float>(t);
             if (gate.dtype == MOE4J_BF16) {
-                codec.bf16_to_f32(gate.row<uint16_t>(t), n, g.data());
-                gs = g.data();
+                codec.bf16_to_f32(gate.row<uint16_t>(t), n, g);
+                gs = g;
             }
             if (up.dtype == MOE4J_BF16) {
-                codec.bf16_to_f32(up.row<uint16_t>(t), n, u.data());
-                us = u.data();
+                codec.bf16_to_f32(up.row<uint16_t>(t), n, u);
+                us = u;
             }
-            float *os = out.dtype == MOE4J_F32 ? out.row<float>(t) : o.data();
+            float *os = out.dtype == MOE4J_F32 ? out.row<float>(t) : o;
             kernel(gs, us, os, n);
-            if (out.dtype == MOE4J_BF16) codec.f32_to_bf16(o.data(), n, out.row<uint16_t>(t));
+            if (out.dtype == MOE4J_BF16) codec.f32_to_bf16(o, n, out.row<uint16_t>(t));
         }
     });
 }

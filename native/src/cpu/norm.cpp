@@ -137,25 +137,23 @@ void rms_norm(moe4j_context *ctx, const moe4j_tensor &x_t, const moe4j_tensor *r
     const int64_t rows = x.rows, d = x.length;
     const NormPath path = norm_path(ctx->isa);
     const RowCodec &codec = row_codec(ctx->isa);
-    parallel_for(*ctx->pool, rows, grain_for(4 * d), [&](int64_t begin, int64_t end) {
-        // in: x as floats (BF16 x only); sum: s when sum_out is not given; out: y before its BF16 encoding
-        std::vector<float> in, sum, out;
-        if (x.dtype == MOE4J_BF16) in.resize(static_cast<size_t>(d));
-        if (sum_out_t == nullptr) sum.resize(static_cast<size_t>(d));
-        if (y.dtype == MOE4J_BF16) out.resize(static_cast<size_t>(d));
+    // per thread: in, x as floats (BF16 x only); sum, s when sum_out is not given; out, y before its BF16 encoding
+    const auto scratch = ctx->worker_scratch_for(static_cast<size_t>(3 * d), "RMSNorm's rows as floats");
+    parallel_for(*ctx->pool, rows, grain_for(4 * d), [&](int64_t begin, int64_t end, int worker) {
+        float *const in = scratch.of(worker), *const sum = in + d, *const out = sum + d;
         for (int64_t t = begin; t < end; ++t) {
             const float *xs = x.row<float>(t);
             if (x.dtype == MOE4J_BF16) {
-                codec.bf16_to_f32(x.row<uint16_t>(t), d, in.data());
-                xs = in.data();
+                codec.bf16_to_f32(x.row<uint16_t>(t), d, in);
+                xs = in;
             }
             const float *r = residual_t != nullptr ? residual.row<float>(t) : nullptr;
-            float *s = sum_out_t != nullptr ? sum_out.row<float>(t) : sum.data();
+            float *s = sum_out_t != nullptr ? sum_out.row<float>(t) : sum;
             const float squares = path.sum_squares(xs, r, s, d);
             const float inv = static_cast<float>(1.0 / std::sqrt(static_cast<double>(squares / d + eps)));
-            float *ys = y.dtype == MOE4J_F32 ? y.row<float>(t) : out.data();
+            float *ys = y.dtype == MOE4J_F32 ? y.row<float>(t) : out;
             path.scale(s, inv, weight, ys, d);
-            if (y.dtype == MOE4J_BF16) codec.f32_to_bf16(out.data(), d, y.row<uint16_t>(t));
+            if (y.dtype == MOE4J_BF16) codec.f32_to_bf16(out, d, y.row<uint16_t>(t));
         }
     });
 }

@@ -85,9 +85,10 @@ void rope(moe4j_context *ctx, const moe4j_tensor &x_t, const moe4j_tensor &posit
     const auto *freqs = static_cast<const float *>(freqs_t.data);
     const Rotate rotate = rotate_path(ctx->isa);
     const RowCodec &codec = row_codec(ctx->isa);
-    parallel_for(*ctx->pool, tokens, grain_for(heads * r * 4), [&](int64_t begin, int64_t end) {
-        const auto n = static_cast<size_t>(r);
-        std::vector<float> cos(n), sin(n), in(x.dtype == MOE4J_BF16 ? n : 0), rotated(out.dtype == MOE4J_BF16 ? n : 0);
+    // per thread: a token's cos and sin per dim, a BF16 row as floats, a rotated row before its BF16 encoding
+    const auto scratch = ctx->worker_scratch_for(static_cast<size_t>(4 * r), "RoPE's rows as floats");
+    parallel_for(*ctx->pool, tokens, grain_for(heads * r * 4), [&](int64_t begin, int64_t end, int worker) {
+        float *const cos = scratch.of(worker), *const sin = cos + r, *const in = sin + r, *const rotated = in + r;
         for (int64_t t = begin; t < end; ++t) {
             const auto position = static_cast<float>(pos[t * positions.strides[0]]);
             for (int64_t i = 0; i < r / 2; ++i) {
@@ -102,12 +103,12 @@ void rope(moe4j_context *ctx, const moe4j_tensor &x_t, const moe4j_tensor &posit
                 const int64_t row = t * heads + h;
                 const float *xs = x.row<float>(row);
                 if (x.dtype == MOE4J_BF16) {
-                    codec.bf16_to_f32(x.row<uint16_t>(row), r, in.data());
-                    xs = in.data();
+                    codec.bf16_to_f32(x.row<uint16_t>(row), r, in);
+                    xs = in;
                 }
-                float *ys = out.dtype == MOE4J_F32 ? out.row<float>(row) : rotated.data();
-                rotate(xs, cos.data(), sin.data(), ys, r);
-                if (out.dtype == MOE4J_BF16) codec.f32_to_bf16(rotated.data(), r, out.row<uint16_t>(row));
+                float *ys = out.dtype == MOE4J_F32 ? out.row<float>(row) : rotated;
+                rotate(xs, cos, sin, ys, r);
+                if (out.dtype == MOE4J_BF16) codec.f32_to_bf16(rotated, r, out.row<uint16_t>(row));
             }
         }
     });
