@@ -26,12 +26,11 @@ constexpr int64_t kGroup = 64;                   // bytes of one panel's codes f
 constexpr int64_t kGroupsPerBlock = kBlock / 4;  // 32
 // How far ahead of the codes it reads a tile of one panel (five or more rows) prefetches the panel's stream: into L1,
 // and much further into L2, for more lines in flight than the L1 prefetch alone keeps (Zen 4, weights cold, both
-// cores, calls alternated with and without the L2 prefetch in one
-// process: 1.17-1.22x faster at 5, 8 and 16 rows of the LM head, 1.13x at 128, 1.06-1.19x at 8 rows of the attention
-// and MLP shapes; an L1 prefetch 2-8 KB ahead instead gained 1.03-1.07x, the L2 one 4, 16 or 32 KB ahead 1.05-1.15x).
-// Tiles of two or four panels (one to four rows) leave their streams to the hardware prefetcher: a panel is one long
-// sequential stream, and prefetching it by hand made those tiles slower (1.05-1.28x faster without at one
-// row, 1.07-1.17x at four).
+// cores, calls alternated with and without the L2 prefetch in one process: 1.17-1.22x faster at 5, 8 and 16 rows of
+// the LM head, 1.13x at 128, 1.06-1.19x at 8 rows of the attention and MLP shapes; an L1 prefetch 2-8 KB ahead
+// instead gained 1.03-1.07x, the L2 one 4, 16 or 32 KB ahead 1.05-1.15x). Tiles of two or four panels (one to four
+// rows) leave their streams to the hardware prefetcher: a panel is one long sequential stream, and prefetching it by
+// hand made those tiles slower (1.05-1.28x faster without at one row, 1.07-1.17x at four).
 constexpr int64_t kPrefetchBytes = 1024;
 constexpr int64_t kL2PrefetchBytes = 8192;
 
@@ -266,8 +265,8 @@ void q8_gemm(moe4j_context *ctx, const moe4j_tensor &a_t, const moe4j_tensor &b_
     const Operands op{a, static_cast<const uint8_t *>(b_t.data), static_cast<const float *>(sfb_t.data), RowView(d_t)};
     const int isa = ctx->isa;
     // Tasks of the smallest worthwhile size (about 1 MB of weights at one row), not parallel_for's four chunks per
-    // thread: a thread that finished its share early waited up to a whole chunk for the other (one LM head call in a
-    // decode step: 0.37 ms of both threads' busy time apart, 0.11 ms with these tasks).
+    // thread: a thread that finished its share early waited up to a whole chunk for the other (an LM head call of a
+    // decode step ran 0.37 ms longer than its threads' mean busy time; 0.11 ms with these tasks).
     const int64_t items = ceil_div(panels, kPanelsPerItem);
     const int64_t per_task = std::min(items, grain_for(m * k * kPanel * kPanelsPerItem));
     ctx->pool->run(ceil_div(items, per_task), [&](int64_t task) {
