@@ -14,7 +14,6 @@ import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.io.Writer;
 import java.lang.foreign.Arena;
-import java.lang.foreign.ValueLayout;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -244,7 +243,7 @@ final class BenchGenerateCommand {
         BitSet seen = new BitSet(c.nRoutedExperts());
         try (Arena arena = Arena.ofConfined();
                 Context host = Context.create(Context.Options.cpu().withThreads(1))) {
-            Tensor pick = Tensor.allocate(arena, DType.I32, 1), pickSumExp = Tensor.allocate(arena, DType.F32, 1);
+            Tensor pick = Tensor.allocate(arena, DType.I32, b), pickSumExp = Tensor.allocate(arena, DType.F32, b);
             // prefill: prompts packed into steps of up to stepTokens tokens, a prompt split across steps as needed
             int[] next = new int[b];
             int[] last = new int[b];
@@ -270,11 +269,12 @@ final class BenchGenerateCommand {
                             chunks.stream().mapToInt(chunk -> chunk.length).sum();
                     report.record(
                             Recorder.THROUGHPUT, "tokens/s", "prefill, batch " + b, stepTokensRun / (stepNanos / 1e9));
+                    argmax(host, logits, pick, pickSumExp);
                     for (int k = 0; k < ids.size(); k++) {
                         int i = ids.get(k);
                         next[i] += chunks.get(k).length;
                         if (next[i] == prompt) {
-                            last[i] = argmax(host, logits, k, pick, pickSumExp);
+                            last[i] = pick.getInt(k);
                             done++;
                         }
                     }
@@ -313,7 +313,8 @@ final class BenchGenerateCommand {
                             "% of tokens in use",
                             "used",
                             100.0 * (1 - (double) model.freeCacheTokens() / model.cacheTokens()));
-                    for (int i = 0; i < b; i++) last[i] = argmax(host, logits, i, pick, pickSumExp);
+                    argmax(host, logits, pick, pickSumExp);
+                    for (int i = 0; i < b; i++) last[i] = pick.getInt(i);
                     chunkNanos += stepNanos;
                     if ((s + 1) % PROBE_EVERY_STEPS == 0 || s + 1 == decode) {
                         double readAfter = readBandwidth.getAsDouble();
@@ -335,7 +336,8 @@ final class BenchGenerateCommand {
                 try (Profiler profiler = Profiler.startWaitingForDevice()) {
                     for (int s = 0; s < profileSteps; s++) {
                         model.forward(sequences, oneEach(last), false, logits);
-                        for (int i = 0; i < b; i++) last[i] = argmax(host, logits, i, pick, pickSumExp);
+                        argmax(host, logits, pick, pickSumExp);
+                        for (int i = 0; i < b; i++) last[i] = pick.getInt(i);
                     }
                     profile = new DecodeProfile(profiler.entries(), profileSteps, (System.nanoTime() - t0) / 1e9, true);
                 }
@@ -370,16 +372,17 @@ final class BenchGenerateCommand {
     }
 
     /**
-     * The greedy pick of logits row {@code row}, natively ({@code moe4j_logits_stats} on the one-thread context {@code
-     * host}, into the one-element {@code argmax} and {@code sumExp}): a Java copy of the row allocated 400 KB a step,
-     * and the young collections that caused (one every ~300 steps, 6-10 ms) fell into timed steps. The call is kept
-     * out of the step profiler around it (a profiler of its own takes it), since it is not part of a step.
+     * The greedy pick of every row of logits into the first rows of {@code argmax} (I32, {@code sumExp} F32 beside
+     * it), natively: {@code moe4j_logits_stats} on the one-thread context {@code host}. A Java copy of each row
+     * allocated 400 KB a step, and the young collections that caused (one every ~300 steps, 6-10 ms) fell into timed
+     * steps. The call is kept out of the step profiler around it (a profiler of its own takes it), since it is not part
+     * of a step.
      */
-    private static int argmax(Context host, Tensor logits, int row, Tensor argmax, Tensor sumExp) {
+    private static void argmax(Context host, Tensor logits, Tensor argmax, Tensor sumExp) {
+        long rows = logits.shape(0);
         try (Profiler aside = Profiler.start()) {
-            Logits.stats(host, logits.slice(0, row, 1), argmax, sumExp);
+            Logits.stats(host, logits, argmax.slice(0, 0, rows), sumExp.slice(0, 0, rows));
         }
-        return argmax.segment().get(ValueLayout.JAVA_INT, 0);
     }
 
     /**
