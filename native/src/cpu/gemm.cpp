@@ -278,10 +278,9 @@ void gemm_dot16(moe4j_context *ctx, const RowCodec &codec, const RowView &a, con
     using T = std::conditional_t<kind == Dot16::F32, float, uint16_t>;
     const int64_t blocks = (n_count + kColumnsPerTask - 1) / kColumnsPerTask;
     const int64_t ldw = (k + 15) / 16 * 16 + 16;  // a line of padding: the rows' slices spread over the L1 sets
-    float *scratch = nullptr;
+    moe4j_context::WorkerScratch scratch{};
     if constexpr (kind == Dot16::WidenedBf16)
-        scratch = ctx->host_scratch_for(static_cast<size_t>(ctx->pool->size() * kColumnsPerTask * ldw),
-                                        "gemm_nt's widened bf16 columns");
+        scratch = ctx->worker_scratch_for(static_cast<size_t>(kColumnsPerTask * ldw), "gemm_nt's widened bf16 columns");
     const int64_t task_work = (m_count + kStreamRows) * kColumnsPerTask * k;
     parallel_for(*ctx->pool, batches * blocks, grain_for(task_work), [&](int64_t begin, int64_t end, int worker) {
         for (int64_t task = begin; task < end; ++task) {
@@ -309,7 +308,7 @@ void gemm_dot16(moe4j_context *ctx, const RowCodec &codec, const RowView &a, con
             const float *bw[kColumnsPerTask];
             for (int j = 0; j < kColumnsPerTask; ++j) {
                 if constexpr (kind == Dot16::WidenedBf16) {
-                    float *w = scratch + (worker * kColumnsPerTask + j) * ldw;
+                    float *w = scratch.of(worker) + j * ldw;
                     if (j < cols) widen_bf16_avx512(op.b.row<uint16_t>(n0 + j), k, w);
                     bw[j] = j < cols ? w : bw[0];
                 } else {
