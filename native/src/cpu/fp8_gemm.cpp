@@ -1485,14 +1485,17 @@ struct Driver {
             const int64_t n0 = task.block_begin * kCols, cols = std::min(kCols, args.n - n0);
             combine_scales(task, weights, n0 / kBlock, scales);
             const uint8_t *codes = weights.b + n0 * k;
-            float acc[Path::kCodeRowsPacked][kCols] = {};
+            // Only the task's rows are zeroed: clearing the whole array (32 KB on the bf16 path, all of L1) made the
+            // expert FFN 1.5-2.7% slower at 1-4 rows per expert.
+            const int64_t rows = task.row_end - task.row_begin;
+            float acc[Path::kCodeRowsPacked][kCols];
+            std::fill_n(acc[0], rows * kCols, 0.0f);
             bool ok = true;
             // Tiles after the first meet the task's codes again in L2.
             for_each_tile(task, scales,
                           [&](int64_t r, int tile_rows, const Wide *const *a_rows, const float *const *s_rows) {
                               ok &= code_rows<kTileRows>(tile_rows, a_rows, s_rows, codes, cols / kPanel, acc + r);
                           });
-            const int64_t rows = task.row_end - task.row_begin;
             if (ok) {
                 for (int64_t m = 0; m < rows; ++m) store(m, n0, cols, acc[m]);
                 return;
