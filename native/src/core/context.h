@@ -75,15 +75,18 @@ struct moe4j_context {
     }
 
     // host_scratch as `floats` floats for each of the pool's threads (whole cache lines each): thread w's (the worker
-    // index parallel_for gives) at .of(w). Taken before the parallel run, like host_scratch_for, whose failures it has.
+    // index parallel_for gives) at .of(w), after `shared_floats` for the whole call at .shared. Taken before the
+    // parallel run, like host_scratch_for, whose failures it has.
     struct WorkerScratch {
+        float *shared;
         float *base;
         size_t stride;
         float *of(int worker) const { return base + static_cast<size_t>(worker) * stride; }
     };
-    WorkerScratch worker_scratch_for(size_t floats, const char *what) {
-        const size_t stride = (floats + 15) / 16 * 16;
-        return {host_scratch_for(stride * static_cast<size_t>(pool->size()), what), stride};
+    WorkerScratch worker_scratch_for(size_t floats, const char *what, size_t shared_floats = 0) {
+        const size_t stride = (floats + 15) / 16 * 16, lead = (shared_floats + 15) / 16 * 16;
+        float *const all = host_scratch_for(lead + stride * static_cast<size_t>(pool->size()), what);
+        return {all, all + lead, stride};
     }
 
     bool reproducible() const { return (flags & MOE4J_CONTEXT_REPRODUCIBLE) != 0; }

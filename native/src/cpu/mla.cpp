@@ -9,8 +9,8 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <type_traits>
-#include <vector>
 
 #include "../core/context.h"
 #include "../core/fp8.h"
@@ -329,8 +329,10 @@ struct Decoder {
     int64_t heads_per_kv, rows;  // rows of one task: s_q * heads_per_kv, row r = (query r / hpk, head r % hpk)
     int64_t splits;
     int64_t split_blocks;  // > 0: split s covers blocks [s * split_blocks, (s + 1) * split_blocks); 0: even splits
-    std::vector<float> partial_out;  // [seq][head][split][row][dv], partial_lse [seq][head][split][row]
-    std::vector<float> partial_lse;
+    // With several splits, in the context's scratch (taken by execute): partial_out [seq][head][split][row][dv],
+    // partial_lse [seq][head][split][row].
+    float *partial_out = nullptr;
+    float *partial_lse = nullptr;
 
     Decoder(const MlaDecodeArgs &args, const RowCodec &codec, int64_t splits, int64_t split_blocks)
         : a(args),
@@ -338,12 +340,7 @@ struct Decoder {
           heads_per_kv(args.h_q / args.h_kv),
           rows(args.s_q * (args.h_q / args.h_kv)),
           splits(splits),
-          split_blocks(split_blocks) {
-        if (splits > 1) {
-            partial_out.resize(static_cast<size_t>(a.batch * a.h_kv * splits * rows * a.dv));
-            partial_lse.resize(static_cast<size_t>(a.batch * a.h_kv * splits * rows));
-        }
-    }
+          split_blocks(split_blocks) {}
 
     // Row r of (seq, kv head) in out (bf16 or f32: row_out writes it) and lse.
     char *out_row(int64_t seq, int64_t head, int64_t r) const {
@@ -393,18 +390,20 @@ struct Decoder {
     bool direct() const { return Ops::kBf16Tokens && !a.fp8_cache; }
 
     // Floats of a task's scratch: q rows [rows][d] (pre-scaled) and the widened k block [64][d] unless direct, then
-    // probabilities [rows][64] and accumulators [rows][dv].
+    // probabilities [rows][64], accumulators [rows][dv] and the rows' softmax states.
     int64_t scratch_floats() const {
-        return (direct() ? 0 : rows * a.d + kMlaBlockTokens * a.d) + rows * kMlaBlockTokens + rows * a.dv;
+        return (direct() ? 0 : rows * a.d + kMlaBlockTokens * a.d) + rows * kMlaBlockTokens + rows * a.dv +
+               rows * static_cast<int64_t>(sizeof(RowState) / sizeof(float));
     }
 
-    void run(const Task &task, std::vector<float> &scratch) {
+    void run(const Task &task, float *scratch) {
         const int64_t d = a.d, dv = a.dv, len = length(task.seq);
         const bool direct = this->direct();
-        float *q = scratch.data(), *k = q + (direct ? 0 : rows * d), *p = k + (direct ? 0 : kMlaBlockTokens * d);
+        float *q = scratch, *k = q + (direct ? 0 : rows * d), *p = k + (direct ? 0 : kMlaBlockTokens * d);
         float *acc = p + rows * kMlaBlockTokens;
         const int64_t r_begin = task.row_begin, r_end = task.row_end;
-        std::vector<RowState> state(static_cast<size_t>(rows));
+        RowState *const state = reinterpret_cast<RowState *>(acc + rows * dv);
+        std::uninitialized_fill_n(state, rows, RowState{});
         std::fill_n(acc, rows * dv, 0.0f);
         if (!direct)
             for (int64_t r = r_begin; r < r_end; ++r) {
@@ -459,7 +458,7 @@ struct Decoder {
             for (int64_t r = r_begin; r < r_end; ++r) {
                 float *pr = p + r * kMlaBlockTokens;
                 const int64_t seen = std::clamp<int64_t>(visible(len, r / heads_per_kv) - first, 0, count);
-                RowState &st = state[static_cast<size_t>(r)];
+                RowState &st = state[r];
                 float block_max = -std::numeric_limits<float>::infinity();
                 for (int64_t t = 0; t < seen; ++t) block_max = std::max(block_max, pr[t]);
                 const float new_max = std::max(st.max, block_max);
@@ -495,7 +494,7 @@ struct Decoder {
         // rows and lses, for combine().
         const int64_t slot = ((task.seq * a.h_kv + task.head) * splits + task.split) * rows;
         for (int64_t r = r_begin; r < r_end; ++r) {
-            const RowState &s = state[static_cast<size_t>(r)];
+            const RowState &s = state[r];
             float *row = acc + r * dv;
             const float inv = s.sum > 0.0f ? 1.0f / s.sum : 0.0f;
             for (int64_t i = 0; i < dv; ++i) row[i] *= inv;
@@ -504,72 +503,74 @@ struct Decoder {
                 row_out(row, out_row(task.seq, task.head, r));
                 lse(task.seq, task.head, r) = row_lse;
             } else {
-                std::copy(row, row + dv, partial_out.data() + (slot + r) * dv);
-                partial_lse[static_cast<size_t>(slot + r)] = row_lse;
+                std::copy(row, row + dv, partial_out + (slot + r) * dv);
+                partial_lse[slot + r] = row_lse;
             }
         }
     }
 
-    // Merges the splits of every row with their log-sum-exps and writes out and lse.
-    void combine(int64_t seq, int64_t head, std::vector<float> &row) const {
-        std::vector<float> weights(static_cast<size_t>(splits));
-        row.resize(static_cast<size_t>(a.dv));
+    // Merges the splits of every row with their log-sum-exps and writes out and lse; scratch holds dv + splits floats.
+    void combine(int64_t seq, int64_t head, float *scratch) const {
+        float *const row = scratch, *const weights = scratch + a.dv;
         for (int64_t r = 0; r < rows; ++r) {
             const int64_t base = (seq * a.h_kv + head) * splits * rows + r;
             float best = -std::numeric_limits<float>::infinity();
             for (int64_t s = 0; s < splits; ++s) {
-                const float l = partial_lse[static_cast<size_t>(base + s * rows)];
+                const float l = partial_lse[base + s * rows];
                 if (l != std::numeric_limits<float>::infinity()) best = std::max(best, l);
             }
             float total = 0.0f;
-            std::fill(weights.begin(), weights.end(), 0.0f);
+            std::fill_n(weights, splits, 0.0f);
             for (int64_t s = 0; s < splits; ++s) {
-                const float l = partial_lse[static_cast<size_t>(base + s * rows)];
+                const float l = partial_lse[base + s * rows];
                 if (l == std::numeric_limits<float>::infinity()) continue;
-                weights[static_cast<size_t>(s)] = std::exp(l - best);
-                total += weights[static_cast<size_t>(s)];
+                weights[s] = std::exp(l - best);
+                total += weights[s];
             }
             lse(seq, head, r) = total > 0.0f ? best + std::log(total) : std::numeric_limits<float>::infinity();
             // each element sums its splits in split order, the same as one element at a time
-            std::fill(row.begin(), row.end(), 0.0f);
+            std::fill_n(row, a.dv, 0.0f);
             for (int64_t s = 0; s < splits; ++s) {
-                const float w = weights[static_cast<size_t>(s)];
+                const float w = weights[s];
                 if (w == 0.0f) continue;
                 const float share = w / total;
-                const float *part = partial_out.data() + (base + s * rows) * a.dv;
-                for (int64_t i = 0; i < a.dv; ++i) row[static_cast<size_t>(i)] += share * part[i];
+                const float *part = partial_out + (base + s * rows) * a.dv;
+                for (int64_t i = 0; i < a.dv; ++i) row[i] += share * part[i];
             }
-            row_out(row.data(), out_row(seq, head, r));
+            row_out(row, out_row(seq, head, r));
         }
     }
 
-    void execute(ThreadPool &pool) {
+    void execute(moe4j_context *ctx) {
+        ThreadPool &pool = *ctx->pool;
         // Fewer (sequence, kv head, split) units than threads: each unit's rows go to several tasks, each reading
         // the unit's cache blocks itself. Groups are whole register tiles, so every row's operations are the same
         // as in one task (results do not depend on the grouping, nor on the thread count that chooses it).
         const int64_t units = a.batch * a.h_kv * splits, tiles = (rows + kTile - 1) / kTile;
         const int64_t groups = std::clamp<int64_t>((pool.size() + units - 1) / units, 1, tiles);
         const int64_t group_rows = (tiles + groups - 1) / groups * kTile;
-        std::vector<Task> tasks;
-        for (int64_t seq = 0; seq < a.batch; ++seq) {
+        const int64_t partial_floats = splits > 1 ? units * rows * (a.dv + 1) : 0;
+        const auto scratch = ctx->worker_scratch_for(static_cast<size_t>(std::max(scratch_floats(), a.dv + splits)),
+                                                     "MLA decode's per-thread rows and split partials",
+                                                     static_cast<size_t>(partial_floats));
+        partial_out = scratch.shared;
+        partial_lse = scratch.shared + units * rows * a.dv;
+        // Task i: (sequence, kv head, split, row group) in that nesting, the row group innermost.
+        const int64_t row_groups = (rows + group_rows - 1) / group_rows;
+        const auto task_of = [&](int64_t i) {
+            const int64_t r = i % row_groups * group_rows, s = i / row_groups % splits;
+            const int64_t head = i / row_groups / splits % a.h_kv, seq = i / row_groups / splits / a.h_kv;
             const int64_t blocks = (length(seq) + kMlaBlockTokens - 1) / kMlaBlockTokens;
-            for (int64_t head = 0; head < a.h_kv; ++head)
-                for (int64_t s = 0; s < splits; ++s) {
-                    const int64_t begin = split_blocks > 0 ? std::min(blocks, s * split_blocks) : blocks * s / splits;
-                    const int64_t end =
-                        split_blocks > 0 ? std::min(blocks, (s + 1) * split_blocks) : blocks * (s + 1) / splits;
-                    for (int64_t r = 0; r < rows; r += group_rows)
-                        tasks.push_back({seq, head, s, begin, end, r, std::min(rows, r + group_rows)});
-                }
-        }
-        parallel_for(pool, static_cast<int64_t>(tasks.size()), 1, [&](int64_t begin, int64_t end) {
-            std::vector<float> scratch(static_cast<size_t>(scratch_floats()));
-            for (int64_t i = begin; i < end; ++i) run(tasks[static_cast<size_t>(i)], scratch);
+            const int64_t begin = split_blocks > 0 ? std::min(blocks, s * split_blocks) : blocks * s / splits;
+            const int64_t end = split_blocks > 0 ? std::min(blocks, (s + 1) * split_blocks) : blocks * (s + 1) / splits;
+            return Task{seq, head, s, begin, end, r, std::min(rows, r + group_rows)};
+        };
+        parallel_for(pool, units * row_groups, 1, [&](int64_t begin, int64_t end, int worker) {
+            for (int64_t i = begin; i < end; ++i) run(task_of(i), scratch.of(worker));
         });
         if (splits == 1) return;
-        parallel_for(pool, a.batch * a.h_kv, 1, [&](int64_t begin, int64_t end) {
-            std::vector<float> row;
-            for (int64_t i = begin; i < end; ++i) combine(i / a.h_kv, i % a.h_kv, row);
+        parallel_for(pool, a.batch * a.h_kv, 1, [&](int64_t begin, int64_t end, int worker) {
+            for (int64_t i = begin; i < end; ++i) combine(i / a.h_kv, i % a.h_kv, scratch.of(worker));
         });
     }
 };
@@ -585,13 +586,13 @@ void run_path(moe4j_context *ctx, const MlaDecodeArgs &args) {
             const int64_t blocks = (len + kMlaBlockTokens - 1) / kMlaBlockTokens;
             splits = std::max(splits, (blocks + kMlaReproducibleSplitBlocks - 1) / kMlaReproducibleSplitBlocks);
         }
-        Decoder<Ops>(args, row_codec(ctx->isa), splits, kMlaReproducibleSplitBlocks).execute(*ctx->pool);
+        Decoder<Ops>(args, row_codec(ctx->isa), splits, kMlaReproducibleSplitBlocks).execute(ctx);
         return;
     }
     // Split long sequences so every thread gets work even for a single sequence; the splits merge by lse.
     const int64_t units = args.batch * args.h_kv, threads = ctx->pool->size();
     const int64_t splits = units >= 2 * threads ? 1 : (2 * threads + units - 1) / units;
-    Decoder<Ops>(args, row_codec(ctx->isa), splits, 0).execute(*ctx->pool);
+    Decoder<Ops>(args, row_codec(ctx->isa), splits, 0).execute(ctx);
 }
 
 }  // namespace
