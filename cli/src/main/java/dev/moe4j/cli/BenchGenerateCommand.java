@@ -152,10 +152,12 @@ final class BenchGenerateCommand {
             // runs (measured: the first 512-token prefill after a single warm-up took 15-30% longer than the ones
             // after it). The embedding rows of each run's random prompt are still read from the checkpoint's memory
             // map when first touched: after the page cache lost the file, from disk.
-            // Then a thousand decode steps, the steady state a server reaches: C2 compiles a method after thousands of
-            // calls, and a step calls each layer's Java a few times (measured at batch 1 on a Zen 4: Java 5.9% of a
-            // step in 32 steps after 16 warm-up steps, 3.1% after 300; the router's Java took 21 us a call over the
-            // first 600 steps of a process, 5.4 us over the next 1000, when the Java share was 1.6%).
+            // Then a thousand decode steps, toward the steady state a server reaches: C2 compiles a method after
+            // thousands of calls (5000 by default), and a step calls most of its Java once per layer or once per step.
+            // `./moe4j bench generate` starts the JVM with -XX:CompileThresholdScaling=0.1, so that these steps are
+            // enough: with it the last of the step's methods (Model.step) reached C2 after about 600 of them. Measured
+            // at batch 1 on a Zen 4, 4 layers: Java 3.1% of a 19 ms step after them with the default thresholds, 2.0%
+            // with the flag, 1.9% over 1500 timed steps without it.
             int warmUpPrompt = (int) Math.min(Math.min(stepTokens, (long) maxBatch * prompt), model.maxPositions() - 8);
             for (int pass = 0; pass < 2; pass++)
                 measure(model, 1, warmUpPrompt, 8, 0, stepTokens, random, new Recorder("warm-up", 2), () -> Double.NaN);
