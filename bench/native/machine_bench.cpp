@@ -52,10 +52,14 @@ int run_machine(const Args &args) {
     const bool native_bf16 = has_bf16_dot();
     const Rate bf16_dot = native_bf16 ? measure_bf16_dot_peak(facts.threads) : facts.fma_peak;
     if (args.has("brief")) {
-        // One line of key=value for programs (./moe4j bench generate reads it).
-        std::printf("read_bw_gbs=%.2f fma_peak_gflops=%.1f bf16_dot_peak_gflops=%.1f bf16_dot=%s threads=%d\n",
-                    facts.read_bw.best, facts.fma_peak.best, bf16_dot.best, native_bf16 ? "vdpbf16ps" : "fp32_fma",
-                    facts.threads);
+        // One line of key=value for programs (./moe4j bench generate reads it). int8_dot_peak_gops: vpdpbusd, the
+        // int8 GEMM's instruction, where the CPU has it (0 where not: the int8 GEMM then has no peak of its own here).
+        const double int8_dot = has_int8_dot() ? measure_int8_dot_peak(facts.threads).best : 0.0;
+        std::printf(
+            "read_bw_gbs=%.2f fma_peak_gflops=%.1f bf16_dot_peak_gflops=%.1f bf16_dot=%s int8_dot_peak_gops=%.1f "
+            "threads=%d\n",
+            facts.read_bw.best, facts.fma_peak.best, bf16_dot.best, native_bf16 ? "vdpbf16ps" : "fp32_fma", int8_dot,
+            facts.threads);
         return 0;
     }
     std::printf("%s\n\n", machine_summary(facts).c_str());

@@ -29,7 +29,8 @@ const std::vector<Subcommand> &subcommands() {
          {"threads"},
          {"brief", "read-bw", "read-bw-per-line"},
          "    --threads N        threads to measure with (default: all hardware threads)\n"
-         "    --brief            one line of key=value: read_bw_gbs, fma_peak_gflops, bf16_dot_peak_gflops\n"
+         "    --brief            one line of key=value: read_bw_gbs, fma_peak_gflops, bf16_dot_peak_gflops,\n"
+         "                       int8_dot_peak_gops\n"
          "    --read-bw          one line of key=value: read_bw_gbs alone (a quick probe between timed runs)\n"
          "    --read-bw-per-line after a line 'ready ...', one line read_bw_gbs=X (256 MiB, best of 3) for\n"
          "                       each line read from stdin, until end of input (a probe between timed steps)\n",

@@ -45,8 +45,10 @@ import java.util.function.DoubleSupplier;
  * higher of the two readings around it. A row is flagged when in more than a quarter of the decode time those two
  * differ by more than 15%. On machines whose bandwidth moves from second to second (VMs sharing a host: 30 and 60
  * GB/s on one), readings at the start and end of a run, or even of one repetition, say little about the steps. The
- * prefill fraction is the model FLOPs per second (matrix products and attention, causal) over the bf16 dot peak.
- * Java time is a step's time outside native calls ({@link Profiler}).
+ * prefill fraction is the model FLOPs per second (matrix products and attention, causal) over the bf16 dot peak;
+ * beside it the ceiling fraction counts the operations of int8 GEMMs (int8 weights: dense projections and the LM head
+ * on the CPU) at the int8 dot peak (vpdpbusd, twice the bf16 one), since they run on that instruction. Java time is a
+ * step's time outside native calls ({@link Profiler}).
  */
 final class BenchGenerateCommand {
     private BenchGenerateCommand() {}
@@ -58,8 +60,8 @@ final class BenchGenerateCommand {
             + " [--step-tokens S] [--reps R] [--seed S] [--json] [--profile] [--report FILE.html]";
 
     /** The machine's ceilings as {@code moe4j_bench machine --brief} measures them, or null values when absent. */
-    record Machine(double readGbs, double bf16DotGflops, String bf16Dot) {
-        static final Machine UNKNOWN = new Machine(Double.NaN, Double.NaN, "unmeasured");
+    record Machine(double readGbs, double bf16DotGflops, String bf16Dot, double int8DotGops) {
+        static final Machine UNKNOWN = new Machine(Double.NaN, Double.NaN, "unmeasured", Double.NaN);
     }
 
     /**
@@ -74,6 +76,7 @@ final class BenchGenerateCommand {
             int newTokens,
             double prefillSeconds,
             double prefillFlops,
+            double prefillInt8Ops,
             double decodeSeconds,
             int decodeSteps,
             double decodeBytesPerStep,
@@ -84,6 +87,17 @@ final class BenchGenerateCommand {
             Map<String, Profiler.Entry> prefillKernels) {
         double prefillTokensPerS() {
             return batch * promptTokens / prefillSeconds;
+        }
+
+        /**
+         * The prefill's time at the machine's peaks over its measured time: int8 GEMMs' operations at the int8 dot
+         * peak, the rest at the bf16 dot peak (NaN where a peak is unmeasured).
+         */
+        double prefillCeilingFraction(Machine m) {
+            double bf16 = prefillFlops - prefillInt8Ops;
+            double ideal = bf16 / (m.bf16DotGflops() * 1e9)
+                    + (prefillInt8Ops > 0 ? prefillInt8Ops / (m.int8DotGops() * 1e9) : 0);
+            return ideal / prefillSeconds;
         }
 
         double decodeTokensPerS() {
@@ -138,6 +152,9 @@ final class BenchGenerateCommand {
         String description;
         Recorder report = new Recorder("moe4j bench generate", Recorder.DEFAULT_CAPACITY);
         int tokens = prompt + decode + profileSteps;
+        // the weights int8 GEMMs multiply with, on the CPU (vpdpbusd, the int8 dot peak measured)
+        Int8Weights int8 =
+                new Int8Weights(onCpu && ModelLoading.q8Dense(o), onCpu && ModelLoading.lmHead(o) == Model.LmHead.Q8);
         try (ReadProbe probe = onCpu && harness() != null ? ReadProbe.start(harness(), threads) : null;
                 Model model = ModelLoading.load(o, Math.max(maxBatch * tokens, 16 + WARM_UP_DECODE_STEPS))) {
             DoubleSupplier readBandwidth = probe != null ? probe::read : () -> Double.NaN;
@@ -160,14 +177,34 @@ final class BenchGenerateCommand {
             // with the flag, 1.9% over 1500 timed steps without it.
             int warmUpPrompt = (int) Math.min(Math.min(stepTokens, (long) maxBatch * prompt), model.maxPositions() - 8);
             for (int pass = 0; pass < 2; pass++)
-                measure(model, 1, warmUpPrompt, 8, 0, stepTokens, random, new Recorder("warm-up", 2), () -> Double.NaN);
+                measure(
+                        model,
+                        int8,
+                        1,
+                        warmUpPrompt,
+                        8,
+                        0,
+                        stepTokens,
+                        random,
+                        new Recorder("warm-up", 2),
+                        () -> Double.NaN);
             int warmUpSteps = Math.max(1, Math.min(WARM_UP_DECODE_STEPS, model.maxPositions() - 16));
-            measure(model, 1, 16, warmUpSteps, 0, stepTokens, random, new Recorder("warm-up", 2), () -> Double.NaN);
+            measure(
+                    model,
+                    int8,
+                    1,
+                    16,
+                    warmUpSteps,
+                    0,
+                    stepTokens,
+                    random,
+                    new Recorder("warm-up", 2),
+                    () -> Double.NaN);
             for (int b : batches) {
                 List<Run> each = new ArrayList<>();
                 for (int r = 0; r < reps; r++)
-                    each.add(
-                            measure(model, b, prompt, decode, profileSteps, stepTokens, random, report, readBandwidth));
+                    each.add(measure(
+                            model, int8, b, prompt, decode, profileSteps, stepTokens, random, report, readBandwidth));
                 runs.add(mean(each));
             }
         }
@@ -225,6 +262,7 @@ final class BenchGenerateCommand {
      */
     private static Run measure(
             Model model,
+            Int8Weights int8,
             int b,
             int prompt,
             int decode,
@@ -344,6 +382,7 @@ final class BenchGenerateCommand {
                     profile = new DecodeProfile(profiler.entries(), profileSteps, (System.nanoTime() - t0) / 1e9, true);
                 }
             }
+            PrefillFlops flops = prefillFlops(c, prompt, int8);
             double bytesPerStep = bytes.everyStep()
                     + (double) b * bytes.perToken()
                     + (double) expertsTouched[0] / decode * bytes.perRoutedExpert();
@@ -352,7 +391,8 @@ final class BenchGenerateCommand {
                     prompt,
                     decode,
                     prefillNanos / 1e9,
-                    b * prefillFlops(c, prompt),
+                    b * flops.total(),
+                    b * flops.int8(),
                     decodeNanos / 1e9,
                     decode,
                     bytesPerStep,
@@ -388,31 +428,51 @@ final class BenchGenerateCommand {
     }
 
     /**
+     * Which weights int8 GEMMs multiply with ({@code moe4j_q8_gemm_nt}, vpdpbusd): the attention projections but wkv_b,
+     * the dense MLPs and the shared experts ({@code denseProjections}), the LM head ({@code lmHead}).
+     */
+    record Int8Weights(boolean denseProjections, boolean lmHead) {
+        static final Int8Weights NONE = new Int8Weights(false, false);
+    }
+
+    /** A prefill's operations: all of them, and those int8 GEMMs do (the rest are bf16 dot products). */
+    record PrefillFlops(double total, double int8) {}
+
+    /**
      * Model FLOPs of prefilling one prompt of p tokens: 2 per weight a token multiplies with (projections, wkv_b's
      * per-head key and value parts, dense MLPs, router, shared and top-k routed experts), the LM head once, and causal
      * attention as a prompt is attended (MHA-style, see {@code MlaAttention#forward}): per head, scores over
      * qk_nope + qk_rope dims and values over v dims at each earlier position. The absorbed attention's 576 + 512 dims
-     * per position, which decode tokens use, would count work a prompt no longer does.
+     * per position, which decode tokens use, would count work a prompt no longer does. Of them, int8 GEMMs do those of
+     * the weights int8 names.
      */
-    static double prefillFlops(ModelConfig c, int p) {
+    static PrefillFlops prefillFlops(ModelConfig c, int p, Int8Weights int8) {
         double h = c.hiddenSize(), heads = c.numAttentionHeads();
         var m = c.mla();
         double qHead = m.qkNopeHeadDim() + m.qkRopeHeadDim();
-        double attention = (m.qLoraRank() == 0 ? h * heads * qHead : h * m.qLoraRank() + m.qLoraRank() * heads * qHead)
-                + h * (m.kvLoraRank() + m.qkRopeHeadDim())
-                + heads * m.kvLoraRank() * (m.qkNopeHeadDim() + m.vHeadDim())
-                + heads * m.vHeadDim() * h;
-        double perToken = 0;
+        double projections =
+                (m.qLoraRank() == 0 ? h * heads * qHead : h * m.qLoraRank() + m.qLoraRank() * heads * qHead)
+                        + h * (m.kvLoraRank() + m.qkRopeHeadDim())
+                        + heads * m.vHeadDim() * h;
+        double wkvB = heads * m.kvLoraRank() * (m.qkNopeHeadDim() + m.vHeadDim());
+        double perToken = 0, int8PerToken = 0;
         for (int l = 0; l < c.numHiddenLayers(); l++) {
-            perToken += attention;
-            perToken += c.isMoeLayer(l)
-                    ? h * c.nRoutedExperts()
-                            + 3 * h * c.moeIntermediateSize() * (c.nSharedExperts() + c.numExpertsPerTok())
-                    : 3 * h * c.intermediateSize();
+            double dense = projections
+                    + (c.isMoeLayer(l)
+                            ? 3 * h * c.moeIntermediateSize() * c.nSharedExperts()
+                            : 3 * h * c.intermediateSize());
+            double rest = wkvB
+                    + (c.isMoeLayer(l)
+                            ? h * c.nRoutedExperts() + 3 * h * c.moeIntermediateSize() * c.numExpertsPerTok()
+                            : 0);
+            perToken += dense + rest;
+            if (int8.denseProjections()) int8PerToken += dense;
         }
         double causalPositions = (double) p * (p + 1) / 2;
         double attentionScores = c.numHiddenLayers() * heads * (2.0 * qHead + 2.0 * m.vHeadDim()) * causalPositions;
-        return 2 * perToken * p + 2 * h * c.vocabSize() + attentionScores;
+        double head = 2 * h * c.vocabSize();
+        return new PrefillFlops(
+                2 * perToken * p + head + attentionScores, 2 * int8PerToken * p + (int8.lmHead() ? head : 0));
     }
 
     private static Run mean(List<Run> runs) {
@@ -433,6 +493,7 @@ final class BenchGenerateCommand {
                 f.newTokens(),
                 ps / n,
                 f.prefillFlops(),
+                f.prefillInt8Ops(),
                 ds / n,
                 f.decodeSteps(),
                 bytes / n,
@@ -462,10 +523,12 @@ final class BenchGenerateCommand {
             return Machine.UNKNOWN;
         }
         Map<String, String> kv = machine(threads, "--brief");
+        double int8 = Double.parseDouble(kv.getOrDefault("int8_dot_peak_gops", "NaN"));
         return new Machine(
                 Double.parseDouble(kv.getOrDefault("read_bw_gbs", "NaN")),
                 Double.parseDouble(kv.getOrDefault("bf16_dot_peak_gflops", "NaN")),
-                kv.getOrDefault("bf16_dot", "unknown"));
+                kv.getOrDefault("bf16_dot", "unknown"),
+                int8 > 0 ? int8 : Double.NaN);
     }
 
     /** The key=value fields that {@code moe4j_bench machine <mode>} prints. */
@@ -497,11 +560,13 @@ final class BenchGenerateCommand {
         if (Double.isNaN(before.readGbs()) && Double.isNaN(before.bf16DotGflops()))
             return "machine: the CPU's ceilings are not measured on a GPU run (bench/gpu.sh reports the GPU's)";
         return String.format(
-                "machine: read bandwidth %s GB/s at the start, %s at the end; bf16 dot peak %s GFLOP/s (%s)",
+                "machine: read bandwidth %s GB/s at the start, %s at the end; bf16 dot peak %s GFLOP/s (%s),"
+                        + " int8 dot peak %s GOP/s (vpdpbusd)",
                 orDash("%.1f", before.readGbs()),
                 orDash("%.1f", after.readGbs()),
                 orDash("%.0f", before.bf16DotGflops()),
-                before.bf16Dot());
+                before.bf16Dot(),
+                orDash("%.0f", before.int8DotGops()));
     }
 
     /** The value formatted, or "-" where it was not measured (NaN). */
@@ -513,13 +578,14 @@ final class BenchGenerateCommand {
         System.out.println("model: " + model);
         System.out.println(machineLine(before, after));
         System.out.printf(
-                "%5s %6s %4s | %13s %8s %6s | %12s %8s %8s %6s %7s %9s %6s%n",
+                "%5s %6s %4s | %13s %8s %6s %6s | %12s %8s %8s %6s %7s %9s %6s%n",
                 "batch",
                 "prompt",
                 "new",
                 "prefill tok/s",
                 "GFLOP/s",
                 "%peak",
+                "%ceil",
                 "decode tok/s",
                 "ms/step",
                 "MB/step",
@@ -533,13 +599,14 @@ final class BenchGenerateCommand {
             boolean flagged = r.decodeUnsteadyShare() > UNSTEADY_SHARE;
             unsteady |= flagged;
             System.out.printf(
-                    "%5d %6d %4d | %13.1f %8.1f %6s | %12.2f %8.2f %8.1f %6.1f %7s %9s%s %5.1f%%%n",
+                    "%5d %6d %4d | %13.1f %8.1f %6s %6s | %12.2f %8.2f %8.1f %6.1f %7s %9s%s %5.1f%%%n",
                     r.batch(),
                     r.promptTokens(),
                     r.newTokens(),
                     r.prefillTokensPerS(),
                     gflops,
                     orDash("%.1f%%", 100 * gflops / before.bf16DotGflops()),
+                    orDash("%.1f%%", 100 * r.prefillCeilingFraction(before)),
                     r.decodeTokensPerS(),
                     1e3 * r.decodeSeconds() / r.decodeSteps(),
                     r.decodeBytesPerStep() / 1e6,
@@ -554,6 +621,9 @@ final class BenchGenerateCommand {
                     "*: in more than %.0f%% of the decode time the read bandwidth moved more than %.0f%% between the two"
                             + " readings around a chunk of %d steps; %%roofline (against the higher) is uncertain%n",
                     100 * UNSTEADY_SHARE, 100 * UNSTEADY_BANDWIDTH, PROBE_EVERY_STEPS);
+        System.out.println(
+                "%peak: the prefill's GFLOP/s over the bf16 dot peak; %ceil: its time at the peaks of the"
+                        + " instructions that ran it (int8 GEMMs at the int8 dot peak, the rest at the bf16 one) over its time");
     }
 
     /** Time per native function in the last repetition's decode steps, largest first, as shares of the step. */
@@ -606,6 +676,8 @@ final class BenchGenerateCommand {
             m.put("prefill_tokens_per_s", num(r.prefillTokensPerS()));
             m.put("prefill_gflops", num(gflops));
             m.put("prefill_peak_fraction", num(gflops / before.bf16DotGflops()));
+            m.put("prefill_int8_ops_fraction", num(r.prefillInt8Ops() / r.prefillFlops()));
+            m.put("prefill_ceiling_fraction", num(r.prefillCeilingFraction(before)));
             m.put("decode_tokens_per_s", num(r.decodeTokensPerS()));
             m.put("decode_ms_per_step", num(1e3 * r.decodeSeconds() / r.decodeSteps()));
             m.put("decode_weight_bytes_per_step", num(r.decodeBytesPerStep()));
@@ -622,6 +694,7 @@ final class BenchGenerateCommand {
         top.put("read_bw_gbs_after", num(after.readGbs()));
         top.put("bf16_dot_peak_gflops", num(before.bf16DotGflops()));
         top.put("bf16_dot", before.bf16Dot());
+        top.put("int8_dot_peak_gops", num(before.int8DotGops()));
         top.putAll(rows.get(0)); // the first batch size's fields at the top level, read_bw_gbs among them
         top.put("runs", rows);
         return top;

@@ -79,6 +79,37 @@ class BenchGenerateCommandTest {
     }
 
     /**
+     * The operations a prefill runs on int8 GEMMs, counted from the checkpoint's own weight shapes: 2 per element of
+     * every attention projection but kv_b_proj, every dense MLP and shared expert matrix, per token; the LM head's once.
+     */
+    @Test
+    void int8OperationsAreThoseOfTheDenseProjectionsAndTheLmHead() throws Exception {
+        ModelConfig c = ModelConfig.read(Path.of(V3, "config.json"));
+        int p = 7;
+        double dense = 0, head = 0;
+        try (Safetensors file = Safetensors.open(Path.of(V3, "model.safetensors"))) {
+            String dense2d = "model\\.layers\\.\\d+\\.(self_attn\\.(q_proj|q_a_proj|q_b_proj|kv_a_proj_with_mqa|o_proj)"
+                    + "|mlp\\.(shared_experts\\.)?(gate|up|down)_proj)\\.weight";
+            for (String name : file.names()) {
+                long[] shape = file.entry(name).shape();
+                if (name.equals("lm_head.weight")) head = 2.0 * shape[0] * shape[1];
+                else if (name.matches(dense2d)) dense += 2.0 * shape[0] * shape[1] * p;
+            }
+        }
+        assertTrue(dense > 0 && head > 0, "the fixture has both kinds");
+        var none = BenchGenerateCommand.prefillFlops(c, p, BenchGenerateCommand.Int8Weights.NONE);
+        var both = BenchGenerateCommand.prefillFlops(c, p, new BenchGenerateCommand.Int8Weights(true, true));
+        assertEquals(0, none.int8());
+        assertEquals(none.total(), both.total(), "the total does not depend on the weights' format");
+        assertEquals(dense + head, both.int8(), 1e-6 * both.int8());
+        assertEquals(
+                head,
+                BenchGenerateCommand.prefillFlops(c, p, new BenchGenerateCommand.Int8Weights(false, true))
+                        .int8());
+        assertTrue(both.int8() < both.total(), "routed experts, wkv_b and attention stay bf16");
+    }
+
+    /**
      * The roofline fraction is taken against the bandwidth read around each chunk of decode steps, not against the
      * readings at the run's start and end. A stand-in harness answers each probe with a higher bandwidth than the last:
      * 10, 20, 30... GB/s, from one process for the whole run.
@@ -99,6 +130,12 @@ class BenchGenerateCommandTest {
             assertEquals(unsteady[i], number(run, "read_bw_unsteady_fraction"), 1e-9, run.toString());
             assertEquals(number(run, "decode_gbs") / expected[i], number(run, "decode_roofline_fraction"), 1e-9);
             assertEquals(number(run, "prefill_gflops") / 200.0, number(run, "prefill_peak_fraction"), 1e-9);
+            double int8Share = number(run, "prefill_int8_ops_fraction");
+            assertTrue(int8Share > 0 && int8Share < 1, "dense projections and the LM head are int8 on the CPU");
+            assertEquals(
+                    number(run, "prefill_gflops") * ((1 - int8Share) / 200.0 + int8Share / 400.0),
+                    number(run, "prefill_ceiling_fraction"),
+                    1e-9);
         }
         assertEquals(20 + 40, 2 * number(json, "read_bw_gbs"), 1e-9, "top level = first batch size");
     }
@@ -124,7 +161,7 @@ class BenchGenerateCommandTest {
         Files.writeString(harness, """
                 #!/bin/sh
                 case "$2" in
-                  --brief) echo "read_bw_gbs=5.00 fma_peak_gflops=100.0 bf16_dot_peak_gflops=200.0 bf16_dot=vdpbf16ps" ;;
+                  --brief) echo "read_bw_gbs=5.00 fma_peak_gflops=100.0 bf16_dot_peak_gflops=200.0 bf16_dot=vdpbf16ps int8_dot_peak_gops=400.0" ;;
                   --read-bw-per-line) echo "ready threads=2"; n=0
                              while read line; do n=$((n + 1)); echo "read_bw_gbs=${n}0.00"; done ;;
                   *) exit 2 ;;
