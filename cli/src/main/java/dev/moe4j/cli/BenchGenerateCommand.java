@@ -621,9 +621,9 @@ final class BenchGenerateCommand {
                     "*: in more than %.0f%% of the decode time the read bandwidth moved more than %.0f%% between the two"
                             + " readings around a chunk of %d steps; %%roofline (against the higher) is uncertain%n",
                     100 * UNSTEADY_SHARE, 100 * UNSTEADY_BANDWIDTH, PROBE_EVERY_STEPS);
-        System.out.println(
-                "%peak: the prefill's GFLOP/s over the bf16 dot peak; %ceil: its time at the peaks of the"
-                        + " instructions that ran it (int8 GEMMs at the int8 dot peak, the rest at the bf16 one) over its time");
+        System.out.println("%peak: the prefill's GFLOP/s over the bf16 dot peak; %ceil: its time at the peaks of the"
+                + " instructions that ran it (int8 GEMMs at the int8 dot peak, the rest at the bf16 one) over its"
+                + " time");
     }
 
     /** Time per native function in the last repetition's decode steps, largest first, as shares of the step. */

@@ -285,7 +285,6 @@ class RunLayerTest {
         return m;
     }
 
-    /** RMSNorm (eps 1e-6) of each H-wide row in fp32, rounded to bf16 as the layer's normalized activations are. */
     /** Layer 1's norm weight as the model holds it: F32 (the checkpoint's BF16 values, exactly). */
     static Tensor normWeight(Checkpoint c, String norm, Arena arena) {
         float[] w = c.tensor("model.layers.1." + norm + ".weight").toFloatArray();
