@@ -414,6 +414,98 @@ void pool_injected_task_faults() {
     pool.run(3, [&](int64_t) {});  // disarmed: nothing thrown
 }
 
+// ---------------------------------------------------------------- thread pool: shares
+
+// run_shares runs every task once; a thread takes its own share in order; parallel_for_shares covers [0, n) with
+// chunks as a multiple of the threads (one where n <= max_chunk), at most max_chunk long and within one of each other;
+// a thread whose share is
+// used up takes over the other's untaken tasks; an exception skips what is left.
+void pool_shares() {
+    for (int threads : {1, 2, 3, 4}) {
+        moe4j::ThreadPool pool(threads);
+        for (int64_t tasks : {1, 2, 3, 7, 64, 1001}) {
+            std::vector<std::atomic<int>> hits(static_cast<size_t>(tasks));
+            std::vector<std::vector<int64_t>> order(static_cast<size_t>(threads));
+            std::mutex lock;
+            pool.run_shares(tasks, [&](int64_t i, int worker) {
+                ++hits[static_cast<size_t>(i)];
+                std::lock_guard<std::mutex> guard(lock);
+                order[static_cast<size_t>(worker)].push_back(i);
+            });
+            int once = 0;
+            for (auto &h : hits) once += h.load() == 1;
+            const std::string what = std::to_string(tasks) + " tasks on " + std::to_string(threads) + " threads";
+            expect_equal(once, static_cast<int>(tasks), "run_shares: every task runs once, " + what);
+            // Each thread's tasks of its own share come in increasing order.
+            const int64_t share = (tasks + threads - 1) / threads;
+            for (int w = 0; w < threads; ++w) {
+                int64_t last = -1;
+                bool ordered = true;
+                for (int64_t i : order[static_cast<size_t>(w)]) {
+                    if (i / share != w) continue;
+                    ordered &= i > last;
+                    last = i;
+                }
+                expect(ordered, "run_shares: thread " + std::to_string(w) + " takes its share in order, " + what);
+            }
+        }
+        for (int64_t n : {1, 5, 57, 1000}) {
+            for (int64_t max_chunk : {1, 3, 8, 2000}) {
+                std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+                std::atomic<int64_t> chunks{0}, shortest{n}, longest{0};
+                moe4j::parallel_for_shares(pool, n, max_chunk, [&](int64_t begin, int64_t end, int) {
+                    ++chunks;
+                    for (int64_t i = begin; i < end; ++i) ++hits[static_cast<size_t>(i)];
+                    int64_t s = shortest.load(), l = longest.load();
+                    while (end - begin < s && !shortest.compare_exchange_weak(s, end - begin)) {
+                    }
+                    while (end - begin > l && !longest.compare_exchange_weak(l, end - begin)) {
+                    }
+                });
+                int once = 0;
+                for (auto &h : hits) once += h.load() == 1;
+                const std::string what = "n " + std::to_string(n) + ", max_chunk " + std::to_string(max_chunk) + ", " +
+                                         std::to_string(threads) + " threads";
+                expect_equal(once, static_cast<int>(n), "parallel_for_shares: every item once, " + what);
+                expect(n <= max_chunk ? chunks.load() == 1 : chunks.load() == n || chunks.load() % threads == 0,
+                       "parallel_for_shares: a multiple of the threads in chunks, " + what);
+                expect(longest.load() <= max_chunk && longest.load() - shortest.load() <= 1,
+                       "parallel_for_shares: chunks at most max_chunk, within one of each other, " + what);
+            }
+        }
+    }
+    // A thread whose share is done takes over the other's: with thread 1's first task held back until thread 0 has
+    // run out of its own, thread 0 runs tasks of share 1.
+    moe4j::ThreadPool pool(2);
+    std::atomic<bool> own_done{false};
+    std::atomic<int> taken_over{0};
+    pool.run_shares(40, [&](int64_t i, int worker) {
+        if (worker == 1) {
+            const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+            while (!own_done.load() && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
+        }
+        if (worker == 0 && i == 19) own_done = true;
+        if (worker == 0 && i >= 20) ++taken_over;
+    });
+    expect(taken_over.load() > 0, "run_shares: a thread done with its share takes tasks of the other");
+    // An exception skips the untaken tasks of every share.
+    std::atomic<int> ran{0};
+    bool thrown = false;
+    try {
+        pool.run_shares(100000, [&](int64_t i, int) {
+            ++ran;
+            std::this_thread::sleep_for(std::chrono::microseconds(20));
+            if (i % 1000 == 3) throw std::runtime_error("task " + std::to_string(i));
+        });
+    } catch (const std::runtime_error &) {
+        thrown = true;
+    }
+    expect(thrown && ran.load() < 100000, "run_shares: a task's exception is rethrown and the rest skipped");
+    std::atomic<int> after{0};
+    pool.run_shares(10, [&](int64_t, int) { ++after; });
+    expect_equal(after.load(), 10, "run_shares: the pool runs every task again after a failed run");
+}
+
 // ---------------------------------------------------------------- injected faults through the C ABI
 
 moe4j_context *cpu_context(int threads) {
@@ -581,6 +673,7 @@ int main(int argc, char **argv) {
     pool_rethrows_a_task_exception_from_any_thread();
     pool_keeps_the_first_exception_and_skips_the_rest();
     pool_injected_task_faults();
+    pool_shares();
     abi_task_faults_fail_one_call();
     abi_allocation_faults();
     abi_host_allocations();

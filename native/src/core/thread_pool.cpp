@@ -43,7 +43,7 @@ bool spin_until(Ready &&ready) {
 
 }  // namespace
 
-ThreadPool::ThreadPool(int threads) {
+ThreadPool::ThreadPool(int threads) : cursors_(static_cast<size_t>(std::max(threads, 1))) {
     for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
 }
 
@@ -77,14 +77,30 @@ void ThreadPool::run_one(const std::function<void(int64_t, int)> &task, int64_t 
     throw std::runtime_error("an exception in " + where);
 }
 
+int64_t ThreadPool::next_for(int worker) {
+    if (share_size_ == 0) return next_task_.fetch_add(1);
+    const int shares = size();
+    for (int s = 0; s < shares; ++s) {
+        const int share = (worker + s) % shares;
+        const int64_t end = std::min(task_count_, (share + 1) * share_size_);
+        // A cursor past its share's end stays there: once a share is used up, taking from it costs one load.
+        if (cursors_[share].next.load(std::memory_order_relaxed) >= end) continue;
+        const int64_t i = cursors_[share].next.fetch_add(1);
+        if (i < end) return i;
+    }
+    return task_count_;
+}
+
 void ThreadPool::drain(int worker) {
-    for (int64_t i = next_task_.fetch_add(1); i < task_count_; i = next_task_.fetch_add(1)) {
+    for (int64_t i = next_for(worker); i < task_count_; i = next_for(worker)) {
         try {
             run_one(*task_, i, worker, faulty_task_);
         } catch (...) {
             std::lock_guard<std::mutex> lock(mutex_);
             if (!error_) error_ = std::current_exception();
-            next_task_.store(task_count_);  // tasks not yet taken are skipped
+            // tasks not yet taken are skipped
+            next_task_.store(task_count_);
+            for (Cursor &c : cursors_) c.next.store(task_count_);
             return;
         }
     }
@@ -95,6 +111,14 @@ void ThreadPool::run(int64_t tasks, const std::function<void(int64_t)> &task) {
 }
 
 void ThreadPool::run_indexed(int64_t tasks, const std::function<void(int64_t, int)> &task) {
+    run_tasks(tasks, false, task);
+}
+
+void ThreadPool::run_shares(int64_t tasks, const std::function<void(int64_t, int)> &task) {
+    run_tasks(tasks, true, task);
+}
+
+void ThreadPool::run_tasks(int64_t tasks, bool shares, const std::function<void(int64_t, int)> &task) {
     if (tasks <= 0) return;
     if (workers_.empty() || tasks == 1) {
         const TaskFault kind = fault_;
@@ -111,6 +135,8 @@ void ThreadPool::run_indexed(int64_t tasks, const std::function<void(int64_t, in
         faulty_task_ = take_fault(tasks);
         error_ = nullptr;
         next_task_.store(0);
+        share_size_ = shares ? (tasks + size() - 1) / size() : 0;
+        for (int share = 0; share < size(); ++share) cursors_[share].next.store(share * share_size_);
         busy_workers_.store(static_cast<int>(workers_.size()));
         generation_.fetch_add(1);  // after the run's fields: a worker that sees it sees them
     }
@@ -163,6 +189,18 @@ void parallel_for(ThreadPool &pool, int64_t n, int64_t grain, const std::functio
     const int64_t step = (n + chunks - 1) / chunks;
     pool.run_indexed((n + step - 1) / step,
                      [&](int64_t c, int worker) { body(c * step, std::min(n, (c + 1) * step), worker); });
+}
+
+void parallel_for_shares(ThreadPool &pool, int64_t n, int64_t max_chunk,
+                         const std::function<void(int64_t, int64_t, int)> &body) {
+    if (n <= 0) return;
+    max_chunk = std::max<int64_t>(max_chunk, 1);
+    const int64_t threads = pool.size(), per_share = (n + threads * max_chunk - 1) / (threads * max_chunk);
+    // Work of one chunk or less stays on the caller, as with parallel_for: not worth a wake-up.
+    const int64_t chunks = n <= max_chunk ? 1 : std::min(n, threads * per_share);
+    const int64_t size = n / chunks, longer = n % chunks;  // the first `longer` chunks take one item more
+    const auto begin = [&](int64_t c) { return c * size + std::min(c, longer); };
+    pool.run_shares(chunks, [&](int64_t c, int worker) { body(begin(c), begin(c + 1), worker); });
 }
 
 }  // namespace moe4j

@@ -41,6 +41,13 @@ class ThreadPool {
     // run() that also tells each task which thread runs it: worker in [0, size()), 0 for the caller. Tasks that
     // share a worker run one after another, so per-worker scratch needs no locking.
     void run_indexed(int64_t tasks, const std::function<void(int64_t task, int worker)> &task);
+    // run_indexed with the tasks cut into one run of consecutive tasks per thread (worker w's share first): each
+    // thread takes its own share's tasks in order, then those still untaken of the other shares. For tasks that
+    // stream consecutive memory, such as weight panels: a thread's reads stay one sequential stream, which the
+    // hardware prefetcher follows from task to task, where tasks handed out one at a time leave every thread jumping
+    // between pieces; and a thread that finishes early still takes over what the other has not begun. Exceptions as
+    // for run().
+    void run_shares(int64_t tasks, const std::function<void(int64_t task, int worker)> &task);
 
     // Arms a fault for the next run with more than `task` tasks (task >= 0): that run's task `task` throws `fault`
     // instead of running, once. TaskFault::None disarms. For tests of failure handling.
@@ -48,7 +55,11 @@ class ThreadPool {
 
   private:
     void worker_loop(int worker);
+    void run_tasks(int64_t tasks, bool shares, const std::function<void(int64_t, int)> &task);
     void drain(int worker);
+    // The next task for `worker`: the next of its own share, else the next untaken one of another share; or
+    // task_count_ when none is left.
+    int64_t next_for(int worker);
     // Runs task i unless it is the armed fault's task, in which case it throws.
     void run_one(const std::function<void(int64_t, int)> &task, int64_t i, int worker, int64_t faulty) const;
     // The task the armed fault hits in a run of `tasks` tasks (disarming it), or -1.
@@ -63,6 +74,13 @@ class ThreadPool {
     int64_t faulty_task_ = -1;  // the task of this run that throws, or -1
     TaskFault faulty_kind_ = TaskFault::None;
     std::atomic<int64_t> next_task_{0};
+    // run_shares: the next untaken task of each share, the shares share_size_ tasks long (0 in other runs). One cache
+    // line each, so that a thread taking its own tasks does not slow the other's.
+    struct alignas(64) Cursor {
+        std::atomic<int64_t> next{0};
+    };
+    std::vector<Cursor> cursors_;
+    int64_t share_size_ = 0;
     // Atomic so that a spinning thread sees them change; written under mutex_, for the threads that sleep.
     std::atomic<uint64_t> generation_{0};
     std::atomic<int> busy_workers_{0};
@@ -78,6 +96,13 @@ class ThreadPool {
 void parallel_for(ThreadPool &pool, int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)> &body);
 // The same chunks, with the worker that runs each (as run_indexed gives it), for per-worker scratch.
 void parallel_for(ThreadPool &pool, int64_t n, int64_t grain, const std::function<void(int64_t, int64_t, int)> &body);
+
+// Splits [0, n) into chunks of at most max_chunk items, as many as a multiple of the pool's threads and within one
+// item of each other in size, and calls body(begin, end, worker) for each through run_shares: each thread works
+// through one contiguous run of items in order (equal runs), then helps with what is left of the others'. n of
+// max_chunk or less is one chunk, on the caller.
+void parallel_for_shares(ThreadPool &pool, int64_t n, int64_t max_chunk,
+                         const std::function<void(int64_t, int64_t, int)> &body);
 
 // The grain for items of `work_per_item` units (multiply-adds, bytes) so that a chunk is worth waking a
 // thread for: below ~1M units a call runs on the caller alone, since a wake-up costs tens of microseconds.

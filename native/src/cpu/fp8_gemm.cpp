@@ -1567,7 +1567,10 @@ struct Driver {
     // weights with the same rows. Task (unit, block) computes one weight block's columns (of the row kernel or a panel)
     // of the unit's gate and up values; the unit's last task to finish (a counter per unit) turns its tile into
     // SiLU(gate) * up and that into FP8 codes and scales while the values are still in cache. Which thread finishes a
-    // tile changes nothing in the values, so results do not depend on the thread count.
+    // tile changes nothing in the values, so results do not depend on the thread count. The tasks go out in shares
+    // (run_shares): consecutive tasks read consecutive panels, so each thread's weights stream as one sequence (Zen
+    // 4, 2 threads, calls alternated in one process: 1.03-1.05x faster at one row per expert for 6 and 30 experts at
+    // ~60 GB/s of read bandwidth, 1.06x at four rows at ~33 GB/s).
     void gate_up_silu(ThreadPool &pool, const Fp8GemmArgs &up, uint8_t *h, float *h_scales, float *scratch) const {
         const int64_t inter = args.n, tiles = inter / kBlock;
         const GateUpScratch layout = gate_up_scratch(pool.size());
@@ -1591,7 +1594,7 @@ struct Driver {
         std::atomic<int32_t> *done = reinterpret_cast<std::atomic<int32_t> *>(scratch);
         for (size_t u = 0; u < units.size(); ++u) new (done + u) std::atomic<int32_t>(0);
         float *value_base = scratch + layout.counters, *worker_base = value_base + layout.values;
-        pool.run_indexed(tasks, [&](int64_t i, int worker) {
+        pool.run_shares(tasks, [&](int64_t i, int worker) {
             // The unit whose tasks include i: the last with first_task <= i.
             const auto it = std::upper_bound(units.begin(), units.end(), i,
                                              [](int64_t task, const GateUpUnit &u) { return task < u.first_task; });

@@ -281,8 +281,11 @@ void gemm_dot16(moe4j_context *ctx, const RowCodec &codec, const RowView &a, con
     moe4j_context::WorkerScratch scratch{};
     if constexpr (kind == Dot16::WidenedBf16)
         scratch = ctx->worker_scratch_for(static_cast<size_t>(kColumnsPerTask * ldw), "gemm_nt's widened bf16 columns");
-    const int64_t task_work = (m_count + kStreamRows) * kColumnsPerTask * k;
-    parallel_for(*ctx->pool, batches * blocks, grain_for(task_work), [&](int64_t begin, int64_t end, int worker) {
+    const int64_t tasks = batches * blocks, grain = grain_for((m_count + kStreamRows) * kColumnsPerTask * k);
+    // Chunks of about the grain, each thread through its own run of them first: B's columns then stream in order per
+    // thread (MLA's absorption at decode, 16 heads of [512, 128] or [128, 512], calls alternated in one process at ~34
+    // GB/s: 1.02-1.035x faster at one row than parallel_for's chunks handed out one at a time, even at 8 rows).
+    parallel_for_shares(*ctx->pool, tasks, grain, [&](int64_t begin, int64_t end, int worker) {
         for (int64_t task = begin; task < end; ++task) {
             const Operands op(a, b, c, d, task / blocks);
             const int64_t n0 = (task % blocks) * kColumnsPerTask;
@@ -356,8 +359,8 @@ void gemm_nt(moe4j_context *ctx, const moe4j_tensor &a_t, const moe4j_tensor &b_
         return gemm_dot16<Dot16::WidenedBf16>(ctx, codec, a, b, c, d, batches, m_count, n_count, k);
     }
     const int64_t blocks = (n_count + kColumnsPerTask - 1) / kColumnsPerTask;
-    const int64_t task_work = (m_count + kStreamRows) * kColumnsPerTask * k;
-    parallel_for(*ctx->pool, batches * blocks, grain_for(task_work), [&](int64_t begin, int64_t end) {
+    const int64_t tasks = batches * blocks, grain = grain_for((m_count + kStreamRows) * kColumnsPerTask * k);
+    parallel_for_shares(*ctx->pool, tasks, grain, [&](int64_t begin, int64_t end, int) {
         Tile t{};
         for (int64_t task = begin; task < end; ++task) {
             const Operands op(a, b, c, d, task / blocks);
