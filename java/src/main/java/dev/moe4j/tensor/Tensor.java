@@ -2,6 +2,7 @@ package dev.moe4j.tensor;
 
 import dev.moe4j.bindings.moe4j_h;
 import dev.moe4j.bindings.moe4j_tensor;
+import dev.moe4j.internal.CallClock;
 import dev.moe4j.runtime.Context;
 import dev.moe4j.runtime.Device;
 import dev.moe4j.runtime.Workspace;
@@ -370,9 +371,11 @@ public final class Tensor {
      * @throws IllegalStateException if the memory is no longer accessible from this thread
      */
     public MemorySegment descriptor(SegmentAllocator allocator, String name) {
+        long t0 = CallClock.counting() ? System.nanoTime() : 0;
         checkKernelOperand(allocator, name);
         MemorySegment d = moe4j_tensor.allocate(allocator);
         writeDescriptor(d, name);
+        if (t0 != 0) CallClock.add(System.nanoTime() - t0);
         return d;
     }
 

@@ -7,6 +7,9 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.moe4j.bindings.moe4j_context_options;
 import dev.moe4j.bindings.moe4j_h;
+import dev.moe4j.internal.CallClock;
+import dev.moe4j.tensor.DType;
+import dev.moe4j.tensor.Tensor;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -35,6 +38,29 @@ class ContextTest {
                     2,
                     outer.entries().get("moe4j_context_reset_kernel_variants").calls());
             assertFalse(outer.entries().containsKey("moe4j_synchronize"));
+        }
+    }
+
+    /**
+     * While a profiler runs, a descriptor's building is counted for the profiler to take off the call's time (it is
+     * Java); closing a profiler twice stops the counting once.
+     */
+    @Test
+    void descriptorBuildingCountsAsJavaWhileProfiling() {
+        assertFalse(CallClock.counting());
+        try (Arena arena = Arena.ofConfined();
+                Profiler profiler = Profiler.start()) {
+            assertTrue(CallClock.counting());
+            CallClock.take();
+            Tensor.allocate(arena, DType.F32, 4, 4).descriptor(arena, "t");
+            assertTrue(CallClock.take() > 0);
+            profiler.close();
+            assertFalse(CallClock.counting());
+        }
+        assertFalse(CallClock.counting());
+        try (Arena arena = Arena.ofConfined()) {
+            Tensor.allocate(arena, DType.F32, 4, 4).descriptor(arena, "t");
+            assertEquals(0, CallClock.take(), "no counting without a profiler");
         }
     }
 
