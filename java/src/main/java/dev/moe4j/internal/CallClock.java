@@ -1,15 +1,16 @@
 package dev.moe4j.internal;
 
 /**
- * Java time spent inside a native call's lambda on something other than the native function: the kernel wrappers
- * build their argument descriptors there ({@code Tensor.descriptor}, {@code QuantizedGroups.descriptor}), and
- * {@code NativeLibrary.call} takes it off the call's time, so that a {@code Profiler} counts it as Java. The
- * descriptors time themselves only while some profiler is running on some thread.
+ * When the calling thread last finished building a native call's argument descriptor. The kernel wrappers build their
+ * descriptors inside the call's lambda ({@code Tensor.descriptor}, {@code QuantizedGroups.descriptor}), just before
+ * the downcall, so {@code NativeLibrary.call} times a profiled call from the later of its start and the last
+ * descriptor's end: what came before is Java, and a {@code Profiler} counts it so. The descriptors stamp the time only
+ * while some profiler is running on some thread.
  *
- * <p>Thread-safe: each thread has its own count.
+ * <p>Thread-safe: each thread has its own stamp.
  */
 public final class CallClock {
-    private static final ThreadLocal<long[]> SPENT = ThreadLocal.withInitial(() -> new long[1]);
+    private static final ThreadLocal<long[]> LAST = ThreadLocal.withInitial(() -> new long[1]);
     private static volatile int profilers;
 
     private CallClock() {}
@@ -24,21 +25,18 @@ public final class CallClock {
         profilers--;
     }
 
-    /** Whether argument building should time itself: some profiler is running. */
+    /** Whether descriptors should stamp their end: some profiler is running. */
     public static boolean counting() {
         return profilers > 0;
     }
 
-    /** Counts {@code nanos} of argument building on this thread. */
-    public static void add(long nanos) {
-        SPENT.get()[0] += nanos;
+    /** Records that this thread finished building a descriptor now ({@link System#nanoTime}). */
+    public static void stamp() {
+        LAST.get()[0] = System.nanoTime();
     }
 
-    /** The nanoseconds counted on this thread since the last call, which it resets. */
-    public static long take() {
-        long[] spent = SPENT.get();
-        long nanos = spent[0];
-        spent[0] = 0;
-        return nanos;
+    /** This thread's last {@link #stamp} ({@link System#nanoTime} units; 0 if none yet). */
+    public static long last() {
+        return LAST.get()[0];
     }
 }

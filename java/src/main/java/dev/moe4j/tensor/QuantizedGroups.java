@@ -157,7 +157,6 @@ public final class QuantizedGroups {
      * @throws IllegalStateException if a group's memory is no longer accessible from this thread
      */
     public MemorySegment descriptor(SegmentAllocator allocator, String name) {
-        long t0 = CallClock.counting() ? System.nanoTime() : 0;
         // messages built only on failure: this runs on every kernel call
         for (Owner owner : owners)
             if (!Tensor.isAccessible(owner.segment()))
@@ -173,7 +172,7 @@ public final class QuantizedGroups {
         moe4j_fp8_weight_groups.count(struct, groups.size());
         moe4j_fp8_weight_groups.weights(struct, arrays[0]);
         moe4j_fp8_weight_groups.scales(struct, arrays[1]);
-        if (t0 != 0) CallClock.add(System.nanoTime() - t0);
+        if (CallClock.counting()) CallClock.stamp();
         return struct;
     }
 

@@ -371,11 +371,10 @@ public final class Tensor {
      * @throws IllegalStateException if the memory is no longer accessible from this thread
      */
     public MemorySegment descriptor(SegmentAllocator allocator, String name) {
-        long t0 = CallClock.counting() ? System.nanoTime() : 0;
         checkKernelOperand(allocator, name);
         MemorySegment d = moe4j_tensor.allocate(allocator);
         writeDescriptor(d, name);
-        if (t0 != 0) CallClock.add(System.nanoTime() - t0);
+        if (CallClock.counting()) CallClock.stamp();
         return d;
     }
 

@@ -42,8 +42,8 @@ class ContextTest {
     }
 
     /**
-     * While a profiler runs, a descriptor's building is counted for the profiler to take off the call's time (it is
-     * Java); closing a profiler twice stops the counting once.
+     * While a profiler runs, a descriptor stamps when its building ended, for the profiler to time the call from there
+     * (building it is Java); closing a profiler twice stops the stamping once.
      */
     @Test
     void descriptorBuildingCountsAsJavaWhileProfiling() {
@@ -51,16 +51,33 @@ class ContextTest {
         try (Arena arena = Arena.ofConfined();
                 Profiler profiler = Profiler.start()) {
             assertTrue(CallClock.counting());
-            CallClock.take();
+            long before = System.nanoTime();
             Tensor.allocate(arena, DType.F32, 4, 4).descriptor(arena, "t");
-            assertTrue(CallClock.take() > 0);
+            long stamped = CallClock.last();
+            assertTrue(stamped >= before && stamped <= System.nanoTime(), "stamped when built");
             profiler.close();
             assertFalse(CallClock.counting());
         }
         assertFalse(CallClock.counting());
         try (Arena arena = Arena.ofConfined()) {
+            long stamped = CallClock.last();
             Tensor.allocate(arena, DType.F32, 4, 4).descriptor(arena, "t");
-            assertEquals(0, CallClock.take(), "no counting without a profiler");
+            assertEquals(stamped, CallClock.last(), "no stamp without a profiler");
+        }
+    }
+
+    /** A profiled call's time is counted per function however many functions share a slot of the profiler's cache. */
+    @Test
+    void profilerCountsEveryFunctionApart() {
+        try (Profiler profiler = Profiler.start()) {
+            for (int i = 0; i < 200; i++) {
+                String f = ("f" + (i % 100)).intern();
+                profiler.record(f, 1);
+            }
+            assertEquals(100, profiler.entries().size());
+            for (int i = 0; i < 100; i++)
+                assertEquals(2, profiler.entries().get("f" + i).calls());
+            assertEquals(200, profiler.totalNanos());
         }
     }
 
