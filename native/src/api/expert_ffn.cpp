@@ -72,6 +72,8 @@ extern "C" moe4j_status moe4j_fp8_expert_ffn_contiguous(moe4j_context *ctx, cons
 #endif
         cpu::ExpertFfnArgs args{x, inter, {}, {}, {}};
         args.gate = {x, sfx, nullptr, nullptr, inter, hidden, {}, {}};
+        for (cpu::Fp8GemmArgs *pass : {&args.gate, &args.up, &args.down})
+            pass->groups.reserve(static_cast<size_t>(groups));
         for (int64_t g = 0; g < groups; ++g) args.gate.groups.push_back(group_weights(*w_gate, g));
         if (moe4j_status s = read_contiguous_layout(check, *grouped_layout, alignment, &args.gate)) return s;
         args.up = {x, sfx, nullptr, nullptr, inter, hidden, {}, args.gate.zero_rows};

@@ -85,6 +85,7 @@ extern "C" moe4j_status moe4j_fp8_gemm_nt(moe4j_context *ctx, const moe4j_tensor
                              sfb->strides[1],
                              {},
                              b->dtype == MOE4J_E4M3_P32};
+        group.rows.reserve(static_cast<size_t>(m));
         for (int64_t r = 0; r < m; ++r) group.rows.push_back(r);
         args.groups.push_back(std::move(group));
         return run_cpu(fn, ctx, args);
@@ -139,6 +140,7 @@ extern "C" moe4j_status moe4j_grouped_fp8_gemm_contiguous(moe4j_context *ctx, co
         }
 #endif
         cpu::Fp8GemmArgs args{a, sfa, nullptr, d, n, k, {}, {}};
+        args.groups.reserve(static_cast<size_t>(groups));
         for (int64_t g = 0; g < groups; ++g) args.groups.push_back(group_weights(*b, g));
         if (moe4j_status s = read_contiguous_layout(check, *grouped_layout, alignment, &args)) return s;
         return run_cpu(fn, ctx, args);
@@ -173,12 +175,14 @@ extern "C" moe4j_status moe4j_grouped_fp8_gemm_masked(moe4j_context *ctx, const 
         }
 #endif
         cpu::Fp8GemmArgs args{a, sfa, nullptr, d, n, k, {}, {}};
+        args.groups.reserve(static_cast<size_t>(groups));
         for (int64_t g = 0; g < groups; ++g) {
             const int32_t count = read_i32(*masked_m, g);
             if (count < 0 || count > m_max)
                 return check.invalid("argument 'masked_m': group " + std::to_string(g) + " has " +
                                      std::to_string(count) + " rows, outside [0, " + std::to_string(m_max) + "]");
             cpu::GemmGroup group = group_weights(*b, g);
+            group.rows.reserve(static_cast<size_t>(count));
             for (int64_t i = 0; i < count; ++i) group.rows.push_back(g * m_max + i);
             args.groups.push_back(std::move(group));
         }
