@@ -72,12 +72,13 @@ extern "C" moe4j_status moe4j_fp8_expert_ffn_contiguous(moe4j_context *ctx, cons
 #endif
         cpu::ExpertFfnArgs args{x, inter, {}, {}, {}};
         args.gate = {x, sfx, nullptr, nullptr, inter, hidden, {}, {}};
-        for (cpu::Fp8GemmArgs *pass : {&args.gate, &args.up, &args.down})
-            pass->groups.reserve(static_cast<size_t>(groups));
+        args.gate.groups.reserve(static_cast<size_t>(groups));
         for (int64_t g = 0; g < groups; ++g) args.gate.groups.push_back(group_weights(*w_gate, g));
         if (moe4j_status s = read_contiguous_layout(check, *grouped_layout, alignment, &args.gate)) return s;
         args.up = {x, sfx, nullptr, nullptr, inter, hidden, {}, args.gate.zero_rows};
         args.down = {nullptr, nullptr, nullptr, d, hidden, inter, {}, args.gate.zero_rows};
+        args.up.groups.reserve(static_cast<size_t>(groups));
+        args.down.groups.reserve(static_cast<size_t>(groups));
         for (int64_t g = 0; g < groups; ++g) {
             args.up.groups.push_back(group_weights(*w_up, g));
             args.up.groups.back().rows = args.gate.groups[g].rows;
