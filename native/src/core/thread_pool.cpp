@@ -78,10 +78,8 @@ void ThreadPool::run_one(const std::function<void(int64_t, int)> &task, int64_t 
 }
 
 int64_t ThreadPool::next_for(int worker) {
-    if (share_size_ == 0) return next_task_.fetch_add(1);
-    const int shares = size();
-    for (int s = 0; s < shares; ++s) {
-        const int share = (worker + s) % shares;
+    for (int s = 0; s < shares_; ++s) {
+        const int share = (worker + s) % shares_;
         const int64_t end = std::min(task_count_, (share + 1) * share_size_);
         // A cursor past its share's end stays there: once a share is used up, taking from it costs one load.
         if (cursors_[share].next.load(std::memory_order_relaxed) >= end) continue;
@@ -98,9 +96,7 @@ void ThreadPool::drain(int worker) {
         } catch (...) {
             std::lock_guard<std::mutex> lock(mutex_);
             if (!error_) error_ = std::current_exception();
-            // tasks not yet taken are skipped
-            next_task_.store(task_count_);
-            for (Cursor &c : cursors_) c.next.store(task_count_);
+            for (Cursor &c : cursors_) c.next.store(task_count_);  // tasks not yet taken are skipped
             return;
         }
     }
@@ -134,9 +130,9 @@ void ThreadPool::run_tasks(int64_t tasks, bool shares, const std::function<void(
         faulty_kind_ = fault_;
         faulty_task_ = take_fault(tasks);
         error_ = nullptr;
-        next_task_.store(0);
-        share_size_ = shares ? (tasks + size() - 1) / size() : 0;
-        for (int share = 0; share < size(); ++share) cursors_[share].next.store(share * share_size_);
+        shares_ = shares ? size() : 1;
+        share_size_ = (tasks + shares_ - 1) / shares_;
+        for (int share = 0; share < shares_; ++share) cursors_[share].next.store(share * share_size_);
         busy_workers_.store(static_cast<int>(workers_.size()));
         generation_.fetch_add(1);  // after the run's fields: a worker that sees it sees them
     }

@@ -57,8 +57,8 @@ class ThreadPool {
     void worker_loop(int worker);
     void run_tasks(int64_t tasks, bool shares, const std::function<void(int64_t, int)> &task);
     void drain(int worker);
-    // The next task for `worker`: the next of its own share, else the next untaken one of another share; or
-    // task_count_ when none is left.
+    // The next task for `worker`: the next of its own share, else the next untaken one of another share (a run that
+    // is not run_shares' has one share, all of its tasks); or task_count_ when none is left.
     int64_t next_for(int worker);
     // Runs task i unless it is the armed fault's task, in which case it throws.
     void run_one(const std::function<void(int64_t, int)> &task, int64_t i, int worker, int64_t faulty) const;
@@ -73,13 +73,14 @@ class ThreadPool {
     int64_t task_count_ = 0;
     int64_t faulty_task_ = -1;  // the task of this run that throws, or -1
     TaskFault faulty_kind_ = TaskFault::None;
-    std::atomic<int64_t> next_task_{0};
-    // run_shares: the next untaken task of each share, the shares share_size_ tasks long (0 in other runs). One cache
-    // line each, so that a thread taking its own tasks does not slow the other's.
+    // The run's tasks cut into shares_ runs of share_size_ consecutive tasks (one share unless run_shares), and the
+    // next untaken task of each. One cache line per cursor, so that a thread taking its own tasks does not slow the
+    // other's.
     struct alignas(64) Cursor {
         std::atomic<int64_t> next{0};
     };
     std::vector<Cursor> cursors_;
+    int shares_ = 1;
     int64_t share_size_ = 0;
     // Atomic so that a spinning thread sees them change; written under mutex_, for the threads that sleep.
     std::atomic<uint64_t> generation_{0};
