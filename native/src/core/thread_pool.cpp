@@ -178,11 +178,16 @@ void parallel_for(ThreadPool &pool, int64_t n, int64_t grain, const std::functio
     parallel_for(pool, n, grain, [&](int64_t begin, int64_t end, int) { body(begin, end); });
 }
 
-void parallel_for(ThreadPool &pool, int64_t n, int64_t grain, const std::function<void(int64_t, int64_t, int)> &body) {
-    if (n <= 0) return;
+int64_t parallel_for_chunk(const ThreadPool &pool, int64_t n, int64_t grain) {
+    if (n <= 0) return 1;
     const int64_t max_chunks = std::max<int64_t>(1, n / std::max<int64_t>(grain, 1));
     const int64_t chunks = std::min<int64_t>(max_chunks, int64_t{pool.size()} * 4);
-    const int64_t step = (n + chunks - 1) / chunks;
+    return (n + chunks - 1) / chunks;
+}
+
+void parallel_for(ThreadPool &pool, int64_t n, int64_t grain, const std::function<void(int64_t, int64_t, int)> &body) {
+    if (n <= 0) return;
+    const int64_t step = parallel_for_chunk(pool, n, grain);
     pool.run_indexed((n + step - 1) / step,
                      [&](int64_t c, int worker) { body(c * step, std::min(n, (c + 1) * step), worker); });
 }

@@ -1662,8 +1662,7 @@ struct Driver {
         // thread through its own run of them first, the weights streaming in order (1.00-1.01x faster than handed out
         // one at a time: expert FFN at one row per expert, 6 and 30 experts, ~55 GB/s).
         const int64_t n = static_cast<int64_t>(tasks.size());
-        const int64_t chunks = std::min<int64_t>(std::max<int64_t>(1, n / grain), 4 * int64_t{pool.size()});
-        parallel_for_shares(pool, n, (n + chunks - 1) / chunks, [&](int64_t begin, int64_t end, int) {
+        parallel_for_shares(pool, n, parallel_for_chunk(pool, n, grain), [&](int64_t begin, int64_t end, int) {
             // Sized for the tasks at hand: code tiles (few rows) widen no weights through memory, and a decode call
             // should not zero a 16-row widened block per chunk it never uses.
             LineVector<Wide> b_wide;
