@@ -1,6 +1,5 @@
 package dev.moe4j.engine;
 
-import dev.moe4j.kernels.Cast;
 import dev.moe4j.kernels.Copy;
 import dev.moe4j.kernels.Dispatch;
 import dev.moe4j.kernels.Fp8Gemm;
@@ -744,27 +743,36 @@ public final class Model implements AutoCloseable {
                     for (int token : tokens[i]) ids.setInt(token, row++);
                 Tensor embedded = Tensor.scratch(step, DType.BF16, total, hidden);
                 Dispatch.gather(ctx, embeddings, Copy.toDevice(step, ids), embedded);
-                Tensor x = Tensor.scratch(step, DType.F32, total, hidden);
-                Cast.apply(ctx, embedded, x);
                 if (routing == null || routing.maxTokens() < total)
                     routing = new Routing(Math.max(1, config.numExpertsPerTok()), Math.max(total, 256));
+                // each layer's output is stream + branch, added by the norm that reads it next
+                Tensor stream = Tensor.scratch(step, DType.F32, total, hidden);
+                Tensor branch = Tensor.scratch(step, DType.F32, total, hidden);
+                Tensor input = embedded, residual = null;
                 for (DecoderLayer layer : layers) {
-                    layer.forward(ctx, cache, reserved, x, routing, x);
+                    layer.forward(ctx, cache, reserved, input, residual, routing, stream, branch);
+                    input = branch;
+                    residual = stream;
                     if (moeObserver != null && layer.moe() != null) moeObserver.accept(layer.index(), routing);
                 }
 
-                Tensor pick = Tensor.hostScratch(step, DType.I32, rows);
-                for (int i = 0, row = 0; i < rows; i++) {
-                    if (allPositions) pick.setInt(i, i);
-                    else {
-                        row += counts[i];
-                        pick.setInt(row - 1, i);
+                // every position is normalized (a row's norm depends on that row alone), then the ones whose logits
+                // are asked for are picked, unless that is all of them (all positions, or one new token each)
+                Tensor normedAll = Tensor.scratch(step, DType.BF16, total, hidden);
+                norm.apply(ctx, input, residual, null, normedAll);
+                Tensor normed = normedAll;
+                if (rows != total) {
+                    Tensor pick = Tensor.hostScratch(step, DType.I32, rows);
+                    for (int i = 0, row = 0; i < rows; i++) {
+                        if (allPositions) pick.setInt(i, i);
+                        else {
+                            row += counts[i];
+                            pick.setInt(row - 1, i);
+                        }
                     }
+                    normed = Tensor.scratch(step, DType.BF16, rows, hidden);
+                    Dispatch.gather(ctx, normedAll, Copy.toDevice(step, pick), normed);
                 }
-                Tensor last = Tensor.scratch(step, DType.F32, rows, hidden);
-                Dispatch.gather(ctx, x, Copy.toDevice(step, pick), last);
-                Tensor normed = Tensor.scratch(step, DType.BF16, rows, hidden);
-                norm.apply(ctx, last, normed);
                 Tensor computed = logits.isInMemoryOf(ctx) ? logits : Tensor.scratch(step, DType.F32, rows, vocab);
                 lmHead.apply(ctx, normed, computed);
                 if (computed != logits) Copy.apply(ctx, computed, logits);

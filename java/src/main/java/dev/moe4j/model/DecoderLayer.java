@@ -1,8 +1,6 @@
 package dev.moe4j.model;
 
 import dev.moe4j.kernels.Cast;
-import dev.moe4j.kernels.Copy;
-import dev.moe4j.kernels.Dispatch;
 import dev.moe4j.kernels.Fp8Gemm;
 import dev.moe4j.kernels.Q8Gemm;
 import dev.moe4j.kernels.Quantization;
@@ -35,7 +33,7 @@ import java.util.Objects;
  * <p>A loaded layer lives in host memory (FP8 weights in the checkpoint's map) and runs on a CPU context; {@link #to}
  * copies it to a device, where it runs on a context of that device with the residual stream and the cache there.
  *
- * <p>Not thread-safe: one thread drives a layer (it and its MoE part hold reusable tables).
+ * <p>Not thread-safe: one thread drives a layer (its MoE part holds reusable tables).
  */
 public final class DecoderLayer {
     private final int index;
@@ -43,7 +41,6 @@ public final class DecoderLayer {
     private final MlaAttention attention;
     private final MoeBlock moe;
     private final DenseMlp mlp;
-    private Residual residual = Residual.of(256);
 
     public DecoderLayer(
             int index, RmsNorm inputNorm, MlaAttention attention, RmsNorm postNorm, MoeBlock moe, DenseMlp mlp) {
@@ -97,68 +94,58 @@ public final class DecoderLayer {
     }
 
     /**
-     * Runs one model step's new tokens through the layer (see {@link MlaAttention#forward}).
+     * Runs one model step's new tokens through the layer (see {@link MlaAttention#forward}). The layer's output is
+     * left as two terms, {@code sum + branch}, for the next layer's input norm (or the model's final one) to add as it
+     * reads them: one pass over the rows where a separate add would take two. Bit for bit the same as adding first,
+     * the add being one rounded fp32 addition either way.
      *
      * @param ctx a context of the device that holds the layer
      * @param step the cache's running step ({@link PagedLatentCache#inStep}); layer {@link #index} of the cache is used
-     * @param x F32 [step tokens, hidden], the residual stream, rows in step order, in the memory of ctx's device
+     * @param x F32 or BF16 [step tokens, hidden], rows in step order, in the memory of ctx's device: with residual, the
+     *     layer's input is {@code x + residual}
+     * @param residual null, or F32 [step tokens, hidden]
      * @param routing receives the MoE routing (ignored by dense layers; may be null for them)
-     * @param out F32 [step tokens, hidden]; may be x itself
+     * @param sum F32 [step tokens, hidden], contiguous: receives the input plus the attention's output (the residual
+     *     stream before the FFN); may be residual itself, must not overlap x or branch otherwise
+     * @param branch F32 [step tokens, hidden], contiguous: receives the FFN's output; may be x itself (read before it
+     *     is written), must not overlap anything else
      */
     public void forward(
-            Context ctx, PagedLatentCache cache, PagedLatentCache.Step step, Tensor x, Routing routing, Tensor out) {
-        if (x.dtype() != DType.F32 || x.rank() != 2 || !x.isContiguous())
-            throw new IllegalArgumentException("x must be a contiguous F32 [T, hidden], got " + x);
-        if (!Arrays.equals(out.shape(), x.shape()) || out.dtype() != DType.F32 || !out.isContiguous())
-            throw new IllegalArgumentException(
-                    "out must be a contiguous F32 " + Arrays.toString(x.shape()) + ", got " + out);
-        int t = Math.toIntExact(x.shape(0)), h = Math.toIntExact(x.shape(1));
+            Context ctx,
+            PagedLatentCache cache,
+            PagedLatentCache.Step step,
+            Tensor x,
+            Tensor residual,
+            Routing routing,
+            Tensor sum,
+            Tensor branch) {
+        if (x.rank() != 2) throw new IllegalArgumentException("x must be [T, hidden], got " + x);
+        long t = x.shape(0), h = x.shape(1);
+        checkStream(residual, "residual", t, h, true);
+        checkStream(sum, "sum", t, h, false);
+        checkStream(branch, "branch", t, h, false);
+        if (sum == branch) throw new IllegalArgumentException("sum and branch must be different tensors");
         try (Workspace.Frame scratch = ctx.workspace().frame()) {
             Tensor normed = Tensor.scratch(scratch, DType.BF16, t, h);
-            Tensor branch = Tensor.scratch(scratch, DType.F32, t, h);
-            Tensor residual = Tensor.scratch(scratch, DType.F32, t, h);
-            inputNorm.apply(ctx, x, normed);
-            attention.forward(ctx, cache, index, step, normed, branch);
-            postNorm.apply(ctx, branch, x, residual, normed); // residual = x + branch, normed = norm(residual)
+            Tensor attended = Tensor.scratch(scratch, DType.F32, t, h);
+            inputNorm.apply(ctx, x, residual, sum, normed); // sum = x + residual, normed = norm(sum)
+            attention.forward(ctx, cache, index, step, normed, attended);
+            postNorm.apply(ctx, attended, sum, sum, normed); // sum += attended, normed = norm(sum)
             if (moe != null) moe.forward(ctx, normed, routing, branch);
             else mlp.apply(ctx, normed, branch);
-            if (this.residual.capacity() < t) this.residual = Residual.of(t);
-            this.residual.apply(ctx, residual, branch, out, scratch);
         }
     }
 
-    /**
-     * {@code out = base + branch} over F32 [T, hidden] rows, natively: the dispatch combine with one term of weight 1
-     * per token, whose fused multiply-add {@code fma(1, branch, base)} rounds exactly as a plain add.
-     */
-    private record Residual(Tensor index, Tensor weights) {
-        /** Tables for up to {@code tokens} rows: row i's one term is row i with weight 1. */
-        static Residual of(int tokens) {
-            Arena arena = Arena.ofAuto();
-            Residual r = new Residual(
-                    Tensor.allocate(arena, DType.I32, tokens, 1), Tensor.allocate(arena, DType.F32, tokens, 1));
-            for (int i = 0; i < tokens; i++) {
-                r.index.setInt(i, i, 0);
-                r.weights.setFloat(1f, i, 0);
-            }
-            return r;
-        }
-
-        long capacity() {
-            return index.shape(0);
-        }
-
-        /** The tables are host memory; a device gets a copy of the rows it needs in the frame. */
-        void apply(Context ctx, Tensor base, Tensor branch, Tensor out, Workspace.Frame frame) {
-            long t = base.shape(0);
-            Dispatch.combine(
-                    ctx,
-                    branch,
-                    Copy.toDevice(frame, index.slice(0, 0, t)),
-                    Copy.toDevice(frame, weights.slice(0, 0, t)),
-                    base,
-                    out);
-        }
+    private static void checkStream(Tensor t, String name, long tokens, long hidden, boolean optional) {
+        if (t == null && optional) return;
+        if (t == null
+                || t.dtype() != DType.F32
+                || t.rank() != 2
+                || t.shape(0) != tokens
+                || t.shape(1) != hidden
+                || !t.isContiguous())
+            throw new IllegalArgumentException(
+                    name + " must be a contiguous F32 [" + tokens + ", " + hidden + "] like x, got " + t);
     }
 
     /**

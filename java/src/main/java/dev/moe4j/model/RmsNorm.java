@@ -61,8 +61,9 @@ public final class RmsNorm {
      * The residual add and the norm in one pass: {@code sum = x + residual}, {@code y = norm(sum)}.
      *
      * @param x F32 or BF16 [T, dim]
-     * @param residual F32 [T, dim]
-     * @param sum F32 [T, dim], receives {@code x + residual}; may be x or residual itself
+     * @param residual null, or F32 [T, dim]
+     * @param sum null, or F32 [T, dim] receiving {@code x + residual} (x when residual is null); may be x or residual
+     *     itself
      * @param y BF16 or F32 [T, dim], overlapping no other argument
      * @throws IllegalArgumentException if a width is not dim
      * @throws dev.moe4j.runtime.Moe4jException if the native call rejects a shape, dtype or overlap
