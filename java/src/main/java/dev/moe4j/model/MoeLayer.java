@@ -24,8 +24,8 @@ import java.util.Objects;
  * A DeepSeek MoE layer: {@code y[t] = shared(x[t]) + Σ_j weight[t, j] · FFN_{expert[t, j]}(x[t])} with the experts
  * chosen by a {@link Gate}.
  *
- * <p>One forward pass: route; quantize x per token to FP8 once; gather each (token, expert) pair's row into the
- * contiguous grouped layout (each expert's rows together, padded to {@code alignment}); run every routed expert's
+ * <p>One forward pass: route; gather each (token, expert) pair's row into the contiguous grouped layout (each
+ * expert's rows together, padded to {@code alignment}) and quantize the rows per token to FP8; run every routed expert's
  * FFN in one fused native call ({@link ExpertFfn}); then combine ({@link Dispatch#combine}) per token, shared experts
  * first and the routed ones by rank, so the fp32 summation order is fixed whatever the expert placement. Dropped
  * assignments (expert -1, see {@link dev.moe4j.routing.Capacity}) are skipped.
@@ -248,18 +248,19 @@ public final class MoeLayer implements MoeBlock {
         Dispatch.combine(ctx, ys, Copy.toDevice(frame, rowOf), Copy.toDevice(frame, weights), sharedOut, out);
     }
 
-    /** Gathers the quantized token rows into the grouped layout and runs the fused expert FFN: F32 [rows, H]. */
+    /**
+     * Gathers the token rows into the grouped layout, quantizes them per token (each row's codes and scale depend on
+     * that row alone, so this is what gathering quantized rows gives, in one call fewer) and runs the fused expert
+     * FFN: F32 [rows, H].
+     */
     private Tensor runExperts(
             Context ctx, Workspace.Frame frame, Tensor x, Tensor tokenOf, int[] first, int[] count, int rows) {
-        int t = Math.toIntExact(x.shape(0)), scaleCols = hidden / QuantizedTensor.BLOCK;
-        QuantizedTensor xq = new QuantizedTensor(
-                Tensor.scratch(frame, DType.E4M3, t, hidden), Tensor.scratch(frame, DType.F32, t, scaleCols), 1);
-        Quantization.perToken(ctx, x, xq.data(), xq.scales(), ScaleFormat.FP32);
-        Tensor index = tokenOf.slice(0, 0, rows);
+        int scaleCols = hidden / QuantizedTensor.BLOCK;
+        Tensor rowsOfX = Tensor.scratch(frame, x.dtype(), rows, hidden);
+        Dispatch.gather(ctx, x, tokenOf.slice(0, 0, rows), rowsOfX);
         QuantizedTensor grouped = new QuantizedTensor(
                 Tensor.scratch(frame, DType.E4M3, rows, hidden), Tensor.scratch(frame, DType.F32, rows, scaleCols), 1);
-        Dispatch.gather(ctx, xq.data(), index, grouped.data());
-        Dispatch.gather(ctx, xq.scales(), index, grouped.scales());
+        Quantization.perToken(ctx, rowsOfX, grouped.data(), grouped.scales(), ScaleFormat.FP32);
         Tensor layout = Tensor.hostScratch(frame, DType.I32, rows);
         MemorySegment lay = layout.segment();
         lay.fill((byte) 0xFF);
