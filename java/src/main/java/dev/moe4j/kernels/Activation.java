@@ -5,6 +5,7 @@ import dev.moe4j.runtime.Context;
 import dev.moe4j.runtime.Workspace;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.Tensor;
+import java.lang.foreign.MemorySegment;
 import java.util.Objects;
 
 /**
@@ -31,13 +32,10 @@ public final class Activation {
         Args.tensor(up, "up", 2, DType.F32, DType.BF16);
         Args.tensor(out, "out", 2, DType.F32, DType.BF16);
         try (Workspace.Frame call = ctx.workspace().frame()) {
-            ctx.call(
-                    "moe4j_silu_mul",
-                    ptr -> moe4j_h.moe4j_silu_mul(
-                            ptr,
-                            gate.descriptor(call, "gate"),
-                            up.descriptor(call, "up"),
-                            out.descriptor(call, "out")));
+            MemorySegment gateDesc = gate.descriptor(call, "gate");
+            MemorySegment upDesc = up.descriptor(call, "up");
+            MemorySegment outDesc = out.descriptor(call, "out");
+            ctx.call("moe4j_silu_mul", ptr -> moe4j_h.moe4j_silu_mul(ptr, gateDesc, upDesc, outDesc));
         }
     }
 }

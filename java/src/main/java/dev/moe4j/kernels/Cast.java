@@ -4,6 +4,7 @@ import dev.moe4j.bindings.moe4j_h;
 import dev.moe4j.runtime.Context;
 import dev.moe4j.runtime.Workspace;
 import dev.moe4j.tensor.Tensor;
+import java.lang.foreign.MemorySegment;
 import java.util.Objects;
 
 /**
@@ -19,9 +20,9 @@ public final class Cast {
         Objects.requireNonNull(src, "src");
         Objects.requireNonNull(dst, "dst");
         try (Workspace.Frame call = ctx.workspace().frame()) {
-            ctx.call(
-                    "moe4j_cast",
-                    ptr -> moe4j_h.moe4j_cast(ptr, src.descriptor(call, "src"), dst.descriptor(call, "dst")));
+            MemorySegment srcDesc = src.descriptor(call, "src");
+            MemorySegment dstDesc = dst.descriptor(call, "dst");
+            ctx.call("moe4j_cast", ptr -> moe4j_h.moe4j_cast(ptr, srcDesc, dstDesc));
         }
     }
 }

@@ -30,13 +30,10 @@ public final class Dispatch {
         Objects.requireNonNull(index, "index");
         Objects.requireNonNull(dst, "dst");
         try (Workspace.Frame call = ctx.workspace().frame()) {
-            ctx.call(
-                    "moe4j_gather_rows",
-                    ptr -> moe4j_h.moe4j_gather_rows(
-                            ptr,
-                            src.descriptor(call, "src"),
-                            index.descriptor(call, "index"),
-                            dst.descriptor(call, "dst")));
+            MemorySegment srcDesc = src.descriptor(call, "src");
+            MemorySegment indexDesc = index.descriptor(call, "index");
+            MemorySegment dstDesc = dst.descriptor(call, "dst");
+            ctx.call("moe4j_gather_rows", ptr -> moe4j_h.moe4j_gather_rows(ptr, srcDesc, indexDesc, dstDesc));
         }
     }
 
@@ -57,15 +54,14 @@ public final class Dispatch {
         Objects.requireNonNull(weights, "weights");
         Objects.requireNonNull(out, "out");
         try (Workspace.Frame call = ctx.workspace().frame()) {
+            MemorySegment rowsDesc = rows.descriptor(call, "rows");
+            MemorySegment indexDesc = index.descriptor(call, "index");
+            MemorySegment weightsDesc = weights.descriptor(call, "weights");
+            MemorySegment baseDesc = base == null ? MemorySegment.NULL : base.descriptor(call, "base");
+            MemorySegment outDesc = out.descriptor(call, "out");
             ctx.call(
                     "moe4j_combine_rows",
-                    ptr -> moe4j_h.moe4j_combine_rows(
-                            ptr,
-                            rows.descriptor(call, "rows"),
-                            index.descriptor(call, "index"),
-                            weights.descriptor(call, "weights"),
-                            base == null ? MemorySegment.NULL : base.descriptor(call, "base"),
-                            out.descriptor(call, "out")));
+                    ptr -> moe4j_h.moe4j_combine_rows(ptr, rowsDesc, indexDesc, weightsDesc, baseDesc, outDesc));
         }
     }
 }

@@ -7,6 +7,7 @@ import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.QuantizedGroups;
 import dev.moe4j.tensor.QuantizedTensor;
 import dev.moe4j.tensor.Tensor;
+import java.lang.foreign.MemorySegment;
 import java.lang.ref.Reference;
 import java.util.Objects;
 
@@ -46,18 +47,17 @@ public final class ExpertFfn {
         Args.tensor(groupedLayout, "groupedLayout", 1, DType.I32);
         Args.output(d, 2);
         try (Workspace.Frame call = ctx.workspace().frame()) {
+            MemorySegment xDesc = x.data().descriptor(call, "x");
+            MemorySegment sfxDesc = x.scales().descriptor(call, "sfx");
+            MemorySegment wGateDesc = gate.descriptor(call, "w_gate");
+            MemorySegment wUpDesc = up.descriptor(call, "w_up");
+            MemorySegment wDownDesc = down.descriptor(call, "w_down");
+            MemorySegment groupedLayoutDesc = groupedLayout.descriptor(call, "grouped_layout");
+            MemorySegment dDesc = d.descriptor(call, "d");
             ctx.call(
                     "moe4j_fp8_expert_ffn_contiguous",
                     ptr -> moe4j_h.moe4j_fp8_expert_ffn_contiguous(
-                            ptr,
-                            x.data().descriptor(call, "x"),
-                            x.scales().descriptor(call, "sfx"),
-                            gate.descriptor(call, "w_gate"),
-                            up.descriptor(call, "w_up"),
-                            down.descriptor(call, "w_down"),
-                            groupedLayout.descriptor(call, "grouped_layout"),
-                            alignment,
-                            d.descriptor(call, "d")));
+                            ptr, xDesc, sfxDesc, wGateDesc, wUpDesc, wDownDesc, groupedLayoutDesc, alignment, dDesc));
         } finally {
             Reference.reachabilityFence(gate); // their descriptor arrays live as long as they do
             Reference.reachabilityFence(up);

@@ -45,16 +45,14 @@ public final class Fp8Gemm {
         Args.output(d, 2);
         try (Workspace.Frame call = ctx.workspace().frame()) {
             MemorySegment cd = c == null ? MemorySegment.NULL : c.descriptor(call, "c");
+            MemorySegment aDesc = a.data().descriptor(call, "a");
+            MemorySegment sfaDesc = a.scales().descriptor(call, "sfa");
+            MemorySegment bDesc = b.data().descriptor(call, "b");
+            MemorySegment sfbDesc = b.scales().descriptor(call, "sfb");
+            MemorySegment dDesc = d.descriptor(call, "d");
             ctx.call(
                     "moe4j_fp8_gemm_nt",
-                    ptr -> moe4j_h.moe4j_fp8_gemm_nt(
-                            ptr,
-                            a.data().descriptor(call, "a"),
-                            a.scales().descriptor(call, "sfa"),
-                            b.data().descriptor(call, "b"),
-                            b.scales().descriptor(call, "sfb"),
-                            cd,
-                            d.descriptor(call, "d")));
+                    ptr -> moe4j_h.moe4j_fp8_gemm_nt(ptr, aDesc, sfaDesc, bDesc, sfbDesc, cd, dDesc));
         }
     }
 
@@ -101,10 +99,9 @@ public final class Fp8Gemm {
             Tensor from = data.rank() == 3 ? data.slice(0, g, 1).view(shape[1], shape[2]) : data;
             Tensor to = data.rank() == 3 ? packed.slice(0, g, 1).view(shape[1], shape[2]) : packed;
             try (Workspace.Frame call = ctx.workspace().frame()) {
-                ctx.call(
-                        "moe4j_pack_fp8_weights",
-                        ptr -> moe4j_h.moe4j_pack_fp8_weights(
-                                ptr, from.descriptor(call, "w"), to.descriptor(call, "packed")));
+                MemorySegment wDesc = from.descriptor(call, "w");
+                MemorySegment packedDesc = to.descriptor(call, "packed");
+                ctx.call("moe4j_pack_fp8_weights", ptr -> moe4j_h.moe4j_pack_fp8_weights(ptr, wDesc, packedDesc));
             }
         }
         return new QuantizedTensor(packed, w.scales(), QuantizedTensor.BLOCK);
@@ -137,16 +134,15 @@ public final class Fp8Gemm {
         Args.tensor(groupedLayout, "groupedLayout", 1, DType.I32);
         Args.output(d, 2);
         try (Workspace.Frame call = ctx.workspace().frame()) {
+            MemorySegment aDesc = a.data().descriptor(call, "a");
+            MemorySegment sfaDesc = a.scales().descriptor(call, "sfa");
+            MemorySegment bDesc = b.descriptor(call, "b");
+            MemorySegment groupedLayoutDesc = groupedLayout.descriptor(call, "grouped_layout");
+            MemorySegment dDesc = d.descriptor(call, "d");
             ctx.call(
                     "moe4j_grouped_fp8_gemm_contiguous",
                     ptr -> moe4j_h.moe4j_grouped_fp8_gemm_contiguous(
-                            ptr,
-                            a.data().descriptor(call, "a"),
-                            a.scales().descriptor(call, "sfa"),
-                            b.descriptor(call, "b"),
-                            groupedLayout.descriptor(call, "grouped_layout"),
-                            alignment,
-                            d.descriptor(call, "d")));
+                            ptr, aDesc, sfaDesc, bDesc, groupedLayoutDesc, alignment, dDesc));
         } finally {
             Reference.reachabilityFence(b); // its descriptor arrays live as long as it does
         }
@@ -167,15 +163,14 @@ public final class Fp8Gemm {
         Args.tensor(maskedM, "maskedM", 1, DType.I32);
         Args.output(d, 3);
         try (Workspace.Frame call = ctx.workspace().frame()) {
+            MemorySegment aDesc = a.data().descriptor(call, "a");
+            MemorySegment sfaDesc = a.scales().descriptor(call, "sfa");
+            MemorySegment bDesc = b.descriptor(call, "b");
+            MemorySegment maskedMDesc = maskedM.descriptor(call, "masked_m");
+            MemorySegment dDesc = d.descriptor(call, "d");
             ctx.call(
                     "moe4j_grouped_fp8_gemm_masked",
-                    ptr -> moe4j_h.moe4j_grouped_fp8_gemm_masked(
-                            ptr,
-                            a.data().descriptor(call, "a"),
-                            a.scales().descriptor(call, "sfa"),
-                            b.descriptor(call, "b"),
-                            maskedM.descriptor(call, "masked_m"),
-                            d.descriptor(call, "d")));
+                    ptr -> moe4j_h.moe4j_grouped_fp8_gemm_masked(ptr, aDesc, sfaDesc, bDesc, maskedMDesc, dDesc));
         } finally {
             Reference.reachabilityFence(b);
         }

@@ -36,10 +36,10 @@ public final class Gemm {
         Args.output(d, rank);
         try (Workspace.Frame call = ctx.workspace().frame()) {
             MemorySegment cd = c == null ? MemorySegment.NULL : c.descriptor(call, "c");
-            ctx.call(
-                    "moe4j_gemm_nt",
-                    ptr -> moe4j_h.moe4j_gemm_nt(
-                            ptr, a.descriptor(call, "a"), b.descriptor(call, "b"), cd, d.descriptor(call, "d")));
+            MemorySegment aDesc = a.descriptor(call, "a");
+            MemorySegment bDesc = b.descriptor(call, "b");
+            MemorySegment dDesc = d.descriptor(call, "d");
+            ctx.call("moe4j_gemm_nt", ptr -> moe4j_h.moe4j_gemm_nt(ptr, aDesc, bDesc, cd, dDesc));
         }
     }
 

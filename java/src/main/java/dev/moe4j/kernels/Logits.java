@@ -5,6 +5,7 @@ import dev.moe4j.runtime.Context;
 import dev.moe4j.runtime.Workspace;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.Tensor;
+import java.lang.foreign.MemorySegment;
 import java.util.Objects;
 
 /**
@@ -37,13 +38,10 @@ public final class Logits {
         Args.tensor(argmax, "argmax", 1, DType.I32);
         Args.tensor(sumExp, "sumExp", 1, DType.F32);
         try (Workspace.Frame call = ctx.workspace().frame()) {
-            ctx.call(
-                    "moe4j_logits_stats",
-                    ptr -> moe4j_h.moe4j_logits_stats(
-                            ptr,
-                            logits.descriptor(call, "logits"),
-                            argmax.descriptor(call, "argmax"),
-                            sumExp.descriptor(call, "sumExp")));
+            MemorySegment logitsDesc = logits.descriptor(call, "logits");
+            MemorySegment argmaxDesc = argmax.descriptor(call, "argmax");
+            MemorySegment sumExpDesc = sumExp.descriptor(call, "sumExp");
+            ctx.call("moe4j_logits_stats", ptr -> moe4j_h.moe4j_logits_stats(ptr, logitsDesc, argmaxDesc, sumExpDesc));
         }
     }
 }

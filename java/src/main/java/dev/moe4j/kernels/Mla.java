@@ -5,6 +5,7 @@ import dev.moe4j.runtime.Context;
 import dev.moe4j.runtime.Workspace;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.Tensor;
+import java.lang.foreign.MemorySegment;
 import java.util.Objects;
 
 /**
@@ -62,18 +63,24 @@ public final class Mla {
         Args.tensor(out, "out", 4, DType.BF16, DType.F32);
         Args.tensor(lse, "lse", 3, DType.F32);
         try (Workspace.Frame call = ctx.workspace().frame()) {
+            MemorySegment qDesc = q.descriptor(call, "q");
+            MemorySegment kcacheDesc = kcache.descriptor(call, "kcache");
+            MemorySegment blockTableDesc = blockTable.descriptor(call, "block_table");
+            MemorySegment cacheSeqlensDesc = cacheSeqlens.descriptor(call, "cache_seqlens");
+            MemorySegment outDesc = out.descriptor(call, "out");
+            MemorySegment lseDesc = lse.descriptor(call, "lse");
             ctx.call(
                     "moe4j_mla_decode",
                     ptr -> moe4j_h.moe4j_mla_decode(
                             ptr,
-                            q.descriptor(call, "q"),
-                            kcache.descriptor(call, "kcache"),
-                            blockTable.descriptor(call, "block_table"),
-                            cacheSeqlens.descriptor(call, "cache_seqlens"),
+                            qDesc,
+                            kcacheDesc,
+                            blockTableDesc,
+                            cacheSeqlensDesc,
                             softmaxScale,
                             causal ? 1 : 0,
-                            out.descriptor(call, "out"),
-                            lse.descriptor(call, "lse")));
+                            outDesc,
+                            lseDesc));
         }
     }
 
@@ -95,13 +102,12 @@ public final class Mla {
         Args.tensor(slotMapping, "slotMapping", 1, DType.I32);
         Args.tensor(kcache, "kcache", 4, DType.BF16, DType.U8);
         try (Workspace.Frame call = ctx.workspace().frame()) {
+            MemorySegment kvDesc = kv.descriptor(call, "kv");
+            MemorySegment slotMappingDesc = slotMapping.descriptor(call, "slot_mapping");
+            MemorySegment kcacheDesc = kcache.descriptor(call, "kcache");
             ctx.call(
                     "moe4j_mla_cache_append",
-                    ptr -> moe4j_h.moe4j_mla_cache_append(
-                            ptr,
-                            kv.descriptor(call, "kv"),
-                            slotMapping.descriptor(call, "slot_mapping"),
-                            kcache.descriptor(call, "kcache")));
+                    ptr -> moe4j_h.moe4j_mla_cache_append(ptr, kvDesc, slotMappingDesc, kcacheDesc));
         }
     }
 }

@@ -39,16 +39,14 @@ public final class Norm {
         if (sumOut != null) Args.tensor(sumOut, "sumOut", 2, DType.F32);
         Args.tensor(y, "y", 2, DType.F32, DType.BF16);
         try (Workspace.Frame call = ctx.workspace().frame()) {
+            MemorySegment xDesc = x.descriptor(call, "x");
+            MemorySegment residualDesc = residual == null ? MemorySegment.NULL : residual.descriptor(call, "residual");
+            MemorySegment weightDesc = weight.descriptor(call, "weight");
+            MemorySegment sumOutDesc = sumOut == null ? MemorySegment.NULL : sumOut.descriptor(call, "sum_out");
+            MemorySegment yDesc = y.descriptor(call, "y");
             ctx.call(
                     "moe4j_rms_norm",
-                    ptr -> moe4j_h.moe4j_rms_norm(
-                            ptr,
-                            x.descriptor(call, "x"),
-                            residual == null ? MemorySegment.NULL : residual.descriptor(call, "residual"),
-                            weight.descriptor(call, "weight"),
-                            eps,
-                            sumOut == null ? MemorySegment.NULL : sumOut.descriptor(call, "sum_out"),
-                            y.descriptor(call, "y")));
+                    ptr -> moe4j_h.moe4j_rms_norm(ptr, xDesc, residualDesc, weightDesc, eps, sumOutDesc, yDesc));
         }
     }
 }

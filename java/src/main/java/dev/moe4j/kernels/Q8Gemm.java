@@ -5,6 +5,7 @@ import dev.moe4j.runtime.Context;
 import dev.moe4j.runtime.Workspace;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.Tensor;
+import java.lang.foreign.MemorySegment;
 import java.lang.foreign.SegmentAllocator;
 import java.util.Objects;
 
@@ -111,13 +112,12 @@ public final class Q8Gemm {
         Args.tensor(w, "w", 2, DType.F32, DType.BF16);
         Objects.requireNonNull(out, "out");
         try (Workspace.Frame call = ctx.workspace().frame()) {
+            MemorySegment wDesc = w.descriptor(call, "w");
+            MemorySegment qDesc = out.codes().descriptor(call, "q");
+            MemorySegment scalesDesc = out.scales().descriptor(call, "scales");
             ctx.call(
                     "moe4j_quantize_q8_weights",
-                    ptr -> moe4j_h.moe4j_quantize_q8_weights(
-                            ptr,
-                            w.descriptor(call, "w"),
-                            out.codes().descriptor(call, "q"),
-                            out.scales().descriptor(call, "scales")));
+                    ptr -> moe4j_h.moe4j_quantize_q8_weights(ptr, wDesc, qDesc, scalesDesc));
         }
     }
 
@@ -133,14 +133,11 @@ public final class Q8Gemm {
         Objects.requireNonNull(b, "b");
         Args.tensor(d, "d", 2, DType.F32);
         try (Workspace.Frame call = ctx.workspace().frame()) {
-            ctx.call(
-                    "moe4j_q8_gemm_nt",
-                    ptr -> moe4j_h.moe4j_q8_gemm_nt(
-                            ptr,
-                            a.descriptor(call, "a"),
-                            b.codes().descriptor(call, "b"),
-                            b.scales().descriptor(call, "sfb"),
-                            d.descriptor(call, "d")));
+            MemorySegment aDesc = a.descriptor(call, "a");
+            MemorySegment bDesc = b.codes().descriptor(call, "b");
+            MemorySegment sfbDesc = b.scales().descriptor(call, "sfb");
+            MemorySegment dDesc = d.descriptor(call, "d");
+            ctx.call("moe4j_q8_gemm_nt", ptr -> moe4j_h.moe4j_q8_gemm_nt(ptr, aDesc, bDesc, sfbDesc, dDesc));
         }
     }
 }

@@ -6,6 +6,7 @@ import dev.moe4j.runtime.Workspace;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.QuantizedTensor;
 import dev.moe4j.tensor.Tensor;
+import java.lang.foreign.MemorySegment;
 import java.lang.foreign.SegmentAllocator;
 import java.util.Objects;
 
@@ -43,14 +44,12 @@ public final class Quantization {
         Args.tensor(q, "q", 2, DType.E4M3);
         Args.tensor(scales, "scales", 2, DType.F32);
         try (Workspace.Frame call = ctx.workspace().frame()) {
+            MemorySegment xDesc = x.descriptor(call, "x");
+            MemorySegment qDesc = q.descriptor(call, "q");
+            MemorySegment scalesDesc = scales.descriptor(call, "scales");
             ctx.call(
                     "moe4j_quantize_fp8_per_token",
-                    ptr -> moe4j_h.moe4j_quantize_fp8_per_token(
-                            ptr,
-                            x.descriptor(call, "x"),
-                            q.descriptor(call, "q"),
-                            scales.descriptor(call, "scales"),
-                            format.code()));
+                    ptr -> moe4j_h.moe4j_quantize_fp8_per_token(ptr, xDesc, qDesc, scalesDesc, format.code()));
         }
     }
 
@@ -74,14 +73,12 @@ public final class Quantization {
         Args.tensor(q, "q", 2, DType.E4M3);
         Args.tensor(scaleInv, "scaleInv", 2, DType.F32);
         try (Workspace.Frame call = ctx.workspace().frame()) {
+            MemorySegment wDesc = w.descriptor(call, "w");
+            MemorySegment qDesc = q.descriptor(call, "q");
+            MemorySegment scaleInvDesc = scaleInv.descriptor(call, "scale_inv");
             ctx.call(
                     "moe4j_quantize_fp8_per_block",
-                    ptr -> moe4j_h.moe4j_quantize_fp8_per_block(
-                            ptr,
-                            w.descriptor(call, "w"),
-                            q.descriptor(call, "q"),
-                            scaleInv.descriptor(call, "scale_inv"),
-                            format.code()));
+                    ptr -> moe4j_h.moe4j_quantize_fp8_per_block(ptr, wDesc, qDesc, scaleInvDesc, format.code()));
         }
     }
 
@@ -102,14 +99,12 @@ public final class Quantization {
         Objects.requireNonNull(q, "q");
         Args.tensor(out, "out", 2, DType.F32, DType.BF16);
         try (Workspace.Frame call = ctx.workspace().frame()) {
+            MemorySegment qDesc = q.data().descriptor(call, "q");
+            MemorySegment scalesDesc = q.scales().descriptor(call, "scales");
+            MemorySegment outDesc = out.descriptor(call, "out");
             ctx.call(
                     "moe4j_dequantize_fp8",
-                    ptr -> moe4j_h.moe4j_dequantize_fp8(
-                            ptr,
-                            q.data().descriptor(call, "q"),
-                            q.scales().descriptor(call, "scales"),
-                            q.blockRows(),
-                            out.descriptor(call, "out")));
+                    ptr -> moe4j_h.moe4j_dequantize_fp8(ptr, qDesc, scalesDesc, q.blockRows(), outDesc));
         }
     }
 

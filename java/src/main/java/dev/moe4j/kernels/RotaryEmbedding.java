@@ -5,6 +5,7 @@ import dev.moe4j.runtime.Context;
 import dev.moe4j.runtime.Workspace;
 import dev.moe4j.tensor.DType;
 import dev.moe4j.tensor.Tensor;
+import java.lang.foreign.MemorySegment;
 import java.util.Objects;
 
 /**
@@ -37,15 +38,13 @@ public final class RotaryEmbedding {
         Args.tensor(freqs, "freqs", 1, DType.F32);
         Args.tensor(out, "out", 3, DType.F32, DType.BF16);
         try (Workspace.Frame call = ctx.workspace().frame()) {
+            MemorySegment xDesc = x.descriptor(call, "x");
+            MemorySegment positionsDesc = positions.descriptor(call, "positions");
+            MemorySegment freqsDesc = freqs.descriptor(call, "freqs");
+            MemorySegment outDesc = out.descriptor(call, "out");
             ctx.call(
                     "moe4j_rope",
-                    ptr -> moe4j_h.moe4j_rope(
-                            ptr,
-                            x.descriptor(call, "x"),
-                            positions.descriptor(call, "positions"),
-                            freqs.descriptor(call, "freqs"),
-                            rotationScale,
-                            out.descriptor(call, "out")));
+                    ptr -> moe4j_h.moe4j_rope(ptr, xDesc, positionsDesc, freqsDesc, rotationScale, outDesc));
         }
     }
 }

@@ -2,7 +2,6 @@ package dev.moe4j.runtime;
 
 import dev.moe4j.bindings.moe4j_capabilities;
 import dev.moe4j.bindings.moe4j_h;
-import dev.moe4j.internal.CallClock;
 import java.io.IOException;
 import java.io.InputStream;
 import java.lang.foreign.Arena;
@@ -72,8 +71,7 @@ public final class NativeLibrary {
         long t0 = System.nanoTime();
         int status = nativeCall.getAsInt();
         long t1 = System.nanoTime();
-        // from the last descriptor built in the call on: building them is Java
-        profiler.record(function, t1 - Math.max(t0, CallClock.last()));
+        profiler.record(function, t1 - t0);
         check(status, function);
     }
 

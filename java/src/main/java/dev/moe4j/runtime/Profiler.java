@@ -1,6 +1,5 @@
 package dev.moe4j.runtime;
 
-import dev.moe4j.internal.CallClock;
 import java.util.Arrays;
 import java.util.Collections;
 import java.util.LinkedHashMap;
@@ -9,8 +8,8 @@ import java.util.Map;
 /**
  * Wall time spent inside native kernel calls, per native function, for the calling thread. While a profiler is
  * active on a thread, every kernel wrapper's call on that thread is timed ({@code System.nanoTime} around the
- * downcall from the end of the last argument descriptor the wrapper builds for it: building them is Java; ~100 ns
- * per call in all). What a caller's own elapsed time exceeds the sum by is time spent in Java.
+ * downcall alone: the wrappers build their argument descriptors before it, which is Java). What a caller's own elapsed
+ * time exceeds the sum by is time spent in Java.
  *
  * <pre>{@code
  * try (Profiler p = Profiler.start()) {
@@ -59,7 +58,6 @@ public final class Profiler implements AutoCloseable {
     private static Profiler begin(boolean waitsForDevice) {
         Profiler p = new Profiler(CURRENT.get(), waitsForDevice);
         CURRENT.set(p);
-        CallClock.profilerStarted();
         return p;
     }
 
@@ -113,7 +111,6 @@ public final class Profiler implements AutoCloseable {
             throw new IllegalStateException("a profiler is closed by the thread that started it");
         if (closed) return;
         closed = true;
-        CallClock.profilerClosed();
         if (CURRENT.get() == this) CURRENT.set(previous);
     }
 }

@@ -3,7 +3,6 @@ package dev.moe4j.tensor;
 import dev.moe4j.bindings.moe4j_fp8_weight_groups;
 import dev.moe4j.bindings.moe4j_h;
 import dev.moe4j.bindings.moe4j_tensor;
-import dev.moe4j.internal.CallClock;
 import dev.moe4j.runtime.Device;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -172,7 +171,6 @@ public final class QuantizedGroups {
         moe4j_fp8_weight_groups.count(struct, groups.size());
         moe4j_fp8_weight_groups.weights(struct, arrays[0]);
         moe4j_fp8_weight_groups.scales(struct, arrays[1]);
-        if (CallClock.counting()) CallClock.stamp();
         return struct;
     }
 

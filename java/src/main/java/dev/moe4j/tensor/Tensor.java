@@ -2,7 +2,6 @@ package dev.moe4j.tensor;
 
 import dev.moe4j.bindings.moe4j_h;
 import dev.moe4j.bindings.moe4j_tensor;
-import dev.moe4j.internal.CallClock;
 import dev.moe4j.runtime.Context;
 import dev.moe4j.runtime.Device;
 import dev.moe4j.runtime.Workspace;
@@ -374,7 +373,6 @@ public final class Tensor {
         checkKernelOperand(allocator, name);
         MemorySegment d = moe4j_tensor.allocate(allocator);
         writeDescriptor(d, name);
-        if (CallClock.counting()) CallClock.stamp();
         return d;
     }
 

@@ -7,9 +7,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.moe4j.bindings.moe4j_context_options;
 import dev.moe4j.bindings.moe4j_h;
-import dev.moe4j.internal.CallClock;
-import dev.moe4j.tensor.DType;
-import dev.moe4j.tensor.Tensor;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -38,31 +35,6 @@ class ContextTest {
                     2,
                     outer.entries().get("moe4j_context_reset_kernel_variants").calls());
             assertFalse(outer.entries().containsKey("moe4j_synchronize"));
-        }
-    }
-
-    /**
-     * While a profiler runs, a descriptor stamps when its building ended, for the profiler to time the call from there
-     * (building it is Java); closing a profiler twice stops the stamping once.
-     */
-    @Test
-    void descriptorBuildingCountsAsJavaWhileProfiling() {
-        assertFalse(CallClock.counting());
-        try (Arena arena = Arena.ofConfined();
-                Profiler profiler = Profiler.start()) {
-            assertTrue(CallClock.counting());
-            long before = System.nanoTime();
-            Tensor.allocate(arena, DType.F32, 4, 4).descriptor(arena, "t");
-            long stamped = CallClock.last();
-            assertTrue(stamped >= before && stamped <= System.nanoTime(), "stamped when built");
-            profiler.close();
-            assertFalse(CallClock.counting());
-        }
-        assertFalse(CallClock.counting());
-        try (Arena arena = Arena.ofConfined()) {
-            long stamped = CallClock.last();
-            Tensor.allocate(arena, DType.F32, 4, 4).descriptor(arena, "t");
-            assertEquals(stamped, CallClock.last(), "no stamp without a profiler");
         }
     }
 
