@@ -70,8 +70,7 @@ public final class NativeLibrary {
         }
         long t0 = System.nanoTime();
         int status = nativeCall.getAsInt();
-        long t1 = System.nanoTime();
-        profiler.record(function, t1 - t0);
+        profiler.record(function, System.nanoTime() - t0);
         check(status, function);
     }
 
