@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstring>
 #include <fstream>
+#include <future>
 #include <iostream>
 #include <new>
 #include <set>
@@ -414,6 +415,37 @@ void pool_injected_task_faults() {
     pool.run(3, [&](int64_t) {});  // disarmed: nothing thrown
 }
 
+// A run does not wait for a worker that has not woken up by the time its tasks are done (a VM may take milliseconds to
+// run a woken thread): the caller runs every task, and the late worker stays out of the finished run.
+void pool_does_not_wait_for_late_workers() {
+    moe4j::ThreadPool pool(2);
+    pool.hold_workers(true);
+    std::vector<int> ran_by(100, -1);
+    auto run = std::async(std::launch::async, [&] {
+        pool.run_indexed(100, [&](int64_t i, int worker) { ran_by[static_cast<size_t>(i)] = worker; });
+    });
+    const bool finished = run.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+    pool.hold_workers(false);
+    run.wait();
+    expect(finished, "pool: a run finishes while its worker has not joined");
+    int on_caller = 0;
+    for (int w : ran_by) on_caller += w == 0;
+    expect_equal(on_caller, 100, "pool: the caller ran every task of a run its worker missed");
+    // The late worker, released, finds the run closed; the next runs use it as before.
+    std::atomic<int> on_worker{0};
+    for (int r = 0; r < 200 && on_worker.load() == 0; ++r) {
+        std::vector<std::atomic<int>> hits(1000);
+        pool.run_indexed(1000, [&](int64_t i, int worker) {
+            ++hits[static_cast<size_t>(i)];
+            if (worker == 1) ++on_worker;
+        });
+        int once = 0;
+        for (auto &h : hits) once += h.load() == 1;
+        expect_equal(once, 1000, "pool: after a missed run every task of the next one runs exactly once");
+    }
+    expect(on_worker.load() > 0, "pool: the worker takes tasks again after a run it missed");
+}
+
 // ---------------------------------------------------------------- thread pool: shares
 
 // run_shares runs every task once; a thread takes its own share in order; parallel_for_shares covers [0, n) with
@@ -673,6 +705,7 @@ int main(int argc, char **argv) {
     pool_rethrows_a_task_exception_from_any_thread();
     pool_keeps_the_first_exception_and_skips_the_rest();
     pool_injected_task_faults();
+    pool_does_not_wait_for_late_workers();
     pool_shares();
     abi_task_faults_fail_one_call();
     abi_allocation_faults();

@@ -133,14 +133,18 @@ void ThreadPool::run_tasks(int64_t tasks, bool shares, const std::function<void(
         shares_ = shares ? size() : 1;
         share_size_ = (tasks + shares_ - 1) / shares_;
         for (int share = 0; share < shares_; ++share) cursors_[share].next.store(share * share_size_);
-        busy_workers_.store(static_cast<int>(workers_.size()));
+        run_state_.store(0);       // open, no worker inside yet
         generation_.fetch_add(1);  // after the run's fields: a worker that sees it sees them
     }
     wake_.notify_all();
     drain(0);  // catches what the caller's tasks throw, so the join below always happens
+    // Every task is taken. Closing the run keeps out the workers that have not joined it yet: one still waking up
+    // (tens of microseconds, milliseconds on a VM whose idle vCPU the host has descheduled) would find nothing to do,
+    // and the call waits only for the workers that are running its tasks.
+    run_state_.fetch_or(kClosed);
     std::exception_ptr error;
     {
-        const auto finished = [this] { return busy_workers_.load() == 0; };
+        const auto finished = [this] { return run_state_.load() == kClosed; };
         std::unique_lock<std::mutex> lock(mutex_, std::defer_lock);
         if (!spin_until(finished)) {
             lock.lock();
@@ -165,13 +169,22 @@ void ThreadPool::worker_loop(int worker) {
         }
         if (stopping_.load()) return;
         seen = generation_.load();
+        while (workers_held_.load()) std::this_thread::yield();
+        if (!join_run()) continue;  // the run closed before this worker woke: its tasks are done
         drain(worker);
         // The caller may sleep on done_: notify under the mutex, so that it either has not checked yet or waits.
-        if (busy_workers_.fetch_sub(1) == 1) {
+        if (run_state_.fetch_sub(1) == (kClosed | 1)) {
             std::lock_guard<std::mutex> lock(mutex_);
             done_.notify_one();
         }
     }
+}
+
+bool ThreadPool::join_run() {
+    uint32_t state = run_state_.load();
+    while ((state & kClosed) == 0)
+        if (run_state_.compare_exchange_weak(state, state + 1)) return true;
+    return false;
 }
 
 void parallel_for(ThreadPool &pool, int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)> &body) {

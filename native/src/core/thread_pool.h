@@ -52,11 +52,16 @@ class ThreadPool {
     // Arms a fault for the next run with more than `task` tasks (task >= 0): that run's task `task` throws `fault`
     // instead of running, once. TaskFault::None disarms. For tests of failure handling.
     void inject_fault(TaskFault fault, int64_t task);
+    // While held, workers that wake up for a run wait before they join it, as a worker the OS is slow to wake up
+    // does. A run whose tasks the caller finishes meanwhile does not wait for them. For tests of that.
+    void hold_workers(bool hold) { workers_held_.store(hold); }
 
   private:
     void worker_loop(int worker);
     void run_tasks(int64_t tasks, bool shares, const std::function<void(int64_t, int)> &task);
     void drain(int worker);
+    // Enters the current run unless it is closed; whether it did.
+    bool join_run();
     // The next task for `worker`: the next of its own share, else the next untaken one of another share (a run that
     // is not run_shares' has one share, all of its tasks); or task_count_ when none is left.
     int64_t next_for(int worker);
@@ -84,8 +89,12 @@ class ThreadPool {
     int64_t share_size_ = 0;
     // Atomic so that a spinning thread sees them change; written under mutex_, for the threads that sleep.
     std::atomic<uint64_t> generation_{0};
-    std::atomic<int> busy_workers_{0};
+    // The current run's kClosed bit (set once every task is taken, and between runs) and the number of workers inside
+    // it: a worker joins only an open run, and run() waits for those that joined.
+    static constexpr uint32_t kClosed = 1u << 31;
+    std::atomic<uint32_t> run_state_{kClosed};
     std::atomic<bool> stopping_{false};
+    std::atomic<bool> workers_held_{false};
     // The first exception of the current run (guarded by mutex_).
     std::exception_ptr error_;
     // The armed fault; only the thread that calls run() touches them.
