@@ -49,6 +49,16 @@ const std::vector<Subcommand> &subcommands() {
          "    --scale-format F   fp32 | ue8m0 (default: fp32)\n"
          "    --reps R           timed calls per row (default: >= 10 and >= 0.25 s)\n",
          bench::run_quant},
+        {"logits",
+         "time moe4j_logits_stats (sampling's argmax and sum of exponentials) against one thread and read bandwidth",
+         {"threads", "isa", "rows", "vocab", "reps"},
+         {},
+         "    --threads N        context threads (default: all hardware threads)\n"
+         "    --isa NAME         scalar | avx2 | avx512 | avx512_bf16 | best (default: best)\n"
+         "    --rows B           rows of logits (default: a table of 1, 2, 8, 64)\n"
+         "    --vocab V          logits per row (default: 102400 and 129280, V2 and V3)\n"
+         "    --reps R           timed calls per row (default: >= 10 and >= 0.25 s)\n",
+         bench::run_logits},
         {"gemm",
          "time moe4j_fp8_gemm_nt and the grouped FP8 GEMMs against read bandwidth, FMA peak and OpenBLAS sgemm",
          {"threads", "isa", "m", "n", "k", "reps", "cache"},

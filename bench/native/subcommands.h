@@ -6,6 +6,7 @@
 namespace bench {
 
 int run_machine(const Args &args);  // memory read bandwidth and FP32 FMA peak
+int run_logits(const Args &args);   // moe4j_logits_stats (sampling statistics per row of logits)
 int run_quant(const Args &args);    // FP8 quantization (per-token activations, per-block weights)
 int run_gemm(const Args &args);     // FP8 GEMM, plain and grouped, against OpenBLAS sgemm
 int run_mla(const Args &args);      // MLA decode over a paged latent cache, against a naive decompressed cache

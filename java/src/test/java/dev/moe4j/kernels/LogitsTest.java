@@ -117,6 +117,67 @@ class LogitsTest {
         }
     }
 
+    /**
+     * Rows fewer than the context's threads are cut into 2, 4 or 8 parts (by element ranges for the maximum, by lane
+     * groups for the sum): the same bits as the contract, NaN, +Infinity and all -Infinity rows included, wherever in
+     * the row the bad logit or the maximum lies.
+     */
+    @ParameterizedTest
+    @MethodSource("dev.moe4j.kernels.CastTest#isaPaths")
+    void rowsSplitOverThreadsKeepTheContractsBits(Isa isa) {
+        long seed = TestSupport.freshSeed();
+        SplittableRandom random = TestSupport.random(seed);
+        int[] vocabs = {65536 + 17, 102400, 131072 + 5, 262144 + 3};
+        for (int threads : new int[] {2, 4, 8}) {
+            try (Arena arena = Arena.ofConfined();
+                    Context ctx =
+                            Context.create(Context.Options.cpu().withMaxIsa(isa).withThreads(threads))) {
+                for (int v : vocabs) {
+                    int rows = 1 + random.nextInt(2);
+                    float[][] x = new float[rows][v];
+                    for (int b = 0; b < rows; b++)
+                        for (int i = 0; i < v; i++) x[b][i] = (float) (random.nextGaussian() * 4);
+                    // the maximum, twice, in a late part: the first of them wins
+                    int late = v - 1 - random.nextInt(v / 4);
+                    x[0][late] = x[0][v - 1] = 90f;
+                    Tensor logits = Tensor.allocate(arena, DType.F32, rows, v);
+                    for (int b = 0; b < rows; b++) for (int i = 0; i < v; i++) logits.setFloat(x[b][i], b, i);
+                    Tensor argmax = poisoned(arena, DType.I32, rows);
+                    Tensor sumExp = poisoned(arena, DType.F32, rows);
+                    Logits.stats(ctx, logits, argmax, sumExp);
+                    for (int b = 0; b < rows; b++) {
+                        String where = isa + " threads=" + threads + " V=" + v + " row " + b + " seed " + seed;
+                        int best = 0;
+                        for (int i = 1; i < v; i++) if (x[b][i] > x[b][best]) best = i;
+                        assertEquals(best, argmax.getInt(b), where);
+                        assertEquals(
+                                Float.floatToRawIntBits(sumExp(x[b], x[b][best])),
+                                Float.floatToRawIntBits(sumExp.getFloat(b)),
+                                where);
+                    }
+                    // invalid logits in the last part and the first, and a row of -Infinity alone
+                    Tensor bad = Tensor.allocate(arena, DType.F32, 3, v);
+                    for (int i = 0; i < v; i++) {
+                        bad.setFloat(x[0][i], 0, i);
+                        bad.setFloat(x[0][i], 1, i);
+                        bad.setFloat(Float.NEGATIVE_INFINITY, 2, i);
+                    }
+                    bad.setFloat(Float.NaN, 0, v - 2);
+                    bad.setFloat(Float.POSITIVE_INFINITY, 1, v - 3);
+                    bad.setFloat(Float.NaN, 1, 5);
+                    for (int b = 0; b < 3; b++) {
+                        Tensor one = bad.slice(0, b, 1);
+                        Logits.stats(ctx, one, argmax.slice(0, 0, 1), sumExp.slice(0, 0, 1));
+                        String where = isa + " threads=" + threads + " V=" + v + " bad row " + b;
+                        assertEquals(new int[] {v - 2, 5, 0}[b], argmax.getInt(0), where);
+                        if (b < 2) assertTrue(Float.isNaN(sumExp.getFloat(0)), where);
+                        else assertEquals(0f, sumExp.getFloat(0), where);
+                    }
+                }
+            }
+        }
+    }
+
     @Test
     void rowsMayBeViewsIntoWiderRows() {
         try (Arena arena = Arena.ofConfined();
