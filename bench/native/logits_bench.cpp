@@ -66,9 +66,10 @@ int run_logits(const Args &args) {
     const Context one(1, config.isa);
     const moe4j_context_info info = ctx.info();
     std::printf("%s\n", machine_summary(facts).c_str());
-    std::printf("logits: moe4j_logits_stats, logits F32 [rows, V] uniform in [-16, 16), warm in cache; isa requested=%s "
-                "context=%s; baseline: the same call on a context of 1 thread\n\n",
-                isa_name(config.isa), isa_name(info.isa));
+    std::printf(
+        "logits: moe4j_logits_stats, logits F32 [rows, V] uniform in [-16, 16), warm in cache; isa requested=%s "
+        "context=%s; baseline: the same call on a context of 1 thread\n\n",
+        isa_name(config.isa), isa_name(info.isa));
     const Table table({{"rows", 5, Align::Right},
                        {"V", 7, Align::Right},
                        {"threads", 7, Align::Right},
