@@ -2,15 +2,20 @@
 // API, the structure that makes the guard unavoidable (every CUDA backend function takes a Call that only run_body can
 // make), the kernel-variant counts, the thread pool's exception safety and injected faults through the C ABI
 // (the entry points are compiled in), and the overflow-free arithmetic validation relies on (extents, ceil_div, row
-// views). Usage: moe4j_native_tests NATIVE_SRC_DIR
+// views), and that kernel calls allocate nothing once their sizes have been seen (this program replaces operator new
+// to count). Usage: moe4j_native_tests NATIVE_SRC_DIR
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstddef>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <future>
 #include <iostream>
 #include <new>
+#include <numeric>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -24,6 +29,48 @@
 #include "../src/core/variants.h"
 #include "../src/core/views.h"
 #include "moe4j.h"
+
+// ---------------------------------------------------------------- counted allocations
+// Every operator new of the program (the library's code is compiled in) counts here, on any thread.
+namespace {
+std::atomic<int64_t> heap_allocations{0};
+
+void *counted_alloc(size_t size, size_t alignment) {
+    ++heap_allocations;
+    size = std::max<size_t>(size, 1);
+    if (alignment <= alignof(std::max_align_t)) return std::malloc(size);
+    return std::aligned_alloc(alignment, (size + alignment - 1) / alignment * alignment);
+}
+// Not inlined: GCC would see free() meet a pointer from operator new where a delete is inlined, and warn.
+[[gnu::noinline]] void counted_free(void *p) { std::free(p); }
+}  // namespace
+
+void *operator new(size_t size) {
+    if (void *p = counted_alloc(size, 0)) return p;
+    throw std::bad_alloc();
+}
+void *operator new[](size_t size) { return ::operator new(size); }
+void *operator new(size_t size, std::align_val_t alignment) {
+    if (void *p = counted_alloc(size, static_cast<size_t>(alignment))) return p;
+    throw std::bad_alloc();
+}
+void *operator new[](size_t size, std::align_val_t alignment) { return ::operator new(size, alignment); }
+void *operator new(size_t size, const std::nothrow_t &) noexcept { return counted_alloc(size, 0); }
+void *operator new[](size_t size, const std::nothrow_t &) noexcept { return counted_alloc(size, 0); }
+void *operator new(size_t size, std::align_val_t alignment, const std::nothrow_t &) noexcept {
+    return counted_alloc(size, static_cast<size_t>(alignment));
+}
+void *operator new[](size_t size, std::align_val_t alignment, const std::nothrow_t &) noexcept {
+    return counted_alloc(size, static_cast<size_t>(alignment));
+}
+void operator delete(void *p) noexcept { counted_free(p); }
+void operator delete[](void *p) noexcept { counted_free(p); }
+void operator delete(void *p, size_t) noexcept { counted_free(p); }
+void operator delete[](void *p, size_t) noexcept { counted_free(p); }
+void operator delete(void *p, std::align_val_t) noexcept { counted_free(p); }
+void operator delete[](void *p, std::align_val_t) noexcept { counted_free(p); }
+void operator delete(void *p, size_t, std::align_val_t) noexcept { counted_free(p); }
+void operator delete[](void *p, size_t, std::align_val_t) noexcept { counted_free(p); }
 
 namespace {
 
@@ -285,8 +332,9 @@ void variant_counts() {
     counts.reset();
     expect(counts.entries().empty(), "variants: reset forgets everything");
 
-    expect_equal(moe4j::kernel_name("moe4j_fp8_gemm_nt"), std::string("fp8_gemm_nt"), "kernel_name strips moe4j_");
-    expect_equal(moe4j::kernel_name("moe4j_fp8_expert_ffn_contiguous", "down"),
+    expect_equal(moe4j::kernel_name("moe4j_fp8_gemm_nt").joined(), std::string("fp8_gemm_nt"),
+                 "kernel_name strips moe4j_");
+    expect_equal(moe4j::kernel_name("moe4j_fp8_expert_ffn_contiguous", "down").joined(),
                  std::string("fp8_expert_ffn_contiguous:down"), "kernel_name adds the stage");
     using moe4j::CpuCode;
     expect_equal(std::string(moe4j::cpu_variant(MOE4J_ISA_AVX512, CpuCode::EveryPath)), std::string("avx512"),
@@ -644,6 +692,150 @@ void abi_host_allocations() {
     moe4j_context_destroy(ctx);
 }
 
+// ---------------------------------------------------------------- no allocation once warm
+
+// Host buffers of one test from moe4j_alloc (zeroed, 64-byte aligned), freed with it.
+struct Buffers {
+    moe4j_context *ctx;
+    std::vector<void *> held;
+    ~Buffers() {
+        for (void *p : held) moe4j_free(ctx, p);
+    }
+    Buffers(const Buffers &) = delete;
+    Buffers &operator=(const Buffers &) = delete;
+
+    // A contiguous tensor of zeros.
+    moe4j_tensor tensor(int32_t dtype, std::initializer_list<int64_t> shape) {
+        moe4j_tensor t{};
+        t.dtype = dtype;
+        t.rank = static_cast<int32_t>(shape.size());
+        t.device = MOE4J_HOST_MEMORY;
+        int64_t elements = 1, i = 0;
+        for (int64_t e : shape) elements *= t.shape[i++] = e;
+        for (int64_t d = t.rank - 1, stride = 1; d >= 0; stride *= t.shape[d--]) t.strides[d] = stride;
+        t.size_bytes = elements * moe4j::dtype_size(dtype);
+        void *p = nullptr;
+        expect_equal(moe4j_alloc(ctx, t.size_bytes, &p), MOE4J_OK, "allocate a test buffer");
+        held.push_back(p);
+        t.data = p;
+        return t;
+    }
+    moe4j_tensor i32(std::initializer_list<int32_t> values) {
+        moe4j_tensor t = tensor(MOE4J_I32, {static_cast<int64_t>(values.size())});
+        std::copy(values.begin(), values.end(), static_cast<int32_t *>(t.data));
+        return t;
+    }
+};
+
+// Every kernel a decode step calls, on each CPU path: once its sizes have been seen, a call allocates nothing (the
+// context's workspace holds its temporaries, the thread pool takes its tasks by reference), alone or in a round of
+// calls of different kernels and shapes as a decode step makes them.
+void kernel_calls_allocate_nothing_once_warm() {
+    constexpr int64_t kHidden = 1024, kInter = 512, kGroups = 4, kVocab = 32768, kHeads = 16;
+    for (const int32_t isa : {int32_t{MOE4J_ISA_BEST}, int32_t{MOE4J_ISA_AVX2}, int32_t{MOE4J_ISA_SCALAR}}) {
+        moe4j_context_options options{MOE4J_BACKEND_CPU, 0, 2, isa, 0};
+        moe4j_context *ctx = nullptr;
+        expect_equal(moe4j_context_create(&options, &ctx), MOE4J_OK, "create a CPU context");
+        if (ctx == nullptr) return;
+        {
+            Buffers b{ctx, {}};
+            moe4j_tensor x = b.tensor(MOE4J_F32, {1, kHidden}), residual = b.tensor(MOE4J_F32, {1, kHidden});
+            moe4j_tensor norm_weight = b.tensor(MOE4J_F32, {kHidden}), y = b.tensor(MOE4J_BF16, {1, kHidden});
+            moe4j_tensor xq = b.tensor(MOE4J_E4M3, {4, kHidden}), xs = b.tensor(MOE4J_F32, {4, kHidden / 128});
+            // the LM head's int8 weights, quantized from zeros (scales 0)
+            moe4j_tensor head_w = b.tensor(MOE4J_BF16, {kHidden, kHidden});
+            moe4j_tensor head = b.tensor(MOE4J_Q8_P16, {kHidden, kHidden}), head_s = b.tensor(MOE4J_F32, {kHidden});
+            expect_equal(moe4j_quantize_q8_weights(ctx, &head_w, &head, &head_s), MOE4J_OK, "quantize q8 weights");
+            moe4j_tensor head_out = b.tensor(MOE4J_F32, {1, kHidden}), logits = b.tensor(MOE4J_F32, {1, kVocab});
+            moe4j_tensor argmax = b.tensor(MOE4J_I32, {1}), sum_exp = b.tensor(MOE4J_F32, {1});
+            moe4j_tensor w = b.tensor(MOE4J_E4M3, {kHidden, kHidden}), w_s = b.tensor(MOE4J_F32, {8, 8});
+            moe4j_tensor bf16_a = b.tensor(MOE4J_BF16, {kHeads, 1, 128}),
+                         bf16_b = b.tensor(MOE4J_BF16, {kHeads, 512, 128});
+            moe4j_tensor bf16_d = b.tensor(MOE4J_F32, {kHeads, 1, 512});
+            // experts: gate and up packed, down not
+            std::vector<moe4j_tensor> gate, up, down, gate_s, up_s, down_s;
+            for (int64_t g = 0; g < kGroups; ++g) {
+                moe4j_tensor plain = b.tensor(MOE4J_E4M3, {kInter, kHidden});
+                gate.push_back(b.tensor(MOE4J_E4M3_P32, {kInter, kHidden}));
+                up.push_back(b.tensor(MOE4J_E4M3_P32, {kInter, kHidden}));
+                expect_equal(moe4j_pack_fp8_weights(ctx, &plain, &gate.back()), MOE4J_OK, "pack gate weights");
+                expect_equal(moe4j_pack_fp8_weights(ctx, &plain, &up.back()), MOE4J_OK, "pack up weights");
+                down.push_back(b.tensor(MOE4J_E4M3, {kHidden, kInter}));
+                gate_s.push_back(b.tensor(MOE4J_F32, {kInter / 128, kHidden / 128}));
+                up_s.push_back(b.tensor(MOE4J_F32, {kInter / 128, kHidden / 128}));
+                down_s.push_back(b.tensor(MOE4J_F32, {kHidden / 128, kInter / 128}));
+            }
+            const moe4j_fp8_weight_groups w_gate{kGroups, gate.data(), gate_s.data()},
+                w_up{kGroups, up.data(), up_s.data()}, w_down{kGroups, down.data(), down_s.data()};
+            moe4j_tensor three_experts = b.i32({0, 2, 3, -1}), one_expert = b.i32({1, 1, -1, -1});
+            moe4j_tensor ffn_out = b.tensor(MOE4J_BF16, {4, kHidden});
+            // attention: 100 cached tokens in 2 of 4 blocks
+            moe4j_tensor q = b.tensor(MOE4J_BF16, {1, 1, kHeads, 576}), kcache = b.tensor(MOE4J_BF16, {4, 64, 1, 576});
+            moe4j_tensor table = b.tensor(MOE4J_I32, {1, 4}), seqlens = b.i32({100}), slot = b.i32({100});
+            moe4j_tensor attn = b.tensor(MOE4J_BF16, {1, 1, kHeads, 512}), lse = b.tensor(MOE4J_F32, {1, kHeads, 1});
+            std::iota(static_cast<int32_t *>(table.data), static_cast<int32_t *>(table.data) + 4, 0);
+            moe4j_tensor kv = b.tensor(MOE4J_BF16, {1, 1, 576});
+            moe4j_tensor pe = b.tensor(MOE4J_BF16, {1, kHeads, 64}), position = b.i32({99});
+            moe4j_tensor freqs = b.tensor(MOE4J_F32, {32});
+            moe4j_tensor mlp = b.tensor(MOE4J_BF16, {1, 2 * kHidden});
+            moe4j_tensor mlp_gate = b.tensor(MOE4J_BF16, {1, kHidden}), mlp_up = b.tensor(MOE4J_BF16, {1, kHidden});
+            moe4j_tensor rows = b.tensor(MOE4J_F32, {4, kHidden}), picks = b.i32({2, -1});
+            moe4j_tensor gathered = b.tensor(MOE4J_F32, {2, kHidden}), combine_index = b.tensor(MOE4J_I32, {1, 2});
+            moe4j_tensor combine_weights = b.tensor(MOE4J_F32, {1, 2}), combined = b.tensor(MOE4J_F32, {1, kHidden});
+            (void)mlp;
+
+            const std::vector<std::pair<std::string, std::function<moe4j_status()>>> calls = {
+                {"rms_norm", [&] { return moe4j_rms_norm(ctx, &x, &residual, &norm_weight, 1e-6f, &residual, &y); }},
+                {"cast", [&] { return moe4j_cast(ctx, &x, &y); }},
+                {"quantize_fp8_per_token",
+                 [&] { return moe4j_quantize_fp8_per_token(ctx, &rows, &xq, &xs, MOE4J_SCALE_FP32); }},
+                {"fp8_gemm_nt", [&] { return moe4j_fp8_gemm_nt(ctx, &xq, &xs, &w, &w_s, nullptr, &ffn_out); }},
+                {"gemm_nt (batched)", [&] { return moe4j_gemm_nt(ctx, &bf16_a, &bf16_b, nullptr, &bf16_d); }},
+                {"rope", [&] { return moe4j_rope(ctx, &pe, &position, &freqs, 1.0f, &pe); }},
+                {"mla_cache_append", [&] { return moe4j_mla_cache_append(ctx, &kv, &slot, &kcache); }},
+                {"mla_decode",
+                 [&] { return moe4j_mla_decode(ctx, &q, &kcache, &table, &seqlens, 0.1f, 0, &attn, &lse); }},
+                {"fp8_expert_ffn_contiguous (3 experts)",
+                 [&] {
+                     return moe4j_fp8_expert_ffn_contiguous(ctx, &xq, &xs, &w_gate, &w_up, &w_down, &three_experts, 1,
+                                                            &ffn_out);
+                 }},
+                {"fp8_expert_ffn_contiguous (1 expert, 2 rows)",
+                 [&] {
+                     return moe4j_fp8_expert_ffn_contiguous(ctx, &xq, &xs, &w_gate, &w_up, &w_down, &one_expert, 1,
+                                                            &ffn_out);
+                 }},
+                {"silu_mul", [&] { return moe4j_silu_mul(ctx, &mlp_gate, &mlp_up, &mlp_gate); }},
+                {"gather_rows", [&] { return moe4j_gather_rows(ctx, &rows, &picks, &gathered); }},
+                {"combine_rows",
+                 [&] { return moe4j_combine_rows(ctx, &gathered, &combine_index, &combine_weights, &combined, &x); }},
+                {"q8_gemm_nt", [&] { return moe4j_q8_gemm_nt(ctx, &x, &head, &head_s, &head_out); }},
+                {"logits_stats", [&] { return moe4j_logits_stats(ctx, &logits, &argmax, &sum_exp); }},
+            };
+            const std::string path = "isa " + std::to_string(isa) + ", ";
+            for (const auto &[name, call] : calls) {
+                // The first call grows the workspace block by block; the second merges the blocks into one.
+                for (int warm = 0; warm < 2; ++warm) {
+                    const moe4j_status status = call();
+                    expect_equal(status, MOE4J_OK, path + name + ": warm-up call: " + moe4j_last_error());
+                }
+                const int64_t before = heap_allocations.load();
+                const moe4j_status status = call();
+                const int64_t allocated = heap_allocations.load() - before;
+                expect_equal(status, MOE4J_OK, path + name + ": second call");
+                expect_equal(allocated, int64_t{0}, path + name + ": allocations in a call of sizes seen before");
+            }
+            const int64_t before = heap_allocations.load();
+            int64_t failed = 0;
+            for (const auto &[name, call] : calls) failed += call() != MOE4J_OK;
+            const int64_t allocated = heap_allocations.load() - before;
+            expect_equal(failed, int64_t{0}, path + "a round of every call: all succeed");
+            expect_equal(allocated, int64_t{0}, path + "a round of every call: allocations");
+        }
+        moe4j_context_destroy(ctx);
+    }
+}
+
 moe4j_tensor descriptor(int32_t dtype, std::initializer_list<int64_t> shape, std::initializer_list<int64_t> strides) {
     moe4j_tensor t{};
     t.dtype = dtype;
@@ -712,6 +904,7 @@ int main(int argc, char **argv) {
     abi_task_faults_fail_one_call();
     abi_allocation_faults();
     abi_host_allocations();
+    kernel_calls_allocate_nothing_once_warm();
     validation_arithmetic();
     if (failures != 0) {
         std::cerr << failures << " check(s) failed\n";

@@ -13,7 +13,7 @@ using namespace moe4j;
 extern "C" moe4j_status moe4j_silu_mul(moe4j_context *ctx, const moe4j_tensor *gate, const moe4j_tensor *up,
                                        moe4j_tensor *out) {
     return guarded(__func__, [&](const char *fn) -> moe4j_status {
-        if (moe4j_status s = check_context(fn, ctx)) return s;
+        if (moe4j_status s = begin_kernel(fn, ctx)) return s;
         const ArgCheck check(fn, ctx->memory_device());
         if (moe4j_status s = check.tensor(gate, {"gate", {MOE4J_F32, MOE4J_BF16}, 2, Layout::RowsDense})) return s;
         const int64_t tokens = gate->shape[0], width = gate->shape[1];

@@ -12,7 +12,7 @@ using namespace moe4j;
 
 extern "C" moe4j_status moe4j_cast(moe4j_context *ctx, const moe4j_tensor *src, moe4j_tensor *dst) {
     return guarded(__func__, [&](const char *fn) -> moe4j_status {
-        if (moe4j_status s = check_context(fn, ctx)) return s;
+        if (moe4j_status s = begin_kernel(fn, ctx)) return s;
         const ArgCheck check(fn, ctx->memory_device());
         if (src == nullptr) return check.invalid("argument 'src' is null");
         if (src->rank < 1 || src->rank > MOE4J_MAX_RANK)

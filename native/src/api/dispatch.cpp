@@ -35,7 +35,7 @@ moe4j_status check_index(const ArgCheck &check, const moe4j_tensor &index, int64
 extern "C" moe4j_status moe4j_gather_rows(moe4j_context *ctx, const moe4j_tensor *src, const moe4j_tensor *index,
                                           moe4j_tensor *dst) {
     return guarded(__func__, [&](const char *fn) -> moe4j_status {
-        if (moe4j_status s = check_context(fn, ctx)) return s;
+        if (moe4j_status s = begin_kernel(fn, ctx)) return s;
         const ArgCheck check(fn, ctx->memory_device());
         const std::initializer_list<int32_t> any = {MOE4J_F32, MOE4J_BF16, MOE4J_F16, MOE4J_E4M3,
                                                     MOE4J_I32, MOE4J_I64,  MOE4J_U8};
@@ -64,7 +64,7 @@ extern "C" moe4j_status moe4j_gather_rows(moe4j_context *ctx, const moe4j_tensor
 extern "C" moe4j_status moe4j_combine_rows(moe4j_context *ctx, const moe4j_tensor *rows, const moe4j_tensor *index,
                                            const moe4j_tensor *weights, const moe4j_tensor *base, moe4j_tensor *out) {
     return guarded(__func__, [&](const char *fn) -> moe4j_status {
-        if (moe4j_status s = check_context(fn, ctx)) return s;
+        if (moe4j_status s = begin_kernel(fn, ctx)) return s;
         const ArgCheck check(fn, ctx->memory_device());
         if (moe4j_status s = check.tensor(rows, {"rows", {MOE4J_BF16, MOE4J_F32}, 2, Layout::RowsDense})) return s;
         if (moe4j_status s = check.tensor(out, {"out", {MOE4J_F32}, 2, Layout::RowsDense})) return s;

@@ -20,7 +20,7 @@ extern "C" moe4j_status moe4j_fp8_expert_ffn_contiguous(moe4j_context *ctx, cons
                                                         const moe4j_tensor *grouped_layout, int32_t alignment,
                                                         moe4j_tensor *d) {
     return guarded(__func__, [&](const char *fn) -> moe4j_status {
-        if (moe4j_status s = check_context(fn, ctx)) return s;
+        if (moe4j_status s = begin_kernel(fn, ctx)) return s;
         const ArgCheck check(fn, ctx->memory_device());
         int64_t hidden = 0, groups = 0, inter = 0, up_groups = 0, up_inter = 0, down_groups = 0, down_n = 0;
         if (moe4j_status s = check.tensor(x, {"x", {MOE4J_E4M3}, 2, Layout::RowsDense})) return s;
@@ -71,19 +71,13 @@ extern "C" moe4j_status moe4j_fp8_expert_ffn_contiguous(moe4j_context *ctx, cons
         }
 #endif
         cpu::ExpertFfnArgs args{x, inter, {}, {}, {}};
-        args.gate = {x, sfx, nullptr, nullptr, inter, hidden, {}, {}};
-        args.gate.groups.reserve(static_cast<size_t>(groups));
-        for (int64_t g = 0; g < groups; ++g) args.gate.groups.push_back(group_weights(*w_gate, g));
-        if (moe4j_status s = read_contiguous_layout(check, *grouped_layout, alignment, &args.gate)) return s;
-        args.up = {x, sfx, nullptr, nullptr, inter, hidden, {}, args.gate.zero_rows};
-        args.down = {nullptr, nullptr, nullptr, d, hidden, inter, {}, args.gate.zero_rows};
-        args.up.groups.reserve(static_cast<size_t>(groups));
-        args.down.groups.reserve(static_cast<size_t>(groups));
+        args.gate = {x, sfx, nullptr, nullptr, inter, hidden, weight_groups(ctx, *w_gate), {}};
+        if (moe4j_status s = read_contiguous_layout(ctx, check, *grouped_layout, alignment, &args.gate)) return s;
+        args.up = {x, sfx, nullptr, nullptr, inter, hidden, weight_groups(ctx, *w_up), args.gate.zero_rows};
+        args.down = {nullptr, nullptr, nullptr, d, hidden, inter, weight_groups(ctx, *w_down), args.gate.zero_rows};
         for (int64_t g = 0; g < groups; ++g) {
-            args.up.groups.push_back(group_weights(*w_up, g));
-            args.up.groups.back().rows = args.gate.groups[g].rows;
-            args.down.groups.push_back(group_weights(*w_down, g));
-            args.down.groups.back().rows = args.gate.groups[g].rows;
+            args.up.groups[g].rows = args.gate.groups[g].rows;
+            args.down.groups[g].rows = args.gate.groups[g].rows;
         }
         const cpu::ExpertFfnKernels kernels = cpu::expert_ffn(ctx, args);
         count_cpu(ctx, fn, CpuCode::EveryPath, kernels.gate_up, "gate_up");

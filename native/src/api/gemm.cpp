@@ -27,7 +27,7 @@ moe4j_status run_cpu(const char *fn, moe4j_context *ctx, const cpu::Fp8GemmArgs 
 
 extern "C" moe4j_status moe4j_pack_fp8_weights(moe4j_context *ctx, const moe4j_tensor *w, moe4j_tensor *packed) {
     return guarded(__func__, [&](const char *fn) -> moe4j_status {
-        if (moe4j_status s = check_context(fn, ctx)) return s;
+        if (moe4j_status s = begin_kernel(fn, ctx)) return s;
         const ArgCheck check(fn, ctx->memory_device());
         int64_t k = 0;
         if (moe4j_status s = check.tensor(w, {"w", {MOE4J_E4M3}, 2, Layout::RowsDense})) return s;
@@ -50,7 +50,7 @@ extern "C" moe4j_status moe4j_fp8_gemm_nt(moe4j_context *ctx, const moe4j_tensor
                                           const moe4j_tensor *b, const moe4j_tensor *sfb, const moe4j_tensor *c,
                                           moe4j_tensor *d) {
     return guarded(__func__, [&](const char *fn) -> moe4j_status {
-        if (moe4j_status s = check_context(fn, ctx)) return s;
+        if (moe4j_status s = begin_kernel(fn, ctx)) return s;
         const ArgCheck check(fn, ctx->memory_device());
         int64_t k = 0;
         if (moe4j_status s = check.tensor(a, {"a", {MOE4J_E4M3}, 2, Layout::RowsDense})) return s;
@@ -77,17 +77,11 @@ extern "C" moe4j_status moe4j_fp8_gemm_nt(moe4j_context *ctx, const moe4j_tensor
             return cuda::run(fn, ctx, [&](const cuda::Call &on) { return cuda::fp8_gemm(on, call); });
         }
 #endif
-        cpu::Fp8GemmArgs args{a, sfa, c, d, n, k, {}, {}};
-        cpu::GemmGroup group{static_cast<const uint8_t *>(b->data),
-                             b->strides[0],
-                             static_cast<const float *>(sfb->data),
-                             sfb->strides[0],
-                             sfb->strides[1],
-                             {},
-                             b->dtype == MOE4J_E4M3_P32};
-        group.rows.reserve(static_cast<size_t>(m));
-        for (int64_t r = 0; r < m; ++r) group.rows.push_back(r);
-        args.groups.push_back(std::move(group));
+        const moe4j_fp8_weight_groups one{1, b, sfb};
+        cpu::Fp8GemmArgs args{a, sfa, c, d, n, k, weight_groups(ctx, one), {}};
+        int64_t *rows = row_list(ctx, m);
+        for (int64_t r = 0; r < m; ++r) rows[r] = r;
+        args.groups[0].rows = {rows, m};
         return run_cpu(fn, ctx, args);
     });
 }
@@ -97,7 +91,7 @@ extern "C" moe4j_status moe4j_grouped_fp8_gemm_contiguous(moe4j_context *ctx, co
                                                           const moe4j_tensor *grouped_layout, int32_t alignment,
                                                           moe4j_tensor *d) {
     return guarded(__func__, [&](const char *fn) -> moe4j_status {
-        if (moe4j_status s = check_context(fn, ctx)) return s;
+        if (moe4j_status s = begin_kernel(fn, ctx)) return s;
         const ArgCheck check(fn, ctx->memory_device());
         int64_t k = 0, groups = 0, n = 0;
         if (moe4j_status s = check.tensor(a, {"a", {MOE4J_E4M3}, 2, Layout::RowsDense})) return s;
@@ -139,10 +133,8 @@ extern "C" moe4j_status moe4j_grouped_fp8_gemm_contiguous(moe4j_context *ctx, co
             return cuda::run(fn, ctx, [&](const cuda::Call &on) { return cuda::fp8_gemm(on, call); });
         }
 #endif
-        cpu::Fp8GemmArgs args{a, sfa, nullptr, d, n, k, {}, {}};
-        args.groups.reserve(static_cast<size_t>(groups));
-        for (int64_t g = 0; g < groups; ++g) args.groups.push_back(group_weights(*b, g));
-        if (moe4j_status s = read_contiguous_layout(check, *grouped_layout, alignment, &args)) return s;
+        cpu::Fp8GemmArgs args{a, sfa, nullptr, d, n, k, weight_groups(ctx, *b), {}};
+        if (moe4j_status s = read_contiguous_layout(ctx, check, *grouped_layout, alignment, &args)) return s;
         return run_cpu(fn, ctx, args);
     });
 }
@@ -151,7 +143,7 @@ extern "C" moe4j_status moe4j_grouped_fp8_gemm_masked(moe4j_context *ctx, const 
                                                       const moe4j_tensor *sfa, const moe4j_fp8_weight_groups *b,
                                                       const moe4j_tensor *masked_m, moe4j_tensor *d) {
     return guarded(__func__, [&](const char *fn) -> moe4j_status {
-        if (moe4j_status s = check_context(fn, ctx)) return s;
+        if (moe4j_status s = begin_kernel(fn, ctx)) return s;
         const ArgCheck check(fn, ctx->memory_device());
         int64_t k = 0, groups = 0, n = 0;
         if (moe4j_status s = check.tensor(a, {"a", {MOE4J_E4M3}, 3, Layout::RowsDense})) return s;
@@ -174,17 +166,15 @@ extern "C" moe4j_status moe4j_grouped_fp8_gemm_masked(moe4j_context *ctx, const 
             return cuda::run(fn, ctx, [&](const cuda::Call &on) { return cuda::fp8_gemm(on, call); });
         }
 #endif
-        cpu::Fp8GemmArgs args{a, sfa, nullptr, d, n, k, {}, {}};
-        args.groups.reserve(static_cast<size_t>(groups));
+        cpu::Fp8GemmArgs args{a, sfa, nullptr, d, n, k, weight_groups(ctx, *b), {}};
+        int64_t *rows = row_list(ctx, groups * m_max);
         for (int64_t g = 0; g < groups; ++g) {
             const int32_t count = read_i32(*masked_m, g);
             if (count < 0 || count > m_max)
                 return check.invalid("argument 'masked_m': group " + std::to_string(g) + " has " +
                                      std::to_string(count) + " rows, outside [0, " + std::to_string(m_max) + "]");
-            cpu::GemmGroup group = group_weights(*b, g);
-            group.rows.reserve(static_cast<size_t>(count));
-            for (int64_t i = 0; i < count; ++i) group.rows.push_back(g * m_max + i);
-            args.groups.push_back(std::move(group));
+            for (int64_t i = 0; i < count; ++i) rows[g * m_max + i] = g * m_max + i;
+            args.groups[g].rows = {rows + g * m_max, count};
         }
         return run_cpu(fn, ctx, args);
     });
@@ -193,7 +183,7 @@ extern "C" moe4j_status moe4j_grouped_fp8_gemm_masked(moe4j_context *ctx, const 
 extern "C" moe4j_status moe4j_gemm_nt(moe4j_context *ctx, const moe4j_tensor *a, const moe4j_tensor *b,
                                       const moe4j_tensor *c, moe4j_tensor *d) {
     return guarded(__func__, [&](const char *fn) -> moe4j_status {
-        if (moe4j_status s = check_context(fn, ctx)) return s;
+        if (moe4j_status s = begin_kernel(fn, ctx)) return s;
         const ArgCheck check(fn, ctx->memory_device());
         if (a != nullptr && a->rank != 2 && a->rank != 3)
             return check.invalid("argument 'a': rank " + std::to_string(a->rank) +

@@ -1,6 +1,9 @@
 #include "gemm_args.h"
 
+#include <algorithm>
 #include <string>
+
+#include "../core/context.h"
 
 namespace moe4j {
 
@@ -65,26 +68,37 @@ moe4j_status check_output_groups(const ArgCheck &check, const moe4j_tensor &d, c
     return MOE4J_OK;
 }
 
-cpu::GemmGroup group_weights(const moe4j_fp8_weight_groups &w, int64_t g) {
-    const moe4j_tensor &b = w.weights[g], &sf = w.scales[g];
-    return {static_cast<const uint8_t *>(b.data),
-            b.strides[0],
-            static_cast<const float *>(sf.data),
-            sf.strides[0],
-            sf.strides[1],
-            {},
-            b.dtype == MOE4J_E4M3_P32};
+Span<cpu::GemmGroup> weight_groups(moe4j_context *ctx, const moe4j_fp8_weight_groups &w) {
+    cpu::GemmGroup *groups = ctx->workspace.take<cpu::GemmGroup>(w.count, "the call's weight groups");
+    for (int64_t g = 0; g < w.count; ++g) {
+        const moe4j_tensor &b = w.weights[g], &sf = w.scales[g];
+        groups[g] = {static_cast<const uint8_t *>(b.data),
+                     b.strides[0],
+                     static_cast<const float *>(sf.data),
+                     sf.strides[0],
+                     sf.strides[1],
+                     {},
+                     b.dtype == MOE4J_E4M3_P32};
+    }
+    return {groups, w.count};
+}
+
+int64_t *row_list(moe4j_context *ctx, int64_t count) {
+    return ctx->workspace.take<int64_t>(count, "the call's row lists");
 }
 
 int32_t read_i32(const moe4j_tensor &t, int64_t i) { return static_cast<const int32_t *>(t.data)[i * t.strides[0]]; }
 
-moe4j_status read_contiguous_layout(const ArgCheck &check, const moe4j_tensor &layout, int32_t alignment,
-                                    cpu::Fp8GemmArgs *args) {
-    const int64_t rows = layout.shape[0], groups = static_cast<int64_t>(args->groups.size());
+moe4j_status read_contiguous_layout(moe4j_context *ctx, const ArgCheck &check, const moe4j_tensor &layout,
+                                    int32_t alignment, cpu::Fp8GemmArgs *args) {
+    const int64_t rows = layout.shape[0], groups = args->groups.size();
     if (alignment <= 0) return check.invalid("argument 'alignment': " + std::to_string(alignment) + " is not positive");
     if (rows % alignment != 0)
         return check.invalid("argument 'grouped_layout': " + std::to_string(rows) +
                              " rows are not a multiple of the alignment " + std::to_string(alignment));
+    // Rows per group (padding last), then each group's rows in order, all in one list.
+    int64_t *const counts = row_list(ctx, groups + 1);
+    std::fill_n(counts, groups + 1, int64_t{0});
     for (int64_t block = 0; block < rows; block += alignment) {
         int32_t block_group = -1;
         for (int64_t r = block; r < block + alignment; ++r) {
@@ -93,7 +107,7 @@ moe4j_status read_contiguous_layout(const ArgCheck &check, const moe4j_tensor &l
                 return check.invalid("argument 'grouped_layout': row " + std::to_string(r) + " has group " +
                                      std::to_string(g) + ", outside [-1, " + std::to_string(groups) + ")");
             if (g == -1) {
-                args->zero_rows.push_back(r);
+                ++counts[groups];
                 continue;
             }
             if (block_group != -1 && g != block_group)
@@ -102,8 +116,20 @@ moe4j_status read_contiguous_layout(const ArgCheck &check, const moe4j_tensor &l
                                      " form one alignment block but hold groups " + std::to_string(block_group) +
                                      " and " + std::to_string(g) + " (row " + std::to_string(r) + ")");
             block_group = g;
-            args->groups[g].rows.push_back(r);
+            ++counts[g];
         }
+    }
+    int64_t *const list = row_list(ctx, rows);
+    int64_t start = 0;
+    for (int64_t g = 0; g <= groups; ++g) {
+        const int64_t count = counts[g];
+        counts[g] = start;  // from here on: where group g's next row goes
+        (g < groups ? args->groups[g].rows : args->zero_rows) = {list + start, count};
+        start += count;
+    }
+    for (int64_t r = 0; r < rows; ++r) {
+        const int32_t g = read_i32(layout, r);
+        list[counts[g < 0 ? groups : g]++] = r;
     }
     return MOE4J_OK;
 }

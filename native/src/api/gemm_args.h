@@ -33,14 +33,17 @@ moe4j_status check_weight_groups(const ArgCheck &check, const moe4j_fp8_weight_g
 moe4j_status check_output_groups(const ArgCheck &check, const moe4j_tensor &d, const moe4j_fp8_weight_groups &w,
                                  const char *name);
 
-// Group g of validated weight groups, with no rows yet.
-cpu::GemmGroup group_weights(const moe4j_fp8_weight_groups &w, int64_t g);
+// The validated weight groups w as the CPU kernels take them, in the context's workspace, with no rows yet.
+Span<cpu::GemmGroup> weight_groups(moe4j_context *ctx, const moe4j_fp8_weight_groups &w);
 
-// Reads a contiguous grouped layout (I32 [S], -1 = padding) into args: each row joins its group's row list
-// (args->groups must hold one entry per group), padding rows go to args->zero_rows. Rejects ids outside
-// [-1, G), alignment <= 0, S not a multiple of the alignment, and alignment blocks that mix groups.
-moe4j_status read_contiguous_layout(const ArgCheck &check, const moe4j_tensor &layout, int32_t alignment,
-                                    cpu::Fp8GemmArgs *args);
+// Room for `count` row indices in the context's workspace.
+int64_t *row_list(moe4j_context *ctx, int64_t count);
+
+// Reads a contiguous grouped layout (I32 [S], -1 = padding) into args, row lists in the context's workspace: each
+// group's rows (args->groups must hold one entry per group) in order, padding rows in args->zero_rows. Rejects ids
+// outside [-1, G), alignment <= 0, S not a multiple of the alignment, and alignment blocks that mix groups.
+moe4j_status read_contiguous_layout(moe4j_context *ctx, const ArgCheck &check, const moe4j_tensor &layout,
+                                    int32_t alignment, cpu::Fp8GemmArgs *args);
 
 int32_t read_i32(const moe4j_tensor &t, int64_t i);
 

@@ -15,7 +15,7 @@ using namespace moe4j;
 extern "C" moe4j_status moe4j_logits_stats(moe4j_context *ctx, const moe4j_tensor *logits, moe4j_tensor *argmax,
                                            moe4j_tensor *sum_exp) {
     return guarded(__func__, [&](const char *fn) -> moe4j_status {
-        if (moe4j_status s = check_context(fn, ctx)) return s;
+        if (moe4j_status s = begin_kernel(fn, ctx)) return s;
         const ArgCheck check(fn, ctx->memory_device());
         if (moe4j_status s = check.tensor(logits, {"logits", {MOE4J_F32}, 2, Layout::RowsDense})) return s;
         const int64_t rows = logits->shape[0], vocab = logits->shape[1];

@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
-#include <vector>
 
 #include "../core/context.h"
 #include "../core/error.h"
@@ -46,7 +45,7 @@ extern "C" moe4j_status moe4j_mla_decode(moe4j_context *ctx, const moe4j_tensor 
                                          const moe4j_tensor *block_table, const moe4j_tensor *cache_seqlens,
                                          float softmax_scale, int32_t causal, moe4j_tensor *out, moe4j_tensor *lse) {
     return guarded(__func__, [&](const char *fn) -> moe4j_status {
-        if (moe4j_status s = check_context(fn, ctx)) return s;
+        if (moe4j_status s = begin_kernel(fn, ctx)) return s;
         const ArgCheck check(fn, ctx->memory_device());
         if (moe4j_status s = check.tensor(q, {"q", {MOE4J_BF16}, 4, Layout::RowsDense})) return s;
         const int64_t batch = q->shape[0], s_q = q->shape[1], h_q = q->shape[2], d = q->shape[3];
@@ -132,7 +131,7 @@ extern "C" moe4j_status moe4j_mla_decode(moe4j_context *ctx, const moe4j_tensor 
 extern "C" moe4j_status moe4j_mla_cache_append(moe4j_context *ctx, const moe4j_tensor *kv,
                                                const moe4j_tensor *slot_mapping, moe4j_tensor *kcache) {
     return guarded(__func__, [&](const char *fn) -> moe4j_status {
-        if (moe4j_status s = check_context(fn, ctx)) return s;
+        if (moe4j_status s = begin_kernel(fn, ctx)) return s;
         const ArgCheck check(fn, ctx->memory_device());
         if (moe4j_status s = check.tensor(kv, {"kv", {MOE4J_BF16}, 3, Layout::RowsDense})) return s;
         const int64_t tokens = kv->shape[0], h_kv = kv->shape[1], d = cpu::kMlaLatentDims + cpu::kMlaRopeDims;
@@ -153,17 +152,18 @@ extern "C" moe4j_status moe4j_mla_cache_append(moe4j_context *ctx, const moe4j_t
                 fn, ctx, [&](const cuda::Call &on) { return cuda::mla_cache_append(on, *kv, *slot_mapping, *kcache); });
 #endif
         const int64_t slots = kcache->shape[0] * cpu::kMlaBlockTokens;
-        std::vector<int32_t> used;
+        int32_t *const used = ctx->workspace.take<int32_t>(tokens, "the slots in use");
+        int64_t count = 0;
         for (int64_t i = 0; i < tokens; ++i) {
             const int32_t slot = static_cast<const int32_t *>(slot_mapping->data)[i * slot_mapping->strides[0]];
             if (slot < -1 || slot >= slots)
                 return check.invalid("argument 'slot_mapping': token " + std::to_string(i) + " maps to slot " +
                                      std::to_string(slot) + ", outside [-1, " + std::to_string(slots) + ")");
-            if (slot >= 0) used.push_back(slot);
+            if (slot >= 0) used[count++] = slot;
         }
-        std::sort(used.begin(), used.end());
-        const auto twice = std::adjacent_find(used.begin(), used.end());
-        if (twice != used.end())
+        std::sort(used, used + count);
+        const int32_t *twice = std::adjacent_find(used, used + count);
+        if (twice != used + count)
             return check.invalid("argument 'slot_mapping': slot " + std::to_string(*twice) + " is given to two tokens");
         cpu::mla_cache_append(ctx, *kv, *slot_mapping, *kcache);
         count_cpu(ctx, fn, CpuCode::NoAvx512F);

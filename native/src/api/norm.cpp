@@ -16,7 +16,7 @@ using namespace moe4j;
 extern "C" moe4j_status moe4j_rms_norm(moe4j_context *ctx, const moe4j_tensor *x, const moe4j_tensor *residual,
                                        const moe4j_tensor *weight, float eps, moe4j_tensor *sum_out, moe4j_tensor *y) {
     return guarded(__func__, [&](const char *fn) -> moe4j_status {
-        if (moe4j_status s = check_context(fn, ctx)) return s;
+        if (moe4j_status s = begin_kernel(fn, ctx)) return s;
         const ArgCheck check(fn, ctx->memory_device());
         if (moe4j_status s = check.tensor(x, {"x", {MOE4J_F32, MOE4J_BF16}, 2, Layout::RowsDense})) return s;
         const int64_t tokens = x->shape[0], dim = x->shape[1];

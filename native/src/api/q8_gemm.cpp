@@ -27,7 +27,7 @@ moe4j_status check_row_scales(const ArgCheck &check, const moe4j_tensor *t, cons
 extern "C" moe4j_status moe4j_quantize_q8_weights(moe4j_context *ctx, const moe4j_tensor *w, moe4j_tensor *q,
                                                   moe4j_tensor *scales) {
     return guarded(__func__, [&](const char *fn) -> moe4j_status {
-        if (moe4j_status s = check_context(fn, ctx)) return s;
+        if (moe4j_status s = begin_kernel(fn, ctx)) return s;
         const ArgCheck check(fn, ctx->memory_device());
         if (moe4j_status s = check.tensor(w, {"w", {MOE4J_F32, MOE4J_BF16}, 2, Layout::RowsDense})) return s;
         int64_t k = 0;
@@ -56,7 +56,7 @@ extern "C" moe4j_status moe4j_quantize_q8_weights(moe4j_context *ctx, const moe4
 extern "C" moe4j_status moe4j_q8_gemm_nt(moe4j_context *ctx, const moe4j_tensor *a, const moe4j_tensor *b,
                                          const moe4j_tensor *sfb, moe4j_tensor *d) {
     return guarded(__func__, [&](const char *fn) -> moe4j_status {
-        if (moe4j_status s = check_context(fn, ctx)) return s;
+        if (moe4j_status s = begin_kernel(fn, ctx)) return s;
         const ArgCheck check(fn, ctx->memory_device());
         if (moe4j_status s = check.tensor(a, {"a", {MOE4J_F32, MOE4J_BF16}, 2, Layout::RowsDense})) return s;
         int64_t k = 0;

@@ -25,7 +25,7 @@ moe4j_status check_scale_format(const ArgCheck &check, int32_t scale_format) {
 // Shared by per-token (block_rows 1) and per-block (block_rows 128) quantization.
 moe4j_status quantize(const char *fn, moe4j_context *ctx, const moe4j_tensor *x, const char *x_name, moe4j_tensor *q,
                       moe4j_tensor *scales, const char *scales_name, int64_t block_rows, int32_t scale_format) {
-    if (moe4j_status s = check_context(fn, ctx)) return s;
+    if (moe4j_status s = begin_kernel(fn, ctx)) return s;
     const ArgCheck check(fn, ctx->memory_device());
     if (moe4j_status s = check_scale_format(check, scale_format)) return s;
     if (moe4j_status s = check.tensor(x, {x_name, {MOE4J_F32, MOE4J_BF16}, 2, Layout::RowsDense})) return s;
@@ -70,7 +70,7 @@ extern "C" moe4j_status moe4j_quantize_fp8_per_block(moe4j_context *ctx, const m
 extern "C" moe4j_status moe4j_dequantize_fp8(moe4j_context *ctx, const moe4j_tensor *q, const moe4j_tensor *scales,
                                              int32_t block_rows, moe4j_tensor *out) {
     return guarded(__func__, [&](const char *fn) -> moe4j_status {
-        if (moe4j_status s = check_context(fn, ctx)) return s;
+        if (moe4j_status s = begin_kernel(fn, ctx)) return s;
         const ArgCheck check(fn, ctx->memory_device());
         if (block_rows != 1 && block_rows != kBlock)
             return check.invalid("argument 'block_rows': " + std::to_string(block_rows) +

@@ -22,6 +22,12 @@ moe4j_status check_context(const char *function, const moe4j_context *ctx) {
     return MOE4J_OK;
 }
 
+moe4j_status begin_kernel(const char *function, moe4j_context *ctx) {
+    if (moe4j_status s = check_context(function, ctx)) return s;
+    ctx->workspace.begin_call();
+    return MOE4J_OK;
+}
+
 namespace {
 
 int hardware_threads() {

@@ -4,16 +4,12 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
-#include <new>
-#include <stdexcept>
-#include <string>
-#include <vector>
 
 #include "error.h"
-#include "line_vector.h"
 #include "moe4j.h"
 #include "thread_pool.h"
 #include "variants.h"
+#include "workspace.h"
 
 namespace moe4j {
 namespace cuda {
@@ -48,35 +44,17 @@ struct moe4j_context {
     int32_t flags = 0;
     std::unique_ptr<moe4j::ThreadPool> pool;
     moe4j::cuda::DeviceState *cuda = nullptr;
-    // Host scratch that CPU kernels reuse from call to call (the expert FFN's intermediate activations and its
-    // threads' tiles, the int8 GEMM's quantized activations, rows staged as floats): grown when a call needs more,
-    // never shrunk, freed with the context: no call allocates once its sizes have been seen. A context runs one call
-    // at a time (its thread pool is not re-entrant), so one buffer serves every kernel.
-    moe4j::LineVector<float> host_scratch;  // on a cache line: kernels lay out rows of 64-byte multiples in it
     // Which kernel variant each call ran (moe4j_context_kernel_variants).
     moe4j::VariantCounts variants;
     // The armed allocation fault (tests only; see moe4j_context_inject_fault).
     moe4j::AllocationFaults allocation_faults;
+    // The temporaries of the current kernel call (CPU kernels and the argument lists they are given), kept from call
+    // to call. A context runs one call at a time (its thread pool is not re-entrant), so one workspace serves them all.
+    moe4j::Workspace workspace{allocation_faults};
 
-    // host_scratch with room for at least `floats` floats, grown if needed. When it cannot grow (or an injected fault
-    // says so) throws moe4j::OutOfMemory naming `what` and the size, and host_scratch stays as it was.
-    float *host_scratch_for(size_t floats, const char *what) {
-        if (host_scratch.size() >= floats) return host_scratch.data();
-        const std::string wanted = std::to_string(floats * sizeof(float)) + " bytes of host scratch for " + what;
-        if (allocation_faults.next_fails()) throw moe4j::OutOfMemory("cannot allocate " + wanted + " (injected fault)");
-        try {
-            host_scratch.resize(floats);
-        } catch (const std::bad_alloc &) {
-            throw moe4j::OutOfMemory("cannot allocate " + wanted);
-        } catch (const std::length_error &) {
-            throw moe4j::OutOfMemory("cannot allocate " + wanted + ": more than a vector holds");
-        }
-        return host_scratch.data();
-    }
-
-    // host_scratch as `floats` floats for each of the pool's threads (whole cache lines each): thread w's (the worker
+    // The workspace as `floats` floats for each of the pool's threads (whole cache lines each): thread w's (the worker
     // index parallel_for gives) at .of(w), after `shared_floats` for the whole call at .shared. Taken before the
-    // parallel run, like host_scratch_for, whose failures it has.
+    // parallel run, with Workspace::take's failures.
     struct WorkerScratch {
         float *shared;
         float *base;
@@ -85,7 +63,8 @@ struct moe4j_context {
     };
     WorkerScratch worker_scratch_for(size_t floats, const char *what, size_t shared_floats = 0) {
         const size_t stride = (floats + 15) / 16 * 16, lead = (shared_floats + 15) / 16 * 16;
-        float *const all = host_scratch_for(lead + stride * static_cast<size_t>(pool->size()), what);
+        float *const all =
+            workspace.take<float>(static_cast<int64_t>(lead + stride * static_cast<size_t>(pool->size())), what);
         return {all, all + lead, stride};
     }
 
@@ -97,6 +76,9 @@ struct moe4j_context {
 };
 
 namespace moe4j {
-// Checks ctx is non-null; every kernel entry point starts with it.
+// Checks ctx is non-null; the entry points that run no kernel (memory, queries) start with it.
 moe4j_status check_context(const char *function, const moe4j_context *ctx);
+// check_context for a kernel entry point, which also starts a call on the context's workspace (the previous call's
+// temporaries may be reused from here on).
+moe4j_status begin_kernel(const char *function, moe4j_context *ctx);
 }  // namespace moe4j

@@ -67,7 +67,7 @@ int64_t ThreadPool::take_fault(int64_t tasks) {
     return fault_task_;
 }
 
-void ThreadPool::run_one(const std::function<void(int64_t, int)> &task, int64_t i, int worker, int64_t faulty) const {
+void ThreadPool::run_one(FunctionRef<void(int64_t, int)> task, int64_t i, int worker, int64_t faulty) const {
     if (i != faulty) {
         task(i, worker);
         return;
@@ -102,19 +102,15 @@ void ThreadPool::drain(int worker) {
     }
 }
 
-void ThreadPool::run(int64_t tasks, const std::function<void(int64_t)> &task) {
+void ThreadPool::run(int64_t tasks, FunctionRef<void(int64_t)> task) {
     run_indexed(tasks, [&task](int64_t i, int) { task(i); });
 }
 
-void ThreadPool::run_indexed(int64_t tasks, const std::function<void(int64_t, int)> &task) {
-    run_tasks(tasks, false, task);
-}
+void ThreadPool::run_indexed(int64_t tasks, FunctionRef<void(int64_t, int)> task) { run_tasks(tasks, false, task); }
 
-void ThreadPool::run_shares(int64_t tasks, const std::function<void(int64_t, int)> &task) {
-    run_tasks(tasks, true, task);
-}
+void ThreadPool::run_shares(int64_t tasks, FunctionRef<void(int64_t, int)> task) { run_tasks(tasks, true, task); }
 
-void ThreadPool::run_tasks(int64_t tasks, bool shares, const std::function<void(int64_t, int)> &task) {
+void ThreadPool::run_tasks(int64_t tasks, bool shares, FunctionRef<void(int64_t, int)> task) {
     if (tasks <= 0) return;
     if (workers_.empty() || tasks == 1) {
         const TaskFault kind = fault_;
@@ -187,7 +183,7 @@ bool ThreadPool::join_run() {
     return false;
 }
 
-void parallel_for(ThreadPool &pool, int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)> &body) {
+void parallel_for(ThreadPool &pool, int64_t n, int64_t grain, FunctionRef<void(int64_t, int64_t)> body) {
     parallel_for(pool, n, grain, [&](int64_t begin, int64_t end, int) { body(begin, end); });
 }
 
@@ -198,7 +194,7 @@ int64_t parallel_for_chunk(const ThreadPool &pool, int64_t n, int64_t grain) {
     return (n + chunks - 1) / chunks;
 }
 
-void parallel_for(ThreadPool &pool, int64_t n, int64_t grain, const std::function<void(int64_t, int64_t, int)> &body) {
+void parallel_for(ThreadPool &pool, int64_t n, int64_t grain, FunctionRef<void(int64_t, int64_t, int)> body) {
     if (n <= 0) return;
     const int64_t step = parallel_for_chunk(pool, n, grain);
     pool.run_indexed((n + step - 1) / step,
@@ -206,7 +202,7 @@ void parallel_for(ThreadPool &pool, int64_t n, int64_t grain, const std::functio
 }
 
 void parallel_for_shares(ThreadPool &pool, int64_t n, int64_t max_chunk,
-                         const std::function<void(int64_t, int64_t, int)> &body) {
+                         FunctionRef<void(int64_t, int64_t, int)> body) {
     if (n <= 0) return;
     max_chunk = std::max<int64_t>(max_chunk, 1);
     const int64_t threads = pool.size(), per_share = (n + threads * max_chunk - 1) / (threads * max_chunk);

@@ -5,10 +5,11 @@
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
-#include <functional>
 #include <mutex>
 #include <thread>
 #include <vector>
+
+#include "function_ref.h"
 
 namespace moe4j {
 
@@ -37,17 +38,17 @@ class ThreadPool {
     // started are skipped (tasks already running finish), every worker goes back to waiting, and the exception is
     // rethrown on the calling thread once no task runs any more. Later exceptions of the same run are dropped. The
     // pool is usable again afterwards. What the skipped tasks would have written is not written.
-    void run(int64_t tasks, const std::function<void(int64_t)> &task);
+    void run(int64_t tasks, FunctionRef<void(int64_t)> task);
     // run() that also tells each task which thread runs it: worker in [0, size()), 0 for the caller. Tasks that
     // share a worker run one after another, so per-worker scratch needs no locking.
-    void run_indexed(int64_t tasks, const std::function<void(int64_t task, int worker)> &task);
+    void run_indexed(int64_t tasks, FunctionRef<void(int64_t task, int worker)> task);
     // run_indexed with the tasks cut into one run of consecutive tasks per thread (worker w's share first): each
     // thread takes its own share's tasks in order, then those still untaken of the other shares. For tasks that
     // stream consecutive memory, such as weight panels: a thread's reads stay one sequential stream, which the
     // hardware prefetcher follows from task to task, where tasks handed out one at a time leave every thread jumping
     // between pieces; and a thread that finishes early still takes over what the other has not begun. Exceptions as
     // for run().
-    void run_shares(int64_t tasks, const std::function<void(int64_t task, int worker)> &task);
+    void run_shares(int64_t tasks, FunctionRef<void(int64_t task, int worker)> task);
 
     // Arms a fault for the next run with more than `task` tasks (task >= 0): that run's task `task` throws `fault`
     // instead of running, once. TaskFault::None disarms. For tests of failure handling.
@@ -58,7 +59,7 @@ class ThreadPool {
 
   private:
     void worker_loop(int worker);
-    void run_tasks(int64_t tasks, bool shares, const std::function<void(int64_t, int)> &task);
+    void run_tasks(int64_t tasks, bool shares, FunctionRef<void(int64_t, int)> task);
     void drain(int worker);
     // Enters the current run unless it is closed; whether it did.
     bool join_run();
@@ -66,7 +67,7 @@ class ThreadPool {
     // is not run_shares' has one share, all of its tasks); or task_count_ when none is left.
     int64_t next_for(int worker);
     // Runs task i unless it is the armed fault's task, in which case it throws.
-    void run_one(const std::function<void(int64_t, int)> &task, int64_t i, int worker, int64_t faulty) const;
+    void run_one(FunctionRef<void(int64_t, int)> task, int64_t i, int worker, int64_t faulty) const;
     // The task the armed fault hits in a run of `tasks` tasks (disarming it), or -1.
     int64_t take_fault(int64_t tasks);
 
@@ -74,7 +75,7 @@ class ThreadPool {
     std::mutex mutex_;
     std::condition_variable wake_;
     std::condition_variable done_;
-    const std::function<void(int64_t, int)> *task_ = nullptr;
+    const FunctionRef<void(int64_t, int)> *task_ = nullptr;
     int64_t task_count_ = 0;
     int64_t faulty_task_ = -1;  // the task of this run that throws, or -1
     TaskFault faulty_kind_ = TaskFault::None;
@@ -106,16 +107,15 @@ class ThreadPool {
 int64_t parallel_for_chunk(const ThreadPool &pool, int64_t n, int64_t grain);
 
 // Splits [0, n) into chunks of at least `grain` items, about four per thread, and calls body(begin, end).
-void parallel_for(ThreadPool &pool, int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)> &body);
+void parallel_for(ThreadPool &pool, int64_t n, int64_t grain, FunctionRef<void(int64_t, int64_t)> body);
 // The same chunks, with the worker that runs each (as run_indexed gives it), for per-worker scratch.
-void parallel_for(ThreadPool &pool, int64_t n, int64_t grain, const std::function<void(int64_t, int64_t, int)> &body);
+void parallel_for(ThreadPool &pool, int64_t n, int64_t grain, FunctionRef<void(int64_t, int64_t, int)> body);
 
 // Splits [0, n) into chunks of at most max_chunk items, as many as a multiple of the pool's threads and within one
 // item of each other in size, and calls body(begin, end, worker) for each through run_shares: each thread works
 // through one contiguous run of items in order (equal runs), then helps with what is left of the others'. n of
 // max_chunk or less is one chunk, on the caller.
-void parallel_for_shares(ThreadPool &pool, int64_t n, int64_t max_chunk,
-                         const std::function<void(int64_t, int64_t, int)> &body);
+void parallel_for_shares(ThreadPool &pool, int64_t n, int64_t max_chunk, FunctionRef<void(int64_t, int64_t, int)> body);
 
 // The grain for items of `work_per_item` units (multiply-adds, bytes) so that a chunk is worth waking a
 // thread for: below ~1M units a call runs on the caller alone, since a wake-up costs tens of microseconds.

@@ -6,22 +6,21 @@
 
 namespace moe4j {
 
-void VariantCounts::count(std::string_view kernel, std::string_view variant, std::string_view reason) {
+void VariantCounts::count(const Pieces &kernel, std::string_view variant, const Pieces &reason) {
     for (Entry &e : entries_)
-        if (e.kernel == kernel && e.variant == variant && e.reason == reason) {
+        if (kernel.equals(e.kernel) && e.variant == variant && reason.equals(e.reason)) {
             ++e.calls;
             return;
         }
-    entries_.push_back({std::string(kernel), std::string(variant), std::string(reason), 1});
+    entries_.push_back({kernel.joined(), std::string(variant), reason.joined(), 1});
 }
 
-std::string kernel_name(const char *function, const char *stage) {
+Pieces kernel_name(const char *function, const char *stage) {
     constexpr std::string_view kPrefix = "moe4j_";
     std::string_view name(function);
     if (name.substr(0, kPrefix.size()) == kPrefix) name.remove_prefix(kPrefix.size());
-    std::string kernel(name);
-    if (stage != nullptr) kernel.append(":").append(stage);
-    return kernel;
+    if (stage == nullptr) return {name};
+    return {name, ":", stage};
 }
 
 const char *cpu_variant(int32_t isa, CpuCode code) {
@@ -38,9 +37,9 @@ const char *cpu_fallback_reason(int32_t isa, CpuCode code) {
 }
 
 void count_cpu(moe4j_context *ctx, const char *function, CpuCode code, const char *detail, const char *stage) {
-    const char *fallback = cpu_fallback_reason(ctx->isa, code);
-    std::string reason = detail != nullptr ? detail : "";
-    if (*fallback != '\0') reason = reason.empty() ? std::string(fallback) : reason + "; " + fallback;
+    const std::string_view fallback = cpu_fallback_reason(ctx->isa, code), sub = detail != nullptr ? detail : "";
+    const Pieces reason =
+        sub.empty() || fallback.empty() ? Pieces(sub.empty() ? fallback : sub) : Pieces(sub, "; ", fallback);
     ctx->variants.count(kernel_name(function, stage), cpu_variant(ctx->isa, code), reason);
 }
 

@@ -11,6 +11,22 @@
 
 namespace moe4j {
 
+// A string given in up to three pieces: the kernel and the reason of a count are made of the entry point's name, a
+// stage, a sub-kernel and a fallback. Compared piece by piece and joined only when an entry is first made, so that
+// counting a call allocates nothing once its entry exists.
+struct Pieces {
+    std::string_view a, b, c;
+    Pieces(const char *s) : a(s) {}         // NOLINT(google-explicit-constructor): a plain string is one piece
+    Pieces(const std::string &s) : a(s) {}  // NOLINT(google-explicit-constructor)
+    Pieces(std::string_view a, std::string_view b = {}, std::string_view c = {}) : a(a), b(b), c(c) {}
+
+    bool equals(std::string_view s) const {
+        return s.size() == a.size() + b.size() + c.size() && s.substr(0, a.size()) == a &&
+               s.substr(a.size(), b.size()) == b && s.substr(a.size() + b.size()) == c;
+    }
+    std::string joined() const { return std::string(a).append(b).append(c); }
+};
+
 class VariantCounts {
   public:
     struct Entry {
@@ -19,7 +35,7 @@ class VariantCounts {
     };
 
     // One more call of `kernel` that ran `variant` (reason: why a fallback ran, or which sub-kernel; may be "").
-    void count(std::string_view kernel, std::string_view variant, std::string_view reason);
+    void count(const Pieces &kernel, std::string_view variant, const Pieces &reason);
     const std::vector<Entry> &entries() const { return entries_; }
     void reset() { entries_.clear(); }
 
@@ -28,8 +44,8 @@ class VariantCounts {
 };
 
 // The entry point's name without the "moe4j_" prefix ("fp8_gemm_nt" for moe4j_fp8_gemm_nt), plus ":stage" when
-// stage is not null: the `kernel` of a count.
-std::string kernel_name(const char *function, const char *stage = nullptr);
+// stage is not null: the `kernel` of a count. The pieces point into function and stage.
+Pieces kernel_name(const char *function, const char *stage = nullptr);
 
 // What the CPU code of a kernel family runs at a context's ISA level.
 enum class CpuCode {

@@ -1055,10 +1055,14 @@ struct Driver {
     const RowView a, sfa;
     const std::optional<RowView> d, c;  // d is absent in the fused gate/up pass, which writes no d
     int64_t k, kb_count;
-    int64_t ld;                                // row stride of widened rows: wide_row_stride(k)
-    std::vector<LineVector<Wide>> a_wide;      // per group: widened rows, in the group's row order
-    std::vector<std::vector<float>> a_scales;  // per group: [row][kb]
-    std::vector<char> panel_group;             // per group: runs the packed-panel kernel
+    int64_t ld;  // row stride of widened rows: wide_row_stride(k)
+    // Taken from the context's workspace by prepare(): the widened rows of every group, group after group, each in
+    // its row order (ld apart), their scales [row][kb] in the same order, where each group's rows start (one more
+    // entry: the total), and whether each group runs the packed-panel kernel.
+    Wide *a_wide = nullptr;
+    float *a_scales = nullptr;
+    int64_t *row_base = nullptr;
+    bool *panel_group = nullptr;
     bool panels;  // large groups may take the packed-panel kernel (its per-row sums differ from the row kernel's)
 
     Driver(const Fp8GemmArgs &args, const RowCodec &codec, bool panels)
@@ -1078,7 +1082,7 @@ struct Driver {
     bool panel_for(const GemmGroup &group) const {
         if constexpr (Path::kPacked) {
             if (group.packed) return true;
-            return panels && static_cast<int64_t>(group.rows.size()) >= Path::kPanelMinRows;
+            return panels && group.rows.size() >= Path::kPanelMinRows;
         } else {
             (void)group;
             return false;
@@ -1092,25 +1096,31 @@ struct Driver {
         return false;
     }
 
+    // Group g's widened rows and their scales.
+    const Wide *wide_rows(int32_t g) const { return a_wide + row_base[g] * ld; }
+    const float *scale_rows(int32_t g) const { return a_scales + row_base[g] * kb_count; }
+
     // Widens every used row of A once per call; the GEMM reads each many times.
-    void prepare(ThreadPool &pool) {
-        a_wide.resize(args.groups.size());
-        a_scales.resize(args.groups.size());
-        panel_group.resize(args.groups.size());
-        for (size_t g = 0; g < args.groups.size(); ++g) panel_group[g] = panel_for(args.groups[g]);
-        for (size_t g = 0; g < args.groups.size(); ++g) {
-            a_wide[g].resize(args.groups[g].rows.size() * ld);
-            a_scales[g].resize(args.groups[g].rows.size() * kb_count);
+    void prepare(ThreadPool &pool, Workspace &workspace) {
+        const int64_t groups = args.groups.size();
+        row_base = workspace.take<int64_t>(groups + 1, "the FP8 GEMM's row offsets");
+        panel_group = workspace.take<bool>(groups, "the FP8 GEMM's kernel choices");
+        row_base[0] = 0;
+        for (int64_t g = 0; g < groups; ++g) {
+            panel_group[g] = panel_for(args.groups[g]);
+            row_base[g + 1] = row_base[g] + args.groups[g].rows.size();
         }
-        std::vector<std::pair<int32_t, int64_t>> all;
-        for (size_t g = 0; g < args.groups.size(); ++g)
-            for (size_t r = 0; r < args.groups[g].rows.size(); ++r) all.emplace_back(static_cast<int32_t>(g), r);
+        const int64_t rows = row_base[groups];
+        a_wide = workspace.take<Wide>(rows * ld, "the FP8 GEMM's widened activations");
+        a_scales = workspace.take<float>(rows * kb_count, "the FP8 GEMM's activation scales");
         const int64_t sfa_inner_stride = args.sfa->strides[args.sfa->rank - 1];  // any layout, column-major too
-        parallel_for(pool, static_cast<int64_t>(all.size()), grain_for(k), [&](int64_t begin, int64_t end) {
+        parallel_for(pool, rows, grain_for(k), [&](int64_t begin, int64_t end) {
+            // The group of row `begin`: the last whose rows start at or before it.
+            int32_t g = static_cast<int32_t>(std::upper_bound(row_base, row_base + groups + 1, begin) - row_base) - 1;
             for (int64_t i = begin; i < end; ++i) {
-                const auto [g, r] = all[i];
-                const int64_t row = args.groups[g].rows[r];
-                Wide *out = a_wide[g].data() + r * ld;
+                while (i >= row_base[g + 1]) ++g;
+                const int64_t row = args.groups[g].rows[i - row_base[g]];
+                Wide *out = a_wide + i * ld;
                 if constexpr (Path::kPacked) {
                     if (panel_group[g]) {
                         Path::widen_natural(codec, a.row<uint8_t>(row), k, out);
@@ -1121,7 +1131,7 @@ struct Driver {
                     Path::widen_a(codec, a.row<uint8_t>(row), k, out);
                 }
                 const float *s = sfa.row<float>(row);
-                for (int64_t kb = 0; kb < kb_count; ++kb) a_scales[g][r * kb_count + kb] = s[kb * sfa_inner_stride];
+                for (int64_t kb = 0; kb < kb_count; ++kb) a_scales[i * kb_count + kb] = s[kb * sfa_inner_stride];
             }
         });
     }
@@ -1222,7 +1232,7 @@ struct Driver {
     void run_rows(const Task &task, const GemmGroup &weights, Wide *b_wide, float *scales, uint8_t *unpacked,
                   Store &&store) const {
         const int64_t rows = task.row_end - task.row_begin;
-        const Wide *aw = a_wide[task.group].data();
+        const Wide *aw = wide_rows(task.group);
         int64_t scale_block = -1;
         Tile t{};
         for (int64_t blk = task.block_begin; blk < task.block_end; ++blk) {
@@ -1279,7 +1289,7 @@ struct Driver {
 
     // scales[r][kb] = sfa of the task's row r times sfb of weight block (nb, kb): the factor of each partial sum.
     void combine_scales(const Task &task, const GemmGroup &group, int64_t nb, float *scales) const {
-        const float *as = a_scales[task.group].data();
+        const float *as = scale_rows(task.group);
         const float *sb = group.sfb + nb * group.sfb_stride0;
         for (int64_t r = 0; r < task.row_end - task.row_begin; ++r)
             for (int64_t kb = 0; kb < kb_count; ++kb)
@@ -1311,7 +1321,7 @@ struct Driver {
     // Whether group g (packed, few rows) takes the code kernel, whose tasks span code_cols() weight rows.
     bool code_group(int32_t g) const {
         if constexpr (Path::kPacked) {
-            return args.groups[g].packed && static_cast<int64_t>(args.groups[g].rows.size()) <= Path::kCodeRowsPacked;
+            return args.groups[g].packed && args.groups[g].rows.size() <= Path::kCodeRowsPacked;
         } else {
             (void)g;
             return false;
@@ -1458,7 +1468,7 @@ struct Driver {
     template <typename Visit>
     void for_each_tile(const Task &task, const float *scales, Visit &&tile) const {
         constexpr int kTileRows = panel_tile_rows();
-        const Wide *aw = a_wide[task.group].data();
+        const Wide *aw = wide_rows(task.group);
         const int64_t rows = task.row_end - task.row_begin, tiles = (rows + kTileRows - 1) / kTileRows;
         const int64_t tile_m = (rows + tiles - 1) / tiles;
         for (int64_t r = 0; r < rows; r += tile_m) {
@@ -1546,7 +1556,7 @@ struct Driver {
         const int64_t tiles = args.n / kBlock;
         int64_t chunk_rows = 1, units = 0, rows = 0;
         for (const GemmGroup &group : args.groups) {
-            const int64_t n = static_cast<int64_t>(group.rows.size());
+            const int64_t n = group.rows.size();
             chunk_rows = std::max(chunk_rows, std::min(kRowsPerChunk, n));
             units += (n + kRowsPerChunk - 1) / kRowsPerChunk * tiles;
             rows += n;
@@ -1571,19 +1581,19 @@ struct Driver {
     // (run_shares): consecutive tasks read consecutive panels, so each thread's weights stream as one sequence (Zen
     // 4, 2 threads, calls alternated in one process: 1.03-1.05x faster at one row per expert for 6 and 30 experts at
     // ~60 GB/s of read bandwidth, 1.06x at four rows at ~33 GB/s).
-    void gate_up_silu(ThreadPool &pool, const Fp8GemmArgs &up, uint8_t *h, float *h_scales, float *scratch) const {
+    void gate_up_silu(ThreadPool &pool, Workspace &workspace, const Fp8GemmArgs &up, uint8_t *h,
+                      float *h_scales) const {
         const int64_t inter = args.n, tiles = inter / kBlock;
         const GateUpScratch layout = gate_up_scratch(pool.size());
-        std::vector<GateUpUnit> units;
-        units.reserve(static_cast<size_t>(layout.units));
-        int64_t values = 0, tasks = 0;
-        for (size_t g = 0; g < args.groups.size(); ++g) {
-            const int64_t rows = static_cast<int64_t>(args.groups[g].rows.size());
-            const int64_t blocks = kBlock / block_cols(static_cast<int32_t>(g));
+        float *scratch = workspace.take<float>(layout.total, "the fused gate/up pass's tiles");
+        GateUpUnit *units = workspace.take<GateUpUnit>(layout.units, "the fused gate/up pass's units");
+        int64_t values = 0, tasks = 0, u = 0;
+        for (int32_t g = 0; g < args.groups.size(); ++g) {
+            const int64_t rows = args.groups[g].rows.size(), blocks = kBlock / block_cols(g);
             for (int64_t r = 0; r < rows; r += kRowsPerChunk) {
                 const int64_t r1 = std::min(rows, r + kRowsPerChunk);
                 for (int64_t tile = 0; tile < tiles; ++tile) {
-                    units.push_back({static_cast<int32_t>(g), r, r1, tile, values, tasks});
+                    units[u++] = {g, r, r1, tile, values, tasks};
                     values += 2 * (r1 - r) * kBlock;
                     tasks += blocks;
                 }
@@ -1592,13 +1602,13 @@ struct Driver {
         // The counters live in the scratch's first floats: storage reused for atomics, created here for this call.
         static_assert(sizeof(std::atomic<int32_t>) == sizeof(float) && alignof(std::atomic<int32_t>) <= alignof(float));
         std::atomic<int32_t> *done = reinterpret_cast<std::atomic<int32_t> *>(scratch);
-        for (size_t u = 0; u < units.size(); ++u) new (done + u) std::atomic<int32_t>(0);
+        for (int64_t i = 0; i < layout.units; ++i) new (done + i) std::atomic<int32_t>(0);
         float *value_base = scratch + layout.counters, *worker_base = value_base + layout.values;
         pool.run_shares(tasks, [&](int64_t i, int worker) {
             // The unit whose tasks include i: the last with first_task <= i.
-            const auto it = std::upper_bound(units.begin(), units.end(), i,
-                                             [](int64_t task, const GateUpUnit &u) { return task < u.first_task; });
-            const size_t u = static_cast<size_t>(it - units.begin()) - 1;
+            const GateUpUnit *it = std::upper_bound(
+                units, units + layout.units, i, [](int64_t task, const GateUpUnit &v) { return task < v.first_task; });
+            const int64_t u = it - units - 1;
             const GateUpUnit &unit = units[u];
             const int64_t rows = unit.row_end - unit.row_begin, c0 = unit.tile * kBlock;
             const int64_t cols = block_cols(unit.group), blocks = kBlock / cols;
@@ -1623,76 +1633,69 @@ struct Driver {
                 run_rows(task, up.groups[unit.group], b_wide, scales, panel.unpacked, up_store);
             }
             if (done[u].fetch_add(1, std::memory_order_acq_rel) != blocks - 1) return;
-            const std::vector<int64_t> &group_rows = args.groups[unit.group].rows;
+            const Span<const int64_t> group_rows = args.groups[unit.group].rows;
             for (int64_t m = 0; m < rows; ++m) {
                 float *x = gate_tile + m * kBlock;
                 const float *v = up_tile + m * kBlock;
                 for (int64_t j = 0; j < kBlock; ++j) x[j] = silu_times(x[j], v[j]);
-                const int64_t row = group_rows[static_cast<size_t>(unit.row_begin + m)];
+                const int64_t row = group_rows[unit.row_begin + m];
                 const float scale = fp8_scale(codec.amax_f32(x, kBlock), false);
                 codec.encode_f32(x, kBlock, 1.0f / scale, h + row * inter + c0);
                 h_scales[row * tiles + unit.tile] = scale;
             }
         });
-        for (size_t u = 0; u < units.size(); ++u) done[u].~atomic();
+        for (int64_t i = 0; i < layout.units; ++i) done[i].~atomic();
     }
 
-    void execute(ThreadPool &pool) {
-        prepare(pool);
-        std::vector<Task> tasks;
-        for (size_t g = 0; g < args.groups.size(); ++g) {
-            const int64_t rows = static_cast<int64_t>(args.groups[g].rows.size());
-            const bool panel = panel_group[g];
-            const int64_t chunk = panel ? kPanelRowChunk : kRowsPerChunk, block = block_cols(static_cast<int32_t>(g));
-            const int64_t blocks = (args.n + block - 1) / block;
-            for (int64_t r = 0; r < rows; r += chunk)
-                for (int64_t blk = 0; blk < blocks; ++blk)
-                    tasks.push_back({static_cast<int32_t>(g), panel, r, std::min(rows, r + chunk), blk, blk + 1});
+    void execute(ThreadPool &pool, Workspace &workspace) {
+        prepare(pool, workspace);
+        // Task lists: per group, its row chunks times its weight blocks.
+        const auto blocks_of = [&](int32_t g) { return (args.n + block_cols(g) - 1) / block_cols(g); };
+        const auto chunk_of = [&](int32_t g) { return panel_group[g] ? kPanelRowChunk : kRowsPerChunk; };
+        int64_t n = 0;
+        for (int32_t g = 0; g < args.groups.size(); ++g)
+            n += (args.groups[g].rows.size() + chunk_of(g) - 1) / chunk_of(g) * blocks_of(g);
+        Task *tasks = workspace.take<Task>(n, "the FP8 GEMM's tasks");
+        int64_t next = 0;
+        for (int32_t g = 0; g < args.groups.size(); ++g) {
+            const int64_t rows = args.groups[g].rows.size();
+            for (int64_t r = 0; r < rows; r += chunk_of(g))
+                for (int64_t blk = 0; blk < blocks_of(g); ++blk)
+                    tasks[next++] = {g, panel_group[g], r, std::min(rows, r + chunk_of(g)), blk, blk + 1};
         }
         // Multiply-adds, with weights streamed by few rows counted as kStreamRows rows: a weight byte read from
         // memory costs about what that many multiply-adds do, and few-row calls must still spread over the threads.
         constexpr int64_t kStreamRows = 8;
-        int64_t work = 0;
-        for (const Task &t : tasks) work += std::max(kStreamRows, t.row_end - t.row_begin) * block_cols(t.group) * k;
-        const int64_t grain = tasks.empty() ? 1 : grain_for(work / static_cast<int64_t>(tasks.size()));
-        int64_t panel_rows_max = 0;
-        for (const Task &t : tasks)
+        int64_t work = 0, rows_max = 1, panel_rows_max = 0;
+        for (int64_t i = 0; i < n; ++i) {
+            const Task &t = tasks[i];
+            work += std::max(kStreamRows, t.row_end - t.row_begin) * block_cols(t.group) * k;
+            rows_max = std::max(rows_max, t.row_end - t.row_begin);
             if (t.panel && !code_group(t.group)) panel_rows_max = std::max(panel_rows_max, t.row_end - t.row_begin);
-        // parallel_for's chunks (at least the grain, up to four per thread: a chunk sets up its own buffers), each
-        // thread through its own run of them first, the weights streaming in order (1.00-1.01x faster than handed out
-        // one at a time: expert FFN at one row per expert, 6 and 30 experts, ~55 GB/s).
-        const int64_t n = static_cast<int64_t>(tasks.size());
-        parallel_for_shares(pool, n, parallel_for_chunk(pool, n, grain), [&](int64_t begin, int64_t end, int) {
-            // Sized for the tasks at hand: code tiles (few rows) widen no weights through memory, and a decode call
-            // should not zero a 16-row widened block per chunk it never uses.
-            LineVector<Wide> b_wide;
-            LineVector<float> panel_buffer, packing;
-            LineVector<uint8_t> unpacked;
-            std::vector<float> scales;
-            PanelScratch panel{};
+        }
+        const int64_t grain = n == 0 ? 1 : grain_for(work / n);
+        // Per thread: the combined scales of a task's rows, then the weights' working copies (which of them a task
+        // uses depends on its kind; only those are touched).
+        const int64_t scale_floats = round_up16(rows_max * kb_count);
+        const int64_t per_worker = scale_floats + weight_scratch_floats(panel_rows_max);
+        float *const scratch = workspace.take<float>(pool.size() * per_worker, "the FP8 GEMM's per-thread tiles");
+        // parallel_for's chunks (at least the grain, up to four per thread), each thread through its own run of them
+        // first, the weights streaming in order (1.00-1.01x faster than handed out one at a time: expert FFN at one
+        // row per expert, 6 and 30 experts, ~55 GB/s).
+        parallel_for_shares(pool, n, parallel_for_chunk(pool, n, grain), [&](int64_t begin, int64_t end, int worker) {
+            float *scales = scratch + worker * per_worker;
+            PanelScratch panel;
+            Wide *b_wide = split_weight_scratch(scales + scale_floats, panel_rows_max, panel);
             for (int64_t i = begin; i < end; ++i) {
                 const Task &task = tasks[i];
                 const GemmGroup &group = args.groups[task.group];
-                const int64_t rows = task.row_end - task.row_begin;
-                if (static_cast<int64_t>(scales.size()) < rows * kb_count)
-                    scales.resize(static_cast<size_t>(rows * kb_count));
                 const auto store = [&](int64_t m, int64_t n0, int64_t count, const float *v) {
                     store_run(group.rows[task.row_begin + m], n0, count, v);
                 };
                 if (task.panel) {
-                    if (panel_buffer.empty() && !code_group(task.group)) {
-                        panel_buffer.resize(static_cast<size_t>(panel_floats(panel_rows_max)));
-                        split_panel_scratch(panel_buffer.data(), panel);
-                    }
-                    if (!group.packed && packing.empty()) {
-                        packing.resize(static_cast<size_t>(packing_floats()));
-                        panel.row = reinterpret_cast<Wide *>(packing.data());
-                    }
-                    run_panel(task, group, panel, scales.data(), store);
+                    run_panel(task, group, panel, scales, store);
                 } else {
-                    if (!takes_codes(rows) && b_wide.empty()) b_wide.resize(static_cast<size_t>(kRowsPerBlock * ld));
-                    if (group.packed && unpacked.empty()) unpacked.resize(static_cast<size_t>(kRowsPerBlock * k));
-                    run_rows(task, group, b_wide.data(), scales.data(), unpacked.data(), store);
+                    run_rows(task, group, b_wide, scales, panel.unpacked, store);
                 }
             }
         });
@@ -1711,43 +1714,29 @@ const char *run_path(moe4j_context *ctx, const Fp8GemmArgs &args) {
     // other rows of its group.
     Driver<Path> driver(args, row_codec(ctx->isa), !ctx->reproducible());
     const bool panels = driver.uses_panels();
-    driver.execute(*ctx->pool);
+    driver.execute(*ctx->pool, ctx->workspace);
     return panels ? kFp8PanelKernel : kFp8RowKernel;
 }
 
 template <typename Path>
-const char *run_gate_up(moe4j_context *ctx, const Fp8GemmArgs &gate, const Fp8GemmArgs &up, uint8_t *h, float *h_scales,
-                        float *scratch) {
+const char *run_gate_up(moe4j_context *ctx, const Fp8GemmArgs &gate, const Fp8GemmArgs &up, uint8_t *h,
+                        float *h_scales) {
     Driver<Path> driver(gate, row_codec(ctx->isa), !ctx->reproducible());
     const bool panels = driver.uses_panels();
-    driver.prepare(*ctx->pool);
-    driver.gate_up_silu(*ctx->pool, up, h, h_scales, scratch);
+    driver.prepare(*ctx->pool, ctx->workspace);
+    driver.gate_up_silu(*ctx->pool, ctx->workspace, up, h, h_scales);
     return panels ? kGateUpPanelKernel : kGateUpRowKernel;
-}
-
-template <typename Path>
-int64_t gate_up_scratch_floats(const moe4j_context *ctx, const Fp8GemmArgs &gate) {
-    return Driver<Path>(gate, row_codec(ctx->isa), !ctx->reproducible()).gate_up_scratch(ctx->pool->size()).total;
 }
 
 }  // namespace
 
-int64_t fp8_gate_up_scratch_floats(const moe4j_context *ctx, const Fp8GemmArgs &gate) {
-    switch (ctx->isa) {
-        case MOE4J_ISA_AVX512_BF16: return gate_up_scratch_floats<Avx512Bf16Path>(ctx, gate);
-        case MOE4J_ISA_AVX512: return gate_up_scratch_floats<Avx512Path>(ctx, gate);
-        case MOE4J_ISA_AVX2: return gate_up_scratch_floats<Avx2Path>(ctx, gate);
-        default: return gate_up_scratch_floats<ScalarPath>(ctx, gate);
-    }
-}
-
 const char *fp8_gate_up_silu(moe4j_context *ctx, const Fp8GemmArgs &gate, const Fp8GemmArgs &up, uint8_t *h,
-                             float *h_scales, float *scratch) {
+                             float *h_scales) {
     switch (ctx->isa) {
-        case MOE4J_ISA_AVX512_BF16: return run_gate_up<Avx512Bf16Path>(ctx, gate, up, h, h_scales, scratch);
-        case MOE4J_ISA_AVX512: return run_gate_up<Avx512Path>(ctx, gate, up, h, h_scales, scratch);
-        case MOE4J_ISA_AVX2: return run_gate_up<Avx2Path>(ctx, gate, up, h, h_scales, scratch);
-        default: return run_gate_up<ScalarPath>(ctx, gate, up, h, h_scales, scratch);
+        case MOE4J_ISA_AVX512_BF16: return run_gate_up<Avx512Bf16Path>(ctx, gate, up, h, h_scales);
+        case MOE4J_ISA_AVX512: return run_gate_up<Avx512Path>(ctx, gate, up, h, h_scales);
+        case MOE4J_ISA_AVX2: return run_gate_up<Avx2Path>(ctx, gate, up, h, h_scales);
+        default: return run_gate_up<ScalarPath>(ctx, gate, up, h, h_scales);
     }
 }
 

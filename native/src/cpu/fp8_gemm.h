@@ -4,8 +4,8 @@
 
 #include <cmath>
 #include <cstdint>
-#include <vector>
 
+#include "../core/span.h"
 #include "moe4j.h"
 
 namespace moe4j::cpu {
@@ -16,18 +16,19 @@ struct GemmGroup {
     int64_t ldb;
     const float *sfb;  // sfb(nb, kb) = sfb[nb * sfb_stride0 + kb * sfb_stride1]
     int64_t sfb_stride0, sfb_stride1;
-    std::vector<int64_t> rows;  // row indices over the flattened leading dimensions of a, sfa, c and d
+    Span<const int64_t> rows;  // row indices over the flattened leading dimensions of a, sfa, c and d
     // b holds E4M3_P32 panels (ldb = K): element (n, k) at b[(n / 32) * 32 * K + k * 32 + n % 32]
     bool packed = false;
 };
 
 // Validated operands. a and d are viewed as rows (leading dimensions flattened); sfa is viewed the same way
-// with its last dimension over K blocks.
+// with its last dimension over K blocks. The groups and row lists live in the context's workspace (or the caller's
+// memory) for the call.
 struct Fp8GemmArgs {
     const moe4j_tensor *a, *sfa, *c, *d;  // c may be null
     int64_t n, k;
-    std::vector<GemmGroup> groups;
-    std::vector<int64_t> zero_rows;  // rows of d to set to zero (contiguous-layout padding)
+    Span<GemmGroup> groups;
+    Span<const int64_t> zero_rows;  // rows of d to set to zero (contiguous-layout padding)
 };
 
 // Which sub-kernel fp8_gemm ran, for the context's variant counts.
@@ -51,11 +52,9 @@ inline float silu_times(float gate, float up) { return gate / (1.0f + std::exp(-
 // groups, rows, a and sfa; N = I is a multiple of 128), h[row][c] = e4m3(x / s) for each 128-column block, where
 // x = silu_times(gate, up) of that row and block and s = fp8_scale(max |x|) goes to h_scales[row][block]: the values
 // fp8_gemm (f32 d), silu_times and quantize_fp8 (1x128) give one after another, bit for bit. h is [rows, I] with
-// row stride I, h_scales [rows, I/128]; rows not in any group are left alone. scratch holds
-// fp8_gate_up_scratch_floats() floats, 64-byte aligned. Returns kGateUpRowKernel, or kGateUpPanelKernel when some
-// group ran on the packed-panel kernel.
+// row stride I, h_scales [rows, I/128]; rows not in any group are left alone. Its tiles come from the context's
+// workspace. Returns kGateUpRowKernel, or kGateUpPanelKernel when some group ran on the packed-panel kernel.
 const char *fp8_gate_up_silu(moe4j_context *ctx, const Fp8GemmArgs &gate, const Fp8GemmArgs &up, uint8_t *h,
-                             float *h_scales, float *scratch);
-int64_t fp8_gate_up_scratch_floats(const moe4j_context *ctx, const Fp8GemmArgs &gate);
+                             float *h_scales);
 
 }  // namespace moe4j::cpu

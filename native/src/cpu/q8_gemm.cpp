@@ -34,7 +34,7 @@ constexpr int64_t kGroupsPerBlock = kBlock / 4;  // 32
 constexpr int64_t kPrefetchBytes = 1024;
 constexpr int64_t kL2PrefetchBytes = 8192;
 
-// The activation rows of one call, quantized into the context's host scratch.
+// The activation rows of one call, quantized into the context's workspace.
 struct Activations {
     int8_t *codes;     // [M, K]
     float *scales;     // [M, K/128]
@@ -257,7 +257,7 @@ void q8_gemm(moe4j_context *ctx, const moe4j_tensor &a_t, const moe4j_tensor &b_
     if (m == 0 || n == 0) return;
     // scratch: codes (rounded up to whole cache lines), then scales, then offsets
     const int64_t code_floats = (m * k + 63) / 64 * 16;
-    float *scratch = ctx->host_scratch_for(static_cast<size_t>(code_floats + 2 * m * blocks), "the Q8 activations");
+    float *scratch = ctx->workspace.take<float>(code_floats + 2 * m * blocks, "the Q8 activations");
     const Activations a{reinterpret_cast<int8_t *>(scratch), scratch + code_floats,
                         reinterpret_cast<int32_t *>(scratch + code_floats + m * blocks), k, blocks};
     parallel_for(*ctx->pool, m, grain_for(4 * k), [&](int64_t begin, int64_t end) { quantize_rows(x, a, begin, end); });

@@ -293,9 +293,9 @@ class ExpertFfnTest {
             Moe4jException scratch = assertThrows(
                     Moe4jException.class, () -> ExpertFfn.contiguous(failing, x, gate, up, down, layout, ALIGNMENT, d));
             assertEquals(Status.OUT_OF_MEMORY, scratch.status());
+            // the call's first take from the context's workspace, which holds nothing yet
             assertTrue(
-                    scratch.nativeMessage()
-                            .contains("host scratch for the expert FFN's intermediate activations (injected fault)"),
+                    scratch.nativeMessage().contains("host scratch for the call's weight groups (injected fault)"),
                     scratch.nativeMessage());
             assertEquals(-1L, d.segment().mismatch(untouched.segment()), "nothing written before the scratch grew");
 
