@@ -30,13 +30,14 @@ void *Workspace::take_bytes(size_t bytes, const char *what) {
         }
     // A new block: at least what this call has taken so far, so that a call needs few of them.
     constexpr size_t kMinBlock = size_t{256} << 10;
-    const size_t size = std::max({bytes, kMinBlock, blocks_.empty() ? most_ : std::max(call_bytes_, blocks_.back().size)});
+    const size_t size =
+        std::max({bytes, kMinBlock, blocks_.empty() ? most_ : std::max(call_bytes_, blocks_.back().size)});
     const std::string wanted = std::to_string(size) + " bytes of host scratch for " + what;
     if (faults_.next_fails()) {
         call_bytes_ -= bytes;
         throw OutOfMemory("cannot allocate " + wanted + " (injected fault)");
     }
-    auto *memory = static_cast<unsigned char *>(::operator new(size, std::align_val_t{kAlignment}, std::nothrow));
+    auto *memory = static_cast<unsigned char *>(::operator new (size, std::align_val_t{kAlignment}, std::nothrow));
     if (memory == nullptr) {
         call_bytes_ -= bytes;
         throw OutOfMemory("cannot allocate " + wanted);
@@ -50,7 +51,7 @@ void *Workspace::take_bytes(size_t bytes, const char *what) {
 void Workspace::consolidate() {
     // Best effort, and not an allocation the fault injection counts: when the memory is not to be had, the call
     // goes on with the blocks it has.
-    auto *memory = static_cast<unsigned char *>(::operator new(most_, std::align_val_t{kAlignment}, std::nothrow));
+    auto *memory = static_cast<unsigned char *>(::operator new (most_, std::align_val_t{kAlignment}, std::nothrow));
     if (memory == nullptr) return;
     blocks_.clear();
     blocks_.push_back({std::unique_ptr<unsigned char[], Free>(memory), most_});

@@ -44,7 +44,7 @@ class Workspace {
   private:
     static constexpr size_t kAlignment = 64;
     struct Free {
-        void operator()(unsigned char *p) const { ::operator delete(p, std::align_val_t{kAlignment}); }
+        void operator()(unsigned char *p) const { ::operator delete (p, std::align_val_t{kAlignment}); }
     };
     struct Block {
         std::unique_ptr<unsigned char[], Free> memory;

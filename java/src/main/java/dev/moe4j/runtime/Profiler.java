@@ -72,13 +72,16 @@ public final class Profiler implements AutoCloseable {
 
     void record(String function, long nanos) {
         // The wrappers pass their functions' names as constants: a slot per name's hash, checked by identity, saves
-        // the map lookup on almost every call.
-        int slot = function.hashCode() & (recent.length - 1);
-        long[] e = recentNames[slot] == function ? recent[slot] : null;
+        // the map lookup on almost every call (slots probed in turn, so that two names never take turns in one).
+        int mask = recent.length - 1, slot = function.hashCode() & mask;
+        while (recentNames[slot] != null && recentNames[slot] != function) slot = (slot + 1) & mask;
+        long[] e = recent[slot];
         if (e == null) {
             e = functions.computeIfAbsent(function, f -> new long[2]);
-            recentNames[slot] = function;
-            recent[slot] = e;
+            if (functions.size() <= recent.length / 2) { // a free slot stays for the probes to end at
+                recentNames[slot] = function;
+                recent[slot] = e;
+            }
         }
         e[0] += nanos;
         e[1]++;
