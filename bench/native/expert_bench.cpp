@@ -21,7 +21,7 @@ namespace {
 
 constexpr int64_t kBlock = 128;
 constexpr float kScaleLo = 0.5f / 448, kScaleHi = 1.5f / 448;
-constexpr size_t kPoolMinBytes = size_t{256} << 20;  // several times any last-level cache of the machines we use
+constexpr int64_t kPoolMinMib = 256;  // several times any last-level cache of the machines we use
 constexpr size_t kBandwidthBytes = size_t{256} << 20;
 
 struct ModelShape {
@@ -47,6 +47,7 @@ struct ExpertConfig {
     bool gemm = true, ffn = true;
     bool packed = false;                  // the experts packed in panels (moe4j_pack_fp8_weights) before timing
     int64_t shared = 0, shared_rows = 8;  // experts appended to every call's groups, each with shared_rows rows
+    int64_t pool_mib = kPoolMinMib;       // the least weight bytes the calls cycle through
 };
 
 ExpertConfig parse_config(const Args &args) {
@@ -66,6 +67,7 @@ ExpertConfig parse_config(const Args &args) {
     config.packed = args.has("packed");
     config.shared = args.get_int("shared", 0, 0, 16);
     config.shared_rows = args.get_int("shared-rows", 8, 1, 4096);
+    config.pool_mib = args.get_int("pool-mib", kPoolMinMib, 1, int64_t{1} << 20);
     return config;
 }
 
@@ -74,16 +76,16 @@ struct ExpertWeights {
     moe4j_tensor gate, up, down, gate_s, up_s, down_s;
 };
 
-// A pool of distinct experts, at least kPoolMinBytes of weights and at least the largest E, in one allocation.
+// A pool of distinct experts, at least pool_bytes of weights and at least the largest E, in one allocation.
 struct ExpertPool {
     ModelShape m;
     int64_t count, matrix_bytes, scale_floats_gu, scale_floats_d;
     AlignedBuffer weights, scales;
     std::vector<ExpertWeights> experts;
 
-    ExpertPool(const ModelShape &shape, int64_t min_count, const Context *pack)
+    ExpertPool(const ModelShape &shape, int64_t min_count, int64_t pool_bytes, const Context *pack)
         : m(shape),
-          count(std::max<int64_t>(min_count, ceil_div(kPoolMinBytes, 3 * shape.hidden * shape.inter))),
+          count(std::max<int64_t>(min_count, ceil_div(pool_bytes, 3 * shape.hidden * shape.inter))),
           matrix_bytes(shape.hidden * shape.inter),
           scale_floats_gu(ceil_div(shape.inter, kBlock) * (shape.hidden / kBlock)),
           scale_floats_d(ceil_div(shape.hidden, kBlock) * (shape.inter / kBlock)),
@@ -204,7 +206,7 @@ int run_expert(const Args &args) {
     const moe4j_context_info info = ctx.info();
     const ModelShape &m = config.model;
     const ExpertPool pool(m, *std::max_element(config.experts.begin(), config.experts.end()) + config.shared,
-                          config.packed ? &ctx : nullptr);
+                          config.pool_mib << 20, config.packed ? &ctx : nullptr);
 
     std::printf("%s\n", machine_summary(facts).c_str());
     std::printf(

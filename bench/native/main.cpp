@@ -95,7 +95,7 @@ const std::vector<Subcommand> &subcommands() {
         {"expert",
          "time the grouped FP8 GEMM and the fused expert FFN with a few rows per expert (decode) against read "
          "bandwidth",
-         {"threads", "isa", "model", "experts", "rows", "shared", "shared-rows", "op", "reps"},
+         {"threads", "isa", "model", "experts", "rows", "shared", "shared-rows", "op", "pool-mib", "reps"},
          {"fast", "packed"},
          "    --threads N        context threads (default: all hardware threads)\n"
          "    --isa NAME         scalar | avx2 | avx512 | avx512_bf16 | best (default: best)\n"
@@ -111,6 +111,8 @@ const std::vector<Subcommand> &subcommands() {
          "                       library's models run)\n"
          "    --packed           the experts packed in panels first (moe4j_pack_fp8_weights), as models on the\n"
          "                       AVX-512 paths hold them (default: as stored)\n"
+         "    --pool-mib M       at least M MiB of distinct experts to cycle through (default: 256; a whole\n"
+         "                       model's experts, some GiB, show what a larger footprint costs)\n"
          "    --reps R           timed calls per row (default: >= 10, >= one pool cycle and >= 0.3 s)\n",
          bench::run_expert},
         {"absorb",
