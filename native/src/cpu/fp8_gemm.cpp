@@ -1037,11 +1037,12 @@ struct GateUpUnit {
     int64_t first_task;          // the unit's tasks are first_task .. first_task + blocks per tile - 1
 };
 
-// Scratch of the fused gate/up pass, in floats, each part a multiple of 16 floats (64 bytes): one counter per unit,
-// the gate and up values of every unit, then per worker the combined scales [rows][K/128] for row chunks of up to
-// kRowsPerChunk rows and the weights' working copies (Driver::weight_scratch_floats).
+// Scratch of the fused gate/up pass, in floats, each part a multiple of 16 floats (64 bytes): shared by the call, one
+// counter per unit and the gate and up values of every unit; per worker (moe4j_context::worker_scratch_for) the
+// combined scales [rows][K/128] for row chunks of up to kRowsPerChunk rows and the weights' working copies
+// (Driver::weight_scratch_floats).
 struct GateUpScratch {
-    int64_t units, chunk_rows, counters, values, scales, weights, per_worker, total;
+    int64_t units, chunk_rows, counters, values, scales, weights, per_worker;
 };
 
 int64_t round_up16(int64_t n) { return (n + 15) / 16 * 16; }
@@ -1101,7 +1102,8 @@ struct Driver {
     const float *scale_rows(int32_t g) const { return a_scales + row_base[g] * kb_count; }
 
     // Widens every used row of A once per call; the GEMM reads each many times.
-    void prepare(ThreadPool &pool, Workspace &workspace) {
+    void prepare(moe4j_context &ctx) {
+        Workspace &workspace = ctx.workspace;
         const int64_t groups = args.groups.size();
         row_base = workspace.take<int64_t>(groups + 1, "the FP8 GEMM's row offsets");
         panel_group = workspace.take<bool>(groups, "the FP8 GEMM's kernel choices");
@@ -1114,7 +1116,7 @@ struct Driver {
         a_wide = workspace.take<Wide>(rows * ld, "the FP8 GEMM's widened activations");
         a_scales = workspace.take<float>(rows * kb_count, "the FP8 GEMM's activation scales");
         const int64_t sfa_inner_stride = args.sfa->strides[args.sfa->rank - 1];  // any layout, column-major too
-        parallel_for(pool, rows, grain_for(k), [&](int64_t begin, int64_t end) {
+        parallel_for(*ctx.pool, rows, grain_for(k), [&](int64_t begin, int64_t end) {
             // The group of row `begin`: the last whose rows start at or before it.
             int32_t g = static_cast<int32_t>(std::upper_bound(row_base, row_base + groups + 1, begin) - row_base) - 1;
             for (int64_t i = begin; i < end; ++i) {
@@ -1551,8 +1553,8 @@ struct Driver {
         }
     }
 
-    // Scratch of gate_up_silu for `workers` workers.
-    GateUpScratch gate_up_scratch(int workers) const {
+    // Scratch of gate_up_silu.
+    GateUpScratch gate_up_scratch() const {
         const int64_t tiles = args.n / kBlock;
         int64_t chunk_rows = 1, units = 0, rows = 0;
         for (const GemmGroup &group : args.groups) {
@@ -1569,7 +1571,6 @@ struct Driver {
         s.scales = round_up16(chunk_rows * kb_count);
         s.weights = weight_scratch_floats(chunk_rows);
         s.per_worker = s.scales + s.weights;
-        s.total = s.counters + s.values + workers * s.per_worker;
         return s;
     }
 
@@ -1581,12 +1582,13 @@ struct Driver {
     // (run_shares): consecutive tasks read consecutive panels, so each thread's weights stream as one sequence (Zen
     // 4, 2 threads, calls alternated in one process: 1.03-1.05x faster at one row per expert for 6 and 30 experts at
     // ~60 GB/s of read bandwidth, 1.06x at four rows at ~33 GB/s).
-    void gate_up_silu(ThreadPool &pool, Workspace &workspace, const Fp8GemmArgs &up, uint8_t *h,
-                      float *h_scales) const {
+    void gate_up_silu(moe4j_context &ctx, const Fp8GemmArgs &up, uint8_t *h, float *h_scales) const {
         const int64_t inter = args.n, tiles = inter / kBlock;
-        const GateUpScratch layout = gate_up_scratch(pool.size());
-        float *scratch = workspace.take<float>(layout.total, "the fused gate/up pass's tiles");
-        GateUpUnit *units = workspace.take<GateUpUnit>(layout.units, "the fused gate/up pass's units");
+        const GateUpScratch layout = gate_up_scratch();
+        const auto scratch =
+            ctx.worker_scratch_for(static_cast<size_t>(layout.per_worker), "the fused gate/up pass's tiles",
+                                   static_cast<size_t>(layout.counters + layout.values));
+        GateUpUnit *units = ctx.workspace.take<GateUpUnit>(layout.units, "the fused gate/up pass's units");
         int64_t values = 0, tasks = 0, u = 0;
         for (int32_t g = 0; g < args.groups.size(); ++g) {
             const int64_t rows = args.groups[g].rows.size(), blocks = kBlock / block_cols(g);
@@ -1601,10 +1603,10 @@ struct Driver {
         }
         // The counters live in the scratch's first floats: storage reused for atomics, created here for this call.
         static_assert(sizeof(std::atomic<int32_t>) == sizeof(float) && alignof(std::atomic<int32_t>) <= alignof(float));
-        std::atomic<int32_t> *done = reinterpret_cast<std::atomic<int32_t> *>(scratch);
+        std::atomic<int32_t> *done = reinterpret_cast<std::atomic<int32_t> *>(scratch.shared);
         for (int64_t i = 0; i < layout.units; ++i) new (done + i) std::atomic<int32_t>(0);
-        float *value_base = scratch + layout.counters, *worker_base = value_base + layout.values;
-        pool.run_shares(tasks, [&](int64_t i, int worker) {
+        float *value_base = scratch.shared + layout.counters;
+        ctx.pool->run_shares(tasks, [&](int64_t i, int worker) {
             // The unit whose tasks include i: the last with first_task <= i.
             const GateUpUnit *it = std::upper_bound(
                 units, units + layout.units, i, [](int64_t task, const GateUpUnit &v) { return task < v.first_task; });
@@ -1613,7 +1615,7 @@ struct Driver {
             const int64_t rows = unit.row_end - unit.row_begin, c0 = unit.tile * kBlock;
             const int64_t cols = block_cols(unit.group), blocks = kBlock / cols;
             const int64_t block = unit.tile * blocks + (i - unit.first_task);
-            float *scales = worker_base + worker * layout.per_worker;
+            float *scales = scratch.of(worker);
             PanelScratch panel;
             Wide *b_wide = split_weight_scratch(scales + layout.scales, layout.chunk_rows, panel);
             float *gate_tile = value_base + unit.values, *up_tile = gate_tile + rows * kBlock;
@@ -1647,15 +1649,16 @@ struct Driver {
         for (int64_t i = 0; i < layout.units; ++i) done[i].~atomic();
     }
 
-    void execute(ThreadPool &pool, Workspace &workspace) {
-        prepare(pool, workspace);
+    void execute(moe4j_context &ctx) {
+        ThreadPool &pool = *ctx.pool;
+        prepare(ctx);
         // Task lists: per group, its row chunks times its weight blocks.
         const auto blocks_of = [&](int32_t g) { return (args.n + block_cols(g) - 1) / block_cols(g); };
         const auto chunk_of = [&](int32_t g) { return panel_group[g] ? kPanelRowChunk : kRowsPerChunk; };
         int64_t n = 0;
         for (int32_t g = 0; g < args.groups.size(); ++g)
             n += (args.groups[g].rows.size() + chunk_of(g) - 1) / chunk_of(g) * blocks_of(g);
-        Task *tasks = workspace.take<Task>(n, "the FP8 GEMM's tasks");
+        Task *tasks = ctx.workspace.take<Task>(n, "the FP8 GEMM's tasks");
         int64_t next = 0;
         for (int32_t g = 0; g < args.groups.size(); ++g) {
             const int64_t rows = args.groups[g].rows.size();
@@ -1677,13 +1680,14 @@ struct Driver {
         // Per thread: the combined scales of a task's rows, then the weights' working copies (which of them a task
         // uses depends on its kind; only those are touched).
         const int64_t scale_floats = round_up16(rows_max * kb_count);
-        const int64_t per_worker = scale_floats + weight_scratch_floats(panel_rows_max);
-        float *const scratch = workspace.take<float>(pool.size() * per_worker, "the FP8 GEMM's per-thread tiles");
+        const auto scratch =
+            ctx.worker_scratch_for(static_cast<size_t>(scale_floats + weight_scratch_floats(panel_rows_max)),
+                                   "the FP8 GEMM's per-thread tiles");
         // parallel_for's chunks (at least the grain, up to four per thread), each thread through its own run of them
         // first, the weights streaming in order (1.00-1.01x faster than handed out one at a time: expert FFN at one
         // row per expert, 6 and 30 experts, ~55 GB/s).
         parallel_for_shares(pool, n, parallel_for_chunk(pool, n, grain), [&](int64_t begin, int64_t end, int worker) {
-            float *scales = scratch + worker * per_worker;
+            float *scales = scratch.of(worker);
             PanelScratch panel;
             Wide *b_wide = split_weight_scratch(scales + scale_floats, panel_rows_max, panel);
             for (int64_t i = begin; i < end; ++i) {
@@ -1714,7 +1718,7 @@ const char *run_path(moe4j_context *ctx, const Fp8GemmArgs &args) {
     // other rows of its group.
     Driver<Path> driver(args, row_codec(ctx->isa), !ctx->reproducible());
     const bool panels = driver.uses_panels();
-    driver.execute(*ctx->pool, ctx->workspace);
+    driver.execute(*ctx);
     return panels ? kFp8PanelKernel : kFp8RowKernel;
 }
 
@@ -1723,8 +1727,8 @@ const char *run_gate_up(moe4j_context *ctx, const Fp8GemmArgs &gate, const Fp8Ge
                         float *h_scales) {
     Driver<Path> driver(gate, row_codec(ctx->isa), !ctx->reproducible());
     const bool panels = driver.uses_panels();
-    driver.prepare(*ctx->pool, ctx->workspace);
-    driver.gate_up_silu(*ctx->pool, ctx->workspace, up, h, h_scales);
+    driver.prepare(*ctx);
+    driver.gate_up_silu(*ctx, up, h, h_scales);
     return panels ? kGateUpPanelKernel : kGateUpRowKernel;
 }
 
