@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "buffers.h"
+#include "expert_pool.h"
 #include "machine.h"
 #include "moe4j_util.h"
 #include "subcommands.h"
@@ -19,22 +20,8 @@ namespace bench {
 
 namespace {
 
-constexpr int64_t kBlock = 128;
-constexpr float kScaleLo = 0.5f / 448, kScaleHi = 1.5f / 448;
 constexpr int64_t kPoolMinMib = 256;  // several times any last-level cache of the machines we use
 constexpr size_t kBandwidthBytes = size_t{256} << 20;
-
-struct ModelShape {
-    const char *name;
-    int64_t hidden, inter, experts;
-};
-
-const ModelShape kV2Lite{"v2lite", 2048, 1408, 64};
-const ModelShape kV3{"v3", 7168, 2048, 256};
-// V2-Lite's dense MLP (layer 0) as one expert, as --quantize runs it: 10944 padded to 11008 (86 blocks of 128).
-const ModelShape kV2LiteDense{"v2lite-dense", 2048, 11008, 1};
-
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 struct ExpertConfig {
     int threads = 0;
@@ -70,52 +57,6 @@ ExpertConfig parse_config(const Args &args) {
     config.pool_mib = args.get_int("pool-mib", kPoolMinMib, 1, int64_t{1} << 20);
     return config;
 }
-
-// One expert's e4m3 weights with their 128x128 block scales: gate and up [I, H], down [H, I].
-struct ExpertWeights {
-    moe4j_tensor gate, up, down, gate_s, up_s, down_s;
-};
-
-// A pool of distinct experts, at least pool_bytes of weights and at least the largest E, in one allocation.
-struct ExpertPool {
-    ModelShape m;
-    int64_t count, matrix_bytes, scale_floats_gu, scale_floats_d;
-    AlignedBuffer weights, scales;
-    std::vector<ExpertWeights> experts;
-
-    ExpertPool(const ModelShape &shape, int64_t min_count, int64_t pool_bytes, const Context *pack)
-        : m(shape),
-          count(std::max<int64_t>(min_count, ceil_div(pool_bytes, 3 * shape.hidden * shape.inter))),
-          matrix_bytes(shape.hidden * shape.inter),
-          scale_floats_gu(ceil_div(shape.inter, kBlock) * (shape.hidden / kBlock)),
-          scale_floats_d(ceil_div(shape.hidden, kBlock) * (shape.inter / kBlock)),
-          weights(static_cast<size_t>(count * 3 * matrix_bytes), 4096),
-          scales(static_cast<size_t>(count * (2 * scale_floats_gu + scale_floats_d)) * sizeof(float)) {
-        fill_random_e4m3(weights.as<uint8_t>(), weights.size(), 7);
-        fill_random_range_f32(scales.as<float>(), scales.size() / sizeof(float), 8, kScaleLo, kScaleHi);
-        for (int64_t e = 0; e < count; ++e) {
-            uint8_t *w = weights.as<uint8_t>() + e * 3 * matrix_bytes;
-            float *s = scales.as<float>() + e * (2 * scale_floats_gu + scale_floats_d);
-            const int64_t ib = ceil_div(m.inter, kBlock), hb = ceil_div(m.hidden, kBlock);
-            experts.push_back({host_tensor(w, MOE4J_E4M3, {m.inter, m.hidden}),
-                               host_tensor(w + matrix_bytes, MOE4J_E4M3, {m.inter, m.hidden}),
-                               host_tensor(w + 2 * matrix_bytes, MOE4J_E4M3, {m.hidden, m.inter}),
-                               host_tensor(s, MOE4J_F32, {ib, m.hidden / kBlock}),
-                               host_tensor(s + scale_floats_gu, MOE4J_F32, {ib, m.hidden / kBlock}),
-                               host_tensor(s + 2 * scale_floats_gu, MOE4J_F32, {hb, m.inter / kBlock})});
-        }
-        if (pack == nullptr) return;
-        // Packed in place through one scratch matrix: the pool's memory then holds E4M3_P32 panels.
-        AlignedBuffer scratch(static_cast<size_t>(matrix_bytes), 4096);
-        for (ExpertWeights &e : experts)
-            for (moe4j_tensor *t : {&e.gate, &e.up, &e.down}) {
-                std::memcpy(scratch.data(), t->data, static_cast<size_t>(matrix_bytes));
-                const moe4j_tensor from = host_tensor(scratch.data(), MOE4J_E4M3, {t->shape[0], t->shape[1]});
-                t->dtype = MOE4J_E4M3_P32;
-                check(moe4j_pack_fp8_weights(pack->get(), &from, t), "moe4j_pack_fp8_weights");
-            }
-    }
-};
 
 // The weight-group descriptors of every call in one cycle over the pool: call c uses experts c*E, c*E + 1, ...
 // (mod the pool size), all distinct within a call; a cycle reads the whole pool, several times the last-level cache.
@@ -266,10 +207,7 @@ int run_expert(const Args &args) {
                                                           &act.d_ffn_t),
                           "moe4j_fp8_expert_ffn_contiguous");
                 });
-                const double per_expert =
-                    3.0 * static_cast<double>(pool.matrix_bytes) +
-                    sizeof(float) * static_cast<double>(2 * pool.scale_floats_gu + pool.scale_floats_d);
-                report("ffn", static_cast<double>(e + config.shared) * per_expert, s);
+                report("ffn", static_cast<double>(e + config.shared) * pool.expert_bytes(), s);
             }
         }
     }

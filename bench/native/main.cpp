@@ -140,6 +140,17 @@ const std::vector<Subcommand> &subcommands() {
          "    --n N --k K        weight shape (default: V2-Lite's LM head, 102400 x 2048)\n"
          "    --reps R           timed calls per row (default: >= 5, >= one pool cycle and >= 0.3 s)\n",
          bench::run_q8},
+        {"step",
+         "time a V2-Lite decode step's weight-streaming calls back to back (int8 projections and LM head, bf16 "
+         "absorption, fused expert FFN): the native ceiling of bench generate's decode",
+         {"threads", "isa", "layers", "steps", "reps"},
+         {},
+         "    --threads N        context threads (default: all hardware threads)\n"
+         "    --isa NAME         scalar | avx2 | avx512 | avx512_bf16 | best (default: best)\n"
+         "    --layers L         decoder layers, layer 0 dense (default: 4, as the 4-layer bench checkpoint)\n"
+         "    --steps S          timed steps per repetition (default: 16)\n"
+         "    --reps R           repetitions, the read bandwidth measured after each (default: 5)\n",
+         bench::run_step},
     };
     return kSubcommands;
 }

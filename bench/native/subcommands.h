@@ -13,5 +13,6 @@ int run_mla(const Args &args);      // MLA decode over a paged latent cache, aga
 int run_expert(const Args &args);   // decode-shaped expert work: grouped GEMM and fused FFN, few rows per expert
 int run_absorb(const Args &args);   // the unquantized GEMM at MLA's absorption shapes (strided batches of heads)
 int run_q8(const Args &args);       // the int8 GEMM at the LM head's shape, against the FP8 head
+int run_step(const Args &args);     // a decode step's weight-streaming calls back to back (the native ceiling)
 
 }  // namespace bench

@@ -187,12 +187,17 @@ void parallel_for(ThreadPool &pool, int64_t n, int64_t grain, FunctionRef<void(i
     parallel_for(pool, n, grain, [&](int64_t begin, int64_t end, int) { body(begin, end); });
 }
 
+namespace {
+
+// The size of parallel_for's chunks of [0, n) items: at least `grain` items, about four chunks per thread.
 int64_t parallel_for_chunk(const ThreadPool &pool, int64_t n, int64_t grain) {
     if (n <= 0) return 1;
     const int64_t max_chunks = std::max<int64_t>(1, n / std::max<int64_t>(grain, 1));
     const int64_t chunks = std::min<int64_t>(max_chunks, int64_t{pool.size()} * 4);
     return (n + chunks - 1) / chunks;
 }
+
+}  // namespace
 
 void parallel_for(ThreadPool &pool, int64_t n, int64_t grain, FunctionRef<void(int64_t, int64_t, int)> body) {
     if (n <= 0) return;

@@ -103,9 +103,6 @@ class ThreadPool {
     int64_t fault_task_ = -1;
 };
 
-// The size of parallel_for's chunks of [0, n) items: at least `grain` items, about four chunks per thread.
-int64_t parallel_for_chunk(const ThreadPool &pool, int64_t n, int64_t grain);
-
 // Splits [0, n) into chunks of at least `grain` items, about four per thread, and calls body(begin, end).
 void parallel_for(ThreadPool &pool, int64_t n, int64_t grain, FunctionRef<void(int64_t, int64_t)> body);
 // The same chunks, with the worker that runs each (as run_indexed gives it), for per-worker scratch.

@@ -203,7 +203,8 @@ void rows_avx512(const Operands &op, int64_t m0, int64_t rows, int64_t p, int64_
 
 // ---------------------------------------------------------------- driver
 
-constexpr int64_t kPanelsPerItem = 4;  // panels a work item covers (NR's largest value)
+constexpr int64_t kPanelsPerItem = 4;                // panels a work item covers (NR's largest value)
+constexpr int64_t kStealBytes = int64_t{128} << 10;  // weight bytes of a task that one thread takes from another's run
 
 // quantize_q8 over elements [from, from + n) of row r of x (F32 or BF16).
 template <typename Put>
@@ -264,16 +265,17 @@ void q8_gemm(moe4j_context *ctx, const moe4j_tensor &a_t, const moe4j_tensor &b_
 
     const Operands op{a, static_cast<const uint8_t *>(b_t.data), static_cast<const float *>(sfb_t.data), RowView(d_t)};
     const int isa = ctx->isa;
-    // Tasks of the smallest worthwhile size (about 1 MB of weights at one row), not parallel_for's four chunks per
-    // thread: a thread that finished its share early waited up to a whole chunk for the other (an LM head call of a
-    // decode step ran 0.37 ms longer than its threads' mean busy time; 0.11 ms with these tasks). Each thread takes
-    // the tasks of its own equal run of panels first (parallel_for_shares), so its weights stream as one sequence:
-    // tasks handed out one at a time had both threads jumping between pieces (Zen 4, 2 threads, weights cold, calls
-    // alternated in one process, read bandwidth ~60 GB/s: 1.07x faster at one row on the fused q/kv projection,
-    // 1.01-1.02x on the dense, shared-expert and LM head shapes; 1.40x on the LM head and 1.24x on the projection at 8
-    // rows; at ~35 GB/s 1.00-1.03x).
+    // Each thread works through its own equal run of panels first (parallel_for_shares), so its weights stream as one
+    // sequence: tasks handed out one at a time had both threads jumping between pieces (Zen 4, 2 threads, weights
+    // cold, read bandwidth ~60 GB/s: 1.07x faster at one row on the fused q/kv projection, 1.40x on the LM head at 8
+    // rows). A thread that finishes its run takes what is left of the other's in tasks of about 128 KB of weights:
+    // with 1 MB tasks the thread that finished first idled for up to a task at the end of every call, about 20 us,
+    // a fifth of a 4 MB projection (Zen 5, 2 threads, calls in sequence over 512 MB of distinct weights, one row:
+    // 90 us a call at 4.2 MB instead of 105-111, 27 instead of 37 at 1 MB, 157 instead of 175-180 at 8.4 MB).
+    // A call of one such task stays on the caller; two are worth it even at one row (the other thread spins between
+    // the calls of a decode step: 27 us instead of 37 at 1 MB).
     const int64_t items = ceil_div(panels, kPanelsPerItem);
-    const int64_t per_task = std::min(items, grain_for(m * k * kPanel * kPanelsPerItem));
+    const int64_t per_task = std::max<int64_t>(1, kStealBytes / (kPanel * kPanelsPerItem * k));
     parallel_for_shares(*ctx->pool, items, per_task, [&](int64_t begin, int64_t end, int) {
         for (int64_t item = begin; item < end; ++item) {
             const int64_t p = item * kPanelsPerItem, count = std::min(kPanelsPerItem, panels - p);

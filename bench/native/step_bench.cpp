@@ -1,0 +1,297 @@
+// `moe4j_bench step`: the weight-streaming calls of V2-Lite decode steps at batch 1, back to back with nothing else
+// between them, against the read bandwidth measured after each repetition. Per layer: the int8 attention projections
+// (q and kv_a fused [3648, 2048], o [2048, 2048]), MLA's absorption and un-absorption (bf16, 16 heads of [512, 128]
+// and [128, 512]), then layer 0's dense MLP (int8 [22016, 2048] and [2048, 11008]) or a MoE layer's two shared
+// experts (int8 [5632, 2048] and [2048, 2816]) and its fused expert FFN on 6 of its 64 packed FP8 experts, drawn at
+// random each step; after the layers the int8 LM head [102400, 2048]. These are the calls that read a step's weights
+// as the library's model runs them on a CPU (`./moe4j bench generate --quantize`), without Java, the small kernels
+// (norms, RoPE, attention over the cache, routing) and their effect on caches in between: the native ceiling of a
+// decode step. `bench generate`'s decode GB/s over this one's, at the same read bandwidth, is what the model loses
+// outside these calls.
+#include <algorithm>
+#include <cstdio>
+#include <memory>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "buffers.h"
+#include "expert_pool.h"
+#include "machine.h"
+#include "moe4j_util.h"
+#include "subcommands.h"
+#include "table.h"
+#include "timing.h"
+
+namespace bench {
+
+namespace {
+
+constexpr int64_t kHidden = 2048, kHeads = 16, kLatent = 512, kHeadDim = 128, kVocab = 102400;
+constexpr int64_t kDenseInter = 11008, kSharedInter = 2 * 1408, kRouted = 6;
+constexpr size_t kBandwidthBytes = size_t{256} << 20;
+
+struct StepConfig {
+    int threads = 0;
+    int32_t isa = MOE4J_ISA_BEST;
+    int64_t layers = 4, steps = 16, reps = 5;
+};
+
+StepConfig parse_config(const Args &args) {
+    StepConfig config;
+    config.threads = static_cast<int>(args.get_int("threads", 0, 0, 1024));
+    parse_isa(args.get_choice("isa", "best", {"scalar", "avx2", "avx512", "avx512_bf16", "best"}), &config.isa);
+    config.layers = args.get_int("layers", 4, 1, 64);
+    config.steps = args.get_int("steps", 16, 1, 100000);
+    config.reps = args.get_int("reps", 5, 1, 1000);
+    return config;
+}
+
+// What a step's time and bytes are counted under.
+enum Family { kProjections, kAbsorption, kMlp, kExperts, kHead, kFamilies };
+constexpr const char *kFamilyNames[kFamilies] = {"int8 attention projections", "bf16 absorption", "int8 dense/shared MLP",
+                                                 "fp8 expert FFN", "int8 LM head"};
+
+// Int8 weights [N, K] in Q8_P16 panels with a scale per row: random codes 1..255 (q in [-127, 127]).
+struct Q8Weight {
+    int64_t n, k;
+    AlignedBuffer codes, scales;
+    moe4j_tensor codes_t, scales_t;
+
+    Q8Weight(int64_t rows, int64_t cols, uint64_t seed)
+        : n(rows),
+          k(cols),
+          codes(static_cast<size_t>(rows * cols)),
+          scales(static_cast<size_t>(rows) * sizeof(float)),
+          codes_t(host_tensor(codes.data(), MOE4J_Q8_P16, {rows, cols})),
+          scales_t(host_tensor(scales.data(), MOE4J_F32, {rows})) {
+        uint8_t *c = codes.as<uint8_t>();
+        fill_random_e4m3(c, codes.size(), seed);  // any bytes but 0x7F and 0xFF; 0 (q = -128) is moved to 1
+        for (size_t i = 0; i < codes.size(); ++i) c[i] = std::max<uint8_t>(c[i], 1);
+        fill_random_range_f32(scales.as<float>(), static_cast<size_t>(rows), seed + 1, 1e-3f, 2e-3f);
+    }
+    double bytes() const { return static_cast<double>(n * k + n * 4); }
+};
+
+// MLA's absorption weights of one layer, bf16: W_UK per head as [512, 128] rows, W_UV per head as [128, 512].
+struct AbsorbWeights {
+    AlignedBuffer uk, uv;
+    moe4j_tensor uk_t, uv_t;
+    explicit AbsorbWeights(uint64_t seed)
+        : uk(static_cast<size_t>(kHeads * kLatent * kHeadDim) * 2),
+          uv(static_cast<size_t>(kHeads * kHeadDim * kLatent) * 2),
+          uk_t(host_tensor(uk.data(), MOE4J_BF16, {kHeads, kLatent, kHeadDim})),
+          uv_t(host_tensor(uv.data(), MOE4J_BF16, {kHeads, kHeadDim, kLatent})) {
+        fill_random_bf16(uk.as<uint16_t>(), uk.size() / 2, seed, 0.05f);
+        fill_random_bf16(uv.as<uint16_t>(), uv.size() / 2, seed + 1, 0.05f);
+    }
+    double bytes() const { return static_cast<double>(uk.size() + uv.size()); }
+};
+
+// One decoder layer's streamed weights. Layer 0 is dense; the others are MoE layers with 64 routed experts.
+struct Layer {
+    Q8Weight qkv, o, up, down;  // up/down: the dense MLP's gate and up fused, and down; or the shared experts'
+    AbsorbWeights absorb;
+    std::unique_ptr<ExpertPool> experts;
+    std::vector<moe4j_tensor> gate_w, up_w, down_w, gate_s, up_s, down_s;
+    moe4j_fp8_weight_groups gate_g{}, up_g{}, down_g{};
+
+    Layer(int64_t index, const Context &ctx)
+        : qkv(3072 + 576, kHidden, 100 * index + 1),
+          o(kHidden, kHidden, 100 * index + 3),
+          up(index == 0 ? 2 * kDenseInter : 2 * kSharedInter, kHidden, 100 * index + 5),
+          down(kHidden, index == 0 ? kDenseInter : kSharedInter, 100 * index + 7),
+          absorb(100 * index + 9) {
+        if (index == 0) return;
+        experts = std::make_unique<ExpertPool>(kV2Lite, kV2Lite.experts, 0, &ctx);
+        for (const ExpertWeights &e : experts->experts) {
+            gate_w.push_back(e.gate);
+            up_w.push_back(e.up);
+            down_w.push_back(e.down);
+            gate_s.push_back(e.gate_s);
+            up_s.push_back(e.up_s);
+            down_s.push_back(e.down_s);
+        }
+        gate_g = {experts->count, gate_w.data(), gate_s.data()};
+        up_g = {experts->count, up_w.data(), up_s.data()};
+        down_g = {experts->count, down_w.data(), down_s.data()};
+    }
+
+    double step_bytes() const {
+        double b = qkv.bytes() + o.bytes() + up.bytes() + down.bytes() + absorb.bytes();
+        return experts ? b + kRouted * experts->expert_bytes() : b;
+    }
+};
+
+// The activations every call reads and the outputs it writes (one token).
+struct Activations {
+    AlignedBuffer x, x_bf16, out, xq, sfx, layout, ys;
+    moe4j_tensor head_in, absorb_in, absorb_out, unabsorb_in, unabsorb_out, xq_t, sfx_t, layout_t, ys_t;
+
+    Activations()
+        : x(static_cast<size_t>(2 * kDenseInter) * 4),
+          x_bf16(static_cast<size_t>(kHeads * kLatent) * 2),
+          out(static_cast<size_t>(kVocab) * 4),
+          xq(static_cast<size_t>(kRouted * kHidden)),
+          sfx(static_cast<size_t>(kRouted * (kHidden / kBlock)) * 4),
+          layout(static_cast<size_t>(kRouted) * 4),
+          ys(static_cast<size_t>(kRouted * kHidden) * 4),
+          absorb_in(host_tensor(x_bf16.data(), MOE4J_BF16, {kHeads, 1, kHeadDim})),
+          absorb_out(host_tensor(out.data(), MOE4J_F32, {kHeads, 1, kLatent})),
+          unabsorb_in(host_tensor(x_bf16.data(), MOE4J_BF16, {kHeads, 1, kLatent})),
+          unabsorb_out(host_tensor(out.data(), MOE4J_F32, {kHeads, 1, kHeadDim})),
+          xq_t(host_tensor(xq.data(), MOE4J_E4M3, {kRouted, kHidden})),
+          sfx_t(host_tensor(sfx.data(), MOE4J_F32, {kRouted, kHidden / kBlock})),
+          layout_t(host_tensor(layout.data(), MOE4J_I32, {kRouted})),
+          ys_t(host_tensor(ys.data(), MOE4J_F32, {kRouted, kHidden})) {
+        fill_random_f32(x.as<float>(), x.size() / 4, 31, 1.0f);
+        fill_random_bf16(x_bf16.as<uint16_t>(), x_bf16.size() / 2, 32, 1.0f);
+        fill_random_e4m3(xq.as<uint8_t>(), xq.size(), 33);
+        fill_random_range_f32(sfx.as<float>(), sfx.size() / 4, 34, kScaleLo, kScaleHi);
+    }
+
+    // x [1, K] as the input of an int8 GEMM, and its [1, N] output.
+    moe4j_tensor q8_in(int64_t k) const { return host_tensor(x.data(), MOE4J_F32, {1, k}); }
+    moe4j_tensor q8_out(int64_t n) const { return host_tensor(out.data(), MOE4J_F32, {1, n}); }
+};
+
+// Runs decode steps and keeps each family's time.
+class StepRunner {
+  public:
+    StepRunner(const Context &ctx, std::vector<std::unique_ptr<Layer>> &layers, const Q8Weight &head)
+        : ctx_(ctx), layers_(layers), head_(head) {}
+
+    // One step; `draw` picks each MoE layer's routed experts.
+    void step(std::mt19937_64 &draw) {
+        for (auto &layer : layers_) {
+            q8(layer->qkv, kProjections);
+            gemm(act_.absorb_in, layer->absorb.uk_t, act_.absorb_out);
+            gemm(act_.unabsorb_in, layer->absorb.uv_t, act_.unabsorb_out);
+            q8(layer->o, kProjections);
+            q8(layer->up, kMlp);
+            q8(layer->down, kMlp);
+            if (layer->experts) experts(*layer, draw);
+        }
+        q8(head_, kHead);
+    }
+
+    double seconds(Family f) const { return seconds_[f]; }
+    void reset() { std::fill(std::begin(seconds_), std::end(seconds_), 0.0); }
+
+  private:
+    void q8(const Q8Weight &w, Family f) {
+        const moe4j_tensor a = act_.q8_in(w.k);
+        moe4j_tensor d = act_.q8_out(w.n);
+        const Timer t;
+        check(moe4j_q8_gemm_nt(ctx_.get(), &a, &w.codes_t, &w.scales_t, &d), "moe4j_q8_gemm_nt");
+        seconds_[f] += t.seconds();
+    }
+
+    void gemm(const moe4j_tensor &a, const moe4j_tensor &b, moe4j_tensor d) {
+        const Timer t;
+        check(moe4j_gemm_nt(ctx_.get(), &a, &b, nullptr, &d), "moe4j_gemm_nt");
+        seconds_[kAbsorption] += t.seconds();
+    }
+
+    void experts(const Layer &layer, std::mt19937_64 &draw) {
+        std::vector<int32_t> &ids = ids_;
+        ids.resize(static_cast<size_t>(layer.experts->count));
+        std::iota(ids.begin(), ids.end(), 0);
+        std::shuffle(ids.begin(), ids.end(), draw);
+        std::sort(ids.begin(), ids.begin() + kRouted);  // one row each, in expert order as the model lays them out
+        std::copy(ids.begin(), ids.begin() + kRouted, act_.layout.as<int32_t>());
+        const Timer t;
+        check(moe4j_fp8_expert_ffn_contiguous(ctx_.get(), &act_.xq_t, &act_.sfx_t, &layer.gate_g, &layer.up_g,
+                                              &layer.down_g, &act_.layout_t, 1, &act_.ys_t),
+              "moe4j_fp8_expert_ffn_contiguous");
+        seconds_[kExperts] += t.seconds();
+    }
+
+    const Context &ctx_;
+    std::vector<std::unique_ptr<Layer>> &layers_;
+    const Q8Weight &head_;
+    Activations act_;
+    std::vector<int32_t> ids_;
+    double seconds_[kFamilies] = {};
+};
+
+}  // namespace
+
+int run_step(const Args &args) {
+    const StepConfig config = parse_config(args);
+    const MachineFacts facts = measure_machine(config.threads);
+    const Context ctx(facts.threads, config.isa, MOE4J_CONTEXT_REPRODUCIBLE);
+    std::vector<std::unique_ptr<Layer>> layers;
+    for (int64_t l = 0; l < config.layers; ++l) layers.push_back(std::make_unique<Layer>(l, ctx));
+    const Q8Weight head(kVocab, kHidden, 7);
+
+    double family_bytes[kFamilies] = {};
+    for (const auto &l : layers) {
+        family_bytes[kProjections] += l->qkv.bytes() + l->o.bytes();
+        family_bytes[kAbsorption] += l->absorb.bytes();
+        family_bytes[kMlp] += l->up.bytes() + l->down.bytes();
+        if (l->experts) family_bytes[kExperts] += kRouted * l->experts->expert_bytes();
+    }
+    family_bytes[kHead] = head.bytes();
+    const double step_bytes = std::accumulate(std::begin(family_bytes), std::end(family_bytes), 0.0);
+
+    std::printf("%s\n", machine_summary(facts).c_str());
+    std::printf(
+        "step: V2-Lite decode at batch 1, %lld layers (layer 0 dense), %d routed of 64 packed experts per MoE layer "
+        "drawn at random, context=%s threads=%d reproducible; %.1f MB of weights a step, %lld steps per repetition\n",
+        static_cast<long long>(config.layers), static_cast<int>(kRouted), isa_name(ctx.info().isa),
+        ctx.info().threads, step_bytes * 1e-6, static_cast<long long>(config.steps));
+
+    StepRunner runner(ctx, layers, head);
+    std::mt19937_64 draw(2024);
+    for (int64_t s = 0; s < config.steps; ++s) runner.step(draw);  // warm-up: code, thread wake-up, first touches
+    runner.reset();
+
+    const Table table({{"rep", 4, Align::Right},
+                       {"ms/step", 8, Align::Right},
+                       {"GB/s", 6, Align::Right},
+                       {"bw_GB/s", 7, Align::Right},
+                       {"%bw", 6, Align::Right}});
+    table.print_header();
+    std::vector<double> fractions;
+    double total_seconds = 0;
+    for (int64_t r = 0; r < config.reps; ++r) {
+        const Timer t;
+        for (int64_t s = 0; s < config.steps; ++s) runner.step(draw);
+        const double seconds = t.seconds() / static_cast<double>(config.steps);
+        total_seconds += t.seconds();
+        const Rate bw = measure_read_bandwidth(facts.threads, facts.read_bw.width, kBandwidthBytes, 3);
+        const double gbps = step_bytes / seconds * 1e-9;
+        fractions.push_back(gbps / bw.best);
+        table.print_row({std::to_string(r + 1), fixed(seconds * 1e3, 2), fixed(gbps, 1), fixed(bw.best, 1),
+                         fixed(100 * gbps / bw.best, 1) + "%"});
+        std::fflush(stdout);
+    }
+    std::sort(fractions.begin(), fractions.end());
+    std::printf("median %%bw %.1f%% (range %.1f-%.1f%%)\n\n", 100 * fractions[fractions.size() / 2],
+                100 * fractions.front(), 100 * fractions.back());
+
+    const Table families({{"family", 28, Align::Left},
+                          {"ms/step", 8, Align::Right},
+                          {"share", 6, Align::Right},
+                          {"MB/step", 8, Align::Right},
+                          {"GB/s", 6, Align::Right}});
+    families.print_header();
+    const double steps = static_cast<double>(config.steps * config.reps);
+    for (int f = 0; f < kFamilies; ++f) {
+        const double per_step = runner.seconds(static_cast<Family>(f)) / steps;
+        families.print_row({kFamilyNames[f], fixed(per_step * 1e3, 3),
+                            fixed(100 * per_step * steps / total_seconds, 1) + "%", fixed(family_bytes[f] * 1e-6, 1),
+                            fixed(family_bytes[f] / per_step * 1e-9, 1)});
+    }
+    std::printf(
+        "\nGB/s: the step's weight bytes (codes and scales) over its time; bw_GB/s: read bandwidth (%zu MiB, best of 3)\n"
+        "measured right after each repetition; %%bw compares the two. Families: time inside each kind of call over all\n"
+        "repetitions (what is left of the step is the timer and the draw of experts).\n",
+        kBandwidthBytes >> 20);
+    report_bandwidth_drift(facts);
+    return 0;
+}
+
+}  // namespace bench
