@@ -50,8 +50,8 @@ StepConfig parse_config(const Args &args) {
 
 // What a step's time and bytes are counted under.
 enum Family { kProjections, kAbsorption, kMlp, kExperts, kHead, kFamilies };
-constexpr const char *kFamilyNames[kFamilies] = {"int8 attention projections", "bf16 absorption", "int8 dense/shared MLP",
-                                                 "fp8 expert FFN", "int8 LM head"};
+constexpr const char *kFamilyNames[kFamilies] = {"int8 attention projections", "bf16 absorption",
+                                                 "int8 dense/shared MLP", "fp8 expert FFN", "int8 LM head"};
 
 // Int8 weights [N, K] in Q8_P16 panels with a scale per row: random codes 1..255 (q in [-127, 127]).
 struct Q8Weight {
@@ -240,8 +240,8 @@ int run_step(const Args &args) {
     std::printf(
         "step: V2-Lite decode at batch 1, %lld layers (layer 0 dense), %d routed of 64 packed experts per MoE layer "
         "drawn at random, context=%s threads=%d reproducible; %.1f MB of weights a step, %lld steps per repetition\n",
-        static_cast<long long>(config.layers), static_cast<int>(kRouted), isa_name(ctx.info().isa),
-        ctx.info().threads, step_bytes * 1e-6, static_cast<long long>(config.steps));
+        static_cast<long long>(config.layers), static_cast<int>(kRouted), isa_name(ctx.info().isa), ctx.info().threads,
+        step_bytes * 1e-6, static_cast<long long>(config.steps));
 
     StepRunner runner(ctx, layers, head);
     std::mt19937_64 draw(2024);
@@ -286,8 +286,10 @@ int run_step(const Args &args) {
                             fixed(family_bytes[f] / per_step * 1e-9, 1)});
     }
     std::printf(
-        "\nGB/s: the step's weight bytes (codes and scales) over its time; bw_GB/s: read bandwidth (%zu MiB, best of 3)\n"
-        "measured right after each repetition; %%bw compares the two. Families: time inside each kind of call over all\n"
+        "\nGB/s: the step's weight bytes (codes and scales) over its time; bw_GB/s: read bandwidth (%zu MiB, best of "
+        "3)\n"
+        "measured right after each repetition; %%bw compares the two. Families: time inside each kind of call over "
+        "all\n"
         "repetitions (what is left of the step is the timer and the draw of experts).\n",
         kBandwidthBytes >> 20);
     report_bandwidth_drift(facts);

@@ -58,11 +58,7 @@ extern "C" moe4j_status moe4j_fp8_expert_ffn_contiguous(moe4j_context *ctx, cons
         if (moe4j_status s = check_output_groups(check, *d, *w_up, "w_up")) return s;
         if (moe4j_status s = check_output_groups(check, *d, *w_down, "w_down")) return s;
 
-        if (alignment <= 0)
-            return check.invalid("argument 'alignment': " + std::to_string(alignment) + " is not positive");
-        if (rows % alignment != 0)
-            return check.invalid("argument 'grouped_layout': " + std::to_string(rows) +
-                                 " rows are not a multiple of the alignment " + std::to_string(alignment));
+        if (moe4j_status s = check_alignment(check, rows, alignment, "grouped_layout")) return s;
 #if MOE4J_WITH_CUDA
         if (ctx->backend == MOE4J_BACKEND_CUDA) {
             const cuda::ExpertFfnCall call{x,      sfx,   w_gate,         w_up,      w_down, groups,

@@ -104,11 +104,7 @@ extern "C" moe4j_status moe4j_grouped_fp8_gemm_contiguous(moe4j_context *ctx, co
             return s;
         if (moe4j_status s = check.shape(*grouped_layout, "grouped_layout", {rows}, "one group id per row of 'a'"))
             return s;
-        if (alignment <= 0)
-            return check.invalid("argument 'alignment': " + std::to_string(alignment) + " is not positive");
-        if (rows % alignment != 0)
-            return check.invalid("argument 'a': " + std::to_string(rows) +
-                                 " rows are not a multiple of the alignment " + std::to_string(alignment));
+        if (moe4j_status s = check_alignment(check, rows, alignment, "a")) return s;
         if (moe4j_status s = check.tensor(d, {"d", {MOE4J_F32, MOE4J_BF16}, 2, Layout::RowsDense})) return s;
         if (moe4j_status s = check.shape(*d, "d", {rows, n}, "[sum M, N]")) return s;
         if (moe4j_status s = check_output(check, *d, {{a, "a"}, {sfa, "sfa"}, {grouped_layout, "grouped_layout"}}))

@@ -89,13 +89,17 @@ int64_t *row_list(moe4j_context *ctx, int64_t count) {
 
 int32_t read_i32(const moe4j_tensor &t, int64_t i) { return static_cast<const int32_t *>(t.data)[i * t.strides[0]]; }
 
+moe4j_status check_alignment(const ArgCheck &check, int64_t rows, int32_t alignment, const char *rows_arg) {
+    if (alignment <= 0) return check.invalid("argument 'alignment': " + std::to_string(alignment) + " is not positive");
+    if (rows % alignment != 0)
+        return check.invalid("argument '" + std::string(rows_arg) + "': " + std::to_string(rows) +
+                             " rows are not a multiple of the alignment " + std::to_string(alignment));
+    return MOE4J_OK;
+}
+
 moe4j_status read_contiguous_layout(moe4j_context *ctx, const ArgCheck &check, const moe4j_tensor &layout,
                                     int32_t alignment, cpu::Fp8GemmArgs *args) {
     const int64_t rows = layout.shape[0], groups = args->groups.size();
-    if (alignment <= 0) return check.invalid("argument 'alignment': " + std::to_string(alignment) + " is not positive");
-    if (rows % alignment != 0)
-        return check.invalid("argument 'grouped_layout': " + std::to_string(rows) +
-                             " rows are not a multiple of the alignment " + std::to_string(alignment));
     // Rows per group (padding last), then each group's rows in order, all in one list.
     int64_t *const counts = row_list(ctx, groups + 1);
     std::fill_n(counts, groups + 1, int64_t{0});

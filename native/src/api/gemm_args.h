@@ -39,9 +39,13 @@ Span<cpu::GemmGroup> weight_groups(moe4j_context *ctx, const moe4j_fp8_weight_gr
 // Room for `count` row indices in the context's workspace.
 int64_t *row_list(moe4j_context *ctx, int64_t count);
 
+// Rejects an alignment of a contiguous grouped layout that is not positive or does not divide its `rows` rows (those of
+// argument `rows_arg`).
+moe4j_status check_alignment(const ArgCheck &check, int64_t rows, int32_t alignment, const char *rows_arg);
+
 // Reads a contiguous grouped layout (I32 [S], -1 = padding) into args, row lists in the context's workspace: each
-// group's rows (args->groups must hold one entry per group) in order, padding rows in args->zero_rows. Rejects ids
-// outside [-1, G), alignment <= 0, S not a multiple of the alignment, and alignment blocks that mix groups.
+// group's rows (args->groups must hold one entry per group) in order, padding rows in args->zero_rows. The alignment
+// has passed check_alignment; rejects ids outside [-1, G) and alignment blocks that mix groups.
 moe4j_status read_contiguous_layout(moe4j_context *ctx, const ArgCheck &check, const moe4j_tensor &layout,
                                     int32_t alignment, cpu::Fp8GemmArgs *args);
 
