@@ -117,17 +117,12 @@ struct Layer {
         up_g = {experts->count, up_w.data(), up_s.data()};
         down_g = {experts->count, down_w.data(), down_s.data()};
     }
-
-    double step_bytes() const {
-        double b = qkv.bytes() + o.bytes() + up.bytes() + down.bytes() + absorb.bytes();
-        return experts ? b + kRouted * experts->expert_bytes() : b;
-    }
 };
 
 // The activations every call reads and the outputs it writes (one token).
 struct Activations {
     AlignedBuffer x, x_bf16, out, xq, sfx, layout, ys;
-    moe4j_tensor head_in, absorb_in, absorb_out, unabsorb_in, unabsorb_out, xq_t, sfx_t, layout_t, ys_t;
+    moe4j_tensor absorb_in, absorb_out, unabsorb_in, unabsorb_out, xq_t, sfx_t, layout_t, ys_t;
 
     Activations()
         : x(static_cast<size_t>(2 * kDenseInter) * 4),
@@ -169,9 +164,10 @@ class StepRunner {
             gemm(act_.absorb_in, layer->absorb.uk_t, act_.absorb_out);
             gemm(act_.unabsorb_in, layer->absorb.uv_t, act_.unabsorb_out);
             q8(layer->o, kProjections);
+            if (layer->experts)
+                experts(*layer, draw);  // the routed experts, then the shared ones, as MoeLayer runs them
             q8(layer->up, kMlp);
             q8(layer->down, kMlp);
-            if (layer->experts) experts(*layer, draw);
         }
         q8(head_, kHead);
     }
