@@ -114,6 +114,11 @@ void parallel_for(ThreadPool &pool, int64_t n, int64_t grain, FunctionRef<void(i
 // max_chunk or less is one chunk, on the caller.
 void parallel_for_shares(ThreadPool &pool, int64_t n, int64_t max_chunk, FunctionRef<void(int64_t, int64_t, int)> body);
 
+// Weight bytes of a task that a streaming kernel's thread, done with its own run (parallel_for_shares), takes from
+// what is left of another's: small enough that the thread that finishes first idles little at the end of a call (with
+// 1 MB it idled ~20 us at the end of each 2-8 MB decode call), large enough to stay one sequential stream.
+constexpr int64_t kStealBytes = int64_t{128} << 10;
+
 // The grain for items of `work_per_item` units (multiply-adds, bytes) so that a chunk is worth waking a
 // thread for: below ~1M units a call runs on the caller alone, since a wake-up costs tens of microseconds.
 inline int64_t grain_for(int64_t work_per_item) {

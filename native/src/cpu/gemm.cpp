@@ -24,6 +24,16 @@ constexpr int64_t kColumnsPerTask = 16;
 // (MLA's absorption at decode) spends its time reading b, and must still spread over the threads in even chunks.
 constexpr int64_t kStreamRows = 8;
 
+// The tasks (16 columns of B each, `bytes` per element) that a thread takes at a time in parallel_for_shares: those of
+// the grain (the whole call, on the caller, when it is that small), and where that is more than kStealBytes of B (few
+// rows: the call streams B) fewer, so that the thread that finishes its run first waits little for the other
+// (absorption at one row, 2 MB of B, alternating: median 58-63 us a call against 68-87 with the grain's 229 KB).
+int64_t chunk_tasks(int64_t tasks, int64_t m_count, int64_t k, int64_t bytes) {
+    const int64_t grain = grain_for((m_count + kStreamRows) * kColumnsPerTask * k);
+    if (tasks <= grain) return tasks;
+    return std::min(grain, std::max<int64_t>(1, kStealBytes / (kColumnsPerTask * k * bytes)));
+}
+
 // out[m][j] = sum_k a[m][k] * b[j][k] for a tile of up to kTileM x kTileN; pointers are to rows of the input dtype.
 struct Tile {
     const void *a[kTileM];
@@ -281,11 +291,11 @@ void gemm_dot16(moe4j_context *ctx, const RowCodec &codec, const RowView &a, con
     moe4j_context::WorkerScratch scratch{};
     if constexpr (kind == Dot16::WidenedBf16)
         scratch = ctx->worker_scratch_for(static_cast<size_t>(kColumnsPerTask * ldw), "gemm_nt's widened bf16 columns");
-    const int64_t tasks = batches * blocks, grain = grain_for((m_count + kStreamRows) * kColumnsPerTask * k);
-    // Chunks of about the grain, each thread through its own run of them first: B's columns then stream in order per
-    // thread (MLA's absorption at decode, 16 heads of [512, 128] or [128, 512], calls alternated in one process at ~34
-    // GB/s: 1.02-1.035x faster at one row than parallel_for's chunks handed out one at a time, even at 8 rows).
-    parallel_for_shares(*ctx->pool, tasks, grain, [&](int64_t begin, int64_t end, int worker) {
+    const int64_t tasks = batches * blocks, chunk = chunk_tasks(tasks, m_count, k, sizeof(T));
+    // Each thread through its own run of tasks first: B's columns then stream in order per thread (MLA's absorption
+    // at decode, 16 heads of [512, 128] or [128, 512], calls alternated in one process at ~34 GB/s: 1.02-1.035x faster
+    // at one row than parallel_for's chunks handed out one at a time, even at 8 rows).
+    parallel_for_shares(*ctx->pool, tasks, chunk, [&](int64_t begin, int64_t end, int worker) {
         for (int64_t task = begin; task < end; ++task) {
             const Operands op(a, b, c, d, task / blocks);
             const int64_t n0 = (task % blocks) * kColumnsPerTask;
@@ -358,9 +368,9 @@ void gemm_nt(moe4j_context *ctx, const moe4j_tensor &a_t, const moe4j_tensor &b_
             return gemm_dot16<Dot16::Bf16Pairs>(ctx, codec, a, b, c, d, batches, m_count, n_count, k);
         return gemm_dot16<Dot16::WidenedBf16>(ctx, codec, a, b, c, d, batches, m_count, n_count, k);
     }
-    const int64_t blocks = (n_count + kColumnsPerTask - 1) / kColumnsPerTask;
-    const int64_t tasks = batches * blocks, grain = grain_for((m_count + kStreamRows) * kColumnsPerTask * k);
-    parallel_for_shares(*ctx->pool, tasks, grain, [&](int64_t begin, int64_t end, int) {
+    const int64_t blocks = (n_count + kColumnsPerTask - 1) / kColumnsPerTask, tasks = batches * blocks;
+    const int64_t chunk = chunk_tasks(tasks, m_count, k, a.dtype == MOE4J_F32 ? 4 : 2);
+    parallel_for_shares(*ctx->pool, tasks, chunk, [&](int64_t begin, int64_t end, int) {
         Tile t{};
         for (int64_t task = begin; task < end; ++task) {
             const Operands op(a, b, c, d, task / blocks);

@@ -203,8 +203,7 @@ void rows_avx512(const Operands &op, int64_t m0, int64_t rows, int64_t p, int64_
 
 // ---------------------------------------------------------------- driver
 
-constexpr int64_t kPanelsPerItem = 4;                // panels a work item covers (NR's largest value)
-constexpr int64_t kStealBytes = int64_t{128} << 10;  // weight bytes of a task that one thread takes from another's run
+constexpr int64_t kPanelsPerItem = 4;  // panels a work item covers (NR's largest value)
 
 // quantize_q8 over elements [from, from + n) of row r of x (F32 or BF16).
 template <typename Put>
