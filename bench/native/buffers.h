@@ -36,6 +36,9 @@ void fill_random_bf16(uint16_t *out, size_t n, uint64_t seed, float range = 4.0f
 float bf16_to_f32(uint16_t bits);
 // Uniform values in [lo, hi) from a fixed seed.
 void fill_random_range_f32(float *out, size_t n, uint64_t seed, float lo, float hi);
+// Random positive block scales for e4m3 data (amax 0.5 .. 1.5): products stay in a bf16/f32 output's comfortable
+// range.
+inline constexpr float kScaleLo = 0.5f / 448, kScaleHi = 1.5f / 448;
 // Uniformly random e4m3 codes: every byte except the NaN codes 0x7F and 0xFF.
 void fill_random_e4m3(uint8_t *out, size_t n, uint64_t seed);
 

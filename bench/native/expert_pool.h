@@ -10,12 +10,6 @@
 
 namespace bench {
 
-inline constexpr int64_t kBlock = 128;  // the FP8 formats' scale block
-// Block scales drawn from here keep the random e4m3 products in a bf16/f32 output's comfortable range.
-inline constexpr float kScaleLo = 0.5f / 448, kScaleHi = 1.5f / 448;
-
-inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
 struct ModelShape {
     const char *name;
     int64_t hidden, inter, experts;

@@ -9,6 +9,11 @@
 
 namespace bench {
 
+// The FP8 formats' scale block: K elements per activation or weight scale, weight rows per block scale.
+inline constexpr int64_t kBlock = 128;
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
 // On a non-zero status prints what failed and moe4j_last_error(), then exits with status 1.
 void check(moe4j_status status, const char *call);
 

@@ -19,7 +19,6 @@ namespace bench {
 
 namespace {
 
-constexpr int64_t kBlock = 128;
 constexpr size_t kPoolMinBytes = size_t{256} << 20;  // weights cycled through at least this much memory
 constexpr size_t kBandwidthBytes = size_t{256} << 20;
 constexpr int64_t kErrorColumns = 4096;  // outputs of row 0 checked against the float64 product

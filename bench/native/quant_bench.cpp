@@ -14,8 +14,6 @@ namespace bench {
 
 namespace {
 
-constexpr int64_t kBlock = 128;  // columns per scale; rows per scale for per-block weights
-
 enum class QuantOp { PerToken, PerBlock };
 
 const char *op_name(QuantOp op) { return op == QuantOp::PerToken ? "per_token" : "per_block"; }
@@ -58,7 +56,6 @@ struct QuantBuffers {
     // Bytes one call moves: x read, q and scales written.
     double traffic() const { return static_cast<double>(x.size() + q.size() + scales.size()); }
 
-    static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
     static int64_t scale_rows(const QuantCase &c) {
         return c.op == QuantOp::PerToken ? c.rows : ceil_div(c.rows, kBlock);
     }
