@@ -42,7 +42,6 @@ public final class TestSupport {
 
     private static boolean gpuReasonPrinted;
 
-    /** A fresh seed per call (printed by the caller in assertion messages) so runs explore new inputs. */
     /**
      * A rank-2 block-quantized weight [groups · R, C] as {@code groups} matrices [R, C] sharing its memory (R a
      * multiple of 128, so that every matrix owns whole scale blocks).
@@ -57,6 +56,10 @@ public final class TestSupport {
                 QuantizedTensor.BLOCK));
     }
 
+    /**
+     * A fresh seed per call (printed by the caller in assertion messages) so runs explore new inputs;
+     * {@code -Dmoe4j.test.seed=N} replays one.
+     */
     public static long freshSeed() {
         return Long.getLong("moe4j.test.seed", System.nanoTime() ^ 0x5DEECE66DL);
     }
