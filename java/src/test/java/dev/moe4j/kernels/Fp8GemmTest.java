@@ -29,10 +29,14 @@ import org.junit.jupiter.params.provider.MethodSource;
 
 /**
  * FP8 GEMMs on every ISA path against float64 references: to fp32 rounding of the product of the dequantized
- * inputs, and within calc_diff 1e-3 of the product of the unquantized inputs (DeepGEMM's criterion).
+ * inputs (on fresh random inputs), and within calc_diff 1e-3 of the product of the unquantized inputs (DeepGEMM's
+ * criterion, on fixed inputs).
  */
 class Fp8GemmTest {
     record Shape(int m, int n, int k) {}
+
+    /** The inputs of the calc_diff criterion: any seed passes it but a rare few (see the test). */
+    static final long CALC_DIFF_SEED = 20260129L;
 
     static final Shape[] SHAPES = {
         new Shape(1, 1, 128),
@@ -92,9 +96,8 @@ class Fp8GemmTest {
         return v;
     }
 
-    /** Checks output rows (of a problem) against both references. */
+    /** Checks output rows (of a problem) against the float64 product of the dequantized inputs, elementwise. */
     static void check(Problem p, Tensor d, int dRowOffset, String where) {
-        List<Double> got = new ArrayList<>(), full = new ArrayList<>();
         for (int r = 0; r < p.m(); r++) {
             for (int c = 0; c < p.n(); c++) {
                 double[] exact = p.exact(r, c);
@@ -103,18 +106,39 @@ class Fp8GemmTest {
                 if (!(Math.abs(actual - exact[0]) <= tolerance))
                     throw new AssertionError(where + ": d[" + r + "," + c + "] = " + actual
                             + ", float64 of the dequantized inputs " + exact[0] + " (tolerance " + tolerance + ")");
-                got.add(actual);
-                full.add(p.unquantized(r, c));
             }
         }
-        // calc_diff is a statistic: FP8 x FP8 products land near 6e-4 on average (2.5% rms rounding per operand), and
-        // over a few hundred outputs, dominated by the largest rows, a sample scatters past 1e-3. It is judged on
-        // >= 2048 outputs; every output is held to the elementwise bound above regardless.
-        if ((long) p.m() * p.n() >= 2048) {
-            double diff = Reference.calcDiff(
-                    got.stream().mapToDouble(Double::doubleValue).toArray(),
-                    full.stream().mapToDouble(Double::doubleValue).toArray());
-            assertTrue(diff < 1e-3, where + ": calc_diff against the unquantized product " + diff);
+    }
+
+    /**
+     * DeepGEMM's criterion, calc_diff against the product of the unquantized inputs below 1e-3, on fixed inputs. It is
+     * a statistic of the FP8 rounding of both operands (about 6e-4 on average), not of the kernel, which check() holds
+     * to fp32 rounding: over a few thousand outputs dominated by the largest of a few rows, one draw in some thousands
+     * passes 1e-3 (60,000 draws of 16 x 256 x 128: mean 6.8e-4, sd 5e-5, 2 at or above 1e-3), so fresh inputs would
+     * fail a run now and then without any fault.
+     */
+    @ParameterizedTest(name = "{0} {1}")
+    @MethodSource("cases")
+    void ntMeetsDeepGemmsCalcDiffOnTheUnquantizedProduct(Isa isa, DType out) {
+        SplittableRandom random = TestSupport.random(CALC_DIFF_SEED);
+        try (Arena arena = Arena.ofConfined();
+                Context ctx = context(isa)) {
+            for (Shape s : SHAPES) {
+                Problem p = problem(ctx, arena, random, s.m(), s.n(), s.k());
+                if ((long) s.m() * s.n() < 2048) continue;
+                Tensor d = poisoned(arena, out, s.m(), s.n());
+                Fp8Gemm.nt(ctx, p.qa(), p.qw(), null, d);
+                double[] got = new double[s.m() * s.n()], full = new double[got.length];
+                for (int r = 0; r < s.m(); r++) {
+                    for (int c = 0; c < s.n(); c++) {
+                        got[r * s.n() + c] = d.getFloat(r, c);
+                        full[r * s.n() + c] = p.unquantized(r, c);
+                    }
+                }
+                double diff = Reference.calcDiff(got, full);
+                assertTrue(
+                        diff < 1e-3, isa + " " + out + " " + s + ": calc_diff against the unquantized product " + diff);
+            }
         }
     }
 

@@ -78,14 +78,20 @@ public final class Reference {
         return d;
     }
 
-    /** 1 - 2 sum(xy) / sum(x^2 + y^2) in double: DeepGEMM's calc_diff. */
+    /**
+     * 1 - 2 sum(xy) / sum(x^2 + y^2) in double: DeepGEMM's calc_diff. Two all-zero vectors have none (0 / 0): that is
+     * an error of the test, not a NaN that every comparison with a bound would fail without saying why.
+     */
     public static double calcDiff(double[] x, double[] y) {
+        if (x.length != y.length)
+            throw new IllegalArgumentException("calc_diff of " + x.length + " against " + y.length + " values");
         double xy = 0, xx = 0, yy = 0;
         for (int i = 0; i < x.length; i++) {
             xy += x[i] * y[i];
             xx += x[i] * x[i];
             yy += y[i] * y[i];
         }
+        if (xx + yy == 0) throw new IllegalArgumentException("calc_diff of two all-zero vectors is undefined");
         return 1 - 2 * xy / (xx + yy);
     }
 
