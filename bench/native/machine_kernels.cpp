@@ -23,6 +23,16 @@ float sum_scalar(const float *p, size_t n) {
     return total;
 }
 
+uint64_t xor_scalar(const void *p, size_t bytes) {
+    const auto *w = static_cast<const uint64_t *>(p);
+    uint64_t acc[8] = {};
+    for (size_t i = 0; i < bytes / 8; i += 8)
+        for (int j = 0; j < 8; ++j) acc[j] ^= w[i + j];
+    uint64_t total = 0;
+    for (uint64_t a : acc) total ^= a;
+    return total;
+}
+
 // Kept out of the vectorizer so that it measures one lane, as its name says.
 #pragma GCC push_options
 #pragma GCC optimize("no-tree-vectorize")
@@ -60,6 +70,19 @@ float sum_avx2(const float *p, size_t n) {
     return reduce_avx2(acc[0]);
 }
 
+uint64_t xor_avx2(const void *p, size_t bytes) {
+    const auto *c = static_cast<const char *>(p);
+    __m256i acc[8];
+    for (__m256i &a : acc) a = _mm256_setzero_si256();
+    for (size_t i = 0; i < bytes; i += 256)
+        for (int j = 0; j < 8; ++j)
+            acc[j] = _mm256_xor_si256(acc[j], _mm256_load_si256(reinterpret_cast<const __m256i *>(c + i + 32 * j)));
+    for (int j = 1; j < 8; ++j) acc[0] = _mm256_xor_si256(acc[0], acc[j]);
+    alignas(32) uint64_t lanes[4];
+    _mm256_store_si256(reinterpret_cast<__m256i *>(lanes), acc[0]);
+    return lanes[0] ^ lanes[1] ^ lanes[2] ^ lanes[3];
+}
+
 float fma_avx2(int64_t rounds) {
     const __m256 mul = _mm256_set1_ps(kChainMul), add = _mm256_set1_ps(kChainAdd);
     __m256 acc[kFmaChains];
@@ -93,6 +116,20 @@ float sum_avx512(const float *p, size_t n) {
         for (int j = 0; j < 8; ++j) acc[j] = _mm512_add_ps(acc[j], _mm512_load_ps(p + i + 16 * j));
     for (int j = 1; j < 8; ++j) acc[0] = _mm512_add_ps(acc[0], acc[j]);
     return reduce_avx512(acc[0]);
+}
+
+uint64_t xor_avx512(const void *p, size_t bytes) {
+    const auto *c = static_cast<const char *>(p);
+    __m512i acc[8];
+    for (__m512i &a : acc) a = _mm512_setzero_si512();
+    for (size_t i = 0; i < bytes; i += 512)
+        for (int j = 0; j < 8; ++j) acc[j] = _mm512_xor_si512(acc[j], _mm512_load_si512(c + i + 64 * j));
+    for (int j = 1; j < 8; ++j) acc[0] = _mm512_xor_si512(acc[0], acc[j]);
+    alignas(64) uint64_t lanes[8];
+    _mm512_store_si512(lanes, acc[0]);
+    uint64_t total = 0;
+    for (uint64_t lane : lanes) total ^= lane;
+    return total;
 }
 
 float fma_avx512(int64_t rounds) {
@@ -213,6 +250,15 @@ float sum_floats(SimdWidth width, const float *p, size_t n) {
         case SimdWidth::Scalar: break;
     }
     return sum_scalar(p, n);
+}
+
+uint64_t xor_bytes(SimdWidth width, const void *p, size_t bytes) {
+    switch (width) {
+        case SimdWidth::Avx512: return xor_avx512(p, bytes);
+        case SimdWidth::Avx2: return xor_avx2(p, bytes);
+        case SimdWidth::Scalar: break;
+    }
+    return xor_scalar(p, bytes);
 }
 
 float fma_chains(SimdWidth width, int64_t rounds) {

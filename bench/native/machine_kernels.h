@@ -20,6 +20,12 @@ constexpr size_t kSumBlockFloats = 128;
 // Sum of p[0, n) with wide loads into several independent accumulators: a pure read stream.
 float sum_floats(SimdWidth width, const float *p, size_t n);
 
+// xor_bytes needs p 64-byte aligned and `bytes` a multiple of this.
+constexpr size_t kXorBlockBytes = 512;
+// XOR of p[0, bytes) as 64-bit words, with wide loads into several independent accumulators: a pure read stream over
+// any bytes (sum_floats would add whatever floats the bytes spell, denormals and NaNs included).
+uint64_t xor_bytes(SimdWidth width, const void *p, size_t bytes);
+
 // Independent accumulator chains per fma_chains round: enough to cover FMA latency on two pipes.
 constexpr int kFmaChains = 12;
 // Runs `rounds` rounds of kFmaChains independent vector FMAs (scalar: multiply-add) and returns a

@@ -9,11 +9,15 @@
 // decode step. `bench generate`'s decode GB/s over this one's, at the same read bandwidth, is what the model loses
 // outside these calls.
 #include <algorithm>
+#include <array>
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <memory>
 #include <numeric>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "buffers.h"
@@ -151,65 +155,211 @@ struct Activations {
     moe4j_tensor q8_out(int64_t n) const { return host_tensor(out.data(), MOE4J_F32, {1, n}); }
 };
 
-// Runs decode steps and keeps each family's time.
+// One weight-streaming call of a step: an int8 GEMM, a bf16 GEMM (absorption) or a MoE layer's expert FFN.
+struct Op {
+    enum Kind { kQ8, kGemm, kExperts } kind;
+    Family family;
+    const Q8Weight *q8 = nullptr;
+    const moe4j_tensor *a = nullptr, *b = nullptr, *d = nullptr;  // kGemm
+    const Layer *layer = nullptr;                                 // kExperts
+    std::array<int32_t, kRouted> experts{};                       // kExperts: ascending, as the model lays them out
+};
+
+// A run of bytes that a call reads, and the runs of one call (or of one pass of a call that waits between passes).
+struct Span {
+    const void *p;
+    size_t bytes;
+};
+using Pass = std::vector<Span>;
+
+// The calls of decode steps, and each family's time spent running them.
 class StepRunner {
   public:
     StepRunner(const Context &ctx, std::vector<std::unique_ptr<Layer>> &layers, const Q8Weight &head)
         : ctx_(ctx), layers_(layers), head_(head) {}
 
-    // One step; `draw` picks each MoE layer's routed experts.
-    void step(std::mt19937_64 &draw) {
+    // The calls of one step; `draw` picks each MoE layer's routed experts.
+    void plan(std::mt19937_64 &draw, std::vector<Op> &ops) {
         for (auto &layer : layers_) {
-            q8(layer->qkv, kProjections);
-            gemm(act_.absorb_in, layer->absorb.uk_t, act_.absorb_out);
-            gemm(act_.unabsorb_in, layer->absorb.uv_t, act_.unabsorb_out);
-            q8(layer->o, kProjections);
+            ops.push_back(q8(layer->qkv, kProjections));
+            ops.push_back(gemm(act_.absorb_in, layer->absorb.uk_t, act_.absorb_out));
+            ops.push_back(gemm(act_.unabsorb_in, layer->absorb.uv_t, act_.unabsorb_out));
+            ops.push_back(q8(layer->o, kProjections));
             if (layer->experts)
-                experts(*layer, draw);  // the routed experts, then the shared ones, as MoeLayer runs them
-            q8(layer->up, kMlp);
-            q8(layer->down, kMlp);
+                ops.push_back(
+                    experts(*layer, draw));  // the routed experts, then the shared ones, as MoeLayer runs them
+            ops.push_back(q8(layer->up, kMlp));
+            ops.push_back(q8(layer->down, kMlp));
         }
-        q8(head_, kHead);
+        ops.push_back(q8(head_, kHead));
+    }
+
+    void run(const Op &op) {
+        const Timer t;
+        switch (op.kind) {
+            case Op::kQ8: {
+                const moe4j_tensor a = act_.q8_in(op.q8->k);
+                moe4j_tensor d = act_.q8_out(op.q8->n);
+                check(moe4j_q8_gemm_nt(ctx_.get(), &a, &op.q8->codes_t, &op.q8->scales_t, &d), "moe4j_q8_gemm_nt");
+                break;
+            }
+            case Op::kGemm: {
+                moe4j_tensor d = *op.d;
+                check(moe4j_gemm_nt(ctx_.get(), op.a, op.b, nullptr, &d), "moe4j_gemm_nt");
+                break;
+            }
+            case Op::kExperts: {
+                std::copy(op.experts.begin(), op.experts.end(), act_.layout.as<int32_t>());
+                const Layer &l = *op.layer;
+                check(moe4j_fp8_expert_ffn_contiguous(ctx_.get(), &act_.xq_t, &act_.sfx_t, &l.gate_g, &l.up_g,
+                                                      &l.down_g, &act_.layout_t, 1, &act_.ys_t),
+                      "moe4j_fp8_expert_ffn_contiguous");
+                break;
+            }
+        }
+        seconds_[op.family] += t.seconds();
+    }
+
+    // The weight bytes `op` reads, in the passes it reads them in: the expert FFN reads every expert's gate and up
+    // weights before any down weight (the down pass needs the whole intermediate row).
+    static void passes(const Op &op, std::vector<Pass> &out) {
+        switch (op.kind) {
+            case Op::kQ8: out.push_back({span(op.q8->codes), span(op.q8->scales)}); break;
+            case Op::kGemm: out.push_back({span(*op.b)}); break;
+            case Op::kExperts: {
+                Pass gate_up, down;
+                for (int32_t e : op.experts) {
+                    const ExpertWeights &w = op.layer->experts->experts[static_cast<size_t>(e)];
+                    for (const moe4j_tensor *t : {&w.gate, &w.gate_s, &w.up, &w.up_s}) gate_up.push_back(span(*t));
+                    down.push_back(span(w.down));
+                    down.push_back(span(w.down_s));
+                }
+                out.push_back(std::move(gate_up));
+                out.push_back(std::move(down));
+                break;
+            }
+        }
+    }
+
+    // An untimed call on a small weight (512 KB, which stays in cache): its tasks wake the context's worker, asleep
+    // after the stream baseline, so that a timed step starts as one in a decode loop does, the worker polling.
+    void wake() {
+        const moe4j_tensor a = act_.q8_in(wake_.k);
+        moe4j_tensor d = act_.q8_out(wake_.n);
+        check(moe4j_q8_gemm_nt(ctx_.get(), &a, &wake_.codes_t, &wake_.scales_t, &d), "moe4j_q8_gemm_nt");
     }
 
     double seconds(Family f) const { return seconds_[f]; }
     void reset() { std::fill(std::begin(seconds_), std::end(seconds_), 0.0); }
 
   private:
-    void q8(const Q8Weight &w, Family f) {
-        const moe4j_tensor a = act_.q8_in(w.k);
-        moe4j_tensor d = act_.q8_out(w.n);
-        const Timer t;
-        check(moe4j_q8_gemm_nt(ctx_.get(), &a, &w.codes_t, &w.scales_t, &d), "moe4j_q8_gemm_nt");
-        seconds_[f] += t.seconds();
+    static Span span(const AlignedBuffer &b) { return {b.data(), b.size()}; }
+    static Span span(const moe4j_tensor &t) { return {t.data, static_cast<size_t>(t.size_bytes)}; }
+
+    static Op q8(const Q8Weight &w, Family f) {
+        Op op{Op::kQ8, f};
+        op.q8 = &w;
+        return op;
     }
 
-    void gemm(const moe4j_tensor &a, const moe4j_tensor &b, moe4j_tensor d) {
-        const Timer t;
-        check(moe4j_gemm_nt(ctx_.get(), &a, &b, nullptr, &d), "moe4j_gemm_nt");
-        seconds_[kAbsorption] += t.seconds();
+    static Op gemm(const moe4j_tensor &a, const moe4j_tensor &b, const moe4j_tensor &d) {
+        Op op{Op::kGemm, kAbsorption};
+        op.a = &a;
+        op.b = &b;
+        op.d = &d;
+        return op;
     }
 
-    void experts(const Layer &layer, std::mt19937_64 &draw) {
+    Op experts(const Layer &layer, std::mt19937_64 &draw) {
         std::vector<int32_t> &ids = ids_;
         ids.resize(static_cast<size_t>(layer.experts->count));
         std::iota(ids.begin(), ids.end(), 0);
         std::shuffle(ids.begin(), ids.end(), draw);
         std::sort(ids.begin(), ids.begin() + kRouted);  // one row each, in expert order as the model lays them out
-        std::copy(ids.begin(), ids.begin() + kRouted, act_.layout.as<int32_t>());
-        const Timer t;
-        check(moe4j_fp8_expert_ffn_contiguous(ctx_.get(), &act_.xq_t, &act_.sfx_t, &layer.gate_g, &layer.up_g,
-                                              &layer.down_g, &act_.layout_t, 1, &act_.ys_t),
-              "moe4j_fp8_expert_ffn_contiguous");
-        seconds_[kExperts] += t.seconds();
+        Op op{Op::kExperts, kExperts};
+        op.layer = &layer;
+        std::copy(ids.begin(), ids.begin() + kRouted, op.experts.begin());
+        return op;
     }
 
     const Context &ctx_;
     std::vector<std::unique_ptr<Layer>> &layers_;
     const Q8Weight &head_;
     Activations act_;
+    const Q8Weight wake_{256, kHidden, 99};
     std::vector<int32_t> ids_;
     double seconds_[kFamilies] = {};
+};
+
+// The stream baseline: the steps' passes as plain read streams (xor_bytes, the read-bandwidth probe's kind of loop),
+// each pass's bytes split evenly over the threads, which wait for each other between passes as the threads of a
+// parallel call do. The same bytes in the same calls as the kernels read them, with nothing computed: how close the
+// call structure alone lets a step come to the probe, which streams 256 MiB in one go.
+class StreamBaseline {
+  public:
+    StreamBaseline(int threads, SimdWidth width) : threads_(threads), width_(width) {}
+
+    // Seconds to stream `passes` once.
+    double seconds(const std::vector<Pass> &passes) {
+        // The context's worker polls for its next call for 2 ms after the last one: let it go to sleep first, so
+        // that it does not take a core from these threads.
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        std::atomic<int> arrived{0};
+        std::atomic<int64_t> generation{0};
+        std::vector<uint64_t> sinks(static_cast<size_t>(threads_));
+        const Timer t;
+        run_threads(threads_, [&](int thread) {
+            uint64_t sink = 0;
+            for (size_t i = 0; i < passes.size(); ++i) {
+                sink ^= stream_share(passes[i], thread);
+                const int64_t g = generation.load();
+                if (arrived.fetch_add(1) + 1 == threads_) {
+                    arrived.store(0);
+                    generation.fetch_add(1);
+                } else {
+                    while (generation.load() == g) {
+                    }
+                }
+            }
+            sinks[static_cast<size_t>(thread)] = sink;
+        });
+        const double seconds = t.seconds();
+        for (uint64_t s : sinks) sink_ ^= s;
+        return seconds;
+    }
+
+  private:
+    // Streams the thread's share of the pass: bytes [thread * total / threads, ...) of its spans laid end to end.
+    uint64_t stream_share(const Pass &pass, int thread) const {
+        size_t total = 0;
+        for (const Span &s : pass) total += s.bytes;
+        const size_t begin = total * static_cast<size_t>(thread) / static_cast<size_t>(threads_),
+                     end = total * static_cast<size_t>(thread + 1) / static_cast<size_t>(threads_);
+        uint64_t sink = 0;
+        size_t at = 0;
+        for (const Span &s : pass) {
+            const size_t lo = std::max(begin, at), hi = std::min(end, at + s.bytes);
+            if (lo < hi) sink ^= stream(static_cast<const uint8_t *>(s.p) + (lo - at), hi - lo);
+            at += s.bytes;
+        }
+        return sink;
+    }
+
+    // Reads [p, p + n): whole 512-byte blocks of 64-byte aligned memory with xor_bytes, the ragged ends byte by byte.
+    uint64_t stream(const uint8_t *p, size_t n) const {
+        const auto address = reinterpret_cast<uintptr_t>(p);
+        const size_t head = std::min(n, static_cast<size_t>((64 - address % 64) % 64));
+        const size_t body = (n - head) / kXorBlockBytes * kXorBlockBytes;
+        uint64_t sink = 0;
+        for (size_t i = 0; i < head; ++i) sink += p[i];
+        sink ^= xor_bytes(width_, p + head, body);
+        for (size_t i = head + body; i < n; ++i) sink += p[i];
+        return sink;
+    }
+
+    int threads_;
+    SimdWidth width_;
+    uint64_t sink_ = 0;
 };
 
 }  // namespace
@@ -240,33 +390,66 @@ int run_step(const Args &args) {
         step_bytes * 1e-6, static_cast<long long>(config.steps));
 
     StepRunner runner(ctx, layers, head);
+    StreamBaseline baseline(facts.threads, facts.read_bw.width);
     std::mt19937_64 draw(2024);
-    for (int64_t s = 0; s < config.steps; ++s) runner.step(draw);  // warm-up: code, thread wake-up, first touches
+    // Each step's calls, and the passes the stream baseline reads for them: drawn before a repetition, outside the
+    // timing. The steps and their streams alternate, one step each, so that both meet the same bandwidth, which on a
+    // shared machine can move by half within seconds.
+    std::vector<std::vector<Op>> ops(static_cast<size_t>(config.steps));
+    std::vector<std::vector<Pass>> passes(static_cast<size_t>(config.steps));
+    const auto plan_steps = [&] {
+        for (size_t s = 0; s < ops.size(); ++s) {
+            ops[s].clear();
+            runner.plan(draw, ops[s]);
+            passes[s].clear();
+            for (const Op &op : ops[s]) StepRunner::passes(op, passes[s]);
+        }
+    };
+    plan_steps();
+    for (const auto &step : ops)
+        for (const Op &op : step) runner.run(op);  // warm-up: code, thread wake-up, first touches
     runner.reset();
 
     const Table table({{"rep", 4, Align::Right},
                        {"ms/step", 8, Align::Right},
                        {"GB/s", 6, Align::Right},
+                       {"stream", 6, Align::Right},
                        {"bw_GB/s", 7, Align::Right},
+                       {"%stream", 7, Align::Right},
                        {"%bw", 6, Align::Right}});
     table.print_header();
-    std::vector<double> fractions;
+    std::vector<double> fractions, stream_fractions;
     double total_seconds = 0;
     for (int64_t r = 0; r < config.reps; ++r) {
-        const Timer t;
-        for (int64_t s = 0; s < config.steps; ++s) runner.step(draw);
-        const double seconds = t.seconds() / static_cast<double>(config.steps);
-        total_seconds += t.seconds();
+        plan_steps();
+        double seconds = 0, stream_seconds = 0;
+        for (size_t s = 0; s < ops.size(); ++s) {
+            runner.wake();
+            const Timer t;
+            for (const Op &op : ops[s]) runner.run(op);
+            seconds += t.seconds();
+            stream_seconds += baseline.seconds(passes[s]);
+        }
+        total_seconds += seconds;
+        seconds /= static_cast<double>(config.steps);
+        stream_seconds /= static_cast<double>(config.steps);
         const Rate bw = measure_read_bandwidth(facts.threads, facts.read_bw.width, kBandwidthBytes, 3);
-        const double gbps = step_bytes / seconds * 1e-9;
+        const double gbps = step_bytes / seconds * 1e-9, stream_gbps = step_bytes / stream_seconds * 1e-9;
         fractions.push_back(gbps / bw.best);
-        table.print_row({std::to_string(r + 1), fixed(seconds * 1e3, 2), fixed(gbps, 1), fixed(bw.best, 1),
+        stream_fractions.push_back(gbps / stream_gbps);
+        table.print_row({std::to_string(r + 1), fixed(seconds * 1e3, 2), fixed(gbps, 1), fixed(stream_gbps, 1),
+                         fixed(bw.best, 1), fixed(100 * gbps / stream_gbps, 1) + "%",
                          fixed(100 * gbps / bw.best, 1) + "%"});
         std::fflush(stdout);
     }
-    std::sort(fractions.begin(), fractions.end());
-    std::printf("median %%bw %.1f%% (range %.1f-%.1f%%)\n\n", 100 * fractions[fractions.size() / 2],
-                100 * fractions.front(), 100 * fractions.back());
+    const auto median_line = [](const char *what, std::vector<double> v) {
+        std::sort(v.begin(), v.end());
+        std::printf("median %s %.1f%% (range %.1f-%.1f%%)\n", what, 100 * v[v.size() / 2], 100 * v.front(),
+                    100 * v.back());
+    };
+    median_line("%stream", stream_fractions);
+    median_line("%bw", fractions);
+    std::printf("\n");
 
     const Table families({{"family", 28, Align::Left},
                           {"ms/step", 8, Align::Right},
@@ -282,11 +465,15 @@ int run_step(const Args &args) {
                             fixed(family_bytes[f] / per_step * 1e-9, 1)});
     }
     std::printf(
-        "\nGB/s: the step's weight bytes (codes and scales) over its time; bw_GB/s: read bandwidth (%zu MiB, best of "
-        "3)\n"
-        "measured right after each repetition; %%bw compares the two. Families: time inside each kind of call over "
-        "all\n"
-        "repetitions (what is left of the step is the timer and the draw of experts).\n",
+        "\nGB/s: the step's weight bytes (codes and scales) over its time; stream: the same bytes of the same steps "
+        "read\n"
+        "as plain streams with the calls' boundaries (each call's bytes split over the threads, which wait for each "
+        "other\n"
+        "between calls), right after each repetition; bw_GB/s: read bandwidth (%zu MiB in one go, best of 3) measured "
+        "after\n"
+        "that; %%stream and %%bw compare GB/s with them. Families: time inside each kind of call over all repetitions "
+        "(what\n"
+        "is left of the step is the timer).\n",
         kBandwidthBytes >> 20);
     report_bandwidth_drift(facts);
     return 0;
