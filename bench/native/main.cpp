@@ -142,7 +142,8 @@ const std::vector<Subcommand> &subcommands() {
          bench::run_q8},
         {"step",
          "time a V2-Lite decode step's weight-streaming calls back to back (int8 projections and LM head, bf16 "
-         "absorption, fused expert FFN): the native ceiling of bench generate's decode",
+         "absorption, fused expert FFN): the native ceiling of bench generate's decode, against plain streams of the "
+         "same calls' bytes",
          {"threads", "isa", "layers", "steps", "reps"},
          {},
          "    --threads N        context threads (default: all hardware threads)\n"

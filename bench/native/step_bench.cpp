@@ -7,7 +7,9 @@
 // as the library's model runs them on a CPU (`./moe4j bench generate --quantize`), without Java, the small kernels
 // (norms, RoPE, attention over the cache, routing) and their effect on caches in between: the native ceiling of a
 // decode step. `bench generate`'s decode GB/s over this one's, at the same read bandwidth, is what the model loses
-// outside these calls.
+// outside these calls. Step by step, the same calls' bytes are also read as plain streams with the same boundaries
+// (StreamBaseline): the kernels' time over theirs, per kind of call, is what the kernels lose to reading alone, and the
+// streams' rate over the read bandwidth what a step's structure (many matrices, a wait between calls) costs.
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -170,7 +172,10 @@ struct Span {
     const void *p;
     size_t bytes;
 };
-using Pass = std::vector<Span>;
+struct Pass {
+    Family family;
+    std::vector<Span> spans;
+};
 
 // The calls of decode steps, and each family's time spent running them.
 class StepRunner {
@@ -224,15 +229,16 @@ class StepRunner {
     // weights before any down weight (the down pass needs the whole intermediate row).
     static void passes(const Op &op, std::vector<Pass> &out) {
         switch (op.kind) {
-            case Op::kQ8: out.push_back({span(op.q8->codes), span(op.q8->scales)}); break;
-            case Op::kGemm: out.push_back({span(*op.b)}); break;
+            case Op::kQ8: out.push_back({op.family, {span(op.q8->codes), span(op.q8->scales)}}); break;
+            case Op::kGemm: out.push_back({op.family, {span(*op.b)}}); break;
             case Op::kExperts: {
-                Pass gate_up, down;
+                Pass gate_up{op.family, {}}, down{op.family, {}};
                 for (int32_t e : op.experts) {
                     const ExpertWeights &w = op.layer->experts->experts[static_cast<size_t>(e)];
-                    for (const moe4j_tensor *t : {&w.gate, &w.gate_s, &w.up, &w.up_s}) gate_up.push_back(span(*t));
-                    down.push_back(span(w.down));
-                    down.push_back(span(w.down_s));
+                    for (const moe4j_tensor *t : {&w.gate, &w.gate_s, &w.up, &w.up_s})
+                        gate_up.spans.push_back(span(*t));
+                    down.spans.push_back(span(w.down));
+                    down.spans.push_back(span(w.down_s));
                 }
                 out.push_back(std::move(gate_up));
                 out.push_back(std::move(down));
@@ -299,45 +305,58 @@ class StreamBaseline {
   public:
     StreamBaseline(int threads, SimdWidth width) : threads_(threads), width_(width) {}
 
-    // Seconds to stream `passes` once.
+    // Seconds to stream `passes` once; each pass's time (the first thread's, barrier to barrier) is added to its
+    // family's.
     double seconds(const std::vector<Pass> &passes) {
         // The context's worker polls for its next call for 2 ms after the last one: let it go to sleep first, so
         // that it does not take a core from these threads.
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
         std::atomic<int> arrived{0};
         std::atomic<int64_t> generation{0};
-        std::vector<uint64_t> sinks(static_cast<size_t>(threads_));
-        const Timer t;
-        run_threads(threads_, [&](int thread) {
-            uint64_t sink = 0;
-            for (size_t i = 0; i < passes.size(); ++i) {
-                sink ^= stream_share(passes[i], thread);
-                const int64_t g = generation.load();
-                if (arrived.fetch_add(1) + 1 == threads_) {
-                    arrived.store(0);
-                    generation.fetch_add(1);
-                } else {
-                    while (generation.load() == g) {
-                    }
+        const auto barrier = [&] {
+            const int64_t g = generation.load();
+            if (arrived.fetch_add(1) + 1 == threads_) {
+                arrived.store(0);
+                generation.fetch_add(1);
+            } else {
+                while (generation.load() == g) {
                 }
             }
+        };
+        std::vector<uint64_t> sinks(static_cast<size_t>(threads_));
+        double seconds = 0;
+        run_threads(threads_, [&](int thread) {
+            barrier();  // all threads started: the time counts from here, as a call's does once its worker polls
+            const Timer t;
+            Timer pass_timer;
+            uint64_t sink = 0;
+            for (const Pass &pass : passes) {
+                sink ^= stream_share(pass, thread);
+                barrier();
+                if (thread == 0) {
+                    family_seconds_[pass.family] += pass_timer.seconds();
+                    pass_timer = Timer();
+                }
+            }
+            if (thread == 0) seconds = t.seconds();
             sinks[static_cast<size_t>(thread)] = sink;
         });
-        const double seconds = t.seconds();
         for (uint64_t s : sinks) sink_ ^= s;
         return seconds;
     }
+
+    double seconds(Family f) const { return family_seconds_[f]; }
 
   private:
     // Streams the thread's share of the pass: bytes [thread * total / threads, ...) of its spans laid end to end.
     uint64_t stream_share(const Pass &pass, int thread) const {
         size_t total = 0;
-        for (const Span &s : pass) total += s.bytes;
+        for (const Span &s : pass.spans) total += s.bytes;
         const size_t begin = total * static_cast<size_t>(thread) / static_cast<size_t>(threads_),
                      end = total * static_cast<size_t>(thread + 1) / static_cast<size_t>(threads_);
         uint64_t sink = 0;
         size_t at = 0;
-        for (const Span &s : pass) {
+        for (const Span &s : pass.spans) {
             const size_t lo = std::max(begin, at), hi = std::min(end, at + s.bytes);
             if (lo < hi) sink ^= stream(static_cast<const uint8_t *>(s.p) + (lo - at), hi - lo);
             at += s.bytes;
@@ -360,6 +379,7 @@ class StreamBaseline {
     int threads_;
     SimdWidth width_;
     uint64_t sink_ = 0;
+    double family_seconds_[kFamilies] = {};
 };
 
 }  // namespace
@@ -455,14 +475,18 @@ int run_step(const Args &args) {
                           {"ms/step", 8, Align::Right},
                           {"share", 6, Align::Right},
                           {"MB/step", 8, Align::Right},
-                          {"GB/s", 6, Align::Right}});
+                          {"GB/s", 6, Align::Right},
+                          {"stream", 6, Align::Right},
+                          {"%stream", 7, Align::Right}});
     families.print_header();
     const double steps = static_cast<double>(config.steps * config.reps);
     for (int f = 0; f < kFamilies; ++f) {
         const double per_step = runner.seconds(static_cast<Family>(f)) / steps;
-        families.print_row({kFamilyNames[f], fixed(per_step * 1e3, 3),
-                            fixed(100 * per_step * steps / total_seconds, 1) + "%", fixed(family_bytes[f] * 1e-6, 1),
-                            fixed(family_bytes[f] / per_step * 1e-9, 1)});
+        const double stream_per_step = baseline.seconds(static_cast<Family>(f)) / steps;
+        families.print_row(
+            {kFamilyNames[f], fixed(per_step * 1e3, 3), fixed(100 * per_step * steps / total_seconds, 1) + "%",
+             fixed(family_bytes[f] * 1e-6, 1), fixed(family_bytes[f] / per_step * 1e-9, 1),
+             fixed(family_bytes[f] / stream_per_step * 1e-9, 1), fixed(100 * stream_per_step / per_step, 1) + "%"});
     }
     std::printf(
         "\nGB/s: the step's weight bytes (codes and scales) over its time; stream: the same bytes of the same steps "
@@ -473,7 +497,7 @@ int run_step(const Args &args) {
         "after\n"
         "that; %%stream and %%bw compare GB/s with them. Families: time inside each kind of call over all repetitions "
         "(what\n"
-        "is left of the step is the timer).\n",
+        "is left of the step is the timer), and the stream's time in their passes.\n",
         kBandwidthBytes >> 20);
     report_bandwidth_drift(facts);
     return 0;
