@@ -326,7 +326,12 @@ class StreamBaseline {
         std::vector<uint64_t> sinks(static_cast<size_t>(threads_));
         double seconds = 0;
         run_threads(threads_, [&](int thread) {
-            barrier();  // all threads started: the time counts from here, as a call's does once its worker polls
+            // All threads started and busy for a moment (an idle vCPU of a VM may come back slowly), the time counts
+            // from here, as a call's does once its worker polls.
+            barrier();
+            for (const Timer busy; busy.seconds() < 200e-6;) {
+            }
+            barrier();
             const Timer t;
             Timer pass_timer;
             uint64_t sink = 0;
