@@ -34,7 +34,7 @@ uint16_t bf16_round(float value) {
 
 AlignedBuffer::AlignedBuffer(size_t bytes, size_t alignment) : bytes_(bytes) {
     constexpr size_t kHugePage = size_t{2} << 20;
-    const bool huge = bytes >= 4 * kHugePage && alignment <= kHugePage;
+    const bool huge = bytes >= kHugePage && alignment <= kHugePage;
     if (huge) alignment = kHugePage;
     const size_t rounded = (bytes + alignment - 1) / alignment * alignment;
     data_ = std::aligned_alloc(alignment, rounded == 0 ? alignment : rounded);

@@ -6,9 +6,11 @@
 
 namespace bench {
 
-// An uninitialized, aligned heap buffer. Throws std::bad_alloc when the allocation fails. From 8 MiB on it is aligned
-// to 2 MiB and advised for transparent huge pages, as moe4j_alloc does for a model's weights: weight pools and the
-// read-bandwidth probe then stream memory through the pages the library's models read.
+// An uninitialized, aligned heap buffer. Throws std::bad_alloc when the allocation fails. From 2 MiB on it is aligned
+// to 2 MiB and advised for transparent huge pages, as a model's weights are on the CPU (moe4j_alloc from 8 MiB on, the
+// model's weight arena cutting smaller matrices from such blocks): weights and the read-bandwidth probe then stream
+// memory through the pages the library's models read. Software prefetches a page ahead, say, behave differently on
+// 4 KiB pages.
 class AlignedBuffer {
   public:
     explicit AlignedBuffer(size_t bytes, size_t alignment = 64);

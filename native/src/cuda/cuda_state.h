@@ -77,8 +77,7 @@ void launch_quantize(cudaStream_t stream, const moe4j_tensor &x, const moe4j_ten
                      int64_t block_rows, bool ue8m0);
 
 // Counts one call of the entry point (or of its `stage`) as `variant`, for `reason`.
-inline void count_variant(const Call &call, const char *variant, std::string_view reason,
-                          const char *stage = nullptr) {
+inline void count_variant(const Call &call, const char *variant, std::string_view reason, const char *stage = nullptr) {
     call.ctx()->variants.count(kernel_name(call.function(), stage), variant, reason);
 }
 
