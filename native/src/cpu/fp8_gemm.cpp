@@ -819,13 +819,14 @@ struct Avx512Bf16Path {
     static constexpr int64_t kCodeCols = 128;
     // Bytes ahead in a panel's codes that a code tile of MR activation rows prefetches: about the same time ahead
     // whatever MR (a step of 64 codes takes longer the more rows meet it), 4 KB from eight rows (LM head at 8 rows,
-    // cold: 9.24-9.34 -> 8.41-8.69 ms at 4 KB). Tiles of one or two rows leave the panel's stream to the hardware
-    // prefetcher (0): prefetching by hand made them slower (8 experts' FFN at one row, calls alternated with and
-    // without in one process: 1.14-1.16x faster without, also on 4 KiB pages; at two rows 1.03x; at three even; at
-    // four rows 1.16x faster with).
+    // cold: 9.24-9.34 -> 8.41-8.69 ms at 4 KB). Tiles of one or two rows, which read four or two panels side by side,
+    // prefetch 2 KB ahead: `moe4j_bench expert --experts 6 --op ffn --packed` (Zen 5 VM, weights in 2 MiB pages,
+    // runs alternated), one row 789-820 us a call against 926-983 without, two rows 1073-1094 against 1123-1196;
+    // `moe4j_bench step`'s expert FFN at 83-101% of the rate of plain streams of its bytes against 62-90% without (1
+    // KB 81-93%, 4 KB and 8 KB lower). On Zen 4 (4 KiB pages too) the same tiles had run 1.14-1.16x faster without.
     template <int MR>
     static constexpr int64_t code_prefetch() {
-        return MR <= 2 ? 0 : std::clamp<int64_t>(512 * MR, 1024, 4096);
+        return MR <= 2 ? 2048 : std::clamp<int64_t>(512 * MR, 1024, 4096);
     }
     // Panels of 32 weight rows (two vectors) meet 12 activation rows at a time: 24 accumulators, and per element pair
     // two panel loads and 12 broadcasts for 24 dot products.
@@ -928,8 +929,7 @@ struct Avx512Bf16Path {
             block_tile<MR, 2 * NP>(a, s, kb, acc, ld, [&](int64_t p, __m512bh(&bv)[2 * NP]) {
                 for (int q = 0; q < NP; ++q) {
                     const uint8_t *c = codes + q * panel + (kb * kBlock + 2 * p) * kPanelCols;
-                    if constexpr (code_prefetch<MR>() > 0)
-                        _mm_prefetch(reinterpret_cast<const char *>(c) + code_prefetch<MR>(), _MM_HINT_T0);
+                    _mm_prefetch(reinterpret_cast<const char *>(c) + code_prefetch<MR>(), _MM_HINT_T0);
                     widen_pair(w, order, c, bv[2 * q], bv[2 * q + 1]);
                 }
             });
