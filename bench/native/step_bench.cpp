@@ -190,9 +190,8 @@ class StepRunner {
             ops.push_back(gemm(act_.absorb_in, layer->absorb.uk_t, act_.absorb_out));
             ops.push_back(gemm(act_.unabsorb_in, layer->absorb.uv_t, act_.unabsorb_out));
             ops.push_back(q8(layer->o, kProjections));
-            if (layer->experts)
-                ops.push_back(
-                    experts(*layer, draw));  // the routed experts, then the shared ones, as MoeLayer runs them
+            // the routed experts, then the shared ones, as MoeLayer runs them
+            if (layer->experts) ops.push_back(experts(*layer, draw));
             ops.push_back(q8(layer->up, kMlp));
             ops.push_back(q8(layer->down, kMlp));
         }
@@ -202,12 +201,7 @@ class StepRunner {
     void run(const Op &op) {
         const Timer t;
         switch (op.kind) {
-            case Op::kQ8: {
-                const moe4j_tensor a = act_.q8_in(op.q8->k);
-                moe4j_tensor d = act_.q8_out(op.q8->n);
-                check(moe4j_q8_gemm_nt(ctx_.get(), &a, &op.q8->codes_t, &op.q8->scales_t, &d), "moe4j_q8_gemm_nt");
-                break;
-            }
+            case Op::kQ8: q8_gemm(*op.q8); break;
             case Op::kGemm: {
                 moe4j_tensor d = *op.d;
                 check(moe4j_gemm_nt(ctx_.get(), op.a, op.b, nullptr, &d), "moe4j_gemm_nt");
@@ -249,16 +243,19 @@ class StepRunner {
 
     // An untimed call on a small weight (512 KB, which stays in cache): its tasks wake the context's worker, asleep
     // after the stream baseline, so that a timed step starts as one in a decode loop does, the worker polling.
-    void wake() {
-        const moe4j_tensor a = act_.q8_in(wake_.k);
-        moe4j_tensor d = act_.q8_out(wake_.n);
-        check(moe4j_q8_gemm_nt(ctx_.get(), &a, &wake_.codes_t, &wake_.scales_t, &d), "moe4j_q8_gemm_nt");
-    }
+    void wake() { q8_gemm(wake_); }
 
     double seconds(Family f) const { return seconds_[f]; }
     void reset() { std::fill(std::begin(seconds_), std::end(seconds_), 0.0); }
 
   private:
+    // The int8 GEMM of the token's activations with `w`.
+    void q8_gemm(const Q8Weight &w) {
+        const moe4j_tensor a = act_.q8_in(w.k);
+        moe4j_tensor d = act_.q8_out(w.n);
+        check(moe4j_q8_gemm_nt(ctx_.get(), &a, &w.codes_t, &w.scales_t, &d), "moe4j_q8_gemm_nt");
+    }
+
     static Span span(const AlignedBuffer &b) { return {b.data(), b.size()}; }
     static Span span(const moe4j_tensor &t) { return {t.data, static_cast<size_t>(t.size_bytes)}; }
 
@@ -277,14 +274,13 @@ class StepRunner {
     }
 
     Op experts(const Layer &layer, std::mt19937_64 &draw) {
-        std::vector<int32_t> &ids = ids_;
-        ids.resize(static_cast<size_t>(layer.experts->count));
-        std::iota(ids.begin(), ids.end(), 0);
-        std::shuffle(ids.begin(), ids.end(), draw);
-        std::sort(ids.begin(), ids.begin() + kRouted);  // one row each, in expert order as the model lays them out
+        ids_.resize(static_cast<size_t>(layer.experts->count));
+        std::iota(ids_.begin(), ids_.end(), 0);
+        std::shuffle(ids_.begin(), ids_.end(), draw);
+        std::sort(ids_.begin(), ids_.begin() + kRouted);  // one row each, in expert order as the model lays them out
         Op op{Op::kExperts, kExperts};
         op.layer = &layer;
-        std::copy(ids.begin(), ids.begin() + kRouted, op.experts.begin());
+        std::copy(ids_.begin(), ids_.begin() + kRouted, op.experts.begin());
         return op;
     }
 
