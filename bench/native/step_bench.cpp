@@ -77,7 +77,6 @@ struct Q8Weight {
         for (size_t i = 0; i < codes.size(); ++i) c[i] = std::max<uint8_t>(c[i], 1);
         fill_random_range_f32(scales.as<float>(), static_cast<size_t>(rows), seed + 1, 1e-3f, 2e-3f);
     }
-    double bytes() const { return static_cast<double>(n * k + n * 4); }
 };
 
 // MLA's absorption weights of one layer, bf16: W_UK per head as [512, 128] rows, W_UV per head as [128, 512].
@@ -92,7 +91,6 @@ struct AbsorbWeights {
         fill_random_bf16(uk.as<uint16_t>(), uk.size() / 2, seed, 0.05f);
         fill_random_bf16(uv.as<uint16_t>(), uv.size() / 2, seed + 1, 0.05f);
     }
-    double bytes() const { return static_cast<double>(uk.size() + uv.size()); }
 };
 
 // One decoder layer's streamed weights. Layer 0 is dense; the others are MoE layers with 64 routed experts.
@@ -393,23 +391,6 @@ int run_step(const Args &args) {
     for (int64_t l = 0; l < config.layers; ++l) layers.push_back(std::make_unique<Layer>(l, ctx));
     const Q8Weight head(kVocab, kHidden, 7);
 
-    double family_bytes[kFamilies] = {};
-    for (const auto &l : layers) {
-        family_bytes[kProjections] += l->qkv.bytes() + l->o.bytes();
-        family_bytes[kAbsorption] += l->absorb.bytes();
-        family_bytes[kMlp] += l->up.bytes() + l->down.bytes();
-        if (l->experts) family_bytes[kExperts] += kRouted * l->experts->expert_bytes();
-    }
-    family_bytes[kHead] = head.bytes();
-    const double step_bytes = std::accumulate(std::begin(family_bytes), std::end(family_bytes), 0.0);
-
-    std::printf("%s\n", machine_summary(facts).c_str());
-    std::printf(
-        "step: V2-Lite decode at batch 1, %lld layers (layer 0 dense), %d routed of 64 packed experts per MoE layer "
-        "drawn at random, context=%s threads=%d reproducible; %.1f MB of weights a step, %lld steps per repetition\n",
-        static_cast<long long>(config.layers), static_cast<int>(kRouted), isa_name(ctx.info().isa), ctx.info().threads,
-        step_bytes * 1e-6, static_cast<long long>(config.steps));
-
     StepRunner runner(ctx, layers, head);
     StreamBaseline baseline(facts.threads, facts.read_bw.width);
     std::mt19937_64 draw(2024);
@@ -427,6 +408,19 @@ int run_step(const Args &args) {
         }
     };
     plan_steps();
+    // Every step reads as many bytes (its experts differ, not their sizes): those of the first, per kind of call.
+    double family_bytes[kFamilies] = {};
+    for (const Pass &pass : passes[0])
+        for (const Span &span : pass.spans) family_bytes[pass.family] += static_cast<double>(span.bytes);
+    const double step_bytes = std::accumulate(std::begin(family_bytes), std::end(family_bytes), 0.0);
+
+    std::printf("%s\n", machine_summary(facts).c_str());
+    std::printf(
+        "step: V2-Lite decode at batch 1, %lld layers (layer 0 dense), %d routed of 64 packed experts per MoE layer "
+        "drawn at random, context=%s threads=%d reproducible; %.1f MB of weights a step, %lld steps per repetition\n",
+        static_cast<long long>(config.layers), static_cast<int>(kRouted), isa_name(ctx.info().isa), ctx.info().threads,
+        step_bytes * 1e-6, static_cast<long long>(config.steps));
+
     for (const auto &step : ops)
         for (const Op &op : step) runner.run(op);  // warm-up: code, thread wake-up, first touches
     runner.reset();

@@ -170,6 +170,7 @@ void dot16_avx512_bf16(const uint16_t *const *a, const uint16_t *const *b, int64
         // without the prefetch 113-119 / 93-95 us from memory, into L2 instead 57-63 / 49-56, eight rows 52-58 /
         // 51-54. Unrolled, so that the 16 sums stay in registers (1.3-1.4x slower in cache where they did not).
         constexpr int kRows = 4;
+        static_assert(NR % kRows == 0);
 #pragma GCC unroll 16
         for (int j = 0; j < NR; j += kRows)
             for (int64_t i = 0; i < k; i += 32) {
