@@ -1008,6 +1008,20 @@ void build_copy(Case &c, Rng &rng) {
     c.call = [&c, &src, &dst](moe4j_context *ctx) { return moe4j_copy(ctx, c.ptr(&src), c.out(&dst)); };
 }
 
+void build_prefetch(Case &c, Rng &rng) {
+    c.fn = "moe4j_prefetch";
+    c.names = {"ctx", "t"};
+    const int rank = static_cast<int>(rng.range(1, 4));
+    std::vector<int64_t> shape(rank);
+    for (int i = 0; i < rank; ++i) shape[i] = rng.range(0, 5);
+    std::vector<int32_t> dtypes = kAnyType;
+    dtypes.push_back(MOE4J_E4M3_P32);
+    dtypes.push_back(MOE4J_Q8_P16);
+    Arg &t = tensor(c, rng, {"t", dtypes, {1, 2, 3, 4}, Layout::Strided}, pick_of(rng, kAnyType), shape);
+    t.tied = 0;  // no extent has to agree with another's
+    c.call = [&c, &t](moe4j_context *ctx) { return moe4j_prefetch(ctx, c.ptr(&t)); };
+}
+
 struct EntryPoint {
     const char *name;
     int weight;
@@ -1037,6 +1051,7 @@ const std::vector<EntryPoint> &kernel_entry_points() {
         {"moe4j_silu_mul", 5, build_silu},
         {"moe4j_logits_stats", 4, build_logits},
         {"moe4j_copy", 5, build_copy},
+        {"moe4j_prefetch", 3, build_prefetch},
     };
     return all;
 }

@@ -588,6 +588,60 @@ void pool_shares() {
     expect_equal(after.load(), 10, "run_shares: the pool runs every task again after a failed run");
 }
 
+// ---------------------------------------------------------------- thread pool: prefetch
+
+// Waits up to 10 s for the pool's workers to have prefetched `bytes` bytes in all; whether they did.
+bool prefetched_reaches(const moe4j::ThreadPool &pool, int64_t bytes) {
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (pool.prefetched_bytes() < bytes && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
+    return pool.prefetched_bytes() == bytes;
+}
+
+// The workers prefetch a range while no run is in flight: all of a small one, the first kPrefetchBytesPerThread bytes
+// of each thread's share of a large one. A run after a prefetch has every thread take part (the worker leaves the
+// job), runs every task once, and a pool ends with a job in flight.
+void pool_prefetch() {
+    const int64_t mib = int64_t{1} << 20, per_thread = moe4j::ThreadPool::kPrefetchBytesPerThread;
+    std::vector<char> buffer(static_cast<size_t>(64 * mib));
+    moe4j::ThreadPool alone(1);
+    alone.prefetch(buffer.data(), 64 * mib);
+    expect_equal(alone.prefetched_bytes(), int64_t{0}, "prefetch: a pool of one thread has no worker to do it");
+
+    for (int threads : {2, 3}) {
+        const std::string what = std::to_string(threads) + " threads";
+        moe4j::ThreadPool pool(threads);
+        pool.prefetch(buffer.data() + 100, 50000);
+        expect(prefetched_reaches(pool, 50000), "prefetch: all of a 50000-byte range, " + what);
+        pool.prefetch(buffer.data(), 64 * mib);
+        expect(prefetched_reaches(pool, 50000 + threads * per_thread),
+               "prefetch: the first " + std::to_string(per_thread) + " bytes of each share of 64 MiB, " + what +
+                   " (got " + std::to_string(pool.prefetched_bytes() - 50000) + ")");
+        pool.prefetch(buffer.data(), 0);  // nothing to do
+        for (int round = 0; round < 100; ++round) {
+            pool.prefetch(buffer.data(), 64 * mib);
+            std::atomic<int> arrived{0}, on_workers{0};
+            pool.run_indexed(threads, [&](int64_t, int worker) {
+                ++arrived;
+                const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+                while (arrived.load() < threads && std::chrono::steady_clock::now() < give_up)
+                    std::this_thread::yield();
+                on_workers += worker != 0;
+            });
+            if (on_workers.load() != threads - 1) {
+                expect_equal(on_workers.load(), threads - 1, "prefetch: every worker joins the run after it, " + what);
+                break;
+            }
+        }
+        std::vector<std::atomic<int>> hits(1000);
+        pool.prefetch(buffer.data(), 64 * mib);
+        pool.run_shares(1000, [&](int64_t i, int) { ++hits[static_cast<size_t>(i)]; });
+        int once = 0;
+        for (auto &h : hits) once += h.load() == 1;
+        expect_equal(once, 1000, "prefetch: a run after it runs every task once, " + what);
+        pool.prefetch(buffer.data(), 64 * mib);  // in flight as the pool ends
+    }
+}
+
 // ---------------------------------------------------------------- injected faults through the C ABI
 
 moe4j_context *cpu_context(int threads) {
@@ -665,6 +719,36 @@ void abi_allocation_faults() {
     expect_equal(moe4j_context_inject_fault(ctx, MOE4J_FAULT_NONE, 3), MOE4J_ERROR_INVALID_ARGUMENT, "none with n");
     expect_equal(moe4j_context_inject_fault(nullptr, MOE4J_FAULT_NONE, 0), MOE4J_ERROR_INVALID_ARGUMENT, "null ctx");
     moe4j_context_destroy(ctx);
+}
+
+// moe4j_prefetch checks its tensor like a kernel's operand and takes any dtype, rank and strides in the context's
+// memory; a context of one thread takes the hint too (it does nothing with it).
+void abi_prefetch() {
+    for (int threads : {1, 2}) {
+        moe4j_context *ctx = cpu_context(threads);
+        if (ctx == nullptr) return;
+        std::vector<uint16_t> data(64 * 64);
+        moe4j_tensor t = moe4j::dense_matrix(data.data(), MOE4J_BF16, 64, 64, MOE4J_HOST_MEMORY);
+        expect_equal(moe4j_prefetch(ctx, &t), MOE4J_OK, "prefetch of a host matrix");
+        moe4j_tensor columns = t;
+        columns.shape[1] = 8;
+        columns.strides[0] = 64;
+        expect_equal(moe4j_prefetch(ctx, &columns), MOE4J_OK, "prefetch of a strided view");
+        expect_equal(moe4j_prefetch(ctx, nullptr), MOE4J_ERROR_INVALID_ARGUMENT, "prefetch of null");
+        expect(contains(moe4j_last_error(), "moe4j_prefetch") && contains(moe4j_last_error(), "argument 't' is null"),
+               moe4j_last_error());
+        moe4j_tensor on_gpu = t;
+        on_gpu.device = 0;
+        expect_equal(moe4j_prefetch(ctx, &on_gpu), MOE4J_ERROR_INVALID_ARGUMENT, "prefetch of GPU memory on the CPU");
+        expect(contains(moe4j_last_error(), "argument 't'") && contains(moe4j_last_error(), "CUDA device 0"),
+               moe4j_last_error());
+        moe4j_tensor rank0 = t;
+        rank0.rank = 0;
+        expect_equal(moe4j_prefetch(ctx, &rank0), MOE4J_ERROR_INVALID_ARGUMENT, "prefetch of rank 0");
+        expect(contains(moe4j_last_error(), "argument 't': rank 0"), moe4j_last_error());
+        expect_equal(moe4j_prefetch(nullptr, &t), MOE4J_ERROR_INVALID_ARGUMENT, "prefetch without a context");
+        moe4j_context_destroy(ctx);
+    }
 }
 
 // CPU memory from moe4j_alloc is zeroed even where the allocator hands back memory just freed, 64-byte aligned, and
@@ -901,9 +985,11 @@ int main(int argc, char **argv) {
     pool_injected_task_faults();
     pool_does_not_wait_for_late_workers();
     pool_shares();
+    pool_prefetch();
     abi_task_faults_fail_one_call();
     abi_allocation_faults();
     abi_host_allocations();
+    abi_prefetch();
     kernel_calls_allocate_nothing_once_warm();
     validation_arithmetic();
     if (failures != 0) {

@@ -187,3 +187,22 @@ extern "C" moe4j_status moe4j_synchronize(moe4j_context *ctx) {
         return MOE4J_OK;
     });
 }
+
+extern "C" moe4j_status moe4j_prefetch(moe4j_context *ctx, const moe4j_tensor *t) {
+    return guarded(__func__, [&](const char *fn) -> moe4j_status {
+        if (moe4j_status s = check_context(fn, ctx)) return s;
+        const ArgCheck check(fn, ctx->memory_device());
+        if (t == nullptr) return check.invalid("argument 't' is null");
+        if (t->rank < 1 || t->rank > MOE4J_MAX_RANK)
+            return check.invalid("argument 't': rank " + std::to_string(t->rank) + " is outside 1.." +
+                                 std::to_string(MOE4J_MAX_RANK));
+        if (moe4j_status s = check.tensor(t, {"t",
+                                              {MOE4J_F32, MOE4J_BF16, MOE4J_F16, MOE4J_E4M3, MOE4J_I32, MOE4J_I64,
+                                               MOE4J_U8, MOE4J_E4M3_P32, MOE4J_Q8_P16},
+                                              t->rank,
+                                              Layout::Strided}))
+            return s;
+        if (ctx->backend == MOE4J_BACKEND_CPU && ctx->pool) ctx->pool->prefetch(t->data, extent_bytes(*t));
+        return MOE4J_OK;
+    });
+}

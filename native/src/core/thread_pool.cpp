@@ -41,6 +41,23 @@ bool spin_until(Ready &&ready) {
     }
 }
 
+constexpr int kPrefetchSerialShift = 32;
+constexpr uint64_t kPrefetchPieceMask = (uint64_t{1} << kPrefetchSerialShift) - 1;
+// The bytes a worker prefetches between two looks at whether its job is still current: ~1 us of a stream.
+constexpr int64_t kPrefetchPiece = int64_t{16} << 10;
+
+uint32_t prefetch_serial(uint64_t state) { return static_cast<uint32_t>(state >> kPrefetchSerialShift); }
+
+void prefetch_lines(const char *begin, const char *end) {
+    for (const char *p = begin; p < end; p += 64) {
+#if defined(__x86_64__) || defined(__i386__)
+        _mm_prefetch(p, _MM_HINT_T0);
+#else
+        __builtin_prefetch(p);
+#endif
+    }
+}
+
 }  // namespace
 
 ThreadPool::ThreadPool(int threads) : cursors_(static_cast<size_t>(std::max(threads, 1))) {
@@ -51,6 +68,7 @@ ThreadPool::~ThreadPool() {
     {
         std::lock_guard<std::mutex> lock(mutex_);
         stopping_.store(true);
+        publish_prefetch(nullptr, 0);
     }
     wake_.notify_all();
     for (auto &worker : workers_) worker.join();
@@ -129,8 +147,9 @@ void ThreadPool::run_tasks(int64_t tasks, bool shares, FunctionRef<void(int64_t,
         shares_ = shares ? size() : 1;
         share_size_ = (tasks + shares_ - 1) / shares_;
         for (int share = 0; share < shares_; ++share) cursors_[share].next.store(share * share_size_);
-        run_state_.store(0);       // open, no worker inside yet
-        generation_.fetch_add(1);  // after the run's fields: a worker that sees it sees them
+        publish_prefetch(nullptr, 0);  // a run of its own cancels a prefetch that did not end in time
+        run_state_.store(0);           // open, no worker inside yet
+        generation_.fetch_add(1);      // after the run's fields: a worker that sees it sees them
     }
     wake_.notify_all();
     drain(0);  // catches what the caller's tasks throw, so the join below always happens
@@ -157,13 +176,22 @@ void ThreadPool::run_tasks(int64_t tasks, bool shares, FunctionRef<void(int64_t,
 
 void ThreadPool::worker_loop(int worker) {
     uint64_t seen = 0;
+    uint32_t prefetched = 0;  // the serial of the last prefetch job this worker took up
     for (;;) {
-        const auto woken = [&] { return stopping_.load() || generation_.load() != seen; };
+        const auto woken = [&] {
+            return stopping_.load() || generation_.load() != seen ||
+                   prefetch_serial(prefetch_state_.load(std::memory_order_relaxed)) != prefetched;
+        };
         if (!spin_until(woken)) {
             std::unique_lock<std::mutex> lock(mutex_);
             wake_.wait(lock, woken);
         }
         if (stopping_.load()) return;
+        if (generation_.load() == seen) {  // only a prefetch job is new
+            prefetched = prefetch_serial(prefetch_state_.load());
+            run_prefetch(prefetched);
+            continue;
+        }
         seen = generation_.load();
         while (workers_held_.load()) std::this_thread::yield();
         if (!join_run()) continue;  // the run closed before this worker woke: its tasks are done
@@ -173,6 +201,52 @@ void ThreadPool::worker_loop(int worker) {
             std::lock_guard<std::mutex> lock(mutex_);
             done_.notify_one();
         }
+    }
+}
+
+void ThreadPool::prefetch(const void *data, int64_t bytes) {
+    if (workers_.empty()) return;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        publish_prefetch(static_cast<const char *>(data), std::max<int64_t>(bytes, 0));
+    }
+    wake_.notify_all();
+}
+
+void ThreadPool::publish_prefetch(const char *data, int64_t bytes) {
+    prefetch_data_ = data;
+    prefetch_bytes_ = bytes;
+    // An empty job (every run's cancellation) starts with its pieces used up, so that a worker drops it unlocked.
+    const uint64_t serial = prefetch_serial(prefetch_state_.load()) + uint64_t{1};
+    prefetch_state_.store(serial << kPrefetchSerialShift | (bytes > 0 ? 0 : kPrefetchPieceMask));
+}
+
+void ThreadPool::run_prefetch(uint32_t serial) {
+    if ((prefetch_state_.load() & kPrefetchPieceMask) == kPrefetchPieceMask) return;  // empty, or taken up already
+    const char *data;
+    int64_t bytes;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (prefetch_serial(prefetch_state_.load()) != serial) return;  // replaced already
+        data = prefetch_data_;
+        bytes = prefetch_bytes_;
+    }
+    // Pieces in turn from each share's start: piece i is piece i / shares of share i % shares.
+    const int64_t shares = size(), share_bytes = (bytes + shares - 1) / shares;
+    const int64_t per_share = (std::min(share_bytes, kPrefetchBytesPerThread) + kPrefetchPiece - 1) / kPrefetchPiece;
+    const uint64_t pieces = static_cast<uint64_t>(per_share * shares);
+    uint64_t state = prefetch_state_.load();
+    for (;;) {
+        if (prefetch_serial(state) != serial || (state & kPrefetchPieceMask) >= pieces) return;
+        if (!prefetch_state_.compare_exchange_weak(state, state + 1)) continue;
+        const int64_t i = static_cast<int64_t>(state & kPrefetchPieceMask);
+        const int64_t share = i % shares, begin = share * share_bytes + (i / shares) * kPrefetchPiece;
+        const int64_t end = std::min({begin + kPrefetchPiece, (share + 1) * share_bytes, bytes});
+        if (begin < end) {
+            prefetch_lines(data + begin, data + end);
+            prefetched_bytes_.fetch_add(end - begin, std::memory_order_relaxed);
+        }
+        state = prefetch_state_.load();
     }
 }
 

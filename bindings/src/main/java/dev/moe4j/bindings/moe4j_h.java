@@ -1094,6 +1094,67 @@ public class moe4j_h {
         }
     }
 
+    private static class moe4j_prefetch {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            moe4j_h.C_INT,
+            moe4j_h.C_POINTER,
+            moe4j_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = moe4j_h.findOrThrow("moe4j_prefetch");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * moe4j_prefetch(ctx, t)
+     * }
+     */
+    public static FunctionDescriptor moe4j_prefetch$descriptor() {
+        return moe4j_prefetch.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * moe4j_prefetch(ctx, t)
+     * }
+     */
+    public static MethodHandle moe4j_prefetch$handle() {
+        return moe4j_prefetch.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * moe4j_prefetch(ctx, t)
+     * }
+     */
+    public static MemorySegment moe4j_prefetch$address() {
+        return moe4j_prefetch.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * moe4j_prefetch(ctx, t)
+     * }
+     */
+    public static int moe4j_prefetch(MemorySegment ctx, MemorySegment t) {
+        var mh$ = moe4j_prefetch.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("moe4j_prefetch", ctx, t);
+            }
+            return (int)mh$.invokeExact(ctx, t);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
     private static class moe4j_cast {
         public static final FunctionDescriptor DESC = FunctionDescriptor.of(
             moe4j_h.C_INT,

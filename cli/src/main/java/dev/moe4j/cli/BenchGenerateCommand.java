@@ -83,6 +83,7 @@ final class BenchGenerateCommand {
             double decodeReadGbs,
             double decodeUnsteadyShare,
             double decodeJavaShare,
+            HintComparison hints,
             DecodeProfile decodeProfile,
             Map<String, Profiler.Entry> prefillKernels) {
         double prefillTokensPerS() {
@@ -111,6 +112,18 @@ final class BenchGenerateCommand {
         /** The decode steps' bytes per second over the bandwidth read beside them (NaN when unmeasured). */
         double decodeRooflineFraction() {
             return decodeGbs() / decodeReadGbs;
+        }
+    }
+
+    /**
+     * Decode steps after the timed ones, alternately with and without the model's prefetch hints ({@link
+     * Model#prefetchWeights}): {@code steps} of each, in seconds per step; NaN where none ran (a GPU, one thread).
+     */
+    record HintComparison(int steps, double hintedSeconds, double unhintedSeconds) {
+        static final HintComparison NONE = new HintComparison(0, Double.NaN, Double.NaN);
+
+        double speedup() {
+            return unhintedSeconds / hintedSeconds;
         }
     }
 
@@ -151,7 +164,10 @@ final class BenchGenerateCommand {
         List<Run> runs = new ArrayList<>();
         String description;
         Recorder report = new Recorder("moe4j bench generate", Recorder.DEFAULT_CAPACITY);
-        int tokens = prompt + decode + profileSteps;
+        // after the timed decode steps as many again, alternately with and without prefetch hints (a CPU context of
+        // one thread has no idle worker to take them)
+        int hintSteps = onCpu && threads != 1 ? 2 * Math.max(1, decode / 2) : 0;
+        int tokens = prompt + decode + hintSteps + profileSteps;
         // the weights int8 GEMMs multiply with, on the CPU (vpdpbusd, the int8 dot peak measured)
         Int8Weights int8 =
                 new Int8Weights(onCpu && ModelLoading.q8Dense(o), onCpu && ModelLoading.lmHead(o) == Model.LmHead.Q8);
@@ -160,6 +176,7 @@ final class BenchGenerateCommand {
             DoubleSupplier readBandwidth = probe != null ? probe::read : () -> Double.NaN;
             if (tokens > model.maxPositions())
                 throw new IllegalArgumentException("--prompt-tokens + --new-tokens is " + (prompt + decode)
+                        + (hintSteps > 0 ? " (+ " + hintSteps + " steps with and without prefetch hints)" : "")
                         + (profileSteps > 0 ? " (+ " + profileSteps + " device-profiled steps)" : "")
                         + ", past the model's context of " + model.maxPositions());
             description = model + (model.reproducible() ? ", reproducible" : ", --fast");
@@ -184,6 +201,7 @@ final class BenchGenerateCommand {
                         warmUpPrompt,
                         8,
                         0,
+                        0,
                         stepTokens,
                         random,
                         new Recorder("warm-up", 2),
@@ -196,6 +214,7 @@ final class BenchGenerateCommand {
                     16,
                     warmUpSteps,
                     0,
+                    0,
                     stepTokens,
                     random,
                     new Recorder("warm-up", 2),
@@ -204,7 +223,17 @@ final class BenchGenerateCommand {
                 List<Run> each = new ArrayList<>();
                 for (int r = 0; r < reps; r++)
                     each.add(measure(
-                            model, int8, b, prompt, decode, profileSteps, stepTokens, random, report, readBandwidth));
+                            model,
+                            int8,
+                            b,
+                            prompt,
+                            decode,
+                            hintSteps,
+                            profileSteps,
+                            stepTokens,
+                            random,
+                            report,
+                            readBandwidth));
                 runs.add(mean(each));
             }
         }
@@ -257,8 +286,9 @@ final class BenchGenerateCommand {
     }
 
     /**
-     * Prefill and decode of b sequences, then {@code profileSteps} decode steps profiled with device waits (see
-     * {@link DecodeProfile}); their cache is freed afterwards.
+     * Prefill and decode of b sequences, then {@code hintSteps} decode steps with and without prefetch hints in turn
+     * (see {@link HintComparison}), then {@code profileSteps} decode steps profiled with device waits (see {@link
+     * DecodeProfile}); their cache is freed afterwards.
      */
     private static Run measure(
             Model model,
@@ -266,6 +296,7 @@ final class BenchGenerateCommand {
             int b,
             int prompt,
             int decode,
+            int hintSteps,
             int profileSteps,
             int stepTokens,
             Random random,
@@ -371,6 +402,24 @@ final class BenchGenerateCommand {
             }
             double readGbs = capacity / (decodeNanos / 1e9);
             DecodeProfile profile = new DecodeProfile(kernels, decode, decodeNanos / 1e9, false);
+            long[] hinted = new long[2]; // [0] without, [1] with
+            try {
+                for (int s = 0; s < hintSteps; s++) {
+                    boolean on = s % 2 == 0;
+                    model.prefetchWeights(on);
+                    long t0 = System.nanoTime();
+                    model.forward(sequences, oneEach(last), false, logits);
+                    hinted[on ? 1 : 0] += System.nanoTime() - t0;
+                    argmax(host, logits, pick, pickSumExp);
+                    for (int i = 0; i < b; i++) last[i] = pick.getInt(i);
+                }
+            } finally {
+                model.prefetchWeights(true);
+            }
+            HintComparison hints = hintSteps == 0
+                    ? HintComparison.NONE
+                    : new HintComparison(
+                            hintSteps / 2, hinted[1] / 1e9 / (hintSteps / 2), hinted[0] / 1e9 / (hintSteps / 2));
             if (profileSteps > 0) {
                 long t0 = System.nanoTime();
                 try (Profiler profiler = Profiler.startWaitingForDevice()) {
@@ -399,6 +448,7 @@ final class BenchGenerateCommand {
                     readGbs,
                     Double.isNaN(readGbs) ? Double.NaN : unsteadySeconds / (decodeNanos / 1e9),
                     Math.max(0, 1 - (double) nativeNanos / decodeNanos),
+                    hints,
                     profile,
                     prefillKernels);
         } finally {
@@ -477,7 +527,7 @@ final class BenchGenerateCommand {
 
     private static Run mean(List<Run> runs) {
         Run f = runs.get(0);
-        double ps = 0, ds = 0, bytes = 0, readGbs = 0, unsteady = 0, java = 0;
+        double ps = 0, ds = 0, bytes = 0, readGbs = 0, unsteady = 0, java = 0, hinted = 0, unhinted = 0;
         for (Run r : runs) {
             ps += r.prefillSeconds();
             ds += r.decodeSeconds();
@@ -485,6 +535,8 @@ final class BenchGenerateCommand {
             readGbs += r.decodeReadGbs();
             unsteady += r.decodeUnsteadyShare();
             java += r.decodeJavaShare();
+            hinted += r.hints().hintedSeconds();
+            unhinted += r.hints().unhintedSeconds();
         }
         int n = runs.size();
         return new Run(
@@ -500,6 +552,7 @@ final class BenchGenerateCommand {
                 readGbs / n,
                 unsteady / n,
                 java / n,
+                new HintComparison(f.hints().steps() * n, hinted / n, unhinted / n),
                 runs.get(n - 1).decodeProfile(),
                 runs.get(n - 1).prefillKernels());
     }
@@ -624,6 +677,14 @@ final class BenchGenerateCommand {
         System.out.println("%peak: the prefill's GFLOP/s over the bf16 dot peak; %ceil: its time at the peaks of the"
                 + " instructions that ran it (int8 GEMMs at the int8 dot peak, the rest at the bf16 one) over its"
                 + " time");
+        for (Run r : runs) {
+            HintComparison h = r.hints();
+            if (h.steps() > 0)
+                System.out.printf(
+                        "prefetch hints, batch %d: %.2f ms/step with them, %.2f without (%d decode steps each after the"
+                                + " timed ones, alternating): %.3fx%n",
+                        r.batch(), 1e3 * h.hintedSeconds(), 1e3 * h.unhintedSeconds(), h.steps(), h.speedup());
+        }
     }
 
     /** Time per native function in the last repetition's decode steps, largest first, as shares of the step. */
@@ -686,6 +747,7 @@ final class BenchGenerateCommand {
             m.put("read_bw_unsteady_fraction", num(r.decodeUnsteadyShare()));
             m.put("decode_roofline_fraction", num(r.decodeRooflineFraction()));
             m.put("decode_java_fraction", num(r.decodeJavaShare()));
+            m.put("decode_prefetch_hint_speedup", num(r.hints().speedup()));
             rows.add(m);
         }
         Map<String, Object> top = new LinkedHashMap<>();

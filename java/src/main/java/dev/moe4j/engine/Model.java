@@ -623,6 +623,15 @@ public final class Model implements AutoCloseable {
         return new Memory(checkpoint.mappedBytes(), copiedBytes, cache.bytes(), deviceWeightBytes);
     }
 
+    /**
+     * Whether steps hint each next weight to the context's idle threads ({@link dev.moe4j.kernels.Prefetch}, on
+     * unless turned off): the next layer's first projection while the current one finishes, the LM head after the last
+     * layer. Results are the same either way; {@code bench generate} alternates it to measure what it gains.
+     */
+    public void prefetchWeights(boolean on) {
+        ctx.enableHints(on);
+    }
+
     /** The context steps run on (tests inject faults and limits through it, between steps). */
     Context context() {
         return ctx;
@@ -742,6 +751,7 @@ public final class Model implements AutoCloseable {
                 for (int i = 0, row = 0; i < sequences.length; i++)
                     for (int token : tokens[i]) ids.setInt(token, row++);
                 Tensor embedded = Tensor.scratch(step, DType.BF16, total, hidden);
+                layers.getFirst().prefetch(ctx);
                 Dispatch.gather(ctx, embeddings, Copy.toDevice(step, ids), embedded);
                 if (routing == null || routing.maxTokens() < total)
                     routing = new Routing(Math.max(1, config.numExpertsPerTok()), Math.max(total, 256));
@@ -749,8 +759,12 @@ public final class Model implements AutoCloseable {
                 Tensor stream = Tensor.scratch(step, DType.F32, total, hidden);
                 Tensor branch = Tensor.scratch(step, DType.F32, total, hidden);
                 Tensor input = embedded, residual = null;
-                for (DecoderLayer layer : layers) {
+                for (int l = 0; l < layers.size(); l++) {
+                    DecoderLayer layer = layers.get(l);
                     layer.forward(ctx, cache, reserved, input, residual, routing, stream, branch);
+                    // the next weights to stream: the next layer's, after the last the LM head
+                    if (l + 1 < layers.size()) layers.get(l + 1).prefetch(ctx);
+                    else lmHead.prefetch(ctx);
                     input = branch;
                     residual = stream;
                     if (moeObserver != null && layer.moe() != null) moeObserver.accept(layer.index(), routing);

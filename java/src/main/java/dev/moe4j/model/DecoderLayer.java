@@ -94,6 +94,14 @@ public final class DecoderLayer {
     }
 
     /**
+     * Hints that ctx's next parallel call reads the layer's first weight ({@link dev.moe4j.kernels.Prefetch}): for the
+     * caller to give before what precedes {@link #forward} (the previous layer's last small kernels, the embedding).
+     */
+    public void prefetch(Context ctx) {
+        attention.prefetch(ctx);
+    }
+
+    /**
      * Runs one model step's new tokens through the layer (see {@link MlaAttention#forward}). The layer's output is
      * left as two terms, {@code sum + branch}, for the next layer's input norm (or the model's final one) to add as it
      * reads them: one pass over the rows where a separate add would take two. Bit for bit the same as adding first,
@@ -130,6 +138,8 @@ public final class DecoderLayer {
             Tensor attended = Tensor.scratch(scratch, DType.F32, t, h);
             inputNorm.apply(ctx, x, residual, sum, normed); // sum = x + residual, normed = norm(sum)
             attention.forward(ctx, cache, index, step, normed, attended);
+            if (moe != null) moe.gate().prefetch(ctx);
+            else mlp.prefetch(ctx);
             postNorm.apply(ctx, attended, sum, sum, normed); // sum += attended, normed = norm(sum)
             if (moe != null) moe.forward(ctx, normed, routing, branch);
             else mlp.apply(ctx, normed, branch);

@@ -119,6 +119,14 @@ public final class DenseMlp {
     }
 
     /**
+     * Hints that ctx's next parallel call reads this MLP's first weight ({@link Prefetch}): for the caller to give
+     * before the small kernels that precede {@link #apply}.
+     */
+    public void prefetch(Context ctx) {
+        (gateUp != null ? gateUp : gate).prefetch(ctx);
+    }
+
+    /**
      * @param ctx a context of the device that holds the weights
      * @param x F32 or BF16 [T, H], in the memory of ctx's device
      * @param out F32 or BF16 [T, H], rows contiguous, in the memory of ctx's device
@@ -138,12 +146,14 @@ public final class DenseMlp {
             if (gateUp != null) {
                 // SiLU·up into the gate half in place: the halves' rows interleave but share no element
                 Tensor both = gateUp.apply(ctx, x, DType.F32, scratch);
+                down.prefetch(ctx);
                 Tensor h = both.slice(1, 0, intermediate());
                 Activation.siluMul(ctx, h, both.slice(1, intermediate(), intermediate()), h);
                 down.apply(ctx, h, out);
                 return;
             }
             Tensor g = gate.apply(ctx, x, DType.F32, scratch), u = up.apply(ctx, x, DType.F32, scratch);
+            down.prefetch(ctx);
             Activation.siluMul(ctx, g, u, g);
             down.apply(ctx, g, out);
         }

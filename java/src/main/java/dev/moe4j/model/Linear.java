@@ -3,6 +3,7 @@ package dev.moe4j.model;
 import dev.moe4j.kernels.Cast;
 import dev.moe4j.kernels.Fp8Gemm;
 import dev.moe4j.kernels.Gemm;
+import dev.moe4j.kernels.Prefetch;
 import dev.moe4j.kernels.Q8Gemm;
 import dev.moe4j.kernels.Quantization;
 import dev.moe4j.kernels.ScaleFormat;
@@ -36,6 +37,8 @@ public final class Linear {
     private final Tensor bf16;
     private final QuantizedTensor fp8;
     private final Q8Gemm.Weights q8;
+    // made on first use (two threads may each make one: equal, and either will do)
+    private Prefetch prefetch;
 
     private Linear(Tensor bf16, QuantizedTensor fp8, Q8Gemm.Weights q8) {
         this.bf16 = bf16;
@@ -121,6 +124,16 @@ public final class Linear {
                 Gemm.nt(ctx, xb, bf16, null, out);
             }
         }
+    }
+
+    /**
+     * Hints that ctx's next parallel call reads this weight ({@link Prefetch}): the caller's next {@link #apply} on
+     * ctx, after small kernels only.
+     */
+    public void prefetch(Context ctx) {
+        Prefetch p = prefetch;
+        if (p == null) prefetch = p = new Prefetch(weight());
+        p.on(ctx);
     }
 
     /** {@code x·Wᵀ} into a new F32 or BF16 [T, out] tensor in the frame's device memory. */

@@ -5,6 +5,7 @@ import dev.moe4j.kernels.Copy;
 import dev.moe4j.kernels.Dispatch;
 import dev.moe4j.kernels.Gemm;
 import dev.moe4j.kernels.Mla;
+import dev.moe4j.kernels.Prefetch;
 import dev.moe4j.runtime.Context;
 import dev.moe4j.runtime.Workspace;
 import dev.moe4j.tensor.DType;
@@ -140,6 +141,7 @@ public final class MlaAttention {
     private final Rope rope;
     private final float softmaxScale;
     private final Tensor wUkT; // BF16 [heads·512, nope]: head h's W_UK transposed
+    private final Prefetch wUkTHint;
     private final Tensor wkvB; // BF16 [heads·(nope+v), 512]; head h's W_UV is rows h·(nope+v)+nope ..
     private final Tensor zeros; // BF16 [v]: what MHA-style queries hold against each key's V part
 
@@ -171,6 +173,7 @@ public final class MlaAttention {
         softmaxScale = (float) (rope.softmaxScaleFactor() / Math.sqrt(config.qHeadDim()));
         wkvB = weights.wkvB().toBf16(ctx, arena);
         wUkT = transposeKeyParts(wkvB, arena);
+        wUkTHint = new Prefetch(wUkT);
         zeros = Tensor.allocate(arena, DType.BF16, config.vHeadDim());
     }
 
@@ -181,6 +184,7 @@ public final class MlaAttention {
         softmaxScale = host.softmaxScale;
         wkvB = store.upload(host.wkvB);
         wUkT = store.upload(host.wUkT);
+        wUkTHint = new Prefetch(wUkT);
         zeros = store.upload(host.zeros);
         // wkv_b itself only feeds the two BF16 parts above: the device block keeps their copy in its place. A stacked
         // weight is copied once, the two projections becoming its row slices there too.
@@ -248,6 +252,14 @@ public final class MlaAttention {
     }
 
     /**
+     * Hints that ctx's next parallel call reads this block's first projection ({@link Prefetch}): for the caller to
+     * give before the small kernels that precede {@link #forward} (the input norm).
+     */
+    public void prefetch(Context ctx) {
+        (weights.wqKvA() != null ? weights.wqKvA() : weights.firstQuery()).prefetch(ctx);
+    }
+
+    /**
      * Runs one model step's new tokens through the block: projects them, writes their latent rows into layer
      * {@code layer}'s cache at the step's slots, and attends causally, each token over its sequence up to itself.
      * A sequence's tokens in the step may be a whole prompt, a chunk of one, or one decode token; sequences with one
@@ -274,6 +286,7 @@ public final class MlaAttention {
             throw new IllegalArgumentException("x has " + t + " rows for a step of " + step.tokens() + " tokens");
         try (Workspace.Frame scratch = ctx.workspace().frame()) {
             Projected p = project(ctx, x, step.positions(), scratch);
+            wUkTHint.on(ctx); // read by the absorption, after the cache write, norms and RoPE
             cache.write(ctx, layer, step, p.kv());
             Tensor o = Tensor.scratch(scratch, DType.BF16, t, (long) config.heads() * config.vHeadDim());
             Tensor chunkLengths = prefillLengths(step.counts(), step.starts(), scratch);

@@ -103,6 +103,14 @@ public final class Gate {
     }
 
     /**
+     * Hints that ctx's next parallel call reads the router's weight ({@link dev.moe4j.kernels.Prefetch}): for the
+     * caller to give before the small kernels that precede {@link #route}.
+     */
+    public void prefetch(Context ctx) {
+        weight.prefetch(ctx);
+    }
+
+    /**
      * Routes T tokens.
      *
      * @param ctx a context of the device that holds the weight

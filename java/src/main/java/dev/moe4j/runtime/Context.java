@@ -108,6 +108,7 @@ public final class Context implements AutoCloseable {
     private final Workspace workspace;
     private final Object lifecycle = new Object();
     private volatile boolean closed;
+    private volatile boolean hints = true;
     // The thread inside a call on this context or holding a workspace frame open; null when none. Set by a
     // compare-and-set from null, so two threads can never both hold it.
     private volatile Thread user;
@@ -257,6 +258,23 @@ public final class Context implements AutoCloseable {
     /** The CPU path this context's kernels take. */
     public Isa isa() {
         return isa;
+    }
+
+    /**
+     * Whether {@link dev.moe4j.kernels.Prefetch} hints given on this context reach its worker threads: true unless
+     * {@link #enableHints} turned them off, when they return at once. Results are the same either way.
+     */
+    public boolean hintsEnabled() {
+        return hints;
+    }
+
+    /**
+     * Turns {@link dev.moe4j.kernels.Prefetch} hints on this context on or off, for measuring what they gain (bench
+     * generate alternates them step by step) or to keep idle threads idle. Any thread may call it; calls on the context
+     * made after it returns see it.
+     */
+    public void enableHints(boolean on) {
+        hints = on;
     }
 
     /** Whether results are independent of batching (see {@link Options#reproducible}). */

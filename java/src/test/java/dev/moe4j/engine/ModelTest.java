@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.moe4j.model.Safetensors;
+import dev.moe4j.runtime.Profiler;
 import dev.moe4j.tensor.Tensor;
 import dev.moe4j.testing.Reference;
 import java.lang.foreign.Arena;
@@ -250,6 +251,35 @@ class ModelTest {
                     m.copiedWeights() < 2 * expertBytes,
                     "copied " + m.copiedWeights() + " B at load, the experts alone are " + expertBytes + " B");
             assertTrue(m.mappedWeights() > expertBytes);
+        }
+    }
+
+    /**
+     * Prefetch hints (on by default) reach the native side on a context of two threads, and change no logit: every
+     * position's logits of a prompt are bit for bit those of the same model with the hints off.
+     */
+    @org.junit.jupiter.api.Test
+    void prefetchHintsChangeNoLogit() {
+        Path dir = FIXTURES.resolve("v2lite-tiny");
+        Model.Options options = Model.Options.defaults().withCacheTokens(640).withThreads(2);
+        try (Model model = Model.load(dir, options, null);
+                Safetensors expected = Safetensors.open(dir.resolve("expected.safetensors"));
+                Arena arena = Arena.ofConfined()) {
+            int[] prompt = ints(expected.tensor("prompt_0"));
+            Generator generator = new Generator(model, null, 16);
+            float[][] logits = new float[2][];
+            long[] hints = new long[2];
+            for (int on = 0; on < 2; on++) {
+                model.prefetchWeights(on == 1);
+                try (Profiler profiler = Profiler.start()) {
+                    logits[on] = generator.score(prompt, arena).toFloatArray();
+                    Profiler.Entry e = profiler.entries().get("moe4j_prefetch");
+                    hints[on] = e == null ? 0 : e.calls();
+                }
+            }
+            assertEquals(0, hints[0], "no hint reaches the native side with hints off");
+            assertTrue(hints[1] >= model.config().numHiddenLayers() + 1, "hints given: " + hints[1]);
+            assertArrayEquals(logits[0], logits[1], "logits with hints equal those without");
         }
     }
 }
