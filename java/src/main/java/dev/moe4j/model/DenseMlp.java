@@ -119,8 +119,8 @@ public final class DenseMlp {
     }
 
     /**
-     * Hints that ctx's next parallel call reads this MLP's first weight ({@link dev.moe4j.kernels.Prefetch}): for the caller to give
-     * before the small kernels that precede {@link #apply}.
+     * Hints that ctx's next parallel call reads this MLP's first weight ({@link dev.moe4j.kernels.Prefetch}): for the
+     * caller to give before the small kernels that precede {@link #apply}.
      */
     public void prefetch(Context ctx) {
         (gateUp != null ? gateUp : gate).prefetch(ctx);
