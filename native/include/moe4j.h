@@ -283,10 +283,11 @@ moe4j_status moe4j_copy(moe4j_context *ctx, const moe4j_tensor *src, moe4j_tenso
 moe4j_status moe4j_synchronize(moe4j_context *ctx);
 /*
  * A hint that the context's next parallel call reads t (a weight matrix, say), for the time until it begins: on a CPU
- * context of more than one thread, the worker threads that have nothing to do issue cache prefetches for the start
- * of each thread's share of t's bytes (up to 4 MiB a thread), while the calling thread goes on with small kernels
- * or its own work. The context's next call that runs on more than one thread, or the next moe4j_prefetch, cancels
- * what is left. Returns at once; writes nothing; t's memory may be freed afterwards (a prefetch never faults). t:
+ * context of more than one thread, the worker threads that wait for the next call issue cache prefetches for the
+ * start of each thread's share of t's bytes (up to 4 MiB a thread), while the calling thread goes on with small
+ * kernels or its own work. The context's next call that runs on more than one thread, or the next moe4j_prefetch,
+ * cancels what is left. Only workers still awake take it (they wait awake for 2 ms after a call; a sleeping one is
+ * not woken). Returns at once; writes nothing; t's memory may be freed afterwards (a prefetch never faults). t:
  * any dtype, rank 1..4, non-negative strides, in the memory of the context's device; the bytes it spans are the range.
  * On a CPU context of one thread, and on a CUDA context (where no such prefetch is built), it checks t and does
  * nothing more.

@@ -50,7 +50,8 @@ class ThreadPool {
     // for run().
     void run_shares(int64_t tasks, FunctionRef<void(int64_t task, int worker)> task);
 
-    // Hands the workers a background job and returns at once: while no run is in flight they issue cache prefetches
+    // Hands the workers a background job and returns at once: while no run is in flight the workers that are awake
+    // (spinning for the next run, as they do for 2 ms after one; a sleeping worker is not woken) issue cache prefetches
     // for [data, data + bytes), the first kPrefetchBytesPerThread bytes of each of size() equal shares of it (the
     // pieces a run_shares over the range would start with), the shares' pieces taken in turn. The next run with
     // more than one task, the next prefetch() and the pool's end cancel what is left; a run of one task (which stays

@@ -330,6 +330,7 @@ final class Demo {
             case "moe4j_gather_rows", "moe4j_combine_rows" -> "embedding and dispatch gathers, combine";
             case "moe4j_cast" -> "casts";
             case "moe4j_rms_norm", "moe4j_rope", "moe4j_silu_mul" -> "RMSNorm, RoPE, SiLU";
+            case "moe4j_prefetch" -> "prefetch hints to idle worker threads";
             default -> function;
         };
     }

@@ -15,6 +15,9 @@ import java.util.Objects;
  * decode step's weight-streaming calls are separated by such gaps (norms, RoPE, routing, the Java between calls), in
  * which the memory bus would otherwise idle.
  *
+ * <p>Only workers still awake take a hint (they wait awake for 2 ms after a call, as they do between a decode step's
+ * calls; a sleeping worker is not woken for it).
+ *
  * <p>A hint changes no result. On a CPU context of one thread, on a CUDA context and on one whose hints are off
  * ({@link Context#enableHints}) it does nothing.
  *
