@@ -58,8 +58,8 @@ class ThreadPool {
     // on the caller) does not. Prefetch instructions never fault, so the memory may be freed meanwhile. A pool of one
     // thread ignores it. Only the thread that calls run() may call it.
     void prefetch(const void *data, int64_t bytes);
-    // Measured on the 2-core Zen 5 VM, decode at batch 1 with and without hints alternating: 4 MiB gained 0-3% a run
-    // (1.6% on average over five), 1 MiB and 256 KiB nothing measurable (bench/RESULTS.md).
+    // Measured on the 2-core Zen 5 VM, decode at batch 1 with and without hints alternating: 4 MiB 0.97-1.05x a run
+    // (1.015x on average over fourteen), 1 MiB and 256 KiB nothing measurable (bench/RESULTS.md).
     static constexpr int64_t kPrefetchBytesPerThread = int64_t{4} << 20;
     // Bytes the workers have issued prefetches for since the pool began, for tests.
     int64_t prefetched_bytes() const { return prefetched_bytes_.load(); }
@@ -77,7 +77,7 @@ class ThreadPool {
     void drain(int worker);
     // Issues the prefetches of job `serial` (see prefetch_state_) until it is done or another job replaces it.
     void run_prefetch(uint32_t serial);
-    // Replaces the prefetch job by an empty one (bytes 0), under mutex_.
+    // Replaces the prefetch job by [data, data + bytes) (bytes 0: an empty job, a cancellation), under mutex_.
     void publish_prefetch(const char *data, int64_t bytes);
     // Enters the current run unless it is closed; whether it did.
     bool join_run();

@@ -384,8 +384,7 @@ final class BenchGenerateCommand {
                             "% of tokens in use",
                             "used",
                             100.0 * (1 - (double) model.freeCacheTokens() / model.cacheTokens()));
-                    argmax(host, logits, pick, pickSumExp);
-                    for (int i = 0; i < b; i++) last[i] = pick.getInt(i);
+                    greedy(host, logits, pick, pickSumExp, last);
                     chunkNanos += stepNanos;
                     if ((s + 1) % PROBE_EVERY_STEPS == 0 || s + 1 == decode) {
                         double readAfter = readBandwidth.getAsDouble();
@@ -410,8 +409,7 @@ final class BenchGenerateCommand {
                     long t0 = System.nanoTime();
                     model.forward(sequences, oneEach(last), false, logits);
                     hinted[on ? 1 : 0] += System.nanoTime() - t0;
-                    argmax(host, logits, pick, pickSumExp);
-                    for (int i = 0; i < b; i++) last[i] = pick.getInt(i);
+                    greedy(host, logits, pick, pickSumExp, last);
                 }
             } finally {
                 model.prefetchWeights(true);
@@ -425,8 +423,7 @@ final class BenchGenerateCommand {
                 try (Profiler profiler = Profiler.startWaitingForDevice()) {
                     for (int s = 0; s < profileSteps; s++) {
                         model.forward(sequences, oneEach(last), false, logits);
-                        argmax(host, logits, pick, pickSumExp);
-                        for (int i = 0; i < b; i++) last[i] = pick.getInt(i);
+                        greedy(host, logits, pick, pickSumExp, last);
                     }
                     profile = new DecodeProfile(profiler.entries(), profileSteps, (System.nanoTime() - t0) / 1e9, true);
                 }
@@ -470,6 +467,12 @@ final class BenchGenerateCommand {
      * steps. The call is kept out of the step profiler around it (a profiler of its own takes it), since it is not part
      * of a step.
      */
+    /** A decode step's greedy tokens into last: each sequence's argmax of its logits row. */
+    private static void greedy(Context host, Tensor logits, Tensor argmax, Tensor sumExp, int[] last) {
+        argmax(host, logits, argmax, sumExp);
+        for (int i = 0; i < last.length; i++) last[i] = argmax.getInt(i);
+    }
+
     private static void argmax(Context host, Tensor logits, Tensor argmax, Tensor sumExp) {
         long rows = logits.shape(0);
         try (Profiler aside = Profiler.start()) {
