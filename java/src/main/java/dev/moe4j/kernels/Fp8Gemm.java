@@ -81,7 +81,10 @@ public final class Fp8Gemm {
      * packed weights.
      *
      * @param w E4M3 [N, K] or a stack [G, N, K] with 128x128 block scales, rows contiguous, N a multiple of 32
-     * @return the packed weights, sharing w's scales
+     * @return the packed weights, with a copy of w's scales in arena: nothing of w is read afterwards, so w may live
+     *     in a checkpoint's map whose pages are given back (a decode step reads the scales of every expert it runs;
+     *     left in the map, they were 4 KiB file pages scattered over the checkpoint, which the kernel evicted and read
+     *     back, with read-ahead, when memory ran short)
      * @throws dev.moe4j.runtime.Moe4jException if the native side refuses (a CUDA context, N not a multiple of 32,
      *     K not a multiple of 128)
      */
@@ -104,7 +107,10 @@ public final class Fp8Gemm {
                 ctx.call("moe4j_pack_fp8_weights", ptr -> moe4j_h.moe4j_pack_fp8_weights(ptr, wDesc, packedDesc));
             }
         }
-        return new QuantizedTensor(packed, w.scales(), QuantizedTensor.BLOCK);
+        Tensor scales = w.scales();
+        Tensor ownScales = Tensor.allocate(arena, scales.dtype(), scales.shape());
+        ownScales.copyFrom(scales.toFloatArray());
+        return new QuantizedTensor(packed, ownScales, QuantizedTensor.BLOCK);
     }
 
     /** {@code a·bᵀ} into a new row-major [M, N] tensor of dtype (F32 or BF16) allocated in arena. */

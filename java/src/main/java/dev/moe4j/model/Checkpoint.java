@@ -15,7 +15,8 @@ import java.util.TreeSet;
 /**
  * A Hugging Face checkpoint directory: {@code config.json} plus one {@code model.safetensors} or shards listed by
  * {@code model.safetensors.index.json} ({@code weight_map}: tensor name → shard file). Shards are mapped when first
- * needed and stay mapped until {@link #close}. Errors name the directory, file and tensor involved.
+ * needed and stay mapped until {@link #close} ({@link #releasePages} gives their pages back meanwhile). Errors name
+ * the directory, file and tensor involved.
  *
  * <p>Thread-safety: {@link #tensor} may be called from several threads only after every shard it needs was opened;
  * a loader thread should open what it needs first.
@@ -120,6 +121,16 @@ public final class Checkpoint implements AutoCloseable {
             open.put(file, s);
         }
         return s;
+    }
+
+    /**
+     * Gives the mapped pages of every shard opened so far back to the operating system ({@link
+     * Safetensors#releasePages}); tensors from this checkpoint stay valid. A loader that copies or converts most
+     * weights calls it as it goes: otherwise the mapped file stays in the process's resident memory beside its copies,
+     * and on a machine that does not hold both the kernel keeps evicting pages the model still reads.
+     */
+    public synchronized void releasePages() {
+        for (Safetensors s : open.values()) s.releasePages();
     }
 
     /** Unmaps every shard; tensors from this checkpoint become unusable. */

@@ -221,6 +221,16 @@ public final class Safetensors implements AutoCloseable {
         return data.byteSize();
     }
 
+    /**
+     * Gives the file's mapped pages back to the operating system ({@code madvise(MADV_DONTNEED)}): they leave the
+     * process's resident memory, and the page cache may drop them first when memory runs short. For a file whose
+     * tensors were copied or converted. Its tensors stay valid: the next read of one maps its pages again, from the page
+     * cache or the file.
+     */
+    public void releasePages() {
+        data.unload();
+    }
+
     /** Unmaps the file; its tensors become unusable. */
     @Override
     public void close() {

@@ -3,6 +3,7 @@ package dev.moe4j.kernels;
 import static dev.moe4j.kernels.CastTest.context;
 import static dev.moe4j.kernels.CastTest.poisoned;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -253,6 +254,20 @@ class Fp8GemmTest {
                     }
                 }
             }
+            // The packed weights hold their own copy of the scales: the source's scales overwritten (as a map whose
+            // pages were given back would not be, but as nothing of w may be read again), the product is unchanged.
+            assertNotEquals(
+                    p.qw().scales().segment().address(),
+                    packed.scales().segment().address());
+            float[] scales = p.qw().scales().toFloatArray();
+            p.qw().scales().copyFrom(new float[scales.length]);
+            assertEquals(
+                    -1L,
+                    all.segment()
+                            .mismatch(Fp8Gemm.nt(ctx, p.qa(), packed, DType.F32, arena)
+                                    .segment()),
+                    isa + ": packed weights read their source's scales");
+            p.qw().scales().copyFrom(scales);
             // A NaN code in weight row 70 (panel 2): column 70 NaN, every other column as before, at 1 row (the code
             // kernel, redone on widened blocks), 40 and 80 rows.
             MemorySegment codes = p.qw().data().segment();

@@ -56,6 +56,25 @@ class SafetensorsTest {
         }
     }
 
+    @Test
+    void tensorsStayReadableAfterTheirPagesAreReleased() {
+        try (Arena arena = Arena.ofConfined()) {
+            float[] values = new float[1 << 20]; // 4 MiB: whole pages to give back
+            for (int i = 0; i < values.length; i++) values[i] = i % 1000 - 500;
+            Path file = dir.resolve("big.safetensors");
+            Safetensors.write(file, Map.of("w", Tensor.fromFloats(arena, DType.F32, values, 1024, 1024)), Map.of());
+            try (Safetensors s = Safetensors.open(file)) {
+                Tensor before = s.tensor("w");
+                assertArrayEquals(values, before.toFloatArray());
+                s.releasePages();
+                assertArrayEquals(values, before.toFloatArray(), "a tensor taken before the release");
+                assertArrayEquals(values, s.tensor("w").toFloatArray(), "a tensor taken after it");
+                s.releasePages(); // again, with the pages back in
+                assertEquals(values[12345], s.tensor("w").getFloat(12, 57));
+            }
+        }
+    }
+
     /** A file from a raw header and data, for malformed cases. */
     Path raw(String header, int dataBytes) throws IOException {
         byte[] h = header.getBytes(StandardCharsets.UTF_8);
@@ -214,6 +233,10 @@ class SafetensorsTest {
         try (Checkpoint c = Checkpoint.open(dir)) {
             assertEquals(2048, c.config().hiddenSize());
             assertArrayEquals(new float[] {1, 2}, c.tensor("x.weight").toFloatArray());
+            assertArrayEquals(new float[] {3}, c.tensor("y.weight").toFloatArray());
+            Tensor x = c.tensor("x.weight");
+            c.releasePages(); // both shards open: their tensors stay readable
+            assertArrayEquals(new float[] {1, 2}, x.toFloatArray());
             assertArrayEquals(new float[] {3}, c.tensor("y.weight").toFloatArray());
             var absent = assertThrows(IllegalArgumentException.class, () -> c.tensor("q.weight"));
             assertTrue(absent.getMessage().contains("no tensor 'q.weight'"), absent.getMessage());
