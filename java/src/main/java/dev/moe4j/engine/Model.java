@@ -447,9 +447,9 @@ public final class Model implements AutoCloseable {
             List<DecoderLayer> layers = new ArrayList<>();
             for (int l = 0; l < c.numHiddenLayers(); l++) {
                 layers.add(DecoderLayer.load(checkpoint, l, options.quantize(), q8Dense, pack, loader, arena));
-                // the layer's weights were copied or converted (the few read from the map fault back in when used):
-                // without this the 27-layer bench model keeps its 16 GB checkpoint resident beside 15.6 GB of copies on
-                // a 23 GB machine, and the kernel evicts and re-reads ~700 MB of file pages during a 2-minute run
+                // the layer's weights were copied or converted; the few still read from the map (router weights,
+                // embedding rows) fault back in when used. Otherwise the 27-layer bench model keeps its 16 GB
+                // checkpoint resident beside 15.6 GB of copies on a 24 GB machine (bench/RESULTS.md)
                 checkpoint.releasePages();
                 if (progress != null) progress.accept("layer " + (l + 1) + " of " + c.numHiddenLayers());
             }

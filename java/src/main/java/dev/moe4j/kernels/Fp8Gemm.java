@@ -81,10 +81,8 @@ public final class Fp8Gemm {
      * packed weights.
      *
      * @param w E4M3 [N, K] or a stack [G, N, K] with 128x128 block scales, rows contiguous, N a multiple of 32
-     * @return the packed weights, with a copy of w's scales in arena: nothing of w is read afterwards, so w may live
-     *     in a checkpoint's map whose pages are given back (a decode step reads the scales of every expert it runs;
-     *     left in the map, they were 4 KiB file pages scattered over the checkpoint, which the kernel evicted and read
-     *     back, with read-ahead, when memory ran short)
+     * @return the packed weights, with a copy of w's scales in arena: nothing of w is read afterwards (w may be a
+     *     checkpoint's mapped tensor whose pages are given back once loaded)
      * @throws dev.moe4j.runtime.Moe4jException if the native side refuses (a CUDA context, N not a multiple of 32,
      *     K not a multiple of 128)
      */

@@ -254,8 +254,7 @@ class Fp8GemmTest {
                     }
                 }
             }
-            // The packed weights hold their own copy of the scales: the source's scales overwritten (as a map whose
-            // pages were given back would not be, but as nothing of w may be read again), the product is unchanged.
+            // The packed weights own their scales: with the source's scales zeroed, the product is unchanged.
             assertNotEquals(
                     p.qw().scales().segment().address(),
                     packed.scales().segment().address());
