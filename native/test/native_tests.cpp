@@ -609,6 +609,9 @@ int64_t prefetched_for(moe4j::ThreadPool &pool, const char *data, int64_t bytes,
     return 0;
 }
 
+// The workers prefetch a range while no run is in flight: all of a small one, the first kPrefetchBytesPerThread bytes
+// of each thread's share of a large one. A run after a prefetch has every thread take part (the worker leaves the
+// job), runs every task once, and a pool ends with a job in flight.
 void pool_prefetch() {
     const int64_t mib = int64_t{1} << 20, per_thread = moe4j::ThreadPool::kPrefetchBytesPerThread;
     std::vector<char> buffer(static_cast<size_t>(64 * mib));

@@ -460,6 +460,12 @@ final class BenchGenerateCommand {
         return tokens;
     }
 
+    /** A decode step's greedy tokens into last: each sequence's argmax of its logits row. */
+    private static void greedy(Context host, Tensor logits, Tensor argmax, Tensor sumExp, int[] last) {
+        argmax(host, logits, argmax, sumExp);
+        for (int i = 0; i < last.length; i++) last[i] = argmax.getInt(i);
+    }
+
     /**
      * The greedy pick of every row of logits into the first rows of {@code argmax} (I32, {@code sumExp} F32 beside
      * it), natively: {@code moe4j_logits_stats} on the one-thread context {@code host}. A Java copy of each row
@@ -467,12 +473,6 @@ final class BenchGenerateCommand {
      * steps. The call is kept out of the step profiler around it (a profiler of its own takes it), since it is not part
      * of a step.
      */
-    /** A decode step's greedy tokens into last: each sequence's argmax of its logits row. */
-    private static void greedy(Context host, Tensor logits, Tensor argmax, Tensor sumExp, int[] last) {
-        argmax(host, logits, argmax, sumExp);
-        for (int i = 0; i < last.length; i++) last[i] = argmax.getInt(i);
-    }
-
     private static void argmax(Context host, Tensor logits, Tensor argmax, Tensor sumExp) {
         long rows = logits.shape(0);
         try (Profiler aside = Profiler.start()) {
